@@ -1,0 +1,141 @@
+# libfaas - plain make, no autotools.
+#
+#   make            the libraries: build/libfaas.a, build/libfaas.so.0
+#   make test       every cmocka suite
+#   make check      the suites under ASan+UBSan, TSan and valgrind memcheck
+#   make examples   the example hosts;  make run: the main example
+#   make bench      benchmarks, each figure next to a floor from the same run
+#   make install    PREFIX=/usr/local DESTDIR=  (and make uninstall)
+
+VERSION_MAJOR := 0
+VERSION       := 0.1.0
+
+PREFIX  ?= /usr/local
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+PCDIR   ?= $(LIBDIR)/pkgconfig
+DESTDIR ?=
+
+CC      ?= cc
+B       ?= build
+OPT     ?= -O2
+SAN     ?=
+
+PKGS        := libevent jansson
+DEP_CFLAGS  := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+DEP_LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+WARN    := -Wall -Wextra -Wshadow -Wconversion -Wsign-conversion -Wstrict-prototypes \
+           -Wmissing-prototypes -Wpointer-arith -Wformat=2 -Wundef -Werror
+CFLAGS  ?= $(OPT) -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SAN) -Iinclude -Ilib $(DEP_CFLAGS)
+LIB_CFLAGS := $(ALL_CFLAGS) -fPIC -fvisibility=hidden
+LDLIBS_ALL := $(DEP_LIBS) -pthread -ldl
+LDFLAGS ?=
+
+LIB_SRCS  := $(wildcard lib/*.c)
+LIB_OBJS  := $(LIB_SRCS:lib/%.c=$(B)/obj/%.o)
+TEST_SRCS := $(wildcard tests/test_*.c)
+TESTS     := $(TEST_SRCS:tests/%.c=$(B)/tests/%)
+EXAMPLES  := $(patsubst examples/%/main.c,$(B)/examples/%,$(wildcard examples/*/main.c))
+BENCHES   := $(patsubst tests/bench/%.c,$(B)/bench/%,$(wildcard tests/bench/bench_*.c))
+
+STATIC := $(B)/libfaas.a
+SHARED := $(B)/libfaas.so.$(VERSION)
+SONAME := libfaas.so.$(VERSION_MAJOR)
+
+.PHONY: all deps lib test check check-asan check-tsan check-valgrind examples run \
+        bench install uninstall clean tests-build
+
+all: deps lib
+
+deps:
+	@sh tools/deps.sh
+
+lib: $(STATIC) $(SHARED) $(B)/libfaas.pc
+
+$(B)/obj/%.o: lib/%.c $(wildcard lib/*.h) include/faas.h
+	@mkdir -p $(dir $@)
+	$(CC) $(LIB_CFLAGS) -c $< -o $@
+
+$(STATIC): $(LIB_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(SHARED): $(LIB_OBJS)
+	$(CC) -shared -Wl,-soname,$(SONAME) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS_ALL)
+	ln -sf libfaas.so.$(VERSION) $(B)/$(SONAME)
+	ln -sf $(SONAME) $(B)/libfaas.so
+
+$(B)/libfaas.pc: pkgconfig/libfaas.pc.in Makefile
+	@mkdir -p $(B)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCDIR@|$(INCDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+
+# Tests link the static library so they can reach lib/ internals.
+$(B)/tests/%: tests/%.c tests/testutil.h $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(STATIC) $(CMOCKA_LIBS) $(LDLIBS_ALL)
+
+$(B)/examples/%: examples/%/main.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS_ALL)
+
+$(B)/bench/%: tests/bench/%.c tests/bench/bench.h $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/bench $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS_ALL)
+
+tests-build: $(TESTS)
+
+test: deps lib tests-build
+	@sh tools/run-tests.sh "$(RUNNER)" $(TESTS)
+
+# Sanitizer builds live in their own trees so they never mix with build/.
+check:
+	@WITH_CHECK_TOOLS=1 sh tools/deps.sh
+	$(MAKE) --no-print-directory check-asan
+	$(MAKE) --no-print-directory check-tsan
+	$(MAKE) --no-print-directory check-valgrind
+
+check-asan:
+	ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1" \
+	    $(MAKE) --no-print-directory B=build/asan OPT=-O1 \
+	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+	    test
+
+check-tsan:
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	    $(MAKE) --no-print-directory B=build/tsan OPT=-O1 SAN="-fsanitize=thread" test
+
+check-valgrind:
+	$(MAKE) --no-print-directory B=build/valgrind OPT=-O0 \
+	    RUNNER="valgrind -q --leak-check=full --show-leak-kinds=definite,indirect,possible \
+	    --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99 \
+	    --track-fds=no" test
+
+examples: deps lib $(EXAMPLES)
+
+run: deps lib $(B)/examples/hello
+	./$(B)/examples/hello
+
+bench: deps lib $(BENCHES)
+	@for b in $(BENCHES); do echo "== $$b"; ./$$b || exit 1; done
+
+install: lib
+	install -d $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PCDIR)
+	install -m 644 include/faas.h $(DESTDIR)$(INCDIR)/faas.h
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/libfaas.a
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/libfaas.so.$(VERSION)
+	ln -sf libfaas.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libfaas.so
+	install -m 644 $(B)/libfaas.pc $(DESTDIR)$(PCDIR)/libfaas.pc
+	-[ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null && ldconfig || true
+
+uninstall:
+	rm -f $(DESTDIR)$(INCDIR)/faas.h $(DESTDIR)$(LIBDIR)/libfaas.a \
+	      $(DESTDIR)$(LIBDIR)/libfaas.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+	      $(DESTDIR)$(LIBDIR)/libfaas.so $(DESTDIR)$(PCDIR)/libfaas.pc
+
+clean:
+	rm -rf build

@@ -1,0 +1,468 @@
+/*
+ * faas.h - libfaas, an embeddable Functions-as-a-Service runtime.
+ *
+ * A host program creates a runtime on its own libevent event_base, registers
+ * functions (a name, a handler and a policy), and invokes them. Every call in
+ * this header is made on the thread that runs the base; every callback is
+ * delivered on that thread, from the loop, never inside the call that started
+ * the work.
+ *
+ * Conventions:
+ *  - functions return 0 (or a non-negative id) on success and a negative
+ *    FAAS_E* code on failure; faas_strerror() names the code;
+ *  - strings and option structs passed in are copied;
+ *  - json_t arguments are borrowed: the caller keeps its reference;
+ *  - returned pointers say in their comment how long they stay valid;
+ *  - option structs are versioned: start each from its _INIT macro.
+ *
+ * MIT licensed. See LICENSE.
+ */
+#ifndef FAAS_H
+#define FAAS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define FAAS_EXTERN
+#elif defined(__GNUC__) || defined(__clang__)
+#define FAAS_EXTERN __attribute__((visibility("default")))
+#else
+#define FAAS_EXTERN
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define FAAS_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define FAAS_PRINTF(f, a)
+#endif
+
+#define FAAS_VERSION_MAJOR 0
+#define FAAS_VERSION_MINOR 1
+#define FAAS_VERSION_PATCH 0
+#define FAAS_VERSION_STRING "0.1.0"
+
+struct event_base;
+struct evhttp;
+struct evbuffer;
+
+struct faas_runtime;
+struct faas_ctx;
+struct faas_result;
+
+/* ------------------------------------------------------------------ */
+/* Error codes                                                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The one table of error codes: XX(name, value, message). The values are
+ * stable and negative; faas_strerror() returns the message.
+ */
+#define FAAS_ERRNO_MAP(XX)                                                  \
+    XX(EINVAL, -1, "invalid argument")                                      \
+    XX(ENOMEM, -2, "out of memory")                                         \
+    XX(ENOENT, -3, "no such function")                                      \
+    XX(EEXIST, -4, "function already exists")                               \
+    XX(EBUSY, -5, "resource busy or called from inside the loop")           \
+    XX(ETOOBIG, -6, "payload too large")                                    \
+    XX(ETHROTTLED, -7, "rate exceeded: too many concurrent invocations")    \
+    XX(ETIMEDOUT, -8, "task timed out")                                     \
+    XX(EHANDLER, -9, "the function returned an error")                      \
+    XX(ECRASHED, -10, "the function's instance died")                       \
+    XX(EMEMLIMIT, -11, "the function exceeded its memory limit")            \
+    XX(EINIT, -12, "function initialisation failed")                        \
+    XX(ECANCELED, -13, "cancelled: runtime freed or function unregistered") \
+    XX(EINPROGRESS, -14, "an invocation with this idempotency key is in progress") \
+    XX(EIDEMPOTENCY_MISMATCH, -15, "idempotency key reused with a different payload") \
+    XX(ENOKEY, -16, "idempotency key required and absent")                  \
+    XX(EPARSE, -17, "parse error")                                          \
+    XX(ESYS, -18, "system call failed")
+
+enum faas_error {
+#define FAAS_ERR_ENUM_(name, value, msg) FAAS_##name = (value),
+    FAAS_ERRNO_MAP(FAAS_ERR_ENUM_)
+#undef FAAS_ERR_ENUM_
+    FAAS_OK = 0
+};
+
+/*
+ * The message for an error code, or "unknown error" for a value that is not
+ * in the table. 0 gives "success". Returns a static string.
+ */
+FAAS_EXTERN const char *faas_strerror(int err);
+
+/* The code's name without the prefix ("ETIMEDOUT"), or NULL if unknown. */
+FAAS_EXTERN const char *faas_strerror_name(int err);
+
+/* The library's version, "MAJOR.MINOR.PATCH". Returns a static string. */
+FAAS_EXTERN const char *faas_version(void);
+
+/* ------------------------------------------------------------------ */
+/* Callbacks and clock                                                 */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A handler: reads `event` (borrowed, valid until the handler returns) and
+ * sets *result to a new reference (or leaves it NULL for JSON null), which
+ * the runtime takes over. Returns 0 on success; anything else fails the
+ * invocation with FAAS_EHANDLER. THREAD handlers run on a worker thread and
+ * may only call the faas_ctx_* functions of the runtime.
+ */
+typedef int (*faas_handler_fn)(struct faas_ctx *ctx, json_t *event, json_t **result);
+
+/*
+ * Runs once when an instance is created (the cold start), on the thread the
+ * instance runs on. Sets *state to whatever the handler should find with
+ * faas_ctx_state(). Returns 0, or non-zero (or faas_ctx_fail()) to fail the
+ * cold start with FAAS_EINIT.
+ */
+typedef int (*faas_init_fn)(struct faas_ctx *ctx, void **state);
+
+/* Runs once when an instance is dropped, with the state init made. */
+typedef void (*faas_fini_fn)(void *state);
+
+/* Result callback: `res` is borrowed, valid until the callback returns. */
+typedef void (*faas_result_fn)(const struct faas_result *res, void *arg);
+
+/* Kinds of log record delivered to a faas_log_fn. */
+enum faas_log_kind {
+    FAAS_LOG_REPORT = 1, /* one invocation finished: see `result` */
+    FAAS_LOG_LINE = 2    /* a line logged with faas_ctx_log(): see `line` */
+};
+
+/*
+ * A log record. All pointers are borrowed, valid until the log callback
+ * returns.
+ */
+struct faas_log_record {
+    enum faas_log_kind kind;
+    const char *function;             /* the function's name */
+    const char *request_id;           /* the invocation's request id */
+    const char *line;                 /* FAAS_LOG_LINE: the text, no newline */
+    const struct faas_result *result; /* FAAS_LOG_REPORT: the result */
+};
+
+typedef void (*faas_log_fn)(const struct faas_log_record *rec, void *arg);
+
+/*
+ * A replaceable clock, for tests. now_ns is monotonic; wall_ns is
+ * nanoseconds since the Unix epoch. NULL members use the system's clocks.
+ * Both may be called from worker threads and must be thread-safe.
+ */
+struct faas_clock {
+    uint64_t (*now_ns)(void *arg);
+    int64_t (*wall_ns)(void *arg);
+    void *arg;
+};
+
+/* ------------------------------------------------------------------ */
+/* Runtime                                                             */
+/* ------------------------------------------------------------------ */
+
+#define FAAS_RUNTIME_OPTS_VERSION 1
+
+struct faas_runtime_opts {
+    unsigned int version;       /* FAAS_RUNTIME_OPTS_VERSION */
+    unsigned int thread_workers; /* THREAD worker threads; 0 = CPU count */
+    int zygote;                 /* 1: fork a zygote for PROCESS functions */
+    size_t max_sync_payload;    /* bytes of serialised JSON; 6 MiB */
+    size_t max_async_payload;   /* bytes of serialised JSON; 256 KiB */
+    faas_log_fn log;            /* every invocation's record; NULL = none */
+    void *log_arg;
+    struct faas_clock clock;    /* zeroes: the system clocks */
+};
+
+#define FAAS_RUNTIME_OPTS_INIT                                              \
+    {                                                                       \
+        FAAS_RUNTIME_OPTS_VERSION, 0, 1, 6u * 1024u * 1024u, 256u * 1024u,  \
+            NULL, NULL, { NULL, NULL, NULL }                                \
+    }
+
+/*
+ * Creates a runtime on the host's event base. The base is borrowed: it must
+ * outlive the runtime, and libfaas only adds events to it. `opts` is copied;
+ * NULL means the defaults. On success writes the runtime to *out; on failure
+ * leaves *out untouched.
+ * Returns 0, FAAS_EINVAL (NULL out or base, unknown opts version), FAAS_ENOMEM
+ * or FAAS_ESYS.
+ */
+FAAS_EXTERN int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
+                                 const struct faas_runtime_opts *opts);
+
+/*
+ * Frees the runtime: every pending result callback runs once with
+ * FAAS_ECANCELED before this returns, worker threads are joined (a THREAD
+ * handler that is still running is flagged cancelled and waited for), every
+ * instance is finalised. Safe to call from inside a callback of this runtime:
+ * the work then happens when that callback returns. NULL is a no-op.
+ */
+FAAS_EXTERN void faas_runtime_free(struct faas_runtime *rt);
+
+/* ------------------------------------------------------------------ */
+/* Functions                                                           */
+/* ------------------------------------------------------------------ */
+
+enum faas_isolation {
+    FAAS_ISOLATION_INLINE = 0,
+    FAAS_ISOLATION_THREAD = 1,
+    FAAS_ISOLATION_PROCESS = 2
+};
+
+#define FAAS_IDEMPOTENCY_OPTS_VERSION 1
+
+struct faas_store;
+
+struct faas_idempotency_opts {
+    unsigned int version;      /* FAAS_IDEMPOTENCY_OPTS_VERSION */
+    const char *key_path;      /* dotted JSON path of the key in the event */
+    const char *validate_path; /* part that must match on a replay; NULL */
+    uint32_t ttl_s;            /* how long a completed result is kept; 3600 */
+    uint32_t max_entries;      /* LRU bound of the memory store; 0 = none */
+    int required;              /* 1: a missing key is FAAS_ENOKEY */
+    struct faas_store *store;  /* NULL: the runtime's memory store */
+};
+
+#define FAAS_IDEMPOTENCY_OPTS_INIT                                          \
+    { FAAS_IDEMPOTENCY_OPTS_VERSION, NULL, NULL, 3600u, 0u, 0, NULL }
+
+enum faas_overflow { FAAS_OVERFLOW_REJECT = 0, FAAS_OVERFLOW_DROP_OLDEST = 1 };
+
+#define FAAS_ASYNC_OPTS_VERSION 1
+
+struct faas_async_opts {
+    unsigned int version;       /* FAAS_ASYNC_OPTS_VERSION */
+    uint32_t max_retries;       /* 2 */
+    uint32_t retry_base_ms;     /* 1000 */
+    uint64_t max_event_age_ms;  /* 6 hours */
+    uint32_t max_queue;         /* 100000 events; 0 = unbounded */
+    enum faas_overflow overflow;
+    const char *on_success;     /* destination function, NULL = none */
+    const char *on_failure;     /* destination function, NULL = none */
+    faas_result_fn on_complete; /* each event's final result */
+    void *on_complete_arg;
+    faas_result_fn dead_letter; /* events that failed for good */
+    void *dead_letter_arg;
+};
+
+#define FAAS_ASYNC_OPTS_INIT                                                \
+    {                                                                       \
+        FAAS_ASYNC_OPTS_VERSION, 2u, 1000u, 6u * 3600u * 1000u, 100000u,    \
+            FAAS_OVERFLOW_REJECT, NULL, NULL, NULL, NULL, NULL, NULL        \
+    }
+
+#define FAAS_FUNCTION_OPTS_VERSION 1
+
+struct faas_function_opts {
+    unsigned int version;          /* FAAS_FUNCTION_OPTS_VERSION */
+    enum faas_isolation isolation; /* THREAD */
+    uint32_t timeout_ms;           /* 3000; 0 = none */
+    uint32_t init_timeout_ms;      /* 10000; 0 = none */
+    uint32_t memory_mb;            /* 128 */
+    uint32_t min_warm;             /* instances kept warm; 0 */
+    uint32_t max_concurrency;      /* instances at most; 0 = unlimited */
+    uint32_t max_queue;            /* invocations that may wait; 0 */
+    uint32_t idle_timeout_ms;      /* reap idle instances; 600000; 0 = never */
+    uint32_t max_uses;             /* recycle after; 0 = unlimited */
+    faas_init_fn init;             /* NULL: no init */
+    faas_fini_fn fini;             /* NULL: no fini */
+    const struct faas_idempotency_opts *idempotency; /* NULL: none */
+    const struct faas_async_opts *async;             /* NULL: defaults */
+    const char *handler;           /* COMMAND: _HANDLER */
+    const char *task_root;         /* COMMAND: LAMBDA_TASK_ROOT, cwd */
+    const char *const *env;        /* COMMAND: "KEY=VALUE", NULL-terminated */
+};
+
+#define FAAS_FUNCTION_OPTS_INIT                                             \
+    {                                                                       \
+        FAAS_FUNCTION_OPTS_VERSION, FAAS_ISOLATION_THREAD, 3000u, 10000u,   \
+            128u, 0u, 0u, 0u, 600000u, 0u, NULL, NULL, NULL, NULL, NULL,    \
+            NULL, NULL                                                      \
+    }
+
+/* Longest function name accepted, in bytes (Lambda's limit). */
+#define FAAS_NAME_MAX 64
+
+/*
+ * Registers a function under `name` (copied; 1..FAAS_NAME_MAX bytes of
+ * letters, digits, '-' and '_'). `opts` is copied; NULL means the defaults.
+ * Instances for min_warm are created at once, in the background.
+ * Returns 0, FAAS_EINVAL (NULL or bad arguments, unknown opts version,
+ * an isolation this build cannot run), FAAS_EEXIST, FAAS_ENOMEM or
+ * FAAS_ESYS (a worker thread could not be started).
+ */
+FAAS_EXTERN int faas_register(struct faas_runtime *rt, const char *name,
+                              faas_handler_fn fn, const struct faas_function_opts *opts);
+
+/*
+ * Removes a function. Invocations still waiting for it complete with
+ * FAAS_ECANCELED, from the loop; running ones are flagged cancelled and
+ * complete with FAAS_ECANCELED; their instances are finalised when their
+ * handlers return. The name can be registered again at once.
+ * Returns 0, FAAS_EINVAL or FAAS_ENOENT.
+ */
+FAAS_EXTERN int faas_unregister(struct faas_runtime *rt, const char *name);
+
+/* ------------------------------------------------------------------ */
+/* Invocation                                                          */
+/* ------------------------------------------------------------------ */
+
+/* A request id: a UUIDv4 string and its terminating NUL. */
+#define FAAS_REQUEST_ID_SIZE 37
+
+#define FAAS_INVOKE_OPTS_VERSION 1
+
+struct faas_invoke_opts {
+    unsigned int version;    /* FAAS_INVOKE_OPTS_VERSION */
+    uint32_t timeout_ms;     /* 0 = the function's; may only shorten it */
+    const char *idempotency_key; /* copied; NULL = from the event */
+    const char *trace_id;    /* copied; NULL = none */
+    json_t *client_context;  /* borrowed; NULL = none */
+};
+
+#define FAAS_INVOKE_OPTS_INIT { FAAS_INVOKE_OPTS_VERSION, 0u, NULL, NULL, NULL }
+
+/*
+ * Invokes a function, request/response. `event` is borrowed (NULL is JSON
+ * null); the runtime keeps its own reference (INLINE) or a deep copy
+ * (THREAD), so do not modify it until `cb` has run. `opts` may be NULL.
+ * `cb` runs exactly once, later, from the loop, with the result; if this
+ * call returns an error it never runs.
+ * Returns 0, FAAS_EINVAL, FAAS_ENOENT, FAAS_ETOOBIG (event over the sync
+ * payload limit), FAAS_ETHROTTLED (max_concurrency instances busy and
+ * max_queue invocations waiting) or FAAS_ENOMEM.
+ */
+FAAS_EXTERN int faas_invoke(struct faas_runtime *rt, const char *name, json_t *event,
+                            const struct faas_invoke_opts *opts, faas_result_fn cb,
+                            void *arg);
+
+/*
+ * Invokes a function and waits for its result by running the host's event
+ * base (other events on it may run meanwhile). On success writes a result
+ * that the caller owns and frees with faas_result_free(); the call succeeds
+ * whenever a result was produced, so check faas_result_status().
+ * Returns 0, FAAS_EBUSY (called from inside a callback of the loop), or
+ * any error of faas_invoke().
+ */
+FAAS_EXTERN int faas_invoke_sync(struct faas_runtime *rt, const char *name, json_t *event,
+                                 const struct faas_invoke_opts *opts,
+                                 struct faas_result **out);
+
+/* Frees a result returned by faas_invoke_sync(). NULL is a no-op. */
+FAAS_EXTERN void faas_result_free(struct faas_result *res);
+
+/* 0 on success, or the FAAS_E* code the invocation failed with. */
+FAAS_EXTERN int faas_result_status(const struct faas_result *res);
+
+/*
+ * The payload: the handler's result on success, the error object
+ * {"errorType":..., "errorMessage":...} on failure. Borrowed, valid as long
+ * as the result; incref it to keep it.
+ */
+FAAS_EXTERN json_t *faas_result_payload(const struct faas_result *res);
+
+/* Borrowed strings, valid as long as the result. */
+FAAS_EXTERN const char *faas_result_request_id(const struct faas_result *res);
+FAAS_EXTERN const char *faas_result_function_name(const struct faas_result *res);
+FAAS_EXTERN const char *faas_result_error_type(const struct faas_result *res);    /* NULL on success */
+FAAS_EXTERN const char *faas_result_error_message(const struct faas_result *res); /* NULL on success */
+
+/* Time in the handler, and in init for a cold start (0 when warm). */
+FAAS_EXTERN uint64_t faas_result_duration_us(const struct faas_result *res);
+FAAS_EXTERN uint64_t faas_result_init_duration_us(const struct faas_result *res);
+/* The duration rounded up to the next millisecond, at least 1 ms. */
+FAAS_EXTERN uint64_t faas_result_billed_duration_ms(const struct faas_result *res);
+FAAS_EXTERN uint32_t faas_result_memory_size_mb(const struct faas_result *res);
+FAAS_EXTERN int faas_result_cold_start(const struct faas_result *res);
+/*
+ * Peak memory of the instance in KiB. INLINE and THREAD instances share the
+ * host process: they report its peak resident size.
+ */
+FAAS_EXTERN uint64_t faas_result_max_memory_kb(const struct faas_result *res);
+FAAS_EXTERN int faas_result_replayed(const struct faas_result *res);
+
+/*
+ * Formats Lambda's REPORT line into buf (NUL-terminated, truncated to size):
+ * "REPORT RequestId: <id>\tDuration: 1.23 ms\tBilled Duration: 2 ms\t
+ * Memory Size: 128 MB\tMax Memory Used: 3 MB[\tInit Duration: 4.56 ms]".
+ * Returns the length the whole line needs, like snprintf, or FAAS_EINVAL.
+ */
+FAAS_EXTERN int faas_result_report(const struct faas_result *res, char *buf, size_t size);
+
+/* ------------------------------------------------------------------ */
+/* Context (inside handlers and init)                                  */
+/* ------------------------------------------------------------------ */
+
+/* Borrowed strings, valid until the handler returns. */
+FAAS_EXTERN const char *faas_ctx_request_id(const struct faas_ctx *ctx);
+FAAS_EXTERN const char *faas_ctx_function_name(const struct faas_ctx *ctx);
+/* The trace id given to the invocation, or NULL. */
+FAAS_EXTERN const char *faas_ctx_trace_id(const struct faas_ctx *ctx);
+
+/* Milliseconds until the deadline (negative past it); INT64_MAX if none. */
+FAAS_EXTERN int64_t faas_ctx_remaining_ms(const struct faas_ctx *ctx);
+FAAS_EXTERN uint32_t faas_ctx_memory_limit_mb(const struct faas_ctx *ctx);
+/* Non-zero once the invocation timed out or was cancelled: stop and return. */
+FAAS_EXTERN int faas_ctx_cancelled(const struct faas_ctx *ctx);
+/* The state this instance's init made (NULL without init). */
+FAAS_EXTERN void *faas_ctx_state(const struct faas_ctx *ctx);
+/* The client context given to the invocation (borrowed), or NULL. */
+FAAS_EXTERN json_t *faas_ctx_client_context(const struct faas_ctx *ctx);
+
+/*
+ * Fails the invocation with FAAS_EHANDLER (FAAS_EINIT inside init), whatever
+ * the handler then returns. error_type NULL means "Error"; the message is
+ * formatted like printf. The first call wins. Returns FAAS_EHANDLER, or
+ * FAAS_EINIT inside init, so a handler can `return faas_ctx_fail(...)`.
+ */
+FAAS_EXTERN int faas_ctx_fail(struct faas_ctx *ctx, const char *error_type, const char *fmt,
+                              ...) FAAS_PRINTF(3, 4);
+
+/*
+ * Logs a line for this invocation; it reaches the runtime's log callback as a
+ * FAAS_LOG_LINE record tagged with the request id, before the invocation's
+ * REPORT. Lines over 4 KiB are truncated.
+ */
+FAAS_EXTERN void faas_ctx_log(struct faas_ctx *ctx, const char *fmt, ...) FAAS_PRINTF(2, 3);
+
+/* ------------------------------------------------------------------ */
+/* Metrics                                                             */
+/* ------------------------------------------------------------------ */
+
+struct faas_stats {
+    uint64_t invocations; /* invocations that produced a result */
+    uint64_t errors;      /* results with a non-zero status */
+    uint64_t timeouts;    /* results with FAAS_ETIMEDOUT */
+    uint64_t throttles;   /* invocations refused with FAAS_ETHROTTLED */
+    uint64_t cold_starts; /* instances created for an invocation */
+    uint64_t replays;     /* idempotent replays */
+    uint32_t instances;   /* instances alive now */
+    uint32_t concurrency; /* instances busy now */
+    uint32_t queued;      /* invocations waiting for an instance now */
+};
+
+/*
+ * Reads one function's counters, or the sum over all functions when
+ * `function` is NULL. Returns 0, FAAS_EINVAL or FAAS_ENOENT.
+ */
+FAAS_EXTERN int faas_stats(struct faas_runtime *rt, const char *function,
+                           struct faas_stats *out);
+
+/*
+ * Appends the counters and duration histograms of every function to `out`
+ * in the Prometheus text exposition format, labelled function="<name>".
+ * Returns 0, FAAS_EINVAL or FAAS_ENOMEM.
+ */
+FAAS_EXTERN int faas_metrics_write(struct faas_runtime *rt, struct evbuffer *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FAAS_H */

@@ -1,0 +1,87 @@
+/*
+ * testutil.h - shared helpers of the cmocka suites: drive the host's loop
+ * until a condition holds, with a bound, never a bare sleep.
+ */
+#ifndef FAAS_TESTUTIL_H
+#define FAAS_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+
+#include "faas.h"
+
+static inline uint64_t tu_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/*
+ * Runs the loop one pass at a time until *counter >= want or bound_ms of real
+ * time has passed. Returns 1 when the condition held, 0 on the bound.
+ * A pass blocks at most 10 ms so the bound is honoured even when nothing is
+ * pending on the base.
+ */
+static inline void tu_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+static inline int tu_run_until(struct event_base *base, const int *counter, int want,
+                               unsigned bound_ms)
+{
+    uint64_t end = tu_now_ms() + bound_ms;
+    struct timeval tick = { 0, 10000 };
+    struct event *ev = event_new(base, -1, 0, tu_tick_cb, NULL);
+    int ok = 1;
+    while (*counter < want) {
+        if (tu_now_ms() > end) {
+            ok = 0;
+            break;
+        }
+        event_add(ev, &tick);
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+    event_free(ev);
+    return ok;
+}
+
+/* Runs the loop for about ms milliseconds of real time (to let things happen
+ * that must NOT happen, e.g. a callback that must not run twice). */
+static inline void tu_run_for(struct event_base *base, unsigned ms)
+{
+    struct timeval tv = { (time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u) };
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);
+}
+
+/* A fake clock for tests: both clocks read *ns, advanced by the test. */
+struct tu_clock {
+    uint64_t ns;
+};
+
+static inline uint64_t tu_clock_now(void *arg)
+{
+    return __atomic_load_n(&((struct tu_clock *)arg)->ns, __ATOMIC_SEQ_CST);
+}
+
+static inline int64_t tu_clock_wall(void *arg)
+{
+    return (int64_t)(1700000000ull * 1000000000ull + tu_clock_now(arg));
+}
+
+static inline void tu_clock_advance(struct tu_clock *c, uint64_t ns)
+{
+    __atomic_add_fetch(&c->ns, ns, __ATOMIC_SEQ_CST);
+}
+
+#endif
