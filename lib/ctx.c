@@ -1,0 +1,124 @@
+/*
+ * ctx.c - the context a handler (or init) gets: who it is, how long it has,
+ * the instance's state, and the ways to fail and to log.
+ *
+ * A context is part of its invocation record and is used by one thread at a
+ * time: the loop for INLINE, the worker for THREAD. The two fields the loop
+ * may touch while a worker runs (the cancel flag and the deadline) are
+ * atomics. Log lines are kept on the record and delivered from the loop when
+ * the invocation ends, before its REPORT.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "faas_int.h"
+
+const char *faas_ctx_request_id(const struct faas_ctx *ctx)
+{
+    return ctx ? ctx->request_id : NULL;
+}
+
+const char *faas_ctx_function_name(const struct faas_ctx *ctx)
+{
+    return ctx ? ctx->fn->name : NULL;
+}
+
+const char *faas_ctx_trace_id(const struct faas_ctx *ctx)
+{
+    return ctx ? ctx->trace_id : NULL;
+}
+
+json_t *faas_ctx_client_context(const struct faas_ctx *ctx)
+{
+    return ctx ? ctx->client_context : NULL;
+}
+
+int64_t faas_ctx_remaining_ms(const struct faas_ctx *ctx)
+{
+    uint64_t deadline, now;
+    if (!ctx)
+        return 0;
+    deadline = atomic_load(&((struct faas_ctx *)ctx)->deadline_ns);
+    if (deadline == 0)
+        return INT64_MAX;
+    now = faas_now_ns(ctx->rt);
+    if (now >= deadline)
+        return -(int64_t)((now - deadline) / 1000000u);
+    return (int64_t)((deadline - now) / 1000000u);
+}
+
+uint32_t faas_ctx_memory_limit_mb(const struct faas_ctx *ctx)
+{
+    return ctx ? ctx->fn->opts.memory_mb : 0;
+}
+
+int faas_ctx_cancelled(const struct faas_ctx *ctx)
+{
+    struct faas_ctx *c = (struct faas_ctx *)ctx;
+    uint64_t deadline;
+    if (!c)
+        return 0;
+    if (atomic_load(&c->cancelled))
+        return 1;
+    deadline = atomic_load(&c->deadline_ns);
+    return deadline != 0 && faas_now_ns(c->rt) >= deadline;
+}
+
+void *faas_ctx_state(const struct faas_ctx *ctx)
+{
+    return ctx ? ctx->state : NULL;
+}
+
+int faas_ctx_fail(struct faas_ctx *ctx, const char *error_type, const char *fmt, ...)
+{
+    va_list ap;
+    char *msg = NULL;
+
+    if (!ctx)
+        return FAAS_EINVAL;
+    if (!ctx->failed) {
+        ctx->failed = 1;
+        free(ctx->error_type);
+        free(ctx->error_message);
+        ctx->error_type = strdup(error_type ? error_type : "Error");
+        if (fmt) {
+            va_start(ap, fmt);
+            if (vasprintf(&msg, fmt, ap) < 0)
+                msg = NULL;
+            va_end(ap);
+        }
+        ctx->error_message = msg ? msg : strdup("");
+    }
+    return ctx->in_init ? FAAS_EINIT : FAAS_EHANDLER;
+}
+
+void faas_ctx_log(struct faas_ctx *ctx, const char *fmt, ...)
+{
+    va_list ap;
+    char buf[FAAS_LOGLINE_MAX];
+    struct faas_logline *l;
+    int n;
+    size_t len;
+
+    if (!ctx || !fmt)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    len = (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1;
+    while (len > 0 && buf[len - 1] == '\n')
+        len--;
+    l = malloc(sizeof *l + len + 1);
+    if (!l)
+        return;
+    l->next = NULL;
+    l->len = len;
+    memcpy(l->text, buf, len);
+    l->text[len] = '\0';
+    *ctx->log_tail = l;
+    ctx->log_tail = &l->next;
+}

@@ -1,0 +1,41 @@
+/*
+ * error.c - the error codes' names and messages.
+ *
+ * Both come from FAAS_ERRNO_MAP in faas.h, the one table; the switches have
+ * no default case, so a code added to the enum without a message is a
+ * compiler warning (and warnings are errors).
+ */
+#include "faas_int.h"
+
+const char *faas_strerror(int err)
+{
+    switch ((enum faas_error)err) {
+#define FAAS_ERR_MSG_(name, value, msg)                                     \
+    case FAAS_##name:                                                       \
+        return msg;
+        FAAS_ERRNO_MAP(FAAS_ERR_MSG_)
+#undef FAAS_ERR_MSG_
+    case FAAS_OK:
+        return "success";
+    }
+    return "unknown error";
+}
+
+const char *faas_strerror_name(int err)
+{
+    switch ((enum faas_error)err) {
+#define FAAS_ERR_NAME_(name, value, msg)                                    \
+    case FAAS_##name:                                                       \
+        return #name;
+        FAAS_ERRNO_MAP(FAAS_ERR_NAME_)
+#undef FAAS_ERR_NAME_
+    case FAAS_OK:
+        return "OK";
+    }
+    return NULL;
+}
+
+const char *faas_version(void)
+{
+    return FAAS_VERSION_STRING;
+}

@@ -1,0 +1,243 @@
+/*
+ * exec_thread.c - the worker threads of THREAD functions.
+ *
+ * One pool per runtime, started when the first THREAD function is
+ * registered, shared by every THREAD function. The loop submits jobs to a
+ * FIFO under a mutex and wakes a worker only if one is waiting. A worker
+ * runs the job and appends it to the completion list; the worker that makes
+ * that list non-empty writes the eventfd once, so any number of completions
+ * cost the loop one wake-up and one read. The eventfd's read event stays
+ * registered on the host's base while the pool exists.
+ *
+ * Stopping (faas_runtime_free): the workers drain the queue, skipping
+ * invocations already cancelled and min_warm inits, run what fini jobs there
+ * are, and exit; the loop thread joins them and then hands each completed
+ * job back to its owner.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "faas_int.h"
+
+struct faas_tpool {
+    struct faas_runtime *rt;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct faas_list jobs;
+    unsigned nwaiting; /* workers blocked on cv */
+    int stop;
+    atomic_int stopping;
+
+    pthread_mutex_t done_mu;
+    struct faas_list done;
+
+    int efd;
+    struct event *ev;
+    pthread_t *threads;
+    unsigned nthreads;
+};
+
+static void run_init_job(struct faas_job *job)
+{
+    struct faas_instance *inst = job->inst;
+    struct faas_ctx ctx;
+    struct faas_logline *l, *next;
+    uint64_t ns;
+
+    memset(&ctx, 0, sizeof ctx);
+    ctx.rt = inst->fn->rt;
+    ctx.fn = inst->fn;
+    ctx.request_id = "";
+    ctx.log_tail = &ctx.log_head;
+    faas_instance_init(inst, &ctx, &ns);
+    /* No invocation to report to: what init said is dropped. */
+    free(ctx.error_type);
+    free(ctx.error_message);
+    for (l = ctx.log_head; l; l = next) {
+        next = l->next;
+        free(l);
+    }
+}
+
+void faas_job_run(struct faas_job *job)
+{
+    switch (job->kind) {
+    case FAAS_JOB_INVOKE:
+        faas_inv_execute(job->inv);
+        break;
+    case FAAS_JOB_INIT:
+        run_init_job(job);
+        break;
+    case FAAS_JOB_FINI:
+        job->inst->fn->opts.fini(job->inst->state);
+        break;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct faas_tpool *p = arg;
+    struct faas_list *e;
+    uint64_t one = 1;
+
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (faas_list_empty(&p->jobs) && !p->stop) {
+            p->nwaiting++;
+            pthread_cond_wait(&p->cv, &p->mu);
+            p->nwaiting--;
+        }
+        e = faas_list_pop_head(&p->jobs);
+        pthread_mutex_unlock(&p->mu);
+        if (!e)
+            break; /* stopping, and nothing left */
+        {
+            struct faas_job *job = FAAS_CONTAINER_OF(e, struct faas_job, link);
+            int was_empty;
+            /* At teardown a min_warm init is pointless: the instance is
+             * dropped unused. Cancelled invocations skip themselves. */
+            if (!(job->kind == FAAS_JOB_INIT && atomic_load(&p->stopping)))
+                faas_job_run(job);
+            pthread_mutex_lock(&p->done_mu);
+            was_empty = faas_list_empty(&p->done);
+            faas_list_insert_tail(&p->done, &job->link);
+            pthread_mutex_unlock(&p->done_mu);
+            if (was_empty) {
+                ssize_t w;
+                do
+                    w = write(p->efd, &one, sizeof one);
+                while (w < 0 && errno == EINTR);
+            }
+        }
+    }
+    return NULL;
+}
+
+void faas_job_done(struct faas_runtime *rt, struct faas_job *job)
+{
+    (void)rt;
+    if (job->kind == FAAS_JOB_INVOKE) {
+        struct faas_inv *inv = job->inv;
+        inv->submitted = 0;
+        faas_timer_cancel_deadline(inv);
+        faas_inv_finish(inv);
+    } else {
+        faas_pool_job_done(job);
+    }
+}
+
+/* Takes every completed job and hands it back. Returns 1 if the runtime was
+ * freed by a callback and must not be touched. */
+static int drain_done(struct faas_tpool *p)
+{
+    struct faas_runtime *rt = p->rt;
+    struct faas_list batch, *e;
+
+    faas_list_init(&batch);
+    pthread_mutex_lock(&p->done_mu);
+    faas_list_splice(&batch, &p->done);
+    pthread_mutex_unlock(&p->done_mu);
+    faas_rt_enter(rt);
+    while ((e = faas_list_pop_head(&batch)) != NULL)
+        faas_job_done(rt, FAAS_CONTAINER_OF(e, struct faas_job, link));
+    return faas_rt_leave(rt);
+}
+
+static void efd_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct faas_tpool *p = arg;
+    uint64_t n;
+    (void)what;
+    /* Read first: a completion after the read writes again. */
+    if (read(fd, &n, sizeof n) < 0 && errno != EAGAIN && errno != EINTR)
+        return;
+    drain_done(p);
+}
+
+int faas_tpool_start(struct faas_runtime *rt, unsigned nthreads)
+{
+    struct faas_tpool *p;
+    unsigned i;
+    long ncpu;
+
+    if (nthreads == 0) {
+        ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        nthreads = ncpu > 0 ? (unsigned)ncpu : 1u;
+    }
+    p = calloc(1, sizeof *p);
+    if (!p)
+        return FAAS_ENOMEM;
+    p->rt = rt;
+    faas_list_init(&p->jobs);
+    faas_list_init(&p->done);
+    p->threads = calloc(nthreads, sizeof *p->threads);
+    p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (!p->threads || p->efd < 0)
+        goto fail;
+    p->ev = event_new(rt->base, p->efd, EV_READ | EV_PERSIST, efd_cb, p);
+    if (!p->ev || event_add(p->ev, NULL) != 0)
+        goto fail;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    pthread_mutex_init(&p->done_mu, NULL);
+    for (i = 0; i < nthreads; i++) {
+        if (pthread_create(&p->threads[i], NULL, worker_main, p) != 0)
+            break;
+        p->nthreads++;
+    }
+    rt->pool = p;
+    if (p->nthreads == 0) {
+        faas_tpool_stop(rt);
+        return FAAS_ESYS;
+    }
+    return 0;
+fail:
+    if (p->ev)
+        event_free(p->ev);
+    if (p->efd >= 0)
+        close(p->efd);
+    free(p->threads);
+    free(p);
+    return FAAS_ESYS;
+}
+
+void faas_tpool_submit(struct faas_runtime *rt, struct faas_job *job)
+{
+    struct faas_tpool *p = rt->pool;
+    pthread_mutex_lock(&p->mu);
+    faas_list_insert_tail(&p->jobs, &job->link);
+    if (p->nwaiting > 0)
+        pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void faas_tpool_stop(struct faas_runtime *rt)
+{
+    struct faas_tpool *p = rt->pool;
+    struct faas_list *e;
+    unsigned i;
+
+    atomic_store(&p->stopping, 1);
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (i = 0; i < p->nthreads; i++)
+        pthread_join(p->threads[i], NULL);
+    event_free(p->ev);
+    close(p->efd);
+    /* Jobs handed back now run their fini here, on this thread. */
+    rt->pool = NULL;
+    while ((e = faas_list_pop_head(&p->done)) != NULL)
+        faas_job_done(rt, FAAS_CONTAINER_OF(e, struct faas_job, link));
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->done_mu);
+    free(p->threads);
+    free(p);
+}

@@ -1,0 +1,349 @@
+/*
+ * faas_int.h - the private structures shared by the files of lib/.
+ *
+ * Ownership in one picture:
+ *
+ *   faas_runtime ─┬─ registry (hash of faas_fn by name) + list of all faas_fn
+ *                 ├─ ready list: invocations the loop must run (INLINE) or
+ *                 │  finish (results decided on the loop), one deferred event
+ *                 ├─ thread pool (exec_thread.c) with its completion eventfd
+ *                 └─ idle list of every idle instance, for the reaper
+ *
+ *   faas_fn ─┬─ idle instances (most recently used first)
+ *            ├─ waiting invocations (FIFO, bounded by max_queue)
+ *            └─ running invocations
+ *
+ * A faas_fn is reference counted: the registry holds one reference, and every
+ * instance and every invocation holds one, so a function unregistered while
+ * work is in flight lives until that work is gone.
+ *
+ * Everything here is touched only on the loop thread, except the fields a
+ * worker thread uses while it runs a job: the job's instance state and the
+ * invocation's context and outcome. The handoff through the pool's mutexes
+ * orders those accesses.
+ */
+#ifndef FAAS_INT_H
+#define FAAS_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "faas.h"
+
+struct event;
+
+/* ---- lists ---------------------------------------------------------- */
+
+struct faas_list {
+    struct faas_list *prev, *next;
+};
+
+#define FAAS_CONTAINER_OF(ptr, type, member)                                \
+    ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+static inline void faas_list_init(struct faas_list *l)
+{
+    l->prev = l->next = l;
+}
+
+static inline int faas_list_empty(const struct faas_list *l)
+{
+    return l->next == l;
+}
+
+static inline void faas_list_insert_tail(struct faas_list *l, struct faas_list *e)
+{
+    e->next = l;
+    e->prev = l->prev;
+    l->prev->next = e;
+    l->prev = e;
+}
+
+static inline void faas_list_insert_head(struct faas_list *l, struct faas_list *e)
+{
+    e->prev = l;
+    e->next = l->next;
+    l->next->prev = e;
+    l->next = e;
+}
+
+static inline void faas_list_remove(struct faas_list *e)
+{
+    e->prev->next = e->next;
+    e->next->prev = e->prev;
+    e->prev = e->next = e;
+}
+
+/* Moves every element of src to the tail of dst, leaving src empty. */
+static inline void faas_list_splice(struct faas_list *dst, struct faas_list *src)
+{
+    if (faas_list_empty(src))
+        return;
+    src->next->prev = dst->prev;
+    dst->prev->next = src->next;
+    src->prev->next = dst;
+    dst->prev = src->prev;
+    faas_list_init(src);
+}
+
+static inline struct faas_list *faas_list_pop_head(struct faas_list *l)
+{
+    struct faas_list *e;
+    if (faas_list_empty(l))
+        return NULL;
+    e = l->next;
+    faas_list_remove(e);
+    return e;
+}
+
+/* ---- metrics -------------------------------------------------------- */
+
+#define FAAS_HIST_BUCKETS 12 /* the last one is +Inf */
+
+struct faas_counters {
+    uint64_t invocations, errors, timeouts, throttles, cold_starts, replays;
+    uint64_t hist[FAAS_HIST_BUCKETS];
+    uint64_t duration_sum_ns;
+};
+
+/* ---- jobs: what the thread pool runs --------------------------------- */
+
+enum faas_job_kind {
+    FAAS_JOB_INVOKE = 1, /* (init if cold, then) the handler */
+    FAAS_JOB_INIT = 2,   /* init only: a min_warm instance */
+    FAAS_JOB_FINI = 3    /* fini, then the instance is freed */
+};
+
+struct faas_job {
+    struct faas_list link; /* pool queue, then pool completions */
+    enum faas_job_kind kind;
+    struct faas_instance *inst;
+    struct faas_inv *inv; /* FAAS_JOB_INVOKE only */
+};
+
+/* ---- functions and instances ---------------------------------------- */
+
+struct faas_fn {
+    struct faas_runtime *rt;
+    char name[FAAS_NAME_MAX + 1];
+    uint32_t hash;
+    struct faas_fn *hnext;    /* registry bucket chain */
+    struct faas_list link;    /* rt->fns, registration order */
+    faas_handler_fn handler;
+    struct faas_function_opts opts; /* copied; pointers to strings cleared */
+    unsigned refs;
+    int unregistered;
+
+    struct faas_list idle;    /* idle instances, most recently used first */
+    struct faas_list waiting; /* invocations waiting for an instance */
+    struct faas_list running; /* invocations holding an instance */
+    uint32_t ninstances;      /* alive, including starting and retiring */
+    uint32_t nbusy;           /* instances running an invocation */
+    uint32_t nstarting;       /* instances running a min_warm init */
+    uint32_t nwaiting;
+    int prewarm_blocked;      /* a min_warm init failed: wait for a good one */
+
+    struct faas_counters c;
+};
+
+struct faas_instance {
+    struct faas_fn *fn;
+    struct faas_list link;    /* fn->idle while idle */
+    struct faas_list rt_link; /* rt->idle while idle */
+    void *state;
+    int initialized;          /* init ran and succeeded (or there is none) */
+    int retire;               /* drop it when its current job is done */
+    int prewarmed;            /* made for min_warm: its first use is warm */
+    uint32_t uses;
+    uint64_t idle_since_ns;
+    struct faas_job job;      /* its INIT or FINI job */
+};
+
+/* ---- invocations ---------------------------------------------------- */
+
+#define FAAS_LOGLINE_MAX 4096
+
+struct faas_logline {
+    struct faas_logline *next;
+    size_t len;
+    char text[];
+};
+
+struct faas_ctx {
+    struct faas_runtime *rt;
+    struct faas_fn *fn;
+    const char *request_id;
+    const char *trace_id;
+    json_t *client_context;
+    void *state;
+    _Atomic uint64_t deadline_ns; /* 0: none */
+    atomic_int cancelled;
+    int in_init;
+    int failed;
+    char *error_type;         /* set by faas_ctx_fail, owned */
+    char *error_message;
+    struct faas_logline *log_head, **log_tail;
+};
+
+enum faas_phase {
+    FAAS_PHASE_QUEUED = 0,
+    FAAS_PHASE_INIT = 1,
+    FAAS_PHASE_RUN = 2,
+    FAAS_PHASE_DONE = 3
+};
+
+struct faas_result {
+    int status;
+    json_t *payload;          /* owned */
+    char request_id[FAAS_REQUEST_ID_SIZE];
+    char function[FAAS_NAME_MAX + 1];
+    uint64_t duration_ns;
+    uint64_t init_ns;
+    uint64_t max_memory_kb;
+    uint32_t memory_mb;
+    int cold;
+    int replayed;
+};
+
+struct faas_inv {
+    struct faas_list link;    /* fn->waiting, fn->running or rt->ready */
+    struct faas_runtime *rt;
+    struct faas_fn *fn;
+    struct faas_instance *inst;
+    json_t *event;
+    faas_result_fn cb;
+    void *arg;
+    char *trace_id;
+    json_t *client_context;
+    uint32_t timeout_ms;      /* effective; 0 = none */
+    struct faas_job job;
+    struct faas_ctx ctx;
+    struct event *timer;      /* THREAD deadline, NULL when none */
+
+    /* outcome, written by whoever executes it */
+    atomic_int phase;         /* enum faas_phase */
+    int exec_status;          /* handler's code, already mapped */
+    json_t *exec_payload;     /* handler result, owned */
+    uint64_t run_start_ns;    /* when the handler started */
+    uint64_t init_ns;         /* init time of a cold start */
+    uint64_t duration_ns;     /* the handler's time */
+    int cold;                 /* a new instance: set at admission */
+
+    int submitted;            /* a worker holds it until faas_job_done */
+    int preset;               /* the result was decided without running */
+    int delivered;            /* the callback has run (timeout, cancel) */
+    struct faas_result res;
+};
+
+/* ---- the runtime ---------------------------------------------------- */
+
+struct faas_tpool;
+
+struct faas_runtime {
+    struct event_base *base;
+    struct faas_runtime_opts opts;
+
+    /* registry */
+    struct faas_fn **buckets;
+    size_t nbuckets;
+    size_t nfns;
+    struct faas_list fns;
+
+    /* the loop side */
+    struct event *dispatch_ev; /* runs rt->ready */
+    struct faas_list ready;
+    struct event *reap_ev;
+    uint64_t reap_at_ns;       /* 0: not armed */
+    struct faas_list idle;     /* every idle instance */
+
+    struct faas_tpool *pool;   /* NULL until a THREAD function exists */
+
+    /* request ids: xoshiro256** seeded once */
+    uint64_t rng[4];
+
+    /* max memory sampling */
+    uint64_t rss_kb;
+    uint64_t rss_at_ns;
+
+    int cb_depth;              /* inside a user callback */
+    int free_requested;        /* faas_runtime_free was called in one */
+    int closing;               /* faas_runtime_free is running */
+};
+
+/* ---- clock.c -------------------------------------------------------- */
+uint64_t faas_now_ns(const struct faas_runtime *rt);
+int64_t faas_wall_ns(const struct faas_runtime *rt);
+
+/* ---- runtime.c ------------------------------------------------------ */
+struct faas_fn *faas_fn_lookup(struct faas_runtime *rt, const char *name);
+void faas_fn_ref(struct faas_fn *fn);
+void faas_fn_unref(struct faas_fn *fn);
+/* Schedules rt->ready to run from the loop. */
+void faas_rt_kick(struct faas_runtime *rt);
+/* Callback guard: a faas_runtime_free requested inside runs on the way out. */
+void faas_rt_enter(struct faas_runtime *rt);
+/* Returns 1 if the runtime was freed and must not be touched any more. */
+int faas_rt_leave(struct faas_runtime *rt);
+
+/* ---- invoke.c ------------------------------------------------------- */
+void faas_request_id(struct faas_runtime *rt, char out[FAAS_REQUEST_ID_SIZE]);
+/* Bytes of the compact serialisation if it is <= limit, else > limit. */
+size_t faas_json_size(const json_t *json, size_t limit);
+/* Runs an INLINE invocation on the loop thread. */
+void faas_inv_run_inline(struct faas_inv *inv);
+/* The worker side of an INVOKE job (any thread). */
+void faas_inv_execute(struct faas_inv *inv);
+/* Builds the result, delivers the log records and the callback, frees. */
+void faas_inv_finish(struct faas_inv *inv);
+/* Decides the result now (timeout, cancel) and delivers it. */
+void faas_inv_deliver_status(struct faas_inv *inv, int status, const char *etype,
+                             const char *emsg);
+/* Cancels an invocation a worker holds: its callback gets `status` from the
+ * loop, and its late outcome is dropped. */
+void faas_inv_detach(struct faas_inv *inv, int status, const char *etype, const char *emsg);
+void faas_inv_free(struct faas_inv *inv);
+json_t *faas_error_object(const char *type, const char *msg);
+/* Runs init on an instance, filling ctx; returns 0 or FAAS_EINIT. */
+int faas_instance_init(struct faas_instance *inst, struct faas_ctx *ctx, uint64_t *init_ns);
+
+/* ---- pool.c --------------------------------------------------------- */
+/* Admission: binds inv to an instance, queues it, or FAAS_ETHROTTLED. */
+int faas_pool_admit(struct faas_inv *inv);
+/* An invocation is done with its instance. */
+void faas_pool_release(struct faas_inv *inv);
+/* A min_warm INIT job or a FINI job came back. */
+void faas_pool_job_done(struct faas_job *job);
+/* Creates instances up to min_warm. */
+void faas_pool_prewarm(struct faas_fn *fn);
+/* Drops idle instances whose idle time ran out; rearms the reaper. */
+void faas_pool_reap(struct faas_runtime *rt);
+/* Drops one instance: fini (on a worker for THREAD), then free. */
+void faas_instance_destroy(struct faas_instance *inst);
+/* Unregistering: cancels waiting and running invocations, drops idle ones. */
+void faas_pool_cancel_fn(struct faas_fn *fn, int status);
+
+/* ---- exec_thread.c -------------------------------------------------- */
+int faas_tpool_start(struct faas_runtime *rt, unsigned nthreads);
+void faas_tpool_submit(struct faas_runtime *rt, struct faas_job *job);
+/* Stops accepting work, lets the workers drain the queue, joins them, and
+ * hands every completed job back to faas_job_done. */
+void faas_tpool_stop(struct faas_runtime *rt);
+/* Called on the loop for each job a worker finished. */
+void faas_job_done(struct faas_runtime *rt, struct faas_job *job);
+/* Runs a job's body (on a worker thread). */
+void faas_job_run(struct faas_job *job);
+
+/* ---- timer.c -------------------------------------------------------- */
+int faas_timer_arm_deadline(struct faas_inv *inv);
+void faas_timer_cancel_deadline(struct faas_inv *inv);
+void faas_timer_arm_reaper(struct faas_runtime *rt, uint64_t at_ns);
+
+/* ---- metrics.c ------------------------------------------------------ */
+void faas_metrics_record(struct faas_fn *fn, const struct faas_result *res);
+uint64_t faas_metrics_max_rss_kb(struct faas_runtime *rt);
+void faas_log_lines(struct faas_runtime *rt, struct faas_ctx *ctx);
+void faas_log_report(struct faas_runtime *rt, const struct faas_result *res);
+
+#endif /* FAAS_INT_H */

@@ -1,0 +1,615 @@
+/*
+ * invoke.c - invocation records, request ids, results.
+ *
+ * One pipeline for every invocation: faas_invoke() checks the arguments and
+ * the payload size, makes the record and hands it to the pool for admission
+ * (an instance, a place in the queue, or FAAS_ETHROTTLED). The executor runs
+ * init on a cold instance and then the handler (faas_inv_execute, on the loop
+ * for INLINE, on a worker for THREAD), and faas_inv_finish() turns the
+ * outcome into a faas_result on the loop: metrics, log records, the callback,
+ * the instance back to the pool.
+ *
+ * A result can also be decided on the loop before the executor is done: a
+ * deadline or a cancellation. Then the callback runs at once and the record
+ * stays with the worker, marked delivered, until its late outcome comes back
+ * and is dropped. Either way the callback runs exactly once.
+ *
+ * Request ids are UUIDv4 strings from a xoshiro256** generator seeded once
+ * per runtime: no system call per id.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "faas_int.h"
+
+/* ---- request ids ---------------------------------------------------- */
+
+static inline uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t rng_next(uint64_t s[4])
+{
+    uint64_t result = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+void faas_request_id(struct faas_runtime *rt, char out[FAAS_REQUEST_ID_SIZE])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char b[16];
+    uint64_t a = rng_next(rt->rng), c = rng_next(rt->rng);
+    int i, o = 0;
+
+    memcpy(b, &a, 8);
+    memcpy(b + 8, &c, 8);
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hex[b[i] >> 4];
+        out[o++] = hex[b[i] & 15];
+    }
+    out[o] = '\0';
+}
+
+/* ---- payload size --------------------------------------------------- */
+
+/*
+ * An upper bound of the compact serialisation, cheap to compute: every string
+ * byte counted as a worst-case \uXXXX escape. Stops once over `limit`.
+ */
+static size_t size_bound(const json_t *j, size_t limit)
+{
+    size_t n, i;
+    const char *key;
+    json_t *v;
+
+    switch (json_typeof(j)) {
+    case JSON_OBJECT:
+        n = 2;
+        json_object_foreach((json_t *)j, key, v) {
+            n += 6 * strlen(key) + 4 + size_bound(v, limit);
+            if (n > limit)
+                return n;
+        }
+        return n;
+    case JSON_ARRAY:
+        n = 2;
+        for (i = 0; i < json_array_size(j); i++) {
+            n += 1 + size_bound(json_array_get(j, i), limit);
+            if (n > limit)
+                return n;
+        }
+        return n;
+    case JSON_STRING:
+        return 2 + 6 * json_string_length(j);
+    case JSON_INTEGER:
+        return 21;
+    case JSON_REAL:
+        return 32;
+    default:
+        return 5;
+    }
+}
+
+size_t faas_json_size(const json_t *json, size_t limit)
+{
+    size_t n;
+    if (!json)
+        return 4;
+    n = size_bound(json, limit);
+    if (n <= limit)
+        return n;
+    n = json_dumpb(json, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+    return n ? n : limit + 1; /* unserialisable (NaN, bad UTF-8): refuse */
+}
+
+/* ---- records -------------------------------------------------------- */
+
+json_t *faas_error_object(const char *type, const char *msg)
+{
+    json_t *o = json_object();
+    if (!o)
+        return json_null();
+    json_object_set_new(o, "errorType", json_string(type ? type : "Error"));
+    json_object_set_new(o, "errorMessage", json_string(msg ? msg : ""));
+    return o;
+}
+
+void faas_inv_free(struct faas_inv *inv)
+{
+    struct faas_logline *l, *next;
+
+    faas_timer_cancel_deadline(inv);
+    json_decref(inv->event);
+    json_decref(inv->client_context);
+    json_decref(inv->exec_payload);
+    json_decref(inv->res.payload);
+    free(inv->trace_id);
+    free(inv->ctx.error_type);
+    free(inv->ctx.error_message);
+    for (l = inv->ctx.log_head; l; l = next) {
+        next = l->next;
+        free(l);
+    }
+    faas_fn_unref(inv->fn);
+    free(inv);
+}
+
+static struct faas_inv *inv_new(struct faas_runtime *rt, struct faas_fn *fn)
+{
+    struct faas_inv *inv = calloc(1, sizeof *inv);
+    if (!inv)
+        return NULL;
+    inv->rt = rt;
+    inv->fn = fn;
+    faas_fn_ref(fn);
+    faas_list_init(&inv->link);
+    inv->job.kind = FAAS_JOB_INVOKE;
+    inv->job.inv = inv;
+    inv->ctx.rt = rt;
+    inv->ctx.fn = fn;
+    inv->ctx.request_id = inv->res.request_id;
+    inv->ctx.log_tail = &inv->ctx.log_head;
+    return inv;
+}
+
+int faas_invoke(struct faas_runtime *rt, const char *name, json_t *event,
+                const struct faas_invoke_opts *opts, faas_result_fn cb, void *arg)
+{
+    struct faas_fn *fn;
+    struct faas_inv *inv;
+    int thread, rc;
+
+    if (!rt || !name || !cb)
+        return FAAS_EINVAL;
+    if (opts && opts->version != FAAS_INVOKE_OPTS_VERSION)
+        return FAAS_EINVAL;
+    if (rt->closing || rt->free_requested)
+        return FAAS_ECANCELED;
+    fn = faas_fn_lookup(rt, name);
+    if (!fn)
+        return FAAS_ENOENT;
+    if (event && faas_json_size(event, rt->opts.max_sync_payload) > rt->opts.max_sync_payload)
+        return FAAS_ETOOBIG;
+    inv = inv_new(rt, fn);
+    if (!inv)
+        return FAAS_ENOMEM;
+    thread = fn->opts.isolation == FAAS_ISOLATION_THREAD;
+    inv->cb = cb;
+    inv->arg = arg;
+    /* A worker must not share a value the caller may still change. */
+    if (!event)
+        inv->event = json_null();
+    else
+        inv->event = thread ? json_deep_copy(event) : json_incref(event);
+    inv->timeout_ms = fn->opts.timeout_ms;
+    if (opts) {
+        if (opts->timeout_ms && (inv->timeout_ms == 0 || opts->timeout_ms < inv->timeout_ms))
+            inv->timeout_ms = opts->timeout_ms;
+        if (opts->trace_id && !(inv->trace_id = strdup(opts->trace_id)))
+            goto nomem;
+        if (opts->client_context) {
+            inv->client_context = thread ? json_deep_copy(opts->client_context)
+                                         : json_incref(opts->client_context);
+            if (!inv->client_context)
+                goto nomem;
+        }
+    }
+    if (!inv->event)
+        goto nomem;
+    inv->ctx.trace_id = inv->trace_id;
+    inv->ctx.client_context = inv->client_context;
+    faas_request_id(rt, inv->res.request_id);
+    rc = faas_pool_admit(inv);
+    if (rc) {
+        faas_inv_free(inv);
+        return rc;
+    }
+    return 0;
+nomem:
+    faas_inv_free(inv);
+    return FAAS_ENOMEM;
+}
+
+/* ---- execution ------------------------------------------------------ */
+
+static void set_outcome(struct faas_inv *inv, int status, json_t *payload)
+{
+    inv->exec_status = status;
+    inv->exec_payload = payload;
+}
+
+static void fail_with(struct faas_inv *inv, int status, const char *dtype, const char *dmsg)
+{
+    struct faas_ctx *ctx = &inv->ctx;
+    if (ctx->failed)
+        set_outcome(inv, status, faas_error_object(ctx->error_type, ctx->error_message));
+    else
+        set_outcome(inv, status, faas_error_object(dtype, dmsg));
+}
+
+int faas_instance_init(struct faas_instance *inst, struct faas_ctx *ctx, uint64_t *init_ns)
+{
+    struct faas_fn *fn = inst->fn;
+    struct faas_runtime *rt = fn->rt;
+    uint64_t start = faas_now_ns(rt), limit;
+    void *state = NULL;
+    int rc;
+
+    limit = (uint64_t)fn->opts.init_timeout_ms * 1000000u;
+    atomic_store(&ctx->deadline_ns, limit ? start + limit : 0);
+    ctx->in_init = 1;
+    rc = fn->opts.init(ctx, &state);
+    ctx->in_init = 0;
+    *init_ns = faas_now_ns(rt) - start;
+    if (rc != 0 || ctx->failed) {
+        if (!ctx->failed)
+            faas_ctx_fail(ctx, "Runtime.InitError", "init returned %d", rc);
+        return FAAS_EINIT;
+    }
+    if (limit && *init_ns > limit) {
+        /* It returned, late: the instance is no good, but its state is. */
+        inst->state = state;
+        inst->initialized = 1;
+        inst->retire = 1;
+        ctx->failed = 0;
+        faas_ctx_fail(ctx, "Runtime.InitError", "Init timed out after %.2f seconds",
+                      (double)fn->opts.init_timeout_ms / 1000.0);
+        return FAAS_EINIT;
+    }
+    inst->state = state;
+    inst->initialized = 1;
+    return 0;
+}
+
+void faas_inv_execute(struct faas_inv *inv)
+{
+    struct faas_runtime *rt = inv->rt;
+    struct faas_fn *fn = inv->fn;
+    struct faas_instance *inst = inv->inst;
+    struct faas_ctx *ctx = &inv->ctx;
+    json_t *result = NULL;
+    uint64_t start, limit = (uint64_t)inv->timeout_ms * 1000000u;
+    char msg[128];
+    int rc;
+
+    if (atomic_load(&ctx->cancelled)) {
+        set_outcome(inv, FAAS_ECANCELED, json_null());
+        goto done;
+    }
+    if (!inst->initialized) {
+        atomic_store(&inv->phase, FAAS_PHASE_INIT);
+        if (faas_instance_init(inst, ctx, &inv->init_ns) != 0) {
+            fail_with(inv, FAAS_EINIT, "Runtime.InitError", "init failed");
+            goto done;
+        }
+        if (atomic_load(&ctx->cancelled)) {
+            set_outcome(inv, FAAS_ECANCELED, json_null());
+            goto done;
+        }
+    }
+    ctx->state = inst->state;
+    start = faas_now_ns(rt);
+    inv->run_start_ns = start;
+    atomic_store(&ctx->deadline_ns, limit ? start + limit : 0);
+    atomic_store(&inv->phase, FAAS_PHASE_RUN);
+    rc = fn->handler(ctx, inv->event, &result);
+    inv->duration_ns = faas_now_ns(rt) - start;
+    if (ctx->failed) {
+        json_decref(result);
+        fail_with(inv, FAAS_EHANDLER, NULL, NULL);
+    } else if (rc != 0) {
+        json_decref(result);
+        snprintf(msg, sizeof msg, "handler returned %d", rc);
+        set_outcome(inv, FAAS_EHANDLER, faas_error_object("Runtime.HandlerError", msg));
+    } else if (limit && inv->duration_ns > limit) {
+        json_decref(result);
+        snprintf(msg, sizeof msg, "Task timed out after %.2f seconds",
+                 (double)inv->timeout_ms / 1000.0);
+        set_outcome(inv, FAAS_ETIMEDOUT, faas_error_object("Sandbox.Timedout", msg));
+    } else {
+        size_t max = rt->opts.max_sync_payload, n;
+        if (!result)
+            result = json_null();
+        n = faas_json_size(result, max);
+        if (n > max) {
+            json_decref(result);
+            snprintf(msg, sizeof msg,
+                     "Response payload size (%zu bytes) exceeded maximum allowed payload "
+                     "size (%zu bytes).",
+                     n, max);
+            set_outcome(inv, FAAS_ETOOBIG,
+                        faas_error_object("Function.ResponseSizeTooLarge", msg));
+        } else {
+            set_outcome(inv, 0, result);
+        }
+    }
+done:
+    atomic_store(&inv->phase, FAAS_PHASE_DONE);
+}
+
+void faas_inv_run_inline(struct faas_inv *inv)
+{
+    if (inv->fn->unregistered) {
+        faas_inv_deliver_status(inv, FAAS_ECANCELED, "Runtime.Canceled",
+                                "the function was unregistered");
+        return;
+    }
+    faas_inv_execute(inv);
+    faas_inv_finish(inv);
+}
+
+/* ---- results -------------------------------------------------------- */
+
+static void fill_result(struct faas_inv *inv)
+{
+    struct faas_result *res = &inv->res;
+    struct faas_fn *fn = inv->fn;
+
+    if (!inv->preset) {
+        res->status = inv->exec_status;
+        res->payload = inv->exec_payload;
+        inv->exec_payload = NULL;
+        res->duration_ns = inv->duration_ns;
+        res->init_ns = inv->init_ns;
+        res->cold = inv->cold;
+    }
+    if (!res->payload)
+        res->payload = json_null();
+    memcpy(res->function, fn->name, sizeof res->function);
+    res->memory_mb = fn->opts.memory_mb;
+    res->max_memory_kb = faas_metrics_max_rss_kb(inv->rt);
+}
+
+static void deliver(struct faas_inv *inv)
+{
+    struct faas_runtime *rt = inv->rt;
+    faas_result_fn cb = inv->cb;
+
+    fill_result(inv);
+    faas_metrics_record(inv->fn, &inv->res);
+    if (!inv->submitted)
+        faas_log_lines(rt, &inv->ctx);
+    faas_log_report(rt, &inv->res);
+    inv->delivered = 1;
+    inv->cb = NULL;
+    if (cb)
+        cb(&inv->res, inv->arg);
+}
+
+void faas_inv_finish(struct faas_inv *inv)
+{
+    if (inv->inst)
+        faas_pool_release(inv);
+    if (!inv->delivered)
+        deliver(inv);
+    else
+        faas_log_lines(inv->rt, &inv->ctx); /* lines of a late outcome */
+    faas_inv_free(inv);
+}
+
+void faas_inv_deliver_status(struct faas_inv *inv, int status, const char *etype,
+                             const char *emsg)
+{
+    inv->preset = 1;
+    inv->res.status = status;
+    json_decref(inv->res.payload);
+    inv->res.payload = faas_error_object(etype, emsg);
+    if (status == FAAS_ETIMEDOUT)
+        inv->res.duration_ns = (uint64_t)inv->timeout_ms * 1000000u;
+    inv->res.cold = inv->cold;
+    if (inv->submitted)
+        deliver(inv); /* the worker still holds it: faas_job_done frees it */
+    else
+        faas_inv_finish(inv);
+}
+
+void faas_inv_detach(struct faas_inv *inv, int status, const char *etype, const char *emsg)
+{
+    struct faas_inv *n;
+
+    atomic_store(&inv->ctx.cancelled, 1);
+    if (inv->delivered)
+        return;
+    n = inv_new(inv->rt, inv->fn);
+    if (!n) {
+        faas_inv_deliver_status(inv, status, etype, emsg); /* now, then */
+        return;
+    }
+    n->cb = inv->cb;
+    n->arg = inv->arg;
+    n->cold = inv->cold;
+    memcpy(n->res.request_id, inv->res.request_id, sizeof n->res.request_id);
+    n->preset = 1;
+    n->res.status = status;
+    n->res.payload = faas_error_object(etype, emsg);
+    n->res.cold = inv->cold;
+    inv->cb = NULL;
+    inv->delivered = 1;
+    faas_list_insert_tail(&inv->rt->ready, &n->link);
+    faas_rt_kick(inv->rt);
+}
+
+/* ---- faas_invoke_sync ----------------------------------------------- */
+
+struct sync_wait {
+    int done;
+    int abandoned;
+    struct faas_result *res;
+};
+
+static void sync_cb(const struct faas_result *res, void *arg)
+{
+    struct sync_wait *w = arg;
+    struct faas_result *copy;
+
+    if (w->abandoned) {
+        free(w);
+        return;
+    }
+    copy = malloc(sizeof *copy);
+    if (copy) {
+        *copy = *res;
+        json_incref(copy->payload);
+    }
+    w->res = copy;
+    w->done = 1;
+}
+
+int faas_invoke_sync(struct faas_runtime *rt, const char *name, json_t *event,
+                     const struct faas_invoke_opts *opts, struct faas_result **out)
+{
+    struct event_base *base;
+    struct sync_wait *w;
+    int rc;
+
+    if (!rt || !out)
+        return FAAS_EINVAL;
+    base = rt->base;
+    /* Inside one of our callbacks, or inside any callback of the base: the
+     * loop cannot be run again from here. libevent refuses a nested
+     * event_base_loop with -1 (and a warning in its own log), so one pass
+     * that would run anyway tells, before anything is invoked. */
+    if (rt->cb_depth > 0 || event_base_loop(base, EVLOOP_NONBLOCK) < 0)
+        return FAAS_EBUSY;
+    if (rt->closing || rt->free_requested)
+        return FAAS_ECANCELED;
+    w = calloc(1, sizeof *w);
+    if (!w)
+        return FAAS_ENOMEM;
+    rc = faas_invoke(rt, name, event, opts, sync_cb, w);
+    if (rc) {
+        free(w);
+        return rc;
+    }
+    /* rt may be freed by another callback meanwhile: only base is used. */
+    while (!w->done) {
+        if (event_base_loop(base, EVLOOP_ONCE) < 0) {
+            w->abandoned = 1; /* the callback frees it when it comes */
+            return FAAS_EBUSY;
+        }
+    }
+    rc = w->res ? 0 : FAAS_ENOMEM;
+    *out = w->res;
+    free(w);
+    return rc;
+}
+
+void faas_result_free(struct faas_result *res)
+{
+    if (!res)
+        return;
+    json_decref(res->payload);
+    free(res);
+}
+
+/* ---- accessors ------------------------------------------------------ */
+
+int faas_result_status(const struct faas_result *res)
+{
+    return res ? res->status : FAAS_EINVAL;
+}
+
+json_t *faas_result_payload(const struct faas_result *res)
+{
+    return res ? res->payload : NULL;
+}
+
+const char *faas_result_request_id(const struct faas_result *res)
+{
+    return res ? res->request_id : NULL;
+}
+
+const char *faas_result_function_name(const struct faas_result *res)
+{
+    return res ? res->function : NULL;
+}
+
+static const char *error_field(const struct faas_result *res, const char *key)
+{
+    if (!res || res->status == 0)
+        return NULL;
+    return json_string_value(json_object_get(res->payload, key));
+}
+
+const char *faas_result_error_type(const struct faas_result *res)
+{
+    return error_field(res, "errorType");
+}
+
+const char *faas_result_error_message(const struct faas_result *res)
+{
+    return error_field(res, "errorMessage");
+}
+
+uint64_t faas_result_duration_us(const struct faas_result *res)
+{
+    return res ? res->duration_ns / 1000u : 0;
+}
+
+uint64_t faas_result_init_duration_us(const struct faas_result *res)
+{
+    return res ? res->init_ns / 1000u : 0;
+}
+
+uint64_t faas_result_billed_duration_ms(const struct faas_result *res)
+{
+    uint64_t ms;
+    if (!res)
+        return 0;
+    ms = (res->duration_ns + 999999u) / 1000000u;
+    return ms ? ms : 1;
+}
+
+uint32_t faas_result_memory_size_mb(const struct faas_result *res)
+{
+    return res ? res->memory_mb : 0;
+}
+
+int faas_result_cold_start(const struct faas_result *res)
+{
+    return res ? res->cold : 0;
+}
+
+uint64_t faas_result_max_memory_kb(const struct faas_result *res)
+{
+    return res ? res->max_memory_kb : 0;
+}
+
+int faas_result_replayed(const struct faas_result *res)
+{
+    return res ? res->replayed : 0;
+}
+
+int faas_result_report(const struct faas_result *res, char *buf, size_t size)
+{
+    int n, m;
+    if (!res || (!buf && size))
+        return FAAS_EINVAL;
+    n = snprintf(buf, size,
+                 "REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %llu ms\t"
+                 "Memory Size: %u MB\tMax Memory Used: %llu MB",
+                 res->request_id, (double)res->duration_ns / 1e6,
+                 (unsigned long long)faas_result_billed_duration_ms(res), res->memory_mb,
+                 (unsigned long long)((res->max_memory_kb + 1023u) / 1024u));
+    if (n < 0 || !res->cold || res->init_ns == 0)
+        return n;
+    m = snprintf((size_t)n < size ? buf + n : NULL, (size_t)n < size ? size - (size_t)n : 0,
+                 "\tInit Duration: %.2f ms", (double)res->init_ns / 1e6);
+    return m < 0 ? m : n + m;
+}

@@ -1,0 +1,200 @@
+/*
+ * metrics.c - per-function counters and duration histograms, the log
+ * records (REPORT and log lines) and the Prometheus text exposition.
+ *
+ * Counters live in each function and are updated on the loop as results are
+ * made, so reading them needs no lock. faas_stats() with no name sums every
+ * function.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include <event2/buffer.h>
+
+#include "faas_int.h"
+
+/* Upper bounds of the duration histogram, in seconds; the last is +Inf. */
+static const double hist_le[FAAS_HIST_BUCKETS - 1] = { 0.0001, 0.0005, 0.001, 0.005,
+                                                       0.01,   0.05,   0.1,   0.5,
+                                                       1.0,    5.0,    10.0 };
+
+void faas_metrics_record(struct faas_fn *fn, const struct faas_result *res)
+{
+    struct faas_counters *c = &fn->c;
+    double s = (double)res->duration_ns / 1e9;
+    int i;
+
+    c->invocations++;
+    if (res->status != 0)
+        c->errors++;
+    if (res->status == FAAS_ETIMEDOUT)
+        c->timeouts++;
+    if (res->cold)
+        c->cold_starts++;
+    if (res->replayed)
+        c->replays++;
+    for (i = 0; i < FAAS_HIST_BUCKETS - 1 && s > hist_le[i]; i++)
+        ;
+    c->hist[i]++;
+    c->duration_sum_ns += res->duration_ns;
+}
+
+uint64_t faas_metrics_max_rss_kb(struct faas_runtime *rt)
+{
+    /* getrusage is a system call: sample it at most every 100 ms. */
+    uint64_t now = faas_now_ns(rt);
+    struct rusage ru;
+    if (rt->rss_at_ns == 0 || now - rt->rss_at_ns > 100000000u) {
+        if (getrusage(RUSAGE_SELF, &ru) == 0)
+            rt->rss_kb = (uint64_t)ru.ru_maxrss;
+        rt->rss_at_ns = now ? now : 1;
+    }
+    return rt->rss_kb;
+}
+
+void faas_log_lines(struct faas_runtime *rt, struct faas_ctx *ctx)
+{
+    struct faas_logline *l, *next;
+    struct faas_log_record rec;
+
+    l = ctx->log_head;
+    ctx->log_head = NULL;
+    ctx->log_tail = &ctx->log_head;
+    memset(&rec, 0, sizeof rec);
+    rec.kind = FAAS_LOG_LINE;
+    rec.function = ctx->fn->name;
+    rec.request_id = ctx->request_id;
+    for (; l; l = next) {
+        next = l->next;
+        if (rt->opts.log) {
+            rec.line = l->text;
+            rt->opts.log(&rec, rt->opts.log_arg);
+        }
+        free(l);
+    }
+}
+
+void faas_log_report(struct faas_runtime *rt, const struct faas_result *res)
+{
+    struct faas_log_record rec;
+    if (!rt->opts.log)
+        return;
+    memset(&rec, 0, sizeof rec);
+    rec.kind = FAAS_LOG_REPORT;
+    rec.function = res->function;
+    rec.request_id = res->request_id;
+    rec.result = res;
+    rt->opts.log(&rec, rt->opts.log_arg);
+}
+
+static void add_stats(struct faas_stats *out, const struct faas_fn *fn)
+{
+    out->invocations += fn->c.invocations;
+    out->errors += fn->c.errors;
+    out->timeouts += fn->c.timeouts;
+    out->throttles += fn->c.throttles;
+    out->cold_starts += fn->c.cold_starts;
+    out->replays += fn->c.replays;
+    out->instances += fn->ninstances;
+    out->concurrency += fn->nbusy;
+    out->queued += fn->nwaiting;
+}
+
+int faas_stats(struct faas_runtime *rt, const char *function, struct faas_stats *out)
+{
+    struct faas_list *e;
+    if (!rt || !out)
+        return FAAS_EINVAL;
+    if (function) {
+        struct faas_fn *fn = faas_fn_lookup(rt, function);
+        if (!fn)
+            return FAAS_ENOENT;
+        memset(out, 0, sizeof *out);
+        add_stats(out, fn);
+        return 0;
+    }
+    memset(out, 0, sizeof *out);
+    for (e = rt->fns.next; e != &rt->fns; e = e->next)
+        add_stats(out, FAAS_CONTAINER_OF(e, struct faas_fn, link));
+    return 0;
+}
+
+struct metric {
+    const char *name, *type, *help;
+    size_t off;   /* offsetof in faas_counters, for counters */
+    int gauge;    /* 1 instances, 2 concurrency, 3 queued */
+};
+
+static const struct metric metrics[] = {
+    { "faas_invocations_total", "counter", "Invocations that produced a result.",
+      offsetof(struct faas_counters, invocations), 0 },
+    { "faas_errors_total", "counter", "Invocations whose result is an error.",
+      offsetof(struct faas_counters, errors), 0 },
+    { "faas_timeouts_total", "counter", "Invocations that timed out.",
+      offsetof(struct faas_counters, timeouts), 0 },
+    { "faas_throttles_total", "counter", "Invocations refused as throttled.",
+      offsetof(struct faas_counters, throttles), 0 },
+    { "faas_cold_starts_total", "counter", "Invocations that started a new instance.",
+      offsetof(struct faas_counters, cold_starts), 0 },
+    { "faas_replays_total", "counter", "Idempotent invocations answered from the store.",
+      offsetof(struct faas_counters, replays), 0 },
+    { "faas_instances", "gauge", "Instances alive.", 0, 1 },
+    { "faas_concurrency", "gauge", "Instances running an invocation.", 0, 2 },
+    { "faas_queued", "gauge", "Invocations waiting for an instance.", 0, 3 },
+};
+
+int faas_metrics_write(struct faas_runtime *rt, struct evbuffer *out)
+{
+    struct faas_list *e;
+    size_t m;
+    int i, rc = 0;
+
+    if (!rt || !out)
+        return FAAS_EINVAL;
+    /* Names are [A-Za-z0-9_-]: label values need no escaping. */
+    for (m = 0; m < sizeof metrics / sizeof metrics[0]; m++) {
+        const struct metric *mt = &metrics[m];
+        rc |= evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", mt->name, mt->help,
+                                  mt->name, mt->type) < 0;
+        for (e = rt->fns.next; e != &rt->fns; e = e->next) {
+            const struct faas_fn *fn = FAAS_CONTAINER_OF(e, struct faas_fn, link);
+            uint64_t v;
+            switch (mt->gauge) {
+            case 1: v = fn->ninstances; break;
+            case 2: v = fn->nbusy; break;
+            case 3: v = fn->nwaiting; break;
+            default:
+                memcpy(&v, (const char *)&fn->c + mt->off, sizeof v);
+                break;
+            }
+            rc |= evbuffer_add_printf(out, "%s{function=\"%s\"} %llu\n", mt->name, fn->name,
+                                      (unsigned long long)v) < 0;
+        }
+    }
+    rc |= evbuffer_add_printf(out,
+                              "# HELP faas_duration_seconds Handler duration.\n"
+                              "# TYPE faas_duration_seconds histogram\n") < 0;
+    for (e = rt->fns.next; e != &rt->fns; e = e->next) {
+        const struct faas_fn *fn = FAAS_CONTAINER_OF(e, struct faas_fn, link);
+        uint64_t cum = 0;
+        for (i = 0; i < FAAS_HIST_BUCKETS; i++) {
+            cum += fn->c.hist[i];
+            if (i < FAAS_HIST_BUCKETS - 1)
+                rc |= evbuffer_add_printf(out,
+                                          "faas_duration_seconds_bucket{function=\"%s\","
+                                          "le=\"%g\"} %llu\n",
+                                          fn->name, hist_le[i], (unsigned long long)cum) < 0;
+            else
+                rc |= evbuffer_add_printf(out,
+                                          "faas_duration_seconds_bucket{function=\"%s\","
+                                          "le=\"+Inf\"} %llu\n",
+                                          fn->name, (unsigned long long)cum) < 0;
+        }
+        rc |= evbuffer_add_printf(out, "faas_duration_seconds_sum{function=\"%s\"} %.9f\n",
+                                  fn->name, (double)fn->c.duration_sum_ns / 1e9) < 0;
+        rc |= evbuffer_add_printf(out, "faas_duration_seconds_count{function=\"%s\"} %llu\n",
+                                  fn->name, (unsigned long long)cum) < 0;
+    }
+    return rc ? FAAS_ENOMEM : 0;
+}

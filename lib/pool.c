@@ -1,0 +1,286 @@
+/*
+ * pool.c - the warm pool: instances, admission, queueing, throttling,
+ * recycling and reaping, for INLINE and THREAD functions alike.
+ *
+ * Policy per function, as Lambda's:
+ *  - an invocation takes the most recently used idle instance (warm start);
+ *  - else, below max_concurrency instances, a new one (cold start: init runs
+ *    first, on the thread that will run the handler);
+ *  - else it waits, FIFO, if fewer than max_queue invocations wait (plus one
+ *    place per min_warm instance still initialising);
+ *  - else FAAS_ETHROTTLED, at once.
+ * A released instance goes straight to the oldest waiter, or back to idle.
+ * An instance is dropped after a failed init, after max_uses invocations,
+ * when its function is unregistered, or when it stayed idle idle_timeout_ms
+ * while its function has more than min_warm instances. min_warm instances
+ * are made at registration and whenever the count falls below it.
+ *
+ * All of this runs on the loop thread; the only cross-thread handoff is the
+ * thread pool's (exec_thread.c). Times come from the runtime's clock.
+ */
+#include <stdlib.h>
+
+#include "faas_int.h"
+
+static int is_thread(const struct faas_fn *fn)
+{
+    return fn->opts.isolation == FAAS_ISOLATION_THREAD;
+}
+
+static struct faas_instance *instance_new(struct faas_fn *fn)
+{
+    struct faas_instance *inst = calloc(1, sizeof *inst);
+    if (!inst)
+        return NULL;
+    inst->fn = fn;
+    faas_fn_ref(fn);
+    faas_list_init(&inst->link);
+    faas_list_init(&inst->rt_link);
+    inst->initialized = fn->opts.init == NULL;
+    inst->job.inst = inst;
+    fn->ninstances++;
+    return inst;
+}
+
+static void instance_free(struct faas_instance *inst)
+{
+    struct faas_fn *fn = inst->fn;
+    free(inst);
+    faas_fn_unref(fn);
+}
+
+void faas_instance_destroy(struct faas_instance *inst)
+{
+    struct faas_fn *fn = inst->fn;
+    struct faas_runtime *rt = fn->rt;
+
+    fn->ninstances--;
+    if (inst->initialized && fn->opts.fini) {
+        if (is_thread(fn) && rt->pool && !rt->closing) {
+            /* fini is user code: it runs where init ran, off the loop. */
+            inst->job.kind = FAAS_JOB_FINI;
+            faas_tpool_submit(rt, &inst->job);
+            return;
+        }
+        fn->opts.fini(inst->state);
+    }
+    instance_free(inst);
+}
+
+static void start(struct faas_inv *inv, struct faas_instance *inst, int cold)
+{
+    struct faas_fn *fn = inv->fn;
+    struct faas_runtime *rt = fn->rt;
+
+    inv->inst = inst;
+    inv->cold = cold;
+    fn->nbusy++;
+    faas_list_insert_tail(&fn->running, &inv->link);
+    if (is_thread(fn)) {
+        if (faas_timer_arm_deadline(inv) != 0) {
+            /* No timer: run without a deadline rather than not at all. */
+            inv->timeout_ms = 0;
+        }
+        inv->submitted = 1;
+        faas_tpool_submit(rt, &inv->job);
+    } else {
+        faas_list_remove(&inv->link);
+        faas_list_insert_tail(&rt->ready, &inv->link);
+        faas_rt_kick(rt);
+    }
+}
+
+static void make_idle(struct faas_instance *inst)
+{
+    struct faas_fn *fn = inst->fn;
+    struct faas_runtime *rt = fn->rt;
+
+    inst->idle_since_ns = faas_now_ns(rt);
+    faas_list_insert_head(&fn->idle, &inst->link);
+    faas_list_insert_tail(&rt->idle, &inst->rt_link);
+    if (fn->opts.idle_timeout_ms && fn->ninstances > fn->opts.min_warm)
+        faas_timer_arm_reaper(rt, inst->idle_since_ns +
+                                      (uint64_t)fn->opts.idle_timeout_ms * 1000000u);
+}
+
+/* A usable instance: to the oldest waiter, or to idle. */
+static void hand_over(struct faas_instance *inst)
+{
+    struct faas_fn *fn = inst->fn;
+    struct faas_list *e = faas_list_pop_head(&fn->waiting);
+    if (e) {
+        fn->nwaiting--;
+        start(FAAS_CONTAINER_OF(e, struct faas_inv, link), inst, 0);
+    } else {
+        make_idle(inst);
+    }
+}
+
+/* Starts waiters on new instances while there is room, then tops up
+ * min_warm. */
+static void pump(struct faas_fn *fn)
+{
+    while (!faas_list_empty(&fn->waiting) &&
+           (fn->opts.max_concurrency == 0 || fn->ninstances < fn->opts.max_concurrency)) {
+        struct faas_instance *inst = instance_new(fn);
+        struct faas_list *e;
+        if (!inst)
+            break; /* they wait for the next release */
+        e = faas_list_pop_head(&fn->waiting);
+        fn->nwaiting--;
+        start(FAAS_CONTAINER_OF(e, struct faas_inv, link), inst, 1);
+    }
+    faas_pool_prewarm(fn);
+}
+
+int faas_pool_admit(struct faas_inv *inv)
+{
+    struct faas_fn *fn = inv->fn;
+    struct faas_list *e = faas_list_pop_head(&fn->idle);
+    struct faas_instance *inst;
+
+    if (e) {
+        inst = FAAS_CONTAINER_OF(e, struct faas_instance, link);
+        faas_list_remove(&inst->rt_link);
+        start(inv, inst, 0);
+        return 0;
+    }
+    if (fn->opts.max_concurrency == 0 || fn->ninstances < fn->opts.max_concurrency) {
+        inst = instance_new(fn);
+        if (!inst)
+            return FAAS_ENOMEM;
+        start(inv, inst, 1);
+        return 0;
+    }
+    if (fn->nwaiting < fn->opts.max_queue + fn->nstarting) {
+        faas_list_insert_tail(&fn->waiting, &inv->link);
+        fn->nwaiting++;
+        return 0;
+    }
+    fn->c.throttles++;
+    return FAAS_ETHROTTLED;
+}
+
+void faas_pool_release(struct faas_inv *inv)
+{
+    struct faas_instance *inst = inv->inst;
+    struct faas_fn *fn = inv->fn; /* inv's reference keeps it alive */
+    struct faas_runtime *rt = fn->rt;
+
+    faas_list_remove(&inv->link);
+    inv->inst = NULL;
+    fn->nbusy--;
+    inst->uses++;
+    if (inst->initialized)
+        fn->prewarm_blocked = 0;
+    if (!inst->initialized || inst->retire || fn->unregistered || rt->closing ||
+        (fn->opts.max_uses && inst->uses >= fn->opts.max_uses)) {
+        faas_instance_destroy(inst);
+        if (!fn->unregistered && !rt->closing)
+            pump(fn);
+        return;
+    }
+    hand_over(inst);
+}
+
+void faas_pool_prewarm(struct faas_fn *fn)
+{
+    struct faas_runtime *rt = fn->rt;
+
+    while (!fn->unregistered && !rt->closing && !fn->prewarm_blocked &&
+           fn->ninstances < fn->opts.min_warm) {
+        struct faas_instance *inst = instance_new(fn);
+        if (!inst)
+            return;
+        inst->prewarmed = 1;
+        if (inst->initialized) {
+            hand_over(inst);
+        } else if (is_thread(fn)) {
+            fn->nstarting++;
+            inst->job.kind = FAAS_JOB_INIT;
+            faas_tpool_submit(rt, &inst->job);
+        } else {
+            /* INLINE: init runs here, on the loop thread, as INLINE code does. */
+            fn->nstarting++;
+            inst->job.kind = FAAS_JOB_INIT;
+            faas_job_run(&inst->job);
+            faas_pool_job_done(&inst->job);
+        }
+    }
+}
+
+void faas_pool_job_done(struct faas_job *job)
+{
+    struct faas_instance *inst = job->inst;
+    struct faas_fn *fn = inst->fn;
+    struct faas_runtime *rt = fn->rt;
+
+    if (job->kind == FAAS_JOB_FINI) {
+        instance_free(inst);
+        return;
+    }
+    /* FAAS_JOB_INIT */
+    fn->nstarting--;
+    if (!inst->initialized || fn->unregistered || rt->closing) {
+        if (!inst->initialized)
+            fn->prewarm_blocked = 1; /* no retry loop: the next invocation tries */
+        faas_instance_destroy(inst);
+        return;
+    }
+    hand_over(inst);
+}
+
+void faas_pool_reap(struct faas_runtime *rt)
+{
+    uint64_t now = faas_now_ns(rt), next = 0;
+    struct faas_list *e, *n;
+
+    for (e = rt->idle.next; e != &rt->idle; e = n) {
+        struct faas_instance *inst = FAAS_CONTAINER_OF(e, struct faas_instance, rt_link);
+        struct faas_fn *fn = inst->fn;
+        uint64_t expiry;
+        n = e->next;
+        if (fn->opts.idle_timeout_ms == 0 || fn->ninstances <= fn->opts.min_warm)
+            continue;
+        expiry = inst->idle_since_ns + (uint64_t)fn->opts.idle_timeout_ms * 1000000u;
+        if (expiry <= now) {
+            faas_list_remove(&inst->rt_link);
+            faas_list_remove(&inst->link);
+            faas_instance_destroy(inst);
+        } else if (next == 0 || expiry < next) {
+            next = expiry;
+        }
+    }
+    if (next)
+        faas_timer_arm_reaper(rt, next);
+}
+
+void faas_pool_cancel_fn(struct faas_fn *fn, int status)
+{
+    struct faas_runtime *rt = fn->rt;
+    struct faas_list *e, *n;
+    const char *why = rt->closing ? "the runtime was freed" : "the function was unregistered";
+
+    faas_fn_ref(fn);
+    while ((e = faas_list_pop_head(&fn->waiting)) != NULL) {
+        struct faas_inv *inv = FAAS_CONTAINER_OF(e, struct faas_inv, link);
+        fn->nwaiting--;
+        inv->preset = 1;
+        inv->res.status = status;
+        inv->res.payload = faas_error_object("Runtime.Canceled", why);
+        faas_list_insert_tail(&rt->ready, &inv->link);
+        faas_rt_kick(rt);
+    }
+    for (e = fn->running.next; e != &fn->running; e = n) {
+        struct faas_inv *inv = FAAS_CONTAINER_OF(e, struct faas_inv, link);
+        n = e->next;
+        if (inv->submitted)
+            faas_inv_detach(inv, status, "Runtime.Canceled", why);
+    }
+    while ((e = faas_list_pop_head(&fn->idle)) != NULL) {
+        struct faas_instance *inst = FAAS_CONTAINER_OF(e, struct faas_instance, link);
+        faas_list_remove(&inst->rt_link);
+        faas_instance_destroy(inst);
+    }
+    faas_fn_unref(fn);
+}

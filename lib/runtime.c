@@ -1,0 +1,342 @@
+/*
+ * runtime.c - the runtime's lifecycle, the function registry and the loop's
+ * dispatch event.
+ *
+ * The registry is a chained hash table keyed by name (FNV-1a), doubled when
+ * it holds more functions than buckets, so lookup stays O(1) from ten
+ * functions to tens of thousands. Functions are also kept in registration
+ * order, for metrics.
+ *
+ * The dispatch event is one event with no descriptor, made active with
+ * event_active() (no system call) whenever the ready list gains work: INLINE
+ * invocations to run and results decided on the loop (cancellations) to
+ * deliver. One activation serves every invocation queued before it runs.
+ *
+ * Re-entrancy: every entry from the loop into user code is bracketed by
+ * faas_rt_enter/faas_rt_leave. faas_runtime_free called inside only sets a
+ * flag; the outermost faas_rt_leave does the real work.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "faas_int.h"
+
+static void runtime_destroy(struct faas_runtime *rt);
+
+static uint32_t name_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 16777619u;
+    }
+    return h;
+}
+
+static int name_valid(const char *name)
+{
+    size_t n = 0;
+    if (!name)
+        return 0;
+    for (; name[n]; n++) {
+        char c = name[n];
+        if (n >= FAAS_NAME_MAX)
+            return 0;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return 0;
+    }
+    return n > 0;
+}
+
+struct faas_fn *faas_fn_lookup(struct faas_runtime *rt, const char *name)
+{
+    uint32_t h = name_hash(name);
+    struct faas_fn *fn = rt->buckets[h & (rt->nbuckets - 1)];
+    for (; fn; fn = fn->hnext)
+        if (fn->hash == h && strcmp(fn->name, name) == 0)
+            return fn;
+    return NULL;
+}
+
+static int registry_grow(struct faas_runtime *rt)
+{
+    size_t n = rt->nbuckets * 2, i;
+    struct faas_fn **b = calloc(n, sizeof *b);
+    if (!b)
+        return FAAS_ENOMEM;
+    for (i = 0; i < rt->nbuckets; i++) {
+        struct faas_fn *fn = rt->buckets[i], *next;
+        for (; fn; fn = next) {
+            next = fn->hnext;
+            fn->hnext = b[fn->hash & (n - 1)];
+            b[fn->hash & (n - 1)] = fn;
+        }
+    }
+    free(rt->buckets);
+    rt->buckets = b;
+    rt->nbuckets = n;
+    return 0;
+}
+
+static void registry_remove(struct faas_runtime *rt, struct faas_fn *fn)
+{
+    struct faas_fn **p = &rt->buckets[fn->hash & (rt->nbuckets - 1)];
+    for (; *p; p = &(*p)->hnext) {
+        if (*p == fn) {
+            *p = fn->hnext;
+            break;
+        }
+    }
+    fn->hnext = NULL;
+    faas_list_remove(&fn->link);
+    rt->nfns--;
+}
+
+void faas_fn_ref(struct faas_fn *fn)
+{
+    fn->refs++;
+}
+
+void faas_fn_unref(struct faas_fn *fn)
+{
+    if (--fn->refs == 0)
+        free(fn);
+}
+
+void faas_rt_enter(struct faas_runtime *rt)
+{
+    rt->cb_depth++;
+}
+
+int faas_rt_leave(struct faas_runtime *rt)
+{
+    if (--rt->cb_depth == 0 && rt->free_requested && !rt->closing) {
+        runtime_destroy(rt);
+        return 1;
+    }
+    return 0;
+}
+
+void faas_rt_kick(struct faas_runtime *rt)
+{
+    event_active(rt->dispatch_ev, EV_TIMEOUT, 1);
+}
+
+static void dispatch_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct faas_runtime *rt = arg;
+    struct faas_list batch;
+    struct faas_list *e;
+
+    (void)fd;
+    (void)what;
+    faas_list_init(&batch);
+    faas_list_splice(&batch, &rt->ready);
+    faas_rt_enter(rt);
+    while ((e = faas_list_pop_head(&batch)) != NULL) {
+        struct faas_inv *inv = FAAS_CONTAINER_OF(e, struct faas_inv, link);
+        if (inv->preset)
+            faas_inv_finish(inv);
+        else if (rt->free_requested)
+            faas_inv_deliver_status(inv, FAAS_ECANCELED, "Runtime.Canceled",
+                                    "the runtime was freed");
+        else
+            faas_inv_run_inline(inv);
+    }
+    faas_rt_leave(rt);
+}
+
+static void seed_rng(struct faas_runtime *rt)
+{
+    uint64_t s[4];
+    struct timespec ts;
+    int i;
+
+    if (getrandom(s, sizeof s, 0) != (ssize_t)sizeof s) {
+        /* No entropy source: ids must still differ between runtimes. */
+        clock_gettime(CLOCK_REALTIME, &ts);
+        s[0] = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30);
+        s[1] = (uint64_t)getpid() * UINT64_C(0x9E3779B97F4A7C15);
+        s[2] = (uint64_t)(uintptr_t)rt;
+        s[3] = UINT64_C(0x6a09e667f3bcc909);
+    }
+    for (i = 0; i < 4; i++)
+        rt->rng[i] = s[i] ? s[i] : UINT64_C(0x9E3779B97F4A7C15) + (uint64_t)i;
+}
+
+int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
+                     const struct faas_runtime_opts *opts)
+{
+    static const struct faas_runtime_opts defaults = FAAS_RUNTIME_OPTS_INIT;
+    struct faas_runtime *rt;
+
+    if (!out || !base)
+        return FAAS_EINVAL;
+    if (opts && opts->version != FAAS_RUNTIME_OPTS_VERSION)
+        return FAAS_EINVAL;
+    if (opts && (opts->max_sync_payload == 0 || opts->max_async_payload == 0))
+        return FAAS_EINVAL;
+    rt = calloc(1, sizeof *rt);
+    if (!rt)
+        return FAAS_ENOMEM;
+    rt->opts = opts ? *opts : defaults;
+    rt->base = base;
+    rt->nbuckets = 16;
+    rt->buckets = calloc(rt->nbuckets, sizeof *rt->buckets);
+    rt->dispatch_ev = event_new(base, -1, 0, dispatch_cb, rt);
+    if (!rt->buckets || !rt->dispatch_ev) {
+        if (rt->dispatch_ev)
+            event_free(rt->dispatch_ev);
+        free(rt->buckets);
+        free(rt);
+        return FAAS_ENOMEM;
+    }
+    faas_list_init(&rt->fns);
+    faas_list_init(&rt->ready);
+    faas_list_init(&rt->idle);
+    seed_rng(rt);
+    *out = rt;
+    return 0;
+}
+
+static void runtime_destroy(struct faas_runtime *rt)
+{
+    struct faas_list *e, *next;
+    struct faas_list batch;
+
+    rt->closing = 1;
+    rt->cb_depth++; /* user callbacks from here on cannot free us again */
+
+    /* Work the loop had not reached yet: cancel it, now. */
+    faas_list_init(&batch);
+    faas_list_splice(&batch, &rt->ready);
+    while ((e = faas_list_pop_head(&batch)) != NULL) {
+        struct faas_inv *inv = FAAS_CONTAINER_OF(e, struct faas_inv, link);
+        if (inv->preset)
+            faas_inv_finish(inv);
+        else
+            faas_inv_deliver_status(inv, FAAS_ECANCELED, "Runtime.Canceled",
+                                    "the runtime was freed");
+    }
+    /* Waiting and running invocations of every function. */
+    for (e = rt->fns.next; e != &rt->fns; e = next) {
+        struct faas_fn *fn = FAAS_CONTAINER_OF(e, struct faas_fn, link);
+        next = e->next;
+        faas_pool_cancel_fn(fn, FAAS_ECANCELED);
+    }
+    /* Results the cancellation put on the ready list. */
+    faas_list_splice(&batch, &rt->ready);
+    while ((e = faas_list_pop_head(&batch)) != NULL)
+        faas_inv_finish(FAAS_CONTAINER_OF(e, struct faas_inv, link));
+
+    /* Workers finish what they run (cancelled: they skip what they had not
+     * started), and every job comes back through faas_job_done. */
+    if (rt->pool)
+        faas_tpool_stop(rt);
+
+    /* Instances left: idle ones, and those whose jobs just came back. */
+    while ((e = faas_list_pop_head(&rt->idle)) != NULL) {
+        struct faas_instance *inst = FAAS_CONTAINER_OF(e, struct faas_instance, rt_link);
+        faas_list_remove(&inst->link);
+        faas_instance_destroy(inst);
+    }
+    for (e = rt->fns.next; e != &rt->fns; e = next) {
+        struct faas_fn *fn = FAAS_CONTAINER_OF(e, struct faas_fn, link);
+        next = e->next;
+        registry_remove(rt, fn);
+        faas_fn_unref(fn);
+    }
+    if (rt->reap_ev)
+        event_free(rt->reap_ev);
+    event_free(rt->dispatch_ev);
+    free(rt->buckets);
+    free(rt);
+}
+
+void faas_runtime_free(struct faas_runtime *rt)
+{
+    if (!rt || rt->closing)
+        return;
+    if (rt->cb_depth > 0) {
+        rt->free_requested = 1;
+        return;
+    }
+    runtime_destroy(rt);
+}
+
+int faas_register(struct faas_runtime *rt, const char *name, faas_handler_fn handler,
+                  const struct faas_function_opts *opts)
+{
+    static const struct faas_function_opts defaults = FAAS_FUNCTION_OPTS_INIT;
+    struct faas_fn *fn;
+    int rc;
+
+    if (!rt || !handler || !name_valid(name) || rt->closing || rt->free_requested)
+        return FAAS_EINVAL;
+    if (!opts)
+        opts = &defaults;
+    if (opts->version != FAAS_FUNCTION_OPTS_VERSION)
+        return FAAS_EINVAL;
+    if (opts->isolation != FAAS_ISOLATION_INLINE && opts->isolation != FAAS_ISOLATION_THREAD)
+        return FAAS_EINVAL; /* PROCESS isolation is not in this build yet */
+    if (opts->idempotency)
+        return FAAS_EINVAL; /* idempotency is not in this build yet */
+    if (opts->min_warm && opts->max_concurrency && opts->min_warm > opts->max_concurrency)
+        return FAAS_EINVAL;
+    if (faas_fn_lookup(rt, name))
+        return FAAS_EEXIST;
+    if (opts->isolation == FAAS_ISOLATION_THREAD && !rt->pool) {
+        rc = faas_tpool_start(rt, rt->opts.thread_workers);
+        if (rc)
+            return rc;
+    }
+    if (rt->nfns >= rt->nbuckets && (rc = registry_grow(rt)) != 0)
+        return rc;
+    fn = calloc(1, sizeof *fn);
+    if (!fn)
+        return FAAS_ENOMEM;
+    fn->rt = rt;
+    strcpy(fn->name, name);
+    fn->hash = name_hash(name);
+    fn->handler = handler;
+    fn->opts = *opts;
+    /* Pointers this build does not use are not kept: they are the caller's. */
+    fn->opts.idempotency = NULL;
+    fn->opts.async = NULL;
+    fn->opts.handler = NULL;
+    fn->opts.task_root = NULL;
+    fn->opts.env = NULL;
+    fn->refs = 1;
+    faas_list_init(&fn->idle);
+    faas_list_init(&fn->waiting);
+    faas_list_init(&fn->running);
+    fn->hnext = rt->buckets[fn->hash & (rt->nbuckets - 1)];
+    rt->buckets[fn->hash & (rt->nbuckets - 1)] = fn;
+    faas_list_insert_tail(&rt->fns, &fn->link);
+    rt->nfns++;
+    faas_pool_prewarm(fn);
+    return 0;
+}
+
+int faas_unregister(struct faas_runtime *rt, const char *name)
+{
+    struct faas_fn *fn;
+
+    if (!rt || !name)
+        return FAAS_EINVAL;
+    fn = faas_fn_lookup(rt, name);
+    if (!fn)
+        return FAAS_ENOENT;
+    registry_remove(rt, fn);
+    fn->unregistered = 1;
+    faas_pool_cancel_fn(fn, FAAS_ECANCELED);
+    faas_fn_unref(fn);
+    return 0;
+}

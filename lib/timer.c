@@ -1,0 +1,154 @@
+/*
+ * timer.c - time: the runtime's clock, invocation deadlines and the idle
+ * reaper, all on the host's loop.
+ *
+ * Every duration, deadline and idle age is read from one clock (the system's
+ * monotonic clock unless the host gave its own), so tests can drive time.
+ * libevent timers only decide when to look again: a deadline timer that
+ * fires early (a fake clock that did not move, an invocation still queued
+ * for a thread) re-arms itself for the time that is left.
+ *
+ * A THREAD invocation has at most one timer. The worker publishes the phase
+ * (queued, init, run) and the deadline of that phase; the timer compares it
+ * with the clock and either re-arms or decides the result: FAAS_EINIT for an
+ * init that overran, FAAS_ETIMEDOUT for a handler that did. The instance
+ * stays busy until the worker returns, and the late result is discarded.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "faas_int.h"
+
+uint64_t faas_now_ns(const struct faas_runtime *rt)
+{
+    struct timespec ts;
+    if (rt->opts.clock.now_ns)
+        return rt->opts.clock.now_ns(rt->opts.clock.arg);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int64_t faas_wall_ns(const struct faas_runtime *rt)
+{
+    struct timespec ts;
+    if (rt->opts.clock.wall_ns)
+        return rt->opts.clock.wall_ns(rt->opts.clock.arg);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + (int64_t)ts.tv_nsec;
+}
+
+static struct timeval ns_to_tv(uint64_t ns)
+{
+    struct timeval tv;
+    /* Round up so a timer never fires just before the deadline it serves. */
+    uint64_t us = (ns + 999u) / 1000u;
+    tv.tv_sec = (time_t)(us / 1000000u);
+    tv.tv_usec = (suseconds_t)(us % 1000000u);
+    return tv;
+}
+
+static void timer_add(struct event *ev, uint64_t delay_ns)
+{
+    struct timeval tv = ns_to_tv(delay_ns);
+    event_add(ev, &tv);
+}
+
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct faas_inv *inv = arg;
+    struct faas_runtime *rt = inv->rt;
+    uint64_t now = faas_now_ns(rt);
+    uint64_t deadline = atomic_load(&inv->ctx.deadline_ns);
+    int phase = atomic_load(&inv->phase);
+    char msg[96];
+
+    (void)fd;
+    (void)what;
+    if (phase == FAAS_PHASE_DONE)
+        return; /* the completion is on its way */
+    if (phase == FAAS_PHASE_RUN && inv->timeout_ms == 0)
+        return; /* init is over and the handler has no deadline */
+    if (phase == FAAS_PHASE_QUEUED || deadline == 0 || now < deadline) {
+        /* Not started, or time left: look again when it may have run out. */
+        uint64_t left;
+        if (phase != FAAS_PHASE_QUEUED && deadline > now)
+            left = deadline - now;
+        else if (phase == FAAS_PHASE_RUN || !(inv->cold && inv->fn->opts.init))
+            left = (uint64_t)inv->timeout_ms * 1000000u;
+        else
+            left = (uint64_t)inv->fn->opts.init_timeout_ms * 1000000u;
+        timer_add(inv->timer, left ? left : 1000000u);
+        return;
+    }
+    atomic_store(&inv->ctx.cancelled, 1);
+    faas_rt_enter(rt);
+    if (phase == FAAS_PHASE_INIT) {
+        inv->inst->retire = 1;
+        snprintf(msg, sizeof msg, "Init timed out after %.2f seconds",
+                 (double)inv->fn->opts.init_timeout_ms / 1000.0);
+        faas_inv_deliver_status(inv, FAAS_EINIT, "Runtime.InitError", msg);
+    } else {
+        snprintf(msg, sizeof msg, "Task timed out after %.2f seconds",
+                 (double)inv->timeout_ms / 1000.0);
+        faas_inv_deliver_status(inv, FAAS_ETIMEDOUT, "Sandbox.Timedout", msg);
+    }
+    faas_rt_leave(rt);
+}
+
+int faas_timer_arm_deadline(struct faas_inv *inv)
+{
+    uint64_t first;
+    /* inv->cold is set at admission, on this thread */
+    int cold = inv->cold && inv->fn->opts.init != NULL;
+
+    if (inv->timeout_ms == 0 && !(cold && inv->fn->opts.init_timeout_ms))
+        return 0;
+    if (!inv->timer) {
+        inv->timer = event_new(inv->rt->base, -1, 0, deadline_cb, inv);
+        if (!inv->timer)
+            return FAAS_ENOMEM;
+    }
+    if (cold && inv->fn->opts.init_timeout_ms)
+        first = (uint64_t)inv->fn->opts.init_timeout_ms * 1000000u;
+    else
+        first = (uint64_t)inv->timeout_ms * 1000000u;
+    timer_add(inv->timer, first);
+    return 0;
+}
+
+void faas_timer_cancel_deadline(struct faas_inv *inv)
+{
+    if (inv->timer) {
+        event_free(inv->timer);
+        inv->timer = NULL;
+    }
+}
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct faas_runtime *rt = arg;
+    (void)fd;
+    (void)what;
+    rt->reap_at_ns = 0;
+    faas_rt_enter(rt);
+    faas_pool_reap(rt);
+    faas_rt_leave(rt);
+}
+
+void faas_timer_arm_reaper(struct faas_runtime *rt, uint64_t at_ns)
+{
+    uint64_t now;
+    if (rt->reap_at_ns && rt->reap_at_ns <= at_ns)
+        return;
+    if (!rt->reap_ev) {
+        rt->reap_ev = event_new(rt->base, -1, 0, reap_cb, rt);
+        if (!rt->reap_ev)
+            return; /* instances then live until reused or the runtime ends */
+    }
+    now = faas_now_ns(rt);
+    rt->reap_at_ns = at_ns;
+    timer_add(rt->reap_ev, at_ns > now ? at_ns - now : 0);
+}
