@@ -45,7 +45,9 @@ STATIC := $(B)/libfaas.a
 SHARED := $(B)/libfaas.so.$(VERSION)
 SONAME := libfaas.so.$(VERSION_MAJOR)
 
-.PHONY: all deps lib test check check-asan check-tsan check-valgrind examples run \
+FORCE:
+
+.PHONY: FORCE all deps lib test check check-asan check-tsan check-valgrind examples run \
         bench install uninstall clean tests-build
 
 all: deps lib
@@ -68,7 +70,14 @@ $(SHARED): $(LIB_OBJS)
 	ln -sf libfaas.so.$(VERSION) $(B)/$(SONAME)
 	ln -sf $(SONAME) $(B)/libfaas.so
 
-$(B)/libfaas.pc: pkgconfig/libfaas.pc.in Makefile
+# The generated .pc follows PREFIX: a stamp of the variables forces a rebuild
+# when `make install PREFIX=...` differs from the last build.
+PC_VARS := $(PREFIX)|$(LIBDIR)|$(INCDIR)|$(VERSION)
+$(B)/pc.vars: FORCE
+	@mkdir -p $(B)
+	@echo '$(PC_VARS)' | cmp -s - $@ || echo '$(PC_VARS)' > $@
+
+$(B)/libfaas.pc: pkgconfig/libfaas.pc.in Makefile $(B)/pc.vars
 	@mkdir -p $(B)
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
 	    -e 's|@INCDIR@|$(INCDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
