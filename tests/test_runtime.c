@@ -1,0 +1,816 @@
+/*
+ * test_runtime.c - runtime lifecycle and the function registry:
+ * faas_runtime_new/free arguments, name validation, duplicates, isolation
+ * checks, unregister, freeing with invocations in flight (INLINE and
+ * THREAD), freeing from inside a result callback, 10,000 functions.
+ */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BOUND_MS 5000u
+
+/* ------------------------------------------------------------------ */
+/* helpers                                                              */
+/* ------------------------------------------------------------------ */
+
+static enum faas_isolation iso_inline_v = FAAS_ISOLATION_INLINE;
+static enum faas_isolation iso_thread_v = FAAS_ISOLATION_THREAD;
+
+static enum faas_isolation iso_of(void **state)
+{
+    return *(enum faas_isolation *)*state;
+}
+
+struct fx {
+    struct event_base *base;
+    struct faas_runtime *rt;
+};
+
+static void fx_new(struct fx *f)
+{
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    o.thread_workers = 2;
+    o.zygote = 0;
+    f->base = event_base_new();
+    assert_non_null(f->base);
+    f->rt = NULL;
+    assert_int_equal(faas_runtime_new(&f->rt, f->base, &o), 0);
+    assert_non_null(f->rt);
+}
+
+static void fx_free(struct fx *f)
+{
+    faas_runtime_free(f->rt);
+    f->rt = NULL;
+    event_base_free(f->base);
+    f->base = NULL;
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+/* Like tu_run_until, for a counter written by worker threads. */
+static int run_until_atomic(struct event_base *base, int *counter, int want, unsigned bound_ms)
+{
+    uint64_t end = tu_now_ms() + bound_ms;
+    struct timeval tick = { 0, 1000 };
+    struct event *ev = event_new(base, -1, 0, tick_cb, NULL);
+    int ok = 1;
+    while (__atomic_load_n(counter, __ATOMIC_SEQ_CST) < want) {
+        if (tu_now_ms() > end) {
+            ok = 0;
+            break;
+        }
+        event_add(ev, &tick);
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+    event_free(ev);
+    return ok;
+}
+
+static int aload(int *p)
+{
+    return __atomic_load_n(p, __ATOMIC_SEQ_CST);
+}
+
+static void ainc(int *p)
+{
+    __atomic_add_fetch(p, 1, __ATOMIC_SEQ_CST);
+}
+
+static void aset(int *p, int v)
+{
+    __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
+}
+
+/* What a result callback saw; res is borrowed, so copy what we need. */
+struct cap {
+    int calls;
+    int status;
+    json_t *payload;
+    char rid[FAAS_REQUEST_ID_SIZE];
+    char fn[FAAS_NAME_MAX + 1];
+};
+
+static void cap_cb(const struct faas_result *res, void *arg)
+{
+    struct cap *c = arg;
+    const char *rid = faas_result_request_id(res);
+    const char *fn = faas_result_function_name(res);
+    c->calls++;
+    c->status = faas_result_status(res);
+    json_decref(c->payload);
+    c->payload = json_incref(faas_result_payload(res));
+    snprintf(c->rid, sizeof c->rid, "%s", rid ? rid : "");
+    snprintf(c->fn, sizeof c->fn, "%s", fn ? fn : "");
+}
+
+static void cap_clear(struct cap *c)
+{
+    json_decref(c->payload);
+    memset(c, 0, sizeof *c);
+}
+
+/* Invokes and drives the loop until the callback ran; returns the
+ * faas_invoke() code. */
+static int invoke_wait(struct fx *f, const char *name, json_t *event, struct cap *c)
+{
+    int rc = faas_invoke(f->rt, name, event, NULL, cap_cb, c);
+    if (rc == 0)
+        assert_true(tu_run_until(f->base, &c->calls, 1, BOUND_MS));
+    return rc;
+}
+
+/* handlers */
+
+static int h_ok(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    (void)ctx;
+    (void)event;
+    *result = json_string("ok");
+    return 0;
+}
+
+static int h_other(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    (void)ctx;
+    (void)event;
+    *result = json_string("other");
+    return 0;
+}
+
+static int h_name(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    (void)event;
+    *result = json_string(faas_ctx_function_name(ctx));
+    return 0;
+}
+
+/* A handler that blocks until released or cancelled (bounded). */
+static int g_started;
+static int g_finished;
+static int g_saw_cancel;
+static int g_release;
+static int g_inits;
+static int g_finis;
+
+static void reset_globals(void)
+{
+    aset(&g_started, 0);
+    aset(&g_finished, 0);
+    aset(&g_saw_cancel, 0);
+    aset(&g_release, 0);
+    aset(&g_inits, 0);
+    aset(&g_finis, 0);
+}
+
+static int h_block(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    (void)event;
+    uint64_t end = tu_now_ms() + 5000u;
+    ainc(&g_started);
+    for (;;) {
+        if (faas_ctx_cancelled(ctx)) {
+            ainc(&g_saw_cancel);
+            break;
+        }
+        if (aload(&g_release) || tu_now_ms() > end)
+            break;
+        struct timespec ts = { 0, 200000 };
+        nanosleep(&ts, NULL);
+    }
+    *result = json_string("late");
+    ainc(&g_finished);
+    return 0;
+}
+
+static int init_count(struct faas_ctx *ctx, void **state)
+{
+    (void)ctx;
+    int *p = malloc(sizeof *p);
+    if (!p)
+        return 1;
+    *p = 7;
+    *state = p;
+    ainc(&g_inits);
+    return 0;
+}
+
+static void fini_count(void *state)
+{
+    /* May run on a worker thread: no cmocka asserts here. */
+    if (state && *(int *)state == 7)
+        ainc(&g_finis);
+    free(state);
+}
+
+/* ------------------------------------------------------------------ */
+/* runtime_new / runtime_free                                          */
+/* ------------------------------------------------------------------ */
+
+static char sentinel_obj;
+#define SENTINEL ((struct faas_runtime *)(void *)&sentinel_obj)
+
+static void test_runtime_new_args(void **state)
+{
+    (void)state;
+    struct event_base *base = event_base_new();
+    struct faas_runtime *rt;
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    assert_non_null(base);
+
+    assert_int_equal(faas_runtime_new(NULL, base, NULL), FAAS_EINVAL);
+    assert_int_equal(faas_runtime_new(NULL, NULL, NULL), FAAS_EINVAL);
+
+    rt = SENTINEL;
+    assert_int_equal(faas_runtime_new(&rt, NULL, NULL), FAAS_EINVAL);
+    assert_ptr_equal(rt, SENTINEL);
+
+    o.version = 0;
+    assert_int_equal(faas_runtime_new(&rt, base, &o), FAAS_EINVAL);
+    assert_ptr_equal(rt, SENTINEL);
+
+    o.version = FAAS_RUNTIME_OPTS_VERSION + 1;
+    assert_int_equal(faas_runtime_new(&rt, base, &o), FAAS_EINVAL);
+    assert_ptr_equal(rt, SENTINEL);
+
+    o.version = 12345;
+    assert_int_equal(faas_runtime_new(&rt, NULL, &o), FAAS_EINVAL);
+    assert_ptr_equal(rt, SENTINEL);
+
+    faas_runtime_free(NULL); /* a no-op */
+    event_base_free(base);
+}
+
+static void test_runtime_new_ok(void **state)
+{
+    (void)state;
+    struct event_base *base = event_base_new();
+    struct faas_runtime *rt = SENTINEL;
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    int before;
+    assert_non_null(base);
+    before = event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED | EVENT_BASE_COUNT_ACTIVE);
+
+    /* NULL opts: the defaults. */
+    assert_int_equal(faas_runtime_new(&rt, base, NULL), 0);
+    assert_non_null(rt);
+    assert_ptr_not_equal(rt, SENTINEL);
+    faas_runtime_free(rt);
+    /* The runtime removed whatever it added to the borrowed base. */
+    assert_int_equal(event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED |
+                                                         EVENT_BASE_COUNT_ACTIVE),
+                     before);
+
+    /* Explicit opts, started from the _INIT macro. */
+    rt = SENTINEL;
+    o.thread_workers = 2;
+    o.zygote = 0;
+    assert_int_equal(faas_runtime_new(&rt, base, &o), 0);
+    assert_ptr_not_equal(rt, SENTINEL);
+    assert_int_equal(faas_register(rt, "f", h_ok, NULL), 0);
+    faas_runtime_free(rt);
+    assert_int_equal(event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED |
+                                                         EVENT_BASE_COUNT_ACTIVE),
+                     before);
+
+    /* Two runtimes on one base are independent. */
+    struct faas_runtime *a = NULL, *b = NULL;
+    assert_int_equal(faas_runtime_new(&a, base, &o), 0);
+    assert_int_equal(faas_runtime_new(&b, base, &o), 0);
+    assert_ptr_not_equal(a, b);
+    assert_int_equal(faas_register(a, "same", h_ok, NULL), 0);
+    assert_int_equal(faas_register(b, "same", h_ok, NULL), 0);
+    faas_runtime_free(a);
+    faas_runtime_free(b);
+    event_base_free(base);
+}
+
+/* ------------------------------------------------------------------ */
+/* registration                                                         */
+/* ------------------------------------------------------------------ */
+
+static void test_register_names(void **state)
+{
+    (void)state;
+    struct fx f;
+    char name64[FAAS_NAME_MAX + 1];
+    char name65[FAAS_NAME_MAX + 2];
+    struct cap c = { 0 };
+    struct faas_stats st;
+    static const char *const bad[] = {
+        "a b", "a.b", "a/b", "a:b", "a\tb", "a\nb", "caf\xc3\xa9", "a$", "a*", "$LATEST",
+        " lead", "trail ", "a+b", "a@b", "a,b", "a\"b", "a\\b", "a{b}", "\x7f",
+    };
+    fx_new(&f);
+
+    memset(name64, 'a', FAAS_NAME_MAX);
+    name64[FAAS_NAME_MAX] = '\0';
+    memset(name65, 'b', FAAS_NAME_MAX + 1);
+    name65[FAAS_NAME_MAX + 1] = '\0';
+
+    assert_int_equal(faas_register(f.rt, "", h_ok, NULL), FAAS_EINVAL);
+    assert_int_equal(faas_register(f.rt, NULL, h_ok, NULL), FAAS_EINVAL);
+    assert_int_equal(faas_register(f.rt, name65, h_ok, NULL), FAAS_EINVAL);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(faas_register(f.rt, bad[i], h_ok, NULL), FAAS_EINVAL);
+
+    /* Bad arguments other than the name. */
+    assert_int_equal(faas_register(NULL, "good", h_ok, NULL), FAAS_EINVAL);
+    assert_int_equal(faas_register(f.rt, "good", NULL, NULL), FAAS_EINVAL);
+    {
+        struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+        o.version = 0;
+        assert_int_equal(faas_register(f.rt, "good", h_ok, &o), FAAS_EINVAL);
+        o.version = FAAS_FUNCTION_OPTS_VERSION + 1;
+        assert_int_equal(faas_register(f.rt, "good", h_ok, &o), FAAS_EINVAL);
+    }
+    /* None of the refused registrations left a function behind. */
+    assert_int_equal(faas_stats(f.rt, "good", &st), FAAS_ENOENT);
+    assert_int_equal(faas_stats(f.rt, NULL, &st), 0);
+    assert_int_equal(st.invocations, 0);
+    assert_int_equal(st.instances, 0);
+    assert_int_equal(faas_register(f.rt, "good", h_ok, NULL), 0);
+
+    /* The edges that are accepted. */
+    assert_int_equal(faas_register(f.rt, name64, h_name, NULL), 0);
+    assert_int_equal(faas_register(f.rt, "x", h_name, NULL), 0);
+    assert_int_equal(faas_register(f.rt, "AZaz09_-", h_name, NULL), 0);
+    assert_int_equal(faas_register(f.rt, "-", h_name, NULL), 0);
+    assert_int_equal(faas_register(f.rt, "_", h_name, NULL), 0);
+
+    /* The 64-byte name is usable and reported unchanged. */
+    assert_int_equal(invoke_wait(&f, name64, NULL, &c), 0);
+    assert_int_equal(c.calls, 1);
+    assert_int_equal(c.status, 0);
+    assert_string_equal(c.fn, name64);
+    assert_true(json_is_string(c.payload));
+    assert_string_equal(json_string_value(c.payload), name64);
+    cap_clear(&c);
+
+    assert_int_equal(invoke_wait(&f, "AZaz09_-", NULL, &c), 0);
+    assert_int_equal(c.status, 0);
+    assert_string_equal(json_string_value(c.payload), "AZaz09_-");
+    cap_clear(&c);
+
+    /* Names are case-sensitive: "Good" is not "good". */
+    assert_int_equal(faas_stats(f.rt, "Good", &st), FAAS_ENOENT);
+    assert_int_equal(faas_register(f.rt, "Good", h_ok, NULL), 0);
+
+    /* The name is copied: a caller buffer can change afterwards. */
+    {
+        char buf[16];
+        snprintf(buf, sizeof buf, "copied");
+        assert_int_equal(faas_register(f.rt, buf, h_name, NULL), 0);
+        memset(buf, 'z', sizeof buf - 1);
+        buf[sizeof buf - 1] = '\0';
+        assert_int_equal(invoke_wait(&f, "copied", NULL, &c), 0);
+        assert_int_equal(c.status, 0);
+        assert_string_equal(json_string_value(c.payload), "copied");
+        cap_clear(&c);
+    }
+    fx_free(&f);
+}
+
+static void test_register_duplicate(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct cap c = { 0 };
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    fx_new(&f);
+
+    assert_int_equal(faas_register(f.rt, "dup", h_ok, NULL), 0);
+    assert_int_equal(faas_register(f.rt, "dup", h_other, NULL), FAAS_EEXIST);
+    o.isolation = FAAS_ISOLATION_INLINE;
+    assert_int_equal(faas_register(f.rt, "dup", h_other, &o), FAAS_EEXIST);
+
+    /* The first registration is the one that runs. */
+    assert_int_equal(invoke_wait(&f, "dup", NULL, &c), 0);
+    assert_int_equal(c.calls, 1);
+    assert_int_equal(c.status, 0);
+    assert_string_equal(json_string_value(c.payload), "ok");
+    cap_clear(&c);
+    fx_free(&f);
+}
+
+static void test_register_isolation(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct faas_stats st;
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    struct cap c = { 0 };
+    fx_new(&f);
+
+    o.isolation = FAAS_ISOLATION_PROCESS;
+    assert_int_equal(faas_register(f.rt, "proc", h_ok, &o), FAAS_EINVAL);
+    assert_int_equal(faas_stats(f.rt, "proc", &st), FAAS_ENOENT);
+    o.isolation = (enum faas_isolation)7;
+    assert_int_equal(faas_register(f.rt, "proc", h_ok, &o), FAAS_EINVAL);
+    assert_int_equal(faas_stats(f.rt, "proc", &st), FAAS_ENOENT);
+
+    /* The refused name is free to use. */
+    o.isolation = FAAS_ISOLATION_THREAD;
+    assert_int_equal(faas_register(f.rt, "proc", h_ok, &o), 0);
+    assert_int_equal(invoke_wait(&f, "proc", NULL, &c), 0);
+    assert_int_equal(c.status, 0);
+    cap_clear(&c);
+    fx_free(&f);
+}
+
+/* ------------------------------------------------------------------ */
+/* unregister                                                           */
+/* ------------------------------------------------------------------ */
+
+static void test_unregister(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct cap c = { 0 };
+    struct faas_stats st;
+    fx_new(&f);
+
+    assert_int_equal(faas_unregister(f.rt, "nope"), FAAS_ENOENT);
+    assert_int_equal(faas_unregister(f.rt, NULL), FAAS_EINVAL);
+    assert_int_equal(faas_unregister(NULL, "nope"), FAAS_EINVAL);
+
+    assert_int_equal(faas_register(f.rt, "f", h_ok, NULL), 0);
+    assert_int_equal(invoke_wait(&f, "f", NULL, &c), 0);
+    assert_string_equal(json_string_value(c.payload), "ok");
+    cap_clear(&c);
+
+    assert_int_equal(faas_unregister(f.rt, "f"), 0);
+    assert_int_equal(faas_invoke(f.rt, "f", NULL, NULL, cap_cb, &c), FAAS_ENOENT);
+    assert_int_equal(faas_unregister(f.rt, "f"), FAAS_ENOENT);
+    assert_int_equal(faas_stats(f.rt, "f", &st), FAAS_ENOENT);
+    tu_run_for(f.base, 20);
+    assert_int_equal(c.calls, 0);
+
+    /* The name can be registered again at once, with another handler. */
+    assert_int_equal(faas_register(f.rt, "f", h_other, NULL), 0);
+    assert_int_equal(invoke_wait(&f, "f", NULL, &c), 0);
+    assert_int_equal(c.calls, 1);
+    assert_int_equal(c.status, 0);
+    assert_string_equal(json_string_value(c.payload), "other");
+    cap_clear(&c);
+    /* Its counters start afresh. */
+    assert_int_equal(faas_stats(f.rt, "f", &st), 0);
+    assert_int_equal(st.invocations, 1);
+    fx_free(&f);
+}
+
+/* Unregister with invocations waiting (INLINE: not yet run) or running
+ * (THREAD: blocked): each callback once, FAAS_ECANCELED, from the loop. */
+static void test_unregister_inflight(void **state)
+{
+    enum faas_isolation iso = iso_of(state);
+    struct fx f;
+    struct cap c[3];
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    memset(c, 0, sizeof c);
+    reset_globals();
+    fx_new(&f);
+    o.isolation = iso;
+    o.init = init_count;
+    o.fini = fini_count;
+    /* INLINE handlers would block the loop: they must not run at all. */
+    assert_int_equal(faas_register(f.rt, "u", iso == FAAS_ISOLATION_THREAD ? h_block : h_ok, &o),
+                     0);
+
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(faas_invoke(f.rt, "u", NULL, NULL, cap_cb, &c[i]), 0);
+    if (iso == FAAS_ISOLATION_THREAD)
+        assert_true(run_until_atomic(f.base, &g_started, 2, BOUND_MS));
+
+    assert_int_equal(faas_unregister(f.rt, "u"), 0);
+    /* Callbacks come from the loop, not from inside faas_unregister. */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(c[i].calls, 0);
+    int total = 0;
+    for (int k = 0; k < 3; k++) {
+        assert_true(tu_run_until(f.base, &c[k].calls, 1, BOUND_MS));
+    }
+    if (iso == FAAS_ISOLATION_THREAD) {
+        /* The running handlers were flagged cancelled and have returned. */
+        assert_true(run_until_atomic(f.base, &g_finished, aload(&g_started), BOUND_MS));
+        assert_int_equal(aload(&g_saw_cancel), aload(&g_started));
+    }
+    tu_run_for(f.base, 30);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(c[i].calls, 1);
+        assert_int_equal(c[i].status, FAAS_ECANCELED);
+        total += c[i].calls;
+    }
+    assert_int_equal(total, 3);
+    fx_free(&f);
+    assert_int_equal(aload(&g_finis), aload(&g_inits));
+    for (int i = 0; i < 3; i++)
+        cap_clear(&c[i]);
+}
+
+/* ------------------------------------------------------------------ */
+/* free with invocations in flight                                     */
+/* ------------------------------------------------------------------ */
+
+static void test_free_inflight_inline(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct cap c[5];
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    memset(c, 0, sizeof c);
+    reset_globals();
+    fx_new(&f);
+    o.isolation = FAAS_ISOLATION_INLINE;
+    o.init = init_count;
+    o.fini = fini_count;
+    assert_int_equal(faas_register(f.rt, "inl", h_ok, &o), 0);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(faas_invoke(f.rt, "inl", NULL, NULL, cap_cb, &c[i]), 0);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(c[i].calls, 0);
+
+    faas_runtime_free(f.rt);
+    f.rt = NULL;
+    /* Every callback ran once, before free returned. */
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(c[i].calls, 1);
+        assert_int_equal(c[i].status, FAAS_ECANCELED);
+    }
+    assert_int_equal(aload(&g_finis), aload(&g_inits));
+    /* Nothing of the runtime is left on the base. */
+    tu_run_for(f.base, 20);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(c[i].calls, 1);
+        cap_clear(&c[i]);
+    }
+    event_base_free(f.base);
+}
+
+static void test_free_inflight_thread(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct cap c[4];
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    memset(c, 0, sizeof c);
+    reset_globals();
+    fx_new(&f);
+    o.isolation = FAAS_ISOLATION_THREAD;
+    o.init = init_count;
+    o.fini = fini_count;
+    assert_int_equal(faas_register(f.rt, "thr", h_block, &o), 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(faas_invoke(f.rt, "thr", NULL, NULL, cap_cb, &c[i]), 0);
+    /* Two workers: two handlers running, the others waiting. */
+    assert_true(run_until_atomic(f.base, &g_started, 2, BOUND_MS));
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(c[i].calls, 0);
+
+    faas_runtime_free(f.rt);
+    f.rt = NULL;
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(c[i].calls, 1);
+        assert_int_equal(c[i].status, FAAS_ECANCELED);
+    }
+    /* Running handlers were flagged and waited for; threads joined. */
+    assert_int_equal(aload(&g_finished), aload(&g_started));
+    assert_int_equal(aload(&g_saw_cancel), aload(&g_started));
+    assert_true(aload(&g_inits) >= 2);
+    assert_int_equal(aload(&g_finis), aload(&g_inits));
+    /* Late results were discarded. */
+    tu_run_for(f.base, 20);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(c[i].calls, 1);
+        cap_clear(&c[i]);
+    }
+    event_base_free(f.base);
+}
+
+/* Free right after invoking, before the loop ever ran: with fast THREAD
+ * handlers some may already have finished on a worker; still every
+ * callback runs exactly once with FAAS_ECANCELED. */
+static void test_free_immediately_thread(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct cap c[20];
+    memset(c, 0, sizeof c);
+    fx_new(&f);
+    assert_int_equal(faas_register(f.rt, "fast", h_ok, NULL), 0);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(faas_invoke(f.rt, "fast", NULL, NULL, cap_cb, &c[i]), 0);
+    faas_runtime_free(f.rt);
+    f.rt = NULL;
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(c[i].calls, 1);
+        assert_int_equal(c[i].status, FAAS_ECANCELED);
+    }
+    tu_run_for(f.base, 20);
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(c[i].calls, 1);
+        cap_clear(&c[i]);
+    }
+    event_base_free(f.base);
+}
+
+/* ------------------------------------------------------------------ */
+/* free from inside a result callback                                  */
+/* ------------------------------------------------------------------ */
+
+struct free_in_cb {
+    struct faas_runtime *rt;
+    int calls;          /* all callbacks */
+    int each[3];
+    int status[3];
+    int freed;          /* the callback that freed */
+    int after_ok;       /* res still readable after free in the callback */
+};
+
+struct fic_arg {
+    struct free_in_cb *s;
+    int idx;
+};
+
+static void fic_cb(const struct faas_result *res, void *arg)
+{
+    struct fic_arg *a = arg;
+    struct free_in_cb *s = a->s;
+    s->calls++;
+    s->each[a->idx]++;
+    s->status[a->idx] = faas_result_status(res);
+    if (!s->freed) {
+        char rid[FAAS_REQUEST_ID_SIZE];
+        s->freed = 1;
+        snprintf(rid, sizeof rid, "%s", faas_result_request_id(res));
+        faas_runtime_free(s->rt);
+        /* Deferred: the borrowed result is still valid until we return. */
+        s->after_ok = faas_result_request_id(res) != NULL &&
+                      strcmp(faas_result_request_id(res), rid) == 0 &&
+                      faas_result_payload(res) != NULL;
+    }
+}
+
+static void test_free_in_callback(void **state)
+{
+    enum faas_isolation iso = iso_of(state);
+    struct event_base *base = event_base_new();
+    struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    struct free_in_cb s;
+    struct fic_arg args[3];
+    memset(&s, 0, sizeof s);
+    reset_globals();
+    assert_non_null(base);
+    ro.thread_workers = 2;
+    ro.zygote = 0;
+    assert_int_equal(faas_runtime_new(&s.rt, base, &ro), 0);
+    o.isolation = iso;
+    o.init = init_count;
+    o.fini = fini_count;
+    assert_int_equal(faas_register(s.rt, "f", h_ok, &o), 0);
+    for (int i = 0; i < 3; i++) {
+        args[i].s = &s;
+        args[i].idx = i;
+        assert_int_equal(faas_invoke(s.rt, "f", NULL, NULL, fic_cb, &args[i]), 0);
+    }
+    assert_true(tu_run_until(base, &s.calls, 3, BOUND_MS));
+    /* Nothing more arrives once the runtime is gone. */
+    tu_run_for(base, 30);
+    assert_int_equal(s.calls, 3);
+    assert_int_equal(s.freed, 1);
+    assert_int_equal(s.after_ok, 1);
+    int ok = 0;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(s.each[i], 1);
+        assert_true(s.status[i] == 0 || s.status[i] == FAAS_ECANCELED);
+        ok += s.status[i] == 0;
+    }
+    /* The one that freed had a result. */
+    assert_true(ok >= 1);
+    assert_int_equal(aload(&g_finis), aload(&g_inits));
+    event_base_free(base);
+}
+
+/* ------------------------------------------------------------------ */
+/* many functions                                                       */
+/* ------------------------------------------------------------------ */
+
+#define MANY 10000
+
+struct many_state {
+    int calls;
+    int bad;
+    int *seen;
+};
+
+struct many_arg {
+    struct many_state *s;
+    int idx;
+};
+
+static void many_cb(const struct faas_result *res, void *arg)
+{
+    struct many_arg *a = arg;
+    char want[16];
+    snprintf(want, sizeof want, "f%05d", a->idx);
+    a->s->calls++;
+    a->s->seen[a->idx]++;
+    if (faas_result_status(res) != 0 || !json_is_string(faas_result_payload(res)) ||
+        strcmp(json_string_value(faas_result_payload(res)), want) != 0 ||
+        strcmp(faas_result_function_name(res), want) != 0)
+        a->s->bad++;
+}
+
+static void test_many_functions(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct many_state s;
+    struct many_arg *args = calloc(MANY, sizeof *args);
+    struct faas_function_opts oi = FAAS_FUNCTION_OPTS_INIT;
+    struct faas_function_opts ot = FAAS_FUNCTION_OPTS_INIT;
+    struct faas_stats st;
+    char name[16];
+    assert_non_null(args);
+    memset(&s, 0, sizeof s);
+    s.seen = calloc(MANY, sizeof *s.seen);
+    assert_non_null(s.seen);
+    oi.isolation = FAAS_ISOLATION_INLINE;
+    ot.isolation = FAAS_ISOLATION_THREAD;
+    fx_new(&f);
+
+    for (int i = 0; i < MANY; i++) {
+        snprintf(name, sizeof name, "f%05d", i);
+        assert_int_equal(faas_register(f.rt, name, h_name, (i & 1) ? &ot : &oi), 0);
+    }
+    /* Every name is taken. */
+    assert_int_equal(faas_register(f.rt, "f00000", h_ok, NULL), FAAS_EEXIST);
+    assert_int_equal(faas_register(f.rt, "f09999", h_ok, NULL), FAAS_EEXIST);
+    assert_int_equal(faas_stats(f.rt, "f10000", &st), FAAS_ENOENT);
+
+    for (int i = 0; i < MANY; i++) {
+        snprintf(name, sizeof name, "f%05d", i);
+        args[i].s = &s;
+        args[i].idx = i;
+        assert_int_equal(faas_invoke(f.rt, name, NULL, NULL, many_cb, &args[i]), 0);
+    }
+    assert_true(tu_run_until(f.base, &s.calls, MANY, 30000));
+    tu_run_for(f.base, 20);
+    assert_int_equal(s.calls, MANY);
+    assert_int_equal(s.bad, 0);
+    for (int i = 0; i < MANY; i++)
+        assert_int_equal(s.seen[i], 1);
+
+    assert_int_equal(faas_stats(f.rt, NULL, &st), 0);
+    assert_int_equal(st.invocations, MANY);
+    assert_int_equal(st.errors, 0);
+    assert_int_equal(faas_stats(f.rt, "f04321", &st), 0);
+    assert_int_equal(st.invocations, 1);
+
+    /* Unregister half of them; the rest still answer. */
+    for (int i = 0; i < MANY; i += 2) {
+        snprintf(name, sizeof name, "f%05d", i);
+        assert_int_equal(faas_unregister(f.rt, name), 0);
+    }
+    assert_int_equal(faas_stats(f.rt, "f00000", &st), FAAS_ENOENT);
+    {
+        struct cap c = { 0 };
+        assert_int_equal(invoke_wait(&f, "f09999", NULL, &c), 0);
+        assert_int_equal(c.status, 0);
+        assert_string_equal(json_string_value(c.payload), "f09999");
+        cap_clear(&c);
+    }
+    fx_free(&f);
+    free(s.seen);
+    free(args);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_runtime_new_args),
+        cmocka_unit_test(test_runtime_new_ok),
+        cmocka_unit_test(test_register_names),
+        cmocka_unit_test(test_register_duplicate),
+        cmocka_unit_test(test_register_isolation),
+        cmocka_unit_test(test_unregister),
+        cmocka_unit_test_prestate(test_unregister_inflight, &iso_inline_v),
+        cmocka_unit_test_prestate(test_unregister_inflight, &iso_thread_v),
+        cmocka_unit_test(test_free_inflight_inline),
+        cmocka_unit_test(test_free_inflight_thread),
+        cmocka_unit_test(test_free_immediately_thread),
+        cmocka_unit_test_prestate(test_free_in_callback, &iso_inline_v),
+        cmocka_unit_test_prestate(test_free_in_callback, &iso_thread_v),
+        cmocka_unit_test(test_many_functions),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
