@@ -129,7 +129,7 @@ run: deps lib $(B)/examples/hello
 	./$(B)/examples/hello
 
 bench: deps lib $(BENCHES)
-	@for b in $(BENCHES); do echo "== $$b"; ./$$b || exit 1; done
+	@for b in $(BENCHES); do echo "== $$b"; "$$b" || exit 1; done
 
 install: lib
 	install -d $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PCDIR)

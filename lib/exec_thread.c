@@ -209,11 +209,16 @@ fail:
 void faas_tpool_submit(struct faas_runtime *rt, struct faas_job *job)
 {
     struct faas_tpool *p = rt->pool;
+    int wake;
     pthread_mutex_lock(&p->mu);
     faas_list_insert_tail(&p->jobs, &job->link);
-    if (p->nwaiting > 0)
-        pthread_cond_signal(&p->cv);
+    wake = p->nwaiting > 0;
     pthread_mutex_unlock(&p->mu);
+    /* Signalled after the unlock, so the woken worker does not block on the
+     * mutex we hold. A worker that was not waiting re-checks the queue under
+     * the mutex before it waits: no wake-up is lost. */
+    if (wake)
+        pthread_cond_signal(&p->cv);
 }
 
 void faas_tpool_stop(struct faas_runtime *rt)

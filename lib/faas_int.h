@@ -229,6 +229,7 @@ struct faas_inv {
     uint64_t run_start_ns;    /* when the handler started */
     uint64_t init_ns;         /* init time of a cold start */
     uint64_t duration_ns;     /* the handler's time */
+    uint64_t end_ns;          /* clock when the handler returned; 0 if not run */
     int cold;                 /* a new instance: set at admission */
 
     int submitted;            /* a worker holds it until faas_job_done */
@@ -342,7 +343,8 @@ void faas_timer_arm_reaper(struct faas_runtime *rt, uint64_t at_ns);
 
 /* ---- metrics.c ------------------------------------------------------ */
 void faas_metrics_record(struct faas_fn *fn, const struct faas_result *res);
-uint64_t faas_metrics_max_rss_kb(struct faas_runtime *rt);
+/* The host's peak RSS, sampled at most every 100 ms of `now`. */
+uint64_t faas_metrics_max_rss_kb(struct faas_runtime *rt, uint64_t now);
 void faas_log_lines(struct faas_runtime *rt, struct faas_ctx *ctx);
 void faas_log_report(struct faas_runtime *rt, const struct faas_result *res);
 

@@ -263,10 +263,10 @@ int faas_instance_init(struct faas_instance *inst, struct faas_ctx *ctx, uint64_
         return FAAS_EINIT;
     }
     if (limit && *init_ns > limit) {
-        /* It returned, late: the instance is no good, but its state is. */
+        /* It returned, late: the invocation fails, and faas_inv_finish
+         * retires the instance (with fini, since its state is good). */
         inst->state = state;
         inst->initialized = 1;
-        inst->retire = 1;
         ctx->failed = 0;
         faas_ctx_fail(ctx, "Runtime.InitError", "Init timed out after %.2f seconds",
                       (double)fn->opts.init_timeout_ms / 1000.0);
@@ -309,7 +309,8 @@ void faas_inv_execute(struct faas_inv *inv)
     atomic_store(&ctx->deadline_ns, limit ? start + limit : 0);
     atomic_store(&inv->phase, FAAS_PHASE_RUN);
     rc = fn->handler(ctx, inv->event, &result);
-    inv->duration_ns = faas_now_ns(rt) - start;
+    inv->end_ns = faas_now_ns(rt);
+    inv->duration_ns = inv->end_ns - start;
     if (ctx->failed) {
         json_decref(result);
         fail_with(inv, FAAS_EHANDLER, NULL, NULL);
@@ -373,7 +374,8 @@ static void fill_result(struct faas_inv *inv)
         res->payload = json_null();
     memcpy(res->function, fn->name, sizeof res->function);
     res->memory_mb = fn->opts.memory_mb;
-    res->max_memory_kb = faas_metrics_max_rss_kb(inv->rt);
+    res->max_memory_kb =
+        faas_metrics_max_rss_kb(inv->rt, inv->end_ns ? inv->end_ns : faas_now_ns(inv->rt));
 }
 
 static void deliver(struct faas_inv *inv)
@@ -394,8 +396,11 @@ static void deliver(struct faas_inv *inv)
 
 void faas_inv_finish(struct faas_inv *inv)
 {
-    if (inv->inst)
+    if (inv->inst) {
+        if (!inv->preset && inv->exec_status == FAAS_EINIT)
+            inv->inst->retire = 1;
         faas_pool_release(inv);
+    }
     if (!inv->delivered)
         deliver(inv);
     else
@@ -426,6 +431,7 @@ void faas_inv_detach(struct faas_inv *inv, int status, const char *etype, const 
     atomic_store(&inv->ctx.cancelled, 1);
     if (inv->delivered)
         return;
+    faas_timer_cancel_deadline(inv);
     n = inv_new(inv->rt, inv->fn);
     if (!n) {
         faas_inv_deliver_status(inv, status, etype, emsg); /* now, then */

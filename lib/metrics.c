@@ -40,10 +40,9 @@ void faas_metrics_record(struct faas_fn *fn, const struct faas_result *res)
     c->duration_sum_ns += res->duration_ns;
 }
 
-uint64_t faas_metrics_max_rss_kb(struct faas_runtime *rt)
+uint64_t faas_metrics_max_rss_kb(struct faas_runtime *rt, uint64_t now)
 {
     /* getrusage is a system call: sample it at most every 100 ms. */
-    uint64_t now = faas_now_ns(rt);
     struct rusage ru;
     if (rt->rss_at_ns == 0 || now - rt->rss_at_ns > 100000000u) {
         if (getrusage(RUSAGE_SELF, &ru) == 0)

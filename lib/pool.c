@@ -90,12 +90,12 @@ static void start(struct faas_inv *inv, struct faas_instance *inst, int cold)
     }
 }
 
-static void make_idle(struct faas_instance *inst)
+static void make_idle(struct faas_instance *inst, uint64_t now)
 {
     struct faas_fn *fn = inst->fn;
     struct faas_runtime *rt = fn->rt;
 
-    inst->idle_since_ns = faas_now_ns(rt);
+    inst->idle_since_ns = now;
     faas_list_insert_head(&fn->idle, &inst->link);
     faas_list_insert_tail(&rt->idle, &inst->rt_link);
     if (fn->opts.idle_timeout_ms && fn->ninstances > fn->opts.min_warm)
@@ -103,8 +103,9 @@ static void make_idle(struct faas_instance *inst)
                                       (uint64_t)fn->opts.idle_timeout_ms * 1000000u);
 }
 
-/* A usable instance: to the oldest waiter, or to idle. */
-static void hand_over(struct faas_instance *inst)
+/* A usable instance: to the oldest waiter, or to idle since `now` (0: read
+ * the clock). */
+static void hand_over(struct faas_instance *inst, uint64_t now)
 {
     struct faas_fn *fn = inst->fn;
     struct faas_list *e = faas_list_pop_head(&fn->waiting);
@@ -112,7 +113,7 @@ static void hand_over(struct faas_instance *inst)
         fn->nwaiting--;
         start(FAAS_CONTAINER_OF(e, struct faas_inv, link), inst, 0);
     } else {
-        make_idle(inst);
+        make_idle(inst, now ? now : faas_now_ns(fn->rt));
     }
 }
 
@@ -180,7 +181,7 @@ void faas_pool_release(struct faas_inv *inv)
             pump(fn);
         return;
     }
-    hand_over(inst);
+    hand_over(inst, inv->end_ns);
 }
 
 void faas_pool_prewarm(struct faas_fn *fn)
@@ -194,7 +195,7 @@ void faas_pool_prewarm(struct faas_fn *fn)
             return;
         inst->prewarmed = 1;
         if (inst->initialized) {
-            hand_over(inst);
+            hand_over(inst, 0);
         } else if (is_thread(fn)) {
             fn->nstarting++;
             inst->job.kind = FAAS_JOB_INIT;
@@ -227,7 +228,7 @@ void faas_pool_job_done(struct faas_job *job)
         faas_instance_destroy(inst);
         return;
     }
-    hand_over(inst);
+    hand_over(inst, 0);
 }
 
 void faas_pool_reap(struct faas_runtime *rt)

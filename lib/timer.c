@@ -67,8 +67,8 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (phase == FAAS_PHASE_DONE)
-        return; /* the completion is on its way */
+    if (phase == FAAS_PHASE_DONE || inv->delivered)
+        return; /* the completion is on its way, or nobody waits for it */
     if (phase == FAAS_PHASE_RUN && inv->timeout_ms == 0)
         return; /* init is over and the handler has no deadline */
     if (phase == FAAS_PHASE_QUEUED || deadline == 0 || now < deadline) {
