@@ -374,8 +374,10 @@ static void fill_result(struct faas_inv *inv)
         res->payload = json_null();
     memcpy(res->function, fn->name, sizeof res->function);
     res->memory_mb = fn->opts.memory_mb;
-    res->max_memory_kb =
-        faas_metrics_max_rss_kb(inv->rt, inv->end_ns ? inv->end_ns : faas_now_ns(inv->rt));
+    /* A preset result may be delivered while the worker still runs: only
+     * an executed one may read what the worker wrote. */
+    res->max_memory_kb = faas_metrics_max_rss_kb(
+        inv->rt, !inv->preset && inv->end_ns ? inv->end_ns : faas_now_ns(inv->rt));
 }
 
 static void deliver(struct faas_inv *inv)
