@@ -432,6 +432,20 @@ FAAS_EXTERN int faas_ctx_fail(struct faas_ctx *ctx, const char *error_type, cons
 FAAS_EXTERN void faas_ctx_log(struct faas_ctx *ctx, const char *fmt, ...) FAAS_PRINTF(2, 3);
 
 /* ------------------------------------------------------------------ */
+/* Schedules                                                           */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The first time strictly after `after` (seconds since the epoch, UTC) at
+ * which the schedule expression fires: "rate(5 minutes)", "cron(0 12 ? *
+ * MON-FRI *)" (EventBridge's six fields) or "at(2027-01-01T09:00:00)". For
+ * rate() that is `after` plus the period. Pure: no clock, no allocation.
+ * Returns 0 and writes *next, FAAS_EINVAL (NULL argument), FAAS_EPARSE (an
+ * invalid expression) or FAAS_ENOENT (it never fires after `after`).
+ */
+FAAS_EXTERN int faas_schedule_next(const char *expr, time_t after, time_t *next);
+
+/* ------------------------------------------------------------------ */
 /* Metrics                                                             */
 /* ------------------------------------------------------------------ */
 
