@@ -82,14 +82,19 @@ int faas_ctx_fail(struct faas_ctx *ctx, const char *error_type, const char *fmt,
         ctx->failed = 1;
         free(ctx->error_type);
         free(ctx->error_message);
-        ctx->error_type = strdup(error_type ? error_type : "Error");
+        ctx->error_type = faas_strdup(error_type ? error_type : "Error");
         if (fmt) {
+            va_list ap2;
+            int n;
             va_start(ap, fmt);
-            if (vasprintf(&msg, fmt, ap) < 0)
-                msg = NULL;
+            va_copy(ap2, ap);
+            n = vsnprintf(NULL, 0, fmt, ap);
+            if (n >= 0 && (msg = faas_malloc((size_t)n + 1)) != NULL)
+                vsnprintf(msg, (size_t)n + 1, fmt, ap2);
+            va_end(ap2);
             va_end(ap);
         }
-        ctx->error_message = msg ? msg : strdup("");
+        ctx->error_message = msg ? msg : faas_strdup("");
     }
     return ctx->in_init ? FAAS_EINIT : FAAS_EHANDLER;
 }
@@ -112,7 +117,7 @@ void faas_ctx_log(struct faas_ctx *ctx, const char *fmt, ...)
     len = (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1;
     while (len > 0 && buf[len - 1] == '\n')
         len--;
-    l = malloc(sizeof *l + len + 1);
+    l = faas_malloc(sizeof *l + len + 1);
     if (!l)
         return;
     l->next = NULL;

@@ -169,15 +169,19 @@ int faas_tpool_start(struct faas_runtime *rt, unsigned nthreads)
         ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         nthreads = ncpu > 0 ? (unsigned)ncpu : 1u;
     }
-    p = calloc(1, sizeof *p);
+    p = faas_calloc(1, sizeof *p);
     if (!p)
         return FAAS_ENOMEM;
     p->rt = rt;
     faas_list_init(&p->jobs);
     faas_list_init(&p->done);
-    p->threads = calloc(nthreads, sizeof *p->threads);
+    p->threads = faas_calloc(nthreads, sizeof *p->threads);
+    if (!p->threads) {
+        free(p);
+        return FAAS_ENOMEM;
+    }
     p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (!p->threads || p->efd < 0)
+    if (p->efd < 0)
         goto fail;
     p->ev = event_new(rt->base, p->efd, EV_READ | EV_PERSIST, efd_cb, p);
     if (!p->ev || event_add(p->ev, NULL) != 0)

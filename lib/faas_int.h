@@ -273,7 +273,14 @@ struct faas_runtime {
     int closing;               /* faas_runtime_free is running */
 };
 
-/* ---- clock.c -------------------------------------------------------- */
+/* ---- alloc.c -------------------------------------------------------- */
+/* Test hook: the allocation after this many more fails (once); -1 = never. */
+extern atomic_long faas_alloc_fail_countdown;
+void *faas_malloc(size_t n);
+void *faas_calloc(size_t n, size_t size);
+char *faas_strdup(const char *s);
+
+/* ---- timer.c (clock) ------------------------------------------------ */
 uint64_t faas_now_ns(const struct faas_runtime *rt);
 int64_t faas_wall_ns(const struct faas_runtime *rt);
 

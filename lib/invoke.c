@@ -152,7 +152,7 @@ void faas_inv_free(struct faas_inv *inv)
 
 static struct faas_inv *inv_new(struct faas_runtime *rt, struct faas_fn *fn)
 {
-    struct faas_inv *inv = calloc(1, sizeof *inv);
+    struct faas_inv *inv = faas_calloc(1, sizeof *inv);
     if (!inv)
         return NULL;
     inv->rt = rt;
@@ -201,7 +201,7 @@ int faas_invoke(struct faas_runtime *rt, const char *name, json_t *event,
     if (opts) {
         if (opts->timeout_ms && (inv->timeout_ms == 0 || opts->timeout_ms < inv->timeout_ms))
             inv->timeout_ms = opts->timeout_ms;
-        if (opts->trace_id && !(inv->trace_id = strdup(opts->trace_id)))
+        if (opts->trace_id && !(inv->trace_id = faas_strdup(opts->trace_id)))
             goto nomem;
         if (opts->client_context) {
             inv->client_context = thread ? json_deep_copy(opts->client_context)
@@ -470,7 +470,7 @@ static void sync_cb(const struct faas_result *res, void *arg)
         free(w);
         return;
     }
-    copy = malloc(sizeof *copy);
+    copy = faas_malloc(sizeof *copy);
     if (copy) {
         *copy = *res;
         json_incref(copy->payload);
@@ -497,7 +497,7 @@ int faas_invoke_sync(struct faas_runtime *rt, const char *name, json_t *event,
         return FAAS_EBUSY;
     if (rt->closing || rt->free_requested)
         return FAAS_ECANCELED;
-    w = calloc(1, sizeof *w);
+    w = faas_calloc(1, sizeof *w);
     if (!w)
         return FAAS_ENOMEM;
     rc = faas_invoke(rt, name, event, opts, sync_cb, w);

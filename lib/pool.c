@@ -29,7 +29,7 @@ static int is_thread(const struct faas_fn *fn)
 
 static struct faas_instance *instance_new(struct faas_fn *fn)
 {
-    struct faas_instance *inst = calloc(1, sizeof *inst);
+    struct faas_instance *inst = faas_calloc(1, sizeof *inst);
     if (!inst)
         return NULL;
     inst->fn = fn;

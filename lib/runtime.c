@@ -68,7 +68,7 @@ struct faas_fn *faas_fn_lookup(struct faas_runtime *rt, const char *name)
 static int registry_grow(struct faas_runtime *rt)
 {
     size_t n = rt->nbuckets * 2, i;
-    struct faas_fn **b = calloc(n, sizeof *b);
+    struct faas_fn **b = faas_calloc(n, sizeof *b);
     if (!b)
         return FAAS_ENOMEM;
     for (i = 0; i < rt->nbuckets; i++) {
@@ -183,13 +183,13 @@ int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
         return FAAS_EINVAL;
     if (opts && (opts->max_sync_payload == 0 || opts->max_async_payload == 0))
         return FAAS_EINVAL;
-    rt = calloc(1, sizeof *rt);
+    rt = faas_calloc(1, sizeof *rt);
     if (!rt)
         return FAAS_ENOMEM;
     rt->opts = opts ? *opts : defaults;
     rt->base = base;
     rt->nbuckets = 16;
-    rt->buckets = calloc(rt->nbuckets, sizeof *rt->buckets);
+    rt->buckets = faas_calloc(rt->nbuckets, sizeof *rt->buckets);
     rt->dispatch_ev = event_new(base, -1, 0, dispatch_cb, rt);
     if (!rt->buckets || !rt->dispatch_ev) {
         if (rt->dispatch_ev)
@@ -299,7 +299,7 @@ int faas_register(struct faas_runtime *rt, const char *name, faas_handler_fn han
     }
     if (rt->nfns >= rt->nbuckets && (rc = registry_grow(rt)) != 0)
         return rc;
-    fn = calloc(1, sizeof *fn);
+    fn = faas_calloc(1, sizeof *fn);
     if (!fn)
         return FAAS_ENOMEM;
     fn->rt = rt;
