@@ -134,7 +134,9 @@ typedef void (*faas_result_fn)(const struct faas_result *res, void *arg);
 /* Kinds of log record delivered to a faas_log_fn. */
 enum faas_log_kind {
     FAAS_LOG_REPORT = 1, /* one invocation finished: see `result` */
-    FAAS_LOG_LINE = 2    /* a line logged with faas_ctx_log(): see `line` */
+    FAAS_LOG_LINE = 2,   /* a line logged with faas_ctx_log(): see `line` */
+    FAAS_LOG_IDEMPOTENCY = 3, /* an idempotency event: see `action`, `key` */
+    FAAS_LOG_ASYNC = 4   /* an async event's retry or end: see `action`, `line` */
 };
 
 /*
@@ -147,6 +149,15 @@ struct faas_log_record {
     const char *request_id;           /* the invocation's request id */
     const char *line;                 /* FAAS_LOG_LINE: the text, no newline */
     const struct faas_result *result; /* FAAS_LOG_REPORT: the result */
+    /*
+     * FAAS_LOG_IDEMPOTENCY: "store" (a record was taken), "complete",
+     * "delete" (a failed invocation dropped its record), "replay",
+     * "inprogress", "mismatch", "evict" (the memory store's LRU bound).
+     * FAAS_LOG_ASYNC: "retry", "throttled", "success", "failure",
+     * "dead-letter", "overflow".
+     */
+    const char *action;
+    const char *key; /* FAAS_LOG_IDEMPOTENCY: the key's hash, hex */
 };
 
 typedef void (*faas_log_fn)(const struct faas_log_record *rec, void *arg);
@@ -231,6 +242,86 @@ struct faas_idempotency_opts {
 
 #define FAAS_IDEMPOTENCY_OPTS_INIT                                          \
     { FAAS_IDEMPOTENCY_OPTS_VERSION, NULL, NULL, 3600u, 0u, 0, NULL }
+
+/*
+ * Idempotency stores. A store keeps one record per key: a key is the
+ * BLAKE2b-256 hash, in 64 lowercase hex characters, of the function's name
+ * and the canonical JSON of the idempotency key, so keys of any size cost the
+ * same. Times are wall-clock milliseconds since the epoch; a record whose
+ * expires_ms is <= now_ms is absent.
+ */
+enum faas_store_state {
+    FAAS_STORE_INPROGRESS = 1,
+    FAAS_STORE_COMPLETED = 2
+};
+
+struct faas_store_record {
+    enum faas_store_state state;
+    int status;             /* COMPLETED: the result's status (0) */
+    json_t *payload;        /* COMPLETED: the result; borrowed */
+    const char *validation; /* 32 hex chars of the validated part, or NULL */
+    int64_t expires_ms;
+};
+
+/*
+ * The answer of a store operation: rc is 0, FAAS_EEXIST (put_if_absent: a
+ * live record exists, `rec` is it), FAAS_ENOENT (get, complete, remove: no
+ * live record) or another FAAS_E* code. `rec` is borrowed, valid until the
+ * callback returns, NULL when there is no record. A store may answer inside
+ * the operation's call or later, from the loop.
+ */
+typedef void (*faas_store_cb)(int rc, const struct faas_store_record *rec, void *arg);
+
+#define FAAS_STORE_OPS_VERSION 1
+
+/*
+ * A store implementation. Each operation returns 0 when its callback will
+ * run (exactly once), or a FAAS_E* code when it will not. put_if_absent
+ * takes the key only if no live record holds it; complete replaces the
+ * record only if one exists; records are copied (payload: a reference).
+ */
+struct faas_store_ops {
+    unsigned int version; /* FAAS_STORE_OPS_VERSION */
+    int (*get)(void *impl, const char *key, int64_t now_ms, faas_store_cb cb, void *arg);
+    int (*put_if_absent)(void *impl, const char *key, const struct faas_store_record *rec,
+                         int64_t now_ms, faas_store_cb cb, void *arg);
+    int (*complete)(void *impl, const char *key, const struct faas_store_record *rec,
+                    int64_t now_ms, faas_store_cb cb, void *arg);
+    int (*remove)(void *impl, const char *key, int64_t now_ms, faas_store_cb cb, void *arg);
+    void (*destroy)(void *impl); /* faas_store_free; NULL: nothing to do */
+};
+
+/*
+ * Wraps an implementation in a store handle. `ops` is copied; `impl` is
+ * borrowed until faas_store_free() calls ops->destroy(impl).
+ * Returns 0, FAAS_EINVAL or FAAS_ENOMEM.
+ */
+FAAS_EXTERN int faas_store_new(struct faas_store **out, const struct faas_store_ops *ops,
+                               void *impl);
+
+/*
+ * The embedded store: a hash table with an LRU bound of max_entries records
+ * (0 = unbounded), least recently used evicted first, expiry checked on
+ * every access. Answers inside each call. Returns 0, FAAS_ENOMEM.
+ */
+FAAS_EXTERN int faas_store_memory_new(struct faas_store **out, uint32_t max_entries);
+
+/* Frees a store. It must not be in use by a registered function. NULL ok. */
+FAAS_EXTERN void faas_store_free(struct faas_store *st);
+
+/* The store's operations, for hosts and tests: see struct faas_store_ops. */
+FAAS_EXTERN int faas_store_get(struct faas_store *st, const char *key, int64_t now_ms,
+                               faas_store_cb cb, void *arg);
+FAAS_EXTERN int faas_store_put_if_absent(struct faas_store *st, const char *key,
+                                         const struct faas_store_record *rec, int64_t now_ms,
+                                         faas_store_cb cb, void *arg);
+FAAS_EXTERN int faas_store_complete(struct faas_store *st, const char *key,
+                                    const struct faas_store_record *rec, int64_t now_ms,
+                                    faas_store_cb cb, void *arg);
+FAAS_EXTERN int faas_store_remove(struct faas_store *st, const char *key, int64_t now_ms,
+                                  faas_store_cb cb, void *arg);
+/* Records held by a memory store (live or not yet swept); 0 for others. */
+FAAS_EXTERN size_t faas_store_memory_count(const struct faas_store *st);
 
 enum faas_overflow { FAAS_OVERFLOW_REJECT = 0, FAAS_OVERFLOW_DROP_OLDEST = 1 };
 
@@ -354,6 +445,21 @@ FAAS_EXTERN int faas_invoke_sync(struct faas_runtime *rt, const char *name, json
                                  const struct faas_invoke_opts *opts,
                                  struct faas_result **out);
 
+/*
+ * Invokes a function asynchronously, as Lambda's Event invocation type: the
+ * event (borrowed; a deep copy is queued) waits in the function's async
+ * queue and runs as soon as an instance is free; failures are retried per
+ * the function's faas_async_opts, and each event ends exactly once: success
+ * (on_complete, on_success), or failure (on_complete, on_failure,
+ * dead_letter). Writes the request id, which every attempt keeps.
+ * Returns 0, FAAS_EINVAL, FAAS_ENOENT, FAAS_ETOOBIG (event over the async
+ * payload limit), FAAS_ETHROTTLED (queue full with FAAS_OVERFLOW_REJECT),
+ * FAAS_ENOKEY or FAAS_ENOMEM. On error nothing is queued.
+ */
+FAAS_EXTERN int faas_invoke_async(struct faas_runtime *rt, const char *name, json_t *event,
+                                  const struct faas_invoke_opts *opts,
+                                  char request_id[FAAS_REQUEST_ID_SIZE]);
+
 /* Frees a result returned by faas_invoke_sync(). NULL is a no-op. */
 FAAS_EXTERN void faas_result_free(struct faas_result *res);
 
@@ -386,6 +492,13 @@ FAAS_EXTERN int faas_result_cold_start(const struct faas_result *res);
  */
 FAAS_EXTERN uint64_t faas_result_max_memory_kb(const struct faas_result *res);
 FAAS_EXTERN int faas_result_replayed(const struct faas_result *res);
+/*
+ * The final result of an async event (on_complete, dead_letter) carries the
+ * event (borrowed, valid as long as the result) and the number of attempts
+ * that ran; for other results these are NULL and 1.
+ */
+FAAS_EXTERN json_t *faas_result_event(const struct faas_result *res);
+FAAS_EXTERN uint32_t faas_result_attempts(const struct faas_result *res);
 
 /*
  * Formats Lambda's REPORT line into buf (NUL-terminated, truncated to size):

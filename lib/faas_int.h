@@ -125,6 +125,9 @@ struct faas_job {
 
 /* ---- functions and instances ---------------------------------------- */
 
+struct faas_idem;
+struct faas_async;
+
 struct faas_fn {
     struct faas_runtime *rt;
     char name[FAAS_NAME_MAX + 1];
@@ -144,6 +147,8 @@ struct faas_fn {
     uint32_t nstarting;       /* instances running a min_warm init */
     uint32_t nwaiting;
     int prewarm_blocked;      /* a min_warm init failed: wait for a good one */
+    struct faas_idem *idem;   /* NULL: not idempotent (idem.c) */
+    struct faas_async *async; /* NULL until configured or first used (async.c) */
 
     struct faas_counters c;
 };
@@ -205,6 +210,8 @@ struct faas_result {
     uint32_t memory_mb;
     int cold;
     int replayed;
+    json_t *event;            /* async final results only: owned */
+    uint32_t attempts;        /* async final results only; 0 means 1 */
 };
 
 struct faas_inv {
@@ -233,6 +240,10 @@ struct faas_inv {
     int cold;                 /* a new instance: set at admission */
 
     int submitted;            /* a worker holds it until faas_job_done */
+    int in_call;              /* still inside faas_invoke: errors are returned */
+    int idem_held;            /* it holds an INPROGRESS record (idem.c) */
+    char idem_key[65];        /* the record's key, hex; "" = not idempotent */
+    char idem_validation[33]; /* hash of the validated part, hex, or "" */
     int preset;               /* the result was decided without running */
     int delivered;            /* the callback has run (timeout, cancel) */
     struct faas_result res;
@@ -295,7 +306,55 @@ void faas_rt_enter(struct faas_runtime *rt);
 /* Returns 1 if the runtime was freed and must not be touched any more. */
 int faas_rt_leave(struct faas_runtime *rt);
 
+/* ---- store.c -------------------------------------------------------- */
+struct faas_store {
+    struct faas_store_ops ops;
+    void *impl;
+    /* Set by the runtime on the memory stores it creates: LRU evictions. */
+    void (*on_evict)(void *arg, const char *key);
+    void *on_evict_arg;
+};
+
+/* ---- idem.c --------------------------------------------------------- */
+/* Copies a function's idempotency options (at registration). */
+int faas_idem_configure(struct faas_fn *fn, const struct faas_idempotency_opts *opts);
+void faas_idem_free(struct faas_fn *fn);
+/* Finds the key (explicit or from the event) and hashes it into inv.
+ * Returns 0 (inv->idem_key "" when there is none and none is required),
+ * FAAS_ENOKEY or FAAS_ENOMEM. */
+int faas_idem_prepare(struct faas_inv *inv, const char *explicit_key);
+/* Takes the INPROGRESS record, then admits inv, replays, or fails it.
+ * Returns what faas_invoke returns while inv->in_call. */
+int faas_idem_begin(struct faas_inv *inv);
+/* The invocation's outcome: complete the record (success) or drop it. */
+void faas_idem_end(struct faas_inv *inv, int status, json_t *payload);
+/* Hex of BLAKE2b of data: out has 2 * outlen + 1 bytes. */
+void faas_hash_hex(const void *data, size_t len, size_t outlen, char *out);
+
+/* ---- async.c -------------------------------------------------------- */
+/* Copies a function's async options (at registration; NULL = defaults). */
+int faas_async_configure(struct faas_fn *fn, const struct faas_async_opts *opts);
+/* An instance of fn was released: start queued events while there is room. */
+void faas_async_kick(struct faas_fn *fn);
+/* Ends every queued event of fn with `status` (unregister, teardown). */
+void faas_async_cancel_fn(struct faas_fn *fn, int status);
+/* Starts every event whose retry time has come (the timer; tests). */
+void faas_async_poll(struct faas_runtime *rt);
+void faas_async_free(struct faas_fn *fn);
+
 /* ---- invoke.c ------------------------------------------------------- */
+/*
+ * The pipeline behind faas_invoke and the async queue: takes over `event`
+ * (a reference; NULL = JSON null) which must not change while the
+ * invocation runs; request_id NULL = a new one. No payload size check.
+ * Returns like faas_invoke.
+ */
+int faas_invoke_fn(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
+                   const struct faas_invoke_opts *opts, const char *request_id,
+                   faas_result_fn cb, void *arg);
+/* Deliver a result decided without running (replay, duplicate) from the
+ * loop; inv must hold no instance. */
+void faas_inv_defer(struct faas_inv *inv);
 void faas_request_id(struct faas_runtime *rt, char out[FAAS_REQUEST_ID_SIZE]);
 /* Bytes of the compact serialisation if it is <= limit, else > limit. */
 size_t faas_json_size(const json_t *json, size_t limit);
