@@ -21,7 +21,7 @@ B       ?= build
 OPT     ?= -O2
 SAN     ?=
 
-PKGS        := libevent jansson
+PKGS        := libevent jansson libsodium
 DEP_CFLAGS  := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 DEP_LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)

@@ -427,7 +427,11 @@ struct faas_invoke_opts {
  * call returns an error it never runs.
  * Returns 0, FAAS_EINVAL, FAAS_ENOENT, FAAS_ETOOBIG (event over the sync
  * payload limit), FAAS_ETHROTTLED (max_concurrency instances busy and
- * max_queue invocations waiting) or FAAS_ENOMEM.
+ * max_queue invocations waiting), FAAS_ENOKEY (idempotency key required and
+ * absent), FAAS_ECANCELED (the runtime is being freed) or FAAS_ENOMEM.
+ * Results an idempotency store decides come through `cb`: a replay (status
+ * and payload of the stored result, faas_result_replayed() true),
+ * FAAS_EINPROGRESS, FAAS_EIDEMPOTENCY_MISMATCH.
  */
 FAAS_EXTERN int faas_invoke(struct faas_runtime *rt, const char *name, json_t *event,
                             const struct faas_invoke_opts *opts, faas_result_fn cb,
@@ -438,8 +442,10 @@ FAAS_EXTERN int faas_invoke(struct faas_runtime *rt, const char *name, json_t *e
  * base (other events on it may run meanwhile). On success writes a result
  * that the caller owns and frees with faas_result_free(); the call succeeds
  * whenever a result was produced, so check faas_result_status().
- * Returns 0, FAAS_EBUSY (called from inside a callback of the loop), or
- * any error of faas_invoke().
+ * Returns 0, FAAS_EBUSY (called from inside a callback of the loop; for a
+ * callback of the host's own events libevent also logs a warning about a
+ * nested loop), FAAS_ECANCELED (the runtime was freed meanwhile), or any
+ * error of faas_invoke().
  */
 FAAS_EXTERN int faas_invoke_sync(struct faas_runtime *rt, const char *name, json_t *event,
                                  const struct faas_invoke_opts *opts,
@@ -540,7 +546,8 @@ FAAS_EXTERN int faas_ctx_fail(struct faas_ctx *ctx, const char *error_type, cons
 /*
  * Logs a line for this invocation; it reaches the runtime's log callback as a
  * FAAS_LOG_LINE record tagged with the request id, before the invocation's
- * REPORT. Lines over 4 KiB are truncated.
+ * REPORT (for a THREAD invocation that timed out or was cancelled: when its
+ * handler returns, after the REPORT). Lines over 4 KiB are truncated.
  */
 FAAS_EXTERN void faas_ctx_log(struct faas_ctx *ctx, const char *fmt, ...) FAAS_PRINTF(2, 3);
 

@@ -242,6 +242,9 @@ struct faas_inv {
     int submitted;            /* a worker holds it until faas_job_done */
     int in_call;              /* still inside faas_invoke: errors are returned */
     int idem_held;            /* it holds an INPROGRESS record (idem.c) */
+    int store_answered;       /* its store answered inside faas_invoke */
+    int call_rc;              /* what that answer makes faas_invoke return */
+    void *store_wait;         /* waiting for a store's later answer */
     char idem_key[65];        /* the record's key, hex; "" = not idempotent */
     char idem_validation[33]; /* hash of the validated part, hex, or "" */
     int preset;               /* the result was decided without running */
@@ -269,6 +272,7 @@ struct faas_runtime {
     struct event *reap_ev;
     uint64_t reap_at_ns;       /* 0: not armed */
     struct faas_list idle;     /* every idle instance */
+    struct faas_list store_wait; /* invocations waiting for a store (idem.c) */
 
     struct faas_tpool *pool;   /* NULL until a THREAD function exists */
 
@@ -328,8 +332,8 @@ int faas_idem_prepare(struct faas_inv *inv, const char *explicit_key);
 int faas_idem_begin(struct faas_inv *inv);
 /* The invocation's outcome: complete the record (success) or drop it. */
 void faas_idem_end(struct faas_inv *inv, int status, json_t *payload);
-/* Hex of BLAKE2b of data: out has 2 * outlen + 1 bytes. */
-void faas_hash_hex(const void *data, size_t len, size_t outlen, char *out);
+/* Ends every invocation still waiting for its store (teardown). */
+void faas_idem_cancel_waits(struct faas_runtime *rt);
 
 /* ---- async.c -------------------------------------------------------- */
 /* Copies a function's async options (at registration; NULL = defaults). */

@@ -168,12 +168,64 @@ static struct faas_inv *inv_new(struct faas_runtime *rt, struct faas_fn *fn)
     return inv;
 }
 
+int faas_invoke_fn(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
+                   const struct faas_invoke_opts *opts, const char *request_id,
+                   faas_result_fn cb, void *arg)
+{
+    struct faas_inv *inv = inv_new(rt, fn);
+    int thread = fn->opts.isolation == FAAS_ISOLATION_THREAD;
+    int rc = FAAS_ENOMEM;
+
+    if (!inv) {
+        json_decref(event);
+        return FAAS_ENOMEM;
+    }
+    inv->cb = cb;
+    inv->arg = arg;
+    inv->event = event ? event : json_null();
+    inv->timeout_ms = fn->opts.timeout_ms;
+    if (opts) {
+        if (opts->timeout_ms && (inv->timeout_ms == 0 || opts->timeout_ms < inv->timeout_ms))
+            inv->timeout_ms = opts->timeout_ms;
+        if (opts->trace_id && !(inv->trace_id = faas_strdup(opts->trace_id)))
+            goto fail;
+        if (opts->client_context) {
+            /* A worker must not share a value the caller may still change. */
+            inv->client_context = thread ? json_deep_copy(opts->client_context)
+                                         : json_incref(opts->client_context);
+            if (!inv->client_context)
+                goto fail;
+        }
+    }
+    inv->ctx.trace_id = inv->trace_id;
+    inv->ctx.client_context = inv->client_context;
+    if (request_id)
+        memcpy(inv->res.request_id, request_id, FAAS_REQUEST_ID_SIZE);
+    else
+        faas_request_id(rt, inv->res.request_id);
+    inv->in_call = 1;
+    if (fn->idem) {
+        rc = faas_idem_prepare(inv, opts ? opts->idempotency_key : NULL);
+        if (rc)
+            goto fail;
+    }
+    rc = inv->idem_key[0] ? faas_idem_begin(inv) : faas_pool_admit(inv);
+    if (rc)
+        goto fail;
+    /* Admitted, deferred or waiting for its store: never finished inside
+     * this call, so inv is still there. */
+    inv->in_call = 0;
+    return 0;
+fail:
+    faas_inv_free(inv);
+    return rc;
+}
+
 int faas_invoke(struct faas_runtime *rt, const char *name, json_t *event,
                 const struct faas_invoke_opts *opts, faas_result_fn cb, void *arg)
 {
     struct faas_fn *fn;
-    struct faas_inv *inv;
-    int thread, rc;
+    json_t *ev = NULL;
 
     if (!rt || !name || !cb)
         return FAAS_EINVAL;
@@ -186,44 +238,14 @@ int faas_invoke(struct faas_runtime *rt, const char *name, json_t *event,
         return FAAS_ENOENT;
     if (event && faas_json_size(event, rt->opts.max_sync_payload) > rt->opts.max_sync_payload)
         return FAAS_ETOOBIG;
-    inv = inv_new(rt, fn);
-    if (!inv)
-        return FAAS_ENOMEM;
-    thread = fn->opts.isolation == FAAS_ISOLATION_THREAD;
-    inv->cb = cb;
-    inv->arg = arg;
-    /* A worker must not share a value the caller may still change. */
-    if (!event)
-        inv->event = json_null();
-    else
-        inv->event = thread ? json_deep_copy(event) : json_incref(event);
-    inv->timeout_ms = fn->opts.timeout_ms;
-    if (opts) {
-        if (opts->timeout_ms && (inv->timeout_ms == 0 || opts->timeout_ms < inv->timeout_ms))
-            inv->timeout_ms = opts->timeout_ms;
-        if (opts->trace_id && !(inv->trace_id = faas_strdup(opts->trace_id)))
-            goto nomem;
-        if (opts->client_context) {
-            inv->client_context = thread ? json_deep_copy(opts->client_context)
-                                         : json_incref(opts->client_context);
-            if (!inv->client_context)
-                goto nomem;
-        }
+    if (event) {
+        /* A worker must not share a value the caller may still change. */
+        ev = fn->opts.isolation == FAAS_ISOLATION_THREAD ? json_deep_copy(event)
+                                                        : json_incref(event);
+        if (!ev)
+            return FAAS_ENOMEM;
     }
-    if (!inv->event)
-        goto nomem;
-    inv->ctx.trace_id = inv->trace_id;
-    inv->ctx.client_context = inv->client_context;
-    faas_request_id(rt, inv->res.request_id);
-    rc = faas_pool_admit(inv);
-    if (rc) {
-        faas_inv_free(inv);
-        return rc;
-    }
-    return 0;
-nomem:
-    faas_inv_free(inv);
-    return FAAS_ENOMEM;
+    return faas_invoke_fn(rt, fn, ev, opts, NULL, cb, arg);
 }
 
 /* ---- execution ------------------------------------------------------ */
@@ -263,10 +285,10 @@ int faas_instance_init(struct faas_instance *inst, struct faas_ctx *ctx, uint64_
         return FAAS_EINIT;
     }
     if (limit && *init_ns > limit) {
-        /* It returned, late: the invocation fails, and faas_inv_finish
-         * retires the instance (with fini, since its state is good). */
-        inst->state = state;
-        inst->initialized = 1;
+        /* It returned, late: the instance is not used. Its state is good,
+         * so fini runs, here, where init ran. */
+        if (fn->opts.fini)
+            fn->opts.fini(state);
         ctx->failed = 0;
         faas_ctx_fail(ctx, "Runtime.InitError", "Init timed out after %.2f seconds",
                       (double)fn->opts.init_timeout_ms / 1000.0);
@@ -352,6 +374,12 @@ void faas_inv_run_inline(struct faas_inv *inv)
         return;
     }
     faas_inv_execute(inv);
+    if (inv->fn->unregistered) {
+        /* Unregistered by its own handler: cancelled, like any running one. */
+        json_decref(inv->exec_payload);
+        set_outcome(inv, FAAS_ECANCELED,
+                    faas_error_object("Runtime.Canceled", "the function was unregistered"));
+    }
     faas_inv_finish(inv);
 }
 
@@ -386,6 +414,8 @@ static void deliver(struct faas_inv *inv)
     faas_result_fn cb = inv->cb;
 
     fill_result(inv);
+    if (inv->idem_held)
+        faas_idem_end(inv, inv->res.status, inv->res.payload);
     faas_metrics_record(inv->fn, &inv->res);
     if (!inv->submitted)
         faas_log_lines(rt, &inv->ctx);
@@ -398,11 +428,8 @@ static void deliver(struct faas_inv *inv)
 
 void faas_inv_finish(struct faas_inv *inv)
 {
-    if (inv->inst) {
-        if (!inv->preset && inv->exec_status == FAAS_EINIT)
-            inv->inst->retire = 1;
+    if (inv->inst)
         faas_pool_release(inv);
-    }
     if (!inv->delivered)
         deliver(inv);
     else
@@ -426,6 +453,12 @@ void faas_inv_deliver_status(struct faas_inv *inv, int status, const char *etype
         faas_inv_finish(inv);
 }
 
+void faas_inv_defer(struct faas_inv *inv)
+{
+    faas_list_insert_tail(&inv->rt->ready, &inv->link);
+    faas_rt_kick(inv->rt);
+}
+
 void faas_inv_detach(struct faas_inv *inv, int status, const char *etype, const char *emsg)
 {
     struct faas_inv *n;
@@ -434,6 +467,8 @@ void faas_inv_detach(struct faas_inv *inv, int status, const char *etype, const 
     if (inv->delivered)
         return;
     faas_timer_cancel_deadline(inv);
+    if (inv->idem_held)
+        faas_idem_end(inv, status, NULL);
     n = inv_new(inv->rt, inv->fn);
     if (!n) {
         faas_inv_deliver_status(inv, status, etype, emsg); /* now, then */
@@ -474,6 +509,7 @@ static void sync_cb(const struct faas_result *res, void *arg)
     if (copy) {
         *copy = *res;
         json_incref(copy->payload);
+        json_incref(copy->event);
     }
     w->res = copy;
     w->done = 1;
@@ -493,7 +529,14 @@ int faas_invoke_sync(struct faas_runtime *rt, const char *name, json_t *event,
      * loop cannot be run again from here. libevent refuses a nested
      * event_base_loop with -1 (and a warning in its own log), so one pass
      * that would run anyway tells, before anything is invoked. */
-    if (rt->cb_depth > 0 || event_base_loop(base, EVLOOP_NONBLOCK) < 0)
+    if (rt->cb_depth > 0)
+        return FAAS_EBUSY;
+    /* The pass may run callbacks that free the runtime: guard it. */
+    faas_rt_enter(rt);
+    rc = event_base_loop(base, EVLOOP_NONBLOCK);
+    if (faas_rt_leave(rt))
+        return FAAS_ECANCELED;
+    if (rc < 0)
         return FAAS_EBUSY;
     if (rt->closing || rt->free_requested)
         return FAAS_ECANCELED;
@@ -523,6 +566,7 @@ void faas_result_free(struct faas_result *res)
     if (!res)
         return;
     json_decref(res->payload);
+    json_decref(res->event);
     free(res);
 }
 
@@ -602,6 +646,16 @@ uint64_t faas_result_max_memory_kb(const struct faas_result *res)
 int faas_result_replayed(const struct faas_result *res)
 {
     return res ? res->replayed : 0;
+}
+
+json_t *faas_result_event(const struct faas_result *res)
+{
+    return res ? res->event : NULL;
+}
+
+uint32_t faas_result_attempts(const struct faas_result *res)
+{
+    return res && res->attempts ? res->attempts : 1;
 }
 
 int faas_result_report(const struct faas_result *res, char *buf, size_t size)

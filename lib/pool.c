@@ -177,11 +177,18 @@ void faas_pool_release(struct faas_inv *inv)
     if (!inst->initialized || inst->retire || fn->unregistered || rt->closing ||
         (fn->opts.max_uses && inst->uses >= fn->opts.max_uses)) {
         faas_instance_destroy(inst);
-        if (!fn->unregistered && !rt->closing)
+        if (!fn->unregistered && !rt->closing) {
             pump(fn);
+            if (fn->async)
+                faas_async_kick(fn);
+        }
         return;
     }
     hand_over(inst, inv->end_ns);
+    if (fn->ninstances < fn->opts.min_warm)
+        faas_pool_prewarm(fn); /* a failed min_warm init, now retried */
+    if (fn->async && !fn->unregistered && !rt->closing)
+        faas_async_kick(fn);
 }
 
 void faas_pool_prewarm(struct faas_fn *fn)
@@ -226,6 +233,9 @@ void faas_pool_job_done(struct faas_job *job)
         if (!inst->initialized)
             fn->prewarm_blocked = 1; /* no retry loop: the next invocation tries */
         faas_instance_destroy(inst);
+        /* Waiters counted on this instance: give them their own. */
+        if (!fn->unregistered && !rt->closing)
+            pump(fn);
         return;
     }
     hand_over(inst, 0);
@@ -277,6 +287,8 @@ void faas_pool_cancel_fn(struct faas_fn *fn, int status)
         n = e->next;
         if (inv->submitted)
             faas_inv_detach(inv, status, "Runtime.Canceled", why);
+        else
+            atomic_store(&inv->ctx.cancelled, 1); /* INLINE: finishes cancelled */
     }
     while ((e = faas_list_pop_head(&fn->idle)) != NULL) {
         struct faas_instance *inst = FAAS_CONTAINER_OF(e, struct faas_instance, link);

@@ -106,8 +106,11 @@ void faas_fn_ref(struct faas_fn *fn)
 
 void faas_fn_unref(struct faas_fn *fn)
 {
-    if (--fn->refs == 0)
+    if (--fn->refs == 0) {
+        faas_async_free(fn);
+        faas_idem_free(fn);
         free(fn);
+    }
 }
 
 void faas_rt_enter(struct faas_runtime *rt)
@@ -201,6 +204,7 @@ int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
     faas_list_init(&rt->fns);
     faas_list_init(&rt->ready);
     faas_list_init(&rt->idle);
+    faas_list_init(&rt->store_wait);
     seed_rng(rt);
     *out = rt;
     return 0;
@@ -224,6 +228,14 @@ static void runtime_destroy(struct faas_runtime *rt)
         else
             faas_inv_deliver_status(inv, FAAS_ECANCELED, "Runtime.Canceled",
                                     "the runtime was freed");
+    }
+    /* Invocations waiting for an idempotency store's answer. */
+    faas_idem_cancel_waits(rt);
+    /* Async events first: their ends may not start anything new. */
+    for (e = rt->fns.next; e != &rt->fns; e = next) {
+        struct faas_fn *fn = FAAS_CONTAINER_OF(e, struct faas_fn, link);
+        next = e->next;
+        faas_async_cancel_fn(fn, FAAS_ECANCELED);
     }
     /* Waiting and running invocations of every function. */
     for (e = rt->fns.next; e != &rt->fns; e = next) {
@@ -286,8 +298,10 @@ int faas_register(struct faas_runtime *rt, const char *name, faas_handler_fn han
         return FAAS_EINVAL;
     if (opts->isolation != FAAS_ISOLATION_INLINE && opts->isolation != FAAS_ISOLATION_THREAD)
         return FAAS_EINVAL; /* PROCESS isolation is not in this build yet */
-    if (opts->idempotency)
-        return FAAS_EINVAL; /* idempotency is not in this build yet */
+    if (opts->idempotency && opts->idempotency->version != FAAS_IDEMPOTENCY_OPTS_VERSION)
+        return FAAS_EINVAL;
+    if (opts->async && opts->async->version != FAAS_ASYNC_OPTS_VERSION)
+        return FAAS_EINVAL;
     if (opts->min_warm && opts->max_concurrency && opts->min_warm > opts->max_concurrency)
         return FAAS_EINVAL;
     if (faas_fn_lookup(rt, name))
@@ -314,6 +328,11 @@ int faas_register(struct faas_runtime *rt, const char *name, faas_handler_fn han
     fn->opts.task_root = NULL;
     fn->opts.env = NULL;
     fn->refs = 1;
+    if ((opts->idempotency && (rc = faas_idem_configure(fn, opts->idempotency)) != 0) ||
+        (rc = faas_async_configure(fn, opts->async)) != 0) {
+        faas_fn_unref(fn);
+        return rc;
+    }
     faas_list_init(&fn->idle);
     faas_list_init(&fn->waiting);
     faas_list_init(&fn->running);
@@ -321,7 +340,10 @@ int faas_register(struct faas_runtime *rt, const char *name, faas_handler_fn han
     rt->buckets[fn->hash & (rt->nbuckets - 1)] = fn;
     faas_list_insert_tail(&rt->fns, &fn->link);
     rt->nfns++;
+    /* INLINE min_warm inits run here: user code, so guarded. */
+    faas_rt_enter(rt);
     faas_pool_prewarm(fn);
+    faas_rt_leave(rt);
     return 0;
 }
 
@@ -336,7 +358,10 @@ int faas_unregister(struct faas_runtime *rt, const char *name)
         return FAAS_ENOENT;
     registry_remove(rt, fn);
     fn->unregistered = 1;
+    faas_rt_enter(rt); /* INLINE fini and async ends are user code */
+    faas_async_cancel_fn(fn, FAAS_ECANCELED);
     faas_pool_cancel_fn(fn, FAAS_ECANCELED);
     faas_fn_unref(fn);
+    faas_rt_leave(rt);
     return 0;
 }

@@ -56,31 +56,49 @@ static void timer_add(struct event *ev, uint64_t delay_ns)
     event_add(ev, &tv);
 }
 
+/*
+ * How long until the invocation's timer should look again, or UINT64_MAX
+ * when there is nothing left to watch. Waiting and init are re-checked at
+ * least every timeout_ms, so a handler that starts after a quick init still
+ * meets its own deadline on time.
+ */
+static uint64_t next_look(const struct faas_inv *inv, int phase, uint64_t deadline,
+                          uint64_t now)
+{
+    uint64_t period = (uint64_t)inv->timeout_ms * 1000000u, left = UINT64_MAX;
+    uint64_t init_limit = (uint64_t)inv->fn->opts.init_timeout_ms * 1000000u;
+
+    if (phase == FAAS_PHASE_RUN)
+        return period == 0 ? UINT64_MAX : deadline > now ? deadline - now : period;
+    if (phase == FAAS_PHASE_INIT && deadline)
+        left = deadline > now ? deadline - now : 0;
+    else if (phase == FAAS_PHASE_QUEUED && inv->cold && inv->fn->opts.init && init_limit)
+        left = init_limit;
+    if (period && left > period)
+        left = period;
+    return left;
+}
+
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct faas_inv *inv = arg;
     struct faas_runtime *rt = inv->rt;
-    uint64_t now = faas_now_ns(rt);
-    uint64_t deadline = atomic_load(&inv->ctx.deadline_ns);
+    /* The worker publishes a phase's deadline before the phase: read the
+     * phase first, so a RUN phase always comes with its own deadline. */
     int phase = atomic_load(&inv->phase);
+    uint64_t deadline = atomic_load(&inv->ctx.deadline_ns);
+    uint64_t now = faas_now_ns(rt), left;
     char msg[96];
 
     (void)fd;
     (void)what;
     if (phase == FAAS_PHASE_DONE || inv->delivered)
         return; /* the completion is on its way, or nobody waits for it */
-    if (phase == FAAS_PHASE_RUN && inv->timeout_ms == 0)
-        return; /* init is over and the handler has no deadline */
-    if (phase == FAAS_PHASE_QUEUED || deadline == 0 || now < deadline) {
-        /* Not started, or time left: look again when it may have run out. */
-        uint64_t left;
-        if (phase != FAAS_PHASE_QUEUED && deadline > now)
-            left = deadline - now;
-        else if (phase == FAAS_PHASE_RUN || !(inv->cold && inv->fn->opts.init))
-            left = (uint64_t)inv->timeout_ms * 1000000u;
-        else
-            left = (uint64_t)inv->fn->opts.init_timeout_ms * 1000000u;
-        timer_add(inv->timer, left ? left : 1000000u);
+    if (phase == FAAS_PHASE_QUEUED || deadline == 0 || now < deadline ||
+        (phase == FAAS_PHASE_RUN && inv->timeout_ms == 0)) {
+        left = next_look(inv, phase, deadline, now);
+        if (left != UINT64_MAX)
+            timer_add(inv->timer, left ? left : 1000000u);
         return;
     }
     atomic_store(&inv->ctx.cancelled, 1);
@@ -100,21 +118,15 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 
 int faas_timer_arm_deadline(struct faas_inv *inv)
 {
-    uint64_t first;
-    /* inv->cold is set at admission, on this thread */
-    int cold = inv->cold && inv->fn->opts.init != NULL;
+    uint64_t first = next_look(inv, FAAS_PHASE_QUEUED, 0, 0);
 
-    if (inv->timeout_ms == 0 && !(cold && inv->fn->opts.init_timeout_ms))
-        return 0;
+    if (first == UINT64_MAX)
+        return 0; /* no deadline of any kind */
     if (!inv->timer) {
         inv->timer = event_new(inv->rt->base, -1, 0, deadline_cb, inv);
         if (!inv->timer)
             return FAAS_ENOMEM;
     }
-    if (cold && inv->fn->opts.init_timeout_ms)
-        first = (uint64_t)inv->fn->opts.init_timeout_ms * 1000000u;
-    else
-        first = (uint64_t)inv->timeout_ms * 1000000u;
     timer_add(inv->timer, first);
     return 0;
 }

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the build and test dependencies that are missing (Debian packages).
 # Quiet and quick when everything is present.
-pkgs="libevent-dev libjansson-dev libcmocka-dev pkg-config"
+pkgs="libevent-dev libjansson-dev libsodium-dev libcmocka-dev pkg-config"
 [ "${WITH_CHECK_TOOLS:-0}" = 1 ] && pkgs="$pkgs valgrind"
 missing=""
 for p in $pkgs; do

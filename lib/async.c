@@ -1,0 +1,932 @@
+/*
+ * async.c - asynchronous (event) invocation, as Lambda's: per-function
+ * queues, retries with backoff and jitter, event age, queue overflow,
+ * destinations and dead letters.
+ *
+ * faas_invoke_async() checks the call, deep-copies the event, gives it the
+ * request id every attempt will keep, queues it in its function's `struct
+ * faas_async` and returns (Lambda's 202). It never starts anything itself:
+ * attempts start from the loop (the kick event, the retry timer, and
+ * faas_async_poll for tests) through the ordinary pipeline, faas_invoke_fn(),
+ * so admission, throttling, idempotency, metrics and REPORT records are those
+ * of any invocation.
+ *
+ * An accepted event is in exactly one place:
+ *   ready    due to start, in acceptance order; while the pool throttles the
+ *            function (a->blocked) the head waits for faas_async_kick (an
+ *            instance was released) or the timer;
+ *   delayed  waiting for its retry time, sorted by that time;
+ *   running  one attempt in flight: attempt_cb brings it back;
+ *   done     decided inside a host call (overflow) and delivered from the
+ *            loop, so no callback runs inside faas_invoke_async;
+ * and also on `all`, in acceptance order, to find the oldest for
+ * FAAS_OVERFLOW_DROP_OLDEST. max_queue bounds ready + delayed.
+ *
+ * Every event ends exactly once, in end_event(): on_complete, then the
+ * on_success / on_failure destination (a new async event on the named
+ * function, carrying Lambda's destination record; none while the runtime is
+ * being freed), then dead_letter for failures. Each event holds a reference
+ * to its function, so the state lives as long as any event does; teardown
+ * and unregister end waiting events through faas_async_cancel_fn, and
+ * in-flight ones through the FAAS_ECANCELED result the pool delivers.
+ *
+ * Times come from the runtime's clock: an event's age counts from its first
+ * enqueue, and the libevent timer only says when to look again. Jitter comes
+ * from a splitmix64 generator per function, seeded once from the runtime's
+ * request-id generator: no system call per retry. max_event_age_ms 0 means
+ * no age limit.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "faas_int.h"
+
+#define ASYNC_BACKOFF_CAP_MS (15u * 60u * 1000u)
+
+/* Why an event ended: the destination record's requestContext.condition. */
+enum async_cond {
+    COND_SUCCESS = 0,
+    COND_RETRIES,   /* failed for good: retries exhausted or not retryable */
+    COND_AGE,       /* max_event_age_ms ran out while it waited */
+    COND_THROTTLED, /* overflowed the queue */
+    COND_CANCELED   /* unregister, teardown */
+};
+
+static const char *const cond_names[] = { "Success", "RetriesExhausted", "EventAgeExceeded",
+                                          "Throttled", "Canceled" };
+
+enum async_where { W_READY = 1, W_DELAYED, W_RUNNING, W_DONE };
+
+struct async_ev {
+    struct faas_list link;     /* a->ready, delayed, running or done */
+    struct faas_list all_link; /* a->all */
+    struct faas_fn *fn;        /* a reference */
+    json_t *event;             /* owned, never modified */
+    json_t *client_context;    /* owned deep copy, or NULL */
+    char *trace_id;
+    char *idem_key;
+    uint32_t timeout_ms;
+    char request_id[FAAS_REQUEST_ID_SIZE];
+    uint64_t enqueued_ns;      /* first enqueue */
+    uint64_t wake_ns;          /* delayed: the retry time */
+    uint32_t attempts;         /* attempts that ran (throttles do not count) */
+    uint32_t waits;            /* retries that did not count (in progress) */
+    enum async_where where;
+    int throttle_logged;
+    int end_status;            /* W_DONE: how it ends */
+    enum async_cond end_cond;
+    struct faas_result *last;  /* the last attempt's result, or NULL */
+};
+
+struct faas_async {
+    struct faas_fn *fn;
+    struct faas_async_opts opts; /* on_success / on_failure owned */
+    struct faas_list ready, delayed, running, done, all;
+    uint32_t nwaiting;           /* ready + delayed */
+    int blocked;                 /* the pool throttled the head */
+    struct event *kick_ev;       /* made active to start work from the loop */
+    struct event *timer_ev;
+    int timer_armed;
+    uint64_t timer_at;
+    uint64_t rng;                /* splitmix64 state, for jitter */
+};
+
+/* ---- small helpers -------------------------------------------------- */
+
+static uint64_t rng_next(struct faas_async *a)
+{
+    uint64_t z = (a->rng += UINT64_C(0x9E3779B97F4A7C15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+
+static void async_log(struct faas_runtime *rt, const char *function, const char *request_id,
+                      const char *action, const char *fmt, ...) FAAS_PRINTF(5, 6);
+
+static void async_log(struct faas_runtime *rt, const char *function, const char *request_id,
+                      const char *action, const char *fmt, ...)
+{
+    struct faas_log_record rec;
+    char line[256];
+    va_list ap;
+
+    if (!rt->opts.log)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    memset(&rec, 0, sizeof rec);
+    rec.kind = FAAS_LOG_ASYNC;
+    rec.function = function;
+    rec.request_id = request_id;
+    rec.action = action;
+    rec.line = line;
+    rt->opts.log(&rec, rt->opts.log_arg);
+}
+
+static const char *err_name(int status)
+{
+    const char *n = faas_strerror_name(status);
+    return n ? n : "EUNKNOWN";
+}
+
+/* Function errors are worth retrying; anything else ends the event. */
+static int retryable(int status)
+{
+    return status == FAAS_EHANDLER || status == FAAS_ETIMEDOUT || status == FAAS_ECRASHED ||
+           status == FAAS_EMEMLIMIT || status == FAAS_EINIT || status == FAAS_ETOOBIG;
+}
+
+static enum async_cond cond_of(int status)
+{
+    if (status == 0)
+        return COND_SUCCESS;
+    if (status == FAAS_ECANCELED)
+        return COND_CANCELED;
+    return COND_RETRIES;
+}
+
+static int stopping(const struct faas_fn *fn)
+{
+    const struct faas_runtime *rt = fn->rt;
+    return rt->closing || rt->free_requested || fn->unregistered;
+}
+
+static int has_age_limit(const struct faas_async *a)
+{
+    return a->opts.max_event_age_ms != 0;
+}
+
+static uint64_t age_deadline(const struct faas_async *a, const struct async_ev *ev)
+{
+    uint64_t max = a->opts.max_event_age_ms;
+    if (max > (UINT64_MAX - ev->enqueued_ns) / 1000000u)
+        return UINT64_MAX;
+    return ev->enqueued_ns + max * 1000000u;
+}
+
+static int expired(const struct faas_async *a, const struct async_ev *ev, uint64_t now)
+{
+    return has_age_limit(a) && now >= age_deadline(a, ev);
+}
+
+/* The status an event ends with when its time runs out. */
+static int last_status(const struct async_ev *ev)
+{
+    return ev->last ? ev->last->status : FAAS_ETHROTTLED;
+}
+
+static struct faas_async *async_new(struct faas_fn *fn)
+{
+    static const struct faas_async_opts defaults = FAAS_ASYNC_OPTS_INIT;
+    struct faas_async *a = faas_calloc(1, sizeof *a);
+    char seed[FAAS_REQUEST_ID_SIZE];
+    size_t i;
+
+    if (!a)
+        return NULL;
+    a->fn = fn;
+    a->opts = defaults;
+    faas_list_init(&a->ready);
+    faas_list_init(&a->delayed);
+    faas_list_init(&a->running);
+    faas_list_init(&a->done);
+    faas_list_init(&a->all);
+    /* One draw from the runtime's seeded generator: no system call. */
+    faas_request_id(fn->rt, seed);
+    a->rng = fn->hash;
+    for (i = 0; seed[i]; i++)
+        a->rng = (a->rng ^ (unsigned char)seed[i]) * UINT64_C(0x100000001B3);
+    return a;
+}
+
+/* The function's state, made with the defaults if registration did not. */
+static struct faas_async *async_get(struct faas_fn *fn)
+{
+    if (!fn->async)
+        fn->async = async_new(fn);
+    return fn->async;
+}
+
+static void kick_cb(evutil_socket_t fd, short what, void *arg);
+static void timer_cb(evutil_socket_t fd, short what, void *arg);
+
+static int ensure_events(struct faas_async *a)
+{
+    struct event_base *base = a->fn->rt->base;
+    if (!a->kick_ev && !(a->kick_ev = event_new(base, -1, 0, kick_cb, a)))
+        return FAAS_ENOMEM;
+    if (!a->timer_ev && !(a->timer_ev = event_new(base, -1, 0, timer_cb, a)))
+        return FAAS_ENOMEM;
+    return 0;
+}
+
+static void kick(struct faas_async *a)
+{
+    if (a->kick_ev)
+        event_active(a->kick_ev, EV_TIMEOUT, 1);
+}
+
+static void ev_free(struct async_ev *ev)
+{
+    struct faas_fn *fn = ev->fn;
+    json_decref(ev->event);
+    json_decref(ev->client_context);
+    free(ev->trace_id);
+    free(ev->idem_key);
+    if (ev->last) {
+        json_decref(ev->last->payload);
+        free(ev->last);
+    }
+    free(ev);
+    faas_fn_unref(fn);
+}
+
+/* Takes ev off its list; the waiting count follows. */
+static void unlink_ev(struct faas_async *a, struct async_ev *ev)
+{
+    if (ev->where == W_READY || ev->where == W_DELAYED)
+        a->nwaiting--;
+    faas_list_remove(&ev->link);
+    ev->where = 0;
+}
+
+/* Into ready at its place in acceptance order (from the head: a retry is
+ * usually older than what waits). */
+static void insert_ready(struct faas_async *a, struct async_ev *ev)
+{
+    struct faas_list *e = a->ready.next;
+    while (e != &a->ready &&
+           FAAS_CONTAINER_OF(e, struct async_ev, link)->enqueued_ns <= ev->enqueued_ns)
+        e = e->next;
+    faas_list_insert_tail(e, &ev->link); /* before e */
+    ev->where = W_READY;
+    a->nwaiting++;
+}
+
+/* Into delayed, sorted by retry time (from the tail: later times are more
+ * common). */
+static void insert_delayed(struct faas_async *a, struct async_ev *ev)
+{
+    struct faas_list *e = a->delayed.prev;
+    while (e != &a->delayed && FAAS_CONTAINER_OF(e, struct async_ev, link)->wake_ns > ev->wake_ns)
+        e = e->prev;
+    faas_list_insert_head(e, &ev->link); /* after e */
+    ev->where = W_DELAYED;
+    a->nwaiting++;
+}
+
+/* ---- timer ---------------------------------------------------------- */
+
+static void arm_timer(struct faas_async *a, uint64_t now)
+{
+    uint64_t next = 0, delay, us;
+    int have = 0;
+    struct timeval tv;
+
+    if (!a->timer_ev)
+        return;
+    if (!faas_list_empty(&a->delayed)) {
+        next = FAAS_CONTAINER_OF(a->delayed.next, struct async_ev, link)->wake_ns;
+        have = 1;
+    }
+    if (!faas_list_empty(&a->ready) && has_age_limit(a)) {
+        uint64_t d = age_deadline(a, FAAS_CONTAINER_OF(a->ready.next, struct async_ev, link));
+        if (!have || d < next)
+            next = d;
+        have = 1;
+    }
+    if (!have) {
+        if (a->timer_armed)
+            event_del(a->timer_ev);
+        a->timer_armed = 0;
+        return;
+    }
+    if (a->timer_armed && a->timer_at == next)
+        return;
+    a->timer_armed = 1;
+    a->timer_at = next;
+    delay = next > now ? next - now : 0;
+    us = (delay + 999u) / 1000u; /* never early: an early wake just re-arms */
+    if (us > UINT64_C(86400) * 1000000u)
+        us = UINT64_C(86400) * 1000000u; /* look again at least daily */
+    tv.tv_sec = (time_t)(us / 1000000u);
+    tv.tv_usec = (suseconds_t)(us % 1000000u);
+    event_add(a->timer_ev, &tv);
+}
+
+/* ---- the end of an event -------------------------------------------- */
+
+static void iso_time(struct faas_runtime *rt, char *buf, size_t size)
+{
+    int64_t ns = faas_wall_ns(rt);
+    time_t s = (time_t)(ns / 1000000000);
+    int ms = (int)((ns % 1000000000) / 1000000);
+    struct tm tm;
+    if (ms < 0) {
+        ms += 1000;
+        s--;
+    }
+    gmtime_r(&s, &tm);
+    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+}
+
+/* Lambda's destination record. New reference, or NULL. */
+static json_t *destination_record(struct faas_runtime *rt, const struct faas_result *res,
+                                  enum async_cond cond)
+{
+    char ts[96], arn[FAAS_NAME_MAX + 64];
+    json_t *rec, *resp;
+
+    iso_time(rt, ts, sizeof ts);
+    snprintf(arn, sizeof arn, "arn:aws:lambda:local:000000000000:function:%s:$LATEST",
+             res->function);
+    resp = json_pack("{s:i, s:s}", "statusCode", 200, "executedVersion", "$LATEST");
+    if (resp && res->status != 0)
+        json_object_set_new(resp, "functionError", json_string("Unhandled"));
+    /* Deep copies: the destination may run on a worker thread while the host
+     * still reads the final result's event and payload. */
+    rec = json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:I}, s:o, s:o, s:o}", "version", "1.0",
+                    "timestamp", ts, "requestContext", "requestId", res->request_id,
+                    "functionArn", arn, "condition", cond_names[cond],
+                    "approximateInvokeCount", (json_int_t)(res->attempts),
+                    "requestPayload", json_deep_copy(res->event), "responseContext", resp,
+                    "responsePayload", json_deep_copy(res->payload));
+    return rec;
+}
+
+static int enqueue(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
+                   const struct faas_invoke_opts *opts, char id_out[FAAS_REQUEST_ID_SIZE]);
+
+static void send_destination(struct faas_async *a, const char *dest,
+                             const struct faas_result *res, enum async_cond cond)
+{
+    struct faas_runtime *rt = a->fn->rt;
+    struct faas_fn *target;
+    json_t *rec;
+    char id[FAAS_REQUEST_ID_SIZE];
+    int rc;
+
+    if (rt->closing || rt->free_requested)
+        return;
+    target = faas_fn_lookup(rt, dest);
+    if (!target) {
+        rc = FAAS_ENOENT;
+    } else if (!(rec = destination_record(rt, res, cond))) {
+        rc = FAAS_ENOMEM;
+    } else {
+        rc = enqueue(rt, target, rec, NULL, id);
+        if (rc == 0)
+            return;
+    }
+    async_log(rt, a->fn->name, res->request_id, "failure",
+              "destination %s for condition %s not invoked: %s", dest, cond_names[cond],
+              err_name(rc));
+}
+
+static json_t *end_error_object(const struct faas_fn *fn, int status, enum async_cond cond)
+{
+    const struct faas_runtime *rt = fn->rt;
+    char msg[160];
+
+    if (status == FAAS_ECANCELED)
+        return faas_error_object("Runtime.Canceled", rt->closing || rt->free_requested
+                                                         ? "the runtime was freed"
+                                                         : "the function was unregistered");
+    if (status == FAAS_ETHROTTLED) {
+        snprintf(msg, sizeof msg,
+                 cond == COND_AGE ? "the event of %s expired before an instance was free"
+                                  : "the async queue of %s is full",
+                 fn->name);
+        return faas_error_object("TooManyRequestsException", msg);
+    }
+    return faas_error_object(err_name(status), faas_strerror(status));
+}
+
+/*
+ * Ends an event: its final result to on_complete, the destination, and the
+ * dead letter for failures. ev must be off every list but `all`. The event's
+ * function reference is dropped last: callers that use the state afterwards
+ * hold their own.
+ */
+static void end_event(struct faas_async *a, struct async_ev *ev, int status,
+                      enum async_cond cond)
+{
+    struct faas_fn *fn = ev->fn;
+    struct faas_runtime *rt = fn->rt;
+    struct faas_result res;
+    const char *dest;
+    faas_result_fn dead_letter = a->opts.dead_letter;
+    void *dead_letter_arg = a->opts.dead_letter_arg;
+
+    faas_list_remove(&ev->all_link);
+    memset(&res, 0, sizeof res);
+    if (ev->last && ev->last->status == status) {
+        res = *ev->last;
+        ev->last->payload = NULL; /* moved */
+    } else {
+        res.status = status;
+        if (ev->last) {
+            res.duration_ns = ev->last->duration_ns;
+            res.init_ns = ev->last->init_ns;
+            res.max_memory_kb = ev->last->max_memory_kb;
+            res.cold = ev->last->cold;
+        }
+        res.payload = status ? end_error_object(fn, status, cond) : json_null();
+    }
+    if (!res.payload)
+        res.payload = json_null();
+    memcpy(res.request_id, ev->request_id, sizeof res.request_id);
+    memcpy(res.function, fn->name, sizeof res.function);
+    res.memory_mb = fn->opts.memory_mb;
+    res.event = ev->event;
+    ev->event = NULL; /* moved */
+    res.attempts = ev->attempts;
+
+    if (status == 0)
+        async_log(rt, fn->name, res.request_id, "success", "succeeded after %u attempt%s",
+                  (unsigned)res.attempts, res.attempts == 1 ? "" : "s");
+    else
+        async_log(rt, fn->name, res.request_id, "failure", "%s after %u attempt%s: %s",
+                  cond_names[cond], (unsigned)res.attempts, res.attempts == 1 ? "" : "s",
+                  err_name(status));
+    if (a->opts.on_complete)
+        a->opts.on_complete(&res, a->opts.on_complete_arg);
+    dest = status == 0 ? a->opts.on_success : a->opts.on_failure;
+    if (dest)
+        send_destination(a, dest, &res, cond);
+    if (status != 0 && dead_letter) {
+        async_log(rt, fn->name, res.request_id, "dead-letter", "%s: %s", cond_names[cond],
+                  err_name(status));
+        dead_letter(&res, dead_letter_arg);
+    }
+    json_decref(res.payload);
+    json_decref(res.event);
+    ev_free(ev);
+}
+
+/* Delivers what was decided inside host calls. */
+static void deliver_done(struct faas_async *a)
+{
+    struct faas_list *e;
+    while ((e = faas_list_pop_head(&a->done)) != NULL) {
+        struct async_ev *ev = FAAS_CONTAINER_OF(e, struct async_ev, link);
+        ev->where = 0;
+        end_event(a, ev, ev->end_status, ev->end_cond);
+    }
+}
+
+/* ---- attempts ------------------------------------------------------- */
+
+static uint64_t backoff_ns(struct faas_async *a, uint32_t attempt)
+{
+    uint64_t ms = a->opts.retry_base_ms, half;
+    uint32_t i;
+    double u;
+
+    for (i = 1; i < attempt && ms < ASYNC_BACKOFF_CAP_MS; i++)
+        ms *= 2;
+    if (ms > ASYNC_BACKOFF_CAP_MS)
+        ms = ASYNC_BACKOFF_CAP_MS;
+    /* Jitter: a factor in [0.5, 1.0], so retries of many events spread. */
+    half = ms * 1000000u / 2u;
+    u = (double)(rng_next(a) >> 11) / 9007199254740992.0; /* [0, 1) */
+    return half + (uint64_t)((double)half * u);
+}
+
+/*
+ * Waits for another attempt after a backoff, or ends the event if its age
+ * would run out first. Retries that did not count still grow the backoff.
+ */
+static void schedule_retry(struct faas_async *a, struct async_ev *ev, uint64_t now, int status)
+{
+    uint32_t n = ev->attempts + ev->waits;
+    uint64_t delay = backoff_ns(a, n ? n : 1);
+
+    if (has_age_limit(a) && (now >= age_deadline(a, ev) || delay >= age_deadline(a, ev) - now)) {
+        end_event(a, ev, ev->last ? ev->last->status : status, COND_AGE);
+        return;
+    }
+    ev->wake_ns = now + delay;
+    insert_delayed(a, ev);
+    async_log(a->fn->rt, a->fn->name, ev->request_id, "retry",
+              "attempt %u: %s; next attempt in %llu ms", (unsigned)ev->attempts,
+              err_name(status), (unsigned long long)(delay / 1000000u));
+    arm_timer(a, now);
+}
+
+static void keep_result(struct async_ev *ev, const struct faas_result *res)
+{
+    struct faas_result *copy = ev->last;
+    if (!copy && !(copy = faas_malloc(sizeof *copy)))
+        return; /* the end builds a result from the status instead */
+    if (ev->last)
+        json_decref(ev->last->payload);
+    *copy = *res;
+    copy->payload = json_incref(res->payload);
+    copy->event = NULL;
+    copy->attempts = 0;
+    ev->last = copy;
+}
+
+static void attempt_cb(const struct faas_result *res, void *arg)
+{
+    struct async_ev *ev = arg;
+    struct faas_fn *fn = ev->fn;
+    struct faas_async *a = fn->async;
+    int status = res->status;
+
+    faas_list_remove(&ev->link);
+    ev->where = 0;
+    if (status == FAAS_EINPROGRESS || status == FAAS_ETHROTTLED) {
+        /* Nothing ran: a duplicate of this key is running, or no room. */
+        ev->attempts--;
+        ev->waits++;
+        if (!ev->last)
+            keep_result(ev, res);
+    } else {
+        keep_result(ev, res);
+    }
+    if (status == 0) {
+        end_event(a, ev, 0, COND_SUCCESS);
+        return;
+    }
+    if (stopping(fn)) {
+        end_event(a, ev, status, cond_of(status));
+        return;
+    }
+    if (status == FAAS_EINPROGRESS || status == FAAS_ETHROTTLED ||
+        (retryable(status) && ev->attempts <= a->opts.max_retries)) {
+        schedule_retry(a, ev, faas_now_ns(fn->rt), status);
+        return;
+    }
+    end_event(a, ev, status, cond_of(status));
+}
+
+/* Starts the head of ready. Returns 1 if the function is throttled. */
+static int start_head(struct faas_async *a, uint64_t now)
+{
+    struct async_ev *ev = FAAS_CONTAINER_OF(a->ready.next, struct async_ev, link);
+    struct faas_fn *fn = a->fn;
+    struct faas_invoke_opts io = FAAS_INVOKE_OPTS_INIT;
+    json_t *event;
+    int rc;
+
+    unlink_ev(a, ev);
+    faas_list_insert_tail(&a->running, &ev->link);
+    ev->where = W_RUNNING;
+    ev->attempts++;
+    io.timeout_ms = ev->timeout_ms;
+    io.idempotency_key = ev->idem_key;
+    io.trace_id = ev->trace_id;
+    io.client_context = ev->client_context;
+    /* A worker gets its own copy: a cancelled attempt may still run (and
+     * touch its event's reference count) after the event has ended here. */
+    event = fn->opts.isolation == FAAS_ISOLATION_INLINE ? json_incref(ev->event)
+                                                        : json_deep_copy(ev->event);
+    rc = event ? faas_invoke_fn(fn->rt, fn, event, &io, ev->request_id, attempt_cb, ev)
+               : FAAS_ENOMEM;
+    if (rc == 0)
+        return 0;
+    ev->attempts--;
+    faas_list_remove(&ev->link);
+    ev->where = 0;
+    if (rc == FAAS_ETHROTTLED) {
+        /* Back to the head: it keeps its turn. */
+        faas_list_insert_head(&a->ready, &ev->link);
+        ev->where = W_READY;
+        a->nwaiting++;
+        a->blocked = 1;
+        if (!ev->throttle_logged) {
+            ev->throttle_logged = 1;
+            async_log(fn->rt, fn->name, ev->request_id, "throttled",
+                      "no instance free; the event waits");
+        }
+        return 1;
+    }
+    if (rc == FAAS_EINPROGRESS && !stopping(fn)) {
+        ev->waits++;
+        schedule_retry(a, ev, now, rc);
+        return 0;
+    }
+    end_event(a, ev, rc, cond_of(rc));
+    return 0;
+}
+
+/*
+ * Delivers decided events, moves due retries to ready, ends events whose age
+ * ran out, and starts ready events until the pool throttles. The caller
+ * holds a reference to the function and brackets user callbacks.
+ */
+static void pump(struct faas_async *a, int unblock)
+{
+    struct faas_fn *fn = a->fn;
+    struct faas_runtime *rt = fn->rt;
+    struct faas_list *e;
+    uint64_t now;
+
+    deliver_done(a);
+    if (stopping(fn))
+        return;
+    if (unblock)
+        a->blocked = 0;
+    now = faas_now_ns(rt);
+    while (!faas_list_empty(&a->delayed)) {
+        struct async_ev *ev = FAAS_CONTAINER_OF(a->delayed.next, struct async_ev, link);
+        if (ev->wake_ns > now)
+            break;
+        unlink_ev(a, ev);
+        if (expired(a, ev, now))
+            end_event(a, ev, last_status(ev), COND_AGE);
+        else
+            insert_ready(a, ev);
+        if (stopping(fn))
+            return;
+    }
+    while ((e = a->ready.next) != &a->ready &&
+           expired(a, FAAS_CONTAINER_OF(e, struct async_ev, link), now)) {
+        struct async_ev *ev = FAAS_CONTAINER_OF(e, struct async_ev, link);
+        unlink_ev(a, ev);
+        end_event(a, ev, last_status(ev), COND_AGE);
+        if (stopping(fn))
+            return;
+    }
+    while (!a->blocked && !faas_list_empty(&a->ready) && !stopping(fn))
+        start_head(a, now);
+    if (!stopping(fn))
+        arm_timer(a, now);
+}
+
+/* Runs pump from the loop, as an entry point into user code. */
+static void pump_entry(struct faas_async *a, int unblock)
+{
+    struct faas_fn *fn = a->fn;
+    struct faas_runtime *rt = fn->rt;
+
+    faas_rt_enter(rt);
+    faas_fn_ref(fn);
+    pump(a, unblock);
+    faas_fn_unref(fn); /* may free a */
+    faas_rt_leave(rt);
+}
+
+static void kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pump_entry(arg, 0);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct faas_async *a = arg;
+    (void)fd;
+    (void)what;
+    a->timer_armed = 0;
+    pump_entry(a, 1);
+}
+
+/* ---- queueing ------------------------------------------------------- */
+
+/* The oldest event that waits (not running, not decided), or NULL. */
+static struct async_ev *oldest_waiting(struct faas_async *a)
+{
+    struct faas_list *e;
+    for (e = a->all.next; e != &a->all; e = e->next) {
+        struct async_ev *ev = FAAS_CONTAINER_OF(e, struct async_ev, all_link);
+        if (ev->where == W_READY || ev->where == W_DELAYED)
+            return ev;
+    }
+    return NULL;
+}
+
+/* Queues `event` (taken over) on fn. On error nothing is queued. */
+static int enqueue(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
+                   const struct faas_invoke_opts *opts, char id_out[FAAS_REQUEST_ID_SIZE])
+{
+    struct faas_async *a = async_get(fn);
+    struct async_ev *ev = NULL;
+
+    if (!event || !a || ensure_events(a) != 0)
+        goto nomem;
+    if (a->opts.max_queue && a->nwaiting >= a->opts.max_queue &&
+        a->opts.overflow != FAAS_OVERFLOW_DROP_OLDEST) {
+        json_decref(event);
+        return FAAS_ETHROTTLED;
+    }
+    ev = faas_calloc(1, sizeof *ev);
+    if (!ev)
+        goto nomem;
+    ev->event = event;
+    event = NULL;
+    if (opts) {
+        ev->timeout_ms = opts->timeout_ms;
+        if (opts->trace_id && !(ev->trace_id = faas_strdup(opts->trace_id)))
+            goto nomem;
+        if (opts->idempotency_key && !(ev->idem_key = faas_strdup(opts->idempotency_key)))
+            goto nomem;
+        if (opts->client_context &&
+            !(ev->client_context = json_deep_copy(opts->client_context)))
+            goto nomem;
+    }
+    ev->fn = fn;
+    faas_fn_ref(fn);
+    faas_request_id(rt, ev->request_id);
+    ev->enqueued_ns = faas_now_ns(rt);
+
+    if (a->opts.max_queue && a->nwaiting >= a->opts.max_queue) {
+        struct async_ev *old = oldest_waiting(a);
+        if (old) {
+            unlink_ev(a, old);
+            old->end_status = FAAS_ETHROTTLED;
+            old->end_cond = COND_THROTTLED;
+            old->where = W_DONE;
+            faas_list_insert_tail(&a->done, &old->link);
+            async_log(rt, fn->name, old->request_id, "overflow",
+                      "the async queue is full (%u events): the oldest event is dropped",
+                      (unsigned)a->opts.max_queue);
+        }
+    }
+    faas_list_insert_tail(&a->all, &ev->all_link);
+    insert_ready(a, ev);
+    if (id_out)
+        memcpy(id_out, ev->request_id, FAAS_REQUEST_ID_SIZE);
+    if (!a->blocked || !faas_list_empty(&a->done))
+        kick(a);
+    return 0;
+nomem:
+    json_decref(event);
+    if (ev) {
+        if (ev->fn) {
+            ev_free(ev);
+        } else {
+            json_decref(ev->event);
+            free(ev->trace_id);
+            free(ev->idem_key);
+            json_decref(ev->client_context);
+            free(ev);
+        }
+    }
+    return FAAS_ENOMEM;
+}
+
+int faas_invoke_async(struct faas_runtime *rt, const char *name, json_t *event,
+                      const struct faas_invoke_opts *opts, char request_id[FAAS_REQUEST_ID_SIZE])
+{
+    struct faas_fn *fn;
+    json_t *copy;
+
+    if (!rt || !name)
+        return FAAS_EINVAL;
+    if (opts && opts->version != FAAS_INVOKE_OPTS_VERSION)
+        return FAAS_EINVAL;
+    if (rt->closing || rt->free_requested)
+        return FAAS_ECANCELED;
+    fn = faas_fn_lookup(rt, name);
+    if (!fn)
+        return FAAS_ENOENT;
+    if (event && faas_json_size(event, rt->opts.max_async_payload) > rt->opts.max_async_payload)
+        return FAAS_ETOOBIG;
+    copy = event ? json_deep_copy(event) : json_null();
+    if (!copy)
+        return FAAS_ENOMEM;
+    if (fn->idem) {
+        /* A required key that is absent is the caller's error: say it now
+         * rather than in a dead letter. */
+        struct faas_inv probe;
+        int rc;
+        memset(&probe, 0, sizeof probe);
+        probe.rt = rt;
+        probe.fn = fn;
+        probe.event = copy;
+        rc = faas_idem_prepare(&probe, opts ? opts->idempotency_key : NULL);
+        if (rc) {
+            json_decref(copy);
+            return rc;
+        }
+    }
+    return enqueue(rt, fn, copy, opts, request_id);
+}
+
+/* ---- hooks of the other subsystems ---------------------------------- */
+
+int faas_async_configure(struct faas_fn *fn, const struct faas_async_opts *opts)
+{
+    static const struct faas_async_opts defaults = FAAS_ASYNC_OPTS_INIT;
+    struct faas_async *a;
+    char *on_success = NULL, *on_failure = NULL;
+
+    if (!fn)
+        return FAAS_EINVAL;
+    if (!opts)
+        opts = &defaults;
+    if (opts->version != FAAS_ASYNC_OPTS_VERSION)
+        return FAAS_EINVAL;
+    if (opts->overflow != FAAS_OVERFLOW_REJECT && opts->overflow != FAAS_OVERFLOW_DROP_OLDEST)
+        return FAAS_EINVAL;
+    if ((opts->on_success && !(on_success = faas_strdup(opts->on_success))) ||
+        (opts->on_failure && !(on_failure = faas_strdup(opts->on_failure))))
+        goto nomem;
+    a = fn->async ? fn->async : async_new(fn);
+    if (!a)
+        goto nomem;
+    free((char *)a->opts.on_success);
+    free((char *)a->opts.on_failure);
+    a->opts = *opts;
+    a->opts.on_success = on_success;
+    a->opts.on_failure = on_failure;
+    fn->async = a;
+    return 0;
+nomem:
+    free(on_success);
+    free(on_failure);
+    return FAAS_ENOMEM;
+}
+
+void faas_async_kick(struct faas_fn *fn)
+{
+    struct faas_async *a = fn->async;
+    if (!a)
+        return;
+    a->blocked = 0;
+    if (!faas_list_empty(&a->ready) || !faas_list_empty(&a->done))
+        kick(a);
+}
+
+void faas_async_cancel_fn(struct faas_fn *fn, int status)
+{
+    struct faas_async *a = fn->async;
+    struct faas_runtime *rt = fn->rt;
+    struct faas_list *e;
+
+    if (!a)
+        return;
+    faas_fn_ref(fn);
+    faas_rt_enter(rt);
+    deliver_done(a);
+    while ((e = faas_list_pop_head(&a->ready)) != NULL ||
+           (e = faas_list_pop_head(&a->delayed)) != NULL) {
+        struct async_ev *ev = FAAS_CONTAINER_OF(e, struct async_ev, link);
+        a->nwaiting--;
+        ev->where = 0;
+        end_event(a, ev, status, cond_of(status));
+        deliver_done(a); /* overflow from inside the callbacks */
+    }
+    if (a->timer_armed)
+        event_del(a->timer_ev);
+    a->timer_armed = 0;
+    faas_rt_leave(rt);
+    faas_fn_unref(fn);
+}
+
+void faas_async_poll(struct faas_runtime *rt)
+{
+    struct faas_fn **fns;
+    struct faas_list *e;
+    size_t n = 0, i;
+
+    if (!rt || rt->closing || rt->free_requested || rt->nfns == 0)
+        return;
+    /* A snapshot: callbacks may unregister functions while we walk. */
+    fns = faas_calloc(rt->nfns, sizeof *fns);
+    if (!fns)
+        return;
+    for (e = rt->fns.next; e != &rt->fns && n < rt->nfns; e = e->next) {
+        struct faas_fn *fn = FAAS_CONTAINER_OF(e, struct faas_fn, link);
+        if (fn->async) {
+            faas_fn_ref(fn);
+            fns[n++] = fn;
+        }
+    }
+    faas_rt_enter(rt);
+    for (i = 0; i < n; i++)
+        if (!fns[i]->unregistered && !rt->free_requested)
+            pump(fns[i]->async, 1);
+    for (i = 0; i < n; i++)
+        faas_fn_unref(fns[i]);
+    free(fns);
+    faas_rt_leave(rt);
+}
+
+void faas_async_free(struct faas_fn *fn)
+{
+    struct faas_async *a = fn->async;
+    if (!a)
+        return;
+    /* Every event holds a reference to fn: none is left here. */
+    if (a->kick_ev)
+        event_free(a->kick_ev);
+    if (a->timer_ev)
+        event_free(a->timer_ev);
+    free((char *)a->opts.on_success);
+    free((char *)a->opts.on_failure);
+    free(a);
+    fn->async = NULL;
+}

@@ -1,0 +1,397 @@
+/*
+ * idem.c - idempotency: the key of an invocation, and the state machine
+ * around it.
+ *
+ * The key is a dotted path into the event ("body.order_id",
+ * "headers.Idempotency-Key", "Records.0.messageId") or an explicit string
+ * per call. A path walks objects (exact key first, then case-insensitively,
+ * as HTTP headers need), arrays (numeric parts) and strings that hold JSON
+ * (an API Gateway body), and keys on the canonical serialisation of what it
+ * finds (sorted keys, compact). The store key is BLAKE2b-256 of the
+ * function's name and that text: keys of any size cost the same, and two
+ * functions never share a record.
+ *
+ * States, per key, in the function's store:
+ *   absent      -> the invocation takes an INPROGRESS record, then runs;
+ *   INPROGRESS  -> a duplicate fails at once with FAAS_EINPROGRESS; the
+ *                  record expires at the running invocation's deadline, so
+ *                  an attempt that timed out or died never blocks a retry;
+ *   COMPLETED   -> a duplicate gets the stored result, replayed, without
+ *                  running (FAAS_EIDEMPOTENCY_MISMATCH if its validated part
+ *                  differs); it expires after ttl_s.
+ * A success completes the record; a failure deletes it, so a retry runs.
+ *
+ * Stores may answer inside the call or later. An invocation waiting for its
+ * store sits on rt->store_wait behind a small token, so faas_runtime_free can
+ * end it, and a late answer finds the token cancelled.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <sodium.h>
+
+#include "faas_int.h"
+
+struct faas_idem {
+    char *key_path;      /* NULL: explicit keys only */
+    char *validate_path; /* NULL: no validation */
+    uint32_t ttl_s;
+    int required;
+    struct faas_store *store;
+    int owns_store;
+};
+
+struct idem_wait {
+    struct faas_inv *inv; /* NULL once cancelled */
+};
+
+static int64_t wall_ms(const struct faas_runtime *rt)
+{
+    return faas_wall_ns(rt) / 1000000;
+}
+
+static void idem_log(struct faas_fn *fn, const char *request_id, const char *action,
+                     const char *key)
+{
+    struct faas_runtime *rt = fn->rt;
+    struct faas_log_record rec;
+    if (!rt->opts.log)
+        return;
+    memset(&rec, 0, sizeof rec);
+    rec.kind = FAAS_LOG_IDEMPOTENCY;
+    rec.function = fn->name;
+    rec.request_id = request_id ? request_id : "";
+    rec.action = action;
+    rec.key = key;
+    rt->opts.log(&rec, rt->opts.log_arg);
+}
+
+static void on_evict(void *arg, const char *key)
+{
+    idem_log(arg, NULL, "evict", key);
+}
+
+static int path_valid(const char *p)
+{
+    size_t n = strlen(p);
+    return n > 0 && p[0] != '.' && p[n - 1] != '.' && !strstr(p, "..");
+}
+
+int faas_idem_configure(struct faas_fn *fn, const struct faas_idempotency_opts *opts)
+{
+    struct faas_idem *idem;
+    int rc;
+
+    if ((opts->key_path && !path_valid(opts->key_path)) ||
+        (opts->validate_path && !path_valid(opts->validate_path)))
+        return FAAS_EINVAL;
+    if (sodium_init() < 0)
+        return FAAS_ESYS;
+    idem = faas_calloc(1, sizeof *idem);
+    if (!idem)
+        return FAAS_ENOMEM;
+    fn->idem = idem;
+    idem->ttl_s = opts->ttl_s;
+    idem->required = opts->required;
+    if ((opts->key_path && !(idem->key_path = faas_strdup(opts->key_path))) ||
+        (opts->validate_path && !(idem->validate_path = faas_strdup(opts->validate_path))))
+        return FAAS_ENOMEM; /* faas_idem_free cleans up */
+    if (opts->store) {
+        idem->store = opts->store;
+        return 0;
+    }
+    rc = faas_store_memory_new(&idem->store, opts->max_entries);
+    if (rc)
+        return rc;
+    idem->owns_store = 1;
+    idem->store->on_evict = on_evict;
+    idem->store->on_evict_arg = fn;
+    return 0;
+}
+
+void faas_idem_free(struct faas_fn *fn)
+{
+    struct faas_idem *idem = fn->idem;
+    if (!idem)
+        return;
+    if (idem->owns_store)
+        faas_store_free(idem->store);
+    free(idem->key_path);
+    free(idem->validate_path);
+    free(idem);
+    fn->idem = NULL;
+}
+
+/* The member of an object, exactly or else ignoring case. */
+static json_t *member(json_t *obj, const char *name, size_t len)
+{
+    const char *k;
+    json_t *v;
+    char buf[256];
+
+    if (len < sizeof buf) {
+        memcpy(buf, name, len);
+        buf[len] = '\0';
+        if ((v = json_object_get(obj, buf)) != NULL)
+            return v;
+    }
+    json_object_foreach(obj, k, v) {
+        if (strlen(k) == len && strncasecmp(k, name, len) == 0)
+            return v;
+    }
+    return NULL;
+}
+
+/*
+ * The canonical JSON of the value at `path` in `root` (new string, freed by
+ * the caller), or NULL when there is none (missing, or JSON null).
+ */
+static char *path_canonical(json_t *root, const char *path)
+{
+    json_t *cur = root, *parsed[8];
+    size_t nparsed = 0, i;
+    const char *p = path;
+    char *out = NULL;
+
+    while (cur && *p) {
+        const char *dot = strchr(p, '.');
+        size_t len = dot ? (size_t)(dot - p) : strlen(p);
+        if (json_is_string(cur) && nparsed < sizeof parsed / sizeof parsed[0]) {
+            /* A string holding JSON (an HTTP body): look inside it. */
+            json_t *doc = json_loadb(json_string_value(cur), json_string_length(cur), 0, NULL);
+            if (!doc)
+                break;
+            parsed[nparsed++] = doc;
+            cur = doc;
+        }
+        if (json_is_object(cur)) {
+            cur = member(cur, p, len);
+        } else if (json_is_array(cur)) {
+            size_t idx = 0, k;
+            for (k = 0; k < len && p[k] >= '0' && p[k] <= '9' && idx < 100000000u; k++)
+                idx = idx * 10 + (size_t)(p[k] - '0');
+            cur = (k == len && len > 0) ? json_array_get(cur, idx) : NULL;
+        } else {
+            cur = NULL;
+        }
+        p += len;
+        if (*p == '.')
+            p++;
+    }
+    if (cur && !*p && !json_is_null(cur))
+        out = json_dumps(cur, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    for (i = 0; i < nparsed; i++)
+        json_decref(parsed[i]);
+    return out;
+}
+
+/* Hex BLAKE2b of the function's name, a NUL, and `text`. */
+static void key_hash(const struct faas_fn *fn, const char *text, size_t outlen, char *out)
+{
+    crypto_generichash_state st;
+    unsigned char h[crypto_generichash_BYTES_MAX];
+    crypto_generichash_init(&st, NULL, 0, outlen);
+    crypto_generichash_update(&st, (const unsigned char *)fn->name, strlen(fn->name) + 1);
+    crypto_generichash_update(&st, (const unsigned char *)text, strlen(text));
+    crypto_generichash_final(&st, h, outlen);
+    sodium_bin2hex(out, outlen * 2 + 1, h, outlen);
+}
+
+int faas_idem_prepare(struct faas_inv *inv, const char *explicit_key)
+{
+    struct faas_idem *idem = inv->fn->idem;
+    char *canon = NULL;
+
+    inv->idem_key[0] = '\0';
+    inv->idem_validation[0] = '\0';
+    if (explicit_key && *explicit_key) {
+        json_t *s = json_string(explicit_key);
+        if (!s)
+            return FAAS_EINVAL; /* not UTF-8 */
+        canon = json_dumps(s, JSON_ENCODE_ANY);
+        json_decref(s);
+        if (!canon)
+            return FAAS_ENOMEM;
+    } else if (idem->key_path) {
+        canon = path_canonical(inv->event, idem->key_path);
+    }
+    if (!canon)
+        return idem->required ? FAAS_ENOKEY : 0;
+    key_hash(inv->fn, canon, 32, inv->idem_key);
+    free(canon);
+    if (idem->validate_path) {
+        canon = path_canonical(inv->event, idem->validate_path);
+        key_hash(inv->fn, canon ? canon : "null", 16, inv->idem_validation);
+        free(canon);
+    }
+    return 0;
+}
+
+static void store_done(int rc, const struct faas_store_record *rec, void *arg)
+{
+    (void)rc;
+    (void)rec;
+    (void)arg;
+}
+
+/* Decides the result without running, and delivers it from the loop. */
+static void preset(struct faas_inv *inv, int status, const char *etype, const char *emsg)
+{
+    inv->preset = 1;
+    inv->res.status = status;
+    inv->res.payload = faas_error_object(etype, emsg);
+    faas_inv_defer(inv);
+}
+
+/* The store's answer to put_if_absent. Returns a code for faas_invoke to
+ * return (only while inv->in_call), or 0 when inv was handed on. */
+static int on_put(struct faas_inv *inv, int rc, const struct faas_store_record *rec)
+{
+    struct faas_fn *fn = inv->fn;
+    struct faas_idem *idem = fn->idem;
+
+    if (rc == 0) {
+        int arc;
+        inv->idem_held = 1;
+        idem_log(fn, inv->res.request_id, "store", inv->idem_key);
+        arc = faas_pool_admit(inv);
+        if (arc == 0)
+            return 0;
+        inv->idem_held = 0;
+        faas_store_remove(idem->store, inv->idem_key, wall_ms(fn->rt), store_done, NULL);
+        if (inv->in_call)
+            return arc;
+        preset(inv, arc, "Runtime.Throttled", faas_strerror(arc));
+        return 0;
+    }
+    if (rc == FAAS_EEXIST && rec && rec->state == FAAS_STORE_INPROGRESS) {
+        idem_log(fn, inv->res.request_id, "inprogress", inv->idem_key);
+        preset(inv, FAAS_EINPROGRESS, "IdempotencyAlreadyInProgressError",
+               "an invocation with this idempotency key is in progress");
+        return 0;
+    }
+    if (rc == FAAS_EEXIST && rec) {
+        if (inv->idem_validation[0] && rec->validation &&
+            strcmp(inv->idem_validation, rec->validation) != 0) {
+            idem_log(fn, inv->res.request_id, "mismatch", inv->idem_key);
+            preset(inv, FAAS_EIDEMPOTENCY_MISMATCH, "IdempotencyValidationError",
+                   "the payload differs from the one stored for this idempotency key");
+            return 0;
+        }
+        idem_log(fn, inv->res.request_id, "replay", inv->idem_key);
+        inv->preset = 1;
+        inv->res.replayed = 1;
+        inv->res.status = rec->status;
+        inv->res.payload = rec->payload ? json_incref(rec->payload) : json_null();
+        faas_inv_defer(inv);
+        return 0;
+    }
+    if (inv->in_call)
+        return rc ? rc : FAAS_ESYS;
+    preset(inv, rc ? rc : FAAS_ESYS, "Runtime.StoreError", faas_strerror(rc ? rc : FAAS_ESYS));
+    return 0;
+}
+
+static void put_cb(int rc, const struct faas_store_record *rec, void *arg)
+{
+    struct idem_wait *w = arg;
+    struct faas_inv *inv = w->inv;
+    struct faas_runtime *rt;
+
+    free(w);
+    if (!inv)
+        return; /* ended meanwhile by faas_runtime_free */
+    if (inv->in_call) {
+        inv->store_answered = 1;
+        inv->call_rc = on_put(inv, rc, rec);
+        return;
+    }
+    rt = inv->rt;
+    faas_list_remove(&inv->link); /* rt->store_wait */
+    inv->store_wait = NULL;
+    faas_rt_enter(rt);
+    if (inv->fn->unregistered) {
+        if (rc == 0)
+            faas_store_remove(inv->fn->idem->store, inv->idem_key, wall_ms(rt), store_done,
+                              NULL);
+        preset(inv, FAAS_ECANCELED, "Runtime.Canceled", "the function was unregistered");
+    } else {
+        on_put(inv, rc, rec); /* outside the call it hands inv on, always */
+    }
+    faas_rt_leave(rt);
+}
+
+int faas_idem_begin(struct faas_inv *inv)
+{
+    struct faas_fn *fn = inv->fn;
+    struct faas_runtime *rt = fn->rt;
+    struct faas_idem *idem = fn->idem;
+    struct faas_store_record rec;
+    struct idem_wait *w;
+    int64_t now = wall_ms(rt), hold;
+    int rc;
+
+    /* INPROGRESS lasts as long as the attempt may: its deadline (with a
+     * cold start's init), or the TTL when it has no timeout. */
+    if (inv->timeout_ms)
+        hold = (int64_t)inv->timeout_ms + (fn->opts.init ? (int64_t)fn->opts.init_timeout_ms : 0);
+    else
+        hold = (int64_t)idem->ttl_s * 1000;
+    memset(&rec, 0, sizeof rec);
+    rec.state = FAAS_STORE_INPROGRESS;
+    rec.validation = inv->idem_validation[0] ? inv->idem_validation : NULL;
+    rec.expires_ms = now + hold;
+    w = faas_malloc(sizeof *w);
+    if (!w)
+        return FAAS_ENOMEM;
+    w->inv = inv;
+    inv->store_answered = 0;
+    rc = faas_store_put_if_absent(idem->store, inv->idem_key, &rec, now, put_cb, w);
+    if (rc) {
+        free(w);
+        return rc;
+    }
+    if (inv->store_answered)
+        return inv->call_rc; /* w is gone */
+    /* The store answers later: wait where teardown can find us. */
+    faas_list_insert_tail(&rt->store_wait, &inv->link);
+    inv->store_wait = w;
+    return 0;
+}
+
+void faas_idem_end(struct faas_inv *inv, int status, json_t *payload)
+{
+    struct faas_fn *fn = inv->fn;
+    struct faas_idem *idem = fn->idem;
+    int64_t now = wall_ms(fn->rt);
+
+    inv->idem_held = 0;
+    if (status == 0) {
+        struct faas_store_record rec;
+        memset(&rec, 0, sizeof rec);
+        rec.state = FAAS_STORE_COMPLETED;
+        rec.status = 0;
+        rec.payload = payload;
+        rec.validation = inv->idem_validation[0] ? inv->idem_validation : NULL;
+        rec.expires_ms = now + (int64_t)idem->ttl_s * 1000;
+        faas_store_complete(idem->store, inv->idem_key, &rec, now, store_done, NULL);
+        idem_log(fn, inv->res.request_id, "complete", inv->idem_key);
+    } else {
+        faas_store_remove(idem->store, inv->idem_key, now, store_done, NULL);
+        idem_log(fn, inv->res.request_id, "delete", inv->idem_key);
+    }
+}
+
+void faas_idem_cancel_waits(struct faas_runtime *rt)
+{
+    struct faas_list *e;
+    while ((e = faas_list_pop_head(&rt->store_wait)) != NULL) {
+        struct faas_inv *inv = FAAS_CONTAINER_OF(e, struct faas_inv, link);
+        ((struct idem_wait *)inv->store_wait)->inv = NULL; /* a late answer finds nobody */
+        inv->store_wait = NULL;
+        faas_inv_deliver_status(inv, FAAS_ECANCELED, "Runtime.Canceled",
+                                "the runtime was freed");
+    }
+}

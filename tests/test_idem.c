@@ -1,0 +1,580 @@
+/*
+ * test_idem.c - idempotency: keys from paths and per call, the INPROGRESS /
+ * COMPLETED / expired states, failures dropping their record, validation,
+ * LRU eviction, log records, and a store that answers later.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "faas_int.h"
+#include "testutil.h"
+
+struct fx {
+    struct event_base *base;
+    struct faas_runtime *rt;
+    struct tu_clock clk;
+    int results;
+    int last_status;
+    int last_replayed;
+    json_t *last_payload;
+    char last_id[FAAS_REQUEST_ID_SIZE];
+    int logs_store, logs_complete, logs_replay, logs_delete, logs_evict, logs_inprogress;
+    char last_key[65];
+};
+
+static atomic_int runs;
+static atomic_int fail_next;
+static atomic_int release_gate;
+static atomic_int started;
+
+static int counting(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    int n = atomic_fetch_add(&runs, 1) + 1;
+    (void)event;
+    if (atomic_exchange(&fail_next, 0))
+        return faas_ctx_fail(ctx, "Flaky", "failing once");
+    *result = json_pack("{s:i,s:s}", "run", n, "id", faas_ctx_request_id(ctx));
+    return 0;
+}
+
+/* Waits (bounded) until the test opens the gate, or the invocation ends. */
+static int gated(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    uint64_t end = tu_now_ms() + 5000;
+    atomic_store(&started, 1);
+    while (!atomic_load(&release_gate) && !faas_ctx_cancelled(ctx) && tu_now_ms() < end)
+        sched_yield();
+    return counting(ctx, event, result);
+}
+
+static void on_log(const struct faas_log_record *rec, void *arg)
+{
+    struct fx *f = arg;
+    if (rec->kind != FAAS_LOG_IDEMPOTENCY)
+        return;
+    assert_non_null(rec->key);
+    assert_int_equal(strlen(rec->key), 64);
+    strcpy(f->last_key, rec->key);
+    if (!strcmp(rec->action, "store"))
+        f->logs_store++;
+    else if (!strcmp(rec->action, "complete"))
+        f->logs_complete++;
+    else if (!strcmp(rec->action, "replay"))
+        f->logs_replay++;
+    else if (!strcmp(rec->action, "delete"))
+        f->logs_delete++;
+    else if (!strcmp(rec->action, "evict"))
+        f->logs_evict++;
+    else if (!strcmp(rec->action, "inprogress"))
+        f->logs_inprogress++;
+}
+
+static void on_result(const struct faas_result *res, void *arg)
+{
+    struct fx *f = arg;
+    f->results++;
+    f->last_status = faas_result_status(res);
+    f->last_replayed = faas_result_replayed(res);
+    json_decref(f->last_payload);
+    f->last_payload = json_incref(faas_result_payload(res));
+    strcpy(f->last_id, faas_result_request_id(res));
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
+    f->base = event_base_new();
+    f->clk.ns = 1000000000ull;
+    ro.thread_workers = 2;
+    ro.log = on_log;
+    ro.log_arg = f;
+    ro.clock.now_ns = tu_clock_now;
+    ro.clock.wall_ns = tu_clock_wall;
+    ro.clock.arg = &f->clk;
+    assert_int_equal(faas_runtime_new(&f->rt, f->base, &ro), 0);
+    atomic_store(&runs, 0);
+    atomic_store(&fail_next, 0);
+    atomic_store(&release_gate, 0);
+    atomic_store(&started, 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    faas_runtime_free(f->rt);
+    event_base_free(f->base);
+    json_decref(f->last_payload);
+    free(f);
+    return 0;
+}
+
+static void reg(struct fx *f, const char *name, faas_handler_fn h, enum faas_isolation iso,
+                const struct faas_idempotency_opts *io)
+{
+    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+    fo.isolation = iso;
+    fo.idempotency = io;
+    assert_int_equal(faas_register(f->rt, name, h, &fo), 0);
+}
+
+/* Invokes and runs the loop until the result; returns its status. */
+static int call(struct fx *f, const char *name, json_t *event, const char *key)
+{
+    struct faas_invoke_opts o = FAAS_INVOKE_OPTS_INIT;
+    int want = f->results + 1;
+    o.idempotency_key = key;
+    assert_int_equal(faas_invoke(f->rt, name, event, &o, on_result, f), 0);
+    assert_int_equal(f->results, want - 1); /* never inside faas_invoke */
+    assert_true(tu_run_until(f->base, &f->results, want, 5000));
+    return f->last_status;
+}
+
+static void replay_case(struct fx *f, enum faas_isolation iso)
+{
+    struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+    json_t *ev = json_pack("{s:{s:s}}", "body", "order_id", "A-1");
+    json_t *first;
+    struct faas_stats st;
+    char first_id[FAAS_REQUEST_ID_SIZE];
+
+    io.key_path = "body.order_id";
+    reg(f, "orders", counting, iso, &io);
+    assert_int_equal(call(f, "orders", ev, NULL), 0);
+    assert_false(f->last_replayed);
+    first = json_incref(f->last_payload);
+    strcpy(first_id, f->last_id);
+    assert_int_equal(call(f, "orders", ev, NULL), 0);
+    assert_true(f->last_replayed);
+    assert_int_equal(atomic_load(&runs), 1);
+    assert_true(json_equal(first, f->last_payload));
+    assert_string_not_equal(first_id, f->last_id); /* a new invocation, replayed */
+    assert_int_equal(f->logs_store, 1);
+    assert_int_equal(f->logs_complete, 1);
+    assert_int_equal(f->logs_replay, 1);
+    assert_int_equal(faas_stats(f->rt, "orders", &st), 0);
+    assert_int_equal(st.replays, 1);
+    assert_int_equal(st.invocations, 2);
+    json_decref(first);
+    json_decref(ev);
+}
+
+static void test_replay_inline(void **state)
+{
+    replay_case(*state, FAAS_ISOLATION_INLINE);
+}
+
+static void test_replay_thread(void **state)
+{
+    replay_case(*state, FAAS_ISOLATION_THREAD);
+}
+
+static void test_different_keys_and_functions(void **state)
+{
+    struct fx *f = *state;
+    struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+    json_t *a = json_pack("{s:s}", "id", "a"), *b = json_pack("{s:s}", "id", "b");
+
+    io.key_path = "id";
+    reg(f, "one", counting, FAAS_ISOLATION_INLINE, &io);
+    reg(f, "two", counting, FAAS_ISOLATION_INLINE, &io);
+    call(f, "one", a, NULL);
+    call(f, "one", b, NULL);
+    call(f, "two", a, NULL); /* same key, other function: its own record */
+    assert_int_equal(atomic_load(&runs), 3);
+    assert_false(f->last_replayed);
+    call(f, "two", a, NULL);
+    assert_true(f->last_replayed);
+    assert_int_equal(atomic_load(&runs), 3);
+    json_decref(a);
+    json_decref(b);
+}
+
+static void test_missing_key(void **state)
+{
+    struct fx *f = *state;
+    struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+    json_t *ev = json_pack("{s:s}", "other", "x"), *nul = json_pack("{s:n}", "id");
+
+    io.key_path = "id";
+    reg(f, "lax", counting, FAAS_ISOLATION_INLINE, &io);
+    io.required = 1;
+    reg(f, "strict", counting, FAAS_ISOLATION_INLINE, &io);
+    call(f, "lax", ev, NULL);
+    call(f, "lax", ev, NULL);
+    assert_int_equal(atomic_load(&runs), 2); /* no key: runs every time */
+    assert_int_equal(faas_invoke(f->rt, "strict", ev, NULL, on_result, f), FAAS_ENOKEY);
+    assert_int_equal(faas_invoke(f->rt, "strict", nul, NULL, on_result, f), FAAS_ENOKEY);
+    assert_int_equal(faas_invoke(f->rt, "strict", NULL, NULL, on_result, f), FAAS_ENOKEY);
+    tu_run_for(f->base, 20);
+    assert_int_equal(f->results, 2);
+    /* An explicit key satisfies `required`. */
+    assert_int_equal(call(f, "strict", ev, "k-1"), 0);
+    assert_int_equal(call(f, "strict", ev, "k-1"), 0);
+    assert_true(f->last_replayed);
+    assert_int_equal(atomic_load(&runs), 3);
+    json_decref(ev);
+    json_decref(nul);
+}
+
+static void test_explicit_key_equals_path_string(void **state)
+{
+    struct fx *f = *state;
+    struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+    json_t *ev = json_pack("{s:s}", "id", "same");
+
+    io.key_path = "id";
+    reg(f, "fn", counting, FAAS_ISOLATION_INLINE, &io);
+    call(f, "fn", ev, NULL);
+    call(f, "fn", NULL, "same"); /* the per-call key overrides the path */
+    assert_true(f->last_replayed);
+    call(f, "fn", ev, "different");
+    assert_false(f->last_replayed);
+    assert_int_equal(atomic_load(&runs), 2);
+    json_decref(ev);
+}
+
+static void test_paths(void **state)
+{
+    struct fx *f = *state;
+    struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+    json_t *r1 = json_pack("{s:[{s:s},{s:s}]}", "Records", "messageId", "m1", "messageId", "m2");
+    json_t *r2 = json_pack("{s:[{s:s,s:i}]}", "Records", "messageId", "m1", "extra", 5);
+    json_t *h1 = json_pack("{s:{s:s}}", "headers", "idempotency-key", "H");
+    json_t *b1 = json_pack("{s:s}", "body", "{\"order_id\": 7, \"x\": 1}");
+    json_t *b2 = json_pack("{s:s}", "body", "{\"x\": 2, \"order_id\": 7}");
+    json_t *o1 = json_pack("{s:{s:i,s:i}}", "k", "a", 1, "b", 2);
+    json_t *o2 = json_pack("{s:{s:i,s:i}}", "k", "b", 2, "a", 1);
+
+    io.key_path = "Records.0.messageId";
+    reg(f, "sqs", counting, FAAS_ISOLATION_INLINE, &io);
+    call(f, "sqs", r1, NULL);
+    call(f, "sqs", r2, NULL);
+    assert_true(f->last_replayed);
+
+    io.key_path = "headers.Idempotency-Key"; /* headers arrive lower-cased */
+    reg(f, "http", counting, FAAS_ISOLATION_INLINE, &io);
+    call(f, "http", h1, NULL);
+    call(f, "http", h1, NULL);
+    assert_true(f->last_replayed);
+
+    io.key_path = "body.order_id"; /* inside a body that is a JSON string */
+    reg(f, "apigw", counting, FAAS_ISOLATION_INLINE, &io);
+    call(f, "apigw", b1, NULL);
+    call(f, "apigw", b2, NULL);
+    assert_true(f->last_replayed);
+
+    io.key_path = "k"; /* an object: its canonical form, key order aside */
+    reg(f, "obj", counting, FAAS_ISOLATION_INLINE, &io);
+    call(f, "obj", o1, NULL);
+    call(f, "obj", o2, NULL);
+    assert_true(f->last_replayed);
+    assert_int_equal(atomic_load(&runs), 4);
+    json_decref(r1);
+    json_decref(r2);
+    json_decref(h1);
+    json_decref(b1);
+    json_decref(b2);
+    json_decref(o1);
+    json_decref(o2);
+}
+
+static void test_failure_deletes_record(void **state)
+{
+    struct fx *f = *state;
+    struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+    json_t *ev = json_pack("{s:s}", "id", "x");
+
+    io.key_path = "id";
+    reg(f, "flaky", counting, FAAS_ISOLATION_THREAD, &io);
+    atomic_store(&fail_next, 1);
+    assert_int_equal(call(f, "flaky", ev, NULL), FAAS_EHANDLER);
+    assert_int_equal(f->logs_delete, 1);
+    assert_int_equal(call(f, "flaky", ev, NULL), 0); /* the retry runs */
+    assert_false(f->last_replayed);
+    assert_int_equal(call(f, "flaky", ev, NULL), 0);
+    assert_true(f->last_replayed);
+    assert_int_equal(atomic_load(&runs), 2);
+    json_decref(ev);
+}
+
+static void test_concurrent_duplicate_in_progress(void **state)
+{
+    struct fx *f = *state;
+    struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+    json_t *ev = json_pack("{s:s}", "id", "dup");
+    int dup_status;
+
+    io.key_path = "id";
+    reg(f, "slow", gated, FAAS_ISOLATION_THREAD, &io);
+    assert_int_equal(faas_invoke(f->rt, "slow", ev, NULL, on_result, f), 0);
+    assert_int_equal(call(f, "slow", ev, NULL), FAAS_EINPROGRESS);
+    dup_status = f->last_status;
+    assert_int_equal(dup_status, FAAS_EINPROGRESS);
+    assert_int_equal(f->logs_inprogress, 1);
+    atomic_store(&release_gate, 1);
+    assert_true(tu_run_until(f->base, &f->results, 2, 5000));
+    assert_int_equal(f->last_status, 0);
+    assert_int_equal(call(f, "slow", ev, NULL), 0);
+    assert_true(f->last_replayed);
+    assert_int_equal(atomic_load(&runs), 1);
+    json_decref(ev);
+}
+
+static void test_timeout_frees_key(void **state)
+{
+    struct fx *f = *state;
+    struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+    json_t *ev = json_pack("{s:s}", "id", "t");
+    uint64_t end;
+
+    io.key_path = "id";
+    fo.idempotency = &io;
+    fo.timeout_ms = 50;
+    assert_int_equal(faas_register(f->rt, "hang", gated, &fo), 0);
+    assert_int_equal(faas_invoke(f->rt, "hang", ev, NULL, on_result, f), 0);
+    /* Once the handler runs, move the fake clock past its deadline: the
+     * deadline timer then finds it passed. */
+    end = tu_now_ms() + 5000;
+    while (!atomic_load(&started) && tu_now_ms() < end)
+        event_base_loop(f->base, EVLOOP_NONBLOCK);
+    assert_true(atomic_load(&started));
+    tu_clock_advance(&f->clk, 60000000ull);
+    assert_true(tu_run_until(f->base, &f->results, 1, 5000));
+    assert_int_equal(f->last_status, FAAS_ETIMEDOUT);
+    assert_int_equal(f->logs_delete, 1);
+    /* The record went with the timeout: the retry runs, not "in progress". */
+    atomic_store(&release_gate, 1);
+    assert_int_equal(call(f, "hang", ev, NULL), 0);
+    assert_false(f->last_replayed);
+    json_decref(ev);
+}
+
+static void test_ttl_expiry(void **state)
+{
+    struct fx *f = *state;
+    struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+    json_t *ev = json_pack("{s:s}", "id", "ttl");
+
+    io.key_path = "id";
+    io.ttl_s = 2;
+    reg(f, "ttl", counting, FAAS_ISOLATION_INLINE, &io);
+    call(f, "ttl", ev, NULL);
+    tu_clock_advance(&f->clk, 1999000000ull);
+    call(f, "ttl", ev, NULL);
+    assert_true(f->last_replayed);
+    tu_clock_advance(&f->clk, 1000000ull); /* exactly the TTL: expired */
+    call(f, "ttl", ev, NULL);
+    assert_false(f->last_replayed);
+    assert_int_equal(atomic_load(&runs), 2);
+    json_decref(ev);
+}
+
+static void test_validation_mismatch(void **state)
+{
+    struct fx *f = *state;
+    struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+    json_t *a = json_pack("{s:s,s:i}", "id", "v", "amount", 10);
+    json_t *b = json_pack("{s:s,s:i}", "id", "v", "amount", 11);
+
+    io.key_path = "id";
+    io.validate_path = "amount";
+    reg(f, "pay", counting, FAAS_ISOLATION_INLINE, &io);
+    assert_int_equal(call(f, "pay", a, NULL), 0);
+    assert_int_equal(call(f, "pay", b, NULL), FAAS_EIDEMPOTENCY_MISMATCH);
+    assert_string_equal(
+        json_string_value(json_object_get(f->last_payload, "errorType")),
+        "IdempotencyValidationError");
+    assert_int_equal(call(f, "pay", a, NULL), 0);
+    assert_true(f->last_replayed);
+    assert_int_equal(atomic_load(&runs), 1);
+    json_decref(a);
+    json_decref(b);
+}
+
+static void test_lru_eviction(void **state)
+{
+    struct fx *f = *state;
+    struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+    const char *keys[] = { "a", "b", "c" };
+    int i;
+
+    io.max_entries = 2;
+    reg(f, "lru", counting, FAAS_ISOLATION_INLINE, &io);
+    for (i = 0; i < 3; i++)
+        call(f, "lru", NULL, keys[i]);
+    assert_int_equal(f->logs_evict, 1); /* "a" went */
+    call(f, "lru", NULL, "c");
+    assert_true(f->last_replayed);
+    call(f, "lru", NULL, "a");
+    assert_false(f->last_replayed);
+    assert_int_equal(atomic_load(&runs), 4);
+}
+
+static void test_bad_options(void **state)
+{
+    struct fx *f = *state;
+    struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+
+    fo.idempotency = &io;
+    io.key_path = "a..b";
+    assert_int_equal(faas_register(f->rt, "x", counting, &fo), FAAS_EINVAL);
+    io.key_path = ".a";
+    assert_int_equal(faas_register(f->rt, "x", counting, &fo), FAAS_EINVAL);
+    io.key_path = "a";
+    io.version = 99;
+    assert_int_equal(faas_register(f->rt, "x", counting, &fo), FAAS_EINVAL);
+    io.version = FAAS_IDEMPOTENCY_OPTS_VERSION;
+    assert_int_equal(faas_register(f->rt, "x", counting, &fo), 0);
+}
+
+/* ---- a store that answers later, from the loop ---------------------- */
+
+struct later {
+    struct faas_store *inner; /* does the real work */
+    struct event_base *base;
+    struct pending {
+        faas_store_cb cb;
+        void *arg;
+        int rc;
+        struct faas_store_record rec;
+        char validation[33];
+        int has_rec;
+    } q[16];
+    int nq;
+    int destroyed;
+};
+
+static void later_capture(int rc, const struct faas_store_record *rec, void *arg)
+{
+    struct pending *p = arg;
+    p->rc = rc;
+    p->has_rec = rec != NULL;
+    if (rec) {
+        p->rec = *rec;
+        json_incref(p->rec.payload);
+        if (rec->validation) {
+            strcpy(p->validation, rec->validation);
+            p->rec.validation = p->validation;
+        }
+    }
+}
+
+static int later_put(void *impl, const char *key, const struct faas_store_record *rec,
+                     int64_t now, faas_store_cb cb, void *arg)
+{
+    struct later *l = impl;
+    struct pending *p = &l->q[l->nq++];
+    p->cb = cb;
+    p->arg = arg;
+    return faas_store_put_if_absent(l->inner, key, rec, now, later_capture, p);
+}
+
+static int later_complete(void *impl, const char *key, const struct faas_store_record *rec,
+                          int64_t now, faas_store_cb cb, void *arg)
+{
+    struct later *l = impl;
+    return faas_store_complete(l->inner, key, rec, now, cb, arg);
+}
+
+static int later_remove(void *impl, const char *key, int64_t now, faas_store_cb cb, void *arg)
+{
+    struct later *l = impl;
+    return faas_store_remove(l->inner, key, now, cb, arg);
+}
+
+static int later_get(void *impl, const char *key, int64_t now, faas_store_cb cb, void *arg)
+{
+    struct later *l = impl;
+    return faas_store_get(l->inner, key, now, cb, arg);
+}
+
+static void later_destroy(void *impl)
+{
+    struct later *l = impl;
+    l->destroyed++;
+}
+
+/* Answers every pending put now. */
+static void later_flush(struct later *l)
+{
+    int i;
+    for (i = 0; i < l->nq; i++) {
+        struct pending *p = &l->q[i];
+        p->cb(p->rc, p->has_rec ? &p->rec : NULL, p->arg);
+        json_decref(p->rec.payload);
+    }
+    l->nq = 0;
+}
+
+static const struct faas_store_ops later_ops = { FAAS_STORE_OPS_VERSION, later_get, later_put,
+                                                 later_complete, later_remove,
+                                                 later_destroy };
+
+static void test_store_answering_later(void **state)
+{
+    struct fx *f = *state;
+    struct later l;
+    struct faas_store *st;
+    struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+    json_t *ev = json_pack("{s:s}", "id", "L");
+
+    memset(&l, 0, sizeof l);
+    assert_int_equal(faas_store_memory_new(&l.inner, 0), 0);
+    assert_int_equal(faas_store_new(&st, &later_ops, &l), 0);
+    io.key_path = "id";
+    io.store = st;
+    reg(f, "later", counting, FAAS_ISOLATION_INLINE, &io);
+    assert_int_equal(faas_invoke(f->rt, "later", ev, NULL, on_result, f), 0);
+    tu_run_for(f->base, 20);
+    assert_int_equal(f->results, 0); /* waiting for the store */
+    assert_int_equal(atomic_load(&runs), 0);
+    later_flush(&l);
+    assert_true(tu_run_until(f->base, &f->results, 1, 5000));
+    assert_int_equal(f->last_status, 0);
+    assert_int_equal(atomic_load(&runs), 1);
+    assert_int_equal(faas_invoke(f->rt, "later", ev, NULL, on_result, f), 0);
+    later_flush(&l);
+    assert_true(tu_run_until(f->base, &f->results, 2, 5000));
+    assert_true(f->last_replayed);
+
+    /* Freed while a store answer is pending: the callback runs once,
+     * cancelled, and the late answer finds nobody. */
+    assert_int_equal(faas_invoke(f->rt, "later", ev, NULL, on_result, f), 0);
+    faas_runtime_free(f->rt);
+    f->rt = NULL;
+    assert_int_equal(f->results, 3);
+    assert_int_equal(f->last_status, FAAS_ECANCELED);
+    later_flush(&l);
+    assert_int_equal(f->results, 3);
+    faas_store_free(st);
+    assert_int_equal(l.destroyed, 1);
+    faas_store_free(l.inner);
+    json_decref(ev);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_replay_inline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replay_thread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_different_keys_and_functions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_explicit_key_equals_path_string, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_paths, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failure_deletes_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_duplicate_in_progress, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_frees_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ttl_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_validation_mismatch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lru_eviction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_answering_later, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
