@@ -234,10 +234,10 @@ struct faas_idempotency_opts {
     unsigned int version;      /* FAAS_IDEMPOTENCY_OPTS_VERSION */
     const char *key_path;      /* dotted JSON path of the key in the event */
     const char *validate_path; /* part that must match on a replay; NULL */
-    uint32_t ttl_s;            /* how long a completed result is kept; 3600 */
+    uint32_t ttl_s;            /* how long a completed result is kept; 3600; > 0 */
     uint32_t max_entries;      /* LRU bound of the memory store; 0 = none */
     int required;              /* 1: a missing key is FAAS_ENOKEY */
-    struct faas_store *store;  /* NULL: the runtime's memory store */
+    struct faas_store *store;  /* borrowed; NULL: a memory store of the function's own */
 };
 
 #define FAAS_IDEMPOTENCY_OPTS_INIT                                          \
@@ -261,6 +261,14 @@ struct faas_store_record {
     json_t *payload;        /* COMPLETED: the result; borrowed */
     const char *validation; /* 32 hex chars of the validated part, or NULL */
     int64_t expires_ms;
+    /*
+     * The request id (a UUID string) of the invocation that took the record,
+     * or NULL. complete and remove given an owner act only on a record that
+     * the same owner holds: an attempt whose record expired (or was evicted)
+     * and was taken again by a duplicate cannot complete or drop the
+     * duplicate's record.
+     */
+    const char *owner;
 };
 
 /*
@@ -287,7 +295,8 @@ struct faas_store_ops {
                          int64_t now_ms, faas_store_cb cb, void *arg);
     int (*complete)(void *impl, const char *key, const struct faas_store_record *rec,
                     int64_t now_ms, faas_store_cb cb, void *arg);
-    int (*remove)(void *impl, const char *key, int64_t now_ms, faas_store_cb cb, void *arg);
+    int (*remove)(void *impl, const char *key, const char *owner, int64_t now_ms,
+                  faas_store_cb cb, void *arg);
     void (*destroy)(void *impl); /* faas_store_free; NULL: nothing to do */
 };
 
@@ -301,8 +310,10 @@ FAAS_EXTERN int faas_store_new(struct faas_store **out, const struct faas_store_
 
 /*
  * The embedded store: a hash table with an LRU bound of max_entries records
- * (0 = unbounded), least recently used evicted first, expiry checked on
- * every access. Answers inside each call. Returns 0, FAAS_ENOMEM.
+ * (0 = unbounded): the least recently used COMPLETED record is evicted
+ * first; records in progress are never evicted (the bound is exceeded while
+ * that many invocations run). Expiry is checked on every access. Answers
+ * inside each call. Returns 0, FAAS_ENOMEM.
  */
 FAAS_EXTERN int faas_store_memory_new(struct faas_store **out, uint32_t max_entries);
 
@@ -318,8 +329,8 @@ FAAS_EXTERN int faas_store_put_if_absent(struct faas_store *st, const char *key,
 FAAS_EXTERN int faas_store_complete(struct faas_store *st, const char *key,
                                     const struct faas_store_record *rec, int64_t now_ms,
                                     faas_store_cb cb, void *arg);
-FAAS_EXTERN int faas_store_remove(struct faas_store *st, const char *key, int64_t now_ms,
-                                  faas_store_cb cb, void *arg);
+FAAS_EXTERN int faas_store_remove(struct faas_store *st, const char *key, const char *owner,
+                                  int64_t now_ms, faas_store_cb cb, void *arg);
 /* Records held by a memory store (live or not yet swept); 0 for others. */
 FAAS_EXTERN size_t faas_store_memory_count(const struct faas_store *st);
 
@@ -458,9 +469,12 @@ FAAS_EXTERN int faas_invoke_sync(struct faas_runtime *rt, const char *name, json
  * the function's faas_async_opts, and each event ends exactly once: success
  * (on_complete, on_success), or failure (on_complete, on_failure,
  * dead_letter). Writes the request id, which every attempt keeps.
- * Returns 0, FAAS_EINVAL, FAAS_ENOENT, FAAS_ETOOBIG (event over the async
- * payload limit), FAAS_ETHROTTLED (queue full with FAAS_OVERFLOW_REJECT),
- * FAAS_ENOKEY or FAAS_ENOMEM. On error nothing is queued.
+ * Returns 0, FAAS_EINVAL (also: an idempotency key that is not UTF-8),
+ * FAAS_ENOENT, FAAS_ETOOBIG (event over the async payload limit),
+ * FAAS_ETHROTTLED (queue full with FAAS_OVERFLOW_REJECT), FAAS_ENOKEY,
+ * FAAS_ECANCELED (the runtime is being freed) or FAAS_ENOMEM. On error
+ * nothing is queued. Attempts held back by a busy function count in
+ * faas_stats' throttles, as Lambda counts them.
  */
 FAAS_EXTERN int faas_invoke_async(struct faas_runtime *rt, const char *name, json_t *event,
                                   const struct faas_invoke_opts *opts,
@@ -501,7 +515,8 @@ FAAS_EXTERN int faas_result_replayed(const struct faas_result *res);
 /*
  * The final result of an async event (on_complete, dead_letter) carries the
  * event (borrowed, valid as long as the result) and the number of attempts
- * that ran; for other results these are NULL and 1.
+ * that ran (0 when none did: overflow, age, cancellation); for other results
+ * these are NULL and 1.
  */
 FAAS_EXTERN json_t *faas_result_event(const struct faas_result *res);
 FAAS_EXTERN uint32_t faas_result_attempts(const struct faas_result *res);

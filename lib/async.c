@@ -182,6 +182,50 @@ static int last_status(const struct async_ev *ev)
     return ev->last ? ev->last->status : FAAS_ETHROTTLED;
 }
 
+/*
+ * A deep copy without jansson's loop detection, which formats a pointer and
+ * fills a hash table for every object and array (most of the cost of a small
+ * event). A cycle is caught by the depth bound instead. New reference, or
+ * NULL (out of memory, too deep).
+ */
+#define ASYNC_COPY_DEPTH 2048
+
+static json_t *copy_json(json_t *j, int depth)
+{
+    json_t *c, *v;
+    const char *key;
+    size_t i, key_len;
+
+    if (depth > ASYNC_COPY_DEPTH)
+        return NULL;
+    switch (json_typeof(j)) {
+    case JSON_OBJECT:
+        if (!(c = json_object()))
+            return NULL;
+        json_object_keylen_foreach(j, key, key_len, v) {
+            if (json_object_setn_new_nocheck(c, key, key_len, copy_json(v, depth + 1)) != 0) {
+                json_decref(c);
+                return NULL;
+            }
+        }
+        return c;
+    case JSON_ARRAY:
+        if (!(c = json_array()))
+            return NULL;
+        for (i = 0; i < json_array_size(j); i++) {
+            if (json_array_append_new(c, copy_json(json_array_get(j, i), depth + 1)) != 0) {
+                json_decref(c);
+                return NULL;
+            }
+        }
+        return c;
+    case JSON_STRING:
+        return json_stringn_nocheck(json_string_value(j), json_string_length(j));
+    default:
+        return json_copy(j); /* numbers; true, false and null are singletons */
+    }
+}
+
 static struct faas_async *async_new(struct faas_fn *fn)
 {
     static const struct faas_async_opts defaults = FAAS_ASYNC_OPTS_INIT;
@@ -257,11 +301,13 @@ static void unlink_ev(struct faas_async *a, struct async_ev *ev)
     ev->where = 0;
 }
 
-/* Into ready at its place in acceptance order (from the head: a retry is
- * usually older than what waits). */
-static void insert_ready(struct faas_async *a, struct async_ev *ev)
+/* Into ready at its place in acceptance order: a new event at the tail, a
+ * due retry searched from the head (it is usually older than what waits). */
+static void insert_ready(struct faas_async *a, struct async_ev *ev, int is_new)
 {
     struct faas_list *e = a->ready.next;
+    if (is_new)
+        e = &a->ready;
     while (e != &a->ready &&
            FAAS_CONTAINER_OF(e, struct async_ev, link)->enqueued_ns <= ev->enqueued_ns)
         e = e->next;
@@ -357,8 +403,8 @@ static json_t *destination_record(struct faas_runtime *rt, const struct faas_res
                     "timestamp", ts, "requestContext", "requestId", res->request_id,
                     "functionArn", arn, "condition", cond_names[cond],
                     "approximateInvokeCount", (json_int_t)(res->attempts),
-                    "requestPayload", json_deep_copy(res->event), "responseContext", resp,
-                    "responsePayload", json_deep_copy(res->payload));
+                    "requestPayload", copy_json(res->event, 0), "responseContext", resp,
+                    "responsePayload", copy_json(res->payload, 0));
     return rec;
 }
 
@@ -416,8 +462,8 @@ static json_t *end_error_object(const struct faas_fn *fn, int status, enum async
  * function reference is dropped last: callers that use the state afterwards
  * hold their own.
  */
-static void end_event(struct faas_async *a, struct async_ev *ev, int status,
-                      enum async_cond cond)
+static void end_event_with(struct faas_async *a, struct async_ev *ev, int status,
+                           enum async_cond cond, const struct faas_result *attempt)
 {
     struct faas_fn *fn = ev->fn;
     struct faas_runtime *rt = fn->rt;
@@ -428,7 +474,10 @@ static void end_event(struct faas_async *a, struct async_ev *ev, int status,
 
     faas_list_remove(&ev->all_link);
     memset(&res, 0, sizeof res);
-    if (ev->last && ev->last->status == status) {
+    if (attempt) {
+        res = *attempt;
+        json_incref(res.payload);
+    } else if (ev->last && ev->last->status == status) {
         res = *ev->last;
         ev->last->payload = NULL; /* moved */
     } else {
@@ -470,6 +519,12 @@ static void end_event(struct faas_async *a, struct async_ev *ev, int status,
     json_decref(res.payload);
     json_decref(res.event);
     ev_free(ev);
+}
+
+static void end_event(struct faas_async *a, struct async_ev *ev, int status,
+                      enum async_cond cond)
+{
+    end_event_with(a, ev, status, cond, NULL);
 }
 
 /* Delivers what was decided inside host calls. */
@@ -545,6 +600,10 @@ static void attempt_cb(const struct faas_result *res, void *arg)
 
     faas_list_remove(&ev->link);
     ev->where = 0;
+    if (status == 0) {
+        end_event_with(a, ev, 0, COND_SUCCESS, res);
+        return;
+    }
     if (status == FAAS_EINPROGRESS || status == FAAS_ETHROTTLED) {
         /* Nothing ran: a duplicate of this key is running, or no room. */
         ev->attempts--;
@@ -553,10 +612,6 @@ static void attempt_cb(const struct faas_result *res, void *arg)
             keep_result(ev, res);
     } else {
         keep_result(ev, res);
-    }
-    if (status == 0) {
-        end_event(a, ev, 0, COND_SUCCESS);
-        return;
     }
     if (stopping(fn)) {
         end_event(a, ev, status, cond_of(status));
@@ -590,7 +645,7 @@ static int start_head(struct faas_async *a, uint64_t now)
     /* A worker gets its own copy: a cancelled attempt may still run (and
      * touch its event's reference count) after the event has ended here. */
     event = fn->opts.isolation == FAAS_ISOLATION_INLINE ? json_incref(ev->event)
-                                                        : json_deep_copy(ev->event);
+                                                        : copy_json(ev->event, 0);
     rc = event ? faas_invoke_fn(fn->rt, fn, event, &io, ev->request_id, attempt_cb, ev)
                : FAAS_ENOMEM;
     if (rc == 0)
@@ -646,7 +701,7 @@ static void pump(struct faas_async *a, int unblock)
         if (expired(a, ev, now))
             end_event(a, ev, last_status(ev), COND_AGE);
         else
-            insert_ready(a, ev);
+            insert_ready(a, ev, 0);
         if (stopping(fn))
             return;
     }
@@ -733,7 +788,7 @@ static int enqueue(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
         if (opts->idempotency_key && !(ev->idem_key = faas_strdup(opts->idempotency_key)))
             goto nomem;
         if (opts->client_context &&
-            !(ev->client_context = json_deep_copy(opts->client_context)))
+            !(ev->client_context = copy_json(opts->client_context, 0)))
             goto nomem;
     }
     ev->fn = fn;
@@ -755,7 +810,7 @@ static int enqueue(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
         }
     }
     faas_list_insert_tail(&a->all, &ev->all_link);
-    insert_ready(a, ev);
+    insert_ready(a, ev, 1);
     if (id_out)
         memcpy(id_out, ev->request_id, FAAS_REQUEST_ID_SIZE);
     if (!a->blocked || !faas_list_empty(&a->done))
@@ -794,7 +849,7 @@ int faas_invoke_async(struct faas_runtime *rt, const char *name, json_t *event,
         return FAAS_ENOENT;
     if (event && faas_json_size(event, rt->opts.max_async_payload) > rt->opts.max_async_payload)
         return FAAS_ETOOBIG;
-    copy = event ? json_deep_copy(event) : json_null();
+    copy = event ? copy_json(event, 0) : json_null();
     if (!copy)
         return FAAS_ENOMEM;
     if (fn->idem) {

@@ -273,6 +273,7 @@ struct faas_runtime {
     uint64_t reap_at_ns;       /* 0: not armed */
     struct faas_list idle;     /* every idle instance */
     struct faas_list store_wait; /* invocations waiting for a store (idem.c) */
+    struct faas_list store_ops;  /* completes and removes awaiting an answer */
 
     struct faas_tpool *pool;   /* NULL until a THREAD function exists */
 
@@ -334,6 +335,9 @@ int faas_idem_begin(struct faas_inv *inv);
 void faas_idem_end(struct faas_inv *inv, int status, json_t *payload);
 /* Ends every invocation still waiting for its store (teardown). */
 void faas_idem_cancel_waits(struct faas_runtime *rt);
+/* Detaches completes and removes still unanswered from the runtime, which
+ * is going away (the last step of teardown). */
+void faas_idem_orphan_ops(struct faas_runtime *rt);
 
 /* ---- async.c -------------------------------------------------------- */
 /* Copies a function's async options (at registration; NULL = defaults). */

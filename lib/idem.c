@@ -85,7 +85,7 @@ int faas_idem_configure(struct faas_fn *fn, const struct faas_idempotency_opts *
     int rc;
 
     if ((opts->key_path && !path_valid(opts->key_path)) ||
-        (opts->validate_path && !path_valid(opts->validate_path)))
+        (opts->validate_path && !path_valid(opts->validate_path)) || opts->ttl_s == 0)
         return FAAS_EINVAL;
     if (sodium_init() < 0)
         return FAAS_ESYS;
@@ -145,16 +145,54 @@ static json_t *member(json_t *obj, const char *name, size_t len)
 }
 
 /*
- * The canonical JSON of the value at `path` in `root` (new string, freed by
- * the caller), or NULL when there is none (missing, or JSON null).
+ * What a key hashes: "s" and the bytes of a string, or "j" and the canonical
+ * JSON (sorted keys, compact) of anything else. A string costs no
+ * serialisation, and an explicit key equals a path that finds that string.
  */
-static char *path_canonical(json_t *root, const char *path)
+struct keytext {
+    char *buf; /* owned */
+    size_t len;
+};
+
+static int keytext_of(json_t *v, struct keytext *out)
+{
+    if (json_is_string(v)) {
+        size_t n = json_string_length(v);
+        out->buf = faas_malloc(n + 1);
+        if (!out->buf)
+            return FAAS_ENOMEM;
+        out->buf[0] = 's';
+        memcpy(out->buf + 1, json_string_value(v), n);
+        out->len = n + 1;
+        return 0;
+    }
+    {
+        size_t n = json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        if (n == 0)
+            return FAAS_EINVAL;
+        out->buf = faas_malloc(n + 1);
+        if (!out->buf)
+            return FAAS_ENOMEM;
+        out->buf[0] = 'j';
+        json_dumpb(v, out->buf + 1, n, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        out->len = n + 1;
+        return 0;
+    }
+}
+
+/*
+ * The key text of the value at `path` in `root`. Returns 0 (out->buf NULL
+ * when there is none: missing, or JSON null), or FAAS_ENOMEM.
+ */
+static int path_key(json_t *root, const char *path, struct keytext *out)
 {
     json_t *cur = root, *parsed[8];
     size_t nparsed = 0, i;
     const char *p = path;
-    char *out = NULL;
+    int rc = 0;
 
+    out->buf = NULL;
+    out->len = 0;
     while (cur && *p) {
         const char *dot = strchr(p, '.');
         size_t len = dot ? (size_t)(dot - p) : strlen(p);
@@ -181,50 +219,70 @@ static char *path_canonical(json_t *root, const char *path)
             p++;
     }
     if (cur && !*p && !json_is_null(cur))
-        out = json_dumps(cur, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        rc = keytext_of(cur, out);
     for (i = 0; i < nparsed; i++)
         json_decref(parsed[i]);
-    return out;
+    return rc;
 }
 
-/* Hex BLAKE2b of the function's name, a NUL, and `text`. */
-static void key_hash(const struct faas_fn *fn, const char *text, size_t outlen, char *out)
+static void to_hex(const unsigned char *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    size_t i;
+    for (i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+/* Hex BLAKE2b (outlen bytes) of the function's name, a NUL, and the text. */
+static void key_hash(const struct faas_fn *fn, const struct keytext *t, size_t outlen,
+                     char *out)
 {
     crypto_generichash_state st;
     unsigned char h[crypto_generichash_BYTES_MAX];
     crypto_generichash_init(&st, NULL, 0, outlen);
     crypto_generichash_update(&st, (const unsigned char *)fn->name, strlen(fn->name) + 1);
-    crypto_generichash_update(&st, (const unsigned char *)text, strlen(text));
+    crypto_generichash_update(&st, (const unsigned char *)t->buf, t->len);
     crypto_generichash_final(&st, h, outlen);
-    sodium_bin2hex(out, outlen * 2 + 1, h, outlen);
+    to_hex(h, outlen, out);
 }
 
 int faas_idem_prepare(struct faas_inv *inv, const char *explicit_key)
 {
     struct faas_idem *idem = inv->fn->idem;
-    char *canon = NULL;
+    struct keytext t = { NULL, 0 };
+    int rc = 0;
 
     inv->idem_key[0] = '\0';
     inv->idem_validation[0] = '\0';
     if (explicit_key && *explicit_key) {
-        json_t *s = json_string(explicit_key);
-        if (!s)
-            return FAAS_EINVAL; /* not UTF-8 */
-        canon = json_dumps(s, JSON_ENCODE_ANY);
-        json_decref(s);
-        if (!canon)
+        size_t n = strlen(explicit_key);
+        t.buf = faas_malloc(n + 1);
+        if (!t.buf)
             return FAAS_ENOMEM;
+        t.buf[0] = 's';
+        memcpy(t.buf + 1, explicit_key, n);
+        t.len = n + 1;
     } else if (idem->key_path) {
-        canon = path_canonical(inv->event, idem->key_path);
+        rc = path_key(inv->event, idem->key_path, &t);
+        if (rc)
+            return rc;
     }
-    if (!canon)
+    if (!t.buf)
         return idem->required ? FAAS_ENOKEY : 0;
-    key_hash(inv->fn, canon, 32, inv->idem_key);
-    free(canon);
+    key_hash(inv->fn, &t, 32, inv->idem_key);
+    free(t.buf);
     if (idem->validate_path) {
-        canon = path_canonical(inv->event, idem->validate_path);
-        key_hash(inv->fn, canon ? canon : "null", 16, inv->idem_validation);
-        free(canon);
+        static const struct keytext none = { (char *)"n", 1 };
+        rc = path_key(inv->event, idem->validate_path, &t);
+        if (rc) {
+            inv->idem_key[0] = '\0';
+            return rc;
+        }
+        key_hash(inv->fn, t.buf ? &t : &none, 16, inv->idem_validation);
+        free(t.buf);
     }
     return 0;
 }
@@ -234,6 +292,71 @@ static void store_done(int rc, const struct faas_store_record *rec, void *arg)
     (void)rc;
     (void)rec;
     (void)arg;
+}
+
+/* A complete or remove in flight: logged when the store answers. */
+struct idem_op {
+    struct faas_list link; /* rt->store_ops until answered */
+    struct faas_fn *fn;    /* a reference; NULL once the runtime is gone */
+    const char *action;
+    char key[65];
+    char request_id[FAAS_REQUEST_ID_SIZE];
+};
+
+static void op_done(int rc, const struct faas_store_record *rec, void *arg)
+{
+    struct idem_op *op = arg;
+    (void)rec;
+    if (op->fn) {
+        faas_list_remove(&op->link);
+        /* "lost": the record was no longer this invocation's (it expired,
+         * and a duplicate took the key). */
+        idem_log(op->fn, op->request_id, rc == 0 ? op->action : "lost", op->key);
+        faas_fn_unref(op->fn);
+    }
+    free(op);
+}
+
+/* Completes the record inv holds with its result, or drops it; only if inv
+ * still owns it. */
+static void end_record(struct faas_inv *inv, int complete, json_t *payload)
+{
+    struct faas_fn *fn = inv->fn;
+    struct faas_runtime *rt = fn->rt;
+    struct faas_idem *idem = fn->idem;
+    struct idem_op *op = faas_malloc(sizeof *op);
+    int64_t now = wall_ms(rt);
+    faas_store_cb cb = store_done;
+    int rc;
+
+    inv->idem_held = 0;
+    if (op) {
+        op->fn = fn;
+        faas_fn_ref(fn);
+        op->action = complete ? "complete" : "delete";
+        memcpy(op->key, inv->idem_key, sizeof op->key);
+        memcpy(op->request_id, inv->res.request_id, sizeof op->request_id);
+        faas_list_insert_tail(&rt->store_ops, &op->link);
+        cb = op_done;
+    }
+    if (complete) {
+        struct faas_store_record rec;
+        memset(&rec, 0, sizeof rec);
+        rec.state = FAAS_STORE_COMPLETED;
+        rec.status = 0;
+        rec.payload = payload;
+        rec.validation = inv->idem_validation[0] ? inv->idem_validation : NULL;
+        rec.owner = inv->res.request_id;
+        rec.expires_ms = now + (int64_t)idem->ttl_s * 1000;
+        rc = faas_store_complete(idem->store, inv->idem_key, &rec, now, cb, op);
+    } else {
+        rc = faas_store_remove(idem->store, inv->idem_key, inv->res.request_id, now, cb, op);
+    }
+    if (rc && op) { /* no answer will come */
+        faas_list_remove(&op->link);
+        faas_fn_unref(fn);
+        free(op);
+    }
 }
 
 /* Decides the result without running, and delivers it from the loop. */
@@ -250,7 +373,6 @@ static void preset(struct faas_inv *inv, int status, const char *etype, const ch
 static int on_put(struct faas_inv *inv, int rc, const struct faas_store_record *rec)
 {
     struct faas_fn *fn = inv->fn;
-    struct faas_idem *idem = fn->idem;
 
     if (rc == 0) {
         int arc;
@@ -259,8 +381,7 @@ static int on_put(struct faas_inv *inv, int rc, const struct faas_store_record *
         arc = faas_pool_admit(inv);
         if (arc == 0)
             return 0;
-        inv->idem_held = 0;
-        faas_store_remove(idem->store, inv->idem_key, wall_ms(fn->rt), store_done, NULL);
+        end_record(inv, 0, NULL);
         if (inv->in_call)
             return arc;
         preset(inv, arc, "Runtime.Throttled", faas_strerror(arc));
@@ -314,8 +435,7 @@ static void put_cb(int rc, const struct faas_store_record *rec, void *arg)
     faas_rt_enter(rt);
     if (inv->fn->unregistered) {
         if (rc == 0)
-            faas_store_remove(inv->fn->idem->store, inv->idem_key, wall_ms(rt), store_done,
-                              NULL);
+            end_record(inv, 0, NULL);
         preset(inv, FAAS_ECANCELED, "Runtime.Canceled", "the function was unregistered");
     } else {
         on_put(inv, rc, rec); /* outside the call it hands inv on, always */
@@ -342,6 +462,7 @@ int faas_idem_begin(struct faas_inv *inv)
     memset(&rec, 0, sizeof rec);
     rec.state = FAAS_STORE_INPROGRESS;
     rec.validation = inv->idem_validation[0] ? inv->idem_validation : NULL;
+    rec.owner = inv->res.request_id;
     rec.expires_ms = now + hold;
     w = faas_malloc(sizeof *w);
     if (!w)
@@ -363,25 +484,7 @@ int faas_idem_begin(struct faas_inv *inv)
 
 void faas_idem_end(struct faas_inv *inv, int status, json_t *payload)
 {
-    struct faas_fn *fn = inv->fn;
-    struct faas_idem *idem = fn->idem;
-    int64_t now = wall_ms(fn->rt);
-
-    inv->idem_held = 0;
-    if (status == 0) {
-        struct faas_store_record rec;
-        memset(&rec, 0, sizeof rec);
-        rec.state = FAAS_STORE_COMPLETED;
-        rec.status = 0;
-        rec.payload = payload;
-        rec.validation = inv->idem_validation[0] ? inv->idem_validation : NULL;
-        rec.expires_ms = now + (int64_t)idem->ttl_s * 1000;
-        faas_store_complete(idem->store, inv->idem_key, &rec, now, store_done, NULL);
-        idem_log(fn, inv->res.request_id, "complete", inv->idem_key);
-    } else {
-        faas_store_remove(idem->store, inv->idem_key, now, store_done, NULL);
-        idem_log(fn, inv->res.request_id, "delete", inv->idem_key);
-    }
+    end_record(inv, status == 0, payload);
 }
 
 void faas_idem_cancel_waits(struct faas_runtime *rt)
@@ -393,5 +496,15 @@ void faas_idem_cancel_waits(struct faas_runtime *rt)
         inv->store_wait = NULL;
         faas_inv_deliver_status(inv, FAAS_ECANCELED, "Runtime.Canceled",
                                 "the runtime was freed");
+    }
+}
+
+void faas_idem_orphan_ops(struct faas_runtime *rt)
+{
+    struct faas_list *e;
+    while ((e = faas_list_pop_head(&rt->store_ops)) != NULL) {
+        struct idem_op *op = FAAS_CONTAINER_OF(e, struct idem_op, link);
+        faas_fn_unref(op->fn);
+        op->fn = NULL; /* a late answer only frees it */
     }
 }

@@ -655,7 +655,10 @@ json_t *faas_result_event(const struct faas_result *res)
 
 uint32_t faas_result_attempts(const struct faas_result *res)
 {
-    return res && res->attempts ? res->attempts : 1;
+    if (!res)
+        return 1;
+    /* An async event's final result counts what ran: 0 if nothing did. */
+    return res->event ? res->attempts : (res->attempts ? res->attempts : 1);
 }
 
 int faas_result_report(const struct faas_result *res, char *buf, size_t size)

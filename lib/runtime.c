@@ -205,6 +205,7 @@ int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
     faas_list_init(&rt->ready);
     faas_list_init(&rt->idle);
     faas_list_init(&rt->store_wait);
+    faas_list_init(&rt->store_ops);
     seed_rng(rt);
     *out = rt;
     return 0;
@@ -265,6 +266,7 @@ static void runtime_destroy(struct faas_runtime *rt)
         registry_remove(rt, fn);
         faas_fn_unref(fn);
     }
+    faas_idem_orphan_ops(rt);
     if (rt->reap_ev)
         event_free(rt->reap_ev);
     event_free(rt->dispatch_ev);

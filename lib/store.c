@@ -42,6 +42,10 @@
 #define KEY_BYTES 32
 #define VAL_HEX 32
 #define VAL_BYTES 16
+#define OWNER_CHARS 36 /* a request id: 8-4-4-4-12 hex digits */
+#define OWNER_BYTES 16
+#define EVICT_SCAN 32 /* records in progress passed over, at most, per eviction */
+#define EVICT_CATCHUP 4 /* evictions, at most, per insert */
 #define INITIAL_BUCKETS 16u
 /* Expired nodes an insert frees from the LRU tail, at most. */
 #define SWEEP 2
@@ -69,11 +73,28 @@ static int hex_ok(const char *s, size_t n)
     return s[n] == '\0';
 }
 
+/* 1 when s is a request id: 36 characters, lowercase hex in UUID form. */
+static int owner_ok(const char *s)
+{
+    size_t i;
+    for (i = 0; i < OWNER_CHARS; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-')
+                return 0;
+        } else if (hex_table[(unsigned char)s[i]] == 0) {
+            return 0;
+        }
+    }
+    return s[OWNER_CHARS] == '\0';
+}
+
 static int record_ok(const struct faas_store_record *rec)
 {
     if (rec == NULL)
         return 0;
     if (rec->state != FAAS_STORE_INPROGRESS && rec->state != FAAS_STORE_COMPLETED)
+        return 0;
+    if (rec->owner != NULL && !owner_ok(rec->owner))
         return 0;
     return rec->validation == NULL || hex_ok(rec->validation, VAL_HEX);
 }
@@ -120,18 +141,19 @@ int faas_store_complete(struct faas_store *st, const char *key,
     return st->ops.complete(st->impl, key, rec, now_ms, cb, arg);
 }
 
-int faas_store_remove(struct faas_store *st, const char *key, int64_t now_ms, faas_store_cb cb,
-                      void *arg)
+int faas_store_remove(struct faas_store *st, const char *key, const char *owner,
+                      int64_t now_ms, faas_store_cb cb, void *arg)
 {
-    if (st == NULL || key == NULL || cb == NULL || !hex_ok(key, KEY_HEX))
+    if (st == NULL || key == NULL || cb == NULL || !hex_ok(key, KEY_HEX) ||
+        (owner != NULL && !owner_ok(owner)))
         return FAAS_EINVAL;
-    return st->ops.remove(st->impl, key, now_ms, cb, arg);
+    return st->ops.remove(st->impl, key, owner, now_ms, cb, arg);
 }
 
 /* ---- the memory store: layout and helpers --------------------------- */
 
-/* 96 bytes on LP64: with malloc's 16 and a bucket pointer share of 8-16,
- * about 125 bytes a record besides the payload. */
+/* 112 bytes on LP64: with malloc's 16 and a bucket pointer share of 8-16,
+ * about 140 bytes a record besides the payload. */
 struct mem_node {
     struct mem_node *hnext;   /* bucket chain */
     struct faas_list lru;     /* m->lru, most recently used first */
@@ -140,8 +162,10 @@ struct mem_node {
     int status;
     unsigned char state;      /* enum faas_store_state */
     unsigned char has_validation;
+    unsigned char has_owner;
     unsigned char key[KEY_BYTES];
     unsigned char validation[VAL_BYTES];
+    unsigned char owner[OWNER_BYTES];
 };
 
 struct mem {
@@ -251,6 +275,42 @@ static void mem_touch(struct mem *m, struct mem_node *n)
     faas_list_insert_head(&m->lru, &n->lru);
 }
 
+/* A request id's 32 hex digits as 16 bytes, and back. */
+static void owner_decode(const char *id, unsigned char *out)
+{
+    char hex[OWNER_BYTES * 2];
+    size_t i, o = 0;
+    for (i = 0; i < OWNER_CHARS; i++)
+        if (id[i] != '-')
+            hex[o++] = id[i];
+    hex_decode(hex, out, OWNER_BYTES);
+}
+
+static void owner_encode(const unsigned char *in, char *out)
+{
+    char hex[OWNER_BYTES * 2 + 1];
+    size_t i, o = 0;
+    hex_encode(in, OWNER_BYTES, hex);
+    for (i = 0; i < OWNER_BYTES * 2; i++) {
+        if (i == 8 || i == 12 || i == 16 || i == 20)
+            out[o++] = '-';
+        out[o++] = hex[i];
+    }
+    out[o] = '\0';
+}
+
+/* 1 unless an owner is given and the node is held by another (or none). */
+static int owner_matches(const struct mem_node *n, const char *owner)
+{
+    unsigned char o[OWNER_BYTES];
+    if (owner == NULL)
+        return 1;
+    if (!n->has_owner)
+        return 0;
+    owner_decode(owner, o);
+    return memcmp(o, n->owner, OWNER_BYTES) == 0;
+}
+
 /* Copies a (checked) record into a node; the payload gets a reference. */
 static void mem_set(struct mem_node *n, const struct faas_store_record *rec)
 {
@@ -265,6 +325,11 @@ static void mem_set(struct mem_node *n, const struct faas_store_record *rec)
         hex_decode(rec->validation, n->validation, VAL_BYTES);
     else
         memset(n->validation, 0, VAL_BYTES);
+    n->has_owner = rec->owner != NULL;
+    if (rec->owner != NULL)
+        owner_decode(rec->owner, n->owner);
+    else
+        memset(n->owner, 0, OWNER_BYTES);
 }
 
 /*
@@ -274,7 +339,7 @@ static void mem_set(struct mem_node *n, const struct faas_store_record *rec)
 static void mem_answer(faas_store_cb cb, void *arg, int rc, const struct mem_node *n)
 {
     struct faas_store_record rec;
-    char vhex[VAL_HEX + 1];
+    char vhex[VAL_HEX + 1], ohex[OWNER_CHARS + 1];
     json_t *pin;
 
     if (n == NULL) {
@@ -289,6 +354,11 @@ static void mem_answer(faas_store_cb cb, void *arg, int rc, const struct mem_nod
     if (n->has_validation) {
         hex_encode(n->validation, VAL_BYTES, vhex);
         rec.validation = vhex;
+    }
+    rec.owner = NULL;
+    if (n->has_owner) {
+        owner_encode(n->owner, ohex);
+        rec.owner = ohex;
     }
     pin = json_incref(n->payload);
     cb(rc, &rec, arg);
@@ -373,7 +443,7 @@ static int mem_get(void *impl, const char *key, int64_t now_ms, faas_store_cb cb
 static void mem_make_room(struct mem *m, int64_t now_ms)
 {
     struct mem_node *t;
-    int i;
+    int i, e;
 
     for (i = 0; i < SWEEP; i++) {
         t = mem_lru_tail(m);
@@ -381,19 +451,26 @@ static void mem_make_room(struct mem *m, int64_t now_ms)
             break;
         mem_node_free(mem_unlink(m, mem_slot(m, t->key)));
     }
-    /* Full only if nothing was swept: the tail is live, an eviction. */
-    if (m->max_entries == 0 || m->count < m->max_entries)
-        return;
-    t = mem_lru_tail(m);
-    if (t == NULL)
-        return;
-    mem_unlink(m, mem_slot(m, t->key));
-    if (m->st->on_evict != NULL) {
-        char hex[KEY_HEX + 1];
-        hex_encode(t->key, KEY_BYTES, hex);
-        m->st->on_evict(m->st->on_evict_arg, hex);
+    /* Full only if nothing was swept: evict the least recently used live
+     * COMPLETED record. One in progress is an invocation running now:
+     * dropping it would let a duplicate run at the same time. A store that
+     * went over the bound while such records ran sheds up to EVICT_CATCHUP
+     * records an insert, back to the bound. */
+    for (e = 0; e < EVICT_CATCHUP && m->max_entries != 0 && m->count >= m->max_entries; e++) {
+        t = mem_lru_tail(m);
+        for (i = 0; t != NULL && t->state == FAAS_STORE_INPROGRESS && i < EVICT_SCAN; i++)
+            t = t->lru.prev == &m->lru ? NULL
+                                       : FAAS_CONTAINER_OF(t->lru.prev, struct mem_node, lru);
+        if (t == NULL || t->state == FAAS_STORE_INPROGRESS)
+            return; /* over the bound while these run */
+        mem_unlink(m, mem_slot(m, t->key));
+        if (m->st->on_evict != NULL) {
+            char hex[KEY_HEX + 1];
+            hex_encode(t->key, KEY_BYTES, hex);
+            m->st->on_evict(m->st->on_evict_arg, hex);
+        }
+        mem_node_free(t);
     }
-    mem_node_free(t);
 }
 
 static int mem_put_if_absent(void *impl, const char *key, const struct faas_store_record *rec,
@@ -440,7 +517,7 @@ static int mem_complete(void *impl, const char *key, const struct faas_store_rec
     mem_enter(m);
     hex_decode(key, k, KEY_BYTES);
     n = mem_find(m, k, now_ms);
-    if (n == NULL) {
+    if (n == NULL || !owner_matches(n, rec->owner)) {
         mem_answer(cb, arg, FAAS_ENOENT, NULL);
         return mem_leave(m, 0);
     }
@@ -450,7 +527,8 @@ static int mem_complete(void *impl, const char *key, const struct faas_store_rec
     return mem_leave(m, 0);
 }
 
-static int mem_remove(void *impl, const char *key, int64_t now_ms, faas_store_cb cb, void *arg)
+static int mem_remove(void *impl, const char *key, const char *owner, int64_t now_ms,
+                      faas_store_cb cb, void *arg)
 {
     struct mem *m = impl;
     unsigned char k[KEY_BYTES];
@@ -459,7 +537,7 @@ static int mem_remove(void *impl, const char *key, int64_t now_ms, faas_store_cb
     mem_enter(m);
     hex_decode(key, k, KEY_BYTES);
     n = mem_find(m, k, now_ms);
-    if (n == NULL) {
+    if (n == NULL || !owner_matches(n, owner)) {
         mem_answer(cb, arg, FAAS_ENOENT, NULL);
         return mem_leave(m, 0);
     }

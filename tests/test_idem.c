@@ -346,7 +346,6 @@ static void test_timeout_frees_key(void **state)
     tu_clock_advance(&f->clk, 60000000ull);
     assert_true(tu_run_until(f->base, &f->results, 1, 5000));
     assert_int_equal(f->last_status, FAAS_ETIMEDOUT);
-    assert_int_equal(f->logs_delete, 1);
     /* The record went with the timeout: the retry runs, not "in progress". */
     atomic_store(&release_gate, 1);
     assert_int_equal(call(f, "hang", ev, NULL), 0);
@@ -415,6 +414,50 @@ static void test_lru_eviction(void **state)
     assert_int_equal(atomic_load(&runs), 4);
 }
 
+static void on_result_status(const struct faas_result *res, void *arg)
+{
+    int *statuses = arg;
+    int i;
+    for (i = 0; statuses[i] != 1; i++)
+        ;
+    statuses[i] = faas_result_status(res);
+    statuses[i + 1] = 1;
+}
+
+/* A bounded store never evicts a record in progress: that would let a
+ * duplicate run at the same time. */
+static void test_lru_spares_in_progress(void **state)
+{
+    struct fx *f = *state;
+    struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+    struct faas_invoke_opts o = FAAS_INVOKE_OPTS_INIT;
+    int statuses[8] = { 1 }, done = 0, i;
+    const char *keys[] = { "a", "b", "a" };
+
+    io.max_entries = 1;
+    reg(f, "tight", counting, FAAS_ISOLATION_INLINE, &io);
+    for (i = 0; i < 3; i++) { /* all admitted before any runs */
+        o.idempotency_key = keys[i];
+        assert_int_equal(faas_invoke(f->rt, "tight", NULL, &o, on_result_status, statuses), 0);
+    }
+    for (i = 0; i < 200 && !done; i++) {
+        event_base_loop(f->base, EVLOOP_NONBLOCK);
+        done = statuses[3] == 1 && statuses[2] != 1;
+    }
+    assert_true(done);
+    assert_int_equal(f->logs_evict, 0);
+    assert_int_equal(atomic_load(&runs), 2);
+    /* The duplicate "a" was refused while the first waited to run. */
+    assert_int_equal(statuses[0], 0);
+    assert_int_equal(statuses[1], 0);
+    assert_int_equal(statuses[2], FAAS_EINPROGRESS);
+    /* Completed now: the next key brings the store back to its bound. */
+    call(f, "tight", NULL, "c");
+    assert_int_equal(f->logs_evict, 2);
+    call(f, "tight", NULL, "b");
+    assert_false(f->last_replayed); /* evicted */
+}
+
 static void test_bad_options(void **state)
 {
     struct fx *f = *state;
@@ -427,6 +470,9 @@ static void test_bad_options(void **state)
     io.key_path = ".a";
     assert_int_equal(faas_register(f->rt, "x", counting, &fo), FAAS_EINVAL);
     io.key_path = "a";
+    io.ttl_s = 0;
+    assert_int_equal(faas_register(f->rt, "x", counting, &fo), FAAS_EINVAL);
+    io.ttl_s = 10;
     io.version = 99;
     assert_int_equal(faas_register(f->rt, "x", counting, &fo), FAAS_EINVAL);
     io.version = FAAS_IDEMPOTENCY_OPTS_VERSION;
@@ -462,6 +508,7 @@ static void later_capture(int rc, const struct faas_store_record *rec, void *arg
             strcpy(p->validation, rec->validation);
             p->rec.validation = p->validation;
         }
+        p->rec.owner = NULL; /* not kept past the callback */
     }
 }
 
@@ -482,10 +529,11 @@ static int later_complete(void *impl, const char *key, const struct faas_store_r
     return faas_store_complete(l->inner, key, rec, now, cb, arg);
 }
 
-static int later_remove(void *impl, const char *key, int64_t now, faas_store_cb cb, void *arg)
+static int later_remove(void *impl, const char *key, const char *owner, int64_t now,
+                        faas_store_cb cb, void *arg)
 {
     struct later *l = impl;
-    return faas_store_remove(l->inner, key, now, cb, arg);
+    return faas_store_remove(l->inner, key, owner, now, cb, arg);
 }
 
 static int later_get(void *impl, const char *key, int64_t now, faas_store_cb cb, void *arg)
@@ -573,6 +621,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ttl_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_validation_mismatch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lru_eviction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lru_spares_in_progress, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_answering_later, setup, teardown),
     };

@@ -135,6 +135,7 @@ static void fixture_init(struct fixture *f, size_t n, uint64_t seed)
     rec.status = 0;
     rec.payload = json_null();
     rec.validation = NULL;
+    rec.owner = NULL;
     rec.expires_ms = FAR_MS;
 
     heap0 = heap_in_use();
@@ -197,11 +198,12 @@ static void put_remove_body(void *arg, uint64_t k)
     rec.status = 0;
     rec.payload = NULL;
     rec.validation = NULL;
+    rec.owner = NULL;
     rec.expires_ms = FAR_MS;
     for (i = 0; i < k; i++) {
         const char *key = f->fresh + f->next_fresh * 65;
         if (faas_store_put_if_absent(f->st, key, &rec, NOW_MS, count_cb, &f->bad) != 0 ||
-            faas_store_remove(f->st, key, NOW_MS, count_cb, &f->bad) != 0)
+            faas_store_remove(f->st, key, NULL, NOW_MS, count_cb, &f->bad) != 0)
             f->bad++;
         if (++f->next_fresh == FRESH)
             f->next_fresh = 0;
