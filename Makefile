@@ -41,6 +41,13 @@ TESTS     := $(TEST_SRCS:tests/%.c=$(B)/tests/%)
 EXAMPLES  := $(patsubst examples/%/main.c,$(B)/examples/%,$(wildcard examples/*/main.c))
 BENCHES   := $(patsubst tests/bench/%.c,$(B)/bench/%,$(wildcard tests/bench/bench_*.c))
 
+# Quiet by default; `make V=1` shows each command.
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
 STATIC := $(B)/libfaas.a
 SHARED := $(B)/libfaas.so.$(VERSION)
 SONAME := libfaas.so.$(VERSION_MAJOR)
@@ -59,16 +66,19 @@ lib: $(STATIC) $(SHARED) $(B)/libfaas.pc
 
 $(B)/obj/%.o: lib/%.c $(wildcard lib/*.h) include/faas.h
 	@mkdir -p $(dir $@)
-	$(CC) $(LIB_CFLAGS) -c $< -o $@
+	@echo "  CC      $<"
+	$(Q)$(CC) $(LIB_CFLAGS) -c $< -o $@
 
 $(STATIC): $(LIB_OBJS)
 	@rm -f $@
-	$(AR) rcs $@ $^
+	@echo "  AR      $@"
+	$(Q)$(AR) rcs $@ $^
 
 $(SHARED): $(LIB_OBJS)
-	$(CC) -shared -Wl,-soname,$(SONAME) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS_ALL)
-	ln -sf libfaas.so.$(VERSION) $(B)/$(SONAME)
-	ln -sf $(SONAME) $(B)/libfaas.so
+	@echo "  LD      $@"
+	$(Q)$(CC) -shared -Wl,-soname,$(SONAME) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS_ALL)
+	$(Q)ln -sf libfaas.so.$(VERSION) $(B)/$(SONAME)
+	$(Q)ln -sf $(SONAME) $(B)/libfaas.so
 
 # The generated .pc follows PREFIX: a stamp of the variables forces a rebuild
 # when `make install PREFIX=...` differs from the last build.
@@ -79,21 +89,24 @@ $(B)/pc.vars: FORCE
 
 $(B)/libfaas.pc: pkgconfig/libfaas.pc.in Makefile $(B)/pc.vars
 	@mkdir -p $(B)
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
 	    -e 's|@INCDIR@|$(INCDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
 
 # Tests link the static library so they can reach lib/ internals.
 $(B)/tests/%: tests/%.c tests/testutil.h $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(STATIC) $(CMOCKA_LIBS) $(LDLIBS_ALL)
+	@echo "  TEST    $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(STATIC) $(CMOCKA_LIBS) $(LDLIBS_ALL)
 
 $(B)/examples/%: examples/%/main.c $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS_ALL)
+	@echo "  EXAMPLE $@"
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS_ALL)
 
 $(B)/bench/%: tests/bench/%.c tests/bench/bench.h $(STATIC)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests/bench $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS_ALL)
+	@echo "  BENCH   $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests/bench $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS_ALL)
 
 tests-build: $(TESTS)
 

@@ -777,6 +777,116 @@ static void test_sync_ebusy_in_loop_callback(void **state)
     fx_free(&f);
 }
 
+/* ------------------------------------------------------------------ */
+/* review regressions                                                   */
+/* ------------------------------------------------------------------ */
+
+struct sync_free {
+    struct faas_runtime *rt;
+    int calls;
+    int status;
+};
+
+static void sync_free_cb(const struct faas_result *res, void *arg)
+{
+    struct sync_free *s = arg;
+    s->calls++;
+    s->status = faas_result_status(res);
+    faas_runtime_free(s->rt);
+}
+
+/*
+ * Review r1: faas_invoke_sync's busy probe (one non-blocking pass of the
+ * loop) runs a pending INLINE invocation whose result callback frees the
+ * runtime. The call must return FAAS_ECANCELED without reading the freed
+ * runtime (ASan and valgrind report the use after free otherwise).
+ */
+static void test_sync_after_callback_frees_runtime(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct sync_free s;
+    struct faas_result *res = NULL;
+    memset(&s, 0, sizeof s);
+    reset_globals();
+    fx_new(&f);
+    s.rt = f.rt;
+    reg(&f, "f", h_ok, FAAS_ISOLATION_INLINE);
+    assert_int_equal(faas_invoke(f.rt, "f", NULL, NULL, sync_free_cb, &s), 0);
+    assert_int_equal(s.calls, 0);
+
+    assert_int_equal(faas_invoke_sync(f.rt, "f", NULL, NULL, &res), FAAS_ECANCELED);
+    assert_null(res);
+    /* the pending invocation completed, once, inside the probe pass */
+    assert_int_equal(s.calls, 1);
+    assert_int_equal(s.status, 0);
+    /* the sync call invoked nothing */
+    assert_int_equal(aload(&g_calls), 1);
+    tu_run_for(f.base, 20);
+    assert_int_equal(s.calls, 1);
+    /* the runtime is gone: only the base is left */
+    f.rt = NULL;
+    event_base_free(f.base);
+}
+
+static struct faas_runtime *g_self_rt;
+static int g_self_unreg_rc;
+
+/* Unregisters its own function, then returns a result that must not count. */
+static int h_unreg_self(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    (void)event;
+    ainc(&g_calls);
+    aset(&g_self_unreg_rc, faas_unregister(g_self_rt, faas_ctx_function_name(ctx)));
+    *result = json_string("real");
+    return 0;
+}
+
+/*
+ * Review r7: an INLINE handler that unregisters its own function is a
+ * running invocation of an unregistered function: it completes with
+ * FAAS_ECANCELED, like any other, not with the handler's result.
+ */
+static void test_inline_handler_unregisters_itself(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct cap c;
+    struct faas_stats st;
+    memset(&c, 0, sizeof c);
+    reset_globals();
+    fx_new(&f);
+    g_self_rt = f.rt;
+    aset(&g_self_unreg_rc, 1);
+    reg(&f, "self", h_unreg_self, FAAS_ISOLATION_INLINE);
+    reg(&f, "other", h_ok, FAAS_ISOLATION_INLINE);
+
+    assert_int_equal(faas_invoke(f.rt, "self", NULL, NULL, cap_cb, &c), 0);
+    assert_int_equal(c.calls, 0);
+    assert_true(tu_run_until(f.base, &c.calls, 1, BOUND_MS));
+    assert_int_equal(aload(&g_calls), 1);
+    assert_int_equal(aload(&g_self_unreg_rc), 0);
+    assert_int_equal(c.status, FAAS_ECANCELED);
+    assert_string_equal(c.etype, "Runtime.Canceled");
+    assert_string_equal(c.emsg, "the function was unregistered");
+    assert_error_payload(&c, "Runtime.Canceled", "the function was unregistered");
+    assert_string_equal(c.fn, "self");
+    tu_run_for(f.base, 20);
+    assert_int_equal(c.calls, 1);
+
+    /* it is gone; the other function is untouched */
+    assert_int_equal(faas_stats(f.rt, "self", &st), FAAS_ENOENT);
+    assert_int_equal(faas_invoke(f.rt, "self", NULL, NULL, cap_cb, &c), FAAS_ENOENT);
+    cap_clear(&c);
+    invoke_wait(&f, "other", NULL, &c);
+    assert_int_equal(c.status, 0);
+    assert_string_equal(json_string_value(c.payload), "ok");
+    assert_int_equal(aload(&g_calls), 2);
+    cap_clear(&c);
+    g_self_rt = NULL;
+    fx_free(&f);
+}
+
 #define BOTH(t) cmocka_unit_test_prestate(t, &iso_inline_v), cmocka_unit_test_prestate(t, &iso_thread_v)
 
 int main(void)
@@ -796,6 +906,8 @@ int main(void)
         BOTH(test_sync_result_outlives_runtime),
         BOTH(test_sync_ebusy_in_callback),
         cmocka_unit_test(test_sync_ebusy_in_loop_callback),
+        cmocka_unit_test(test_sync_after_callback_frees_runtime),
+        cmocka_unit_test(test_inline_handler_unregisters_itself),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

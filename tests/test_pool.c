@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "faas_int.h" /* faas_fn_lookup: a min_warm init still running */
 #include "testutil.h"
 
 #define BOUND_MS 8000u
@@ -850,6 +851,190 @@ static void test_unregister_cancels_inline(void **state)
     assert_int_equal(invoke_n("unregi", 2, NULL), FAAS_ENOENT);
 }
 
+/* ---- review regressions ---- */
+
+/* 1 when no min_warm init of the function is still running. */
+static int pred_no_prewarm_running(const void *arg)
+{
+    const struct faas_fn *fn = faas_fn_lookup(g_rt, (const char *)arg);
+    return fn != NULL && fn->nstarting == 0;
+}
+
+/*
+ * Review r2: min_warm 1, max_concurrency 1. An invocation made while the
+ * min_warm init runs waits for that instance (its place in the queue). The
+ * init fails: the waiter must get an instance of its own, a cold start that
+ * runs init again, instead of waiting forever.
+ */
+static void test_failed_prewarm_starts_waiter(void **state)
+{
+    struct faas_function_opts fo = base_opts(FAAS_ISOLATION_THREAD);
+    struct faas_stats st;
+    (void)state;
+
+    fo.min_warm = 1;
+    fo.max_concurrency = 1;
+    fo.init = init_fn;
+    fo.fini = fini_fn;
+    ASTORE(&g_init_fail_left, 1);
+    ASTORE(&g_init_fail_kind, 2);
+    assert_int_equal(faas_register(g_rt, "pwfail", echo_handler, &fo), 0);
+
+    /* the loop has not run: the min_warm init has not come back yet */
+    assert_int_equal(invoke_n("pwfail", 0, NULL), 0);
+    st = get_stats("pwfail");
+    assert_int_equal(st.instances, 1);
+    assert_int_equal(st.queued, 1);
+
+    assert_true(tu_run_until(g_base, &g_rec[0].calls, 1, BOUND_MS));
+    assert_int_equal(g_rec[0].calls, 1);
+    assert_int_equal(g_rec[0].status, 0);
+    assert_int_equal(g_rec[0].cold, 1);
+    assert_true(g_rec[0].init_us > 0);
+    assert_payload_n(0);
+    assert_int_equal(ALOAD(&g_init_calls), 2);
+    assert_int_equal(ALOAD(&g_init_done), 1);
+    assert_int_equal(ALOAD(&g_handler_runs), 1);
+    assert_ptr_equal(ALOAD(&g_seen_state), ALOAD(&g_init_state));
+    st = get_stats("pwfail");
+    assert_int_equal(st.invocations, 1);
+    assert_int_equal(st.errors, 0);
+    assert_int_equal(st.instances, 1);
+    assert_int_equal(st.concurrency, 0);
+    assert_int_equal(st.queued, 0);
+
+    free_runtime();
+    /* the failed instance has no state to finalise */
+    assert_int_equal(ALOAD(&g_fini_calls), 1);
+    assert_int_equal(g_cb_total, 1);
+}
+
+/*
+ * Review r3: min_warm 2 and the first init fails, so a min_warm instance is
+ * missing (no retry loop: INLINE stops at the failure, THREAD has the other
+ * init running already). Once an invocation succeeded, the pool tops up to
+ * min_warm again.
+ */
+static void test_min_warm_refilled_after_failed_init(void **state)
+{
+    struct faas_function_opts fo = base_opts(iso_of(state));
+    int thread = iso_of(state) == FAAS_ISOLATION_THREAD;
+    struct faas_stats st;
+
+    fo.min_warm = 2;
+    fo.init = init_fn;
+    fo.fini = fini_fn;
+    ASTORE(&g_init_fail_left, 1);
+    ASTORE(&g_init_fail_kind, 2);
+    assert_int_equal(faas_register(g_rt, "refill", echo_handler, &fo), 0);
+
+    /* the min_warm inits came back: one short of min_warm, not retried */
+    assert_true(run_until_fn(pred_no_prewarm_running, "refill", BOUND_MS));
+    assert_int_equal(ALOAD(&g_init_calls), thread ? 2 : 1);
+    assert_int_equal(ALOAD(&g_init_done), thread ? 1 : 0);
+    st = get_stats("refill");
+    assert_int_equal(st.instances, thread ? 1 : 0);
+
+    /* THREAD: a warm start on the instance there is; INLINE: a cold one */
+    invoke_wait("refill", 0);
+    assert_int_equal(g_rec[0].status, 0);
+    assert_int_equal(g_rec[0].cold, thread ? 0 : 1);
+    assert_payload_n(0);
+
+    /* and back to min_warm: one more init, which succeeds */
+    assert_true(run_until_stat("refill", ST_INSTANCES, 2, BOUND_MS));
+    assert_true(run_until_atomic(&g_init_done, 2, BOUND_MS));
+    assert_true(run_until_fn(pred_no_prewarm_running, "refill", BOUND_MS));
+    assert_int_equal(ALOAD(&g_init_calls), 3);
+    st = get_stats("refill");
+    assert_int_equal(st.instances, 2);
+    assert_int_equal(st.concurrency, 0);
+    assert_int_equal(st.invocations, 1);
+    assert_int_equal(st.errors, 0);
+    assert_int_equal(st.cold_starts, thread ? 0 : 1);
+    assert_int_equal(g_cb_total, 1);
+
+    free_runtime();
+    assert_int_equal(ALOAD(&g_fini_calls), 2);
+}
+
+static int g_late_fini; /* fini calls that got the late init's state */
+
+/* init_fn, but the first call works 250 ms first, over an init_timeout_ms
+ * of 100, and marks the state it makes (43 instead of 42). */
+static int init_late_first(struct faas_ctx *ctx, void **state)
+{
+    int first = ALOAD(&g_init_calls) == 0;
+    int rc;
+    if (first)
+        spin_us(250000);
+    rc = init_fn(ctx, state);
+    if (first && rc == 0)
+        *(int *)*state = 43;
+    return rc;
+}
+
+static void fini_count_late(void *state)
+{
+    if (state != NULL && *(int *)state == 43)
+        AINC(&g_late_fini);
+    fini_fn(state);
+}
+
+/* Returns the number in the instance's state, or -1 without one. */
+static int state_handler(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    const int *s = faas_ctx_state(ctx);
+    (void)event;
+    AINC(&g_handler_runs);
+    *result = json_integer(s ? *s : -1);
+    return 0;
+}
+
+/*
+ * Review r8: a min_warm init that returns after init_timeout_ms has timed
+ * out: its instance is not used (fini runs for the state it made), so the
+ * first invocation is a cold start with a fresh init. max_concurrency 1
+ * makes a THREAD invocation wait for the late instance.
+ */
+static void test_late_min_warm_init_not_used(void **state)
+{
+    struct faas_function_opts fo = base_opts(iso_of(state));
+    struct faas_stats st;
+
+    ASTORE(&g_late_fini, 0);
+    fo.min_warm = 1;
+    fo.max_concurrency = 1;
+    fo.init_timeout_ms = 100;
+    fo.init = init_late_first;
+    fo.fini = fini_count_late;
+    assert_int_equal(faas_register(g_rt, "late", state_handler, &fo), 0);
+
+    invoke_wait("late", 0);
+    assert_int_equal(g_rec[0].cold, 1);
+    if (g_rec[0].status == 0) {
+        /* a fresh init, and its state, not the late one */
+        assert_int_equal(ALOAD(&g_init_calls), 2);
+        assert_int_equal(ALOAD(&g_handler_runs), 1);
+        assert_int_equal(json_integer_value(g_rec[0].payload), 42);
+    } else {
+        /* or the late init's own failure: the handler never ran */
+        assert_int_equal(g_rec[0].status, FAAS_EINIT);
+        assert_int_equal(ALOAD(&g_handler_runs), 0);
+    }
+    /* the late state was finalised, once, and nothing else yet */
+    assert_true(run_until_atomic(&g_late_fini, 1, BOUND_MS));
+    assert_int_equal(ALOAD(&g_fini_calls), 1);
+    st = get_stats("late");
+    assert_int_equal(st.invocations, 1);
+    assert_int_equal(st.cold_starts, 1);
+
+    free_runtime();
+    assert_int_equal(ALOAD(&g_late_fini), 1);
+    assert_int_equal(ALOAD(&g_fini_calls), ALOAD(&g_init_done));
+    assert_int_equal(g_cb_total, 1);
+}
+
 int main(void)
 {
     pthread_condattr_t ca;
@@ -880,6 +1065,15 @@ int main(void)
                                                  (void *)&iso_thread),
         cmocka_unit_test_setup_teardown(test_unregister_cancels_thread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unregister_cancels_inline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_prewarm_starts_waiter, setup, teardown),
+        cmocka_unit_test_prestate_setup_teardown(test_min_warm_refilled_after_failed_init, setup,
+                                                 teardown, (void *)&iso_inline),
+        cmocka_unit_test_prestate_setup_teardown(test_min_warm_refilled_after_failed_init, setup,
+                                                 teardown, (void *)&iso_thread),
+        cmocka_unit_test_prestate_setup_teardown(test_late_min_warm_init_not_used, setup,
+                                                 teardown, (void *)&iso_inline),
+        cmocka_unit_test_prestate_setup_teardown(test_late_min_warm_init_not_used, setup,
+                                                 teardown, (void *)&iso_thread),
     };
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

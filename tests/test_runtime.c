@@ -794,6 +794,223 @@ static void test_many_functions(void **state)
     free(args);
 }
 
+/* ------------------------------------------------------------------ */
+/* review regressions                                                   */
+/* ------------------------------------------------------------------ */
+
+static struct faas_runtime *g_r9_rt;
+static int g_r9_finis_in_init;
+
+/* init_count, and then frees the runtime, from inside faas_register. */
+static int init_free_rt(struct faas_ctx *ctx, void **state)
+{
+    int rc = init_count(ctx, state);
+    faas_runtime_free(g_r9_rt);
+    /* deferred: nothing is finalised until faas_register returns */
+    aset(&g_r9_finis_in_init, aload(&g_finis));
+    return rc;
+}
+
+/*
+ * Review r9: an INLINE min_warm init runs inside faas_register, which is
+ * user code on the loop thread like a callback: faas_runtime_free from it
+ * takes effect when faas_register returns, not under its feet (ASan and
+ * valgrind report the use after free otherwise).
+ */
+static void test_free_in_inline_prewarm_init(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    reset_globals();
+    fx_new(&f);
+    g_r9_rt = f.rt;
+    aset(&g_r9_finis_in_init, -1);
+    o.isolation = FAAS_ISOLATION_INLINE;
+    o.min_warm = 1;
+    o.init = init_count;
+    o.fini = fini_count;
+    assert_int_equal(faas_register(f.rt, "warm", h_ok, &o), 0);
+    assert_int_equal(aload(&g_inits), 1);
+
+    o.init = init_free_rt;
+    assert_int_equal(faas_register(f.rt, "f", h_ok, &o), 0);
+    assert_int_equal(aload(&g_inits), 2);
+    assert_int_equal(aload(&g_r9_finis_in_init), 0);
+    /* freed on the way out: both instances finalised, once */
+    assert_int_equal(aload(&g_finis), 2);
+    f.rt = NULL;
+    g_r9_rt = NULL;
+    tu_run_for(f.base, 20);
+    assert_int_equal(aload(&g_finis), 2);
+    event_base_free(f.base);
+}
+
+#define LF_N 6
+
+/* Which log record frees the runtime (review r11). */
+enum lf_target {
+    LF_INLINE_LINE,
+    LF_INLINE_REPORT,
+    LF_THREAD_LINE,
+    LF_THREAD_REPORT,
+    LF_TIMEOUT_REPORT, /* the REPORT of a timed-out THREAD invocation */
+    LF_LATE_LINE,      /* its line, logged when the handler returned */
+    LF_NTARGETS
+};
+
+struct log_free {
+    struct faas_runtime *rt;
+    enum lf_target target;
+    int freed;
+    int rec_ok;  /* the record was still readable after the free */
+    int nreported;
+    char reported[LF_N + 1][FAAS_REQUEST_ID_SIZE];
+    int calls;
+    int each[LF_N];
+    int status[LF_N];
+};
+
+struct lf_arg {
+    struct log_free *s;
+    int idx;
+};
+
+/* Set from the loop thread, read by the slow handler. */
+static int g_lf_release;
+
+static int lf_was_reported(const struct log_free *s, const char *rid)
+{
+    for (int i = 0; i < s->nreported; i++)
+        if (strcmp(s->reported[i], rid) == 0)
+            return 1;
+    return 0;
+}
+
+static void lf_log(const struct faas_log_record *rec, void *arg)
+{
+    struct log_free *s = arg;
+    int thread = strcmp(rec->function, "t") == 0;
+    int match = 0;
+
+    if (rec->kind == FAAS_LOG_REPORT) {
+        int timeout = faas_result_status(rec->result) == FAAS_ETIMEDOUT;
+        if (timeout)
+            aset(&g_lf_release, 1); /* the slow handler may return now */
+        if (s->nreported <= LF_N)
+            snprintf(s->reported[s->nreported++], FAAS_REQUEST_ID_SIZE, "%s", rec->request_id);
+        match = thread ? (timeout ? s->target == LF_TIMEOUT_REPORT
+                                  : s->target == LF_THREAD_REPORT)
+                       : s->target == LF_INLINE_REPORT;
+    } else if (rec->kind == FAAS_LOG_LINE) {
+        if (!thread)
+            match = s->target == LF_INLINE_LINE;
+        else if (lf_was_reported(s, rec->request_id))
+            match = s->target == LF_LATE_LINE;
+        else
+            match = s->target == LF_THREAD_LINE;
+    }
+    if (!match || s->freed)
+        return;
+    s->freed = 1;
+    aset(&g_lf_release, 1);
+    faas_runtime_free(s->rt);
+    /* deferred: the borrowed record is still valid until we return */
+    s->rec_ok = rec->function != NULL && rec->request_id != NULL &&
+                strlen(rec->request_id) == FAAS_REQUEST_ID_SIZE - 1 &&
+                (rec->kind != FAAS_LOG_LINE || strncmp(rec->line, "hello ", 6) == 0) &&
+                (rec->kind != FAAS_LOG_REPORT || rec->result != NULL);
+}
+
+static void lf_cb(const struct faas_result *res, void *arg)
+{
+    struct lf_arg *a = arg;
+    a->s->calls++;
+    a->s->each[a->idx]++;
+    a->s->status[a->idx] = faas_result_status(res);
+}
+
+/*
+ * Logs a line. A "slow" event then waits (bounded) until the loop saw its
+ * timeout REPORT or freed the runtime, so its line comes after the REPORT.
+ */
+static int h_log(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    uint64_t end = tu_now_ms() + 2000u;
+    faas_ctx_log(ctx, "hello %d", (int)json_integer_value(json_object_get(event, "n")));
+    if (json_is_true(json_object_get(event, "slow"))) {
+        while (!aload(&g_lf_release) && tu_now_ms() < end) {
+            struct timespec ts = { 0, 1000000L };
+            nanosleep(&ts, NULL);
+        }
+    }
+    *result = json_true();
+    return 0;
+}
+
+/*
+ * Review r11: faas_runtime_free from inside the log callback, at each kind
+ * of record in turn: an INLINE LINE and REPORT, a THREAD LINE and REPORT,
+ * the REPORT of a THREAD invocation that timed out (from the deadline
+ * timer) and its line, logged late when its handler returned. Every pending
+ * result callback still runs exactly once, every instance is finalised,
+ * and ASan and valgrind stay clean.
+ */
+static void test_free_in_log_callback(void **state)
+{
+    (void)state;
+    /* function and slowness of each invocation */
+    static const char *const fns[LF_N] = { "i", "t", "t", "i", "t", "i" };
+    static const int slow[LF_N] = { 0, 0, 1, 0, 0, 0 };
+    for (int target = 0; target < LF_NTARGETS; target++) {
+        struct event_base *base = event_base_new();
+        struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
+        struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+        struct log_free s;
+        struct lf_arg args[LF_N];
+        memset(&s, 0, sizeof s);
+        reset_globals();
+        aset(&g_lf_release, 0);
+        assert_non_null(base);
+        s.target = (enum lf_target)target;
+        ro.thread_workers = 2;
+        ro.zygote = 0;
+        ro.log = lf_log;
+        ro.log_arg = &s;
+        assert_int_equal(faas_runtime_new(&s.rt, base, &ro), 0);
+        o.init = init_count;
+        o.fini = fini_count;
+        o.timeout_ms = 50;
+        o.min_warm = 1;
+        o.isolation = FAAS_ISOLATION_THREAD;
+        assert_int_equal(faas_register(s.rt, "t", h_log, &o), 0);
+        o.isolation = FAAS_ISOLATION_INLINE;
+        assert_int_equal(faas_register(s.rt, "i", h_log, &o), 0);
+        for (int i = 0; i < LF_N; i++) {
+            json_t *ev = json_pack("{s:i,s:b}", "n", i, "slow", slow[i]);
+            args[i].s = &s;
+            args[i].idx = i;
+            assert_int_equal(faas_invoke(s.rt, fns[i], ev, NULL, lf_cb, &args[i]), 0);
+            json_decref(ev);
+        }
+        assert_true(tu_run_until(base, &s.freed, 1, BOUND_MS));
+        assert_true(tu_run_until(base, &s.calls, LF_N, BOUND_MS));
+        assert_int_equal(s.rec_ok, 1);
+        /* nothing more arrives once the runtime is gone */
+        tu_run_for(base, 20);
+        assert_int_equal(s.calls, LF_N);
+        for (int i = 0; i < LF_N; i++) {
+            assert_int_equal(s.each[i], 1);
+            if (slow[i])
+                assert_true(s.status[i] == FAAS_ETIMEDOUT || s.status[i] == FAAS_ECANCELED);
+            else
+                assert_true(s.status[i] == 0 || s.status[i] == FAAS_ECANCELED);
+        }
+        assert_int_equal(aload(&g_finis), aload(&g_inits));
+        event_base_free(base);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -811,6 +1028,8 @@ int main(void)
         cmocka_unit_test_prestate(test_free_in_callback, &iso_inline_v),
         cmocka_unit_test_prestate(test_free_in_callback, &iso_thread_v),
         cmocka_unit_test(test_many_functions),
+        cmocka_unit_test(test_free_in_inline_prewarm_init),
+        cmocka_unit_test(test_free_in_log_callback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

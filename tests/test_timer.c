@@ -7,6 +7,7 @@
  * Real-clock tests measure wall time with generous upper bounds; fake-clock
  * tests advance struct tu_clock from inside the handler.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -597,6 +598,124 @@ static void test_remaining_ms_fake_clock(void **state)
     assert_int_equal(g_cb_total, 2);
 }
 
+/* ---- review regressions ---- */
+
+/* Ignores cancellation: waits for the gate, 1.5 s at most, then returns. */
+static int deaf_handler(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    (void)ctx;
+    (void)event;
+    AINC(&g_started);
+    gate_wait(NULL, 1500);
+    *result = json_string("late");
+    AINC(&g_returned);
+    return 0;
+}
+
+/*
+ * Review r4: a cold start with a quick init, and a handler that overruns its
+ * 100 ms timeout without looking at the cancel flag. The first look at the
+ * deadline must not wait for init_timeout_ms (10 s here): the timeout
+ * arrives at about 100 ms, long before the handler returns (1.5 s unless
+ * the test opens the gate).
+ */
+static void test_cold_start_timeout_on_time(void **state)
+{
+    struct faas_function_opts fo = fopts(FAAS_ISOLATION_THREAD, 100);
+    struct faas_stats st;
+    uint64_t t0, el;
+    (void)state;
+    start_rt(0);
+    fo.init = init_fn;
+    fo.fini = fini_fn;
+    fo.init_timeout_ms = 10000;
+    assert_int_equal(faas_register(g_rt, "coldto", deaf_handler, &fo), 0);
+
+    t0 = now_us();
+    assert_int_equal(faas_invoke(g_rt, "coldto", NULL, NULL, on_result, &g_rec[0]), 0);
+    assert_true(tu_run_until(g_base, &g_rec[0].calls, 1, BOUND_MS));
+    el = now_us() - t0;
+    assert_timed_out(0, "Task timed out after 0.10 seconds");
+    assert_int_equal(g_rec[0].cold, 1);
+    assert_true(el >= TIMEOUT_LOW_US);
+    assert_true(el < 1000000u);
+    /* the answer did not wait for the handler */
+    assert_int_equal(ALOAD(&g_returned), 0);
+    assert_int_equal(ALOAD(&g_init_calls), 1);
+
+    gate_open();
+    assert_true(run_until_atomic(&g_returned, 1, BOUND_MS));
+    assert_true(run_until_fn(pred_idle, "coldto", BOUND_MS));
+    assert_int_equal(g_rec[0].calls, 1);
+    assert_int_equal(g_cb_total, 1);
+    st = get_stats("coldto");
+    assert_int_equal(st.invocations, 1);
+    assert_int_equal(st.timeouts, 1);
+    assert_int_equal(st.cold_starts, 1);
+
+    faas_runtime_free(g_rt);
+    g_rt = NULL;
+    assert_int_equal(ALOAD(&g_fini_calls), 1);
+    assert_int_equal(g_cb_total, 1);
+}
+
+/* Works 300 ms (simulated, nanosleep), then succeeds without state. */
+static int init_300ms(struct faas_ctx *ctx, void **state)
+{
+    struct timespec ts = { 0, 300000000L };
+    (void)ctx;
+    AINC(&g_init_calls);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    *state = NULL;
+    AINC(&g_init_returned);
+    return 0;
+}
+
+/*
+ * Review r5: init_timeout_ms 0 (no init deadline) with a 100 ms handler
+ * timeout, and a 300 ms cold init. While init runs the deadline timer must
+ * not re-arm every millisecond: count how often one pass of the loop
+ * returns until the result is in. A correct runtime looks a few times (once
+ * per timeout_ms at most) plus the completion; a 1 ms poll makes ~300.
+ */
+static void test_no_poll_during_untimed_init(void **state)
+{
+    struct faas_function_opts fo = fopts(FAAS_ISOLATION_THREAD, 100);
+    struct event *guard;
+    struct timeval tv = { 0, 500000 };
+    uint64_t end;
+    int passes = 0;
+    (void)state;
+    start_rt(0);
+    fo.init = init_300ms;
+    fo.init_timeout_ms = 0;
+    assert_int_equal(faas_register(g_rt, "untimed", echo_handler, &fo), 0);
+
+    /* keeps each pass bounded (500 ms) without waking the loop any sooner */
+    guard = event_new(g_base, -1, 0, tu_tick_cb, NULL);
+    assert_non_null(guard);
+    assert_int_equal(faas_invoke(g_rt, "untimed", NULL, NULL, on_result, &g_rec[0]), 0);
+    end = tu_now_ms() + BOUND_MS;
+    while (g_rec[0].calls == 0 && tu_now_ms() < end) {
+        event_add(guard, &tv);
+        event_base_loop(g_base, EVLOOP_ONCE);
+        passes++;
+    }
+    event_free(guard);
+
+    assert_int_equal(g_rec[0].calls, 1);
+    assert_int_equal(g_rec[0].status, 0);
+    assert_int_equal(g_rec[0].cold, 1);
+    assert_int_equal(ALOAD(&g_init_calls), 1);
+    assert_int_equal(ALOAD(&g_init_returned), 1);
+    if (passes >= 50)
+        print_error("%d loop passes during a 300 ms init\n", passes);
+    assert_true(passes < 50);
+    tu_run_for(g_base, 20);
+    assert_int_equal(g_cb_total, 1);
+}
+
 int main(void)
 {
     pthread_condattr_t ca;
@@ -613,6 +732,8 @@ int main(void)
                                                  &iso_inline),
         cmocka_unit_test_prestate_setup_teardown(test_remaining_ms_fake_clock, setup, teardown,
                                                  &iso_thread),
+        cmocka_unit_test_setup_teardown(test_cold_start_timeout_on_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_poll_during_untimed_init, setup, teardown),
     };
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
