@@ -54,7 +54,7 @@ SONAME := libfaas.so.$(VERSION_MAJOR)
 
 FORCE:
 
-.PHONY: FORCE all deps lib test check check-asan check-tsan check-valgrind examples run \
+.PHONY: fuzz FORCE all deps lib test check check-asan check-tsan check-valgrind examples run \
         bench install uninstall clean tests-build
 
 all: deps lib
@@ -143,6 +143,33 @@ run: deps lib $(B)/examples/hello
 
 bench: deps lib $(BENCHES)
 	@for b in $(BENCHES); do echo "== $$b"; "$$b" || exit 1; done
+
+# libFuzzer targets (clang): each runs FUZZ_SECONDS from its seed corpus.
+FUZZ_SECONDS ?= 30
+FUZZ_CC      ?= clang
+FUZZERS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(wildcard lib/*.h) include/faas.h
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=all -Iinclude -Ilib $(DEP_CFLAGS) -o $@ $< $(LIB_SRCS) \
+	    $(LDLIBS_ALL)
+
+fuzz:
+	@WITH_FUZZ_TOOLS=1 sh tools/deps.sh
+	$(MAKE) --no-print-directory $(FUZZERS)
+	@for f in $(FUZZERS); do \
+	    n=$$(basename $$f); log=build/fuzz/$$n.log; mkdir -p build/fuzz/corpus-$$n; \
+	    seeds=; [ -d tests/fuzz/corpus/$$n ] && seeds=tests/fuzz/corpus/$$n; \
+	    echo "== $$n ($(FUZZ_SECONDS) s)"; \
+	    if $$f -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/fuzz/$$n- \
+	          build/fuzz/corpus-$$n $$seeds >$$log 2>&1; then \
+	        grep -E "^Done|^#[0-9]+ *DONE" $$log | tail -n 1; \
+	    else \
+	        tail -n 40 $$log; echo "$$n: FAILED (input saved as build/fuzz/$$n-*)"; exit 1; \
+	    fi; \
+	done
 
 install: lib
 	install -d $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PCDIR)

@@ -151,10 +151,13 @@ struct faas_log_record {
     const struct faas_result *result; /* FAAS_LOG_REPORT: the result */
     /*
      * FAAS_LOG_IDEMPOTENCY: "store" (a record was taken), "complete",
-     * "delete" (a failed invocation dropped its record), "replay",
+     * "delete" (a failed invocation dropped its record), "lost" (its
+     * record had expired and been taken by another), "replay",
      * "inprogress", "mismatch", "evict" (the memory store's LRU bound).
      * FAAS_LOG_ASYNC: "retry", "throttled", "success", "failure",
-     * "dead-letter", "overflow".
+     * "dead-letter", "overflow" (also from a directory watch whose inotify
+     * queue overflowed: function and request_id NULL, line names the
+     * watch).
      */
     const char *action;
     const char *key; /* FAAS_LOG_IDEMPOTENCY: the key's hash, hex */
@@ -188,12 +191,15 @@ struct faas_runtime_opts {
     faas_log_fn log;            /* every invocation's record; NULL = none */
     void *log_arg;
     struct faas_clock clock;    /* zeroes: the system clocks */
+    size_t http_max_body;       /* HTTP gateway request body; 0 = max_sync_payload */
+    size_t http_max_headers;    /* HTTP gateway request headers, bytes; 16 KiB */
+    const char *region;         /* awsRegion and ARNs in events; "local" */
 };
 
 #define FAAS_RUNTIME_OPTS_INIT                                              \
     {                                                                       \
         FAAS_RUNTIME_OPTS_VERSION, 0, 1, 6u * 1024u * 1024u, 256u * 1024u,  \
-            NULL, NULL, { NULL, NULL, NULL }                                \
+            NULL, NULL, { NULL, NULL, NULL }, 0u, 16u * 1024u, NULL         \
     }
 
 /*
@@ -406,7 +412,9 @@ FAAS_EXTERN int faas_register(struct faas_runtime *rt, const char *name,
  * Removes a function. Invocations still waiting for it complete with
  * FAAS_ECANCELED, from the loop; running ones are flagged cancelled and
  * complete with FAAS_ECANCELED; their instances are finalised when their
- * handlers return. The name can be registered again at once.
+ * handlers return. Async events still queued end inside this call
+ * (on_complete, dead_letter and on_failure with FAAS_ECANCELED). The name
+ * can be registered again at once.
  * Returns 0, FAAS_EINVAL or FAAS_ENOENT.
  */
 FAAS_EXTERN int faas_unregister(struct faas_runtime *rt, const char *name);
@@ -565,6 +573,112 @@ FAAS_EXTERN int faas_ctx_fail(struct faas_ctx *ctx, const char *error_type, cons
  * handler returns, after the REPORT). Lines over 4 KiB are truncated.
  */
 FAAS_EXTERN void faas_ctx_log(struct faas_ctx *ctx, const char *fmt, ...) FAAS_PRINTF(2, 3);
+
+/* ------------------------------------------------------------------ */
+/* Event sources                                                       */
+/* ------------------------------------------------------------------ */
+
+#define FAAS_MAP_OPTS_VERSION 1
+
+/*
+ * Event-source-mapping options. Batching, filters and failure handling apply
+ * to host-fed sources (s3:, dynamodb:, stream:, queue:); api: and schedule:
+ * mappings use none of them.
+ */
+struct faas_map_opts {
+    unsigned int version;       /* FAAS_MAP_OPTS_VERSION */
+    uint32_t batch_size;        /* records per invocation, 1..10000; 0 = 1 */
+    uint32_t batch_window_ms;   /* wait this long for a batch to fill; 0 */
+    const char *filter;         /* JSON: one EventBridge pattern or an array
+                                   of up to 5 (OR); copied; NULL = all */
+    int32_t max_retries;        /* -1: until max_record_age_ms runs out */
+    uint64_t max_record_age_ms; /* 0: no age limit */
+    int bisect_on_error;        /* split a failing batch in two and retry */
+    int report_batch_item_failures; /* honour {"batchItemFailures": [...]} */
+    uint32_t parallelization;   /* batches in flight per mapping, 1..10; 0 = 1 */
+    const char *partition_key_path; /* dotted path: records with the same key
+                                   run in order; NULL = the source's key */
+    const char *on_failure;     /* function invoked async with records that
+                                   failed for good; copied; NULL = none */
+};
+
+#define FAAS_MAP_OPTS_INIT                                                  \
+    { FAAS_MAP_OPTS_VERSION, 0u, 0u, NULL, -1, 0u, 0, 0, 0u, NULL, NULL }
+
+/*
+ * Maps an event source to a function. Source keys: "api:[METHOD ]/path"
+ * (an HTTP route: {name} segments, a {proxy+} tail, a trailing *; METHOD
+ * ANY or none matches all), "schedule:rate(...)" / "schedule:cron(...)" /
+ * "schedule:at(...)", "s3:ObjectCreated:*" and other S3 event names ("*"
+ * globs the event type; "s3:ObjectCreated" alone means all of them),
+ * "dynamodb:INSERT" / "MODIFY" / "REMOVE" / "*", "stream:NAME", "queue:NAME".
+ * `source`, `function` and `opts` are copied; the function must exist when
+ * the mapping is made, and a mapping whose function is later unregistered
+ * drops what it has (to on_failure, if any). Returns the mapping id (>= 0),
+ * FAAS_EINVAL, FAAS_EPARSE (a bad source key, schedule or filter),
+ * FAAS_ENOENT (no such function), FAAS_EEXIST (an identical api: route) or
+ * FAAS_ENOMEM.
+ */
+FAAS_EXTERN int faas_map(struct faas_runtime *rt, const char *source, const char *function,
+                         const struct faas_map_opts *opts);
+
+/*
+ * Removes a mapping: its timer or route goes at once; records it had
+ * batched are dropped (to on_failure, if any); invocations in flight end as
+ * they would. Returns 0, FAAS_EINVAL or FAAS_ENOENT.
+ */
+FAAS_EXTERN int faas_unmap(struct faas_runtime *rt, int mapping_id);
+
+/*
+ * Feeds a record to the mappings of a host-fed source: `source` names one
+ * concrete event ("s3:ObjectCreated:Put", "dynamodb:INSERT",
+ * "stream:orders", "queue:jobs"). `record` (borrowed) is either a complete
+ * record of that source (it has "eventSource") or the parts of one, which
+ * the runtime completes into the shape Lambda delivers: s3: {"bucket",
+ * "key", "size", "eTag"}; dynamodb: {"Keys", "NewImage", "OldImage"}; stream:
+ * {"partitionKey", "data"} (data: any JSON, sent base64 as Kinesis does);
+ * queue: {"body", "attributes", "messageAttributes"}. Each mapping's filter
+ * runs first; matching records are queued per mapping and delivered in
+ * {"Records": [...]} batches.
+ * Returns the number of mappings that took the record (0: none matched),
+ * FAAS_EINVAL, FAAS_EPARSE (an unknown source kind), FAAS_ETOOBIG or
+ * FAAS_ENOMEM.
+ */
+FAAS_EXTERN int faas_emit(struct faas_runtime *rt, const char *source, json_t *record);
+
+/*
+ * Serves the api: routes (and later the Invoke API) on the host's evhttp
+ * server: libfaas sets its generic callback, so routes the host registered
+ * with evhttp_set_cb keep theirs. The evhttp is borrowed and must outlive
+ * the runtime; its limits and allowed methods stay the host's (libevent
+ * refuses PATCH and OPTIONS unless evhttp_set_allowed_methods allows them).
+ * Returns 0, FAAS_EINVAL or FAAS_EBUSY (already attached).
+ */
+FAAS_EXTERN int faas_http_attach(struct faas_runtime *rt, struct evhttp *http);
+
+/*
+ * Creates an evhttp server of the runtime's own on address:port (port 0: a
+ * free port; faas_http_port() tells which) and serves the routes on it.
+ * Returns 0, FAAS_EINVAL, FAAS_EBUSY (already serving) or FAAS_ESYS.
+ */
+FAAS_EXTERN int faas_http_bind(struct faas_runtime *rt, const char *address, uint16_t port);
+
+/* The port faas_http_bind() listens on, or 0. */
+FAAS_EXTERN uint16_t faas_http_port(const struct faas_runtime *rt);
+
+/*
+ * Watches a directory (inotify, on the host's loop) and emits
+ * "s3:ObjectCreated:Put" when a file is closed after writing or moved in,
+ * and "s3:ObjectRemoved:Delete" when one is deleted or moved out, with
+ * bucket = `bucket`, key = the path relative to `dir`, size and eTag.
+ * Subdirectories are watched too, and those created or moved in are
+ * scanned. eTag is the hex BLAKE2b-128 of the content (S3 uses MD5). Files
+ * present when the watch starts are not emitted. A queue overflow rescans
+ * the tree and is logged (FAAS_LOG_ASYNC, "overflow"). Watches last until
+ * faas_runtime_free. Returns a watch id (>= 0), FAAS_EINVAL, FAAS_ENOENT (no
+ * such directory) or FAAS_ESYS.
+ */
+FAAS_EXTERN int faas_watch_dir(struct faas_runtime *rt, const char *bucket, const char *dir);
 
 /* ------------------------------------------------------------------ */
 /* Schedules                                                           */

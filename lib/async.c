@@ -392,8 +392,8 @@ static json_t *destination_record(struct faas_runtime *rt, const struct faas_res
     json_t *rec, *resp;
 
     iso_time(rt, ts, sizeof ts);
-    snprintf(arn, sizeof arn, "arn:aws:lambda:local:000000000000:function:%s:$LATEST",
-             res->function);
+    snprintf(arn, sizeof arn, "arn:aws:lambda:%s:000000000000:function:%s:$LATEST",
+             rt->opts.region ? rt->opts.region : "local", res->function);
     resp = json_pack("{s:i, s:s}", "statusCode", 200, "executedVersion", "$LATEST");
     if (resp && res->status != 0)
         json_object_set_new(resp, "functionError", json_string("Unhandled"));

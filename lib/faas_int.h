@@ -255,6 +255,42 @@ struct faas_inv {
 /* ---- the runtime ---------------------------------------------------- */
 
 struct faas_tpool;
+struct faas_http;
+
+/* ---- event sources -------------------------------------------------- */
+
+enum faas_src_kind {
+    FAAS_SRC_API = 1,
+    FAAS_SRC_SCHEDULE,
+    FAAS_SRC_S3,
+    FAAS_SRC_DYNAMODB,
+    FAAS_SRC_STREAM,
+    FAAS_SRC_QUEUE
+};
+
+struct faas_filter;  /* filter.c */
+struct faas_batcher; /* batch.c */
+struct faas_route;   /* http.c */
+
+struct faas_mapping {
+    struct faas_list link;        /* rt->mappings */
+    struct faas_runtime *rt;
+    int id;
+    enum faas_src_kind kind;
+    char *source;                 /* the key as given, owned */
+    const char *pattern;          /* into source: what follows "kind:" */
+    char function[FAAS_NAME_MAX + 1];
+    struct faas_map_opts opts;    /* copied; its strings point at owned copies */
+    struct faas_filter *filter;   /* NULL: every record */
+    /* schedule: */
+    struct event *timer;
+    void *sched;                  /* struct faas_schedule (schedule.h), owned */
+    int64_t last_fire_s;          /* the last fire time, UTC seconds */
+    /* api: */
+    struct faas_route *route;     /* http.c */
+    /* host-fed: */
+    struct faas_batcher *batcher; /* batch.c */
+};
 
 struct faas_runtime {
     struct event_base *base;
@@ -274,6 +310,13 @@ struct faas_runtime {
     struct faas_list idle;     /* every idle instance */
     struct faas_list store_wait; /* invocations waiting for a store (idem.c) */
     struct faas_list store_ops;  /* completes and removes awaiting an answer */
+
+    /* event sources */
+    struct faas_list mappings;
+    int next_mapping_id;
+    struct faas_http *http;      /* http.c; NULL until attached or bound */
+    struct faas_list watches;    /* watch.c */
+    int next_watch_id;
 
     struct faas_tpool *pool;   /* NULL until a THREAD function exists */
 
@@ -349,6 +392,56 @@ void faas_async_cancel_fn(struct faas_fn *fn, int status);
 /* Starts every event whose retry time has come (the timer; tests). */
 void faas_async_poll(struct faas_runtime *rt);
 void faas_async_free(struct faas_fn *fn);
+
+/* ---- source.c ------------------------------------------------------- */
+/* The mapping with this id, or NULL. */
+struct faas_mapping *faas_mapping_find(struct faas_runtime *rt, int id);
+/* Ends every mapping and watch (teardown, first step). */
+void faas_sources_free(struct faas_runtime *rt);
+/* Fires every schedule whose time has come (tests with a fake clock). */
+void faas_schedule_poll(struct faas_runtime *rt);
+/* "aws:s3" etc.: the eventSource of a host-fed kind. */
+const char *faas_src_event_source(enum faas_src_kind kind);
+
+/* ---- filter.c: EventBridge patterns --------------------------------- */
+/* Compiles one pattern (a JSON object) or an array of 1..5 (OR'ed); the text
+ * is not kept. err (may be NULL) gets the reason on failure. Returns 0,
+ * FAAS_EPARSE, FAAS_EINVAL (NULL text or out) or FAAS_ENOMEM; *out is
+ * untouched on failure. */
+int faas_filter_compile(const char *json_text, struct faas_filter **out, char *err,
+                        size_t errlen);
+/* 1 when the record matches (a NULL filter matches every record). Loop
+ * thread; allocates only to decode a "body"/"data" a pattern looks inside. */
+int faas_filter_match(const struct faas_filter *f, json_t *record);
+void faas_filter_free(struct faas_filter *f);
+
+/* ---- http.c: the HTTP gateway ---------------------------------------- */
+/* Adds m's route (m->pattern: "[METHOD ]/path"): FAAS_EPARSE, FAAS_EEXIST. */
+int faas_http_route_add(struct faas_runtime *rt, struct faas_mapping *m);
+void faas_http_route_remove(struct faas_runtime *rt, struct faas_mapping *m);
+/* Teardown: routes, the own server, pending requests answered 503. */
+void faas_http_free(struct faas_runtime *rt);
+
+/* ---- shapes.c / batch.c: host-fed sources ---------------------------- */
+/* The record as Lambda delivers it for `kind` and `name` (the S3 event name
+ * "ObjectCreated:Put", the DynamoDB "INSERT", the stream or queue name),
+ * from a complete record (kept as is) or its parts. New reference, or NULL
+ * with *err set (FAAS_EINVAL for parts that do not fit, FAAS_ENOMEM). */
+json_t *faas_shape_record(struct faas_runtime *rt, enum faas_src_kind kind, const char *name,
+                          json_t *parts, int *err);
+/* A mapping of a host-fed kind gets its batcher at faas_map. */
+int faas_batcher_new(struct faas_mapping *m);
+/* Queues a shaped, filtered record (a reference the call takes over).
+ * Returns 0, FAAS_ENOMEM. */
+int faas_batcher_add(struct faas_mapping *m, json_t *record);
+/* Unmap or teardown: what is queued or waiting for a retry is dropped (to
+ * on_failure unless the runtime is closing); in-flight batches finish. */
+void faas_batcher_free(struct faas_mapping *m);
+/* Runs due batch windows and retries now (timers; tests with a fake clock). */
+void faas_batcher_poll(struct faas_runtime *rt);
+
+/* ---- watch.c --------------------------------------------------------- */
+void faas_watch_free_all(struct faas_runtime *rt);
 
 /* ---- invoke.c ------------------------------------------------------- */
 /*

@@ -206,6 +206,8 @@ int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
     faas_list_init(&rt->idle);
     faas_list_init(&rt->store_wait);
     faas_list_init(&rt->store_ops);
+    faas_list_init(&rt->mappings);
+    faas_list_init(&rt->watches);
     seed_rng(rt);
     *out = rt;
     return 0;
@@ -218,6 +220,10 @@ static void runtime_destroy(struct faas_runtime *rt)
 
     rt->closing = 1;
     rt->cb_depth++; /* user callbacks from here on cannot free us again */
+
+    /* Producers first: no schedule, route, watch or batch starts anything
+     * new from here on. */
+    faas_sources_free(rt);
 
     /* Work the loop had not reached yet: cancel it, now. */
     faas_list_init(&batch);

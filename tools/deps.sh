@@ -3,6 +3,7 @@
 # Quiet and quick when everything is present.
 pkgs="libevent-dev libjansson-dev libsodium-dev libcmocka-dev pkg-config"
 [ "${WITH_CHECK_TOOLS:-0}" = 1 ] && pkgs="$pkgs valgrind"
+[ "${WITH_FUZZ_TOOLS:-0}" = 1 ] && pkgs="$pkgs clang libclang-rt-14-dev"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -143,6 +143,8 @@ static void on_log(const struct faas_log_record *rec, void *arg)
         }
         printf("  %s\n", line);
         break;
+    default: /* idempotency and async records: not used here */
+        break;
     }
 }
 

@@ -1,0 +1,1175 @@
+/*
+ * batch.c - Lambda's event-source-mapping semantics for host-fed sources
+ * (s3:, dynamodb:, stream:, queue:): batching, per-key ordering, retries
+ * with backoff, record age, bisection, partial batch responses and the
+ * on-failure destination.
+ *
+ * Each host-fed mapping owns one struct faas_batcher. faas_emit() hands it
+ * shaped, filtered records (faas_batcher_add); nothing is invoked inside
+ * that call: batches leave from the loop (the kick event, the timer, and
+ * faas_batcher_poll for tests), through faas_invoke (request/response) on
+ * the mapped function, looked up by name at send time.
+ *
+ * Records wait in per-key FIFO queues. Stream and DynamoDB mappings key
+ * each record by its partition key (opts.partition_key_path, or the
+ * source's own); a key is available while none of its records is in a
+ * batch (in flight, waiting for a retry, or waiting behind the other half
+ * of a bisected batch), so one key has one batch at a time and its records
+ * stay in order, while different keys run in parallel. S3 and queue
+ * mappings have one queue that is always available. Available keys are on
+ * `avail`, oldest head record first; navail counts their records. A batch
+ * takes up to batch_size available records when that many are available,
+ * or when the oldest has waited batch_window_ms; at most parallelization
+ * invocations are in flight per mapping.
+ *
+ * A batch that fails is retried after a backoff (1 s doubling to 60 s, on
+ * the runtime's clock) up to max_retries times (-1: no limit), split in two
+ * first with bisect_on_error (for ordered kinds the second half waits for
+ * the first: it is chained behind it and scheduled when the first ends).
+ * Records older than max_record_age_ms are not sent or retried. With
+ * report_batch_item_failures, a successful result may name the records that
+ * failed: only those are retried (ordered kinds: from the first failed one
+ * on). Records that fail for good go to the on_failure function with a
+ * Lambda-style record, and always to the log as a FAAS_LOG_ASYNC "failure".
+ *
+ * Lifetime: the mapping holds one reference, every batch in flight one, and
+ * an entry from the loop one. faas_batcher_free() detaches the batcher from
+ * its mapping (b->m = NULL), frees its events and ends what waits; results
+ * of batches still in flight are then dropped when they arrive. User code
+ * (log, on-failure enqueue, an idempotency store answering inside
+ * faas_invoke) may unmap the mapping: every path moves its batches onto the
+ * batcher's lists before it calls out, and checks for detachment after.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "faas_int.h"
+
+#define BATCH_SIZE_MAX 10000u
+#define PARALLEL_MAX 10u
+#define BACKOFF_FIRST_MS 1000u
+#define BACKOFF_CAP_MS 60000u
+#define MS 1000000u
+
+enum fail_cond { C_RETRIES = 0, C_AGE, C_NOFN, C_REMOVED };
+
+static const char *const cond_names[] = { "RetryAttemptsExhausted", "RecordAgeExceeded",
+                                          "FunctionNotFound", "MappingRemoved" };
+
+struct bkey {
+    struct bkey *hnext;
+    struct faas_list avail_link; /* b->avail while in_avail */
+    struct faas_list queue;      /* struct brec, arrival order */
+    size_t nqueued;
+    size_t outstanding;          /* its records in batches */
+    int in_avail;
+    uint32_t hash;
+    const char *name;
+};
+
+struct brec {
+    struct faas_list link;       /* its key's queue while queued */
+    struct bkey *key;
+    json_t *rec;
+    uint64_t emitted_ns;
+    uint64_t seq;                /* arrival order in the mapping */
+};
+
+struct bbatch {
+    struct faas_list link;       /* b->retry (by wake time) or b->inflight */
+    struct faas_batcher *b;
+    struct bbatch *next;         /* ordered kinds: runs when this one ends */
+    struct brec **recs;
+    size_t n;
+    uint32_t retries;            /* retries granted so far */
+    uint32_t invokes;            /* invocations its records took part in */
+    uint64_t wake_ns;
+    int last_status;             /* of the last attempt; 0: partial failure */
+    int ran;                     /* the last attempt produced a result */
+    char request_id[FAAS_REQUEST_ID_SIZE];
+};
+
+struct faas_batcher {
+    struct faas_runtime *rt;
+    struct faas_mapping *m;      /* NULL once detached */
+    unsigned refs;
+    enum faas_src_kind kind;
+    int ordered;
+    int mapping_id;
+    char function[FAAS_NAME_MAX + 1];
+    char *on_failure;
+    char *key_path;
+    uint32_t batch_size, window_ms, parallel;
+    int32_t max_retries;
+    uint64_t max_age_ms;
+    int bisect, report_items;
+
+    struct bkey **buckets;       /* ordered kinds: keys by name */
+    size_t nbuckets, nkeys;
+    struct bkey all;             /* unordered kinds: the one queue */
+    struct faas_list avail;
+    size_t navail;
+    uint64_t next_seq;
+
+    struct faas_list retry;      /* batches waiting for their wake time */
+    struct faas_list inflight;
+    uint32_t ninflight;
+
+    struct event *kick_ev, *timer_ev;
+    int timer_armed;
+    uint64_t timer_at;
+};
+
+/* ---- small helpers -------------------------------------------------- */
+
+static int stopping(const struct faas_runtime *rt)
+{
+    return rt->closing || rt->free_requested;
+}
+
+static void ref(struct faas_batcher *b)
+{
+    b->refs++;
+}
+
+static void destroy(struct faas_batcher *b)
+{
+    size_t i;
+    for (i = 0; i < b->nbuckets; i++) {
+        struct bkey *k = b->buckets[i], *next;
+        for (; k; k = next) {
+            next = k->hnext;
+            free(k);
+        }
+    }
+    free(b->buckets);
+    free(b->on_failure);
+    free(b->key_path);
+    free(b);
+}
+
+static void unref(struct faas_batcher *b)
+{
+    if (--b->refs == 0)
+        destroy(b);
+}
+
+static void kick(struct faas_batcher *b)
+{
+    if (b->kick_ev)
+        event_active(b->kick_ev, EV_TIMEOUT, 1);
+}
+
+static void batch_log(struct faas_batcher *b, const char *request_id, const char *fmt, ...)
+    FAAS_PRINTF(3, 4);
+
+static void batch_log(struct faas_batcher *b, const char *request_id, const char *fmt, ...)
+{
+    struct faas_runtime *rt = b->rt;
+    struct faas_log_record rec;
+    char line[320];
+    va_list ap;
+
+    if (!rt->opts.log)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    memset(&rec, 0, sizeof rec);
+    rec.kind = FAAS_LOG_ASYNC;
+    rec.function = b->function;
+    rec.request_id = request_id;
+    rec.action = "failure";
+    rec.line = line;
+    rt->opts.log(&rec, rt->opts.log_arg);
+}
+
+static const char *err_name(int status)
+{
+    const char *n = faas_strerror_name(status);
+    return status == 0 ? "partial batch failure" : n ? n : "EUNKNOWN";
+}
+
+static uint32_t str_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 16777619u;
+    }
+    return h;
+}
+
+/* The value at a dotted path ("a.b.0.c": digits index arrays), or NULL. */
+static json_t *path_get(json_t *j, const char *path)
+{
+    const char *p = path, *dot;
+    while (j && *p) {
+        size_t len;
+        dot = strchr(p, '.');
+        len = dot ? (size_t)(dot - p) : strlen(p);
+        if (json_is_object(j)) {
+            j = json_object_getn(j, p, len);
+        } else if (json_is_array(j) && len > 0 && len < 10 && strspn(p, "0123456789") >= len) {
+            j = json_array_get(j, strtoul(p, NULL, 10));
+        } else {
+            return NULL;
+        }
+        p = dot ? dot + 1 : p + len;
+    }
+    return j;
+}
+
+/* The identifier batchItemFailures names a record by, or NULL. */
+static const char *rec_id(const struct faas_batcher *b, json_t *rec)
+{
+    const char *path = b->kind == FAAS_SRC_QUEUE      ? "messageId"
+                       : b->kind == FAAS_SRC_STREAM   ? "kinesis.sequenceNumber"
+                       : b->kind == FAAS_SRC_DYNAMODB ? "dynamodb.SequenceNumber"
+                                                      : "s3.object.sequencer";
+    return json_string_value(path_get(rec, path));
+}
+
+/* ---- keys ----------------------------------------------------------- */
+
+static int key_available(const struct faas_batcher *b, const struct bkey *k)
+{
+    return k->nqueued > 0 && (!b->ordered || k->outstanding == 0);
+}
+
+static uint64_t head_seq(const struct bkey *k)
+{
+    return FAAS_CONTAINER_OF(k->queue.next, struct brec, link)->seq;
+}
+
+static uint64_t head_ns(const struct bkey *k)
+{
+    return FAAS_CONTAINER_OF(k->queue.next, struct brec, link)->emitted_ns;
+}
+
+static void avail_remove(struct faas_batcher *b, struct bkey *k)
+{
+    if (!k->in_avail)
+        return;
+    faas_list_remove(&k->avail_link);
+    k->in_avail = 0;
+    b->navail -= k->nqueued;
+}
+
+/* Puts k on avail, or takes it off, after its queue or batches changed. */
+static void avail_update(struct faas_batcher *b, struct bkey *k)
+{
+    struct faas_list *e;
+    uint64_t seq;
+
+    if (!key_available(b, k)) {
+        avail_remove(b, k);
+        return;
+    }
+    if (k->in_avail)
+        return;
+    /* Oldest head record first; a key coming back is usually older than
+     * the newest ones, so search from the tail. */
+    seq = head_seq(k);
+    e = b->avail.prev;
+    while (e != &b->avail &&
+           head_seq(FAAS_CONTAINER_OF(e, struct bkey, avail_link)) > seq)
+        e = e->prev;
+    faas_list_insert_head(e, &k->avail_link); /* after e */
+    k->in_avail = 1;
+    b->navail += k->nqueued;
+}
+
+static void key_unlink(struct faas_batcher *b, struct bkey *k)
+{
+    struct bkey **p = &b->buckets[k->hash & (b->nbuckets - 1)];
+    for (; *p; p = &(*p)->hnext) {
+        if (*p == k) {
+            *p = k->hnext;
+            b->nkeys--;
+            return;
+        }
+    }
+}
+
+/* Drops an ordered key that holds nothing: keys do not pile up. */
+static void key_maybe_free(struct faas_batcher *b, struct bkey *k)
+{
+    if (k == &b->all || k->nqueued || k->outstanding || k->in_avail)
+        return;
+    key_unlink(b, k);
+    free(k);
+}
+
+static int keys_grow(struct faas_batcher *b)
+{
+    size_t n = b->nbuckets * 2, i;
+    struct bkey **nb = faas_calloc(n, sizeof *nb);
+    if (!nb)
+        return FAAS_ENOMEM;
+    for (i = 0; i < b->nbuckets; i++) {
+        struct bkey *k = b->buckets[i], *next;
+        for (; k; k = next) {
+            next = k->hnext;
+            k->hnext = nb[k->hash & (n - 1)];
+            nb[k->hash & (n - 1)] = k;
+        }
+    }
+    free(b->buckets);
+    b->buckets = nb;
+    b->nbuckets = n;
+    return 0;
+}
+
+static struct bkey *key_get(struct faas_batcher *b, const char *name)
+{
+    uint32_t h = str_hash(name);
+    size_t len = strlen(name);
+    struct bkey *k = b->buckets[h & (b->nbuckets - 1)];
+
+    for (; k; k = k->hnext)
+        if (k->hash == h && strcmp(k->name, name) == 0)
+            return k;
+    if (b->nkeys >= b->nbuckets && keys_grow(b) != 0)
+        return NULL;
+    k = faas_calloc(1, sizeof *k + len + 1);
+    if (!k)
+        return NULL;
+    memcpy((char *)(k + 1), name, len + 1);
+    k->name = (const char *)(k + 1);
+    k->hash = h;
+    faas_list_init(&k->queue);
+    faas_list_init(&k->avail_link);
+    k->hnext = b->buckets[h & (b->nbuckets - 1)];
+    b->buckets[h & (b->nbuckets - 1)] = k;
+    b->nkeys++;
+    return k;
+}
+
+/* The partition key of a record, as a string the caller frees, or NULL. */
+static char *partition_key(const struct faas_batcher *b, json_t *rec)
+{
+    const char *path = b->key_path ? b->key_path
+                       : b->kind == FAAS_SRC_STREAM ? "kinesis.partitionKey"
+                                                    : "dynamodb.Keys";
+    json_t *v = path_get(rec, path);
+    if (!v)
+        return faas_strdup("");
+    if (json_is_string(v))
+        return faas_strdup(json_string_value(v));
+    /* Sorted keys: the same DynamoDB key in any member order is one key. */
+    return json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+}
+
+/* ---- records and batches -------------------------------------------- */
+
+/* A record leaves its batch for good (delivered or failed). */
+static void rec_end(struct faas_batcher *b, struct brec *r)
+{
+    struct bkey *k = r->key;
+    k->outstanding--;
+    json_decref(r->rec);
+    free(r);
+    if (b->m) {
+        avail_update(b, k);
+        key_maybe_free(b, k);
+    }
+}
+
+static struct bbatch *batch_alloc(struct faas_batcher *b, size_t cap)
+{
+    struct bbatch *bt = faas_calloc(1, sizeof *bt);
+    if (!bt)
+        return NULL;
+    bt->recs = faas_malloc((cap ? cap : 1) * sizeof *bt->recs);
+    if (!bt->recs) {
+        free(bt);
+        return NULL;
+    }
+    bt->b = b;
+    faas_list_init(&bt->link);
+    return bt;
+}
+
+static void batch_free(struct bbatch *bt)
+{
+    free(bt->recs);
+    free(bt);
+}
+
+/* Drops a batch and what is chained behind it, records and all, quietly. */
+static void batch_drop(struct faas_batcher *b, struct bbatch *bt)
+{
+    while (bt) {
+        struct bbatch *next = bt->next;
+        size_t i;
+        for (i = 0; i < bt->n; i++)
+            rec_end(b, bt->recs[i]);
+        batch_free(bt);
+        bt = next;
+    }
+}
+
+static void retry_insert(struct faas_batcher *b, struct bbatch *bt)
+{
+    struct faas_list *e = b->retry.prev;
+    while (e != &b->retry && FAAS_CONTAINER_OF(e, struct bbatch, link)->wake_ns > bt->wake_ns)
+        e = e->prev;
+    faas_list_insert_head(e, &bt->link); /* after e */
+}
+
+static uint64_t backoff_ns(uint32_t retries)
+{
+    uint64_t ms = BACKOFF_FIRST_MS;
+    uint32_t i;
+    for (i = 1; i < retries && ms < BACKOFF_CAP_MS; i++)
+        ms *= 2;
+    return (ms > BACKOFF_CAP_MS ? BACKOFF_CAP_MS : ms) * MS;
+}
+
+/* A batch ended: what was chained behind it may start now. */
+static void batch_end(struct faas_batcher *b, struct bbatch *bt, uint64_t now)
+{
+    struct bbatch *next = bt->next;
+    bt->next = NULL;
+    batch_free(bt);
+    if (!next)
+        return;
+    if (b->m) {
+        next->wake_ns = now;
+        retry_insert(b, next);
+    } else {
+        batch_drop(b, next);
+    }
+}
+
+static void iso_time(struct faas_runtime *rt, char *buf, size_t size)
+{
+    int64_t ns = faas_wall_ns(rt);
+    time_t s = (time_t)(ns / 1000000000);
+    int ms = (int)((ns % 1000000000) / 1000000);
+    struct tm tm;
+    if (ms < 0) {
+        ms += 1000;
+        s--;
+    }
+    gmtime_r(&s, &tm);
+    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+}
+
+/* The statusCode of an attempt that did not produce a result. */
+static int sync_status_code(int status)
+{
+    switch (status) {
+    case FAAS_ENOENT:
+        return 404;
+    case FAAS_ETHROTTLED:
+        return 429;
+    case FAAS_ETOOBIG:
+        return 413;
+    default:
+        return 500;
+    }
+}
+
+/* Lambda's on-failure destination record. New reference, or NULL. */
+static json_t *failure_record(struct faas_batcher *b, const struct bbatch *bt,
+                              enum fail_cond cond, const char *request_id)
+{
+    struct faas_runtime *rt = b->rt;
+    const char *region = rt->opts.region && rt->opts.region[0] ? rt->opts.region : "local";
+    char ts[96], arn[FAAS_NAME_MAX + 128];
+    json_t *rec, *resp, *records;
+    size_t i;
+
+    iso_time(rt, ts, sizeof ts);
+    snprintf(arn, sizeof arn, "arn:aws:lambda:%s:000000000000:function:%s", region,
+             b->function);
+    /* 200 for an attempt that ran (functionError says it failed), the
+     * refusal's code for one that did not, 0 when none was made. */
+    resp = json_pack("{s:i, s:s}", "statusCode",
+                     bt->ran ? 200 : bt->last_status ? sync_status_code(bt->last_status) : 0,
+                     "executedVersion", "$LATEST");
+    if (resp && bt->ran && bt->last_status != 0)
+        json_object_set_new(resp, "functionError", json_string("Unhandled"));
+    records = json_array();
+    for (i = 0; records && i < bt->n; i++)
+        json_array_append(records, bt->recs[i]->rec);
+    rec = json_pack("{s:{s:s, s:s, s:s, s:I}, s:o, s:s, s:s}", "requestContext", "requestId",
+                    request_id, "functionArn", arn, "condition", cond_names[cond],
+                    "approximateInvokeCount", (json_int_t)bt->invokes, "responseContext", resp,
+                    "version", "1.0", "timestamp", ts);
+    if (rec && bt->n && (b->kind == FAAS_SRC_STREAM || b->kind == FAAS_SRC_DYNAMODB)) {
+        json_t *first = bt->recs[0]->rec, *last = bt->recs[bt->n - 1]->rec;
+        json_t *info = json_pack("{s:s, s:s?, s:s?, s:I, s:s?}", "shardId",
+                                 "shardId-000000000000", "startSequenceNumber",
+                                 rec_id(b, first), "endSequenceNumber", rec_id(b, last),
+                                 "batchSize", (json_int_t)bt->n, "streamArn",
+                                 json_string_value(json_object_get(first, "eventSourceARN")));
+        json_object_set_new(rec, b->kind == FAAS_SRC_STREAM ? "KinesisBatchInfo"
+                                                            : "DDBStreamBatchInfo",
+                            info);
+    }
+    if (rec && json_object_set_new(rec, "Records", records) == 0)
+        return rec;
+    if (!rec)
+        json_decref(records);
+    json_decref(rec);
+    return NULL;
+}
+
+/*
+ * The records of bt failed for good: the on-failure destination (not while
+ * the runtime closes), a log record, then the records end. What was chained
+ * behind bt is scheduled first, so user code finds consistent lists.
+ */
+static void fail_final(struct faas_batcher *b, struct bbatch *bt, enum fail_cond cond,
+                       uint64_t now)
+{
+    struct faas_runtime *rt = b->rt;
+    char id[FAAS_REQUEST_ID_SIZE], dest_id[FAAS_REQUEST_ID_SIZE];
+    struct bbatch *next = bt->next;
+    const char *sent = "";
+    char note[FAAS_NAME_MAX + 64] = "";
+    size_t i;
+    json_t *rec;
+    int rc;
+
+    bt->next = NULL;
+    if (next) {
+        if (b->m) {
+            next->wake_ns = now;
+            retry_insert(b, next);
+        } else {
+            batch_drop(b, next);
+        }
+    }
+    if (bt->ran)
+        memcpy(id, bt->request_id, sizeof id);
+    else
+        faas_request_id(rt, id);
+    if (b->on_failure && !stopping(rt)) {
+        rec = failure_record(b, bt, cond, id);
+        rc = rec ? faas_invoke_async(rt, b->on_failure, rec, NULL, dest_id) : FAAS_ENOMEM;
+        json_decref(rec);
+        if (rc == 0)
+            snprintf(note, sizeof note, "; sent to %s", b->on_failure);
+        else
+            snprintf(note, sizeof note, "; on_failure %s not invoked: %s", b->on_failure,
+                     err_name(rc));
+        sent = note;
+    }
+    batch_log(b, id, "mapping %d: %zu record%s failed for good (%s, %s)%s", b->mapping_id,
+              bt->n, bt->n == 1 ? "" : "s", cond_names[cond],
+              bt->invokes ? err_name(bt->last_status) : "never invoked", sent);
+    for (i = 0; i < bt->n; i++)
+        rec_end(b, bt->recs[i]);
+    batch_free(bt);
+}
+
+/* Moves the records of bt whose age ran out into a new batch (or NULL). */
+static struct bbatch *split_expired(struct faas_batcher *b, struct bbatch *bt, uint64_t now)
+{
+    struct bbatch *dead = NULL;
+    uint64_t max = b->max_age_ms;
+    size_t i, keep = 0;
+
+    if (max == 0)
+        return NULL;
+    for (i = 0; i < bt->n; i++) {
+        struct brec *r = bt->recs[i];
+        int old = max <= (UINT64_MAX - r->emitted_ns) / MS && now >= r->emitted_ns + max * MS;
+        if (old && !dead && !(dead = batch_alloc(b, bt->n)))
+            old = 0; /* out of memory: it gets another attempt */
+        if (old) {
+            dead->recs[dead->n++] = r;
+        } else {
+            bt->recs[keep++] = r;
+        }
+    }
+    bt->n = keep;
+    if (dead) {
+        dead->invokes = bt->invokes;
+        dead->last_status = bt->last_status;
+        dead->ran = bt->ran;
+        memcpy(dead->request_id, bt->request_id, sizeof dead->request_id);
+    }
+    return dead;
+}
+
+/* A copy of bt's bookkeeping with recs[from..to). */
+static struct bbatch *batch_slice(struct faas_batcher *b, struct bbatch *bt, size_t from,
+                                  size_t to)
+{
+    struct bbatch *s = batch_alloc(b, to - from);
+    if (!s)
+        return NULL;
+    memcpy(s->recs, bt->recs + from, (to - from) * sizeof *s->recs);
+    s->n = to - from;
+    s->retries = bt->retries;
+    s->invokes = bt->invokes;
+    s->last_status = bt->last_status;
+    s->ran = bt->ran;
+    memcpy(s->request_id, bt->request_id, sizeof s->request_id);
+    return s;
+}
+
+/*
+ * Splits bt in two halves, both scheduled at `wake`: for ordered kinds the
+ * second waits behind the first. Returns 0, or FAAS_ENOMEM with bt intact.
+ */
+static int bisect(struct faas_batcher *b, struct bbatch *bt, uint64_t wake)
+{
+    size_t half = bt->n / 2;
+    struct bbatch *h2 = batch_slice(b, bt, half, bt->n);
+
+    if (!h2)
+        return FAAS_ENOMEM;
+    bt->n = half;
+    bt->wake_ns = wake;
+    h2->wake_ns = wake;
+    if (b->ordered) {
+        h2->next = bt->next;
+        bt->next = h2;
+        retry_insert(b, bt);
+    } else {
+        retry_insert(b, bt);
+        retry_insert(b, h2);
+    }
+    return 0;
+}
+
+/*
+ * An attempt of bt failed with `status` (0: named failures of a partial
+ * batch response, in bt already). Retries after a backoff, bisecting first
+ * if allowed, or fails the batch for good.
+ */
+static void batch_failed(struct faas_batcher *b, struct bbatch *bt, int status, int may_bisect,
+                         uint64_t now)
+{
+    uint64_t wake;
+
+    bt->last_status = status;
+    if (b->max_retries >= 0 && bt->retries >= (uint32_t)b->max_retries) {
+        fail_final(b, bt, C_RETRIES, now);
+        return;
+    }
+    bt->retries++;
+    wake = now + backoff_ns(bt->retries);
+    if (may_bisect && b->bisect && bt->n > 1 && bisect(b, bt, wake) == 0)
+        return;
+    bt->wake_ns = wake;
+    retry_insert(b, bt);
+}
+
+/* ---- results -------------------------------------------------------- */
+
+/*
+ * Reads {"batchItemFailures":[{"itemIdentifier":...}]} into flags. Returns
+ * the number of failed records (0: all succeeded), or -1 for a response
+ * that names no record of the batch, which fails the whole batch as Lambda
+ * does.
+ */
+static int item_failures(const struct faas_batcher *b, const struct bbatch *bt, json_t *payload,
+                         unsigned char *flags)
+{
+    json_t *list = json_is_object(payload) ? json_object_get(payload, "batchItemFailures") : NULL;
+    size_t i, j;
+    int nfailed = 0;
+
+    if (!list || json_is_null(list))
+        return 0;
+    if (!json_is_array(list))
+        return -1;
+    for (i = 0; i < json_array_size(list); i++) {
+        const char *want = json_string_value(json_object_get(json_array_get(list, i),
+                                                             "itemIdentifier"));
+        if (!want || !want[0])
+            return -1;
+        for (j = 0; j < bt->n; j++) {
+            const char *id = rec_id(b, bt->recs[j]->rec);
+            if (id && strcmp(id, want) == 0)
+                break;
+        }
+        if (j == bt->n)
+            return -1;
+        if (!flags[j]) {
+            flags[j] = 1;
+            nfailed++;
+        }
+    }
+    return nfailed;
+}
+
+/* A partial batch response: the records it did not name are done. */
+static void batch_partial(struct faas_batcher *b, struct bbatch *bt, const unsigned char *flags,
+                          uint64_t now)
+{
+    size_t i, keep = 0, first = bt->n;
+
+    for (i = 0; i < bt->n; i++)
+        if (flags[i] && first == bt->n)
+            first = i;
+    for (i = 0; i < bt->n; i++) {
+        /* Ordered sources resume from the first failed record, as Lambda
+         * checkpoints a stream; others retry only what failed. */
+        int retry = b->ordered ? i >= first : flags[i] != 0;
+        if (retry)
+            bt->recs[keep++] = bt->recs[i];
+        else
+            rec_end(b, bt->recs[i]);
+    }
+    bt->n = keep;
+    batch_failed(b, bt, 0, 0, now);
+}
+
+static void batch_done(const struct faas_result *res, void *arg)
+{
+    struct bbatch *bt = arg;
+    struct faas_batcher *b = bt->b;
+    struct faas_runtime *rt = b->rt;
+    unsigned char *flags = NULL;
+    uint64_t now;
+    size_t i;
+    int nfailed = 0;
+
+    faas_list_remove(&bt->link);
+    b->ninflight--;
+    memcpy(bt->request_id, res->request_id, sizeof bt->request_id);
+    bt->ran = 1;
+    bt->last_status = res->status;
+    if (!b->m || stopping(rt)) {
+        /* Unmapped or closing: nobody wants the outcome any more. */
+        batch_drop(b, bt);
+        unref(b);
+        return;
+    }
+    now = faas_now_ns(rt);
+    if (res->status != 0) {
+        batch_failed(b, bt, res->status, 1, now);
+    } else if (b->report_items && (flags = faas_calloc(bt->n, 1)) != NULL &&
+               (nfailed = item_failures(b, bt, res->payload, flags)) != 0) {
+        if (nfailed < 0)
+            batch_failed(b, bt, 0, 0, now);
+        else
+            batch_partial(b, bt, flags, now);
+    } else {
+        /* Success (also when the flags could not be allocated: the result
+         * cannot be read, and a retry would run what may have succeeded). */
+        for (i = 0; i < bt->n; i++)
+            rec_end(b, bt->recs[i]);
+        batch_end(b, bt, now);
+    }
+    free(flags);
+    kick(b);
+    unref(b);
+}
+
+/* ---- sending -------------------------------------------------------- */
+
+/* Invokes the function with bt. The caller holds a reference to b. */
+static void batch_send(struct faas_batcher *b, struct bbatch *bt, uint64_t now)
+{
+    struct faas_runtime *rt = b->rt;
+    json_t *event = json_object(), *records = json_array();
+    size_t i;
+    int rc;
+
+    for (i = 0; records && i < bt->n; i++)
+        if (json_array_append(records, bt->recs[i]->rec) != 0)
+            break;
+    if (!event || !records || i < bt->n ||
+        json_object_set_new(event, "Records", records) != 0) {
+        if (!event)
+            json_decref(records);
+        json_decref(event);
+        bt->invokes++;
+        bt->ran = 0;
+        batch_failed(b, bt, FAAS_ENOMEM, 0, now);
+        return;
+    }
+    /* On the lists before the call: an idempotency store may answer inside
+     * it, and the log callback may then unmap the mapping. */
+    faas_list_insert_tail(&b->inflight, &bt->link);
+    b->ninflight++;
+    ref(b);
+    bt->invokes++;
+    rc = faas_invoke(rt, b->function, event, NULL, batch_done, bt);
+    json_decref(event);
+    if (rc == 0)
+        return;
+    faas_list_remove(&bt->link);
+    b->ninflight--;
+    bt->invokes--;
+    bt->ran = 0;
+    bt->last_status = rc;
+    if (!b->m || stopping(rt)) {
+        batch_drop(b, bt);
+    } else if (rc == FAAS_ENOENT) {
+        fail_final(b, bt, C_NOFN, now);
+    } else if (rc == FAAS_ETHROTTLED) {
+        /* Nothing ran: wait without using up a retry. */
+        bt->wake_ns = now + backoff_ns(1);
+        retry_insert(b, bt);
+    } else if (rc == FAAS_ETOOBIG && bt->n > 1) {
+        /* Over the payload limit: halves go at once, no retry used. */
+        if (bisect(b, bt, now) != 0)
+            fail_final(b, bt, C_RETRIES, now);
+    } else if (rc == FAAS_ETOOBIG) {
+        fail_final(b, bt, C_RETRIES, now);
+    } else {
+        bt->invokes++; /* a refused attempt still counts against retries */
+        batch_failed(b, bt, rc, 0, now);
+    }
+    unref(b);
+}
+
+/* Takes up to batch_size available records into a new batch, or NULL. */
+static struct bbatch *batch_form(struct faas_batcher *b)
+{
+    size_t cap = b->navail < b->batch_size ? b->navail : b->batch_size;
+    struct bbatch *bt = batch_alloc(b, cap);
+
+    if (!bt)
+        return NULL;
+    while (bt->n < cap && !faas_list_empty(&b->avail)) {
+        struct bkey *k = FAAS_CONTAINER_OF(b->avail.next, struct bkey, avail_link);
+        avail_remove(b, k);
+        while (k->nqueued > 0 && bt->n < cap) {
+            struct brec *r = FAAS_CONTAINER_OF(faas_list_pop_head(&k->queue), struct brec, link);
+            k->nqueued--;
+            k->outstanding++;
+            bt->recs[bt->n++] = r;
+        }
+        avail_update(b, k);
+    }
+    return bt;
+}
+
+static void arm_timer(struct faas_batcher *b, uint64_t now)
+{
+    uint64_t next = UINT64_MAX, delay, us;
+    struct timeval tv;
+
+    if (!b->timer_ev)
+        return;
+    if (!faas_list_empty(&b->retry))
+        next = FAAS_CONTAINER_OF(b->retry.next, struct bbatch, link)->wake_ns;
+    if (b->navail > 0 && b->window_ms > 0 && b->navail < b->batch_size) {
+        uint64_t w = head_ns(FAAS_CONTAINER_OF(b->avail.next, struct bkey, avail_link)) +
+                     (uint64_t)b->window_ms * MS;
+        if (w < next)
+            next = w;
+    }
+    if (next == UINT64_MAX) {
+        if (b->timer_armed)
+            event_del(b->timer_ev);
+        b->timer_armed = 0;
+        return;
+    }
+    if (b->timer_armed && b->timer_at == next)
+        return;
+    b->timer_armed = 1;
+    b->timer_at = next;
+    delay = next > now ? next - now : 0;
+    us = (delay + 999u) / 1000u; /* never early; an early wake only re-arms */
+    if (us > UINT64_C(86400) * 1000000u)
+        us = UINT64_C(86400) * 1000000u;
+    tv.tv_sec = (time_t)(us / 1000000u);
+    tv.tv_usec = (suseconds_t)(us % 1000000u);
+    event_add(b->timer_ev, &tv);
+}
+
+/* Starts due retries and due batches while there is room. The caller holds
+ * a reference to b and brackets user callbacks. */
+static void pump(struct faas_batcher *b)
+{
+    struct faas_runtime *rt = b->rt;
+    uint64_t now;
+
+    if (!b->m || stopping(rt))
+        return;
+    now = faas_now_ns(rt);
+    while (b->ninflight < b->parallel) {
+        struct bbatch *bt = NULL, *dead;
+        if (!faas_list_empty(&b->retry) &&
+            FAAS_CONTAINER_OF(b->retry.next, struct bbatch, link)->wake_ns <= now) {
+            bt = FAAS_CONTAINER_OF(faas_list_pop_head(&b->retry), struct bbatch, link);
+        } else if (b->navail > 0 &&
+                   (b->navail >= b->batch_size || b->window_ms == 0 ||
+                    head_ns(FAAS_CONTAINER_OF(b->avail.next, struct bkey, avail_link)) +
+                            (uint64_t)b->window_ms * MS <=
+                        now)) {
+            bt = batch_form(b);
+            if (!bt) {
+                /* Out of memory: look again in a second. */
+                if (b->timer_ev) {
+                    struct timeval tv = { 1, 0 };
+                    b->timer_armed = 1;
+                    b->timer_at = now + 1000u * MS;
+                    event_add(b->timer_ev, &tv);
+                }
+                return;
+            }
+        } else {
+            break;
+        }
+        dead = split_expired(b, bt, now);
+        if (bt->n == 0)
+            batch_end(b, bt, now);
+        else
+            batch_send(b, bt, now);
+        if (dead && b->m)
+            fail_final(b, dead, C_AGE, now);
+        else if (dead)
+            batch_drop(b, dead);
+        if (!b->m || stopping(rt))
+            return;
+    }
+    arm_timer(b, now);
+}
+
+static void pump_entry(struct faas_batcher *b)
+{
+    struct faas_runtime *rt = b->rt;
+    faas_rt_enter(rt);
+    ref(b);
+    pump(b);
+    unref(b);
+    faas_rt_leave(rt);
+}
+
+static void kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pump_entry(arg);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct faas_batcher *b = arg;
+    (void)fd;
+    (void)what;
+    b->timer_armed = 0;
+    pump_entry(b);
+}
+
+/* ---- the interface -------------------------------------------------- */
+
+int faas_batcher_new(struct faas_mapping *m)
+{
+    struct faas_runtime *rt;
+    struct faas_batcher *b;
+    const struct faas_map_opts *o;
+
+    if (!m || !m->rt || m->batcher)
+        return FAAS_EINVAL;
+    rt = m->rt;
+    o = &m->opts;
+    if (m->kind != FAAS_SRC_S3 && m->kind != FAAS_SRC_DYNAMODB && m->kind != FAAS_SRC_STREAM &&
+        m->kind != FAAS_SRC_QUEUE)
+        return FAAS_EINVAL;
+    if (o->batch_size > BATCH_SIZE_MAX || o->parallelization > PARALLEL_MAX ||
+        o->max_retries < -1)
+        return FAAS_EINVAL;
+    b = faas_calloc(1, sizeof *b);
+    if (!b)
+        return FAAS_ENOMEM;
+    b->rt = rt;
+    b->m = m;
+    b->refs = 1;
+    b->kind = m->kind;
+    b->ordered = m->kind == FAAS_SRC_STREAM || m->kind == FAAS_SRC_DYNAMODB;
+    b->mapping_id = m->id;
+    memcpy(b->function, m->function, sizeof b->function);
+    b->function[FAAS_NAME_MAX] = '\0';
+    b->batch_size = o->batch_size ? o->batch_size : 1;
+    b->window_ms = o->batch_window_ms;
+    b->parallel = o->parallelization ? o->parallelization : 1;
+    b->max_retries = o->max_retries;
+    b->max_age_ms = o->max_record_age_ms;
+    b->bisect = o->bisect_on_error;
+    b->report_items = o->report_batch_item_failures;
+    b->nbuckets = 16;
+    faas_list_init(&b->avail);
+    faas_list_init(&b->retry);
+    faas_list_init(&b->inflight);
+    faas_list_init(&b->all.queue);
+    faas_list_init(&b->all.avail_link);
+    b->all.name = "";
+    if ((o->on_failure && !(b->on_failure = faas_strdup(o->on_failure))) ||
+        (o->partition_key_path && !(b->key_path = faas_strdup(o->partition_key_path))) ||
+        !(b->buckets = faas_calloc(b->nbuckets, sizeof *b->buckets)) ||
+        !(b->kick_ev = event_new(rt->base, -1, 0, kick_cb, b)) ||
+        !(b->timer_ev = event_new(rt->base, -1, 0, timer_cb, b))) {
+        if (b->kick_ev)
+            event_free(b->kick_ev);
+        destroy(b);
+        return FAAS_ENOMEM;
+    }
+    m->batcher = b;
+    return 0;
+}
+
+int faas_batcher_add(struct faas_mapping *m, json_t *record)
+{
+    struct faas_batcher *b = m ? m->batcher : NULL;
+    struct bkey *k = NULL;
+    struct brec *r;
+    char *name;
+    uint64_t now;
+
+    if (!b || !record) {
+        json_decref(record);
+        return FAAS_EINVAL;
+    }
+    b->mapping_id = m->id; /* faas_map may number the mapping after new */
+    if (b->ordered) {
+        name = partition_key(b, record);
+        k = name ? key_get(b, name) : NULL;
+        free(name);
+    } else {
+        k = &b->all;
+    }
+    r = k ? faas_calloc(1, sizeof *r) : NULL;
+    if (!r) {
+        if (k)
+            key_maybe_free(b, k);
+        json_decref(record);
+        return FAAS_ENOMEM;
+    }
+    now = faas_now_ns(b->rt);
+    r->rec = record;
+    r->key = k;
+    r->emitted_ns = now;
+    r->seq = ++b->next_seq;
+    faas_list_insert_tail(&k->queue, &r->link);
+    k->nqueued++;
+    if (k->in_avail)
+        b->navail++;
+    else
+        avail_update(b, k);
+    if (b->window_ms == 0 || b->navail >= b->batch_size)
+        kick(b);
+    else
+        arm_timer(b, now);
+    return 0;
+}
+
+/* Chunks of up to batch_size queued records, as batches, onto `out`. */
+static void drain_key(struct faas_batcher *b, struct bkey *k, struct faas_list *out)
+{
+    struct bbatch *bt = NULL;
+    struct faas_list *e;
+
+    avail_remove(b, k);
+    while ((e = faas_list_pop_head(&k->queue)) != NULL) {
+        struct brec *r = FAAS_CONTAINER_OF(e, struct brec, link);
+        k->nqueued--;
+        k->outstanding++;
+        if (bt && bt->n == b->batch_size)
+            bt = NULL;
+        if (!bt && (bt = batch_alloc(b, b->batch_size)) != NULL)
+            faas_list_insert_tail(out, &bt->link);
+        if (bt) {
+            bt->recs[bt->n++] = r;
+        } else {
+            /* Out of memory: this record is dropped without a destination. */
+            rec_end(b, r);
+        }
+    }
+}
+
+void faas_batcher_free(struct faas_mapping *m)
+{
+    struct faas_batcher *b = m ? m->batcher : NULL;
+    struct faas_list dead, *e;
+    uint64_t now;
+    size_t i;
+
+    if (!b)
+        return;
+    m->batcher = NULL;
+    b->m = NULL;
+    b->mapping_id = m->id;
+    if (b->kick_ev)
+        event_free(b->kick_ev);
+    if (b->timer_ev)
+        event_free(b->timer_ev);
+    b->kick_ev = b->timer_ev = NULL;
+    b->timer_armed = 0;
+
+    /* Everything that waits, onto one list, before any user code runs. */
+    faas_list_init(&dead);
+    faas_list_splice(&dead, &b->retry);
+    for (e = dead.next; e != &dead; e = e->next) {
+        struct bbatch *bt = FAAS_CONTAINER_OF(e, struct bbatch, link);
+        while (bt->next) {
+            struct bbatch *n = bt->next;
+            bt->next = n->next;
+            n->next = NULL;
+            faas_list_insert_head(e, &n->link); /* right after bt */
+        }
+    }
+    for (e = b->inflight.next; e != &b->inflight; e = e->next) {
+        struct bbatch *bt = FAAS_CONTAINER_OF(e, struct bbatch, link);
+        while (bt->next) {
+            struct bbatch *n = bt->next;
+            bt->next = n->next;
+            n->next = NULL;
+            faas_list_insert_tail(&dead, &n->link);
+        }
+    }
+    drain_key(b, &b->all, &dead);
+    for (i = 0; i < b->nbuckets; i++) {
+        struct bkey *k;
+        for (k = b->buckets[i]; k; k = k->hnext)
+            drain_key(b, k, &dead);
+    }
+    now = faas_now_ns(b->rt);
+    ref(b);
+    while ((e = faas_list_pop_head(&dead)) != NULL)
+        fail_final(b, FAAS_CONTAINER_OF(e, struct bbatch, link), C_REMOVED, now);
+    unref(b); /* the walk's */
+    unref(b); /* the mapping's: batches in flight keep the rest alive */
+}
+
+void faas_batcher_poll(struct faas_runtime *rt)
+{
+    struct faas_batcher **bs;
+    struct faas_list *e;
+    size_t n = 0, cap = 0, i;
+
+    if (!rt || stopping(rt) || !rt->mappings.next)
+        return;
+    for (e = rt->mappings.next; e != &rt->mappings; e = e->next)
+        cap++;
+    if (cap == 0)
+        return;
+    /* A snapshot: callbacks may unmap while we walk. */
+    bs = faas_calloc(cap, sizeof *bs);
+    if (!bs)
+        return;
+    for (e = rt->mappings.next; e != &rt->mappings && n < cap; e = e->next) {
+        struct faas_mapping *m = FAAS_CONTAINER_OF(e, struct faas_mapping, link);
+        if (m->batcher) {
+            ref(m->batcher);
+            bs[n++] = m->batcher;
+        }
+    }
+    faas_rt_enter(rt);
+    for (i = 0; i < n; i++)
+        if (!stopping(rt))
+            pump(bs[i]);
+    for (i = 0; i < n; i++)
+        unref(bs[i]);
+    free(bs);
+    faas_rt_leave(rt);
+}

@@ -1,0 +1,1475 @@
+/*
+ * http.c - the HTTP gateway: api: routes served on an evhttp server, each
+ * request turned into API Gateway's HTTP API payload 2.0 event, invoked
+ * request/response, and the result mapped back to an HTTP response with
+ * payload 2.0's rules.
+ *
+ * Two layers. The route table (declared in http.h) is pure: a trie of path
+ * segments with, at each node, its literal children sorted for binary
+ * search, one parameter child, and per method the routes that end there and
+ * the greedy routes whose tail starts there. Matching is a depth-first walk,
+ * literal before parameter before greedy, so the first route found is the
+ * most specific one from the left; it allocates nothing.
+ *
+ * The gateway is one evhttp generic callback, on the host's server
+ * (faas_http_attach: the host's own evhttp_set_cb routes keep theirs) or on
+ * a server of our own (faas_http_bind). A request that matches is held until
+ * its result arrives: the reply is sent from the result callback. A held
+ * request sits on h->pending with the connection's close callback pointing
+ * at it, so a connection freed before the result (evhttp_free, a failed
+ * connection) only clears the pointer, and the late result is dropped. At
+ * teardown the pending requests are answered 503 and orphaned: the
+ * invocation's callback, which still comes, finds nothing to answer.
+ *
+ * Limits (faas_runtime_opts): a body over http_max_body is 413 and headers
+ * over http_max_headers bytes (names, values, ": " and CRLF) are 431, each
+ * with a JSON body. On a server of our own, libevent itself cuts a request
+ * off before reading it all when it is over twice the limit (its own 413,
+ * with libevent's HTML body), so a client cannot make us buffer without
+ * bound; an attached server keeps the host's limits.
+ *
+ * Choices where API Gateway leaves room: a trailing "*" segment is {proxy+}
+ * (one or more segments under its parent, not the parent itself; the tail
+ * is pathParameters.proxy);
+ * a request without Content-Type counts as textual; a structured response
+ * without a content-type header gets "text/plain; charset=utf-8"; a response
+ * the function made too large is 502, a request event too large is 413; a
+ * cancelled invocation (teardown, unregister) is 503; header values and
+ * parameters that are not UTF-8 reach the event with U+FFFD for bad bytes.
+ * Everything runs on the loop thread.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/http_struct.h>
+#include <event2/keyvalq_struct.h>
+#include <sodium.h>
+
+#include "faas_int.h"
+#include "http.h"
+
+/* ==== methods ========================================================= */
+
+static const char *const method_names[FAAS_HTTP_NMETHODS] = {
+    "ANY", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"
+};
+
+int faas_http_method_parse(const char *s, size_t len)
+{
+    int i;
+    for (i = 0; i < (int)FAAS_HTTP_NMETHODS; i++)
+        if (strlen(method_names[i]) == len && memcmp(method_names[i], s, len) == 0)
+            return i;
+    return -1;
+}
+
+const char *faas_http_method_name(enum faas_http_method m)
+{
+    return (unsigned)m < FAAS_HTTP_NMETHODS ? method_names[m] : "OTHER";
+}
+
+/* ==== route patterns ================================================== */
+
+static int name_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-';
+}
+
+static int literal_char(unsigned char c)
+{
+    if (c >= 0x80)
+        return 1; /* UTF-8 */
+    if (c <= 0x20 || c == 0x7f)
+        return 0;
+    return !strchr("{}*%?#/", c);
+}
+
+void faas_route_free(struct faas_route *r)
+{
+    if (!r)
+        return;
+    free(r->key);
+    free(r->text);
+    free(r);
+}
+
+/* Splits and checks the path in r->text; 0 or FAAS_EPARSE. */
+static int parse_path(struct faas_route *r)
+{
+    char *p = r->text + 1, *end, *names[FAAS_ROUTE_MAX_SEGS + 1];
+    unsigned nnames = 0, i, j;
+
+    if (*p == '\0')
+        return 0; /* the root */
+    for (;;) {
+        size_t n, k;
+        int last;
+        end = strchr(p, '/');
+        last = end == NULL;
+        if (end)
+            *end = '\0';
+        n = strlen(p);
+        if (n == 0)
+            return FAAS_EPARSE; /* "//" or a trailing slash */
+        if (strcmp(p, "*") == 0) {
+            if (!last)
+                return FAAS_EPARSE;
+            r->greedy = 1;
+            r->greedy_name = "proxy";
+            names[nnames++] = (char *)r->greedy_name;
+        } else if (p[0] == '{') {
+            int plus;
+            if (n < 3 || p[n - 1] != '}')
+                return FAAS_EPARSE;
+            p[n - 1] = '\0';
+            p++;
+            n -= 2;
+            plus = p[n - 1] == '+';
+            if (plus) {
+                p[--n] = '\0';
+                if (!last || n == 0)
+                    return FAAS_EPARSE;
+            }
+            for (k = 0; k < n; k++)
+                if (!name_char((unsigned char)p[k]))
+                    return FAAS_EPARSE;
+            if (plus) {
+                r->greedy = 1;
+                r->greedy_name = p;
+            } else {
+                if (r->nsegs == FAAS_ROUTE_MAX_SEGS)
+                    return FAAS_EPARSE;
+                r->seg[r->nsegs] = NULL;
+                r->name[r->nsegs++] = p;
+            }
+            names[nnames++] = p;
+        } else {
+            for (k = 0; k < n; k++)
+                if (!literal_char((unsigned char)p[k]))
+                    return FAAS_EPARSE;
+            if (r->nsegs == FAAS_ROUTE_MAX_SEGS)
+                return FAAS_EPARSE;
+            r->seg[r->nsegs] = p;
+            r->name[r->nsegs++] = NULL;
+        }
+        if (last)
+            break;
+        p = end + 1;
+    }
+    /* pathParameters keys must not collide. */
+    for (i = 0; i < nnames; i++)
+        for (j = i + 1; j < nnames; j++)
+            if (strcmp(names[i], names[j]) == 0)
+                return FAAS_EPARSE;
+    return 0;
+}
+
+int faas_route_parse(const char *pattern, struct faas_route **out)
+{
+    const char *path = pattern, *sp;
+    struct faas_route *r;
+    size_t len, plen;
+    int method = FAAS_HTTP_ANY, rc;
+
+    if (!pattern || !out)
+        return FAAS_EINVAL;
+    len = strnlen(pattern, FAAS_ROUTE_MAX_PATTERN + 1);
+    if (len == 0 || len > FAAS_ROUTE_MAX_PATTERN)
+        return FAAS_EPARSE;
+    if (pattern[0] != '/') {
+        sp = memchr(pattern, ' ', len);
+        if (!sp || (method = faas_http_method_parse(pattern, (size_t)(sp - pattern))) < 0)
+            return FAAS_EPARSE;
+        path = sp + 1;
+    }
+    if (path[0] != '/')
+        return FAAS_EPARSE;
+    plen = len - (size_t)(path - pattern);
+    r = faas_calloc(1, sizeof *r);
+    if (!r)
+        return FAAS_ENOMEM;
+    r->method = (enum faas_http_method)method;
+    r->text = faas_malloc(plen + 1);
+    r->key = faas_malloc(strlen(method_names[method]) + 1 + plen + 1);
+    if (!r->text || !r->key) {
+        faas_route_free(r);
+        return FAAS_ENOMEM;
+    }
+    memcpy(r->text, path, plen + 1);
+    sprintf(r->key, "%s %s", method_names[method], path);
+    r->path = r->key + strlen(method_names[method]) + 1;
+    if ((rc = parse_path(r)) != 0) {
+        faas_route_free(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
+/* ==== the route table ================================================= */
+
+struct faas_rnode {
+    struct faas_rnode *parent;
+    char *lit;                   /* its literal under the parent; NULL: param */
+    size_t litlen;
+    struct faas_rnode **kids;    /* literal children, sorted by memcmp */
+    size_t nkids, capkids;
+    struct faas_rnode *param;
+    struct faas_route *exact[FAAS_HTTP_NMETHODS]; /* routes ending here */
+    struct faas_route *tail[FAAS_HTTP_NMETHODS];  /* greedy tails from here */
+};
+
+struct faas_route_table {
+    struct faas_rnode root;
+    size_t count;
+};
+
+int faas_route_table_new(struct faas_route_table **out)
+{
+    struct faas_route_table *t = faas_calloc(1, sizeof *t);
+    if (!t)
+        return FAAS_ENOMEM;
+    *out = t;
+    return 0;
+}
+
+static void node_free_tree(struct faas_rnode *n, void (*each)(struct faas_route *, void *),
+                           void *arg, int is_root)
+{
+    size_t i;
+    for (i = 0; i < n->nkids; i++)
+        node_free_tree(n->kids[i], each, arg, 0);
+    if (n->param)
+        node_free_tree(n->param, each, arg, 0);
+    for (i = 0; i < FAAS_HTTP_NMETHODS; i++) {
+        if (n->exact[i]) {
+            n->exact[i]->node = NULL;
+            if (each)
+                each(n->exact[i], arg);
+        }
+        if (n->tail[i]) {
+            n->tail[i]->node = NULL;
+            if (each)
+                each(n->tail[i], arg);
+        }
+    }
+    free(n->kids);
+    free(n->lit);
+    if (!is_root)
+        free(n);
+}
+
+/* Frees the table; `each` sees every route it still holds (may free it). */
+static void table_free_each(struct faas_route_table *t,
+                            void (*each)(struct faas_route *, void *), void *arg)
+{
+    if (!t)
+        return;
+    node_free_tree(&t->root, each, arg, 1);
+    free(t);
+}
+
+static void route_free_cb(struct faas_route *r, void *arg)
+{
+    (void)arg;
+    faas_route_free(r);
+}
+
+void faas_route_table_free(struct faas_route_table *t)
+{
+    table_free_each(t, route_free_cb, NULL);
+}
+
+size_t faas_route_table_count(const struct faas_route_table *t)
+{
+    return t ? t->count : 0;
+}
+
+static int bytes_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    if (c)
+        return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* One byte of a raw segment, percent-decoded; advances *i. */
+static unsigned char raw_next(const char *raw, size_t len, size_t *i)
+{
+    unsigned char c = (unsigned char)raw[*i];
+    int hi, lo;
+    if (c == '%' && *i + 2 < len && (hi = hexval((unsigned char)raw[*i + 1])) >= 0 &&
+        (lo = hexval((unsigned char)raw[*i + 2])) >= 0) {
+        *i += 3;
+        return (unsigned char)(hi * 16 + lo);
+    }
+    (*i)++;
+    return c;
+}
+
+/* A literal against a raw request segment, the latter percent-decoded: the
+ * order of memcmp on the decoded bytes. */
+static int lit_cmp_raw(const char *lit, size_t litlen, const char *raw, size_t rawlen)
+{
+    size_t i = 0, j = 0;
+    while (i < litlen && j < rawlen) {
+        unsigned char a = (unsigned char)lit[i++];
+        unsigned char b = raw_next(raw, rawlen, &j);
+        if (a != b)
+            return a < b ? -1 : 1;
+    }
+    if (i < litlen)
+        return 1;
+    return j < rawlen ? -1 : 0;
+}
+
+/* Index of the literal child, or of where it would go (*found = 0). */
+static size_t kid_find(const struct faas_rnode *n, const char *lit, size_t len, int *found)
+{
+    size_t lo = 0, hi = n->nkids;
+    *found = 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = bytes_cmp(n->kids[mid]->lit, n->kids[mid]->litlen, lit, len);
+        if (c == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static const struct faas_rnode *kid_find_raw(const struct faas_rnode *n, const char *raw,
+                                             size_t len)
+{
+    size_t lo = 0, hi = n->nkids;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = lit_cmp_raw(n->kids[mid]->lit, n->kids[mid]->litlen, raw, len);
+        if (c == 0)
+            return n->kids[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static int node_empty(const struct faas_rnode *n)
+{
+    size_t i;
+    if (n->nkids || n->param)
+        return 0;
+    for (i = 0; i < FAAS_HTTP_NMETHODS; i++)
+        if (n->exact[i] || n->tail[i])
+            return 0;
+    return 1;
+}
+
+/* Frees empty nodes from n up to (not including) the root. */
+static void prune(struct faas_route_table *t, struct faas_rnode *n)
+{
+    while (n != &t->root && node_empty(n)) {
+        struct faas_rnode *p = n->parent;
+        if (n->lit) {
+            int found;
+            size_t i = kid_find(p, n->lit, n->litlen, &found);
+            if (found) {
+                memmove(&p->kids[i], &p->kids[i + 1], (p->nkids - i - 1) * sizeof *p->kids);
+                p->nkids--;
+            }
+        } else {
+            p->param = NULL;
+        }
+        free(n->kids);
+        free(n->lit);
+        free(n);
+        n = p;
+    }
+}
+
+static struct faas_rnode *kid_get(struct faas_rnode *n, const char *lit)
+{
+    size_t len = strlen(lit), i;
+    int found;
+    struct faas_rnode *k;
+
+    i = kid_find(n, lit, len, &found);
+    if (found)
+        return n->kids[i];
+    if (n->nkids == n->capkids) {
+        size_t cap = n->capkids ? n->capkids * 2 : 4;
+        struct faas_rnode **kids = faas_malloc(cap * sizeof *kids);
+        if (!kids)
+            return NULL;
+        if (n->nkids)
+            memcpy(kids, n->kids, n->nkids * sizeof *kids);
+        free(n->kids);
+        n->kids = kids;
+        n->capkids = cap;
+    }
+    k = faas_calloc(1, sizeof *k);
+    if (!k || !(k->lit = faas_strdup(lit))) {
+        free(k);
+        return NULL;
+    }
+    k->litlen = len;
+    k->parent = n;
+    memmove(&n->kids[i + 1], &n->kids[i], (n->nkids - i) * sizeof *n->kids);
+    n->kids[i] = k;
+    n->nkids++;
+    return k;
+}
+
+static struct faas_rnode *param_get(struct faas_rnode *n)
+{
+    if (!n->param) {
+        n->param = faas_calloc(1, sizeof *n->param);
+        if (n->param)
+            n->param->parent = n;
+    }
+    return n->param;
+}
+
+int faas_route_table_add(struct faas_route_table *t, struct faas_route *r)
+{
+    struct faas_rnode *n = &t->root, *next;
+    struct faas_route **slot;
+    unsigned i;
+
+    for (i = 0; i < r->nsegs; i++) {
+        next = r->seg[i] ? kid_get(n, r->seg[i]) : param_get(n);
+        if (!next) {
+            prune(t, n);
+            return FAAS_ENOMEM;
+        }
+        n = next;
+    }
+    slot = r->greedy ? &n->tail[r->method] : &n->exact[r->method];
+    if (*slot)
+        return FAAS_EEXIST; /* its path existed: nothing was created */
+    *slot = r;
+    r->node = n;
+    t->count++;
+    return 0;
+}
+
+void faas_route_table_remove(struct faas_route_table *t, struct faas_route *r)
+{
+    struct faas_rnode *n = r->node;
+    if (!n)
+        return;
+    if (r->greedy && n->tail[r->method] == r)
+        n->tail[r->method] = NULL;
+    else if (!r->greedy && n->exact[r->method] == r)
+        n->exact[r->method] = NULL;
+    r->node = NULL;
+    t->count--;
+    prune(t, n);
+}
+
+static const struct faas_route *pick(struct faas_route *const *slots,
+                                     enum faas_http_method method)
+{
+    if ((unsigned)method < FAAS_HTTP_NMETHODS && method != FAAS_HTTP_ANY && slots[method])
+        return slots[method];
+    return slots[FAAS_HTTP_ANY];
+}
+
+/* pos: the '/' that starts the next segment, or len when there is none. */
+static const struct faas_route *walk(const struct faas_rnode *n, const char *path, size_t len,
+                                     size_t pos, unsigned depth, enum faas_http_method method,
+                                     struct faas_route_match *m)
+{
+    const struct faas_route *r;
+    const char *slash;
+    size_t s, e;
+
+    if (pos >= len)
+        return pick(n->exact, method);
+    s = pos + 1;
+    slash = memchr(path + s, '/', len - s);
+    e = slash ? (size_t)(slash - path) : len;
+    if (e > s && depth < FAAS_ROUTE_MAX_SEGS) {
+        const struct faas_rnode *k = n->nkids ? kid_find_raw(n, path + s, e - s) : NULL;
+        if (k && (r = walk(k, path, len, e, depth + 1, method, m)) != NULL)
+            return r;
+        if (n->param) {
+            m->off[depth] = s;
+            m->len[depth] = e - s;
+            if ((r = walk(n->param, path, len, e, depth + 1, method, m)) != NULL)
+                return r;
+        }
+    }
+    if (len > s && (r = pick(n->tail, method)) != NULL) {
+        m->tail_off = s;
+        m->tail_len = len - s;
+        return r;
+    }
+    return NULL;
+}
+
+const struct faas_route *faas_route_match(const struct faas_route_table *t,
+                                          enum faas_http_method method, const char *path,
+                                          size_t len, struct faas_route_match *m)
+{
+    const struct faas_route *r;
+    if (!t || !path || len == 0 || path[0] != '/')
+        return NULL;
+    /* "/" has no segment: pos = len. */
+    r = walk(&t->root, path, len, len == 1 ? len : 0, 0, method, m);
+    m->route = r;
+    return r;
+}
+
+/* ==== the gateway ===================================================== */
+
+struct faas_http {
+    struct faas_runtime *rt;
+    struct faas_route_table *routes;
+    struct evhttp *http;             /* NULL until attached or bound */
+    int own;                         /* http is ours: evhttp_free it */
+    uint16_t port;
+    struct faas_list pending;        /* struct http_pending */
+};
+
+struct http_pending {
+    struct faas_list link;           /* h->pending; self-linked when orphaned */
+    struct faas_http *h;             /* NULL: the gateway is gone */
+    struct evhttp_request *req;      /* NULL: nobody to answer */
+    struct evhttp_connection *evcon;
+    int head;
+};
+
+static struct faas_http *http_get(struct faas_runtime *rt)
+{
+    struct faas_http *h = rt->http;
+    if (h)
+        return h;
+    h = faas_calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    if (faas_route_table_new(&h->routes) != 0) {
+        free(h);
+        return NULL;
+    }
+    h->rt = rt;
+    faas_list_init(&h->pending);
+    rt->http = h;
+    return h;
+}
+
+int faas_http_route_add(struct faas_runtime *rt, struct faas_mapping *m)
+{
+    struct faas_http *h;
+    struct faas_route *r;
+    int rc;
+
+    if (!rt || !m || !m->pattern)
+        return FAAS_EINVAL;
+    if ((rc = faas_route_parse(m->pattern, &r)) != 0)
+        return rc;
+    if (!(h = http_get(rt))) {
+        faas_route_free(r);
+        return FAAS_ENOMEM;
+    }
+    r->owner = m;
+    if ((rc = faas_route_table_add(h->routes, r)) != 0) {
+        faas_route_free(r);
+        return rc;
+    }
+    m->route = r;
+    return 0;
+}
+
+void faas_http_route_remove(struct faas_runtime *rt, struct faas_mapping *m)
+{
+    struct faas_route *r = m ? m->route : NULL;
+    if (!r)
+        return;
+    m->route = NULL;
+    if (rt && rt->http)
+        faas_route_table_remove(rt->http->routes, r);
+    faas_route_free(r);
+}
+
+/* ---- replies ---------------------------------------------------------- */
+
+static void reply(struct evhttp_request *req, int head, int code)
+{
+    if (head) {
+        struct evbuffer *out = evhttp_request_get_output_buffer(req);
+        evbuffer_drain(out, evbuffer_get_length(out));
+    }
+    evhttp_send_reply(req, code, NULL, NULL);
+}
+
+static void reply_message(struct evhttp_request *req, int head, int code, const char *msg)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "application/json");
+    evbuffer_add_printf(evhttp_request_get_output_buffer(req), "{\"message\":\"%s\"}", msg);
+    reply(req, head, code);
+}
+
+/* An invocation's failure (or faas_invoke's refusal) as the client sees it. */
+static void reply_status(struct evhttp_request *req, int head, int status, int refused)
+{
+    switch (status) {
+    case FAAS_EHANDLER:
+    case FAAS_ECRASHED:
+    case FAAS_EMEMLIMIT:
+    case FAAS_EINIT:
+    case FAAS_ENOENT:
+        reply_message(req, head, 502, "Internal Server Error");
+        break;
+    case FAAS_ETIMEDOUT:
+        reply_message(req, head, 504, "Endpoint request timed out");
+        break;
+    case FAAS_ETHROTTLED:
+        reply_message(req, head, 429, "Too Many Requests");
+        break;
+    case FAAS_ETOOBIG:
+        if (refused)
+            reply_message(req, head, 413, "Request Entity Too Large");
+        else /* the function's response was too large */
+            reply_message(req, head, 502, "Internal Server Error");
+        break;
+    case FAAS_ECANCELED:
+        reply_message(req, head, 503, "Service Unavailable");
+        break;
+    default:
+        reply_message(req, head, 500, "Internal Server Error");
+        break;
+    }
+}
+
+/* Header names a function may not set: framing belongs to libevent. */
+static int header_reserved(const char *name)
+{
+    return strcasecmp(name, "content-length") == 0 ||
+           strcasecmp(name, "transfer-encoding") == 0 || strcasecmp(name, "connection") == 0;
+}
+
+static int header_name_ok(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c <= 0x20 || c >= 0x7f || strchr("()<>@,;:\\\"/[]?={}", c))
+            return 0;
+    }
+    return 1;
+}
+
+/* A header value from JSON: strings as they are, numbers and booleans as
+ * text; NULL for anything else. Writes into buf when it must format. */
+static const char *header_text(json_t *v, char *buf, size_t size)
+{
+    if (json_is_string(v))
+        return json_string_value(v);
+    if (json_is_integer(v)) {
+        snprintf(buf, size, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return buf;
+    }
+    if (json_is_real(v)) {
+        snprintf(buf, size, "%.17g", json_real_value(v));
+        return buf;
+    }
+    if (json_is_boolean(v))
+        return json_is_true(v) ? "true" : "false";
+    return NULL;
+}
+
+/* statusCode as an integer or a numeric string; -1 when it is neither. */
+static long status_code(json_t *v)
+{
+    if (json_is_integer(v))
+        return (long)json_integer_value(v);
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        char *end;
+        long n = strtol(s, &end, 10);
+        if (*s && !*end)
+            return n;
+    }
+    return -1;
+}
+
+/* Payload 2.0's structured response; 0, or -1 when it is malformed. */
+static int reply_structured(struct evhttp_request *req, int head, json_t *p)
+{
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+    struct evbuffer *out = evhttp_request_get_output_buffer(req);
+    json_t *headers = json_object_get(p, "headers"), *cookies = json_object_get(p, "cookies");
+    json_t *body = json_object_get(p, "body"), *v;
+    long code = status_code(json_object_get(p, "statusCode"));
+    const char *key;
+    char num[64];
+    size_t i;
+    int has_ct = 0;
+
+    if (code < 200 || code > 599)
+        return -1;
+    if (body && !json_is_null(body)) {
+        if (json_is_string(body) && json_is_true(json_object_get(p, "isBase64Encoded"))) {
+            const char *b64 = json_string_value(body);
+            size_t n = json_string_length(body), bin_len = 0;
+            unsigned char *bin = faas_malloc(n / 4 * 3 + 3);
+            if (!bin)
+                return -1;
+            if (sodium_base642bin(bin, n / 4 * 3 + 3, b64, n, " \t\r\n", &bin_len, NULL,
+                                  sodium_base64_VARIANT_ORIGINAL) != 0) {
+                free(bin);
+                return -1;
+            }
+            evbuffer_add(out, bin, bin_len);
+            free(bin);
+        } else if (json_is_string(body)) {
+            evbuffer_add(out, json_string_value(body), json_string_length(body));
+        } else {
+            char *text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+            if (!text)
+                return -1;
+            evbuffer_add(out, text, strlen(text));
+            free(text);
+        }
+    }
+    if (json_is_object(headers)) {
+        json_object_foreach(headers, key, v) {
+            const char *text = header_text(v, num, sizeof num);
+            if (!text || !header_name_ok(key) || header_reserved(key))
+                continue;
+            if (evhttp_add_header(oh, key, text) == 0 && strcasecmp(key, "content-type") == 0)
+                has_ct = 1;
+        }
+    }
+    if (json_is_array(cookies)) {
+        for (i = 0; i < json_array_size(cookies); i++) {
+            const char *c = json_string_value(json_array_get(cookies, i));
+            if (c)
+                evhttp_add_header(oh, "Set-Cookie", c);
+        }
+    }
+    if (!has_ct)
+        evhttp_add_header(oh, "Content-Type", "text/plain; charset=utf-8");
+    reply(req, head, (int)code);
+    return 0;
+}
+
+static void reply_result(struct evhttp_request *req, int head, const struct faas_result *res)
+{
+    json_t *p = faas_result_payload(res);
+    char *text;
+
+    if (res->status != 0) {
+        reply_status(req, head, res->status, 0);
+        return;
+    }
+    if (json_is_object(p) && json_object_get(p, "statusCode")) {
+        if (reply_structured(req, head, p) != 0) {
+            /* What it had already added is not sent. */
+            struct evbuffer *out = evhttp_request_get_output_buffer(req);
+            evbuffer_drain(out, evbuffer_get_length(out));
+            evhttp_clear_headers(evhttp_request_get_output_headers(req));
+            reply_message(req, head, 502, "Internal Server Error");
+        }
+        return;
+    }
+    text = json_dumps(p ? p : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!text) {
+        reply_message(req, head, 502, "Internal Server Error");
+        return;
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "application/json");
+    evbuffer_add(evhttp_request_get_output_buffer(req), text, strlen(text));
+    free(text);
+    reply(req, head, 200);
+}
+
+/* ---- pending requests ------------------------------------------------- */
+
+static void pending_closecb(struct evhttp_connection *evcon, void *arg)
+{
+    struct http_pending *p = arg;
+    (void)evcon;
+    if (!p->req)
+        return;
+    /* A request libevent detached from its failed connection is ours to
+     * free; one still on the connection goes with it. */
+    if (evhttp_request_get_connection(p->req) == NULL)
+        evhttp_request_free(p->req);
+    p->req = NULL;
+    p->evcon = NULL;
+}
+
+/* Takes p's request back from the connection, for a reply. */
+static struct evhttp_request *pending_take(struct http_pending *p)
+{
+    struct evhttp_request *req = p->req;
+    if (!req)
+        return NULL;
+    if (p->evcon)
+        evhttp_connection_set_closecb(p->evcon, NULL, NULL);
+    p->req = NULL;
+    p->evcon = NULL;
+    return req;
+}
+
+static void result_cb(const struct faas_result *res, void *arg)
+{
+    struct http_pending *p = arg;
+    struct evhttp_request *req = pending_take(p);
+
+    faas_list_remove(&p->link);
+    if (req)
+        reply_result(req, p->head, res);
+    free(p);
+}
+
+/* ---- the event -------------------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at s, or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len, i;
+    unsigned cp;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (n < len)
+        return 0;
+    for (i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3fu);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return len;
+}
+
+static int utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, k;
+    while (i < n) {
+        if (u[i] < 0x80) {
+            i++;
+            continue;
+        }
+        if ((k = utf8_seq(u + i, n - i)) == 0)
+            return 0;
+        i += k;
+    }
+    return 1;
+}
+
+/* A JSON string of n bytes: invalid UTF-8 bytes become U+FFFD. */
+static json_t *jstr(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    char *buf;
+    size_t i = 0, o = 0, k;
+    json_t *j;
+
+    if (utf8_valid(s, n))
+        return json_stringn(s, n);
+    buf = faas_malloc(n * 3 + 1);
+    if (!buf)
+        return NULL;
+    while (i < n) {
+        k = utf8_seq(u + i, n - i);
+        if (k == 0) {
+            memcpy(buf + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        } else {
+            memcpy(buf + o, s + i, k);
+            o += k;
+            i += k;
+        }
+    }
+    j = json_stringn(buf, o);
+    free(buf);
+    return j;
+}
+
+static int set_str(json_t *o, const char *key, const char *s, size_t n)
+{
+    json_t *v = jstr(s, n);
+    return v ? json_object_set_new(o, key, v) : -1;
+}
+
+/* Percent-decodes src (n bytes) into dst (n bytes at least); '+' is a space
+ * when plus. Returns the length. */
+static size_t pct_decode(char *dst, const char *src, size_t n, int plus)
+{
+    size_t i = 0, o = 0;
+    while (i < n) {
+        unsigned char c = (unsigned char)src[i];
+        int hi, lo;
+        if (c == '%' && i + 2 < n && (hi = hexval((unsigned char)src[i + 1])) >= 0 &&
+            (lo = hexval((unsigned char)src[i + 2])) >= 0) {
+            dst[o++] = (char)(hi * 16 + lo);
+            i += 3;
+        } else {
+            dst[o++] = plus && c == '+' ? ' ' : (char)c;
+            i++;
+        }
+    }
+    return o;
+}
+
+/* Adds key: value to o, comma-joined with what key already has. */
+static int join_add(json_t *o, const char *key, const char *v, size_t n)
+{
+    json_t *old = json_object_get(o, key), *j;
+    char *buf;
+    size_t olen;
+    int rc;
+
+    if (!old)
+        return set_str(o, key, v, n);
+    olen = json_string_length(old);
+    buf = faas_malloc(olen + 1 + n);
+    if (!buf)
+        return -1;
+    memcpy(buf, json_string_value(old), olen);
+    buf[olen] = ',';
+    memcpy(buf + olen + 1, v, n);
+    j = jstr(buf, olen + 1 + n);
+    free(buf);
+    rc = j ? json_object_set_new(o, key, j) : -1;
+    return rc;
+}
+
+static int add_headers(json_t *ev, struct evkeyvalq *in)
+{
+    json_t *headers = json_object(), *cookies = NULL;
+    struct evkeyval *kv;
+    char small[128];
+
+    if (!headers || json_object_set_new(ev, "headers", headers) != 0)
+        return -1;
+    TAILQ_FOREACH(kv, in, next) {
+        size_t n = strlen(kv->key), i;
+        char *lower = n < sizeof small ? small : faas_malloc(n + 1);
+        int rc = 0;
+        if (!lower)
+            return -1;
+        for (i = 0; i < n; i++) {
+            char c = kv->key[i];
+            lower[i] = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+        }
+        lower[n] = '\0';
+        if (strcmp(lower, "cookie") == 0) {
+            const char *s = kv->value;
+            if (!cookies && (!(cookies = json_array()) ||
+                             json_object_set_new(ev, "cookies", cookies) != 0))
+                rc = -1;
+            while (rc == 0 && *s) {
+                const char *e = strchr(s, ';');
+                size_t len = e ? (size_t)(e - s) : strlen(s);
+                while (len && (*s == ' ' || *s == '\t'))
+                    s++, len--;
+                if (len) {
+                    json_t *c = jstr(s, len);
+                    if (!c || json_array_append_new(cookies, c) != 0)
+                        rc = -1;
+                }
+                s += len;
+                if (*s == ';')
+                    s++;
+            }
+        } else {
+            rc = join_add(headers, lower, kv->value, strlen(kv->value));
+        }
+        if (lower != small)
+            free(lower);
+        if (rc != 0)
+            return -1;
+    }
+    if (cookies && json_array_size(cookies) == 0)
+        json_object_del(ev, "cookies");
+    return 0;
+}
+
+static int add_query(json_t *ev, const char *q)
+{
+    json_t *qs;
+    size_t n = strlen(q);
+    char *buf;
+    int rc = 0;
+
+    if (set_str(ev, "rawQueryString", q, n) != 0)
+        return -1;
+    if (n == 0)
+        return 0;
+    qs = json_object();
+    buf = faas_malloc(n + 1);
+    if (!qs || !buf) {
+        json_decref(qs);
+        free(buf);
+        return -1;
+    }
+    while (*q && rc == 0) {
+        const char *amp = strchr(q, '&');
+        size_t len = amp ? (size_t)(amp - q) : strlen(q);
+        const char *eq = memchr(q, '=', len);
+        size_t klen = eq ? (size_t)(eq - q) : len, kd, vd;
+        if (klen) {
+            kd = pct_decode(buf, q, klen, 1);
+            buf[kd] = '\0';
+            /* A decoded key with a NUL cannot be an object key: skip it. */
+            if (strlen(buf) == kd && utf8_valid(buf, kd)) {
+                char *key = buf;
+                char *val = buf + kd + 1;
+                vd = eq ? pct_decode(val, eq + 1, len - klen - 1, 1) : 0;
+                rc = join_add(qs, key, val, vd);
+            }
+        }
+        q += len;
+        if (*q == '&')
+            q++;
+    }
+    free(buf);
+    if (rc == 0 && json_object_size(qs) > 0)
+        rc = json_object_set_new(ev, "queryStringParameters", qs);
+    else
+        json_decref(qs);
+    return rc;
+}
+
+static int add_path_params(json_t *ev, const char *path, const struct faas_route_match *m)
+{
+    const struct faas_route *r = m->route;
+    json_t *pp;
+    char *buf;
+    unsigned i;
+    size_t n;
+    int rc = 0;
+
+    if (!r->greedy) {
+        for (i = 0; i < r->nsegs && r->seg[i]; i++)
+            ;
+        if (i == r->nsegs)
+            return 0; /* no parameter: omitted, as API Gateway does */
+    }
+    pp = json_object();
+    buf = faas_malloc(strlen(path) + 1);
+    if (!pp || !buf || json_object_set_new(ev, "pathParameters", pp) != 0) {
+        free(buf);
+        return -1;
+    }
+    for (i = 0; i < r->nsegs && rc == 0; i++) {
+        if (r->seg[i])
+            continue;
+        n = pct_decode(buf, path + m->off[i], m->len[i], 0);
+        rc = set_str(pp, r->name[i], buf, n);
+    }
+    if (r->greedy && rc == 0) {
+        n = pct_decode(buf, path + m->tail_off, m->tail_len, 0);
+        rc = set_str(pp, r->greedy_name, buf, n);
+    }
+    free(buf);
+    return rc;
+}
+
+static int textual(const char *ct)
+{
+    static const char *const exact[] = { "application/json", "application/xml",
+                                         "application/x-www-form-urlencoded" };
+    size_t n, i;
+
+    if (!ct)
+        return 1;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    n = strcspn(ct, "; \t");
+    if (n >= 5 && strncasecmp(ct, "text/", 5) == 0)
+        return 1;
+    for (i = 0; i < sizeof exact / sizeof exact[0]; i++)
+        if (strlen(exact[i]) == n && strncasecmp(ct, exact[i], n) == 0)
+            return 1;
+    return (n >= 5 && strncasecmp(ct + n - 5, "+json", 5) == 0) ||
+           (n >= 4 && strncasecmp(ct + n - 4, "+xml", 4) == 0);
+}
+
+static int add_body(json_t *ev, struct evbuffer *in, const char *ct)
+{
+    size_t n = evbuffer_get_length(in), b64len;
+    const char *data;
+    char *b64;
+    json_t *j;
+
+    if (n == 0)
+        return json_object_set_new(ev, "isBase64Encoded", json_false());
+    data = (const char *)evbuffer_pullup(in, -1);
+    if (!data)
+        return -1;
+    if (textual(ct) && utf8_valid(data, n)) {
+        if (set_str(ev, "body", data, n) != 0)
+            return -1;
+        return json_object_set_new(ev, "isBase64Encoded", json_false());
+    }
+    b64len = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL);
+    b64 = faas_malloc(b64len);
+    if (!b64)
+        return -1;
+    sodium_bin2base64(b64, b64len, (const unsigned char *)data, n,
+                      sodium_base64_VARIANT_ORIGINAL);
+    j = json_stringn(b64, b64len - 1);
+    free(b64);
+    if (!j || json_object_set_new(ev, "body", j) != 0)
+        return -1;
+    return json_object_set_new(ev, "isBase64Encoded", json_true());
+}
+
+static void format_time(int64_t wall_ns, char *buf, size_t size)
+{
+    static const char *const mon[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+    time_t s = (time_t)(wall_ns / 1000000000);
+    struct tm tm;
+    if (!gmtime_r(&s, &tm)) {
+        snprintf(buf, size, "01/Jan/1970:00:00:00 +0000");
+        return;
+    }
+    snprintf(buf, size, "%02d/%s/%04d:%02d:%02d:%02d +0000", tm.tm_mday, mon[tm.tm_mon],
+             tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+static json_t *build_event(struct faas_http *h, struct evhttp_request *req,
+                           const struct faas_route_match *m, const char *method,
+                           const char *path, const char *query)
+{
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    const char *host = evhttp_find_header(in, "Host");
+    const char *ua = evhttp_find_header(in, "User-Agent");
+    json_t *ev = json_object(), *rc = json_object(), *hp = json_object();
+    char *peer = NULL, reqid[FAAS_REQUEST_ID_SIZE], when[40], proto[16], *dpath = NULL;
+    size_t plen = strlen(path), dlen;
+    ev_uint16_t peer_port = 0;
+    int64_t wall = faas_wall_ns(h->rt);
+    int bad = 0;
+
+    if (!ev || !rc || !hp || json_object_set_new(ev, "requestContext", rc) != 0 ||
+        json_object_set_new(rc, "http", hp) != 0) {
+        json_decref(ev);
+        return NULL;
+    }
+    if (!host)
+        host = "localhost";
+    if (evcon)
+        evhttp_connection_get_peer(evcon, &peer, &peer_port);
+    faas_request_id(h->rt, reqid);
+    format_time(wall, when, sizeof when);
+    snprintf(proto, sizeof proto, "HTTP/%d.%d", req->major, req->minor);
+    dpath = faas_malloc(plen + 1);
+    if (!dpath) {
+        json_decref(ev);
+        return NULL;
+    }
+    dlen = pct_decode(dpath, path, plen, 0);
+
+    bad |= json_object_set_new(ev, "version", json_string("2.0"));
+    bad |= json_object_set_new(ev, "routeKey", json_string(m->route->key));
+    bad |= set_str(ev, "rawPath", path, plen);
+    bad |= add_query(ev, query);
+    bad |= add_headers(ev, in);
+    bad |= add_path_params(ev, path, m);
+
+    bad |= json_object_set_new(rc, "accountId", json_string("000000000000"));
+    bad |= json_object_set_new(rc, "apiId", json_string("local"));
+    bad |= set_str(rc, "domainName", host, strlen(host));
+    bad |= set_str(rc, "domainPrefix", host, strcspn(host, ".:"));
+    bad |= json_object_set_new(hp, "method", json_string(method));
+    bad |= set_str(hp, "path", dpath, dlen);
+    bad |= json_object_set_new(hp, "protocol", json_string(proto));
+    bad |= json_object_set_new(hp, "sourceIp", json_string(peer ? peer : "127.0.0.1"));
+    bad |= set_str(hp, "userAgent", ua ? ua : "", ua ? strlen(ua) : 0);
+    bad |= json_object_set_new(rc, "requestId", json_string(reqid));
+    bad |= json_object_set_new(rc, "routeKey", json_string(m->route->key));
+    bad |= json_object_set_new(rc, "stage", json_string("$default"));
+    bad |= json_object_set_new(rc, "time", json_string(when));
+    bad |= json_object_set_new(rc, "timeEpoch", json_integer(wall / 1000000));
+    bad |= add_body(ev, evhttp_request_get_input_buffer(req), evhttp_find_header(in,
+                                                                                 "Content-Type"));
+    free(dpath);
+    if (bad) {
+        json_decref(ev);
+        return NULL;
+    }
+    return ev;
+}
+
+/* ---- the request callback --------------------------------------------- */
+
+static enum faas_http_method req_method(struct evhttp_request *req, const char **name)
+{
+    switch (evhttp_request_get_command(req)) {
+    case EVHTTP_REQ_GET:
+        *name = "GET";
+        return FAAS_HTTP_GET;
+    case EVHTTP_REQ_POST:
+        *name = "POST";
+        return FAAS_HTTP_POST;
+    case EVHTTP_REQ_PUT:
+        *name = "PUT";
+        return FAAS_HTTP_PUT;
+    case EVHTTP_REQ_PATCH:
+        *name = "PATCH";
+        return FAAS_HTTP_PATCH;
+    case EVHTTP_REQ_DELETE:
+        *name = "DELETE";
+        return FAAS_HTTP_DELETE;
+    case EVHTTP_REQ_HEAD:
+        *name = "HEAD";
+        return FAAS_HTTP_HEAD;
+    case EVHTTP_REQ_OPTIONS:
+        *name = "OPTIONS";
+        return FAAS_HTTP_OPTIONS;
+    case EVHTTP_REQ_TRACE:
+        *name = "TRACE";
+        return FAAS_HTTP_OTHER;
+    case EVHTTP_REQ_CONNECT:
+        *name = "CONNECT";
+        return FAAS_HTTP_OTHER;
+    }
+    *name = "GET";
+    return FAAS_HTTP_OTHER;
+}
+
+static size_t max_body(const struct faas_runtime *rt)
+{
+    return rt->opts.http_max_body ? rt->opts.http_max_body : rt->opts.max_sync_payload;
+}
+
+static size_t max_headers(const struct faas_runtime *rt)
+{
+    return rt->opts.http_max_headers ? rt->opts.http_max_headers : 16u * 1024u;
+}
+
+static size_t header_bytes(struct evkeyvalq *in)
+{
+    struct evkeyval *kv;
+    size_t n = 0;
+    TAILQ_FOREACH(kv, in, next)
+        n += strlen(kv->key) + strlen(kv->value) + 4;
+    return n;
+}
+
+static void request_cb(struct evhttp_request *req, void *arg)
+{
+    struct faas_http *h = arg;
+    struct faas_runtime *rt = h->rt;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+    const char *mname;
+    enum faas_http_method method = req_method(req, &mname);
+    int head = method == FAAS_HTTP_HEAD, rc;
+    const struct faas_route *r;
+    struct faas_route_match m;
+    struct http_pending *p;
+    json_t *ev;
+
+    if (!path || !*path)
+        path = "/";
+    if (rt->closing || rt->free_requested) {
+        reply_message(req, head, 503, "Service Unavailable");
+        return;
+    }
+    r = faas_route_match(h->routes, method, path, strlen(path), &m);
+    if (!r) {
+        reply_message(req, head, 404, "Not Found");
+        return;
+    }
+    if (header_bytes(evhttp_request_get_input_headers(req)) > max_headers(rt)) {
+        reply_message(req, head, 431, "Request Header Fields Too Large");
+        return;
+    }
+    if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) > max_body(rt)) {
+        reply_message(req, head, 413, "Request Entity Too Large");
+        return;
+    }
+    ev = build_event(h, req, &m, mname, path, query ? query : "");
+    p = ev ? faas_calloc(1, sizeof *p) : NULL;
+    if (!p) {
+        json_decref(ev);
+        reply_message(req, head, 500, "Internal Server Error");
+        return;
+    }
+    p->h = h;
+    p->req = req;
+    p->head = head;
+    faas_list_init(&p->link);
+    /* The store of an idempotent function is user code. */
+    faas_rt_enter(rt);
+    rc = faas_invoke(rt, ((struct faas_mapping *)r->owner)->function, ev, NULL, result_cb, p);
+    json_decref(ev);
+    if (rc == 0) {
+        faas_list_insert_tail(&h->pending, &p->link);
+        p->evcon = evhttp_request_get_connection(req);
+        if (p->evcon)
+            evhttp_connection_set_closecb(p->evcon, pending_closecb, p);
+    } else {
+        reply_status(req, head, rc, 1);
+        free(p);
+    }
+    faas_rt_leave(rt);
+}
+
+/* ---- attach, bind, free ----------------------------------------------- */
+
+int faas_http_attach(struct faas_runtime *rt, struct evhttp *http)
+{
+    struct faas_http *h;
+
+    if (!rt || !http || rt->closing || rt->free_requested)
+        return FAAS_EINVAL;
+    if (rt->http && rt->http->http)
+        return FAAS_EBUSY;
+    if (!(h = http_get(rt)))
+        return FAAS_ENOMEM;
+    h->http = http;
+    h->own = 0;
+    evhttp_set_gencb(http, request_cb, h);
+    return 0;
+}
+
+int faas_http_bind(struct faas_runtime *rt, const char *address, uint16_t port)
+{
+    struct evhttp_bound_socket *sock;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    struct faas_http *h;
+    struct evhttp *http;
+    size_t body, hdrs;
+
+    if (!rt || !address || rt->closing || rt->free_requested)
+        return FAAS_EINVAL;
+    if (rt->http && rt->http->http)
+        return FAAS_EBUSY;
+    if (!(h = http_get(rt)))
+        return FAAS_ENOMEM;
+    if (!(http = evhttp_new(rt->base)))
+        return FAAS_ENOMEM;
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                         EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE |
+                                         EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
+    /* Over twice our limits libevent stops reading (see the top). */
+    body = max_body(rt);
+    hdrs = max_headers(rt);
+    evhttp_set_max_body_size(http, body > (size_t)INT64_MAX / 2 ? -1 : (ev_ssize_t)(body * 2));
+    evhttp_set_max_headers_size(http,
+                                hdrs > (size_t)INT64_MAX / 2 ? -1 : (ev_ssize_t)(hdrs * 2));
+    sock = evhttp_bind_socket_with_handle(http, address, port);
+    if (!sock) {
+        evhttp_free(http);
+        return FAAS_ESYS;
+    }
+    if (getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            h->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6)
+            h->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    h->http = http;
+    h->own = 1;
+    evhttp_set_gencb(http, request_cb, h);
+    return 0;
+}
+
+uint16_t faas_http_port(const struct faas_runtime *rt)
+{
+    return rt && rt->http && rt->http->own ? rt->http->port : 0;
+}
+
+size_t faas_http_route_count(const struct faas_runtime *rt)
+{
+    return rt && rt->http ? faas_route_table_count(rt->http->routes) : 0;
+}
+
+size_t faas_http_pending_count(const struct faas_runtime *rt)
+{
+    const struct faas_list *e;
+    size_t n = 0;
+    if (!rt || !rt->http)
+        return 0;
+    for (e = rt->http->pending.next; e != &rt->http->pending; e = e->next)
+        n++;
+    return n;
+}
+
+static void route_orphan_cb(struct faas_route *r, void *arg)
+{
+    (void)arg;
+    if (r->owner)
+        ((struct faas_mapping *)r->owner)->route = NULL;
+    faas_route_free(r);
+}
+
+void faas_http_free(struct faas_runtime *rt)
+{
+    struct faas_http *h = rt ? rt->http : NULL;
+    struct faas_list *e;
+
+    if (!h)
+        return;
+    rt->http = NULL;
+    /* Answer what waits; the invocations' callbacks then find nobody. */
+    while ((e = faas_list_pop_head(&h->pending)) != NULL) {
+        struct http_pending *p = FAAS_CONTAINER_OF(e, struct http_pending, link);
+        struct evhttp_request *req = pending_take(p);
+        p->h = NULL;
+        if (req)
+            reply_message(req, p->head, 503, "Service Unavailable");
+    }
+    if (h->http) {
+        if (h->own)
+            evhttp_free(h->http);
+        else
+            evhttp_set_gencb(h->http, NULL, NULL);
+    }
+    table_free_each(h->routes, route_orphan_cb, NULL);
+    free(h);
+}

@@ -1,0 +1,487 @@
+/*
+ * source.c - event-source mappings: the table behind faas_map, schedules
+ * on the host's loop, and faas_emit's fan-out to host-fed sources.
+ *
+ * A mapping is a parsed source key ("kind:pattern"), a function name and
+ * copied options. Each kind hands the rest to its own file: api: routes to
+ * http.c, host-fed kinds (s3:, dynamodb:, stream:, queue:) to a batcher in
+ * batch.c, and schedule: stays here, as one libevent timer per mapping.
+ *
+ * Schedules fire from the runtime's wall clock: the timer only decides when
+ * to look. A fire that comes late (the loop was blocked, the clock jumped)
+ * fires once, and the next one is computed from now, so there is never a
+ * burst. The event is EventBridge's Scheduled Event, invoked asynchronously:
+ * it runs whether or not the function has warm instances.
+ *
+ * faas_emit shapes a record once (shapes.c), then offers it to every mapping
+ * of its kind whose pattern matches and whose filter passes it.
+ */
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "faas_int.h"
+#include "schedule.h"
+
+static const char *region(const struct faas_runtime *rt)
+{
+    return rt->opts.region ? rt->opts.region : "local";
+}
+
+const char *faas_src_event_source(enum faas_src_kind kind)
+{
+    switch (kind) {
+    case FAAS_SRC_S3:
+        return "aws:s3";
+    case FAAS_SRC_DYNAMODB:
+        return "aws:dynamodb";
+    case FAAS_SRC_STREAM:
+        return "aws:kinesis";
+    case FAAS_SRC_QUEUE:
+        return "aws:sqs";
+    case FAAS_SRC_API:
+    case FAAS_SRC_SCHEDULE:
+        break;
+    }
+    return NULL;
+}
+
+/* "kind:rest" -> kind and rest; 0 or FAAS_EPARSE. */
+static int parse_kind(const char *source, enum faas_src_kind *kind, const char **rest)
+{
+    static const struct {
+        const char *prefix;
+        enum faas_src_kind kind;
+    } kinds[] = {
+        { "api:", FAAS_SRC_API },       { "schedule:", FAAS_SRC_SCHEDULE },
+        { "s3:", FAAS_SRC_S3 },         { "dynamodb:", FAAS_SRC_DYNAMODB },
+        { "stream:", FAAS_SRC_STREAM }, { "queue:", FAAS_SRC_QUEUE },
+    };
+    size_t i;
+    for (i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        size_t n = strlen(kinds[i].prefix);
+        if (strncmp(source, kinds[i].prefix, n) == 0) {
+            *kind = kinds[i].kind;
+            *rest = source + n;
+            return 0;
+        }
+    }
+    return FAAS_EPARSE;
+}
+
+static int name_ok(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (n >= 128 || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                          (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
+            return 0;
+    }
+    return n > 0;
+}
+
+/* S3 event names: "Word" or "Word:Word", letters, with '*' allowed in a
+ * pattern (glob) and not in an emitted name. */
+static int s3_name_ok(const char *s, int glob)
+{
+    int colons = 0;
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (c == ':') {
+            if (n == 0 || s[n - 1] == ':' || ++colons > 1)
+                return 0;
+        } else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (glob && c == '*'))) {
+            return 0;
+        }
+    }
+    return n > 0 && s[n - 1] != ':';
+}
+
+static int dynamodb_name_ok(const char *s, int glob)
+{
+    return strcmp(s, "INSERT") == 0 || strcmp(s, "MODIFY") == 0 || strcmp(s, "REMOVE") == 0 ||
+           (glob && strcmp(s, "*") == 0);
+}
+
+/* Does an emitted event name match a mapping's pattern? */
+static int pattern_matches(const struct faas_mapping *m, const char *name)
+{
+    switch (m->kind) {
+    case FAAS_SRC_S3:
+        if (!strchr(m->pattern, ':') && strcmp(m->pattern, "*") != 0) {
+            /* "ObjectCreated" means every ObjectCreated:... event */
+            size_t n = strlen(m->pattern);
+            return strncmp(name, m->pattern, n) == 0 && (name[n] == ':' || name[n] == '\0');
+        }
+        return fnmatch(m->pattern, name, 0) == 0;
+    case FAAS_SRC_DYNAMODB:
+        return strcmp(m->pattern, "*") == 0 || strcmp(m->pattern, name) == 0;
+    case FAAS_SRC_STREAM:
+    case FAAS_SRC_QUEUE:
+        return strcmp(m->pattern, name) == 0;
+    case FAAS_SRC_API:
+    case FAAS_SRC_SCHEDULE:
+        break;
+    }
+    return 0;
+}
+
+struct faas_mapping *faas_mapping_find(struct faas_runtime *rt, int id)
+{
+    struct faas_list *e;
+    for (e = rt->mappings.next; e != &rt->mappings; e = e->next) {
+        struct faas_mapping *m = FAAS_CONTAINER_OF(e, struct faas_mapping, link);
+        if (m->id == id)
+            return m;
+    }
+    return NULL;
+}
+
+/* ---- schedules ------------------------------------------------------ */
+
+static int64_t wall_s(const struct faas_runtime *rt)
+{
+    return faas_wall_ns(rt) / 1000000000;
+}
+
+static void iso_utc(int64_t t, char *buf, size_t size)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* EventBridge's Scheduled Event for a fire at `t`. New reference or NULL. */
+static json_t *scheduled_event(struct faas_mapping *m, int64_t t)
+{
+    struct faas_runtime *rt = m->rt;
+    char id[FAAS_REQUEST_ID_SIZE], when[32], rule[160];
+    faas_request_id(rt, id);
+    iso_utc(t, when, sizeof when);
+    snprintf(rule, sizeof rule, "arn:aws:events:%s:000000000000:rule/libfaas-%d", region(rt),
+             m->id);
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:[s],s:{}}", "version", "0", "id", id,
+                     "detail-type", "Scheduled Event", "source", "aws.events", "account",
+                     "000000000000", "time", when, "region", region(rt), "resources", rule,
+                     "detail");
+}
+
+static void schedule_log(struct faas_mapping *m, const char *action, const char *line)
+{
+    struct faas_runtime *rt = m->rt;
+    struct faas_log_record rec;
+    if (!rt->opts.log)
+        return;
+    memset(&rec, 0, sizeof rec);
+    rec.kind = FAAS_LOG_ASYNC;
+    rec.function = m->function;
+    rec.request_id = "";
+    rec.action = action;
+    rec.line = line;
+    rt->opts.log(&rec, rt->opts.log_arg);
+}
+
+/* Arms m's timer for its next fire after `after`; none when it never fires
+ * again. */
+static void schedule_arm(struct faas_mapping *m, int64_t after)
+{
+    time_t next;
+    int64_t now;
+    struct timeval tv;
+
+    if (faas_schedule_next_parsed(m->sched, (time_t)after, &next) != 0) {
+        m->last_fire_s = -1; /* done: at() in the past, or the years ran out */
+        return;
+    }
+    m->last_fire_s = (int64_t)next; /* the fire this timer is for */
+    now = wall_s(m->rt);
+    tv.tv_sec = (time_t)(next > now ? next - now : 0);
+    tv.tv_usec = 0;
+    event_add(m->timer, &tv);
+}
+
+/* Fires m if its time has come; returns 1 if it fired. */
+static int schedule_check(struct faas_mapping *m)
+{
+    struct faas_runtime *rt = m->rt;
+    int64_t now = wall_s(rt), due = m->last_fire_s;
+    json_t *ev;
+    int rc;
+
+    if (due < 0)
+        return 0;
+    if (now < due) {
+        struct timeval tv = { (time_t)(due - now), 0 };
+        event_add(m->timer, &tv); /* early: the clock moved back, or a fake one */
+        return 0;
+    }
+    ev = scheduled_event(m, due);
+    rc = ev ? faas_invoke_async(rt, m->function, ev, NULL, NULL) : FAAS_ENOMEM;
+    json_decref(ev);
+    if (rc != 0)
+        schedule_log(m, "failure", faas_strerror(rc));
+    /* Late by more than a period? The next fire is after now, not a burst. */
+    schedule_arm(m, now > due ? now : due);
+    return 1;
+}
+
+static void schedule_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct faas_mapping *m = arg;
+    struct faas_runtime *rt = m->rt;
+    (void)fd;
+    (void)what;
+    faas_rt_enter(rt);
+    schedule_check(m);
+    faas_rt_leave(rt);
+}
+
+void faas_schedule_poll(struct faas_runtime *rt)
+{
+    struct faas_list *e, *next;
+    for (e = rt->mappings.next; e != &rt->mappings; e = next) {
+        struct faas_mapping *m = FAAS_CONTAINER_OF(e, struct faas_mapping, link);
+        next = e->next;
+        if (m->kind == FAAS_SRC_SCHEDULE)
+            schedule_check(m);
+    }
+}
+
+/* ---- faas_map / faas_unmap ----------------------------------------- */
+
+static void mapping_free(struct faas_mapping *m)
+{
+    if (m->timer)
+        event_free(m->timer);
+    faas_filter_free(m->filter);
+    free(m->sched);
+    free(m->source);
+    free((char *)m->opts.filter);
+    free((char *)m->opts.partition_key_path);
+    free((char *)m->opts.on_failure);
+    free(m);
+}
+
+/* Stops m's producer: its route, timer or batcher. */
+static void mapping_stop(struct faas_mapping *m)
+{
+    struct faas_runtime *rt = m->rt;
+    switch (m->kind) {
+    case FAAS_SRC_API:
+        if (m->route)
+            faas_http_route_remove(rt, m);
+        break;
+    case FAAS_SRC_SCHEDULE:
+        if (m->timer)
+            event_del(m->timer);
+        break;
+    case FAAS_SRC_S3:
+    case FAAS_SRC_DYNAMODB:
+    case FAAS_SRC_STREAM:
+    case FAAS_SRC_QUEUE:
+        if (m->batcher)
+            faas_batcher_free(m);
+        break;
+    }
+}
+
+static int copy_opt(const char *in, const char **out)
+{
+    *out = NULL;
+    if (in && !(*out = faas_strdup(in)))
+        return FAAS_ENOMEM;
+    return 0;
+}
+
+static int map_opts(struct faas_mapping *m, const struct faas_map_opts *opts)
+{
+    static const struct faas_map_opts defaults = FAAS_MAP_OPTS_INIT;
+    char err[256];
+    int rc;
+
+    if (!opts)
+        opts = &defaults;
+    if (opts->version != FAAS_MAP_OPTS_VERSION || opts->batch_size > 10000 ||
+        opts->parallelization > 10 || opts->max_retries < -1)
+        return FAAS_EINVAL;
+    if (opts->on_failure && !faas_fn_lookup(m->rt, opts->on_failure))
+        return FAAS_ENOENT;
+    m->opts = *opts;
+    if (m->opts.batch_size == 0)
+        m->opts.batch_size = 1;
+    if (m->opts.parallelization == 0)
+        m->opts.parallelization = 1;
+    m->opts.filter = m->opts.partition_key_path = m->opts.on_failure = NULL;
+    if ((rc = copy_opt(opts->filter, &m->opts.filter)) != 0 ||
+        (rc = copy_opt(opts->partition_key_path, &m->opts.partition_key_path)) != 0 ||
+        (rc = copy_opt(opts->on_failure, &m->opts.on_failure)) != 0)
+        return rc;
+    if (opts->filter && (rc = faas_filter_compile(opts->filter, &m->filter, err, sizeof err)))
+        return rc;
+    return 0;
+}
+
+/* The kind's own set-up of a parsed mapping. */
+static int mapping_start(struct faas_mapping *m)
+{
+    struct faas_runtime *rt = m->rt;
+    char err[256];
+
+    switch (m->kind) {
+    case FAAS_SRC_API:
+        return faas_http_route_add(rt, m);
+    case FAAS_SRC_SCHEDULE:
+        m->sched = faas_malloc(sizeof(struct faas_schedule));
+        if (!m->sched)
+            return FAAS_ENOMEM;
+        if (faas_schedule_parse(m->pattern, m->sched, err, sizeof err) != 0)
+            return FAAS_EPARSE;
+        m->timer = event_new(rt->base, -1, 0, schedule_cb, m);
+        if (!m->timer)
+            return FAAS_ENOMEM;
+        schedule_arm(m, wall_s(rt));
+        return 0;
+    case FAAS_SRC_S3:
+        if (!s3_name_ok(m->pattern, 1))
+            return FAAS_EPARSE;
+        return faas_batcher_new(m);
+    case FAAS_SRC_DYNAMODB:
+        if (!dynamodb_name_ok(m->pattern, 1))
+            return FAAS_EPARSE;
+        return faas_batcher_new(m);
+    case FAAS_SRC_STREAM:
+    case FAAS_SRC_QUEUE:
+        if (!name_ok(m->pattern))
+            return FAAS_EPARSE;
+        return faas_batcher_new(m);
+    }
+    return FAAS_EPARSE;
+}
+
+int faas_map(struct faas_runtime *rt, const char *source, const char *function,
+             const struct faas_map_opts *opts)
+{
+    struct faas_mapping *m;
+    enum faas_src_kind kind;
+    const char *rest;
+    int rc;
+
+    if (!rt || !source || !function || rt->closing || rt->free_requested)
+        return FAAS_EINVAL;
+    if (opts && opts->version != FAAS_MAP_OPTS_VERSION)
+        return FAAS_EINVAL;
+    if (parse_kind(source, &kind, &rest) != 0)
+        return FAAS_EPARSE;
+    if (!faas_fn_lookup(rt, function))
+        return FAAS_ENOENT;
+    if (rt->next_mapping_id == INT32_MAX)
+        return FAAS_ENOMEM;
+    m = faas_calloc(1, sizeof *m);
+    if (!m)
+        return FAAS_ENOMEM;
+    m->rt = rt;
+    m->kind = kind;
+    m->last_fire_s = -1;
+    faas_list_init(&m->link);
+    strcpy(m->function, function); /* looked up: it fits */
+    if (!(m->source = faas_strdup(source))) {
+        mapping_free(m);
+        return FAAS_ENOMEM;
+    }
+    m->pattern = m->source + (rest - source);
+    m->id = rt->next_mapping_id; /* the kinds' set-up may use it */
+    if ((rc = map_opts(m, opts)) != 0 || (rc = mapping_start(m)) != 0) {
+        mapping_stop(m);
+        mapping_free(m);
+        return rc;
+    }
+    rt->next_mapping_id++;
+    faas_list_insert_tail(&rt->mappings, &m->link);
+    return m->id;
+}
+
+int faas_unmap(struct faas_runtime *rt, int mapping_id)
+{
+    struct faas_mapping *m;
+    if (!rt || mapping_id < 0)
+        return FAAS_EINVAL;
+    m = faas_mapping_find(rt, mapping_id);
+    if (!m)
+        return FAAS_ENOENT;
+    faas_list_remove(&m->link);
+    faas_rt_enter(rt); /* dropped records may reach on_failure callbacks */
+    mapping_stop(m);
+    mapping_free(m);
+    faas_rt_leave(rt);
+    return 0;
+}
+
+void faas_sources_free(struct faas_runtime *rt)
+{
+    struct faas_list *e;
+    while ((e = faas_list_pop_head(&rt->mappings)) != NULL) {
+        struct faas_mapping *m = FAAS_CONTAINER_OF(e, struct faas_mapping, link);
+        mapping_stop(m);
+        mapping_free(m);
+    }
+    faas_watch_free_all(rt);
+    if (rt->http)
+        faas_http_free(rt);
+}
+
+/* ---- faas_emit ------------------------------------------------------ */
+
+int faas_emit(struct faas_runtime *rt, const char *source, json_t *record)
+{
+    enum faas_src_kind kind;
+    const char *name;
+    struct faas_list *e;
+    json_t *shaped;
+    int err = 0, taken = 0;
+
+    if (!rt || !source || !record || rt->closing || rt->free_requested)
+        return FAAS_EINVAL;
+    if (parse_kind(source, &kind, &name) != 0)
+        return FAAS_EPARSE;
+    switch (kind) {
+    case FAAS_SRC_S3:
+        if (!s3_name_ok(name, 0) || !strchr(name, ':'))
+            return FAAS_EPARSE;
+        break;
+    case FAAS_SRC_DYNAMODB:
+        if (!dynamodb_name_ok(name, 0))
+            return FAAS_EPARSE;
+        break;
+    case FAAS_SRC_STREAM:
+    case FAAS_SRC_QUEUE:
+        if (!name_ok(name))
+            return FAAS_EPARSE;
+        break;
+    case FAAS_SRC_API:
+    case FAAS_SRC_SCHEDULE:
+        return FAAS_EPARSE; /* not fed by the host */
+    }
+    if (faas_json_size(record, rt->opts.max_async_payload) > rt->opts.max_async_payload)
+        return FAAS_ETOOBIG;
+    shaped = faas_shape_record(rt, kind, name, record, &err);
+    if (!shaped)
+        return err ? err : FAAS_ENOMEM;
+    for (e = rt->mappings.next; e != &rt->mappings; e = e->next) {
+        struct faas_mapping *m = FAAS_CONTAINER_OF(e, struct faas_mapping, link);
+        if (m->kind != kind || !pattern_matches(m, name))
+            continue;
+        if (m->filter && !faas_filter_match(m->filter, shaped))
+            continue;
+        if (faas_batcher_add(m, json_incref(shaped)) == 0)
+            taken++;
+    }
+    json_decref(shaped);
+    return taken;
+}

@@ -1,0 +1,294 @@
+/*
+ * test_source.c - event-source mappings: source keys, ids, unmapping,
+ * schedules on a fake clock (the Scheduled Event, one fire for a missed
+ * stretch, at() once), and faas_emit's routing to host-fed mappings.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "faas_int.h"
+#include "testutil.h"
+
+struct fx {
+    struct event_base *base;
+    struct faas_runtime *rt;
+    struct tu_clock clk;
+    int runs;
+    json_t *events; /* every event a handler got */
+};
+
+static struct fx *g;
+
+static int record(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    (void)ctx;
+    (void)result;
+    json_array_append(g->events, event);
+    g->runs++;
+    return 0;
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
+    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+
+    f->base = event_base_new();
+    /* 2026-11-27T20:00:00Z, as the fake clock's wall time */
+    f->clk.ns = (1795809600ull - 1700000000ull) * 1000000000ull;
+    ro.clock.now_ns = tu_clock_now;
+    ro.clock.wall_ns = tu_clock_wall;
+    ro.clock.arg = &f->clk;
+    ro.region = "eu-west-1";
+    assert_int_equal(faas_runtime_new(&f->rt, f->base, &ro), 0);
+    fo.isolation = FAAS_ISOLATION_INLINE;
+    assert_int_equal(faas_register(f->rt, "fn", record, &fo), 0);
+    assert_int_equal(faas_register(f->rt, "other", record, &fo), 0);
+    f->events = json_array();
+    g = f;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    faas_runtime_free(f->rt);
+    event_base_free(f->base);
+    json_decref(f->events);
+    free(f);
+    return 0;
+}
+
+static void test_map_errors(void **state)
+{
+    struct fx *f = *state;
+    struct faas_map_opts mo = FAAS_MAP_OPTS_INIT;
+
+    assert_int_equal(faas_map(NULL, "queue:q", "fn", NULL), FAAS_EINVAL);
+    assert_int_equal(faas_map(f->rt, NULL, "fn", NULL), FAAS_EINVAL);
+    assert_int_equal(faas_map(f->rt, "queue:q", NULL, NULL), FAAS_EINVAL);
+    assert_int_equal(faas_map(f->rt, "ftp:x", "fn", NULL), FAAS_EPARSE);
+    assert_int_equal(faas_map(f->rt, "queue:q", "nope", NULL), FAAS_ENOENT);
+    assert_int_equal(faas_map(f->rt, "schedule:rate(5 minute)", "fn", NULL), FAAS_EPARSE);
+    assert_int_equal(faas_map(f->rt, "schedule:cron(0 0 * * * *)", "fn", NULL), FAAS_EPARSE);
+    assert_int_equal(faas_map(f->rt, "dynamodb:UPSERT", "fn", NULL), FAAS_EPARSE);
+    assert_int_equal(faas_map(f->rt, "s3:Object Created", "fn", NULL), FAAS_EPARSE);
+    assert_int_equal(faas_map(f->rt, "queue:", "fn", NULL), FAAS_EPARSE);
+    assert_int_equal(faas_map(f->rt, "queue:a b", "fn", NULL), FAAS_EPARSE);
+    mo.version = 7;
+    assert_int_equal(faas_map(f->rt, "queue:q", "fn", &mo), FAAS_EINVAL);
+    mo.version = FAAS_MAP_OPTS_VERSION;
+    mo.batch_size = 10001;
+    assert_int_equal(faas_map(f->rt, "queue:q", "fn", &mo), FAAS_EINVAL);
+    mo.batch_size = 10;
+    mo.parallelization = 11;
+    assert_int_equal(faas_map(f->rt, "queue:q", "fn", &mo), FAAS_EINVAL);
+    mo.parallelization = 1;
+    mo.on_failure = "missing";
+    assert_int_equal(faas_map(f->rt, "queue:q", "fn", &mo), FAAS_ENOENT);
+    mo.on_failure = NULL;
+    mo.filter = "{\"a\": 1}"; /* a leaf must be an array */
+    assert_int_equal(faas_map(f->rt, "queue:q", "fn", &mo), FAAS_EPARSE);
+    assert_int_equal(faas_unmap(f->rt, 12345), FAAS_ENOENT);
+    assert_int_equal(faas_unmap(f->rt, -1), FAAS_EINVAL);
+}
+
+static void test_ids_and_unmap(void **state)
+{
+    struct fx *f = *state;
+    int a = faas_map(f->rt, "queue:q", "fn", NULL);
+    int b = faas_map(f->rt, "s3:ObjectCreated:*", "fn", NULL);
+    int c = faas_map(f->rt, "schedule:rate(1 minute)", "fn", NULL);
+
+    assert_true(a >= 0);
+    assert_true(b > a);
+    assert_true(c > b);
+    assert_non_null(faas_mapping_find(f->rt, b));
+    assert_int_equal(faas_unmap(f->rt, b), 0);
+    assert_null(faas_mapping_find(f->rt, b));
+    assert_int_equal(faas_unmap(f->rt, b), FAAS_ENOENT);
+    /* ids are not reused */
+    assert_true(faas_map(f->rt, "queue:q2", "fn", NULL) > c);
+}
+
+/* Advances the fake clock, fires what is due, runs the loop until `want`
+ * handler runs (or a short bound). */
+static void advance(struct fx *f, uint64_t seconds, int want)
+{
+    tu_clock_advance(&f->clk, seconds * 1000000000ull);
+    faas_schedule_poll(f->rt);
+    tu_run_until(f->base, &f->runs, want, 2000);
+}
+
+static void test_rate_schedule(void **state)
+{
+    struct fx *f = *state;
+    json_t *ev;
+    int id = faas_map(f->rt, "schedule:rate(5 minutes)", "fn", NULL);
+
+    assert_true(id >= 0);
+    advance(f, 299, 1);
+    assert_int_equal(f->runs, 0); /* not yet */
+    advance(f, 1, 1);
+    assert_int_equal(f->runs, 1);
+    ev = json_array_get(f->events, 0);
+    assert_string_equal(json_string_value(json_object_get(ev, "detail-type")),
+                        "Scheduled Event");
+    assert_string_equal(json_string_value(json_object_get(ev, "source")), "aws.events");
+    assert_string_equal(json_string_value(json_object_get(ev, "version")), "0");
+    assert_string_equal(json_string_value(json_object_get(ev, "region")), "eu-west-1");
+    assert_string_equal(json_string_value(json_object_get(ev, "time")), "2026-11-27T20:05:00Z");
+    assert_int_equal(strlen(json_string_value(json_object_get(ev, "id"))), 36);
+    assert_true(json_is_object(json_object_get(ev, "detail")));
+    assert_int_equal(json_object_size(json_object_get(ev, "detail")), 0);
+    assert_int_equal(json_array_size(json_object_get(ev, "resources")), 1);
+    assert_non_null(strstr(json_string_value(json_array_get(json_object_get(ev, "resources"), 0)),
+                           "arn:aws:events:eu-west-1:000000000000:rule/"));
+
+    /* A stretch of 20 missed periods fires once, then the period resumes. */
+    advance(f, 100 * 60, 2);
+    assert_int_equal(f->runs, 2);
+    advance(f, 60, 3);
+    assert_int_equal(f->runs, 2);
+    advance(f, 4 * 60, 3);
+    assert_int_equal(f->runs, 3);
+
+    assert_int_equal(faas_unmap(f->rt, id), 0);
+    advance(f, 3600, 4);
+    assert_int_equal(f->runs, 3);
+}
+
+static void test_cron_and_at(void **state)
+{
+    struct fx *f = *state;
+    /* every day at 20:30 UTC; and once, at 21:00 */
+    assert_true(faas_map(f->rt, "schedule:cron(30 20 * * ? *)", "fn", NULL) >= 0);
+    assert_true(faas_map(f->rt, "schedule:at(2026-11-27T21:00:00)", "other", NULL) >= 0);
+    /* an at() in the past maps, and never fires */
+    assert_true(faas_map(f->rt, "schedule:at(2020-01-01T00:00:00)", "other", NULL) >= 0);
+    advance(f, 29 * 60, 1);
+    assert_int_equal(f->runs, 0);
+    advance(f, 60, 1);
+    assert_int_equal(f->runs, 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(f->events, 0), "time")),
+                        "2026-11-27T20:30:00Z");
+    advance(f, 30 * 60, 2);
+    assert_int_equal(f->runs, 2);
+    advance(f, 24 * 3600, 4);
+    assert_int_equal(f->runs, 3); /* the cron again; the at() not */
+}
+
+/* The real timer path, on the system clock: an at() two seconds ahead. */
+static void test_schedule_real_timer(void **state)
+{
+    struct fx *f = *state;
+    struct event_base *base = event_base_new();
+    struct faas_runtime *rt;
+    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+    char key[64];
+    time_t t = time(NULL) + 2;
+    struct tm tm;
+    uint64_t start = tu_now_ms();
+
+    gmtime_r(&t, &tm);
+    strftime(key, sizeof key, "schedule:at(%Y-%m-%dT%H:%M:%S)", &tm);
+    assert_int_equal(faas_runtime_new(&rt, base, NULL), 0);
+    fo.isolation = FAAS_ISOLATION_INLINE;
+    assert_int_equal(faas_register(rt, "fn", record, &fo), 0);
+    assert_true(faas_map(rt, key, "fn", NULL) >= 0);
+    tu_run_for(base, 200);
+    assert_int_equal(f->runs, 0);
+    assert_true(tu_run_until(base, &f->runs, 1, 5000));
+    assert_true(tu_now_ms() - start >= 900); /* not before its second */
+    tu_run_for(base, 100);
+    assert_int_equal(f->runs, 1); /* once */
+    faas_runtime_free(rt);
+    event_base_free(base);
+}
+
+static void test_emit_errors(void **state)
+{
+    struct fx *f = *state;
+    json_t *r = json_pack("{s:s,s:s}", "bucket", "b", "key", "k");
+
+    assert_int_equal(faas_emit(NULL, "queue:q", r), FAAS_EINVAL);
+    assert_int_equal(faas_emit(f->rt, NULL, r), FAAS_EINVAL);
+    assert_int_equal(faas_emit(f->rt, "queue:q", NULL), FAAS_EINVAL);
+    assert_int_equal(faas_emit(f->rt, "api:/x", r), FAAS_EPARSE);
+    assert_int_equal(faas_emit(f->rt, "schedule:rate(1 minute)", r), FAAS_EPARSE);
+    assert_int_equal(faas_emit(f->rt, "s3:ObjectCreated:*", r), FAAS_EPARSE);
+    assert_int_equal(faas_emit(f->rt, "s3:ObjectCreated", r), FAAS_EPARSE);
+    assert_int_equal(faas_emit(f->rt, "dynamodb:*", r), FAAS_EPARSE);
+    assert_int_equal(faas_emit(f->rt, "nope:x", r), FAAS_EPARSE);
+    /* no mapping: taken by none */
+    assert_int_equal(faas_emit(f->rt, "s3:ObjectCreated:Put", r), 0);
+    json_decref(r);
+}
+
+static void test_emit_routing(void **state)
+{
+    struct fx *f = *state;
+    struct faas_map_opts mo = FAAS_MAP_OPTS_INIT;
+    json_t *obj = json_pack("{s:s,s:s,s:i}", "bucket", "photos", "key", "a.jpg", "size", 3);
+    json_t *big = json_pack("{s:s,s:s,s:i}", "bucket", "photos", "key", "b.png", "size", 3000);
+    json_t *ddb = json_pack("{s:{s:{s:s}}}", "Keys", "id", "S", "1");
+
+    assert_true(faas_map(f->rt, "s3:ObjectCreated:*", "fn", NULL) >= 0);
+    assert_true(faas_map(f->rt, "s3:ObjectCreated", "fn", NULL) >= 0);
+    assert_true(faas_map(f->rt, "s3:ObjectRemoved:*", "fn", NULL) >= 0);
+    mo.filter = "{\"s3\": {\"object\": {\"key\": [{\"suffix\": \".png\"}]}}}";
+    assert_true(faas_map(f->rt, "s3:*", "other", &mo) >= 0);
+    assert_true(faas_map(f->rt, "dynamodb:INSERT", "fn", NULL) >= 0);
+    assert_true(faas_map(f->rt, "dynamodb:*", "fn", NULL) >= 0);
+
+    assert_int_equal(faas_emit(f->rt, "s3:ObjectCreated:Put", obj), 2);  /* filter says no */
+    assert_int_equal(faas_emit(f->rt, "s3:ObjectCreated:Copy", big), 3); /* png: yes */
+    assert_int_equal(faas_emit(f->rt, "s3:ObjectRemoved:Delete", obj), 1);
+    assert_int_equal(faas_emit(f->rt, "dynamodb:INSERT", ddb), 2);
+    assert_int_equal(faas_emit(f->rt, "dynamodb:REMOVE", ddb), 1);
+    assert_int_equal(faas_emit(f->rt, "queue:none", obj), FAAS_EINVAL); /* no body */
+    /* each taken record becomes one batch of one: 9 invocations */
+    assert_true(tu_run_until(f->base, &f->runs, 9, 3000));
+    assert_int_equal(f->runs, 9);
+    {
+        json_t *ev = json_array_get(f->events, 0);
+        json_t *rec = json_array_get(json_object_get(ev, "Records"), 0);
+        assert_string_equal(json_string_value(json_object_get(rec, "eventSource")), "aws:s3");
+        assert_string_equal(json_string_value(json_object_get(rec, "eventName")),
+                            "ObjectCreated:Put");
+    }
+    json_decref(obj);
+    json_decref(big);
+    json_decref(ddb);
+}
+
+static void test_free_with_mappings(void **state)
+{
+    struct fx *f = *state;
+    json_t *m = json_pack("{s:s}", "body", "hello");
+    struct faas_map_opts mo = FAAS_MAP_OPTS_INIT;
+    mo.batch_size = 10;
+    mo.batch_window_ms = 60000;
+    assert_true(faas_map(f->rt, "schedule:rate(1 minute)", "fn", NULL) >= 0);
+    assert_true(faas_map(f->rt, "queue:jobs", "fn", &mo) >= 0);
+    assert_int_equal(faas_emit(f->rt, "queue:jobs", m), 1); /* waits for its window */
+    json_decref(m);
+    /* teardown frees the runtime with a timer armed and a record queued */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_map_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ids_and_unmap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rate_schedule, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cron_and_at, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schedule_real_timer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_emit_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_emit_routing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_with_mappings, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
