@@ -76,7 +76,7 @@ $(STATIC): $(LIB_OBJS)
 
 $(SHARED): $(LIB_OBJS)
 	@echo "  LD      $@"
-	$(Q)$(CC) -shared -Wl,-soname,$(SONAME) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS_ALL)
+	$(Q)$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS_ALL)
 	$(Q)ln -sf libfaas.so.$(VERSION) $(B)/$(SONAME)
 	$(Q)ln -sf $(SONAME) $(B)/libfaas.so
 
