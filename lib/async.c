@@ -48,6 +48,11 @@
 
 #define ASYNC_BACKOFF_CAP_MS (15u * 60u * 1000u)
 
+/* Ended event records a function keeps for its next events, at most: a
+ * burst of events then costs no allocation of records in steady state, and
+ * an idle function holds at most this many (about 200 bytes each). */
+#define ASYNC_SPARE_MAX 1024u
+
 /* Why an event ended: the destination record's requestContext.condition. */
 enum async_cond {
     COND_SUCCESS = 0,
@@ -81,6 +86,7 @@ struct async_ev {
     int end_status;            /* W_DONE: how it ends */
     enum async_cond end_cond;
     struct faas_result *last;  /* the last attempt's result, or NULL */
+    struct async_ev *spare_next; /* a->spare */
 };
 
 struct faas_async {
@@ -90,10 +96,13 @@ struct faas_async {
     uint32_t nwaiting;           /* ready + delayed */
     int blocked;                 /* the pool throttled the head */
     struct event *kick_ev;       /* made active to start work from the loop */
+    int kicked;                  /* kick_ev is active: kick_cb has yet to run */
     struct event *timer_ev;
     int timer_armed;
     uint64_t timer_at;
     uint64_t rng;                /* splitmix64 state, for jitter */
+    struct async_ev *spare;      /* ended records for reuse */
+    uint32_t nspare;
 };
 
 /* ---- small helpers -------------------------------------------------- */
@@ -271,15 +280,31 @@ static int ensure_events(struct faas_async *a)
     return 0;
 }
 
+/* Once per loop pass at most: event_active takes the base's lock. */
 static void kick(struct faas_async *a)
 {
-    if (a->kick_ev)
+    if (a->kick_ev && !a->kicked) {
+        a->kicked = 1;
         event_active(a->kick_ev, EV_TIMEOUT, 1);
+    }
+}
+
+/* A zeroed event record: a spare one, or a new one. */
+static struct async_ev *ev_alloc(struct faas_async *a)
+{
+    struct async_ev *ev = a->spare;
+    if (!ev)
+        return faas_calloc(1, sizeof *ev);
+    a->spare = ev->spare_next;
+    a->nspare--;
+    memset(ev, 0, sizeof *ev);
+    return ev;
 }
 
 static void ev_free(struct async_ev *ev)
 {
     struct faas_fn *fn = ev->fn;
+    struct faas_async *a = fn->async;
     json_decref(ev->event);
     json_decref(ev->client_context);
     free(ev->trace_id);
@@ -288,7 +313,13 @@ static void ev_free(struct async_ev *ev)
         json_decref(ev->last->payload);
         free(ev->last);
     }
-    free(ev);
+    if (a && a->nspare < ASYNC_SPARE_MAX && !stopping(fn)) {
+        ev->spare_next = a->spare;
+        a->spare = ev;
+        a->nspare++;
+    } else {
+        free(ev);
+    }
     faas_fn_unref(fn);
 }
 
@@ -734,9 +765,11 @@ static void pump_entry(struct faas_async *a, int unblock)
 
 static void kick_cb(evutil_socket_t fd, short what, void *arg)
 {
+    struct faas_async *a = arg;
     (void)fd;
     (void)what;
-    pump_entry(arg, 0);
+    a->kicked = 0;
+    pump_entry(a, 0);
 }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -776,7 +809,7 @@ static int enqueue(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
         json_decref(event);
         return FAAS_ETHROTTLED;
     }
-    ev = faas_calloc(1, sizeof *ev);
+    ev = ev_alloc(a);
     if (!ev)
         goto nomem;
     ev->event = event;
@@ -980,6 +1013,11 @@ void faas_async_free(struct faas_fn *fn)
         event_free(a->kick_ev);
     if (a->timer_ev)
         event_free(a->timer_ev);
+    while (a->spare) {
+        struct async_ev *ev = a->spare;
+        a->spare = ev->spare_next;
+        free(ev);
+    }
     free((char *)a->opts.on_success);
     free((char *)a->opts.on_failure);
     free(a);
