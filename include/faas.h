@@ -109,7 +109,8 @@ FAAS_EXTERN const char *faas_version(void);
 /* ------------------------------------------------------------------ */
 
 /*
- * A handler: reads `event` (borrowed, valid until the handler returns) and
+ * A handler: reads `event` (borrowed, valid until the handler returns; it is
+ * read-only: parts of it may be shared with other invocations) and
  * sets *result to a new reference (or leaves it NULL for JSON null), which
  * the runtime takes over. Returns 0 on success; anything else fails the
  * invocation with FAAS_EHANDLER. THREAD handlers run on a worker thread and

@@ -115,30 +115,6 @@ static uint64_t rng_next(struct faas_async *a)
     return z ^ (z >> 31);
 }
 
-static void async_log(struct faas_runtime *rt, const char *function, const char *request_id,
-                      const char *action, const char *fmt, ...) FAAS_PRINTF(5, 6);
-
-static void async_log(struct faas_runtime *rt, const char *function, const char *request_id,
-                      const char *action, const char *fmt, ...)
-{
-    struct faas_log_record rec;
-    char line[256];
-    va_list ap;
-
-    if (!rt->opts.log)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    memset(&rec, 0, sizeof rec);
-    rec.kind = FAAS_LOG_ASYNC;
-    rec.function = function;
-    rec.request_id = request_id;
-    rec.action = action;
-    rec.line = line;
-    rt->opts.log(&rec, rt->opts.log_arg);
-}
-
 static const char *err_name(int status)
 {
     const char *n = faas_strerror_name(status);
@@ -400,21 +376,6 @@ static void arm_timer(struct faas_async *a, uint64_t now)
 
 /* ---- the end of an event -------------------------------------------- */
 
-static void iso_time(struct faas_runtime *rt, char *buf, size_t size)
-{
-    int64_t ns = faas_wall_ns(rt);
-    time_t s = (time_t)(ns / 1000000000);
-    int ms = (int)((ns % 1000000000) / 1000000);
-    struct tm tm;
-    if (ms < 0) {
-        ms += 1000;
-        s--;
-    }
-    gmtime_r(&s, &tm);
-    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
-}
-
 /* Lambda's destination record. New reference, or NULL. */
 static json_t *destination_record(struct faas_runtime *rt, const struct faas_result *res,
                                   enum async_cond cond)
@@ -422,7 +383,7 @@ static json_t *destination_record(struct faas_runtime *rt, const struct faas_res
     char ts[96], arn[FAAS_NAME_MAX + 64];
     json_t *rec, *resp;
 
-    iso_time(rt, ts, sizeof ts);
+    faas_iso_time_ms(faas_wall_ns(rt), ts, sizeof ts);
     snprintf(arn, sizeof arn, "arn:aws:lambda:%s:000000000000:function:%s:$LATEST",
              rt->opts.region ? rt->opts.region : "local", res->function);
     resp = json_pack("{s:i, s:s}", "statusCode", 200, "executedVersion", "$LATEST");
@@ -463,7 +424,7 @@ static void send_destination(struct faas_async *a, const char *dest,
         if (rc == 0)
             return;
     }
-    async_log(rt, a->fn->name, res->request_id, "failure",
+    faas_log_event(rt, FAAS_LOG_ASYNC, a->fn->name, res->request_id, "failure", NULL,
               "destination %s for condition %s not invoked: %s", dest, cond_names[cond],
               err_name(rc));
 }
@@ -531,20 +492,21 @@ static void end_event_with(struct faas_async *a, struct async_ev *ev, int status
     res.attempts = ev->attempts;
 
     if (status == 0)
-        async_log(rt, fn->name, res.request_id, "success", "succeeded after %u attempt%s",
-                  (unsigned)res.attempts, res.attempts == 1 ? "" : "s");
+        faas_log_event(rt, FAAS_LOG_ASYNC, fn->name, res.request_id, "success", NULL,
+                       "succeeded after %u attempt%s", (unsigned)res.attempts,
+                       res.attempts == 1 ? "" : "s");
     else
-        async_log(rt, fn->name, res.request_id, "failure", "%s after %u attempt%s: %s",
-                  cond_names[cond], (unsigned)res.attempts, res.attempts == 1 ? "" : "s",
-                  err_name(status));
+        faas_log_event(rt, FAAS_LOG_ASYNC, fn->name, res.request_id, "failure", NULL,
+                       "%s after %u attempt%s: %s", cond_names[cond], (unsigned)res.attempts,
+                       res.attempts == 1 ? "" : "s", err_name(status));
     if (a->opts.on_complete)
         a->opts.on_complete(&res, a->opts.on_complete_arg);
     dest = status == 0 ? a->opts.on_success : a->opts.on_failure;
     if (dest)
         send_destination(a, dest, &res, cond);
     if (status != 0 && dead_letter) {
-        async_log(rt, fn->name, res.request_id, "dead-letter", "%s: %s", cond_names[cond],
-                  err_name(status));
+        faas_log_event(rt, FAAS_LOG_ASYNC, fn->name, res.request_id, "dead-letter", NULL, "%s: %s",
+                       cond_names[cond], err_name(status));
         dead_letter(&res, dead_letter_arg);
     }
     json_decref(res.payload);
@@ -602,7 +564,7 @@ static void schedule_retry(struct faas_async *a, struct async_ev *ev, uint64_t n
     }
     ev->wake_ns = now + delay;
     insert_delayed(a, ev);
-    async_log(a->fn->rt, a->fn->name, ev->request_id, "retry",
+    faas_log_event(a->fn->rt, FAAS_LOG_ASYNC, a->fn->name, ev->request_id, "retry", NULL,
               "attempt %u: %s; next attempt in %llu ms", (unsigned)ev->attempts,
               err_name(status), (unsigned long long)(delay / 1000000u));
     arm_timer(a, now);
@@ -692,7 +654,7 @@ static int start_head(struct faas_async *a, uint64_t now)
         a->blocked = 1;
         if (!ev->throttle_logged) {
             ev->throttle_logged = 1;
-            async_log(fn->rt, fn->name, ev->request_id, "throttled",
+            faas_log_event(fn->rt, FAAS_LOG_ASYNC, fn->name, ev->request_id, "throttled", NULL,
                       "no instance free; the event waits");
         }
         return 1;
@@ -837,7 +799,7 @@ static int enqueue(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
             old->end_cond = COND_THROTTLED;
             old->where = W_DONE;
             faas_list_insert_tail(&a->done, &old->link);
-            async_log(rt, fn->name, old->request_id, "overflow",
+            faas_log_event(rt, FAAS_LOG_ASYNC, fn->name, old->request_id, "overflow", NULL,
                       "the async queue is full (%u events): the oldest event is dropped",
                       (unsigned)a->opts.max_queue);
         }
@@ -870,6 +832,7 @@ int faas_invoke_async(struct faas_runtime *rt, const char *name, json_t *event,
 {
     struct faas_fn *fn;
     json_t *copy;
+    int rc;
 
     if (!rt || !name)
         return FAAS_EINVAL;
@@ -889,7 +852,6 @@ int faas_invoke_async(struct faas_runtime *rt, const char *name, json_t *event,
         /* A required key that is absent is the caller's error: say it now
          * rather than in a dead letter. */
         struct faas_inv probe;
-        int rc;
         memset(&probe, 0, sizeof probe);
         probe.rt = rt;
         probe.fn = fn;
@@ -900,7 +862,10 @@ int faas_invoke_async(struct faas_runtime *rt, const char *name, json_t *event,
             return rc;
         }
     }
-    return enqueue(rt, fn, copy, opts, request_id);
+    faas_rt_enter(rt); /* an overflow's records reach the host here */
+    rc = enqueue(rt, fn, copy, opts, request_id);
+    faas_rt_leave(rt);
+    return rc;
 }
 
 /* ---- hooks of the other subsystems ---------------------------------- */

@@ -140,7 +140,7 @@ static void ref(struct faas_batcher *b)
 static void destroy(struct faas_batcher *b)
 {
     size_t i;
-    for (i = 0; i < b->nbuckets; i++) {
+    for (i = 0; b->buckets && i < b->nbuckets; i++) {
         struct bkey *k = b->buckets[i], *next;
         for (; k; k = next) {
             next = k->hnext;
@@ -163,30 +163,6 @@ static void kick(struct faas_batcher *b)
 {
     if (b->kick_ev)
         event_active(b->kick_ev, EV_TIMEOUT, 1);
-}
-
-static void batch_log(struct faas_batcher *b, const char *request_id, const char *fmt, ...)
-    FAAS_PRINTF(3, 4);
-
-static void batch_log(struct faas_batcher *b, const char *request_id, const char *fmt, ...)
-{
-    struct faas_runtime *rt = b->rt;
-    struct faas_log_record rec;
-    char line[320];
-    va_list ap;
-
-    if (!rt->opts.log)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    memset(&rec, 0, sizeof rec);
-    rec.kind = FAAS_LOG_ASYNC;
-    rec.function = b->function;
-    rec.request_id = request_id;
-    rec.action = "failure";
-    rec.line = line;
-    rt->opts.log(&rec, rt->opts.log_arg);
 }
 
 static const char *err_name(int status)
@@ -448,21 +424,6 @@ static void batch_end(struct faas_batcher *b, struct bbatch *bt, uint64_t now)
     }
 }
 
-static void iso_time(struct faas_runtime *rt, char *buf, size_t size)
-{
-    int64_t ns = faas_wall_ns(rt);
-    time_t s = (time_t)(ns / 1000000000);
-    int ms = (int)((ns % 1000000000) / 1000000);
-    struct tm tm;
-    if (ms < 0) {
-        ms += 1000;
-        s--;
-    }
-    gmtime_r(&s, &tm);
-    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
-}
-
 /* The statusCode of an attempt that did not produce a result. */
 static int sync_status_code(int status)
 {
@@ -488,7 +449,7 @@ static json_t *failure_record(struct faas_batcher *b, const struct bbatch *bt,
     json_t *rec, *resp, *records;
     size_t i;
 
-    iso_time(rt, ts, sizeof ts);
+    faas_iso_time_ms(faas_wall_ns(rt), ts, sizeof ts);
     snprintf(arn, sizeof arn, "arn:aws:lambda:%s:000000000000:function:%s", region,
              b->function);
     /* 200 for an attempt that ran (functionError says it failed), the
@@ -565,9 +526,10 @@ static void fail_final(struct faas_batcher *b, struct bbatch *bt, enum fail_cond
                      err_name(rc));
         sent = note;
     }
-    batch_log(b, id, "mapping %d: %zu record%s failed for good (%s, %s)%s", b->mapping_id,
-              bt->n, bt->n == 1 ? "" : "s", cond_names[cond],
-              bt->invokes ? err_name(bt->last_status) : "never invoked", sent);
+    faas_log_event(b->rt, FAAS_LOG_ASYNC, b->function, id, "failure", NULL,
+                   "mapping %d: %zu record%s failed for good (%s, %s)%s", b->mapping_id, bt->n,
+                   bt->n == 1 ? "" : "s", cond_names[cond],
+                   bt->invokes ? err_name(bt->last_status) : "never invoked", sent);
     for (i = 0; i < bt->n; i++)
         rec_end(b, bt->recs[i]);
     batch_free(bt);

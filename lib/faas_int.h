@@ -290,6 +290,7 @@ struct faas_mapping {
     struct faas_route *route;     /* http.c */
     /* host-fed: */
     struct faas_batcher *batcher; /* batch.c */
+    int dead;                     /* unmapped inside a callback: freed later */
 };
 
 struct faas_runtime {
@@ -314,6 +315,7 @@ struct faas_runtime {
     /* event sources */
     struct faas_list mappings;
     int next_mapping_id;
+    unsigned dead_mappings;      /* unmapped inside callbacks, to sweep */
     struct faas_http *http;      /* http.c; NULL until attached or bound */
     struct faas_list watches;    /* watch.c */
     int next_watch_id;
@@ -342,6 +344,8 @@ char *faas_strdup(const char *s);
 /* ---- timer.c (clock) ------------------------------------------------ */
 uint64_t faas_now_ns(const struct faas_runtime *rt);
 int64_t faas_wall_ns(const struct faas_runtime *rt);
+/* ISO-8601 UTC with milliseconds, "2026-11-27T20:43:00.123Z", from wall ns. */
+void faas_iso_time_ms(int64_t wall_ns, char *buf, size_t size);
 
 /* ---- runtime.c ------------------------------------------------------ */
 struct faas_fn *faas_fn_lookup(struct faas_runtime *rt, const char *name);
@@ -398,6 +402,8 @@ void faas_async_free(struct faas_fn *fn);
 struct faas_mapping *faas_mapping_find(struct faas_runtime *rt, int id);
 /* Ends every mapping and watch (teardown, first step). */
 void faas_sources_free(struct faas_runtime *rt);
+/* Frees mappings unmapped inside callbacks (the outermost one returned). */
+void faas_sources_sweep(struct faas_runtime *rt);
 /* Fires every schedule whose time has come (tests with a fake clock). */
 void faas_schedule_poll(struct faas_runtime *rt);
 /* "aws:s3" etc.: the eventSource of a host-fed kind. */
@@ -514,5 +520,10 @@ void faas_metrics_record(struct faas_fn *fn, const struct faas_result *res);
 uint64_t faas_metrics_max_rss_kb(struct faas_runtime *rt, uint64_t now);
 void faas_log_lines(struct faas_runtime *rt, struct faas_ctx *ctx);
 void faas_log_report(struct faas_runtime *rt, const struct faas_result *res);
+/* A FAAS_LOG_IDEMPOTENCY or FAAS_LOG_ASYNC record; the line (fmt NULL:
+ * none) is formatted only when the runtime has a log callback. */
+void faas_log_event(struct faas_runtime *rt, enum faas_log_kind kind, const char *function,
+                    const char *request_id, const char *action, const char *key,
+                    const char *fmt, ...) FAAS_PRINTF(7, 8);
 
 #endif /* FAAS_INT_H */

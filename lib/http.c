@@ -11,6 +11,14 @@
  * literal before parameter before greedy, so the first route found is the
  * most specific one from the left; it allocates nothing.
  *
+ * The event builder (declared in http.h) is pure too: request parts in, a
+ * payload 2.0 event out, shared with the event fuzz target. Per request the
+ * gateway walks the headers once, formats the time once a second, shares
+ * the strings that repeat between events (a cache, see http.h), hands the
+ * event to faas_invoke_fn without the copy or the size walk faas_invoke
+ * would make when the parts' lengths already bound its size, reuses its
+ * pending-request records and finds a response's fields in one walk.
+ *
  * The gateway is one evhttp generic callback, on the host's server
  * (faas_http_attach: the host's own evhttp_set_cb routes keep theirs) or on
  * a server of our own (faas_http_bind). A request that matches is held until
@@ -75,6 +83,85 @@ const char *faas_http_method_name(enum faas_http_method m)
     return (unsigned)m < FAAS_HTTP_NMETHODS ? method_names[m] : "OTHER";
 }
 
+/* ==== UTF-8 =========================================================== */
+
+/* Length of the valid UTF-8 sequence at s, or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len, i;
+    unsigned cp;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (n < len)
+        return 0;
+    for (i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3fu);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return len;
+}
+
+static int utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, k;
+    while (i < n) {
+        if (u[i] < 0x80) {
+            i++;
+            continue;
+        }
+        if ((k = utf8_seq(u + i, n - i)) == 0)
+            return 0;
+        i += k;
+    }
+    return 1;
+}
+
+/* A JSON string of n bytes: invalid UTF-8 bytes become U+FFFD. */
+static json_t *jstr(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    char small[256], *buf;
+    size_t i = 0, o = 0, k;
+    json_t *j;
+
+    if (utf8_valid(s, n))
+        return json_stringn_nocheck(s, n);
+    buf = n < sizeof small / 3 ? small : faas_malloc(n * 3 + 1);
+    if (!buf)
+        return NULL;
+    while (i < n) {
+        k = utf8_seq(u + i, n - i);
+        if (k == 0) {
+            memcpy(buf + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        } else {
+            memcpy(buf + o, s + i, k);
+            o += k;
+            i += k;
+        }
+    }
+    j = json_stringn_nocheck(buf, o);
+    if (buf != small)
+        free(buf);
+    return j;
+}
+
 /* ==== route patterns ================================================== */
 
 static int name_char(unsigned char c)
@@ -96,6 +183,7 @@ void faas_route_free(struct faas_route *r)
 {
     if (!r)
         return;
+    json_decref(r->key_json);
     free(r->key);
     free(r->text);
     free(r);
@@ -209,6 +297,11 @@ int faas_route_parse(const char *pattern, struct faas_route **out)
     if ((rc = parse_path(r)) != 0) {
         faas_route_free(r);
         return rc;
+    }
+    /* Literals may hold any byte over 0x7f: jstr() makes it UTF-8. */
+    if (!(r->key_json = jstr(r->key, strlen(r->key)))) {
+        faas_route_free(r);
+        return FAAS_ENOMEM;
     }
     *out = r;
     return 0;
@@ -546,6 +639,407 @@ const struct faas_route *faas_route_match(const struct faas_route_table *t,
     return r;
 }
 
+/* ==== the payload 2.0 event =========================================== */
+
+/*
+ * Pure: faas_http_event_build() makes the event from the request's parts
+ * (http.h), without libevent or a runtime; the gateway and the event fuzz
+ * target both call it. It checks UTF-8 itself, once, and gives jansson
+ * strings it need not check again; constant keys go in with their lengths.
+ */
+
+/* A string for slot i of the cache: the cached one when the text is the
+ * same, else a new one, which the cache keeps. */
+static json_t *cached(struct faas_http_event_cache *c, int i, const char *s, size_t n)
+{
+    json_t *j;
+    if (!c)
+        return jstr(s, n);
+    j = c->v[i];
+    if (j && json_string_length(j) == n && memcmp(json_string_value(j), s, n) == 0)
+        return json_incref(j);
+    if ((j = jstr(s, n)) != NULL) {
+        json_decref(c->v[i]);
+        c->v[i] = json_incref(j);
+    }
+    return j;
+}
+
+#define CACHED(c, i, s) cached((c), (i), (s), sizeof(s) - 1)
+
+void faas_http_event_cache_clear(struct faas_http_event_cache *c)
+{
+    int i;
+    for (i = 0; i < FAAS_HTTP_C_N; i++) {
+        json_decref(c->v[i]);
+        c->v[i] = NULL;
+    }
+}
+
+/* o[k] = v for a constant key k; v is taken (NULL: -1). */
+#define SETK(o, k, v) json_object_setn_new_nocheck((o), (k), sizeof(k) - 1, (v))
+
+/* Percent-decodes src (n bytes) into dst (n bytes at least); '+' is a space
+ * when plus. Returns the length. */
+static size_t pct_decode(char *dst, const char *src, size_t n, int plus)
+{
+    size_t i = 0, o = 0;
+    while (i < n) {
+        unsigned char c = (unsigned char)src[i];
+        int hi, lo;
+        if (c == '%' && i + 2 < n && (hi = hexval((unsigned char)src[i + 1])) >= 0 &&
+            (lo = hexval((unsigned char)src[i + 2])) >= 0) {
+            dst[o++] = (char)(hi * 16 + lo);
+            i += 3;
+        } else {
+            dst[o++] = plus && c == '+' ? ' ' : (char)c;
+            i++;
+        }
+    }
+    return o;
+}
+
+/* o[key] = v (n bytes), comma-joined with what key already has. A new key
+ * is checked (not UTF-8: -1) unless `checked`. */
+static int join_add(json_t *o, const char *key, size_t klen, int checked, const char *v,
+                    size_t n, struct faas_http_event_cache *c, int slot)
+{
+    json_t *old = json_object_getn(o, key, klen), *j;
+    char small[256], *buf;
+    size_t olen;
+
+    if (!old) {
+        j = slot >= 0 ? cached(c, slot, v, n) : jstr(v, n);
+        if (!j)
+            return -1;
+        return checked ? json_object_setn_new_nocheck(o, key, klen, j)
+                       : json_object_setn_new(o, key, klen, j);
+    }
+    olen = json_string_length(old);
+    buf = olen + 1 + n <= sizeof small ? small : faas_malloc(olen + 1 + n);
+    if (!buf)
+        return -1;
+    memcpy(buf, json_string_value(old), olen);
+    buf[olen] = ',';
+    memcpy(buf + olen + 1, v, n);
+    j = jstr(buf, olen + 1 + n);
+    if (buf != small)
+        free(buf);
+    return j ? json_object_setn_new_nocheck(o, key, klen, j) : -1;
+}
+
+/* The cookies of one Cookie header, split on ';', into the array. */
+static int add_cookies(json_t *cookies, const char *s, size_t n)
+{
+    const char *end = s + n;
+    while (s < end) {
+        const char *e = memchr(s, ';', (size_t)(end - s));
+        size_t len = e ? (size_t)(e - s) : (size_t)(end - s);
+        while (len && (*s == ' ' || *s == '\t'))
+            s++, len--;
+        if (len && json_array_append_new(cookies, jstr(s, len)) != 0)
+            return -1;
+        s += len;
+        if (s < end && *s == ';')
+            s++;
+    }
+    return 0;
+}
+
+struct picked {
+    const struct faas_http_header *host, *ua, *ct; /* the first of each */
+};
+
+/* "headers" (names lower-cased, duplicates comma-joined) and "cookies". */
+static int add_headers(json_t *ev, const struct faas_http_event_in *in, struct picked *pk,
+                       struct faas_http_event_cache *c)
+{
+    json_t *headers = json_object(), *cookies = NULL;
+    char small[128];
+    size_t k;
+    int rc = 0;
+
+    if (!headers)
+        return -1;
+    for (k = 0; k < in->nheaders && rc == 0; k++) {
+        const struct faas_http_header *hd = &in->headers[k];
+        size_t n = hd->name_len, i;
+        char *lower = n < sizeof small ? small : faas_malloc(n + 1);
+        if (!lower) {
+            rc = -1;
+            break;
+        }
+        for (i = 0; i < n; i++) {
+            char ch = hd->name[i];
+            lower[i] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+        }
+        lower[n] = '\0';
+        if (n == 6 && memcmp(lower, "cookie", 6) == 0) {
+            if (!cookies && !(cookies = json_array()))
+                rc = -1;
+            else
+                rc = add_cookies(cookies, hd->value, hd->value_len);
+        } else {
+            int slot = -1;
+            if (n == 4 && memcmp(lower, "host", 4) == 0) {
+                slot = FAAS_HTTP_C_HOST;
+                if (!pk->host)
+                    pk->host = hd;
+            } else if (n == 10 && memcmp(lower, "user-agent", 10) == 0) {
+                slot = FAAS_HTTP_C_USER_AGENT;
+                if (!pk->ua)
+                    pk->ua = hd;
+            } else if (n == 12 && !pk->ct && memcmp(lower, "content-type", 12) == 0) {
+                pk->ct = hd;
+            }
+            rc = join_add(headers, lower, n, 0, hd->value, hd->value_len, c, slot);
+        }
+        if (lower != small)
+            free(lower);
+    }
+    if (rc == 0 && cookies && json_array_size(cookies) > 0) {
+        rc = SETK(ev, "cookies", cookies);
+        cookies = NULL;
+    }
+    json_decref(cookies);
+    if (rc == 0)
+        rc = SETK(ev, "headers", headers);
+    else
+        json_decref(headers);
+    return rc;
+}
+
+/* "queryStringParameters", omitted when empty; buf has n + 1 bytes. */
+static int add_query(json_t *ev, const char *q, size_t n, char *buf)
+{
+    const char *end = q + n;
+    json_t *qs;
+    int rc = 0;
+
+    if (n == 0)
+        return 0;
+    if (!(qs = json_object()))
+        return -1;
+    while (q < end && rc == 0) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        size_t len = amp ? (size_t)(amp - q) : (size_t)(end - q);
+        const char *eq = memchr(q, '=', len);
+        size_t klen = eq ? (size_t)(eq - q) : len, kd, vd;
+        if (klen) {
+            kd = pct_decode(buf, q, klen, 1);
+            /* A decoded key with a NUL cannot be an object key: skip it. */
+            if (!memchr(buf, '\0', kd) && utf8_valid(buf, kd)) {
+                char *val = buf + kd;
+                vd = eq ? pct_decode(val, eq + 1, len - klen - 1, 1) : 0;
+                rc = join_add(qs, buf, kd, 1, val, vd, NULL, -1);
+            }
+        }
+        q += len;
+        if (q < end && *q == '&')
+            q++;
+    }
+    if (rc == 0 && json_object_size(qs) > 0)
+        return SETK(ev, "queryStringParameters", qs);
+    json_decref(qs);
+    return rc;
+}
+
+/* "pathParameters", omitted when the route has none; buf has path_len bytes. */
+static int add_path_params(json_t *ev, const struct faas_http_event_in *in, char *buf)
+{
+    const struct faas_route_match *m = in->match;
+    const struct faas_route *r = m->route;
+    json_t *pp;
+    unsigned i;
+    size_t n;
+    int rc = 0;
+
+    if (!r->greedy) {
+        for (i = 0; i < r->nsegs && r->seg[i]; i++)
+            ;
+        if (i == r->nsegs)
+            return 0; /* no parameter: omitted, as API Gateway does */
+    }
+    if (!(pp = json_object()))
+        return -1;
+    for (i = 0; i < r->nsegs && rc == 0; i++) {
+        if (r->seg[i])
+            continue;
+        n = pct_decode(buf, in->path + m->off[i], m->len[i], 0);
+        rc = json_object_set_new_nocheck(pp, r->name[i], jstr(buf, n));
+    }
+    if (r->greedy && rc == 0) {
+        n = pct_decode(buf, in->path + m->tail_off, m->tail_len, 0);
+        rc = json_object_set_new_nocheck(pp, r->greedy_name, jstr(buf, n));
+    }
+    if (rc == 0)
+        return SETK(ev, "pathParameters", pp);
+    json_decref(pp);
+    return rc;
+}
+
+static int textual(const char *ct, size_t len)
+{
+    static const char *const exact[] = { "application/json", "application/xml",
+                                         "application/x-www-form-urlencoded" };
+    size_t n = 0, i;
+
+    if (!ct)
+        return 1;
+    while (len && (*ct == ' ' || *ct == '\t'))
+        ct++, len--;
+    while (n < len && ct[n] && !strchr("; \t", ct[n]))
+        n++;
+    if (n >= 5 && strncasecmp(ct, "text/", 5) == 0)
+        return 1;
+    for (i = 0; i < sizeof exact / sizeof exact[0]; i++)
+        if (strlen(exact[i]) == n && strncasecmp(ct, exact[i], n) == 0)
+            return 1;
+    return (n >= 5 && strncasecmp(ct + n - 5, "+json", 5) == 0) ||
+           (n >= 4 && strncasecmp(ct + n - 4, "+xml", 4) == 0);
+}
+
+static int add_body(json_t *ev, const char *data, size_t n, const struct faas_http_header *ct)
+{
+    size_t b64len;
+    char small[512], *b64;
+    json_t *j;
+
+    if (n == 0)
+        return SETK(ev, "isBase64Encoded", json_false());
+    if (textual(ct ? ct->value : NULL, ct ? ct->value_len : 0) && utf8_valid(data, n)) {
+        if (SETK(ev, "body", json_stringn_nocheck(data, n)) != 0)
+            return -1;
+        return SETK(ev, "isBase64Encoded", json_false());
+    }
+    b64len = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL);
+    b64 = b64len <= sizeof small ? small : faas_malloc(b64len);
+    if (!b64)
+        return -1;
+    sodium_bin2base64(b64, b64len, (const unsigned char *)data, n,
+                      sodium_base64_VARIANT_ORIGINAL);
+    j = json_stringn_nocheck(b64, b64len - 1);
+    if (b64 != small)
+        free(b64);
+    if (SETK(ev, "body", j) != 0)
+        return -1;
+    return SETK(ev, "isBase64Encoded", json_true());
+}
+
+static int add_context(json_t *ev, const struct faas_http_event_in *in, const struct picked *pk,
+                       char *buf, struct faas_http_event_cache *c)
+{
+    const struct faas_route *r = in->match->route;
+    json_t *rc = json_object(), *hp = json_object();
+    const char *host = pk->host ? pk->host->value : "localhost";
+    size_t hlen = pk->host ? pk->host->value_len : 9, pre = 0, dlen;
+    const char *ip = in->source_ip ? in->source_ip : "127.0.0.1";
+    char proto[32];
+    int bad = 0;
+
+    if (!rc || !hp) {
+        json_decref(rc);
+        json_decref(hp);
+        return -1;
+    }
+    if (in->http_major == 1 && in->http_minor == 1)
+        memcpy(proto, "HTTP/1.1", 9);
+    else
+        snprintf(proto, sizeof proto, "HTTP/%d.%d", in->http_major, in->http_minor);
+    while (pre < hlen && host[pre] != '.' && host[pre] != ':' && host[pre])
+        pre++;
+    dlen = pct_decode(buf, in->path, in->path_len, 0);
+
+    bad |= SETK(hp, "method", cached(c, FAAS_HTTP_C_METHOD, in->method, strlen(in->method)));
+    bad |= SETK(hp, "path", jstr(buf, dlen));
+    bad |= SETK(hp, "protocol", cached(c, FAAS_HTTP_C_PROTOCOL, proto, strlen(proto)));
+    bad |= SETK(hp, "sourceIp", cached(c, FAAS_HTTP_C_SOURCE_IP, ip, strlen(ip)));
+    bad |= SETK(hp, "userAgent",
+                pk->ua ? cached(c, FAAS_HTTP_C_USER_AGENT, pk->ua->value, pk->ua->value_len)
+                       : CACHED(c, FAAS_HTTP_C_EMPTY, ""));
+
+    bad |= SETK(rc, "accountId", CACHED(c, FAAS_HTTP_C_ACCOUNT, "000000000000"));
+    bad |= SETK(rc, "apiId", CACHED(c, FAAS_HTTP_C_API, "local"));
+    bad |= SETK(rc, "domainName", cached(c, FAAS_HTTP_C_HOST, host, hlen));
+    bad |= SETK(rc, "domainPrefix", cached(c, FAAS_HTTP_C_HOST_PREFIX, host, pre));
+    bad |= SETK(rc, "http", hp);
+    bad |= SETK(rc, "requestId", jstr(in->request_id, strlen(in->request_id)));
+    bad |= SETK(rc, "routeKey",
+                r->key_json ? json_incref(r->key_json) : jstr(r->key, strlen(r->key)));
+    bad |= SETK(rc, "stage", CACHED(c, FAAS_HTTP_C_STAGE, "$default"));
+    bad |= SETK(rc, "time", cached(c, FAAS_HTTP_C_TIME, in->time, strlen(in->time)));
+    bad |= SETK(rc, "timeEpoch", json_integer(in->time_epoch_ms));
+    bad |= SETK(ev, "requestContext", rc);
+    return bad ? -1 : 0;
+}
+
+json_t *faas_http_event_build(const struct faas_http_event_in *in,
+                              struct faas_http_event_cache *c)
+{
+    const struct faas_route *r = in->match->route;
+    struct picked pk = { NULL, NULL, NULL };
+    size_t scratch = (in->path_len > in->query_len ? in->path_len : in->query_len) + 1;
+    char small[512], *buf = scratch <= sizeof small ? small : faas_malloc(scratch);
+    json_t *ev = json_object();
+    int bad = 0;
+
+    if (!ev || !buf) {
+        if (buf != small)
+            free(buf);
+        json_decref(ev);
+        return NULL;
+    }
+    bad |= SETK(ev, "version", CACHED(c, FAAS_HTTP_C_VERSION, "2.0"));
+    bad |= SETK(ev, "routeKey",
+                r->key_json ? json_incref(r->key_json) : jstr(r->key, strlen(r->key)));
+    bad |= SETK(ev, "rawPath", jstr(in->path, in->path_len));
+    bad |= SETK(ev, "rawQueryString", jstr(in->query, in->query_len));
+    if (!bad)
+        bad |= add_headers(ev, in, &pk, c);
+    if (!bad)
+        bad |= add_query(ev, in->query, in->query_len, buf);
+    if (!bad)
+        bad |= add_path_params(ev, in, buf);
+    if (!bad)
+        bad |= add_context(ev, in, &pk, buf, c);
+    if (!bad)
+        bad |= add_body(ev, in->body, in->body_len, pk.ct);
+    if (buf != small)
+        free(buf);
+    if (bad) {
+        json_decref(ev);
+        return NULL;
+    }
+    return ev;
+}
+
+size_t faas_http_event_bound(const struct faas_http_event_in *in)
+{
+    size_t hb = 0, k;
+    for (k = 0; k < in->nheaders; k++)
+        hb += in->headers[k].name_len + in->headers[k].value_len + 4;
+    /* 6 bytes (a \u escape) for every byte of a string, counted once for
+     * each place it can appear, plus the punctuation: see http.h. */
+    return 1024 + 18 * strlen(in->match->route->key) + 24 * in->path_len + 18 * in->query_len +
+           24 * hb + 6 * in->body_len +
+           6 * (strlen(in->method) + (in->source_ip ? strlen(in->source_ip) : 9) +
+                strlen(in->request_id) + strlen(in->time));
+}
+
+void faas_http_format_time(int64_t wall_ns, char *buf, size_t size)
+{
+    static const char *const mon[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+    time_t s = (time_t)(wall_ns / 1000000000);
+    struct tm tm;
+    if (!gmtime_r(&s, &tm)) {
+        snprintf(buf, size, "01/Jan/1970:00:00:00 +0000");
+        return;
+    }
+    snprintf(buf, size, "%02d/%s/%04d:%02d:%02d:%02d +0000", tm.tm_mday, mon[tm.tm_mon],
+             tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
 /* ==== the gateway ===================================================== */
 
 struct faas_http {
@@ -555,10 +1049,20 @@ struct faas_http {
     int own;                         /* http is ours: evhttp_free it */
     uint16_t port;
     struct faas_list pending;        /* struct http_pending */
+    struct faas_list spare;          /* freed records, for reuse */
+    size_t nspare;
+    int time_ok;                     /* time_text is for time_s */
+    int64_t time_s;
+    char time_text[40];
+    struct faas_http_event_cache cache; /* values shared between events */
 };
 
+/* Spare pending records kept at most. */
+#define SPARE_MAX 256
+
 struct http_pending {
-    struct faas_list link;           /* h->pending; self-linked when orphaned */
+    struct faas_list link;           /* h->pending or h->spare; self-linked
+                                        when orphaned */
     struct faas_http *h;             /* NULL: the gateway is gone */
     struct evhttp_request *req;      /* NULL: nobody to answer */
     struct evhttp_connection *evcon;
@@ -579,6 +1083,7 @@ static struct faas_http *http_get(struct faas_runtime *rt)
     }
     h->rt = rt;
     faas_list_init(&h->pending);
+    faas_list_init(&h->spare);
     rt->http = h;
     return h;
 }
@@ -721,14 +1226,71 @@ static long status_code(json_t *v)
     return -1;
 }
 
+/* A response's payload 2.0 fields, found in one walk of its keys. */
+struct resp_fields {
+    json_t *status, *headers, *cookies, *body, *b64;
+};
+
+static void resp_fields(json_t *p, struct resp_fields *f)
+{
+    const char *key;
+    size_t klen;
+    json_t *v;
+
+    memset(f, 0, sizeof *f);
+    json_object_keylen_foreach(p, key, klen, v) {
+        if (klen == 4 && memcmp(key, "body", 4) == 0)
+            f->body = v;
+        else if (klen == 7 && memcmp(key, "headers", 7) == 0)
+            f->headers = v;
+        else if (klen == 7 && memcmp(key, "cookies", 7) == 0)
+            f->cookies = v;
+        else if (klen == 10 && memcmp(key, "statusCode", 10) == 0)
+            f->status = v;
+        else if (klen == 15 && memcmp(key, "isBase64Encoded", 15) == 0)
+            f->b64 = v;
+    }
+}
+
+/* JSON text straight into an evbuffer, in pieces of up to 4 KiB. */
+struct dump_buf {
+    struct evbuffer *out;
+    size_t n;
+    char buf[4096];
+};
+
+static int dump_cb(const char *s, size_t size, void *arg)
+{
+    struct dump_buf *d = arg;
+    if (d->n + size > sizeof d->buf) {
+        if (d->n && evbuffer_add(d->out, d->buf, d->n) != 0)
+            return -1;
+        d->n = 0;
+        if (size > sizeof d->buf)
+            return evbuffer_add(d->out, s, size);
+    }
+    memcpy(d->buf + d->n, s, size);
+    d->n += size;
+    return 0;
+}
+
+static int dump_json(struct evbuffer *out, json_t *j)
+{
+    struct dump_buf d;
+    d.out = out;
+    d.n = 0;
+    if (json_dump_callback(j, dump_cb, &d, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
+        return -1;
+    return d.n ? evbuffer_add(out, d.buf, d.n) : 0;
+}
+
 /* Payload 2.0's structured response; 0, or -1 when it is malformed. */
-static int reply_structured(struct evhttp_request *req, int head, json_t *p)
+static int reply_structured(struct evhttp_request *req, int head, const struct resp_fields *f)
 {
     struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
     struct evbuffer *out = evhttp_request_get_output_buffer(req);
-    json_t *headers = json_object_get(p, "headers"), *cookies = json_object_get(p, "cookies");
-    json_t *body = json_object_get(p, "body"), *v;
-    long code = status_code(json_object_get(p, "statusCode"));
+    json_t *body = f->body, *v;
+    long code = status_code(f->status);
     const char *key;
     char num[64];
     size_t i;
@@ -737,31 +1299,26 @@ static int reply_structured(struct evhttp_request *req, int head, json_t *p)
     if (code < 200 || code > 599)
         return -1;
     if (body && !json_is_null(body)) {
-        if (json_is_string(body) && json_is_true(json_object_get(p, "isBase64Encoded"))) {
+        if (json_is_string(body) && json_is_true(f->b64)) {
+            /* decoded in place, in the output buffer */
             const char *b64 = json_string_value(body);
-            size_t n = json_string_length(body), bin_len = 0;
-            unsigned char *bin = faas_malloc(n / 4 * 3 + 3);
-            if (!bin)
+            size_t n = json_string_length(body), cap = n / 4 * 3 + 3, bin_len = 0;
+            struct evbuffer_iovec vec;
+            if (evbuffer_reserve_space(out, (ev_ssize_t)cap, &vec, 1) < 1 ||
+                sodium_base642bin(vec.iov_base, cap, b64, n, " \t\r\n", &bin_len, NULL,
+                                  sodium_base64_VARIANT_ORIGINAL) != 0)
                 return -1;
-            if (sodium_base642bin(bin, n / 4 * 3 + 3, b64, n, " \t\r\n", &bin_len, NULL,
-                                  sodium_base64_VARIANT_ORIGINAL) != 0) {
-                free(bin);
+            vec.iov_len = bin_len;
+            if (evbuffer_commit_space(out, &vec, 1) != 0)
                 return -1;
-            }
-            evbuffer_add(out, bin, bin_len);
-            free(bin);
         } else if (json_is_string(body)) {
             evbuffer_add(out, json_string_value(body), json_string_length(body));
-        } else {
-            char *text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
-            if (!text)
-                return -1;
-            evbuffer_add(out, text, strlen(text));
-            free(text);
+        } else if (dump_json(out, body) != 0) {
+            return -1;
         }
     }
-    if (json_is_object(headers)) {
-        json_object_foreach(headers, key, v) {
+    if (json_is_object(f->headers)) {
+        json_object_foreach(f->headers, key, v) {
             const char *text = header_text(v, num, sizeof num);
             if (!text || !header_name_ok(key) || header_reserved(key))
                 continue;
@@ -769,9 +1326,9 @@ static int reply_structured(struct evhttp_request *req, int head, json_t *p)
                 has_ct = 1;
         }
     }
-    if (json_is_array(cookies)) {
-        for (i = 0; i < json_array_size(cookies); i++) {
-            const char *c = json_string_value(json_array_get(cookies, i));
+    if (json_is_array(f->cookies)) {
+        for (i = 0; i < json_array_size(f->cookies); i++) {
+            const char *c = json_string_value(json_array_get(f->cookies, i));
             if (c)
                 evhttp_add_header(oh, "Set-Cookie", c);
         }
@@ -784,32 +1341,33 @@ static int reply_structured(struct evhttp_request *req, int head, json_t *p)
 
 static void reply_result(struct evhttp_request *req, int head, const struct faas_result *res)
 {
+    struct evbuffer *out = evhttp_request_get_output_buffer(req);
     json_t *p = faas_result_payload(res);
-    char *text;
+    struct resp_fields f;
 
     if (res->status != 0) {
         reply_status(req, head, res->status, 0);
         return;
     }
-    if (json_is_object(p) && json_object_get(p, "statusCode")) {
-        if (reply_structured(req, head, p) != 0) {
-            /* What it had already added is not sent. */
-            struct evbuffer *out = evhttp_request_get_output_buffer(req);
-            evbuffer_drain(out, evbuffer_get_length(out));
-            evhttp_clear_headers(evhttp_request_get_output_headers(req));
-            reply_message(req, head, 502, "Internal Server Error");
+    if (json_is_object(p)) {
+        resp_fields(p, &f);
+        if (f.status) {
+            if (reply_structured(req, head, &f) != 0) {
+                /* What it had already added is not sent. */
+                evbuffer_drain(out, evbuffer_get_length(out));
+                evhttp_clear_headers(evhttp_request_get_output_headers(req));
+                reply_message(req, head, 502, "Internal Server Error");
+            }
+            return;
         }
-        return;
     }
-    text = json_dumps(p ? p : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!text) {
+    if (dump_json(out, p ? p : json_null()) != 0) {
+        evbuffer_drain(out, evbuffer_get_length(out));
         reply_message(req, head, 502, "Internal Server Error");
         return;
     }
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "application/json");
-    evbuffer_add(evhttp_request_get_output_buffer(req), text, strlen(text));
-    free(text);
     reply(req, head, 200);
 }
 
@@ -842,6 +1400,34 @@ static struct evhttp_request *pending_take(struct http_pending *p)
     return req;
 }
 
+static struct http_pending *pending_new(struct faas_http *h)
+{
+    struct faas_list *e = faas_list_pop_head(&h->spare);
+    struct http_pending *p;
+
+    if (e) {
+        h->nspare--;
+        p = FAAS_CONTAINER_OF(e, struct http_pending, link);
+    } else if (!(p = faas_malloc(sizeof *p))) {
+        return NULL;
+    }
+    memset(p, 0, sizeof *p);
+    p->h = h;
+    faas_list_init(&p->link);
+    return p;
+}
+
+/* p is on no list: to the spares, or freed. h NULL: the gateway is gone. */
+static void pending_put(struct faas_http *h, struct http_pending *p)
+{
+    if (h && h->nspare < SPARE_MAX) {
+        faas_list_insert_head(&h->spare, &p->link);
+        h->nspare++;
+    } else {
+        free(p);
+    }
+}
+
 static void result_cb(const struct faas_result *res, void *arg)
 {
     struct http_pending *p = arg;
@@ -850,395 +1436,7 @@ static void result_cb(const struct faas_result *res, void *arg)
     faas_list_remove(&p->link);
     if (req)
         reply_result(req, p->head, res);
-    free(p);
-}
-
-/* ---- the event -------------------------------------------------------- */
-
-/* Length of the valid UTF-8 sequence at s, or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len, i;
-    unsigned cp;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4, cp = c & 0x07;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    for (i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3fu);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return len;
-}
-
-static int utf8_valid(const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0, k;
-    while (i < n) {
-        if (u[i] < 0x80) {
-            i++;
-            continue;
-        }
-        if ((k = utf8_seq(u + i, n - i)) == 0)
-            return 0;
-        i += k;
-    }
-    return 1;
-}
-
-/* A JSON string of n bytes: invalid UTF-8 bytes become U+FFFD. */
-static json_t *jstr(const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    char *buf;
-    size_t i = 0, o = 0, k;
-    json_t *j;
-
-    if (utf8_valid(s, n))
-        return json_stringn(s, n);
-    buf = faas_malloc(n * 3 + 1);
-    if (!buf)
-        return NULL;
-    while (i < n) {
-        k = utf8_seq(u + i, n - i);
-        if (k == 0) {
-            memcpy(buf + o, "\xef\xbf\xbd", 3);
-            o += 3;
-            i++;
-        } else {
-            memcpy(buf + o, s + i, k);
-            o += k;
-            i += k;
-        }
-    }
-    j = json_stringn(buf, o);
-    free(buf);
-    return j;
-}
-
-static int set_str(json_t *o, const char *key, const char *s, size_t n)
-{
-    json_t *v = jstr(s, n);
-    return v ? json_object_set_new(o, key, v) : -1;
-}
-
-/* Percent-decodes src (n bytes) into dst (n bytes at least); '+' is a space
- * when plus. Returns the length. */
-static size_t pct_decode(char *dst, const char *src, size_t n, int plus)
-{
-    size_t i = 0, o = 0;
-    while (i < n) {
-        unsigned char c = (unsigned char)src[i];
-        int hi, lo;
-        if (c == '%' && i + 2 < n && (hi = hexval((unsigned char)src[i + 1])) >= 0 &&
-            (lo = hexval((unsigned char)src[i + 2])) >= 0) {
-            dst[o++] = (char)(hi * 16 + lo);
-            i += 3;
-        } else {
-            dst[o++] = plus && c == '+' ? ' ' : (char)c;
-            i++;
-        }
-    }
-    return o;
-}
-
-/* Adds key: value to o, comma-joined with what key already has. */
-static int join_add(json_t *o, const char *key, const char *v, size_t n)
-{
-    json_t *old = json_object_get(o, key), *j;
-    char *buf;
-    size_t olen;
-    int rc;
-
-    if (!old)
-        return set_str(o, key, v, n);
-    olen = json_string_length(old);
-    buf = faas_malloc(olen + 1 + n);
-    if (!buf)
-        return -1;
-    memcpy(buf, json_string_value(old), olen);
-    buf[olen] = ',';
-    memcpy(buf + olen + 1, v, n);
-    j = jstr(buf, olen + 1 + n);
-    free(buf);
-    rc = j ? json_object_set_new(o, key, j) : -1;
-    return rc;
-}
-
-static int add_headers(json_t *ev, struct evkeyvalq *in)
-{
-    json_t *headers = json_object(), *cookies = NULL;
-    struct evkeyval *kv;
-    char small[128];
-
-    if (!headers || json_object_set_new(ev, "headers", headers) != 0)
-        return -1;
-    TAILQ_FOREACH(kv, in, next) {
-        size_t n = strlen(kv->key), i;
-        char *lower = n < sizeof small ? small : faas_malloc(n + 1);
-        int rc = 0;
-        if (!lower)
-            return -1;
-        for (i = 0; i < n; i++) {
-            char c = kv->key[i];
-            lower[i] = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-        }
-        lower[n] = '\0';
-        if (strcmp(lower, "cookie") == 0) {
-            const char *s = kv->value;
-            if (!cookies && (!(cookies = json_array()) ||
-                             json_object_set_new(ev, "cookies", cookies) != 0))
-                rc = -1;
-            while (rc == 0 && *s) {
-                const char *e = strchr(s, ';');
-                size_t len = e ? (size_t)(e - s) : strlen(s);
-                while (len && (*s == ' ' || *s == '\t'))
-                    s++, len--;
-                if (len) {
-                    json_t *c = jstr(s, len);
-                    if (!c || json_array_append_new(cookies, c) != 0)
-                        rc = -1;
-                }
-                s += len;
-                if (*s == ';')
-                    s++;
-            }
-        } else {
-            rc = join_add(headers, lower, kv->value, strlen(kv->value));
-        }
-        if (lower != small)
-            free(lower);
-        if (rc != 0)
-            return -1;
-    }
-    if (cookies && json_array_size(cookies) == 0)
-        json_object_del(ev, "cookies");
-    return 0;
-}
-
-static int add_query(json_t *ev, const char *q)
-{
-    json_t *qs;
-    size_t n = strlen(q);
-    char *buf;
-    int rc = 0;
-
-    if (set_str(ev, "rawQueryString", q, n) != 0)
-        return -1;
-    if (n == 0)
-        return 0;
-    qs = json_object();
-    buf = faas_malloc(n + 1);
-    if (!qs || !buf) {
-        json_decref(qs);
-        free(buf);
-        return -1;
-    }
-    while (*q && rc == 0) {
-        const char *amp = strchr(q, '&');
-        size_t len = amp ? (size_t)(amp - q) : strlen(q);
-        const char *eq = memchr(q, '=', len);
-        size_t klen = eq ? (size_t)(eq - q) : len, kd, vd;
-        if (klen) {
-            kd = pct_decode(buf, q, klen, 1);
-            buf[kd] = '\0';
-            /* A decoded key with a NUL cannot be an object key: skip it. */
-            if (strlen(buf) == kd && utf8_valid(buf, kd)) {
-                char *key = buf;
-                char *val = buf + kd + 1;
-                vd = eq ? pct_decode(val, eq + 1, len - klen - 1, 1) : 0;
-                rc = join_add(qs, key, val, vd);
-            }
-        }
-        q += len;
-        if (*q == '&')
-            q++;
-    }
-    free(buf);
-    if (rc == 0 && json_object_size(qs) > 0)
-        rc = json_object_set_new(ev, "queryStringParameters", qs);
-    else
-        json_decref(qs);
-    return rc;
-}
-
-static int add_path_params(json_t *ev, const char *path, const struct faas_route_match *m)
-{
-    const struct faas_route *r = m->route;
-    json_t *pp;
-    char *buf;
-    unsigned i;
-    size_t n;
-    int rc = 0;
-
-    if (!r->greedy) {
-        for (i = 0; i < r->nsegs && r->seg[i]; i++)
-            ;
-        if (i == r->nsegs)
-            return 0; /* no parameter: omitted, as API Gateway does */
-    }
-    pp = json_object();
-    buf = faas_malloc(strlen(path) + 1);
-    if (!pp || !buf || json_object_set_new(ev, "pathParameters", pp) != 0) {
-        free(buf);
-        return -1;
-    }
-    for (i = 0; i < r->nsegs && rc == 0; i++) {
-        if (r->seg[i])
-            continue;
-        n = pct_decode(buf, path + m->off[i], m->len[i], 0);
-        rc = set_str(pp, r->name[i], buf, n);
-    }
-    if (r->greedy && rc == 0) {
-        n = pct_decode(buf, path + m->tail_off, m->tail_len, 0);
-        rc = set_str(pp, r->greedy_name, buf, n);
-    }
-    free(buf);
-    return rc;
-}
-
-static int textual(const char *ct)
-{
-    static const char *const exact[] = { "application/json", "application/xml",
-                                         "application/x-www-form-urlencoded" };
-    size_t n, i;
-
-    if (!ct)
-        return 1;
-    while (*ct == ' ' || *ct == '\t')
-        ct++;
-    n = strcspn(ct, "; \t");
-    if (n >= 5 && strncasecmp(ct, "text/", 5) == 0)
-        return 1;
-    for (i = 0; i < sizeof exact / sizeof exact[0]; i++)
-        if (strlen(exact[i]) == n && strncasecmp(ct, exact[i], n) == 0)
-            return 1;
-    return (n >= 5 && strncasecmp(ct + n - 5, "+json", 5) == 0) ||
-           (n >= 4 && strncasecmp(ct + n - 4, "+xml", 4) == 0);
-}
-
-static int add_body(json_t *ev, struct evbuffer *in, const char *ct)
-{
-    size_t n = evbuffer_get_length(in), b64len;
-    const char *data;
-    char *b64;
-    json_t *j;
-
-    if (n == 0)
-        return json_object_set_new(ev, "isBase64Encoded", json_false());
-    data = (const char *)evbuffer_pullup(in, -1);
-    if (!data)
-        return -1;
-    if (textual(ct) && utf8_valid(data, n)) {
-        if (set_str(ev, "body", data, n) != 0)
-            return -1;
-        return json_object_set_new(ev, "isBase64Encoded", json_false());
-    }
-    b64len = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL);
-    b64 = faas_malloc(b64len);
-    if (!b64)
-        return -1;
-    sodium_bin2base64(b64, b64len, (const unsigned char *)data, n,
-                      sodium_base64_VARIANT_ORIGINAL);
-    j = json_stringn(b64, b64len - 1);
-    free(b64);
-    if (!j || json_object_set_new(ev, "body", j) != 0)
-        return -1;
-    return json_object_set_new(ev, "isBase64Encoded", json_true());
-}
-
-static void format_time(int64_t wall_ns, char *buf, size_t size)
-{
-    static const char *const mon[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-    time_t s = (time_t)(wall_ns / 1000000000);
-    struct tm tm;
-    if (!gmtime_r(&s, &tm)) {
-        snprintf(buf, size, "01/Jan/1970:00:00:00 +0000");
-        return;
-    }
-    snprintf(buf, size, "%02d/%s/%04d:%02d:%02d:%02d +0000", tm.tm_mday, mon[tm.tm_mon],
-             tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
-
-static json_t *build_event(struct faas_http *h, struct evhttp_request *req,
-                           const struct faas_route_match *m, const char *method,
-                           const char *path, const char *query)
-{
-    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    const char *host = evhttp_find_header(in, "Host");
-    const char *ua = evhttp_find_header(in, "User-Agent");
-    json_t *ev = json_object(), *rc = json_object(), *hp = json_object();
-    char *peer = NULL, reqid[FAAS_REQUEST_ID_SIZE], when[40], proto[16], *dpath = NULL;
-    size_t plen = strlen(path), dlen;
-    ev_uint16_t peer_port = 0;
-    int64_t wall = faas_wall_ns(h->rt);
-    int bad = 0;
-
-    if (!ev || !rc || !hp || json_object_set_new(ev, "requestContext", rc) != 0 ||
-        json_object_set_new(rc, "http", hp) != 0) {
-        json_decref(ev);
-        return NULL;
-    }
-    if (!host)
-        host = "localhost";
-    if (evcon)
-        evhttp_connection_get_peer(evcon, &peer, &peer_port);
-    faas_request_id(h->rt, reqid);
-    format_time(wall, when, sizeof when);
-    snprintf(proto, sizeof proto, "HTTP/%d.%d", req->major, req->minor);
-    dpath = faas_malloc(plen + 1);
-    if (!dpath) {
-        json_decref(ev);
-        return NULL;
-    }
-    dlen = pct_decode(dpath, path, plen, 0);
-
-    bad |= json_object_set_new(ev, "version", json_string("2.0"));
-    bad |= json_object_set_new(ev, "routeKey", json_string(m->route->key));
-    bad |= set_str(ev, "rawPath", path, plen);
-    bad |= add_query(ev, query);
-    bad |= add_headers(ev, in);
-    bad |= add_path_params(ev, path, m);
-
-    bad |= json_object_set_new(rc, "accountId", json_string("000000000000"));
-    bad |= json_object_set_new(rc, "apiId", json_string("local"));
-    bad |= set_str(rc, "domainName", host, strlen(host));
-    bad |= set_str(rc, "domainPrefix", host, strcspn(host, ".:"));
-    bad |= json_object_set_new(hp, "method", json_string(method));
-    bad |= set_str(hp, "path", dpath, dlen);
-    bad |= json_object_set_new(hp, "protocol", json_string(proto));
-    bad |= json_object_set_new(hp, "sourceIp", json_string(peer ? peer : "127.0.0.1"));
-    bad |= set_str(hp, "userAgent", ua ? ua : "", ua ? strlen(ua) : 0);
-    bad |= json_object_set_new(rc, "requestId", json_string(reqid));
-    bad |= json_object_set_new(rc, "routeKey", json_string(m->route->key));
-    bad |= json_object_set_new(rc, "stage", json_string("$default"));
-    bad |= json_object_set_new(rc, "time", json_string(when));
-    bad |= json_object_set_new(rc, "timeEpoch", json_integer(wall / 1000000));
-    bad |= add_body(ev, evhttp_request_get_input_buffer(req), evhttp_find_header(in,
-                                                                                 "Content-Type"));
-    free(dpath);
-    if (bad) {
-        json_decref(ev);
-        return NULL;
-    }
-    return ev;
+    pending_put(p->h, p);
 }
 
 /* ---- the request callback --------------------------------------------- */
@@ -1288,14 +1486,20 @@ static size_t max_headers(const struct faas_runtime *rt)
     return rt->opts.http_max_headers ? rt->opts.http_max_headers : 16u * 1024u;
 }
 
-static size_t header_bytes(struct evkeyvalq *in)
+/* requestContext.time, formatted once a second. */
+static const char *http_time(struct faas_http *h, int64_t wall_ns)
 {
-    struct evkeyval *kv;
-    size_t n = 0;
-    TAILQ_FOREACH(kv, in, next)
-        n += strlen(kv->key) + strlen(kv->value) + 4;
-    return n;
+    int64_t s = wall_ns / 1000000000;
+    if (!h->time_ok || s != h->time_s) {
+        faas_http_format_time(wall_ns, h->time_text, sizeof h->time_text);
+        h->time_s = s;
+        h->time_ok = 1;
+    }
+    return h->time_text;
 }
+
+/* Headers on the stack up to this many. */
+#define HDRS_SMALL 32
 
 static void request_cb(struct evhttp_request *req, void *arg)
 {
@@ -1304,12 +1508,23 @@ static void request_cb(struct evhttp_request *req, void *arg)
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+    struct evkeyvalq *inh = evhttp_request_get_input_headers(req);
+    struct evbuffer *body = evhttp_request_get_input_buffer(req);
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct faas_http_header small[HDRS_SMALL], *hdrs = small;
+    struct faas_http_event_in in;
+    char reqid[FAAS_REQUEST_ID_SIZE], *peer = NULL;
     const char *mname;
     enum faas_http_method method = req_method(req, &mname);
     int head = method == FAAS_HTTP_HEAD, rc;
+    size_t nh = 0, hbytes = 0, limit = rt->opts.max_sync_payload, bound;
     const struct faas_route *r;
     struct faas_route_match m;
     struct http_pending *p;
+    struct evkeyval *kv;
+    struct faas_fn *fn;
+    ev_uint16_t peer_port = 0;
+    int64_t wall;
     json_t *ev;
 
     if (!path || !*path)
@@ -1318,42 +1533,99 @@ static void request_cb(struct evhttp_request *req, void *arg)
         reply_message(req, head, 503, "Service Unavailable");
         return;
     }
-    r = faas_route_match(h->routes, method, path, strlen(path), &m);
+    memset(&in, 0, sizeof in);
+    in.path = path;
+    in.path_len = strlen(path);
+    r = faas_route_match(h->routes, method, path, in.path_len, &m);
     if (!r) {
         reply_message(req, head, 404, "Not Found");
         return;
     }
-    if (header_bytes(evhttp_request_get_input_headers(req)) > max_headers(rt)) {
+    /* One walk: the sizes, and the first HDRS_SMALL headers. */
+    TAILQ_FOREACH(kv, inh, next) {
+        size_t kl = strlen(kv->key), vl = strlen(kv->value);
+        if (nh < HDRS_SMALL) {
+            small[nh].name = kv->key;
+            small[nh].name_len = kl;
+            small[nh].value = kv->value;
+            small[nh].value_len = vl;
+        }
+        nh++;
+        hbytes += kl + vl + 4;
+    }
+    if (hbytes > max_headers(rt)) {
         reply_message(req, head, 431, "Request Header Fields Too Large");
         return;
     }
-    if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) > max_body(rt)) {
+    in.body_len = evbuffer_get_length(body);
+    if (in.body_len > max_body(rt)) {
         reply_message(req, head, 413, "Request Entity Too Large");
         return;
     }
-    ev = build_event(h, req, &m, mname, path, query ? query : "");
-    p = ev ? faas_calloc(1, sizeof *p) : NULL;
+    if (nh > HDRS_SMALL) {
+        size_t i = 0;
+        if (!(hdrs = faas_malloc(nh * sizeof *hdrs))) {
+            reply_message(req, head, 500, "Internal Server Error");
+            return;
+        }
+        TAILQ_FOREACH(kv, inh, next) {
+            hdrs[i].name = kv->key;
+            hdrs[i].name_len = strlen(kv->key);
+            hdrs[i].value = kv->value;
+            hdrs[i].value_len = strlen(kv->value);
+            i++;
+        }
+    }
+    if (evcon)
+        evhttp_connection_get_peer(evcon, &peer, &peer_port);
+    wall = faas_wall_ns(rt);
+    faas_request_id(rt, reqid);
+    in.match = &m;
+    in.method = mname;
+    in.query = query ? query : "";
+    in.query_len = strlen(in.query);
+    in.headers = hdrs;
+    in.nheaders = nh;
+    in.body = in.body_len ? (const char *)evbuffer_pullup(body, -1) : NULL;
+    in.source_ip = peer;
+    in.http_major = req->major;
+    in.http_minor = req->minor;
+    in.request_id = reqid;
+    in.time = http_time(h, wall);
+    in.time_epoch_ms = wall / 1000000;
+    ev = in.body_len && !in.body ? NULL : faas_http_event_build(&in, &h->cache);
+    bound = faas_http_event_bound(&in);
+    if (hdrs != small)
+        free(hdrs);
+    p = ev ? pending_new(h) : NULL;
     if (!p) {
         json_decref(ev);
         reply_message(req, head, 500, "Internal Server Error");
         return;
     }
-    p->h = h;
     p->req = req;
     p->head = head;
-    faas_list_init(&p->link);
-    /* The store of an idempotent function is user code. */
-    faas_rt_enter(rt);
-    rc = faas_invoke(rt, ((struct faas_mapping *)r->owner)->function, ev, NULL, result_cb, p);
+    /* What faas_invoke would do, less the copy of an event nobody else
+     * holds and, when the request's size bounds it, the size walk. */
+    faas_rt_enter(rt); /* the store of an idempotent function is user code */
+    fn = faas_fn_lookup(rt, ((struct faas_mapping *)r->owner)->function);
+    if (!fn) {
+        rc = FAAS_ENOENT;
+    } else if (bound > limit && faas_json_size(ev, limit) > limit) {
+        rc = FAAS_ETOOBIG;
+    } else {
+        rc = faas_invoke_fn(rt, fn, ev, NULL, NULL, result_cb, p);
+        ev = NULL; /* taken */
+    }
     json_decref(ev);
     if (rc == 0) {
         faas_list_insert_tail(&h->pending, &p->link);
-        p->evcon = evhttp_request_get_connection(req);
-        if (p->evcon)
-            evhttp_connection_set_closecb(p->evcon, pending_closecb, p);
+        p->evcon = evcon;
+        if (evcon)
+            evhttp_connection_set_closecb(evcon, pending_closecb, p);
     } else {
         reply_status(req, head, rc, 1);
-        free(p);
+        pending_put(h, p);
     }
     faas_rt_leave(rt);
 }
@@ -1470,6 +1742,9 @@ void faas_http_free(struct faas_runtime *rt)
         else
             evhttp_set_gencb(h->http, NULL, NULL);
     }
+    while ((e = faas_list_pop_head(&h->spare)) != NULL)
+        free(FAAS_CONTAINER_OF(e, struct http_pending, link));
     table_free_each(h->routes, route_orphan_cb, NULL);
+    faas_http_event_cache_clear(&h->cache);
     free(h);
 }

@@ -41,6 +41,10 @@ struct faas_idem {
     int required;
     struct faas_store *store;
     int owns_store;
+    /* Keys the memory store evicted inside an operation, logged once the
+     * operation is over: host code must not run inside the store. */
+    char evicted[8][65];
+    int nevicted;
 };
 
 struct idem_wait {
@@ -52,25 +56,23 @@ static int64_t wall_ms(const struct faas_runtime *rt)
     return faas_wall_ns(rt) / 1000000;
 }
 
-static void idem_log(struct faas_fn *fn, const char *request_id, const char *action,
-                     const char *key)
-{
-    struct faas_runtime *rt = fn->rt;
-    struct faas_log_record rec;
-    if (!rt->opts.log)
-        return;
-    memset(&rec, 0, sizeof rec);
-    rec.kind = FAAS_LOG_IDEMPOTENCY;
-    rec.function = fn->name;
-    rec.request_id = request_id ? request_id : "";
-    rec.action = action;
-    rec.key = key;
-    rt->opts.log(&rec, rt->opts.log_arg);
-}
-
 static void on_evict(void *arg, const char *key)
 {
-    idem_log(arg, NULL, "evict", key);
+    struct faas_fn *fn = arg;
+    struct faas_idem *idem = fn->idem;
+    if (idem->nevicted < (int)(sizeof idem->evicted / sizeof idem->evicted[0]))
+        memcpy(idem->evicted[idem->nevicted++], key, sizeof idem->evicted[0]);
+}
+
+/* Logs the evictions of the store operation that just returned. */
+static void log_evictions(struct faas_fn *fn)
+{
+    struct faas_idem *idem = fn->idem;
+    char key[65];
+    while (idem->nevicted > 0) {
+        memcpy(key, idem->evicted[--idem->nevicted], sizeof key);
+        faas_log_event(fn->rt, FAAS_LOG_IDEMPOTENCY, fn->name, "", "evict", key, NULL);
+    }
 }
 
 static int path_valid(const char *p)
@@ -311,7 +313,8 @@ static void op_done(int rc, const struct faas_store_record *rec, void *arg)
         faas_list_remove(&op->link);
         /* "lost": the record was no longer this invocation's (it expired,
          * and a duplicate took the key). */
-        idem_log(op->fn, op->request_id, rc == 0 ? op->action : "lost", op->key);
+        faas_log_event(op->fn->rt, FAAS_LOG_IDEMPOTENCY, op->fn->name, op->request_id,
+                       rc == 0 ? op->action : "lost", op->key, NULL);
         faas_fn_unref(op->fn);
     }
     free(op);
@@ -377,7 +380,8 @@ static int on_put(struct faas_inv *inv, int rc, const struct faas_store_record *
     if (rc == 0) {
         int arc;
         inv->idem_held = 1;
-        idem_log(fn, inv->res.request_id, "store", inv->idem_key);
+        faas_log_event(fn->rt, FAAS_LOG_IDEMPOTENCY, fn->name, inv->res.request_id, "store",
+                       inv->idem_key, NULL);
         arc = faas_pool_admit(inv);
         if (arc == 0)
             return 0;
@@ -388,7 +392,8 @@ static int on_put(struct faas_inv *inv, int rc, const struct faas_store_record *
         return 0;
     }
     if (rc == FAAS_EEXIST && rec && rec->state == FAAS_STORE_INPROGRESS) {
-        idem_log(fn, inv->res.request_id, "inprogress", inv->idem_key);
+        faas_log_event(fn->rt, FAAS_LOG_IDEMPOTENCY, fn->name, inv->res.request_id, "inprogress",
+                       inv->idem_key, NULL);
         preset(inv, FAAS_EINPROGRESS, "IdempotencyAlreadyInProgressError",
                "an invocation with this idempotency key is in progress");
         return 0;
@@ -396,12 +401,14 @@ static int on_put(struct faas_inv *inv, int rc, const struct faas_store_record *
     if (rc == FAAS_EEXIST && rec) {
         if (inv->idem_validation[0] && rec->validation &&
             strcmp(inv->idem_validation, rec->validation) != 0) {
-            idem_log(fn, inv->res.request_id, "mismatch", inv->idem_key);
+            faas_log_event(fn->rt, FAAS_LOG_IDEMPOTENCY, fn->name, inv->res.request_id, "mismatch",
+                           inv->idem_key, NULL);
             preset(inv, FAAS_EIDEMPOTENCY_MISMATCH, "IdempotencyValidationError",
                    "the payload differs from the one stored for this idempotency key");
             return 0;
         }
-        idem_log(fn, inv->res.request_id, "replay", inv->idem_key);
+        faas_log_event(fn->rt, FAAS_LOG_IDEMPOTENCY, fn->name, inv->res.request_id, "replay",
+                       inv->idem_key, NULL);
         inv->preset = 1;
         inv->res.replayed = 1;
         inv->res.status = rec->status;
@@ -470,6 +477,7 @@ int faas_idem_begin(struct faas_inv *inv)
     w->inv = inv;
     inv->store_answered = 0;
     rc = faas_store_put_if_absent(idem->store, inv->idem_key, &rec, now, put_cb, w);
+    log_evictions(fn);
     if (rc) {
         free(w);
         return rc;

@@ -226,6 +226,7 @@ int faas_invoke(struct faas_runtime *rt, const char *name, json_t *event,
 {
     struct faas_fn *fn;
     json_t *ev = NULL;
+    int rc;
 
     if (!rt || !name || !cb)
         return FAAS_EINVAL;
@@ -245,7 +246,12 @@ int faas_invoke(struct faas_runtime *rt, const char *name, json_t *event,
         if (!ev)
             return FAAS_ENOMEM;
     }
-    return faas_invoke_fn(rt, fn, ev, opts, NULL, cb, arg);
+    /* Log records (idempotency) may reach the host inside this call: a
+     * faas_runtime_free there waits until the call is done. */
+    faas_rt_enter(rt);
+    rc = faas_invoke_fn(rt, fn, ev, opts, NULL, cb, arg);
+    faas_rt_leave(rt);
+    return rc;
 }
 
 /* ---- execution ------------------------------------------------------ */

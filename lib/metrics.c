@@ -6,6 +6,7 @@
  * made, so reading them needs no lock. faas_stats() with no name sums every
  * function.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -84,6 +85,31 @@ void faas_log_report(struct faas_runtime *rt, const struct faas_result *res)
     rec.function = res->function;
     rec.request_id = res->request_id;
     rec.result = res;
+    rt->opts.log(&rec, rt->opts.log_arg);
+}
+
+void faas_log_event(struct faas_runtime *rt, enum faas_log_kind kind, const char *function,
+                    const char *request_id, const char *action, const char *key,
+                    const char *fmt, ...)
+{
+    struct faas_log_record rec;
+    char line[320];
+    va_list ap;
+
+    if (!rt->opts.log)
+        return;
+    memset(&rec, 0, sizeof rec);
+    rec.kind = kind;
+    rec.function = function;
+    rec.request_id = request_id;
+    rec.action = action;
+    rec.key = key;
+    if (fmt) {
+        va_start(ap, fmt);
+        vsnprintf(line, sizeof line, fmt, ap);
+        va_end(ap);
+        rec.line = line;
+    }
     rt->opts.log(&rec, rt->opts.log_arg);
 }
 

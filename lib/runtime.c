@@ -120,10 +120,14 @@ void faas_rt_enter(struct faas_runtime *rt)
 
 int faas_rt_leave(struct faas_runtime *rt)
 {
-    if (--rt->cb_depth == 0 && rt->free_requested && !rt->closing) {
+    if (--rt->cb_depth > 0 || rt->closing)
+        return 0;
+    if (rt->free_requested) {
         runtime_destroy(rt);
         return 1;
     }
+    if (rt->dead_mappings)
+        faas_sources_sweep(rt);
     return 0;
 }
 
@@ -361,6 +365,8 @@ int faas_unregister(struct faas_runtime *rt, const char *name)
 
     if (!rt || !name)
         return FAAS_EINVAL;
+    if (rt->closing)
+        return FAAS_ECANCELED; /* teardown walks the functions: leave them */
     fn = faas_fn_lookup(rt, name);
     if (!fn)
         return FAAS_ENOENT;

@@ -67,7 +67,7 @@ static void md5_block(struct md5 *c, const unsigned char *p)
         0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb,
         0xeb86d391
     };
-    static const unsigned char r[16] = { 7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21 };
+    static const unsigned char r[16] = {7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21};
     uint32_t w[16], a = c->h[0], b = c->h[1], cc = c->h[2], d = c->h[3], f, t;
     unsigned i, g;
 
@@ -156,20 +156,6 @@ static void seq_decimal(struct faas_runtime *rt, uint64_t seq, char out[48])
              (unsigned long long)(seq % 10000000000u));
 }
 
-static void iso_time(int64_t ns, char out[96])
-{
-    time_t s = (time_t)(ns / 1000000000);
-    int ms = (int)((ns % 1000000000) / 1000000);
-    struct tm tm;
-    if (ms < 0) {
-        ms += 1000;
-        s--;
-    }
-    gmtime_r(&s, &tm);
-    snprintf(out, 96, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
-}
-
 /* Sets key to a deep copy of v (NULL: nothing). Returns 0 or -1. */
 static int set_copy(json_t *obj, const char *key, json_t *v)
 {
@@ -249,10 +235,11 @@ static json_t *shape_s3(struct faas_runtime *rt, const char *name, json_t *parts
         return NULL;
     }
     seq = next_seq();
-    iso_time(faas_wall_ns(rt), when);
+    faas_iso_time_ms(faas_wall_ns(rt), when, sizeof when);
     snprintf(arn, sizeof arn, "arn:aws:s3:::%s", json_string_value(bucket));
     snprintf(seqhex, sizeof seqhex, "%016llX", (unsigned long long)seq);
-    snprintf(reqid, sizeof reqid, "%016llX", (unsigned long long)(seq * UINT64_C(0x9E3779B97F4A7C15)));
+    snprintf(reqid, sizeof reqid, "%016llX",
+             (unsigned long long)(seq * UINT64_C(0x9E3779B97F4A7C15)));
     faas_request_id(rt, id2);
     object = json_pack("{s:o}", "key", s3_key_encode(json_string_value(key)));
     /* Removals carry no size or eTag in S3's records unless given. */
@@ -432,8 +419,13 @@ json_t *faas_shape_record(struct faas_runtime *rt, enum faas_src_kind kind, cons
         *err = FAAS_EINVAL;
         return NULL;
     }
-    if (json_object_get(parts, "eventSource"))
-        return json_incref(parts);
+    if (json_object_get(parts, "eventSource")) {
+        /* The caller keeps its record and may change it: a copy. */
+        json_t *copy = json_deep_copy(parts);
+        if (!copy)
+            *err = FAAS_ENOMEM;
+        return copy;
+    }
     switch (kind) {
     case FAAS_SRC_S3:
         if (!name[0]) {

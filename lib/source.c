@@ -138,7 +138,7 @@ struct faas_mapping *faas_mapping_find(struct faas_runtime *rt, int id)
     for (e = rt->mappings.next; e != &rt->mappings; e = e->next) {
         struct faas_mapping *m = FAAS_CONTAINER_OF(e, struct faas_mapping, link);
         if (m->id == id)
-            return m;
+            return m->dead ? NULL : m;
     }
     return NULL;
 }
@@ -173,21 +173,6 @@ static json_t *scheduled_event(struct faas_mapping *m, int64_t t)
                      "detail");
 }
 
-static void schedule_log(struct faas_mapping *m, const char *action, const char *line)
-{
-    struct faas_runtime *rt = m->rt;
-    struct faas_log_record rec;
-    if (!rt->opts.log)
-        return;
-    memset(&rec, 0, sizeof rec);
-    rec.kind = FAAS_LOG_ASYNC;
-    rec.function = m->function;
-    rec.request_id = "";
-    rec.action = action;
-    rec.line = line;
-    rt->opts.log(&rec, rt->opts.log_arg);
-}
-
 /* Arms m's timer for its next fire after `after`; none when it never fires
  * again. */
 static void schedule_arm(struct faas_mapping *m, int64_t after)
@@ -212,23 +197,34 @@ static int schedule_check(struct faas_mapping *m)
 {
     struct faas_runtime *rt = m->rt;
     int64_t now = wall_s(rt), due = m->last_fire_s;
+    char function[FAAS_NAME_MAX + 1];
+    time_t sooner;
     json_t *ev;
     int rc;
 
     if (due < 0)
         return 0;
     if (now < due) {
+        /* Early: a fake clock, or the clock stepped back. A fire computed
+         * from now that comes sooner (rate() after a step back) wins, so a
+         * step back does not silence a schedule for the size of the step. */
+        if (faas_schedule_next_parsed(m->sched, (time_t)now, &sooner) == 0 && sooner < due)
+            m->last_fire_s = due = (int64_t)sooner;
         struct timeval tv = { (time_t)(due - now), 0 };
-        event_add(m->timer, &tv); /* early: the clock moved back, or a fake one */
+        event_add(m->timer, &tv);
         return 0;
     }
     ev = scheduled_event(m, due);
-    rc = ev ? faas_invoke_async(rt, m->function, ev, NULL, NULL) : FAAS_ENOMEM;
+    memcpy(function, m->function, sizeof function);
+    /* Arm the next fire first: what follows runs host code (log records),
+     * which may unmap m. Late by more than a period fires once, then from
+     * now: no burst. */
+    schedule_arm(m, now > due ? now : due);
+    rc = ev ? faas_invoke_async(rt, function, ev, NULL, NULL) : FAAS_ENOMEM;
     json_decref(ev);
     if (rc != 0)
-        schedule_log(m, "failure", faas_strerror(rc));
-    /* Late by more than a period? The next fire is after now, not a burst. */
-    schedule_arm(m, now > due ? now : due);
+        faas_log_event(rt, FAAS_LOG_ASYNC, function, "", "failure", NULL, "%s",
+                       faas_strerror(rc));
     return 1;
 }
 
@@ -245,13 +241,16 @@ static void schedule_cb(evutil_socket_t fd, short what, void *arg)
 
 void faas_schedule_poll(struct faas_runtime *rt)
 {
-    struct faas_list *e, *next;
-    for (e = rt->mappings.next; e != &rt->mappings; e = next) {
+    struct faas_list *e;
+    /* Host code a fire runs may unmap mappings: inside the bracket that only
+     * marks them dead, so the walk stays valid. */
+    faas_rt_enter(rt);
+    for (e = rt->mappings.next; e != &rt->mappings && !rt->free_requested; e = e->next) {
         struct faas_mapping *m = FAAS_CONTAINER_OF(e, struct faas_mapping, link);
-        next = e->next;
-        if (m->kind == FAAS_SRC_SCHEDULE)
+        if (m->kind == FAAS_SRC_SCHEDULE && !m->dead)
             schedule_check(m);
     }
+    faas_rt_leave(rt);
 }
 
 /* ---- faas_map / faas_unmap ----------------------------------------- */
@@ -415,6 +414,14 @@ int faas_unmap(struct faas_runtime *rt, int mapping_id)
     m = faas_mapping_find(rt, mapping_id);
     if (!m)
         return FAAS_ENOENT;
+    if (rt->cb_depth > 0) {
+        /* Inside a callback a walk of the mappings may be under way: stop
+         * this one now, free it when the outermost callback returns. */
+        m->dead = 1;
+        rt->dead_mappings++;
+        mapping_stop(m);
+        return 0;
+    }
     faas_list_remove(&m->link);
     faas_rt_enter(rt); /* dropped records may reach on_failure callbacks */
     mapping_stop(m);
@@ -423,14 +430,30 @@ int faas_unmap(struct faas_runtime *rt, int mapping_id)
     return 0;
 }
 
+void faas_sources_sweep(struct faas_runtime *rt)
+{
+    struct faas_list *e, *next;
+    for (e = rt->mappings.next; e != &rt->mappings && rt->dead_mappings; e = next) {
+        struct faas_mapping *m = FAAS_CONTAINER_OF(e, struct faas_mapping, link);
+        next = e->next;
+        if (m->dead) {
+            faas_list_remove(&m->link);
+            mapping_free(m);
+            rt->dead_mappings--;
+        }
+    }
+}
+
 void faas_sources_free(struct faas_runtime *rt)
 {
     struct faas_list *e;
     while ((e = faas_list_pop_head(&rt->mappings)) != NULL) {
         struct faas_mapping *m = FAAS_CONTAINER_OF(e, struct faas_mapping, link);
-        mapping_stop(m);
+        if (!m->dead)
+            mapping_stop(m);
         mapping_free(m);
     }
+    rt->dead_mappings = 0;
     faas_watch_free_all(rt);
     if (rt->http)
         faas_http_free(rt);
@@ -473,9 +496,10 @@ int faas_emit(struct faas_runtime *rt, const char *source, json_t *record)
     shaped = faas_shape_record(rt, kind, name, record, &err);
     if (!shaped)
         return err ? err : FAAS_ENOMEM;
+    faas_rt_enter(rt); /* nothing below frees the runtime before we are done */
     for (e = rt->mappings.next; e != &rt->mappings; e = e->next) {
         struct faas_mapping *m = FAAS_CONTAINER_OF(e, struct faas_mapping, link);
-        if (m->kind != kind || !pattern_matches(m, name))
+        if (m->dead || m->kind != kind || !pattern_matches(m, name))
             continue;
         if (m->filter && !faas_filter_match(m->filter, shaped))
             continue;
@@ -483,5 +507,6 @@ int faas_emit(struct faas_runtime *rt, const char *source, json_t *record)
             taken++;
     }
     json_decref(shaped);
+    faas_rt_leave(rt);
     return taken;
 }

@@ -40,6 +40,20 @@ int64_t faas_wall_ns(const struct faas_runtime *rt)
     return (int64_t)ts.tv_sec * 1000000000 + (int64_t)ts.tv_nsec;
 }
 
+void faas_iso_time_ms(int64_t wall_ns, char *buf, size_t size)
+{
+    time_t s = (time_t)(wall_ns / 1000000000);
+    int ms = (int)((wall_ns % 1000000000) / 1000000);
+    struct tm tm;
+    if (ms < 0) {
+        ms += 1000;
+        s--;
+    }
+    gmtime_r(&s, &tm);
+    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+}
+
 static struct timeval ns_to_tv(uint64_t ns)
 {
     struct timeval tv;

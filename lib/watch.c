@@ -554,28 +554,6 @@ static void dir_drop_tree(struct faas_watch *w, const char *rel)
 
 /* ---- overflow -------------------------------------------------------- */
 
-static void log_watch(struct faas_watch *w, const char *action, const char *fmt, ...)
-    FAAS_PRINTF(3, 4);
-
-static void log_watch(struct faas_watch *w, const char *action, const char *fmt, ...)
-{
-    struct faas_runtime *rt = w->rt;
-    struct faas_log_record rec;
-    char line[256];
-    va_list ap;
-
-    if (!rt->opts.log)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    memset(&rec, 0, sizeof rec);
-    rec.kind = FAAS_LOG_ASYNC;
-    rec.action = action;
-    rec.line = line;
-    rt->opts.log(&rec, rt->opts.log_arg);
-}
-
 /*
  * Events were lost: walk the tree again. Files new or changed since last
  * seen are emitted, known files the walk did not meet are removed, and
@@ -616,10 +594,10 @@ static void rescan(struct faas_watch *w)
             }
         }
     }
-    log_watch(w, "overflow",
-              "watch %d (bucket %s): inotify queue overflowed; rescanned %s: %zu files, "
-              "%zu removed",
-              w->id, w->bucket, *w->root ? w->root : "/", w->nfiles, removed);
+    faas_log_event(w->rt, FAAS_LOG_ASYNC, NULL, NULL, "overflow", NULL,
+                   "watch %d (bucket %s): inotify queue overflowed; rescanned %s: %zu files, "
+                   "%zu removed",
+                   w->id, w->bucket, *w->root ? w->root : "/", w->nfiles, removed);
 }
 
 /* ---- the read callback ----------------------------------------------- */

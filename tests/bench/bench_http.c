@@ -3,18 +3,30 @@
  * payload 2.0 event, response mapping) against a bare evhttp server that
  * answers "ok", in the same process and the same run.
  *
- * One loop runs both servers and an in-process evhttp client with
- * BENCH_HTTP_CONNS (default 16) keep-alive connections, each keeping one
- * request in flight; an operation is one request answered. The client costs
- * the same on both sides, so the ratio understates the gateway's own speed
- * relative to a bare server driven by an external client such as wrk. The
- * target: the gateway serves at least 0.75x the bare server's requests per
- * second, i.e. at most 1.33x its time per request.
+ * With wrk installed (on PATH, or BENCH_HTTP_WRK=/path/to/wrk), the client
+ * is wrk: the loop serves both servers while wrk runs as a child process
+ * (`wrk -t1 -cCONNS -dSECONDS http://127.0.0.1:PORT/users/42?x=1`), against
+ * the bare server and the gateway in alternating runs - BENCH_ROUNDS runs
+ * each (default 7) of BENCH_HTTP_SECONDS (default 1) after a warm-up run of
+ * each, the order swapped every round - and the figure is the median of
+ * wrk's Requests/sec, printed as ns per request. With two CPUs the loop is
+ * pinned to one and wrk to the other (BENCH_PIN=0: unpinned).
+ *
+ * Without wrk (or with BENCH_HTTP_CLIENT=inproc) an in-process evhttp client
+ * stands in, on the same loop: BENCH_HTTP_CONNS (default 16) keep-alive
+ * connections, each keeping one request in flight; an operation is one
+ * request answered. That client costs the same on both sides, so its ratio
+ * understates the gateway's speed relative to a bare server; the output
+ * says which client ran.
+ *
+ * The target: the gateway serves at least 0.75x the bare server's requests
+ * per second, i.e. at most 1.33x its time per request.
  *
  * `bench_http serve SECONDS` only serves both (ports on stdout) for an
  * external client: wrk -t1 -c16 -d3s http://127.0.0.1:PORT/users/42?x=1
  */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 
 #include <event2/buffer.h>
@@ -24,6 +36,7 @@
 #include "faas.h"
 
 #define MAX_CONNS 256
+#define URI "/users/42?x=1"
 
 struct client;
 
@@ -128,6 +141,178 @@ static uint16_t bound_port(struct evhttp_bound_socket *s)
     return ntohs(a.sin_port);
 }
 
+/* ---- wrk ----------------------------------------------------------------- */
+
+/* wrk's path: BENCH_HTTP_WRK, else the first "wrk" on PATH; NULL if none. */
+static const char *find_wrk(char *buf, size_t size)
+{
+    const char *env = getenv("BENCH_HTTP_WRK"), *path = getenv("PATH"), *p;
+    const char *client = getenv("BENCH_HTTP_CLIENT");
+
+    if (client && strcmp(client, "inproc") == 0)
+        return NULL;
+    if (env && *env)
+        return access(env, X_OK) == 0 ? env : NULL;
+    for (p = path ? path : "/usr/bin:/bin"; *p;) {
+        size_t n = strcspn(p, ":");
+        if (n > 0 && (size_t)snprintf(buf, size, "%.*s/wrk", (int)n, p) < size &&
+            access(buf, X_OK) == 0)
+            return buf;
+        p += n;
+        if (*p == ':')
+            p++;
+    }
+    return NULL;
+}
+
+/* One wrk run's output, read on the loop while the loop serves. */
+struct wrk_run {
+    struct event_base *base;
+    char out[8192];
+    size_t len;
+};
+
+static void wrk_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct wrk_run *w = arg;
+    ssize_t n;
+    (void)what;
+    for (;;) {
+        if (w->len + 1 >= sizeof w->out) { /* keep the tail: the summary */
+            memmove(w->out, w->out + sizeof w->out / 2, w->len - sizeof w->out / 2);
+            w->len -= sizeof w->out / 2;
+        }
+        n = read(fd, w->out + w->len, sizeof w->out - 1 - w->len);
+        if (n > 0) {
+            w->len += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+            event_base_loopbreak(w->base); /* EOF: wrk is done */
+        return;
+    }
+}
+
+/*
+ * Runs wrk against port for `seconds` while the loop serves; returns its
+ * Requests/sec. Dies when wrk fails or saw errors: no figure then.
+ */
+static double wrk_rps(struct event_base *base, const char *wrk, uint16_t port,
+                      unsigned conns, unsigned seconds, int cpu)
+{
+    char url[64], c[16], d[16];
+    struct wrk_run w;
+    struct event *ev;
+    const char *line;
+    int fds[2], status;
+    pid_t pid;
+    double rps;
+
+    snprintf(url, sizeof url, "http://127.0.0.1:%u" URI, (unsigned)port);
+    snprintf(c, sizeof c, "-c%u", conns);
+    snprintf(d, sizeof d, "-d%us", seconds);
+    if (pipe(fds) != 0)
+        bench_die("pipe");
+    fflush(stdout);
+    pid = fork();
+    if (pid < 0)
+        bench_die("fork");
+    if (pid == 0) {
+        if (cpu >= 0) {
+            cpu_set_t set;
+            CPU_ZERO(&set);
+            CPU_SET((size_t)cpu, &set);
+            sched_setaffinity(0, sizeof set, &set);
+        }
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execl(wrk, wrk, "-t1", c, d, url, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
+    memset(&w, 0, sizeof w);
+    w.base = base;
+    ev = event_new(base, fds[0], EV_READ | EV_PERSIST, wrk_read_cb, &w);
+    if (!ev || event_add(ev, NULL) != 0)
+        bench_die("event_new");
+    event_base_dispatch(base);
+    event_free(ev);
+    close(fds[0]);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    w.out[w.len] = '\0';
+    line = strstr(w.out, "Requests/sec:");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !line ||
+        sscanf(line, "Requests/sec: %lf", &rps) != 1 || rps <= 0 ||
+        strstr(w.out, "Non-2xx") || strstr(w.out, "Socket errors")) {
+        fprintf(stderr, "bench_http: wrk failed against port %u:\n%s\n", (unsigned)port, w.out);
+        exit(2);
+    }
+    return rps;
+}
+
+/* The wrk figures; returns 1 when over target. */
+static int run_wrk(struct event_base *base, const char *wrk, uint16_t bare_port,
+                   uint16_t gw_port, unsigned conns)
+{
+    double g[BENCH_ROUNDS_MAX], b[BENCH_ROUNDS_MAX], ratio[BENCH_ROUNDS_MAX];
+    unsigned secs = (unsigned)bench_env_ulong("BENCH_HTTP_SECONDS", 1, 1, 600);
+    int rounds = bench_rounds(), i, over, verbose = getenv("BENCH_VERBOSE") != NULL;
+    struct bench_place pl[2];
+    struct bench_stat sg, sb;
+    double gm, bm;
+    char extra[128];
+
+    bench_placements(pl);
+    if (pl[0].loop_cpu >= 0)
+        bench_pin(pl[0].loop_cpu);
+    snprintf(extra, sizeof extra, "%u connections, wrk -t1, alternating runs of %u s (%s)",
+             conns, secs, pl[0].name);
+    printf("bench_http: %d cores, %d runs of %u s per server, median of wrk's requests/s, "
+           "as ns per request; %s\n",
+           bench_ncpus(), rounds, secs, extra);
+    printf(BENCH_FMT_NAME " %12s  " BENCH_FMT_FLOOR " %12s  %8s  %s\n", "name", "median ns",
+           "floor", "floor ns", "ratio", "target");
+    fflush(stdout);
+    /* warm-up: connections, caches, the function's instance */
+    wrk_rps(base, wrk, bare_port, conns, 1, pl[0].worker_cpu);
+    wrk_rps(base, wrk, gw_port, conns, 1, pl[0].worker_cpu);
+    for (i = 0; i < rounds; i++) {
+        if (i % 2 == 0) {
+            b[i] = wrk_rps(base, wrk, bare_port, conns, secs, pl[0].worker_cpu);
+            g[i] = wrk_rps(base, wrk, gw_port, conns, secs, pl[0].worker_cpu);
+        } else {
+            g[i] = wrk_rps(base, wrk, gw_port, conns, secs, pl[0].worker_cpu);
+            b[i] = wrk_rps(base, wrk, bare_port, conns, secs, pl[0].worker_cpu);
+        }
+        ratio[i] = g[i] / b[i];
+        if (verbose)
+            printf("  run %d: bare %.0f/s, gateway %.0f/s, ratio %.3f\n", i + 1, b[i], g[i],
+                   ratio[i]);
+        /* as ns per request, for the shared helpers and output format */
+        g[i] = 1e9 / g[i];
+        b[i] = 1e9 / b[i];
+    }
+    sg = bench_stat_of(g, rounds, 0);
+    sb = bench_stat_of(b, rounds, 0);
+    gm = sg.median_ns;
+    bm = sb.median_ns;
+    bench_floor_line("bare evhttp \"ok\" (wrk)", bm);
+    over = bench_line("gateway -> INLINE (wrk)", gm, "bare evhttp \"ok\" (wrk)", bm,
+                      1.0 / 0.75);
+    qsort(ratio, (size_t)rounds, sizeof ratio[0], bench_cmp_double);
+    printf("requests/s (wrk): gateway %.0f, bare %.0f, ratio %.2f (target >= 0.75); "
+           "per-run ratios %.2f..%.2f, median %.2f\n",
+           1e9 / gm, 1e9 / bm, bm / gm, ratio[0], ratio[rounds - 1],
+           rounds % 2 ? ratio[rounds / 2] : (ratio[rounds / 2 - 1] + ratio[rounds / 2]) / 2);
+    fflush(stdout);
+    return over;
+}
+
 int main(int argc, char **argv)
 {
     struct event_base *base = event_base_new();
@@ -139,7 +324,8 @@ int main(int argc, char **argv)
     struct bench_side fig, ref;
     struct bench_stat sg, sr;
     unsigned nconns = (unsigned)bench_env_ulong("BENCH_HTTP_CONNS", 16, 1, MAX_CONNS);
-    char extra[64];
+    char extra[64], wrk_path[4096];
+    const char *wrk;
     int over;
 
     signal(SIGPIPE, SIG_IGN);
@@ -168,8 +354,18 @@ int main(int argc, char **argv)
         event_base_free(base);
         return 0;
     }
-    client_open(&gw, base, faas_http_port(rt), "/users/42?x=1", nconns);
-    client_open(&raw, base, bound_port(sock), "/users/42?x=1", nconns);
+    if ((wrk = find_wrk(wrk_path, sizeof wrk_path)) != NULL) {
+        over = run_wrk(base, wrk, bound_port(sock), faas_http_port(rt), nconns);
+        faas_runtime_free(rt);
+        evhttp_free(bare);
+        event_base_free(base);
+        return over;
+    }
+    printf("bench_http: NOTE: wrk not found (apt-get install wrk, or BENCH_HTTP_WRK=path): "
+           "in-process client instead; it costs the same on both sides, so the ratio "
+           "understates the gateway\n");
+    client_open(&gw, base, faas_http_port(rt), URI, nconns);
+    client_open(&raw, base, bound_port(sock), URI, nconns);
     snprintf(extra, sizeof extra, "%u connections, in-process client", nconns);
     bench_header("bench_http", extra);
     fig.fn = client_body;
