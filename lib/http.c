@@ -1167,6 +1167,16 @@ static void reply_status(struct evhttp_request *req, int head, int status, int r
     case FAAS_ECANCELED:
         reply_message(req, head, 503, "Service Unavailable");
         break;
+    /* Idempotency refusals are the client's to act on, not server errors. */
+    case FAAS_ENOKEY:
+        reply_message(req, head, 400, "Idempotency key required");
+        break;
+    case FAAS_EINPROGRESS:
+        reply_message(req, head, 409, "A request with this idempotency key is in progress");
+        break;
+    case FAAS_EIDEMPOTENCY_MISMATCH:
+        reply_message(req, head, 422, "Idempotency key reused with a different payload");
+        break;
     default:
         reply_message(req, head, 500, "Internal Server Error");
         break;

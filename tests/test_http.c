@@ -906,6 +906,38 @@ static void test_errors(void **state)
     resp_clear(&r);
 }
 
+/* An idempotent function behind a route: its refusals are the client's. */
+static void test_idempotency_statuses(void **state)
+{
+    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+    struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+    const char *const k1[] = { "Idempotency-Key", "k1", NULL };
+    struct resp r;
+    (void)state;
+
+    serve(NULL);
+    io.key_path = "headers.idempotency-key";
+    io.validate_path = "body";
+    io.required = 1;
+    fo.isolation = FAAS_ISOLATION_INLINE;
+    fo.idempotency = &io;
+    assert_int_equal(faas_register(g_rt, "pay", h_echo, &fo), 0);
+    assert_true(faas_map(g_rt, "api:POST /pay", "pay", NULL) >= 0);
+
+    request(EVHTTP_REQ_POST, "/pay", NULL, "a", 1, &r);
+    expect_message(&r, 400, "Idempotency key required");
+    resp_clear(&r);
+    request(EVHTTP_REQ_POST, "/pay", k1, "a", 1, &r);
+    assert_int_equal(r.code, 200);
+    resp_clear(&r);
+    request(EVHTTP_REQ_POST, "/pay", k1, "a", 1, &r); /* a replay */
+    assert_int_equal(r.code, 200);
+    resp_clear(&r);
+    request(EVHTTP_REQ_POST, "/pay", k1, "b", 1, &r);
+    expect_message(&r, 422, "Idempotency key reused with a different payload");
+    resp_clear(&r);
+}
+
 static void test_throttled(void **state)
 {
     struct evhttp_connection *c;
@@ -1137,6 +1169,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_response_mapping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_throttled, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idempotency_statuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_too_big, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_gone, setup, teardown),
