@@ -1072,6 +1072,67 @@ static void test_free_inside_dead_letter(void **state)
     assert_int_equal(fin_for(id[0])->dead_status, FAAS_EHANDLER);
 }
 
+/* ---- review regressions ---- */
+
+static struct faas_runtime *g_overflow_rt;
+static int g_overflow_frees;
+
+/* The fixture's counting, and a faas_runtime_free from the "overflow"
+ * record, which is delivered inside faas_invoke_async. */
+static void free_on_overflow(const struct faas_log_record *rec, void *arg)
+{
+    on_log(rec, arg);
+    if (rec->kind == FAAS_LOG_ASYNC && strcmp(rec->action, "overflow") == 0 && g_overflow_rt) {
+        struct faas_runtime *rt = g_overflow_rt;
+        g_overflow_rt = NULL;
+        g_overflow_frees++;
+        faas_runtime_free(rt);
+    }
+}
+
+/* The host calls faas_invoke_async from top level and frees the runtime in
+ * the overflow's log record: the free waits until the call is done, and
+ * every accepted event ends once. */
+static void test_free_in_overflow_log(void **state)
+{
+    struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
+    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+    struct faas_async_opts ao = async_opts();
+    struct faas_runtime *rt;
+    char id[2][FAAS_REQUEST_ID_SIZE];
+    json_t *ev = json_pack("{s:i}", "n", 0);
+    int i;
+    (void)state;
+
+    ro.log = free_on_overflow;
+    ro.clock.now_ns = tu_clock_now;
+    ro.clock.wall_ns = tu_clock_wall;
+    ro.clock.arg = &g_clock;
+    g_overflow_frees = 0;
+    assert_int_equal(faas_runtime_new(&rt, g_base, &ro), 0);
+    g_overflow_rt = rt;
+    fo.isolation = FAAS_ISOLATION_INLINE;
+    ao.max_queue = 1;
+    ao.overflow = FAAS_OVERFLOW_DROP_OLDEST;
+    fo.async = &ao;
+    assert_int_equal(faas_register(rt, "a", echo_handler, &fo), 0);
+    assert_int_equal(faas_invoke_async(rt, "a", ev, NULL, id[0]), 0);
+    assert_int_equal(g_log_overflow, 0);
+    assert_int_equal(faas_invoke_async(rt, "a", ev, NULL, id[1]), 0);
+    assert_null(g_overflow_rt); /* freed inside the call */
+    assert_int_equal(g_overflow_frees, 1);
+    assert_int_equal(g_log_overflow, 1);
+    tu_run_for(g_base, 20);
+    assert_int_equal(g_completes, 2);
+    assert_int_equal(g_nfin, 2);
+    for (i = 0; i < 2; i++)
+        assert_int_equal(fin_for(id[i])->completes, 1);
+    assert_int_equal(fin_for(id[0])->status, FAAS_ETHROTTLED);
+    assert_int_equal(fin_for(id[1])->status, FAAS_ECANCELED);
+    assert_int_equal(ALOAD(&g_runs), 0);
+    json_decref(ev);
+}
+
 /* ---- out of memory: every allocation fails in turn ---- */
 
 static void fin_reset(void)
@@ -1208,6 +1269,7 @@ int main(void)
         ISO_TEST(test_exactly_once_many),
         cmocka_unit_test_setup_teardown(test_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_inside_dead_letter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_in_overflow_log, setup, teardown),
         cmocka_unit_test(test_out_of_memory),
     };
     int rc, i;

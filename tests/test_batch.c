@@ -973,6 +973,43 @@ static void test_bad_options(void **state)
     assert_true(faas_map(g_rt, "queue:jobs", "proc", &o) >= 0);
 }
 
+/* ---- review regressions ---- */
+
+/* Each allocation of a faas_map of a queue mapping with on_failure and
+ * partition_key_path fails in turn: each attempt returns FAAS_ENOMEM and
+ * leaves nothing behind, until one allocates everything and maps. */
+static void test_map_out_of_memory(void **state)
+{
+    struct faas_map_opts o = FAAS_MAP_OPTS_INIT;
+    int rc = FAAS_ENOMEM, id;
+    long n;
+    (void)state;
+    o.on_failure = "dlq";
+    o.partition_key_path = "group";
+    for (n = 0; n < 64 && rc == FAAS_ENOMEM; n++) {
+        atomic_store(&faas_alloc_fail_countdown, n);
+        rc = faas_map(g_rt, "queue:jobs", "proc", &o);
+        assert_true(atomic_load(&faas_alloc_fail_countdown) < 0 || rc >= 0);
+        atomic_store(&faas_alloc_fail_countdown, -1);
+        assert_true(rc == FAAS_ENOMEM || rc >= 0);
+    }
+    assert_true(rc >= 0);
+    assert_true(n >= 4); /* the mapping, on_failure, the key path, the buckets */
+    id = rc;
+    /* the one that mapped works; the failed attempts left no mapping */
+    emit_q("jobs", "m1");
+    assert_true(tu_run_until(g_base, &g_ncalls, 1, BOUND_MS));
+    settle();
+    assert_int_equal(g_ncalls, 1);
+    assert_string_equal(call_tags(g_calls, 0), "m1");
+    assert_int_equal(faas_unmap(g_rt, id), 0);
+    {
+        json_t *parts = json_pack("{s:s}", "body", "m2");
+        assert_int_equal(faas_emit(g_rt, "queue:jobs", parts), 0);
+        json_decref(parts);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1003,6 +1040,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_free_with_everything_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_from_a_failure_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_map_out_of_memory, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

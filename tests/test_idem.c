@@ -606,6 +606,135 @@ static void test_store_answering_later(void **state)
     json_decref(ev);
 }
 
+/* ---- review regressions ---- */
+
+struct free_in_log {
+    struct faas_runtime *rt;
+    int store_logs;
+    int frees;
+    int results;
+    int status;
+};
+
+/* Frees the runtime from the "store" record, delivered inside faas_invoke
+ * (the memory store answers at once). */
+static void free_on_store(const struct faas_log_record *rec, void *arg)
+{
+    struct free_in_log *s = arg;
+    if (rec->kind != FAAS_LOG_IDEMPOTENCY || strcmp(rec->action, "store") != 0)
+        return;
+    s->store_logs++;
+    if (s->rt) {
+        struct faas_runtime *rt = s->rt;
+        s->rt = NULL;
+        s->frees++;
+        faas_runtime_free(rt);
+    }
+}
+
+static void free_in_log_result(const struct faas_result *res, void *arg)
+{
+    struct free_in_log *s = arg;
+    s->results++;
+    s->status = faas_result_status(res);
+}
+
+/* The host calls faas_invoke from top level (no libfaas callback on the
+ * stack) and its log callback frees the runtime inside that call: the free
+ * waits until faas_invoke is done, and the invocation ends once, cancelled. */
+static void test_free_in_log_inside_invoke(void **state)
+{
+    struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
+    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+    struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+    struct free_in_log s;
+    struct event_base *base = event_base_new();
+    json_t *ev = json_pack("{s:s}", "id", "k1");
+    (void)state;
+
+    memset(&s, 0, sizeof s);
+    s.status = 1;
+    ro.log = free_on_store;
+    ro.log_arg = &s;
+    assert_int_equal(faas_runtime_new(&s.rt, base, &ro), 0);
+    fo.isolation = FAAS_ISOLATION_INLINE;
+    io.key_path = "id";
+    fo.idempotency = &io;
+    assert_int_equal(faas_register(s.rt, "f", counting, &fo), 0);
+    assert_int_equal(faas_invoke(s.rt, "f", ev, NULL, free_in_log_result, &s), 0);
+    assert_null(s.rt); /* freed inside the call */
+    assert_int_equal(s.frees, 1);
+    assert_int_equal(s.store_logs, 1);
+    assert_int_equal(s.results, 1);
+    assert_int_equal(s.status, FAAS_ECANCELED);
+    tu_run_for(base, 20);
+    assert_int_equal(s.results, 1);
+    assert_int_equal(atomic_load(&runs), 0);
+    json_decref(ev);
+    event_base_free(base);
+}
+
+static int g_nested;
+static int g_nested_rc = 1;
+static int g_nested_status[2];
+static int g_nested_results;
+
+static void nested_result(const struct faas_result *res, void *arg)
+{
+    int *slot = arg;
+    *slot = faas_result_status(res);
+    g_nested_results++;
+}
+
+/* The fixture's counting, and on the first "evict" a second invocation
+ * with the key being inserted ("b"). */
+static void invoke_on_evict(const struct faas_log_record *rec, void *arg)
+{
+    struct fx *f = arg;
+    struct faas_invoke_opts o = FAAS_INVOKE_OPTS_INIT;
+    on_log(rec, arg);
+    if (rec->kind != FAAS_LOG_IDEMPOTENCY || strcmp(rec->action, "evict") != 0 || g_nested)
+        return;
+    g_nested = 1;
+    o.idempotency_key = "b";
+    g_nested_rc = faas_invoke(f->rt, "tight", NULL, &o, nested_result, &g_nested_status[1]);
+}
+
+/* A bounded memory store evicts "a" to insert "b"; the host's log callback
+ * of that eviction invokes again with "b". The eviction is reported once
+ * the insert is done, so the second invocation finds "b" in progress: the
+ * handler runs once for the key. */
+static void test_evict_log_reentry(void **state)
+{
+    struct fx *f = *state;
+    struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+    struct faas_invoke_opts o = FAAS_INVOKE_OPTS_INIT;
+
+    io.max_entries = 1;
+    reg(f, "tight", counting, FAAS_ISOLATION_INLINE, &io);
+    assert_int_equal(call(f, "tight", NULL, "a"), 0);
+    assert_int_equal(atomic_load(&runs), 1);
+    g_nested = 0;
+    g_nested_rc = 1;
+    g_nested_results = 0;
+    g_nested_status[0] = g_nested_status[1] = 1;
+    f->rt->opts.log = invoke_on_evict;
+    o.idempotency_key = "b";
+    assert_int_equal(faas_invoke(f->rt, "tight", NULL, &o, nested_result, &g_nested_status[0]),
+                     0);
+    assert_int_equal(g_nested, 1);
+    assert_int_equal(g_nested_rc, 0);
+    assert_true(tu_run_until(f->base, &g_nested_results, 2, 5000));
+    tu_run_for(f->base, 20);
+    assert_int_equal(g_nested_results, 2);
+    assert_int_equal(g_nested_status[0], 0);
+    assert_int_equal(g_nested_status[1], FAAS_EINPROGRESS);
+    assert_int_equal(atomic_load(&runs), 2); /* "a" once, "b" once */
+    assert_int_equal(f->logs_evict, 1);
+    assert_int_equal(f->logs_inprogress, 1);
+    assert_int_equal(f->logs_store, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -624,6 +753,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lru_spares_in_progress, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_answering_later, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_in_log_inside_invoke, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_evict_log_reentry, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

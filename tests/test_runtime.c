@@ -1011,6 +1011,69 @@ static void test_free_in_log_callback(void **state)
     }
 }
 
+/* ------------------------------------------------------------------ */
+/* review regressions                                                   */
+/* ------------------------------------------------------------------ */
+
+struct unreg_next {
+    struct faas_runtime *rt;
+    int completes;
+    int status;
+    int unregister_rc;
+};
+
+static struct unreg_next g_un;
+
+static int h_nop(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    (void)ctx;
+    (void)event;
+    (void)result;
+    return 0;
+}
+
+/* Ends "a"'s queued event during teardown, and unregisters "b", the
+ * function teardown walks next. */
+static void unregister_next(const struct faas_result *res, void *arg)
+{
+    struct unreg_next *s = arg;
+    s->completes++;
+    s->status = faas_result_status(res);
+    s->unregister_rc = faas_unregister(s->rt, "b");
+}
+
+/* faas_runtime_free from top level with an async event still queued: its
+ * on_complete runs during teardown and unregisters another function. The
+ * runtime is being freed: faas_unregister says so and leaves the function
+ * to teardown. */
+static void test_unregister_during_teardown(void **state)
+{
+    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+    struct faas_async_opts ao = FAAS_ASYNC_OPTS_INIT;
+    struct fx f;
+    char id[FAAS_REQUEST_ID_SIZE];
+    (void)state;
+
+    fx_new(&f);
+    memset(&g_un, 0, sizeof g_un);
+    g_un.rt = f.rt;
+    g_un.status = 1;
+    g_un.unregister_rc = 1;
+    fo.isolation = FAAS_ISOLATION_INLINE;
+    ao.on_complete = unregister_next;
+    ao.on_complete_arg = &g_un;
+    fo.async = &ao;
+    assert_int_equal(faas_register(f.rt, "a", h_nop, &fo), 0);
+    fo.async = NULL;
+    assert_int_equal(faas_register(f.rt, "b", h_nop, &fo), 0);
+    assert_int_equal(faas_invoke_async(f.rt, "a", NULL, NULL, id), 0);
+    assert_int_equal(g_un.completes, 0);
+    fx_free(&f); /* the loop never ran: the event is still queued */
+    assert_int_equal(g_un.completes, 1);
+    assert_int_equal(g_un.status, FAAS_ECANCELED);
+    assert_int_equal(g_un.unregister_rc, FAAS_ECANCELED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1030,6 +1093,7 @@ int main(void)
         cmocka_unit_test(test_many_functions),
         cmocka_unit_test(test_free_in_inline_prewarm_init),
         cmocka_unit_test(test_free_in_log_callback),
+        cmocka_unit_test(test_unregister_during_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,6 +3,7 @@
  * schedules on a fake clock (the Scheduled Event, one fire for a missed
  * stretch, at() once), and faas_emit's routing to host-fed mappings.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -278,6 +279,126 @@ static void test_free_with_mappings(void **state)
     /* teardown frees the runtime with a timer armed and a record queued */
 }
 
+/* ---- review regressions ---- */
+
+/* Advances the fake clock and fires what is due, for checks that nothing
+ * runs: the loop then runs only briefly. */
+static void advance_quiet(struct fx *f, uint64_t seconds)
+{
+    tu_clock_advance(&f->clk, seconds * 1000000000ull);
+    faas_schedule_poll(f->rt);
+    tu_run_for(f->base, 20);
+}
+
+static int g_unmap_id = -1;
+static int g_unmap_rc = 1;
+static int g_failure_logs;
+
+/* Unmaps the schedule from inside the "failure" record of its own fire. */
+static void unmap_on_failure(const struct faas_log_record *rec, void *arg)
+{
+    (void)arg;
+    if (rec->kind != FAAS_LOG_ASYNC || strcmp(rec->action, "failure") != 0)
+        return;
+    g_failure_logs++;
+    if (g_unmap_id >= 0) {
+        g_unmap_rc = faas_unmap(g->rt, g_unmap_id);
+        g_unmap_id = -1;
+    }
+}
+
+/* A schedule whose function is gone fails its fire; the log callback of
+ * that failure unmaps the schedule. The fire must not touch the mapping
+ * after host code ran, and the schedule stays silent afterwards. */
+static void test_unmap_in_schedule_failure_log(void **state)
+{
+    struct fx *f = *state;
+    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+    int id;
+
+    fo.isolation = FAAS_ISOLATION_INLINE;
+    assert_int_equal(faas_register(f->rt, "gone", record, &fo), 0);
+    id = faas_map(f->rt, "schedule:rate(1 minute)", "gone", NULL);
+    assert_true(id >= 0);
+    assert_int_equal(faas_unregister(f->rt, "gone"), 0);
+    g_unmap_id = id;
+    g_unmap_rc = 1;
+    g_failure_logs = 0;
+    f->rt->opts.log = unmap_on_failure;
+    advance_quiet(f, 60);
+    assert_int_equal(g_failure_logs, 1);
+    assert_int_equal(g_unmap_rc, 0);
+    assert_null(faas_mapping_find(f->rt, id));
+    assert_int_equal(faas_unmap(f->rt, id), FAAS_ENOENT);
+    advance_quiet(f, 3600);
+    assert_int_equal(g_failure_logs, 1); /* unmapped: no second fire */
+    assert_int_equal(f->runs, 0);
+}
+
+/* rate(1 minute), then the wall clock steps back an hour: the schedule
+ * keeps firing about every minute instead of staying silent for the hour. */
+static void test_rate_after_clock_step_back(void **state)
+{
+    struct fx *f = *state;
+    json_t *ev;
+    int id = faas_map(f->rt, "schedule:rate(1 minute)", "fn", NULL);
+
+    assert_true(id >= 0);
+    __atomic_sub_fetch(&f->clk.ns, 3600ull * 1000000000ull, __ATOMIC_SEQ_CST);
+    advance_quiet(f, 0);
+    assert_int_equal(f->runs, 0);
+    advance_quiet(f, 59);
+    assert_int_equal(f->runs, 0);
+    advance(f, 1, 1); /* a minute after the step */
+    assert_int_equal(f->runs, 1);
+    ev = json_array_get(f->events, 0);
+    assert_string_equal(json_string_value(json_object_get(ev, "time")), "2026-11-27T19:01:00Z");
+    advance(f, 60, 2);
+    assert_int_equal(f->runs, 2);
+    tu_run_for(f->base, 20);
+    assert_int_equal(f->runs, 2);
+}
+
+static char g_seen_body[64];
+
+/* Writes into the record it got, after noting the body it saw. */
+static int writer(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    json_t *rec = json_array_get(json_object_get(event, "Records"), 0);
+    (void)ctx;
+    (void)result;
+    snprintf(g_seen_body, sizeof g_seen_body, "%s",
+             json_string_value(json_object_get(rec, "body")));
+    json_object_set_new(rec, "body", json_string("written by the handler"));
+    g->runs++;
+    return 0;
+}
+
+/* faas_emit of a complete record (it has "eventSource"): the host keeps its
+ * record and may change it once faas_emit returns; the handler gets the
+ * record as it was, and its own changes stay its own. */
+static void test_emit_complete_record_is_copied(void **state)
+{
+    struct fx *f = *state;
+    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+    json_t *rec = json_pack("{s:s, s:s, s:s}", "eventSource", "aws:sqs", "messageId", "m1",
+                            "body", "original");
+
+    fo.isolation = FAAS_ISOLATION_INLINE;
+    assert_int_equal(faas_register(f->rt, "writer", writer, &fo), 0);
+    assert_true(faas_map(f->rt, "queue:q", "writer", NULL) >= 0);
+    g_seen_body[0] = '\0';
+    assert_int_equal(faas_emit(f->rt, "queue:q", rec), 1);
+    json_object_set_new(rec, "body", json_string("changed by the host"));
+    assert_true(tu_run_until(f->base, &f->runs, 1, 2000));
+    tu_run_for(f->base, 20);
+    assert_int_equal(f->runs, 1);
+    assert_string_equal(g_seen_body, "original");
+    assert_string_equal(json_string_value(json_object_get(rec, "body")), "changed by the host");
+    assert_int_equal(rec->refcount, 1);
+    json_decref(rec);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -289,6 +410,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_emit_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_emit_routing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_mappings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unmap_in_schedule_failure_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rate_after_clock_step_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_emit_complete_record_is_copied, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
