@@ -65,21 +65,6 @@ static pthread_cond_t g_cv;
 static int g_open;    /* guarded by g_mu */
 static int g_arrived; /* guarded by g_mu */
 
-static void ts_add_ms(struct timespec *ts, unsigned ms)
-{
-    ts->tv_sec += (time_t)(ms / 1000u);
-    ts->tv_nsec += (long)(ms % 1000u) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
-static int ts_before(const struct timespec *a, const struct timespec *b)
-{
-    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
-}
-
 static void gate_open(void)
 {
     pthread_mutex_lock(&g_mu);
@@ -94,7 +79,7 @@ static int gate_wait(const struct faas_ctx *ctx, unsigned bound_ms)
     struct timespec end, now;
     int r = 0;
     clock_gettime(CLOCK_MONOTONIC, &end);
-    ts_add_ms(&end, bound_ms);
+    tu_ts_add_ms(&end, bound_ms);
     pthread_mutex_lock(&g_mu);
     for (;;) {
         if (g_open) {
@@ -106,32 +91,13 @@ static int gate_wait(const struct faas_ctx *ctx, unsigned bound_ms)
             break;
         }
         clock_gettime(CLOCK_MONOTONIC, &now);
-        if (!ts_before(&now, &end))
+        if (!tu_ts_before(&now, &end))
             break;
-        ts_add_ms(&now, 5);
+        tu_ts_add_ms(&now, 5);
         pthread_cond_timedwait(&g_cv, &g_mu, &now);
     }
     pthread_mutex_unlock(&g_mu);
     return r;
-}
-
-/* Runs the loop until the atomic *p >= want (bounded). */
-static int run_until_atomic(int *p, int want, unsigned bound_ms)
-{
-    uint64_t end = tu_now_ms() + bound_ms;
-    struct timeval tick = { 0, 10000 };
-    struct event *ev = event_new(g_base, -1, 0, tu_tick_cb, NULL);
-    int ok = 1;
-    while (ALOAD(p) < want) {
-        if (tu_now_ms() > end) {
-            ok = 0;
-            break;
-        }
-        event_add(ev, &tick);
-        event_base_loop(g_base, EVLOOP_ONCE);
-    }
-    event_free(ev);
-    return ok;
 }
 
 static struct faas_stats get_stats(const char *name)
@@ -191,7 +157,7 @@ static int barrier_handler(struct faas_ctx *ctx, json_t *event, json_t **result)
     int met = 0;
     (void)event;
     clock_gettime(CLOCK_MONOTONIC, &end);
-    ts_add_ms(&end, GATE_MS);
+    tu_ts_add_ms(&end, GATE_MS);
     pthread_mutex_lock(&g_mu);
     g_arrived++;
     pthread_cond_broadcast(&g_cv);
@@ -201,9 +167,9 @@ static int barrier_handler(struct faas_ctx *ctx, json_t *event, json_t **result)
             break;
         }
         clock_gettime(CLOCK_MONOTONIC, &now);
-        if (!ts_before(&now, &end))
+        if (!tu_ts_before(&now, &end))
             break;
-        ts_add_ms(&now, 5);
+        tu_ts_add_ms(&now, 5);
         pthread_cond_timedwait(&g_cv, &g_mu, &now);
     }
     pthread_mutex_unlock(&g_mu);
@@ -435,7 +401,7 @@ static void test_event_deep_copied(void **state)
     assert_int_equal(faas_invoke(g_rt, "late", ev, NULL, on_result, &g_rec[1]), 0);
     json_decref(ev);
     ev = NULL;
-    assert_true(run_until_atomic(&g_started, 1, BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_started, 1, BOUND_MS));
     /* reuse the freed memory */
     junk = json_array();
     for (i = 0; i < 32; i++)
@@ -468,7 +434,7 @@ static void test_free_waits_and_cancels(void **state)
     assert_int_equal(faas_invoke(g_rt, "busy", NULL, NULL, on_result, &g_rec[1]), 0);
     assert_int_equal(faas_invoke(g_rt, "q1", NULL, NULL, on_result, &g_rec[2]), 0);
     assert_int_equal(faas_invoke(g_rt, "q1", NULL, NULL, on_result, &g_rec[3]), 0);
-    assert_true(run_until_atomic(&g_started, 3, BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_started, 3, BOUND_MS));
     assert_int_equal(g_cb_total, 0);
 
     /* the gate stays shut: the handlers return only when cancelled */

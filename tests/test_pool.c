@@ -68,21 +68,6 @@ static int g_open;           /* guarded by g_mu */
 static int g_start_order[NREC]; /* guarded by g_mu */
 static int g_nstart;         /* guarded by g_mu */
 
-static void ts_add_ms(struct timespec *ts, unsigned ms)
-{
-    ts->tv_sec += (time_t)(ms / 1000u);
-    ts->tv_nsec += (long)(ms % 1000u) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
-static int ts_before(const struct timespec *a, const struct timespec *b)
-{
-    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
-}
-
 static void gate_open(void)
 {
     pthread_mutex_lock(&g_mu);
@@ -97,7 +82,7 @@ static int gate_wait(const struct faas_ctx *ctx, unsigned bound_ms)
     struct timespec end, now;
     int r = 0;
     clock_gettime(CLOCK_MONOTONIC, &end);
-    ts_add_ms(&end, bound_ms);
+    tu_ts_add_ms(&end, bound_ms);
     pthread_mutex_lock(&g_mu);
     for (;;) {
         if (g_open) {
@@ -109,9 +94,9 @@ static int gate_wait(const struct faas_ctx *ctx, unsigned bound_ms)
             break;
         }
         clock_gettime(CLOCK_MONOTONIC, &now);
-        if (!ts_before(&now, &end))
+        if (!tu_ts_before(&now, &end))
             break;
-        ts_add_ms(&now, 5);
+        tu_ts_add_ms(&now, 5);
         pthread_cond_timedwait(&g_cv, &g_mu, &now);
     }
     pthread_mutex_unlock(&g_mu);
@@ -119,42 +104,6 @@ static int gate_wait(const struct faas_ctx *ctx, unsigned bound_ms)
 }
 
 /* ---- driving the loop ---- */
-
-static int run_until_fn(int (*pred)(const void *), const void *arg, unsigned bound_ms)
-{
-    uint64_t end = tu_now_ms() + bound_ms;
-    struct timeval tick = { 0, 10000 };
-    struct event *ev = event_new(g_base, -1, 0, tu_tick_cb, NULL);
-    int ok = 1;
-    while (!pred(arg)) {
-        if (tu_now_ms() > end) {
-            ok = 0;
-            break;
-        }
-        event_add(ev, &tick);
-        event_base_loop(g_base, EVLOOP_ONCE);
-    }
-    event_free(ev);
-    return ok;
-}
-
-struct atomic_want {
-    int *p;
-    int want;
-};
-
-static int pred_atomic(const void *arg)
-{
-    const struct atomic_want *w = arg;
-    return ALOAD(w->p) >= w->want;
-}
-
-/* Runs the loop until the atomic *p >= want (bounded). */
-static int run_until_atomic(int *p, int want, unsigned bound_ms)
-{
-    struct atomic_want w = { p, want };
-    return run_until_fn(pred_atomic, &w, bound_ms);
-}
 
 enum stat_field { ST_INSTANCES, ST_CONCURRENCY, ST_QUEUED };
 
@@ -187,7 +136,7 @@ static int run_until_stat(const char *name, enum stat_field field, uint32_t want
                           unsigned bound_ms)
 {
     struct stat_want w = { name, field, want };
-    return run_until_fn(pred_stat, &w, bound_ms);
+    return tu_run_until_pred(g_base, pred_stat, &w, bound_ms);
 }
 
 static struct faas_stats get_stats(const char *name)
@@ -454,7 +403,7 @@ static void test_throttle_concurrency_and_queue(void **state)
     assert_int_equal(st.throttles, 1);
 
     /* three handlers are busy at the same time, the fourth waits */
-    assert_true(run_until_atomic(&g_started, 3, BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_started, 3, BOUND_MS));
     tu_run_for(g_base, 60);
     assert_int_equal(ALOAD(&g_started), 3);
     st = get_stats("thr");
@@ -512,7 +461,7 @@ static void test_queue_fifo(void **state)
         assert_int_equal(invoke_n("fifo", i, NULL), 0);
     assert_int_equal(invoke_n("fifo", 4, NULL), FAAS_ETHROTTLED);
 
-    assert_true(run_until_atomic(&g_started, 1, BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_started, 1, BOUND_MS));
     tu_run_for(g_base, 40);
     assert_int_equal(ALOAD(&g_started), 1);
     st = get_stats("fifo");
@@ -560,7 +509,7 @@ static void test_queue_zero_throttles_second(void **state)
 
     assert_int_equal(invoke_n("mq0", 0, NULL), 0);
     assert_int_equal(invoke_n("mq0", 1, NULL), FAAS_ETHROTTLED);
-    assert_true(run_until_atomic(&g_started, 1, BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_started, 1, BOUND_MS));
     assert_int_equal(invoke_n("mq0", 2, NULL), FAAS_ETHROTTLED);
     st = get_stats("mq0");
     assert_int_equal(st.throttles, 2);
@@ -597,7 +546,7 @@ static void test_min_warm(void **state)
     fo.fini = fini_fn;
     assert_int_equal(faas_register(g_rt, "warm", echo_handler, &fo), 0);
 
-    assert_true(run_until_atomic(&g_init_done, 2, BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_init_done, 2, BOUND_MS));
     assert_true(run_until_stat("warm", ST_INSTANCES, 2, BOUND_MS));
 
     /* well past idle_timeout_ms: min_warm instances are never reaped */
@@ -638,7 +587,7 @@ static void test_idle_reap_to_zero(void **state)
     assert_int_equal(g_rec[0].status, 0);
     assert_int_equal(g_rec[0].cold, 1);
 
-    assert_true(run_until_atomic(&g_fini_calls, 1, BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_fini_calls, 1, BOUND_MS));
     assert_true(run_until_stat("idle", ST_INSTANCES, 0, BOUND_MS));
     assert_int_equal(ALOAD(&g_fini_calls), 1);
 
@@ -672,13 +621,13 @@ static void test_idle_reap_keeps_min_warm(void **state)
     fo.init = init_fn;
     fo.fini = fini_fn;
     assert_int_equal(faas_register(g_rt, "reap", gate_handler, &fo), 0);
-    assert_true(run_until_atomic(&g_init_done, 1, BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_init_done, 1, BOUND_MS));
     assert_true(run_until_stat("reap", ST_INSTANCES, 1, BOUND_MS));
 
     /* three busy at once: the warm one and two new ones */
     for (i = 0; i < 3; i++)
         assert_int_equal(invoke_n("reap", i, NULL), 0);
-    assert_true(run_until_atomic(&g_started, 3, BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_started, 3, BOUND_MS));
     st = get_stats("reap");
     assert_int_equal(st.instances, 3);
     assert_int_equal(st.concurrency, 3);
@@ -693,7 +642,7 @@ static void test_idle_reap_keeps_min_warm(void **state)
     assert_int_equal(cold, 2);
 
     /* the two above min_warm are reaped, the last one stays */
-    assert_true(run_until_atomic(&g_fini_calls, 2, BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_fini_calls, 2, BOUND_MS));
     assert_true(run_until_stat("reap", ST_INSTANCES, 1, BOUND_MS));
     tu_run_for(g_base, 250);
     assert_int_equal(ALOAD(&g_fini_calls), 2);
@@ -725,7 +674,7 @@ static void test_max_uses(void **state)
     assert_int_equal(g_rec[1].cold, 0);
     assert_payload_n(1);
     /* used twice: finalised */
-    assert_true(run_until_atomic(&g_fini_calls, 1, BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_fini_calls, 1, BOUND_MS));
     assert_true(run_until_stat("uses", ST_INSTANCES, 0, BOUND_MS));
 
     invoke_wait("uses", 2);
@@ -803,7 +752,7 @@ static void test_unregister_cancels_thread(void **state)
     assert_int_equal(faas_register(g_rt, "unreg", gate_handler, &fo), 0);
     for (i = 0; i < 3; i++)
         assert_int_equal(invoke_n("unreg", i, NULL), 0);
-    assert_true(run_until_atomic(&g_started, 1, BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_started, 1, BOUND_MS));
 
     assert_int_equal(faas_unregister(g_rt, "unreg"), 0);
     assert_int_equal(g_cb_total, 0); /* from the loop, not inside unregister */
@@ -815,9 +764,9 @@ static void test_unregister_cancels_thread(void **state)
         assert_int_equal(g_rec[i].status, FAAS_ECANCELED);
     }
     /* the running handler was flagged cancelled and its instance finalised */
-    assert_true(run_until_atomic(&g_returned, 1, BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_returned, 1, BOUND_MS));
     assert_int_equal(ALOAD(&g_saw_cancel), 1);
-    assert_true(run_until_atomic(&g_fini_calls, 1, BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_fini_calls, 1, BOUND_MS));
     tu_run_for(g_base, 50);
     assert_int_equal(g_cb_total, 3);
     for (i = 0; i < 3; i++)
@@ -929,7 +878,7 @@ static void test_min_warm_refilled_after_failed_init(void **state)
     assert_int_equal(faas_register(g_rt, "refill", echo_handler, &fo), 0);
 
     /* the min_warm inits came back: one short of min_warm, not retried */
-    assert_true(run_until_fn(pred_no_prewarm_running, "refill", BOUND_MS));
+    assert_true(tu_run_until_pred(g_base, pred_no_prewarm_running, "refill", BOUND_MS));
     assert_int_equal(ALOAD(&g_init_calls), thread ? 2 : 1);
     assert_int_equal(ALOAD(&g_init_done), thread ? 1 : 0);
     st = get_stats("refill");
@@ -943,8 +892,8 @@ static void test_min_warm_refilled_after_failed_init(void **state)
 
     /* and back to min_warm: one more init, which succeeds */
     assert_true(run_until_stat("refill", ST_INSTANCES, 2, BOUND_MS));
-    assert_true(run_until_atomic(&g_init_done, 2, BOUND_MS));
-    assert_true(run_until_fn(pred_no_prewarm_running, "refill", BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_init_done, 2, BOUND_MS));
+    assert_true(tu_run_until_pred(g_base, pred_no_prewarm_running, "refill", BOUND_MS));
     assert_int_equal(ALOAD(&g_init_calls), 3);
     st = get_stats("refill");
     assert_int_equal(st.instances, 2);
@@ -1023,7 +972,7 @@ static void test_late_min_warm_init_not_used(void **state)
         assert_int_equal(ALOAD(&g_handler_runs), 0);
     }
     /* the late state was finalised, once, and nothing else yet */
-    assert_true(run_until_atomic(&g_late_fini, 1, BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_late_fini, 1, BOUND_MS));
     assert_int_equal(ALOAD(&g_fini_calls), 1);
     st = get_stats("late");
     assert_int_equal(st.invocations, 1);

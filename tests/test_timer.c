@@ -73,21 +73,6 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static void ts_add_ms(struct timespec *ts, unsigned ms)
-{
-    ts->tv_sec += (time_t)(ms / 1000u);
-    ts->tv_nsec += (long)(ms % 1000u) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
-static int ts_before(const struct timespec *a, const struct timespec *b)
-{
-    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
-}
-
 static void gate_open(void)
 {
     pthread_mutex_lock(&g_mu);
@@ -102,7 +87,7 @@ static int gate_wait(const struct faas_ctx *ctx, unsigned bound_ms)
     struct timespec end, now;
     int r = 0;
     clock_gettime(CLOCK_MONOTONIC, &end);
-    ts_add_ms(&end, bound_ms);
+    tu_ts_add_ms(&end, bound_ms);
     pthread_mutex_lock(&g_mu);
     for (;;) {
         if (g_open) {
@@ -114,48 +99,13 @@ static int gate_wait(const struct faas_ctx *ctx, unsigned bound_ms)
             break;
         }
         clock_gettime(CLOCK_MONOTONIC, &now);
-        if (!ts_before(&now, &end))
+        if (!tu_ts_before(&now, &end))
             break;
-        ts_add_ms(&now, 5);
+        tu_ts_add_ms(&now, 5);
         pthread_cond_timedwait(&g_cv, &g_mu, &now);
     }
     pthread_mutex_unlock(&g_mu);
     return r;
-}
-
-static int run_until_fn(int (*pred)(const void *), const void *arg, unsigned bound_ms)
-{
-    uint64_t end = tu_now_ms() + bound_ms;
-    struct timeval tick = { 0, 10000 };
-    struct event *ev = event_new(g_base, -1, 0, tu_tick_cb, NULL);
-    int ok = 1;
-    while (!pred(arg)) {
-        if (tu_now_ms() > end) {
-            ok = 0;
-            break;
-        }
-        event_add(ev, &tick);
-        event_base_loop(g_base, EVLOOP_ONCE);
-    }
-    event_free(ev);
-    return ok;
-}
-
-struct atomic_want {
-    int *p;
-    int want;
-};
-
-static int pred_atomic(const void *arg)
-{
-    const struct atomic_want *w = arg;
-    return ALOAD(w->p) >= w->want;
-}
-
-static int run_until_atomic(int *p, int want, unsigned bound_ms)
-{
-    struct atomic_want w = { p, want };
-    return run_until_fn(pred_atomic, &w, bound_ms);
 }
 
 static int pred_idle(const void *arg)
@@ -384,7 +334,7 @@ static void test_thread_timeout(void **state)
     assert_true(el < TIMEOUT_HIGH_US);
 
     /* the handler sees the flag; it has not returned: the instance is busy */
-    assert_true(run_until_atomic(&g_saw_cancel, 1, BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_saw_cancel, 1, BOUND_MS));
     assert_int_equal(ALOAD(&g_returned), 0);
     st = get_stats("to");
     assert_int_equal(st.concurrency, 1);
@@ -395,8 +345,8 @@ static void test_thread_timeout(void **state)
 
     /* let it return: its late result is discarded */
     gate_open();
-    assert_true(run_until_atomic(&g_returned, 1, BOUND_MS));
-    assert_true(run_until_fn(pred_idle, "to", BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_returned, 1, BOUND_MS));
+    assert_true(tu_run_until_pred(g_base, pred_idle, "to", BOUND_MS));
     tu_run_for(g_base, 50);
     assert_int_equal(g_rec[0].calls, 1);
     assert_int_equal(g_rec[0].status, FAAS_ETIMEDOUT);
@@ -418,7 +368,7 @@ static void test_call_timeout_cannot_lengthen(void **state)
     assert_timed_out(0, "Task timed out after 0.10 seconds");
     assert_true(el >= TIMEOUT_LOW_US);
     assert_true(el < TIMEOUT_HIGH_US);
-    assert_true(run_until_atomic(&g_returned, 1, BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_returned, 1, BOUND_MS));
     assert_int_equal(ALOAD(&g_saw_cancel), 1);
     tu_run_for(g_base, 20);
     assert_int_equal(g_cb_total, 1);
@@ -435,7 +385,7 @@ static void test_call_timeout_shortens(void **state)
     assert_timed_out(0, "Task timed out after 0.10 seconds");
     assert_true(el >= TIMEOUT_LOW_US);
     assert_true(el < TIMEOUT_HIGH_US);
-    assert_true(run_until_atomic(&g_returned, 1, BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_returned, 1, BOUND_MS));
     assert_int_equal(ALOAD(&g_saw_cancel), 1);
 
     /* another value, another message: the function's own timeout is intact */
@@ -443,7 +393,7 @@ static void test_call_timeout_shortens(void **state)
     assert_timed_out(1, "Task timed out after 0.25 seconds");
     assert_true(el >= 250000u);
     assert_true(el < TIMEOUT_HIGH_US);
-    assert_true(run_until_atomic(&g_returned, 2, BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_returned, 2, BOUND_MS));
     tu_run_for(g_base, 20);
     assert_int_equal(g_cb_total, 2);
 }
@@ -456,7 +406,7 @@ static void test_timeout_zero_is_none(void **state)
     start_rt(0);
     assert_int_equal(faas_register(g_rt, "none", wait_handler, &fo), 0);
     assert_int_equal(faas_invoke(g_rt, "none", NULL, NULL, on_result, &g_rec[0]), 0);
-    assert_true(run_until_atomic(&g_started, 1, BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_started, 1, BOUND_MS));
     assert_true(ALOAD(&g_remaining) == INT64_MAX);
     assert_int_equal(ALOAD(&g_cancelled_seen), 0);
     tu_run_for(g_base, 250);
@@ -483,7 +433,7 @@ static void test_call_timeout_with_no_function_timeout(void **state)
     assert_timed_out(0, "Task timed out after 0.10 seconds");
     assert_true(el >= TIMEOUT_LOW_US);
     assert_true(el < TIMEOUT_HIGH_US);
-    assert_true(run_until_atomic(&g_returned, 1, BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_returned, 1, BOUND_MS));
 }
 
 static void test_inline_overrun_fake_clock(void **state)
@@ -544,7 +494,7 @@ static void test_init_timeout_thread(void **state)
 
     ASTORE(&g_init_slow, 0);
     gate_open();
-    assert_true(run_until_atomic(&g_init_returned, 1, BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_init_returned, 1, BOUND_MS));
     tu_run_for(g_base, 20);
     assert_int_equal(g_rec[0].calls, 1);
 
@@ -644,8 +594,8 @@ static void test_cold_start_timeout_on_time(void **state)
     assert_int_equal(ALOAD(&g_init_calls), 1);
 
     gate_open();
-    assert_true(run_until_atomic(&g_returned, 1, BOUND_MS));
-    assert_true(run_until_fn(pred_idle, "coldto", BOUND_MS));
+    assert_true(tu_run_until_atomic(g_base, &g_returned, 1, BOUND_MS));
+    assert_true(tu_run_until_pred(g_base, pred_idle, "coldto", BOUND_MS));
     assert_int_equal(g_rec[0].calls, 1);
     assert_int_equal(g_cb_total, 1);
     st = get_stats("coldto");

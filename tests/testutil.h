@@ -55,6 +55,61 @@ static inline int tu_run_until(struct event_base *base, const int *counter, int 
     return ok;
 }
 
+/* Runs the loop until pred(arg) holds or bound_ms passed; 1 when it held. */
+static inline int tu_run_until_pred(struct event_base *base, int (*pred)(const void *),
+                                    const void *arg, unsigned bound_ms)
+{
+    uint64_t end = tu_now_ms() + bound_ms;
+    struct timeval tick = { 0, 10000 };
+    struct event *ev = event_new(base, -1, 0, tu_tick_cb, NULL);
+    int ok = 1;
+    while (!pred(arg)) {
+        if (tu_now_ms() > end) {
+            ok = 0;
+            break;
+        }
+        event_add(ev, &tick);
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+    event_free(ev);
+    return ok;
+}
+
+struct tu_atomic_want {
+    int *p;
+    int want;
+};
+
+static inline int tu_pred_atomic(const void *arg)
+{
+    const struct tu_atomic_want *w = arg;
+    return __atomic_load_n(w->p, __ATOMIC_SEQ_CST) >= w->want;
+}
+
+/* Like tu_run_until, for a counter that worker threads update atomically. */
+static inline int tu_run_until_atomic(struct event_base *base, int *p, int want,
+                                      unsigned bound_ms)
+{
+    struct tu_atomic_want w = { p, want };
+    return tu_run_until_pred(base, tu_pred_atomic, &w, bound_ms);
+}
+
+/* timespec arithmetic for bounded condition waits in handlers */
+static inline void tu_ts_add_ms(struct timespec *ts, unsigned ms)
+{
+    ts->tv_sec += (time_t)(ms / 1000u);
+    ts->tv_nsec += (long)(ms % 1000u) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+static inline int tu_ts_before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
 /* Runs the loop for about ms milliseconds of real time (to let things happen
  * that must NOT happen, e.g. a callback that must not run twice). */
 static inline void tu_run_for(struct event_base *base, unsigned ms)
