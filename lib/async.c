@@ -834,17 +834,9 @@ int faas_invoke_async(struct faas_runtime *rt, const char *name, json_t *event,
     json_t *copy;
     int rc;
 
-    if (!rt || !name)
-        return FAAS_EINVAL;
-    if (opts && opts->version != FAAS_INVOKE_OPTS_VERSION)
-        return FAAS_EINVAL;
-    if (rt->closing || rt->free_requested)
-        return FAAS_ECANCELED;
-    fn = faas_fn_lookup(rt, name);
-    if (!fn)
-        return FAAS_ENOENT;
-    if (event && faas_json_size(event, rt->opts.max_async_payload) > rt->opts.max_async_payload)
-        return FAAS_ETOOBIG;
+    rc = faas_invoke_check(rt, name, event, opts, rt ? rt->opts.max_async_payload : 0, &fn);
+    if (rc)
+        return rc;
     copy = event ? copy_json(event, 0) : json_null();
     if (!copy)
         return FAAS_ENOMEM;

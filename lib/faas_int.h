@@ -459,6 +459,10 @@ void faas_watch_free_all(struct faas_runtime *rt);
 int faas_invoke_fn(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
                    const struct faas_invoke_opts *opts, const char *request_id,
                    faas_result_fn cb, void *arg);
+/* The checks every invocation call starts with: arguments, teardown, the
+ * function, the payload against `limit`. Returns 0 (and *fn) or FAAS_E*. */
+int faas_invoke_check(struct faas_runtime *rt, const char *name, json_t *event,
+                      const struct faas_invoke_opts *opts, size_t limit, struct faas_fn **fn);
 /* Deliver a result decided without running (replay, duplicate) from the
  * loop; inv must hold no instance. */
 void faas_inv_defer(struct faas_inv *inv);

@@ -221,6 +221,23 @@ fail:
     return rc;
 }
 
+int faas_invoke_check(struct faas_runtime *rt, const char *name, json_t *event,
+                      const struct faas_invoke_opts *opts, size_t limit, struct faas_fn **fn)
+{
+    if (!rt || !name)
+        return FAAS_EINVAL;
+    if (opts && opts->version != FAAS_INVOKE_OPTS_VERSION)
+        return FAAS_EINVAL;
+    if (rt->closing || rt->free_requested)
+        return FAAS_ECANCELED;
+    *fn = faas_fn_lookup(rt, name);
+    if (!*fn)
+        return FAAS_ENOENT;
+    if (event && faas_json_size(event, limit) > limit)
+        return FAAS_ETOOBIG;
+    return 0;
+}
+
 int faas_invoke(struct faas_runtime *rt, const char *name, json_t *event,
                 const struct faas_invoke_opts *opts, faas_result_fn cb, void *arg)
 {
@@ -228,17 +245,11 @@ int faas_invoke(struct faas_runtime *rt, const char *name, json_t *event,
     json_t *ev = NULL;
     int rc;
 
-    if (!rt || !name || !cb)
+    if (!cb)
         return FAAS_EINVAL;
-    if (opts && opts->version != FAAS_INVOKE_OPTS_VERSION)
-        return FAAS_EINVAL;
-    if (rt->closing || rt->free_requested)
-        return FAAS_ECANCELED;
-    fn = faas_fn_lookup(rt, name);
-    if (!fn)
-        return FAAS_ENOENT;
-    if (event && faas_json_size(event, rt->opts.max_sync_payload) > rt->opts.max_sync_payload)
-        return FAAS_ETOOBIG;
+    rc = faas_invoke_check(rt, name, event, opts, rt ? rt->opts.max_sync_payload : 0, &fn);
+    if (rc)
+        return rc;
     if (event) {
         /* A worker must not share a value the caller may still change. */
         ev = fn->opts.isolation == FAAS_ISOLATION_THREAD ? json_deep_copy(event)
