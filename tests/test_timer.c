@@ -75,37 +75,13 @@ static uint64_t now_us(void)
 
 static void gate_open(void)
 {
-    pthread_mutex_lock(&g_mu);
-    g_open = 1;
-    pthread_cond_broadcast(&g_cv);
-    pthread_mutex_unlock(&g_mu);
+    tu_gate_open(&g_mu, &g_cv, &g_open);
 }
 
 /* 1: opened, 2: ctx cancelled, 0: the bound passed. */
 static int gate_wait(const struct faas_ctx *ctx, unsigned bound_ms)
 {
-    struct timespec end, now;
-    int r = 0;
-    clock_gettime(CLOCK_MONOTONIC, &end);
-    tu_ts_add_ms(&end, bound_ms);
-    pthread_mutex_lock(&g_mu);
-    for (;;) {
-        if (g_open) {
-            r = 1;
-            break;
-        }
-        if (ctx != NULL && faas_ctx_cancelled(ctx)) {
-            r = 2;
-            break;
-        }
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (!tu_ts_before(&now, &end))
-            break;
-        tu_ts_add_ms(&now, 5);
-        pthread_cond_timedwait(&g_cv, &g_mu, &now);
-    }
-    pthread_mutex_unlock(&g_mu);
-    return r;
+    return tu_gate_wait(&g_mu, &g_cv, &g_open, ctx, bound_ms);
 }
 
 static int pred_idle(const void *arg)

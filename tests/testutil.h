@@ -5,6 +5,7 @@
 #ifndef FAAS_TESTUTIL_H
 #define FAAS_TESTUTIL_H
 
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -108,6 +109,46 @@ static inline void tu_ts_add_ms(struct timespec *ts, unsigned ms)
 static inline int tu_ts_before(const struct timespec *a, const struct timespec *b)
 {
     return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/*
+ * A gate THREAD handlers wait on and the test opens: *open guarded by mu,
+ * cv made with a CLOCK_MONOTONIC attribute.
+ */
+static inline void tu_gate_open(pthread_mutex_t *mu, pthread_cond_t *cv, int *open)
+{
+    pthread_mutex_lock(mu);
+    *open = 1;
+    pthread_cond_broadcast(cv);
+    pthread_mutex_unlock(mu);
+}
+
+/* 1: opened, 2: ctx cancelled, 0: the bound passed. */
+static inline int tu_gate_wait(pthread_mutex_t *mu, pthread_cond_t *cv, const int *open,
+                               const struct faas_ctx *ctx, unsigned bound_ms)
+{
+    struct timespec end, now;
+    int r = 0;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    tu_ts_add_ms(&end, bound_ms);
+    pthread_mutex_lock(mu);
+    for (;;) {
+        if (*open) {
+            r = 1;
+            break;
+        }
+        if (ctx != NULL && faas_ctx_cancelled(ctx)) {
+            r = 2;
+            break;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (!tu_ts_before(&now, &end))
+            break;
+        tu_ts_add_ms(&now, 5);
+        pthread_cond_timedwait(cv, mu, &now);
+    }
+    pthread_mutex_unlock(mu);
+    return r;
 }
 
 /* Runs the loop for about ms milliseconds of real time (to let things happen
