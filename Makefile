@@ -40,6 +40,8 @@ TEST_SRCS := $(wildcard tests/test_*.c)
 TESTS     := $(TEST_SRCS:tests/%.c=$(B)/tests/%)
 EXAMPLES  := $(patsubst examples/%/main.c,$(B)/examples/%,$(wildcard examples/*/main.c))
 BENCHES   := $(patsubst tests/bench/%.c,$(B)/bench/%,$(wildcard tests/bench/bench_*.c))
+# Functions in shared objects that the suites load (faas_register_library).
+TEST_SOS  := $(patsubst tests/so/%.c,$(B)/tests/so/%.so,$(wildcard tests/so/*.c))
 
 # Quiet by default; `make V=1` shows each command.
 ifeq ($(V),1)
@@ -51,6 +53,8 @@ endif
 STATIC := $(B)/libfaas.a
 SHARED := $(B)/libfaas.so.$(VERSION)
 SONAME := libfaas.so.$(VERSION_MAJOR)
+
+.DEFAULT_GOAL := all
 
 FORCE:
 
@@ -108,7 +112,12 @@ $(B)/bench/%: tests/bench/%.c tests/bench/bench.h $(STATIC)
 	@echo "  BENCH   $@"
 	$(Q)$(CC) $(ALL_CFLAGS) -Itests/bench $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS_ALL)
 
-tests-build: $(TESTS)
+$(B)/tests/so/%.so: tests/so/%.c include/faas.h
+	@mkdir -p $(dir $@)
+	@echo "  SO      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -shared $(LDFLAGS) -o $@ $< $(DEP_LIBS)
+
+tests-build: $(TESTS) $(TEST_SOS)
 
 test: deps lib tests-build
 	@sh tools/run-tests.sh "$(RUNNER)" $(TESTS)

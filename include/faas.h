@@ -195,12 +195,21 @@ struct faas_runtime_opts {
     size_t http_max_body;       /* HTTP gateway request body; 0 = max_sync_payload */
     size_t http_max_headers;    /* HTTP gateway request headers, bytes; 16 KiB */
     const char *region;         /* awsRegion and ARNs in events; "local" */
+    int invoke_api;             /* 1: the HTTP gateway also serves Lambda's
+                                   Invoke API (POST /2015-03-31/functions/
+                                   {name}/invocations); 0: routes only */
+    const char *runtime_api_address; /* COMMAND functions' Runtime API
+                                   endpoints listen here; "127.0.0.1" */
+    const char *access_key_id;  /* Invoke API: with secret_access_key, only */
+    const char *secret_access_key; /* requests SigV4-signed with this key
+                                   pair are served; NULL = any request */
 };
 
 #define FAAS_RUNTIME_OPTS_INIT                                              \
     {                                                                       \
         FAAS_RUNTIME_OPTS_VERSION, 0, 1, 6u * 1024u * 1024u, 256u * 1024u,  \
-            NULL, NULL, { NULL, NULL, NULL }, 0u, 16u * 1024u, NULL         \
+            NULL, NULL, { NULL, NULL, NULL }, 0u, 16u * 1024u, NULL, 1,     \
+            NULL, NULL, NULL                                                \
     }
 
 /*
@@ -410,6 +419,40 @@ FAAS_EXTERN int faas_register(struct faas_runtime *rt, const char *name,
                               faas_handler_fn fn, const struct faas_function_opts *opts);
 
 /*
+ * Registers a function whose handler is `symbol` (a faas_handler_fn) in the
+ * shared object `so_path` (both copied). If the object also defines
+ * `<symbol>_init` (a faas_init_fn) and `<symbol>_fini` (a faas_fini_fn) they
+ * are the instance's init and fini, unless opts names its own. PROCESS
+ * functions load the object in each worker (dlopen there, never in the
+ * host); INLINE and THREAD ones load it into the host once, at
+ * registration, and unload it when the function is gone.
+ * Returns what faas_register returns, and FAAS_ENOENT when the object
+ * cannot be opened or the symbol is not in it (checked at registration for
+ * every isolation; the host's own dlopen of it is closed again for PROCESS).
+ */
+FAAS_EXTERN int faas_register_library(struct faas_runtime *rt, const char *name,
+                                      const char *so_path, const char *symbol,
+                                      const struct faas_function_opts *opts);
+
+/*
+ * Registers a COMMAND function: each instance is the external process
+ * argv[0] (a path; argv is copied, NULL-terminated) speaking the AWS Lambda
+ * Runtime API (2018-06-01) to a loopback endpoint of libfaas, with the
+ * environment a Lambda custom runtime expects (AWS_LAMBDA_RUNTIME_API,
+ * _HANDLER from opts->handler, LAMBDA_TASK_ROOT and the working directory
+ * from opts->task_root, AWS_LAMBDA_FUNCTION_NAME, ..._VERSION,
+ * ..._MEMORY_SIZE, AWS_LAMBDA_LOG_GROUP_NAME, ..._LOG_STREAM_NAME,
+ * AWS_REGION, TZ) plus opts->env. Its stdout and stderr lines reach the log
+ * callback. opts->isolation is ignored; init and fini must be NULL.
+ * Timeouts, memory limits, crashes and the pool behave as for PROCESS.
+ * Returns what faas_register returns; FAAS_EINVAL also for an empty argv,
+ * or init/fini in opts.
+ */
+FAAS_EXTERN int faas_register_command(struct faas_runtime *rt, const char *name,
+                                      const char *const argv[],
+                                      const struct faas_function_opts *opts);
+
+/*
  * Removes a function. Invocations still waiting for it complete with
  * FAAS_ECANCELED, from the loop; running ones are flagged cancelled and
  * complete with FAAS_ECANCELED; their instances are finalised when their
@@ -435,9 +478,11 @@ struct faas_invoke_opts {
     const char *idempotency_key; /* copied; NULL = from the event */
     const char *trace_id;    /* copied; NULL = none */
     json_t *client_context;  /* borrowed; NULL = none */
+    int log_tail;            /* 1: the result keeps the last 4 KiB of the
+                                invocation's log lines (faas_result_log_tail) */
 };
 
-#define FAAS_INVOKE_OPTS_INIT { FAAS_INVOKE_OPTS_VERSION, 0u, NULL, NULL, NULL }
+#define FAAS_INVOKE_OPTS_INIT { FAAS_INVOKE_OPTS_VERSION, 0u, NULL, NULL, NULL, 0 }
 
 /*
  * Invokes a function, request/response. `event` is borrowed (NULL is JSON
@@ -521,6 +566,16 @@ FAAS_EXTERN int faas_result_cold_start(const struct faas_result *res);
  */
 FAAS_EXTERN uint64_t faas_result_max_memory_kb(const struct faas_result *res);
 FAAS_EXTERN int faas_result_replayed(const struct faas_result *res);
+
+/* Size of the log tail a result keeps (Lambda's X-Amz-Log-Result). */
+#define FAAS_LOG_TAIL_MAX 4096
+
+/*
+ * The last FAAS_LOG_TAIL_MAX bytes of the invocation's log lines, each
+ * ending in a newline, when it was invoked with opts.log_tail; else NULL.
+ * Borrowed, valid as long as the result.
+ */
+FAAS_EXTERN const char *faas_result_log_tail(const struct faas_result *res);
 /*
  * The final result of an async event (on_complete, dead_letter) carries the
  * event (borrowed, valid as long as the result) and the number of attempts

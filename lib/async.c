@@ -581,6 +581,7 @@ static void keep_result(struct async_ev *ev, const struct faas_result *res)
     copy->payload = json_incref(res->payload);
     copy->event = NULL;
     copy->attempts = 0;
+    copy->log_tail = NULL;
     ev->last = copy;
 }
 

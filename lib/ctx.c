@@ -117,6 +117,10 @@ void faas_ctx_log(struct faas_ctx *ctx, const char *fmt, ...)
     len = (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1;
     while (len > 0 && buf[len - 1] == '\n')
         len--;
+    if (ctx->log_hook) {
+        ctx->log_hook(ctx, buf, len);
+        return;
+    }
     l = faas_malloc(sizeof *l + len + 1);
     if (!l)
         return;

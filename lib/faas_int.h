@@ -127,6 +127,15 @@ struct faas_job {
 
 struct faas_idem;
 struct faas_async;
+struct faas_xinst;    /* exec_process.c: a process instance */
+struct faas_cmd_inst; /* exec_command.c: a Runtime API endpoint */
+
+/* Where a function's handler runs when it is a process. */
+enum faas_xkind {
+    FAAS_X_NONE = 0,   /* in the host: INLINE or THREAD */
+    FAAS_X_NATIVE = 1, /* PROCESS: a worker forked from the zygote */
+    FAAS_X_COMMAND = 2 /* COMMAND: an external runtime, Runtime API */
+};
 
 struct faas_fn {
     struct faas_runtime *rt;
@@ -150,6 +159,16 @@ struct faas_fn {
     struct faas_idem *idem;   /* NULL: not idempotent (idem.c) */
     struct faas_async *async; /* NULL until configured or first used (async.c) */
 
+    /* where the handler comes from and runs */
+    enum faas_xkind xkind;
+    char *so_path;            /* faas_register_library: owned, else NULL */
+    char *symbol;             /* owned, with so_path */
+    void *dl;                 /* INLINE/THREAD library: the host's handle */
+    char **argv;              /* COMMAND: owned, NULL-terminated */
+    char **env;               /* COMMAND: opts.env, owned, NULL-terminated */
+    char *cmd_handler;        /* COMMAND: opts.handler, owned or NULL */
+    char *task_root;          /* COMMAND: opts.task_root, owned or NULL */
+
     struct faas_counters c;
 };
 
@@ -164,6 +183,8 @@ struct faas_instance {
     uint32_t uses;
     uint64_t idle_since_ns;
     struct faas_job job;      /* its INIT or FINI job */
+    struct faas_xinst *x;     /* PROCESS, COMMAND: its process (exec_process.c) */
+    struct faas_cmd_inst *cmd; /* COMMAND: its endpoint (exec_command.c) */
 };
 
 /* ---- invocations ---------------------------------------------------- */
@@ -190,6 +211,8 @@ struct faas_ctx {
     char *error_type;         /* set by faas_ctx_fail, owned */
     char *error_message;
     struct faas_logline *log_head, **log_tail;
+    /* A worker process sends each line at once instead of keeping it. */
+    void (*log_hook)(struct faas_ctx *ctx, const char *line, size_t len);
 };
 
 enum faas_phase {
@@ -212,6 +235,7 @@ struct faas_result {
     int replayed;
     json_t *event;            /* async final results only: owned */
     uint32_t attempts;        /* async final results only; 0 means 1 */
+    char *log_tail;           /* opts.log_tail: the last 4 KiB of lines, owned */
 };
 
 struct faas_inv {
@@ -249,6 +273,7 @@ struct faas_inv {
     char idem_validation[33]; /* hash of the validated part, hex, or "" */
     int preset;               /* the result was decided without running */
     int delivered;            /* the callback has run (timeout, cancel) */
+    int log_tail;             /* keep the last lines in res.log_tail */
     struct faas_result res;
 };
 
@@ -256,6 +281,7 @@ struct faas_inv {
 
 struct faas_tpool;
 struct faas_http;
+struct faas_xrt;
 
 /* ---- event sources -------------------------------------------------- */
 
@@ -321,6 +347,7 @@ struct faas_runtime {
     int next_watch_id;
 
     struct faas_tpool *pool;   /* NULL until a THREAD function exists */
+    struct faas_xrt *xrt;      /* exec_process.c: zygote and processes */
 
     /* request ids: xoshiro256** seeded once */
     uint64_t rng[4];
@@ -512,6 +539,74 @@ void faas_tpool_stop(struct faas_runtime *rt);
 void faas_job_done(struct faas_runtime *rt, struct faas_job *job);
 /* Runs a job's body (on a worker thread). */
 void faas_job_run(struct faas_job *job);
+
+/* ---- exec_process.c: instances that are processes -------------------- */
+/*
+ * PROCESS and COMMAND instances are processes: forked by the zygote (or by
+ * the host when the runtime has none), watched through a pidfd and the
+ * zygote's exit reports, never through SIGCHLD. This layer owns their
+ * life: spawning, the init and invocation deadlines (SIGKILL), stdout and
+ * stderr as log lines, exit status to error code (FAAS_ECRASHED,
+ * FAAS_EMEMLIMIT), and the pool's hooks. The wire to the handler is the
+ * framed channel of a native worker, or the Runtime API (exec_command.c).
+ */
+/* faas_runtime_new: forks the zygote when rt->opts.zygote. 0 or FAAS_ESYS. */
+int faas_zygote_start(struct faas_runtime *rt);
+/* Teardown, after every instance is gone: ends and reaps the zygote. */
+void faas_zygote_stop(struct faas_runtime *rt);
+/* Runs inv on its instance (pool.c's start), spawning the process first
+ * when the instance is new. The result comes back through faas_inv_finish. */
+void faas_x_start(struct faas_inv *inv);
+/* A min_warm instance: spawn and init, then faas_pool_job_done(&inst->job)
+ * with inst->initialized telling whether it worked. */
+void faas_x_prewarm(struct faas_instance *inst);
+/* The instance is dropped: its process is asked to run fini and exit (or
+ * killed), and reaped later; no callback comes from it after this. */
+void faas_x_destroy(struct faas_instance *inst);
+/* Cancels a running invocation (unregister, teardown): the caller gets
+ * `status` from the loop, and the process is killed. */
+void faas_x_cancel(struct faas_inv *inv, int status, const char *etype, const char *emsg);
+/* Teardown, last step: kills every process left and waits for them. */
+void faas_x_shutdown(struct faas_runtime *rt);
+/* From exec_command.c. The process is ready for its first event (status 0)
+ * or reported an init error (FAAS_EINIT; `error` is the error object, taken
+ * over, NULL = a generic one). */
+void faas_x_ready(struct faas_instance *inst, int status, json_t *error);
+/* From exec_command.c: the current invocation's outcome, status 0 with the
+ * payload or FAAS_EHANDLER with the error object (taken over). */
+void faas_x_result(struct faas_instance *inst, int status, json_t *payload);
+/* Frees a NULL-terminated array of owned strings (NULL ok). */
+void faas_strv_free(char **v);
+/* A copy of a NULL-terminated array of strings (NULL: an empty one), or
+ * NULL when out of memory. */
+char **faas_strv_dup(const char *const *v);
+
+/* ---- exec_command.c: the Lambda Runtime API -------------------------- */
+/*
+ * Each COMMAND instance gets its own Runtime API listener on the loopback
+ * address (rt->opts.runtime_api_address, default 127.0.0.1, port chosen by
+ * the kernel), served by an evhttp of its own on the host's base;
+ * AWS_LAMBDA_RUNTIME_API names it.
+ */
+/* A new COMMAND instance (before its process is spawned): opens its
+ * listener, and writes the process's environment to *envp (new,
+ * NULL-terminated "KEY=VALUE" strings: faas_strv_free). 0, FAAS_ENOMEM or
+ * FAAS_ESYS. */
+int faas_cmd_inst_new(struct faas_instance *inst, char ***envp);
+/* Hands inv (inst's current invocation: request id, deadline, event set)
+ * to the runtime process: answers its pending GET /runtime/invocation/next,
+ * or the next one that comes. */
+void faas_cmd_send(struct faas_instance *inst, struct faas_inv *inv);
+/* The instance is gone: closes its listener and connections (pending
+ * requests are dropped, not answered); no callback comes after this. */
+void faas_cmd_inst_free(struct faas_instance *inst);
+
+/* ---- lambda_api.c: the Invoke API on the HTTP gateway ---------------- */
+struct evhttp_request;
+/* http.c hands over every request whose path starts with
+ * "/2015-03-31/functions/" when rt->opts.invoke_api; the call answers it
+ * (now or from the loop later). */
+void faas_invoke_api_request(struct faas_runtime *rt, struct evhttp_request *req);
 
 /* ---- timer.c -------------------------------------------------------- */
 int faas_timer_arm_deadline(struct faas_inv *inv);

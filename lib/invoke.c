@@ -139,6 +139,7 @@ void faas_inv_free(struct faas_inv *inv)
     json_decref(inv->client_context);
     json_decref(inv->exec_payload);
     json_decref(inv->res.payload);
+    free(inv->res.log_tail);
     free(inv->trace_id);
     free(inv->ctx.error_type);
     free(inv->ctx.error_message);
@@ -185,6 +186,7 @@ int faas_invoke_fn(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
     inv->event = event ? event : json_null();
     inv->timeout_ms = fn->opts.timeout_ms;
     if (opts) {
+        inv->log_tail = opts->log_tail != 0;
         if (opts->timeout_ms && (inv->timeout_ms == 0 || opts->timeout_ms < inv->timeout_ms))
             inv->timeout_ms = opts->timeout_ms;
         if (opts->trace_id && !(inv->trace_id = faas_strdup(opts->trace_id)))
@@ -425,12 +427,46 @@ static void fill_result(struct faas_inv *inv)
         inv->rt, !inv->preset && inv->end_ns ? inv->end_ns : faas_now_ns(inv->rt));
 }
 
+/* The last FAAS_LOG_TAIL_MAX bytes of the lines the invocation has logged. */
+static void keep_log_tail(struct faas_inv *inv)
+{
+    const struct faas_logline *l;
+    size_t total = 0, skip, o = 0;
+    char *buf;
+
+    for (l = inv->ctx.log_head; l; l = l->next)
+        total += l->len + 1;
+    skip = total > FAAS_LOG_TAIL_MAX ? total - FAAS_LOG_TAIL_MAX : 0;
+    buf = faas_malloc(total - skip + 1);
+    if (!buf)
+        return;
+    for (l = inv->ctx.log_head; l; l = l->next) {
+        size_t n = l->len + 1, from = 0;
+        if (skip >= n) {
+            skip -= n;
+            continue;
+        }
+        from = skip;
+        skip = 0;
+        if (from < l->len) {
+            memcpy(buf + o, l->text + from, l->len - from);
+            o += l->len - from;
+        }
+        buf[o++] = '\n';
+    }
+    buf[o] = '\0';
+    free(inv->res.log_tail);
+    inv->res.log_tail = buf;
+}
+
 static void deliver(struct faas_inv *inv)
 {
     struct faas_runtime *rt = inv->rt;
     faas_result_fn cb = inv->cb;
 
     fill_result(inv);
+    if (inv->log_tail && !inv->submitted)
+        keep_log_tail(inv);
     if (inv->idem_held)
         faas_idem_end(inv, inv->res.status, inv->res.payload);
     faas_metrics_record(inv->fn, &inv->res);
@@ -527,6 +563,7 @@ static void sync_cb(const struct faas_result *res, void *arg)
         *copy = *res;
         json_incref(copy->payload);
         json_incref(copy->event);
+        copy->log_tail = res->log_tail ? faas_strdup(res->log_tail) : NULL;
     }
     w->res = copy;
     w->done = 1;
@@ -584,6 +621,7 @@ void faas_result_free(struct faas_result *res)
         return;
     json_decref(res->payload);
     json_decref(res->event);
+    free(res->log_tail);
     free(res);
 }
 
@@ -663,6 +701,11 @@ uint64_t faas_result_max_memory_kb(const struct faas_result *res)
 int faas_result_replayed(const struct faas_result *res)
 {
     return res ? res->replayed : 0;
+}
+
+const char *faas_result_log_tail(const struct faas_result *res)
+{
+    return res ? res->log_tail : NULL;
 }
 
 json_t *faas_result_event(const struct faas_result *res)
