@@ -261,6 +261,7 @@ struct faas_inv {
     uint64_t init_ns;         /* init time of a cold start */
     uint64_t duration_ns;     /* the handler's time */
     uint64_t end_ns;          /* clock when the handler returned; 0 if not run */
+    uint64_t x_maxrss_kb;     /* a process instance's peak memory; 0 = host's */
     int cold;                 /* a new instance: set at admission */
 
     int submitted;            /* a worker holds it until faas_job_done */
@@ -603,10 +604,75 @@ void faas_cmd_inst_free(struct faas_instance *inst);
 
 /* ---- lambda_api.c: the Invoke API on the HTTP gateway ---------------- */
 struct evhttp_request;
+struct evhttp_connection;
+struct evbuffer;
+struct faas_http_header;
 /* http.c hands over every request whose path starts with
  * "/2015-03-31/functions/" when rt->opts.invoke_api; the call answers it
  * (now or from the loop later). */
 void faas_invoke_api_request(struct faas_runtime *rt, struct evhttp_request *req);
+
+/* Lambda's qualifiers (a version or an alias): 1..128 bytes. */
+#define FAAS_QUALIFIER_MAX 128
+
+/*
+ * A request the gateway holds until its result (http.c, shared by the
+ * routes and the Invoke API): it sits on the gateway's pending list with
+ * its connection's close callback pointing at it, so a client that goes
+ * away only clears `req`; at teardown the gateway answers it 503 (in the
+ * Invoke API's shape when `api`) and orphans it (`h` NULL), and the
+ * invocation's callback, which still comes, finds nobody to answer.
+ * Records are recycled by the gateway.
+ */
+struct faas_http_hold {
+    struct faas_list link;           /* h->pending or h->spare; self-linked
+                                        when orphaned */
+    struct faas_http *h;             /* NULL: the gateway is gone */
+    struct evhttp_request *req;      /* NULL: nobody to answer */
+    struct evhttp_connection *evcon;
+    int head;                        /* a HEAD request: no body in the reply */
+    int api;                         /* an Invoke API request */
+    int log_tail;                    /* Invoke API: X-Amz-Log-Type: Tail */
+    char version[FAAS_QUALIFIER_MAX + 1]; /* Invoke API: the executed version */
+    char request_id[FAAS_REQUEST_ID_SIZE];  /* Invoke API: the invocation's */
+};
+/* Teardown answers p's request (held by the Invoke API) with a 503. */
+void faas_invoke_api_unavailable(struct faas_http_hold *p, struct evhttp_request *req);
+/* A zeroed record (h set), or NULL (out of memory, no gateway). */
+struct faas_http_hold *faas_http_hold_new(struct faas_runtime *rt);
+/* Holds req in p until faas_http_hold_take. */
+void faas_http_hold_wait(struct faas_http_hold *p, struct evhttp_request *req);
+/* Ends the hold: the request to answer now, or NULL when its client or the
+ * gateway is gone. */
+struct evhttp_request *faas_http_hold_take(struct faas_http_hold *p);
+/* p (taken, or never held) back to the gateway's spares, or freed. */
+void faas_http_hold_put(struct faas_http_hold *p);
+/* Appends j's compact JSON text (any value) to out. 0 or -1. */
+int faas_http_dump_json(struct evbuffer *out, json_t *j);
+
+/*
+ * AWS Signature Version 4 (pure: no libevent, no runtime), for the Invoke
+ * API and its tests. The canonical request is built from the request as it
+ * arrived: the raw path with each byte that is not unreserved (or '/')
+ * percent-encoded again, as AWS does for every service but S3; the raw
+ * query's parameters decoded, encoded again and sorted; the headers named
+ * in signed_headers, each name's values trimmed, inner runs of blanks made
+ * one space, and joined by ','.
+ */
+struct faas_sigv4_in {
+    const char *method;                     /* "POST" */
+    const char *path;                       /* raw, as sent */
+    const char *query;                      /* raw, without '?'; NULL: none */
+    const struct faas_http_header *headers; /* as received (http.h) */
+    size_t nheaders;
+    const char *signed_headers;             /* "host;x-amz-date" */
+    const char *amz_date;                   /* "20150830T123600Z" */
+    const char *scope;                      /* "20150830/us-east-1/lambda/aws4_request" */
+    const char *payload_hash;               /* 64 lowercase hex digits */
+};
+/* Writes the signature (64 hex digits and a NUL) made with `secret`.
+ * Returns 0, FAAS_EINVAL (a malformed scope) or FAAS_ENOMEM. */
+int faas_sigv4_signature(const struct faas_sigv4_in *in, const char *secret, char out[65]);
 
 /* ---- timer.c -------------------------------------------------------- */
 int faas_timer_arm_deadline(struct faas_inv *inv);

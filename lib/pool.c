@@ -24,7 +24,13 @@
 
 static int is_thread(const struct faas_fn *fn)
 {
-    return fn->opts.isolation == FAAS_ISOLATION_THREAD;
+    return fn->xkind == FAAS_X_NONE && fn->opts.isolation == FAAS_ISOLATION_THREAD;
+}
+
+/* PROCESS and COMMAND: the instance is a process (exec_process.c). */
+static int is_proc(const struct faas_fn *fn)
+{
+    return fn->xkind != FAAS_X_NONE;
 }
 
 static struct faas_instance *instance_new(struct faas_fn *fn)
@@ -36,7 +42,8 @@ static struct faas_instance *instance_new(struct faas_fn *fn)
     faas_fn_ref(fn);
     faas_list_init(&inst->link);
     faas_list_init(&inst->rt_link);
-    inst->initialized = fn->opts.init == NULL;
+    /* A process is ready once it said so, whether it has an init or not. */
+    inst->initialized = fn->opts.init == NULL && !is_proc(fn);
     inst->job.inst = inst;
     fn->ninstances++;
     return inst;
@@ -55,6 +62,11 @@ void faas_instance_destroy(struct faas_instance *inst)
     struct faas_runtime *rt = fn->rt;
 
     fn->ninstances--;
+    if (is_proc(fn)) {
+        faas_x_destroy(inst); /* fini runs in the process */
+        instance_free(inst);
+        return;
+    }
     if (inst->initialized && fn->opts.fini) {
         if (is_thread(fn) && rt->pool && !rt->closing) {
             /* fini is user code: it runs where init ran, off the loop. */
@@ -76,7 +88,9 @@ static void start(struct faas_inv *inv, struct faas_instance *inst, int cold)
     inv->cold = cold;
     fn->nbusy++;
     faas_list_insert_tail(&fn->running, &inv->link);
-    if (is_thread(fn)) {
+    if (is_proc(fn)) {
+        faas_x_start(inv);
+    } else if (is_thread(fn)) {
         if (faas_timer_arm_deadline(inv) != 0) {
             /* No timer: run without a deadline rather than not at all. */
             inv->timeout_ms = 0;
@@ -201,7 +215,11 @@ void faas_pool_prewarm(struct faas_fn *fn)
         if (!inst)
             return;
         inst->prewarmed = 1;
-        if (inst->initialized) {
+        if (is_proc(fn)) {
+            fn->nstarting++;
+            inst->job.kind = FAAS_JOB_INIT;
+            faas_x_prewarm(inst);
+        } else if (inst->initialized) {
             hand_over(inst, 0);
         } else if (is_thread(fn)) {
             fn->nstarting++;
@@ -285,7 +303,9 @@ void faas_pool_cancel_fn(struct faas_fn *fn, int status)
     for (e = fn->running.next; e != &fn->running; e = n) {
         struct faas_inv *inv = FAAS_CONTAINER_OF(e, struct faas_inv, link);
         n = e->next;
-        if (inv->submitted)
+        if (is_proc(fn))
+            faas_x_cancel(inv, status, "Runtime.Canceled", why);
+        else if (inv->submitted)
             faas_inv_detach(inv, status, "Runtime.Canceled", why);
         else
             atomic_store(&inv->ctx.cancelled, 1); /* INLINE: finishes cancelled */

@@ -16,7 +16,9 @@
  * faas_rt_enter/faas_rt_leave. faas_runtime_free called inside only sets a
  * flag; the outermost faas_rt_leave does the real work.
  */
+#include <dlfcn.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -109,6 +111,14 @@ void faas_fn_unref(struct faas_fn *fn)
     if (--fn->refs == 0) {
         faas_async_free(fn);
         faas_idem_free(fn);
+        if (fn->dl)
+            dlclose(fn->dl);
+        free(fn->so_path);
+        free(fn->symbol);
+        faas_strv_free(fn->argv);
+        faas_strv_free(fn->env);
+        free(fn->cmd_handler);
+        free(fn->task_root);
         free(fn);
     }
 }
@@ -183,6 +193,7 @@ int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
 {
     static const struct faas_runtime_opts defaults = FAAS_RUNTIME_OPTS_INIT;
     struct faas_runtime *rt;
+    int rc;
 
     if (!out || !base)
         return FAAS_EINVAL;
@@ -213,6 +224,14 @@ int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
     faas_list_init(&rt->mappings);
     faas_list_init(&rt->watches);
     seed_rng(rt);
+    /* Before any thread of ours exists: the zygote is a clean copy. */
+    rc = faas_zygote_start(rt);
+    if (rc) {
+        event_free(rt->dispatch_ev);
+        free(rt->buckets);
+        free(rt);
+        return rc;
+    }
     *out = rt;
     return 0;
 }
@@ -270,6 +289,9 @@ static void runtime_destroy(struct faas_runtime *rt)
         faas_list_remove(&inst->link);
         faas_instance_destroy(inst);
     }
+    /* Processes: fini where they can, then killed and reaped. */
+    faas_x_shutdown(rt);
+    faas_zygote_stop(rt);
     for (e = rt->fns.next; e != &rt->fns; e = next) {
         struct faas_fn *fn = FAAS_CONTAINER_OF(e, struct faas_fn, link);
         next = e->next;
@@ -295,21 +317,24 @@ void faas_runtime_free(struct faas_runtime *rt)
     runtime_destroy(rt);
 }
 
-int faas_register(struct faas_runtime *rt, const char *name, faas_handler_fn handler,
-                  const struct faas_function_opts *opts)
-{
-    static const struct faas_function_opts defaults = FAAS_FUNCTION_OPTS_INIT;
-    struct faas_fn *fn;
-    int rc;
+/* What a registration adds to a function: where its handler comes from. */
+struct fn_source {
+    faas_handler_fn handler;  /* a function of the host image, or NULL */
+    const char *so_path;      /* faas_register_library */
+    const char *symbol;
+    const char *const *argv;  /* faas_register_command */
+};
 
-    if (!rt || !handler || !name_valid(name) || rt->closing || rt->free_requested)
+static int check_opts(struct faas_runtime *rt, const char *name,
+                      const struct faas_function_opts *opts)
+{
+    if (!rt || !name_valid(name) || rt->closing || rt->free_requested)
         return FAAS_EINVAL;
-    if (!opts)
-        opts = &defaults;
     if (opts->version != FAAS_FUNCTION_OPTS_VERSION)
         return FAAS_EINVAL;
-    if (opts->isolation != FAAS_ISOLATION_INLINE && opts->isolation != FAAS_ISOLATION_THREAD)
-        return FAAS_EINVAL; /* PROCESS isolation is not in this build yet */
+    if (opts->isolation != FAAS_ISOLATION_INLINE && opts->isolation != FAAS_ISOLATION_THREAD &&
+        opts->isolation != FAAS_ISOLATION_PROCESS)
+        return FAAS_EINVAL;
     if (opts->idempotency && opts->idempotency->version != FAAS_IDEMPOTENCY_OPTS_VERSION)
         return FAAS_EINVAL;
     if (opts->async && opts->async->version != FAAS_ASYNC_OPTS_VERSION)
@@ -318,7 +343,88 @@ int faas_register(struct faas_runtime *rt, const char *name, faas_handler_fn han
         return FAAS_EINVAL;
     if (faas_fn_lookup(rt, name))
         return FAAS_EEXIST;
-    if (opts->isolation == FAAS_ISOLATION_THREAD && !rt->pool) {
+    return 0;
+}
+
+/* Loads a library into the host (INLINE, THREAD): handler, init, fini. */
+static int load_library(struct faas_fn *fn)
+{
+    char sym[FAAS_NAME_MAX + 256];
+    void *p;
+
+    fn->dl = dlopen(fn->so_path, RTLD_NOW | RTLD_LOCAL);
+    if (!fn->dl)
+        return FAAS_ENOENT;
+    p = dlsym(fn->dl, fn->symbol);
+    if (!p)
+        return FAAS_ENOENT;
+    *(void **)&fn->handler = p;
+    if (!fn->opts.init && snprintf(sym, sizeof sym, "%s_init", fn->symbol) < (int)sizeof sym)
+        *(void **)&fn->opts.init = dlsym(fn->dl, sym);
+    if (!fn->opts.fini && snprintf(sym, sizeof sym, "%s_fini", fn->symbol) < (int)sizeof sym)
+        *(void **)&fn->opts.fini = dlsym(fn->dl, sym);
+    return 0;
+}
+
+/* The absolute form of a path (as given when it cannot be resolved). */
+static char *abs_path(const char *p)
+{
+    char *r = realpath(p, NULL), *c;
+    if (!r)
+        return faas_strdup(p);
+    c = faas_strdup(r);
+    free(r);
+    return c;
+}
+
+/* Copies where the handler comes from into fn. */
+static int set_source(struct faas_fn *fn, const struct fn_source *src,
+                      const struct faas_function_opts *opts)
+{
+    fn->handler = src->handler;
+    if (src->argv) {
+        fn->xkind = FAAS_X_COMMAND;
+        if (!(fn->argv = faas_strv_dup(src->argv)) || !(fn->env = faas_strv_dup(opts->env)) ||
+            (opts->handler && !(fn->cmd_handler = faas_strdup(opts->handler))) ||
+            (opts->task_root && !(fn->task_root = abs_path(opts->task_root))))
+            return FAAS_ENOMEM;
+        if (strchr(fn->argv[0], '/')) {
+            char *a = abs_path(fn->argv[0]);
+            if (!a)
+                return FAAS_ENOMEM;
+            free(fn->argv[0]);
+            fn->argv[0] = a;
+        }
+        return 0;
+    }
+    if (opts->isolation == FAAS_ISOLATION_PROCESS)
+        fn->xkind = FAAS_X_NATIVE;
+    if (!src->so_path)
+        return 0;
+    /* Absolute: a worker or the zygote may not share the host's cwd. */
+    if (!(fn->so_path = abs_path(src->so_path)) || !(fn->symbol = faas_strdup(src->symbol)))
+        return FAAS_ENOMEM;
+    if (fn->xkind == FAAS_X_NATIVE)
+        return 0; /* loaded in each worker, never in the host */
+    return load_library(fn);
+}
+
+static int register_fn(struct faas_runtime *rt, const char *name, const struct fn_source *src,
+                       const struct faas_function_opts *opts)
+{
+    static const struct faas_function_opts defaults = FAAS_FUNCTION_OPTS_INIT;
+    struct faas_fn *fn;
+    int rc;
+
+    if (!opts)
+        opts = &defaults;
+    if ((rc = check_opts(rt, name, opts)) != 0)
+        return rc;
+    if (src->argv && (opts->init || opts->fini))
+        return FAAS_EINVAL;
+    if ((src->argv || opts->isolation == FAAS_ISOLATION_PROCESS) && !rt->xrt)
+        return FAAS_EINVAL;
+    if (!src->argv && opts->isolation == FAAS_ISOLATION_THREAD && !rt->pool) {
         rc = faas_tpool_start(rt, rt->opts.thread_workers);
         if (rc)
             return rc;
@@ -331,16 +437,16 @@ int faas_register(struct faas_runtime *rt, const char *name, faas_handler_fn han
     fn->rt = rt;
     strcpy(fn->name, name);
     fn->hash = name_hash(name);
-    fn->handler = handler;
     fn->opts = *opts;
-    /* Pointers this build does not use are not kept: they are the caller's. */
+    /* Pointers of the caller's are not kept: what is needed is copied. */
     fn->opts.idempotency = NULL;
     fn->opts.async = NULL;
     fn->opts.handler = NULL;
     fn->opts.task_root = NULL;
     fn->opts.env = NULL;
     fn->refs = 1;
-    if ((opts->idempotency && (rc = faas_idem_configure(fn, opts->idempotency)) != 0) ||
+    if ((rc = set_source(fn, src, opts)) != 0 ||
+        (opts->idempotency && (rc = faas_idem_configure(fn, opts->idempotency)) != 0) ||
         (rc = faas_async_configure(fn, opts->async)) != 0) {
         faas_fn_unref(fn);
         return rc;
@@ -357,6 +463,42 @@ int faas_register(struct faas_runtime *rt, const char *name, faas_handler_fn han
     faas_pool_prewarm(fn);
     faas_rt_leave(rt);
     return 0;
+}
+
+int faas_register(struct faas_runtime *rt, const char *name, faas_handler_fn handler,
+                  const struct faas_function_opts *opts)
+{
+    struct fn_source src = { handler, NULL, NULL, NULL };
+    if (!handler)
+        return FAAS_EINVAL;
+    return register_fn(rt, name, &src, opts);
+}
+
+int faas_register_library(struct faas_runtime *rt, const char *name, const char *so_path,
+                          const char *symbol, const struct faas_function_opts *opts)
+{
+    struct fn_source src = { NULL, so_path, symbol, NULL };
+    if (!so_path || !symbol || !*symbol || strlen(symbol) > 255)
+        return FAAS_EINVAL;
+    if (access(so_path, R_OK) != 0)
+        return FAAS_ENOENT;
+    return register_fn(rt, name, &src, opts);
+}
+
+int faas_register_command(struct faas_runtime *rt, const char *name, const char *const argv[],
+                          const struct faas_function_opts *opts)
+{
+    static const struct faas_function_opts defaults = FAAS_FUNCTION_OPTS_INIT;
+    struct faas_function_opts o;
+    struct fn_source src = { NULL, NULL, NULL, argv };
+
+    if (!argv || !argv[0] || !argv[0][0])
+        return FAAS_EINVAL;
+    if (strchr(argv[0], '/') && access(argv[0], X_OK) != 0)
+        return FAAS_ENOENT;
+    o = opts ? *opts : defaults;
+    o.isolation = FAAS_ISOLATION_PROCESS; /* how its instances behave */
+    return register_fn(rt, name, &src, &o);
 }
 
 int faas_unregister(struct faas_runtime *rt, const char *name)

@@ -410,9 +410,6 @@ static void test_register_isolation(void **state)
     struct cap c = { 0 };
     fx_new(&f);
 
-    o.isolation = FAAS_ISOLATION_PROCESS;
-    assert_int_equal(faas_register(f.rt, "proc", h_ok, &o), FAAS_EINVAL);
-    assert_int_equal(faas_stats(f.rt, "proc", &st), FAAS_ENOENT);
     o.isolation = (enum faas_isolation)7;
     assert_int_equal(faas_register(f.rt, "proc", h_ok, &o), FAAS_EINVAL);
     assert_int_equal(faas_stats(f.rt, "proc", &st), FAAS_ENOENT);

@@ -1,0 +1,1375 @@
+/*
+ * exec_process.c - instances that are processes: PROCESS functions (native
+ * workers forked from the zygote) and COMMAND functions (external runtimes
+ * speaking the Lambda Runtime API, exec_command.c).
+ *
+ * One record per process (struct faas_xinst), linked to its pool instance
+ * while the pool uses it. Its life on the host's loop:
+ *
+ *   spawn ──> starting ──READY──> ready ──INVOKE──> busy ──RESULT──> ready
+ *     │          │                  │                 │
+ *     └──────────┴── exit, deadline (SIGKILL), channel lost ──> dead
+ *
+ * Spawning asks the zygote over its control channel (or forks here when
+ * the runtime has none) and passes the new process's descriptors along; a
+ * native worker's HELLO is written at once, so the worker starts without
+ * waiting for the host to learn its pid. The init phase is bounded by
+ * init_timeout_ms (spawn to READY, what Lambda reports as Init Duration),
+ * an invocation by its timeout: either deadline kills the process group
+ * with SIGKILL and the caller gets FAAS_EINIT or FAAS_ETIMEDOUT at once.
+ *
+ * A process's end is known from its exit status — the zygote's EXITED
+ * report, or a pidfd when the host forked it — never from SIGCHLD, which
+ * stays the host's. The status, the DYING frame a native worker sends from
+ * its fatal-signal handler, and the peak memory tell FAAS_ECRASHED from
+ * FAAS_EMEMLIMIT. A record lives until its process is reaped, even after
+ * its instance is gone; the pool's instance never waits for that.
+ *
+ * stdout and stderr of every process are one pipe, read on the loop and cut
+ * into lines: each line belongs to the invocation running then (so it
+ * carries its request id), before its REPORT — the pipe is drained when a
+ * result arrives.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "exec_process.h"
+#include "faas_int.h"
+
+struct faas_xrt {
+    struct faas_runtime *rt;
+    pid_t zpid;              /* 0: no zygote, the host forks */
+    int zfd;                 /* control channel, -1 when none */
+    struct event *zev;
+    struct faas_list spawning; /* records waiting for SPAWNED, in order */
+    struct faas_list procs;  /* every record whose process may be alive */
+    uint32_t next_tag;
+};
+
+struct faas_xinst {
+    struct faas_list link;   /* xrt->procs */
+    struct faas_list slink;  /* xrt->spawning until SPAWNED */
+    struct faas_xrt *xrt;
+    struct faas_instance *inst; /* NULL once the pool dropped it */
+    struct faas_inv *inv;    /* the invocation it runs or starts for */
+    int command;
+    uint32_t tag;
+    pid_t pid;               /* 0 until known */
+    int pidfd;
+    struct event *pid_ev;    /* no zygote: the pidfd */
+    int chan;                /* native: the channel, -1 once closed */
+    struct event *rev, *wev;
+    char *rbuf;
+    size_t rlen, rcap;
+    char *wbuf;
+    size_t wlen, woff, wcap;
+    int logfd;
+    struct event *log_ev;
+    char line[FAAS_LOGLINE_MAX];
+    size_t linelen;
+    struct event *timer;
+    uint64_t spawn_ns;
+    uint64_t init_ns;
+    uint32_t memory_mb;
+    int ready;               /* init done */
+    int killed;              /* SIGKILL sent by us */
+    int exited;              /* reaped */
+    int dying_seen;
+    int lost;                /* the zygote died, and the process with it */
+    int chan_lost;           /* it closed its channel: we killed it */
+    struct faas_fr_dying dying;
+    unsigned busy;           /* inside one of its callbacks */
+};
+
+static void x_maybe_free(struct faas_xinst *xi);
+
+/* ---- small helpers --------------------------------------------------- */
+
+void faas_strv_free(char **v)
+{
+    size_t i;
+    if (!v)
+        return;
+    for (i = 0; v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+char **faas_strv_dup(const char *const *v)
+{
+    size_t n = 0, i;
+    char **out;
+    while (v && v[n])
+        n++;
+    out = faas_calloc(n + 1, sizeof *out);
+    if (!out)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        if (!(out[i] = faas_strdup(v[i]))) {
+            faas_strv_free(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+static void set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+static void free_ev(struct event **ev)
+{
+    if (*ev) {
+        event_free(*ev);
+        *ev = NULL;
+    }
+}
+
+/* Peak resident memory of a live process, from /proc (0 if unknown). */
+static uint64_t proc_hwm_kb(pid_t pid)
+{
+    char path[64], buf[4096];
+    ssize_t n;
+    int fd;
+    char *p;
+
+    if (pid <= 0)
+        return 0;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    p = strstr(buf, "VmHWM:");
+    return p ? strtoull(p + 6, NULL, 10) : 0;
+}
+
+/* ---- log lines ------------------------------------------------------- */
+
+static void x_line(struct faas_xinst *xi, const char *text, size_t len)
+{
+    struct faas_inv *inv = xi->inv;
+    struct faas_runtime *rt = xi->xrt->rt;
+    struct faas_logline *l;
+
+    if (len >= FAAS_LOGLINE_MAX)
+        len = FAAS_LOGLINE_MAX - 1;
+    if (!inv) {
+        /* Between invocations (a min_warm init, a fini): no request id. */
+        struct faas_log_record rec;
+        char buf[FAAS_LOGLINE_MAX];
+        if (!rt->opts.log || !xi->inst)
+            return;
+        memcpy(buf, text, len);
+        buf[len] = '\0';
+        memset(&rec, 0, sizeof rec);
+        rec.kind = FAAS_LOG_LINE;
+        rec.function = xi->inst->fn->name;
+        rec.request_id = "";
+        rec.line = buf;
+        rt->opts.log(&rec, rt->opts.log_arg);
+        return;
+    }
+    l = faas_malloc(sizeof *l + len + 1);
+    if (!l)
+        return;
+    l->next = NULL;
+    l->len = len;
+    memcpy(l->text, text, len);
+    l->text[len] = '\0';
+    *inv->ctx.log_tail = l;
+    inv->ctx.log_tail = &l->next;
+}
+
+/* Reads what the pipe holds, cutting lines. Returns 0 at end-of-file. */
+static int x_read_log(struct faas_xinst *xi)
+{
+    char buf[8192];
+    for (;;) {
+        ssize_t n = read(xi->logfd, buf, sizeof buf), i;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return 1;
+        if (n == 0) {
+            if (xi->linelen) {
+                x_line(xi, xi->line, xi->linelen);
+                xi->linelen = 0;
+            }
+            return 0;
+        }
+        for (i = 0; i < n; i++) {
+            char c = buf[i];
+            if (c == '\n' || xi->linelen == sizeof xi->line - 1) {
+                x_line(xi, xi->line, xi->linelen);
+                xi->linelen = 0;
+                if (c == '\n')
+                    continue;
+            }
+            xi->line[xi->linelen++] = c;
+        }
+        if ((size_t)n < sizeof buf)
+            return 1;
+    }
+}
+
+static void log_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct faas_xinst *xi = arg;
+    struct faas_runtime *rt = xi->xrt->rt;
+    (void)fd;
+    (void)what;
+    faas_rt_enter(rt);
+    xi->busy++;
+    if (!x_read_log(xi)) {
+        free_ev(&xi->log_ev);
+        close_fd(&xi->logfd);
+    }
+    xi->busy--;
+    x_maybe_free(xi);
+    faas_rt_leave(rt);
+}
+
+/* ---- killing and ending ---------------------------------------------- */
+
+static void x_kill(struct faas_xinst *xi)
+{
+    if (xi->exited || xi->killed)
+        return;
+    xi->killed = 1;
+    if (xi->pid <= 0)
+        return; /* SPAWNED will tell the pid: killed then */
+    if (xi->pidfd >= 0)
+        syscall(SYS_pidfd_send_signal, xi->pidfd, SIGKILL, NULL, 0);
+    else
+        kill(xi->pid, SIGKILL);
+    kill(-xi->pid, SIGKILL); /* what it forked */
+}
+
+/* Closes the channel and stops reading it. */
+static void x_close_chan(struct faas_xinst *xi)
+{
+    free_ev(&xi->rev);
+    free_ev(&xi->wev);
+    close_fd(&xi->chan);
+    free(xi->rbuf);
+    free(xi->wbuf);
+    xi->rbuf = xi->wbuf = NULL;
+    xi->rlen = xi->rcap = xi->wlen = xi->woff = xi->wcap = 0;
+}
+
+static void x_free(struct faas_xinst *xi)
+{
+    x_close_chan(xi);
+    free_ev(&xi->log_ev);
+    close_fd(&xi->logfd);
+    free_ev(&xi->timer);
+    free_ev(&xi->pid_ev);
+    close_fd(&xi->pidfd);
+    faas_list_remove(&xi->link);
+    faas_list_remove(&xi->slink);
+    free(xi);
+}
+
+/* Frees a record nobody needs: detached from its instance, its process
+ * reaped (or never started), and not inside one of its callbacks. */
+static void x_maybe_free(struct faas_xinst *xi)
+{
+    if (xi->busy == 0 && !xi->inst && (xi->exited || xi->pid < 0))
+        x_free(xi);
+}
+
+/* The invocation ends with this outcome (payload taken over). */
+static void x_finish_inv(struct faas_xinst *xi, int status, json_t *payload)
+{
+    struct faas_inv *inv = xi->inv;
+    struct faas_runtime *rt = xi->xrt->rt;
+
+    free_ev(&xi->timer);
+    /* Lines it wrote before answering belong to it. */
+    if (xi->logfd >= 0 && !x_read_log(xi)) {
+        free_ev(&xi->log_ev);
+        close_fd(&xi->logfd);
+    }
+    xi->inv = NULL;
+    inv->exec_status = status;
+    json_decref(inv->exec_payload);
+    inv->exec_payload = payload ? payload : json_null();
+    inv->end_ns = faas_now_ns(rt);
+    if (inv->run_start_ns && status != FAAS_ETIMEDOUT && !inv->duration_ns)
+        inv->duration_ns = inv->end_ns - inv->run_start_ns;
+    if (status != 0 && xi->inst && (status == FAAS_ECRASHED || status == FAAS_EMEMLIMIT ||
+                                    status == FAAS_ETIMEDOUT || status == FAAS_EINIT ||
+                                    status == FAAS_ECANCELED))
+        xi->inst->retire = 1;
+    atomic_store(&inv->phase, FAAS_PHASE_DONE);
+    faas_inv_finish(inv);
+}
+
+static json_t *error_obj(const char *type, const char *fmt, ...) FAAS_PRINTF(2, 3);
+
+static json_t *error_obj(const char *type, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return faas_error_object(type, msg);
+}
+
+/* The instance failed to become ready: the waiting invocation or the pool's
+ * min_warm job hears it. */
+static void x_init_failed(struct faas_xinst *xi, json_t *error)
+{
+    struct faas_instance *inst = xi->inst;
+
+    x_kill(xi);
+    if (!inst) {
+        json_decref(error);
+        return;
+    }
+    inst->initialized = 0;
+    if (xi->inv) {
+        xi->inv->init_ns = faas_now_ns(xi->xrt->rt) - xi->spawn_ns;
+        x_finish_inv(xi, FAAS_EINIT, error);
+        return;
+    }
+    json_decref(error);
+    free_ev(&xi->timer);
+    faas_pool_job_done(&inst->job); /* a min_warm start that failed */
+}
+
+static void lower_first(char *s)
+{
+    if (s[0] >= 'A' && s[0] <= 'Z')
+        s[0] = (char)(s[0] - 'A' + 'a');
+}
+
+/* What an exit means for the invocation it interrupted. */
+static int x_classify(struct faas_xinst *xi, int wstatus, uint64_t maxrss_kb, json_t **err)
+{
+    uint64_t mem_kb = (uint64_t)xi->memory_mb * 1024u;
+    char how[96];
+    int memory = 0;
+
+    if (xi->lost) {
+        *err = error_obj("Runtime.ExitError", "Runtime exited: the zygote is gone");
+        return FAAS_ECRASHED;
+    }
+    if (WIFSIGNALED(wstatus)) {
+        snprintf(how, sizeof how, "signal: %s", strsignal(WTERMSIG(wstatus)));
+        lower_first(how + 8);
+    } else {
+        snprintf(how, sizeof how, "exit status %d", WEXITSTATUS(wstatus));
+    }
+    if (xi->chan_lost && WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL) {
+        *err = error_obj("Runtime.ExitError",
+                         "Runtime exited without providing a reason (it closed its channel)");
+        return FAAS_ECRASHED;
+    }
+    if (xi->dying_seen) {
+        memory = xi->dying.enomem ||
+                 (xi->dying.limit_kb && xi->dying.data_kb * 10 >= xi->dying.limit_kb * 9);
+    } else if (mem_kb) {
+        /* Not a native worker's own report: an outside SIGKILL is the
+         * kernel's (cgroup) OOM killer; any end at the limit is memory. */
+        memory = (WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL) ||
+                 maxrss_kb * 10 >= mem_kb * 8;
+    }
+    if (memory) {
+        *err = error_obj("Runtime.OutOfMemory",
+                         "Runtime exited with error: %s (memory limit of %u MB reached)", how,
+                         xi->memory_mb);
+        return FAAS_EMEMLIMIT;
+    }
+    *err = error_obj("Runtime.ExitError", "Runtime exited with error: %s", how);
+    return FAAS_ECRASHED;
+}
+
+/* The process is gone (reaped). */
+static void x_exited(struct faas_xinst *xi, int wstatus, uint64_t maxrss_kb)
+{
+    struct faas_instance *inst = xi->inst;
+    json_t *err = NULL;
+    int status;
+
+    xi->exited = 1;
+    xi->busy++;
+    if (xi->logfd >= 0 && !x_read_log(xi)) {
+        free_ev(&xi->log_ev);
+        close_fd(&xi->logfd);
+    }
+    if (inst) {
+        if (!maxrss_kb && xi->dying_seen)
+            maxrss_kb = xi->dying.maxrss_kb;
+        if (xi->killed)
+            status = FAAS_ECRASHED, err = error_obj("Runtime.ExitError", "Runtime was killed");
+        else
+            status = x_classify(xi, wstatus, maxrss_kb, &err);
+        if (!xi->ready) {
+            x_init_failed(xi, err);
+        } else if (xi->inv) {
+            xi->inv->x_maxrss_kb = maxrss_kb;
+            x_finish_inv(xi, status, err);
+        } else {
+            /* Died idle: out of the pool, and min_warm refilled. */
+            struct faas_fn *fn = inst->fn;
+            json_decref(err);
+            faas_fn_ref(fn);
+            faas_list_remove(&inst->link);
+            faas_list_remove(&inst->rt_link);
+            faas_instance_destroy(inst);
+            faas_pool_prewarm(fn);
+            faas_fn_unref(fn);
+        }
+    }
+    xi->busy--;
+    x_maybe_free(xi);
+}
+
+/* ---- the channel (native workers) ------------------------------------ */
+
+static void x_flush(struct faas_xinst *xi)
+{
+    while (xi->woff < xi->wlen) {
+        ssize_t n = write(xi->chan, xi->wbuf + xi->woff, xi->wlen - xi->woff);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            if (errno == EAGAIN)
+                event_add(xi->wev, NULL);
+            return; /* EPIPE: the read side sees the end */
+        }
+        xi->woff += (size_t)n;
+    }
+    xi->woff = xi->wlen = 0;
+}
+
+static void write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    x_flush(arg);
+}
+
+/* Queues a frame and writes what the socket takes now. */
+static int x_send_frame(struct faas_xinst *xi, uint32_t type, const void *fixed, size_t flen,
+                        const char *const *strs, const size_t *lens, size_t nstrs)
+{
+    struct faas_frame_hdr h;
+    size_t total = flen, i, need;
+    char *p;
+
+    if (xi->chan < 0)
+        return FAAS_ECRASHED;
+    for (i = 0; i < nstrs; i++)
+        total += lens[i] + 1;
+    if (total > UINT32_MAX)
+        return FAAS_ETOOBIG;
+    need = xi->wlen + sizeof h + total;
+    if (need > xi->wcap) {
+        size_t cap = xi->wcap ? xi->wcap : 4096;
+        while (cap < need)
+            cap *= 2;
+        p = realloc(xi->wbuf, cap);
+        if (!p)
+            return FAAS_ENOMEM;
+        xi->wbuf = p;
+        xi->wcap = cap;
+    }
+    h.len = (uint32_t)total;
+    h.type = type;
+    p = xi->wbuf + xi->wlen;
+    memcpy(p, &h, sizeof h);
+    p += sizeof h;
+    if (flen) {
+        memcpy(p, fixed, flen);
+        p += flen;
+    }
+    for (i = 0; i < nstrs; i++) {
+        memcpy(p, strs[i], lens[i]);
+        p[lens[i]] = '\0';
+        p += lens[i] + 1;
+    }
+    xi->wlen = need;
+    if (xi->woff == 0 || !event_pending(xi->wev, EV_WRITE, NULL))
+        x_flush(xi);
+    return 0;
+}
+
+static const char *nth_str(const char *p, uint32_t len, size_t skip, int i)
+{
+    size_t o = skip;
+    for (; i > 0 && o < len; i--)
+        o += strnlen(p + o, len - o) + 1;
+    return o < len ? p + o : "";
+}
+
+static json_t *parse_json(const char *s, size_t len)
+{
+    json_error_t e;
+    json_t *j = json_loadb(s, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+    return j ? j : json_null();
+}
+
+static void x_ready(struct faas_xinst *xi, int status, json_t *error);
+
+/* One frame from the worker. */
+static void x_frame(struct faas_xinst *xi, uint32_t type, const char *p, uint32_t len)
+{
+    struct faas_runtime *rt = xi->xrt->rt;
+
+    switch (type) {
+    case FAAS_FR_LOG:
+        x_line(xi, p, strnlen(p, len));
+        break;
+    case FAAS_FR_READY: {
+        struct faas_fr_ready r;
+        if (len < sizeof r || xi->ready)
+            break;
+        memcpy(&r, p, sizeof r);
+        if (r.status != 0) {
+            const char *e = nth_str(p, len, sizeof r, 0);
+            x_ready(xi, FAAS_EINIT, parse_json(e, strlen(e)));
+        } else {
+            x_ready(xi, 0, NULL);
+        }
+        break;
+    }
+    case FAAS_FR_RESULT: {
+        struct faas_fr_result r;
+        const char *body;
+        if (len < sizeof r || !xi->inv)
+            break;
+        memcpy(&r, p, sizeof r);
+        body = nth_str(p, len, sizeof r, 0);
+        xi->inv->duration_ns = r.duration_ns ? r.duration_ns : 1;
+        xi->inv->x_maxrss_kb = r.maxrss_kb;
+        x_finish_inv(xi, r.status, parse_json(body, strnlen(body, len - sizeof r)));
+        break;
+    }
+    case FAAS_FR_DYING:
+        if (len >= sizeof xi->dying) {
+            memcpy(&xi->dying, p, sizeof xi->dying);
+            xi->dying_seen = 1;
+        }
+        break;
+    default:
+        break;
+    }
+    (void)rt;
+}
+
+static void read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct faas_xinst *xi = arg;
+    struct faas_runtime *rt = xi->xrt->rt;
+    size_t max = rt->opts.max_sync_payload * 2 + FAAS_FRAME_SLACK, off = 0;
+    struct faas_frame_hdr h;
+    ssize_t n;
+
+    (void)fd;
+    (void)what;
+    faas_rt_enter(rt);
+    xi->busy++;
+    if (xi->rcap - xi->rlen < 65536) {
+        size_t cap = xi->rcap ? xi->rcap * 2 : 65536 * 2;
+        char *p = realloc(xi->rbuf, cap);
+        if (!p)
+            goto out; /* try again on the next readiness */
+        xi->rbuf = p;
+        xi->rcap = cap;
+    }
+    n = read(xi->chan, xi->rbuf + xi->rlen, xi->rcap - xi->rlen);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        goto out;
+    if (n <= 0) {
+        /* The worker closed its channel: it cannot answer any more. */
+        x_close_chan(xi);
+        x_kill(xi);
+        xi->chan_lost = 1;
+        if (xi->inst && (xi->inv || !xi->ready))
+            xi->killed = 0; /* its exit still tells the invocation why */
+        goto out;
+    }
+    xi->rlen += (size_t)n;
+    while (xi->chan >= 0 && xi->rlen - off >= sizeof h) {
+        memcpy(&h, xi->rbuf + off, sizeof h);
+        if (h.len > max) {
+            x_close_chan(xi);
+            x_kill(xi);
+            xi->chan_lost = 1;
+            xi->killed = 0;
+            goto out;
+        }
+        if (xi->rlen - off - sizeof h < h.len) {
+            /* Incomplete: make room for all of it. */
+            if (sizeof h + h.len > xi->rcap) {
+                char *p = realloc(xi->rbuf, sizeof h + h.len);
+                if (p) {
+                    xi->rbuf = p;
+                    xi->rcap = sizeof h + h.len;
+                }
+            }
+            break;
+        }
+        off += sizeof h;
+        x_frame(xi, h.type, xi->rbuf + off, h.len);
+        off += h.len;
+        if (!xi->rbuf)
+            break; /* the channel was closed meanwhile */
+    }
+    if (xi->rbuf && off) {
+        memmove(xi->rbuf, xi->rbuf + off, xi->rlen - off);
+        xi->rlen -= off;
+    }
+out:
+    xi->busy--;
+    x_maybe_free(xi);
+    faas_rt_leave(rt);
+}
+
+/* ---- deadlines -------------------------------------------------------- */
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct faas_xinst *xi = arg;
+    struct faas_runtime *rt = xi->xrt->rt;
+    struct faas_inv *inv = xi->inv;
+    char msg[96];
+
+    (void)fd;
+    (void)what;
+    faas_rt_enter(rt);
+    xi->busy++;
+    if (!xi->inst) {
+        x_kill(xi); /* asked to exit and did not: fini overran */
+    } else if (!xi->ready) {
+        uint32_t ms = xi->inst ? xi->inst->fn->opts.init_timeout_ms : 0;
+        x_kill(xi);
+        x_init_failed(xi, error_obj("Runtime.InitError", "Init timed out after %.2f seconds",
+                                    (double)ms / 1000.0));
+    } else if (inv) {
+        inv->x_maxrss_kb = proc_hwm_kb(xi->pid);
+        x_kill(xi);
+        inv->duration_ns = (uint64_t)inv->timeout_ms * 1000000u;
+        snprintf(msg, sizeof msg, "Task timed out after %.2f seconds",
+                 (double)inv->timeout_ms / 1000.0);
+        x_finish_inv(xi, FAAS_ETIMEDOUT, faas_error_object("Sandbox.Timedout", msg));
+    }
+    xi->busy--;
+    x_maybe_free(xi);
+    faas_rt_leave(rt);
+}
+
+static void x_arm(struct faas_xinst *xi, uint64_t ms)
+{
+    struct timeval tv;
+    if (ms == 0) {
+        free_ev(&xi->timer);
+        return;
+    }
+    if (!xi->timer && !(xi->timer = event_new(xi->xrt->rt->base, -1, 0, timer_cb, xi)))
+        return; /* no deadline then: the process runs until it answers */
+    tv.tv_sec = (time_t)(ms / 1000u);
+    tv.tv_usec = (suseconds_t)((ms % 1000u) * 1000u);
+    event_add(xi->timer, &tv);
+}
+
+/* ---- sending an invocation ------------------------------------------ */
+
+static char *dump(json_t *j, size_t *len)
+{
+    char *s = json_dumps(j ? j : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    *len = s ? strlen(s) : 0;
+    return s;
+}
+
+/* Starts inv on a ready process. */
+static void x_send(struct faas_xinst *xi, struct faas_inv *inv)
+{
+    struct faas_runtime *rt = xi->xrt->rt;
+    uint64_t now = faas_now_ns(rt), t = (uint64_t)inv->timeout_ms * 1000000u;
+    int rc = 0;
+
+    inv->run_start_ns = now;
+    atomic_store(&inv->ctx.deadline_ns, t ? now + t : 0);
+    atomic_store(&inv->phase, FAAS_PHASE_RUN);
+    x_arm(xi, inv->timeout_ms);
+    if (xi->command) {
+        faas_cmd_send(xi->inst, inv);
+        return;
+    } else {
+        struct faas_fr_invoke fi;
+        const char *strs[4];
+        size_t lens[4];
+        char *ev, *cc = NULL;
+
+        memset(&fi, 0, sizeof fi);
+        fi.timeout_ns = t;
+        fi.timeout_ms = inv->timeout_ms;
+        ev = dump(inv->event, &lens[3]);
+        if (inv->client_context)
+            cc = dump(inv->client_context, &lens[2]);
+        if (!ev || (inv->client_context && !cc)) {
+            rc = FAAS_ENOMEM;
+        } else {
+            strs[0] = inv->res.request_id;
+            lens[0] = strlen(strs[0]);
+            strs[1] = inv->trace_id ? inv->trace_id : "";
+            lens[1] = strlen(strs[1]);
+            strs[2] = cc ? cc : "";
+            if (!cc)
+                lens[2] = 0;
+            strs[3] = ev;
+            rc = x_send_frame(xi, FAAS_FR_INVOKE, &fi, sizeof fi, strs, lens, 4);
+        }
+        free(ev);
+        free(cc);
+    }
+    if (rc == FAAS_ENOMEM)
+        x_finish_inv(xi, FAAS_ENOMEM, faas_error_object("Runtime.OutOfMemory",
+                                                        "the host is out of memory"));
+    /* A closed channel: the exit report ends the invocation. */
+}
+
+static void x_ready(struct faas_xinst *xi, int status, json_t *error)
+{
+    struct faas_instance *inst = xi->inst;
+    struct faas_inv *inv = xi->inv;
+
+    if (xi->ready)
+        return;
+    xi->init_ns = faas_now_ns(xi->xrt->rt) - xi->spawn_ns;
+    free_ev(&xi->timer);
+    if (status != 0) {
+        if (!error)
+            error = faas_error_object("Runtime.InitError", "init failed");
+        x_init_failed(xi, error);
+        return;
+    }
+    json_decref(error);
+    xi->ready = 1;
+    if (!inst)
+        return;
+    inst->initialized = 1;
+    if (inv) {
+        inv->init_ns = xi->init_ns;
+        x_send(xi, inv);
+    } else {
+        faas_pool_job_done(&inst->job); /* min_warm: hand over or idle */
+    }
+}
+
+void faas_x_ready(struct faas_instance *inst, int status, json_t *error)
+{
+    struct faas_xinst *xi = inst ? inst->x : NULL;
+    if (!xi) {
+        json_decref(error);
+        return;
+    }
+    xi->busy++;
+    x_ready(xi, status, error);
+    xi->busy--;
+    x_maybe_free(xi);
+}
+
+void faas_x_result(struct faas_instance *inst, int status, json_t *payload)
+{
+    struct faas_xinst *xi = inst ? inst->x : NULL;
+    if (!xi || !xi->inv) {
+        json_decref(payload);
+        return;
+    }
+    xi->busy++;
+    xi->inv->x_maxrss_kb = proc_hwm_kb(xi->pid);
+    x_finish_inv(xi, status, payload);
+    xi->busy--;
+    x_maybe_free(xi);
+}
+
+/* ---- spawning --------------------------------------------------------- */
+
+static void pid_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct faas_xinst *xi = arg;
+    struct faas_runtime *rt = xi->xrt->rt;
+    struct rusage ru;
+    int st = 0;
+    pid_t r;
+
+    (void)fd;
+    (void)what;
+    memset(&ru, 0, sizeof ru);
+    r = wait4(xi->pid, &st, WNOHANG, &ru);
+    if (r == 0)
+        return;
+    free_ev(&xi->pid_ev);
+    faas_rt_enter(rt);
+    if (r < 0)
+        st = 0; /* reaped by someone else (the host's own SIGCHLD handler) */
+    x_exited(xi, st, (uint64_t)ru.ru_maxrss);
+    faas_rt_leave(rt);
+}
+
+/* The SPAWN message for the zygote: fixed part, then the command strings. */
+static char *spawn_msg(const struct faas_zspawn *sp, const char *cwd, char *const *argv,
+                       char *const *env, size_t *len)
+{
+    size_t n = sizeof *sp, i;
+    char *m, *p;
+
+    if (sp->command) {
+        n += strlen(cwd) + 1 + 1 + 1;
+        for (i = 0; argv[i]; i++)
+            n += strlen(argv[i]) + 1;
+        for (i = 0; env[i]; i++)
+            n += strlen(env[i]) + 1;
+    }
+    if (n > FAAS_ZMSG_MAX || !(m = faas_malloc(n)))
+        return NULL;
+    memcpy(m, sp, sizeof *sp);
+    p = m + sizeof *sp;
+    if (sp->command) {
+        size_t l = strlen(cwd) + 1;
+        memcpy(p, cwd, l);
+        p += l;
+        for (i = 0; argv[i]; i++) {
+            l = strlen(argv[i]) + 1;
+            memcpy(p, argv[i], l);
+            p += l;
+        }
+        *p++ = '\0';
+        for (i = 0; env[i]; i++) {
+            l = strlen(env[i]) + 1;
+            memcpy(p, env[i], l);
+            p += l;
+        }
+        *p++ = '\0';
+    }
+    *len = n;
+    return m;
+}
+
+static int z_send_spawn(struct faas_xrt *x, const char *msg, size_t len, const int *fds, int nfds)
+{
+    struct msghdr mh;
+    struct iovec iov;
+    struct cmsghdr *c;
+    union {
+        char buf[CMSG_SPACE(2 * sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    ssize_t n;
+
+    memset(&mh, 0, sizeof mh);
+    memset(&u, 0, sizeof u);
+    iov.iov_base = (void *)(uintptr_t)msg;
+    iov.iov_len = len;
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = u.buf;
+    mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+    c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
+    do {
+        n = sendmsg(x->zfd, &mh, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n == (ssize_t)len ? 0 : -1;
+}
+
+/* Starts the process of a new record: through the zygote, or a fork here. */
+static int x_start_process(struct faas_xinst *xi, int child_chan, int child_log, char **argv,
+                           char **env)
+{
+    struct faas_xrt *x = xi->xrt;
+    struct faas_fn *fn = xi->inst->fn;
+    struct faas_zspawn sp;
+    const char *cwd = fn->task_root ? fn->task_root : "";
+
+    memset(&sp, 0, sizeof sp);
+    sp.type = FAAS_Z_SPAWN;
+    sp.tag = ++x->next_tag;
+    sp.command = (uint32_t)xi->command;
+    sp.memory_mb = xi->memory_mb;
+    xi->tag = sp.tag;
+    if (x->zfd >= 0) {
+        int fds[2], nfds = 0, rc;
+        size_t len;
+        char *msg = spawn_msg(&sp, cwd, argv, env, &len);
+        if (!msg)
+            return FAAS_ENOMEM;
+        if (!xi->command)
+            fds[nfds++] = child_chan;
+        fds[nfds++] = child_log;
+        rc = z_send_spawn(x, msg, len, fds, nfds);
+        free(msg);
+        if (rc != 0)
+            return FAAS_ESYS;
+        faas_list_insert_tail(&x->spawning, &xi->slink);
+        return 0;
+    } else {
+        struct faas_child_spec spec;
+        pid_t host = getpid(), pid;
+
+        memset(&spec, 0, sizeof spec);
+        spec.command = xi->command;
+        spec.memory_mb = xi->memory_mb;
+        spec.chan_fd = child_chan;
+        spec.log_fd = child_log;
+        spec.cwd = cwd;
+        spec.argv = argv;
+        spec.env = env;
+        pid = fork();
+        if (pid == 0)
+            faas_child_run(&spec, host);
+        if (pid < 0)
+            return FAAS_ESYS;
+        xi->pid = pid;
+        xi->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        if (xi->pidfd >= 0)
+            xi->pid_ev = event_new(x->rt->base, xi->pidfd, EV_READ | EV_PERSIST, pid_cb, xi);
+        if (!xi->pid_ev) {
+            /* No way to watch it: it cannot be used. */
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            xi->pid = -1;
+            return FAAS_ESYS;
+        }
+        event_add(xi->pid_ev, NULL);
+        return 0;
+    }
+}
+
+/* A record and its process for inst. Returns 0 or FAAS_E*. */
+static int x_spawn(struct faas_instance *inst)
+{
+    struct faas_fn *fn = inst->fn;
+    struct faas_runtime *rt = fn->rt;
+    struct faas_xrt *x = rt->xrt;
+    struct faas_xinst *xi;
+    int chan[2] = { -1, -1 }, logp[2] = { -1, -1 }, rc = FAAS_ESYS;
+    char **env = NULL;
+
+    if (!x)
+        return FAAS_ESYS;
+    xi = faas_calloc(1, sizeof *xi);
+    if (!xi)
+        return FAAS_ENOMEM;
+    faas_list_init(&xi->link);
+    faas_list_init(&xi->slink);
+    xi->xrt = x;
+    xi->inst = inst;
+    xi->command = fn->xkind == FAAS_X_COMMAND;
+    xi->chan = xi->logfd = xi->pidfd = -1;
+    xi->memory_mb = fn->opts.memory_mb;
+    xi->spawn_ns = faas_now_ns(rt);
+    inst->x = xi;
+
+    if (pipe2(logp, O_CLOEXEC) != 0)
+        goto fail;
+    if (!xi->command && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chan) != 0)
+        goto fail;
+    if (xi->command && (rc = faas_cmd_inst_new(inst, &env)) != 0)
+        goto fail;
+    xi->logfd = logp[0];
+    set_nonblock(xi->logfd);
+    xi->log_ev = event_new(rt->base, xi->logfd, EV_READ | EV_PERSIST, log_cb, xi);
+    if (!xi->command) {
+        xi->chan = chan[0];
+        set_nonblock(xi->chan);
+        xi->rev = event_new(rt->base, xi->chan, EV_READ | EV_PERSIST, read_cb, xi);
+        xi->wev = event_new(rt->base, xi->chan, EV_WRITE, write_cb, xi);
+    }
+    rc = FAAS_ENOMEM;
+    if (!xi->log_ev || (!xi->command && (!xi->rev || !xi->wev)))
+        goto fail;
+    if (!xi->command) {
+        /* HELLO first: the worker reads it as soon as it runs. */
+        struct faas_fr_hello hi;
+        const char *strs[3] = { fn->name, fn->so_path ? fn->so_path : "",
+                                fn->symbol ? fn->symbol : "" };
+        size_t lens[3] = { strlen(strs[0]), strlen(strs[1]), strlen(strs[2]) };
+        memset(&hi, 0, sizeof hi);
+        hi.handler = (uint64_t)(uintptr_t)fn->handler;
+        hi.init = (uint64_t)(uintptr_t)fn->opts.init;
+        hi.fini = (uint64_t)(uintptr_t)fn->opts.fini;
+        hi.memory_mb = fn->opts.memory_mb;
+        hi.init_timeout_ms = fn->opts.init_timeout_ms;
+        hi.max_payload = rt->opts.max_sync_payload;
+        if ((rc = x_send_frame(xi, FAAS_FR_HELLO, &hi, sizeof hi, strs, lens, 3)) != 0)
+            goto fail;
+    }
+    rc = x_start_process(xi, chan[1], logp[1], fn->argv, env);
+    if (rc != 0)
+        goto fail;
+    close_fd(&chan[1]);
+    close_fd(&logp[1]);
+    faas_strv_free(env);
+    faas_list_insert_tail(&x->procs, &xi->link);
+    event_add(xi->log_ev, NULL);
+    if (xi->rev)
+        event_add(xi->rev, NULL);
+    x_arm(xi, fn->opts.init_timeout_ms);
+    return 0;
+fail:
+    if (xi->command && inst->cmd)
+        faas_cmd_inst_free(inst);
+    faas_strv_free(env);
+    close_fd(&chan[1]);
+    close_fd(&logp[1]);
+    if (xi->logfd < 0)
+        close_fd(&logp[0]);
+    if (xi->chan < 0)
+        close_fd(&chan[0]);
+    inst->x = NULL;
+    xi->inst = NULL;
+    xi->pid = -1;
+    x_free(xi);
+    return rc;
+}
+
+/* ---- the pool's hooks ------------------------------------------------- */
+
+/* Ends inv from the loop, later: it could not be started. */
+static void fail_later(struct faas_inv *inv, int status, const char *etype, const char *emsg)
+{
+    inv->preset = 1;
+    inv->res.status = status;
+    inv->res.payload = faas_error_object(etype, emsg);
+    inv->res.cold = inv->cold;
+    inv->inst->retire = 1;
+    faas_list_remove(&inv->link);
+    faas_inv_defer(inv);
+}
+
+void faas_x_start(struct faas_inv *inv)
+{
+    struct faas_instance *inst = inv->inst;
+    struct faas_xinst *xi = inst->x;
+    int rc;
+
+    if (!xi) {
+        rc = x_spawn(inst);
+        if (rc != 0) {
+            fail_later(inv, FAAS_EINIT, "Runtime.StartError",
+                       rc == FAAS_ENOMEM ? "out of memory starting the runtime"
+                                         : "the runtime process could not be started");
+            return;
+        }
+        xi = inst->x;
+    }
+    xi->inv = inv;
+    atomic_store(&inv->phase, xi->ready ? FAAS_PHASE_RUN : FAAS_PHASE_INIT);
+    if (xi->ready)
+        x_send(xi, inv);
+}
+
+void faas_x_prewarm(struct faas_instance *inst)
+{
+    if (x_spawn(inst) != 0) {
+        inst->initialized = 0;
+        faas_pool_job_done(&inst->job);
+    }
+}
+
+void faas_x_destroy(struct faas_instance *inst)
+{
+    struct faas_xinst *xi = inst->x;
+
+    if (inst->cmd)
+        faas_cmd_inst_free(inst);
+    if (!xi)
+        return;
+    inst->x = NULL;
+    xi->inst = NULL;
+    xi->inv = NULL;
+    free_ev(&xi->timer);
+    if (!xi->exited) {
+        if (!xi->command && xi->ready && !xi->killed && xi->chan >= 0) {
+            /* Warm and idle: let it run fini and go. */
+            x_send_frame(xi, FAAS_FR_EXIT, NULL, 0, NULL, NULL, 0);
+            x_arm(xi, 2000);
+            /* The timer of a detached record only kills. */
+        } else {
+            x_kill(xi);
+        }
+    }
+    x_maybe_free(xi);
+}
+
+void faas_x_cancel(struct faas_inv *inv, int status, const char *etype, const char *emsg)
+{
+    struct faas_xinst *xi = inv->inst ? inv->inst->x : NULL;
+
+    faas_inv_detach(inv, status, etype, emsg);
+    if (!xi) {
+        return;
+    }
+    xi->busy++;
+    x_kill(xi);
+    if (xi->inv == inv)
+        x_finish_inv(xi, status, NULL);
+    xi->busy--;
+    x_maybe_free(xi);
+}
+
+/* ---- the zygote ------------------------------------------------------- */
+
+static struct faas_xinst *find_pid(struct faas_xrt *x, pid_t pid)
+{
+    struct faas_list *e;
+    for (e = x->procs.next; e != &x->procs; e = e->next) {
+        struct faas_xinst *xi = FAAS_CONTAINER_OF(e, struct faas_xinst, link);
+        if (xi->pid == pid)
+            return xi;
+    }
+    return NULL;
+}
+
+static void z_spawned(struct faas_xrt *x, const struct faas_zspawned *m, int pidfd)
+{
+    struct faas_list *e;
+    for (e = x->spawning.next; e != &x->spawning; e = e->next) {
+        struct faas_xinst *xi = FAAS_CONTAINER_OF(e, struct faas_xinst, slink);
+        if (xi->tag != m->tag)
+            continue;
+        faas_list_remove(&xi->slink);
+        xi->busy++;
+        if (m->pid <= 0) {
+            xi->pid = -1;
+            xi->exited = 1;
+            if (xi->inst) {
+                if (!xi->killed)
+                    x_init_failed(xi, error_obj("Runtime.StartError",
+                                                "the runtime process could not be started: %s",
+                                                strerror(-m->pid)));
+                else if (xi->inv)
+                    x_finish_inv(xi, FAAS_ECRASHED, NULL);
+            }
+        } else {
+            xi->pid = m->pid;
+            xi->pidfd = pidfd;
+            pidfd = -1;
+            if (xi->killed) {
+                xi->killed = 0;
+                x_kill(xi);
+            }
+        }
+        xi->busy--;
+        x_maybe_free(xi);
+        break;
+    }
+    if (pidfd >= 0)
+        close(pidfd);
+}
+
+static void zygote_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct faas_xrt *x = arg;
+    struct faas_runtime *rt = x->rt;
+    union {
+        struct faas_zspawned s;
+        struct faas_zexited e;
+        uint32_t type;
+    } m;
+    struct msghdr mh;
+    struct iovec iov;
+    struct cmsghdr *c;
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    int pidfd;
+    ssize_t n;
+
+    (void)what;
+    faas_rt_enter(rt);
+    for (;;) {
+        memset(&mh, 0, sizeof mh);
+        iov.iov_base = &m;
+        iov.iov_len = sizeof m;
+        mh.msg_iov = &iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = u.buf;
+        mh.msg_controllen = sizeof u.buf;
+        n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            break;
+        if (n == 0) {
+            /* The zygote died: its workers died with it. */
+            struct faas_list *e, *next;
+            free_ev(&x->zev);
+            close_fd(&x->zfd);
+            waitpid(x->zpid, NULL, 0);
+            x->zpid = 0;
+            for (e = x->procs.next; e != &x->procs; e = next) {
+                struct faas_xinst *xi = FAAS_CONTAINER_OF(e, struct faas_xinst, link);
+                next = e->next;
+                xi->lost = 1;
+                x_exited(xi, SIGKILL, 0);
+            }
+            break;
+        }
+        pidfd = -1;
+        c = CMSG_FIRSTHDR(&mh);
+        if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+            memcpy(&pidfd, CMSG_DATA(c), sizeof pidfd);
+        if (m.type == FAAS_Z_SPAWNED && (size_t)n >= sizeof m.s) {
+            z_spawned(x, &m.s, pidfd);
+        } else {
+            if (pidfd >= 0)
+                close(pidfd);
+            if (m.type == FAAS_Z_EXITED && (size_t)n >= sizeof m.e) {
+                struct faas_xinst *xi = find_pid(x, m.e.pid);
+                if (xi)
+                    x_exited(xi, m.e.wstatus, m.e.maxrss_kb);
+            }
+        }
+        if (rt->free_requested)
+            break;
+    }
+    faas_rt_leave(rt);
+}
+
+int faas_zygote_start(struct faas_runtime *rt)
+{
+    struct faas_xrt *x = faas_calloc(1, sizeof *x);
+    int sv[2];
+    pid_t host = getpid(), pid;
+
+    if (!x)
+        return FAAS_ENOMEM;
+    x->rt = rt;
+    x->zfd = -1;
+    faas_list_init(&x->spawning);
+    faas_list_init(&x->procs);
+    rt->xrt = x;
+    if (!rt->opts.zygote)
+        return 0;
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+        goto fail;
+    /* What the host has buffered must not be written twice. */
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    if (pid == 0) {
+        close(sv[0]);
+        faas_zygote_main(sv[1], host);
+    }
+    close(sv[1]);
+    if (pid < 0) {
+        close(sv[0]);
+        goto fail;
+    }
+    x->zpid = pid;
+    x->zfd = sv[0];
+    x->zev = event_new(rt->base, x->zfd, EV_READ | EV_PERSIST, zygote_cb, x);
+    if (!x->zev) {
+        faas_zygote_stop(rt);
+        return FAAS_ENOMEM;
+    }
+    event_add(x->zev, NULL);
+    return 0;
+fail:
+    rt->xrt = NULL;
+    free(x);
+    return FAAS_ESYS;
+}
+
+void faas_x_shutdown(struct faas_runtime *rt)
+{
+    struct faas_xrt *x = rt->xrt;
+    struct faas_list *e;
+    uint64_t end;
+
+    if (!x)
+        return;
+    /* Workers asked to run fini get a moment; then everything is killed. */
+    end = faas_now_ns(rt) + 1000000000u;
+    for (;;) {
+        struct pollfd pfd[64];
+        nfds_t n = 0;
+        for (e = x->procs.next; e != &x->procs && n < 64; e = e->next) {
+            struct faas_xinst *xi = FAAS_CONTAINER_OF(e, struct faas_xinst, link);
+            if (!xi->killed && !xi->exited && xi->chan >= 0) {
+                pfd[n].fd = xi->chan;
+                pfd[n++].events = POLLIN;
+            }
+        }
+        if (n == 0 || faas_now_ns(rt) >= end)
+            break;
+        if (poll(pfd, n, 50) <= 0)
+            continue;
+        for (e = x->procs.next; e != &x->procs; e = e->next) {
+            struct faas_xinst *xi = FAAS_CONTAINER_OF(e, struct faas_xinst, link);
+            nfds_t i;
+            for (i = 0; i < n; i++) {
+                if (pfd[i].fd == xi->chan && pfd[i].revents) {
+                    char buf[4096];
+                    if (read(xi->chan, buf, sizeof buf) == 0)
+                        x_close_chan(xi); /* gone: its fini ran */
+                }
+            }
+        }
+    }
+    while (!faas_list_empty(&x->procs)) {
+        struct faas_xinst *xi = FAAS_CONTAINER_OF(x->procs.next, struct faas_xinst, link);
+        if (xi->inst)
+            faas_x_destroy(xi->inst);
+        if (!xi->exited && xi->pid > 0) {
+            xi->killed = 0;
+            x_kill(xi);
+            if (x->zfd < 0)
+                waitpid(xi->pid, NULL, 0);
+        }
+        x_free(xi);
+    }
+}
+
+void faas_zygote_stop(struct faas_runtime *rt)
+{
+    struct faas_xrt *x = rt->xrt;
+    if (!x)
+        return;
+    free_ev(&x->zev);
+    close_fd(&x->zfd); /* the zygote kills what is left and exits */
+    if (x->zpid > 0)
+        waitpid(x->zpid, NULL, 0);
+    rt->xrt = NULL;
+    free(x);
+}

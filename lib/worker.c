@@ -1,0 +1,786 @@
+/*
+ * worker.c - the processes libfaas starts: the zygote, and what a new child
+ * does between fork and its work (a native worker's loop, or exec).
+ *
+ * The zygote is forked by faas_runtime_new before the runtime starts any
+ * thread, so it is a single-threaded copy of the host image with a small
+ * heap. It closes every descriptor but its control channel, leaves the
+ * host's process group (a terminal's Ctrl-C is the host's to handle), dies
+ * with the host (PR_SET_PDEATHSIG, and end-of-file on the channel), and
+ * adopts the orphans of its workers (a child subreaper), so a handler that
+ * forks leaves nothing behind. It forks one child per SPAWN request and
+ * reports each child's exit with its peak memory (wait4's rusage), reading
+ * SIGCHLD from a signalfd: it is the zygote's own signal, never the host's.
+ *
+ * A native worker reads its HELLO (which handler, which limits), runs init
+ * once, and then serves INVOKE frames one at a time with the same code
+ * INLINE and THREAD instances use (faas_inv_execute), on a runtime and a
+ * function record of its own. Lines from faas_ctx_log leave at once, so
+ * what a handler logged before it crashed still reaches the host. A fatal
+ * signal sends a DYING frame first, saying whether memory had run out; an
+ * exit() in a handler leaves without running the host's atexit handlers.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "exec_process.h"
+#include "faas_int.h"
+
+/* ---- frames ---------------------------------------------------------- */
+
+static int write_all(int fd, struct iovec *iov, int n)
+{
+    while (n > 0) {
+        ssize_t w = writev(fd, iov, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        while (n > 0 && (size_t)w >= iov->iov_len) {
+            w -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + w;
+            iov->iov_len -= (size_t)w;
+        }
+    }
+    return 0;
+}
+
+int faas_frame_write(int fd, uint32_t type, const void *fixed, size_t flen,
+                     const char *const *strs, size_t nstrs)
+{
+    struct iovec iov[8];
+    struct faas_frame_hdr h;
+    size_t i, total = flen;
+    int n = 0;
+
+    if (nstrs > 6)
+        return -1;
+    for (i = 0; i < nstrs; i++)
+        total += strlen(strs[i]) + 1;
+    if (total > UINT32_MAX)
+        return -1;
+    h.len = (uint32_t)total;
+    h.type = type;
+    iov[n].iov_base = &h;
+    iov[n++].iov_len = sizeof h;
+    if (flen) {
+        iov[n].iov_base = (void *)(uintptr_t)fixed;
+        iov[n++].iov_len = flen;
+    }
+    for (i = 0; i < nstrs; i++) {
+        iov[n].iov_base = (void *)(uintptr_t)strs[i];
+        iov[n++].iov_len = strlen(strs[i]) + 1;
+    }
+    return write_all(fd, iov, n);
+}
+
+static int read_all(int fd, void *buf, size_t n)
+{
+    char *p = buf;
+    while (n > 0) {
+        ssize_t r = read(fd, p, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+/* ---- memory figures (async-signal-safe) ------------------------------ */
+
+/* The data segment in KiB, from /proc/self/statm (6th field, pages). */
+static uint64_t data_kb(void)
+{
+    char buf[128];
+    ssize_t n;
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC), field = 0;
+    uint64_t v = 0;
+    ssize_t i;
+
+    if (fd < 0)
+        return 0;
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    for (i = 0; i < n; i++) {
+        if (buf[i] == ' ') {
+            if (++field == 6)
+                break;
+            v = 0;
+        } else if (buf[i] >= '0' && buf[i] <= '9') {
+            v = v * 10 + (uint64_t)(buf[i] - '0');
+        }
+    }
+    return field >= 5 ? v * (uint64_t)(sysconf(_SC_PAGESIZE) / 1024) : 0;
+}
+
+static uint64_t maxrss_kb(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (uint64_t)ru.ru_maxrss;
+}
+
+/* ---- the new child --------------------------------------------------- */
+
+/* Moves fd above the descriptors the child will use (0..3). */
+static int lift(int fd)
+{
+    int n;
+    if (fd < 0)
+        return fd;
+    n = fcntl(fd, F_DUPFD, 10);
+    return n < 0 ? fd : n;
+}
+
+static void close_from(int first)
+{
+    long i, max;
+    if (syscall(SYS_close_range, (unsigned)first, ~0u, 0u) == 0)
+        return;
+    max = sysconf(_SC_OPEN_MAX);
+    if (max < 0 || max > 65536)
+        max = 65536;
+    for (i = first; i < max; i++)
+        close((int)i);
+}
+
+static void die_msg(const char *what, const char *arg) __attribute__((noreturn));
+
+static void die_msg(const char *what, const char *arg)
+{
+    const char *e = strerror(errno);
+    struct iovec iov[5];
+    iov[0].iov_base = (void *)(uintptr_t)what;
+    iov[0].iov_len = strlen(what);
+    iov[1].iov_base = (void *)(uintptr_t)" ";
+    iov[1].iov_len = 1;
+    iov[2].iov_base = (void *)(uintptr_t)(arg ? arg : "");
+    iov[2].iov_len = arg ? strlen(arg) : 0;
+    iov[3].iov_base = (void *)(uintptr_t)": ";
+    iov[3].iov_len = 2;
+    iov[4].iov_base = (void *)(uintptr_t)e;
+    iov[4].iov_len = strlen(e);
+    if (write_all(2, iov, 5) == 0)
+        (void)!write(2, "\n", 1);
+    _exit(127);
+}
+
+void faas_child_run(const struct faas_child_spec *spec, pid_t parent)
+{
+    struct rlimit rl;
+    sigset_t none;
+    int sig, chan, logfd, devnull;
+    uint64_t base_kb = 0;
+
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(1);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            signal(sig, SIG_DFL);
+
+    chan = lift(spec->command ? -1 : spec->chan_fd);
+    logfd = lift(spec->log_fd);
+    devnull = lift(open("/dev/null", O_RDWR));
+    if (devnull < 0 || logfd < 0 || (!spec->command && chan < 0))
+        _exit(126);
+    if (dup2(devnull, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0 ||
+        (!spec->command && dup2(chan, 3) < 0))
+        _exit(126);
+    close_from(spec->command ? 3 : 4);
+
+    if (!spec->command)
+        base_kb = data_kb();
+    rl.rlim_cur = rl.rlim_max = (rlim_t)(base_kb * 1024u + ((uint64_t)spec->memory_mb << 20));
+    if (spec->memory_mb)
+        setrlimit(RLIMIT_DATA, &rl);
+
+    if (!spec->command)
+        faas_worker_main(3);
+    if (spec->cwd && spec->cwd[0] && chdir(spec->cwd) != 0)
+        die_msg("cannot enter", spec->cwd);
+    execvpe(spec->argv[0], spec->argv, spec->env);
+    die_msg("cannot execute", spec->argv[0]);
+}
+
+/* ---- the native worker ----------------------------------------------- */
+
+static int w_chan = -1;
+static uint64_t w_limit_kb;
+static struct faas_runtime w_rt;
+static struct faas_fn w_fn;
+static struct faas_instance w_inst;
+
+static void fatal_handler(int sig)
+{
+    int saved = errno;
+    struct {
+        struct faas_frame_hdr h;
+        struct faas_fr_dying d;
+    } m;
+
+    memset(&m, 0, sizeof m);
+    m.h.len = sizeof m.d;
+    m.h.type = FAAS_FR_DYING;
+    m.d.signo = sig;
+    m.d.enomem = saved == ENOMEM;
+    m.d.data_kb = data_kb();
+    m.d.limit_kb = w_limit_kb;
+    m.d.maxrss_kb = maxrss_kb();
+    (void)!write(w_chan, &m, sizeof m);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void exit_now(int status, void *arg)
+{
+    (void)arg;
+    fflush(NULL);
+    _exit(status);
+}
+
+static void install_fatal_handlers(void)
+{
+    static char altstack[64 * 1024];
+    static const int sigs[] = { SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL, SIGSYS, SIGTRAP };
+    struct sigaction sa;
+    stack_t ss;
+    size_t i;
+
+    ss.ss_sp = altstack;
+    ss.ss_size = sizeof altstack;
+    ss.ss_flags = 0;
+    sigaltstack(&ss, NULL);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = fatal_handler;
+    sa.sa_flags = (int)(SA_ONSTACK | SA_RESETHAND);
+    sigemptyset(&sa.sa_mask);
+    for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        sigaction(sigs[i], &sa, NULL);
+    /* A broken channel is an error to see, not a signal to die of. */
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static void send_log(struct faas_ctx *ctx, const char *line, size_t len)
+{
+    struct iovec iov[3];
+    struct faas_frame_hdr h;
+    (void)ctx;
+    h.len = (uint32_t)len + 1;
+    h.type = FAAS_FR_LOG;
+    iov[0].iov_base = &h;
+    iov[0].iov_len = sizeof h;
+    iov[1].iov_base = (void *)(uintptr_t)line;
+    iov[1].iov_len = len;
+    iov[2].iov_base = (void *)(uintptr_t)"";
+    iov[2].iov_len = 1;
+    if (write_all(w_chan, iov, 3) != 0)
+        _exit(70); /* the channel is gone: nobody waits for this worker */
+}
+
+/* Reads one frame into a new buffer (NUL-terminated). */
+static char *read_frame(struct faas_frame_hdr *h, size_t max)
+{
+    char *p;
+    if (read_all(w_chan, h, sizeof *h) != 0)
+        _exit(0); /* the host closed the channel */
+    if (h->len > max)
+        _exit(71);
+    p = malloc((size_t)h->len + 1);
+    if (!p || read_all(w_chan, p, h->len) != 0)
+        _exit(p ? 0 : 72);
+    p[h->len] = '\0';
+    return p;
+}
+
+/* The i-th NUL-terminated string after `skip` bytes, or "" past the end. */
+static const char *frame_str(const char *p, uint32_t len, size_t skip, int i)
+{
+    size_t o = skip;
+    for (; i > 0 && o < len; i--)
+        o += strlen(p + o) + 1;
+    return o < len ? p + o : "";
+}
+
+static void send_result(int32_t status, const char *payload, uint64_t duration_ns, uint32_t type)
+{
+    const char *strs[1] = { payload };
+    fflush(stdout);
+    fflush(stderr);
+    if (type == FAAS_FR_READY) {
+        struct faas_fr_ready r;
+        memset(&r, 0, sizeof r);
+        r.status = status;
+        r.init_ns = duration_ns;
+        if (faas_frame_write(w_chan, type, &r, sizeof r, strs, payload ? 1 : 0) != 0)
+            _exit(70);
+    } else {
+        struct faas_fr_result r;
+        memset(&r, 0, sizeof r);
+        r.status = status;
+        r.duration_ns = duration_ns;
+        r.maxrss_kb = maxrss_kb();
+        if (faas_frame_write(w_chan, type, &r, sizeof r, strs, 1) != 0)
+            _exit(70);
+    }
+}
+
+static void send_init_error(const char *type, const char *msg)
+{
+    json_t *e = faas_error_object(type, msg);
+    char *s = json_dumps(e, JSON_COMPACT | JSON_ENCODE_ANY);
+    send_result(FAAS_EINIT, s ? s : "null", 0, FAAS_FR_READY);
+    free(s);
+    json_decref(e);
+}
+
+/* Finds the handler (and init, fini) as HELLO says. 0, or an init error sent. */
+static int resolve(const struct faas_fr_hello *hi, const char *so_path, const char *symbol)
+{
+    char name[FAAS_NAME_MAX + 64], msg[512];
+    void *dl;
+
+    w_fn.handler = (faas_handler_fn)(uintptr_t)hi->handler;
+    w_fn.opts.init = (faas_init_fn)(uintptr_t)hi->init;
+    w_fn.opts.fini = (faas_fini_fn)(uintptr_t)hi->fini;
+    if (!so_path[0])
+        return 0;
+    dl = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
+    if (!dl) {
+        snprintf(msg, sizeof msg, "Error: cannot load %s", dlerror());
+        send_init_error("Runtime.ImportModuleError", msg);
+        return -1;
+    }
+    *(void **)&w_fn.handler = dlsym(dl, symbol);
+    if (!w_fn.handler) {
+        snprintf(msg, sizeof msg, "%s is undefined or not exported in %s", symbol, so_path);
+        send_init_error("Runtime.HandlerNotFound", msg);
+        return -1;
+    }
+    if (!w_fn.opts.init) {
+        snprintf(name, sizeof name, "%s_init", symbol);
+        *(void **)&w_fn.opts.init = dlsym(dl, name);
+    }
+    if (!w_fn.opts.fini) {
+        snprintf(name, sizeof name, "%s_fini", symbol);
+        *(void **)&w_fn.opts.fini = dlsym(dl, name);
+    }
+    return 0;
+}
+
+static void run_init(void)
+{
+    struct faas_ctx ctx;
+    uint64_t ns = 0;
+    char *s;
+
+    memset(&ctx, 0, sizeof ctx);
+    ctx.rt = &w_rt;
+    ctx.fn = &w_fn;
+    ctx.request_id = "";
+    ctx.log_tail = &ctx.log_head;
+    ctx.log_hook = send_log;
+    w_inst.fn = &w_fn;
+    w_inst.initialized = w_fn.opts.init == NULL;
+    if (!w_inst.initialized && faas_instance_init(&w_inst, &ctx, &ns) != 0) {
+        json_t *e = faas_error_object(ctx.error_type, ctx.error_message);
+        s = json_dumps(e, JSON_COMPACT | JSON_ENCODE_ANY);
+        send_result(FAAS_EINIT, s ? s : "null", ns, FAAS_FR_READY);
+        _exit(0);
+    }
+    free(ctx.error_type);
+    free(ctx.error_message);
+    send_result(0, NULL, ns, FAAS_FR_READY);
+}
+
+static void run_invoke(const char *p, uint32_t len)
+{
+    struct faas_fr_invoke fi;
+    const char *reqid, *trace, *cc, *evtext;
+    struct faas_inv inv;
+    json_error_t jerr;
+    char *out;
+
+    memcpy(&fi, p, sizeof fi);
+    reqid = frame_str(p, len, sizeof fi, 0);
+    trace = frame_str(p, len, sizeof fi, 1);
+    cc = frame_str(p, len, sizeof fi, 2);
+    evtext = frame_str(p, len, sizeof fi, 3);
+
+    memset(&inv, 0, sizeof inv);
+    inv.rt = &w_rt;
+    inv.fn = &w_fn;
+    inv.inst = &w_inst;
+    inv.timeout_ms = fi.timeout_ms;
+    snprintf(inv.res.request_id, sizeof inv.res.request_id, "%s", reqid);
+    inv.ctx.rt = &w_rt;
+    inv.ctx.fn = &w_fn;
+    inv.ctx.request_id = inv.res.request_id;
+    inv.ctx.trace_id = trace[0] ? trace : NULL;
+    inv.ctx.log_tail = &inv.ctx.log_head;
+    inv.ctx.log_hook = send_log;
+    inv.event = json_loads(evtext, JSON_DECODE_ANY, &jerr);
+    if (cc[0])
+        inv.ctx.client_context = json_loads(cc, JSON_DECODE_ANY, &jerr);
+    if (!inv.event) {
+        send_result(errno == ENOMEM ? FAAS_EMEMLIMIT : FAAS_EINVAL, "null", 0, FAAS_FR_RESULT);
+        return;
+    }
+    faas_inv_execute(&inv);
+    out = json_dumps(inv.exec_payload ? inv.exec_payload : json_null(),
+                     JSON_COMPACT | JSON_ENCODE_ANY);
+    if (out) {
+        send_result(inv.exec_status, out, inv.duration_ns, FAAS_FR_RESULT);
+        free(out);
+    } else {
+        send_result(FAAS_EMEMLIMIT, "null", inv.duration_ns, FAAS_FR_RESULT);
+    }
+    json_decref(inv.event);
+    json_decref(inv.ctx.client_context);
+    json_decref(inv.exec_payload);
+    free(inv.ctx.error_type);
+    free(inv.ctx.error_message);
+}
+
+void faas_worker_main(int chan)
+{
+    static const struct faas_runtime_opts defaults = FAAS_RUNTIME_OPTS_INIT;
+    struct faas_frame_hdr h;
+    struct faas_fr_hello hi;
+    struct rlimit rl;
+    size_t max;
+    char *p;
+
+    w_chan = chan;
+    on_exit(exit_now, NULL);
+    install_fatal_handlers();
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    prctl(PR_SET_NAME, "faas-worker");
+    if (getrlimit(RLIMIT_DATA, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        w_limit_kb = (uint64_t)rl.rlim_cur / 1024u;
+
+    p = read_frame(&h, 64u * 1024u);
+    if (h.type != FAAS_FR_HELLO || h.len < sizeof hi)
+        _exit(71);
+    memcpy(&hi, p, sizeof hi);
+    w_rt.opts = defaults;
+    w_rt.opts.max_sync_payload = (size_t)hi.max_payload;
+    w_fn.rt = &w_rt;
+    snprintf(w_fn.name, sizeof w_fn.name, "%s", frame_str(p, h.len, sizeof hi, 0));
+    w_fn.opts.memory_mb = hi.memory_mb;
+    w_fn.opts.init_timeout_ms = hi.init_timeout_ms;
+    w_fn.refs = 1;
+    if (resolve(&hi, frame_str(p, h.len, sizeof hi, 1), frame_str(p, h.len, sizeof hi, 2)) != 0)
+        _exit(0);
+    free(p);
+    run_init();
+
+    max = (size_t)hi.max_payload * 2 + FAAS_FRAME_SLACK;
+    for (;;) {
+        p = read_frame(&h, max);
+        if (h.type == FAAS_FR_INVOKE && h.len >= sizeof(struct faas_fr_invoke)) {
+            run_invoke(p, h.len);
+        } else if (h.type == FAAS_FR_EXIT) {
+            if (w_inst.initialized && w_fn.opts.fini)
+                w_fn.opts.fini(w_inst.state);
+            fflush(NULL);
+            _exit(0);
+        }
+        free(p);
+    }
+}
+
+/* ---- the zygote ------------------------------------------------------ */
+
+struct zchildren {
+    pid_t *pids;
+    size_t n, cap;
+};
+
+static void zc_add(struct zchildren *c, pid_t pid)
+{
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 64;
+        pid_t *p = realloc(c->pids, cap * sizeof *p);
+        if (!p)
+            return; /* reported as an orphan then: killed, but no EXITED */
+        c->pids = p;
+        c->cap = cap;
+    }
+    c->pids[c->n++] = pid;
+}
+
+static int zc_remove(struct zchildren *c, pid_t pid)
+{
+    size_t i;
+    for (i = 0; i < c->n; i++) {
+        if (c->pids[i] == pid) {
+            c->pids[i] = c->pids[--c->n];
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void z_send(int ctrl, const void *msg, size_t len, int fd)
+{
+    struct msghdr mh;
+    struct iovec iov;
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+
+    memset(&mh, 0, sizeof mh);
+    iov.iov_base = (void *)(uintptr_t)msg;
+    iov.iov_len = len;
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    if (fd >= 0) {
+        struct cmsghdr *c;
+        memset(&u, 0, sizeof u);
+        mh.msg_control = u.buf;
+        mh.msg_controllen = sizeof u.buf;
+        c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    }
+    while (sendmsg(ctrl, &mh, MSG_NOSIGNAL) < 0 && errno == EINTR)
+        ;
+}
+
+/* Splits "a\0b\0\0" into a NULL-terminated array pointing into p. */
+static char **z_strv(char *p, char *end, char **next)
+{
+    size_t n = 0, i = 0;
+    char *q = p, **v;
+    while (q < end && *q) {
+        q += strlen(q) + 1;
+        n++;
+    }
+    v = calloc(n + 1, sizeof *v);
+    if (!v)
+        return NULL;
+    for (q = p; i < n; i++) {
+        v[i] = q;
+        q += strlen(q) + 1;
+    }
+    *next = q < end ? q + 1 : end;
+    return v;
+}
+
+static void z_spawn(int ctrl, int sfd, struct zchildren *kids, char *msg, size_t len,
+                    const int *fds, int nfds)
+{
+    struct faas_zspawn sp;
+    struct faas_zspawned r;
+    struct faas_child_spec spec;
+    char **argv = NULL, **env = NULL, *next, *end = msg + len;
+    pid_t pid;
+    int i, pidfd = -1;
+
+    memcpy(&sp, msg, sizeof sp);
+    memset(&spec, 0, sizeof spec);
+    memset(&r, 0, sizeof r);
+    r.type = FAAS_Z_SPAWNED;
+    r.tag = sp.tag;
+    spec.command = sp.command != 0;
+    spec.memory_mb = sp.memory_mb;
+    spec.chan_fd = spec.command ? -1 : (nfds > 0 ? fds[0] : -1);
+    spec.log_fd = nfds > (spec.command ? 0 : 1) ? fds[spec.command ? 0 : 1] : -1;
+    if (spec.command) {
+        spec.cwd = msg + sizeof sp;
+        next = (char *)spec.cwd + strlen(spec.cwd) + 1;
+        argv = next < end ? z_strv(next, end, &next) : NULL;
+        env = argv && next < end ? z_strv(next, end, &next) : NULL;
+        spec.argv = argv;
+        spec.env = env;
+    }
+    if (spec.log_fd < 0 || (!spec.command && spec.chan_fd < 0) ||
+        (spec.command && (!argv || !argv[0] || !env))) {
+        r.pid = -EINVAL;
+    } else {
+        pid = fork();
+        if (pid == 0) {
+            close(ctrl);
+            close(sfd);
+            faas_child_run(&spec, getppid());
+        }
+        if (pid < 0) {
+            r.pid = -errno;
+        } else {
+            r.pid = pid;
+            zc_add(kids, pid);
+            pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        }
+    }
+    for (i = 0; i < nfds; i++)
+        close(fds[i]);
+    free(argv);
+    free(env);
+    z_send(ctrl, &r, sizeof r, pidfd);
+    if (pidfd >= 0)
+        close(pidfd);
+}
+
+static void z_reap(int ctrl, struct zchildren *kids)
+{
+    struct rusage ru;
+    int st;
+    pid_t pid;
+
+    while ((pid = wait4(-1, &st, WNOHANG, &ru)) > 0) {
+        if (zc_remove(kids, pid)) {
+            struct faas_zexited x;
+            memset(&x, 0, sizeof x);
+            x.type = FAAS_Z_EXITED;
+            x.pid = pid;
+            x.wstatus = st;
+            x.maxrss_kb = (uint64_t)ru.ru_maxrss;
+            /* What the worker left behind in its group goes too. */
+            kill(-pid, SIGKILL);
+            z_send(ctrl, &x, sizeof x, -1);
+        }
+    }
+}
+
+static void z_exit(struct zchildren *kids)
+{
+    size_t i;
+    for (i = 0; i < kids->n; i++) {
+        kill(-kids->pids[i], SIGKILL);
+        kill(kids->pids[i], SIGKILL);
+    }
+    while (wait(NULL) > 0 || errno == EINTR)
+        ;
+    _exit(0);
+}
+
+void faas_zygote_main(int ctrl, pid_t host)
+{
+    struct zchildren kids = { NULL, 0, 0 };
+    struct pollfd pfd[2];
+    sigset_t chld;
+    char *msg;
+    int sfd, devnull;
+
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != host)
+        _exit(0);
+    setpgid(0, 0);
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    prctl(PR_SET_NAME, "faas-zygote");
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_SETMASK, &chld, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+
+    /* Descriptors: the channel moves to 3, 0-2 are /dev/null, the rest go. */
+    if (ctrl != 3) {
+        if (dup2(ctrl, 3) < 0)
+            _exit(1);
+        ctrl = 3;
+    }
+    devnull = open("/dev/null", O_RDWR);
+    if (devnull < 0)
+        _exit(1);
+    if (devnull != 0)
+        dup2(devnull, 0);
+    dup2(0, 1);
+    dup2(0, 2);
+    close_from(4);
+    sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+    msg = malloc(FAAS_ZMSG_MAX);
+    if (sfd < 0 || !msg)
+        _exit(1);
+
+    for (;;) {
+        pfd[0].fd = ctrl;
+        pfd[0].events = POLLIN;
+        pfd[1].fd = sfd;
+        pfd[1].events = POLLIN;
+        if (poll(pfd, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            z_exit(&kids);
+        }
+        if (pfd[1].revents) {
+            struct signalfd_siginfo si;
+            while (read(sfd, &si, sizeof si) > 0)
+                ;
+            z_reap(ctrl, &kids);
+        }
+        if (pfd[0].revents) {
+            struct msghdr mh;
+            struct iovec iov;
+            struct cmsghdr *c;
+            union {
+                char buf[CMSG_SPACE(4 * sizeof(int))];
+                struct cmsghdr align;
+            } u;
+            int fds[4], nfds = 0;
+            ssize_t n;
+
+            memset(&mh, 0, sizeof mh);
+            iov.iov_base = msg;
+            iov.iov_len = FAAS_ZMSG_MAX;
+            mh.msg_iov = &iov;
+            mh.msg_iovlen = 1;
+            mh.msg_control = u.buf;
+            mh.msg_controllen = sizeof u.buf;
+            n = recvmsg(ctrl, &mh, MSG_CMSG_CLOEXEC);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                z_exit(&kids); /* the host is gone */
+            for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+                    size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                    while (k-- > 0 && nfds < 4) {
+                        memcpy(&fds[nfds], CMSG_DATA(c) + (size_t)nfds * sizeof(int),
+                               sizeof(int));
+                        nfds++;
+                    }
+                }
+            }
+            if ((size_t)n >= sizeof(struct faas_zspawn) && ((uint32_t *)(void *)msg)[0] == FAAS_Z_SPAWN) {
+                msg[n < (ssize_t)FAAS_ZMSG_MAX ? n : n - 1] = '\0';
+                z_spawn(ctrl, sfd, &kids, msg, (size_t)n, fds, nfds);
+            } else {
+                while (nfds > 0)
+                    close(fds[--nfds]);
+            }
+        }
+    }
+}
