@@ -3,7 +3,7 @@
 #   make            the libraries: build/libfaas.a, build/libfaas.so.0
 #   make test       every cmocka suite
 #   make check      the suites under ASan+UBSan, TSan and valgrind memcheck
-#   make examples   the example hosts;  make run: the main example
+#   make examples   the example hosts;  make run: the reference gateway on its demo
 #   make bench      benchmarks, each figure next to a floor from the same run
 #   make install    PREFIX=/usr/local DESTDIR=  (and make uninstall)
 
@@ -100,17 +100,49 @@ $(B)/libfaas.pc: pkgconfig/libfaas.pc.in Makefile $(B)/pc.vars
 $(B)/tests/%: tests/%.c tests/testutil.h $(STATIC)
 	@mkdir -p $(dir $@)
 	@echo "  TEST    $@"
-	$(Q)$(CC) $(ALL_CFLAGS) -Itests $(LDFLAGS) -o $@ $< $(STATIC) $(CMOCKA_LIBS) $(LDLIBS_ALL)
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests -rdynamic $(LDFLAGS) -o $@ $< $(STATIC) $(CMOCKA_LIBS) $(LDLIBS_ALL)
 
 $(B)/examples/%: examples/%/main.c $(STATIC)
 	@mkdir -p $(dir $@)
 	@echo "  EXAMPLE $@"
 	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS_ALL)
 
+# examples/faas-gateway, the reference host: several sources (this rule
+# wins over the one-file rule above), and its demo's functions as shared
+# objects in $(B)/examples/faas-gateway-functions/. The objects do not link
+# libfaas: their faas_ctx_* calls resolve from the program that loads them,
+# which exports the library's public symbols (-rdynamic; --whole-archive
+# so that every one is there, called by the host or not).
+GW_DIR  := examples/faas-gateway
+GW_SRCS := $(wildcard $(GW_DIR)/*.c)
+GW_HDRS := $(wildcard $(GW_DIR)/*.h)
+GW_SOS  := $(patsubst $(GW_DIR)/functions/%.c,$(B)/examples/faas-gateway-functions/%.so,\
+           $(wildcard $(GW_DIR)/functions/*.c))
+GW_LINK := -rdynamic -Wl,--whole-archive $(STATIC) -Wl,--no-whole-archive
+
+$(B)/examples/faas-gateway: $(GW_SRCS) $(GW_HDRS) $(STATIC) | $(GW_SOS)
+	@mkdir -p $(dir $@)
+	@echo "  EXAMPLE $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -I$(GW_DIR) $(LDFLAGS) -o $@ $(GW_SRCS) $(GW_LINK) $(LDLIBS_ALL)
+
+$(B)/examples/faas-gateway-functions/%.so: $(GW_DIR)/functions/%.c include/faas.h
+	@mkdir -p $(dir $@)
+	@echo "  SO      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -shared $(LDFLAGS) -o $@ $< $(shell pkg-config --libs jansson 2>/dev/null)
+
+# The gateway's config loader, tested with its own source and the demo's
+# functions (found under $(B), from the top of the tree).
+$(B)/tests/test_gateway_config: tests/test_gateway_config.c $(GW_DIR)/config.c $(GW_DIR)/config.h \
+                                tests/testutil.h $(STATIC) | $(GW_SOS)
+	@mkdir -p $(dir $@)
+	@echo "  TEST    $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests -I$(GW_DIR) -DGW_FUNCTIONS_DIR='"$(B)/examples/faas-gateway-functions"' \
+	    $(LDFLAGS) -o $@ $< $(GW_DIR)/config.c $(GW_LINK) $(CMOCKA_LIBS) $(LDLIBS_ALL)
+
 $(B)/bench/%: tests/bench/%.c tests/bench/bench.h $(STATIC)
 	@mkdir -p $(dir $@)
 	@echo "  BENCH   $@"
-	$(Q)$(CC) $(ALL_CFLAGS) -Itests/bench $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS_ALL)
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests/bench -rdynamic $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS_ALL)
 
 $(B)/tests/so/%.so: tests/so/%.c include/faas.h
 	@mkdir -p $(dir $@)
@@ -147,10 +179,11 @@ check-valgrind:
 
 examples: deps lib $(EXAMPLES)
 
-run: deps lib $(B)/examples/hello
-	./$(B)/examples/hello
+# The reference gateway on its demo config, in the foreground (Ctrl-C drains).
+run: deps lib $(B)/examples/faas-gateway
+	./$(B)/examples/faas-gateway $(GW_DIR)/demo.json
 
-bench: deps lib $(BENCHES)
+bench: deps lib $(BENCHES) $(TEST_SOS)
 	@for b in $(BENCHES); do echo "== $$b"; "$$b" || exit 1; done
 
 # libFuzzer targets (clang): each runs FUZZ_SECONDS from its seed corpus.

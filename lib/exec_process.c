@@ -1373,3 +1373,8 @@ void faas_zygote_stop(struct faas_runtime *rt)
     rt->xrt = NULL;
     free(x);
 }
+
+pid_t faas_x_zygote_pid(const struct faas_runtime *rt)
+{
+    return rt->xrt ? rt->xrt->zpid : 0;
+}

@@ -29,6 +29,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "faas.h"
 
@@ -576,6 +577,8 @@ void faas_x_ready(struct faas_instance *inst, int status, json_t *error);
 /* From exec_command.c: the current invocation's outcome, status 0 with the
  * payload or FAAS_EHANDLER with the error object (taken over). */
 void faas_x_result(struct faas_instance *inst, int status, json_t *payload);
+/* The zygote's pid, 0 when there is none (tests). */
+pid_t faas_x_zygote_pid(const struct faas_runtime *rt);
 /* Frees a NULL-terminated array of owned strings (NULL ok). */
 void faas_strv_free(char **v);
 /* A copy of a NULL-terminated array of strings (NULL: an empty one), or

@@ -1,0 +1,353 @@
+/*
+ * test_process_faults.c - fault injection for PROCESS isolation: handlers
+ * that crash, abort, exit, hang, eat memory, fork, close their channel;
+ * inits that fail or hang. Each must give its error code while the host
+ * keeps serving and the pool refills to min_warm; a thousand crashes must
+ * leave the host with no more descriptors, heap or child processes than
+ * before.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+
+#include "faas.h"
+#include "faas_int.h"
+#include "testutil.h"
+
+static struct event_base *g_base;
+static struct faas_runtime *g_rt;
+static int g_ready_lines; /* "ready" lines of min_warm inits */
+
+static void on_log(const struct faas_log_record *r, void *arg)
+{
+    (void)arg;
+    if (r->kind == FAAS_LOG_LINE && strcmp(r->line, "ready") == 0)
+        g_ready_lines++;
+}
+
+static int setup(void **state)
+{
+    struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
+    (void)state;
+    ro.log = on_log;
+    g_ready_lines = 0;
+    g_base = event_base_new();
+    assert_int_equal(faas_runtime_new(&g_rt, g_base, &ro), 0);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    faas_runtime_free(g_rt);
+    g_rt = NULL;
+    event_base_free(g_base);
+    return 0;
+}
+
+/* ---- the faulty function (runs in workers) ---------------------------- */
+
+static int ready_init(struct faas_ctx *ctx, void **state)
+{
+    (void)state;
+    faas_ctx_log(ctx, "ready");
+    return 0;
+}
+
+static volatile char *g_sink;
+
+static int h_fault(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    const char *what = json_string_value(json_object_get(event, "do"));
+    (void)ctx;
+    if (!what)
+        what = "ok";
+    if (strcmp(what, "segv") == 0) {
+        g_sink = NULL;
+        g_sink[0] = 1; /* a real invalid write */
+    } else if (strcmp(what, "abort") == 0) {
+        abort();
+    } else if (strcmp(what, "exit") == 0) {
+        exit(3);
+    } else if (strcmp(what, "loop") == 0) {
+        for (;;)
+            g_sink = (volatile char *)&what;
+    } else if (strcmp(what, "eat") == 0) {
+        for (;;) {
+            char *p = malloc(1u << 20);
+            memset(p, 1, 1u << 20); /* crashes once malloc fails */
+            g_sink = p;
+        }
+    } else if (strcmp(what, "fork") == 0) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            for (;;)
+                pause();
+        }
+        *result = json_pack("{s:i}", "child", (int)pid);
+        return 0;
+    } else if (strcmp(what, "close") == 0) {
+        close(3); /* the worker's channel */
+        *result = json_true();
+        return 0;
+    }
+    *result = json_pack("{s:i}", "pid", (int)getpid());
+    return 0;
+}
+
+static int init_fails(struct faas_ctx *ctx, void **state)
+{
+    (void)state;
+    return faas_ctx_fail(ctx, "InitBroken", "cannot start");
+}
+
+static int init_hangs(struct faas_ctx *ctx, void **state)
+{
+    (void)ctx;
+    (void)state;
+    for (;;)
+        pause();
+    return 0;
+}
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static struct faas_result *invoke_do(const char *name, const char *what)
+{
+    struct faas_result *res = NULL;
+    json_t *ev = json_pack("{s:s}", "do", what);
+    assert_int_equal(faas_invoke_sync(g_rt, name, ev, NULL, &res), 0);
+    json_decref(ev);
+    assert_non_null(res);
+    return res;
+}
+
+static void register_fault(const char *name, uint32_t min_warm, uint32_t memory_mb)
+{
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    o.isolation = FAAS_ISOLATION_PROCESS;
+    o.timeout_ms = 300;
+    o.min_warm = min_warm;
+    o.memory_mb = memory_mb;
+    o.init = ready_init;
+    assert_int_equal(faas_register(g_rt, name, h_fault, &o), 0);
+}
+
+static int pred_ready(const void *arg)
+{
+    return g_ready_lines >= *(const int *)arg;
+}
+
+/* Waits until n min_warm workers have said "ready" in all. */
+static void wait_ready(int n)
+{
+    assert_true(tu_run_until_pred(g_base, pred_ready, &n, 10000));
+}
+
+static void assert_serves(const char *name)
+{
+    struct faas_result *r = invoke_do(name, "ok");
+    assert_int_equal(faas_result_status(r), 0);
+    assert_true(json_integer_value(json_object_get(faas_result_payload(r), "pid")) != getpid());
+    faas_result_free(r);
+}
+
+static void expect(const char *what, int status, const char *etype, const char *msg_part)
+{
+    struct faas_result *r = invoke_do("f", what);
+    assert_int_equal(faas_result_status(r), status);
+    if (etype)
+        assert_string_equal(faas_result_error_type(r), etype);
+    if (msg_part && !strstr(faas_result_error_message(r), msg_part))
+        fail_msg("\"%s\" does not contain \"%s\"", faas_result_error_message(r), msg_part);
+    faas_result_free(r);
+}
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* the directory's own */
+}
+
+/* Children of the zygote (alive or zombies). */
+static int zygote_children(void)
+{
+    char path[96], buf[4096];
+    pid_t z = faas_x_zygote_pid(g_rt);
+    int fd, n = 0;
+    ssize_t len, i;
+
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)z, (int)z);
+    fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    len = read(fd, buf, sizeof buf);
+    close(fd);
+    for (i = 0; i < len; i++)
+        n += buf[i] == ' ';
+    return n;
+}
+
+/* ---- tests ------------------------------------------------------------ */
+
+static void test_crashes(void **state)
+{
+    (void)state;
+    register_fault("f", 1, 128);
+    wait_ready(1);
+    expect("segv", FAAS_ECRASHED, "Runtime.ExitError", "signal: segmentation fault");
+    wait_ready(2); /* replaced */
+    assert_serves("f");
+    expect("abort", FAAS_ECRASHED, "Runtime.ExitError", "signal: aborted");
+    expect("exit", FAAS_ECRASHED, "Runtime.ExitError", "exit status");
+    expect("close", FAAS_ECRASHED, "Runtime.ExitError", "Runtime exited");
+    assert_serves("f");
+}
+
+static void test_hang_killed_at_deadline(void **state)
+{
+    struct faas_result *r, *r2;
+    uint64_t t0;
+    (void)state;
+    register_fault("f", 0, 128);
+    r = invoke_do("f", "ok");
+    t0 = tu_now_ms();
+    faas_result_free(r);
+    r = invoke_do("f", "loop");
+    assert_int_equal(faas_result_status(r), FAAS_ETIMEDOUT);
+    assert_string_equal(faas_result_error_message(r), "Task timed out after 0.30 seconds");
+    assert_true(tu_now_ms() - t0 < 5000);
+    faas_result_free(r);
+    /* The looping worker is gone: the next invocation is a cold start. */
+    r2 = invoke_do("f", "ok");
+    assert_int_equal(faas_result_status(r2), 0);
+    assert_true(faas_result_cold_start(r2));
+    faas_result_free(r2);
+}
+
+static void test_memory_limit(void **state)
+{
+    struct faas_result *r;
+    (void)state;
+    register_fault("f", 0, 64);
+    r = invoke_do("f", "eat");
+    assert_int_equal(faas_result_status(r), FAAS_EMEMLIMIT);
+    assert_string_equal(faas_result_error_type(r), "Runtime.OutOfMemory");
+    /* The peak reported is the worker's own, near its limit. */
+    assert_true(faas_result_max_memory_kb(r) > 32u * 1024u);
+    faas_result_free(r);
+    assert_serves("f");
+}
+
+static int pred_gone(const void *arg)
+{
+    return kill(*(const pid_t *)arg, 0) != 0 && errno == ESRCH;
+}
+
+/* A handler that forks: its answer is fine, and what it forked dies with
+ * its worker. */
+static void test_fork_in_handler(void **state)
+{
+    struct faas_result *r;
+    pid_t child;
+    (void)state;
+    register_fault("f", 0, 128);
+    r = invoke_do("f", "fork");
+    assert_int_equal(faas_result_status(r), 0);
+    child = (pid_t)json_integer_value(json_object_get(faas_result_payload(r), "child"));
+    faas_result_free(r);
+    assert_true(child > 0);
+    assert_int_equal(kill(child, 0), 0);
+    assert_int_equal(faas_unregister(g_rt, "f"), 0);
+    assert_true(tu_run_until_pred(g_base, pred_gone, &child, 10000));
+}
+
+static void test_init_faults(void **state)
+{
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    struct faas_result *r;
+    (void)state;
+    o.isolation = FAAS_ISOLATION_PROCESS;
+    o.init = init_fails;
+    assert_int_equal(faas_register(g_rt, "badinit", h_fault, &o), 0);
+    o.init = init_hangs;
+    o.init_timeout_ms = 200;
+    assert_int_equal(faas_register(g_rt, "slowinit", h_fault, &o), 0);
+
+    r = invoke_do("badinit", "ok");
+    assert_int_equal(faas_result_status(r), FAAS_EINIT);
+    assert_string_equal(faas_result_error_type(r), "InitBroken");
+    faas_result_free(r);
+    r = invoke_do("slowinit", "ok");
+    assert_int_equal(faas_result_status(r), FAAS_EINIT);
+    assert_string_equal(faas_result_error_message(r), "Init timed out after 0.20 seconds");
+    assert_true(faas_result_cold_start(r));
+    faas_result_free(r);
+    register_fault("f", 0, 128);
+    assert_serves("f");
+}
+
+/* With 200 descriptors open in the host, 1,000 crashes and replacements:
+ * no descriptor, heap or child process more than before. */
+static void test_crash_cycles(void **state)
+{
+    int fds[200], i, fds_before, kids_before;
+    size_t heap_before, heap_after;
+    const char *cycles_env = getenv("FAAS_CRASH_CYCLES");
+    int cycles = cycles_env ? atoi(cycles_env) : 1000;
+    (void)state;
+
+    for (i = 0; i < 200; i++)
+        assert_true((fds[i] = open("/dev/null", O_RDONLY)) >= 0);
+    register_fault("f", 1, 128);
+    wait_ready(1);
+    assert_serves("f");
+    fds_before = count_fds();
+    kids_before = zygote_children();
+    assert_int_equal(kids_before, 1);
+    heap_before = mallinfo2().uordblks;
+    for (i = 0; i < cycles; i++) {
+        struct faas_result *r = invoke_do("f", (i & 1) ? "segv" : "exit");
+        assert_int_equal(faas_result_status(r), FAAS_ECRASHED);
+        faas_result_free(r);
+    }
+    wait_ready(cycles + 1);
+    assert_serves("f");
+    heap_after = mallinfo2().uordblks;
+    assert_int_equal(count_fds(), fds_before);
+    assert_int_equal(zygote_children(), kids_before);
+    assert_true(heap_after <= heap_before + 64u * 1024u);
+    for (i = 0; i < 200; i++)
+        close(fds[i]);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_crashes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hang_killed_at_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fork_in_handler, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_init_faults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_cycles, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
