@@ -175,7 +175,7 @@ check-valgrind:
 	$(MAKE) --no-print-directory B=build/valgrind OPT=-O0 \
 	    RUNNER="valgrind -q --leak-check=full --show-leak-kinds=definite,indirect,possible \
 	    --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99 \
-	    --track-fds=no" test
+	    --track-fds=no --child-silent-after-fork=yes" test
 
 examples: deps lib $(EXAMPLES)
 
@@ -183,7 +183,20 @@ examples: deps lib $(EXAMPLES)
 run: deps lib $(B)/examples/faas-gateway
 	./$(B)/examples/faas-gateway $(GW_DIR)/demo.json
 
-bench: deps lib $(BENCHES) $(TEST_SOS)
+# The C Lambda runtime of bench_command (and of test_command's keep-alive
+# and trailer cases): a Runtime API client on one keep-alive connection.
+CRT := $(B)/tests/runtimes/crt
+
+# Built without $(SAN): it is not what the sanitizers check, and the memory
+# limit it runs under (RLIMIT_DATA) leaves no room for their shadow memory.
+$(CRT): tests/runtimes/crt.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	$(Q)$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
+$(B)/tests/test_command $(B)/bench/bench_command: $(CRT)
+
+bench: deps lib $(BENCHES) $(TEST_SOS) $(CRT)
 	@for b in $(BENCHES); do echo "== $$b"; "$$b" || exit 1; done
 
 # libFuzzer targets (clang): each runs FUZZ_SECONDS from its seed corpus.

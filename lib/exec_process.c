@@ -90,11 +90,13 @@ struct faas_xinst {
     int dying_seen;
     int lost;                /* the zygote died, and the process with it */
     int chan_lost;           /* it closed its channel: we killed it */
+    int reap_poll;           /* no zygote and no pidfd: wait4 on a timer */
     struct faas_fr_dying dying;
     unsigned busy;           /* inside one of its callbacks */
 };
 
 static void x_maybe_free(struct faas_xinst *xi);
+static void x_reap_soon(struct faas_xinst *xi);
 
 /* ---- small helpers --------------------------------------------------- */
 
@@ -252,6 +254,7 @@ static void log_cb(evutil_socket_t fd, short what, void *arg)
     if (!x_read_log(xi)) {
         free_ev(&xi->log_ev);
         close_fd(&xi->logfd);
+        x_reap_soon(xi);
     }
     xi->busy--;
     x_maybe_free(xi);
@@ -260,6 +263,15 @@ static void log_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- killing and ending ---------------------------------------------- */
 
+/* Without a pidfd, a process that closed its output or was killed is
+ * looked for with wait4 every 10 ms until it is gone. */
+static void x_reap_soon(struct faas_xinst *xi)
+{
+    struct timeval tv = { 0, 10000 };
+    if (xi->reap_poll && xi->pid_ev && !xi->exited && !event_pending(xi->pid_ev, EV_TIMEOUT, NULL))
+        event_add(xi->pid_ev, &tv);
+}
+
 static void x_kill(struct faas_xinst *xi)
 {
     if (xi->exited || xi->killed)
@@ -267,11 +279,10 @@ static void x_kill(struct faas_xinst *xi)
     xi->killed = 1;
     if (xi->pid <= 0)
         return; /* SPAWNED will tell the pid: killed then */
-    if (xi->pidfd >= 0)
-        syscall(SYS_pidfd_send_signal, xi->pidfd, SIGKILL, NULL, 0);
-    else
+    if (xi->pidfd < 0 || syscall(SYS_pidfd_send_signal, xi->pidfd, SIGKILL, NULL, 0) != 0)
         kill(xi->pid, SIGKILL);
     kill(-xi->pid, SIGKILL); /* what it forked */
+    x_reap_soon(xi);
 }
 
 /* Closes the channel and stops reading it. */
@@ -396,14 +407,19 @@ static int x_classify(struct faas_xinst *xi, int wstatus, uint64_t maxrss_kb, js
                          "Runtime exited without providing a reason (it closed its channel)");
         return FAAS_ECRASHED;
     }
-    if (xi->dying_seen) {
-        memory = xi->dying.enomem ||
-                 (xi->dying.limit_kb && xi->dying.data_kb * 10 >= xi->dying.limit_kb * 9);
+    if (xi->dying_seen && xi->dying.limit_kb && mem_kb) {
+        /* Less than a tenth of memory_mb left under the limit (half, when
+         * an allocation had just failed): it died of its memory. */
+        uint64_t left = xi->dying.limit_kb > xi->dying.data_kb
+                            ? xi->dying.limit_kb - xi->dying.data_kb : 0;
+        memory = left * 10 < mem_kb || (xi->dying.enomem && left * 2 < mem_kb);
     } else if (mem_kb) {
-        /* Not a native worker's own report: an outside SIGKILL is the
-         * kernel's (cgroup) OOM killer; any end at the limit is memory. */
+        /* An outside SIGKILL is the kernel's (cgroup) OOM killer. A native
+         * worker says itself when memory ran out; of a command's end at
+         * its limit (a runtime aborting on a failed allocation) only the
+         * peak tells. */
         memory = (WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL) ||
-                 maxrss_kb * 10 >= mem_kb * 8;
+                 (xi->command && maxrss_kb * 10 >= mem_kb * 8);
     }
     if (memory) {
         *err = error_obj("Runtime.OutOfMemory",
@@ -616,6 +632,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
         /* The worker closed its channel: it cannot answer any more. */
         x_close_chan(xi);
         x_kill(xi);
+        x_reap_soon(xi);
         xi->chan_lost = 1;
         if (xi->inst && (xi->inv || !xi->ready))
             xi->killed = 0; /* its exit still tells the invocation why */
@@ -831,8 +848,13 @@ static void pid_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     memset(&ru, 0, sizeof ru);
     r = wait4(xi->pid, &st, WNOHANG, &ru);
-    if (r == 0)
+    if (r == 0) {
+        if (xi->reap_poll) {
+            struct timeval tv = { 0, 10000 };
+            event_add(xi->pid_ev, &tv);
+        }
         return;
+    }
     free_ev(&xi->pid_ev);
     faas_rt_enter(rt);
     if (r < 0)
@@ -959,16 +981,22 @@ static int x_start_process(struct faas_xinst *xi, int child_chan, int child_log,
             return FAAS_ESYS;
         xi->pid = pid;
         xi->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-        if (xi->pidfd >= 0)
+        if (xi->pidfd >= 0) {
             xi->pid_ev = event_new(x->rt->base, xi->pidfd, EV_READ | EV_PERSIST, pid_cb, xi);
+        } else {
+            /* No pidfds (an old kernel, or a tool that does not know the
+             * call): its end shows as end-of-file on its output. */
+            xi->reap_poll = 1;
+            xi->pid_ev = event_new(x->rt->base, -1, 0, pid_cb, xi);
+        }
         if (!xi->pid_ev) {
-            /* No way to watch it: it cannot be used. */
             kill(pid, SIGKILL);
             waitpid(pid, NULL, 0);
             xi->pid = -1;
             return FAAS_ESYS;
         }
-        event_add(xi->pid_ev, NULL);
+        if (!xi->reap_poll)
+            event_add(xi->pid_ev, NULL);
         return 0;
     }
 }
@@ -1349,6 +1377,11 @@ void faas_x_shutdown(struct faas_runtime *rt)
     }
     while (!faas_list_empty(&x->procs)) {
         struct faas_xinst *xi = FAAS_CONTAINER_OF(x->procs.next, struct faas_xinst, link);
+        if (xi->inst && !xi->ready && !xi->inv) {
+            /* A min_warm start still under way: the pool drops it. */
+            xi->inst->initialized = 0;
+            faas_pool_job_done(&xi->inst->job);
+        }
         if (xi->inst)
             faas_x_destroy(xi->inst);
         if (!xi->exited && xi->pid > 0) {

@@ -29,6 +29,10 @@
  * teardown the pending requests are answered 503 and orphaned: the
  * invocation's callback, which still comes, finds nothing to answer.
  *
+ * Requests under /2015-03-31/functions/ go to Lambda's Invoke API
+ * (lambda_api.c) before any route is matched, unless rt->opts.invoke_api
+ * is 0; it holds its requests on the same pending list (faas_http_hold_*).
+ *
  * Limits (faas_runtime_opts): a body over http_max_body is 413 and headers
  * over http_max_headers bytes (names, values, ": " and CRLF) are 431, each
  * with a JSON body. On a server of our own, libevent itself cuts a request
@@ -1048,7 +1052,7 @@ struct faas_http {
     struct evhttp *http;             /* NULL until attached or bound */
     int own;                         /* http is ours: evhttp_free it */
     uint16_t port;
-    struct faas_list pending;        /* struct http_pending */
+    struct faas_list pending;        /* struct faas_http_hold */
     struct faas_list spare;          /* freed records, for reuse */
     size_t nspare;
     int time_ok;                     /* time_text is for time_s */
@@ -1060,14 +1064,8 @@ struct faas_http {
 /* Spare pending records kept at most. */
 #define SPARE_MAX 256
 
-struct http_pending {
-    struct faas_list link;           /* h->pending or h->spare; self-linked
-                                        when orphaned */
-    struct faas_http *h;             /* NULL: the gateway is gone */
-    struct evhttp_request *req;      /* NULL: nobody to answer */
-    struct evhttp_connection *evcon;
-    int head;
-};
+/* Held requests are struct faas_http_hold (faas_int.h): the Invoke API
+ * (lambda_api.c) holds its requests here too. */
 
 static struct faas_http *http_get(struct faas_runtime *rt)
 {
@@ -1294,6 +1292,11 @@ static int dump_json(struct evbuffer *out, json_t *j)
     return d.n ? evbuffer_add(out, d.buf, d.n) : 0;
 }
 
+int faas_http_dump_json(struct evbuffer *out, json_t *j)
+{
+    return dump_json(out, j);
+}
+
 /* Payload 2.0's structured response; 0, or -1 when it is malformed. */
 static int reply_structured(struct evhttp_request *req, int head, const struct resp_fields *f)
 {
@@ -1385,7 +1388,7 @@ static void reply_result(struct evhttp_request *req, int head, const struct faas
 
 static void pending_closecb(struct evhttp_connection *evcon, void *arg)
 {
-    struct http_pending *p = arg;
+    struct faas_http_hold *p = arg;
     (void)evcon;
     if (!p->req)
         return;
@@ -1398,7 +1401,7 @@ static void pending_closecb(struct evhttp_connection *evcon, void *arg)
 }
 
 /* Takes p's request back from the connection, for a reply. */
-static struct evhttp_request *pending_take(struct http_pending *p)
+static struct evhttp_request *pending_take(struct faas_http_hold *p)
 {
     struct evhttp_request *req = p->req;
     if (!req)
@@ -1410,14 +1413,14 @@ static struct evhttp_request *pending_take(struct http_pending *p)
     return req;
 }
 
-static struct http_pending *pending_new(struct faas_http *h)
+static struct faas_http_hold *pending_new(struct faas_http *h)
 {
     struct faas_list *e = faas_list_pop_head(&h->spare);
-    struct http_pending *p;
+    struct faas_http_hold *p;
 
     if (e) {
         h->nspare--;
-        p = FAAS_CONTAINER_OF(e, struct http_pending, link);
+        p = FAAS_CONTAINER_OF(e, struct faas_http_hold, link);
     } else if (!(p = faas_malloc(sizeof *p))) {
         return NULL;
     }
@@ -1428,7 +1431,7 @@ static struct http_pending *pending_new(struct faas_http *h)
 }
 
 /* p is on no list: to the spares, or freed. h NULL: the gateway is gone. */
-static void pending_put(struct faas_http *h, struct http_pending *p)
+static void pending_put(struct faas_http *h, struct faas_http_hold *p)
 {
     if (h && h->nspare < SPARE_MAX) {
         faas_list_insert_head(&h->spare, &p->link);
@@ -1438,9 +1441,44 @@ static void pending_put(struct faas_http *h, struct http_pending *p)
     }
 }
 
+/* Holds p's request until its result: on the pending list, with the
+ * connection's close callback pointing at p. */
+static void pending_wait(struct faas_http *h, struct faas_http_hold *p,
+                         struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    p->req = req;
+    faas_list_insert_tail(&h->pending, &p->link);
+    p->evcon = evcon;
+    if (evcon)
+        evhttp_connection_set_closecb(evcon, pending_closecb, p);
+}
+
+struct faas_http_hold *faas_http_hold_new(struct faas_runtime *rt)
+{
+    return rt->http ? pending_new(rt->http) : NULL;
+}
+
+void faas_http_hold_wait(struct faas_http_hold *p, struct evhttp_request *req)
+{
+    pending_wait(p->h, p, req);
+}
+
+struct evhttp_request *faas_http_hold_take(struct faas_http_hold *p)
+{
+    struct evhttp_request *req = pending_take(p);
+    faas_list_remove(&p->link);
+    return req;
+}
+
+void faas_http_hold_put(struct faas_http_hold *p)
+{
+    pending_put(p->h, p);
+}
+
 static void result_cb(const struct faas_result *res, void *arg)
 {
-    struct http_pending *p = arg;
+    struct faas_http_hold *p = arg;
     struct evhttp_request *req = pending_take(p);
 
     faas_list_remove(&p->link);
@@ -1511,6 +1549,9 @@ static const char *http_time(struct faas_http *h, int64_t wall_ns)
 /* Headers on the stack up to this many. */
 #define HDRS_SMALL 32
 
+#define INVOKE_API_PREFIX "/2015-03-31/functions/"
+#define INVOKE_API_PREFIX_LEN (sizeof INVOKE_API_PREFIX - 1)
+
 static void request_cb(struct evhttp_request *req, void *arg)
 {
     struct faas_http *h = arg;
@@ -1530,7 +1571,7 @@ static void request_cb(struct evhttp_request *req, void *arg)
     size_t nh = 0, hbytes = 0, limit = rt->opts.max_sync_payload, bound;
     const struct faas_route *r;
     struct faas_route_match m;
-    struct http_pending *p;
+    struct faas_http_hold *p;
     struct evkeyval *kv;
     struct faas_fn *fn;
     ev_uint16_t peer_port = 0;
@@ -1539,6 +1580,11 @@ static void request_cb(struct evhttp_request *req, void *arg)
 
     if (!path || !*path)
         path = "/";
+    /* Lambda's Invoke API comes first: routes cannot shadow it. */
+    if (rt->opts.invoke_api && strncmp(path, INVOKE_API_PREFIX, INVOKE_API_PREFIX_LEN) == 0) {
+        faas_invoke_api_request(rt, req);
+        return;
+    }
     if (rt->closing || rt->free_requested) {
         reply_message(req, head, 503, "Service Unavailable");
         return;
@@ -1613,7 +1659,6 @@ static void request_cb(struct evhttp_request *req, void *arg)
         reply_message(req, head, 500, "Internal Server Error");
         return;
     }
-    p->req = req;
     p->head = head;
     /* What faas_invoke would do, less the copy of an event nobody else
      * holds and, when the request's size bounds it, the size walk. */
@@ -1629,10 +1674,7 @@ static void request_cb(struct evhttp_request *req, void *arg)
     }
     json_decref(ev);
     if (rc == 0) {
-        faas_list_insert_tail(&h->pending, &p->link);
-        p->evcon = evcon;
-        if (evcon)
-            evhttp_connection_set_closecb(evcon, pending_closecb, p);
+        pending_wait(h, p, req);
     } else {
         reply_status(req, head, rc, 1);
         pending_put(h, p);
@@ -1740,10 +1782,12 @@ void faas_http_free(struct faas_runtime *rt)
     rt->http = NULL;
     /* Answer what waits; the invocations' callbacks then find nobody. */
     while ((e = faas_list_pop_head(&h->pending)) != NULL) {
-        struct http_pending *p = FAAS_CONTAINER_OF(e, struct http_pending, link);
+        struct faas_http_hold *p = FAAS_CONTAINER_OF(e, struct faas_http_hold, link);
         struct evhttp_request *req = pending_take(p);
         p->h = NULL;
-        if (req)
+        if (req && p->api)
+            faas_invoke_api_unavailable(p, req);
+        else if (req)
             reply_message(req, p->head, 503, "Service Unavailable");
     }
     if (h->http) {
@@ -1753,7 +1797,7 @@ void faas_http_free(struct faas_runtime *rt)
             evhttp_set_gencb(h->http, NULL, NULL);
     }
     while ((e = faas_list_pop_head(&h->spare)) != NULL)
-        free(FAAS_CONTAINER_OF(e, struct http_pending, link));
+        free(FAAS_CONTAINER_OF(e, struct faas_http_hold, link));
     table_free_each(h->routes, route_orphan_cb, NULL);
     faas_http_event_cache_clear(&h->cache);
     free(h);

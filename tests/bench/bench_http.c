@@ -22,8 +22,15 @@
  * The target: the gateway serves at least 0.75x the bare server's requests
  * per second, i.e. at most 1.33x its time per request.
  *
+ * The second figure is Lambda's Invoke API on the same gateway, to an
+ * INLINE function: POST /2015-03-31/functions/ok/invocations with a small
+ * JSON body (a wrk script sets the method and body; the in-process client
+ * sends the same), measured in the same alternating runs against the same
+ * bare-server floor, with the same 0.75x target.
+ *
  * `bench_http serve SECONDS` only serves both (ports on stdout) for an
  * external client: wrk -t1 -c16 -d3s http://127.0.0.1:PORT/users/42?x=1
+ * (the Invoke API: POST http://127.0.0.1:PORT/2015-03-31/functions/ok/invocations)
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -37,6 +44,8 @@
 
 #define MAX_CONNS 256
 #define URI "/users/42?x=1"
+#define INVOKE_URI "/2015-03-31/functions/ok/invocations"
+#define INVOKE_BODY "{\"id\":42}"
 
 struct client;
 
@@ -48,6 +57,7 @@ struct conn {
 struct client {
     struct event_base *base;
     const char *uri;
+    const char *body; /* NULL: GET; else POST with this body */
     unsigned nconns;
     struct conn conns[MAX_CONNS];
     uint64_t want, done, sent;
@@ -75,8 +85,12 @@ static void send_one(struct conn *cn)
     if (!req)
         bench_die("evhttp_request_new");
     evhttp_add_header(evhttp_request_get_output_headers(req), "Host", "127.0.0.1");
+    if (cn->c->body)
+        evbuffer_add(evhttp_request_get_output_buffer(req), cn->c->body,
+                     strlen(cn->c->body));
     cn->c->sent++;
-    if (evhttp_make_request(cn->ec, req, EVHTTP_REQ_GET, cn->c->uri) != 0)
+    if (evhttp_make_request(cn->ec, req, cn->c->body ? EVHTTP_REQ_POST : EVHTTP_REQ_GET,
+                            cn->c->uri) != 0)
         bench_die("evhttp_make_request");
 }
 
@@ -94,12 +108,13 @@ static void client_body(void *arg, uint64_t k)
 }
 
 static void client_open(struct client *c, struct event_base *base, uint16_t port,
-                        const char *uri, unsigned nconns)
+                        const char *uri, const char *body, unsigned nconns)
 {
     unsigned i;
     memset(c, 0, sizeof *c);
     c->base = base;
     c->uri = uri;
+    c->body = body;
     c->nconns = nconns;
     for (i = 0; i < nconns; i++) {
         c->conns[i].c = c;
@@ -195,14 +210,31 @@ static void wrk_read_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* A wrk script that POSTs INVOKE_BODY; its path (unlinked by the caller). */
+static void wrk_script(char *path, size_t size)
+{
+    static const char text[] = "wrk.method = \"POST\"\n"
+                               "wrk.body = '" INVOKE_BODY "'\n"
+                               "wrk.headers[\"Content-Type\"] = \"application/json\"\n";
+    const char *dir = getenv("TMPDIR");
+    int fd;
+
+    snprintf(path, size, "%s/bench_http_XXXXXX.lua", dir && *dir ? dir : "/tmp");
+    if ((fd = mkstemps(path, 4)) < 0 || write(fd, text, sizeof text - 1) != sizeof text - 1)
+        bench_die("wrk script");
+    close(fd);
+}
+
 /*
- * Runs wrk against port for `seconds` while the loop serves; returns its
- * Requests/sec. Dies when wrk fails or saw errors: no figure then.
+ * Runs wrk against port and path for `seconds` while the loop serves, with
+ * `script` (NULL: none); returns its Requests/sec. Dies when wrk fails or
+ * saw errors: no figure then.
  */
 static double wrk_rps(struct event_base *base, const char *wrk, uint16_t port,
-                      unsigned conns, unsigned seconds, int cpu)
+                      const char *path, const char *script, unsigned conns, unsigned seconds,
+                      int cpu)
 {
-    char url[64], c[16], d[16];
+    char url[128], c[16], d[16];
     struct wrk_run w;
     struct event *ev;
     const char *line;
@@ -210,7 +242,7 @@ static double wrk_rps(struct event_base *base, const char *wrk, uint16_t port,
     pid_t pid;
     double rps;
 
-    snprintf(url, sizeof url, "http://127.0.0.1:%u" URI, (unsigned)port);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", (unsigned)port, path);
     snprintf(c, sizeof c, "-c%u", conns);
     snprintf(d, sizeof d, "-d%us", seconds);
     if (pipe(fds) != 0)
@@ -229,7 +261,10 @@ static double wrk_rps(struct event_base *base, const char *wrk, uint16_t port,
         dup2(fds[1], 1);
         close(fds[0]);
         close(fds[1]);
-        execl(wrk, wrk, "-t1", c, d, url, (char *)NULL);
+        if (script)
+            execl(wrk, wrk, "-t1", c, d, "-s", script, url, (char *)NULL);
+        else
+            execl(wrk, wrk, "-t1", c, d, url, (char *)NULL);
         _exit(127);
     }
     close(fds[1]);
@@ -255,21 +290,51 @@ static double wrk_rps(struct event_base *base, const char *wrk, uint16_t port,
     return rps;
 }
 
-/* The wrk figures; returns 1 when over target. */
+/* A run's figures, in requests per second. */
+struct wrk_series {
+    double rps[BENCH_ROUNDS_MAX];
+    double ratio[BENCH_ROUNDS_MAX]; /* against the bare server's run */
+};
+
+/* Prints a figure's line against the floor, and its ratios; 1 when over. */
+static int wrk_report(const char *name, const char *label, struct wrk_series *x,
+                      double bm, int rounds)
+{
+    double ns[BENCH_ROUNDS_MAX], m;
+    int i, over;
+
+    for (i = 0; i < rounds; i++)
+        ns[i] = 1e9 / x->rps[i];
+    m = bench_stat_of(ns, rounds, 0).median_ns;
+    over = bench_line(name, m, "bare evhttp \"ok\" (wrk)", bm, 1.0 / 0.75);
+    qsort(x->ratio, (size_t)rounds, sizeof x->ratio[0], bench_cmp_double);
+    printf("requests/s (wrk): %s %.0f, bare %.0f, ratio %.2f (target >= 0.75); "
+           "per-run ratios %.2f..%.2f, median %.2f\n",
+           label, 1e9 / m, 1e9 / bm, bm / m, x->ratio[0], x->ratio[rounds - 1],
+           rounds % 2 ? x->ratio[rounds / 2]
+                      : (x->ratio[rounds / 2 - 1] + x->ratio[rounds / 2]) / 2);
+    fflush(stdout);
+    return over;
+}
+
+/* The wrk figures; returns 1 when one is over its target. */
 static int run_wrk(struct event_base *base, const char *wrk, uint16_t bare_port,
                    uint16_t gw_port, unsigned conns)
 {
-    double g[BENCH_ROUNDS_MAX], b[BENCH_ROUNDS_MAX], ratio[BENCH_ROUNDS_MAX];
+    double b[BENCH_ROUNDS_MAX];
     unsigned secs = (unsigned)bench_env_ulong("BENCH_HTTP_SECONDS", 1, 1, 600);
     int rounds = bench_rounds(), i, over, verbose = getenv("BENCH_VERBOSE") != NULL;
+    struct wrk_series g, v;
     struct bench_place pl[2];
-    struct bench_stat sg, sb;
-    double gm, bm;
-    char extra[128];
+    char extra[128], script[512];
+    double bm;
+    int cpu;
 
     bench_placements(pl);
     if (pl[0].loop_cpu >= 0)
         bench_pin(pl[0].loop_cpu);
+    cpu = pl[0].worker_cpu;
+    wrk_script(script, sizeof script);
     snprintf(extra, sizeof extra, "%u connections, wrk -t1, alternating runs of %u s (%s)",
              conns, secs, pl[0].name);
     printf("bench_http: %d cores, %d runs of %u s per server, median of wrk's requests/s, "
@@ -279,37 +344,32 @@ static int run_wrk(struct event_base *base, const char *wrk, uint16_t bare_port,
            "floor", "floor ns", "ratio", "target");
     fflush(stdout);
     /* warm-up: connections, caches, the function's instance */
-    wrk_rps(base, wrk, bare_port, conns, 1, pl[0].worker_cpu);
-    wrk_rps(base, wrk, gw_port, conns, 1, pl[0].worker_cpu);
+    wrk_rps(base, wrk, bare_port, URI, NULL, conns, 1, cpu);
+    wrk_rps(base, wrk, gw_port, URI, NULL, conns, 1, cpu);
+    wrk_rps(base, wrk, gw_port, INVOKE_URI, script, conns, 1, cpu);
     for (i = 0; i < rounds; i++) {
+        /* the order turns every round: bare first, then last */
         if (i % 2 == 0) {
-            b[i] = wrk_rps(base, wrk, bare_port, conns, secs, pl[0].worker_cpu);
-            g[i] = wrk_rps(base, wrk, gw_port, conns, secs, pl[0].worker_cpu);
+            b[i] = wrk_rps(base, wrk, bare_port, URI, NULL, conns, secs, cpu);
+            g.rps[i] = wrk_rps(base, wrk, gw_port, URI, NULL, conns, secs, cpu);
+            v.rps[i] = wrk_rps(base, wrk, gw_port, INVOKE_URI, script, conns, secs, cpu);
         } else {
-            g[i] = wrk_rps(base, wrk, gw_port, conns, secs, pl[0].worker_cpu);
-            b[i] = wrk_rps(base, wrk, bare_port, conns, secs, pl[0].worker_cpu);
+            v.rps[i] = wrk_rps(base, wrk, gw_port, INVOKE_URI, script, conns, secs, cpu);
+            g.rps[i] = wrk_rps(base, wrk, gw_port, URI, NULL, conns, secs, cpu);
+            b[i] = wrk_rps(base, wrk, bare_port, URI, NULL, conns, secs, cpu);
         }
-        ratio[i] = g[i] / b[i];
+        g.ratio[i] = g.rps[i] / b[i];
+        v.ratio[i] = v.rps[i] / b[i];
         if (verbose)
-            printf("  run %d: bare %.0f/s, gateway %.0f/s, ratio %.3f\n", i + 1, b[i], g[i],
-                   ratio[i]);
-        /* as ns per request, for the shared helpers and output format */
-        g[i] = 1e9 / g[i];
-        b[i] = 1e9 / b[i];
+            printf("  run %d: bare %.0f/s, gateway %.0f/s (%.3f), Invoke API %.0f/s (%.3f)\n",
+                   i + 1, b[i], g.rps[i], g.ratio[i], v.rps[i], v.ratio[i]);
+        b[i] = 1e9 / b[i]; /* as ns per request, for the shared helpers */
     }
-    sg = bench_stat_of(g, rounds, 0);
-    sb = bench_stat_of(b, rounds, 0);
-    gm = sg.median_ns;
-    bm = sb.median_ns;
+    unlink(script);
+    bm = bench_stat_of(b, rounds, 0).median_ns;
     bench_floor_line("bare evhttp \"ok\" (wrk)", bm);
-    over = bench_line("gateway -> INLINE (wrk)", gm, "bare evhttp \"ok\" (wrk)", bm,
-                      1.0 / 0.75);
-    qsort(ratio, (size_t)rounds, sizeof ratio[0], bench_cmp_double);
-    printf("requests/s (wrk): gateway %.0f, bare %.0f, ratio %.2f (target >= 0.75); "
-           "per-run ratios %.2f..%.2f, median %.2f\n",
-           1e9 / gm, 1e9 / bm, bm / gm, ratio[0], ratio[rounds - 1],
-           rounds % 2 ? ratio[rounds / 2] : (ratio[rounds / 2 - 1] + ratio[rounds / 2]) / 2);
-    fflush(stdout);
+    over = wrk_report("gateway -> INLINE (wrk)", "gateway", &g, bm, rounds);
+    over |= wrk_report("Invoke API -> INLINE (wrk)", "Invoke API", &v, bm, rounds);
     return over;
 }
 
@@ -320,9 +380,9 @@ int main(int argc, char **argv)
     struct faas_runtime *rt;
     struct evhttp *bare;
     struct evhttp_bound_socket *sock;
-    struct client gw, raw;
+    struct client gw, raw, api;
     struct bench_side fig, ref;
-    struct bench_stat sg, sr;
+    struct bench_stat sg, sr, sv, sr2;
     unsigned nconns = (unsigned)bench_env_ulong("BENCH_HTTP_CONNS", 16, 1, MAX_CONNS);
     char extra[64], wrk_path[4096];
     const char *wrk;
@@ -364,8 +424,9 @@ int main(int argc, char **argv)
     printf("bench_http: NOTE: wrk not found (apt-get install wrk, or BENCH_HTTP_WRK=path): "
            "in-process client instead; it costs the same on both sides, so the ratio "
            "understates the gateway\n");
-    client_open(&gw, base, faas_http_port(rt), URI, nconns);
-    client_open(&raw, base, bound_port(sock), URI, nconns);
+    client_open(&gw, base, faas_http_port(rt), URI, NULL, nconns);
+    client_open(&raw, base, bound_port(sock), URI, NULL, nconns);
+    client_open(&api, base, faas_http_port(rt), INVOKE_URI, INVOKE_BODY, nconns);
     snprintf(extra, sizeof extra, "%u connections, in-process client", nconns);
     bench_header("bench_http", extra);
     fig.fn = client_body;
@@ -382,6 +443,13 @@ int main(int argc, char **argv)
                       1.0 / 0.75);
     printf("requests/s: gateway %.0f, bare %.0f, ratio %.2f (target >= 0.75)\n",
            1e9 / sg.median_ns, 1e9 / sr.median_ns, sr.median_ns / sg.median_ns);
+    fig.arg = &api;
+    bench_measure_pair(&fig, &sv, &ref, &sr2);
+    over |= bench_line("Invoke API -> INLINE", sv.median_ns, "bare evhttp \"ok\"",
+                       sr2.median_ns, 1.0 / 0.75);
+    printf("requests/s: Invoke API %.0f, bare %.0f, ratio %.2f (target >= 0.75)\n",
+           1e9 / sv.median_ns, 1e9 / sr2.median_ns, sr2.median_ns / sv.median_ns);
+    client_close(&api);
     client_close(&gw);
     client_close(&raw);
     faas_runtime_free(rt);
