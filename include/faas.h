@@ -703,7 +703,8 @@ FAAS_EXTERN int faas_unmap(struct faas_runtime *rt, int mapping_id);
 FAAS_EXTERN int faas_emit(struct faas_runtime *rt, const char *source, json_t *record);
 
 /*
- * Serves the api: routes (and later the Invoke API) on the host's evhttp
+ * Serves the api: routes and the Invoke API (runtime option invoke_api) on
+ * the host's evhttp
  * server: libfaas sets its generic callback, so routes the host registered
  * with evhttp_set_cb keep theirs. The evhttp is borrowed and must outlive
  * the runtime; its limits and allowed methods stay the host's (libevent

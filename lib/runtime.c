@@ -188,6 +188,32 @@ static void seed_rng(struct faas_runtime *rt)
         rt->rng[i] = s[i] ? s[i] : UINT64_C(0x9E3779B97F4A7C15) + (uint64_t)i;
 }
 
+/* The option strings are copied, as every string passed in. */
+static int copy_opt_strings(struct faas_runtime *rt)
+{
+    const char **f[4] = { &rt->opts.region, &rt->opts.runtime_api_address,
+                          &rt->opts.access_key_id, &rt->opts.secret_access_key };
+    int i, rc = 0;
+    for (i = 0; i < 4; i++) {
+        if (rc != 0) {
+            *f[i] = NULL; /* not copied: not ours to free */
+        } else if (*f[i]) {
+            *f[i] = faas_strdup(*f[i]);
+            if (!*f[i])
+                rc = FAAS_ENOMEM;
+        }
+    }
+    return rc;
+}
+
+static void free_opt_strings(struct faas_runtime *rt)
+{
+    free((char *)(uintptr_t)rt->opts.region);
+    free((char *)(uintptr_t)rt->opts.runtime_api_address);
+    free((char *)(uintptr_t)rt->opts.access_key_id);
+    free((char *)(uintptr_t)rt->opts.secret_access_key);
+}
+
 int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
                      const struct faas_runtime_opts *opts)
 {
@@ -206,6 +232,11 @@ int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
         return FAAS_ENOMEM;
     rt->opts = opts ? *opts : defaults;
     rt->base = base;
+    if (copy_opt_strings(rt) != 0) {
+        free_opt_strings(rt);
+        free(rt);
+        return FAAS_ENOMEM;
+    }
     rt->nbuckets = 16;
     rt->buckets = faas_calloc(rt->nbuckets, sizeof *rt->buckets);
     rt->dispatch_ev = event_new(base, -1, 0, dispatch_cb, rt);
@@ -213,6 +244,7 @@ int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
         if (rt->dispatch_ev)
             event_free(rt->dispatch_ev);
         free(rt->buckets);
+        free_opt_strings(rt);
         free(rt);
         return FAAS_ENOMEM;
     }
@@ -229,6 +261,7 @@ int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
     if (rc) {
         event_free(rt->dispatch_ev);
         free(rt->buckets);
+        free_opt_strings(rt);
         free(rt);
         return rc;
     }
@@ -303,6 +336,7 @@ static void runtime_destroy(struct faas_runtime *rt)
         event_free(rt->reap_ev);
     event_free(rt->dispatch_ev);
     free(rt->buckets);
+    free_opt_strings(rt);
     free(rt);
 }
 
