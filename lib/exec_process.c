@@ -724,6 +724,19 @@ static void x_arm(struct faas_xinst *xi, uint64_t ms)
 
 /* ---- sending an invocation ------------------------------------------ */
 
+/* Ends inv from the loop, later: it could not be started. */
+static void fail_later(struct faas_inv *inv, int status, const char *etype, const char *emsg)
+{
+    inv->preset = 1;
+    inv->res.status = status;
+    inv->res.payload = faas_error_object(etype, emsg);
+    inv->res.cold = inv->cold;
+    inv->inst->retire = 1;
+    faas_list_remove(&inv->link);
+    faas_inv_defer(inv);
+}
+
+
 static char *dump(json_t *j, size_t *len)
 {
     char *s = json_dumps(j ? j : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
@@ -773,9 +786,12 @@ static void x_send(struct faas_xinst *xi, struct faas_inv *inv)
         free(ev);
         free(cc);
     }
-    if (rc == FAAS_ENOMEM)
-        x_finish_inv(xi, FAAS_ENOMEM, faas_error_object("Runtime.OutOfMemory",
-                                                        "the host is out of memory"));
+    if (rc == FAAS_ENOMEM) {
+        /* Maybe inside faas_invoke: the result comes from the loop. */
+        xi->inv = NULL;
+        free_ev(&xi->timer);
+        fail_later(inv, FAAS_ENOMEM, "Runtime.OutOfMemory", "the host is out of memory");
+    }
     /* A closed channel: the exit report ends the invocation. */
 }
 
@@ -1090,18 +1106,6 @@ fail:
 }
 
 /* ---- the pool's hooks ------------------------------------------------- */
-
-/* Ends inv from the loop, later: it could not be started. */
-static void fail_later(struct faas_inv *inv, int status, const char *etype, const char *emsg)
-{
-    inv->preset = 1;
-    inv->res.status = status;
-    inv->res.payload = faas_error_object(etype, emsg);
-    inv->res.cold = inv->cold;
-    inv->inst->retire = 1;
-    faas_list_remove(&inv->link);
-    faas_inv_defer(inv);
-}
 
 void faas_x_start(struct faas_inv *inv)
 {

@@ -199,6 +199,7 @@ void faas_child_run(const struct faas_child_spec *spec, pid_t parent)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)
         _exit(1);
+    atomic_store(&faas_alloc_fail_countdown, -1); /* a test's, not ours */
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     for (sig = 1; sig < NSIG; sig++)
@@ -695,6 +696,7 @@ void faas_zygote_main(int ctrl, pid_t host)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != host)
         _exit(0);
+    atomic_store(&faas_alloc_fail_countdown, -1);
     setpgid(0, 0);
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     prctl(PR_SET_NAME, "faas-zygote");

@@ -159,6 +159,91 @@ out:
     return untouched;
 }
 
+/* The same for PROCESS functions: the host's side of workers, channels and
+ * the zygote (the workers' own allocations are theirs). */
+static int run_once_process(long fail_at)
+{
+    struct event_base *base = event_base_new();
+    struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
+    struct faas_function_opts po = FAAS_FUNCTION_OPTS_INIT;
+    struct faas_runtime *rt = NULL;
+    struct scenario sc = { 0, 0, 0 };
+    struct faas_result *res = NULL;
+    const char *names[] = { "proc", "lib" };
+    int registered[2] = { 0, 0 };
+    json_t *event;
+    int i, rc, untouched;
+
+    assert_non_null(base);
+    event = json_pack("{s:s}", "k", "v");
+    assert_non_null(event);
+    ro.log = on_log;
+    po.isolation = FAAS_ISOLATION_PROCESS;
+    po.init = init_state;
+    po.fini = fini_state;
+    po.min_warm = 1;
+
+    atomic_store(&faas_alloc_fail_countdown, fail_at);
+    rc = faas_runtime_new(&rt, base, &ro);
+    if (rc != 0) {
+        assert_int_equal(rc, FAAS_ENOMEM);
+        goto out;
+    }
+    rc = faas_register(rt, "proc", echo, &po);
+    registered[0] = rc == 0;
+    if (rc)
+        assert_int_equal(rc, FAAS_ENOMEM);
+    po.init = NULL;
+    po.fini = NULL;
+    po.min_warm = 0;
+    po.max_uses = 1;
+    rc = faas_register_library(rt, "lib", "build/tests/so/fns.so", "echo", &po);
+    registered[1] = rc == 0;
+    if (rc)
+        assert_int_equal(rc, FAAS_ENOMEM);
+    for (i = 0; i < 6; i++) {
+        int f = i % 2;
+        rc = faas_invoke(rt, names[f], event, NULL, on_result, &sc);
+        if (rc == 0)
+            sc.invoked++;
+        else if (registered[f])
+            assert_int_equal(rc, FAAS_ENOMEM);
+        else
+            assert_int_equal(rc, FAAS_ENOENT);
+    }
+    assert_true(tu_run_until(base, &sc.results, sc.invoked, 20000));
+    assert_int_equal(sc.results, sc.invoked);
+    if (registered[0]) {
+        rc = faas_invoke_sync(rt, "proc", event, NULL, &res);
+        if (rc == 0)
+            faas_result_free(res);
+        else
+            assert_int_equal(rc, FAAS_ENOMEM);
+    }
+    if (registered[0] && faas_invoke(rt, "proc", event, NULL, on_result, &sc) == 0)
+        sc.invoked++;
+    faas_runtime_free(rt);
+    assert_int_equal(sc.results, sc.invoked);
+out:
+    untouched = atomic_load(&faas_alloc_fail_countdown) >= 0;
+    atomic_store(&faas_alloc_fail_countdown, -1);
+    json_decref(event);
+    event_base_free(base);
+    return untouched;
+}
+
+static void test_process_allocations_fail_in_turn(void **state)
+{
+    long n;
+    (void)state;
+    for (n = 0; n < 5000; n++)
+        if (run_once_process(n))
+            break;
+    print_message("allocations in the process scenario: %ld\n", n);
+    assert_true(n > 20);
+    assert_true(n < 5000);
+}
+
 static void test_every_allocation_fails_in_turn(void **state)
 {
     long n;
@@ -176,6 +261,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_allocation_fails_in_turn),
+        cmocka_unit_test(test_process_allocations_fail_in_turn),
     };
     json_set_alloc_funcs(faas_malloc, free);
     return cmocka_run_group_tests(tests, NULL, NULL);
