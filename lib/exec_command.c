@@ -1,23 +1,1462 @@
 /*
- * exec_command.c - COMMAND instances over the Lambda Runtime API.
- * (Being written: until then COMMAND instances cannot start.)
+ * exec_command.c - COMMAND functions: an external runtime process speaks the
+ * AWS Lambda Runtime API (2018-06-01) to an endpoint of ours.
+ *
+ * exec_process.c owns the process (spawning, deadlines, exit, log lines);
+ * this file owns the wire. Each COMMAND instance gets an evhttp server of
+ * its own on the host's base, bound to a kernel-chosen port of
+ * runtime_api_address (127.0.0.1), and the environment a Lambda custom
+ * runtime expects (AWS_LAMBDA_RUNTIME_API names the endpoint). Served:
+ *
+ *   GET  /2018-06-01/runtime/invocation/next           200 the event
+ *   POST /2018-06-01/runtime/invocation/{id}/response  202 (413 too large)
+ *   POST /2018-06-01/runtime/invocation/{id}/error     202
+ *   POST /2018-06-01/runtime/init/error                202 (403 once started)
+ *
+ * and 400 for a request id that is not the current one (unknown, stale, or
+ * answered already), 404 for other paths, 405 for other methods; every body
+ * is JSON. The first GET /next means init is done (faas_x_ready). A /next
+ * waits (long poll) until faas_cmd_send hands over an invocation; an
+ * invocation handed over before its /next waits for it. Results are
+ * faas_x_result.
+ *
+ * Re-entrancy. faas_x_ready and faas_x_result run the pool and the caller's
+ * result callback, which may free this instance, start the next invocation
+ * on it, or free the runtime. They are never called from inside an evhttp
+ * callback: a request callback answers the runtime first, keeps the outcome
+ * (one at a time: the next one needs the next invocation, which needs this
+ * one delivered) and arms the instance's deliver event, which calls
+ * exec_process.c from a clean stack on the loop's next pass, after that
+ * pass's I/O: the answer is on the wire first, and the runtime works on
+ * while the result goes through the pool and the caller's callback. So
+ * faas_cmd_inst_free can evhttp_free at once; were it ever called inside
+ * one of our evhttp callbacks, the deliver event would do it instead. A
+ * reply still in a socket's output buffer when the server goes is written
+ * out first (one non-blocking send), so the 202 of a result that retires
+ * the instance reaches the runtime.
+ *
+ * Connections. The server makes each connection's bufferevent through our
+ * callback, so every connection has a record (struct cmd_conn) from its
+ * first byte: its trailer tap (exec_command.h says why) and, once a request
+ * named its evhttp connection, a close callback that frees the record. A
+ * GET /next that has waited WATCH_AFTER_MS gets its socket watched with
+ * EV_CLOSED (libevent does not read a connection while a request waits
+ * for its reply, so neither its close callback nor the request's complete
+ * callback tells that the client went), so a runtime that gives up a long
+ * poll is dropped and the next invocation waits for its next /next instead
+ * of going to a dead socket. A second /next while one waits replaces it
+ * (the older connection is closed).
+ *
+ * Sizes. A result body over max_sync_payload fails the invocation with
+ * FAAS_ETOOBIG as soon as the tap sees its size (declared, or counted
+ * chunk by chunk), and is answered 413. libevent cuts a body off past
+ * twice the limit, with a 413 of its own, so a runtime cannot make the
+ * host buffer without bound.
+ *
+ * Everything here runs on the loop thread.
  */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <sodium.h>
+
+#include "exec_command.h"
 #include "faas_int.h"
+
+#define API_PREFIX "/2018-06-01/runtime/"
+#define HDR_ERROR_TYPE "Lambda-Runtime-Function-Error-Type"
+/* The deadline a runtime is told when the invocation has none. */
+#define NO_DEADLINE_MS (15u * 60u * 1000u)
+/* A /next that waits this long has its socket watched for a close. */
+#define WATCH_AFTER_MS 100
+/* Above the body limit, for what libevent still reads before cutting off. */
+#define BODY_SLACK (64u * 1024u)
+
+/* ==== the trailer tap (pure) ========================================= */
+
+enum tap_state {
+    TAP_LINE = 0,   /* the request line (empty lines skipped) */
+    TAP_HEADERS,
+    TAP_BODY,       /* Content-Length bytes */
+    TAP_CHUNK_SIZE, /* a chunk-size line (the CRLF after data: empty) */
+    TAP_CHUNK_DATA,
+    TAP_TRAILERS,
+    TAP_OFF         /* lost the framing: evhttp refuses it too */
+};
+
+void faas_cmd_tap_init(struct faas_cmd_tap *t)
+{
+    memset(t, 0, sizeof *t);
+    t->line = t->small;
+    t->lcap = sizeof t->small;
+    t->done_tail = &t->done;
+}
+
+void faas_cmd_tap_req_free(struct faas_cmd_tap_req *r)
+{
+    if (!r)
+        return;
+    free(r->error_type);
+    free(r->error_body);
+    free(r);
+}
+
+static void tap_reset_line(struct faas_cmd_tap *t)
+{
+    if (t->line != t->small)
+        free(t->line);
+    t->line = t->small;
+    t->lcap = sizeof t->small;
+    t->llen = 0;
+    t->ltrunc = 0;
+}
+
+static void tap_drop_trailers(struct faas_cmd_tap *t)
+{
+    free(t->etype);
+    free(t->ebody);
+    t->etype = t->ebody = NULL;
+}
+
+void faas_cmd_tap_clear(struct faas_cmd_tap *t)
+{
+    struct faas_cmd_tap_req *r, *next;
+    tap_reset_line(t);
+    tap_drop_trailers(t);
+    for (r = t->done; r; r = next) {
+        next = r->next;
+        faas_cmd_tap_req_free(r);
+    }
+    t->done = NULL;
+    t->done_tail = &t->done;
+    t->state = TAP_OFF;
+}
+
+/* Appends to the line; trailer lines may grow up to their own bound. */
+static void tap_line_add(struct faas_cmd_tap *t, const char *p, size_t n)
+{
+    size_t max = t->state == TAP_TRAILERS ? FAAS_CMD_TAP_TRAILER_MAX : sizeof t->small;
+    if (t->llen + n > t->lcap && t->lcap < max) {
+        size_t cap = t->lcap * 4;
+        char *b;
+        while (cap < t->llen + n && cap < max)
+            cap *= 4;
+        if (cap > max)
+            cap = max;
+        if ((b = faas_malloc(cap)) != NULL) {
+            memcpy(b, t->line, t->llen);
+            if (t->line != t->small)
+                free(t->line);
+            t->line = b;
+            t->lcap = cap;
+        }
+    }
+    if (n > t->lcap - t->llen) {
+        n = t->lcap - t->llen;
+        t->ltrunc = 1;
+    }
+    memcpy(t->line + t->llen, p, n);
+    t->llen += n;
+}
+
+/* "Name: value" -> name and value (trimmed), NUL-terminated in place. */
+static int tap_split(char *line, char **name, char **value)
+{
+    char *colon = strchr(line, ':'), *e;
+    if (!colon || colon == line)
+        return -1;
+    *colon = '\0';
+    *name = line;
+    for (colon++; *colon == ' ' || *colon == '\t'; colon++)
+        ;
+    e = colon + strlen(colon);
+    while (e > colon && (e[-1] == ' ' || e[-1] == '\t'))
+        *--e = '\0';
+    *value = colon;
+    return 0;
+}
+
+/* The id of ".../invocation/{id}/response" or ".../{id}/error", or NULL. */
+static const char *result_path_id(const char *path, size_t *idlen)
+{
+    static const char pre[] = API_PREFIX "invocation/";
+    const char *id, *slash;
+    if (strncmp(path, pre, sizeof pre - 1) != 0)
+        return NULL;
+    id = path + sizeof pre - 1;
+    slash = strchr(id, '/');
+    if (!slash || slash == id || (size_t)(slash - id) >= FAAS_REQUEST_ID_SIZE ||
+        (strcmp(slash, "/response") != 0 && strcmp(slash, "/error") != 0))
+        return NULL;
+    *idlen = (size_t)(slash - id);
+    return id;
+}
+
+static void tap_request_line(struct faas_cmd_tap *t, char *line)
+{
+    char *sp = strchr(line, ' '), *path, *end;
+    const char *id;
+    size_t idlen = 0;
+
+    t->chunked = t->bodyless = t->result_post = 0;
+    t->clen = t->body = 0;
+    t->id[0] = '\0';
+    tap_drop_trailers(t);
+    if (!sp) {
+        t->state = TAP_OFF;
+        return;
+    }
+    *sp = '\0';
+    t->bodyless = strcmp(line, "HEAD") == 0 || strcmp(line, "TRACE") == 0;
+    path = sp + 1;
+    if ((end = strpbrk(path, " ?")) != NULL)
+        *end = '\0';
+    if (strcmp(line, "POST") == 0 && (id = result_path_id(path, &idlen)) != NULL) {
+        t->result_post = 1;
+        memcpy(t->id, id, idlen);
+        t->id[idlen] = '\0';
+    }
+    t->state = TAP_HEADERS;
+}
+
+/* The last transfer coding is "chunked" (what evhttp requires). */
+static int te_chunked(const char *v)
+{
+    const char *c = strrchr(v, ',');
+    c = c ? c + 1 : v;
+    while (*c == ' ' || *c == '\t')
+        c++;
+    return strncasecmp(c, "chunked", 7) == 0 && (c[7] == '\0' || c[7] == ' ' || c[7] == '\t');
+}
+
+static void tap_request_done(struct faas_cmd_tap *t)
+{
+    if (t->etype || t->ebody) {
+        struct faas_cmd_tap_req *r = faas_calloc(1, sizeof *r);
+        if (r) {
+            r->seq = t->seq;
+            memcpy(r->id, t->id, sizeof r->id);
+            r->error_type = t->etype;
+            r->error_body = t->ebody;
+            t->etype = t->ebody = NULL;
+            *t->done_tail = r;
+            t->done_tail = &r->next;
+            t->ndone++;
+        }
+        tap_drop_trailers(t);
+    }
+    t->seq++;
+    t->result_post = 0;
+    t->state = TAP_LINE;
+}
+
+static void tap_end_headers(struct faas_cmd_tap *t)
+{
+    if (t->bodyless) {
+        tap_request_done(t);
+    } else if (t->chunked) {
+        t->state = TAP_CHUNK_SIZE;
+    } else if (t->clen > 0) {
+        t->left = t->body = t->clen;
+        t->state = TAP_BODY;
+    } else {
+        tap_request_done(t);
+    }
+}
+
+static void tap_header(struct faas_cmd_tap *t, char *line)
+{
+    char *name, *value;
+    if (line[0] == ' ' || line[0] == '\t' || tap_split(line, &name, &value) != 0)
+        return; /* a continuation, or nothing the framing depends on */
+    if (strcasecmp(name, "Transfer-Encoding") == 0) {
+        t->chunked = te_chunked(value);
+    } else if (strcasecmp(name, "Content-Length") == 0) {
+        char *e;
+        unsigned long long v = strtoull(value, &e, 10);
+        if (e == value || *e != '\0')
+            t->state = TAP_OFF;
+        else
+            t->clen = (uint64_t)v;
+    }
+}
+
+static void tap_chunk_size(struct faas_cmd_tap *t, const char *line)
+{
+    uint64_t v = 0;
+    const char *p = line;
+    int digits = 0;
+
+    for (; *p; p++, digits++) {
+        int d;
+        if (*p >= '0' && *p <= '9')
+            d = *p - '0';
+        else if (*p >= 'a' && *p <= 'f')
+            d = *p - 'a' + 10;
+        else if (*p >= 'A' && *p <= 'F')
+            d = *p - 'A' + 10;
+        else
+            break;
+        if (v >> 59) {
+            t->state = TAP_OFF;
+            return;
+        }
+        v = v * 16 + (uint64_t)d;
+    }
+    if (!digits || (*p && *p != ';' && *p != ' ')) {
+        t->state = TAP_OFF;
+        return;
+    }
+    if (v == 0) {
+        t->state = TAP_TRAILERS;
+        return;
+    }
+    t->left = v;
+    t->body += v;
+    t->state = TAP_CHUNK_DATA;
+}
+
+static void tap_trailer(struct faas_cmd_tap *t, char *line)
+{
+    char *name, *value, **slot = NULL;
+    if (tap_split(line, &name, &value) != 0)
+        return;
+    if (strcasecmp(name, HDR_ERROR_TYPE) == 0)
+        slot = &t->etype;
+    else if (strcasecmp(name, "Lambda-Runtime-Function-Error-Body") == 0)
+        slot = &t->ebody;
+    if (!slot || t->ltrunc)
+        return;
+    free(*slot);
+    *slot = faas_strdup(value);
+}
+
+/* One whole line (without its LF) is in t->line. */
+static void tap_line_done(struct faas_cmd_tap *t)
+{
+    char *line = t->line;
+    size_t n = t->llen;
+
+    if (n == t->lcap)
+        n--; /* truncated: room for the NUL */
+    if (n > 0 && line[n - 1] == '\r')
+        n--;
+    line[n] = '\0';
+    switch (t->state) {
+    case TAP_LINE:
+        if (n > 0)
+            tap_request_line(t, line);
+        break;
+    case TAP_HEADERS:
+        if (n == 0)
+            tap_end_headers(t);
+        else
+            tap_header(t, line);
+        break;
+    case TAP_CHUNK_SIZE:
+        if (n > 0)
+            tap_chunk_size(t, line);
+        break;
+    case TAP_TRAILERS:
+        if (n == 0)
+            tap_request_done(t);
+        else
+            tap_trailer(t, line);
+        break;
+    default:
+        break;
+    }
+    tap_reset_line(t);
+}
+
+void faas_cmd_tap_feed(struct faas_cmd_tap *t, const char *p, size_t n)
+{
+    while (n > 0 && t->state != TAP_OFF) {
+        const char *nl;
+        size_t take;
+
+        if (t->state == TAP_BODY || t->state == TAP_CHUNK_DATA) {
+            take = n < t->left ? n : (size_t)t->left;
+            p += take;
+            n -= take;
+            t->left -= take;
+            if (t->left == 0) {
+                if (t->state == TAP_BODY)
+                    tap_request_done(t);
+                else
+                    t->state = TAP_CHUNK_SIZE;
+            }
+            continue;
+        }
+        nl = memchr(p, '\n', n);
+        take = nl ? (size_t)(nl - p) : n;
+        tap_line_add(t, p, take);
+        p += take;
+        n -= take;
+        if (nl) {
+            p++;
+            n--;
+            tap_line_done(t);
+        }
+    }
+}
+
+struct faas_cmd_tap_req *faas_cmd_tap_take(struct faas_cmd_tap *t, uint64_t seq)
+{
+    struct faas_cmd_tap_req *r;
+    while ((r = t->done) != NULL && r->seq <= seq) {
+        t->done = r->next;
+        if (!t->done)
+            t->done_tail = &t->done;
+        t->ndone--;
+        r->next = NULL;
+        if (r->seq == seq)
+            return r;
+        faas_cmd_tap_req_free(r);
+    }
+    return NULL;
+}
+
+int faas_cmd_tap_oversize(const struct faas_cmd_tap *t, size_t limit, const char **id)
+{
+    if (!t->result_post || t->state == TAP_LINE || t->body <= limit)
+        return 0;
+    *id = t->id;
+    return 1;
+}
+
+/* ==== records ========================================================= */
+
+enum out_kind { OUT_NONE = 0, OUT_READY, OUT_RESULT };
+
+struct faas_cmd_inst;
+
+/* One connection of the runtime's. */
+struct cmd_conn {
+    struct faas_list link;            /* c->conns, newest first */
+    struct faas_cmd_inst *c;
+    struct bufferevent *bev;          /* compared only, unless evcon is set */
+    struct evbuffer_cb_entry *tap_cb; /* NULL: not tapped */
+    struct evhttp_connection *evcon;  /* NULL until a request named it */
+    struct event *close_ev;           /* EV_CLOSED while a /next waits here */
+    uint64_t served;                  /* requests handed to api_cb */
+    struct faas_cmd_tap tap;
+};
+
+struct faas_cmd_inst {
+    struct faas_instance *inst;       /* NULL once freed */
+    struct faas_runtime *rt;
+    struct evhttp *http;
+    uint16_t port;
+    char *arn;                        /* the invoked function's ARN */
+    struct faas_list conns;
+    struct event *deliver_ev;
+    struct event *watch_ev;           /* a /next waited long: watch it */
+
+    /* the GET /next that waits, with its connection */
+    struct evhttp_request *next_req;
+    struct cmd_conn *next_conn;
+
+    /* the current invocation */
+    char rid[FAAS_REQUEST_ID_SIZE];   /* "" when none */
+    char too_big[FAAS_REQUEST_ID_SIZE]; /* failed while its body came */
+    int queued;                       /* its event waits for a /next */
+    char deadline[24];                /* Unix ms */
+    char trace[96];                   /* generated trace id */
+    char *trace_given;                /* the caller's, owned, or NULL */
+    char *client_context;             /* compact JSON, owned, or NULL */
+    struct evbuffer *event;           /* the body of the /next answer */
+
+    int started;                      /* the first /next came */
+    int init_failed;                  /* an init error was posted */
+
+    /* an outcome for exec_process.c, delivered by deliver_ev */
+    enum out_kind out;
+    int out_status;
+    json_t *out_payload;
+
+    int depth;                        /* inside one of our evhttp callbacks */
+    int dead;                         /* freed inside one: deliver_ev frees */
+};
+
+static void conn_free(struct cmd_conn *k)
+{
+    faas_list_remove(&k->link);
+    if (k->close_ev)
+        event_free(k->close_ev);
+    faas_cmd_tap_clear(&k->tap);
+    free(k);
+}
+
+/* ==== small helpers =================================================== */
+
+static const char *region_of(const struct faas_runtime *rt)
+{
+    return rt->opts.region && rt->opts.region[0] ? rt->opts.region : "local";
+}
+
+/* 32 lowercase hex digits from a fresh request id (no system call). */
+static void random_hex32(struct faas_runtime *rt, char out[33])
+{
+    char id[FAAS_REQUEST_ID_SIZE];
+    size_t i, o = 0;
+    faas_request_id(rt, id);
+    for (i = 0; id[i] && o < 32; i++)
+        if (id[i] != '-')
+            out[o++] = id[i];
+    out[o] = '\0';
+}
+
+static size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0], cp;
+    size_t len, i;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (n < len)
+        return 0;
+    for (i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3fu);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return len;
+}
+
+/* Text as a JSON string: bytes that are not UTF-8 become U+FFFD. New
+ * reference, or NULL when out of memory. */
+static json_t *text_json(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    json_t *j = json_stringn(s, n);
+    size_t i = 0, o = 0, k;
+    char *buf;
+
+    if (j || n == 0)
+        return j ? j : json_string("");
+    if (n > (SIZE_MAX - 1) / 3 || !(buf = faas_malloc(n * 3 + 1)))
+        return NULL;
+    while (i < n) {
+        if ((k = utf8_seq_len(u + i, n - i)) == 0) {
+            memcpy(buf + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        } else {
+            memcpy(buf + o, s + i, k);
+            o += k;
+            i += k;
+        }
+    }
+    j = json_stringn(buf, o);
+    free(buf);
+    return j;
+}
+
+static int dump_to_evbuffer(const char *buf, size_t size, void *data)
+{
+    return evbuffer_add(data, buf, size);
+}
+
+/* ==== replies ========================================================= */
+
+static void reply_json(struct evhttp_request *req, int code, const char *reason,
+                       const char *body)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "application/json");
+    evbuffer_add(evhttp_request_get_output_buffer(req), body, strlen(body));
+    evhttp_send_reply(req, code, reason, NULL);
+}
+
+/* type and msg are ours: plain text that needs no JSON escaping. */
+static void reply_error(struct evhttp_request *req, int code, const char *reason,
+                        const char *type, const char *msg)
+{
+    char body[320];
+    snprintf(body, sizeof body, "{\"errorMessage\":\"%s\",\"errorType\":\"%s\"}", msg, type);
+    reply_json(req, code, reason, body);
+}
+
+static void reply_accepted(struct evhttp_request *req)
+{
+    reply_json(req, 202, "Accepted", "{\"status\":\"OK\"}");
+}
+
+static void reply_bad_id(struct evhttp_request *req)
+{
+    reply_error(req, 400, "Bad Request", "InvalidRequestID", "Invalid request ID");
+}
+
+/* ==== outcomes ======================================================== */
+
+/* The deliver event: a zero timeout runs on the loop's next pass, after
+ * the I/O that pass finds (the answer just queued for the runtime). */
+static void deliver_soon(struct faas_cmd_inst *c)
+{
+    static const struct timeval now = { 0, 0 };
+    event_add(c->deliver_ev, &now);
+}
+
+/* Keeps an outcome for the deliver event (payload taken over). */
+static void outcome(struct faas_cmd_inst *c, enum out_kind kind, int status, json_t *payload)
+{
+    if (c->out != OUT_NONE) {
+        /* Cannot happen (see the top); keep the first. */
+        json_decref(payload);
+        return;
+    }
+    c->out = kind;
+    c->out_status = status;
+    c->out_payload = payload;
+    deliver_soon(c);
+}
+
+/* The current invocation fails with FAAS_ETOOBIG: `size` bytes. */
+static void outcome_too_big(struct faas_cmd_inst *c, uint64_t size)
+{
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "Response payload size (%llu bytes) exceeded maximum allowed payload size "
+             "(%zu bytes).",
+             (unsigned long long)size, c->rt->opts.max_sync_payload);
+    c->rid[0] = '\0';
+    outcome(c, OUT_RESULT, FAAS_ETOOBIG,
+            faas_error_object("Function.ResponseSizeTooLarge", msg));
+}
+
+static void cmd_destroy(struct faas_cmd_inst *c);
+
+static void deliver_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct faas_cmd_inst *c = arg;
+    struct faas_runtime *rt = c->rt;
+    struct faas_instance *inst = c->inst;
+    enum out_kind kind = c->out;
+    json_t *payload = c->out_payload;
+    int status = c->out_status;
+
+    (void)fd;
+    (void)what;
+    if (c->dead) {
+        cmd_destroy(c);
+        return;
+    }
+    c->out = OUT_NONE;
+    c->out_payload = NULL;
+    if (kind == OUT_NONE || !inst) {
+        json_decref(payload);
+        return;
+    }
+    /* c may be freed inside: not touched after the call. */
+    faas_rt_enter(rt);
+    if (kind == OUT_READY)
+        faas_x_ready(inst, status, payload);
+    else
+        faas_x_result(inst, status, payload);
+    faas_rt_leave(rt);
+}
+
+/* ==== GET /next ======================================================= */
+
+static void watch_stop(struct faas_cmd_inst *c, struct cmd_conn *k)
+{
+    event_del(c->watch_ev);
+    if (k && k->close_ev)
+        event_del(k->close_ev);
+}
+
+/* Answers the waiting /next with the queued event. */
+static void answer_next(struct faas_cmd_inst *c)
+{
+    struct evhttp_request *req = c->next_req;
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+
+    watch_stop(c, c->next_conn);
+    c->next_req = NULL;
+    c->next_conn = NULL;
+    c->queued = 0;
+    evhttp_add_header(oh, "Content-Type", "application/json");
+    evhttp_add_header(oh, "Lambda-Runtime-Aws-Request-Id", c->rid);
+    evhttp_add_header(oh, "Lambda-Runtime-Deadline-Ms", c->deadline);
+    evhttp_add_header(oh, "Lambda-Runtime-Invoked-Function-Arn", c->arn);
+    evhttp_add_header(oh, "Lambda-Runtime-Trace-Id", c->trace_given ? c->trace_given : c->trace);
+    if (c->client_context)
+        evhttp_add_header(oh, "Lambda-Runtime-Client-Context", c->client_context);
+    evhttp_send_reply(req, 200, "OK", c->event);
+}
+
+static void closed_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct cmd_conn *k = arg;
+    struct faas_cmd_inst *c = k->c;
+
+    (void)fd;
+    (void)what;
+    if (c->next_conn != k || !k->evcon)
+        return;
+    /* The runtime gave up its long poll: free the connection and the
+     * request with it (conn_closecb clears c->next_req and frees k). */
+    c->depth++;
+    evhttp_connection_free(k->evcon);
+    c->depth--;
+}
+
+/* The waiting /next's socket is watched for the peer's close. */
+static void watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct faas_cmd_inst *c = arg;
+    struct cmd_conn *k = c->next_conn;
+
+    (void)what;
+    if (!k || (fd = bufferevent_getfd(k->bev)) < 0)
+        return;
+    if (!k->close_ev && !(k->close_ev = event_new(c->rt->base, fd, EV_CLOSED, closed_cb, k)))
+        return; /* then a dead /next is only found when answered */
+    event_add(k->close_ev, NULL);
+}
+
+/*
+ * A /next that waits is watched once it has waited WATCH_AFTER: a busy
+ * runtime's polls are answered sooner, and pay no epoll_ctl for the watch.
+ */
+static void watch_start(struct faas_cmd_inst *c)
+{
+    static const struct timeval after = { 0, WATCH_AFTER_MS * 1000 };
+    event_add(c->watch_ev, &after);
+}
+
+static void on_next(struct faas_cmd_inst *c, struct cmd_conn *k, struct evhttp_request *req)
+{
+    if (!k) {
+        /* Without a record its close could not be followed: refuse. */
+        reply_error(req, 500, "Internal Server Error", "ServiceException", "out of memory");
+        return;
+    }
+    if (c->next_req && c->next_conn && c->next_conn->evcon) {
+        /* A newer long poll replaces the older one. */
+        evhttp_connection_free(c->next_conn->evcon);
+    }
+    c->next_req = req;
+    c->next_conn = k;
+    if (c->queued) {
+        answer_next(c);
+        return;
+    }
+    watch_start(c);
+    if (!c->started && !c->init_failed) {
+        c->started = 1;
+        outcome(c, OUT_READY, 0, NULL);
+    }
+}
+
+/* ==== results ========================================================= */
+
+/* A JSON string of j's compact text, or NULL. */
+static json_t *json_text(const json_t *j)
+{
+    size_t n = json_dumpb(j, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *buf;
+    json_t *s;
+
+    if (n == 0 || !(buf = faas_malloc(n)))
+        return NULL;
+    json_dumpb(j, buf, n, JSON_COMPACT | JSON_ENCODE_ANY);
+    s = text_json(buf, n);
+    free(buf);
+    return s;
+}
+
+/* The body as a result payload: JSON, else a JSON string of the text;
+ * empty: null. NULL when out of memory. */
+static json_t *payload_of(const char *p, size_t n)
+{
+    json_t *j;
+    if (n == 0)
+        return json_null();
+    if ((j = json_loadb(p, n, JSON_DECODE_ANY, NULL)) != NULL)
+        return j;
+    return text_json(p, n);
+}
+
+/*
+ * An error object from a runtime's error body: {errorMessage, errorType,
+ * stackTrace} when it is a JSON object, else the text as the message.
+ * `type` (a header or trailer) wins over the body's errorType; then dflt.
+ */
+static json_t *error_of(const char *p, size_t n, const char *type, const char *dflt)
+{
+    json_t *body = n ? json_loadb(p, n, JSON_DECODE_ANY, NULL) : NULL;
+    json_t *err = json_object(), *msg = NULL, *t;
+
+    if (!err) {
+        json_decref(body);
+        return NULL;
+    }
+    if (json_is_object(body)) {
+        if (!type && json_is_string(t = json_object_get(body, "errorType")))
+            type = json_string_value(t);
+        if (json_is_string(t = json_object_get(body, "errorMessage")))
+            msg = json_incref(t);
+        else if (t && !json_is_null(t))
+            msg = json_text(t);
+    } else if (json_is_string(body)) {
+        msg = json_incref(body);
+    } else if (n) {
+        msg = text_json(p, n);
+    }
+    if (json_object_set_new(err, "errorType", json_string(type ? type : dflt)) != 0 ||
+        json_object_set_new(err, "errorMessage", msg ? msg : json_string("")) != 0 ||
+        (json_is_object(body) && (t = json_object_get(body, "stackTrace")) != NULL &&
+         json_object_set(err, "stackTrace", t) != 0)) {
+        json_decref(err);
+        err = NULL;
+    }
+    json_decref(body);
+    return err;
+}
+
+/* The error a streaming response reported in its trailers. */
+static json_t *error_of_trailers(const char *type, const char *b64)
+{
+    size_t n = b64 ? strlen(b64) : 0, len = 0;
+    unsigned char *bin;
+    json_t *err;
+
+    if (n == 0)
+        return error_of(NULL, 0, type, "Unhandled");
+    if (!(bin = faas_malloc(n / 4 * 3 + 3)))
+        return NULL;
+    if (sodium_base642bin(bin, n / 4 * 3 + 3, b64, n, " \t", &len, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0)
+        err = error_of(b64, n, type, "Unhandled"); /* not base64: the text */
+    else
+        err = error_of((const char *)bin, len, type, "Unhandled");
+    free(bin);
+    return err;
+}
+
+static void too_large(struct evhttp_request *req, size_t n, size_t limit)
+{
+    char msg[200];
+    snprintf(msg, sizeof msg,
+             "Response payload size (%zu bytes) exceeded maximum allowed payload size "
+             "(%zu bytes).",
+             n, limit);
+    reply_error(req, 413, "Payload Too Large", "Function.ResponseSizeTooLarge", msg);
+}
+
+static void on_result(struct faas_cmd_inst *c, struct evhttp_request *req, const char *id,
+                      int is_error, struct faas_cmd_tap_req *tr)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    struct evkeyvalq *ih = evhttp_request_get_input_headers(req);
+    size_t n = evbuffer_get_length(in), limit = c->rt->opts.max_sync_payload;
+    const char *p, *mode, *htype;
+    json_t *payload;
+    int status = 0;
+
+    if (c->too_big[0] && strcmp(id, c->too_big) == 0) {
+        /* Failed already, when its size was seen. */
+        c->too_big[0] = '\0';
+        too_large(req, n, limit);
+        return;
+    }
+    if (!c->rid[0] || c->queued || strcmp(id, c->rid) != 0) {
+        reply_bad_id(req);
+        return;
+    }
+    if (n > limit) {
+        too_large(req, n, limit);
+        outcome_too_big(c, n);
+        return;
+    }
+    p = n ? (const char *)evbuffer_pullup(in, -1) : "";
+    htype = evhttp_find_header(ih, HDR_ERROR_TYPE);
+    mode = evhttp_find_header(ih, "Lambda-Runtime-Function-Response-Mode");
+    if (is_error) {
+        status = FAAS_EHANDLER;
+        payload = error_of(p, n, htype, "Unhandled");
+    } else if (tr && (tr->error_type || tr->error_body)) {
+        status = FAAS_EHANDLER;
+        payload = error_of_trailers(tr->error_type, tr->error_body);
+    } else if (htype && mode && strcasecmp(mode, "streaming") == 0) {
+        /* A libevent that merges trailers into the headers. */
+        status = FAAS_EHANDLER;
+        payload = error_of_trailers(htype, evhttp_find_header(ih,
+                                                              "Lambda-Runtime-Function-Error-Body"));
+    } else {
+        payload = payload_of(p, n);
+    }
+    if (!payload) {
+        status = FAAS_ENOMEM;
+        payload = faas_error_object("Runtime.OutOfMemory", "the host is out of memory");
+    }
+    reply_accepted(req);
+    c->rid[0] = '\0';
+    outcome(c, OUT_RESULT, status, payload);
+}
+
+static void on_init_error(struct faas_cmd_inst *c, struct evhttp_request *req)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t n = evbuffer_get_length(in);
+    const char *type = evhttp_find_header(evhttp_request_get_input_headers(req), HDR_ERROR_TYPE);
+    json_t *err;
+
+    if (c->started || c->init_failed) {
+        reply_error(req, 403, "Forbidden", "InvalidStateTransition",
+                    "State transition from Ready to InitError failed");
+        return;
+    }
+    if (n > c->rt->opts.max_sync_payload)
+        n = 0; /* keep the type, drop a body too large to hold */
+    err = error_of(n ? (const char *)evbuffer_pullup(in, -1) : "", n, type, "Runtime.Unknown");
+    c->init_failed = 1;
+    reply_accepted(req);
+    outcome(c, OUT_READY, FAAS_EINIT, err);
+}
+
+/* ==== routing ========================================================= */
+
+static void route(struct faas_cmd_inst *c, struct cmd_conn *k, struct evhttp_request *req,
+                  const char *path, struct faas_cmd_tap_req *tr)
+{
+    enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    const char *rest = path + sizeof API_PREFIX - 1, *id;
+    size_t idlen;
+
+    if (strncmp(path, API_PREFIX, sizeof API_PREFIX - 1) != 0) {
+        reply_error(req, 404, "Not Found", "NotFound", "Not Found");
+    } else if (strcmp(rest, "invocation/next") == 0) {
+        if (m == EVHTTP_REQ_GET)
+            on_next(c, k, req);
+        else
+            reply_error(req, 405, "Method Not Allowed", "MethodNotAllowed",
+                        "Method Not Allowed");
+    } else if (strcmp(rest, "init/error") == 0) {
+        if (m == EVHTTP_REQ_POST)
+            on_init_error(c, req);
+        else
+            reply_error(req, 405, "Method Not Allowed", "MethodNotAllowed",
+                        "Method Not Allowed");
+    } else if ((id = result_path_id(path, &idlen)) != NULL) {
+        char rid[FAAS_REQUEST_ID_SIZE];
+        memcpy(rid, id, idlen);
+        rid[idlen] = '\0';
+        if (m != EVHTTP_REQ_POST)
+            reply_error(req, 405, "Method Not Allowed", "MethodNotAllowed",
+                        "Method Not Allowed");
+        else
+            on_result(c, req, rid, strcmp(id + idlen, "/error") == 0,
+                      tr && strcmp(tr->id, rid) == 0 ? tr : NULL);
+    } else {
+        reply_error(req, 404, "Not Found", "NotFound", "Not Found");
+    }
+}
+
+/* ==== connections ===================================================== */
+
+static void tap_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct cmd_conn *k = arg;
+    struct faas_cmd_inst *c = k->c;
+    const char *id;
+    size_t len, from, left;
+    struct evbuffer_ptr pos;
+    struct evbuffer_iovec v[8];
+
+    if (info->n_added == 0 || k->tap.state == TAP_OFF)
+        return;
+    len = evbuffer_get_length(buf);
+    if (len < info->n_added) {
+        k->tap.state = TAP_OFF; /* bytes went before we saw them */
+        return;
+    }
+    from = len - info->n_added;
+    left = info->n_added;
+    if (evbuffer_ptr_set(buf, &pos, from, EVBUFFER_PTR_SET) != 0)
+        return;
+    while (left > 0) {
+        int i, nv = evbuffer_peek(buf, (ev_ssize_t)left, &pos, v, 8);
+        if (nv <= 0)
+            break;
+        for (i = 0; i < nv && i < 8 && left > 0; i++) {
+            size_t take = v[i].iov_len < left ? v[i].iov_len : left;
+            faas_cmd_tap_feed(&k->tap, v[i].iov_base, take);
+            left -= take;
+            evbuffer_ptr_set(buf, &pos, take, EVBUFFER_PTR_ADD);
+        }
+    }
+    /* A result too large fails as soon as its size is known (libevent
+     * may cut it off before api_cb sees it). */
+    if (c->inst && !c->dead && c->rid[0] && !c->queued &&
+        faas_cmd_tap_oversize(&k->tap, c->rt->opts.max_sync_payload, &id) &&
+        strcmp(id, c->rid) == 0) {
+        memcpy(c->too_big, c->rid, sizeof c->too_big);
+        outcome_too_big(c, k->tap.body);
+    }
+}
+
+/* evhttp's factory for a new connection's bufferevent: ours, tapped. */
+static struct bufferevent *bev_cb(struct event_base *base, void *arg)
+{
+    struct faas_cmd_inst *c = arg;
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
+    struct faas_list *e, *next;
+    struct cmd_conn *k;
+
+    if (!bev)
+        return NULL; /* evhttp makes one itself */
+    /* A record with this address is of a connection freed before it had a
+     * request (its bufferevent's memory is reused): drop it. */
+    for (e = c->conns.next; e != &c->conns; e = next) {
+        next = e->next;
+        k = FAAS_CONTAINER_OF(e, struct cmd_conn, link);
+        if (k->bev == bev && !k->evcon)
+            conn_free(k);
+    }
+    if (!(k = faas_calloc(1, sizeof *k)))
+        return bev; /* untapped */
+    faas_list_init(&k->link);
+    k->c = c;
+    k->bev = bev;
+    faas_cmd_tap_init(&k->tap);
+    k->tap_cb = evbuffer_add_cb(bufferevent_get_input(bev), tap_cb, k);
+    if (!k->tap_cb)
+        k->tap.state = TAP_OFF;
+    faas_list_insert_head(&c->conns, &k->link);
+    return bev;
+}
+
+static void conn_closecb(struct evhttp_connection *evcon, void *arg)
+{
+    struct cmd_conn *k = arg;
+    struct faas_cmd_inst *c = k->c;
+
+    (void)evcon;
+    if (c->next_conn == k) {
+        /* A /next libevent detached from its failed connection is ours to
+         * free; one still on the connection goes with it. */
+        if (c->next_req && evhttp_request_get_connection(c->next_req) == NULL)
+            evhttp_request_free(c->next_req);
+        c->next_req = NULL;
+        c->next_conn = NULL;
+    }
+    if (k->tap_cb)
+        evbuffer_remove_cb_entry(bufferevent_get_input(k->bev), k->tap_cb);
+    conn_free(k);
+}
+
+/* The record of req's connection (made now if the factory could not),
+ * with its close callback set on first use; NULL when out of memory. */
+static struct cmd_conn *conn_of(struct faas_cmd_inst *c, struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    struct faas_list *e;
+    struct cmd_conn *k = NULL;
+
+    if (!bev)
+        return NULL;
+    for (e = c->conns.next; e != &c->conns; e = e->next) {
+        k = FAAS_CONTAINER_OF(e, struct cmd_conn, link);
+        if (k->bev == bev)
+            break;
+        k = NULL;
+    }
+    if (!k) {
+        if (!(k = faas_calloc(1, sizeof *k)))
+            return NULL;
+        faas_list_init(&k->link);
+        k->c = c;
+        k->bev = bev;
+        faas_cmd_tap_init(&k->tap);
+        k->tap.state = TAP_OFF;
+        faas_list_insert_head(&c->conns, &k->link);
+    }
+    if (!k->evcon) {
+        k->evcon = evcon;
+        evhttp_connection_set_closecb(evcon, conn_closecb, k);
+    }
+    return k;
+}
+
+static void api_cb(struct evhttp_request *req, void *arg)
+{
+    struct faas_cmd_inst *c = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    struct faas_cmd_tap_req *tr = NULL;
+    struct cmd_conn *k;
+
+    if (!c->inst || c->dead)
+        return; /* going away: dropped with the server */
+    c->depth++;
+    k = conn_of(c, req);
+    if (k)
+        tr = faas_cmd_tap_take(&k->tap, k->served++);
+    if (!path)
+        reply_error(req, 404, "Not Found", "NotFound", "Not Found");
+    else
+        route(c, k, req, path, tr);
+    faas_cmd_tap_req_free(tr);
+    c->depth--;
+}
+
+/* ==== the environment ================================================= */
+
+static int env_add(char **v, size_t *n, const char *key, const char *val)
+{
+    size_t kl = strlen(key), vl = strlen(val);
+    char *s = faas_malloc(kl + vl + 2);
+    if (!s)
+        return FAAS_ENOMEM;
+    memcpy(s, key, kl);
+    s[kl] = '=';
+    memcpy(s + kl + 1, val, vl + 1);
+    v[(*n)++] = s;
+    return 0;
+}
+
+/* A "KEY=VALUE" of the function's: replaces an entry with the same key. */
+static int env_put(char **v, size_t *n, const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    size_t kl, i;
+    char *s;
+
+    if (!eq || eq == kv)
+        return 0;
+    kl = (size_t)(eq - kv) + 1;
+    if (!(s = faas_strdup(kv)))
+        return FAAS_ENOMEM;
+    for (i = 0; i < *n; i++) {
+        if (strncmp(v[i], kv, kl) == 0) {
+            free(v[i]);
+            v[i] = s;
+            return 0;
+        }
+    }
+    v[(*n)++] = s;
+    return 0;
+}
+
+/* "host:port" for AWS_LAMBDA_RUNTIME_API, from the address we bound. */
+static void endpoint_of(const char *addr, uint16_t port, char *out, size_t size)
+{
+    if (strcmp(addr, "0.0.0.0") == 0)
+        addr = "127.0.0.1";
+    else if (strcmp(addr, "::") == 0)
+        addr = "::1";
+    if (strchr(addr, ':'))
+        snprintf(out, size, "[%s]:%u", addr, (unsigned)port);
+    else
+        snprintf(out, size, "%s:%u", addr, (unsigned)port);
+}
+
+static int build_env(struct faas_instance *inst, const char *endpoint, char ***envp)
+{
+    struct faas_fn *fn = inst->fn;
+    struct faas_runtime *rt = fn->rt;
+    const char *region = region_of(rt), *path = getenv("PATH");
+    size_t nfn = 0, n = 0;
+    char **v, buf[PATH_MAX + 128], hex[33], *cwd = NULL;
+    time_t now = (time_t)(faas_wall_ns(rt) / 1000000000);
+    struct tm tm;
+    int rc = FAAS_ENOMEM;
+
+    while (fn->env && fn->env[nfn])
+        nfn++;
+    if (!(v = faas_calloc(16 + nfn + 1, sizeof *v)))
+        return FAAS_ENOMEM;
+    if (!fn->task_root) {
+        if (!(cwd = faas_malloc(PATH_MAX)))
+            goto out;
+        if (!getcwd(cwd, PATH_MAX)) {
+            rc = FAAS_ESYS;
+            goto out;
+        }
+    }
+    gmtime_r(&now, &tm);
+    random_hex32(rt, hex);
+    if (env_add(v, &n, "AWS_LAMBDA_RUNTIME_API", endpoint) ||
+        env_add(v, &n, "_HANDLER", fn->cmd_handler ? fn->cmd_handler : "") ||
+        env_add(v, &n, "LAMBDA_TASK_ROOT", fn->task_root ? fn->task_root : cwd) ||
+        env_add(v, &n, "AWS_LAMBDA_FUNCTION_NAME", fn->name) ||
+        env_add(v, &n, "AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"))
+        goto out;
+    snprintf(buf, sizeof buf, "%u", (unsigned)fn->opts.memory_mb);
+    if (env_add(v, &n, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", buf))
+        goto out;
+    snprintf(buf, sizeof buf, "/aws/lambda/%s", fn->name);
+    if (env_add(v, &n, "AWS_LAMBDA_LOG_GROUP_NAME", buf))
+        goto out;
+    snprintf(buf, sizeof buf, "%04d/%02d/%02d/[$LATEST]%s", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, hex);
+    if (env_add(v, &n, "AWS_LAMBDA_LOG_STREAM_NAME", buf) ||
+        env_add(v, &n, "AWS_LAMBDA_INITIALIZATION_TYPE",
+                inst->prewarmed ? "provisioned-concurrency" : "on-demand") ||
+        env_add(v, &n, "AWS_REGION", region) || env_add(v, &n, "AWS_DEFAULT_REGION", region) ||
+        env_add(v, &n, "TZ", ":UTC") ||
+        env_add(v, &n, "PATH", path && path[0] ? path : "/usr/local/bin:/usr/bin:/bin") ||
+        env_add(v, &n, "LANG", "C.UTF-8") ||
+        env_add(v, &n, "AWS_EXECUTION_ENV", "AWS_Lambda_provided"))
+        goto out;
+    for (size_t i = 0; i < nfn; i++)
+        if (env_put(v, &n, fn->env[i]))
+            goto out;
+    *envp = v;
+    v = NULL;
+    rc = 0;
+out:
+    free(cwd);
+    faas_strv_free(v);
+    return rc;
+}
+
+/* ==== the instance ==================================================== */
+
+static int listen_on(struct faas_cmd_inst *c, const char *addr)
+{
+    struct evhttp_bound_socket *sock;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    size_t limit = c->rt->opts.max_sync_payload;
+
+    if (!(c->http = evhttp_new(c->rt->base)))
+        return FAAS_ENOMEM;
+    /* Every method reaches api_cb, which answers 405 itself. */
+    evhttp_set_allowed_methods(c->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+                                            EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+    evhttp_set_max_body_size(c->http, limit > (size_t)INT64_MAX / 4
+                                          ? -1
+                                          : (ev_ssize_t)(limit * 2 + BODY_SLACK));
+    evhttp_set_max_headers_size(c->http, (ev_ssize_t)(FAAS_CMD_TAP_TRAILER_MAX + 65536));
+    evhttp_set_bevcb(c->http, bev_cb, c);
+    evhttp_set_gencb(c->http, api_cb, c);
+    if (!(sock = evhttp_bind_socket_with_handle(c->http, addr, 0)))
+        return FAAS_ESYS;
+    if (getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss, &sl) != 0)
+        return FAAS_ESYS;
+    if (ss.ss_family == AF_INET)
+        c->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    else if (ss.ss_family == AF_INET6)
+        c->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return c->port ? 0 : FAAS_ESYS;
+}
 
 int faas_cmd_inst_new(struct faas_instance *inst, char ***envp)
 {
-    (void)inst;
+    struct faas_runtime *rt = inst->fn->rt;
+    const char *addr = rt->opts.runtime_api_address && rt->opts.runtime_api_address[0]
+                           ? rt->opts.runtime_api_address
+                           : "127.0.0.1";
+    struct faas_cmd_inst *c;
+    char endpoint[128];
+    size_t alen;
+    int rc = FAAS_ENOMEM;
+
     *envp = NULL;
-    return FAAS_ESYS;
+    if (!(c = faas_calloc(1, sizeof *c)))
+        return FAAS_ENOMEM;
+    c->rt = rt;
+    faas_list_init(&c->conns);
+    alen = strlen(region_of(rt)) + strlen(inst->fn->name) + 64;
+    if (!(c->arn = faas_malloc(alen)) || !(c->event = evbuffer_new()) ||
+        !(c->deliver_ev = event_new(rt->base, -1, 0, deliver_cb, c)) ||
+        !(c->watch_ev = event_new(rt->base, -1, 0, watch_cb, c)))
+        goto fail;
+    snprintf(c->arn, alen, "arn:aws:lambda:%s:000000000000:function:%s", region_of(rt),
+             inst->fn->name);
+    if ((rc = listen_on(c, addr)) != 0)
+        goto fail;
+    endpoint_of(addr, c->port, endpoint, sizeof endpoint);
+    if ((rc = build_env(inst, endpoint, envp)) != 0)
+        goto fail;
+    c->inst = inst;
+    inst->cmd = c;
+    return 0;
+fail:
+    cmd_destroy(c);
+    return rc;
 }
 
-void faas_cmd_send(struct faas_instance *inst, struct faas_inv *inv)
+/* Writes what a connection's socket can take of the replies still queued
+ * on it (the server is about to go). */
+static void flush_replies(struct cmd_conn *k)
 {
-    (void)inst;
-    (void)inv;
+    struct evbuffer *out = bufferevent_get_output(k->bev);
+    evutil_socket_t fd = bufferevent_getfd(k->bev);
+    size_t len = evbuffer_get_length(out);
+    ssize_t n;
+
+    if (fd < 0 || len == 0)
+        return;
+    n = send(fd, evbuffer_pullup(out, -1), len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0)
+        evbuffer_drain(out, (size_t)n);
+}
+
+static void cmd_destroy(struct faas_cmd_inst *c)
+{
+    struct faas_list *e;
+
+    c->inst = NULL;
+    c->dead = 1;
+    c->next_req = NULL;
+    c->next_conn = NULL;
+    if (c->deliver_ev)
+        event_free(c->deliver_ev);
+    if (c->watch_ev)
+        event_free(c->watch_ev);
+    c->deliver_ev = c->watch_ev = NULL;
+    for (e = c->conns.next; e != &c->conns; e = e->next) {
+        struct cmd_conn *k = FAAS_CONTAINER_OF(e, struct cmd_conn, link);
+        if (k->evcon)
+            flush_replies(k);
+    }
+    /* Frees every connection: their close callbacks free their records. */
+    if (c->http)
+        evhttp_free(c->http);
+    /* Records of connections that never had a request: their bufferevents
+     * are gone with the server, so only the records are freed. */
+    while ((e = faas_list_pop_head(&c->conns)) != NULL) {
+        struct cmd_conn *k = FAAS_CONTAINER_OF(e, struct cmd_conn, link);
+        k->tap_cb = NULL;
+        conn_free(k);
+    }
+    if (c->event)
+        evbuffer_free(c->event);
+    json_decref(c->out_payload);
+    free(c->trace_given);
+    free(c->client_context);
+    free(c->arn);
+    free(c);
 }
 
 void faas_cmd_inst_free(struct faas_instance *inst)
 {
-    (void)inst;
+    struct faas_cmd_inst *c = inst ? inst->cmd : NULL;
+
+    if (!c)
+        return;
+    inst->cmd = NULL;
+    c->inst = NULL;
+    if (c->depth > 0) {
+        /* Inside one of our evhttp callbacks: free from a clean stack. */
+        c->dead = 1;
+        json_decref(c->out_payload);
+        c->out_payload = NULL;
+        c->out = OUT_NONE;
+        deliver_soon(c);
+        return;
+    }
+    cmd_destroy(c);
+}
+
+/* ==== handing over an invocation ======================================= */
+
+static void make_trace_id(struct faas_cmd_inst *c)
+{
+    char a[33], b[33];
+    int64_t wall = faas_wall_ns(c->rt);
+    random_hex32(c->rt, a);
+    random_hex32(c->rt, b);
+    snprintf(c->trace, sizeof c->trace, "Root=1-%08llx-%.24s;Parent=%.16s;Sampled=0",
+             (unsigned long long)(wall / 1000000000) & 0xffffffffull, a, b);
+}
+
+/* Fills the queued event from inv. 0 or FAAS_ENOMEM. */
+static int prepare(struct faas_cmd_inst *c, struct faas_inv *inv)
+{
+    struct faas_runtime *rt = c->rt;
+    uint64_t deadline = atomic_load(&inv->ctx.deadline_ns), now = faas_now_ns(rt);
+    uint64_t left_ms = deadline == 0 ? NO_DEADLINE_MS
+                       : deadline > now ? (deadline - now) / 1000000u
+                                        : 0;
+    int64_t wall_ms = faas_wall_ns(rt) / 1000000;
+
+    snprintf(c->rid, sizeof c->rid, "%s", inv->res.request_id);
+    snprintf(c->deadline, sizeof c->deadline, "%lld", (long long)(wall_ms + (int64_t)left_ms));
+    free(c->trace_given);
+    free(c->client_context);
+    c->trace_given = c->client_context = NULL;
+    evbuffer_drain(c->event, evbuffer_get_length(c->event));
+    if (inv->trace_id && inv->trace_id[0]) {
+        if (!(c->trace_given = faas_strdup(inv->trace_id)))
+            return FAAS_ENOMEM;
+    } else {
+        make_trace_id(c);
+    }
+    if (inv->client_context) {
+        size_t n = json_dumpb(inv->client_context, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (n == 0 || !(c->client_context = faas_malloc(n + 1)))
+            return FAAS_ENOMEM;
+        json_dumpb(inv->client_context, c->client_context, n, JSON_COMPACT | JSON_ENCODE_ANY);
+        c->client_context[n] = '\0';
+    }
+    if (json_dump_callback(inv->event ? inv->event : json_null(), dump_to_evbuffer, c->event,
+                           JSON_COMPACT | JSON_ENCODE_ANY) != 0)
+        return FAAS_ENOMEM;
+    return 0;
+}
+
+void faas_cmd_send(struct faas_instance *inst, struct faas_inv *inv)
+{
+    struct faas_cmd_inst *c = inst ? inst->cmd : NULL;
+
+    if (!c || c->dead || !inv)
+        return;
+    if (prepare(c, inv) != 0) {
+        c->rid[0] = '\0';
+        c->queued = 0;
+        outcome(c, OUT_RESULT, FAAS_ENOMEM,
+                faas_error_object("Runtime.OutOfMemory", "the host is out of memory"));
+        return;
+    }
+    c->queued = 1;
+    if (c->next_req)
+        answer_next(c);
+}
+
+/* ==== tests ============================================================ */
+
+int faas_cmd_waiting(const struct faas_instance *inst)
+{
+    return inst && inst->cmd && inst->cmd->next_req != NULL;
+}
+
+uint16_t faas_cmd_port(const struct faas_instance *inst)
+{
+    return inst && inst->cmd ? inst->cmd->port : 0;
 }

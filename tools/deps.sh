@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the build and test dependencies that are missing (Debian packages).
 # Quiet and quick when everything is present.
-pkgs="libevent-dev libjansson-dev libsodium-dev libcmocka-dev pkg-config"
+# curl: the bash custom runtime of the gateway's demo (a Lambda bootstrap).
+pkgs="libevent-dev libjansson-dev libsodium-dev libcmocka-dev pkg-config curl"
 [ "${WITH_CHECK_TOOLS:-0}" = 1 ] && pkgs="$pkgs valgrind"
 [ "${WITH_FUZZ_TOOLS:-0}" = 1 ] && pkgs="$pkgs clang libclang-rt-14-dev"
 missing=""

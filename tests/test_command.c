@@ -1,0 +1,1095 @@
+/*
+ * test_command.c - COMMAND functions over the Lambda Runtime API.
+ *
+ * First the trailer tap, pure: request streams fed whole and byte by byte.
+ * Then real runtimes, spawned through faas_register_command: bash
+ * bootstraps in tests/data/runtimes/ written as AWS's custom-runtime
+ * tutorial writes them (curl against $AWS_LAMBDA_RUNTIME_API, the handler
+ * file sourced through $_HANDLER), and the small C runtime
+ * build/.../tests/runtimes/crt (one keep-alive connection, streaming with
+ * error trailers). The bash function (tests/data/runtimes/bash/function.sh)
+ * picks what to do from the event: echo, fail, sleep past the timeout,
+ * crash, print the environment or the Lambda-Runtime-* headers, wait at a
+ * gate, log, answer text or nothing.
+ *
+ * Nothing sleeps to synchronise: the loop runs until a result, a file a
+ * runtime writes, or a state of the runtime, each with a generous bound.
+ * Functions that wait (the gate, the dropped poll) poll a file the test
+ * creates, with their own bound.
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <libgen.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "exec_command.h"
+#include "faas_int.h"
+#include "testutil.h"
+
+#define BOUND_MS 20000u
+
+static struct event_base *g_base;
+static struct faas_runtime *g_rt;
+static char g_tmp[PATH_MAX];  /* the test's own directory: TMPDIR, gates */
+static char g_data[PATH_MAX]; /* tests/data/runtimes, absolute */
+static char g_crt[PATH_MAX];  /* the C runtime */
+static json_t *g_lines;       /* [[request_id, line], ...] */
+static int g_reports;
+
+/* ==== the trailer tap (pure) =========================================== */
+
+static const char tap_stream[] =
+    "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n"
+    "POST /2018-06-01/runtime/invocation/abc-1/response HTTP/1.1\r\n"
+    "Host: x\r\nContent-Length: 5\r\n\r\n0\r\n\r\n"
+    "POST /2018-06-01/runtime/invocation/abc-2/response HTTP/1.1\r\n"
+    "Host: x\r\nTransfer-Encoding: chunked\r\n"
+    "Lambda-Runtime-Function-Response-Mode: streaming\r\n\r\n"
+    "3\r\nabc\r\n10;ext=1\r\n0123456789abcdef\r\n0\r\n"
+    "Lambda-Runtime-Function-Error-Type: Function.Oops\r\n"
+    "Lambda-Runtime-Function-Error-Body: eyJlcnJvck1lc3NhZ2UiOiJvb3BzIn0=\r\n\r\n"
+    "POST /2018-06-01/runtime/invocation/abc-3/response HTTP/1.1\r\n"
+    "Transfer-Encoding: gzip, chunked\r\n\r\n"
+    "2\r\n{}\r\n0\r\n\r\n"
+    "HEAD /x HTTP/1.1\r\nContent-Length: 10\r\n\r\n"
+    "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n\r\n";
+
+static void tap_check(struct faas_cmd_tap *t)
+{
+    struct faas_cmd_tap_req *r;
+
+    assert_int_equal(t->seq, 6);
+    assert_int_equal(t->state, 0); /* between requests */
+    assert_null(faas_cmd_tap_take(t, 0));
+    assert_null(faas_cmd_tap_take(t, 1));
+    r = faas_cmd_tap_take(t, 2);
+    assert_non_null(r);
+    assert_int_equal(r->seq, 2);
+    assert_string_equal(r->id, "abc-2");
+    assert_string_equal(r->error_type, "Function.Oops");
+    assert_string_equal(r->error_body, "eyJlcnJvck1lc3NhZ2UiOiJvb3BzIn0=");
+    faas_cmd_tap_req_free(r);
+    assert_null(faas_cmd_tap_take(t, 3));
+    assert_null(t->done);
+}
+
+static void test_tap_whole_and_bytewise(void **state)
+{
+    struct faas_cmd_tap t;
+    size_t i;
+    (void)state;
+
+    faas_cmd_tap_init(&t);
+    faas_cmd_tap_feed(&t, tap_stream, sizeof tap_stream - 1);
+    tap_check(&t);
+    faas_cmd_tap_clear(&t);
+
+    faas_cmd_tap_init(&t);
+    for (i = 0; i < sizeof tap_stream - 1; i++)
+        faas_cmd_tap_feed(&t, tap_stream + i, 1);
+    tap_check(&t);
+    faas_cmd_tap_clear(&t);
+}
+
+static void test_tap_long_trailer_and_take(void **state)
+{
+    static const char head[] = "POST /2018-06-01/runtime/invocation/id-9/response HTTP/1.1\r\n"
+                               "Transfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n"
+                               "Lambda-Runtime-Function-Error-Body: ";
+    char *stream, *big = malloc(5001);
+    struct faas_cmd_tap t;
+    struct faas_cmd_tap_req *r;
+    size_t n;
+    (void)state;
+
+    memset(big, 'A', 5000);
+    big[5000] = '\0';
+    n = strlen(head) + 5000 + 4 + 2 * (sizeof tap_stream - 1);
+    stream = malloc(n + 1);
+    snprintf(stream, n + 1, "%s%s\r\n\r\n%s%s", head, big, tap_stream, tap_stream);
+    faas_cmd_tap_init(&t);
+    faas_cmd_tap_feed(&t, stream, strlen(stream));
+    assert_int_equal(t.seq, 13);
+    r = faas_cmd_tap_take(&t, 0);
+    assert_non_null(r);
+    assert_string_equal(r->id, "id-9");
+    assert_null(r->error_type);
+    assert_int_equal(strlen(r->error_body), 5000);
+    faas_cmd_tap_req_free(r);
+    /* Taking a later one drops the older ones. */
+    r = faas_cmd_tap_take(&t, 9);
+    assert_non_null(r);
+    assert_string_equal(r->error_type, "Function.Oops");
+    faas_cmd_tap_req_free(r);
+    assert_null(t.done);
+    faas_cmd_tap_clear(&t);
+    free(stream);
+    free(big);
+}
+
+static void test_tap_oversize_and_bad(void **state)
+{
+    static const char cl[] = "POST /2018-06-01/runtime/invocation/r1/response HTTP/1.1\r\n"
+                             "Content-Length: 5000\r\n\r\nxx";
+    static const char ch[] = "POST /2018-06-01/runtime/invocation/r2/error HTTP/1.1\r\n"
+                             "Transfer-Encoding: chunked\r\n\r\n800\r\nxx";
+    static const char bad[] = "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+                              "GET /y HTTP/1.1\r\n\r\n";
+    struct faas_cmd_tap t;
+    const char *id = NULL;
+    (void)state;
+
+    faas_cmd_tap_init(&t);
+    faas_cmd_tap_feed(&t, cl, sizeof cl - 1);
+    assert_true(faas_cmd_tap_oversize(&t, 1024, &id));
+    assert_string_equal(id, "r1");
+    assert_false(faas_cmd_tap_oversize(&t, 5000, &id));
+    faas_cmd_tap_clear(&t);
+
+    faas_cmd_tap_init(&t);
+    faas_cmd_tap_feed(&t, ch, sizeof ch - 1);
+    assert_true(faas_cmd_tap_oversize(&t, 2047, &id)); /* 0x800 counted */
+    assert_string_equal(id, "r2");
+    assert_false(faas_cmd_tap_oversize(&t, 2048, &id));
+    faas_cmd_tap_clear(&t);
+
+    /* A next request is not a result: never oversize. */
+    faas_cmd_tap_init(&t);
+    faas_cmd_tap_feed(&t, "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n"
+                          "Content-Length: 99999\r\n\r\n", 77);
+    assert_false(faas_cmd_tap_oversize(&t, 10, &id));
+    faas_cmd_tap_clear(&t);
+
+    /* A chunk size that is not hex: the tap stops (evhttp refuses it). */
+    faas_cmd_tap_init(&t);
+    faas_cmd_tap_feed(&t, bad, sizeof bad - 1);
+    assert_int_equal(t.seq, 0);
+    assert_false(faas_cmd_tap_oversize(&t, 0, &id));
+    faas_cmd_tap_clear(&t);
+}
+
+/* ==== fixture ========================================================== */
+
+static void on_log(const struct faas_log_record *rec, void *arg)
+{
+    (void)arg;
+    if (rec->kind == FAAS_LOG_REPORT)
+        g_reports++;
+    else if (rec->kind == FAAS_LOG_LINE)
+        json_array_append_new(g_lines, json_pack("[ss]", rec->request_id ? rec->request_id : "",
+                                                 rec->line ? rec->line : ""));
+}
+
+static void rt_start(const struct faas_runtime_opts *extra)
+{
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    if (extra)
+        o = *extra;
+    o.log = on_log;
+    o.thread_workers = 1;
+    assert_int_equal(faas_runtime_new(&g_rt, g_base, &o), 0);
+}
+
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    char exe[PATH_MAX];
+    ssize_t n;
+    (void)state;
+
+    g_base = event_base_new();
+    assert_non_null(g_base);
+    snprintf(g_tmp, sizeof g_tmp, "%s/faas-cmd-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR")
+                                                                          : "/tmp");
+    assert_non_null(mkdtemp(g_tmp));
+    assert_non_null(realpath("tests/data/runtimes", g_data));
+    n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    assert_true(n > 0);
+    exe[n] = '\0';
+    snprintf(g_crt, sizeof g_crt, "%s/runtimes/crt", dirname(exe));
+    g_lines = json_array();
+    g_reports = 0;
+    g_rt = NULL;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    faas_runtime_free(g_rt);
+    g_rt = NULL;
+    json_decref(g_lines);
+    g_lines = NULL;
+    event_base_free(g_base);
+    g_base = NULL;
+    nftw(g_tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    return 0;
+}
+
+/* Registers a runtime of tests/data/runtimes (or the C one, "crt"). */
+static void reg_env(const char *name, const char *runtime, const char *handler,
+                    const struct faas_function_opts *extra, const char *more_env)
+{
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    char boot[PATH_MAX + 64], root[PATH_MAX + 64], tmp[PATH_MAX + 16], gate[PATH_MAX + 16],
+        mark[PATH_MAX + 16];
+    const char *env[] = { tmp, gate, mark, "CUSTOM_VAR=custom value", more_env, NULL };
+    const char *argv[] = { boot, NULL };
+
+    if (extra)
+        o = *extra;
+    if (strcmp(runtime, "crt") == 0) {
+        snprintf(boot, sizeof boot, "%s", g_crt);
+        snprintf(root, sizeof root, "%s", g_tmp);
+    } else {
+        snprintf(boot, sizeof boot, "%s/%s/bootstrap", g_data, runtime);
+        snprintf(root, sizeof root, "%s/%s", g_data, runtime);
+    }
+    snprintf(tmp, sizeof tmp, "TMPDIR=%s", g_tmp);
+    snprintf(gate, sizeof gate, "GATE_DIR=%s", g_tmp);
+    snprintf(mark, sizeof mark, "MARK_DIR=%s", g_tmp);
+    o.handler = handler;
+    o.task_root = root;
+    o.env = env;
+    assert_int_equal(faas_register_command(g_rt, name, argv, &o), 0);
+}
+
+static void reg(const char *name, const char *runtime, const char *handler,
+                const struct faas_function_opts *extra)
+{
+    reg_env(name, runtime, handler, extra, NULL);
+}
+
+/* ==== invoking ========================================================== */
+
+struct tres {
+    int done;
+    int status;
+    json_t *payload;
+    char rid[FAAS_REQUEST_ID_SIZE];
+    int cold;
+};
+
+static void res_cb(const struct faas_result *res, void *arg)
+{
+    struct tres *r = arg;
+    r->done++;
+    r->status = faas_result_status(res);
+    r->payload = json_incref(faas_result_payload(res));
+    snprintf(r->rid, sizeof r->rid, "%s", faas_result_request_id(res));
+    r->cold = faas_result_cold_start(res);
+}
+
+static void tres_clear(struct tres *r)
+{
+    json_decref(r->payload);
+    memset(r, 0, sizeof *r);
+}
+
+static void invoke_start(const char *fn, const char *event, const struct faas_invoke_opts *io,
+                         struct tres *r)
+{
+    json_t *ev = json_loads(event, JSON_DECODE_ANY, NULL);
+    assert_non_null(ev);
+    memset(r, 0, sizeof *r);
+    assert_int_equal(faas_invoke(g_rt, fn, ev, io, res_cb, r), 0);
+    json_decref(ev);
+}
+
+static void invoke_wait(const char *fn, const char *event, const struct faas_invoke_opts *io,
+                        struct tres *r)
+{
+    invoke_start(fn, event, io, r);
+    assert_true(tu_run_until(g_base, &r->done, 1, BOUND_MS));
+    assert_int_equal(r->done, 1);
+}
+
+static const char *pstr(const struct tres *r, const char *key)
+{
+    return json_string_value(json_object_get(r->payload, key));
+}
+
+static json_int_t pint(const struct tres *r, const char *key)
+{
+    return json_integer_value(json_object_get(r->payload, key));
+}
+
+static void expect_error(const struct tres *r, int status, const char *type, const char *msg)
+{
+    if (r->status != status)
+        fail_msg("status %d (%s), payload %s", r->status, faas_strerror(r->status),
+                 json_dumps(r->payload, JSON_ENCODE_ANY));
+    assert_string_equal(pstr(r, "errorType"), type);
+    if (msg)
+        assert_string_equal(pstr(r, "errorMessage"), msg);
+}
+
+/* The line logged with request id rid, or NULL. */
+static const char *logged(const char *rid, const char *text)
+{
+    size_t i;
+    json_t *l;
+    json_array_foreach(g_lines, i, l) {
+        if (strcmp(json_string_value(json_array_get(l, 0)), rid) == 0 &&
+            strcmp(json_string_value(json_array_get(l, 1)), text) == 0)
+            return text;
+    }
+    return NULL;
+}
+
+static uint32_t instances(const char *fn)
+{
+    struct faas_stats st;
+    assert_int_equal(faas_stats(g_rt, fn, &st), 0);
+    return st.instances;
+}
+
+struct file_count {
+    const char *prefix;
+    int want;
+};
+
+static int count_files(const char *prefix)
+{
+    DIR *d = opendir(g_tmp);
+    struct dirent *e;
+    int n = 0;
+    if (!d)
+        return 0;
+    while ((e = readdir(d)) != NULL)
+        n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    closedir(d);
+    return n;
+}
+
+static int pred_files(const void *arg)
+{
+    const struct file_count *fc = arg;
+    return count_files(fc->prefix) >= fc->want;
+}
+
+static void touch(const char *name)
+{
+    char p[PATH_MAX + 64];
+    int fd;
+    snprintf(p, sizeof p, "%s/%s", g_tmp, name);
+    fd = open(p, O_CREAT | O_WRONLY, 0644);
+    assert_true(fd >= 0);
+    close(fd);
+}
+
+static int pred_no_instances(const void *arg)
+{
+    return instances(arg) == 0;
+}
+
+static int pred_gone(const void *arg)
+{
+    pid_t pid = *(const pid_t *)arg;
+    return kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+/* ==== results ========================================================= */
+
+static void test_success(void **state)
+{
+    struct faas_result *res = NULL;
+    json_t *ev = json_pack("{s:i,s:s}", "a", 1, "b", "x y");
+    struct tres r;
+    char line[128];
+    json_int_t pid;
+    (void)state;
+
+    rt_start(NULL);
+    reg("echo", "bash", "function.handler", NULL);
+    assert_int_equal(faas_invoke_sync(g_rt, "echo", ev, NULL, &res), 0);
+    assert_int_equal(faas_result_status(res), 0);
+    assert_true(faas_result_cold_start(res));
+    assert_true(json_equal(json_object_get(faas_result_payload(res), "echo"), ev));
+    assert_int_equal(json_integer_value(json_object_get(faas_result_payload(res), "bytes")),
+                     17); /* {"a":1,"b":"x y"} as the runtime got it */
+    pid = json_integer_value(json_object_get(faas_result_payload(res), "pid"));
+    assert_true(pid > 0);
+    snprintf(line, sizeof line, "transforming %s", faas_result_request_id(res));
+    assert_non_null(logged(faas_result_request_id(res), line));
+    faas_result_free(res);
+    json_decref(ev);
+
+    /* Warm: the same process, its next event. */
+    invoke_wait("echo", "[1,2,3]", NULL, &r);
+    assert_int_equal(r.status, 0);
+    assert_false(r.cold);
+    assert_int_equal(pint(&r, "pid"), pid);
+    assert_int_equal(pint(&r, "bytes"), 7);
+    tres_clear(&r);
+    assert_int_equal(g_reports, 2);
+}
+
+static void test_text_and_empty(void **state)
+{
+    struct tres r;
+    (void)state;
+
+    rt_start(NULL);
+    reg("echo", "bash", "function.handler", NULL);
+    invoke_wait("echo", "\"text\"", NULL, &r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(json_string_value(r.payload), "not json at all");
+    tres_clear(&r);
+    invoke_wait("echo", "\"empty\"", NULL, &r);
+    assert_int_equal(r.status, 0);
+    assert_true(json_is_null(r.payload));
+    tres_clear(&r);
+}
+
+static void test_handler_error(void **state)
+{
+    struct tres r;
+    json_int_t pid;
+    char line[128];
+    (void)state;
+
+    rt_start(NULL);
+    reg("echo", "bash", "function.handler", NULL);
+    invoke_wait("echo", "{}", NULL, &r);
+    pid = pint(&r, "pid");
+    tres_clear(&r);
+
+    invoke_wait("echo", "\"fail\"", NULL, &r);
+    expect_error(&r, FAAS_EHANDLER, "MyError", "something broke");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(r.payload,
+                                                                         "stackTrace"), 0)),
+                        "handler at function.sh");
+    snprintf(line, sizeof line, "failing %s", r.rid);
+    assert_non_null(logged(r.rid, line));
+    tres_clear(&r);
+
+    /* A handler error keeps the instance. */
+    invoke_wait("echo", "{}", NULL, &r);
+    assert_int_equal(r.status, 0);
+    assert_false(r.cold);
+    assert_int_equal(pint(&r, "pid"), pid);
+    tres_clear(&r);
+}
+
+static void test_init_error(void **state)
+{
+    struct tres r;
+    (void)state;
+
+    rt_start(NULL);
+    reg("broken", "initerr", "function.handler", NULL);
+    invoke_wait("broken", "{}", NULL, &r);
+    expect_error(&r, FAAS_EINIT, "Runtime.ConfigError", "missing setting: TABLE_NAME");
+    tres_clear(&r);
+    /* The instance is dropped; the next invocation tries a new one. */
+    assert_true(tu_run_until_pred(g_base, pred_no_instances, "broken", BOUND_MS));
+    invoke_wait("broken", "{}", NULL, &r);
+    expect_error(&r, FAAS_EINIT, "Runtime.ConfigError", NULL);
+    assert_true(r.cold);
+    tres_clear(&r);
+}
+
+static void test_timeout(void **state)
+{
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    struct tres r;
+    pid_t first;
+    (void)state;
+
+    rt_start(NULL);
+    o.timeout_ms = 500;
+    reg("slow", "bash", "function.handler", &o);
+    invoke_wait("slow", "{}", NULL, &r);
+    assert_int_equal(r.status, 0);
+    first = (pid_t)pint(&r, "pid");
+    tres_clear(&r);
+
+    invoke_wait("slow", "\"sleep\"", NULL, &r);
+    expect_error(&r, FAAS_ETIMEDOUT, "Sandbox.Timedout", "Task timed out after 0.50 seconds");
+    tres_clear(&r);
+    /* The process was killed ... */
+    assert_true(tu_run_until_pred(g_base, pred_gone, &first, BOUND_MS));
+    /* ... and the next invocation starts a new one. */
+    invoke_wait("slow", "{}", NULL, &r);
+    assert_int_equal(r.status, 0);
+    assert_true(r.cold);
+    assert_true(pint(&r, "pid") != first);
+    tres_clear(&r);
+}
+
+static void test_crash(void **state)
+{
+    struct tres r;
+    pid_t first;
+    (void)state;
+
+    rt_start(NULL);
+    reg("crashy", "bash", "function.handler", NULL);
+    invoke_wait("crashy", "{}", NULL, &r);
+    first = (pid_t)pint(&r, "pid");
+    tres_clear(&r);
+
+    invoke_wait("crashy", "\"crash\"", NULL, &r);
+    expect_error(&r, FAAS_ECRASHED, "Runtime.ExitError", NULL);
+    assert_non_null(strstr(pstr(&r, "errorMessage"), "Runtime exited with error"));
+    tres_clear(&r);
+    assert_true(tu_run_until_pred(g_base, pred_gone, &first, BOUND_MS));
+
+    invoke_wait("crashy", "{}", NULL, &r);
+    assert_int_equal(r.status, 0);
+    assert_true(r.cold);
+    assert_true(pint(&r, "pid") != first);
+    tres_clear(&r);
+}
+
+static void test_four_at_once(void **state)
+{
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    struct file_count fc = { "started.", 4 };
+    struct faas_stats st;
+    struct tres r[4], extra;
+    json_t *pids = json_object();
+    int i;
+    (void)state;
+
+    rt_start(NULL);
+    o.max_concurrency = 4;
+    o.timeout_ms = 0;
+    reg("gated", "bash", "function.handler", &o);
+    for (i = 0; i < 4; i++)
+        invoke_start("gated", "\"gate\"", NULL, &r[i]);
+    /* A fifth is throttled: all four instances are busy. */
+    {
+        json_t *ev = json_string("gate");
+        assert_int_equal(faas_invoke(g_rt, "gated", ev, NULL, res_cb, &extra),
+                         FAAS_ETHROTTLED);
+        json_decref(ev);
+    }
+    /* Four processes run the handler at the same time ... */
+    assert_true(tu_run_until_pred(g_base, pred_files, &fc, BOUND_MS));
+    assert_int_equal(faas_stats(g_rt, "gated", &st), 0);
+    assert_int_equal(st.instances, 4);
+    assert_int_equal(st.concurrency, 4);
+    for (i = 0; i < 4; i++)
+        assert_int_equal(r[i].done, 0);
+    /* ... until the gate opens. */
+    touch("open");
+    for (i = 0; i < 4; i++) {
+        assert_true(tu_run_until(g_base, &r[i].done, 1, BOUND_MS));
+        assert_int_equal(r[i].status, 0);
+        assert_non_null(strstr(json_string_value(r[i].payload), "released "));
+        json_object_set_new(pids, json_string_value(r[i].payload), json_true());
+        tres_clear(&r[i]);
+    }
+    assert_int_equal(json_object_size(pids), 4);
+    json_decref(pids);
+}
+
+static void test_logs(void **state)
+{
+    struct tres r;
+    char line[128];
+    (void)state;
+
+    rt_start(NULL);
+    reg("loud", "bash", "function.handler", NULL);
+    invoke_wait("loud", "\"logs\"", NULL, &r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(json_string_value(r.payload), "logged");
+    snprintf(line, sizeof line, "to stderr %s", r.rid);
+    assert_non_null(logged(r.rid, line));
+    snprintf(line, sizeof line, "to stdout %s", r.rid);
+    assert_non_null(logged(r.rid, line));
+    tres_clear(&r);
+}
+
+static void test_environment(void **state)
+{
+    struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    struct tres r;
+    char root[PATH_MAX + 16];
+    const char *stream, *path = getenv("PATH");
+    int y, m, d, k = 0;
+    char hex[40];
+    (void)state;
+
+    ro.region = "eu-central-1";
+    rt_start(&ro);
+    o.memory_mb = 256;
+    reg_env("env-fn", "bash", "function.handler", &o, "LANG=en_US.UTF-8");
+    invoke_wait("env-fn", "\"env\"", NULL, &r);
+    assert_int_equal(r.status, 0);
+    snprintf(root, sizeof root, "%s/bash", g_data);
+    assert_true(strncmp(pstr(&r, "api"), "127.0.0.1:", 10) == 0);
+    assert_true(atoi(pstr(&r, "api") + 10) > 0);
+    assert_string_equal(pstr(&r, "handler"), "function.handler");
+    assert_string_equal(pstr(&r, "task_root"), root);
+    assert_string_equal(pstr(&r, "cwd"), root);
+    assert_string_equal(pstr(&r, "name"), "env-fn");
+    assert_string_equal(pstr(&r, "version"), "$LATEST");
+    assert_string_equal(pstr(&r, "memory"), "256");
+    assert_string_equal(pstr(&r, "group"), "/aws/lambda/env-fn");
+    stream = pstr(&r, "stream");
+    assert_int_equal(sscanf(stream, "%4d/%2d/%2d/[$LATEST]%39s%n", &y, &m, &d, hex, &k), 4);
+    assert_int_equal(strlen(hex), 32);
+    assert_int_equal(strspn(hex, "0123456789abcdef"), 32);
+    assert_true(y >= 2024 && m >= 1 && m <= 12 && d >= 1 && d <= 31);
+    assert_string_equal(pstr(&r, "region"), "eu-central-1");
+    assert_string_equal(pstr(&r, "default_region"), "eu-central-1");
+    assert_string_equal(pstr(&r, "tz"), ":UTC");
+    assert_string_equal(pstr(&r, "path"), path && path[0] ? path : "/usr/local/bin:/usr/bin:/bin");
+    assert_string_equal(pstr(&r, "lang"), "en_US.UTF-8"); /* the function's env wins */
+    assert_string_equal(pstr(&r, "exec_env"), "AWS_Lambda_provided");
+    assert_string_equal(pstr(&r, "custom"), "custom value");
+    tres_clear(&r);
+}
+
+static void test_headers(void **state)
+{
+    static const char trace[] = "Root=1-5759e988-bd862e3fe1be46a994272793;"
+                                "Parent=53995c3f42cd8ad8;Sampled=1";
+    struct faas_invoke_opts io = FAAS_INVOKE_OPTS_INIT;
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    json_t *cc = json_pack("{s:{s:s},s:{s:s}}", "custom", "k", "v \"quoted\"", "env", "x",
+                           "y"), *got;
+    struct timeval now;
+    int64_t now_ms, deadline;
+    unsigned a;
+    char root[40], parent[40];
+    struct tres r;
+    int n = 0;
+    (void)state;
+
+    rt_start(NULL);
+    o.timeout_ms = 5000;
+    reg("hdr", "bash", "function.handler", &o);
+    io.trace_id = trace;
+    io.client_context = cc;
+    gettimeofday(&now, NULL);
+    now_ms = (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000;
+    invoke_wait("hdr", "\"headers\"", &io, &r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(pstr(&r, "rid"), r.rid);
+    deadline = pint(&r, "deadline");
+    assert_true(deadline > now_ms);
+    assert_true(deadline <= now_ms + 5000 + 1000);
+    assert_string_equal(pstr(&r, "arn"), "arn:aws:lambda:local:000000000000:function:hdr");
+    assert_string_equal(pstr(&r, "trace"), trace);
+    got = json_loads(pstr(&r, "cc"), 0, NULL);
+    assert_non_null(got);
+    assert_true(json_equal(got, cc));
+    json_decref(got);
+    assert_string_equal(pstr(&r, "ctype"), "application/json");
+    tres_clear(&r);
+    json_decref(cc);
+
+    /* No trace id given: one is made, in X-Ray's form; no client context;
+     * no timeout: 15 minutes from now. */
+    assert_int_equal(faas_unregister(g_rt, "hdr"), 0);
+    o.timeout_ms = 0;
+    reg("hdr", "bash", "function.handler", &o);
+    gettimeofday(&now, NULL);
+    now_ms = (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000;
+    invoke_wait("hdr", "\"headers\"", NULL, &r);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(sscanf(pstr(&r, "trace"), "Root=1-%8x-%24[0-9a-f];Parent=%16[0-9a-f];%n",
+                            &a, root, parent, &n),
+                     3);
+    assert_int_equal(strlen(root), 24);
+    assert_int_equal(strlen(parent), 16);
+    assert_string_equal(pstr(&r, "trace") + n, "Sampled=0");
+    assert_string_equal(pstr(&r, "cc"), "");
+    deadline = pint(&r, "deadline");
+    assert_true(deadline >= now_ms + 15 * 60 * 1000 - 2000);
+    assert_true(deadline <= now_ms + 15 * 60 * 1000 + 5000);
+    tres_clear(&r);
+}
+
+/* ==== the endpoint from outside ======================================== */
+
+struct resp {
+    int done;
+    int code;
+    json_t *body;
+    char ctype[64];
+};
+
+static void client_cb(struct evhttp_request *req, void *arg)
+{
+    struct resp *r = arg;
+    struct evbuffer *in;
+    const char *ct;
+
+    r->done = 1;
+    if (!req) {
+        r->code = -1;
+        return;
+    }
+    r->code = evhttp_request_get_response_code(req);
+    in = evhttp_request_get_input_buffer(req);
+    r->body = json_loadb((const char *)evbuffer_pullup(in, -1), evbuffer_get_length(in),
+                         JSON_DECODE_ANY, NULL);
+    ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+    snprintf(r->ctype, sizeof r->ctype, "%s", ct ? ct : "");
+}
+
+static void request(uint16_t port, enum evhttp_cmd_type type, const char *uri, const char *body,
+                    struct resp *r)
+{
+    struct evhttp_connection *c = evhttp_connection_base_new(g_base, NULL, "127.0.0.1", port);
+    struct evhttp_request *req = evhttp_request_new(client_cb, r);
+
+    memset(r, 0, sizeof *r);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Host", "127.0.0.1");
+    if (body)
+        evbuffer_add(evhttp_request_get_output_buffer(req), body, strlen(body));
+    assert_int_equal(evhttp_make_request(c, req, type, uri), 0);
+    assert_true(tu_run_until(g_base, &r->done, 1, BOUND_MS));
+    evhttp_connection_free(c);
+}
+
+static void expect_api_error(struct resp *r, int code, const char *type)
+{
+    assert_int_equal(r->code, code);
+    assert_string_equal(r->ctype, "application/json");
+    assert_non_null(r->body);
+    assert_string_equal(json_string_value(json_object_get(r->body, "errorType")), type);
+    assert_non_null(json_string_value(json_object_get(r->body, "errorMessage")));
+    json_decref(r->body);
+    r->body = NULL;
+}
+
+static void test_api_errors(void **state)
+{
+    struct tres r;
+    struct resp h;
+    uint16_t port;
+    char uri[160], rid[FAAS_REQUEST_ID_SIZE];
+    (void)state;
+
+    rt_start(NULL);
+    reg("echo", "bash", "function.handler", NULL);
+    invoke_wait("echo", "\"env\"", NULL, &r);
+    assert_int_equal(r.status, 0);
+    port = (uint16_t)atoi(strchr(pstr(&r, "api"), ':') + 1);
+    snprintf(rid, sizeof rid, "%s", r.rid);
+    tres_clear(&r);
+
+    request(port, EVHTTP_REQ_POST, "/2018-06-01/runtime/invocation/bogus-id/response", "{}", &h);
+    expect_api_error(&h, 400, "InvalidRequestID");
+    /* A second response for an answered id. */
+    snprintf(uri, sizeof uri, "/2018-06-01/runtime/invocation/%s/response", rid);
+    request(port, EVHTTP_REQ_POST, uri, "{}", &h);
+    expect_api_error(&h, 400, "InvalidRequestID");
+    snprintf(uri, sizeof uri, "/2018-06-01/runtime/invocation/%s/error", rid);
+    request(port, EVHTTP_REQ_POST, uri, "{}", &h);
+    expect_api_error(&h, 400, "InvalidRequestID");
+    /* Init is over. */
+    request(port, EVHTTP_REQ_POST, "/2018-06-01/runtime/init/error", "{}", &h);
+    expect_api_error(&h, 403, "InvalidStateTransition");
+    request(port, EVHTTP_REQ_GET, "/2018-06-01/runtime/nope", NULL, &h);
+    expect_api_error(&h, 404, "NotFound");
+    request(port, EVHTTP_REQ_GET, "/2015-03-31/functions/echo/invocations", NULL, &h);
+    expect_api_error(&h, 404, "NotFound");
+    request(port, EVHTTP_REQ_POST, "/2018-06-01/runtime/invocation/next", "{}", &h);
+    expect_api_error(&h, 405, "MethodNotAllowed");
+    snprintf(uri, sizeof uri, "/2018-06-01/runtime/invocation/%s/response", rid);
+    request(port, EVHTTP_REQ_GET, uri, NULL, &h);
+    expect_api_error(&h, 405, "MethodNotAllowed");
+    request(port, EVHTTP_REQ_PUT, "/2018-06-01/runtime/init/error", "{}", &h);
+    expect_api_error(&h, 405, "MethodNotAllowed");
+
+    /* The runtime still works. */
+    invoke_wait("echo", "{\"after\":true}", NULL, &r);
+    assert_int_equal(r.status, 0);
+    assert_false(r.cold);
+    tres_clear(&r);
+}
+
+static void test_too_big(void **state)
+{
+    struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
+    struct tres r;
+    (void)state;
+
+    ro.max_sync_payload = 1024;
+    rt_start(&ro);
+    reg("big", "bash", "function.handler", NULL);
+    /* Over the limit: the 413 of our own. */
+    invoke_wait("big", "{\"big\":2000}", NULL, &r);
+    expect_error(&r, FAAS_ETOOBIG, "Function.ResponseSizeTooLarge",
+                 "Response payload size (2002 bytes) exceeded maximum allowed payload size "
+                 "(1024 bytes).");
+    tres_clear(&r);
+    /* Far over: libevent stops reading it, the close tells. */
+    invoke_wait("big", "{\"big\":100000}", NULL, &r);
+    expect_error(&r, FAAS_ETOOBIG, "Function.ResponseSizeTooLarge", NULL);
+    tres_clear(&r);
+    /* At the limit: fine. */
+    invoke_wait("big", "{\"big\":1022}", NULL, &r);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(json_string_length(r.payload), 1022);
+    tres_clear(&r);
+}
+
+static void test_streaming(void **state)
+{
+    struct tres r;
+    json_t *want = json_pack("{s:{s:i},s:i}", "streamed", "n", 7, "parts", 3);
+    (void)state;
+
+    rt_start(NULL);
+    reg("streamer", "stream", "function.handler", NULL);
+    invoke_wait("streamer", "{\"n\":7}", NULL, &r);
+    assert_int_equal(r.status, 0);
+    assert_true(json_equal(r.payload, want));
+    tres_clear(&r);
+    json_decref(want);
+}
+
+/* ==== the C runtime: keep-alive, trailers ============================== */
+
+static void test_keepalive(void **state)
+{
+    struct tres r;
+    int i;
+    (void)state;
+
+    rt_start(NULL);
+    reg("crt", "crt", "info", NULL);
+    for (i = 1; i <= 3; i++) {
+        invoke_wait("crt", "{\"i\":1}", NULL, &r);
+        assert_int_equal(r.status, 0);
+        assert_int_equal(pint(&r, "connects"), 1);
+        assert_int_equal(pint(&r, "count"), i);
+        assert_int_equal(json_integer_value(json_object_get(json_object_get(r.payload, "event"),
+                                                            "i")),
+                         1);
+        tres_clear(&r);
+    }
+}
+
+static void test_trailers(void **state)
+{
+    struct tres r;
+    json_t *want = json_pack("{s:i,s:i,s:b}", "part", 1, "part2", 2, "done", 1);
+    (void)state;
+
+    rt_start(NULL);
+    reg("crt", "crt", "info", NULL);
+    invoke_wait("crt", "{\"mode\":\"stream-error\"}", NULL, &r);
+    expect_error(&r, FAAS_EHANDLER, "Function.StreamError", "stream broke");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(r.payload,
+                                                                         "stackTrace"), 0)),
+                        "crt.c");
+    tres_clear(&r);
+
+    invoke_wait("crt", "{\"mode\":\"stream-ok\"}", NULL, &r);
+    assert_int_equal(r.status, 0);
+    assert_true(json_equal(r.payload, want));
+    tres_clear(&r);
+
+    /* The type from the header, a body that is not JSON as the message. */
+    invoke_wait("crt", "{\"mode\":\"error-header\"}", NULL, &r);
+    expect_error(&r, FAAS_EHANDLER, "Header.Type", "plain text, not JSON");
+    tres_clear(&r);
+
+    /* No type anywhere: Unhandled. */
+    invoke_wait("crt", "{\"mode\":\"error-plain\"}", NULL, &r);
+    expect_error(&r, FAAS_EHANDLER, "Unhandled", "plain failure");
+    tres_clear(&r);
+    /* A message that is not a string: its JSON text. */
+    invoke_wait("crt", "{\"mode\":\"error-object\"}", NULL, &r);
+    expect_error(&r, FAAS_EHANDLER, "Obj.Type", "{\"code\":7}");
+    tres_clear(&r);
+
+    /* All of it on one connection, still in step. */
+    invoke_wait("crt", "{}", NULL, &r);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(pint(&r, "connects"), 1);
+    assert_int_equal(pint(&r, "count"), 6);
+    tres_clear(&r);
+    json_decref(want);
+}
+
+/* ==== lifetimes ========================================================= */
+
+static struct faas_instance *only_instance(const char *name)
+{
+    struct faas_fn *fn = faas_fn_lookup(g_rt, name);
+    assert_non_null(fn);
+    assert_false(faas_list_empty(&fn->idle));
+    return FAAS_CONTAINER_OF(fn->idle.next, struct faas_instance, link);
+}
+
+static int pred_not_waiting(const void *arg)
+{
+    return !faas_cmd_waiting(only_instance(arg));
+}
+
+static void test_dropped_poll(void **state)
+{
+    struct file_count fc = { "dropped", 1 };
+    struct tres r;
+    (void)state;
+
+    rt_start(NULL);
+    reg("dropper", "dropnext", "function.handler", NULL);
+    invoke_wait("dropper", "\"one\"", NULL, &r);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(pint(&r, "n"), 0);
+    tres_clear(&r);
+    /* The runtime gave up a long poll: its /next is dropped at once. */
+    assert_true(tu_run_until_pred(g_base, pred_files, &fc, BOUND_MS));
+    assert_true(tu_run_until_pred(g_base, pred_not_waiting, "dropper", BOUND_MS));
+    /* The next event waits for the runtime's next poll. */
+    invoke_start("dropper", "\"two\"", NULL, &r);
+    touch("go");
+    assert_true(tu_run_until(g_base, &r.done, 1, BOUND_MS));
+    assert_int_equal(r.status, 0);
+    assert_int_equal(pint(&r, "n"), 1);
+    assert_string_equal(json_string_value(json_object_get(r.payload, "event")), "two");
+    assert_false(r.cold);
+    tres_clear(&r);
+}
+
+static void test_scale_to_zero(void **state)
+{
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    struct tres r;
+    pid_t pid;
+    (void)state;
+
+    rt_start(NULL);
+    o.idle_timeout_ms = 200;
+    reg("idle", "bash", "function.handler", &o);
+    invoke_wait("idle", "{}", NULL, &r);
+    assert_int_equal(r.status, 0);
+    pid = (pid_t)pint(&r, "pid");
+    tres_clear(&r);
+    assert_int_equal(instances("idle"), 1);
+    assert_true(tu_run_until_pred(g_base, pred_no_instances, "idle", BOUND_MS));
+    assert_true(tu_run_until_pred(g_base, pred_gone, &pid, BOUND_MS));
+    invoke_wait("idle", "{}", NULL, &r);
+    assert_int_equal(r.status, 0);
+    assert_true(r.cold);
+    tres_clear(&r);
+}
+
+static void test_free_in_flight(void **state)
+{
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    struct file_count fc = { "started.", 1 };
+    struct tres r;
+    (void)state;
+
+    rt_start(NULL);
+    o.timeout_ms = 0;
+    reg("gated", "bash", "function.handler", &o);
+    invoke_start("gated", "\"gate\"", NULL, &r);
+    assert_true(tu_run_until_pred(g_base, pred_files, &fc, BOUND_MS));
+    faas_runtime_free(g_rt);
+    g_rt = NULL;
+    assert_int_equal(r.done, 1);
+    assert_int_equal(r.status, FAAS_ECANCELED);
+    tres_clear(&r);
+}
+
+/* Every allocation of a cold COMMAND invocation fails in turn (max_uses 1:
+ * each invocation is a new instance, endpoint and process): the result
+ * callback still runs once, with success or an error, and nothing leaks
+ * (under valgrind). */
+static void test_alloc_failures(void **state)
+{
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    struct tres r;
+    json_t *ev = json_pack("{s:i}", "n", 1);
+    long i;
+    int untouched = 0, ok = 0;
+    (void)state;
+
+    rt_start(NULL);
+    o.max_uses = 1;
+    reg("crt", "crt", "echo", &o);
+    for (i = 0; !untouched && i < 400; i++) {
+        memset(&r, 0, sizeof r);
+        atomic_store(&faas_alloc_fail_countdown, i);
+        if (faas_invoke(g_rt, "crt", ev, NULL, res_cb, &r) == 0) {
+            if (!tu_run_until(g_base, &r.done, 1, BOUND_MS))
+                fail_msg("no result with allocation %ld failing", i);
+            assert_int_equal(r.done, 1);
+            if (r.status == 0) {
+                assert_true(json_equal(r.payload, ev));
+                ok++;
+            }
+        }
+        untouched = atomic_load(&faas_alloc_fail_countdown) >= 0;
+        atomic_store(&faas_alloc_fail_countdown, -1);
+        tres_clear(&r);
+    }
+    assert_true(untouched);
+    assert_true(ok >= 1);
+    assert_true(i > 10); /* it did fail something */
+    /* And it still works. */
+    invoke_wait("crt", "{\"n\":1}", NULL, &r);
+    assert_int_equal(r.status, 0);
+    tres_clear(&r);
+    json_decref(ev);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tap_whole_and_bytewise),
+        cmocka_unit_test(test_tap_long_trailer_and_take),
+        cmocka_unit_test(test_tap_oversize_and_bad),
+        cmocka_unit_test_setup_teardown(test_success, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_text_and_empty, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handler_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_init_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_four_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_logs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_environment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_headers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_api_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_too_big, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_streaming, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keepalive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trailers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dropped_poll, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scale_to_zero, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
