@@ -91,6 +91,8 @@ struct faas_xinst {
     int lost;                /* the zygote died, and the process with it */
     int chan_lost;           /* it closed its channel: we killed it */
     int reap_poll;           /* no zygote and no pidfd: wait4 on a timer */
+    uint64_t hwm_kb;         /* a command's peak memory, sampled */
+    uint64_t hwm_at_ns;
     struct faas_fr_dying dying;
     unsigned busy;           /* inside one of its callbacks */
 };
@@ -414,11 +416,13 @@ static int x_classify(struct faas_xinst *xi, int wstatus, uint64_t maxrss_kb, js
                             ? xi->dying.limit_kb - xi->dying.data_kb : 0;
         memory = left * 10 < mem_kb || (xi->dying.enomem && left * 2 < mem_kb);
     } else if (mem_kb) {
-        /* An outside SIGKILL is the kernel's (cgroup) OOM killer. A native
+        /* An outside SIGKILL of a process that had used half its memory or
+         * more is taken for the kernel's (cgroup) OOM killer. A native
          * worker says itself when memory ran out; of a command's end at
          * its limit (a runtime aborting on a failed allocation) only the
          * peak tells. */
-        memory = (WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL) ||
+        memory = (WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL &&
+                  maxrss_kb * 2 >= mem_kb) ||
                  (xi->command && maxrss_kb * 10 >= mem_kb * 8);
     }
     if (memory) {
@@ -844,7 +848,18 @@ void faas_x_result(struct faas_instance *inst, int status, json_t *payload)
         return;
     }
     xi->busy++;
-    xi->inv->x_maxrss_kb = proc_hwm_kb(xi->pid);
+    {
+        /* Peak memory from /proc, read at most every 100 ms: it costs as
+         * much as the rest of a warm invocation. */
+        uint64_t now = faas_now_ns(xi->xrt->rt);
+        if (!xi->hwm_kb || now - xi->hwm_at_ns >= 100000000u) {
+            uint64_t kb = proc_hwm_kb(xi->pid);
+            if (kb)
+                xi->hwm_kb = kb;
+            xi->hwm_at_ns = now;
+        }
+        xi->inv->x_maxrss_kb = xi->hwm_kb;
+    }
     x_finish_inv(xi, status, payload);
     xi->busy--;
     x_maybe_free(xi);
