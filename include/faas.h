@@ -186,7 +186,9 @@ struct faas_clock {
 struct faas_runtime_opts {
     unsigned int version;       /* FAAS_RUNTIME_OPTS_VERSION */
     unsigned int thread_workers; /* THREAD worker threads; 0 = CPU count */
-    int zygote;                 /* 1: fork a zygote for PROCESS functions */
+    int zygote;                 /* 1: fork a zygote for PROCESS and COMMAND
+                                   instances in faas_runtime_new; 0: the
+                                   host forks them itself */
     size_t max_sync_payload;    /* bytes of serialised JSON; 6 MiB */
     size_t max_async_payload;   /* bytes of serialised JSON; 256 KiB */
     faas_log_fn log;            /* every invocation's record; NULL = none */
@@ -216,9 +218,11 @@ struct faas_runtime_opts {
  * Creates a runtime on the host's event base. The base is borrowed: it must
  * outlive the runtime, and libfaas only adds events to it. `opts` is copied;
  * NULL means the defaults. On success writes the runtime to *out; on failure
- * leaves *out untouched.
+ * leaves *out untouched. With opts.zygote (the default) it forks the zygote
+ * process, from which worker processes are forked later: call it before the
+ * host starts threads, so the zygote is a single-threaded copy of the host.
  * Returns 0, FAAS_EINVAL (NULL out or base, unknown opts version), FAAS_ENOMEM
- * or FAAS_ESYS.
+ * or FAAS_ESYS (the zygote could not be forked).
  */
 FAAS_EXTERN int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
                                  const struct faas_runtime_opts *opts);
@@ -411,8 +415,11 @@ struct faas_function_opts {
  * Registers a function under `name` (copied; 1..FAAS_NAME_MAX bytes of
  * letters, digits, '-' and '_'). `opts` is copied; NULL means the defaults.
  * Instances for min_warm are created at once, in the background.
- * Returns 0, FAAS_EINVAL (NULL or bad arguments, unknown opts version,
- * an isolation this build cannot run), FAAS_EEXIST, FAAS_ENOMEM or
+ * FAAS_ISOLATION_PROCESS runs `fn` in worker processes forked from the
+ * zygote, a copy of the host image: `fn`, init and fini must be in the
+ * executable or in a library loaded before faas_runtime_new.
+ * Returns 0, FAAS_EINVAL (NULL or bad arguments, unknown opts version or
+ * isolation, min_warm above max_concurrency), FAAS_EEXIST, FAAS_ENOMEM or
  * FAAS_ESYS (a worker thread could not be started).
  */
 FAAS_EXTERN int faas_register(struct faas_runtime *rt, const char *name,
@@ -426,9 +433,10 @@ FAAS_EXTERN int faas_register(struct faas_runtime *rt, const char *name,
  * functions load the object in each worker (dlopen there, never in the
  * host); INLINE and THREAD ones load it into the host once, at
  * registration, and unload it when the function is gone.
- * Returns what faas_register returns, and FAAS_ENOENT when the object
- * cannot be opened or the symbol is not in it (checked at registration for
- * every isolation; the host's own dlopen of it is closed again for PROCESS).
+ * Returns what faas_register returns, and FAAS_ENOENT when the object is
+ * not readable, or (INLINE, THREAD) cannot be loaded or lacks the symbol.
+ * For PROCESS a symbol missing in the object shows at a worker's first
+ * cold start: FAAS_EINIT with errorType Runtime.HandlerNotFound.
  */
 FAAS_EXTERN int faas_register_library(struct faas_runtime *rt, const char *name,
                                       const char *so_path, const char *symbol,
