@@ -17,13 +17,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <event2/event.h>
 
 #include "faas.h"
+#include "faas_int.h"
 #include "testutil.h"
 
 #define SO_PATH "build/tests/so/fns.so"
@@ -606,6 +610,58 @@ static void test_without_zygote(void **state)
     faas_result_free(r);
 }
 
+static int pred_pids_gone(const void *arg)
+{
+    const pid_t *p = arg;
+    /* Orphans come to the test (a subreaper here): reap them. */
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        ;
+    return kill(p[0], 0) != 0 && errno == ESRCH && kill(p[1], 0) != 0 && errno == ESRCH;
+}
+
+/* A host killed with SIGKILL (no teardown at all): its zygote and its
+ * workers go with it. The host here is a child of the test. */
+static void test_zygote_dies_with_host(void **state)
+{
+    int pfd[2];
+    pid_t host, pids[2] = { 0, 0 };
+    (void)state;
+
+    assert_int_equal(pipe(pfd), 0);
+    /* Whatever init this machine has, the orphaned zygote is reaped here. */
+    assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    host = fork();
+    assert_true(host >= 0);
+    if (host == 0) {
+        struct event_base *b = event_base_new();
+        struct faas_runtime *rt = NULL;
+        struct faas_function_opts o = proc_opts();
+        struct faas_result *r = NULL;
+        pid_t out[2];
+        close(pfd[0]);
+        if (faas_runtime_new(&rt, b, NULL) != 0 || faas_register(rt, "info", h_info, &o) != 0 ||
+            faas_invoke_sync(rt, "info", NULL, NULL, &r) != 0 || faas_result_status(r) != 0)
+            _exit(1);
+        out[0] = faas_x_zygote_pid(rt);
+        out[1] = (pid_t)json_integer_value(json_object_get(faas_result_payload(r), "pid"));
+        if (write(pfd[1], out, sizeof out) != (ssize_t)sizeof out)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    close(pfd[1]);
+    assert_int_equal(read(pfd[0], pids, sizeof pids), (ssize_t)sizeof pids);
+    close(pfd[0]);
+    assert_true(pids[0] > 0 && pids[1] > 0);
+    assert_int_equal(kill(pids[0], 0), 0);
+    assert_int_equal(kill(pids[1], 0), 0);
+    assert_int_equal(kill(host, SIGKILL), 0);
+    assert_int_equal(waitpid(host, NULL, 0), host);
+    /* The zygote is reparented and reaped by init; the worker dies with it. */
+    assert_true(tu_run_until_pred(g_base, pred_pids_gone, pids, 10000));
+    assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 0), 0);
+}
+
 /* Bad arguments. */
 static void test_register_command_errors(void **state)
 {
@@ -639,6 +695,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unregister_running, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_running, setup, teardown),
         cmocka_unit_test_setup_teardown(test_without_zygote, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_zygote_dies_with_host, setup, teardown),
         cmocka_unit_test_setup_teardown(test_register_command_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
