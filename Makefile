@@ -196,7 +196,7 @@ $(CRT): tests/runtimes/crt.c
 
 $(B)/tests/test_command $(B)/bench/bench_command: $(CRT)
 
-bench: deps lib $(BENCHES) $(TEST_SOS) $(CRT)
+bench: deps lib $(BENCHES) $(TEST_SOS) $(CRT) $(B)/examples/faas-gateway
 	@for b in $(BENCHES); do echo "== $$b"; "$$b" || exit 1; done
 
 # libFuzzer targets (clang): each runs FUZZ_SECONDS from its seed corpus.
