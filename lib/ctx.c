@@ -103,7 +103,6 @@ void faas_ctx_log(struct faas_ctx *ctx, const char *fmt, ...)
 {
     va_list ap;
     char buf[FAAS_LOGLINE_MAX];
-    struct faas_logline *l;
     int n;
     size_t len;
 
@@ -121,12 +120,21 @@ void faas_ctx_log(struct faas_ctx *ctx, const char *fmt, ...)
         ctx->log_hook(ctx, buf, len);
         return;
     }
+    faas_ctx_add_line(ctx, buf, len);
+}
+
+void faas_ctx_add_line(struct faas_ctx *ctx, const char *text, size_t len)
+{
+    struct faas_logline *l;
+
+    if (len >= FAAS_LOGLINE_MAX)
+        len = FAAS_LOGLINE_MAX - 1;
     l = faas_malloc(sizeof *l + len + 1);
     if (!l)
-        return;
+        return; /* the line is lost, the invocation is not */
     l->next = NULL;
     l->len = len;
-    memcpy(l->text, buf, len);
+    memcpy(l->text, text, len);
     l->text[len] = '\0';
     *ctx->log_tail = l;
     ctx->log_tail = &l->next;

@@ -78,6 +78,7 @@
 
 #include "exec_command.h"
 #include "faas_int.h"
+#include "http.h"
 
 #define API_PREFIX "/2018-06-01/runtime/"
 #define HDR_ERROR_TYPE "Lambda-Runtime-Function-Error-Type"
@@ -523,33 +524,6 @@ static void random_hex32(struct faas_runtime *rt, char out[33])
     out[o] = '\0';
 }
 
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0], cp;
-    size_t len, i;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4, cp = c & 0x07;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    for (i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3fu);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return len;
-}
 
 /* Text as a JSON string: bytes that are not UTF-8 become U+FFFD. New
  * reference, or NULL when out of memory. */
@@ -565,7 +539,7 @@ static json_t *text_json(const char *s, size_t n)
     if (n > (SIZE_MAX - 1) / 3 || !(buf = faas_malloc(n * 3 + 1)))
         return NULL;
     while (i < n) {
-        if ((k = utf8_seq_len(u + i, n - i)) == 0) {
+        if ((k = faas_utf8_seq(u + i, n - i)) == 0) {
             memcpy(buf + o, "\xef\xbf\xbd", 3);
             o += 3;
             i++;

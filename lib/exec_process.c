@@ -182,7 +182,6 @@ static void x_line(struct faas_xinst *xi, const char *text, size_t len)
 {
     struct faas_inv *inv = xi->inv;
     struct faas_runtime *rt = xi->xrt->rt;
-    struct faas_logline *l;
 
     if (len >= FAAS_LOGLINE_MAX)
         len = FAAS_LOGLINE_MAX - 1;
@@ -202,15 +201,7 @@ static void x_line(struct faas_xinst *xi, const char *text, size_t len)
         rt->opts.log(&rec, rt->opts.log_arg);
         return;
     }
-    l = faas_malloc(sizeof *l + len + 1);
-    if (!l)
-        return;
-    l->next = NULL;
-    l->len = len;
-    memcpy(l->text, text, len);
-    l->text[len] = '\0';
-    *inv->ctx.log_tail = l;
-    inv->ctx.log_tail = &l->next;
+    faas_ctx_add_line(&inv->ctx, text, len);
 }
 
 /* Reads what the pipe holds, cutting lines. Returns 0 at end-of-file. */

@@ -376,6 +376,11 @@ int64_t faas_wall_ns(const struct faas_runtime *rt);
 /* ISO-8601 UTC with milliseconds, "2026-11-27T20:43:00.123Z", from wall ns. */
 void faas_iso_time_ms(int64_t wall_ns, char *buf, size_t size);
 
+/* ---- ctx.c ---------------------------------------------------------- */
+/* Appends a log line (len bytes, cut at FAAS_LOGLINE_MAX) to the context's
+ * list; a line that cannot be allocated is dropped. */
+void faas_ctx_add_line(struct faas_ctx *ctx, const char *text, size_t len);
+
 /* ---- runtime.c ------------------------------------------------------ */
 struct faas_fn *faas_fn_lookup(struct faas_runtime *rt, const char *name);
 void faas_fn_ref(struct faas_fn *fn);

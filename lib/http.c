@@ -89,8 +89,7 @@ const char *faas_http_method_name(enum faas_http_method m)
 
 /* ==== UTF-8 =========================================================== */
 
-/* Length of the valid UTF-8 sequence at s, or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
+size_t faas_utf8_seq(const unsigned char *s, size_t n)
 {
     unsigned c = s[0];
     size_t len, i;
@@ -128,7 +127,7 @@ static int utf8_valid(const char *s, size_t n)
             i++;
             continue;
         }
-        if ((k = utf8_seq(u + i, n - i)) == 0)
+        if ((k = faas_utf8_seq(u + i, n - i)) == 0)
             return 0;
         i += k;
     }
@@ -149,7 +148,7 @@ static json_t *jstr(const char *s, size_t n)
     if (!buf)
         return NULL;
     while (i < n) {
-        k = utf8_seq(u + i, n - i);
+        k = faas_utf8_seq(u + i, n - i);
         if (k == 0) {
             memcpy(buf + o, "\xef\xbf\xbd", 3);
             o += 3;
@@ -398,7 +397,7 @@ static int bytes_cmp(const char *a, size_t alen, const char *b, size_t blen)
     return alen < blen ? -1 : alen > blen;
 }
 
-static int hexval(unsigned char c)
+int faas_hexval(unsigned char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -414,8 +413,8 @@ static unsigned char raw_next(const char *raw, size_t len, size_t *i)
 {
     unsigned char c = (unsigned char)raw[*i];
     int hi, lo;
-    if (c == '%' && *i + 2 < len && (hi = hexval((unsigned char)raw[*i + 1])) >= 0 &&
-        (lo = hexval((unsigned char)raw[*i + 2])) >= 0) {
+    if (c == '%' && *i + 2 < len && (hi = faas_hexval((unsigned char)raw[*i + 1])) >= 0 &&
+        (lo = faas_hexval((unsigned char)raw[*i + 2])) >= 0) {
         *i += 3;
         return (unsigned char)(hi * 16 + lo);
     }
@@ -691,8 +690,8 @@ static size_t pct_decode(char *dst, const char *src, size_t n, int plus)
     while (i < n) {
         unsigned char c = (unsigned char)src[i];
         int hi, lo;
-        if (c == '%' && i + 2 < n && (hi = hexval((unsigned char)src[i + 1])) >= 0 &&
-            (lo = hexval((unsigned char)src[i + 2])) >= 0) {
+        if (c == '%' && i + 2 < n && (hi = faas_hexval((unsigned char)src[i + 1])) >= 0 &&
+            (lo = faas_hexval((unsigned char)src[i + 2])) >= 0) {
             dst[o++] = (char)(hi * 16 + lo);
             i += 3;
         } else {

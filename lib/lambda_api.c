@@ -287,16 +287,6 @@ static void result_cb(const struct faas_result *res, void *arg)
 
 /* ==== the target: {FunctionName} and Qualifier =========================== */
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Percent-decodes s[0..n) into out (size bytes with the NUL). A '%' not
  * followed by two hex digits is itself. Returns the length, or -1 when it
@@ -307,8 +297,8 @@ static long pct_decode(const char *s, size_t n, char *out, size_t size)
     while (i < n) {
         unsigned char c = (unsigned char)s[i];
         int hi, lo;
-        if (c == '%' && i + 2 < n && (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
-            (lo = hexval((unsigned char)s[i + 2])) >= 0) {
+        if (c == '%' && i + 2 < n && (hi = faas_hexval((unsigned char)s[i + 1])) >= 0 &&
+            (lo = faas_hexval((unsigned char)s[i + 2])) >= 0) {
             c = (unsigned char)(hi * 16 + lo);
             i += 3;
         } else {
@@ -552,8 +542,8 @@ static const char *recode(const char *raw, size_t n, char **o, size_t *len)
     while (i < n) {
         unsigned char c = (unsigned char)raw[i];
         int hi, lo;
-        if (c == '%' && i + 2 < n && (hi = hexval((unsigned char)raw[i + 1])) >= 0 &&
-            (lo = hexval((unsigned char)raw[i + 2])) >= 0) {
+        if (c == '%' && i + 2 < n && (hi = faas_hexval((unsigned char)raw[i + 1])) >= 0 &&
+            (lo = faas_hexval((unsigned char)raw[i + 2])) >= 0) {
             c = (unsigned char)(hi * 16 + lo);
             i += 3;
         } else {
