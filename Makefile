@@ -97,7 +97,7 @@ $(B)/libfaas.pc: pkgconfig/libfaas.pc.in Makefile $(B)/pc.vars
 	    -e 's|@INCDIR@|$(INCDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
 
 # Tests link the static library so they can reach lib/ internals.
-$(B)/tests/%: tests/%.c tests/testutil.h $(STATIC)
+$(B)/tests/%: tests/%.c tests/testutil.h tests/tu_http.h $(STATIC)
 	@mkdir -p $(dir $@)
 	@echo "  TEST    $@"
 	$(Q)$(CC) $(ALL_CFLAGS) -Itests -rdynamic $(LDFLAGS) -o $@ $< $(STATIC) $(CMOCKA_LIBS) $(LDLIBS_ALL)

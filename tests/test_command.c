@@ -36,13 +36,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 
 #include "exec_command.h"
 #include "faas_int.h"
 #include "testutil.h"
+#include "tu_http.h"
 
 #define BOUND_MS 20000u
 
@@ -415,6 +414,30 @@ static int pred_gone(const void *arg)
     return kill(pid, 0) != 0 && errno == ESRCH;
 }
 
+/* Invokes fn with {}, which must succeed; returns the pid of its process. */
+static pid_t invoke_pid(const char *fn)
+{
+    struct tres r;
+    pid_t pid;
+    invoke_wait(fn, "{}", NULL, &r);
+    assert_int_equal(r.status, 0);
+    pid = (pid_t)pint(&r, "pid");
+    tres_clear(&r);
+    return pid;
+}
+
+/* The process pid is gone, and the next invocation of fn starts a new one. */
+static void expect_replaced(const char *fn, pid_t pid)
+{
+    struct tres r;
+    assert_true(tu_run_until_pred(g_base, pred_gone, &pid, BOUND_MS));
+    invoke_wait(fn, "{}", NULL, &r);
+    assert_int_equal(r.status, 0);
+    assert_true(r.cold);
+    assert_true(pint(&r, "pid") != pid);
+    tres_clear(&r);
+}
+
 /* ==== results ========================================================= */
 
 static void test_success(void **state)
@@ -526,22 +549,13 @@ static void test_timeout(void **state)
     rt_start(NULL);
     o.timeout_ms = 500;
     reg("slow", "bash", "function.handler", &o);
-    invoke_wait("slow", "{}", NULL, &r);
-    assert_int_equal(r.status, 0);
-    first = (pid_t)pint(&r, "pid");
-    tres_clear(&r);
+    first = invoke_pid("slow");
 
     invoke_wait("slow", "\"sleep\"", NULL, &r);
     expect_error(&r, FAAS_ETIMEDOUT, "Sandbox.Timedout", "Task timed out after 0.50 seconds");
     tres_clear(&r);
-    /* The process was killed ... */
-    assert_true(tu_run_until_pred(g_base, pred_gone, &first, BOUND_MS));
-    /* ... and the next invocation starts a new one. */
-    invoke_wait("slow", "{}", NULL, &r);
-    assert_int_equal(r.status, 0);
-    assert_true(r.cold);
-    assert_true(pint(&r, "pid") != first);
-    tres_clear(&r);
+    /* The process was killed, and the next invocation starts a new one. */
+    expect_replaced("slow", first);
 }
 
 static void test_crash(void **state)
@@ -560,13 +574,7 @@ static void test_crash(void **state)
     expect_error(&r, FAAS_ECRASHED, "Runtime.ExitError", NULL);
     assert_non_null(strstr(pstr(&r, "errorMessage"), "Runtime exited with error"));
     tres_clear(&r);
-    assert_true(tu_run_until_pred(g_base, pred_gone, &first, BOUND_MS));
-
-    invoke_wait("crashy", "{}", NULL, &r);
-    assert_int_equal(r.status, 0);
-    assert_true(r.cold);
-    assert_true(pint(&r, "pid") != first);
-    tres_clear(&r);
+    expect_replaced("crashy", first);
 }
 
 static void test_four_at_once(void **state)
@@ -735,62 +743,31 @@ static void test_headers(void **state)
 
 /* ==== the endpoint from outside ======================================== */
 
-struct resp {
-    int done;
-    int code;
-    json_t *body;
-    char ctype[64];
-};
-
-static void client_cb(struct evhttp_request *req, void *arg)
+/* One request to a runtime's API, whose reply must be its error: the
+ * status, a JSON {"errorType": type, "errorMessage": ...}. */
+static void expect_api_error(uint16_t port, enum evhttp_cmd_type method, const char *uri,
+                             const char *body, int code, const char *type)
 {
-    struct resp *r = arg;
-    struct evbuffer *in;
+    struct tu_resp r;
     const char *ct;
+    json_t *j;
 
-    r->done = 1;
-    if (!req) {
-        r->code = -1;
-        return;
-    }
-    r->code = evhttp_request_get_response_code(req);
-    in = evhttp_request_get_input_buffer(req);
-    r->body = json_loadb((const char *)evbuffer_pullup(in, -1), evbuffer_get_length(in),
-                         JSON_DECODE_ANY, NULL);
-    ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
-    snprintf(r->ctype, sizeof r->ctype, "%s", ct ? ct : "");
-}
-
-static void request(uint16_t port, enum evhttp_cmd_type type, const char *uri, const char *body,
-                    struct resp *r)
-{
-    struct evhttp_connection *c = evhttp_connection_base_new(g_base, NULL, "127.0.0.1", port);
-    struct evhttp_request *req = evhttp_request_new(client_cb, r);
-
-    memset(r, 0, sizeof *r);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Host", "127.0.0.1");
-    if (body)
-        evbuffer_add(evhttp_request_get_output_buffer(req), body, strlen(body));
-    assert_int_equal(evhttp_make_request(c, req, type, uri), 0);
-    assert_true(tu_run_until(g_base, &r->done, 1, BOUND_MS));
-    evhttp_connection_free(c);
-}
-
-static void expect_api_error(struct resp *r, int code, const char *type)
-{
-    assert_int_equal(r->code, code);
-    assert_string_equal(r->ctype, "application/json");
-    assert_non_null(r->body);
-    assert_string_equal(json_string_value(json_object_get(r->body, "errorType")), type);
-    assert_non_null(json_string_value(json_object_get(r->body, "errorMessage")));
-    json_decref(r->body);
-    r->body = NULL;
+    tu_http_request(g_base, port, method, uri, NULL, body, body ? strlen(body) : 0, &r,
+                    BOUND_MS);
+    ct = tu_resp_header(&r, "content-type");
+    j = json_loadb(r.body, r.len, JSON_DECODE_ANY, NULL);
+    assert_int_equal(r.code, code);
+    assert_string_equal(ct ? ct : "", "application/json");
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "errorType")), type);
+    assert_non_null(json_string_value(json_object_get(j, "errorMessage")));
+    json_decref(j);
+    tu_resp_clear(&r);
 }
 
 static void test_api_errors(void **state)
 {
     struct tres r;
-    struct resp h;
     uint16_t port;
     char uri[160], rid[FAAS_REQUEST_ID_SIZE];
     (void)state;
@@ -803,29 +780,25 @@ static void test_api_errors(void **state)
     snprintf(rid, sizeof rid, "%s", r.rid);
     tres_clear(&r);
 
-    request(port, EVHTTP_REQ_POST, "/2018-06-01/runtime/invocation/bogus-id/response", "{}", &h);
-    expect_api_error(&h, 400, "InvalidRequestID");
+    expect_api_error(port, EVHTTP_REQ_POST, "/2018-06-01/runtime/invocation/bogus-id/response",
+                     "{}", 400, "InvalidRequestID");
     /* A second response for an answered id. */
     snprintf(uri, sizeof uri, "/2018-06-01/runtime/invocation/%s/response", rid);
-    request(port, EVHTTP_REQ_POST, uri, "{}", &h);
-    expect_api_error(&h, 400, "InvalidRequestID");
+    expect_api_error(port, EVHTTP_REQ_POST, uri, "{}", 400, "InvalidRequestID");
     snprintf(uri, sizeof uri, "/2018-06-01/runtime/invocation/%s/error", rid);
-    request(port, EVHTTP_REQ_POST, uri, "{}", &h);
-    expect_api_error(&h, 400, "InvalidRequestID");
+    expect_api_error(port, EVHTTP_REQ_POST, uri, "{}", 400, "InvalidRequestID");
     /* Init is over. */
-    request(port, EVHTTP_REQ_POST, "/2018-06-01/runtime/init/error", "{}", &h);
-    expect_api_error(&h, 403, "InvalidStateTransition");
-    request(port, EVHTTP_REQ_GET, "/2018-06-01/runtime/nope", NULL, &h);
-    expect_api_error(&h, 404, "NotFound");
-    request(port, EVHTTP_REQ_GET, "/2015-03-31/functions/echo/invocations", NULL, &h);
-    expect_api_error(&h, 404, "NotFound");
-    request(port, EVHTTP_REQ_POST, "/2018-06-01/runtime/invocation/next", "{}", &h);
-    expect_api_error(&h, 405, "MethodNotAllowed");
+    expect_api_error(port, EVHTTP_REQ_POST, "/2018-06-01/runtime/init/error", "{}", 403,
+                     "InvalidStateTransition");
+    expect_api_error(port, EVHTTP_REQ_GET, "/2018-06-01/runtime/nope", NULL, 404, "NotFound");
+    expect_api_error(port, EVHTTP_REQ_GET, "/2015-03-31/functions/echo/invocations", NULL,
+                     404, "NotFound");
+    expect_api_error(port, EVHTTP_REQ_POST, "/2018-06-01/runtime/invocation/next", "{}", 405,
+                     "MethodNotAllowed");
     snprintf(uri, sizeof uri, "/2018-06-01/runtime/invocation/%s/response", rid);
-    request(port, EVHTTP_REQ_GET, uri, NULL, &h);
-    expect_api_error(&h, 405, "MethodNotAllowed");
-    request(port, EVHTTP_REQ_PUT, "/2018-06-01/runtime/init/error", "{}", &h);
-    expect_api_error(&h, 405, "MethodNotAllowed");
+    expect_api_error(port, EVHTTP_REQ_GET, uri, NULL, 405, "MethodNotAllowed");
+    expect_api_error(port, EVHTTP_REQ_PUT, "/2018-06-01/runtime/init/error", "{}", 405,
+                     "MethodNotAllowed");
 
     /* The runtime still works. */
     invoke_wait("echo", "{\"after\":true}", NULL, &r);
@@ -991,10 +964,7 @@ static void test_scale_to_zero(void **state)
     rt_start(NULL);
     o.idle_timeout_ms = 200;
     reg("idle", "bash", "function.handler", &o);
-    invoke_wait("idle", "{}", NULL, &r);
-    assert_int_equal(r.status, 0);
-    pid = (pid_t)pint(&r, "pid");
-    tres_clear(&r);
+    pid = invoke_pid("idle");
     assert_int_equal(instances("idle"), 1);
     assert_true(tu_run_until_pred(g_base, pred_no_instances, "idle", BOUND_MS));
     assert_true(tu_run_until_pred(g_base, pred_gone, &pid, BOUND_MS));

@@ -17,18 +17,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/queue.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 
 #include "faas_int.h"
 #include "http.h"
 #include "testutil.h"
+#include "tu_http.h"
 
 #define BOUND_MS 5000u
 
@@ -176,102 +175,38 @@ static void serve(const struct faas_runtime_opts *extra)
     assert_int_equal(faas_http_bind(g_rt, "127.0.0.1", 0), FAAS_EBUSY);
 }
 
-/* ==== an evhttp client ================================================= */
+/* ==== the client (tu_http.h) =========================================== */
 
-struct resp {
-    int done;
-    int code;
-    char *body;
-    size_t len;
-    json_t *headers; /* lower-case name -> array of values */
-};
-
-static void resp_clear(struct resp *r)
-{
-    free(r->body);
-    json_decref(r->headers);
-    memset(r, 0, sizeof *r);
-}
-
-static void client_cb(struct evhttp_request *req, void *arg)
-{
-    struct resp *r = arg;
-    struct evbuffer *in;
-    struct evkeyval *kv;
-
-    r->done = 1;
-    if (!req) {
-        r->code = -1;
-        return;
-    }
-    r->code = evhttp_request_get_response_code(req);
-    in = evhttp_request_get_input_buffer(req);
-    r->len = evbuffer_get_length(in);
-    r->body = malloc(r->len + 1);
-    evbuffer_remove(in, r->body, r->len);
-    r->body[r->len] = '\0';
-    r->headers = json_object();
-    TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next) {
-        char name[128];
-        size_t i;
-        json_t *a;
-        for (i = 0; kv->key[i] && i < sizeof name - 1; i++)
-            name[i] = (char)(kv->key[i] >= 'A' && kv->key[i] <= 'Z' ? kv->key[i] + 32
-                                                                   : kv->key[i]);
-        name[i] = '\0';
-        if (!(a = json_object_get(r->headers, name))) {
-            a = json_array();
-            json_object_set_new(r->headers, name, a);
-        }
-        json_array_append_new(a, json_string(kv->value));
-    }
-}
-
-static const char *resp_header(const struct resp *r, const char *name)
-{
-    return json_string_value(json_array_get(json_object_get(r->headers, name), 0));
-}
-
-/* headers: "Name", "value", ..., NULL. A Host header is added if absent. */
 static void request_on(uint16_t port, enum evhttp_cmd_type type, const char *uri,
                        const char *const *headers, const void *body, size_t blen,
-                       struct resp *r)
+                       struct tu_resp *r)
 {
-    struct evhttp_connection *c = evhttp_connection_base_new(g_base, NULL, "127.0.0.1", port);
-    struct evhttp_request *req = evhttp_request_new(client_cb, r);
-    struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
-    int host = 0;
-
-    memset(r, 0, sizeof *r);
-    for (; headers && headers[0]; headers += 2) {
-        evhttp_add_header(oh, headers[0], headers[1]);
-        host |= strcasecmp(headers[0], "Host") == 0;
-    }
-    if (!host)
-        evhttp_add_header(oh, "Host", "127.0.0.1");
-    if (body)
-        evbuffer_add(evhttp_request_get_output_buffer(req), body, blen);
-    assert_int_equal(evhttp_make_request(c, req, type, uri), 0);
-    assert_true(tu_run_until(g_base, &r->done, 1, BOUND_MS));
-    evhttp_connection_free(c);
+    tu_http_request(g_base, port, type, uri, headers, body, blen, r, BOUND_MS);
 }
 
 static void request(enum evhttp_cmd_type type, const char *uri, const char *const *headers,
-                    const void *body, size_t blen, struct resp *r)
+                    const void *body, size_t blen, struct tu_resp *r)
 {
     request_on(g_port, type, uri, headers, body, blen, r);
 }
 
+/* Starts a GET /gated on port that holds the handler until the gate opens. */
+static struct evhttp_connection *start_gated(uint16_t port, struct tu_resp *r)
+{
+    static const char *const host[] = { "Host", "x", NULL };
+    return tu_http_start(g_base, port, EVHTTP_REQ_GET, "/gated", host, NULL, 0, r);
+}
+
 /* The body as JSON, and the Content-Type must say so. */
-static json_t *resp_json(const struct resp *r)
+static json_t *resp_json(const struct tu_resp *r)
 {
     json_t *j = json_loadb(r->body, r->len, JSON_DECODE_ANY, NULL);
     assert_non_null(j);
-    assert_string_equal(resp_header(r, "content-type"), "application/json");
+    assert_string_equal(tu_resp_header(r, "content-type"), "application/json");
     return j;
 }
 
-static void expect_message(const struct resp *r, int code, const char *msg)
+static void expect_message(const struct tu_resp *r, int code, const char *msg)
 {
     json_t *j;
     assert_int_equal(r->code, code);
@@ -279,6 +214,17 @@ static void expect_message(const struct resp *r, int code, const char *msg)
     assert_string_equal(json_string_value(json_object_get(j, "message")), msg);
     assert_int_equal(json_object_size(j), 1);
     json_decref(j);
+}
+
+/* One request whose reply must be the gateway's {"message": msg} with status code. */
+static void request_message(enum evhttp_cmd_type type, const char *uri,
+                            const char *const *headers, const void *body, size_t blen,
+                            int code, const char *msg)
+{
+    struct tu_resp r;
+    request(type, uri, headers, body, blen, &r);
+    expect_message(&r, code, msg);
+    tu_resp_clear(&r);
 }
 
 static int run_until_atomic(const int *p, int want)
@@ -617,7 +563,7 @@ static void test_event_fields(void **state)
         "Host", "example.com:8080", "User-Agent", "t/1", "X-Dup", "a", "x-dup", "b",
         "Cookie", "s=1; t=2", "Cookie", "u=3", "Content-Type", "application/json", NULL,
     };
-    struct resp r;
+    struct tu_resp r;
     json_t *ev, *rc, *h, *q, *c;
     const char *id;
     (void)state;
@@ -675,12 +621,12 @@ static void test_event_fields(void **state)
     assert_string_equal(jget(ev, "body"), "{\"k\":1}");
     assert_true(json_is_false(json_object_get(ev, "isBase64Encoded")));
     json_decref(ev);
-    resp_clear(&r);
+    tu_resp_clear(&r);
 }
 
 static void test_event_minimal(void **state)
 {
-    struct resp r;
+    struct tu_resp r;
     json_t *ev;
     (void)state;
 
@@ -698,7 +644,7 @@ static void test_event_minimal(void **state)
     assert_string_equal(jget(ev, "requestContext.domainPrefix"), "127");
     assert_true(json_is_false(json_object_get(ev, "isBase64Encoded")));
     json_decref(ev);
-    resp_clear(&r);
+    tu_resp_clear(&r);
 
     /* a greedy tail, and "*" as {proxy+} */
     request(EVHTTP_REQ_DELETE, "/files/a/b%20c", NULL, NULL, 0, &r);
@@ -708,16 +654,14 @@ static void test_event_minimal(void **state)
     assert_string_equal(jget(ev, "pathParameters.key"), "a/b c");
     assert_string_equal(jget(ev, "requestContext.http.method"), "DELETE");
     json_decref(ev);
-    resp_clear(&r);
+    tu_resp_clear(&r);
     request(EVHTTP_REQ_GET, "/any/x/y", NULL, NULL, 0, &r);
     ev = resp_json(&r);
     assert_string_equal(jget(ev, "routeKey"), "ANY /any/*");
     assert_string_equal(jget(ev, "pathParameters.proxy"), "x/y");
     json_decref(ev);
-    resp_clear(&r);
-    request(EVHTTP_REQ_GET, "/any", NULL, NULL, 0, &r);
-    expect_message(&r, 404, "Not Found");
-    resp_clear(&r);
+    tu_resp_clear(&r);
+    request_message(EVHTTP_REQ_GET, "/any", NULL, NULL, 0, 404, "Not Found");
 }
 
 static void test_event_bodies(void **state)
@@ -729,7 +673,7 @@ static void test_event_bodies(void **state)
     static const char *const form_hdrs[] = { "Content-Type",
                                              "application/x-www-form-urlencoded", NULL };
     static const unsigned char bin[] = { 0, 1, 2, 255 };
-    struct resp r;
+    struct tu_resp r;
     json_t *ev;
     (void)state;
 
@@ -739,7 +683,7 @@ static void test_event_bodies(void **state)
     assert_string_equal(jget(ev, "body"), "AAEC/w==");
     assert_true(json_is_true(json_object_get(ev, "isBase64Encoded")));
     json_decref(ev);
-    resp_clear(&r);
+    tu_resp_clear(&r);
 
     /* textual type but not UTF-8 */
     request(EVHTTP_REQ_POST, "/files/t", text_hdrs, "\xff\xfe", 2, &r);
@@ -747,20 +691,20 @@ static void test_event_bodies(void **state)
     assert_string_equal(jget(ev, "body"), "//4=");
     assert_true(json_is_true(json_object_get(ev, "isBase64Encoded")));
     json_decref(ev);
-    resp_clear(&r);
+    tu_resp_clear(&r);
 
     request(EVHTTP_REQ_PUT, "/files/v", vnd_hdrs, "{\"a\":\"\xc3\xa9\"}", 10, &r);
     ev = resp_json(&r);
     assert_string_equal(jget(ev, "body"), "{\"a\":\"\xc3\xa9\"}");
     assert_true(json_is_false(json_object_get(ev, "isBase64Encoded")));
     json_decref(ev);
-    resp_clear(&r);
+    tu_resp_clear(&r);
 
     request(EVHTTP_REQ_POST, "/files/f", form_hdrs, "a=1&b=2", 7, &r);
     ev = resp_json(&r);
     assert_string_equal(jget(ev, "body"), "a=1&b=2");
     json_decref(ev);
-    resp_clear(&r);
+    tu_resp_clear(&r);
 }
 
 /* ==== response mapping ================================================= */
@@ -774,7 +718,7 @@ static void reply_with(const char *json)
 
 static void test_response_mapping(void **state)
 {
-    struct resp r;
+    struct tu_resp r;
     json_t *sc;
     (void)state;
 
@@ -785,17 +729,17 @@ static void test_response_mapping(void **state)
     request(EVHTTP_REQ_GET, "/reply", NULL, NULL, 0, &r);
     assert_int_equal(r.code, 201);
     assert_string_equal(r.body, "<p>hi</p>");
-    assert_string_equal(resp_header(&r, "x-a"), "1");
-    assert_string_equal(resp_header(&r, "x-n"), "5");
-    assert_string_equal(resp_header(&r, "x-b"), "true");
-    assert_string_equal(resp_header(&r, "content-type"), "text/html");
-    assert_string_equal(resp_header(&r, "content-length"), "9");
-    assert_null(resp_header(&r, "x-obj"));
+    assert_string_equal(tu_resp_header(&r, "x-a"), "1");
+    assert_string_equal(tu_resp_header(&r, "x-n"), "5");
+    assert_string_equal(tu_resp_header(&r, "x-b"), "true");
+    assert_string_equal(tu_resp_header(&r, "content-type"), "text/html");
+    assert_string_equal(tu_resp_header(&r, "content-length"), "9");
+    assert_null(tu_resp_header(&r, "x-obj"));
     sc = json_object_get(r.headers, "set-cookie");
     assert_int_equal(json_array_size(sc), 2);
     assert_string_equal(json_string_value(json_array_get(sc, 0)), "a=1; Path=/");
     assert_string_equal(json_string_value(json_array_get(sc, 1)), "b=2");
-    resp_clear(&r);
+    tu_resp_clear(&r);
 
     reply_with("{\"statusCode\":200,\"isBase64Encoded\":true,\"body\":\"AAEC/w==\","
                "\"headers\":{\"content-type\":\"application/octet-stream\"}}");
@@ -803,107 +747,95 @@ static void test_response_mapping(void **state)
     assert_int_equal(r.code, 200);
     assert_int_equal(r.len, 4);
     assert_memory_equal(r.body, "\x00\x01\x02\xff", 4);
-    resp_clear(&r);
+    tu_resp_clear(&r);
 
     reply_with("{\"hello\":\"world\",\"n\":[1,2]}");
     request(EVHTTP_REQ_GET, "/reply", NULL, NULL, 0, &r);
     assert_int_equal(r.code, 200);
-    assert_string_equal(resp_header(&r, "content-type"), "application/json");
+    assert_string_equal(tu_resp_header(&r, "content-type"), "application/json");
     assert_string_equal(r.body, "{\"hello\":\"world\",\"n\":[1,2]}");
-    resp_clear(&r);
+    tu_resp_clear(&r);
 
     reply_with("\"just a string\"");
     request(EVHTTP_REQ_GET, "/reply", NULL, NULL, 0, &r);
     assert_int_equal(r.code, 200);
-    assert_string_equal(resp_header(&r, "content-type"), "application/json");
+    assert_string_equal(tu_resp_header(&r, "content-type"), "application/json");
     assert_string_equal(r.body, "\"just a string\"");
-    resp_clear(&r);
+    tu_resp_clear(&r);
 
     reply_with("42");
     request(EVHTTP_REQ_GET, "/reply", NULL, NULL, 0, &r);
     assert_int_equal(r.code, 200);
     assert_string_equal(r.body, "42");
-    resp_clear(&r);
+    tu_resp_clear(&r);
 
     reply_with("null");
     request(EVHTTP_REQ_GET, "/reply", NULL, NULL, 0, &r);
     assert_int_equal(r.code, 200);
     assert_string_equal(r.body, "null");
-    resp_clear(&r);
+    tu_resp_clear(&r);
 
     reply_with("{\"statusCode\":\"404\",\"body\":\"nope\"}");
     request(EVHTTP_REQ_GET, "/reply", NULL, NULL, 0, &r);
     assert_int_equal(r.code, 404);
     assert_string_equal(r.body, "nope");
-    assert_string_equal(resp_header(&r, "content-type"), "text/plain; charset=utf-8");
-    resp_clear(&r);
+    assert_string_equal(tu_resp_header(&r, "content-type"), "text/plain; charset=utf-8");
+    tu_resp_clear(&r);
 
     reply_with("{\"statusCode\":200,\"body\":{\"an\":\"object\"}}");
     request(EVHTTP_REQ_GET, "/reply", NULL, NULL, 0, &r);
     assert_int_equal(r.code, 200);
     assert_string_equal(r.body, "{\"an\":\"object\"}");
-    resp_clear(&r);
+    tu_resp_clear(&r);
 
     reply_with("{\"statusCode\":204}");
     request(EVHTTP_REQ_GET, "/reply", NULL, NULL, 0, &r);
     assert_int_equal(r.code, 204);
     assert_int_equal(r.len, 0);
-    resp_clear(&r);
+    tu_resp_clear(&r);
 
     /* HEAD: the status and headers, never a body */
     reply_with("{\"statusCode\":200,\"body\":\"abc\"}");
     request(EVHTTP_REQ_HEAD, "/reply", NULL, NULL, 0, &r);
     assert_int_equal(r.code, 200);
     assert_int_equal(r.len, 0);
-    resp_clear(&r);
+    tu_resp_clear(&r);
 
     /* malformed responses are the gateway's 502 */
     reply_with("{\"statusCode\":200,\"isBase64Encoded\":true,\"body\":\"!!!\","
                "\"headers\":{\"X-A\":\"1\"}}");
     request(EVHTTP_REQ_GET, "/reply", NULL, NULL, 0, &r);
     expect_message(&r, 502, "Internal Server Error");
-    assert_null(resp_header(&r, "x-a"));
-    resp_clear(&r);
+    assert_null(tu_resp_header(&r, "x-a"));
+    tu_resp_clear(&r);
     reply_with("{\"statusCode\":99}");
-    request(EVHTTP_REQ_GET, "/reply", NULL, NULL, 0, &r);
-    expect_message(&r, 502, "Internal Server Error");
-    resp_clear(&r);
+    request_message(EVHTTP_REQ_GET, "/reply", NULL, NULL, 0, 502, "Internal Server Error");
     reply_with("{\"statusCode\":\"abc\"}");
-    request(EVHTTP_REQ_GET, "/reply", NULL, NULL, 0, &r);
-    expect_message(&r, 502, "Internal Server Error");
-    resp_clear(&r);
+    request_message(EVHTTP_REQ_GET, "/reply", NULL, NULL, 0, 502, "Internal Server Error");
 }
 
 /* ==== errors ============================================================ */
 
 static void test_errors(void **state)
 {
-    struct resp r;
+    struct tu_resp r;
     (void)state;
 
     serve(NULL);
-    request(EVHTTP_REQ_GET, "/nope", NULL, NULL, 0, &r);
-    expect_message(&r, 404, "Not Found");
-    resp_clear(&r);
-    request(EVHTTP_REQ_POST, "/echo", NULL, NULL, 0, &r); /* wrong method */
-    expect_message(&r, 404, "Not Found");
-    resp_clear(&r);
+    request_message(EVHTTP_REQ_GET, "/nope", NULL, NULL, 0, 404, "Not Found");
+    request_message(EVHTTP_REQ_POST, "/echo", NULL, NULL, 0, 404, "Not Found"); /* wrong method */
 
     g_reports = 0;
     request(EVHTTP_REQ_GET, "/fail", NULL, NULL, 0, &r);
     expect_message(&r, 502, "Internal Server Error");
     assert_int_equal(g_reports, 1);
-    resp_clear(&r);
+    tu_resp_clear(&r);
 
-    request(EVHTTP_REQ_GET, "/slow", NULL, NULL, 0, &r);
-    expect_message(&r, 504, "Endpoint request timed out");
-    resp_clear(&r);
+    request_message(EVHTTP_REQ_GET, "/slow", NULL, NULL, 0, 504, "Endpoint request timed out");
 
     /* the mapping outlives its function: 502 */
     assert_int_equal(faas_unregister(g_rt, "gone"), 0);
-    request(EVHTTP_REQ_GET, "/gone", NULL, NULL, 0, &r);
-    expect_message(&r, 502, "Internal Server Error");
-    resp_clear(&r);
+    request_message(EVHTTP_REQ_GET, "/gone", NULL, NULL, 0, 502, "Internal Server Error");
 }
 
 /* An idempotent function behind a route: its refusals are the client's. */
@@ -912,7 +844,7 @@ static void test_idempotency_statuses(void **state)
     struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
     struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
     const char *const k1[] = { "Idempotency-Key", "k1", NULL };
-    struct resp r;
+    struct tu_resp r;
     (void)state;
 
     serve(NULL);
@@ -924,43 +856,33 @@ static void test_idempotency_statuses(void **state)
     assert_int_equal(faas_register(g_rt, "pay", h_echo, &fo), 0);
     assert_true(faas_map(g_rt, "api:POST /pay", "pay", NULL) >= 0);
 
-    request(EVHTTP_REQ_POST, "/pay", NULL, "a", 1, &r);
-    expect_message(&r, 400, "Idempotency key required");
-    resp_clear(&r);
+    request_message(EVHTTP_REQ_POST, "/pay", NULL, "a", 1, 400, "Idempotency key required");
     request(EVHTTP_REQ_POST, "/pay", k1, "a", 1, &r);
     assert_int_equal(r.code, 200);
-    resp_clear(&r);
+    tu_resp_clear(&r);
     request(EVHTTP_REQ_POST, "/pay", k1, "a", 1, &r); /* a replay */
     assert_int_equal(r.code, 200);
-    resp_clear(&r);
-    request(EVHTTP_REQ_POST, "/pay", k1, "b", 1, &r);
-    expect_message(&r, 422, "Idempotency key reused with a different payload");
-    resp_clear(&r);
+    tu_resp_clear(&r);
+    request_message(EVHTTP_REQ_POST, "/pay", k1, "b", 1, 422,
+                    "Idempotency key reused with a different payload");
 }
 
 static void test_throttled(void **state)
 {
     struct evhttp_connection *c;
-    struct evhttp_request *req;
-    struct resp first, r;
+    struct tu_resp first;
     (void)state;
 
     serve(NULL);
     /* The first holds the only instance (max_concurrency 1, max_queue 0). */
-    memset(&first, 0, sizeof first);
-    c = evhttp_connection_base_new(g_base, NULL, "127.0.0.1", g_port);
-    req = evhttp_request_new(client_cb, &first);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Host", "x");
-    assert_int_equal(evhttp_make_request(c, req, EVHTTP_REQ_GET, "/gated"), 0);
+    c = start_gated(g_port, &first);
     assert_true(run_until_atomic(&g_started, 1));
-    request(EVHTTP_REQ_GET, "/gated", NULL, NULL, 0, &r);
-    expect_message(&r, 429, "Too Many Requests");
-    resp_clear(&r);
+    request_message(EVHTTP_REQ_GET, "/gated", NULL, NULL, 0, 429, "Too Many Requests");
     ASTORE(&g_gate, 1);
     assert_true(tu_run_until(g_base, &first.done, 1, BOUND_MS));
     assert_int_equal(first.code, 200);
     assert_string_equal(first.body, "gated");
-    resp_clear(&first);
+    tu_resp_clear(&first);
     evhttp_connection_free(c);
 }
 
@@ -969,7 +891,7 @@ static void test_limits(void **state)
     struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
     char body[64], hv[300];
     const char *hdrs[] = { "X-Big", hv, NULL };
-    struct resp r;
+    struct tu_resp r;
     json_t *ev;
     (void)state;
 
@@ -982,24 +904,18 @@ static void test_limits(void **state)
     ev = resp_json(&r);
     assert_int_equal(strlen(jget(ev, "body")), 16);
     json_decref(ev);
-    resp_clear(&r);
-    request(EVHTTP_REQ_POST, "/files/x", NULL, body, 17, &r);
-    expect_message(&r, 413, "Request Entity Too Large");
-    resp_clear(&r);
+    tu_resp_clear(&r);
+    request_message(EVHTTP_REQ_POST, "/files/x", NULL, body, 17, 413, "Request Entity Too Large");
 
     memset(hv, 'h', 250);
     hv[250] = '\0';
-    request(EVHTTP_REQ_GET, "/echo", hdrs, NULL, 0, &r);
-    expect_message(&r, 431, "Request Header Fields Too Large");
-    resp_clear(&r);
+    request_message(EVHTTP_REQ_GET, "/echo", hdrs, NULL, 0, 431, "Request Header Fields Too Large");
     hv[150] = '\0';
     request(EVHTTP_REQ_GET, "/echo", hdrs, NULL, 0, &r);
     assert_int_equal(r.code, 200);
-    resp_clear(&r);
+    tu_resp_clear(&r);
     /* The server still serves after refusing. */
-    request(EVHTTP_REQ_GET, "/nope", NULL, NULL, 0, &r);
-    expect_message(&r, 404, "Not Found");
-    resp_clear(&r);
+    request_message(EVHTTP_REQ_GET, "/nope", NULL, NULL, 0, 404, "Not Found");
 }
 
 static void test_event_too_big(void **state)
@@ -1007,7 +923,7 @@ static void test_event_too_big(void **state)
     struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
     static const char *const bin_hdrs[] = { "Content-Type", "application/octet-stream", NULL };
     char body[1500];
-    struct resp r;
+    struct tu_resp r;
     (void)state;
 
     /* The body fits http_max_body but its event (base64) does not fit
@@ -1020,35 +936,21 @@ static void test_event_too_big(void **state)
     request(EVHTTP_REQ_POST, "/files/x", bin_hdrs, body, sizeof body, &r);
     expect_message(&r, 413, "Request Entity Too Large");
     assert_int_equal(g_reports, 0);
-    resp_clear(&r);
+    tu_resp_clear(&r);
 }
 
 /* ==== lifetimes ========================================================= */
 
-static int raw_connect(uint16_t port)
-{
-    struct sockaddr_in a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    return fd;
-}
-
 static void test_client_gone(void **state)
 {
     static const char req[] = "GET /gated HTTP/1.1\r\nHost: x\r\n\r\n";
-    struct resp r;
+    struct tu_resp r;
     int fd;
     (void)state;
 
     serve(NULL);
     g_reports = 0;
-    fd = raw_connect(g_port);
-    assert_int_equal(write(fd, req, sizeof req - 1), (ssize_t)(sizeof req - 1));
+    fd = tu_raw_send(g_port, req);
     assert_true(run_until_atomic(&g_started, 1));
     close(fd);
     tu_run_for(g_base, 20);
@@ -1059,7 +961,7 @@ static void test_client_gone(void **state)
     /* and the gateway still serves */
     request(EVHTTP_REQ_GET, "/gated", NULL, NULL, 0, &r);
     assert_int_equal(r.code, 200);
-    resp_clear(&r);
+    tu_resp_clear(&r);
 }
 
 static void test_client_gone_then_free(void **state)
@@ -1070,8 +972,7 @@ static void test_client_gone_then_free(void **state)
 
     /* The client goes, then the runtime (and its server) before the result. */
     serve(NULL);
-    fd = raw_connect(g_port);
-    assert_int_equal(write(fd, req, sizeof req - 1), (ssize_t)(sizeof req - 1));
+    fd = tu_raw_send(g_port, req);
     assert_true(run_until_atomic(&g_started, 1));
     close(fd);
     tu_run_for(g_base, 20);
@@ -1095,9 +996,8 @@ static void test_attach(void **state)
     struct sockaddr_in a;
     socklen_t al = sizeof a;
     uint16_t port;
-    struct resp r, pending;
+    struct tu_resp r, pending;
     struct evhttp_connection *c;
-    struct evhttp_request *req;
     json_t *ev;
     (void)state;
 
@@ -1120,38 +1020,34 @@ static void test_attach(void **state)
     request_on(port, EVHTTP_REQ_GET, "/health", NULL, NULL, 0, &r);
     assert_int_equal(r.code, 200);
     assert_string_equal(r.body, "host ok");
-    resp_clear(&r);
+    tu_resp_clear(&r);
     request_on(port, EVHTTP_REQ_GET, "/users/7", NULL, NULL, 0, &r);
     assert_int_equal(r.code, 200);
     ev = resp_json(&r);
     assert_string_equal(jget(ev, "pathParameters.id"), "7");
     json_decref(ev);
-    resp_clear(&r);
+    tu_resp_clear(&r);
     request_on(port, EVHTTP_REQ_GET, "/other", NULL, NULL, 0, &r);
     expect_message(&r, 404, "Not Found");
-    resp_clear(&r);
+    tu_resp_clear(&r);
 
     /* Freed with a request in flight: the host's server answers it 503. */
-    memset(&pending, 0, sizeof pending);
-    c = evhttp_connection_base_new(g_base, NULL, "127.0.0.1", port);
-    req = evhttp_request_new(client_cb, &pending);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Host", "x");
-    assert_int_equal(evhttp_make_request(c, req, EVHTTP_REQ_GET, "/gated"), 0);
+    c = start_gated(port, &pending);
     assert_true(run_until_atomic(&g_started, 1));
     faas_runtime_free(g_rt);
     g_rt = NULL;
     assert_true(tu_run_until(g_base, &pending.done, 1, BOUND_MS));
     expect_message(&pending, 503, "Service Unavailable");
-    resp_clear(&pending);
+    tu_resp_clear(&pending);
     evhttp_connection_free(c);
 
     /* The host keeps its server and its own routes; ours are gone. */
     request_on(port, EVHTTP_REQ_GET, "/health", NULL, NULL, 0, &r);
     assert_int_equal(r.code, 200);
-    resp_clear(&r);
+    tu_resp_clear(&r);
     request_on(port, EVHTTP_REQ_GET, "/users/7", NULL, NULL, 0, &r);
     assert_int_equal(r.code, 404);
-    resp_clear(&r);
+    tu_resp_clear(&r);
     evhttp_free(host);
 }
 

@@ -20,20 +20,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/queue.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <sodium.h>
 
 #include "faas_int.h"
 #include "http.h"
 #include "testutil.h"
+#include "tu_http.h"
 
 #define BOUND_MS 5000u
 
@@ -187,96 +184,17 @@ static void serve(const struct faas_runtime_opts *extra)
     assert_int_not_equal(g_port, 0);
 }
 
-/* ==== an evhttp client =================================================== */
-
-struct resp {
-    int done;
-    int code;
-    char *body;
-    size_t len;
-    json_t *headers; /* lower-case name -> array of values */
-};
-
-static void resp_clear(struct resp *r)
-{
-    free(r->body);
-    json_decref(r->headers);
-    memset(r, 0, sizeof *r);
-}
-
-static void client_cb(struct evhttp_request *req, void *arg)
-{
-    struct resp *r = arg;
-    struct evbuffer *in;
-    struct evkeyval *kv;
-
-    r->done = 1;
-    if (!req) {
-        r->code = -1;
-        return;
-    }
-    r->code = evhttp_request_get_response_code(req);
-    in = evhttp_request_get_input_buffer(req);
-    r->len = evbuffer_get_length(in);
-    r->body = malloc(r->len + 1);
-    evbuffer_remove(in, r->body, r->len);
-    r->body[r->len] = '\0';
-    r->headers = json_object();
-    TAILQ_FOREACH(kv, evhttp_request_get_input_headers(req), next) {
-        char name[128];
-        size_t i;
-        json_t *a;
-        for (i = 0; kv->key[i] && i < sizeof name - 1; i++)
-            name[i] = (char)(kv->key[i] >= 'A' && kv->key[i] <= 'Z' ? kv->key[i] + 32
-                                                                   : kv->key[i]);
-        name[i] = '\0';
-        if (!(a = json_object_get(r->headers, name))) {
-            a = json_array();
-            json_object_set_new(r->headers, name, a);
-        }
-        json_array_append_new(a, json_string(kv->value));
-    }
-}
-
-static const char *hdr(const struct resp *r, const char *name)
-{
-    return json_string_value(json_array_get(json_object_get(r->headers, name), 0));
-}
-
-/* Starts a request; headers: "Name", "value", ..., NULL (Host added). */
-static struct evhttp_connection *request_start(uint16_t port, enum evhttp_cmd_type type,
-                                               const char *uri, const char *const *headers,
-                                               const void *body, size_t blen, struct resp *r)
-{
-    struct evhttp_connection *c = evhttp_connection_base_new(g_base, NULL, "127.0.0.1", port);
-    struct evhttp_request *req = evhttp_request_new(client_cb, r);
-    struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
-    int host = 0;
-
-    memset(r, 0, sizeof *r);
-    for (; headers && headers[0]; headers += 2) {
-        evhttp_add_header(oh, headers[0], headers[1]);
-        host |= strcasecmp(headers[0], "Host") == 0;
-    }
-    if (!host)
-        evhttp_add_header(oh, "Host", "127.0.0.1");
-    if (body)
-        evbuffer_add(evhttp_request_get_output_buffer(req), body, blen);
-    assert_int_equal(evhttp_make_request(c, req, type, uri), 0);
-    return c;
-}
+/* ==== the client (tu_http.h) ============================================= */
 
 static void request_on(uint16_t port, enum evhttp_cmd_type type, const char *uri,
                        const char *const *headers, const void *body, size_t blen,
-                       struct resp *r)
+                       struct tu_resp *r)
 {
-    struct evhttp_connection *c = request_start(port, type, uri, headers, body, blen, r);
-    assert_true(tu_run_until(g_base, &r->done, 1, BOUND_MS));
-    evhttp_connection_free(c);
+    tu_http_request(g_base, port, type, uri, headers, body, blen, r, BOUND_MS);
 }
 
 static void post(const char *uri, const char *const *headers, const char *body,
-                 struct resp *r)
+                 struct tu_resp *r)
 {
     request_on(g_port, EVHTTP_REQ_POST, uri, headers, body, body ? strlen(body) : 0, r);
 }
@@ -300,14 +218,14 @@ static int is_uuid(const char *s)
 }
 
 /* An AWS-shaped error: status, x-amzn-ErrorType, {"Type","message"}. */
-static void expect_error(const struct resp *r, int code, const char *type)
+static void expect_error(const struct tu_resp *r, int code, const char *type)
 {
     json_t *j;
     if (r->code != code)
         fail_msg("status %d, want %d (%s)", r->code, code, r->body);
-    assert_string_equal(hdr(r, "x-amzn-errortype"), type);
-    assert_string_equal(hdr(r, "content-type"), "application/json");
-    assert_true(is_uuid(hdr(r, "x-amzn-requestid")));
+    assert_string_equal(tu_resp_header(r, "x-amzn-errortype"), type);
+    assert_string_equal(tu_resp_header(r, "content-type"), "application/json");
+    assert_true(is_uuid(tu_resp_header(r, "x-amzn-requestid")));
     j = json_loadb(r->body, r->len, 0, NULL);
     assert_non_null(j);
     assert_string_equal(json_string_value(json_object_get(j, "Type")),
@@ -316,12 +234,22 @@ static void expect_error(const struct resp *r, int code, const char *type)
     json_decref(j);
 }
 
-static const char *jmsg(const struct resp *r, char *buf, size_t size)
+static const char *jmsg(const struct tu_resp *r, char *buf, size_t size)
 {
     json_t *j = json_loadb(r->body, r->len, 0, NULL);
     snprintf(buf, size, "%s", j ? json_string_value(json_object_get(j, "message")) : "");
     json_decref(j);
     return buf;
+}
+
+/* One POST whose reply must be an AWS-shaped error (expect_error). */
+static void post_error(const char *uri, const char *const *headers, const char *body, int code,
+                       const char *type)
+{
+    struct tu_resp r;
+    post(uri, headers, body, &r);
+    expect_error(&r, code, type);
+    tu_resp_clear(&r);
 }
 
 static int run_until_atomic(int *p, int want)
@@ -500,38 +428,38 @@ static void test_sigv4_vectors(void **state)
 static void test_request_response(void **state)
 {
     static const char *const rr[] = { "X-Amz-Invocation-Type", "RequestResponse", NULL };
-    struct resp r;
+    struct tu_resp r;
     (void)state;
 
     serve(NULL);
     post(INVOKE("echo"), NULL, "{ \"a\" : [1, 2, {\"b\": \"c\"}] }", &r);
     assert_int_equal(r.code, 200);
     assert_string_equal(r.body, "{\"a\":[1,2,{\"b\":\"c\"}]}");
-    assert_string_equal(hdr(&r, "content-type"), "application/json");
-    assert_string_equal(hdr(&r, "x-amz-executed-version"), "$LATEST");
-    assert_true(is_uuid(hdr(&r, "x-amzn-requestid")));
-    assert_null(hdr(&r, "x-amz-function-error"));
-    assert_null(hdr(&r, "x-amz-log-result"));
-    resp_clear(&r);
+    assert_string_equal(tu_resp_header(&r, "content-type"), "application/json");
+    assert_string_equal(tu_resp_header(&r, "x-amz-executed-version"), "$LATEST");
+    assert_true(is_uuid(tu_resp_header(&r, "x-amzn-requestid")));
+    assert_null(tu_resp_header(&r, "x-amz-function-error"));
+    assert_null(tu_resp_header(&r, "x-amz-log-result"));
+    tu_resp_clear(&r);
     /* explicit type; any JSON value */
     post(INVOKE("echo"), rr, "\"hi\"", &r);
     assert_int_equal(r.code, 200);
     assert_string_equal(r.body, "\"hi\"");
-    resp_clear(&r);
+    tu_resp_clear(&r);
     /* an empty body is the event null */
     post(INVOKE("echo"), NULL, NULL, &r);
     assert_int_equal(r.code, 200);
     assert_string_equal(r.body, "null");
-    resp_clear(&r);
+    tu_resp_clear(&r);
     /* two requests, two request ids */
     {
         char first[40];
         post(INVOKE("echo"), NULL, "1", &r);
-        snprintf(first, sizeof first, "%s", hdr(&r, "x-amzn-requestid"));
-        resp_clear(&r);
+        snprintf(first, sizeof first, "%s", tu_resp_header(&r, "x-amzn-requestid"));
+        tu_resp_clear(&r);
         post(INVOKE("echo"), NULL, "1", &r);
-        assert_string_not_equal(first, hdr(&r, "x-amzn-requestid"));
-        resp_clear(&r);
+        assert_string_not_equal(first, tu_resp_header(&r, "x-amzn-requestid"));
+        tu_resp_clear(&r);
     }
     assert_int_equal(faas_http_pending_count(g_rt), 0);
 }
@@ -539,42 +467,38 @@ static void test_request_response(void **state)
 static void test_event(void **state)
 {
     static const char *const ev[] = { "X-Amz-Invocation-Type", "Event", NULL };
-    struct resp r;
+    struct tu_resp r;
     (void)state;
 
     serve(NULL);
     post(INVOKE("count"), ev, "{\"n\":7}", &r);
     assert_int_equal(r.code, 202);
     assert_int_equal(r.len, 0);
-    assert_true(is_uuid(hdr(&r, "x-amzn-requestid")));
-    assert_null(hdr(&r, "x-amz-executed-version"));
-    resp_clear(&r);
+    assert_true(is_uuid(tu_resp_header(&r, "x-amzn-requestid")));
+    assert_null(tu_resp_header(&r, "x-amz-executed-version"));
+    tu_resp_clear(&r);
     /* it really runs, once, with the event */
     assert_true(tu_run_until(g_base, &g_counted, 1, BOUND_MS));
     tu_run_for(g_base, 20);
     assert_int_equal(g_counted, 1);
     assert_int_equal(json_integer_value(json_object_get(g_counted_event, "n")), 7);
     /* unknown function */
-    post(INVOKE("nope"), ev, "{}", &r);
-    expect_error(&r, 404, "ResourceNotFoundException");
-    resp_clear(&r);
+    post_error(INVOKE("nope"), ev, "{}", 404, "ResourceNotFoundException");
 }
 
 static void test_dry_run(void **state)
 {
     static const char *const dry[] = { "X-Amz-Invocation-Type", "DryRun", NULL };
-    struct resp r;
+    struct tu_resp r;
     (void)state;
 
     serve(NULL);
     post(INVOKE("count"), dry, "{}", &r);
     assert_int_equal(r.code, 204);
     assert_int_equal(r.len, 0);
-    assert_true(is_uuid(hdr(&r, "x-amzn-requestid")));
-    resp_clear(&r);
-    post(INVOKE("nope"), dry, "{}", &r);
-    expect_error(&r, 404, "ResourceNotFoundException");
-    resp_clear(&r);
+    assert_true(is_uuid(tu_resp_header(&r, "x-amzn-requestid")));
+    tu_resp_clear(&r);
+    post_error(INVOKE("nope"), dry, "{}", 404, "ResourceNotFoundException");
     tu_run_for(g_base, 20);
     assert_int_equal(g_counted, 0); /* nothing ran */
 }
@@ -583,41 +507,41 @@ static void test_dry_run(void **state)
 
 static void test_function_error(void **state)
 {
-    struct resp r;
+    struct tu_resp r;
     json_t *j;
     (void)state;
 
     serve(NULL);
     post(INVOKE("fail"), NULL, "{}", &r);
     assert_int_equal(r.code, 200);
-    assert_string_equal(hdr(&r, "x-amz-function-error"), "Unhandled");
-    assert_string_equal(hdr(&r, "x-amz-executed-version"), "$LATEST");
-    assert_true(is_uuid(hdr(&r, "x-amzn-requestid")));
+    assert_string_equal(tu_resp_header(&r, "x-amz-function-error"), "Unhandled");
+    assert_string_equal(tu_resp_header(&r, "x-amz-executed-version"), "$LATEST");
+    assert_true(is_uuid(tu_resp_header(&r, "x-amzn-requestid")));
     j = json_loadb(r.body, r.len, 0, NULL);
     assert_non_null(j);
     assert_string_equal(json_string_value(json_object_get(j, "errorType")), "Boom");
     assert_string_equal(json_string_value(json_object_get(j, "errorMessage")), "it failed");
     json_decref(j);
-    resp_clear(&r);
+    tu_resp_clear(&r);
 }
 
 static void test_timeout(void **state)
 {
-    struct resp r;
+    struct tu_resp r;
     json_t *j;
     (void)state;
 
     serve(NULL);
     post(INVOKE("sleepy"), NULL, "{}", &r); /* a THREAD handler over its 50 ms */
     assert_int_equal(r.code, 200);
-    assert_string_equal(hdr(&r, "x-amz-function-error"), "Unhandled");
+    assert_string_equal(tu_resp_header(&r, "x-amz-function-error"), "Unhandled");
     j = json_loadb(r.body, r.len, 0, NULL);
     assert_non_null(j);
     assert_string_equal(json_string_value(json_object_get(j, "errorType")), "Sandbox.Timedout");
     assert_non_null(strstr(json_string_value(json_object_get(j, "errorMessage")),
                            "Task timed out after 0.05 seconds"));
     json_decref(j);
-    resp_clear(&r);
+    tu_resp_clear(&r);
 }
 
 static void test_targets(void **state)
@@ -655,7 +579,7 @@ static void test_targets(void **state)
         { "/2015-03-31/functions/", 404, "UnknownOperationException" },
         { "/2015-03-31/functions//invocations", 404, "UnknownOperationException" },
     };
-    struct resp r;
+    struct tu_resp r;
     char msg[512];
     size_t i;
     (void)state;
@@ -667,55 +591,65 @@ static void test_targets(void **state)
             fail_msg("%s: %d, want %d: %s", cases[i].uri, r.code, cases[i].code, r.body);
         if (r.code == 200) {
             assert_string_equal(r.body, "{\"k\":1}");
-            assert_string_equal(hdr(&r, "x-amz-executed-version"), cases[i].version);
+            assert_string_equal(tu_resp_header(&r, "x-amz-executed-version"), cases[i].version);
         } else {
             expect_error(&r, cases[i].code, cases[i].version);
         }
-        resp_clear(&r);
+        tu_resp_clear(&r);
     }
     /* The message names the function as an ARN, as Lambda's does. */
     post(INVOKE("nope:4"), NULL, "{}", &r);
     assert_string_equal(jmsg(&r, msg, sizeof msg),
                         "Function not found: arn:aws:lambda:local:000000000000:function:nope:4");
-    resp_clear(&r);
+    tu_resp_clear(&r);
     /* Only POST is Invoke. */
     request_on(g_port, EVHTTP_REQ_GET, INVOKE("echo"), NULL, NULL, 0, &r);
     expect_error(&r, 404, "UnknownOperationException");
-    resp_clear(&r);
+    tu_resp_clear(&r);
     request_on(g_port, EVHTTP_REQ_PUT, INVOKE("echo"), NULL, "{}", 2, &r);
     expect_error(&r, 404, "UnknownOperationException");
-    resp_clear(&r);
+    tu_resp_clear(&r);
 }
 
 static void test_throttled(void **state)
 {
     struct evhttp_connection *c;
-    struct resp first, r;
+    struct tu_resp first, r;
     char msg[256];
     json_t *j;
     (void)state;
 
     serve(NULL);
     /* The first holds the only instance (max_concurrency 1, max_queue 0). */
-    c = request_start(g_port, EVHTTP_REQ_POST, INVOKE("gated"), NULL, "{}", 2, &first);
+    c = tu_http_start(g_base, g_port, EVHTTP_REQ_POST, INVOKE("gated"), NULL, "{}", 2, &first);
     assert_true(run_until_atomic(&g_started, 1));
     assert_int_equal(faas_http_pending_count(g_rt), 1);
     post(INVOKE("gated"), NULL, "{}", &r);
     expect_error(&r, 429, "TooManyRequestsException");
-    assert_string_equal(hdr(&r, "retry-after"), "1");
+    assert_string_equal(tu_resp_header(&r, "retry-after"), "1");
     assert_string_equal(jmsg(&r, msg, sizeof msg), "Rate Exceeded.");
     j = json_loadb(r.body, r.len, 0, NULL);
     assert_string_equal(json_string_value(json_object_get(j, "Reason")),
                         "ReservedFunctionConcurrentInvocationLimitExceeded");
     json_decref(j);
-    resp_clear(&r);
+    tu_resp_clear(&r);
     tu_gate_open(&g_mu, &g_cv, &g_open);
     assert_true(tu_run_until(g_base, &first.done, 1, BOUND_MS));
     assert_int_equal(first.code, 200);
     assert_string_equal(first.body, "\"gated\"");
-    resp_clear(&first);
+    tu_resp_clear(&first);
     evhttp_connection_free(c);
     assert_int_equal(faas_http_pending_count(g_rt), 0);
+}
+
+/* body = a JSON string of exactly n bytes, "aa...a". */
+static const char *quoted_string(char *body, size_t n)
+{
+    memset(body, 'a', n);
+    body[0] = '"';
+    body[n - 1] = '"';
+    body[n] = '\0';
+    return body;
 }
 
 static void test_limits(void **state)
@@ -723,46 +657,30 @@ static void test_limits(void **state)
     static const char *const ev[] = { "X-Amz-Invocation-Type", "Event", NULL };
     struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
     char body[128], msg[256];
-    struct resp r;
+    struct tu_resp r;
     (void)state;
 
     o.max_sync_payload = 64;
     o.max_async_payload = 32;
     serve(&o);
     /* a JSON string of exactly 64 bytes, then 65 */
-    memset(body, 'a', sizeof body);
-    body[0] = '"';
-    body[63] = '"';
-    body[64] = '\0';
-    post(INVOKE("echo"), NULL, body, &r);
+    post(INVOKE("echo"), NULL, quoted_string(body, 64), &r);
     assert_int_equal(r.code, 200);
-    resp_clear(&r);
-    body[63] = 'a';
-    body[64] = '"';
-    body[65] = '\0';
-    post(INVOKE("echo"), NULL, body, &r);
+    tu_resp_clear(&r);
+    post(INVOKE("echo"), NULL, quoted_string(body, 65), &r);
     expect_error(&r, 413, "RequestTooLargeException");
     assert_string_equal(jmsg(&r, msg, sizeof msg),
                         "Request must be smaller than 64 bytes for the InvokeFunction operation");
-    resp_clear(&r);
+    tu_resp_clear(&r);
     /* Event: its own limit, before parsing */
-    body[31] = '"';
-    body[32] = '\0';
-    post(INVOKE("count"), ev, body, &r);
+    post(INVOKE("count"), ev, quoted_string(body, 32), &r);
     assert_int_equal(r.code, 202);
-    resp_clear(&r);
-    body[31] = 'a';
-    body[32] = '"';
-    body[33] = '\0';
-    post(INVOKE("count"), ev, body, &r);
-    expect_error(&r, 413, "RequestTooLargeException");
-    resp_clear(&r);
+    tu_resp_clear(&r);
+    post_error(INVOKE("count"), ev, quoted_string(body, 33), 413, "RequestTooLargeException");
     /* not even JSON, over the limit: 413 first */
     memset(body, '{', 100);
     body[100] = '\0';
-    post(INVOKE("echo"), NULL, body, &r);
-    expect_error(&r, 413, "RequestTooLargeException");
-    resp_clear(&r);
+    post_error(INVOKE("echo"), NULL, body, 413, "RequestTooLargeException");
 }
 
 static void test_bad_requests(void **state)
@@ -770,7 +688,7 @@ static void test_bad_requests(void **state)
     static const char *const bogus_type[] = { "X-Amz-Invocation-Type", "Later", NULL };
     static const char *const bogus_log[] = { "X-Amz-Log-Type", "Everything", NULL };
     static const char *const none_log[] = { "X-Amz-Log-Type", "None", NULL };
-    struct resp r;
+    struct tu_resp r;
     char msg[512];
     (void)state;
 
@@ -778,38 +696,29 @@ static void test_bad_requests(void **state)
     post(INVOKE("echo"), NULL, "{\"a\":", &r);
     expect_error(&r, 400, "InvalidRequestContentException");
     assert_non_null(strstr(jmsg(&r, msg, sizeof msg), "Could not parse request body into json"));
-    resp_clear(&r);
-    post(INVOKE("echo"), NULL, "not json", &r);
-    expect_error(&r, 400, "InvalidRequestContentException");
-    resp_clear(&r);
-    post(INVOKE("echo"), NULL, "\"\xff\"", &r); /* not UTF-8 */
-    expect_error(&r, 400, "InvalidRequestContentException");
-    resp_clear(&r);
-    post(INVOKE("echo"), bogus_type, "{}", &r);
-    expect_error(&r, 400, "InvalidParameterValueException");
-    resp_clear(&r);
-    post(INVOKE("echo"), bogus_log, "{}", &r);
-    expect_error(&r, 400, "InvalidParameterValueException");
-    resp_clear(&r);
+    tu_resp_clear(&r);
+    post_error(INVOKE("echo"), NULL, "not json", 400, "InvalidRequestContentException");
+    /* not UTF-8 */
+    post_error(INVOKE("echo"), NULL, "\"\xff\"", 400, "InvalidRequestContentException");
+    post_error(INVOKE("echo"), bogus_type, "{}", 400, "InvalidParameterValueException");
+    post_error(INVOKE("echo"), bogus_log, "{}", 400, "InvalidParameterValueException");
     post(INVOKE("echo"), none_log, "{}", &r);
     assert_int_equal(r.code, 200);
-    assert_null(hdr(&r, "x-amz-log-result"));
-    resp_clear(&r);
+    assert_null(tu_resp_header(&r, "x-amz-log-result"));
+    tu_resp_clear(&r);
     /* an idempotent function without its key */
-    post(INVOKE("idem"), NULL, "{}", &r);
-    expect_error(&r, 400, "InvalidRequestContentException");
-    resp_clear(&r);
+    post_error(INVOKE("idem"), NULL, "{}", 400, "InvalidRequestContentException");
     post(INVOKE("idem"), NULL, "{\"id\":\"k1\"}", &r);
     assert_int_equal(r.code, 200);
-    resp_clear(&r);
+    tu_resp_clear(&r);
     assert_int_equal(faas_http_pending_count(g_rt), 0);
 }
 
 /* ==== X-Amz-Log-Type: Tail ================================================ */
 
-static char *decode_log(const struct resp *r, size_t *len)
+static char *decode_log(const struct tu_resp *r, size_t *len)
 {
-    const char *b64 = hdr(r, "x-amz-log-result");
+    const char *b64 = tu_resp_header(r, "x-amz-log-result");
     size_t cap;
     char *out;
     assert_non_null(b64);
@@ -840,7 +749,7 @@ static void expect_trailer(const char *text, size_t len, const char *reqid)
 static void test_log_tail(void **state)
 {
     static const char *const tail[] = { "X-Amz-Log-Type", "Tail", NULL };
-    struct resp r;
+    struct tu_resp r;
     char *text;
     size_t len;
     (void)state;
@@ -850,9 +759,9 @@ static void test_log_tail(void **state)
     assert_int_equal(r.code, 200);
     text = decode_log(&r, &len);
     assert_true(strncmp(text, "line 0 xxx\nline 1 xxx\nEND RequestId: ", 37) == 0);
-    expect_trailer(text, len, hdr(&r, "x-amzn-requestid"));
+    expect_trailer(text, len, tu_resp_header(&r, "x-amzn-requestid"));
     free(text);
-    resp_clear(&r);
+    tu_resp_clear(&r);
 
     /* > 4 KiB of lines: the last 4096 bytes, the trailer whole */
     post(INVOKE("log"), tail, "{\"lines\":40,\"size\":200}", &r);
@@ -863,24 +772,24 @@ static void test_log_tail(void **state)
     assert_int_equal(strlen(text), len);
     assert_non_null(strstr(text, "line 39 xxxx"));
     assert_null(strstr(text, "line 0 "));
-    expect_trailer(text, len, hdr(&r, "x-amzn-requestid"));
+    expect_trailer(text, len, tu_resp_header(&r, "x-amzn-requestid"));
     free(text);
-    resp_clear(&r);
+    tu_resp_clear(&r);
 
     /* a function error keeps its tail */
     post(INVOKE("fail"), tail, "{}", &r);
     assert_int_equal(r.code, 200);
-    assert_string_equal(hdr(&r, "x-amz-function-error"), "Unhandled");
+    assert_string_equal(tu_resp_header(&r, "x-amz-function-error"), "Unhandled");
     text = decode_log(&r, &len);
     assert_true(strncmp(text, "about to fail\nEND RequestId: ", 29) == 0);
     free(text);
-    resp_clear(&r);
+    tu_resp_clear(&r);
 
     /* no Tail, no log */
     post(INVOKE("log"), NULL, "{\"lines\":2,\"size\":3}", &r);
     assert_int_equal(r.code, 200);
-    assert_null(hdr(&r, "x-amz-log-result"));
-    resp_clear(&r);
+    assert_null(tu_resp_header(&r, "x-amz-log-result"));
+    tu_resp_clear(&r);
 }
 
 /* ==== X-Amz-Client-Context ================================================ */
@@ -890,7 +799,7 @@ static void test_client_context(void **state)
     const char *cc_json = "{\"custom\":{\"k\":\"v\"},\"env\":{\"platform\":\"test\"}}";
     char b64[256], notobj[16];
     const char *hdrs[] = { "X-Amz-Client-Context", b64, NULL };
-    struct resp r;
+    struct tu_resp r;
     json_t *j;
     (void)state;
 
@@ -903,22 +812,18 @@ static void test_client_context(void **state)
     assert_string_equal(json_string_value(json_object_get(json_object_get(j, "custom"), "k")),
                         "v");
     json_decref(j);
-    resp_clear(&r);
+    tu_resp_clear(&r);
     /* none */
     post(INVOKE("cc"), NULL, "{}", &r);
     assert_string_equal(r.body, "\"none\"");
-    resp_clear(&r);
+    tu_resp_clear(&r);
     /* not base64; base64 of something that is not a JSON object */
     snprintf(b64, sizeof b64, "%s", "!!not base64!!");
-    post(INVOKE("cc"), hdrs, "{}", &r);
-    expect_error(&r, 400, "InvalidRequestContentException");
-    resp_clear(&r);
+    post_error(INVOKE("cc"), hdrs, "{}", 400, "InvalidRequestContentException");
     sodium_bin2base64(notobj, sizeof notobj, (const unsigned char *)"[1]", 3,
                       sodium_base64_VARIANT_ORIGINAL);
     snprintf(b64, sizeof b64, "%s", notobj);
-    post(INVOKE("cc"), hdrs, "{}", &r);
-    expect_error(&r, 400, "InvalidRequestContentException");
-    resp_clear(&r);
+    post_error(INVOKE("cc"), hdrs, "{}", 400, "InvalidRequestContentException");
 }
 
 /* ==== SigV4 on the wire ===================================================== */
@@ -977,7 +882,7 @@ static void test_sigv4(void **state)
         "function%253Aecho/invocations";
     static const char *const body = "{\"signed\":true}";
     struct signed_req s;
-    struct resp r;
+    struct tu_resp r;
     time_t now = time(NULL);
     (void)state;
 
@@ -990,12 +895,12 @@ static void test_sigv4(void **state)
     post(INVOKE("echo"), s.hdrs, body, &r);
     assert_int_equal(r.code, 200);
     assert_string_equal(r.body, body);
-    resp_clear(&r);
+    tu_resp_clear(&r);
     sign_post(&s, canon_arn, "Qualifier=%24LATEST", body, AKID, SECRET, now);
     post(uri_arn, s.hdrs, body, &r);
     assert_int_equal(r.code, 200);
     assert_string_equal(r.body, body);
-    resp_clear(&r);
+    tu_resp_clear(&r);
     /* the same, with x-amz-content-sha256 (not signed here: only checked) */
     {
         char hash[65];
@@ -1008,52 +913,34 @@ static void test_sigv4(void **state)
         s.hdrs[12] = NULL;
         post(INVOKE("echo"), s.hdrs, body, &r);
         assert_int_equal(r.code, 200);
-        resp_clear(&r);
+        tu_resp_clear(&r);
         s.hdrs[11] = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         post(INVOKE("echo"), s.hdrs, body, &r);
         expect_error(&r, 403, "InvalidSignatureException");
-        resp_clear(&r);
+        tu_resp_clear(&r);
     }
 
     /* tampered: the body, the path, a signed header, the signature */
     sign_post(&s, INVOKE("echo"), "", body, AKID, SECRET, now);
-    post(INVOKE("echo"), s.hdrs, "{\"signed\":false}", &r);
-    expect_error(&r, 403, "InvalidSignatureException");
-    resp_clear(&r);
-    post(INVOKE("count"), s.hdrs, body, &r);
-    expect_error(&r, 403, "InvalidSignatureException");
-    resp_clear(&r);
+    post_error(INVOKE("echo"), s.hdrs, "{\"signed\":false}", 403, "InvalidSignatureException");
+    post_error(INVOKE("count"), s.hdrs, body, 403, "InvalidSignatureException");
     s.hdrs[5] = "Event";
-    post(INVOKE("echo"), s.hdrs, body, &r);
-    expect_error(&r, 403, "InvalidSignatureException");
-    resp_clear(&r);
+    post_error(INVOKE("echo"), s.hdrs, body, 403, "InvalidSignatureException");
     assert_int_equal(g_counted, 0);
     sign_post(&s, INVOKE("echo"), "", body, AKID, "wrong secret", now);
-    post(INVOKE("echo"), s.hdrs, body, &r);
-    expect_error(&r, 403, "InvalidSignatureException");
-    resp_clear(&r);
+    post_error(INVOKE("echo"), s.hdrs, body, 403, "InvalidSignatureException");
 
     /* an unknown key id; too old; no signature at all; a malformed one */
     sign_post(&s, INVOKE("echo"), "", body, "AKIDOTHER", SECRET, now);
-    post(INVOKE("echo"), s.hdrs, body, &r);
-    expect_error(&r, 403, "UnrecognizedClientException");
-    resp_clear(&r);
+    post_error(INVOKE("echo"), s.hdrs, body, 403, "UnrecognizedClientException");
     sign_post(&s, INVOKE("echo"), "", body, AKID, SECRET, now - 3600);
-    post(INVOKE("echo"), s.hdrs, body, &r);
-    expect_error(&r, 403, "InvalidSignatureException");
-    resp_clear(&r);
-    post(INVOKE("echo"), NULL, body, &r);
-    expect_error(&r, 403, "MissingAuthenticationTokenException");
-    resp_clear(&r);
+    post_error(INVOKE("echo"), s.hdrs, body, 403, "InvalidSignatureException");
+    post_error(INVOKE("echo"), NULL, body, 403, "MissingAuthenticationTokenException");
     sign_post(&s, INVOKE("echo"), "", body, AKID, SECRET, now);
     s.hdrs[7] = "AWS4-HMAC-SHA256 Credential=" AKID;
-    post(INVOKE("echo"), s.hdrs, body, &r);
-    expect_error(&r, 400, "IncompleteSignatureException");
-    resp_clear(&r);
+    post_error(INVOKE("echo"), s.hdrs, body, 400, "IncompleteSignatureException");
     /* unknown operations are refused the same way before being looked at */
-    post("/2015-03-31/functions/", NULL, NULL, &r);
-    expect_error(&r, 403, "MissingAuthenticationTokenException");
-    resp_clear(&r);
+    post_error("/2015-03-31/functions/", NULL, NULL, 403, "MissingAuthenticationTokenException");
     assert_int_equal(g_counted, 0);
 }
 
@@ -1065,79 +952,68 @@ static void test_sigv4_not_required(void **state)
         "SignedHeaders=host, Signature=0000",
         NULL
     };
-    struct resp r;
+    struct tu_resp r;
     (void)state;
 
     serve(NULL); /* no key pair: any Authorization is accepted as it is */
     post(INVOKE("echo"), auth, "{}", &r);
     assert_int_equal(r.code, 200);
-    resp_clear(&r);
+    tu_resp_clear(&r);
 }
 
 /* ==== invoke_api = 0 ========================================================= */
 
-static void test_invoke_api_over_routes(void **state)
+/* A runtime with a route on the Invoke API's own path, serving on g_port. */
+static void serve_over_route(const struct faas_runtime_opts *extra)
 {
-    struct resp r;
-    (void)state;
-
-    /* The Invoke API wins over a route on the same path. */
-    rt_start(NULL);
+    rt_start(extra);
     assert_true(faas_map(g_rt, "api:POST /2015-03-31/functions/{name}/invocations", "echo",
                          NULL) >= 0);
     assert_int_equal(faas_http_bind(g_rt, "127.0.0.1", 0), 0);
     g_port = faas_http_port(g_rt);
+}
+
+static void test_invoke_api_over_routes(void **state)
+{
+    struct tu_resp r;
+    (void)state;
+
+    /* The Invoke API wins over a route on the same path. */
+    serve_over_route(NULL);
     post(INVOKE("echo"), NULL, "{\"x\":1}", &r);
     assert_int_equal(r.code, 200);
     assert_string_equal(r.body, "{\"x\":1}");
-    assert_string_equal(hdr(&r, "x-amz-executed-version"), "$LATEST");
-    resp_clear(&r);
+    assert_string_equal(tu_resp_header(&r, "x-amz-executed-version"), "$LATEST");
+    tu_resp_clear(&r);
 }
 
 static void test_invoke_api_off(void **state)
 {
     struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
-    struct resp r;
+    struct tu_resp r;
     json_t *j;
     (void)state;
 
     /* Off: the route serves it, as any route. */
     o.invoke_api = 0;
-    rt_start(&o);
-    assert_true(faas_map(g_rt, "api:POST /2015-03-31/functions/{name}/invocations", "echo",
-                         NULL) >= 0);
-    assert_int_equal(faas_http_bind(g_rt, "127.0.0.1", 0), 0);
-    g_port = faas_http_port(g_rt);
+    serve_over_route(&o);
     post(INVOKE("echo"), NULL, "{\"x\":1}", &r);
     assert_int_equal(r.code, 200);
     j = json_loadb(r.body, r.len, 0, NULL);
     assert_string_equal(json_string_value(json_object_get(j, "routeKey")),
                         "POST /2015-03-31/functions/{name}/invocations");
     json_decref(j);
-    assert_null(hdr(&r, "x-amz-executed-version"));
-    resp_clear(&r);
+    assert_null(tu_resp_header(&r, "x-amz-executed-version"));
+    tu_resp_clear(&r);
     /* and a path no route matches is the routes' 404 */
     post(INVOKE("echo") "/more", NULL, "{}", &r);
     assert_int_equal(r.code, 404);
-    assert_null(hdr(&r, "x-amzn-errortype"));
+    assert_null(tu_resp_header(&r, "x-amzn-errortype"));
     assert_string_equal(r.body, "{\"message\":\"Not Found\"}");
-    resp_clear(&r);
+    tu_resp_clear(&r);
 }
 
 /* ==== lifetimes ================================================================ */
-
-static int raw_connect(uint16_t port)
-{
-    struct sockaddr_in a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    return fd;
-}
 
 static const char raw_req[] = "POST " INVOKE("gated") " HTTP/1.1\r\nHost: x\r\n"
                               "Content-Length: 2\r\n\r\n{}";
@@ -1151,13 +1027,12 @@ static int gated_done(const void *arg)
 
 static void test_client_gone(void **state)
 {
-    struct resp r;
+    struct tu_resp r;
     int fd;
     (void)state;
 
     serve(NULL);
-    fd = raw_connect(g_port);
-    assert_int_equal(write(fd, raw_req, sizeof raw_req - 1), (ssize_t)(sizeof raw_req - 1));
+    fd = tu_raw_send(g_port, raw_req);
     assert_true(run_until_atomic(&g_started, 1));
     assert_int_equal(faas_http_pending_count(g_rt), 1);
     close(fd);
@@ -1170,7 +1045,7 @@ static void test_client_gone(void **state)
     /* and the gateway still serves */
     post(INVOKE("gated"), NULL, "{}", &r);
     assert_int_equal(r.code, 200);
-    resp_clear(&r);
+    tu_resp_clear(&r);
 }
 
 static void test_client_gone_then_free(void **state)
@@ -1179,8 +1054,7 @@ static void test_client_gone_then_free(void **state)
     (void)state;
 
     serve(NULL);
-    fd = raw_connect(g_port);
-    assert_int_equal(write(fd, raw_req, sizeof raw_req - 1), (ssize_t)(sizeof raw_req - 1));
+    fd = tu_raw_send(g_port, raw_req);
     assert_true(run_until_atomic(&g_started, 1));
     close(fd);
     tu_run_for(g_base, 20);
@@ -1196,7 +1070,7 @@ static void test_freed_while_pending(void **state)
     struct sockaddr_in a;
     socklen_t al = sizeof a;
     char reqid[40];
-    struct resp r;
+    struct tu_resp r;
     (void)state;
 
     /* On the host's server, which outlives the runtime: the client sees 503. */
@@ -1207,95 +1081,53 @@ static void test_freed_while_pending(void **state)
                      0);
     rt_start(NULL);
     assert_int_equal(faas_http_attach(g_rt, host), 0);
-    c = request_start(ntohs(a.sin_port), EVHTTP_REQ_POST, INVOKE("gated"), NULL, "{}", 2, &r);
+    c = tu_http_start(g_base, ntohs(a.sin_port), EVHTTP_REQ_POST, INVOKE("gated"), NULL, "{}", 2,
+                      &r);
     assert_true(run_until_atomic(&g_started, 1));
     assert_int_equal(faas_http_pending_count(g_rt), 1);
     faas_runtime_free(g_rt);
     g_rt = NULL;
     assert_true(tu_run_until(g_base, &r.done, 1, BOUND_MS));
     expect_error(&r, 503, "ServiceException");
-    snprintf(reqid, sizeof reqid, "%s", hdr(&r, "x-amzn-requestid"));
+    snprintf(reqid, sizeof reqid, "%s", tu_resp_header(&r, "x-amzn-requestid"));
     assert_true(is_uuid(reqid));
-    resp_clear(&r);
+    tu_resp_clear(&r);
     evhttp_connection_free(c);
     /* the host's server is its own again: the path is nobody's */
     request_on(ntohs(a.sin_port), EVHTTP_REQ_POST, INVOKE("echo"), NULL, "{}", 2, &r);
     assert_int_equal(r.code, 404);
-    resp_clear(&r);
+    tu_resp_clear(&r);
     evhttp_free(host);
 }
 
 static void test_freed_while_pending_own(void **state)
 {
     struct evhttp_connection *c;
-    struct resp r;
+    struct tu_resp r;
     (void)state;
 
     /* On a server of our own, freed with it: nothing leaks or is touched,
      * and the client sees its connection end (or the 503, if it was sent
      * before the server went). */
     serve(NULL);
-    c = request_start(g_port, EVHTTP_REQ_POST, INVOKE("gated"), NULL, "{}", 2, &r);
+    c = tu_http_start(g_base, g_port, EVHTTP_REQ_POST, INVOKE("gated"), NULL, "{}", 2, &r);
     assert_true(run_until_atomic(&g_started, 1));
     faas_runtime_free(g_rt);
     g_rt = NULL;
     assert_true(tu_run_until(g_base, &r.done, 1, BOUND_MS));
     assert_true(r.code == 503 || r.code <= 0);
-    resp_clear(&r);
+    tu_resp_clear(&r);
     evhttp_connection_free(c);
 }
 
 /* ==== out of memory ========================================================= */
-
-/* A raw response being read: complete once the headers and Content-Length
- * bytes are in, or the connection closed. */
-struct raw_resp {
-    int fd;
-    char buf[16384];
-    size_t len;
-    int closed;
-};
-
-static int raw_complete(const void *arg)
-{
-    struct raw_resp *r = (struct raw_resp *)(uintptr_t)arg;
-    const char *end, *cl;
-    ssize_t n = -1;
-
-    while (!r->closed && r->len < sizeof r->buf - 1 &&
-           (n = recv(r->fd, r->buf + r->len, sizeof r->buf - 1 - r->len, MSG_DONTWAIT)) != 0) {
-        if (n < 0)
-            break;
-        r->len += (size_t)n;
-    }
-    if (n == 0)
-        r->closed = 1;
-    r->buf[r->len] = '\0';
-    if (r->closed)
-        return 1;
-    if (!(end = strstr(r->buf, "\r\n\r\n")))
-        return 0;
-    cl = strcasestr(r->buf, "\r\ncontent-length:");
-    return cl && cl < end &&
-           r->len >= (size_t)(end + 4 - r->buf) + strtoul(cl + 17, NULL, 10);
-}
-
-/* Sends one request over a new connection and reads its reply. */
-static void raw_exchange(const char *req, struct raw_resp *r)
-{
-    memset(r, 0, sizeof *r);
-    r->fd = raw_connect(g_port);
-    assert_int_equal(write(r->fd, req, strlen(req)), (ssize_t)strlen(req));
-    assert_true(tu_run_until_pred(g_base, raw_complete, r, BOUND_MS));
-    close(r->fd);
-}
 
 /*
  * Under an injected failure a reply is the success, or an AWS error: 500
  * ServiceException, or 400 when jansson reports its failure as a parse
  * error (it does not always tell out of memory apart).
  */
-static void expect_oom_reply(const struct raw_resp *r, const char *ok, int n)
+static void expect_oom_reply(const struct tu_raw_resp *r, const char *ok, int n)
 {
     char want[32];
     snprintf(want, sizeof want, "HTTP/1.1 %s ", ok);
@@ -1316,7 +1148,7 @@ static void test_out_of_memory(void **state)
     struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
     struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
     struct signed_req sr;
-    struct raw_resp r;
+    struct tu_raw_resp r;
     long left = -1;
     int n;
     (void)state;
@@ -1353,7 +1185,7 @@ static void test_out_of_memory(void **state)
                  "X-Amz-Invocation-Type: Event\r\nContent-Length: 2\r\n\r\n{}");
 
         atomic_store(&faas_alloc_fail_countdown, n);
-        raw_exchange(sync_req, &r);
+        tu_raw_exchange(g_base, g_port, sync_req, &r, BOUND_MS);
         expect_oom_reply(&r, "200", n);
         faas_runtime_free(g_rt); /* Event needs no key pair: a runtime of its own */
         o.access_key_id = o.secret_access_key = NULL;
@@ -1363,7 +1195,7 @@ static void test_out_of_memory(void **state)
         assert_int_equal(faas_http_bind(g_rt, "127.0.0.1", 0), 0);
         g_port = faas_http_port(g_rt);
         atomic_store(&faas_alloc_fail_countdown, left);
-        raw_exchange(req, &r);
+        tu_raw_exchange(g_base, g_port, req, &r, BOUND_MS);
         expect_oom_reply(&r, "202", n);
         left = atomic_exchange(&faas_alloc_fail_countdown, -1);
         faas_runtime_free(g_rt); /* ends the event, if queued */
