@@ -577,6 +577,28 @@ static void test_crash(void **state)
     expect_replaced("crashy", first);
 }
 
+/* A runtime that outgrows memory_mb dies of it: FAAS_EMEMLIMIT, replaced. */
+static void test_memory_limit(void **state)
+{
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    struct tres r;
+    (void)state;
+
+    rt_start(NULL);
+    o.memory_mb = 48;
+    o.timeout_ms = 20000;
+    reg("hungry", "crt", "info", &o);
+    invoke_wait("hungry", "{\"mode\":\"eat-memory\"}", NULL, &r);
+    expect_error(&r, FAAS_EMEMLIMIT, "Runtime.OutOfMemory", NULL);
+    assert_non_null(strstr(pstr(&r, "errorMessage"), "memory limit of 48 MB"));
+    tres_clear(&r);
+    /* A new runtime serves the next one. */
+    invoke_wait("hungry", "{}", NULL, &r);
+    assert_int_equal(r.status, 0);
+    assert_true(r.cold);
+    tres_clear(&r);
+}
+
 static void test_four_at_once(void **state)
 {
     struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
@@ -1047,6 +1069,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_init_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash, setup, teardown),
+cmocka_unit_test_setup_teardown(test_memory_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_four_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_logs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_environment, setup, teardown),

@@ -14,6 +14,9 @@
  *                            that is not JSON
  *   contains "error-plain"   POST /error: {"errorMessage":"plain failure"}
  *   contains "error-object"  POST /error: an errorMessage that is an object
+ *   contains "eat-memory"    allocates and touches 1 MiB blocks until an
+ *                            allocation fails, then aborts, as a runtime
+ *                            out of memory does
  *   otherwise                the event back (_HANDLER "echo"), or
  *                            {"connects":N,"count":K,"event":E} ("info")
  *
@@ -267,7 +270,14 @@ int main(void)
         if (ev.code != 200)
             return 3;
         count++;
-        if (strstr(ev.body, "stream-error")) {
+        if (strstr(ev.body, "eat-memory")) {
+            for (;;) {
+                char *p = malloc(1u << 20);
+                if (!p)
+                    abort();
+                memset(p, 1, 1u << 20);
+            }
+        } else if (strstr(ev.body, "stream-error")) {
             /* {"errorMessage":"stream broke","errorType":"Function.StreamError",
              *  "stackTrace":["crt.c"]} */
             stream(ev.request_id,
