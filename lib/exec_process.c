@@ -356,6 +356,9 @@ static void x_init_failed(struct faas_xinst *xi, json_t *error)
 {
     struct faas_instance *inst = xi->inst;
 
+    /* Its peak, while /proc still has it (0 once reaped: known then). */
+    if (inst && xi->inv && !xi->inv->x_maxrss_kb && !xi->exited)
+        xi->inv->x_maxrss_kb = proc_hwm_kb(xi->pid);
     x_kill(xi);
     if (!inst) {
         json_decref(error);
@@ -447,6 +450,8 @@ static void x_exited(struct faas_xinst *xi, int wstatus, uint64_t maxrss_kb)
         else
             status = x_classify(xi, wstatus, maxrss_kb, &err);
         if (!xi->ready) {
+            if (xi->inv)
+                xi->inv->x_maxrss_kb = maxrss_kb;
             x_init_failed(xi, err);
         } else if (xi->inv) {
             xi->inv->x_maxrss_kb = maxrss_kb;
@@ -996,6 +1001,9 @@ static int x_start_process(struct faas_xinst *xi, int child_chan, int child_log,
         spec.cwd = cwd;
         spec.argv = argv;
         spec.env = env;
+        /* What the host has buffered must not be written twice. */
+        fflush(stdout);
+        fflush(stderr);
         pid = fork();
         if (pid == 0)
             faas_child_run(&spec, host);

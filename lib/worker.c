@@ -259,10 +259,13 @@ static void fatal_handler(int sig)
     raise(sig);
 }
 
+/* exit() in a handler: the worker's own output is flushed, not the copies
+ * of the host's open files it inherited (their data is the host's). */
 static void exit_now(int status, void *arg)
 {
     (void)arg;
-    fflush(NULL);
+    fflush(stdout);
+    fflush(stderr);
     _exit(status);
 }
 
@@ -510,7 +513,8 @@ void faas_worker_main(int chan)
         } else if (h.type == FAAS_FR_EXIT) {
             if (w_inst.initialized && w_fn.opts.fini)
                 w_fn.opts.fini(w_inst.state);
-            fflush(NULL);
+            fflush(stdout);
+            fflush(stderr);
             _exit(0);
         }
         free(p);
@@ -652,6 +656,40 @@ static void z_spawn(int ctrl, int sfd, struct zchildren *kids, char *msg, size_t
         close(pidfd);
 }
 
+/*
+ * Kills the zygote's children that are not workers: processes a handler
+ * left behind that escaped its worker's process group (setsid, a double
+ * fork) and were adopted here. They go when any worker ends, and at exit.
+ */
+static void z_kill_orphans(const struct zchildren *kids, int all)
+{
+    char path[64], buf[4096];
+    ssize_t n;
+    int fd;
+    char *p, *end;
+
+    snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    for (p = buf; *p; p = end) {
+        pid_t pid = (pid_t)strtol(p, &end, 10);
+        size_t i;
+        int worker = 0;
+        if (end == p)
+            break;
+        for (i = 0; !all && i < kids->n; i++)
+            worker |= kids->pids[i] == pid;
+        if (pid > 0 && !worker)
+            kill(pid, SIGKILL);
+    }
+}
+
 static void z_reap(int ctrl, struct zchildren *kids)
 {
     struct rusage ru;
@@ -666,8 +704,10 @@ static void z_reap(int ctrl, struct zchildren *kids)
             x.pid = pid;
             x.wstatus = st;
             x.maxrss_kb = (uint64_t)ru.ru_maxrss;
-            /* What the worker left behind in its group goes too. */
+            /* What the worker left behind goes too: its group, and what
+             * escaped it. */
             kill(-pid, SIGKILL);
+            z_kill_orphans(kids, 0);
             z_send(ctrl, &x, sizeof x, -1);
         }
     }
@@ -680,8 +720,12 @@ static void z_exit(struct zchildren *kids)
         kill(-kids->pids[i], SIGKILL);
         kill(kids->pids[i], SIGKILL);
     }
-    while (wait(NULL) > 0 || errno == EINTR)
-        ;
+    /* Every child, adopted ones too, until none is left. */
+    for (;;) {
+        z_kill_orphans(kids, 1);
+        if (wait(NULL) < 0 && errno == ECHILD)
+            break;
+    }
     _exit(0);
 }
 

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -105,6 +106,32 @@ static int h_fault(struct faas_ctx *ctx, json_t *event, json_t **result)
                 pause();
         }
         *result = json_pack("{s:i}", "child", (int)pid);
+        return 0;
+    } else if (strcmp(what, "daemon") == 0) {
+        /* A double fork into a session of its own: out of the worker's
+         * process group, adopted by the zygote. */
+        int p[2];
+        pid_t mid, d = 0;
+        if (pipe(p) != 0)
+            return -1;
+        mid = fork();
+        if (mid == 0) {
+            setsid();
+            if (fork() == 0) {
+                pid_t me = getpid();
+                if (write(p[1], &me, sizeof me) != (ssize_t)sizeof me)
+                    _exit(1);
+                for (;;)
+                    pause();
+            }
+            _exit(0);
+        }
+        if (read(p[0], &d, sizeof d) != (ssize_t)sizeof d)
+            d = 0;
+        waitpid(mid, NULL, 0);
+        close(p[0]);
+        close(p[1]);
+        *result = json_pack("{s:i}", "daemon", (int)d);
         return 0;
     } else if (strcmp(what, "close") == 0) {
         close(3); /* the worker's channel */
@@ -308,6 +335,39 @@ static void test_fork_in_handler(void **state)
     assert_true(tu_run_until_pred(g_base, pred_gone, &child, 10000));
 }
 
+static pid_t invoke_daemon(void)
+{
+    struct faas_result *r = invoke_do("f", "daemon");
+    pid_t d;
+    assert_int_equal(faas_result_status(r), 0);
+    d = (pid_t)json_integer_value(json_object_get(faas_result_payload(r), "daemon"));
+    faas_result_free(r);
+    assert_true(d > 0);
+    assert_int_equal(kill(d, 0), 0);
+    return d;
+}
+
+/* What escapes a worker's process group dies when a worker ends, and at
+ * faas_runtime_free, which does not wait for it. */
+static void test_daemons(void **state)
+{
+    pid_t d;
+    uint64_t t0;
+    (void)state;
+    register_fault("f", 0, 128);
+    d = invoke_daemon();
+    assert_int_equal(faas_unregister(g_rt, "f"), 0);
+    assert_true(tu_run_until_pred(g_base, pred_gone, &d, 10000));
+
+    register_fault("f", 0, 128);
+    d = invoke_daemon();
+    t0 = tu_now_ms();
+    faas_runtime_free(g_rt);
+    g_rt = NULL;
+    assert_true(tu_now_ms() - t0 < 5000);
+    assert_true(tu_run_until_pred(g_base, pred_gone, &d, 10000));
+}
+
 static void test_init_faults(void **state)
 {
     struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
@@ -374,6 +434,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hang_killed_at_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fork_in_handler, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_daemons, setup, teardown),
         cmocka_unit_test_setup_teardown(test_init_faults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_cycles, setup, teardown),
     };
