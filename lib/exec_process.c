@@ -70,7 +70,11 @@ struct faas_xinst {
     pid_t pid;               /* 0 until known */
     int pidfd;
     struct event *pid_ev;    /* no zygote: the pidfd */
-    int chan;                /* native: the channel, -1 once closed */
+    int chan;                /* native: the channel's read end, -1 once closed */
+    int chanw;               /* its write end (to the worker) */
+    int chank;               /* the worker's read end, kept open here so a
+                                write to a dead worker is EAGAIN at worst,
+                                never SIGPIPE */
     struct event *rev, *wev;
     char *rbuf;
     size_t rlen, rcap;
@@ -90,6 +94,11 @@ struct faas_xinst {
     int dying_seen;
     int lost;                /* the zygote died, and the process with it */
     int chan_lost;           /* it closed its channel: we killed it */
+    int sent;                /* inv's INVOKE is written (a cold start's) */
+    int res_pending;         /* a RESULT came: finished on the next pass */
+    int res_status;
+    json_t *res_payload;
+    struct event *done_ev;
     int reap_poll;           /* no zygote and no pidfd: wait4 on a timer */
     uint64_t hwm_kb;         /* a command's peak memory, sampled */
     uint64_t hwm_at_ns;
@@ -99,6 +108,12 @@ struct faas_xinst {
 
 static void x_maybe_free(struct faas_xinst *xi);
 static void x_reap_soon(struct faas_xinst *xi);
+
+static void x_disarm(struct faas_xinst *xi)
+{
+    if (xi->timer)
+        event_del(xi->timer);
+}
 
 /* ---- small helpers --------------------------------------------------- */
 
@@ -130,11 +145,10 @@ char **faas_strv_dup(const char *const *v)
     return out;
 }
 
+/* A pipe end just made: its only status flag is the one set here. */
 static void set_nonblock(int fd)
 {
-    int fl = fcntl(fd, F_GETFL);
-    if (fl >= 0)
-        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
 }
 
 static void close_fd(int *fd)
@@ -284,6 +298,8 @@ static void x_close_chan(struct faas_xinst *xi)
     free_ev(&xi->rev);
     free_ev(&xi->wev);
     close_fd(&xi->chan);
+    close_fd(&xi->chanw);
+    close_fd(&xi->chank);
     free(xi->rbuf);
     free(xi->wbuf);
     xi->rbuf = xi->wbuf = NULL;
@@ -292,6 +308,8 @@ static void x_close_chan(struct faas_xinst *xi)
 
 static void x_free(struct faas_xinst *xi)
 {
+    json_decref(xi->res_payload);
+    free_ev(&xi->done_ev);
     x_close_chan(xi);
     free_ev(&xi->log_ev);
     close_fd(&xi->logfd);
@@ -311,17 +329,28 @@ static void x_maybe_free(struct faas_xinst *xi)
         x_free(xi);
 }
 
+/* Reads what is in the log pipe now: lines written before an end belong
+ * to the invocation that ends. */
+static void x_drain_log(struct faas_xinst *xi)
+{
+    if (xi->logfd >= 0 && !x_read_log(xi)) {
+        free_ev(&xi->log_ev);
+        close_fd(&xi->logfd);
+    }
+}
+
 /* The invocation ends with this outcome (payload taken over). */
 static void x_finish_inv(struct faas_xinst *xi, int status, json_t *payload)
 {
     struct faas_inv *inv = xi->inv;
     struct faas_runtime *rt = xi->xrt->rt;
 
-    free_ev(&xi->timer);
-    /* Lines it wrote before answering belong to it. */
-    if (xi->logfd >= 0 && !x_read_log(xi)) {
-        free_ev(&xi->log_ev);
-        close_fd(&xi->logfd);
+    x_disarm(xi);
+    if (xi->res_pending) {
+        /* A RESULT waiting for the next pass loses to this outcome. */
+        xi->res_pending = 0;
+        json_decref(xi->res_payload);
+        xi->res_payload = NULL;
     }
     xi->inv = NULL;
     inv->exec_status = status;
@@ -356,6 +385,7 @@ static void x_init_failed(struct faas_xinst *xi, json_t *error)
 {
     struct faas_instance *inst = xi->inst;
 
+    x_drain_log(xi); /* what init printed belongs to the invocation */
     /* Its peak, while /proc still has it (0 once reaped: known then). */
     if (inst && xi->inv && !xi->inv->x_maxrss_kb && !xi->exited)
         xi->inv->x_maxrss_kb = proc_hwm_kb(xi->pid);
@@ -371,7 +401,7 @@ static void x_init_failed(struct faas_xinst *xi, json_t *error)
         return;
     }
     json_decref(error);
-    free_ev(&xi->timer);
+    x_disarm(xi);
     faas_pool_job_done(&inst->job); /* a min_warm start that failed */
 }
 
@@ -438,9 +468,14 @@ static void x_exited(struct faas_xinst *xi, int wstatus, uint64_t maxrss_kb)
 
     xi->exited = 1;
     xi->busy++;
-    if (xi->logfd >= 0 && !x_read_log(xi)) {
-        free_ev(&xi->log_ev);
-        close_fd(&xi->logfd);
+    x_drain_log(xi);
+    if (xi->res_pending && xi->inv) {
+        /* It answered, then ended: the answer stands. */
+        json_t *payload = xi->res_payload;
+        xi->res_payload = NULL;
+        xi->res_pending = 0;
+        x_finish_inv(xi, xi->res_status, payload);
+        inst = xi->inst;
     }
     if (inst) {
         if (!maxrss_kb && xi->dying_seen)
@@ -477,7 +512,7 @@ static void x_exited(struct faas_xinst *xi, int wstatus, uint64_t maxrss_kb)
 static void x_flush(struct faas_xinst *xi)
 {
     while (xi->woff < xi->wlen) {
-        ssize_t n = write(xi->chan, xi->wbuf + xi->woff, xi->wlen - xi->woff);
+        ssize_t n = write(xi->chanw, xi->wbuf + xi->woff, xi->wlen - xi->woff);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
@@ -497,49 +532,85 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
     x_flush(arg);
 }
 
-/* Queues a frame and writes what the socket takes now. */
-static int x_send_frame(struct faas_xinst *xi, uint32_t type, const void *fixed, size_t flen,
-                        const char *const *strs, const size_t *lens, size_t nstrs)
+/* Appends to the output buffer. 0 or -1 (out of memory). */
+static int wb_put(struct faas_xinst *xi, const void *p, size_t n)
 {
-    struct faas_frame_hdr h;
-    size_t total = flen, i, need;
-    char *p;
-
-    if (xi->chan < 0)
-        return FAAS_ECRASHED;
-    for (i = 0; i < nstrs; i++)
-        total += lens[i] + 1;
-    if (total > UINT32_MAX)
-        return FAAS_ETOOBIG;
-    need = xi->wlen + sizeof h + total;
-    if (need > xi->wcap) {
+    if (xi->wlen + n > xi->wcap) {
         size_t cap = xi->wcap ? xi->wcap : 4096;
-        while (cap < need)
+        char *q;
+        while (cap < xi->wlen + n)
             cap *= 2;
-        p = realloc(xi->wbuf, cap);
-        if (!p)
-            return FAAS_ENOMEM;
-        xi->wbuf = p;
+        if (!(q = realloc(xi->wbuf, cap)))
+            return -1;
+        xi->wbuf = q;
         xi->wcap = cap;
     }
-    h.len = (uint32_t)total;
-    h.type = type;
-    p = xi->wbuf + xi->wlen;
-    memcpy(p, &h, sizeof h);
-    p += sizeof h;
-    if (flen) {
-        memcpy(p, fixed, flen);
-        p += flen;
+    memcpy(xi->wbuf + xi->wlen, p, n);
+    xi->wlen += n;
+    return 0;
+}
+
+static int wb_dump_cb(const char *buf, size_t size, void *arg)
+{
+    return wb_put(arg, buf, size);
+}
+
+/* Starts a frame: its header, completed by frame_end. */
+static size_t frame_begin(struct faas_xinst *xi, uint32_t type, const void *fixed, size_t flen,
+                          int *err)
+{
+    struct faas_frame_hdr h = { 0, type };
+    size_t start = xi->wlen;
+    if (wb_put(xi, &h, sizeof h) != 0 || (flen && wb_put(xi, fixed, flen) != 0))
+        *err = 1;
+    return start;
+}
+
+/* A string and its NUL. */
+static void frame_str_put(struct faas_xinst *xi, const char *str, size_t len, int *err)
+{
+    if (!*err && (wb_put(xi, str, len) != 0 || wb_put(xi, "", 1) != 0))
+        *err = 1;
+}
+
+/* JSON text (compact) and its NUL, straight into the buffer. */
+static void frame_json_put(struct faas_xinst *xi, json_t *j, int *err)
+{
+    if (!*err && (json_dump_callback(j ? j : json_null(), wb_dump_cb, xi,
+                                     JSON_COMPACT | JSON_ENCODE_ANY) != 0 ||
+                  wb_put(xi, "", 1) != 0))
+        *err = 1;
+}
+
+/* Completes the frame begun at `start` and writes what the socket takes
+ * now; after an error the frame is taken back. 0 or FAAS_ENOMEM. */
+static int frame_end(struct faas_xinst *xi, size_t start, int err)
+{
+    uint32_t len;
+    if (err || xi->wlen - start - sizeof(struct faas_frame_hdr) > UINT32_MAX) {
+        xi->wlen = start;
+        return FAAS_ENOMEM;
     }
-    for (i = 0; i < nstrs; i++) {
-        memcpy(p, strs[i], lens[i]);
-        p[lens[i]] = '\0';
-        p += lens[i] + 1;
-    }
-    xi->wlen = need;
+    len = (uint32_t)(xi->wlen - start - sizeof(struct faas_frame_hdr));
+    memcpy(xi->wbuf + start, &len, sizeof len);
     if (xi->woff == 0 || !event_pending(xi->wev, EV_WRITE, NULL))
         x_flush(xi);
     return 0;
+}
+
+/* Queues a frame of strings and writes what the socket takes now. */
+static int x_send_frame(struct faas_xinst *xi, uint32_t type, const void *fixed, size_t flen,
+                        const char *const *strs, const size_t *lens, size_t nstrs)
+{
+    size_t i, start;
+    int err = 0;
+
+    if (xi->chan < 0)
+        return FAAS_ECRASHED;
+    start = frame_begin(xi, type, fixed, flen, &err);
+    for (i = 0; i < nstrs; i++)
+        frame_str_put(xi, strs[i], lens[i], &err);
+    return frame_end(xi, start, err);
 }
 
 static const char *nth_str(const char *p, uint32_t len, size_t skip, int i)
@@ -590,7 +661,15 @@ static void x_frame(struct faas_xinst *xi, uint32_t type, const char *p, uint32_
         body = nth_str(p, len, sizeof r, 0);
         xi->inv->duration_ns = r.duration_ns ? r.duration_ns : 1;
         xi->inv->x_maxrss_kb = r.maxrss_kb;
-        x_finish_inv(xi, r.status, parse_json(body, strnlen(body, len - sizeof r)));
+        /* Finished on the loop's next pass: the log pipe's lines, written
+         * before this frame and so ready in the same pass, go first and
+         * belong to this invocation, without a read to look. */
+        x_disarm(xi);
+        json_decref(xi->res_payload);
+        xi->res_payload = parse_json(body, strnlen(body, len - sizeof r));
+        xi->res_status = r.status;
+        xi->res_pending = 1;
+        event_active(xi->done_ev, EV_TIMEOUT, 1);
         break;
     }
     case FAAS_FR_DYING:
@@ -675,6 +754,27 @@ out:
     faas_rt_leave(rt);
 }
 
+static void done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct faas_xinst *xi = arg;
+    struct faas_runtime *rt = xi->xrt->rt;
+    json_t *payload;
+
+    (void)fd;
+    (void)what;
+    if (!xi->res_pending || !xi->inv)
+        return;
+    faas_rt_enter(rt);
+    xi->busy++;
+    payload = xi->res_payload;
+    xi->res_payload = NULL;
+    xi->res_pending = 0;
+    x_finish_inv(xi, xi->res_status, payload);
+    xi->busy--;
+    x_maybe_free(xi);
+    faas_rt_leave(rt);
+}
+
 /* ---- deadlines -------------------------------------------------------- */
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -697,6 +797,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
                                     (double)ms / 1000.0));
     } else if (inv) {
         inv->x_maxrss_kb = proc_hwm_kb(xi->pid);
+        x_drain_log(xi);
         x_kill(xi);
         inv->duration_ns = (uint64_t)inv->timeout_ms * 1000000u;
         snprintf(msg, sizeof msg, "Task timed out after %.2f seconds",
@@ -712,7 +813,7 @@ static void x_arm(struct faas_xinst *xi, uint64_t ms)
 {
     struct timeval tv;
     if (ms == 0) {
-        free_ev(&xi->timer);
+        x_disarm(xi);
         return;
     }
     if (!xi->timer && !(xi->timer = event_new(xi->xrt->rt->base, -1, 0, timer_cb, xi)))
@@ -737,62 +838,56 @@ static void fail_later(struct faas_inv *inv, int status, const char *etype, cons
 }
 
 
-static char *dump(json_t *j, size_t *len)
+/* Writes inv's INVOKE frame (native workers). 0, FAAS_ENOMEM (inv then
+ * ends from the loop) or FAAS_ECRASHED (the exit report ends it). */
+static int x_write_invoke(struct faas_xinst *xi, struct faas_inv *inv)
 {
-    char *s = json_dumps(j ? j : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
-    *len = s ? strlen(s) : 0;
-    return s;
+    struct faas_fr_invoke fi;
+    const char *trace = inv->trace_id ? inv->trace_id : "";
+    size_t start;
+    int err = 0, rc;
+
+    if (xi->chan < 0)
+        return FAAS_ECRASHED;
+    memset(&fi, 0, sizeof fi);
+    fi.timeout_ns = (uint64_t)inv->timeout_ms * 1000000u;
+    fi.timeout_ms = inv->timeout_ms;
+    start = frame_begin(xi, FAAS_FR_INVOKE, &fi, sizeof fi, &err);
+    frame_str_put(xi, inv->res.request_id, strlen(inv->res.request_id), &err);
+    frame_str_put(xi, trace, strlen(trace), &err);
+    if (inv->client_context)
+        frame_json_put(xi, inv->client_context, &err);
+    else
+        frame_str_put(xi, "", 0, &err);
+    frame_json_put(xi, inv->event, &err);
+    rc = frame_end(xi, start, err);
+    if (rc == FAAS_ENOMEM) {
+        /* Maybe inside faas_invoke: the result comes from the loop. */
+        xi->inv = NULL;
+        x_disarm(xi);
+        fail_later(inv, FAAS_ENOMEM, "Runtime.OutOfMemory", "the host is out of memory");
+    }
+    return rc;
+}
+
+/* inv's handler starts now: its deadline runs from here. */
+static void x_start_run(struct faas_xinst *xi, struct faas_inv *inv)
+{
+    uint64_t now = faas_now_ns(xi->xrt->rt), t = (uint64_t)inv->timeout_ms * 1000000u;
+    inv->run_start_ns = now;
+    atomic_store(&inv->ctx.deadline_ns, t ? now + t : 0);
+    atomic_store(&inv->phase, FAAS_PHASE_RUN);
+    x_arm(xi, inv->timeout_ms);
 }
 
 /* Starts inv on a ready process. */
 static void x_send(struct faas_xinst *xi, struct faas_inv *inv)
 {
-    struct faas_runtime *rt = xi->xrt->rt;
-    uint64_t now = faas_now_ns(rt), t = (uint64_t)inv->timeout_ms * 1000000u;
-    int rc = 0;
-
-    inv->run_start_ns = now;
-    atomic_store(&inv->ctx.deadline_ns, t ? now + t : 0);
-    atomic_store(&inv->phase, FAAS_PHASE_RUN);
-    x_arm(xi, inv->timeout_ms);
-    if (xi->command) {
+    x_start_run(xi, inv);
+    if (xi->command)
         faas_cmd_send(xi->inst, inv);
-        return;
-    } else {
-        struct faas_fr_invoke fi;
-        const char *strs[4];
-        size_t lens[4];
-        char *ev, *cc = NULL;
-
-        memset(&fi, 0, sizeof fi);
-        fi.timeout_ns = t;
-        fi.timeout_ms = inv->timeout_ms;
-        ev = dump(inv->event, &lens[3]);
-        if (inv->client_context)
-            cc = dump(inv->client_context, &lens[2]);
-        if (!ev || (inv->client_context && !cc)) {
-            rc = FAAS_ENOMEM;
-        } else {
-            strs[0] = inv->res.request_id;
-            lens[0] = strlen(strs[0]);
-            strs[1] = inv->trace_id ? inv->trace_id : "";
-            lens[1] = strlen(strs[1]);
-            strs[2] = cc ? cc : "";
-            if (!cc)
-                lens[2] = 0;
-            strs[3] = ev;
-            rc = x_send_frame(xi, FAAS_FR_INVOKE, &fi, sizeof fi, strs, lens, 4);
-        }
-        free(ev);
-        free(cc);
-    }
-    if (rc == FAAS_ENOMEM) {
-        /* Maybe inside faas_invoke: the result comes from the loop. */
-        xi->inv = NULL;
-        free_ev(&xi->timer);
-        fail_later(inv, FAAS_ENOMEM, "Runtime.OutOfMemory", "the host is out of memory");
-    }
-    /* A closed channel: the exit report ends the invocation. */
+    else
+        x_write_invoke(xi, inv);
 }
 
 static void x_ready(struct faas_xinst *xi, int status, json_t *error)
@@ -803,7 +898,7 @@ static void x_ready(struct faas_xinst *xi, int status, json_t *error)
     if (xi->ready)
         return;
     xi->init_ns = faas_now_ns(xi->xrt->rt) - xi->spawn_ns;
-    free_ev(&xi->timer);
+    x_disarm(xi);
     if (status != 0) {
         if (!error)
             error = faas_error_object("Runtime.InitError", "init failed");
@@ -817,7 +912,10 @@ static void x_ready(struct faas_xinst *xi, int status, json_t *error)
     inst->initialized = 1;
     if (inv) {
         inv->init_ns = xi->init_ns;
-        x_send(xi, inv);
+        if (xi->sent)
+            x_start_run(xi, inv); /* its INVOKE went with the HELLO */
+        else
+            x_send(xi, inv);
     } else {
         faas_pool_job_done(&inst->job); /* min_warm: hand over or idle */
     }
@@ -935,7 +1033,7 @@ static int z_send_spawn(struct faas_xrt *x, const char *msg, size_t len, const i
     struct iovec iov;
     struct cmsghdr *c;
     union {
-        char buf[CMSG_SPACE(2 * sizeof(int))];
+        char buf[CMSG_SPACE(3 * sizeof(int))];
         struct cmsghdr align;
     } u;
     ssize_t n;
@@ -960,8 +1058,8 @@ static int z_send_spawn(struct faas_xrt *x, const char *msg, size_t len, const i
 }
 
 /* Starts the process of a new record: through the zygote, or a fork here. */
-static int x_start_process(struct faas_xinst *xi, int child_chan, int child_log, char **argv,
-                           char **env)
+static int x_start_process(struct faas_xinst *xi, int child_in, int child_out, int child_log,
+                           char **argv, char **env)
 {
     struct faas_xrt *x = xi->xrt;
     struct faas_fn *fn = xi->inst->fn;
@@ -975,13 +1073,15 @@ static int x_start_process(struct faas_xinst *xi, int child_chan, int child_log,
     sp.memory_mb = xi->memory_mb;
     xi->tag = sp.tag;
     if (x->zfd >= 0) {
-        int fds[2], nfds = 0, rc;
+        int fds[3], nfds = 0, rc;
         size_t len;
         char *msg = spawn_msg(&sp, cwd, argv, env, &len);
         if (!msg)
             return FAAS_ENOMEM;
-        if (!xi->command)
-            fds[nfds++] = child_chan;
+        if (!xi->command) {
+            fds[nfds++] = child_in;
+            fds[nfds++] = child_out;
+        }
         fds[nfds++] = child_log;
         rc = z_send_spawn(x, msg, len, fds, nfds);
         free(msg);
@@ -996,7 +1096,8 @@ static int x_start_process(struct faas_xinst *xi, int child_chan, int child_log,
         memset(&spec, 0, sizeof spec);
         spec.command = xi->command;
         spec.memory_mb = xi->memory_mb;
-        spec.chan_fd = child_chan;
+        spec.chan_fd = child_in;
+        spec.chan_out_fd = child_out;
         spec.log_fd = child_log;
         spec.cwd = cwd;
         spec.argv = argv;
@@ -1038,7 +1139,7 @@ static int x_spawn(struct faas_instance *inst)
     struct faas_runtime *rt = fn->rt;
     struct faas_xrt *x = rt->xrt;
     struct faas_xinst *xi;
-    int chan[2] = { -1, -1 }, logp[2] = { -1, -1 }, rc = FAAS_ESYS;
+    int down[2] = { -1, -1 }, up[2] = { -1, -1 }, logp[2] = { -1, -1 }, rc = FAAS_ESYS;
     char **env = NULL;
 
     if (!x)
@@ -1051,31 +1152,47 @@ static int x_spawn(struct faas_instance *inst)
     xi->xrt = x;
     xi->inst = inst;
     xi->command = fn->xkind == FAAS_X_COMMAND;
-    xi->chan = xi->logfd = xi->pidfd = -1;
+    xi->chan = xi->chanw = xi->chank = xi->logfd = xi->pidfd = -1;
     xi->memory_mb = fn->opts.memory_mb;
     xi->spawn_ns = faas_now_ns(rt);
     inst->x = xi;
 
     if (pipe2(logp, O_CLOEXEC) != 0)
         goto fail;
-    if (!xi->command && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chan) != 0)
+    /* Two pipes, not a socketpair: a round trip through pipes costs the
+     * kernel a good deal less. */
+    if (!xi->command && (pipe2(down, O_CLOEXEC) != 0 || pipe2(up, O_CLOEXEC) != 0))
         goto fail;
     if (xi->command && (rc = faas_cmd_inst_new(inst, &env)) != 0)
         goto fail;
+    /* The process first: the zygote forks while the host sets up its side,
+     * and the worker waits for its HELLO on the pipe. */
+    rc = x_start_process(xi, down[0], up[1], logp[1], fn->argv, env);
+    if (rc != 0)
+        goto fail;
+    faas_strv_free(env);
+    env = NULL;
+    close_fd(&up[1]);
+    close_fd(&logp[1]);
+    faas_list_insert_tail(&x->procs, &xi->link);
     xi->logfd = logp[0];
     set_nonblock(xi->logfd);
     xi->log_ev = event_new(rt->base, xi->logfd, EV_READ | EV_PERSIST, log_cb, xi);
     if (!xi->command) {
-        xi->chan = chan[0];
+        xi->chan = up[0];
+        xi->chanw = down[1];
+        xi->chank = down[0];
         set_nonblock(xi->chan);
+        set_nonblock(xi->chanw);
         xi->rev = event_new(rt->base, xi->chan, EV_READ | EV_PERSIST, read_cb, xi);
-        xi->wev = event_new(rt->base, xi->chan, EV_WRITE, write_cb, xi);
+        xi->wev = event_new(rt->base, xi->chanw, EV_WRITE, write_cb, xi);
+        xi->done_ev = event_new(rt->base, -1, 0, done_cb, xi);
     }
     rc = FAAS_ENOMEM;
-    if (!xi->log_ev || (!xi->command && (!xi->rev || !xi->wev)))
-        goto fail;
+    if (!xi->log_ev || (!xi->command && (!xi->rev || !xi->wev || !xi->done_ev)))
+        goto started;
     if (!xi->command) {
-        /* HELLO first: the worker reads it as soon as it runs. */
+        /* HELLO: where the handler is and its limits. */
         struct faas_fr_hello hi;
         const char *strs[3] = { fn->name, fn->so_path ? fn->so_path : "",
                                 fn->symbol ? fn->symbol : "" };
@@ -1088,30 +1205,33 @@ static int x_spawn(struct faas_instance *inst)
         hi.init_timeout_ms = fn->opts.init_timeout_ms;
         hi.max_payload = rt->opts.max_sync_payload;
         if ((rc = x_send_frame(xi, FAAS_FR_HELLO, &hi, sizeof hi, strs, lens, 3)) != 0)
-            goto fail;
+            goto started;
     }
-    rc = x_start_process(xi, chan[1], logp[1], fn->argv, env);
-    if (rc != 0)
-        goto fail;
-    close_fd(&chan[1]);
-    close_fd(&logp[1]);
-    faas_strv_free(env);
-    faas_list_insert_tail(&x->procs, &xi->link);
     event_add(xi->log_ev, NULL);
     if (xi->rev)
         event_add(xi->rev, NULL);
     x_arm(xi, fn->opts.init_timeout_ms);
     return 0;
+started:
+    /* The process runs but cannot be served: it is killed, and its record
+     * stays until its exit is known. */
+    x_kill(xi);
+    if (xi->command)
+        faas_cmd_inst_free(inst);
+    inst->x = NULL;
+    xi->inst = NULL;
+    x_maybe_free(xi);
+    return rc;
 fail:
     if (xi->command && inst->cmd)
         faas_cmd_inst_free(inst);
     faas_strv_free(env);
-    close_fd(&chan[1]);
+    close_fd(&up[0]);
+    close_fd(&up[1]);
+    close_fd(&down[0]);
+    close_fd(&down[1]);
+    close_fd(&logp[0]);
     close_fd(&logp[1]);
-    if (xi->logfd < 0)
-        close_fd(&logp[0]);
-    if (xi->chan < 0)
-        close_fd(&chan[0]);
     inst->x = NULL;
     xi->inst = NULL;
     xi->pid = -1;
@@ -1138,9 +1258,12 @@ void faas_x_start(struct faas_inv *inv)
         xi = inst->x;
     }
     xi->inv = inv;
+    xi->sent = 0;
     atomic_store(&inv->phase, xi->ready ? FAAS_PHASE_RUN : FAAS_PHASE_INIT);
     if (xi->ready)
         x_send(xi, inv);
+    else if (!xi->command && x_write_invoke(xi, inv) == 0)
+        xi->sent = 1; /* the worker reads it right after its init: no round trip */
 }
 
 void faas_x_prewarm(struct faas_instance *inst)
@@ -1162,7 +1285,12 @@ void faas_x_destroy(struct faas_instance *inst)
     inst->x = NULL;
     xi->inst = NULL;
     xi->inv = NULL;
-    free_ev(&xi->timer);
+    x_disarm(xi);
+    if (xi->res_pending) {
+        xi->res_pending = 0;
+        json_decref(xi->res_payload);
+        xi->res_payload = NULL;
+    }
     if (!xi->exited) {
         if (!xi->command && xi->ready && !xi->killed && xi->chan >= 0) {
             /* Warm and idle: let it run fini and go. */

@@ -3,7 +3,8 @@
  * frames on a worker's channel, the zygote's messages, and the code a new
  * process runs between fork and its work.
  *
- * A worker's channel is one end of a SOCK_STREAM socketpair carrying frames:
+ * A worker's channel is a pair of pipes carrying frames (the worker reads
+ * descriptor 3 and writes descriptor 4):
  * an 8-byte header (payload length, type) and the payload. Payloads are a
  * fixed part followed by NUL-terminated strings; JSON travels as text.
  *
@@ -94,7 +95,7 @@ enum faas_zmsg_type {
 };
 
 /* SPAWN: then, for a command, cwd, argv[0..], "", env[0..], "". Rides with
- * the descriptors: native {channel, log}, command {log}. */
+ * the descriptors: native {channel in, channel out, log}, command {log}. */
 struct faas_zspawn {
     uint32_t type;      /* FAAS_Z_SPAWN */
     uint32_t tag;       /* echoed in SPAWNED */
@@ -125,8 +126,11 @@ struct faas_zexited {
 /* What a new process is to become. */
 struct faas_child_spec {
     int command;        /* 1: exec argv with env in cwd */
+    int from_zygote;    /* forked by the zygote, whose signals are reset */
+    uint64_t base_data_kb; /* native: the data segment at fork; 0 = measure */
     uint32_t memory_mb;
-    int chan_fd;        /* native: the worker's end of its channel */
+    int chan_fd;        /* native: the channel's end the worker reads */
+    int chan_out_fd;    /* native: the end it writes */
     int log_fd;         /* becomes stdout and stderr */
     const char *cwd;
     char *const *argv;
@@ -136,13 +140,13 @@ struct faas_child_spec {
 /*
  * In a new child, right after fork: its own process group, death with its
  * parent, default signals, descriptors 0 (/dev/null), 1 and 2 (the log),
- * 3 (the channel, native) and nothing else, the memory limit; then exec
+ * 3 and 4 (the channel, native) and nothing else, the memory limit; then exec
  * the command or run the native worker. Never returns.
  */
 void faas_child_run(const struct faas_child_spec *spec, pid_t parent) __attribute__((noreturn));
 
-/* The native worker's main loop on its channel (descriptor 3). */
-void faas_worker_main(int chan) __attribute__((noreturn));
+/* The native worker's main loop on its channel (descriptors 3 and 4). */
+void faas_worker_main(int in, int out) __attribute__((noreturn));
 
 /* The zygote's main loop on its control channel. */
 void faas_zygote_main(int ctrl, pid_t host) __attribute__((noreturn));

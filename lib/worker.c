@@ -93,20 +93,6 @@ int faas_frame_write(int fd, uint32_t type, const void *fixed, size_t flen,
     return write_all(fd, iov, n);
 }
 
-static int read_all(int fd, void *buf, size_t n)
-{
-    char *p = buf;
-    while (n > 0) {
-        ssize_t r = read(fd, p, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        p += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
 
 /* ---- memory figures (async-signal-safe) ------------------------------ */
 
@@ -141,6 +127,23 @@ static uint64_t maxrss_kb(void)
     if (getrusage(RUSAGE_SELF, &ru) != 0)
         return 0;
     return (uint64_t)ru.ru_maxrss;
+}
+
+/* The peak for a RESULT: read again at most every 50 ms of the monotonic
+ * clock (a vDSO call, no system call), or when the handler ran 0.1 ms or
+ * longer: time enough to grow. */
+static uint64_t maxrss_sampled(uint64_t duration_ns)
+{
+    static uint64_t kb, at_ns;
+    struct timespec ts;
+    uint64_t now;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    if (!kb || now - at_ns >= 50000000u || duration_ns >= 100000u) {
+        kb = maxrss_kb();
+        at_ns = now;
+    }
+    return kb;
 }
 
 /* ---- the new child --------------------------------------------------- */
@@ -192,7 +195,7 @@ void faas_child_run(const struct faas_child_spec *spec, pid_t parent)
 {
     struct rlimit rl;
     sigset_t none;
-    int sig, chan, logfd, devnull;
+    int sig, chan, chan_out, logfd, devnull;
     uint64_t base_kb = 0;
 
     setpgid(0, 0);
@@ -202,28 +205,49 @@ void faas_child_run(const struct faas_child_spec *spec, pid_t parent)
     atomic_store(&faas_alloc_fail_countdown, -1); /* a test's, not ours */
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    for (sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
-            signal(sig, SIG_DFL);
+    if (spec->from_zygote) {
+        /* The zygote reset every disposition when it started and installed
+         * the native worker's fatal-signal handlers (a command's exec drops
+         * them); it ignores SIGPIPE for itself only. */
+        if (spec->command)
+            signal(SIGPIPE, SIG_DFL);
+    } else {
+        for (sig = 1; sig < NSIG; sig++)
+            if (sig != SIGKILL && sig != SIGSTOP)
+                signal(sig, SIG_DFL);
+    }
 
-    chan = lift(spec->command ? -1 : spec->chan_fd);
-    logfd = lift(spec->log_fd);
-    devnull = lift(open("/dev/null", O_RDWR));
-    if (devnull < 0 || logfd < 0 || (!spec->command && chan < 0))
+    chan = spec->command ? -1 : spec->chan_fd;
+    chan_out = spec->command ? -1 : spec->chan_out_fd;
+    logfd = spec->log_fd;
+    if (logfd < 0 || (!spec->command && (chan < 0 || chan_out < 0)))
         _exit(126);
-    if (dup2(devnull, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0 ||
-        (!spec->command && dup2(chan, 3) < 0))
+    if (spec->from_zygote && logfd > 4 && (spec->command || (chan > 4 && chan_out > 4))) {
+        /* The zygote's 0 is /dev/null already, and what it received sits
+         * above the places the child fills. */
+        devnull = 0;
+    } else {
+        chan = lift(chan);
+        chan_out = lift(chan_out);
+        logfd = lift(logfd);
+        devnull = lift(open("/dev/null", O_RDWR));
+        if (devnull < 0 || dup2(devnull, 0) < 0)
+            _exit(126);
+    }
+    (void)devnull;
+    if (dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0 ||
+        (!spec->command && (dup2(chan, 3) < 0 || dup2(chan_out, 4) < 0)))
         _exit(126);
-    close_from(spec->command ? 3 : 4);
+    close_from(spec->command ? 3 : 5);
 
     if (!spec->command)
-        base_kb = data_kb();
+        base_kb = spec->base_data_kb ? spec->base_data_kb : data_kb();
     rl.rlim_cur = rl.rlim_max = (rlim_t)(base_kb * 1024u + ((uint64_t)spec->memory_mb << 20));
     if (spec->memory_mb)
         setrlimit(RLIMIT_DATA, &rl);
 
     if (!spec->command)
-        faas_worker_main(3);
+        faas_worker_main(3, 4);
     if (spec->cwd && spec->cwd[0] && chdir(spec->cwd) != 0)
         die_msg("cannot enter", spec->cwd);
     execvpe(spec->argv[0], spec->argv, spec->env);
@@ -232,7 +256,9 @@ void faas_child_run(const struct faas_child_spec *spec, pid_t parent)
 
 /* ---- the native worker ----------------------------------------------- */
 
-static int w_chan = -1;
+static int w_handlers_installed; /* by the zygote, for its workers */
+static int w_chan = -1; /* frames in */
+static int w_out = -1;  /* frames out */
 static uint64_t w_limit_kb;
 static struct faas_runtime w_rt;
 static struct faas_fn w_fn;
@@ -254,7 +280,7 @@ static void fatal_handler(int sig)
     m.d.data_kb = data_kb();
     m.d.limit_kb = w_limit_kb;
     m.d.maxrss_kb = maxrss_kb();
-    (void)!write(w_chan, &m, sizeof m);
+    (void)!write(w_out, &m, sizeof m);
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -304,22 +330,57 @@ static void send_log(struct faas_ctx *ctx, const char *line, size_t len)
     iov[1].iov_len = len;
     iov[2].iov_base = (void *)(uintptr_t)"";
     iov[2].iov_len = 1;
-    if (write_all(w_chan, iov, 3) != 0)
+    if (write_all(w_out, iov, 3) != 0)
         _exit(70); /* the channel is gone: nobody waits for this worker */
 }
 
-/* Reads one frame into a new buffer (NUL-terminated). */
+/*
+ * The channel's input: one buffer, read in large pieces, so a small frame
+ * costs one read(). A frame is used in place, until the next read_frame().
+ */
+static char *w_in;
+static size_t w_in_cap, w_in_len, w_in_off;
+
+/* Makes `need` bytes from w_in_off available. */
+static void in_fill(size_t need)
+{
+    ssize_t n;
+    if (w_in_off == w_in_len)
+        w_in_off = w_in_len = 0;
+    if (w_in_cap - w_in_off < need) {
+        memmove(w_in, w_in + w_in_off, w_in_len - w_in_off);
+        w_in_len -= w_in_off;
+        w_in_off = 0;
+    }
+    if (w_in_cap < need) {
+        char *p = realloc(w_in, need + 65536);
+        if (!p)
+            _exit(72);
+        w_in = p;
+        w_in_cap = need + 65536;
+    }
+    while (w_in_len - w_in_off < need) {
+        n = read(w_chan, w_in + w_in_len, w_in_cap - w_in_len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            _exit(0); /* the host closed the channel */
+        w_in_len += (size_t)n;
+    }
+}
+
+/* The next frame's payload, valid until the next call; its strings carry
+ * their own NULs (frame_str stays inside the frame). */
 static char *read_frame(struct faas_frame_hdr *h, size_t max)
 {
     char *p;
-    if (read_all(w_chan, h, sizeof *h) != 0)
-        _exit(0); /* the host closed the channel */
+    in_fill(sizeof *h);
+    memcpy(h, w_in + w_in_off, sizeof *h);
     if (h->len > max)
         _exit(71);
-    p = malloc((size_t)h->len + 1);
-    if (!p || read_all(w_chan, p, h->len) != 0)
-        _exit(p ? 0 : 72);
-    p[h->len] = '\0';
+    in_fill(sizeof *h + (size_t)h->len);
+    p = w_in + w_in_off + sizeof *h;
+    w_in_off += sizeof *h + h->len;
     return p;
 }
 
@@ -328,8 +389,8 @@ static const char *frame_str(const char *p, uint32_t len, size_t skip, int i)
 {
     size_t o = skip;
     for (; i > 0 && o < len; i--)
-        o += strlen(p + o) + 1;
-    return o < len ? p + o : "";
+        o += strnlen(p + o, len - o) + 1;
+    return o < len && memchr(p + o, '\0', len - o) ? p + o : "";
 }
 
 static void send_result(int32_t status, const char *payload, uint64_t duration_ns, uint32_t type)
@@ -342,15 +403,15 @@ static void send_result(int32_t status, const char *payload, uint64_t duration_n
         memset(&r, 0, sizeof r);
         r.status = status;
         r.init_ns = duration_ns;
-        if (faas_frame_write(w_chan, type, &r, sizeof r, strs, payload ? 1 : 0) != 0)
+        if (faas_frame_write(w_out, type, &r, sizeof r, strs, payload ? 1 : 0) != 0)
             _exit(70);
     } else {
         struct faas_fr_result r;
         memset(&r, 0, sizeof r);
         r.status = status;
         r.duration_ns = duration_ns;
-        r.maxrss_kb = maxrss_kb();
-        if (faas_frame_write(w_chan, type, &r, sizeof r, strs, 1) != 0)
+        r.maxrss_kb = maxrss_sampled(duration_ns);
+        if (faas_frame_write(w_out, type, &r, sizeof r, strs, 1) != 0)
             _exit(70);
     }
 }
@@ -472,7 +533,7 @@ static void run_invoke(const char *p, uint32_t len)
     free(inv.ctx.error_message);
 }
 
-void faas_worker_main(int chan)
+void faas_worker_main(int in, int out)
 {
     static const struct faas_runtime_opts defaults = FAAS_RUNTIME_OPTS_INIT;
     struct faas_frame_hdr h;
@@ -481,9 +542,11 @@ void faas_worker_main(int chan)
     size_t max;
     char *p;
 
-    w_chan = chan;
+    w_chan = in;
+    w_out = out;
     on_exit(exit_now, NULL);
-    install_fatal_handlers();
+    if (!w_handlers_installed)
+        install_fatal_handlers();
     setvbuf(stdout, NULL, _IOLBF, 0);
     prctl(PR_SET_NAME, "faas-worker");
     if (getrlimit(RLIMIT_DATA, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
@@ -502,7 +565,6 @@ void faas_worker_main(int chan)
     w_fn.refs = 1;
     if (resolve(&hi, frame_str(p, h.len, sizeof hi, 1), frame_str(p, h.len, sizeof hi, 2)) != 0)
         _exit(0);
-    free(p);
     run_init();
 
     max = (size_t)hi.max_payload * 2 + FAAS_FRAME_SLACK;
@@ -517,11 +579,14 @@ void faas_worker_main(int chan)
             fflush(stderr);
             _exit(0);
         }
-        free(p);
     }
 }
 
 /* ---- the zygote ------------------------------------------------------ */
+
+/* The zygote's data segment when it started: a worker's memory limit is
+ * memory_mb above it (measured once, not in every cold start). */
+static uint64_t z_base_kb;
 
 struct zchildren {
     pid_t *pids;
@@ -619,8 +684,11 @@ static void z_spawn(int ctrl, int sfd, struct zchildren *kids, char *msg, size_t
     r.tag = sp.tag;
     spec.command = sp.command != 0;
     spec.memory_mb = sp.memory_mb;
+    spec.from_zygote = 1;
+    spec.base_data_kb = z_base_kb;
     spec.chan_fd = spec.command ? -1 : (nfds > 0 ? fds[0] : -1);
-    spec.log_fd = nfds > (spec.command ? 0 : 1) ? fds[spec.command ? 0 : 1] : -1;
+    spec.chan_out_fd = spec.command ? -1 : (nfds > 1 ? fds[1] : -1);
+    spec.log_fd = nfds > (spec.command ? 0 : 2) ? fds[spec.command ? 0 : 2] : -1;
     if (spec.command) {
         spec.cwd = msg + sizeof sp;
         next = (char *)spec.cwd + strlen(spec.cwd) + 1;
@@ -629,7 +697,7 @@ static void z_spawn(int ctrl, int sfd, struct zchildren *kids, char *msg, size_t
         spec.argv = argv;
         spec.env = env;
     }
-    if (spec.log_fd < 0 || (!spec.command && spec.chan_fd < 0) ||
+    if (spec.log_fd < 0 || (!spec.command && (spec.chan_fd < 0 || spec.chan_out_fd < 0)) ||
         (spec.command && (!argv || !argv[0] || !env))) {
         r.pid = -EINVAL;
     } else {
@@ -735,7 +803,7 @@ void faas_zygote_main(int ctrl, pid_t host)
     struct pollfd pfd[2];
     sigset_t chld;
     char *msg;
-    int sfd, devnull;
+    int sfd, devnull, i;
 
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != host)
@@ -744,6 +812,16 @@ void faas_zygote_main(int ctrl, pid_t host)
     setpgid(0, 0);
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     prctl(PR_SET_NAME, "faas-zygote");
+    /* Every disposition to its default, once, here: the workers forked
+     * later then need not. */
+    for (i = 1; i < NSIG; i++)
+        if (i != SIGKILL && i != SIGSTOP)
+            signal(i, SIG_DFL);
+    /* A native worker's fatal-signal handlers, inherited by each: set once
+     * here rather than in every cold start. */
+    install_fatal_handlers();
+    w_handlers_installed = 1;
+    z_base_kb = data_kb();
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
     sigprocmask(SIG_SETMASK, &chld, NULL);

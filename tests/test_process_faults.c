@@ -134,7 +134,8 @@ static int h_fault(struct faas_ctx *ctx, json_t *event, json_t **result)
         *result = json_pack("{s:i}", "daemon", (int)d);
         return 0;
     } else if (strcmp(what, "close") == 0) {
-        close(3); /* the worker's channel */
+        close(3); /* the worker's channel, both ways */
+        close(4);
         *result = json_true();
         return 0;
     }
