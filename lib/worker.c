@@ -667,45 +667,213 @@ static char **z_strv(char *p, char *end, char **next)
     return v;
 }
 
+/* What a SPAWN message asks for. Its strings point into msg; argv and env
+ * are new arrays (free them). 0, or -EINVAL for a message that is wrong. */
+static int z_parse(char *msg, size_t len, const int *fds, int nfds, struct faas_child_spec *spec,
+                   char ***argv, char ***env)
+{
+    struct faas_zspawn sp;
+    char *next, *end = msg + len;
+
+    memcpy(&sp, msg, sizeof sp);
+    memset(spec, 0, sizeof *spec);
+    *argv = *env = NULL;
+    spec->command = sp.command != 0;
+    spec->memory_mb = sp.memory_mb;
+    spec->from_zygote = 1;
+    spec->base_data_kb = z_base_kb;
+    spec->chan_fd = spec->command ? -1 : (nfds > 0 ? fds[0] : -1);
+    spec->chan_out_fd = spec->command ? -1 : (nfds > 1 ? fds[1] : -1);
+    spec->log_fd = nfds > (spec->command ? 0 : 2) ? fds[spec->command ? 0 : 2] : -1;
+    if (spec->command) {
+        spec->cwd = msg + sizeof sp;
+        next = (char *)spec->cwd + strlen(spec->cwd) + 1;
+        *argv = next < end ? z_strv(next, end, &next) : NULL;
+        *env = *argv && next < end ? z_strv(next, end, &next) : NULL;
+        spec->argv = *argv;
+        spec->env = *env;
+    }
+    if (spec->log_fd < 0 || (!spec->command && (spec->chan_fd < 0 || spec->chan_out_fd < 0)) ||
+        (spec->command && (!*argv || !(*argv)[0] || !*env)))
+        return -EINVAL;
+    return 0;
+}
+
+/* Receives one message with up to 4 descriptors (MSG_CMSG_CLOEXEC). */
+static ssize_t z_recv(int fd, char *buf, size_t size, int *fds, int *nfds)
+{
+    struct msghdr mh;
+    struct iovec iov;
+    struct cmsghdr *c;
+    union {
+        char buf[CMSG_SPACE(4 * sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    ssize_t n;
+
+    memset(&mh, 0, sizeof mh);
+    iov.iov_base = buf;
+    iov.iov_len = size;
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof u.buf;
+    *nfds = 0;
+    do {
+        n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return n;
+    for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int), j;
+            for (j = 0; j < k && *nfds < 4; j++, (*nfds)++)
+                memcpy(&fds[*nfds], CMSG_DATA(c) + j * sizeof(int), sizeof(int));
+        }
+    }
+    return n;
+}
+
+/* Sends a message with descriptors; 0 or -1. */
+static int z_send_fds(int fd, const void *msg, size_t len, const int *fds, int nfds)
+{
+    struct msghdr mh;
+    struct iovec iov;
+    struct cmsghdr *c;
+    union {
+        char buf[CMSG_SPACE(4 * sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    ssize_t n;
+
+    memset(&mh, 0, sizeof mh);
+    memset(&u, 0, sizeof u);
+    iov.iov_base = (void *)(uintptr_t)msg;
+    iov.iov_len = len;
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    if (nfds > 0) {
+        mh.msg_control = u.buf;
+        mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+        c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+        memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
+    }
+    do {
+        n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n == (ssize_t)len ? 0 : -1;
+}
+
+/*
+ * The standby: a child forked ahead of need, waiting for the SPAWN message
+ * the zygote forwards to it, so a cold start does not wait for a fork. It
+ * keeps the zygote's descriptors 3 and 4 until the message is in, so what
+ * it receives lands above them. Never returns.
+ */
+static void standby_main(int sock, pid_t zygote)
+{
+    char *msg = malloc(FAAS_ZMSG_MAX);
+    struct faas_child_spec spec;
+    char **argv, **env;
+    int fds[4], nfds;
+    ssize_t n;
+
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != zygote || !msg)
+        _exit(0);
+    n = z_recv(sock, msg, FAAS_ZMSG_MAX - 1, fds, &nfds);
+    if (n < (ssize_t)sizeof(struct faas_zspawn))
+        _exit(0); /* the zygote is gone, or let this one go */
+    msg[n] = '\0';
+    if (z_parse(msg, (size_t)n, fds, nfds, &spec, &argv, &env) != 0)
+        _exit(127);
+    close(3);
+    close(4);
+    close(sock);
+    faas_child_run(&spec, zygote);
+}
+
+static pid_t z_standby;     /* 0: none */
+static int z_standby_fd = -1;
+static int64_t z_standby_due_ms; /* when to fork the next one */
+
+static int64_t z_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Forks a new standby if there is none. */
+static void z_standby_start(int ctrl, int sfd)
+{
+    int sv[2];
+    pid_t pid, me = getpid();
+
+    if (z_standby > 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+        return;
+    pid = fork();
+    if (pid == 0) {
+        close(sv[0]);
+        (void)ctrl;
+        (void)sfd;
+        standby_main(sv[1], me);
+    }
+    close(sv[1]);
+    if (pid < 0) {
+        close(sv[0]);
+        return;
+    }
+    z_standby = pid;
+    z_standby_fd = sv[0];
+}
+
+static void z_standby_lost(void)
+{
+    z_standby = 0;
+    if (z_standby_fd >= 0)
+        close(z_standby_fd);
+    z_standby_fd = -1;
+}
+
 static void z_spawn(int ctrl, int sfd, struct zchildren *kids, char *msg, size_t len,
                     const int *fds, int nfds)
 {
     struct faas_zspawn sp;
     struct faas_zspawned r;
     struct faas_child_spec spec;
-    char **argv = NULL, **env = NULL, *next, *end = msg + len;
-    pid_t pid;
+    char **argv = NULL, **env = NULL;
+    pid_t pid = -1;
     int i, pidfd = -1;
 
     memcpy(&sp, msg, sizeof sp);
-    memset(&spec, 0, sizeof spec);
     memset(&r, 0, sizeof r);
     r.type = FAAS_Z_SPAWNED;
     r.tag = sp.tag;
-    spec.command = sp.command != 0;
-    spec.memory_mb = sp.memory_mb;
-    spec.from_zygote = 1;
-    spec.base_data_kb = z_base_kb;
-    spec.chan_fd = spec.command ? -1 : (nfds > 0 ? fds[0] : -1);
-    spec.chan_out_fd = spec.command ? -1 : (nfds > 1 ? fds[1] : -1);
-    spec.log_fd = nfds > (spec.command ? 0 : 2) ? fds[spec.command ? 0 : 2] : -1;
-    if (spec.command) {
-        spec.cwd = msg + sizeof sp;
-        next = (char *)spec.cwd + strlen(spec.cwd) + 1;
-        argv = next < end ? z_strv(next, end, &next) : NULL;
-        env = argv && next < end ? z_strv(next, end, &next) : NULL;
-        spec.argv = argv;
-        spec.env = env;
-    }
-    if (spec.log_fd < 0 || (!spec.command && (spec.chan_fd < 0 || spec.chan_out_fd < 0)) ||
-        (spec.command && (!argv || !argv[0] || !env))) {
+    if (z_parse(msg, len, fds, nfds, &spec, &argv, &env) != 0) {
         r.pid = -EINVAL;
     } else {
-        pid = fork();
-        if (pid == 0) {
-            close(ctrl);
-            close(sfd);
-            faas_child_run(&spec, getppid());
+        /* The standby takes it at once; a fork is the way without one. */
+        z_standby_due_ms = z_now_ms() + 2;
+        if (z_standby > 0 && z_send_fds(z_standby_fd, msg, len, fds, nfds) == 0) {
+            pid = z_standby;
+            z_standby = 0;
+            close(z_standby_fd);
+            z_standby_fd = -1;
+        } else {
+            if (z_standby > 0) {
+                kill(z_standby, SIGKILL);
+                z_standby_lost();
+            }
+            pid = fork();
+            if (pid == 0) {
+                close(ctrl);
+                close(sfd);
+                faas_child_run(&spec, getppid());
+            }
         }
         if (pid < 0) {
             r.pid = -errno;
@@ -753,6 +921,7 @@ static void z_kill_orphans(const struct zchildren *kids, int all)
             break;
         for (i = 0; !all && i < kids->n; i++)
             worker |= kids->pids[i] == pid;
+        worker |= !all && pid == z_standby;
         if (pid > 0 && !worker)
             kill(pid, SIGKILL);
     }
@@ -765,6 +934,8 @@ static void z_reap(int ctrl, struct zchildren *kids)
     pid_t pid;
 
     while ((pid = wait4(-1, &st, WNOHANG, &ru)) > 0) {
+        if (pid == z_standby)
+            z_standby_lost(); /* a new one comes with the next spawn */
         if (zc_remove(kids, pid)) {
             struct faas_zexited x;
             memset(&x, 0, sizeof x);
@@ -803,7 +974,7 @@ void faas_zygote_main(int ctrl, pid_t host)
     struct pollfd pfd[2];
     sigset_t chld;
     char *msg;
-    int sfd, devnull, i;
+    int sfd, devnull, i, n, timeout;
 
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != host)
@@ -848,17 +1019,33 @@ void faas_zygote_main(int ctrl, pid_t host)
     msg = malloc(FAAS_ZMSG_MAX);
     if (sfd < 0 || !msg)
         _exit(1);
+    z_standby_start(ctrl, sfd);
 
     for (;;) {
         pfd[0].fd = ctrl;
         pfd[0].events = POLLIN;
         pfd[1].fd = sfd;
         pfd[1].events = POLLIN;
-        if (poll(pfd, 2, -1) < 0) {
+        /* A new standby 2 ms after the last spawn: forking it at once would
+         * take CPU from the worker just started. */
+        if (z_standby <= 0) {
+            int64_t left = z_standby_due_ms - z_now_ms();
+            if (left <= 0) {
+                z_standby_start(ctrl, sfd);
+                left = z_standby > 0 ? -1 : 1000; /* could not: try again later */
+            }
+            timeout = (int)left;
+        } else {
+            timeout = -1;
+        }
+        n = poll(pfd, 2, timeout);
+        if (n < 0) {
             if (errno == EINTR)
                 continue;
             z_exit(&kids);
         }
+        if (n == 0)
+            continue;
         if (pfd[1].revents) {
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof si) > 0)
@@ -866,41 +1053,14 @@ void faas_zygote_main(int ctrl, pid_t host)
             z_reap(ctrl, &kids);
         }
         if (pfd[0].revents) {
-            struct msghdr mh;
-            struct iovec iov;
-            struct cmsghdr *c;
-            union {
-                char buf[CMSG_SPACE(4 * sizeof(int))];
-                struct cmsghdr align;
-            } u;
             int fds[4], nfds = 0;
-            ssize_t n;
-
-            memset(&mh, 0, sizeof mh);
-            iov.iov_base = msg;
-            iov.iov_len = FAAS_ZMSG_MAX;
-            mh.msg_iov = &iov;
-            mh.msg_iovlen = 1;
-            mh.msg_control = u.buf;
-            mh.msg_controllen = sizeof u.buf;
-            n = recvmsg(ctrl, &mh, MSG_CMSG_CLOEXEC);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0)
+            ssize_t got = z_recv(ctrl, msg, FAAS_ZMSG_MAX - 1, fds, &nfds);
+            if (got <= 0)
                 z_exit(&kids); /* the host is gone */
-            for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-                    size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                    while (k-- > 0 && nfds < 4) {
-                        memcpy(&fds[nfds], CMSG_DATA(c) + (size_t)nfds * sizeof(int),
-                               sizeof(int));
-                        nfds++;
-                    }
-                }
-            }
-            if ((size_t)n >= sizeof(struct faas_zspawn) && ((uint32_t *)(void *)msg)[0] == FAAS_Z_SPAWN) {
-                msg[n < (ssize_t)FAAS_ZMSG_MAX ? n : n - 1] = '\0';
-                z_spawn(ctrl, sfd, &kids, msg, (size_t)n, fds, nfds);
+            if ((size_t)got >= sizeof(struct faas_zspawn) &&
+                ((uint32_t *)(void *)msg)[0] == FAAS_Z_SPAWN) {
+                msg[got] = '\0';
+                z_spawn(ctrl, sfd, &kids, msg, (size_t)got, fds, nfds);
             } else {
                 while (nfds > 0)
                     close(fds[--nfds]);
