@@ -108,6 +108,7 @@ struct faas_xinst {
 
 static void x_maybe_free(struct faas_xinst *xi);
 static void x_reap_soon(struct faas_xinst *xi);
+static int x_read_chan(struct faas_xinst *xi);
 
 static void x_disarm(struct faas_xinst *xi)
 {
@@ -469,6 +470,11 @@ static void x_exited(struct faas_xinst *xi, int wstatus, uint64_t maxrss_kb)
     xi->exited = 1;
     xi->busy++;
     x_drain_log(xi);
+    /* What it wrote before it ended is all in the pipe: READY, its
+     * RESULT, a DYING frame. They come first. */
+    while (xi->chan >= 0 && x_read_chan(xi) > 0)
+        ;
+    inst = xi->inst; /* a READY with an error may have dropped it */
     if (xi->res_pending && xi->inv) {
         /* It answered, then ended: the answer stands. */
         json_t *payload = xi->res_payload;
@@ -684,29 +690,28 @@ static void x_frame(struct faas_xinst *xi, uint32_t type, const char *p, uint32_
     (void)rt;
 }
 
-static void read_cb(evutil_socket_t fd, short what, void *arg)
+/* Reads what the channel holds now (one read) and handles its complete
+ * frames. 1: something was read; 0: nothing there; -1: the channel is
+ * closed (end-of-file, or a frame out of bounds). */
+static int x_read_chan(struct faas_xinst *xi)
 {
-    struct faas_xinst *xi = arg;
-    struct faas_runtime *rt = xi->xrt->rt;
-    size_t max = rt->opts.max_sync_payload * 2 + FAAS_FRAME_SLACK, off = 0;
+    size_t max = xi->xrt->rt->opts.max_sync_payload * 2 + FAAS_FRAME_SLACK, off = 0;
     struct faas_frame_hdr h;
     ssize_t n;
 
-    (void)fd;
-    (void)what;
-    faas_rt_enter(rt);
-    xi->busy++;
+    if (xi->chan < 0)
+        return -1;
     if (xi->rcap - xi->rlen < 65536) {
         size_t cap = xi->rcap ? xi->rcap * 2 : 65536 * 2;
         char *p = realloc(xi->rbuf, cap);
         if (!p)
-            goto out; /* try again on the next readiness */
+            return 0; /* try again on the next readiness */
         xi->rbuf = p;
         xi->rcap = cap;
     }
     n = read(xi->chan, xi->rbuf + xi->rlen, xi->rcap - xi->rlen);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        goto out;
+        return 0;
     if (n <= 0) {
         /* The worker closed its channel: it cannot answer any more. */
         x_close_chan(xi);
@@ -715,7 +720,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
         xi->chan_lost = 1;
         if (xi->inst && (xi->inv || !xi->ready))
             xi->killed = 0; /* its exit still tells the invocation why */
-        goto out;
+        return -1;
     }
     xi->rlen += (size_t)n;
     while (xi->chan >= 0 && xi->rlen - off >= sizeof h) {
@@ -725,7 +730,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
             x_kill(xi);
             xi->chan_lost = 1;
             xi->killed = 0;
-            goto out;
+            return -1;
         }
         if (xi->rlen - off - sizeof h < h.len) {
             /* Incomplete: make room for all of it. */
@@ -742,13 +747,25 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
         x_frame(xi, h.type, xi->rbuf + off, h.len);
         off += h.len;
         if (!xi->rbuf)
-            break; /* the channel was closed meanwhile */
+            return -1; /* the channel was closed meanwhile */
     }
-    if (xi->rbuf && off) {
+    if (off) {
         memmove(xi->rbuf, xi->rbuf + off, xi->rlen - off);
         xi->rlen -= off;
     }
-out:
+    return 1;
+}
+
+static void read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct faas_xinst *xi = arg;
+    struct faas_runtime *rt = xi->xrt->rt;
+
+    (void)fd;
+    (void)what;
+    faas_rt_enter(rt);
+    xi->busy++;
+    x_read_chan(xi);
     xi->busy--;
     x_maybe_free(xi);
     faas_rt_leave(rt);

@@ -227,22 +227,40 @@ static int count_fds(void)
     return n - 1; /* the directory's own */
 }
 
-/* Children of the zygote (alive or zombies). */
+/* Workers among the zygote's children, alive or zombies (the zygote's
+ * standby, forked ahead of need, is named faas-zygote until it becomes
+ * one, and comes and goes: not counted). */
 static int zygote_children(void)
 {
-    char path[96], buf[4096];
+    char path[96], buf[4096], comm[64];
     pid_t z = faas_x_zygote_pid(g_rt);
     int fd, n = 0;
-    ssize_t len, i;
+    ssize_t len;
+    char *p, *end;
 
     snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)z, (int)z);
     fd = open(path, O_RDONLY);
     if (fd < 0)
         return -1;
-    len = read(fd, buf, sizeof buf);
+    len = read(fd, buf, sizeof buf - 1);
     close(fd);
-    for (i = 0; i < len; i++)
-        n += buf[i] == ' ';
+    if (len < 0)
+        return -1;
+    buf[len] = '\0';
+    for (p = buf; *p; p = end) {
+        long pid = strtol(p, &end, 10);
+        ssize_t c;
+        if (end == p)
+            break;
+        snprintf(path, sizeof path, "/proc/%ld/comm", pid);
+        fd = open(path, O_RDONLY);
+        if (fd < 0)
+            continue;
+        c = read(fd, comm, sizeof comm - 1);
+        close(fd);
+        comm[c > 0 ? c : 0] = '\0';
+        n += strncmp(comm, "faas-worker", 11) == 0;
+    }
     return n;
 }
 

@@ -37,6 +37,7 @@
  *   make examples && ./build/examples/gateway-mini [seconds]
  */
 #include <ftw.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -443,6 +444,10 @@ int main(int argc, char **argv)
         event_base_free(app.base);
         return 1;
     }
+    /* An HTTP server writing to a client that has gone gets SIGPIPE: a
+     * server ignores it (after faas_runtime_new: the zygote keeps the
+     * default). */
+    signal(SIGPIPE, SIG_IGN);
 
     struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
     fo.isolation = FAAS_ISOLATION_INLINE;
