@@ -97,6 +97,7 @@ struct faas_xinst {
     int sent;                /* inv's INVOKE is written (a cold start's) */
     int res_pending;         /* a RESULT came: finished on the next pass */
     int res_status;
+    int res_logged;          /* with it: lines in the log pipe to read first */
     json_t *res_payload;
     struct event *done_ev;
     int reap_poll;           /* no zygote and no pidfd: wait4 on a timer */
@@ -667,13 +668,14 @@ static void x_frame(struct faas_xinst *xi, uint32_t type, const char *p, uint32_
         body = nth_str(p, len, sizeof r, 0);
         xi->inv->duration_ns = r.duration_ns ? r.duration_ns : 1;
         xi->inv->x_maxrss_kb = r.maxrss_kb;
-        /* Finished on the loop's next pass: the log pipe's lines, written
-         * before this frame and so ready in the same pass, go first and
-         * belong to this invocation, without a read to look. */
+        /* Finished on the loop's next pass, after what the loop has ready
+         * then; when the handler wrote to stdout or stderr, after reading
+         * the log pipe too: those lines belong to this invocation. */
         x_disarm(xi);
         json_decref(xi->res_payload);
         xi->res_payload = parse_json(body, strnlen(body, len - sizeof r));
         xi->res_status = r.status;
+        xi->res_logged = r.logged != 0;
         xi->res_pending = 1;
         event_active(xi->done_ev, EV_TIMEOUT, 1);
         break;
@@ -783,6 +785,8 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
         return;
     faas_rt_enter(rt);
     xi->busy++;
+    if (xi->res_logged)
+        x_drain_log(xi); /* its stdout and stderr lines, before its end */
     payload = xi->res_payload;
     xi->res_payload = NULL;
     xi->res_pending = 0;

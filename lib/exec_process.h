@@ -71,7 +71,7 @@ struct faas_fr_ready {
 /* RESULT: then the payload (JSON). */
 struct faas_fr_result {
     int32_t status;
-    uint32_t pad;
+    uint32_t logged;  /* it wrote to stdout or stderr since the last frame */
     uint64_t duration_ns;
     uint64_t maxrss_kb;
 };

@@ -317,6 +317,51 @@ static void install_fatal_handlers(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
+/*
+ * stdout and stderr of a worker are streams of its own that note when they
+ * write (to descriptors 1 and 2, the log pipe, as before): a RESULT then
+ * tells the host that lines are on their way in the pipe, and the host
+ * reads them before it ends the invocation, so they carry its request id.
+ * Only what bypasses stdio (write(1, ...)) may come too late for that.
+ */
+static int w_wrote;
+
+static ssize_t stdio_write(void *cookie, const char *buf, size_t n)
+{
+    int fd = (int)(intptr_t)cookie;
+    size_t done = 0;
+    w_wrote = 1;
+    while (done < n) {
+        ssize_t w = write(fd, buf + done, n - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return done ? (ssize_t)done : -1;
+        done += (size_t)w;
+    }
+    return (ssize_t)n;
+}
+
+static FILE *watched_stream(int fd, int mode)
+{
+    cookie_io_functions_t io = { NULL, stdio_write, NULL, NULL };
+    FILE *f = fopencookie((void *)(intptr_t)fd, "w", io);
+    if (f)
+        setvbuf(f, NULL, mode, 0);
+    return f;
+}
+
+static void watch_stdio(void)
+{
+    FILE *out = watched_stream(1, _IOLBF), *err = watched_stream(2, _IONBF);
+    if (out)
+        stdout = out;
+    else
+        setvbuf(stdout, NULL, _IOLBF, 0);
+    if (err)
+        stderr = err;
+}
+
 static void send_log(struct faas_ctx *ctx, const char *line, size_t len)
 {
     struct iovec iov[3];
@@ -411,6 +456,8 @@ static void send_result(int32_t status, const char *payload, uint64_t duration_n
         r.status = status;
         r.duration_ns = duration_ns;
         r.maxrss_kb = maxrss_sampled(duration_ns);
+        r.logged = (uint32_t)w_wrote;
+        w_wrote = 0;
         if (faas_frame_write(w_out, type, &r, sizeof r, strs, 1) != 0)
             _exit(70);
     }
@@ -547,7 +594,7 @@ void faas_worker_main(int in, int out)
     on_exit(exit_now, NULL);
     if (!w_handlers_installed)
         install_fatal_handlers();
-    setvbuf(stdout, NULL, _IOLBF, 0);
+    watch_stdio();
     prctl(PR_SET_NAME, "faas-worker");
     if (getrlimit(RLIMIT_DATA, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
         w_limit_kb = (uint64_t)rl.rlim_cur / 1024u;
