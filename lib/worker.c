@@ -392,7 +392,7 @@ static void in_fill(size_t need)
     ssize_t n;
     if (w_in_off == w_in_len)
         w_in_off = w_in_len = 0;
-    if (w_in_cap - w_in_off < need) {
+    if (w_in_off && w_in_cap - w_in_off < need) {
         memmove(w_in, w_in + w_in_off, w_in_len - w_in_off);
         w_in_len -= w_in_off;
         w_in_off = 0;
@@ -631,10 +631,6 @@ void faas_worker_main(int in, int out)
 
 /* ---- the zygote ------------------------------------------------------ */
 
-/* The zygote's data segment when it started: a worker's memory limit is
- * memory_mb above it (measured once, not in every cold start). */
-static uint64_t z_base_kb;
-
 struct zchildren {
     pid_t *pids;
     size_t n, cap;
@@ -728,7 +724,7 @@ static int z_parse(char *msg, size_t len, const int *fds, int nfds, struct faas_
     spec->command = sp.command != 0;
     spec->memory_mb = sp.memory_mb;
     spec->from_zygote = 1;
-    spec->base_data_kb = z_base_kb;
+    spec->base_data_kb = 0; /* the child measures it (the standby, ahead) */
     spec->chan_fd = spec->command ? -1 : (nfds > 0 ? fds[0] : -1);
     spec->chan_out_fd = spec->command ? -1 : (nfds > 1 ? fds[1] : -1);
     spec->log_fd = nfds > (spec->command ? 0 : 2) ? fds[spec->command ? 0 : 2] : -1;
@@ -828,15 +824,19 @@ static void standby_main(int sock, pid_t zygote)
     int fds[4], nfds;
     ssize_t n;
 
+    uint64_t base_kb;
+
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != zygote || !msg)
         _exit(0);
+    base_kb = data_kb(); /* measured while waiting, not during a cold start */
     n = z_recv(sock, msg, FAAS_ZMSG_MAX - 1, fds, &nfds);
     if (n < (ssize_t)sizeof(struct faas_zspawn))
         _exit(0); /* the zygote is gone, or let this one go */
     msg[n] = '\0';
     if (z_parse(msg, (size_t)n, fds, nfds, &spec, &argv, &env) != 0)
         _exit(127);
+    spec.base_data_kb = base_kb;
     close(3);
     close(4);
     close(sock);
@@ -1039,7 +1039,6 @@ void faas_zygote_main(int ctrl, pid_t host)
      * here rather than in every cold start. */
     install_fatal_handlers();
     w_handlers_installed = 1;
-    z_base_kb = data_kb();
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
     sigprocmask(SIG_SETMASK, &chld, NULL);
