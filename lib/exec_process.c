@@ -1048,36 +1048,6 @@ static char *spawn_msg(const struct faas_zspawn *sp, const char *cwd, char *cons
     return m;
 }
 
-static int z_send_spawn(struct faas_xrt *x, const char *msg, size_t len, const int *fds, int nfds)
-{
-    struct msghdr mh;
-    struct iovec iov;
-    struct cmsghdr *c;
-    union {
-        char buf[CMSG_SPACE(3 * sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    ssize_t n;
-
-    memset(&mh, 0, sizeof mh);
-    memset(&u, 0, sizeof u);
-    iov.iov_base = (void *)(uintptr_t)msg;
-    iov.iov_len = len;
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = u.buf;
-    mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
-    c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
-    memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
-    do {
-        n = sendmsg(x->zfd, &mh, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    return n == (ssize_t)len ? 0 : -1;
-}
-
 /* Starts the process of a new record: through the zygote, or a fork here. */
 static int x_start_process(struct faas_xinst *xi, int child_in, int child_out, int child_log,
                            char **argv, char **env)
@@ -1104,7 +1074,7 @@ static int x_start_process(struct faas_xinst *xi, int child_in, int child_out, i
             fds[nfds++] = child_out;
         }
         fds[nfds++] = child_log;
-        rc = z_send_spawn(x, msg, len, fds, nfds);
+        rc = faas_send_fds(x->zfd, msg, len, fds, nfds);
         free(msg);
         if (rc != 0)
             return FAAS_ESYS;
@@ -1400,29 +1370,13 @@ static void zygote_cb(evutil_socket_t fd, short what, void *arg)
         struct faas_zexited e;
         uint32_t type;
     } m;
-    struct msghdr mh;
-    struct iovec iov;
-    struct cmsghdr *c;
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    int pidfd;
+    int fds[4], nfds, pidfd;
     ssize_t n;
 
     (void)what;
     faas_rt_enter(rt);
     for (;;) {
-        memset(&mh, 0, sizeof mh);
-        iov.iov_base = &m;
-        iov.iov_len = sizeof m;
-        mh.msg_iov = &iov;
-        mh.msg_iovlen = 1;
-        mh.msg_control = u.buf;
-        mh.msg_controllen = sizeof u.buf;
-        n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-        if (n < 0 && errno == EINTR)
-            continue;
+        n = faas_recv_fds(fd, &m, sizeof m, fds, &nfds, MSG_DONTWAIT);
         if (n < 0)
             break;
         if (n == 0) {
@@ -1440,10 +1394,9 @@ static void zygote_cb(evutil_socket_t fd, short what, void *arg)
             }
             break;
         }
-        pidfd = -1;
-        c = CMSG_FIRSTHDR(&mh);
-        if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-            memcpy(&pidfd, CMSG_DATA(c), sizeof pidfd);
+        pidfd = nfds > 0 ? fds[0] : -1;
+        while (nfds > 1)
+            close(fds[--nfds]); /* never sent: not ours to keep */
         if (m.type == FAAS_Z_SPAWNED && (size_t)n >= sizeof m.s) {
             z_spawned(x, &m.s, pidfd);
         } else {

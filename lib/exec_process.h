@@ -151,6 +151,12 @@ void faas_worker_main(int in, int out) __attribute__((noreturn));
 /* The zygote's main loop on its control channel. */
 void faas_zygote_main(int ctrl, pid_t host) __attribute__((noreturn));
 
+/* One message of a SOCK_SEQPACKET socket with up to 4 descriptors (sent
+ * with SCM_RIGHTS, received close-on-exec). Send: 0 or -1. Receive: its
+ * length, 0 at end-of-file, or -1 (errno). */
+int faas_send_fds(int fd, const void *msg, size_t len, const int *fds, int nfds);
+ssize_t faas_recv_fds(int fd, void *buf, size_t size, int *fds, int *nfds, int flags);
+
 /* Frames: writes all of it (blocking); 0 or -1. */
 int faas_frame_write(int fd, uint32_t type, const void *fixed, size_t flen,
                      const char *const *strs, size_t nstrs);

@@ -661,35 +661,6 @@ static int zc_remove(struct zchildren *c, pid_t pid)
     return 0;
 }
 
-static void z_send(int ctrl, const void *msg, size_t len, int fd)
-{
-    struct msghdr mh;
-    struct iovec iov;
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-
-    memset(&mh, 0, sizeof mh);
-    iov.iov_base = (void *)(uintptr_t)msg;
-    iov.iov_len = len;
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    if (fd >= 0) {
-        struct cmsghdr *c;
-        memset(&u, 0, sizeof u);
-        mh.msg_control = u.buf;
-        mh.msg_controllen = sizeof u.buf;
-        c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof fd);
-    }
-    while (sendmsg(ctrl, &mh, MSG_NOSIGNAL) < 0 && errno == EINTR)
-        ;
-}
-
 /* Splits "a\0b\0\0" into a NULL-terminated array pointing into p. */
 static char **z_strv(char *p, char *end, char **next)
 {
@@ -742,8 +713,7 @@ static int z_parse(char *msg, size_t len, const int *fds, int nfds, struct faas_
     return 0;
 }
 
-/* Receives one message with up to 4 descriptors (MSG_CMSG_CLOEXEC). */
-static ssize_t z_recv(int fd, char *buf, size_t size, int *fds, int *nfds)
+ssize_t faas_recv_fds(int fd, void *buf, size_t size, int *fds, int *nfds, int flags)
 {
     struct msghdr mh;
     struct iovec iov;
@@ -763,7 +733,7 @@ static ssize_t z_recv(int fd, char *buf, size_t size, int *fds, int *nfds)
     mh.msg_controllen = sizeof u.buf;
     *nfds = 0;
     do {
-        n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+        n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | flags);
     } while (n < 0 && errno == EINTR);
     if (n < 0)
         return n;
@@ -777,8 +747,7 @@ static ssize_t z_recv(int fd, char *buf, size_t size, int *fds, int *nfds)
     return n;
 }
 
-/* Sends a message with descriptors; 0 or -1. */
-static int z_send_fds(int fd, const void *msg, size_t len, const int *fds, int nfds)
+int faas_send_fds(int fd, const void *msg, size_t len, const int *fds, int nfds)
 {
     struct msghdr mh;
     struct iovec iov;
@@ -830,7 +799,7 @@ static void standby_main(int sock, pid_t zygote)
     if (getppid() != zygote || !msg)
         _exit(0);
     base_kb = data_kb(); /* measured while waiting, not during a cold start */
-    n = z_recv(sock, msg, FAAS_ZMSG_MAX - 1, fds, &nfds);
+    n = faas_recv_fds(sock, msg, FAAS_ZMSG_MAX - 1, fds, &nfds, 0);
     if (n < (ssize_t)sizeof(struct faas_zspawn))
         _exit(0); /* the zygote is gone, or let this one go */
     msg[n] = '\0';
@@ -905,7 +874,7 @@ static void z_spawn(int ctrl, int sfd, struct zchildren *kids, char *msg, size_t
     } else {
         /* The standby takes it at once; a fork is the way without one. */
         z_standby_due_ms = z_now_ms() + 2;
-        if (z_standby > 0 && z_send_fds(z_standby_fd, msg, len, fds, nfds) == 0) {
+        if (z_standby > 0 && faas_send_fds(z_standby_fd, msg, len, fds, nfds) == 0) {
             pid = z_standby;
             z_standby = 0;
             close(z_standby_fd);
@@ -934,7 +903,7 @@ static void z_spawn(int ctrl, int sfd, struct zchildren *kids, char *msg, size_t
         close(fds[i]);
     free(argv);
     free(env);
-    z_send(ctrl, &r, sizeof r, pidfd);
+    faas_send_fds(ctrl, &r, sizeof r, &pidfd, pidfd >= 0 ? 1 : 0);
     if (pidfd >= 0)
         close(pidfd);
 }
@@ -994,7 +963,7 @@ static void z_reap(int ctrl, struct zchildren *kids)
              * escaped it. */
             kill(-pid, SIGKILL);
             z_kill_orphans(kids, 0);
-            z_send(ctrl, &x, sizeof x, -1);
+            faas_send_fds(ctrl, &x, sizeof x, NULL, 0);
         }
     }
 }
@@ -1100,7 +1069,7 @@ void faas_zygote_main(int ctrl, pid_t host)
         }
         if (pfd[0].revents) {
             int fds[4], nfds = 0;
-            ssize_t got = z_recv(ctrl, msg, FAAS_ZMSG_MAX - 1, fds, &nfds);
+            ssize_t got = faas_recv_fds(ctrl, msg, FAAS_ZMSG_MAX - 1, fds, &nfds, 0);
             if (got <= 0)
                 z_exit(&kids); /* the host is gone */
             if ((size_t)got >= sizeof(struct faas_zspawn) &&
