@@ -125,10 +125,20 @@ void faas_ctx_log(struct faas_ctx *ctx, const char *fmt, ...)
 
 void faas_ctx_add_line(struct faas_ctx *ctx, const char *text, size_t len)
 {
+    static const char cut[] = "[log truncated: more than 1 MiB of lines in one invocation]";
     struct faas_logline *l;
 
     if (len >= FAAS_LOGLINE_MAX)
         len = FAAS_LOGLINE_MAX - 1;
+    /* A bound on what one invocation keeps until it ends: a handler that
+     * prints without end costs the host no more than this. */
+    if (ctx->log_bytes >= FAAS_LOG_KEEP_MAX)
+        return;
+    ctx->log_bytes += len + 1;
+    if (ctx->log_bytes >= FAAS_LOG_KEEP_MAX) {
+        text = cut;
+        len = sizeof cut - 1;
+    }
     l = faas_malloc(sizeof *l + len + 1);
     if (!l)
         return; /* the line is lost, the invocation is not */

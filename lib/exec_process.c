@@ -57,6 +57,19 @@ struct faas_xrt {
     struct faas_list spawning; /* records waiting for SPAWNED, in order */
     struct faas_list procs;  /* every record whose process may be alive */
     uint32_t next_tag;
+    /* SPAWN requests the control socket did not take yet (a burst of cold
+     * starts while the zygote's replies wait to be read): sent in order
+     * from a write event, never by blocking the loop. */
+    struct faas_list zqueue;
+    struct event *zwev;
+};
+
+struct zqueued {
+    struct faas_list link;
+    char *msg;
+    size_t len;
+    int fds[3];
+    int nfds;
 };
 
 struct faas_xinst {
@@ -95,6 +108,7 @@ struct faas_xinst {
     int lost;                /* the zygote died, and the process with it */
     int chan_lost;           /* it closed its channel: we killed it */
     int sent;                /* inv's INVOKE is written (a cold start's) */
+    int exit_sent;           /* asked to run fini and exit */
     int res_pending;         /* a RESULT came: finished on the next pass */
     int res_status;
     int res_logged;          /* with it: lines in the log pipe to read first */
@@ -288,10 +302,49 @@ static void x_kill(struct faas_xinst *xi)
     xi->killed = 1;
     if (xi->pid <= 0)
         return; /* SPAWNED will tell the pid: killed then */
-    if (xi->pidfd < 0 || syscall(SYS_pidfd_send_signal, xi->pidfd, SIGKILL, NULL, 0) != 0)
+    if (xi->pidfd >= 0) {
+        /* ESRCH: already reaped by the zygote; the pid may be another's
+         * by now, so nothing is sent by number. */
+        if (syscall(SYS_pidfd_send_signal, xi->pidfd, SIGKILL, NULL, 0) != 0)
+            return;
+    } else {
         kill(xi->pid, SIGKILL);
+    }
     kill(-xi->pid, SIGKILL); /* what it forked */
     x_reap_soon(xi);
+}
+
+/* Whether the process still runs, as far as its pidfd tells (1 without
+ * one). */
+static int x_alive(const struct faas_xinst *xi)
+{
+    struct pollfd p;
+    if (xi->pidfd < 0)
+        return 1;
+    p.fd = xi->pidfd;
+    p.events = POLLIN;
+    return poll(&p, 1, 0) == 0;
+}
+
+/* The process can serve no more: its instance is not handed to anyone;
+ * idle, it leaves the pool now (min_warm refilled), not at its exit report. */
+static void x_retire(struct faas_xinst *xi)
+{
+    struct faas_instance *inst = xi->inst;
+    struct faas_fn *fn;
+
+    if (!inst)
+        return;
+    inst->retire = 1;
+    if (xi->inv || !xi->ready || faas_list_empty(&inst->link))
+        return; /* busy or starting: its end comes through the invocation */
+    fn = inst->fn;
+    faas_fn_ref(fn);
+    faas_list_remove(&inst->link);
+    faas_list_remove(&inst->rt_link);
+    faas_instance_destroy(inst);
+    faas_pool_prewarm(fn);
+    faas_fn_unref(fn);
 }
 
 /* Closes the channel and stops reading it. */
@@ -470,6 +523,9 @@ static void x_exited(struct faas_xinst *xi, int wstatus, uint64_t maxrss_kb)
 
     xi->exited = 1;
     xi->busy++;
+    /* Dead: whatever finishes below must not hand it to anyone. */
+    if (inst)
+        inst->retire = 1;
     x_drain_log(xi);
     /* What it wrote before it ended is all in the pipe: READY, its
      * RESULT, a DYING frame. They come first. */
@@ -653,7 +709,7 @@ static void x_frame(struct faas_xinst *xi, uint32_t type, const char *p, uint32_
         memcpy(&r, p, sizeof r);
         if (r.status != 0) {
             const char *e = nth_str(p, len, sizeof r, 0);
-            x_ready(xi, FAAS_EINIT, parse_json(e, strlen(e)));
+            x_ready(xi, FAAS_EINIT, parse_json(e, strnlen(e, len - (size_t)(e - p))));
         } else {
             x_ready(xi, 0, NULL);
         }
@@ -715,13 +771,17 @@ static int x_read_chan(struct faas_xinst *xi)
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return 0;
     if (n <= 0) {
-        /* The worker closed its channel: it cannot answer any more. */
+        /* The worker closed its channel, or ended: it cannot answer any
+         * more. Still alive, it closed the channel itself: killed here. */
+        if (!xi->exited && x_alive(xi)) {
+            xi->chan_lost = 1;
+            x_kill(xi);
+            if (xi->inst && (xi->inv || !xi->ready))
+                xi->killed = 0; /* its exit still tells the invocation why */
+        }
         x_close_chan(xi);
-        x_kill(xi);
         x_reap_soon(xi);
-        xi->chan_lost = 1;
-        if (xi->inst && (xi->inv || !xi->ready))
-            xi->killed = 0; /* its exit still tells the invocation why */
+        x_retire(xi);
         return -1;
     }
     xi->rlen += (size_t)n;
@@ -732,6 +792,7 @@ static int x_read_chan(struct faas_xinst *xi)
             x_kill(xi);
             xi->chan_lost = 1;
             xi->killed = 0;
+            x_retire(xi);
             return -1;
         }
         if (xi->rlen - off - sizeof h < h.len) {
@@ -930,6 +991,15 @@ static void x_ready(struct faas_xinst *xi, int status, json_t *error)
     xi->ready = 1;
     if (!inst)
         return;
+    if (xi->exited || (!xi->command && xi->chan < 0)) {
+        /* Ready, and already gone (read while its exit is handled). */
+        if (!inv) {
+            inst->initialized = 0;
+            x_disarm(xi);
+            faas_pool_job_done(&inst->job);
+        }
+        return; /* an invocation learns it from the exit */
+    }
     inst->initialized = 1;
     if (inv) {
         inv->init_ns = xi->init_ns;
@@ -1048,6 +1118,75 @@ static char *spawn_msg(const struct faas_zspawn *sp, const char *cwd, char *cons
     return m;
 }
 
+static void zq_free(struct zqueued *q)
+{
+    int i;
+    for (i = 0; i < q->nfds; i++)
+        close(q->fds[i]);
+    free(q->msg);
+    free(q);
+}
+
+/* Sends what the queue holds while the socket takes it. */
+static void zq_flush(struct faas_xrt *x)
+{
+    struct faas_list *e;
+    while (x->zfd >= 0 && (e = x->zqueue.next) != &x->zqueue) {
+        struct zqueued *q = FAAS_CONTAINER_OF(e, struct zqueued, link);
+        if (faas_send_fds(x->zfd, q->msg, q->len, q->fds, q->nfds) != 0) {
+            if (errno == EAGAIN)
+                event_add(x->zwev, NULL);
+            return; /* otherwise the zygote is gone: its end says so */
+        }
+        faas_list_remove(&q->link);
+        zq_free(q);
+    }
+}
+
+static void zwrite_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    zq_flush(arg);
+}
+
+/* Queues a SPAWN (msg taken over; the descriptors are duplicated, the
+ * caller keeps its own). 0 or FAAS_ENOMEM / FAAS_ESYS. */
+static int z_queue(struct faas_xrt *x, char *msg, size_t len, const int *fds, int nfds)
+{
+    struct zqueued *q = faas_calloc(1, sizeof *q);
+    int i;
+
+    if (!q || (!x->zwev && !(x->zwev = event_new(x->rt->base, x->zfd, EV_WRITE, zwrite_cb, x)))) {
+        free(q);
+        free(msg);
+        return FAAS_ENOMEM;
+    }
+    q->msg = msg;
+    q->len = len;
+    faas_list_init(&q->link);
+    for (i = 0; i < nfds; i++) {
+        q->fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+        if (q->fds[i] < 0) {
+            q->nfds = i;
+            zq_free(q);
+            return FAAS_ESYS;
+        }
+    }
+    q->nfds = nfds;
+    faas_list_insert_tail(&x->zqueue, &q->link);
+    event_add(x->zwev, NULL);
+    return 0;
+}
+
+static void zq_drop_all(struct faas_xrt *x)
+{
+    struct faas_list *e;
+    while ((e = faas_list_pop_head(&x->zqueue)) != NULL)
+        zq_free(FAAS_CONTAINER_OF(e, struct zqueued, link));
+    free_ev(&x->zwev);
+}
+
 /* Starts the process of a new record: through the zygote, or a fork here. */
 static int x_start_process(struct faas_xinst *xi, int child_in, int child_out, int child_log,
                            char **argv, char **env)
@@ -1074,10 +1213,13 @@ static int x_start_process(struct faas_xinst *xi, int child_in, int child_out, i
             fds[nfds++] = child_out;
         }
         fds[nfds++] = child_log;
-        rc = faas_send_fds(x->zfd, msg, len, fds, nfds);
-        free(msg);
+        rc = faas_list_empty(&x->zqueue) ? faas_send_fds(x->zfd, msg, len, fds, nfds) : -1;
+        if (rc != 0 && (faas_list_empty(&x->zqueue) ? errno == EAGAIN : 1))
+            rc = z_queue(x, msg, len, fds, nfds); /* takes msg */
+        else
+            free(msg);
         if (rc != 0)
-            return FAAS_ESYS;
+            return rc == FAAS_ENOMEM ? FAAS_ENOMEM : FAAS_ESYS;
         faas_list_insert_tail(&x->spawning, &xi->slink);
         return 0;
     } else {
@@ -1285,7 +1427,8 @@ void faas_x_destroy(struct faas_instance *inst)
     if (!xi->exited) {
         if (!xi->command && xi->ready && !xi->killed && xi->chan >= 0) {
             /* Warm and idle: let it run fini and go. */
-            x_send_frame(xi, FAAS_FR_EXIT, NULL, 0, NULL, NULL, 0);
+            if (x_send_frame(xi, FAAS_FR_EXIT, NULL, 0, NULL, NULL, 0) == 0)
+                xi->exit_sent = 1;
             x_arm(xi, 2000);
             /* The timer of a detached record only kills. */
         } else {
@@ -1380,15 +1523,20 @@ static void zygote_cb(evutil_socket_t fd, short what, void *arg)
         if (n < 0)
             break;
         if (n == 0) {
-            /* The zygote died: its workers died with it. */
-            struct faas_list *e, *next;
+            /* The zygote died: its workers died with it. Replacements the
+             * pool starts meanwhile are the host's own children (no zygote
+             * any more): only the records of the dead ones end here. */
+            struct faas_list dead, *e;
             free_ev(&x->zev);
+            zq_drop_all(x);
             close_fd(&x->zfd);
             waitpid(x->zpid, NULL, 0);
             x->zpid = 0;
-            for (e = x->procs.next; e != &x->procs; e = next) {
+            faas_list_init(&dead);
+            faas_list_splice(&dead, &x->procs);
+            while ((e = faas_list_pop_head(&dead)) != NULL) {
                 struct faas_xinst *xi = FAAS_CONTAINER_OF(e, struct faas_xinst, link);
-                next = e->next;
+                faas_list_insert_tail(&x->procs, &xi->link);
                 xi->lost = 1;
                 x_exited(xi, SIGKILL, 0);
             }
@@ -1426,6 +1574,7 @@ int faas_zygote_start(struct faas_runtime *rt)
     x->zfd = -1;
     faas_list_init(&x->spawning);
     faas_list_init(&x->procs);
+    faas_list_init(&x->zqueue);
     rt->xrt = x;
     if (!rt->opts.zygote)
         return 0;
@@ -1446,6 +1595,7 @@ int faas_zygote_start(struct faas_runtime *rt)
     }
     x->zpid = pid;
     x->zfd = sv[0];
+    set_nonblock(x->zfd); /* a full socket queues requests, never blocks */
     x->zev = event_new(rt->base, x->zfd, EV_READ | EV_PERSIST, zygote_cb, x);
     if (!x->zev) {
         faas_zygote_stop(rt);
@@ -1474,7 +1624,7 @@ void faas_x_shutdown(struct faas_runtime *rt)
         nfds_t n = 0;
         for (e = x->procs.next; e != &x->procs && n < 64; e = e->next) {
             struct faas_xinst *xi = FAAS_CONTAINER_OF(e, struct faas_xinst, link);
-            if (!xi->killed && !xi->exited && xi->chan >= 0) {
+            if (xi->exit_sent && !xi->killed && !xi->exited && xi->chan >= 0) {
                 pfd[n].fd = xi->chan;
                 pfd[n++].events = POLLIN;
             }
@@ -1520,6 +1670,7 @@ void faas_zygote_stop(struct faas_runtime *rt)
     if (!x)
         return;
     free_ev(&x->zev);
+    zq_drop_all(x);
     close_fd(&x->zfd); /* the zygote kills what is left and exits */
     if (x->zpid > 0)
         waitpid(x->zpid, NULL, 0);

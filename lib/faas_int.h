@@ -191,6 +191,9 @@ struct faas_instance {
 /* ---- invocations ---------------------------------------------------- */
 
 #define FAAS_LOGLINE_MAX 4096
+/* Bytes of log lines one invocation keeps until it ends; the rest is
+ * dropped after one line that says so. */
+#define FAAS_LOG_KEEP_MAX (1024u * 1024u)
 
 struct faas_logline {
     struct faas_logline *next;
@@ -212,6 +215,7 @@ struct faas_ctx {
     char *error_type;         /* set by faas_ctx_fail, owned */
     char *error_message;
     struct faas_logline *log_head, **log_tail;
+    size_t log_bytes;         /* kept so far (FAAS_LOG_KEEP_MAX) */
     /* A worker process sends each line at once instead of keeping it. */
     void (*log_hook)(struct faas_ctx *ctx, const char *line, size_t len);
 };

@@ -332,6 +332,52 @@ static void test_log_lines(void **state)
     faas_result_free(r);
 }
 
+static int h_chatty(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    char line[1001];
+    int i;
+    (void)ctx;
+    (void)event;
+    memset(line, 'y', sizeof line - 1);
+    line[sizeof line - 1] = '\0';
+    for (i = 0; i < 3000; i++)
+        printf("%s\n", line);
+    *result = json_true();
+    return 0;
+}
+
+static int g_chatty_lines, g_chatty_cut;
+
+static void on_log_count(const struct faas_log_record *r, void *arg)
+{
+    (void)arg;
+    if (r->kind != FAAS_LOG_LINE)
+        return;
+    g_chatty_lines++;
+    g_chatty_cut += strncmp(r->line, "[log truncated", 14) == 0;
+}
+
+/* A handler that prints without end costs the host a bounded amount: 1 MiB
+ * of its lines is kept, then one line says the rest was dropped. */
+static void test_log_bound(void **state)
+{
+    struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
+    struct faas_function_opts o = proc_opts();
+    struct faas_result *r;
+    (void)state;
+
+    faas_runtime_free(g_rt);
+    ro.log = on_log_count;
+    assert_int_equal(faas_runtime_new(&g_rt, g_base, &ro), 0);
+    o.timeout_ms = 60000;
+    assert_int_equal(faas_register(g_rt, "chatty", h_chatty, &o), 0);
+    r = call("chatty", NULL);
+    assert_int_equal(faas_result_status(r), 0);
+    faas_result_free(r);
+    assert_int_equal(g_chatty_cut, 1);
+    assert_true(g_chatty_lines > 1000 && g_chatty_lines < 1100); /* 1 MiB of 1001-byte lines */
+}
+
 /* Errors a handler reports are results like THREAD ones. */
 static void test_handler_errors(void **state)
 {
@@ -693,6 +739,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_runs_in_a_worker, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handler_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_payloads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_descriptor_leaks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_library_function, setup, teardown),

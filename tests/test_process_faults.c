@@ -354,6 +354,40 @@ static void test_fork_in_handler(void **state)
     assert_true(tu_run_until_pred(g_base, pred_gone, &child, 10000));
 }
 
+struct burst {
+    int done, ok;
+};
+
+static void burst_cb(const struct faas_result *res, void *arg)
+{
+    struct burst *b = arg;
+    b->done++;
+    b->ok += faas_result_status(res) == 0;
+}
+
+/* Hundreds of cold starts asked for in one turn of the loop: the requests
+ * to the zygote outrun its replies, and the host queues them rather than
+ * block (a blocked host and a blocked zygote would wait for each other). */
+static void test_burst_of_cold_starts(void **state)
+{
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    struct burst b = { 0, 0 };
+    json_t *ev = json_pack("{s:s}", "do", "ok");
+    int i, n = 500;
+    (void)state;
+
+    if (UNDER_SANITIZER || under_valgrind())
+        skip(); /* 500 workers under a sanitizer's or valgrind's memory */
+    o.isolation = FAAS_ISOLATION_PROCESS;
+    o.memory_mb = 16;
+    assert_int_equal(faas_register(g_rt, "f", h_fault, &o), 0);
+    for (i = 0; i < n; i++)
+        assert_int_equal(faas_invoke(g_rt, "f", ev, NULL, burst_cb, &b), 0);
+    assert_true(tu_run_until(g_base, &b.done, n, 60000));
+    assert_int_equal(b.ok, n);
+    json_decref(ev);
+}
+
 static pid_t invoke_daemon(void)
 {
     struct faas_result *r = invoke_do("f", "daemon");
@@ -454,6 +488,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_memory_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fork_in_handler, setup, teardown),
         cmocka_unit_test_setup_teardown(test_daemons, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_burst_of_cold_starts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_init_faults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_cycles, setup, teardown),
     };
