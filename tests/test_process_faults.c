@@ -372,12 +372,13 @@ static void test_burst_of_cold_starts(void **state)
 {
     struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
     struct burst b = { 0, 0 };
-    json_t *ev = json_pack("{s:s}", "do", "ok");
+    json_t *ev;
     int i, n = 500;
     (void)state;
 
     if (UNDER_SANITIZER || under_valgrind())
         skip(); /* 500 workers under a sanitizer's or valgrind's memory */
+    ev = json_pack("{s:s}", "do", "ok");
     o.isolation = FAAS_ISOLATION_PROCESS;
     o.memory_mb = 16;
     assert_int_equal(faas_register(g_rt, "f", h_fault, &o), 0);
