@@ -555,15 +555,8 @@ static void x_exited(struct faas_xinst *xi, int wstatus, uint64_t maxrss_kb)
             xi->inv->x_maxrss_kb = maxrss_kb;
             x_finish_inv(xi, status, err);
         } else {
-            /* Died idle: out of the pool, and min_warm refilled. */
-            struct faas_fn *fn = inst->fn;
             json_decref(err);
-            faas_fn_ref(fn);
-            faas_list_remove(&inst->link);
-            faas_list_remove(&inst->rt_link);
-            faas_instance_destroy(inst);
-            faas_pool_prewarm(fn);
-            faas_fn_unref(fn);
+            x_retire(xi); /* died idle: out of the pool, min_warm refilled */
         }
     }
     xi->busy--;
