@@ -109,10 +109,9 @@ struct faas_xinst {
     int chan_lost;           /* it closed its channel: we killed it */
     int sent;                /* inv's INVOKE is written (a cold start's) */
     int exit_sent;           /* asked to run fini and exit */
-    int res_pending;         /* a RESULT came: finished on the next pass */
     int res_status;
     int res_logged;          /* with it: lines in the log pipe to read first */
-    json_t *res_payload;
+    json_t *res_payload;     /* a RESULT came: finished on the next pass */
     struct event *done_ev;
     int reap_poll;           /* no zygote and no pidfd: wait4 on a timer */
     uint64_t hwm_kb;         /* a command's peak memory, sampled */
@@ -129,6 +128,13 @@ static void x_disarm(struct faas_xinst *xi)
 {
     if (xi->timer)
         event_del(xi->timer);
+}
+
+/* Forgets a RESULT kept for the next pass. */
+static void x_drop_result(struct faas_xinst *xi)
+{
+    json_decref(xi->res_payload);
+    xi->res_payload = NULL;
 }
 
 /* ---- small helpers --------------------------------------------------- */
@@ -266,6 +272,17 @@ static int x_read_log(struct faas_xinst *xi)
     }
 }
 
+/* Reads what is in the log pipe now: lines written before an end belong
+ * to the invocation that ends. */
+static void x_drain_log(struct faas_xinst *xi)
+{
+    if (xi->logfd >= 0 && !x_read_log(xi)) {
+        free_ev(&xi->log_ev);
+        close_fd(&xi->logfd);
+        x_reap_soon(xi); /* its output ended: so, probably, has it */
+    }
+}
+
 static void log_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct faas_xinst *xi = arg;
@@ -274,11 +291,7 @@ static void log_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     faas_rt_enter(rt);
     xi->busy++;
-    if (!x_read_log(xi)) {
-        free_ev(&xi->log_ev);
-        close_fd(&xi->logfd);
-        x_reap_soon(xi);
-    }
+    x_drain_log(xi);
     xi->busy--;
     x_maybe_free(xi);
     faas_rt_leave(rt);
@@ -384,15 +397,6 @@ static void x_maybe_free(struct faas_xinst *xi)
         x_free(xi);
 }
 
-/* Reads what is in the log pipe now: lines written before an end belong
- * to the invocation that ends. */
-static void x_drain_log(struct faas_xinst *xi)
-{
-    if (xi->logfd >= 0 && !x_read_log(xi)) {
-        free_ev(&xi->log_ev);
-        close_fd(&xi->logfd);
-    }
-}
 
 /* The invocation ends with this outcome (payload taken over). */
 static void x_finish_inv(struct faas_xinst *xi, int status, json_t *payload)
@@ -401,12 +405,7 @@ static void x_finish_inv(struct faas_xinst *xi, int status, json_t *payload)
     struct faas_runtime *rt = xi->xrt->rt;
 
     x_disarm(xi);
-    if (xi->res_pending) {
-        /* A RESULT waiting for the next pass loses to this outcome. */
-        xi->res_pending = 0;
-        json_decref(xi->res_payload);
-        xi->res_payload = NULL;
-    }
+    x_drop_result(xi); /* a RESULT waiting for the next pass loses to this */
     xi->inv = NULL;
     inv->exec_status = status;
     json_decref(inv->exec_payload);
@@ -420,6 +419,14 @@ static void x_finish_inv(struct faas_xinst *xi, int status, json_t *payload)
         xi->inst->retire = 1;
     atomic_store(&inv->phase, FAAS_PHASE_DONE);
     faas_inv_finish(inv);
+}
+
+/* The RESULT kept for the next pass: ends its invocation now. */
+static void x_finish_result(struct faas_xinst *xi)
+{
+    json_t *payload = xi->res_payload;
+    xi->res_payload = NULL;
+    x_finish_inv(xi, xi->res_status, payload);
 }
 
 static json_t *error_obj(const char *type, const char *fmt, ...) FAAS_PRINTF(2, 3);
@@ -532,12 +539,8 @@ static void x_exited(struct faas_xinst *xi, int wstatus, uint64_t maxrss_kb)
     while (xi->chan >= 0 && x_read_chan(xi) > 0)
         ;
     inst = xi->inst; /* a READY with an error may have dropped it */
-    if (xi->res_pending && xi->inv) {
-        /* It answered, then ended: the answer stands. */
-        json_t *payload = xi->res_payload;
-        xi->res_payload = NULL;
-        xi->res_pending = 0;
-        x_finish_inv(xi, xi->res_status, payload);
+    if (xi->res_payload && xi->inv) {
+        x_finish_result(xi); /* it answered, then ended: the answer stands */
         inst = xi->inst;
     }
     if (inst) {
@@ -725,7 +728,6 @@ static void x_frame(struct faas_xinst *xi, uint32_t type, const char *p, uint32_
         xi->res_payload = parse_json(body, strnlen(body, len - sizeof r));
         xi->res_status = r.status;
         xi->res_logged = r.logged != 0;
-        xi->res_pending = 1;
         event_active(xi->done_ev, EV_TIMEOUT, 1);
         break;
     }
@@ -831,20 +833,16 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct faas_xinst *xi = arg;
     struct faas_runtime *rt = xi->xrt->rt;
-    json_t *payload;
 
     (void)fd;
     (void)what;
-    if (!xi->res_pending || !xi->inv)
+    if (!xi->res_payload || !xi->inv)
         return;
     faas_rt_enter(rt);
     xi->busy++;
     if (xi->res_logged)
         x_drain_log(xi); /* its stdout and stderr lines, before its end */
-    payload = xi->res_payload;
-    xi->res_payload = NULL;
-    xi->res_pending = 0;
-    x_finish_inv(xi, xi->res_status, payload);
+    x_finish_result(xi);
     xi->busy--;
     x_maybe_free(xi);
     faas_rt_leave(rt);
@@ -1412,11 +1410,7 @@ void faas_x_destroy(struct faas_instance *inst)
     xi->inst = NULL;
     xi->inv = NULL;
     x_disarm(xi);
-    if (xi->res_pending) {
-        xi->res_pending = 0;
-        json_decref(xi->res_payload);
-        xi->res_payload = NULL;
-    }
+    x_drop_result(xi);
     if (!xi->exited) {
         if (!xi->command && xi->ready && !xi->killed && xi->chan >= 0) {
             /* Warm and idle: let it run fini and go. */

@@ -463,11 +463,11 @@ static void send_result(int32_t status, const char *payload, uint64_t duration_n
     }
 }
 
-static void send_init_error(const char *type, const char *msg)
+static void send_init_error(const char *type, const char *msg, uint64_t init_ns)
 {
     json_t *e = faas_error_object(type, msg);
     char *s = json_dumps(e, JSON_COMPACT | JSON_ENCODE_ANY);
-    send_result(FAAS_EINIT, s ? s : "null", 0, FAAS_FR_READY);
+    send_result(FAAS_EINIT, s ? s : "null", init_ns, FAAS_FR_READY);
     free(s);
     json_decref(e);
 }
@@ -486,13 +486,13 @@ static int resolve(const struct faas_fr_hello *hi, const char *so_path, const ch
     dl = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
         snprintf(msg, sizeof msg, "Error: cannot load %s", dlerror());
-        send_init_error("Runtime.ImportModuleError", msg);
+        send_init_error("Runtime.ImportModuleError", msg, 0);
         return -1;
     }
     *(void **)&w_fn.handler = dlsym(dl, symbol);
     if (!w_fn.handler) {
         snprintf(msg, sizeof msg, "%s is undefined or not exported in %s", symbol, so_path);
-        send_init_error("Runtime.HandlerNotFound", msg);
+        send_init_error("Runtime.HandlerNotFound", msg, 0);
         return -1;
     }
     if (!w_fn.opts.init) {
@@ -510,7 +510,6 @@ static void run_init(void)
 {
     struct faas_ctx ctx;
     uint64_t ns = 0;
-    char *s;
 
     memset(&ctx, 0, sizeof ctx);
     ctx.rt = &w_rt;
@@ -521,9 +520,7 @@ static void run_init(void)
     w_inst.fn = &w_fn;
     w_inst.initialized = w_fn.opts.init == NULL;
     if (!w_inst.initialized && faas_instance_init(&w_inst, &ctx, &ns) != 0) {
-        json_t *e = faas_error_object(ctx.error_type, ctx.error_message);
-        s = json_dumps(e, JSON_COMPACT | JSON_ENCODE_ANY);
-        send_result(FAAS_EINIT, s ? s : "null", ns, FAAS_FR_READY);
+        send_init_error(ctx.error_type, ctx.error_message, ns);
         _exit(0);
     }
     free(ctx.error_type);
