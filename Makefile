@@ -21,10 +21,15 @@ B       ?= build
 OPT     ?= -O2
 SAN     ?=
 
+# pkg-config runs when the Makefile is read. Targets that may install the
+# dependencies (test, run, check, bench, fuzz) therefore install them first
+# and then build in a fresh make, which reads the flags anew; the plain build
+# targets never install anything and stop with a clear message instead.
 PKGS        := libevent jansson libsodium
 DEP_CFLAGS  := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 DEP_LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+DEPS_FOUND  := $(shell pkg-config --exists $(PKGS) 2>/dev/null && echo yes)
 
 WARN    := -Wall -Wextra -Wshadow -Wconversion -Wsign-conversion -Wstrict-prototypes \
            -Wmissing-prototypes -Wpointer-arith -Wformat=2 -Wundef -Werror
@@ -58,17 +63,28 @@ SONAME := libfaas.so.$(VERSION_MAJOR)
 
 FORCE:
 
-.PHONY: fuzz FORCE all deps lib test check check-asan check-tsan check-valgrind examples run \
-        bench install uninstall clean tests-build
+.PHONY: fuzz FORCE all deps depcheck lib test test-run check check-asan check-tsan \
+        check-valgrind examples run run-gateway bench bench-run fuzz-run install uninstall \
+        clean tests-build
 
-all: deps lib
+all: lib
 
 deps:
 	@sh tools/deps.sh
 
-lib: $(STATIC) $(SHARED) $(B)/libfaas.pc
+# Plain builds (make, make lib, make examples, make install) never call
+# apt-get: packagers build as non-root without dpkg.
+depcheck:
+ifneq ($(DEPS_FOUND),yes)
+	@echo "libfaas: pkg-config finds no $(PKGS)." >&2
+	@echo "Install them (Debian: libevent-dev libjansson-dev libsodium-dev pkg-config)," >&2
+	@echo "or run 'make deps' (or 'make test', which installs what is missing)." >&2
+	@exit 1
+endif
 
-$(B)/obj/%.o: lib/%.c $(wildcard lib/*.h) include/faas.h
+lib: depcheck $(STATIC) $(SHARED) $(B)/libfaas.pc
+
+$(B)/obj/%.o: lib/%.c $(wildcard lib/*.h) include/faas.h | depcheck
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(LIB_CFLAGS) -c $< -o $@
@@ -151,7 +167,11 @@ $(B)/tests/so/%.so: tests/so/%.c include/faas.h
 
 tests-build: $(TESTS) $(TEST_SOS)
 
-test: deps lib tests-build
+test:
+	@sh tools/deps.sh
+	@$(MAKE) --no-print-directory test-run
+
+test-run: lib tests-build
 	@sh tools/run-tests.sh "$(RUNNER)" $(TESTS)
 
 # Sanitizer builds live in their own trees so they never mix with build/.
@@ -165,22 +185,26 @@ check-asan:
 	ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1" \
 	    $(MAKE) --no-print-directory B=build/asan OPT=-O1 \
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
-	    test
+	    test-run
 
 check-tsan:
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-	    $(MAKE) --no-print-directory B=build/tsan OPT=-O1 SAN="-fsanitize=thread" test
+	    $(MAKE) --no-print-directory B=build/tsan OPT=-O1 SAN="-fsanitize=thread" test-run
 
 check-valgrind:
 	$(MAKE) --no-print-directory B=build/valgrind OPT=-O0 \
 	    RUNNER="valgrind -q --leak-check=full --show-leak-kinds=definite,indirect,possible \
 	    --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99 \
-	    --track-fds=no --child-silent-after-fork=yes" test
+	    --track-fds=no --child-silent-after-fork=yes" test-run
 
-examples: deps lib $(EXAMPLES)
+examples: lib $(EXAMPLES)
 
 # The reference gateway on its demo config, in the foreground (Ctrl-C drains).
-run: deps lib $(B)/examples/faas-gateway
+run:
+	@sh tools/deps.sh
+	@$(MAKE) --no-print-directory run-gateway
+
+run-gateway: lib $(B)/examples/faas-gateway
 	./$(B)/examples/faas-gateway $(GW_DIR)/demo.json
 
 # The C Lambda runtime of bench_command (and of test_command's keep-alive
@@ -196,7 +220,11 @@ $(CRT): tests/runtimes/crt.c
 
 $(B)/tests/test_command $(B)/bench/bench_command: $(CRT)
 
-bench: deps lib $(BENCHES) $(TEST_SOS) $(CRT) $(B)/examples/faas-gateway
+bench:
+	@sh tools/deps.sh
+	@$(MAKE) --no-print-directory bench-run
+
+bench-run: lib $(BENCHES) $(TEST_SOS) $(CRT) $(B)/examples/faas-gateway
 	@for b in $(BENCHES); do echo "== $$b"; "$$b" || exit 1; done
 
 # libFuzzer targets (clang): each runs FUZZ_SECONDS from its seed corpus.
@@ -213,7 +241,9 @@ build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(wildcard lib/*.h) include/faas.h
 
 fuzz:
 	@WITH_FUZZ_TOOLS=1 sh tools/deps.sh
-	$(MAKE) --no-print-directory $(FUZZERS)
+	@$(MAKE) --no-print-directory fuzz-run
+
+fuzz-run: depcheck $(FUZZERS)
 	@for f in $(FUZZERS); do \
 	    n=$$(basename $$f); log=build/fuzz/$$n.log; mkdir -p build/fuzz/corpus-$$n; \
 	    seeds=; [ -d tests/fuzz/corpus/$$n ] && seeds=tests/fuzz/corpus/$$n; \
