@@ -83,7 +83,9 @@ struct faas_result;
     XX(EIDEMPOTENCY_MISMATCH, -15, "idempotency key reused with a different payload") \
     XX(ENOKEY, -16, "idempotency key required and absent")                  \
     XX(EPARSE, -17, "parse error")                                          \
-    XX(ESYS, -18, "system call failed")
+    XX(ESYS, -18, "system call failed")                                    \
+    XX(EUNAVAILABLE, -19, "durable engine unreachable or failing")          \
+    XX(EDRAINING, -20, "the runtime is draining")
 
 enum faas_error {
 #define FAAS_ERR_ENUM_(name, value, msg) FAAS_##name = (value),
@@ -137,7 +139,9 @@ enum faas_log_kind {
     FAAS_LOG_REPORT = 1, /* one invocation finished: see `result` */
     FAAS_LOG_LINE = 2,   /* a line logged with faas_ctx_log(): see `line` */
     FAAS_LOG_IDEMPOTENCY = 3, /* an idempotency event: see `action`, `key` */
-    FAAS_LOG_ASYNC = 4   /* an async event's retry or end: see `action`, `line` */
+    FAAS_LOG_ASYNC = 4,  /* an async event's retry or end: see `action`, `line` */
+    FAAS_LOG_WARNING = 5 /* the runtime refused or dropped something, or a
+                            resource ran out: see `action`, `line` */
 };
 
 /*
@@ -159,6 +163,10 @@ struct faas_log_record {
      * "dead-letter", "overflow" (also from a directory watch whose inotify
      * queue overflowed: function and request_id NULL, line names the
      * watch).
+     * FAAS_LOG_WARNING: "record-refused" (faas_emit: line says why),
+     * "accept" (the HTTP gateway could not accept a connection: line has
+     * the system's error; repeats are rate-limited), "connection-limit",
+     * "drain".
      */
     const char *action;
     const char *key; /* FAAS_LOG_IDEMPOTENCY: the key's hash, hex */
@@ -199,19 +207,30 @@ struct faas_runtime_opts {
     const char *region;         /* awsRegion and ARNs in events; "local" */
     int invoke_api;             /* 1: the HTTP gateway also serves Lambda's
                                    Invoke API (POST /2015-03-31/functions/
-                                   {name}/invocations); 0: routes only */
+                                   {name}/invocations); 0 (the default):
+                                   routes only */
     const char *runtime_api_address; /* COMMAND functions' Runtime API
                                    endpoints listen here; "127.0.0.1" */
     const char *access_key_id;  /* Invoke API: with secret_access_key, only */
     const char *secret_access_key; /* requests SigV4-signed with this key
                                    pair are served; NULL = any request */
+    uint32_t http_read_timeout_ms; /* HTTP gateway: a request must arrive
+                                   whole within this, from its first byte;
+                                   0 = 10000 */
+    uint32_t http_idle_timeout_ms; /* HTTP gateway: an idle keep-alive
+                                   connection is closed; 0 = 60000 */
+    uint32_t http_max_connections; /* HTTP gateway: connections beyond this
+                                   are accepted and closed at once; 0 = 1024 */
+    int runtime_api_allow_remote; /* 1: runtime_api_address may be a
+                                   non-loopback address (its endpoints then
+                                   cannot verify who connects); 0: refused */
 };
 
 #define FAAS_RUNTIME_OPTS_INIT                                              \
     {                                                                       \
         FAAS_RUNTIME_OPTS_VERSION, 0, 1, 6u * 1024u * 1024u, 256u * 1024u,  \
-            NULL, NULL, { NULL, NULL, NULL }, 0u, 16u * 1024u, NULL, 1,     \
-            NULL, NULL, NULL                                                \
+            NULL, NULL, { NULL, NULL, NULL }, 0u, 16u * 1024u, NULL, 0,     \
+            NULL, NULL, NULL, 10000u, 60000u, 1024u, 0                      \
     }
 
 /*
@@ -236,6 +255,27 @@ FAAS_EXTERN int faas_runtime_new(struct faas_runtime **out, struct event_base *b
  */
 FAAS_EXTERN void faas_runtime_free(struct faas_runtime *rt);
 
+/*
+ * The callback of faas_drain(): rc is 0 when nothing was left, or
+ * FAAS_ETIMEDOUT with `remaining` units of work (invocations queued or
+ * running, async events, batched records) still pending at the deadline.
+ */
+typedef void (*faas_drain_fn)(int rc, uint64_t remaining, void *arg);
+
+/*
+ * Starts a clean shutdown: from now on new work is refused with
+ * FAAS_EDRAINING (faas_invoke, faas_invoke_async, faas_emit; the HTTP
+ * gateway answers 503 and closes idle connections), batch windows are
+ * flushed at once, and queued and running work goes on. `cb` runs once,
+ * later, from the loop (never inside this call): when nothing is left, or
+ * at the deadline `timeout_ms` (0 = none) with what remains. The runtime
+ * stays usable for reading (faas_stats, metrics) and must still be freed
+ * with faas_runtime_free, which cancels what is left.
+ * Returns 0, FAAS_EINVAL (NULL rt or cb) or FAAS_EBUSY (already draining).
+ */
+FAAS_EXTERN int faas_drain(struct faas_runtime *rt, uint32_t timeout_ms, faas_drain_fn cb,
+                           void *arg);
+
 /* ------------------------------------------------------------------ */
 /* Functions                                                           */
 /* ------------------------------------------------------------------ */
@@ -258,10 +298,13 @@ struct faas_idempotency_opts {
     uint32_t max_entries;      /* LRU bound of the memory store; 0 = none */
     int required;              /* 1: a missing key is FAAS_ENOKEY */
     struct faas_store *store;  /* borrowed; NULL: a memory store of the function's own */
+    size_t max_bytes;          /* the function's memory store: bytes of
+                                  records; 0 = 64 MiB */
 };
 
 #define FAAS_IDEMPOTENCY_OPTS_INIT                                          \
-    { FAAS_IDEMPOTENCY_OPTS_VERSION, NULL, NULL, 3600u, 0u, 0, NULL }
+    { FAAS_IDEMPOTENCY_OPTS_VERSION, NULL, NULL, 3600u, 0u, 0, NULL,        \
+      64u * 1024u * 1024u }
 
 /*
  * Idempotency stores. A store keeps one record per key: a key is the
@@ -371,12 +414,15 @@ struct faas_async_opts {
     void *on_complete_arg;
     faas_result_fn dead_letter; /* events that failed for good */
     void *dead_letter_arg;
+    size_t max_queue_bytes;     /* serialised JSON bytes of the events
+                                   waiting; 0 = 64 MiB */
 };
 
 #define FAAS_ASYNC_OPTS_INIT                                                \
     {                                                                       \
         FAAS_ASYNC_OPTS_VERSION, 2u, 1000u, 6u * 3600u * 1000u, 100000u,    \
-            FAAS_OVERFLOW_REJECT, NULL, NULL, NULL, NULL, NULL, NULL        \
+            FAAS_OVERFLOW_REJECT, NULL, NULL, NULL, NULL, NULL, NULL,       \
+            64u * 1024u * 1024u                                             \
     }
 
 #define FAAS_FUNCTION_OPTS_VERSION 1
