@@ -365,6 +365,7 @@ struct faas_runtime {
     int cb_depth;              /* inside a user callback */
     int free_requested;        /* faas_runtime_free was called in one */
     int closing;               /* faas_runtime_free is running */
+    int draining;              /* faas_drain was called: new work is refused */
 };
 
 /* ---- alloc.c -------------------------------------------------------- */
@@ -465,6 +466,9 @@ int faas_http_route_add(struct faas_runtime *rt, struct faas_mapping *m);
 void faas_http_route_remove(struct faas_runtime *rt, struct faas_mapping *m);
 /* Teardown: routes, the own server, pending requests answered 503. */
 void faas_http_free(struct faas_runtime *rt);
+/* faas_drain began (rt->draining is set): close the gateway's idle
+ * connections; from now on every new request is answered 503. */
+void faas_http_drain(struct faas_runtime *rt);
 
 /* ---- shapes.c / batch.c: host-fed sources ---------------------------- */
 /* The record as Lambda delivers it for `kind` and `name` (the S3 event name
