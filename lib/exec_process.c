@@ -227,8 +227,7 @@ static void x_line(struct faas_xinst *xi, const char *text, size_t len)
         char buf[FAAS_LOGLINE_MAX];
         if (!rt->opts.log || !xi->inst)
             return;
-        memcpy(buf, text, len);
-        buf[len] = '\0';
+        faas_log_escape(buf, sizeof buf, text, len);
         memset(&rec, 0, sizeof rec);
         rec.kind = FAAS_LOG_LINE;
         rec.function = xi->inst->fn->name;
