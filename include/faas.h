@@ -391,15 +391,15 @@ FAAS_EXTERN int faas_store_memory_new(struct faas_store **out, uint32_t max_entr
 
 /*
  * Sets a memory store's bound in bytes; 0 restores the default, 64 MiB. A
- * record costs its payload's compact JSON size and about 150 bytes (its
- * key, validation, owner and node). To stay under the bound, put_if_absent
- * and complete evict least recently used COMPLETED records; a record that
- * cannot fit is refused and nothing is evicted for it: FAAS_ETOOBIG when it
- * alone is over the bound, FAAS_ETHROTTLED when records in progress hold
- * the rest (a refused complete drops the record it would have completed).
- * Lowering the bound evicts COMPLETED records at once, least recently used
- * first. `st` is borrowed. Returns 0, or FAAS_EINVAL when st is not a
- * memory store.
+ * record costs its payload's compact JSON size and its node, 120 bytes on
+ * 64-bit systems (key, validation, owner). To stay under the bound,
+ * put_if_absent and complete evict least recently used COMPLETED records; a
+ * record that cannot fit is refused and nothing is evicted for it:
+ * FAAS_ETOOBIG when it alone is over the bound, FAAS_ETHROTTLED when records
+ * in progress hold the rest (a refused complete drops the record it would
+ * have completed). Lowering the bound evicts COMPLETED records at once,
+ * least recently used first. `st` is borrowed; loop thread only, like the
+ * store. Returns 0, or FAAS_EINVAL when st is not a memory store.
  */
 FAAS_EXTERN int faas_store_memory_set_max_bytes(struct faas_store *st, size_t max_bytes);
 

@@ -163,8 +163,8 @@ int faas_store_remove(struct faas_store *st, const char *key, const char *owner,
 
 /* ---- the memory store: layout and helpers --------------------------- */
 
-/* 120 bytes on LP64: with malloc's 16 and a bucket pointer share of 8-16,
- * about 150 bytes a record besides the payload. */
+/* 120 bytes on LP64, what max_bytes counts besides the payload; with
+ * malloc's 16 and a bucket pointer share of 8-16, about 150 in memory. */
 struct mem_node {
     struct mem_node *hnext;   /* bucket chain */
     struct faas_list lru;     /* m->lru, most recently used first */
