@@ -501,9 +501,10 @@ static void mem_evict(struct mem *m, struct mem_node *t)
 }
 
 /*
- * From the LRU tail, frees expired nodes and evicts COMPLETED ones (never
- * `self`, never one in progress) until the other nodes cost at most
- * `target`, or the list ends; up to `scan` nodes looked at (0: no limit).
+ * From the LRU tail, frees expired nodes and, with completed_too, evicts
+ * COMPLETED ones (never `self`, never one in progress) until the other
+ * nodes cost at most `target`, or the list ends; up to `scan` nodes looked
+ * at (0: no limit).
  */
 static void mem_shed(struct mem *m, const struct mem_node *self, size_t target, int64_t now_ms,
                      size_t scan, int completed_too)
