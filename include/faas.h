@@ -158,7 +158,9 @@ struct faas_log_record {
      * FAAS_LOG_IDEMPOTENCY: "store" (a record was taken), "complete",
      * "delete" (a failed invocation dropped its record), "lost" (its
      * record had expired and been taken by another), "replay",
-     * "inprogress", "mismatch", "evict" (the memory store's LRU bound).
+     * "inprogress", "mismatch", "evict" (the memory store's LRU or byte
+     * bound), "drop" (the store could not keep a result: line says why;
+     * the result was delivered all the same).
      * FAAS_LOG_ASYNC: "retry", "throttled", "success", "failure",
      * "dead-letter", "overflow" (also from a directory watch whose inotify
      * queue overflowed: function and request_id NULL, line names the
@@ -299,7 +301,8 @@ struct faas_idempotency_opts {
     int required;              /* 1: a missing key is FAAS_ENOKEY */
     struct faas_store *store;  /* borrowed; NULL: a memory store of the function's own */
     size_t max_bytes;          /* the function's memory store: bytes of
-                                  records; 0 = 64 MiB */
+                                  records (faas_store_memory_set_max_bytes);
+                                  0 = 64 MiB */
 };
 
 #define FAAS_IDEMPOTENCY_OPTS_INIT                                          \
@@ -350,6 +353,10 @@ typedef void (*faas_store_cb)(int rc, const struct faas_store_record *rec, void 
  * run (exactly once), or a FAAS_E* code when it will not. put_if_absent
  * takes the key only if no live record holds it; complete replaces the
  * record only if one exists; records are copied (payload: a reference).
+ * A store that cannot keep a record answers FAAS_ETOOBIG (it is bigger than
+ * the store allows) or FAAS_ETHROTTLED (records in progress fill the
+ * store): a refused put fails the invocation with that code; a refused
+ * complete still delivers the result, which is not kept.
  */
 struct faas_store_ops {
     unsigned int version; /* FAAS_STORE_OPS_VERSION */
@@ -373,12 +380,28 @@ FAAS_EXTERN int faas_store_new(struct faas_store **out, const struct faas_store_
 
 /*
  * The embedded store: a hash table with an LRU bound of max_entries records
- * (0 = unbounded): the least recently used COMPLETED record is evicted
- * first; records in progress are never evicted (the bound is exceeded while
- * that many invocations run). Expiry is checked on every access. Answers
- * inside each call. Returns 0, FAAS_ENOMEM.
+ * (0 = unbounded) and a bound in bytes (64 MiB; see
+ * faas_store_memory_set_max_bytes): the least recently used COMPLETED
+ * record is evicted first; records in progress are never evicted (the count
+ * bound is exceeded while that many invocations run). Expiry is checked on
+ * every access. Answers inside each call. Used from one thread. The store
+ * is the caller's, freed with faas_store_free(). Returns 0, FAAS_ENOMEM.
  */
 FAAS_EXTERN int faas_store_memory_new(struct faas_store **out, uint32_t max_entries);
+
+/*
+ * Sets a memory store's bound in bytes; 0 restores the default, 64 MiB. A
+ * record costs its payload's compact JSON size and its node, 120 bytes on
+ * 64-bit systems (key, validation, owner). To stay under the bound,
+ * put_if_absent and complete evict least recently used COMPLETED records; a
+ * record that cannot fit is refused and nothing is evicted for it:
+ * FAAS_ETOOBIG when it alone is over the bound, FAAS_ETHROTTLED when records
+ * in progress hold the rest (a refused complete drops the record it would
+ * have completed). Lowering the bound evicts COMPLETED records at once,
+ * least recently used first. `st` is borrowed; loop thread only, like the
+ * store. Returns 0, or FAAS_EINVAL when st is not a memory store.
+ */
+FAAS_EXTERN int faas_store_memory_set_max_bytes(struct faas_store *st, size_t max_bytes);
 
 /* Frees a store. It must not be in use by a registered function. NULL ok. */
 FAAS_EXTERN void faas_store_free(struct faas_store *st);
@@ -396,6 +419,10 @@ FAAS_EXTERN int faas_store_remove(struct faas_store *st, const char *key, const 
                                   int64_t now_ms, faas_store_cb cb, void *arg);
 /* Records held by a memory store (live or not yet swept); 0 for others. */
 FAAS_EXTERN size_t faas_store_memory_count(const struct faas_store *st);
+/* The bytes a memory store's records cost (as max_bytes counts them); 0
+ * for other stores. Never more than the bound, except while records in
+ * progress alone exceed a bound that was lowered. */
+FAAS_EXTERN size_t faas_store_memory_bytes(const struct faas_store *st);
 
 enum faas_overflow { FAAS_OVERFLOW_REJECT = 0, FAAS_OVERFLOW_DROP_OLDEST = 1 };
 
@@ -680,7 +707,11 @@ FAAS_EXTERN int faas_ctx_fail(struct faas_ctx *ctx, const char *error_type, cons
  * Logs a line for this invocation; it reaches the runtime's log callback as a
  * FAAS_LOG_LINE record tagged with the request id, before the invocation's
  * REPORT (for a THREAD invocation that timed out or was cancelled: when its
- * handler returns, after the REPORT). Lines over 4 KiB are truncated.
+ * handler returns, after the REPORT). One call is one line: control
+ * characters are escaped as C and JSON write them ("\n", "\r", "\t", other
+ * bytes below 0x20 and 0x7f as "\u00XX"; UTF-8 stays as it is), trailing
+ * newlines dropped. Lines over 4 KiB (escaped) are truncated. An invocation
+ * keeps at most 1 MiB of lines; past that, one line says they were cut.
  */
 FAAS_EXTERN void faas_ctx_log(struct faas_ctx *ctx, const char *fmt, ...) FAAS_PRINTF(2, 3);
 

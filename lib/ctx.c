@@ -7,6 +7,13 @@
  * may touch while a worker runs (the cancel flag and the deadline) are
  * atomics. Log lines are kept on the record and delivered from the loop when
  * the invocation ends, before its REPORT.
+ *
+ * What a handler hands in is bounded per invocation: a line at
+ * FAAS_LOGLINE_MAX, the lines kept at FAAS_LOG_KEEP_MAX, the error type and
+ * message of faas_ctx_fail at ERROR_TYPE_MAX and ERROR_MESSAGE_MAX. A line
+ * becomes log text only through faas_log_escape (faas_ctx_add_line is the
+ * one way in, for every isolation mode and for the stdout and stderr of
+ * processes), so one call of faas_ctx_log is one line for the host.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,6 +21,73 @@
 #include <string.h>
 
 #include "faas_int.h"
+
+/* Bytes of an error type and an error message kept from faas_ctx_fail: the
+ * error object is part of the result, and a handler that formats without
+ * end must not grow it (nor a worker's RESULT frame past its bound). */
+#define ERROR_TYPE_MAX 1024u
+#define ERROR_MESSAGE_MAX (64u * 1024u)
+
+/* ---- log text ------------------------------------------------------- */
+
+/* The length of s[0..len) without a UTF-8 sequence cut at its end. */
+static size_t utf8_whole(const char *s, size_t len)
+{
+    size_t i = len, back = 0, need;
+    unsigned char lead;
+
+    while (i > 0 && back < 4 && ((unsigned char)s[i - 1] & 0xc0u) == 0x80u) {
+        i--;
+        back++;
+    }
+    if (i == 0)
+        return len;
+    lead = (unsigned char)s[i - 1];
+    if (lead < 0xc0u)
+        return len; /* ASCII, or continuation bytes without a lead: as they are */
+    need = lead >= 0xf0u ? 4 : lead >= 0xe0u ? 3 : 2;
+    return back + 1 < need ? i - 1 : len;
+}
+
+size_t faas_log_escape(char *out, size_t size, const char *in, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t i, o = 0;
+    int cut = 0;
+
+    if (size == 0)
+        return 0;
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)in[i];
+        char esc[6];
+        size_t n = 0;
+
+        if (c == '\n' || c == '\r' || c == '\t') {
+            esc[0] = '\\';
+            esc[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+            n = 2;
+        } else if (c < 0x20u || c == 0x7fu) {
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15u];
+            n = 6;
+        }
+        if (o + (n ? n : 1) > size - 1) {
+            cut = 1;
+            break; /* never half an escape */
+        }
+        if (n) {
+            memcpy(out + o, esc, n);
+            o += n;
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    if (cut)
+        o = utf8_whole(out, o);
+    out[o] = '\0';
+    return o;
+}
 
 const char *faas_ctx_request_id(const struct faas_ctx *ctx)
 {
@@ -71,6 +145,18 @@ void *faas_ctx_state(const struct faas_ctx *ctx)
     return ctx ? ctx->state : NULL;
 }
 
+/* A copy of s cut at max bytes (and at a whole UTF-8 sequence), or NULL. */
+static char *bounded_dup(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max);
+    char *d = faas_malloc(n + 1);
+    if (!d)
+        return NULL;
+    memcpy(d, s, n);
+    d[n < max ? n : utf8_whole(d, n)] = '\0';
+    return d;
+}
+
 int faas_ctx_fail(struct faas_ctx *ctx, const char *error_type, const char *fmt, ...)
 {
     va_list ap;
@@ -82,15 +168,20 @@ int faas_ctx_fail(struct faas_ctx *ctx, const char *error_type, const char *fmt,
         ctx->failed = 1;
         free(ctx->error_type);
         free(ctx->error_message);
-        ctx->error_type = faas_strdup(error_type ? error_type : "Error");
+        ctx->error_type = bounded_dup(error_type ? error_type : "Error", ERROR_TYPE_MAX);
         if (fmt) {
             va_list ap2;
             int n;
             va_start(ap, fmt);
             va_copy(ap2, ap);
             n = vsnprintf(NULL, 0, fmt, ap);
-            if (n >= 0 && (msg = faas_malloc((size_t)n + 1)) != NULL)
-                vsnprintf(msg, (size_t)n + 1, fmt, ap2);
+            if (n >= 0) {
+                size_t keep = (size_t)n < ERROR_MESSAGE_MAX ? (size_t)n : ERROR_MESSAGE_MAX;
+                if ((msg = faas_malloc(keep + 1)) != NULL) {
+                    vsnprintf(msg, keep + 1, fmt, ap2);
+                    msg[utf8_whole(msg, keep)] = '\0';
+                }
+            }
             va_end(ap2);
             va_end(ap);
         }
@@ -127,9 +218,14 @@ void faas_ctx_add_line(struct faas_ctx *ctx, const char *text, size_t len)
 {
     static const char cut[] = "[log truncated: more than 1 MiB of lines in one invocation]";
     struct faas_logline *l;
+    char esc[FAAS_LOGLINE_MAX];
 
     if (len >= FAAS_LOGLINE_MAX)
         len = FAAS_LOGLINE_MAX - 1;
+    /* Handler text is log text only once escaped: a newline in it must not
+     * start a line of its own (a forged REPORT). */
+    len = faas_log_escape(esc, sizeof esc, text, len);
+    text = esc;
     /* A bound on what one invocation keeps until it ends: a handler that
      * prints without end costs the host no more than this. */
     if (ctx->log_bytes >= FAAS_LOG_KEEP_MAX)

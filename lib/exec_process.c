@@ -49,6 +49,10 @@
 #include "exec_process.h"
 #include "faas_int.h"
 
+/* Bytes of channel buffer an idle process keeps; above, a buffer grown
+ * for one large payload is given back once it is empty. */
+#define BUF_KEEP ((size_t)1024 * 1024)
+
 struct faas_xrt {
     struct faas_runtime *rt;
     pid_t zpid;              /* 0: no zygote, the host forks */
@@ -227,8 +231,7 @@ static void x_line(struct faas_xinst *xi, const char *text, size_t len)
         char buf[FAAS_LOGLINE_MAX];
         if (!rt->opts.log || !xi->inst)
             return;
-        memcpy(buf, text, len);
-        buf[len] = '\0';
+        faas_log_escape(buf, sizeof buf, text, len);
         memset(&rec, 0, sizeof rec);
         rec.kind = FAAS_LOG_LINE;
         rec.function = xi->inst->fn->name;
@@ -582,6 +585,12 @@ static void x_flush(struct faas_xinst *xi)
         xi->woff += (size_t)n;
     }
     xi->woff = xi->wlen = 0;
+    /* One large event must not keep its buffer for the process's life. */
+    if (xi->wcap > BUF_KEEP) {
+        free(xi->wbuf);
+        xi->wbuf = NULL;
+        xi->wcap = 0;
+    }
 }
 
 static void write_cb(evutil_socket_t fd, short what, void *arg)
@@ -810,6 +819,14 @@ static int x_read_chan(struct faas_xinst *xi)
     if (off) {
         memmove(xi->rbuf, xi->rbuf + off, xi->rlen - off);
         xi->rlen -= off;
+    }
+    /* Nor one large result its buffer (kept non-NULL: NULL means closed). */
+    if (xi->rlen == 0 && xi->rcap > BUF_KEEP) {
+        char *p = realloc(xi->rbuf, 65536 * 2);
+        if (p) {
+            xi->rbuf = p;
+            xi->rcap = 65536 * 2;
+        }
     }
     return 1;
 }

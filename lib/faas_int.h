@@ -385,6 +385,12 @@ void faas_iso_time_ms(int64_t wall_ns, char *buf, size_t size);
 /* Appends a log line (len bytes, cut at FAAS_LOGLINE_MAX) to the context's
  * list; a line that cannot be allocated is dropped. */
 void faas_ctx_add_line(struct faas_ctx *ctx, const char *text, size_t len);
+/* Handler text as one log line: \n, \r, \t as those two characters, other
+ * bytes below 0x20 and 0x7f as \u00XX, everything else (UTF-8) as it is.
+ * Writes at most size - 1 bytes and a NUL to out, never half an escape or a
+ * UTF-8 sequence; returns the bytes written. Every path from a handler's
+ * text to the log callback goes through it. */
+size_t faas_log_escape(char *out, size_t size, const char *in, size_t len);
 
 /* ---- runtime.c ------------------------------------------------------ */
 struct faas_fn *faas_fn_lookup(struct faas_runtime *rt, const char *name);

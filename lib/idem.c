@@ -20,6 +20,10 @@
  *                  running (FAAS_EIDEMPOTENCY_MISMATCH if its validated part
  *                  differs); it expires after ttl_s.
  * A success completes the record; a failure deletes it, so a retry runs.
+ * The function's own memory store is bounded in bytes too: a record it
+ * cannot take fails the invocation (FAAS_ETOOBIG, FAAS_ETHROTTLED) before
+ * the handler runs; a result it cannot keep is delivered and logged
+ * "drop".
  *
  * Stores may answer inside the call or later. An invocation waiting for its
  * store sits on rt->store_wait behind a small token, so faas_runtime_free can
@@ -42,9 +46,10 @@ struct faas_idem {
     struct faas_store *store;
     int owns_store;
     /* Keys the memory store evicted inside an operation, logged once the
-     * operation is over: host code must not run inside the store. */
-    char evicted[8][65];
-    int nevicted;
+     * operation is over: host code must not run inside the store. One
+     * operation may evict many (the byte bound): the array grows. */
+    char (*evicted)[65];
+    size_t nevicted, evicted_cap;
 };
 
 struct idem_wait {
@@ -60,18 +65,41 @@ static void on_evict(void *arg, const char *key)
 {
     struct faas_fn *fn = arg;
     struct faas_idem *idem = fn->idem;
-    if (idem->nevicted < (int)(sizeof idem->evicted / sizeof idem->evicted[0]))
-        memcpy(idem->evicted[idem->nevicted++], key, sizeof idem->evicted[0]);
+    if (idem->nevicted == idem->evicted_cap) {
+        size_t cap = idem->evicted_cap ? idem->evicted_cap * 2 : 8;
+        char(*a)[65] = faas_malloc(cap * sizeof *a);
+        if (!a)
+            return; /* the record is evicted all the same; its log line is lost */
+        if (idem->nevicted)
+            memcpy(a, idem->evicted, idem->nevicted * sizeof *a);
+        free(idem->evicted);
+        idem->evicted = a;
+        idem->evicted_cap = cap;
+    }
+    memcpy(idem->evicted[idem->nevicted++], key, sizeof idem->evicted[0]);
 }
 
-/* Logs the evictions of the store operation that just returned. */
+/* Logs the evictions of the store operation that just returned, least
+ * recently used first (callers hold the runtime: a free waits). The keys
+ * are taken off first: a log callback that invokes again logs only its
+ * own evictions. */
 static void log_evictions(struct faas_fn *fn)
 {
     struct faas_idem *idem = fn->idem;
-    char key[65];
-    while (idem->nevicted > 0) {
-        memcpy(key, idem->evicted[--idem->nevicted], sizeof key);
-        faas_log_event(fn->rt, FAAS_LOG_IDEMPOTENCY, fn->name, "", "evict", key, NULL);
+    char(*keys)[65] = idem->evicted;
+    size_t i, n = idem->nevicted, cap = idem->evicted_cap;
+
+    if (n == 0)
+        return;
+    idem->evicted = NULL;
+    idem->nevicted = idem->evicted_cap = 0;
+    for (i = 0; i < n; i++)
+        faas_log_event(fn->rt, FAAS_LOG_IDEMPOTENCY, fn->name, "", "evict", keys[i], NULL);
+    if (idem->evicted == NULL) { /* the array again, for the next operation */
+        idem->evicted = keys;
+        idem->evicted_cap = cap;
+    } else {
+        free(keys);
     }
 }
 
@@ -108,6 +136,7 @@ int faas_idem_configure(struct faas_fn *fn, const struct faas_idempotency_opts *
     if (rc)
         return rc;
     idem->owns_store = 1;
+    faas_store_memory_set_max_bytes(idem->store, opts->max_bytes);
     idem->store->on_evict = on_evict;
     idem->store->on_evict_arg = fn;
     return 0;
@@ -120,6 +149,7 @@ void faas_idem_free(struct faas_fn *fn)
         return;
     if (idem->owns_store)
         faas_store_free(idem->store);
+    free(idem->evicted);
     free(idem->key_path);
     free(idem->validate_path);
     free(idem);
@@ -200,7 +230,8 @@ static int path_key(json_t *root, const char *path, struct keytext *out)
         size_t len = dot ? (size_t)(dot - p) : strlen(p);
         if (json_is_string(cur) && nparsed < sizeof parsed / sizeof parsed[0]) {
             /* A string holding JSON (an HTTP body): look inside it. */
-            json_t *doc = json_loadb(json_string_value(cur), json_string_length(cur), 0, NULL);
+            json_t *doc = json_loadb(json_string_value(cur), json_string_length(cur),
+                                   JSON_ALLOW_NUL, NULL);
             if (!doc)
                 break;
             parsed[nparsed++] = doc;
@@ -312,9 +343,14 @@ static void op_done(int rc, const struct faas_store_record *rec, void *arg)
     if (op->fn) {
         faas_list_remove(&op->link);
         /* "lost": the record was no longer this invocation's (it expired,
-         * and a duplicate took the key). */
-        faas_log_event(op->fn->rt, FAAS_LOG_IDEMPOTENCY, op->fn->name, op->request_id,
-                       rc == 0 ? op->action : "lost", op->key, NULL);
+         * and a duplicate took the key). "drop": the store could not keep
+         * the result (its byte bound); the caller has it all the same. */
+        if (rc == 0 || rc == FAAS_ENOENT || strcmp(op->action, "complete") != 0)
+            faas_log_event(op->fn->rt, FAAS_LOG_IDEMPOTENCY, op->fn->name, op->request_id,
+                           rc == 0 ? op->action : "lost", op->key, NULL);
+        else
+            faas_log_event(op->fn->rt, FAAS_LOG_IDEMPOTENCY, op->fn->name, op->request_id,
+                           "drop", op->key, "%s", faas_strerror(rc));
         faas_fn_unref(op->fn);
     }
     free(op);
@@ -352,6 +388,7 @@ static void end_record(struct faas_inv *inv, int complete, json_t *payload)
         rec.owner = inv->res.request_id;
         rec.expires_ms = now + (int64_t)idem->ttl_s * 1000;
         rc = faas_store_complete(idem->store, inv->idem_key, &rec, now, cb, op);
+        log_evictions(fn); /* room made for this result */
     } else {
         rc = faas_store_remove(idem->store, inv->idem_key, inv->res.request_id, now, cb, op);
     }
@@ -416,9 +453,14 @@ static int on_put(struct faas_inv *inv, int rc, const struct faas_store_record *
         faas_inv_defer(inv);
         return 0;
     }
+    /* Refused (the byte bound: FAAS_ETOOBIG, FAAS_ETHROTTLED) or failed:
+     * the handler does not run without its record. */
+    if (!rc)
+        rc = FAAS_ESYS;
     if (inv->in_call)
-        return rc ? rc : FAAS_ESYS;
-    preset(inv, rc ? rc : FAAS_ESYS, "Runtime.StoreError", faas_strerror(rc ? rc : FAAS_ESYS));
+        return rc;
+    preset(inv, rc, rc == FAAS_ETHROTTLED ? "Runtime.Throttled" : "Runtime.StoreError",
+           faas_strerror(rc));
     return 0;
 }
 

@@ -23,6 +23,15 @@
  *   - with max_entries > 0 an insert never leaves more than max_entries
  *     nodes: the least recently used node is evicted first, st->on_evict
  *     told its key before it is freed;
+ *   - m->bytes is the sum of the nodes' costs (the node itself and the
+ *     compact JSON size of its payload, measured once when it is set), and
+ *     m->held_bytes that of the nodes in progress. An insert or a complete
+ *     never takes m->bytes over max_bytes: it evicts least recently used
+ *     COMPLETED records until the new one fits, or, when it cannot fit
+ *     (bigger than the bound: FAAS_ETOOBIG; records in progress hold the
+ *     rest: FAAS_ETHROTTLED), evicts nothing and is refused. A complete
+ *     that is refused drops the record it would have completed. Records in
+ *     progress are never evicted;
  *   - the store answers inside each call, after every change is made, and
  *     touches nothing of a node once its callback has run, so a callback may
  *     use the store again or free it (the free then waits for the outermost
@@ -47,6 +56,8 @@
 #define EVICT_SCAN 32 /* records in progress passed over, at most, per eviction */
 #define EVICT_CATCHUP 4 /* evictions, at most, per insert */
 #define INITIAL_BUCKETS 16u
+/* The byte bound a memory store starts with (and max_bytes 0 means). */
+#define DEFAULT_MAX_BYTES ((size_t)64 * 1024 * 1024)
 /* Expired nodes an insert frees from the LRU tail, at most. */
 #define SWEEP 2
 
@@ -152,13 +163,14 @@ int faas_store_remove(struct faas_store *st, const char *key, const char *owner,
 
 /* ---- the memory store: layout and helpers --------------------------- */
 
-/* 112 bytes on LP64: with malloc's 16 and a bucket pointer share of 8-16,
- * about 140 bytes a record besides the payload. */
+/* 120 bytes on LP64, what max_bytes counts besides the payload; with
+ * malloc's 16 and a bucket pointer share of 8-16, about 150 in memory. */
 struct mem_node {
     struct mem_node *hnext;   /* bucket chain */
     struct faas_list lru;     /* m->lru, most recently used first */
     json_t *payload;          /* a reference, or NULL */
     int64_t expires_ms;
+    size_t cost;              /* bytes counted against max_bytes */
     int status;
     unsigned char state;      /* enum faas_store_state */
     unsigned char has_validation;
@@ -174,6 +186,9 @@ struct mem {
     size_t nbuckets;          /* a power of two */
     size_t count;
     uint32_t max_entries;     /* 0 = unbounded */
+    size_t bytes;             /* the nodes' costs */
+    size_t held_bytes;        /* the costs of the nodes in progress */
+    size_t max_bytes;
     uint64_t seed;
     struct faas_list lru;
     int depth;                /* operations in progress (callbacks may nest) */
@@ -246,6 +261,9 @@ static struct mem_node *mem_unlink(struct mem *m, struct mem_node **slot)
     *slot = n->hnext;
     faas_list_remove(&n->lru);
     m->count--;
+    m->bytes -= n->cost;
+    if (n->state == FAAS_STORE_INPROGRESS)
+        m->held_bytes -= n->cost;
     return n;
 }
 
@@ -311,10 +329,35 @@ static int owner_matches(const struct mem_node *n, const char *owner)
     return memcmp(o, n->owner, OWNER_BYTES) == 0;
 }
 
-/* Copies a (checked) record into a node; the payload gets a reference. */
-static void mem_set(struct mem_node *n, const struct faas_store_record *rec)
+/*
+ * What a record costs: its node and its payload's compact JSON, measured
+ * once (json_dumpb without a buffer only counts). A payload jansson cannot
+ * serialise is counted by its upper bound.
+ */
+static size_t mem_cost(const struct faas_store_record *rec)
+{
+    size_t n = 0;
+    if (rec->payload != NULL) {
+        n = json_dumpb(rec->payload, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (n == 0)
+            n = faas_json_size(rec->payload, SIZE_MAX);
+    }
+    return n > SIZE_MAX - sizeof(struct mem_node) ? SIZE_MAX : sizeof(struct mem_node) + n;
+}
+
+/* Copies a (checked) record costing `cost` into a node that is in the
+ * store (its old cost counted); the payload gets a reference. */
+static void mem_set(struct mem *m, struct mem_node *n, const struct faas_store_record *rec,
+                    size_t cost)
 {
     json_t *old = n->payload;
+    m->bytes -= n->cost;
+    if (n->state == FAAS_STORE_INPROGRESS)
+        m->held_bytes -= n->cost;
+    n->cost = cost;
+    m->bytes += cost;
+    if (rec->state == FAAS_STORE_INPROGRESS)
+        m->held_bytes += cost;
     n->payload = json_incref(rec->payload);
     json_decref(old); /* after the incref: rec->payload may be old */
     n->state = (unsigned char)rec->state;
@@ -439,6 +482,78 @@ static int mem_get(void *impl, const char *key, int64_t now_ms, faas_store_cb cb
     return mem_leave(m, 0);
 }
 
+/* The node used just more recently than n, or NULL: n is the head. */
+static struct mem_node *mem_prev(struct mem *m, struct mem_node *n)
+{
+    return n->lru.prev == &m->lru ? NULL : FAAS_CONTAINER_OF(n->lru.prev, struct mem_node, lru);
+}
+
+/* Evicts a live node: out of the table, the hook told, freed. */
+static void mem_evict(struct mem *m, struct mem_node *t)
+{
+    mem_unlink(m, mem_slot(m, t->key));
+    if (m->st->on_evict != NULL) {
+        char hex[KEY_HEX + 1];
+        hex_encode(t->key, KEY_BYTES, hex);
+        m->st->on_evict(m->st->on_evict_arg, hex);
+    }
+    mem_node_free(t);
+}
+
+/*
+ * From the LRU tail, frees expired nodes and, with completed_too, evicts
+ * COMPLETED ones (never `self`, never one in progress) until the other
+ * nodes cost at most `target`, or the list ends; up to `scan` nodes looked
+ * at (0: no limit).
+ */
+static void mem_shed(struct mem *m, const struct mem_node *self, size_t target, int64_t now_ms,
+                     size_t scan, int completed_too)
+{
+    size_t self_cost = self != NULL ? self->cost : 0, seen = 0;
+    struct mem_node *t = mem_lru_tail(m), *prev;
+
+    while (t != NULL && m->bytes - self_cost > target && (scan == 0 || seen++ < scan)) {
+        prev = mem_prev(m, t);
+        if (t != self) {
+            if (t->expires_ms <= now_ms)
+                mem_node_free(mem_unlink(m, mem_slot(m, t->key)));
+            else if (completed_too && t->state == FAAS_STORE_COMPLETED)
+                mem_evict(m, t);
+        }
+        t = prev;
+    }
+}
+
+/*
+ * Makes room under max_bytes for a record costing `cost`, in place of
+ * `self` (a complete) or as a new node (NULL). Evicts only when the record
+ * will then fit. Returns 0, FAAS_ETOOBIG (it is bigger than the bound) or
+ * FAAS_ETHROTTLED (records in progress hold the rest).
+ */
+static int mem_fit(struct mem *m, const struct mem_node *self, size_t cost, int64_t now_ms)
+{
+    size_t self_cost = self != NULL ? self->cost : 0, room;
+    size_t self_held = self != NULL && self->state == FAAS_STORE_INPROGRESS ? self->cost : 0;
+
+    if (cost > m->max_bytes)
+        return FAAS_ETOOBIG;
+    room = m->max_bytes - cost;
+    if (m->bytes - self_cost <= room)
+        return 0;
+    if (m->held_bytes - self_held > room) {
+        /* Attempts that timed out or died hold space until their records
+         * expire: the oldest are near the tail. */
+        mem_shed(m, self, room, now_ms, EVICT_SCAN, 0);
+        self_held = self != NULL && self->state == FAAS_STORE_INPROGRESS ? self->cost : 0;
+        if (m->held_bytes - self_held > room)
+            return FAAS_ETHROTTLED;
+    }
+    /* The COMPLETED records cost enough: evicting them from the tail on
+     * makes it fit, passing over the ones in progress. */
+    mem_shed(m, self, room, now_ms, 0, 1);
+    return 0;
+}
+
 /* Room for one more node: expired ones off the tail, then the LRU one. */
 static void mem_make_room(struct mem *m, int64_t now_ms)
 {
@@ -463,13 +578,7 @@ static void mem_make_room(struct mem *m, int64_t now_ms)
                                        : FAAS_CONTAINER_OF(t->lru.prev, struct mem_node, lru);
         if (t == NULL || t->state == FAAS_STORE_INPROGRESS)
             return; /* over the bound while these run */
-        mem_unlink(m, mem_slot(m, t->key));
-        if (m->st->on_evict != NULL) {
-            char hex[KEY_HEX + 1];
-            hex_encode(t->key, KEY_BYTES, hex);
-            m->st->on_evict(m->st->on_evict_arg, hex);
-        }
-        mem_node_free(t);
+        mem_evict(m, t);
     }
 }
 
@@ -479,6 +588,8 @@ static int mem_put_if_absent(void *impl, const char *key, const struct faas_stor
     struct mem *m = impl;
     unsigned char k[KEY_BYTES];
     struct mem_node *n, **head;
+    size_t cost;
+    int rc;
 
     mem_enter(m);
     hex_decode(key, k, KEY_BYTES);
@@ -492,9 +603,18 @@ static int mem_put_if_absent(void *impl, const char *key, const struct faas_stor
     n = faas_malloc(sizeof *n);
     if (n == NULL)
         return mem_leave(m, FAAS_ENOMEM);
+    cost = mem_cost(rec);
+    rc = mem_fit(m, NULL, cost, now_ms);
+    if (rc != 0) {
+        free(n);
+        mem_answer(cb, arg, rc, NULL);
+        return mem_leave(m, 0);
+    }
     memcpy(n->key, k, KEY_BYTES);
     n->payload = NULL;
-    mem_set(n, rec);
+    n->cost = 0;
+    n->state = FAAS_STORE_COMPLETED; /* nothing counted yet: mem_set counts it */
+    mem_set(m, n, rec, cost);
     mem_make_room(m, now_ms);
 
     head = &m->buckets[mem_bucket(m, k)];
@@ -513,6 +633,8 @@ static int mem_complete(void *impl, const char *key, const struct faas_store_rec
     struct mem *m = impl;
     unsigned char k[KEY_BYTES];
     struct mem_node *n;
+    size_t cost;
+    int rc;
 
     mem_enter(m);
     hex_decode(key, k, KEY_BYTES);
@@ -521,7 +643,16 @@ static int mem_complete(void *impl, const char *key, const struct faas_store_rec
         mem_answer(cb, arg, FAAS_ENOENT, NULL);
         return mem_leave(m, 0);
     }
-    mem_set(n, rec);
+    cost = mem_cost(rec);
+    rc = mem_fit(m, n, cost, now_ms);
+    if (rc != 0) {
+        /* It cannot be kept: the record is dropped, so a retry runs again
+         * rather than finding the attempt forever in progress. */
+        mem_node_free(mem_unlink(m, mem_slot(m, k)));
+        mem_answer(cb, arg, rc, NULL);
+        return mem_leave(m, 0);
+    }
+    mem_set(m, n, rec, cost);
     mem_touch(m, n);
     mem_answer(cb, arg, 0, n);
     return mem_leave(m, 0);
@@ -587,6 +718,7 @@ int faas_store_memory_new(struct faas_store **out, uint32_t max_entries)
     }
     m->nbuckets = INITIAL_BUCKETS;
     m->max_entries = max_entries;
+    m->max_bytes = DEFAULT_MAX_BYTES;
     faas_list_init(&m->lru);
     m->seed = mem_seed(m);
     rc = faas_store_new(&st, &mem_ops, m);
@@ -618,4 +750,22 @@ size_t faas_store_memory_count(const struct faas_store *st)
 {
     const struct mem *m = mem_of(st);
     return m != NULL ? m->count : 0;
+}
+
+int faas_store_memory_set_max_bytes(struct faas_store *st, size_t max_bytes)
+{
+    struct mem *m = mem_of(st);
+    if (m == NULL)
+        return FAAS_EINVAL;
+    m->max_bytes = max_bytes != 0 ? max_bytes : DEFAULT_MAX_BYTES;
+    /* Down to the new bound at once, as far as COMPLETED records allow;
+     * nothing counts as expired here (there is no time). */
+    mem_shed(m, NULL, m->max_bytes, INT64_MIN, 0, 1);
+    return 0;
+}
+
+size_t faas_store_memory_bytes(const struct faas_store *st)
+{
+    const struct mem *m = mem_of(st);
+    return m != NULL ? m->bytes : 0;
 }

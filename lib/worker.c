@@ -554,9 +554,10 @@ static void run_invoke(const char *p, uint32_t len)
     inv.ctx.trace_id = trace[0] ? trace : NULL;
     inv.ctx.log_tail = &inv.ctx.log_head;
     inv.ctx.log_hook = send_log;
-    inv.event = json_loads(evtext, JSON_DECODE_ANY, &jerr);
+    /* JSON_ALLOW_NUL: a string may hold \u0000 in every isolation mode. */
+    inv.event = json_loads(evtext, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (cc[0])
-        inv.ctx.client_context = json_loads(cc, JSON_DECODE_ANY, &jerr);
+        inv.ctx.client_context = json_loads(cc, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (!inv.event) {
         send_result(errno == ENOMEM ? FAAS_EMEMLIMIT : FAAS_EINVAL, "null", 0, FAAS_FR_RESULT);
         return;

@@ -1,7 +1,10 @@
 /*
  * test_ctx.c - the context handed to handlers: every faas_ctx_* accessor
- * observed from inside INLINE and THREAD handlers, and faas_ctx_log lines
- * reaching the runtime's log callback, in order, before the REPORT record.
+ * observed from inside INLINE and THREAD handlers, faas_ctx_log lines
+ * reaching the runtime's log callback, in order, before the REPORT record,
+ * one record a call with control characters escaped, the bounds on what an
+ * invocation keeps (lines, error type and message), and strings holding
+ * NUL through a handler.
  */
 #include "testutil.h"
 
@@ -601,6 +604,226 @@ static void test_ctx_log_failure_and_long(void **state)
     fx_free(&f);
 }
 
+
+static int h_log_forge(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    (void)event;
+    faas_ctx_log(ctx, "a\nREPORT RequestId: forged");
+    faas_ctx_log(ctx, "tab\there\rcr \x01\x1f\x7f caf\xc3\xa9 back\\slash");
+    *result = json_null();
+    return 0;
+}
+
+/* One call of faas_ctx_log is one LINE record: a newline in the text is
+ * escaped, so a handler cannot forge a REPORT line of its own. */
+static void test_ctx_log_escaped(void **state)
+{
+    enum faas_isolation iso = iso_of(state);
+    struct fx f;
+    struct logs l;
+    struct cap c = { 0 };
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    memset(&l, 0, sizeof l);
+    fx_new_log(&f, log_cb, &l);
+    o.isolation = iso;
+    assert_int_equal(faas_register(f.rt, "forger", h_log_forge, &o), 0);
+
+    c.log_count = &l.n;
+    invoke_wait(&f, "forger", NULL, NULL, &c);
+    assert_int_equal(c.status, 0);
+    assert_int_equal(l.n, 3);
+    assert_int_equal(l.r[0].kind, FAAS_LOG_LINE);
+    assert_null(strchr(l.r[0].line, '\n'));
+    assert_string_equal(l.r[0].line, "a\\nREPORT RequestId: forged");
+    assert_int_equal(l.r[1].kind, FAAS_LOG_LINE);
+    assert_string_equal(l.r[1].line,
+                        "tab\\there\\rcr \\u0001\\u001f\\u007f caf\xc3\xa9 back\\slash");
+    assert_int_equal(l.r[2].kind, FAAS_LOG_REPORT);
+    cap_clear(&c);
+    logs_clear(&l);
+    fx_free(&f);
+}
+
+static int h_log_newlines(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    char s[3001];
+    (void)event;
+    (void)result;
+    memset(s, '\n', 3000);
+    s[0] = 'x'; /* not all trailing: the rest is kept, escaped */
+    s[3000] = '\0';
+    faas_ctx_log(ctx, "%s.", s);
+    return 0;
+}
+
+/* An escaped line stays within 4 KiB and is cut between escapes. */
+static void test_ctx_log_escaped_long(void **state)
+{
+    enum faas_isolation iso = iso_of(state);
+    struct fx f;
+    struct logs l;
+    struct cap c = { 0 };
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    size_t n, i;
+    memset(&l, 0, sizeof l);
+    fx_new_log(&f, log_cb, &l);
+    o.isolation = iso;
+    assert_int_equal(faas_register(f.rt, "nl", h_log_newlines, &o), 0);
+
+    invoke_wait(&f, "nl", NULL, NULL, &c);
+    assert_int_equal(c.status, 0);
+    assert_int_equal(l.n, 2);
+    assert_int_equal(l.r[0].kind, FAAS_LOG_LINE);
+    n = strlen(l.r[0].line);
+    assert_true(n >= 4090 && n <= 4095);
+    assert_int_equal(l.r[0].line[0], 'x');
+    for (i = 1; i < n; i += 2) {
+        assert_int_equal(l.r[0].line[i], '\\');
+        assert_int_equal(l.r[0].line[i + 1], 'n');
+    }
+    assert_int_equal(n % 2, 1);
+    cap_clear(&c);
+    logs_clear(&l);
+    fx_free(&f);
+}
+
+static int h_fail_huge(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    size_t n = 200 * 1024, i;
+    char *type = malloc(5001), *msg = malloc(n + 1);
+    int rc;
+    (void)event;
+    (void)result;
+    if (!type || !msg) {
+        free(type);
+        free(msg);
+        return 1;
+    }
+    memset(type, 'T', 5000);
+    type[5000] = '\0';
+    /* Two-byte characters from an odd offset: a cut at 64 KiB lands in
+     * the middle of one. */
+    msg[0] = 'm';
+    for (i = 1; i + 1 < n; i += 2) {
+        msg[i] = '\xc3';
+        msg[i + 1] = '\xa9';
+    }
+    msg[i] = '\0';
+    rc = faas_ctx_fail(ctx, type, "%s", msg);
+    free(type);
+    free(msg);
+    return rc;
+}
+
+/* faas_ctx_fail keeps a bounded error type and message, cut at a whole
+ * UTF-8 character, so the error object still holds both. */
+static void test_ctx_fail_bounded(void **state)
+{
+    enum faas_isolation iso = iso_of(state);
+    struct fx f;
+    struct cap c = { 0 };
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    const char *type, *msg;
+    fx_new(&f);
+    o.isolation = iso;
+    assert_int_equal(faas_register(f.rt, "huge", h_fail_huge, &o), 0);
+
+    invoke_wait(&f, "huge", NULL, NULL, &c);
+    assert_int_equal(c.status, FAAS_EHANDLER);
+    type = json_string_value(json_object_get(c.payload, "errorType"));
+    msg = json_string_value(json_object_get(c.payload, "errorMessage"));
+    assert_non_null(type);
+    assert_non_null(msg);
+    assert_int_equal(strlen(type), 1024);
+    assert_int_equal(strlen(msg), 64 * 1024 - 1); /* 'm' and whole 2-byte characters */
+    assert_int_equal(msg[0], 'm');
+    assert_memory_equal(msg + strlen(msg) - 2, "\xc3\xa9", 2);
+    cap_clear(&c);
+    fx_free(&f);
+}
+
+static int h_log_flood(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    char line[1001];
+    (void)event;
+    (void)result;
+    memset(line, 'z', 1000);
+    line[1000] = '\0';
+    for (int i = 0; i < 3000; i++)
+        faas_ctx_log(ctx, "%s", line);
+    return 0;
+}
+
+static int g_flood_lines, g_flood_cut;
+static size_t g_flood_bytes;
+
+static void flood_log(const struct faas_log_record *r, void *arg)
+{
+    (void)arg;
+    if (r->kind != FAAS_LOG_LINE)
+        return;
+    g_flood_lines++;
+    g_flood_bytes += strlen(r->line) + 1;
+    g_flood_cut += strncmp(r->line, "[log truncated", 14) == 0;
+}
+
+/* A handler that logs without end costs the host 1 MiB of kept lines, and
+ * its log tail stays at 4 KiB. */
+static void test_ctx_log_bounded(void **state)
+{
+    enum faas_isolation iso = iso_of(state);
+    struct fx f;
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    struct faas_invoke_opts io = FAAS_INVOKE_OPTS_INIT;
+    struct faas_result *res = NULL;
+    fx_new_log(&f, flood_log, NULL);
+    o.isolation = iso;
+    assert_int_equal(faas_register(f.rt, "flood", h_log_flood, &o), 0);
+    g_flood_lines = g_flood_cut = 0;
+    g_flood_bytes = 0;
+    io.log_tail = 1;
+    assert_int_equal(faas_invoke_sync(f.rt, "flood", NULL, &io, &res), 0);
+    assert_int_equal(faas_result_status(res), 0);
+    assert_int_equal(g_flood_cut, 1);
+    assert_true(g_flood_lines > 1000 && g_flood_lines < 1100);
+    assert_true(g_flood_bytes <= 1024 * 1024 + 4096);
+    assert_non_null(faas_result_log_tail(res));
+    assert_true(strlen(faas_result_log_tail(res)) <= 4096);
+    assert_non_null(strstr(faas_result_log_tail(res), "[log truncated"));
+    faas_result_free(res);
+    fx_free(&f);
+}
+
+static int h_echo(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    (void)ctx;
+    *result = json_deep_copy(event);
+    return 0;
+}
+
+/* A string holding NUL goes through a handler and back unchanged. */
+static void test_ctx_nul_in_strings(void **state)
+{
+    enum faas_isolation iso = iso_of(state);
+    struct fx f;
+    struct cap c = { 0 };
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    json_error_t err;
+    json_t *ev = json_loads("{\"s\":\"a\\u0000b\"}", JSON_ALLOW_NUL, &err);
+    assert_non_null(ev);
+    assert_int_equal(json_string_length(json_object_get(ev, "s")), 3);
+    fx_new(&f);
+    o.isolation = iso;
+    assert_int_equal(faas_register(f.rt, "echo", h_echo, &o), 0);
+    invoke_wait(&f, "echo", ev, NULL, &c);
+    assert_int_equal(c.status, 0);
+    assert_true(json_equal(c.payload, ev));
+    assert_int_equal(json_string_length(json_object_get(c.payload, "s")), 3);
+    cap_clear(&c);
+    json_decref(ev);
+    fx_free(&f);
+}
+
 #define BOTH(t) cmocka_unit_test_prestate(t, &iso_inline_v), cmocka_unit_test_prestate(t, &iso_thread_v)
 
 int main(void)
@@ -614,6 +837,11 @@ int main(void)
         BOTH(test_ctx_state),
         BOTH(test_ctx_log),
         BOTH(test_ctx_log_failure_and_long),
+        BOTH(test_ctx_log_escaped),
+        BOTH(test_ctx_log_escaped_long),
+        BOTH(test_ctx_fail_bounded),
+        BOTH(test_ctx_log_bounded),
+        BOTH(test_ctx_nul_in_strings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /*
  * test_idem.c - idempotency: keys from paths and per call, the INPROGRESS /
  * COMPLETED / expired states, failures dropping their record, validation,
- * LRU eviction, log records, and a store that answers later.
+ * LRU eviction, the byte bound of the function's store, log records, and a
+ * store that answers later.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@ struct fx {
     json_t *last_payload;
     char last_id[FAAS_REQUEST_ID_SIZE];
     int logs_store, logs_complete, logs_replay, logs_delete, logs_evict, logs_inprogress;
+    int logs_drop;
     char last_key[65];
 };
 
@@ -68,6 +70,10 @@ static void on_log(const struct faas_log_record *rec, void *arg)
         f->logs_evict++;
     else if (!strcmp(rec->action, "inprogress"))
         f->logs_inprogress++;
+    else if (!strcmp(rec->action, "drop")) {
+        assert_non_null(rec->line); /* why */
+        f->logs_drop++;
+    }
 }
 
 static void on_result(const struct faas_result *res, void *arg)
@@ -458,6 +464,149 @@ static void test_lru_spares_in_progress(void **state)
     assert_false(f->last_replayed); /* evicted */
 }
 
+
+/* Returns a JSON string of event.n bytes. */
+static int sized(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    size_t n = (size_t)json_integer_value(json_object_get(event, "n"));
+    char *buf = malloc(n + 1);
+    (void)ctx;
+    atomic_fetch_add(&runs, 1);
+    if (!buf)
+        return 1;
+    memset(buf, 'y', n);
+    buf[n] = '\0';
+    *result = json_string(buf);
+    free(buf);
+    return 0;
+}
+
+static void store_ignore(int rc, const struct faas_store_record *rec, void *arg)
+{
+    (void)rc;
+    (void)rec;
+    (void)arg;
+}
+
+/* What a record in progress costs a memory store. */
+static size_t node_cost(void)
+{
+    static const char key[] = "0000000000000000000000000000000000000000000000000000000000000000";
+    struct faas_store *st = NULL;
+    struct faas_store_record r;
+    size_t n;
+
+    memset(&r, 0, sizeof r);
+    r.state = FAAS_STORE_INPROGRESS;
+    r.expires_ms = INT64_MAX;
+    assert_int_equal(faas_store_memory_new(&st, 0), 0);
+    assert_int_equal(faas_store_put_if_absent(st, key, &r, 0, store_ignore, NULL), 0);
+    n = faas_store_memory_bytes(st);
+    faas_store_free(st);
+    assert_true(n > 0);
+    return n;
+}
+
+/* 400 large results into the function's own store bounded by max_bytes:
+ * exactly what fits is kept (the rest evicted, oldest first, each logged),
+ * every result is delivered, and the newest replays. */
+static void test_byte_bound_own_store(void **state)
+{
+    struct fx *f = *state;
+    struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+    const size_t limit = 64 * 1024, psize = 4000;
+    size_t cost = node_cost() + psize + 2, fit = limit / cost;
+    json_t *ev;
+    int i;
+
+    io.key_path = "id";
+    io.max_bytes = limit;
+    reg(f, "orders", sized, FAAS_ISOLATION_INLINE, &io);
+    for (i = 0; i < 400; i++) {
+        ev = json_pack("{s:i,s:i}", "id", i, "n", (int)psize);
+        assert_int_equal(call(f, "orders", ev, NULL), 0);
+        assert_int_equal(json_string_length(f->last_payload), psize);
+        json_decref(ev);
+    }
+    assert_int_equal(f->logs_evict, (int)(400 - fit));
+    assert_int_equal(f->logs_drop, 0);
+    ev = json_pack("{s:i,s:i}", "id", 399, "n", (int)psize);
+    assert_int_equal(call(f, "orders", ev, NULL), 0);
+    assert_true(f->last_replayed);
+    json_decref(ev);
+    ev = json_pack("{s:i,s:i}", "id", (int)(400 - fit - 1), "n", (int)psize);
+    assert_int_equal(call(f, "orders", ev, NULL), 0);
+    assert_false(f->last_replayed); /* evicted: it ran again */
+    json_decref(ev);
+    assert_int_equal(atomic_load(&runs), 401);
+}
+
+/* A result bigger than the store's bound reaches the caller; the store
+ * drops the record (logged "drop"), so the same key runs again. */
+static void test_byte_bound_oversize_result(void **state)
+{
+    struct fx *f = *state;
+    struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+    json_t *big = json_pack("{s:s,s:i}", "id", "big", "n", 100000);
+    json_t *small = json_pack("{s:s,s:i}", "id", "small", "n", 10);
+
+    io.key_path = "id";
+    io.max_bytes = 64 * 1024;
+    reg(f, "orders", sized, FAAS_ISOLATION_THREAD, &io);
+    assert_int_equal(call(f, "orders", small, NULL), 0);
+    assert_int_equal(call(f, "orders", big, NULL), 0);
+    assert_int_equal(json_string_length(f->last_payload), 100000);
+    assert_int_equal(f->logs_drop, 1);
+    assert_int_equal(f->logs_evict, 0); /* nothing was evicted for it */
+    assert_int_equal(call(f, "orders", big, NULL), 0);
+    assert_false(f->last_replayed);
+    assert_int_equal(json_string_length(f->last_payload), 100000);
+    assert_int_equal(call(f, "orders", small, NULL), 0);
+    assert_true(f->last_replayed);
+    assert_int_equal(atomic_load(&runs), 3);
+    json_decref(big);
+    json_decref(small);
+}
+
+/* An INPROGRESS record the store refuses fails the invocation with the
+ * store's code, and the handler never runs: FAAS_ETOOBIG when one record is
+ * over the bound, FAAS_ETHROTTLED when records in progress fill it. */
+static void test_byte_bound_refuses_in_progress(void **state)
+{
+    struct fx *f = *state;
+    struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+    struct faas_invoke_opts o = FAAS_INVOKE_OPTS_INIT;
+    size_t node = node_cost();
+
+    io.max_bytes = 1;
+    reg(f, "tiny", counting, FAAS_ISOLATION_INLINE, &io);
+    o.idempotency_key = "a";
+    assert_int_equal(faas_invoke(f->rt, "tiny", NULL, &o, on_result, f), FAAS_ETOOBIG);
+    tu_run_for(f->base, 10);
+    assert_int_equal(f->results, 0);
+    assert_int_equal(atomic_load(&runs), 0);
+
+    io.max_bytes = 2 * node; /* two attempts in progress, no more */
+    reg(f, "two", gated, FAAS_ISOLATION_THREAD, &io);
+    o.idempotency_key = "a";
+    assert_int_equal(faas_invoke(f->rt, "two", NULL, &o, on_result, f), 0);
+    o.idempotency_key = "b";
+    assert_int_equal(faas_invoke(f->rt, "two", NULL, &o, on_result, f), 0);
+    o.idempotency_key = "c";
+    assert_int_equal(faas_invoke(f->rt, "two", NULL, &o, on_result, f), FAAS_ETHROTTLED);
+    assert_int_equal(f->logs_store, 2);
+    atomic_store(&release_gate, 1);
+    assert_true(tu_run_until(f->base, &f->results, 2, 5000));
+    tu_run_for(f->base, 10);
+    assert_int_equal(f->results, 2);
+    assert_int_equal(atomic_load(&runs), 2);
+    /* Their results did not fit beside each other: delivered, one or both
+     * not kept; the store has room for the next attempt again. */
+    assert_true(f->logs_complete + f->logs_drop == 2 && f->logs_drop >= 1);
+    assert_int_equal(call(f, "two", NULL, "c"), 0);
+    assert_int_equal(atomic_load(&runs), 3);
+}
+
 static void test_bad_options(void **state)
 {
     struct fx *f = *state;
@@ -751,6 +900,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_validation_mismatch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lru_eviction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lru_spares_in_progress, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_byte_bound_own_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_byte_bound_oversize_result, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_byte_bound_refuses_in_progress, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_answering_later, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_in_log_inside_invoke, setup, teardown),

@@ -378,6 +378,70 @@ static void test_log_bound(void **state)
     assert_true(g_chatty_lines > 1000 && g_chatty_lines < 1100); /* 1 MiB of 1001-byte lines */
 }
 
+
+static int h_forge(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    (void)event;
+    faas_ctx_log(ctx, "a\nREPORT RequestId: forged");
+    printf("out\tx\x01\n");
+    fflush(stdout);
+    *result = json_null();
+    return 0;
+}
+
+/* One faas_ctx_log call is one LINE record in a worker too, and its
+ * stdout lines reach the host escaped. */
+static void test_log_escaped(void **state)
+{
+    struct faas_function_opts o = proc_opts();
+    struct faas_result *r;
+    int i, forged = 0, printed = 0;
+    (void)state;
+
+    assert_int_equal(faas_register(g_rt, "forge", h_forge, &o), 0);
+    r = call("forge", NULL);
+    assert_int_equal(faas_result_status(r), 0);
+    for (i = 0; i < g_nlines; i++) {
+        assert_null(strchr(g_lines[i].line, '\n'));
+        if (strcmp(g_lines[i].request_id, faas_result_request_id(r)) != 0)
+            continue;
+        forged += strcmp(g_lines[i].line, "a\\nREPORT RequestId: forged") == 0;
+        printed += strcmp(g_lines[i].line, "out\\tx\\u0001") == 0;
+        assert_int_not_equal(strncmp(g_lines[i].line, "REPORT", 6), 0);
+    }
+    assert_int_equal(g_nlines, 2);
+    assert_int_equal(forged, 1);
+    assert_int_equal(printed, 1);
+    assert_int_equal(g_reports, 1);
+    faas_result_free(r);
+}
+
+static int h_echo(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    (void)ctx;
+    *result = json_incref(event);
+    return 0;
+}
+
+/* A string holding NUL crosses the channel both ways unchanged. */
+static void test_nul_in_strings(void **state)
+{
+    struct faas_function_opts o = proc_opts();
+    struct faas_result *r;
+    json_error_t err;
+    json_t *ev = json_loads("{\"s\":\"a\\u0000b\"}", JSON_ALLOW_NUL, &err);
+    (void)state;
+
+    assert_non_null(ev);
+    assert_int_equal(faas_register(g_rt, "echo", h_echo, &o), 0);
+    r = call("echo", ev);
+    assert_int_equal(faas_result_status(r), 0);
+    assert_true(json_equal(faas_result_payload(r), ev));
+    assert_int_equal(json_string_length(json_object_get(faas_result_payload(r), "s")), 3);
+    faas_result_free(r);
+    json_decref(ev);
+}
+
 /* Errors a handler reports are results like THREAD ones. */
 static void test_handler_errors(void **state)
 {
@@ -740,6 +804,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_log_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handler_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_escaped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nul_in_strings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_payloads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_descriptor_leaks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_library_function, setup, teardown),

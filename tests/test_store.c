@@ -3,8 +3,9 @@
  * forwarding (a user-defined store that answers later, from the test), and
  * the memory store's semantics: put-if-absent / get / complete / remove,
  * expiry to the millisecond, LRU eviction and its hook, payload references,
- * re-entrant callbacks, allocation failures, and random operations checked
- * against a plain reference model.
+ * re-entrant callbacks, allocation failures, random operations checked
+ * against a plain reference model, and the byte bound (LRU eviction of
+ * completed records, oversize and in-progress refusals).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -1087,6 +1088,249 @@ static void test_random_vs_model(void **state)
     free(m);
 }
 
+
+/* ------------------------------------------------------------------ */
+/* the byte bound                                                       */
+/* ------------------------------------------------------------------ */
+
+/* Evictions by number (key_of's second word), in order. */
+struct evicted_nums {
+    int n;
+    unsigned long nums[1024];
+};
+
+static void on_evict_num(void *arg, const char *key)
+{
+    struct evicted_nums *e = arg;
+    char word[17];
+    memcpy(word, key + 16, 16);
+    word[16] = '\0';
+    assert_true(e->n < 1024);
+    e->nums[e->n++] = strtoul(word, NULL, 16);
+}
+
+/* A JSON string of n bytes ("xxx..."): n + 2 bytes of compact JSON. */
+static json_t *big_string(size_t n)
+{
+    char *buf = malloc(n + 1);
+    json_t *j;
+    assert_non_null(buf);
+    memset(buf, 'x', n);
+    buf[n] = '\0';
+    j = json_string(buf);
+    free(buf);
+    assert_non_null(j);
+    return j;
+}
+
+/* What a record in progress (no payload) costs this store. */
+static size_t node_cost(void)
+{
+    struct faas_store *st = mem_new(0);
+    struct faas_store_record r = mkrec(FAAS_STORE_INPROGRESS, 0, NULL, NULL, FAR);
+    struct answer a;
+    char k[65];
+    size_t n;
+    key_of(1, k);
+    assert_int_equal(op_put(st, k, &r, 0, &a), 0);
+    n = faas_store_memory_bytes(st);
+    faas_store_free(st);
+    return n;
+}
+
+/* Hundreds of large results into a small bound: the bytes never exceed it,
+ * the least recently used go first, a touch saves a record. */
+static void test_bytes_bounded_lru(void **state)
+{
+    const size_t limit = 64 * 1024, psize = 4000;
+    struct faas_store *st = mem_new(0);
+    struct faas_store_record prog = mkrec(FAAS_STORE_INPROGRESS, 0, NULL, NULL, FAR);
+    struct faas_store_record done;
+    struct evicted_nums *ev = calloc(1, sizeof *ev);
+    size_t node = node_cost(), cost, peak = 0;
+    json_t *payload = big_string(psize);
+    struct answer a;
+    char k[65];
+    unsigned long i, fit;
+    int e, before;
+    (void)state;
+
+    assert_non_null(ev);
+    assert_true(node > 0 && node < 512);
+    cost = node + psize + 2;
+    fit = (unsigned long)(limit / cost);
+    assert_int_equal(faas_store_memory_set_max_bytes(NULL, 1), FAAS_EINVAL);
+    assert_int_equal(faas_store_memory_bytes(NULL), 0);
+    assert_int_equal(faas_store_memory_set_max_bytes(st, limit), 0);
+    st->on_evict = on_evict_num;
+    st->on_evict_arg = ev;
+    done = mkrec(FAAS_STORE_COMPLETED, 0, payload, NULL, FAR);
+
+    for (i = 0; i < 400; i++) {
+        key_of(i, k);
+        assert_int_equal(op_put(st, k, &prog, (int64_t)i, &a), 0);
+        assert_true(faas_store_memory_bytes(st) <= limit);
+        assert_int_equal(op_complete(st, k, &done, (int64_t)i, &a), 0);
+        assert_true(faas_store_memory_bytes(st) <= limit);
+        if (faas_store_memory_bytes(st) > peak)
+            peak = faas_store_memory_bytes(st);
+    }
+    /* Exactly what fits is kept, and the store was full, not just bounded. */
+    assert_int_equal(faas_store_memory_count(st), fit);
+    assert_int_equal(faas_store_memory_bytes(st), fit * cost);
+    assert_true(peak + cost > limit);
+    /* Evicted oldest first, each once: 0, 1, 2, ... */
+    assert_int_equal(ev->n, (int)(400 - fit));
+    for (e = 0; e < ev->n; e++)
+        assert_int_equal(ev->nums[e], (unsigned long)e);
+    key_of(400 - fit - 1, k);
+    assert_int_equal(op_get(st, k, 500, &a), FAAS_ENOENT);
+    key_of(400 - fit, k);
+    assert_int_equal(op_get(st, k, 500, &a), 0); /* the oldest kept, touched now */
+    assert_ptr_equal(a.rec.payload, payload);
+
+    /* The touched one is now the most recent: the next-oldest goes. */
+    before = ev->n;
+    key_of(1000, k);
+    assert_int_equal(op_put(st, k, &done, 501, &a), 0);
+    assert_int_equal(ev->n, before + 1);
+    assert_int_equal(ev->nums[before], 400 - fit + 1);
+    assert_true(faas_store_memory_bytes(st) <= limit);
+
+    /* Lowering the bound sheds at once, least recently used first. */
+    before = ev->n;
+    assert_int_equal(faas_store_memory_set_max_bytes(st, 2 * cost), 0);
+    assert_int_equal(faas_store_memory_count(st), 2);
+    assert_int_equal(faas_store_memory_bytes(st), 2 * cost);
+    assert_int_equal(ev->nums[before], 400 - fit + 2);
+    /* 0 is the default again: 64 MiB. */
+    assert_int_equal(faas_store_memory_set_max_bytes(st, 0), 0);
+    key_of(1001, k);
+    assert_int_equal(op_put(st, k, &done, 502, &a), 0);
+    assert_int_equal(faas_store_memory_count(st), 3);
+
+    faas_store_free(st);
+    assert_int_equal(payload->refcount, 1);
+    json_decref(payload);
+    free(ev);
+}
+
+/* A record bigger than the bound is refused (FAAS_ETOOBIG) and evicts
+ * nothing; a complete that is refused drops its record. */
+static void test_bytes_oversize(void **state)
+{
+    const size_t limit = 16 * 1024;
+    struct faas_store *st = mem_new(0);
+    struct faas_store_record prog = mkrec(FAAS_STORE_INPROGRESS, 0, NULL, NULL, FAR);
+    struct faas_store_record small, huge;
+    struct evicted_nums ev;
+    json_t *sp = big_string(1000), *hp = big_string(limit);
+    struct answer a;
+    char k[65];
+    unsigned long i;
+    size_t bytes;
+    (void)state;
+
+    memset(&ev, 0, sizeof ev);
+    assert_int_equal(faas_store_memory_set_max_bytes(st, limit), 0);
+    st->on_evict = on_evict_num;
+    st->on_evict_arg = &ev;
+    small = mkrec(FAAS_STORE_COMPLETED, 0, sp, NULL, FAR);
+    huge = mkrec(FAAS_STORE_COMPLETED, 0, hp, NULL, FAR);
+    for (i = 0; i < 10; i++) {
+        key_of(i, k);
+        assert_int_equal(op_put(st, k, &small, 1, &a), 0);
+    }
+    bytes = faas_store_memory_bytes(st);
+    assert_int_equal(ev.n, 0);
+
+    key_of(50, k);
+    assert_int_equal(op_put(st, k, &huge, 2, &a), FAAS_ETOOBIG);
+    assert_int_equal(a.has_rec, 0);
+    assert_int_equal(op_get(st, k, 2, &a), FAAS_ENOENT);
+    assert_int_equal(faas_store_memory_bytes(st), bytes);
+    assert_int_equal(ev.n, 0);
+
+    assert_int_equal(op_put(st, k, &prog, 3, &a), 0);
+    assert_int_equal(op_complete(st, k, &huge, 3, &a), FAAS_ETOOBIG);
+    assert_int_equal(op_get(st, k, 3, &a), FAAS_ENOENT); /* dropped */
+    assert_int_equal(faas_store_memory_bytes(st), bytes);
+    assert_int_equal(faas_store_memory_count(st), 10);
+    assert_int_equal(ev.n, 0);
+    assert_int_equal(hp->refcount, 1);
+
+    faas_store_free(st);
+    json_decref(sp);
+    json_decref(hp);
+}
+
+/* Records in progress are never evicted: completed ones go first, and once
+ * only records in progress are left, a put is refused (FAAS_ETHROTTLED)
+ * and so is a complete that would not fit beside them. */
+static void test_bytes_spare_in_progress(void **state)
+{
+    struct faas_store *st = mem_new(0);
+    struct faas_store_record prog = mkrec(FAAS_STORE_INPROGRESS, 0, NULL, NULL, FAR);
+    struct faas_store_record done;
+    struct evicted_nums ev;
+    size_t node = node_cost(), limit;
+    json_t *payload = big_string(3 * 200);
+    struct answer a;
+    char k[65];
+    unsigned long i;
+    (void)state;
+
+    /* Room for 10 records in progress, or fewer with payloads. */
+    limit = 10 * node;
+    memset(&ev, 0, sizeof ev);
+    assert_int_equal(faas_store_memory_set_max_bytes(st, limit), 0);
+    st->on_evict = on_evict_num;
+    st->on_evict_arg = &ev;
+    done = mkrec(FAAS_STORE_COMPLETED, 0, payload, NULL, FAR);
+
+    key_of(100, k); /* one completed record, the least recently used */
+    assert_int_equal(op_put(st, k, &done, 1, &a), 0);
+    for (i = 0; i < 10; i++) {
+        key_of(i, k);
+        assert_int_equal(op_put(st, k, &prog, 2, &a), 0);
+        assert_true(faas_store_memory_bytes(st) <= limit);
+    }
+    /* The completed one made room for the others, and only it went. */
+    assert_int_equal(ev.n, 1);
+    assert_int_equal(ev.nums[0], 100);
+    assert_int_equal(faas_store_memory_count(st), 10);
+    assert_int_equal(faas_store_memory_bytes(st), limit);
+
+    key_of(11, k);
+    assert_int_equal(op_put(st, k, &prog, 3, &a), FAAS_ETHROTTLED);
+    assert_int_equal(a.has_rec, 0);
+    assert_int_equal(op_get(st, k, 3, &a), FAAS_ENOENT);
+    /* Completing one with a payload does not fit beside the other nine:
+     * dropped, nothing evicted. */
+    key_of(0, k);
+    assert_int_equal(op_complete(st, k, &done, 3, &a), FAAS_ETHROTTLED);
+    assert_int_equal(op_get(st, k, 3, &a), FAAS_ENOENT);
+    assert_int_equal(ev.n, 1);
+    for (i = 1; i < 10; i++) {
+        key_of(i, k);
+        assert_int_equal(op_get(st, k, 3, &a), 0);
+        assert_int_equal(a.rec.state, FAAS_STORE_INPROGRESS);
+    }
+    /* Full again; attempts that expired give their room back. */
+    key_of(11, k);
+    assert_int_equal(op_put(st, k, &prog, 3, &a), 0);
+    assert_int_equal(faas_store_memory_bytes(st), limit);
+    key_of(12, k);
+    assert_int_equal(op_put(st, k, &prog, FAR - 1, &a), FAAS_ETHROTTLED);
+    assert_int_equal(op_put(st, k, &prog, FAR, &a), 0);
+    assert_true(faas_store_memory_bytes(st) <= limit);
+    assert_int_equal(ev.n, 1); /* expired, not evicted */
+
+    faas_store_free(st);
+    assert_int_equal(payload->refcount, 1);
+    json_decref(payload);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1101,6 +1345,9 @@ int main(void)
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_churn_100k),
         cmocka_unit_test(test_random_vs_model),
+        cmocka_unit_test(test_bytes_bounded_lru),
+        cmocka_unit_test(test_bytes_oversize),
+        cmocka_unit_test(test_bytes_spare_in_progress),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
