@@ -506,7 +506,9 @@ static void test_file_errors(void **state)
              g_tmp);
     expect_error("{\"functions\": {\n  \"a\": {\"library\": \"lib/none.so\", \"symbol\": \"s\"}}}",
                  2, want);
-    snprintf(want, sizeof want, "functions.a.command[0]: %s/bin/not-exec.sh: Permission denied",
+    snprintf(want, sizeof want,
+             "functions.a.command[0]: %s/bin/not-exec.sh: not an executable file (Permission "
+             "denied)",
              g_tmp);
     expect_error("{\"functions\": {\n  \"a\": {\"command\": [\"bin/not-exec.sh\"]}}}", 2, want);
     snprintf(want, sizeof want, "watch[0].dir: %s/nowhere: not a directory", g_tmp);
@@ -523,13 +525,14 @@ static void test_registration_errors(void **state)
     char want[PATH_MAX + 128];
     (void)state;
 
-    /* faas_register_library: the symbol is not in the object */
-    snprintf(want, sizeof want, "functions.a.symbol: no symbol \"nope\" in %s/lib/hello.so",
+    /* the symbol is not in the object (dlerror() says so) */
+    snprintf(want, sizeof want,
+             "functions.a.symbol: no symbol \"nope\": %s/lib/hello.so: undefined symbol: nope",
              g_tmp);
     expect_error("{\"functions\": {\n  \"a\": {\"library\": \"lib/hello.so\",\n"
                  "   \"symbol\": \"nope\", \"isolation\": \"thread\"}}}",
                  3, want);
-    /* faas_register_library: not a shared object (dlerror() says why) */
+    /* not a shared object (dlerror() says why) */
     snprintf(want, sizeof want, "functions.a.library: cannot load it: %s/lib/not-elf.so: ",
              g_tmp);
     expect_error_prefix("{\"functions\": {\n  \"a\": {\"library\": \"lib/not-elf.so\",\n"
