@@ -15,12 +15,15 @@
  *   GET /healthz    {"status":"ok","functions":N} (503 "draining" after a
  *                   signal)
  *   everything else the runtime's HTTP gateway (faas_http_attach): the
- *                   api: routes, and Lambda's Invoke API,
- *                   POST /2015-03-31/functions/NAME/invocations
+ *                   api: routes, and, when the config turns it on
+ *                   (runtime.invoke_api; off by default), Lambda's Invoke
+ *                   API, POST /2015-03-31/functions/NAME/invocations
  *
  * Every log record of the runtime goes to stderr in Lambda's words: the
  * function's log lines tagged with their request id, an error line for a
- * failed invocation, END and REPORT lines, idempotency and async events.
+ * failed invocation, END and REPORT lines, idempotency and async events,
+ * warnings. Each is one line: control characters in it are escaped
+ * (text.c).
  *
  * SIGINT or SIGTERM drains: the listening socket closes (connections
  * already open are still answered), schedules stop, and the loop runs
