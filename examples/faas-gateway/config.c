@@ -20,6 +20,14 @@
  * mappings, watch, self_test; entries in file order; in an entry, unknown
  * keys first.
  *
+ * Besides the schema, open refuses what could only fail at run time:
+ * async destinations that lead back to their function (check_destinations),
+ * min_warm beyond what the host can give (fn_min_warm), a library that
+ * does not load or lacks its symbol (lib_check: in a child process, so the
+ * gateway never loads a process function's object), a command that is not
+ * an executable file, addresses that are not numeric, S3 and DynamoDB event
+ * names that no event has.
+ *
  * Nothing here prints: messages go to the caller's buffer.
  */
 #include <arpa/inet.h>
