@@ -20,11 +20,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
+
 #include "config.h"
 #include "testutil.h"
+/* The gateway's escaped printing, tested here with the loader: the test
+ * program links config.c only. */
+#include "text.c"
 
 #ifndef GW_FUNCTIONS_DIR
 #error "GW_FUNCTIONS_DIR: where the gateway's function objects are built"
@@ -506,7 +512,9 @@ static void test_file_errors(void **state)
              g_tmp);
     expect_error("{\"functions\": {\n  \"a\": {\"library\": \"lib/none.so\", \"symbol\": \"s\"}}}",
                  2, want);
-    snprintf(want, sizeof want, "functions.a.command[0]: %s/bin/not-exec.sh: Permission denied",
+    snprintf(want, sizeof want,
+             "functions.a.command[0]: %s/bin/not-exec.sh: not an executable file (Permission "
+             "denied)",
              g_tmp);
     expect_error("{\"functions\": {\n  \"a\": {\"command\": [\"bin/not-exec.sh\"]}}}", 2, want);
     snprintf(want, sizeof want, "watch[0].dir: %s/nowhere: not a directory", g_tmp);
@@ -523,18 +531,329 @@ static void test_registration_errors(void **state)
     char want[PATH_MAX + 128];
     (void)state;
 
-    /* faas_register_library: the symbol is not in the object */
-    snprintf(want, sizeof want, "functions.a.symbol: no symbol \"nope\" in %s/lib/hello.so",
+    /* the symbol is not in the object (dlerror() says so) */
+    snprintf(want, sizeof want,
+             "functions.a.symbol: no symbol \"nope\": %s/lib/hello.so: undefined symbol: nope",
              g_tmp);
     expect_error("{\"functions\": {\n  \"a\": {\"library\": \"lib/hello.so\",\n"
                  "   \"symbol\": \"nope\", \"isolation\": \"thread\"}}}",
                  3, want);
-    /* faas_register_library: not a shared object (dlerror() says why) */
+    /* not a shared object (dlerror() says why) */
     snprintf(want, sizeof want, "functions.a.library: cannot load it: %s/lib/not-elf.so: ",
              g_tmp);
     expect_error_prefix("{\"functions\": {\n  \"a\": {\"library\": \"lib/not-elf.so\",\n"
                         "   \"symbol\": \"s\", \"isolation\": \"inline\"}}}",
                         2, want);
+}
+
+
+/* ---- what cannot work ---- */
+
+static const char lib_fn[] = "\"library\": \"lib/tick.so\", \"symbol\": \"tick\"";
+
+static void test_destination_cycles(void **state)
+{
+    char text[2048], err[1024];
+    (void)state;
+
+    /* a function that is its own destination */
+    snprintf(text, sizeof text,
+             "{\"functions\": {\n"
+             "  \"a\": {%s,\n"
+             "    \"async\": {\"on_success\": \"a\"}}}}",
+             lib_fn);
+    expect_error(text, 3, "functions.a.async.on_success: its events would come back to \"a\" "
+                          "without end (a -> a)");
+    /* through a chain of other functions' destinations, failure and success */
+    snprintf(text, sizeof text,
+             "{\"functions\": {\n"
+             "  \"x\": {%s, \"async\": {\"on_success\": \"a\"}},\n"
+             "  \"a\": {%s,\n"
+             "    \"async\": {\"on_success\": \"x\", \"on_failure\": \"b\"}},\n"
+             "  \"b\": {%s, \"async\": {\"on_success\": \"c\"}},\n"
+             "  \"c\": {%s, \"async\": {\"on_failure\": \"a\"}}}}",
+             lib_fn, lib_fn, lib_fn, lib_fn);
+    /* x -> a -> x is the first cycle of the file (x is first) */
+    expect_error(text, 2, "functions.x.async.on_success: its events would come back to \"x\" "
+                          "without end (x -> a -> x)");
+    snprintf(text, sizeof text,
+             "{\"functions\": {\n"
+             "  \"x\": {%s},\n"
+             "  \"a\": {%s,\n"
+             "    \"async\": {\"on_success\": \"x\", \"on_failure\": \"b\"}},\n"
+             "  \"b\": {%s, \"async\": {\"on_success\": \"c\"}},\n"
+             "  \"c\": {%s, \"async\": {\"on_failure\": \"a\"}}}}",
+             lib_fn, lib_fn, lib_fn, lib_fn);
+    expect_error(text, 4, "functions.a.async.on_failure: its events would come back to \"a\" "
+                          "without end (a -> b -> c -> a)");
+    /* a chain that ends, and two functions sharing a destination: fine */
+    snprintf(text, sizeof text,
+             "{\"functions\": {\n"
+             "  \"a\": {%s, \"async\": {\"on_success\": \"b\", \"on_failure\": \"c\"}},\n"
+             "  \"b\": {%s, \"async\": {\"on_success\": \"c\", \"on_failure\": \"c\"}},\n"
+             "  \"c\": {%s}},\n"
+             " \"mappings\": [{\"source\": \"queue:q\", \"function\": \"c\",\n"
+             "                \"on_failure\": \"c\"}]}",
+             lib_fn, lib_fn, lib_fn);
+    assert_int_equal(load(text, err, sizeof err), 0);
+}
+
+static void test_min_warm_bounds(void **state)
+{
+    struct rlimit saved, low;
+    char err[1024];
+    (void)state;
+
+    expect_error("{\"functions\": {\"a\": {\"library\": \"lib/hello.so\", \"symbol\": \"hello\",\n"
+                 "  \"min_warm\": 4294967295}}}",
+                 2, "functions.a.min_warm: more than 1024, the gateway's bound on instances "
+                    "kept warm");
+    expect_error("{\"functions\": {\"a\": {\"library\": \"lib/hello.so\", \"symbol\": \"hello\",\n"
+                 "  \"isolation\": \"inline\", \"min_warm\": 1025}}}",
+                 2, "functions.a.min_warm: more than 1024, the gateway's bound on instances "
+                    "kept warm");
+    expect_error("{\"functions\": {\"a\": {\"library\": \"lib/hello.so\", \"symbol\": \"hello\",\n"
+                 "  \"min_warm\": 5000, \"max_concurrency\": 10}}}",
+                 2, "functions.a.min_warm: more than max_concurrency (10)");
+    /* processes: no more than the user may have (only the soft limit is
+     * lowered, and nothing forks before the check refuses) */
+    assert_int_equal(getrlimit(RLIMIT_NPROC, &saved), 0);
+    low = saved;
+    low.rlim_cur = 40;
+    if (saved.rlim_max != RLIM_INFINITY && saved.rlim_max < 40)
+        low.rlim_cur = saved.rlim_max;
+    assert_int_equal(setrlimit(RLIMIT_NPROC, &low), 0);
+    snprintf(err, sizeof err, "functions.c.min_warm: more processes than RLIMIT_NPROC allows "
+                              "(%llu)",
+             (unsigned long long)low.rlim_cur);
+    expect_error("{\"functions\": {\"c\": {\"command\": [\"bin/run.sh\"],\n"
+                 "  \"min_warm\": 1000}}}",
+                 2, err);
+    assert_int_equal(setrlimit(RLIMIT_NPROC, &saved), 0);
+}
+
+/* Is `so` (resolved) mapped into this process? */
+static int mapped_here(const char *so)
+{
+    char real[PATH_MAX], line[PATH_MAX + 256];
+    FILE *f;
+    int found = 0;
+
+    assert_non_null(realpath(so, real));
+    f = fopen("/proc/self/maps", "r");
+    assert_non_null(f);
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, real) != NULL;
+    fclose(f);
+    return found;
+}
+
+static void test_library_checked_in_a_worker(void **state)
+{
+    char want[PATH_MAX + 128], so[PATH_MAX], err[1024];
+    struct gw_config *cfg = NULL;
+    (void)state;
+
+    /* a process function: the symbol is checked at load, not at its first
+     * cold start, and the check does not load the object here */
+    sub(so, sizeof so, "lib/orders.so");
+    snprintf(want, sizeof want,
+             "functions.a.symbol: no symbol \"ordrs\": %s: undefined symbol: ordrs", so);
+    expect_error("{\"functions\": {\n  \"a\": {\"library\": \"lib/orders.so\",\n"
+                 "   \"symbol\": \"ordrs\", \"isolation\": \"process\"}}}",
+                 3, want);
+    snprintf(want, sizeof want, "functions.a.library: cannot load it: %s/lib/not-elf.so: ",
+             g_tmp);
+    expect_error_prefix("{\"functions\": {\n  \"a\": {\"library\": \"lib/not-elf.so\",\n"
+                        "   \"symbol\": \"s\", \"isolation\": \"process\"}}}",
+                        2, want);
+    assert_false(mapped_here(so));
+    write_text(g_path,
+               "{\"functions\": {\"a\": {\"library\": \"lib/orders.so\", \"symbol\": \"orders\","
+               " \"isolation\": \"process\"}}}",
+               0644);
+    assert_int_equal(gw_config_open(&cfg, g_path, err, sizeof err), 0);
+    assert_false(mapped_here(so));
+    gw_config_free(cfg);
+}
+
+static void test_command_not_executable_file(void **state)
+{
+    char want[PATH_MAX + 128];
+    (void)state;
+
+    snprintf(want, sizeof want,
+             "functions.a.command[0]: %s/bin: not an executable file (a directory)", g_tmp);
+    expect_error("{\"functions\": {\n  \"a\": {\"command\": [\"bin\"]}}}", 2, want);
+    snprintf(want, sizeof want, "functions.a.command[0]: %s/bin/none: No such file or directory",
+             g_tmp);
+    expect_error("{\"functions\": {\n  \"a\": {\"command\": [\"bin/none\"]}}}", 2, want);
+}
+
+static void test_addresses(void **state)
+{
+    struct gw_config *cfg = NULL;
+    char err[1024];
+    (void)state;
+
+    expect_error("{\"functions\": {},\n \"listen\": \"localhost:8080\"}", 2,
+                 "listen: \"localhost:8080\" is not a numeric IPv4 address or a bracketed IPv6 "
+                 "one, such as \"127.0.0.1:8080\" or \"[::1]:8080\"");
+    expect_error("{\"functions\": {},\n \"listen\": \"127.0.0.256:80\"}", 2,
+                 "listen: \"127.0.0.256:80\" is not a numeric IPv4 address or a bracketed IPv6 "
+                 "one, such as \"127.0.0.1:8080\" or \"[::1]:8080\"");
+    expect_error("{\"functions\": {},\n \"listen\": \"::1:8080\"}", 2,
+                 "listen: \"::1:8080\" is not a numeric IPv4 address or a bracketed IPv6 "
+                 "one, such as \"127.0.0.1:8080\" or \"[::1]:8080\"");
+    expect_error("{\"functions\": {},\n \"runtime\": {\n  \"runtime_api_address\": \"lo\"}}", 3,
+                 "runtime.runtime_api_address: \"lo\" is not a numeric IPv4 or IPv6 address, "
+                 "such as \"127.0.0.1\"");
+    expect_error("{\"functions\": {},\n \"runtime\": {\n  \"runtime_api_address\": \"10.1.2.3\"}}",
+                 3, "runtime.runtime_api_address: 10.1.2.3 is not a loopback address: its "
+                    "endpoints could not tell which process connects (set "
+                    "runtime_api_allow_remote to allow it)");
+
+    write_text(g_path,
+               "{\"functions\": {}, \"listen\": \"[::1]:0\",\n"
+               " \"runtime\": {\"runtime_api_address\": \"10.1.2.3\",\n"
+               "             \"runtime_api_allow_remote\": true}}",
+               0644);
+    assert_int_equal(gw_config_open(&cfg, g_path, err, sizeof err), 0);
+    assert_string_equal(cfg->host, "::1");
+    assert_int_equal(cfg->ro.runtime_api_allow_remote, 1);
+    assert_string_equal(cfg->ro.runtime_api_address, "10.1.2.3");
+    gw_config_free(cfg);
+    write_text(g_path, "{\"functions\": {}, \"runtime\": {\"runtime_api_address\": \"::1\"}}",
+               0644);
+    assert_int_equal(gw_config_open(&cfg, g_path, err, sizeof err), 0);
+    gw_config_free(cfg);
+}
+
+static void test_event_names(void **state)
+{
+    static const char *const good[] = { "s3:ObjectCreated:*", "s3:ObjectCreated",
+                                        "s3:ObjectRemoved:Delete", "s3:*", "s3:*:Put",
+                                        "s3:LifecycleTransition", "dynamodb:INSERT",
+                                        "dynamodb:*", NULL };
+    char text[1024], err[1024];
+    size_t i;
+    (void)state;
+
+    expect_map_error("    { \"source\": \"s3:Nope\", \"function\": \"f\" }", 8,
+                     "mappings[2].source: no S3 event is named \"Nope\": expected "
+                     "ObjectCreated, ObjectRemoved, ObjectRestore, ObjectTagging, ObjectAcl, "
+                     "LifecycleExpiration, LifecycleTransition, IntelligentTiering, "
+                     "ReducedRedundancyLostObject or Replication, with \":*\" or \":Name\" "
+                     "(see docs/event-sources.md)");
+    expect_map_error("    { \"source\": \"s3:ObjectCreated:Nope\", \"function\": \"f\" }", 8,
+                     "mappings[2].source: no S3 event is named \"ObjectCreated:Nope\": "
+                     "expected ObjectCreated, ObjectRemoved, ObjectRestore, ObjectTagging, "
+                     "ObjectAcl, LifecycleExpiration, LifecycleTransition, IntelligentTiering, "
+                     "ReducedRedundancyLostObject or Replication, with \":*\" or \":Name\" "
+                     "(see docs/event-sources.md)");
+    expect_map_error("    { \"source\": \"dynamodb:UPSERT\", \"function\": \"f\" }", 8,
+                     "mappings[2].source: no DynamoDB event is named \"UPSERT\": expected "
+                     "INSERT, MODIFY, REMOVE or *");
+    for (i = 0; good[i]; i++) {
+        snprintf(text, sizeof text,
+                 "{\"functions\": {\"f\": {%s}},\n"
+                 " \"mappings\": [{\"source\": \"%s\", \"function\": \"f\"}]}",
+                 lib_fn, good[i]);
+        if (load(text, err, sizeof err) != 0)
+            fail_msg("%s: %s", good[i], err);
+    }
+}
+
+static void test_new_keys_and_defaults(void **state)
+{
+    struct gw_config *cfg = NULL;
+    char err[1024], text[2048];
+    (void)state;
+
+    /* the Invoke API is off unless the config turns it on */
+    write_text(g_path, "{\"functions\": {}}", 0644);
+    assert_int_equal(gw_config_open(&cfg, g_path, err, sizeof err), 0);
+    assert_int_equal(cfg->ro.invoke_api, 0);
+    assert_int_equal(cfg->ro.runtime_api_allow_remote, 0);
+    assert_int_equal(cfg->ro.http_max_connections, 1024);
+    gw_config_free(cfg);
+
+    snprintf(text, sizeof text,
+             "{\"runtime\": {\"invoke_api\": true, \"http_read_timeout_ms\": 1500,\n"
+             "  \"http_idle_timeout_ms\": 2500, \"http_max_connections\": 64},\n"
+             " \"functions\": {\"a\": {%s,\n"
+             "  \"idempotency\": {\"key_path\": \"id\", \"max_bytes\": 1048576},\n"
+             "  \"async\": {\"max_queue_bytes\": 65536}}}}",
+             lib_fn);
+    write_text(g_path, text, 0644);
+    assert_int_equal(gw_config_open(&cfg, g_path, err, sizeof err), 0);
+    assert_int_equal(cfg->ro.invoke_api, 1);
+    assert_int_equal(cfg->ro.http_read_timeout_ms, 1500);
+    assert_int_equal(cfg->ro.http_idle_timeout_ms, 2500);
+    assert_int_equal(cfg->ro.http_max_connections, 64);
+    assert_int_equal(cfg->functions[0].idempotent, 1);
+    gw_config_free(cfg);
+    assert_int_equal(load(text, err, sizeof err), 0);
+
+    expect_error("{\"functions\": {},\n \"runtime\": {\"http_max_connections\": -1}}", 2,
+                 "runtime.http_max_connections: expected a non-negative integer");
+    expect_error("{\"functions\": {},\n \"runtime\": {\"runtime_api_allow_remote\": 1}}", 2,
+                 "runtime.runtime_api_allow_remote: expected true or false");
+    snprintf(text, sizeof text,
+             "{\"functions\": {\"a\": {%s,\n"
+             "  \"idempotency\": {\"key_path\": \"id\",\n   \"max_bytes\": -5}}}}",
+             lib_fn);
+    expect_error(text, 3, "functions.a.idempotency.max_bytes: expected a non-negative integer");
+    snprintf(text, sizeof text,
+             "{\"functions\": {\"a\": {%s,\n  \"async\": {\"max_queue_bytes\": \"big\"}}}}",
+             lib_fn);
+    expect_error(text, 2, "functions.a.async.max_queue_bytes: expected a non-negative integer");
+}
+
+/* ---- printing (text.c) ---- */
+
+static char *escaped(const char *s)
+{
+    struct evbuffer *b = evbuffer_new();
+    size_t n;
+    char *out;
+
+    assert_non_null(b);
+    assert_int_equal(gw_text_escape(b, s), 0);
+    n = evbuffer_get_length(b);
+    out = malloc(n + 1);
+    assert_non_null(out);
+    evbuffer_remove(b, out, n);
+    out[n] = '\0';
+    evbuffer_free(b);
+    return out;
+}
+
+static void test_text_one_line(void **state)
+{
+    struct evbuffer *b;
+    char *e, buf[128];
+    size_t n;
+    (void)state;
+
+    e = escaped("ok \\n stays; line\nforged\r\tx\x1b[2J\x7f end \xc2\x85 caf\xc3\xa9");
+    assert_string_equal(e, "ok \\n stays; line\\nforged\\r\\tx\\x1b[2J\\x7f end \\u0085 "
+                           "caf\xc3\xa9");
+    free(e);
+    e = escaped("");
+    assert_string_equal(e, "");
+    free(e);
+
+    b = evbuffer_new();
+    assert_non_null(b);
+    assert_int_equal(gw_text_printf(b, "[%s]\t%s 100%%", "fn\n", "a\tb"), 0);
+    n = evbuffer_get_length(b);
+    assert_true(n < sizeof buf);
+    evbuffer_remove(b, buf, n);
+    buf[n] = '\0';
+    /* the format's own tab stays, the arguments' are escaped */
+    assert_string_equal(buf, "[fn\\n]\ta\\tb 100%");
+    evbuffer_free(b);
 }
 
 int main(void)
@@ -549,6 +868,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mapping_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registration_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_destination_cycles, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_min_warm_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_library_checked_in_a_worker, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_command_not_executable_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_addresses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_keys_and_defaults, setup, teardown),
+        cmocka_unit_test(test_text_one_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,18 +20,33 @@
  * mappings, watch, self_test; entries in file order; in an entry, unknown
  * keys first.
  *
+ * Besides the schema, open refuses what could only fail at run time:
+ * async destinations that lead back to their function (check_destinations),
+ * min_warm beyond what the host can give (fn_min_warm), a library that
+ * does not load or lacks its symbol (lib_check: in a child process, so the
+ * gateway never loads a process function's object), a command that is not
+ * an executable file, addresses that are not numeric, S3 and DynamoDB event
+ * names that no event has.
+ *
  * Nothing here prints: messages go to the caller's buffer.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,6 +55,8 @@
 #define GW_PATH_MAX 512                 /* a key path, as messages show it */
 #define GW_FILE_MAX (4u * 1024u * 1024u) /* a config larger than this is a mistake */
 #define GW_NO_TIMEOUT_MS 900000u        /* what "no timeout" counts for the drain */
+#define GW_MIN_WARM_MAX 1024u           /* instances one function may keep warm */
+#define GW_LIB_CHECK_MS 10000           /* loading a library in the check's worker */
 
 struct gw_keyline {
     char *path;
@@ -508,11 +525,30 @@ char *gw_config_resolve(const struct gw_config *cfg, const char *rel)
 /* listen, runtime                                                     */
 /* ------------------------------------------------------------------ */
 
-/* "host:port", "[v6]:port". */
+/* A numeric IPv4 or IPv6 address (names are not resolved: a config means
+ * one address, not whatever a resolver answers today). */
+static int numeric_address(const char *s, int *loopback)
+{
+    struct in6_addr a6;
+    struct in_addr a4;
+
+    if (inet_pton(AF_INET, s, &a4) == 1) {
+        *loopback = (ntohl(a4.s_addr) >> 24) == 127;
+        return 1;
+    }
+    if (inet_pton(AF_INET6, s, &a6) == 1) {
+        *loopback = IN6_IS_ADDR_LOOPBACK(&a6);
+        return 1;
+    }
+    return 0;
+}
+
+/* "host:port", "[v6]:port"; the host a numeric address. */
 static int parse_listen(struct pctx *p, json_t *root)
 {
     struct gw_config *cfg = p->cfg;
     const char *s = NULL, *colon, *h;
+    int bracketed = 0, loopback;
     size_t hlen;
     char *end;
     long port;
@@ -528,6 +564,7 @@ static int parse_listen(struct pctx *p, json_t *root)
     if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
         h++;
         hlen -= 2;
+        bracketed = 1;
     }
     errno = 0;
     port = colon && colon[1] ? strtol(colon + 1, &end, 10) : -1;
@@ -536,7 +573,30 @@ static int parse_listen(struct pctx *p, json_t *root)
         return fail(p, "listen", "expected \"host:port\", such as \"127.0.0.1:8080\"");
     memcpy(cfg->host, h, hlen);
     cfg->host[hlen] = '\0';
+    /* An IPv6 address without brackets would make the port ambiguous. */
+    if (!numeric_address(cfg->host, &loopback) || bracketed != !!strchr(cfg->host, ':'))
+        return fail(p, "listen", "\"%s\" is not a numeric IPv4 address or a bracketed IPv6 "
+                                 "one, such as \"127.0.0.1:8080\" or \"[::1]:8080\"", s);
     cfg->port = (uint16_t)port;
+    return 0;
+}
+
+/* The address of command functions' Runtime API endpoints: numeric, and
+ * loopback unless the config allows remote ones, as the library does. */
+static int check_runtime_api_address(struct pctx *p, const struct faas_runtime_opts *ro)
+{
+    static const char key[] = "runtime.runtime_api_address";
+    int loopback = 1;
+
+    if (!ro->runtime_api_address)
+        return 0;
+    if (!numeric_address(ro->runtime_api_address, &loopback))
+        return fail(p, key, "\"%s\" is not a numeric IPv4 or IPv6 address, such as "
+                            "\"127.0.0.1\"", ro->runtime_api_address);
+    if (!loopback && !ro->runtime_api_allow_remote)
+        return fail(p, key, "%s is not a loopback address: its endpoints could not tell "
+                            "which process connects (set runtime_api_allow_remote to allow it)",
+                    ro->runtime_api_address);
     return 0;
 }
 
@@ -546,7 +606,9 @@ static int parse_runtime(struct pctx *p, json_t *root)
                                         "max_async_payload", "http_max_body",
                                         "http_max_headers", "region", "invoke_api",
                                         "runtime_api_address", "access_key_id",
-                                        "secret_access_key", NULL };
+                                        "secret_access_key", "http_read_timeout_ms",
+                                        "http_idle_timeout_ms", "http_max_connections",
+                                        "runtime_api_allow_remote", NULL };
     struct faas_runtime_opts *ro = &p->cfg->ro;
     json_t *rt;
     int rc;
@@ -561,12 +623,21 @@ static int parse_runtime(struct pctx *p, json_t *root)
             0 ||
         (rc = get_size(p, rt, "runtime", "http_max_body", 0, &ro->http_max_body)) != 0 ||
         (rc = get_size(p, rt, "runtime", "http_max_headers", 1, &ro->http_max_headers)) != 0 ||
+        (rc = get_u32(p, rt, "runtime", "http_read_timeout_ms", 0,
+                      &ro->http_read_timeout_ms)) != 0 ||
+        (rc = get_u32(p, rt, "runtime", "http_idle_timeout_ms", 0,
+                      &ro->http_idle_timeout_ms)) != 0 ||
+        (rc = get_u32(p, rt, "runtime", "http_max_connections", 0,
+                      &ro->http_max_connections)) != 0 ||
         (rc = get_str(p, rt, "runtime", "region", &ro->region)) != 0 ||
         (rc = get_bool(p, rt, "runtime", "invoke_api", &ro->invoke_api)) != 0 ||
         (rc = get_str(p, rt, "runtime", "runtime_api_address", &ro->runtime_api_address)) !=
             0 ||
+        (rc = get_bool(p, rt, "runtime", "runtime_api_allow_remote",
+                       &ro->runtime_api_allow_remote)) != 0 ||
         (rc = get_str(p, rt, "runtime", "access_key_id", &ro->access_key_id)) != 0 ||
-        (rc = get_str(p, rt, "runtime", "secret_access_key", &ro->secret_access_key)) != 0)
+        (rc = get_str(p, rt, "runtime", "secret_access_key", &ro->secret_access_key)) != 0 ||
+        (rc = check_runtime_api_address(p, ro)) != 0)
         return rc;
     if (!ro->access_key_id != !ro->secret_access_key)
         return fail(p, ro->access_key_id ? "runtime.access_key_id" : "runtime.secret_access_key",
@@ -626,6 +697,115 @@ static int fn_isolation(struct pctx *p, json_t *obj, const char *path,
     }
     path_key(child, sizeof child, path, "isolation");
     return fail(p, child, "expected \"inline\", \"thread\" or \"process\"");
+}
+
+/* What loading a library in a worker found (lib_check). */
+enum lib_verdict { LIB_OK, LIB_NOLOAD, LIB_NOSYMBOL, LIB_CRASHED, LIB_HUNG };
+
+/*
+ * Loads `so_path` and looks `symbol` up in a child process, as a PROCESS
+ * worker would (dlopen RTLD_NOW | RTLD_LOCAL, dlsym): the gateway never
+ * loads the object itself, so a constructor that crashes, hangs or takes
+ * over the process costs only the child. The child writes a verdict byte
+ * and dlerror()'s text to a pipe and _exits; the wait is bounded. `why`
+ * gets dlerror()'s text or what became of the child. Returns the verdict,
+ * or FAAS_ESYS when no child could be made (errno set).
+ */
+static int lib_check(const char *so_path, const char *symbol, char *why, size_t whylen)
+{
+    char buf[1024];
+    const char *e;
+    struct pollfd pfd;
+    size_t got = 0;
+    ssize_t n;
+    int fds[2], status = 0, verdict, timed_out = 0;
+    pid_t pid;
+    void *h;
+
+    why[0] = '\0';
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return FAAS_ESYS;
+    if ((pid = fork()) < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return FAAS_ESYS;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        h = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
+        if (!h) {
+            e = dlerror();
+            buf[0] = (char)LIB_NOLOAD;
+        } else {
+            dlerror();
+            e = dlsym(h, symbol) ? NULL : dlerror();
+            buf[0] = (char)(e ? LIB_NOSYMBOL : LIB_OK);
+        }
+        snprintf(buf + 1, sizeof buf - 1, "%s", e ? e : "");
+        n = write(fds[1], buf, strlen(buf + 1) + 1);
+        _exit(n > 0 ? 0 : 1);
+    }
+    close(fds[1]);
+    pfd.fd = fds[0];
+    pfd.events = POLLIN;
+    for (;;) {
+        n = poll(&pfd, 1, GW_LIB_CHECK_MS);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            timed_out = 1;
+            break;
+        }
+        n = read(fds[0], buf + got, sizeof buf - 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || (got += (size_t)n) == sizeof buf - 1)
+            break;
+    }
+    close(fds[0]);
+    if (timed_out)
+        kill(pid, SIGKILL);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    buf[got] = '\0';
+    if (timed_out) {
+        snprintf(why, whylen, "loading it took more than %d ms", GW_LIB_CHECK_MS);
+        return LIB_HUNG;
+    }
+    if (got == 0 || (unsigned char)buf[0] > LIB_NOSYMBOL) {
+        if (WIFSIGNALED(status))
+            snprintf(why, whylen, "loading it killed the process (%s)",
+                     strsignal(WTERMSIG(status)));
+        else
+            snprintf(why, whylen, "loading it ended the process (exit status %d)",
+                     WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        return LIB_CRASHED;
+    }
+    verdict = buf[0];
+    snprintf(why, whylen, "%s", buf + 1);
+    return verdict;
+}
+
+/* The library loads and has the symbol, else the key to blame and why. */
+static int check_library(struct pctx *p, const char *path, const struct fn_build *b)
+{
+    char child[GW_PATH_MAX], why[1024];
+    int v = lib_check(b->so_path, b->symbol, why, sizeof why), err = errno;
+
+    path_key(child, sizeof child, path, v == LIB_NOSYMBOL ? "symbol" : "library");
+    switch (v) {
+    case LIB_OK:
+        return 0;
+    case LIB_NOLOAD:
+        return fail(p, child, "cannot load it: %s", why);
+    case LIB_NOSYMBOL:
+        return fail(p, child, "no symbol \"%s\": %s", b->symbol, why);
+    case LIB_CRASHED:
+    case LIB_HUNG:
+        return fail(p, child, "%s: %s", b->so_path, why);
+    default:
+        return fail(p, child, "cannot check it: %s", strerror(err));
+    }
 }
 
 static int fn_library(struct pctx *p, json_t *obj, const char *path, struct fn_build *b)
@@ -690,6 +870,7 @@ static int fn_command(struct pctx *p, json_t *obj, const char *path, struct fn_b
     json_t *argv = json_object_get(obj, "command"), *v;
     const char *root = NULL;
     size_t i, n = json_array_size(argv);
+    struct stat st;
     char *slash;
     int rc;
 
@@ -715,10 +896,14 @@ static int fn_command(struct pctx *p, json_t *obj, const char *path, struct fn_b
     if (!(b->argv0 = gw_config_resolve(p->cfg, b->argv[0])))
         return oom(p);
     b->argv[0] = b->argv0;
-    if (access(b->argv0, X_OK) != 0) {
-        path_index(child, sizeof child, cpath, 0);
+    path_index(child, sizeof child, cpath, 0);
+    if (stat(b->argv0, &st) != 0)
         return fail(p, child, "%s: %s", b->argv0, strerror(errno));
-    }
+    if (!S_ISREG(st.st_mode))
+        return fail(p, child, "%s: not an executable file (%s)", b->argv0,
+                    S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
+    if (access(b->argv0, X_OK) != 0)
+        return fail(p, child, "%s: not an executable file (%s)", b->argv0, strerror(errno));
     if ((rc = get_str(p, obj, path, "handler", &b->fo.handler)) != 0 ||
         (rc = get_str(p, obj, path, "task_root", &root)) != 0 ||
         (rc = fn_env(p, obj, path, b)) != 0)
@@ -740,7 +925,7 @@ static int fn_command(struct pctx *p, json_t *obj, const char *path, struct fn_b
 static int fn_idempotency(struct pctx *p, json_t *obj, const char *path, struct fn_build *b)
 {
     static const char *const keys[] = { "key_path", "validate_path", "ttl_s", "max_entries",
-                                        "required", NULL };
+                                        "max_bytes", "required", NULL };
     char ipath[GW_PATH_MAX];
     json_t *idem;
     int rc;
@@ -754,6 +939,7 @@ static int fn_idempotency(struct pctx *p, json_t *obj, const char *path, struct 
         (rc = get_dotted(p, idem, ipath, "validate_path", &b->idem.validate_path)) != 0 ||
         (rc = get_u32(p, idem, ipath, "ttl_s", 1, &b->idem.ttl_s)) != 0 ||
         (rc = get_u32(p, idem, ipath, "max_entries", 0, &b->idem.max_entries)) != 0 ||
+        (rc = get_size(p, idem, ipath, "max_bytes", 0, &b->idem.max_bytes)) != 0 ||
         (rc = get_bool(p, idem, ipath, "required", &b->idem.required)) != 0)
         return rc;
     b->fo.idempotency = &b->idem;
@@ -763,8 +949,8 @@ static int fn_idempotency(struct pctx *p, json_t *obj, const char *path, struct 
 static int fn_async(struct pctx *p, json_t *obj, const char *path, struct fn_build *b)
 {
     static const char *const keys[] = { "max_retries", "retry_base_ms", "max_event_age_ms",
-                                        "max_queue", "overflow", "on_success", "on_failure",
-                                        NULL };
+                                        "max_queue", "max_queue_bytes", "overflow",
+                                        "on_success", "on_failure", NULL };
     char apath[GW_PATH_MAX], child[GW_PATH_MAX];
     const char *overflow = NULL;
     int64_t age = (int64_t)b->async.max_event_age_ms;
@@ -779,6 +965,7 @@ static int fn_async(struct pctx *p, json_t *obj, const char *path, struct fn_bui
         (rc = get_u32(p, async, apath, "retry_base_ms", 0, &b->async.retry_base_ms)) != 0 ||
         (rc = get_int(p, async, apath, "max_event_age_ms", 0, INT64_MAX, &age)) != 0 ||
         (rc = get_u32(p, async, apath, "max_queue", 0, &b->async.max_queue)) != 0 ||
+        (rc = get_size(p, async, apath, "max_queue_bytes", 0, &b->async.max_queue_bytes)) != 0 ||
         (rc = get_str(p, async, apath, "overflow", &overflow)) != 0 ||
         (rc = get_fn_ref(p, async, apath, "on_success", &b->async.on_success)) != 0 ||
         (rc = get_fn_ref(p, async, apath, "on_failure", &b->async.on_failure)) != 0)
@@ -793,6 +980,33 @@ static int fn_async(struct pctx *p, json_t *obj, const char *path, struct fn_bui
         return fail(p, child, "expected \"reject\" or \"drop_oldest\"");
     }
     b->fo.async = &b->async;
+    return 0;
+}
+
+/*
+ * min_warm instances are made at start, each a process for process and
+ * command functions: a number no host can give (4294967295 forked until
+ * fork failed) is refused. At most max_concurrency, GW_MIN_WARM_MAX, and
+ * for processes the user's process limit (RLIMIT_NPROC).
+ */
+static int fn_min_warm(struct pctx *p, const char *path, const struct fn_build *b)
+{
+    char child[GW_PATH_MAX];
+    uint32_t n = b->fo.min_warm;
+    struct rlimit rl;
+
+    if (n == 0)
+        return 0;
+    path_key(child, sizeof child, path, "min_warm");
+    if (b->fo.max_concurrency && n > b->fo.max_concurrency)
+        return fail(p, child, "more than max_concurrency (%" PRIu32 ")", b->fo.max_concurrency);
+    if (n > GW_MIN_WARM_MAX)
+        return fail(p, child, "more than %u, the gateway's bound on instances kept warm",
+                    GW_MIN_WARM_MAX);
+    if ((b->argv || b->fo.isolation == FAAS_ISOLATION_PROCESS) &&
+        getrlimit(RLIMIT_NPROC, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && n > rl.rlim_cur)
+        return fail(p, child, "more processes than RLIMIT_NPROC allows (%llu)",
+                    (unsigned long long)rl.rlim_cur);
     return 0;
 }
 
@@ -847,31 +1061,19 @@ static int fn_build(struct pctx *p, const char *name, json_t *obj, const char *p
         (rc = get_u32(p, obj, path, "max_uses", 0, &b->fo.max_uses)) != 0 ||
         (rc = fn_idempotency(p, obj, path, b)) != 0 || (rc = fn_async(p, obj, path, b)) != 0)
         return rc;
-    if (b->fo.min_warm && b->fo.max_concurrency && b->fo.min_warm > b->fo.max_concurrency) {
-        path_key(child, sizeof child, path, "min_warm");
-        return fail(p, child, "more than max_concurrency (%" PRIu32 ")",
-                    b->fo.max_concurrency);
-    }
-    return 0;
+    return fn_min_warm(p, path, b);
 }
 
-/* Why faas_register_library said FAAS_ENOENT, in dlerror()'s words. */
+/* Why faas_register_library said FAAS_ENOENT: the object changed since
+ * the check, which a worker runs again to say how. */
 static int library_enoent(struct pctx *p, const char *path, const struct fn_build *b)
 {
     char child[GW_PATH_MAX];
-    void *h = dlopen(b->so_path, RTLD_LAZY | RTLD_LOCAL);
-    const char *why;
+    int rc = check_library(p, path, b);
 
-    if (!h) {
-        why = dlerror();
-        path_key(child, sizeof child, path, "library");
-        return fail(p, child, "cannot load it: %s", why ? why : b->so_path);
-    }
-    why = dlsym(h, b->symbol) ? NULL : "missing";
-    dlclose(h);
-    path_key(child, sizeof child, path, why ? "symbol" : "library");
-    if (why)
-        return fail(p, child, "no symbol \"%s\" in %s", b->symbol, b->so_path);
+    if (rc != 0)
+        return rc;
+    path_key(child, sizeof child, path, "library");
     return fail(p, child, "cannot register: %s", faas_strerror(FAAS_ENOENT));
 }
 
@@ -891,6 +1093,100 @@ static int fn_register(struct pctx *p, struct faas_runtime *rt, const char *name
     if (rc == FAAS_ENOENT && b->so_path)
         return library_enoent(p, path, b);
     return fail(p, path, "cannot register: %s", faas_strerror(rc));
+}
+
+/*
+ * The async destinations (on_success, on_failure) of the functions, as a
+ * graph: a function whose destinations lead back to it would invoke itself
+ * forever, each result the next event. The first function of the file on
+ * such a cycle is the error, with the cycle's shortest chain (breadth
+ * first from its destinations; each function has at most two).
+ */
+static int check_destinations(struct pctx *p)
+{
+    static const char *const which[2] = { "on_success", "on_failure" };
+    struct gw_config *cfg = p->cfg;
+    json_t *fns = json_object_get(cfg->root, "functions"), *index = json_object();
+    size_t n = cfg->nfunctions, i, k, head, tail, v, w;
+    size_t *dest = calloc(2 * n + 1, sizeof *dest), *from = calloc(n + 1, sizeof *from);
+    size_t *queue = calloc(n + 1, sizeof *queue);
+    char fpath[GW_PATH_MAX], apath[GW_PATH_MAX], path[GW_PATH_MAX], chain[GW_PATH_MAX], *c;
+    const char *d;
+    int rc = 0, full;
+
+    if (!index || !dest || !from || !queue) {
+        rc = oom(p);
+        goto out;
+    }
+    /* dest[2i + k]: the index of function i's destination k, or n (none) */
+    for (i = 0; i < n; i++)
+        if (json_object_set_new(index, cfg->functions[i].name, json_integer((json_int_t)i))) {
+            rc = oom(p);
+            goto out;
+        }
+    for (i = 0; i < n; i++) {
+        json_t *async = json_object_get(json_object_get(fns, cfg->functions[i].name), "async");
+        for (k = 0; k < 2; k++) {
+            d = json_string_value(json_object_get(async, which[k]));
+            dest[2 * i + k] = d ? (size_t)json_integer_value(json_object_get(index, d)) : n;
+        }
+    }
+    for (i = 0; i < n && rc == 0; i++) {
+        /* from[v]: the function v was reached from, n + k for i's own
+         * destination k, SIZE_MAX for not yet; queue: to visit */
+        for (v = 0; v < n; v++)
+            from[v] = SIZE_MAX;
+        head = tail = 0;
+        for (k = 0; k < 2; k++) {
+            w = dest[2 * i + k];
+            if (w < n && from[w] == SIZE_MAX) {
+                from[w] = n + k; /* reached from i through destination k */
+                queue[tail++] = w;
+            }
+        }
+        while (head < tail && from[i] == SIZE_MAX) {
+            v = queue[head++];
+            for (k = 0; k < 2; k++) {
+                w = dest[2 * v + k];
+                if (w < n && from[w] == SIZE_MAX) {
+                    from[w] = v;
+                    queue[tail++] = w;
+                }
+            }
+        }
+        if (from[i] == SIZE_MAX)
+            continue;
+        /* The chain, written backwards from i to i's first step (cut
+         * short, from its end, if it does not fit). */
+        c = chain + sizeof chain - 1;
+        *c = '\0';
+        for (full = 0, v = i;; v = from[v]) {
+            size_t len = strlen(cfg->functions[v].name);
+            if (!full && (size_t)(c - chain) >= len + 4 + 8) {
+                c -= len;
+                memcpy(c, cfg->functions[v].name, len);
+                c -= 4;
+                memcpy(c, " -> ", 4);
+            } else if (!full) {
+                full = 1;
+                c -= 7;
+                memcpy(c, " -> ...", 7);
+            }
+            if (from[v] >= n)
+                break;
+        }
+        path_key(fpath, sizeof fpath, "functions", cfg->functions[i].name);
+        path_key(apath, sizeof apath, fpath, "async");
+        path_key(path, sizeof path, apath, which[from[v] - n]);
+        rc = fail(p, path, "its events would come back to \"%s\" without end (%s%s)",
+                  cfg->functions[i].name, cfg->functions[i].name, c);
+    }
+out:
+    json_decref(index);
+    free(dest);
+    free(from);
+    free(queue);
+    return rc;
 }
 
 /* Checks every function; with `rt`, registers each too. */
@@ -918,6 +1214,8 @@ static int do_functions(struct pctx *p, struct faas_runtime *rt)
     json_object_foreach(fns, name, obj) {
         path_key(path, sizeof path, "functions", name);
         rc = fn_build(p, name, obj, path, &b);
+        if (rc == 0 && !rt && b.so_path)
+            rc = check_library(p, path, &b);
         if (rc == 0 && rt)
             rc = fn_register(p, rt, name, path, &b);
         if (rc == 0 && !rt) {
@@ -938,7 +1236,7 @@ static int do_functions(struct pctx *p, struct faas_runtime *rt)
         if (rc)
             return rc;
     }
-    return 0;
+    return rt ? 0 : check_destinations(p);
 }
 
 /* ------------------------------------------------------------------ */
@@ -985,6 +1283,52 @@ static int map_example(struct pctx *p, json_t *m, const char *path, int api)
     return 0;
 }
 
+/*
+ * The event names of S3 notifications, as S3 documents them. The library
+ * takes any "Word" or "Word:Word" of letters (and '*') today, so that
+ * "s3:Nope" would map and never fire; the gateway refuses a pattern that
+ * matches none of these, with the library's matching rules: a name without
+ * ':' means every event of that type, else a glob (fnmatch).
+ */
+static const char *const s3_events[] = {
+    "ObjectCreated:Put",          "ObjectCreated:Post",
+    "ObjectCreated:Copy",         "ObjectCreated:CompleteMultipartUpload",
+    "ObjectRemoved:Delete",       "ObjectRemoved:DeleteMarkerCreated",
+    "ObjectRestore:Post",         "ObjectRestore:Completed",
+    "ObjectRestore:Delete",       "ObjectTagging:Put",
+    "ObjectTagging:Delete",       "ObjectAcl:Put",
+    "LifecycleExpiration:Delete", "LifecycleExpiration:DeleteMarkerCreated",
+    "LifecycleTransition",        "IntelligentTiering",
+    "ReducedRedundancyLostObject", "Replication:OperationFailedReplication",
+    "Replication:OperationMissedThreshold", "Replication:OperationReplicatedAfterThreshold",
+    "Replication:OperationNotTracked", NULL
+};
+
+static int s3_event_known(const char *pattern)
+{
+    size_t i, n = strlen(pattern);
+
+    if (n == 0 || strspn(pattern, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ:*") != n)
+        return 0;
+    for (i = 0; s3_events[i]; i++) {
+        if (!strchr(pattern, ':') && strcmp(pattern, "*") != 0) {
+            if (strncmp(s3_events[i], pattern, n) == 0 &&
+                (s3_events[i][n] == ':' || s3_events[i][n] == '\0'))
+                return 1;
+        } else if (fnmatch(pattern, s3_events[i], 0) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* DynamoDB Streams' event names, as the library takes them. */
+static int dynamodb_event_known(const char *name)
+{
+    return strcmp(name, "INSERT") == 0 || strcmp(name, "MODIFY") == 0 ||
+           strcmp(name, "REMOVE") == 0 || strcmp(name, "*") == 0;
+}
+
 /* The kind of a source key, checked; the api: route split into the entry. */
 static int map_source(struct pctx *p, const char *src, const char *path, struct gw_mapping *gm)
 {
@@ -1004,6 +1348,15 @@ static int map_source(struct pctx *p, const char *src, const char *path, struct 
     rest = src + strlen(kinds[i]);
     if (i == 1 && faas_schedule_next(rest, time(NULL), &next) == FAAS_EPARSE)
         return fail(p, child, "not a schedule expression: rate(...), cron(...) or at(...)");
+    if (i == 2 && !s3_event_known(rest))
+        return fail(p, child, "no S3 event is named \"%s\": expected ObjectCreated, "
+                              "ObjectRemoved, ObjectRestore, ObjectTagging, ObjectAcl, "
+                              "LifecycleExpiration, LifecycleTransition, IntelligentTiering, "
+                              "ReducedRedundancyLostObject or Replication, with \":*\" or "
+                              "\":Name\" (see docs/event-sources.md)", rest);
+    if (i == 3 && !dynamodb_event_known(rest))
+        return fail(p, child, "no DynamoDB event is named \"%s\": expected INSERT, MODIFY, "
+                              "REMOVE or *", rest);
     if (i != 0)
         return 0;
     gm->api = 1;

@@ -78,9 +78,12 @@ struct gw_config {
 
 /*
  * Reads and checks the file `path` (copied). On success writes a new
- * config to *out (gw_config_free). Returns 0, GW_ECONFIG (the file cannot
- * be read, is not JSON, or breaks the schema: `err` says where and why) or
- * FAAS_ENOMEM.
+ * config to *out (gw_config_free). Each library function's object is
+ * loaded, and its symbol looked up, in a child process forked for it
+ * (never in this one): call it before the host starts threads, as
+ * faas_runtime_new. Returns 0, GW_ECONFIG (the file cannot be read, is not
+ * JSON, breaks the schema or asks for what cannot work: `err` says where
+ * and why) or FAAS_ENOMEM.
  */
 int gw_config_open(struct gw_config **out, const char *path, char *err, size_t errlen);
 

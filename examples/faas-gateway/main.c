@@ -15,12 +15,15 @@
  *   GET /healthz    {"status":"ok","functions":N} (503 "draining" after a
  *                   signal)
  *   everything else the runtime's HTTP gateway (faas_http_attach): the
- *                   api: routes, and Lambda's Invoke API,
- *                   POST /2015-03-31/functions/NAME/invocations
+ *                   api: routes, and, when the config turns it on
+ *                   (runtime.invoke_api; off by default), Lambda's Invoke
+ *                   API, POST /2015-03-31/functions/NAME/invocations
  *
  * Every log record of the runtime goes to stderr in Lambda's words: the
  * function's log lines tagged with their request id, an error line for a
- * failed invocation, END and REPORT lines, idempotency and async events.
+ * failed invocation, END and REPORT lines, idempotency and async events,
+ * warnings. Each is one line: control characters in it are escaped
+ * (text.c).
  *
  * SIGINT or SIGTERM drains: the listening socket closes (connections
  * already open are still answered), schedules stop, and the loop runs
@@ -59,6 +62,7 @@
 #include "config.h"
 #include "faas.h"
 #include "selftest.h"
+#include "text.h"
 
 #define DRAIN_TICK_MS 10 /* how often the drain looks at what is in flight */
 
@@ -75,6 +79,7 @@ struct gw {
     int idle_ticks;     /* drain ticks in a row with nothing in flight */
     uint64_t drain_end_ms;
     struct gw_selftest *st;
+    struct evbuffer *logbuf; /* the log record being written */
 };
 
 static uint64_t now_ms(void)
@@ -109,48 +114,75 @@ static const char *or_dash(const char *s)
 }
 
 /* An invocation's end: its error (as Lambda logs an unhandled one), END,
- * REPORT. */
-static void log_report(const char *ts, const struct faas_log_record *rec)
+ * REPORT. Each is a record of its own line. */
+static void log_report(struct evbuffer *b, const char *ts, const struct faas_log_record *rec)
 {
     const struct faas_result *res = rec->result;
     char line[512];
 
-    if (faas_result_status(res) != 0)
-        fprintf(stderr, "%s [%s] %s\tERROR\t%s: %s\n", ts, rec->function,
-                or_dash(rec->request_id), or_dash(faas_result_error_type(res)),
-                or_dash(faas_result_error_message(res)));
+    if (faas_result_status(res) != 0) {
+        gw_text_printf(b, "%s [%s] %s\tERROR\t%s: %s", ts, or_dash(rec->function),
+                       or_dash(rec->request_id), or_dash(faas_result_error_type(res)),
+                       or_dash(faas_result_error_message(res)));
+        gw_text_flush(b, stderr);
+    }
     if (faas_result_report(res, line, sizeof line) < 0)
         snprintf(line, sizeof line, "REPORT RequestId: %s", or_dash(rec->request_id));
-    fprintf(stderr, "%s [%s] END RequestId: %s\n%s [%s] %s%s\n", ts, rec->function,
-            or_dash(rec->request_id), ts, rec->function, line,
-            faas_result_replayed(res) ? "\t(idempotent replay)" : "");
+    gw_text_printf(b, "%s [%s] END RequestId: %s", ts, or_dash(rec->function),
+                   or_dash(rec->request_id));
+    gw_text_flush(b, stderr);
+    /* REPORT's fields are tab-separated, as Lambda writes them: its own
+     * tabs stay, the text in it is escaped. */
+    gw_text_printf(b, "%s [%s] ", ts, or_dash(rec->function));
+    for (char *f = line, *tab; f; f = tab ? tab + 1 : NULL) {
+        if ((tab = strchr(f, '\t')) != NULL)
+            *tab = '\0';
+        gw_text_escape(b, f);
+        if (tab)
+            evbuffer_add(b, "\t", 1);
+    }
+    if (faas_result_replayed(res))
+        evbuffer_add_printf(b, "\t(idempotent replay)");
+    gw_text_flush(b, stderr);
 }
 
-/* The runtime's log callback: on the loop thread, for every function. */
+/*
+ * The runtime's log callback: on the loop thread, for every function. A
+ * record is assembled whole and written with one write, escaped (text.h):
+ * whatever a handler logs stays one line.
+ */
 static void on_log(const struct faas_log_record *rec, void *arg)
 {
+    struct gw *gw = arg;
+    struct evbuffer *b = gw->logbuf;
     char ts[40];
-    (void)arg;
 
     timestamp(ts, sizeof ts);
     switch (rec->kind) {
     case FAAS_LOG_LINE:
-        fprintf(stderr, "%s [%s] %s\t%s\n", ts, or_dash(rec->function),
-                or_dash(rec->request_id), or_dash(rec->line));
+        gw_text_printf(b, "%s [%s] %s\t%s", ts, or_dash(rec->function),
+                       or_dash(rec->request_id), or_dash(rec->line));
         break;
     case FAAS_LOG_REPORT:
-        log_report(ts, rec);
-        break;
+        log_report(b, ts, rec);
+        return;
     case FAAS_LOG_IDEMPOTENCY:
-        fprintf(stderr, "%s [%s] %s\tIDEMPOTENCY %s key %.16s\n", ts, or_dash(rec->function),
-                or_dash(rec->request_id), or_dash(rec->action), or_dash(rec->key));
+        gw_text_printf(b, "%s [%s] %s\tIDEMPOTENCY %s key ", ts, or_dash(rec->function),
+                       or_dash(rec->request_id), or_dash(rec->action));
+        evbuffer_add_printf(b, "%.16s", or_dash(rec->key));
         break;
     case FAAS_LOG_ASYNC:
-        fprintf(stderr, "%s [%s] %s\tASYNC %s%s%s\n", ts, or_dash(rec->function),
-                or_dash(rec->request_id), or_dash(rec->action), rec->line ? ": " : "",
-                rec->line ? rec->line : "");
+        gw_text_printf(b, "%s [%s] %s\tASYNC %s%s%s", ts, or_dash(rec->function),
+                       or_dash(rec->request_id), or_dash(rec->action), rec->line ? ": " : "",
+                       rec->line ? rec->line : "");
+        break;
+    case FAAS_LOG_WARNING:
+        gw_text_printf(b, "%s [%s] %s\tWARNING %s%s%s", ts, or_dash(rec->function),
+                       or_dash(rec->request_id), or_dash(rec->action), rec->line ? ": " : "",
+                       rec->line ? rec->line : "");
         break;
     }
+    gw_text_flush(b, stderr);
 }
 
 /* ------------------------------------------------------------------ */
@@ -292,6 +324,17 @@ static void print_json_arg(json_t *v)
     free(text);
 }
 
+/* "  # source -> function", escaped: a source is the config's text. */
+static void print_comment(const struct gw_mapping *m)
+{
+    struct evbuffer *b = evbuffer_new();
+
+    if (b && gw_text_printf(b, "  # %s -> %s", m->source, m->function) == 0)
+        gw_text_flush(b, stdout);
+    if (b)
+        evbuffer_free(b);
+}
+
 static void print_route(const char *url, const struct gw_mapping *m)
 {
     json_t *ex = m->example, *hdrs = json_object_get(ex, "headers"), *v;
@@ -300,7 +343,8 @@ static void print_route(const char *url, const struct gw_mapping *m)
     json_t *body = json_object_get(ex, "body");
     size_t n;
 
-    printf("  # %s -> %s\n  curl -s", m->source, m->function);
+    print_comment(m);
+    printf("  curl -s");
     if (strcmp(method, "GET") != 0)
         printf(" -X %s", method);
     n = strlen(url) + (path ? strlen(path) : 0) + 1;
@@ -347,7 +391,7 @@ static void print_banner(const struct gw *gw)
         if (cfg->mappings[i].api)
             print_route(url, &cfg->mappings[i]);
         else
-            printf("  # %s -> %s\n", cfg->mappings[i].source, cfg->mappings[i].function);
+            print_comment(&cfg->mappings[i]);
     }
     if (!cfg->ro.invoke_api || cfg->nfunctions == 0) {
         printf("\n");
@@ -476,8 +520,8 @@ static int start(struct gw *gw, int selftest)
     char err[1024];
     int rc;
 
-    if (!(gw->base = event_base_new())) {
-        fprintf(stderr, "faas-gateway: event_base_new failed\n");
+    if (!(gw->base = event_base_new()) || !(gw->logbuf = evbuffer_new())) {
+        fprintf(stderr, "faas-gateway: out of memory\n");
         return 1;
     }
     ro.log = on_log;
@@ -488,7 +532,7 @@ static int start(struct gw *gw, int selftest)
         return rc == FAAS_EINVAL ? 2 : 1;
     }
     if ((rc = gw_config_apply(gw->cfg, gw->rt, err, sizeof err)) != 0) {
-        fprintf(stderr, "%s\n", err);
+        gw_text_puts(stderr, err);
         return rc == GW_ECONFIG ? 2 : 1;
     }
     if ((rc = watch_signals(gw)) != 0 || (rc = serve(gw)) != 0) {
@@ -525,6 +569,8 @@ static void stop(struct gw *gw)
     }
     if (gw->base)
         event_base_free(gw->base);
+    if (gw->logbuf)
+        evbuffer_free(gw->logbuf);
     gw_config_free(gw->cfg);
 }
 
@@ -544,7 +590,7 @@ int main(int argc, char **argv)
     path = argv[argc - 1];
 
     if ((rc = gw_config_open(&gw.cfg, path, err, sizeof err)) != 0) {
-        fprintf(stderr, "%s\n", err);
+        gw_text_puts(stderr, err);
         return rc == GW_ECONFIG ? 2 : 1;
     }
     if (selftest)

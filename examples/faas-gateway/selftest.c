@@ -12,13 +12,16 @@
  *   each function, Invoke API      200 without X-Amz-Function-Error, a
  *                                  JSON body (the function's example event)
  *   an unknown function            404 ResourceNotFoundException
+ *   (Invoke API off) a function    404 from no route, not from the API
  *   GET /metrics                   200 text/plain; version=0.0.4 with the
  *                                  counters of every function
  * then the drain: the config's self_test.drain invocation is sent on a
  * connection of its own, SIGTERM is raised as soon as faas_stats() shows
  * it running, and its answer must still come back (200). Without it,
  * SIGTERM is raised at once. The Invoke API probes are skipped when the
- * config turns the API off or requires signed requests.
+ * config requires signed requests; when it turns the API off, one request
+ * to it must find nothing (404 without the API's error type), unless a
+ * route of the config could take that path.
  *
  * A probe runs when the previous one is answered; a safety timer bounds
  * the whole test.
@@ -35,12 +38,15 @@
 #include <event2/keyvalq_struct.h>
 
 #include "selftest.h"
+#include "text.h"
 
 #define ST_LIMIT_S 45       /* the whole self-test, under CI's 60 s */
 #define ST_REQ_TIMEOUT_S 20 /* one request */
 #define ST_BODY_MAX (256u * 1024u)
 
-enum probe_kind { P_HEALTHZ, P_ROUTE, P_REPLAY, P_INVOKE, P_MISSING, P_METRICS, P_DRAIN };
+enum probe_kind {
+    P_HEALTHZ, P_ROUTE, P_REPLAY, P_INVOKE, P_MISSING, P_INVOKE_OFF, P_METRICS, P_DRAIN
+};
 
 struct probe {
     struct gw_selftest *st;
@@ -78,18 +84,21 @@ struct gw_selftest {
 static void check(struct gw_selftest *st, int ok, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* A failed check: one line, escaped (it quotes answers). */
 static void check(struct gw_selftest *st, int ok, const char *fmt, ...)
 {
+    char msg[1024];
+    int n;
     va_list ap;
 
     if (ok)
         return;
     st->failures++;
-    printf("self-test: FAIL ");
+    n = snprintf(msg, sizeof msg, "self-test: FAIL ");
     va_start(ap, fmt);
-    vprintf(fmt, ap);
+    vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
     va_end(ap);
-    printf("\n");
+    gw_text_puts(stdout, msg);
 }
 
 /* For printing: a string that may be missing. */
@@ -226,6 +235,40 @@ static int add_invoke(struct gw_selftest *st, const struct gw_function *f)
     return p->body ? 0 : FAAS_ENOMEM;
 }
 
+/* Could an api: route of the config take an Invoke API request (POST
+ * /2015-03-31/...)? Then a 404 for it proves nothing. */
+static int route_may_catch_invoke(const struct gw_config *cfg)
+{
+    const struct gw_mapping *m;
+    size_t i;
+
+    for (i = 0; i < cfg->nmappings; i++) {
+        m = &cfg->mappings[i];
+        if (!m->api || (strcmp(m->method, "ANY") != 0 && strcmp(m->method, "POST") != 0))
+            continue;
+        if (m->route[1] == '{' || m->route[1] == '*' || m->route[1] == '\0' ||
+            strncmp(m->route, "/2015-03-31", 11) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* The Invoke API is off: a request to it must find nothing (404, not the
+ * API's ResourceNotFoundException nor an invocation). */
+static int add_invoke_off(struct gw_selftest *st)
+{
+    const struct gw_config *cfg = st->cfg;
+    struct probe *p;
+
+    if (cfg->nfunctions == 0 || route_may_catch_invoke(cfg))
+        return 0;
+    if (!(p = probe_add(st, P_INVOKE_OFF, cfg->functions[0].name)) ||
+        invoke_uri(p, cfg->functions[0].name) != 0 || !(p->body = strdup("{}")))
+        return FAAS_ENOMEM;
+    p->want = 404;
+    return 0;
+}
+
 static int build_probes(struct gw_selftest *st)
 {
     const struct gw_config *cfg = st->cfg;
@@ -245,9 +288,12 @@ static int build_probes(struct gw_selftest *st)
         if ((rc = add_route(st, &cfg->mappings[i], idem)) != 0)
             return rc;
     }
-    if (!invoke_api) {
-        printf("self-test: the Invoke API is %s: not tried\n",
-               cfg->ro.invoke_api ? "signed-only" : "off");
+    if (!cfg->ro.invoke_api) {
+        printf("self-test: the Invoke API is off: it must not answer\n");
+        if ((rc = add_invoke_off(st)) != 0)
+            return rc;
+    } else if (!invoke_api) {
+        printf("self-test: the Invoke API is signed-only: not tried\n");
     } else {
         for (i = 0; i < cfg->nfunctions; i++)
             if ((rc = add_invoke(st, &cfg->functions[i])) != 0)
@@ -321,13 +367,15 @@ static void check_metrics(struct gw_selftest *st, struct probe *p)
 static void check_answer(struct gw_selftest *st, struct probe *p)
 {
     struct probe *twin;
-    char what[64];
+    char what[64], line[400];
 
     snprintf(what, sizeof what, "%d, want %d", p->code, p->want);
     if (p->code != p->want) {
         check(st, 0, "%s: status %s", p->uri, what);
-        if (p->resp)
-            printf("self-test:      body: %.300s\n", p->resp);
+        if (p->resp) {
+            snprintf(line, sizeof line, "self-test:      body: %.300s", p->resp);
+            gw_text_puts(stdout, line);
+        }
         return;
     }
     switch (p->kind) {
@@ -341,6 +389,10 @@ static void check_answer(struct gw_selftest *st, struct probe *p)
     case P_MISSING:
         check(st, p->errtype && strcmp(p->errtype, "ResourceNotFoundException") == 0,
               "%s: x-amzn-ErrorType %s", p->uri, or_none(p->errtype));
+        break;
+    case P_INVOKE_OFF:
+        check(st, !p->errtype, "%s: answered by the Invoke API (x-amzn-ErrorType %s), which "
+                               "the config turns off", p->uri, or_none(p->errtype));
         break;
     case P_METRICS:
         check_metrics(st, p);
@@ -404,11 +456,13 @@ static void on_answer(struct evhttp_request *req, void *arg)
 {
     struct probe *p = arg;
     struct gw_selftest *st = p->st;
+    char line[400];
 
     p->done = 1;
     if (req && evhttp_request_get_response_code(req) > 0)
         read_answer(p, req);
-    printf("self-test: %-7s %-48s -> %d\n", p->method_name, p->uri, p->code);
+    snprintf(line, sizeof line, "self-test: %-7s %-48s -> %d", p->method_name, p->uri, p->code);
+    gw_text_puts(stdout, line);
     check_answer(st, p);
     if (p->kind == P_DRAIN) {
         raise_term(st, 0);
