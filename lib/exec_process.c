@@ -1669,3 +1669,8 @@ pid_t faas_x_zygote_pid(const struct faas_runtime *rt)
 {
     return rt->xrt ? rt->xrt->zpid : 0;
 }
+
+pid_t faas_x_pid(const struct faas_instance *inst)
+{
+    return inst && inst->x ? inst->x->pid : -1;
+}
