@@ -41,6 +41,7 @@
 
 #include "exec_command.h"
 #include "faas_int.h"
+#include "peer.h"
 #include "testutil.h"
 #include "tu_http.h"
 
@@ -186,6 +187,124 @@ static void test_tap_oversize_and_bad(void **state)
     assert_int_equal(t.seq, 0);
     assert_false(faas_cmd_tap_oversize(&t, 0, &id));
     faas_cmd_tap_clear(&t);
+}
+
+/* ==== the peer check (peer.c), on a connection of this process ========= */
+
+/* A loopback connection: *srv accepted, *cli connected. */
+static void tcp_pair(int *srv, int *cli)
+{
+    struct sockaddr_in a;
+    socklen_t al = sizeof a;
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_true(l >= 0);
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(l, 4), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &al), 0);
+    *cli = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(*cli, (struct sockaddr *)&a, sizeof a), 0);
+    *srv = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(*srv >= 0);
+    close(l);
+}
+
+static void test_peer_socket(void **state)
+{
+    struct faas_peer_sock nl, pr;
+    struct sockaddr_in ca;
+    socklen_t cl = sizeof ca;
+    struct stat st;
+    char want[64];
+    int srv, cli, rc;
+    (void)state;
+
+    tcp_pair(&srv, &cli);
+    assert_int_equal(fstat(cli, &st), 0);
+    assert_int_equal(getsockname(cli, (struct sockaddr *)&ca, &cl), 0);
+    snprintf(want, sizeof want, "127.0.0.1:%u", (unsigned)ntohs(ca.sin_port));
+    /* The peer of the accepted end is the connecting socket: by sock_diag
+     * (where the kernel has it) and by /proc/net/tcp alike. */
+    rc = faas_peer_socket(srv, 0, &nl);
+    assert_int_equal(rc, 0);
+    assert_int_equal(nl.inode, (uint64_t)st.st_ino);
+    assert_int_equal(nl.uid, getuid());
+    assert_string_equal(nl.addr, want);
+    assert_int_equal(faas_peer_socket(srv, 1, &pr), 0);
+    assert_int_equal(pr.inode, (uint64_t)st.st_ino);
+    assert_int_equal(pr.uid, getuid());
+    /* And the other way round. */
+    assert_int_equal(fstat(srv, &st), 0);
+    assert_int_equal(faas_peer_socket(cli, 0, &nl), 0);
+    assert_int_equal(nl.inode, (uint64_t)st.st_ino);
+
+    /* Held: by this process, and so within the tree of its parent. */
+    assert_int_equal(faas_peer_socket(srv, 0, &nl), 0);
+    assert_int_equal(faas_peer_held(nl.inode, getpid(), 0), 1);
+    assert_int_equal(faas_peer_held(nl.inode, getppid(), 0), 1);
+    /* Not by a process that is gone, nor for a socket no one holds. */
+    assert_int_equal(faas_peer_held(nl.inode, 0, 0), 0);
+    assert_int_equal(faas_peer_held(0, getpid(), 0), 0);
+    close(cli);
+    /* A closed peer: its socket has no holder (inode 0) or is gone. */
+    rc = faas_peer_socket(srv, 0, &nl);
+    assert_true(rc == FAAS_ENOENT || (rc == 0 && nl.inode == 0));
+    close(srv);
+}
+
+/* A process that is not a descendant of the group leader, but a child of
+ * the reaper still in the leader's group, counts; outside it, not. */
+static void test_peer_held_tree(void **state)
+{
+    struct faas_peer_sock ps;
+    int srv, cli, p[2];
+    pid_t leader, member;
+    char c;
+    (void)state;
+
+    tcp_pair(&srv, &cli);
+    assert_int_equal(faas_peer_socket(srv, 0, &ps), 0);
+    assert_int_equal(pipe(p), 0);
+    /* The leader of a group, without the socket. */
+    leader = fork();
+    assert_true(leader >= 0);
+    if (leader == 0) {
+        setpgid(0, 0);
+        close(cli);
+        close(srv);
+        (void)!write(p[1], "l", 1);
+        pause();
+        _exit(0);
+    }
+    assert_int_equal(read(p[0], &c, 1), 1);
+    /* A member of its group, our child (as if the reaper had adopted it),
+     * holding the socket. */
+    member = fork();
+    assert_true(member >= 0);
+    if (member == 0) {
+        (void)!setpgid(0, leader);
+        (void)!write(p[1], "m", 1);
+        pause();
+        _exit(0);
+    }
+    assert_int_equal(read(p[0], &c, 1), 1);
+    close(p[0]);
+    close(p[1]);
+    close(cli); /* now only the member holds it */
+    assert_int_equal(getpgid(member), leader);
+    assert_int_equal(faas_peer_held(ps.inode, member, 0), 1);
+    assert_int_equal(faas_peer_held(ps.inode, leader, 0), 0);
+    assert_int_equal(faas_peer_held(ps.inode, leader, getpid()), 1);
+    kill(member, SIGKILL);
+    waitpid(member, NULL, 0);
+    assert_int_equal(faas_peer_held(ps.inode, leader, getpid()), 0);
+    kill(leader, SIGKILL);
+    waitpid(leader, NULL, 0);
+    assert_int_equal(faas_peer_held(ps.inode, leader, getpid()), 0);
+    close(srv);
 }
 
 /* ==== fixture ========================================================== */
@@ -1471,6 +1590,8 @@ int main(void)
         cmocka_unit_test(test_tap_whole_and_bytewise),
         cmocka_unit_test(test_tap_long_trailer_and_take),
         cmocka_unit_test(test_tap_oversize_and_bad),
+        cmocka_unit_test(test_peer_socket),
+        cmocka_unit_test(test_peer_held_tree),
         cmocka_unit_test_setup_teardown(test_success, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_and_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handler_error, setup, teardown),
