@@ -795,6 +795,37 @@ static void test_logs(void **state)
     tres_clear(&r);
 }
 
+/* A line longer than 4 KiB is one log line, cut; the next is its own. */
+static void test_long_line(void **state)
+{
+    struct tres r;
+    char line[128];
+    size_t i, mine = 0, cut = 0;
+    json_t *l;
+    (void)state;
+
+    rt_start(NULL);
+    reg("loud", "bash", "function.handler", NULL);
+    invoke_wait("loud", "\"longline\"", NULL, &r);
+    assert_int_equal(r.status, 0);
+    json_array_foreach(g_lines, i, l) {
+        const char *text = json_string_value(json_array_get(l, 1));
+        if (strcmp(json_string_value(json_array_get(l, 0)), r.rid) != 0)
+            continue;
+        mine++;
+        if (text[0] == 'y') {
+            assert_int_equal(strlen(text), FAAS_LOGLINE_MAX - 1);
+            assert_int_equal(strspn(text, "y"), FAAS_LOGLINE_MAX - 1);
+            cut++;
+        }
+    }
+    assert_int_equal(cut, 1);
+    assert_int_equal(mine, 2);
+    snprintf(line, sizeof line, "after %s", r.rid);
+    assert_non_null(logged(r.rid, line));
+    tres_clear(&r);
+}
+
 static void test_environment(void **state)
 {
     struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
@@ -1601,6 +1632,7 @@ int main(void)
 cmocka_unit_test_setup_teardown(test_memory_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_four_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_logs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_environment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_headers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_errors, setup, teardown),

@@ -93,6 +93,10 @@ handler() {
       echo "to stdout $REQUEST_ID" > /proc/$$/fd/1
       echo '"logged"' ;;
     '"text"') echo 'not json at all' ;;
+    '"longline"')
+      printf '%*s\n' 10000 '' | tr ' ' y >&2
+      echo "after $REQUEST_ID" >&2
+      echo '"long"' ;;
     '"probe"') probe ;;
     '"failnul"')
       echo '{"errorMessage":"a\u0000b","errorType":"Nul.Error"}'
