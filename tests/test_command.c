@@ -1303,6 +1303,29 @@ static void test_outsider_forged_result(void **state)
     tres_clear(&r);
 }
 
+/* Without a zygote the host forks the runtime: its curl children are
+ * served, the host itself (their ancestor) is not. */
+static void test_no_zygote(void **state)
+{
+    struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
+    struct tres r;
+    (void)state;
+
+    ro.zygote = 0;
+    rt_start(&ro);
+    reg("echo", "bash", "function.handler", NULL);
+    invoke_wait("echo", "{\"a\":1}", NULL, &r);
+    assert_int_equal(r.status, 0);
+    tres_clear(&r);
+    expect_api_error(faas_cmd_port(only_instance("echo")), EVHTTP_REQ_GET,
+                     "/2018-06-01/runtime/invocation/next", NULL, 403, "AccessDeniedException");
+    assert_int_equal(g_peer_warnings, 1);
+    invoke_wait("echo", "{\"a\":2}", NULL, &r);
+    assert_int_equal(r.status, 0);
+    assert_false(r.cold);
+    tres_clear(&r);
+}
+
 /* A runtime whose first request comes before its pid is known: the
  * request waits for it, then is served. */
 static void test_pid_not_yet_known(void **state)
@@ -1639,6 +1662,7 @@ cmocka_unit_test_setup_teardown(test_memory_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outsider_next_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outsider_next_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outsider_forged_result, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_zygote, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pid_not_yet_known, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runtime_api_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nul_round_trip, setup, teardown),
