@@ -47,6 +47,22 @@
  * of going to a dead socket. A second /next while one waits replaces it
  * (the older connection is closed).
  *
+ * Peers. The endpoint serves its instance only: anyone on the host can
+ * find a loopback port, and whoever GETs /next takes the event (payload,
+ * request id, client context) and may POST a result the caller would take
+ * as the runtime's. So each connection's peer is checked once, at its
+ * first bytes (peer.c): the socket at its other end must be held by the
+ * instance's process or one of its process tree (a bash runtime's curl).
+ * Until that is known the connection gets nothing: its bytes do not count
+ * towards a result's size, its first request waits (parked) if the zygote
+ * has not told the instance's pid yet, and a connection found to be
+ * someone else's is answered 403 and closed on every request, logged once
+ * (FAAS_LOG_WARNING, "runtime-api-peer"). A peer that cannot be checked (a
+ * remote one, a host without /proc) is refused too, unless
+ * runtime_api_allow_remote is 1: then it is served unchecked. The verdict
+ * stays with the connection, so a keep-alive runtime pays for the check
+ * once, not per invocation.
+ *
  * Sizes. A result body over max_sync_payload fails the invocation with
  * FAAS_ETOOBIG as soon as the tap sees its size (declared, or counted
  * chunk by chunk), and is answered 413. libevent cuts a body off past
@@ -79,6 +95,7 @@
 #include "exec_command.h"
 #include "faas_int.h"
 #include "http.h"
+#include "peer.h"
 
 #define API_PREFIX "/2018-06-01/runtime/"
 #define HDR_ERROR_TYPE "Lambda-Runtime-Function-Error-Type"
@@ -88,6 +105,13 @@
 #define WATCH_AFTER_MS 100
 /* Above the body limit, for what libevent still reads before cutting off. */
 #define BODY_SLACK (64u * 1024u)
+/* A request parked until the instance's pid is known is looked at again
+ * after this, doubling up to RECHECK_MAX_MS. */
+#define RECHECK_MS 1
+#define RECHECK_MAX_MS 64
+
+int faas_cmd_test_hold_pid;
+unsigned long faas_cmd_test_parks;
 
 /* ==== the trailer tap (pure) ========================================= */
 
@@ -446,6 +470,13 @@ int faas_cmd_tap_oversize(const struct faas_cmd_tap *t, size_t limit, const char
 
 enum out_kind { OUT_NONE = 0, OUT_READY, OUT_RESULT };
 
+/* Who is at the other end of a connection (see the top). */
+enum conn_peer {
+    PEER_UNCHECKED = 0, /* not yet known: nothing is served or counted */
+    PEER_OURS,          /* the instance's process tree (or unchecked, allowed) */
+    PEER_REFUSED        /* anyone else: 403 and closed */
+};
+
 struct faas_cmd_inst;
 
 /* One connection of the runtime's. */
@@ -457,6 +488,9 @@ struct cmd_conn {
     struct evhttp_connection *evcon;  /* NULL until a request named it */
     struct event *close_ev;           /* EV_CLOSED while a /next waits here */
     uint64_t served;                  /* requests handed to api_cb */
+    enum conn_peer peer;
+    struct evhttp_request *parked;    /* waits for the verdict */
+    struct faas_cmd_tap_req *parked_tr; /* its trailers, owned */
     struct faas_cmd_tap tap;
 };
 
@@ -469,6 +503,8 @@ struct faas_cmd_inst {
     struct faas_list conns;
     struct event *deliver_ev;
     struct event *watch_ev;           /* a /next waited long: watch it */
+    struct event *recheck_ev;         /* parked requests: look again */
+    unsigned recheck_ms;
 
     /* the GET /next that waits, with its connection */
     struct evhttp_request *next_req;
@@ -501,6 +537,7 @@ static void conn_free(struct cmd_conn *k)
     faas_list_remove(&k->link);
     if (k->close_ev)
         event_free(k->close_ev);
+    faas_cmd_tap_req_free(k->parked_tr);
     faas_cmd_tap_clear(&k->tap);
     free(k);
 }
@@ -775,7 +812,7 @@ static json_t *payload_of(const char *p, size_t n)
     json_t *j;
     if (n == 0)
         return json_null();
-    if ((j = json_loadb(p, n, JSON_DECODE_ANY, NULL)) != NULL)
+    if ((j = json_loadb(p, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL)) != NULL)
         return j;
     return text_json(p, n);
 }
@@ -787,7 +824,7 @@ static json_t *payload_of(const char *p, size_t n)
  */
 static json_t *error_of(const char *p, size_t n, const char *type, const char *dflt)
 {
-    json_t *body = n ? json_loadb(p, n, JSON_DECODE_ANY, NULL) : NULL;
+    json_t *body = n ? json_loadb(p, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
     json_t *err = json_object(), *msg = NULL, *t;
 
     if (!err) {
@@ -958,6 +995,132 @@ static void route(struct faas_cmd_inst *c, struct cmd_conn *k, struct evhttp_req
 
 /* ==== connections ===================================================== */
 
+static void reply_refused(struct evhttp_request *req)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+    reply_error(req, 403, "Forbidden", "AccessDeniedException",
+                "this endpoint serves its instance's runtime only");
+}
+
+/*
+ * Decides, once, whether k's peer is the instance's (see the top). Stays
+ * PEER_UNCHECKED while the instance's pid is not known yet.
+ */
+static void conn_check(struct faas_cmd_inst *c, struct cmd_conn *k)
+{
+    struct faas_runtime *rt = c->rt;
+    struct faas_peer_sock ps;
+    evutil_socket_t fd = bufferevent_getfd(k->bev);
+    const char *why;
+    int rc, found, unverifiable;
+    pid_t pid;
+
+    if (k->peer != PEER_UNCHECKED || !c->inst || c->dead || fd < 0)
+        return;
+    if ((pid = faas_cmd_test_hold_pid ? 0 : faas_x_pid(c->inst)) == 0)
+        return;
+    rc = faas_peer_socket(fd, 0, &ps);
+    found = rc == 0;
+    if (found) {
+        rc = faas_peer_held(ps.inode, pid, faas_x_zygote_pid(rt));
+        if (rc == 1) {
+            k->peer = PEER_OURS;
+            return;
+        }
+        unverifiable = rc != 0;
+        why = rc == 0 ? "no process of the instance holds its socket"
+                      : "who holds its socket cannot be read from /proc";
+    } else {
+        unverifiable = 1;
+        why = rc == FAAS_ENOENT ? "its socket is not on this host"
+                                : "its socket cannot be looked up";
+    }
+    if (unverifiable && rt->opts.runtime_api_allow_remote) {
+        k->peer = PEER_OURS; /* served unchecked, as the host asked */
+        return;
+    }
+    k->peer = PEER_REFUSED;
+    if (found)
+        faas_log_event(rt, FAAS_LOG_WARNING, c->inst->fn->name, NULL, "runtime-api-peer", NULL,
+                       "refused a Runtime API connection from %s (uid %u): %s",
+                       ps.addr[0] ? ps.addr : "?", (unsigned)ps.uid, why);
+    else
+        faas_log_event(rt, FAAS_LOG_WARNING, c->inst->fn->name, NULL, "runtime-api-peer", NULL,
+                       "refused a Runtime API connection from %s: %s",
+                       ps.addr[0] ? ps.addr : "?", why);
+}
+
+/* Answers req of k, whose peer is decided; tr: its trailers, borrowed. */
+static void serve(struct faas_cmd_inst *c, struct cmd_conn *k, struct evhttp_request *req,
+                  struct faas_cmd_tap_req *tr)
+{
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+
+    if (k->peer != PEER_OURS)
+        reply_refused(req);
+    else if (!path)
+        reply_error(req, 404, "Not Found", "NotFound", "Not Found");
+    else
+        route(c, k, req, path, tr);
+}
+
+static void recheck_soon(struct faas_cmd_inst *c)
+{
+    struct timeval tv;
+
+    if (event_pending(c->recheck_ev, EV_TIMEOUT, NULL))
+        return;
+    if (c->recheck_ms == 0)
+        c->recheck_ms = RECHECK_MS;
+    tv.tv_sec = 0;
+    tv.tv_usec = (suseconds_t)c->recheck_ms * 1000;
+    event_add(c->recheck_ev, &tv);
+}
+
+/* Parked requests whose peer can now be decided are answered. */
+static void recheck_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct faas_cmd_inst *c = arg;
+    struct faas_list *e;
+    int waiting;
+
+    (void)fd;
+    (void)what;
+    if (c->dead || !c->inst)
+        return;
+    c->depth++;
+again:
+    waiting = 0;
+    for (e = c->conns.next; e != &c->conns && !c->dead; e = e->next) {
+        struct cmd_conn *k = FAAS_CONTAINER_OF(e, struct cmd_conn, link);
+        struct evhttp_request *req = k->parked;
+        struct faas_cmd_tap_req *tr = k->parked_tr;
+
+        if (!req)
+            continue;
+        conn_check(c, k);
+        if (k->peer == PEER_UNCHECKED) {
+            waiting = 1;
+            continue;
+        }
+        k->parked = NULL;
+        k->parked_tr = NULL;
+        serve(c, k, req, tr);
+        faas_cmd_tap_req_free(tr);
+        goto again; /* serving may have closed other connections */
+    }
+    c->depth--;
+    if (c->dead) {
+        return; /* freed inside: deliver_ev finishes it */
+    } else if (waiting) {
+        c->recheck_ms = c->recheck_ms * 2 > RECHECK_MAX_MS ? RECHECK_MAX_MS : c->recheck_ms * 2;
+        recheck_soon(c);
+    } else {
+        c->recheck_ms = 0;
+    }
+}
+
 static void tap_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     struct cmd_conn *k = arg;
@@ -967,7 +1130,11 @@ static void tap_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, vo
     struct evbuffer_ptr pos;
     struct evbuffer_iovec v[8];
 
-    if (info->n_added == 0 || k->tap.state == TAP_OFF)
+    if (info->n_added == 0)
+        return;
+    if (k->peer == PEER_UNCHECKED)
+        conn_check(c, k);
+    if (k->tap.state == TAP_OFF)
         return;
     len = evbuffer_get_length(buf);
     if (len < info->n_added) {
@@ -990,8 +1157,9 @@ static void tap_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, vo
         }
     }
     /* A result too large fails as soon as its size is known (libevent
-     * may cut it off before api_cb sees it). */
-    if (c->inst && !c->dead && c->rid[0] && !c->queued &&
+     * may cut it off before api_cb sees it); only the instance's own
+     * connections count. */
+    if (k->peer == PEER_OURS && c->inst && !c->dead && c->rid[0] && !c->queued &&
         faas_cmd_tap_oversize(&k->tap, c->rt->opts.max_sync_payload, &id) &&
         strcmp(id, c->rid) == 0) {
         memcpy(c->too_big, c->rid, sizeof c->too_big);
@@ -1044,6 +1212,9 @@ static void conn_closecb(struct evhttp_connection *evcon, void *arg)
         c->next_req = NULL;
         c->next_conn = NULL;
     }
+    if (k->parked && evhttp_request_get_connection(k->parked) == NULL)
+        evhttp_request_free(k->parked); /* detached: as a /next above */
+    k->parked = NULL;
     if (k->tap_cb)
         evbuffer_remove_cb_entry(bufferevent_get_input(k->bev), k->tap_cb);
     conn_free(k);
@@ -1086,22 +1257,33 @@ static struct cmd_conn *conn_of(struct faas_cmd_inst *c, struct evhttp_request *
 static void api_cb(struct evhttp_request *req, void *arg)
 {
     struct faas_cmd_inst *c = arg;
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
-    struct faas_cmd_tap_req *tr = NULL;
+    struct faas_cmd_tap_req *tr;
     struct cmd_conn *k;
 
     if (!c->inst || c->dead)
         return; /* going away: dropped with the server */
     c->depth++;
-    k = conn_of(c, req);
-    if (k)
-        tr = faas_cmd_tap_take(&k->tap, k->served++);
-    if (!path)
-        reply_error(req, 404, "Not Found", "NotFound", "Not Found");
-    else
-        route(c, k, req, path, tr);
-    faas_cmd_tap_req_free(tr);
+    if (!(k = conn_of(c, req))) {
+        /* Without a record no verdict can be kept: refuse. */
+        reply_error(req, 500, "Internal Server Error", "ServiceException", "out of memory");
+        c->depth--;
+        return;
+    }
+    tr = faas_cmd_tap_take(&k->tap, k->served++);
+    conn_check(c, k);
+    if (k->peer == PEER_UNCHECKED && !c->dead) {
+        /* Its process is spawned, its pid on the way: the request waits
+         * for it (evhttp reads nothing more of this connection meanwhile). */
+        k->parked = req;
+        k->parked_tr = tr;
+        faas_cmd_test_parks++;
+        recheck_soon(c);
+    } else if (!c->dead) {
+        serve(c, k, req, tr);
+        faas_cmd_tap_req_free(tr);
+    } else {
+        faas_cmd_tap_req_free(tr);
+    }
     c->depth--;
 }
 
@@ -1218,6 +1400,25 @@ out:
 
 /* ==== the instance ==================================================== */
 
+int faas_cmd_address_check(const char *addr, int allow_remote)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+
+    if (!addr || !addr[0] || allow_remote)
+        return 0;
+    if (inet_pton(AF_INET, addr, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127 ? 0 : FAAS_EINVAL;
+    if (inet_pton(AF_INET6, addr, &a6) == 1) {
+        uint32_t v4;
+        if (IN6_IS_ADDR_LOOPBACK(&a6))
+            return 0;
+        memcpy(&v4, a6.s6_addr + 12, 4);
+        return IN6_IS_ADDR_V4MAPPED(&a6) && (ntohl(v4) >> 24) == 127 ? 0 : FAAS_EINVAL;
+    }
+    return FAAS_EINVAL; /* a name: what it resolves to is not known here */
+}
+
 static int listen_on(struct faas_cmd_inst *c, const char *addr)
 {
     struct evhttp_bound_socket *sock;
@@ -1268,7 +1469,8 @@ int faas_cmd_inst_new(struct faas_instance *inst, char ***envp)
     alen = strlen(region_of(rt)) + strlen(inst->fn->name) + 64;
     if (!(c->arn = faas_malloc(alen)) || !(c->event = evbuffer_new()) ||
         !(c->deliver_ev = event_new(rt->base, -1, 0, deliver_cb, c)) ||
-        !(c->watch_ev = event_new(rt->base, -1, 0, watch_cb, c)))
+        !(c->watch_ev = event_new(rt->base, -1, 0, watch_cb, c)) ||
+        !(c->recheck_ev = event_new(rt->base, -1, 0, recheck_cb, c)))
         goto fail;
     snprintf(c->arn, alen, "arn:aws:lambda:%s:000000000000:function:%s", region_of(rt),
              inst->fn->name);
@@ -1313,7 +1515,9 @@ static void cmd_destroy(struct faas_cmd_inst *c)
         event_free(c->deliver_ev);
     if (c->watch_ev)
         event_free(c->watch_ev);
-    c->deliver_ev = c->watch_ev = NULL;
+    if (c->recheck_ev)
+        event_free(c->recheck_ev);
+    c->deliver_ev = c->watch_ev = c->recheck_ev = NULL;
     for (e = c->conns.next; e != &c->conns; e = e->next) {
         struct cmd_conn *k = FAAS_CONTAINER_OF(e, struct cmd_conn, link);
         if (k->evcon)
@@ -1433,4 +1637,9 @@ int faas_cmd_waiting(const struct faas_instance *inst)
 uint16_t faas_cmd_port(const struct faas_instance *inst)
 {
     return inst && inst->cmd ? inst->cmd->port : 0;
+}
+
+int faas_cmd_queued(const struct faas_instance *inst)
+{
+    return inst && inst->cmd && inst->cmd->queued;
 }

@@ -1,6 +1,7 @@
 /*
  * exec_command.h - the parts of exec_command.c that its tests reach: the
- * trailer tap (pure: bytes in, requests out) and a look at an endpoint.
+ * trailer tap (pure: bytes in, requests out) and a look at an endpoint;
+ * and the check of runtime_api_address that faas_runtime_new makes.
  *
  * Why a tap: HTTP/1.1 trailers are how a streaming runtime reports an error
  * after its body has started (Lambda-Runtime-Function-Error-Type and
@@ -69,10 +70,24 @@ void faas_cmd_tap_req_free(struct faas_cmd_tap_req *r);
 int faas_cmd_tap_oversize(const struct faas_cmd_tap *t, size_t limit, const char **id);
 void faas_cmd_tap_clear(struct faas_cmd_tap *t);
 
+/*
+ * 0 when COMMAND endpoints may listen on `addr` (NULL or "" is the default,
+ * 127.0.0.1): a numeric loopback address (127.0.0.0/8, ::1, or ::ffff:127.x),
+ * or any address when allow_remote is 1; else FAAS_EINVAL. A name is
+ * refused without allow_remote: where it leads is not known until bound.
+ */
+int faas_cmd_address_check(const char *addr, int allow_remote);
+
 struct faas_instance;
 /* Tests: 1 when the instance's endpoint holds a GET /next. */
 int faas_cmd_waiting(const struct faas_instance *inst);
 /* Tests: the endpoint's port (0: none). */
 uint16_t faas_cmd_port(const struct faas_instance *inst);
+/* Tests: 1 when an invocation's event waits for the runtime's /next. */
+int faas_cmd_queued(const struct faas_instance *inst);
+/* Tests: non-zero makes every instance's pid look not yet known, so that
+ * first requests park until it is set back to 0; the parks counted. */
+extern int faas_cmd_test_hold_pid;
+extern unsigned long faas_cmd_test_parks;
 
 #endif /* FAAS_EXEC_COMMAND_H */

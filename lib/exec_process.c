@@ -101,6 +101,7 @@ struct faas_xinst {
     struct event *log_ev;
     char line[FAAS_LOGLINE_MAX];
     size_t linelen;
+    int line_over;           /* the line read is longer: the rest is dropped */
     struct event *timer;
     uint64_t spawn_ns;
     uint64_t init_ns;
@@ -254,21 +255,26 @@ static int x_read_log(struct faas_xinst *xi)
         if (n < 0)
             return 1;
         if (n == 0) {
-            if (xi->linelen) {
+            if (xi->linelen && !xi->line_over)
                 x_line(xi, xi->line, xi->linelen);
-                xi->linelen = 0;
-            }
+            xi->linelen = 0;
             return 0;
         }
         for (i = 0; i < n; i++) {
             char c = buf[i];
-            if (c == '\n' || xi->linelen == sizeof xi->line - 1) {
-                x_line(xi, xi->line, xi->linelen);
+            if (c == '\n') {
+                if (!xi->line_over)
+                    x_line(xi, xi->line, xi->linelen);
                 xi->linelen = 0;
-                if (c == '\n')
-                    continue;
+                xi->line_over = 0;
+            } else if (xi->linelen == sizeof xi->line - 1) {
+                /* One line is one log line: what does not fit is cut. */
+                if (!xi->line_over)
+                    x_line(xi, xi->line, xi->linelen);
+                xi->line_over = 1;
+            } else {
+                xi->line[xi->linelen++] = c;
             }
-            xi->line[xi->linelen++] = c;
         }
         if ((size_t)n < sizeof buf)
             return 1;
@@ -1685,4 +1691,9 @@ void faas_zygote_stop(struct faas_runtime *rt)
 pid_t faas_x_zygote_pid(const struct faas_runtime *rt)
 {
     return rt->xrt ? rt->xrt->zpid : 0;
+}
+
+pid_t faas_x_pid(const struct faas_instance *inst)
+{
+    return inst && inst->x ? inst->x->pid : -1;
 }

@@ -598,6 +598,9 @@ void faas_x_ready(struct faas_instance *inst, int status, json_t *error);
 void faas_x_result(struct faas_instance *inst, int status, json_t *payload);
 /* The zygote's pid, 0 when there is none (tests). */
 pid_t faas_x_zygote_pid(const struct faas_runtime *rt);
+/* The pid of inst's process (the leader of its process group): 0 while
+ * the zygote has not said it yet, -1 when there is none. */
+pid_t faas_x_pid(const struct faas_instance *inst);
 /* Frees a NULL-terminated array of owned strings (NULL ok). */
 void faas_strv_free(char **v);
 /* A copy of a NULL-terminated array of strings (NULL: an empty one), or

@@ -27,6 +27,7 @@
 
 #include <event2/event.h>
 
+#include "exec_command.h"
 #include "faas_int.h"
 
 static void runtime_destroy(struct faas_runtime *rt);
@@ -226,6 +227,9 @@ int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
     if (opts && opts->version != FAAS_RUNTIME_OPTS_VERSION)
         return FAAS_EINVAL;
     if (opts && (opts->max_sync_payload == 0 || opts->max_async_payload == 0))
+        return FAAS_EINVAL;
+    if (opts && faas_cmd_address_check(opts->runtime_api_address,
+                                       opts->runtime_api_allow_remote) != 0)
         return FAAS_EINVAL;
     rt = faas_calloc(1, sizeof *rt);
     if (!rt)

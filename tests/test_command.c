@@ -33,6 +33,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,6 +41,7 @@
 
 #include "exec_command.h"
 #include "faas_int.h"
+#include "peer.h"
 #include "testutil.h"
 #include "tu_http.h"
 
@@ -52,6 +54,8 @@ static char g_data[PATH_MAX]; /* tests/data/runtimes, absolute */
 static char g_crt[PATH_MAX];  /* the C runtime */
 static json_t *g_lines;       /* [[request_id, line], ...] */
 static int g_reports;
+static int g_peer_warnings;   /* FAAS_LOG_WARNING "runtime-api-peer" */
+static char g_peer_line[320]; /* the last one's line */
 
 /* ==== the trailer tap (pure) =========================================== */
 
@@ -185,13 +189,135 @@ static void test_tap_oversize_and_bad(void **state)
     faas_cmd_tap_clear(&t);
 }
 
+/* ==== the peer check (peer.c), on a connection of this process ========= */
+
+/* A loopback connection: *srv accepted, *cli connected. */
+static void tcp_pair(int *srv, int *cli)
+{
+    struct sockaddr_in a;
+    socklen_t al = sizeof a;
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_true(l >= 0);
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(l, 4), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &al), 0);
+    *cli = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(*cli, (struct sockaddr *)&a, sizeof a), 0);
+    *srv = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(*srv >= 0);
+    close(l);
+}
+
+static void test_peer_socket(void **state)
+{
+    struct faas_peer_sock nl, pr;
+    struct sockaddr_in ca;
+    socklen_t cl = sizeof ca;
+    struct stat st;
+    char want[64];
+    int srv, cli, rc;
+    (void)state;
+
+    tcp_pair(&srv, &cli);
+    assert_int_equal(fstat(cli, &st), 0);
+    assert_int_equal(getsockname(cli, (struct sockaddr *)&ca, &cl), 0);
+    snprintf(want, sizeof want, "127.0.0.1:%u", (unsigned)ntohs(ca.sin_port));
+    /* The peer of the accepted end is the connecting socket: by sock_diag
+     * (where the kernel has it) and by /proc/net/tcp alike. */
+    rc = faas_peer_socket(srv, 0, &nl);
+    assert_int_equal(rc, 0);
+    assert_int_equal(nl.inode, (uint64_t)st.st_ino);
+    assert_int_equal(nl.uid, getuid());
+    assert_string_equal(nl.addr, want);
+    assert_int_equal(faas_peer_socket(srv, 1, &pr), 0);
+    assert_int_equal(pr.inode, (uint64_t)st.st_ino);
+    assert_int_equal(pr.uid, getuid());
+    /* And the other way round. */
+    assert_int_equal(fstat(srv, &st), 0);
+    assert_int_equal(faas_peer_socket(cli, 0, &nl), 0);
+    assert_int_equal(nl.inode, (uint64_t)st.st_ino);
+
+    /* Held: by this process, and so within the tree of its parent. */
+    assert_int_equal(faas_peer_socket(srv, 0, &nl), 0);
+    assert_int_equal(faas_peer_held(nl.inode, getpid(), 0), 1);
+    assert_int_equal(faas_peer_held(nl.inode, getppid(), 0), 1);
+    /* Not by a process that is gone, nor for a socket no one holds. */
+    assert_int_equal(faas_peer_held(nl.inode, 0, 0), 0);
+    assert_int_equal(faas_peer_held(0, getpid(), 0), 0);
+    close(cli);
+    /* A closed peer: its socket has no holder (inode 0) or is gone. */
+    rc = faas_peer_socket(srv, 0, &nl);
+    assert_true(rc == FAAS_ENOENT || (rc == 0 && nl.inode == 0));
+    close(srv);
+}
+
+/* A process that is not a descendant of the group leader, but a child of
+ * the reaper still in the leader's group, counts; outside it, not. */
+static void test_peer_held_tree(void **state)
+{
+    struct faas_peer_sock ps;
+    int srv, cli, p[2];
+    pid_t leader, member;
+    char c;
+    (void)state;
+
+    tcp_pair(&srv, &cli);
+    assert_int_equal(faas_peer_socket(srv, 0, &ps), 0);
+    assert_int_equal(pipe(p), 0);
+    /* The leader of a group, without the socket. */
+    leader = fork();
+    assert_true(leader >= 0);
+    if (leader == 0) {
+        setpgid(0, 0);
+        close(cli);
+        close(srv);
+        (void)!write(p[1], "l", 1);
+        pause();
+        _exit(0);
+    }
+    assert_int_equal(read(p[0], &c, 1), 1);
+    /* A member of its group, our child (as if the reaper had adopted it),
+     * holding the socket. */
+    member = fork();
+    assert_true(member >= 0);
+    if (member == 0) {
+        (void)!setpgid(0, leader);
+        (void)!write(p[1], "m", 1);
+        pause();
+        _exit(0);
+    }
+    assert_int_equal(read(p[0], &c, 1), 1);
+    close(p[0]);
+    close(p[1]);
+    close(cli); /* now only the member holds it */
+    assert_int_equal(getpgid(member), leader);
+    assert_int_equal(faas_peer_held(ps.inode, member, 0), 1);
+    assert_int_equal(faas_peer_held(ps.inode, leader, 0), 0);
+    assert_int_equal(faas_peer_held(ps.inode, leader, getpid()), 1);
+    kill(member, SIGKILL);
+    waitpid(member, NULL, 0);
+    assert_int_equal(faas_peer_held(ps.inode, leader, getpid()), 0);
+    kill(leader, SIGKILL);
+    waitpid(leader, NULL, 0);
+    assert_int_equal(faas_peer_held(ps.inode, leader, getpid()), 0);
+    close(srv);
+}
+
 /* ==== fixture ========================================================== */
 
 static void on_log(const struct faas_log_record *rec, void *arg)
 {
     (void)arg;
-    if (rec->kind == FAAS_LOG_REPORT)
+    if (rec->kind == FAAS_LOG_REPORT) {
         g_reports++;
+    } else if (rec->kind == FAAS_LOG_WARNING && strcmp(rec->action, "runtime-api-peer") == 0) {
+        g_peer_warnings++;
+        snprintf(g_peer_line, sizeof g_peer_line, "%s", rec->line ? rec->line : "");
+    }
     else if (rec->kind == FAAS_LOG_LINE)
         json_array_append_new(g_lines, json_pack("[ss]", rec->request_id ? rec->request_id : "",
                                                  rec->line ? rec->line : ""));
@@ -234,6 +360,8 @@ static int setup(void **state)
     snprintf(g_crt, sizeof g_crt, "%s/runtimes/crt", dirname(exe));
     g_lines = json_array();
     g_reports = 0;
+    g_peer_warnings = 0;
+    g_peer_line[0] = '\0';
     g_rt = NULL;
     return 0;
 }
@@ -241,6 +369,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    faas_cmd_test_hold_pid = 0;
     faas_runtime_free(g_rt);
     g_rt = NULL;
     json_decref(g_lines);
@@ -666,6 +795,37 @@ static void test_logs(void **state)
     tres_clear(&r);
 }
 
+/* A line longer than 4 KiB is one log line, cut; the next is its own. */
+static void test_long_line(void **state)
+{
+    struct tres r;
+    char line[128];
+    size_t i, mine = 0, cut = 0;
+    json_t *l;
+    (void)state;
+
+    rt_start(NULL);
+    reg("loud", "bash", "function.handler", NULL);
+    invoke_wait("loud", "\"longline\"", NULL, &r);
+    assert_int_equal(r.status, 0);
+    json_array_foreach(g_lines, i, l) {
+        const char *text = json_string_value(json_array_get(l, 1));
+        if (strcmp(json_string_value(json_array_get(l, 0)), r.rid) != 0)
+            continue;
+        mine++;
+        if (text[0] == 'y') {
+            assert_int_equal(strlen(text), FAAS_LOGLINE_MAX - 1);
+            assert_int_equal(strspn(text, "y"), FAAS_LOGLINE_MAX - 1);
+            cut++;
+        }
+    }
+    assert_int_equal(cut, 1);
+    assert_int_equal(mine, 2);
+    snprintf(line, sizeof line, "after %s", r.rid);
+    assert_non_null(logged(r.rid, line));
+    tres_clear(&r);
+}
+
 static void test_environment(void **state)
 {
     struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
@@ -769,10 +929,24 @@ static void test_headers(void **state)
     tres_clear(&r);
 }
 
-/* ==== the endpoint from outside ======================================== */
+/* ==== the endpoint from inside and outside ============================= */
 
-/* One request to a runtime's API, whose reply must be its error: the
- * status, a JSON {"errorType": type, "errorMessage": ...}. */
+static struct faas_instance *only_instance(const char *name)
+{
+    struct faas_fn *fn = faas_fn_lookup(g_rt, name);
+    assert_non_null(fn);
+    assert_false(faas_list_empty(&fn->idle));
+    return FAAS_CONTAINER_OF(fn->idle.next, struct faas_instance, link);
+}
+
+static int pred_not_waiting(const void *arg)
+{
+    return !faas_cmd_waiting(only_instance(arg));
+}
+
+
+/* One request to a runtime's API from this process, whose reply must be
+ * its error: the status, a JSON {"errorType": type, "errorMessage": ...}. */
 static void expect_api_error(uint16_t port, enum evhttp_cmd_type method, const char *uri,
                              const char *body, int code, const char *type)
 {
@@ -793,46 +967,460 @@ static void expect_api_error(uint16_t port, enum evhttp_cmd_type method, const c
     tu_resp_clear(&r);
 }
 
+struct probe {
+    const char *method, *path, *body; /* path: {id} is the answered request id */
+    int code;
+    const char *type;
+};
+
+/* The API's errors as the runtime itself meets them: the bash function
+ * sends each request of the probes file from inside the instance. */
 static void test_api_errors(void **state)
 {
+    static const struct probe probes[] = {
+        { "POST", "/2018-06-01/runtime/invocation/bogus-id/response", "{}", 400,
+          "InvalidRequestID" },
+        /* A second response, and an error, for an answered id. */
+        { "POST", "/2018-06-01/runtime/invocation/{id}/response", "{}", 400, "InvalidRequestID" },
+        { "POST", "/2018-06-01/runtime/invocation/{id}/error", "{}", 400, "InvalidRequestID" },
+        /* Init is over. */
+        { "POST", "/2018-06-01/runtime/init/error", "{}", 403, "InvalidStateTransition" },
+        { "GET", "/2018-06-01/runtime/nope", NULL, 404, "NotFound" },
+        { "GET", "/2015-03-31/functions/echo/invocations", NULL, 404, "NotFound" },
+        { "POST", "/2018-06-01/runtime/invocation/next", "{}", 405, "MethodNotAllowed" },
+        { "GET", "/2018-06-01/runtime/invocation/{id}/response", NULL, 405, "MethodNotAllowed" },
+        { "PUT", "/2018-06-01/runtime/init/error", "{}", 405, "MethodNotAllowed" },
+    };
+    const size_t n = sizeof probes / sizeof probes[0];
     struct tres r;
-    uint16_t port;
-    char uri[160], rid[FAAS_REQUEST_ID_SIZE];
+    char path[PATH_MAX + 16], uri[160], rid[FAAS_REQUEST_ID_SIZE];
+    FILE *f;
+    size_t i;
     (void)state;
 
     rt_start(NULL);
     reg("echo", "bash", "function.handler", NULL);
-    invoke_wait("echo", "\"env\"", NULL, &r);
+    invoke_wait("echo", "{}", NULL, &r);
     assert_int_equal(r.status, 0);
-    port = (uint16_t)atoi(strchr(pstr(&r, "api"), ':') + 1);
     snprintf(rid, sizeof rid, "%s", r.rid);
     tres_clear(&r);
 
-    expect_api_error(port, EVHTTP_REQ_POST, "/2018-06-01/runtime/invocation/bogus-id/response",
-                     "{}", 400, "InvalidRequestID");
-    /* A second response for an answered id. */
+    snprintf(path, sizeof path, "%s/probes", g_tmp);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    for (i = 0; i < n; i++) {
+        const char *at = strstr(probes[i].path, "{id}");
+        if (at)
+            snprintf(uri, sizeof uri, "%.*s%s%s", (int)(at - probes[i].path), probes[i].path,
+                     rid, at + 4);
+        else
+            snprintf(uri, sizeof uri, "%s", probes[i].path);
+        fprintf(f, "%s %s %s\n", probes[i].method, uri, probes[i].body ? probes[i].body : "");
+    }
+    fclose(f);
+    invoke_wait("echo", "\"probe\"", NULL, &r);
+    assert_int_equal(r.status, 0);
+    assert_true(json_is_array(r.payload));
+    assert_int_equal(json_array_size(r.payload), n);
+    for (i = 0; i < n; i++) {
+        json_t *got = json_array_get(r.payload, i), *body = json_object_get(got, "body");
+        if (json_integer_value(json_object_get(got, "code")) != probes[i].code)
+            fail_msg("%s %s: %s", probes[i].method, probes[i].path,
+                     json_dumps(got, JSON_ENCODE_ANY));
+        assert_string_equal(json_string_value(json_object_get(got, "ctype")),
+                            "application/json");
+        assert_string_equal(json_string_value(json_object_get(body, "errorType")),
+                            probes[i].type);
+        assert_non_null(json_string_value(json_object_get(body, "errorMessage")));
+    }
+    tres_clear(&r);
+
+    /* This process is not the instance's: whatever it asks, 403. */
     snprintf(uri, sizeof uri, "/2018-06-01/runtime/invocation/%s/response", rid);
-    expect_api_error(port, EVHTTP_REQ_POST, uri, "{}", 400, "InvalidRequestID");
-    snprintf(uri, sizeof uri, "/2018-06-01/runtime/invocation/%s/error", rid);
-    expect_api_error(port, EVHTTP_REQ_POST, uri, "{}", 400, "InvalidRequestID");
-    /* Init is over. */
-    expect_api_error(port, EVHTTP_REQ_POST, "/2018-06-01/runtime/init/error", "{}", 403,
-                     "InvalidStateTransition");
-    expect_api_error(port, EVHTTP_REQ_GET, "/2018-06-01/runtime/nope", NULL, 404, "NotFound");
-    expect_api_error(port, EVHTTP_REQ_GET, "/2015-03-31/functions/echo/invocations", NULL,
-                     404, "NotFound");
-    expect_api_error(port, EVHTTP_REQ_POST, "/2018-06-01/runtime/invocation/next", "{}", 405,
-                     "MethodNotAllowed");
-    snprintf(uri, sizeof uri, "/2018-06-01/runtime/invocation/%s/response", rid);
-    expect_api_error(port, EVHTTP_REQ_GET, uri, NULL, 405, "MethodNotAllowed");
-    expect_api_error(port, EVHTTP_REQ_PUT, "/2018-06-01/runtime/init/error", "{}", 405,
-                     "MethodNotAllowed");
+    expect_api_error(faas_cmd_port(only_instance("echo")), EVHTTP_REQ_POST, uri, "{}", 403,
+                     "AccessDeniedException");
 
     /* The runtime still works. */
     invoke_wait("echo", "{\"after\":true}", NULL, &r);
     assert_int_equal(r.status, 0);
     assert_false(r.cold);
     tres_clear(&r);
+}
+
+/* An outside process: a child of this one, not of the instance. */
+struct outsider {
+    pid_t pid;
+    int status;        /* its wait status, once reaped */
+    int reaped;
+    char file[PATH_MAX + 32];
+};
+
+/*
+ * Starts a process that connects to 127.0.0.1:port, sends req, and keeps
+ * what comes back in its file until the endpoint closes the connection
+ * (exit 0) or 10 s pass (exit 4). half_close: it ends its side after
+ * sending (a body it never finishes).
+ */
+static void outsider_start(struct outsider *o, uint16_t port, const char *req, int half_close)
+{
+    static int seq;
+
+    memset(o, 0, sizeof *o);
+    snprintf(o->file, sizeof o->file, "%s/outsider.%d", g_tmp, ++seq);
+    o->pid = fork();
+    assert_true(o->pid >= 0);
+    if (o->pid == 0) {
+        struct sockaddr_in a;
+        struct timeval tv = { 10, 0 };
+        size_t len = strlen(req), off = 0;
+        char buf[4096];
+        ssize_t k;
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int out = open(o->file, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0644);
+
+        memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET;
+        a.sin_port = htons(port);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (fd < 0 || out < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+            _exit(2);
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        while (off < len) {
+            k = write(fd, req + off, len - off);
+            if (k <= 0)
+                _exit(3);
+            off += (size_t)k;
+        }
+        if (half_close)
+            shutdown(fd, SHUT_WR);
+        while ((k = read(fd, buf, sizeof buf)) > 0)
+            if (write(out, buf, (size_t)k) != k)
+                _exit(3);
+        _exit(k == 0 ? 0 : 4);
+    }
+}
+
+static int pred_reaped(const void *arg)
+{
+    struct outsider *o = (struct outsider *)(uintptr_t)arg;
+    if (!o->reaped && waitpid(o->pid, &o->status, WNOHANG) == o->pid)
+        o->reaped = 1;
+    return o->reaped;
+}
+
+/* Waits for the outsider; returns what it got (malloc'd, NUL-terminated). */
+static char *outsider_wait(struct outsider *o)
+{
+    char *buf = malloc(65536);
+    ssize_t n;
+    int fd;
+
+    assert_true(tu_run_until_pred(g_base, pred_reaped, o, BOUND_MS));
+    assert_true(WIFEXITED(o->status));
+    assert_int_equal(WEXITSTATUS(o->status), 0); /* the endpoint closed it */
+    fd = open(o->file, O_RDONLY);
+    assert_true(fd >= 0);
+    n = read(fd, buf, 65535);
+    close(fd);
+    assert_true(n >= 0);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* The outsider was refused: a 403, and nothing of an event. */
+static void expect_refused(char *got, const char *secret)
+{
+    if (strncmp(got, "HTTP/1.1 403 ", 13) != 0)
+        fail_msg("the outsider got: %s", got);
+    assert_null(strcasestr(got, "Lambda-Runtime-Aws-Request-Id"));
+    assert_null(strcasestr(got, "Lambda-Runtime-Deadline-Ms"));
+    assert_non_null(strstr(got, "AccessDeniedException"));
+    if (secret)
+        assert_null(strstr(got, secret));
+    free(got);
+}
+
+static int pred_waiting(const void *arg)
+{
+    return faas_cmd_waiting(only_instance(arg));
+}
+
+static int pred_queued(const void *arg)
+{
+    return faas_cmd_queued(arg);
+}
+
+static int pred_parked(const void *arg)
+{
+    return faas_cmd_test_parks > *(const unsigned long *)arg;
+}
+
+/* An outsider's GET /next while the runtime's own waits: refused, and the
+ * runtime's poll is not replaced; the next event goes to the runtime. */
+static void test_outsider_next_idle(void **state)
+{
+    static const char next[] = "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n"
+                               "Host: x\r\n\r\n";
+    struct outsider o;
+    struct tres r;
+    pid_t pid;
+    (void)state;
+
+    rt_start(NULL);
+    reg("echo", "bash", "function.handler", NULL);
+    pid = invoke_pid("echo");
+    assert_true(tu_run_until_pred(g_base, pred_waiting, "echo", BOUND_MS));
+    outsider_start(&o, faas_cmd_port(only_instance("echo")), next, 0);
+    expect_refused(outsider_wait(&o), NULL);
+    assert_int_equal(g_peer_warnings, 1);
+    assert_non_null(strstr(g_peer_line, "refused a Runtime API connection from 127.0.0.1:"));
+    assert_true(faas_cmd_waiting(only_instance("echo")));
+
+    invoke_wait("echo", "{\"secret\":\"s3\"}", NULL, &r);
+    assert_int_equal(r.status, 0);
+    assert_false(r.cold);
+    assert_int_equal(pint(&r, "pid"), pid);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(r.payload, "echo"),
+                                                          "secret")),
+                        "s3");
+    tres_clear(&r);
+    assert_int_equal(g_peer_warnings, 1);
+}
+
+/* An outsider's GET /next while an event waits for the runtime's next
+ * poll: refused without the event, which the runtime then gets. */
+static void test_outsider_next_pending(void **state)
+{
+    static const char next[] = "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n"
+                               "Host: x\r\n\r\n";
+    struct file_count fc = { "dropped", 1 };
+    struct faas_instance *inst;
+    struct outsider o;
+    struct tres r;
+    (void)state;
+
+    rt_start(NULL);
+    reg("dropper", "dropnext", "function.handler", NULL);
+    invoke_wait("dropper", "\"one\"", NULL, &r);
+    assert_int_equal(r.status, 0);
+    tres_clear(&r);
+    assert_true(tu_run_until_pred(g_base, pred_files, &fc, BOUND_MS));
+    assert_true(tu_run_until_pred(g_base, pred_not_waiting, "dropper", BOUND_MS));
+    inst = only_instance("dropper");
+    invoke_start("dropper", "\"top-secret-event\"", NULL, &r);
+    assert_true(tu_run_until_pred(g_base, pred_queued, inst, BOUND_MS));
+
+    outsider_start(&o, faas_cmd_port(inst), next, 0);
+    expect_refused(outsider_wait(&o), "top-secret-event");
+    assert_int_equal(r.done, 0);
+    assert_true(faas_cmd_queued(inst));
+    assert_int_equal(g_peer_warnings, 1);
+
+    touch("go");
+    assert_true(tu_run_until(g_base, &r.done, 1, BOUND_MS));
+    assert_int_equal(r.status, 0);
+    assert_int_equal(pint(&r, "n"), 1);
+    assert_string_equal(json_string_value(json_object_get(r.payload, "event")),
+                        "top-secret-event");
+    tres_clear(&r);
+}
+
+/* Forged results with the real request id, while the runtime works on it:
+ * refused, and the caller gets the runtime's. */
+static void test_outsider_forged_result(void **state)
+{
+    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+    struct file_count fc = { "started.", 1 };
+    char path[PATH_MAX + 64], rid[FAAS_REQUEST_ID_SIZE], req[512], *name;
+    struct outsider o;
+    struct tres r;
+    uint16_t port;
+    DIR *d;
+    struct dirent *e;
+    int fd;
+    ssize_t n;
+    (void)state;
+
+    rt_start(NULL);
+    fo.timeout_ms = 0;
+    reg("gated", "bash", "function.handler", &fo);
+    invoke_wait("gated", "{}", NULL, &r);
+    assert_int_equal(r.status, 0);
+    tres_clear(&r);
+    port = faas_cmd_port(only_instance("gated"));
+
+    invoke_start("gated", "\"gate\"", NULL, &r);
+    assert_true(tu_run_until_pred(g_base, pred_files, &fc, BOUND_MS));
+    d = opendir(g_tmp);
+    assert_non_null(d);
+    name = NULL;
+    while ((e = readdir(d)) != NULL)
+        if (strncmp(e->d_name, "started.", 8) == 0)
+            name = strdup(e->d_name);
+    closedir(d);
+    assert_non_null(name);
+    snprintf(path, sizeof path, "%s/%s", g_tmp, name);
+    free(name);
+    fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    n = read(fd, rid, sizeof rid - 1);
+    close(fd);
+    assert_true(n > 0);
+    rid[n] = '\0';
+
+    /* A response declared far over the limit, never finished: it must not
+     * fail the invocation as too large. */
+    snprintf(req, sizeof req,
+             "POST /2018-06-01/runtime/invocation/%s/response HTTP/1.1\r\nHost: x\r\n"
+             "Content-Length: 99999999\r\n\r\n{\"forged\":",
+             rid);
+    outsider_start(&o, port, req, 1);
+    free(outsider_wait(&o)); /* closed, answered or not */
+    assert_int_equal(r.done, 0);
+
+    snprintf(req, sizeof req,
+             "POST /2018-06-01/runtime/invocation/%s/response HTTP/1.1\r\nHost: x\r\n"
+             "Content-Length: 15\r\n\r\n{\"forged\":true}",
+             rid);
+    outsider_start(&o, port, req, 0);
+    expect_refused(outsider_wait(&o), NULL);
+    assert_int_equal(r.done, 0);
+
+    snprintf(req, sizeof req,
+             "POST /2018-06-01/runtime/invocation/%s/error HTTP/1.1\r\nHost: x\r\n"
+             "Content-Length: 2\r\n\r\n{}",
+             rid);
+    outsider_start(&o, port, req, 0);
+    expect_refused(outsider_wait(&o), NULL);
+    assert_int_equal(r.done, 0);
+    assert_int_equal(g_peer_warnings, 3);
+
+    touch("open");
+    assert_true(tu_run_until(g_base, &r.done, 1, BOUND_MS));
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.rid, rid);
+    assert_non_null(strstr(json_string_value(r.payload), "released "));
+    tres_clear(&r);
+}
+
+/* Without a zygote the host forks the runtime: its curl children are
+ * served, the host itself (their ancestor) is not. */
+static void test_no_zygote(void **state)
+{
+    struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
+    struct tres r;
+    (void)state;
+
+    ro.zygote = 0;
+    rt_start(&ro);
+    reg("echo", "bash", "function.handler", NULL);
+    invoke_wait("echo", "{\"a\":1}", NULL, &r);
+    assert_int_equal(r.status, 0);
+    tres_clear(&r);
+    expect_api_error(faas_cmd_port(only_instance("echo")), EVHTTP_REQ_GET,
+                     "/2018-06-01/runtime/invocation/next", NULL, 403, "AccessDeniedException");
+    assert_int_equal(g_peer_warnings, 1);
+    invoke_wait("echo", "{\"a\":2}", NULL, &r);
+    assert_int_equal(r.status, 0);
+    assert_false(r.cold);
+    tres_clear(&r);
+}
+
+/* A runtime whose first request comes before its pid is known: the
+ * request waits for it, then is served. */
+static void test_pid_not_yet_known(void **state)
+{
+    unsigned long parks = faas_cmd_test_parks;
+    struct tres r;
+    (void)state;
+
+    rt_start(NULL);
+    reg("echo", "crt", "echo", NULL);
+    faas_cmd_test_hold_pid = 1;
+    invoke_start("echo", "{\"k\":1}", NULL, &r);
+    assert_true(tu_run_until_pred(g_base, pred_parked, &parks, BOUND_MS));
+    assert_int_equal(r.done, 0);
+    faas_cmd_test_hold_pid = 0;
+    assert_true(tu_run_until(g_base, &r.done, 1, BOUND_MS));
+    assert_int_equal(r.status, 0);
+    assert_int_equal(json_integer_value(json_object_get(r.payload, "k")), 1);
+    tres_clear(&r);
+    assert_int_equal(g_peer_warnings, 0);
+}
+
+static void test_runtime_api_address(void **state)
+{
+    static const char *refused[] = { "0.0.0.0", "::", "10.1.2.3", "192.0.2.1", "localhost",
+                                     "::ffff:10.0.0.1", "not an address" };
+    struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
+    struct faas_runtime *rt = NULL;
+    struct tres r;
+    size_t i;
+    (void)state;
+
+    for (i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        ro.runtime_api_address = refused[i];
+        ro.runtime_api_allow_remote = 0;
+        assert_int_equal(faas_runtime_new(&rt, g_base, &ro), FAAS_EINVAL);
+        assert_null(rt);
+        ro.runtime_api_allow_remote = 1;
+        assert_int_equal(faas_runtime_new(&rt, g_base, &ro), 0);
+        faas_runtime_free(rt);
+        rt = NULL;
+    }
+    /* Any loopback address is fine; the runtime's connections from it are
+     * checked as any. */
+    ro.runtime_api_allow_remote = 0;
+    ro.runtime_api_address = "::ffff:127.0.0.1";
+    assert_int_equal(faas_runtime_new(&rt, g_base, &ro), 0);
+    faas_runtime_free(rt);
+    ro.runtime_api_address = "127.0.0.2";
+    rt_start(&ro);
+    reg("echo", "bash", "function.handler", NULL);
+    invoke_wait("echo", "\"env\"", NULL, &r);
+    assert_int_equal(r.status, 0);
+    assert_true(strncmp(pstr(&r, "api"), "127.0.0.2:", 10) == 0);
+    tres_clear(&r);
+    assert_int_equal(g_peer_warnings, 0);
+}
+
+/* JSON strings with U+0000 go to the runtime and come back whole. */
+static void test_nul_round_trip(void **state)
+{
+    json_t *ev = json_pack("{s:s%}", "s", "a\0b", (size_t)3), *echo;
+    struct faas_result *res = NULL;
+    const char *runtimes[2][2] = { { "bash", "function.handler" }, { "crt", "echo" } };
+    int i;
+    (void)state;
+
+    rt_start(NULL);
+    for (i = 0; i < 2; i++) {
+        const char *name = runtimes[i][0];
+        reg(name, runtimes[i][0], runtimes[i][1], NULL);
+        assert_int_equal(faas_invoke_sync(g_rt, name, ev, NULL, &res), 0);
+        assert_int_equal(faas_result_status(res), 0);
+        echo = faas_result_payload(res);
+        if (i == 0)
+            echo = json_object_get(echo, "echo");
+        assert_true(json_equal(echo, ev));
+        assert_int_equal(json_string_length(json_object_get(echo, "s")), 3);
+        faas_result_free(res);
+        res = NULL;
+    }
+    json_decref(ev);
+
+    /* And in an error the runtime posts. */
+    ev = json_string("failnul");
+    assert_int_equal(faas_invoke_sync(g_rt, "bash", ev, NULL, &res), 0);
+    assert_int_equal(faas_result_status(res), FAAS_EHANDLER);
+    echo = json_object_get(faas_result_payload(res), "errorMessage");
+    assert_int_equal(json_string_length(echo), 3);
+    assert_memory_equal(json_string_value(echo), "a\0b", 3);
+    assert_string_equal(json_string_value(json_object_get(faas_result_payload(res),
+                                                          "errorType")),
+                        "Nul.Error");
+    faas_result_free(res);
+    json_decref(ev);
 }
 
 static void test_too_big(void **state)
@@ -942,19 +1530,6 @@ static void test_trailers(void **state)
 }
 
 /* ==== lifetimes ========================================================= */
-
-static struct faas_instance *only_instance(const char *name)
-{
-    struct faas_fn *fn = faas_fn_lookup(g_rt, name);
-    assert_non_null(fn);
-    assert_false(faas_list_empty(&fn->idle));
-    return FAAS_CONTAINER_OF(fn->idle.next, struct faas_instance, link);
-}
-
-static int pred_not_waiting(const void *arg)
-{
-    return !faas_cmd_waiting(only_instance(arg));
-}
 
 static void test_dropped_poll(void **state)
 {
@@ -1069,6 +1644,8 @@ int main(void)
         cmocka_unit_test(test_tap_whole_and_bytewise),
         cmocka_unit_test(test_tap_long_trailer_and_take),
         cmocka_unit_test(test_tap_oversize_and_bad),
+        cmocka_unit_test(test_peer_socket),
+        cmocka_unit_test(test_peer_held_tree),
         cmocka_unit_test_setup_teardown(test_success, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_and_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handler_error, setup, teardown),
@@ -1078,9 +1655,17 @@ int main(void)
 cmocka_unit_test_setup_teardown(test_memory_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_four_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_logs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_environment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_headers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outsider_next_idle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outsider_next_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outsider_forged_result, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_zygote, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pid_not_yet_known, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_runtime_api_address, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nul_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_big, setup, teardown),
         cmocka_unit_test_setup_teardown(test_streaming, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive, setup, teardown),

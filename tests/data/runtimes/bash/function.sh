@@ -39,15 +39,41 @@ headers_info() {
     "$(jstr "$(header Content-Type)")"
 }
 
-# Waits (bounded) until the test opens the gate, after saying it started.
+# Waits (bounded) until the test opens the gate, after saying it started
+# (the file holds the request id; renamed into place, so never seen empty).
 gate() {
   local i=0
-  : > "$GATE_DIR/started.$$"
+  printf '%s' "$REQUEST_ID" > "$GATE_DIR/.rid.$$"
+  mv "$GATE_DIR/.rid.$$" "$GATE_DIR/started.$$"
   while [ ! -e "$GATE_DIR/open" ] && [ $i -lt 1000 ]; do
     sleep 0.02
     i=$((i + 1))
   done
   echo "\"released $$\""
+}
+
+# Sends the requests of $GATE_DIR/probes ("METHOD PATH [BODY]" a line) to
+# the Runtime API from inside the instance; prints [{code, ctype, body}].
+probe() {
+  local m p b out code ctype body sep=''
+  out="$(mktemp)"
+  printf '['
+  while read -r m p b; do
+    if [ -n "$b" ]; then
+      code=$(curl -sS -o "$out" -w '%{http_code} %{content_type}' -X "$m" \
+        "http://${AWS_LAMBDA_RUNTIME_API}$p" --data-raw "$b")
+    else
+      code=$(curl -sS -o "$out" -w '%{http_code} %{content_type}' -X "$m" \
+        "http://${AWS_LAMBDA_RUNTIME_API}$p")
+    fi
+    ctype=${code#* }
+    body=$(cat "$out")
+    printf '%s{"code":%s,"ctype":%s,"body":%s}' "$sep" "${code%% *}" "$(jstr "$ctype")" \
+      "${body:-null}"
+    sep=','
+  done < "$GATE_DIR/probes"
+  printf ']'
+  rm -f "$out"
 }
 
 handler() {
@@ -67,6 +93,14 @@ handler() {
       echo "to stdout $REQUEST_ID" > /proc/$$/fd/1
       echo '"logged"' ;;
     '"text"') echo 'not json at all' ;;
+    '"longline"')
+      printf '%*s\n' 10000 '' | tr ' ' y >&2
+      echo "after $REQUEST_ID" >&2
+      echo '"long"' ;;
+    '"probe"') probe ;;
+    '"failnul"')
+      echo '{"errorMessage":"a\u0000b","errorType":"Nul.Error"}'
+      return 1 ;;
     '"empty"') ;;
     '{"big":'*)
       local n=${EVENT_DATA#*:}
