@@ -168,7 +168,9 @@ struct faas_log_record {
      * FAAS_LOG_WARNING: "record-refused" (faas_emit: line says why),
      * "accept" (the HTTP gateway could not accept a connection: line has
      * the system's error; repeats are rate-limited), "connection-limit",
-     * "drain".
+     * "drain", "runtime-api-peer" (a process other than a COMMAND
+     * instance's own connected to its Runtime API endpoint and was
+     * refused).
      */
     const char *action;
     const char *key; /* FAAS_LOG_IDEMPOTENCY: the key's hash, hex */
@@ -224,8 +226,10 @@ struct faas_runtime_opts {
     uint32_t http_max_connections; /* HTTP gateway: connections beyond this
                                    are accepted and closed at once; 0 = 1024 */
     int runtime_api_allow_remote; /* 1: runtime_api_address may be a
-                                   non-loopback address (its endpoints then
-                                   cannot verify who connects); 0: refused */
+                                   non-loopback address, and peers whose
+                                   process cannot be checked (remote ones)
+                                   are served unchecked; local peers are
+                                   still checked. 0: refused */
 };
 
 #define FAAS_RUNTIME_OPTS_INIT                                              \
