@@ -151,8 +151,12 @@ static void rt_start(const struct faas_runtime_opts *extra)
     struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
     struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
 
+    /* The Invoke API is off by default: the suite turns it on, and the
+     * callers that pass options say themselves. */
     if (extra)
         o = *extra;
+    else
+        o.invoke_api = 1;
     o.thread_workers = 2;
     o.zygote = 0; /* no PROCESS functions here */
     assert_int_equal(faas_runtime_new(&g_rt, g_base, &o), 0);
@@ -661,6 +665,7 @@ static void test_limits(void **state)
     struct tu_resp r;
     (void)state;
 
+    o.invoke_api = 1;
     o.max_sync_payload = 64;
     o.max_async_payload = 32;
     serve(&o);
@@ -887,6 +892,7 @@ static void test_sigv4(void **state)
     time_t now = time(NULL);
     (void)state;
 
+    o.invoke_api = 1;
     o.access_key_id = AKID;
     o.secret_access_key = SECRET;
     serve(&o);
@@ -1159,6 +1165,7 @@ static void test_out_of_memory(void **state)
      * are served: each still gets a well-formed reply, nothing leaks. */
     sodium_bin2base64(cc, sizeof cc, (const unsigned char *)cc_json, strlen(cc_json),
                       sodium_base64_VARIANT_ORIGINAL);
+    o.invoke_api = 1;
     o.access_key_id = AKID;
     o.secret_access_key = SECRET;
     o.zygote = 0;
