@@ -1630,6 +1630,19 @@ static int conn_adopt(struct http_conn *c)
     return 0;
 }
 
+/* Whether evhttp is reading a request on c: not serving one (it stops
+ * reading) nor writing its response (it reads then only to see a close,
+ * without a read callback). */
+static int conn_reading(struct http_conn *c)
+{
+    bufferevent_data_cb readcb;
+
+    if (!(bufferevent_get_enabled(c->bev) & EV_READ))
+        return 0;
+    bufferevent_getcb(c->bev, &readcb, NULL, NULL, NULL);
+    return readcb != NULL;
+}
+
 /* Closes c's connection now (not from inside evhttp's callbacks). */
 static void conn_close(struct http_conn *c)
 {
@@ -1649,7 +1662,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         conn_close(c);
         return;
     }
-    if (!(bufferevent_get_enabled(bev) & EV_READ)) {
+    if (!conn_reading(c)) {
         /* evhttp is serving a request or writing its response */
         if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
             c->state = CONN_BUSY;
@@ -1676,8 +1689,10 @@ static void conn_in_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info
     event_add(&c->timer, c->h->tv_read);
 }
 
-/* Bytes written: the last of a response (evhttp is not reading: not a
- * "100 Continue") makes the connection idle; draining, it then closes. */
+/* Bytes written: the last of a response (not of a "100 Continue", written
+ * while evhttp reads) makes the connection idle, or starts the next
+ * request's read timer if it has begun to come; draining, an idle
+ * connection then closes. */
 static void conn_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     static const struct timeval now = { 0, 0 };
@@ -1686,8 +1701,13 @@ static void conn_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *inf
     if (info->n_deleted == 0)
         return;
     c->out_progress++;
-    if (evbuffer_get_length(buf) != 0 || (bufferevent_get_enabled(c->bev) & EV_READ))
+    if (evbuffer_get_length(buf) != 0 || conn_reading(c))
         return;
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) != 0) {
+        c->state = CONN_READING;
+        event_add(&c->timer, c->h->tv_read);
+        return;
+    }
     c->state = CONN_IDLE;
     event_add(&c->timer, c->h->rt->draining ? &now : c->h->tv_idle);
 }
@@ -1956,7 +1976,7 @@ void faas_http_drain(struct faas_runtime *rt)
     for (e = h->conns.next; e != &h->conns; e = next) {
         struct http_conn *c = FAAS_CONTAINER_OF(e, struct http_conn, link);
         next = e->next;
-        if (c->state == CONN_IDLE && (bufferevent_get_enabled(c->bev) & EV_READ) &&
+        if (c->state == CONN_IDLE && conn_reading(c) &&
             evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
             conn_close(c);
     }
@@ -2379,6 +2399,11 @@ size_t faas_http_pending_count(const struct faas_runtime *rt)
     for (e = rt->http->pending.next; e != &rt->http->pending; e = e->next)
         n++;
     return n;
+}
+
+size_t faas_http_conn_count(const struct faas_runtime *rt)
+{
+    return rt && rt->http ? rt->http->nconns : 0;
 }
 
 static void route_orphan_cb(struct faas_route *r, void *arg)
