@@ -1298,6 +1298,14 @@ static void test_accept_emfile(void **state)
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &g_nofile), 0);
     g_nofile_lowered = 0;
     assert_true(tu_run_until_pred(g_base, tu_raw_complete, &r, BOUND_MS));
+    if (r.closed && r.len == 0) {
+        /* valgrind emulates the limit after the system call: it closes the
+         * socket accept returned over it. Accepting must resume anyway. */
+        close(r.fd);
+        memset(&r, 0, sizeof r);
+        r.fd = tu_raw_send(g_port, get_echo);
+        assert_true(tu_run_until_pred(g_base, tu_raw_complete, &r, BOUND_MS));
+    }
     assert_int_equal(strncmp(r.buf, "HTTP/1.1 200 ", 13), 0);
     close(r.fd);
 }
