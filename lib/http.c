@@ -35,10 +35,17 @@
  *
  * Limits (faas_runtime_opts): a body over http_max_body is 413 and headers
  * over http_max_headers bytes (names, values, ": " and CRLF) are 431, each
- * with a JSON body. On a server of our own, libevent itself cuts a request
- * off before reading it all when it is over twice the limit (its own 413,
- * with libevent's HTML body), so a client cannot make us buffer without
- * bound; an attached server keeps the host's limits.
+ * with a JSON body; the Invoke API checks its bodies against Lambda's
+ * payload limits instead. On a server of our own, libevent itself cuts a
+ * request off before reading it all when it is over twice the largest of
+ * these limits (its own 413, with libevent's HTML body), so a client cannot
+ * make us buffer without bound; an attached server keeps the host's limits.
+ * Connections, on either server, are bounded in time and number, and
+ * accepting pauses when it fails (see "connections" and "listeners").
+ *
+ * Draining (rt->draining, faas_http_drain): idle connections are closed,
+ * every new request is answered 503 with Connection: close, and requests
+ * being served finish, their connections closing after the response.
  *
  * Choices where API Gateway leaves room: a trailing "*" segment is {proxy+}
  * (one or more segments under its parent, not the parent itself; the tail
@@ -1799,6 +1806,8 @@ struct http_listener {
     struct faas_list reg;            /* the registry */
     struct faas_http *h;
     struct evconnlistener *lev;
+    struct event_base *base;         /* h's: entries of other loops are
+                                        never touched */
     struct event timer;
     unsigned pause_ms;               /* the next pause */
     uint64_t accepted;               /* h->accepted at the last failure */
@@ -1841,21 +1850,48 @@ static void listener_resume_cb(evutil_socket_t fd, short what, void *arg)
         evconnlistener_enable(l->lev);
 }
 
+static void listener_free(struct http_listener *l)
+{
+    pthread_mutex_lock(&reg_lock);
+    faas_list_remove(&l->reg);
+    pthread_mutex_unlock(&reg_lock);
+    faas_list_remove(&l->link);
+    event_del(&l->timer);
+    free(l);
+}
+
+/* lev's entry, or NULL. An entry of a listener the host has since freed
+ * (its address now another's) is dropped on the way. */
+static struct http_listener *listener_find(struct evconnlistener *lev)
+{
+    struct event_base *base = evconnlistener_get_base(lev);
+    struct http_listener *l;
+    struct faas_list *e;
+
+    for (;;) {
+        l = NULL;
+        pthread_mutex_lock(&reg_lock);
+        for (e = reg_list.next; e != &reg_list; e = e->next) {
+            struct http_listener *x = FAAS_CONTAINER_OF(e, struct http_listener, reg);
+            if (x->lev == lev && x->base == base) {
+                l = x;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&reg_lock);
+        if (!l || listener_live(l->h, lev))
+            return l;
+        listener_free(l);
+    }
+}
+
 static void accept_error_cb(struct evconnlistener *lev, void *arg)
 {
     int err = EVUTIL_SOCKET_ERROR();
-    struct http_listener *l = NULL;
-    struct faas_list *e;
+    struct http_listener *l = listener_find(lev);
     struct timeval tv;
     (void)arg;
 
-    pthread_mutex_lock(&reg_lock);
-    for (e = reg_list.next; e != &reg_list; e = e->next)
-        if (FAAS_CONTAINER_OF(e, struct http_listener, reg)->lev == lev) {
-            l = FAAS_CONTAINER_OF(e, struct http_listener, reg);
-            break;
-        }
-    pthread_mutex_unlock(&reg_lock);
     if (!l || l->paused)
         return;
     if (l->accepted != l->h->accepted)
@@ -1885,6 +1921,7 @@ static void listener_watch_cb(struct evhttp_bound_socket *b, void *arg)
         return; /* unwatched */
     l->h = h;
     l->lev = lev;
+    l->base = h->rt->base;
     l->pause_ms = ACCEPT_PAUSE_MS;
     l->accepted = h->accepted;
     evtimer_assign(&l->timer, h->rt->base, listener_resume_cb, l);
@@ -1907,18 +1944,14 @@ static void listeners_unwatch(struct faas_http *h)
 {
     struct faas_list *e;
 
-    while ((e = faas_list_pop_head(&h->listeners)) != NULL) {
+    while ((e = h->listeners.next) != &h->listeners) {
         struct http_listener *l = FAAS_CONTAINER_OF(e, struct http_listener, link);
-        pthread_mutex_lock(&reg_lock);
-        faas_list_remove(&l->reg);
-        pthread_mutex_unlock(&reg_lock);
-        event_del(&l->timer);
         if (listener_live(h, l->lev)) {
             evconnlistener_set_error_cb(l->lev, NULL);
             if (l->paused)
                 evconnlistener_enable(l->lev);
         }
-        free(l);
+        listener_free(l);
     }
 }
 
