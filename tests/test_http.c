@@ -1242,6 +1242,64 @@ static void test_max_connections(void **state)
     close(extra.fd);
 }
 
+static void test_attach_bounds(void **state)
+{
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    struct evhttp *host = evhttp_new(g_base);
+    struct evhttp_bound_socket *sock;
+    struct sockaddr_in a;
+    socklen_t al = sizeof a;
+    struct tu_raw_resp held, extra;
+    size_t one = 1;
+    uint64_t t0, took;
+    uint16_t port;
+    (void)state;
+
+    /* The bounds hold on the host's server too, its own paths included. */
+    assert_non_null(host);
+    evhttp_set_cb(host, "/health", host_health, NULL);
+    o.http_idle_timeout_ms = 300;
+    o.http_max_connections = 1;
+    rt_start(&o);
+    assert_int_equal(faas_http_attach(g_rt, host), 0);
+    sock = evhttp_bind_socket_with_handle(host, "127.0.0.1", 0);
+    assert_non_null(sock);
+    assert_int_equal(getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&a, &al),
+                     0);
+    port = ntohs(a.sin_port);
+    memset(&held, 0, sizeof held);
+    held.fd = tu_raw_connect(port);
+    raw_roundtrip(&held, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200 ");
+    assert_true(tu_run_until_pred(g_base, conn_count_is, &one, BOUND_MS));
+    /* a second connection is one too many */
+    memset(&extra, 0, sizeof extra);
+    extra.fd = tu_raw_connect(port);
+    assert_true(tu_run_until_pred(g_base, raw_closed, &extra, BOUND_MS));
+    assert_int_equal(extra.len, 0);
+    close(extra.fd);
+    assert_true(g_warn_limit >= 1);
+    /* the first, idle after the host's reply, is closed after the timeout */
+    t0 = tu_now_ms();
+    held.len = 0;
+    assert_true(tu_run_until_pred(g_base, raw_closed, &held, BOUND_MS));
+    took = tu_now_ms() - t0;
+    if (took > 2500)
+        fail_msg("closed after %llu ms, want about 300", (unsigned long long)took);
+    close(held.fd);
+    faas_runtime_free(g_rt);
+    g_rt = NULL;
+    /* the host's server is its own again, unbounded */
+    memset(&held, 0, sizeof held);
+    held.fd = tu_raw_connect(port);
+    memset(&extra, 0, sizeof extra);
+    extra.fd = tu_raw_connect(port);
+    raw_roundtrip(&held, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200 ");
+    raw_roundtrip(&extra, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200 ");
+    close(held.fd);
+    close(extra.fd);
+    evhttp_free(host);
+}
+
 static uint64_t cpu_ms(void)
 {
     struct rusage ru;
@@ -1432,6 +1490,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive_within_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attach_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accept_emfile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nul_strings, setup, teardown),
