@@ -1428,16 +1428,18 @@ static void reply_result(struct evhttp_request *req, int head, const struct faas
  * the bufferevent callback (evhttp_set_bevcb), so the gateway makes each
  * connection's bufferevent itself and keeps a record of it:
  *
- *            first byte                 request read (evhttp stops reading)
+ *            first byte              timer fires, evhttp not reading
  *   IDLE ----------------> READING -------------------------------> BUSY
  *    ^  idle timer          read timer, not reset by later bytes     no timer
- *    |                                                                |
- *    +---------------- the response's last byte is written -----------+
+ *    |                          |                                     |
+ *    +--- the response's last byte is written (from either) ----------+
  *
- * One timer per connection, on two of libevent's common timeouts (O(1) to
- * add), moved twice per request. Bytes are seen through callbacks on the
- * bufferevent's input and output buffers, which cost a comparison per read
- * or write. When the timer fires and evhttp is not reading (a request is
+ * Nothing marks the end of reading a request: the read timer goes on while
+ * it is served, and BUSY is where its firing finds evhttp serving (see
+ * below). One timer per connection, on two of libevent's common timeouts
+ * (O(1) to add), moved twice per request. Bytes are seen through
+ * callbacks on the bufferevent's input and output buffers, which cost a
+ * comparison per read or write. When the timer fires and evhttp is not reading (a request is
  * being served, or its response written) the connection is left alone:
  * the function's timeout bounds the first, and a response whose writing
  * made no progress for an idle period closes the connection. A request a
