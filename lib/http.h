@@ -192,10 +192,13 @@ size_t faas_http_event_bound(const struct faas_http_event_in *in);
 /* requestContext.time: "dd/Mon/yyyy:hh:mm:ss +0000" (40 bytes suffice). */
 void faas_http_format_time(int64_t wall_ns, char *buf, size_t size);
 
-/* Test hooks: the runtime's routes, and requests waiting for a result. */
+/* Test hooks: the runtime's routes, requests waiting for a result, open
+ * connections. */
 struct faas_runtime;
 size_t faas_http_route_count(const struct faas_runtime *rt);
 size_t faas_http_pending_count(const struct faas_runtime *rt);
+/* Connections counted against http_max_connections. */
+size_t faas_http_conn_count(const struct faas_runtime *rt);
 
 /* FAAS_HTTP_* for an exact method name (len bytes), or -1. */
 int faas_http_method_parse(const char *s, size_t len);

@@ -1097,7 +1097,7 @@ static json_t *client_context(struct api_req *a, int *bad)
     memset(&err, 0, sizeof err); /* jansson leaves the code unset on some failures */
     if (sodium_base642bin(bin, sizeof bin, a->client_context, n, NULL, &blen, NULL,
                           sodium_base64_VARIANT_ORIGINAL) == 0 &&
-        !(j = json_loadb((const char *)bin, blen, 0, &err)) && load_oom(&err)) {
+        !(j = json_loadb((const char *)bin, blen, JSON_ALLOW_NUL, &err)) && load_oom(&err)) {
         fail(a, 500, "ServiceException", "%s", faas_strerror(FAAS_ENOMEM));
         *bad = 1;
         return NULL;
@@ -1234,6 +1234,12 @@ static void handle(struct api_req *a)
     size_t blen = evbuffer_get_length(body), limit;
     enum inv_type type = INV_SYNC;
 
+    if (rt->draining) {
+        /* faas_drain: no new work, and the connection does not stay */
+        evhttp_add_header(evhttp_request_get_output_headers(a->req), "Connection", "close");
+        fail(a, 503, "ServiceException", "Service Unavailable: the runtime is draining");
+        return;
+    }
     if (rt->closing || rt->free_requested) {
         fail(a, 503, "ServiceException", "Service Unavailable: the runtime is shutting down");
         return;

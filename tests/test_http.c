@@ -18,6 +18,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -90,11 +93,20 @@ static int h_gated(struct faas_ctx *ctx, json_t *event, json_t **result)
     return 0;
 }
 
+static int g_warn_accept;  /* FAAS_LOG_WARNING "accept" records */
+static int g_warn_limit;   /* FAAS_LOG_WARNING "connection-limit" records */
+
 static void on_log(const struct faas_log_record *rec, void *arg)
 {
     (void)arg;
     if (rec->kind == FAAS_LOG_REPORT)
         g_reports++;
+    if (rec->kind == FAAS_LOG_WARNING && strcmp(rec->action, "accept") == 0) {
+        assert_non_null(strstr(rec->line, "Too many open files"));
+        g_warn_accept++;
+    }
+    if (rec->kind == FAAS_LOG_WARNING && strcmp(rec->action, "connection-limit") == 0)
+        g_warn_limit++;
 }
 
 /* ==== fixture ========================================================== */
@@ -133,15 +145,23 @@ static int setup(void **state)
     g_base = event_base_new();
     assert_non_null(g_base);
     g_reports = 0;
+    g_warn_accept = g_warn_limit = 0;
     ASTORE(&g_gate, 0);
     ASTORE(&g_started, 0);
     g_reply = NULL;
     return 0;
 }
 
+static struct rlimit g_nofile; /* saved while a test lowers it */
+static int g_nofile_lowered;
+
 static int teardown(void **state)
 {
     (void)state;
+    if (g_nofile_lowered) {
+        setrlimit(RLIMIT_NOFILE, &g_nofile);
+        g_nofile_lowered = 0;
+    }
     faas_runtime_free(g_rt);
     g_rt = NULL;
     json_decref(g_reply);
@@ -1052,6 +1072,400 @@ static void test_attach(void **state)
     evhttp_free(host);
 }
 
+/* ==== connection bounds ================================================= */
+
+/* Reads what has come without blocking (keeping the last bytes); 1 once the
+ * server has closed the connection (end of stream or reset). */
+static int raw_closed(const void *arg)
+{
+    struct tu_raw_resp *r = (struct tu_raw_resp *)(uintptr_t)arg;
+    ssize_t n;
+
+    while (!r->closed) {
+        if (r->len >= sizeof r->buf - 1)
+            r->len = 0;
+        n = recv(r->fd, r->buf + r->len, sizeof r->buf - 1 - r->len, MSG_DONTWAIT);
+        if (n > 0) {
+            r->len += (size_t)n;
+            continue;
+        }
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            r->closed = 1;
+        break;
+    }
+    r->buf[r->len] = '\0';
+    return r->closed;
+}
+
+/* Sends a whole request on r's connection and runs the loop until its
+ * reply is in; the reply's status line must be `status`. */
+static void raw_roundtrip(struct tu_raw_resp *r, const char *req, const char *status)
+{
+    r->len = 0;
+    r->buf[0] = '\0';
+    assert_int_equal(send(r->fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+    assert_true(tu_run_until_pred(g_base, tu_raw_complete, r, BOUND_MS));
+    if (strncmp(r->buf, status, strlen(status)) != 0)
+        fail_msg("want %s, got: %s", status, r->buf);
+}
+
+static const char get_echo[] = "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n";
+
+static void test_read_timeout(void **state)
+{
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    struct tu_raw_resp r;
+    uint64_t t0, took;
+    (void)state;
+
+    /* A header dripped a byte every 40 ms: each byte would restart a read
+     * timeout; the whole request's bound does not restart. */
+    o.http_read_timeout_ms = 300;
+    serve(&o);
+    memset(&r, 0, sizeof r);
+    r.fd = tu_raw_send(g_port, "GET /echo HTTP/1.1\r\nHost: x\r\nX-Drip: ");
+    t0 = tu_now_ms();
+    while (!raw_closed(&r) && tu_now_ms() - t0 < 3000) {
+        tu_run_for(g_base, 40);
+        if (send(r.fd, "a", 1, MSG_NOSIGNAL) != 1)
+            break;
+    }
+    assert_true(tu_run_until_pred(g_base, raw_closed, &r, BOUND_MS));
+    took = tu_now_ms() - t0;
+    if (took < 250 || took > 2500)
+        fail_msg("closed after %llu ms, want about 300", (unsigned long long)took);
+    assert_int_equal(r.len, 0); /* no reply: the request never came whole */
+    close(r.fd);
+}
+
+static void test_idle_timeout(void **state)
+{
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    struct tu_raw_resp r;
+    uint64_t t0, took;
+    (void)state;
+
+    o.http_idle_timeout_ms = 300;
+    serve(&o);
+    /* a new connection that sends nothing */
+    memset(&r, 0, sizeof r);
+    r.fd = tu_raw_connect(g_port);
+    t0 = tu_now_ms();
+    assert_true(tu_run_until_pred(g_base, raw_closed, &r, BOUND_MS));
+    took = tu_now_ms() - t0;
+    if (took < 250 || took > 2500)
+        fail_msg("closed after %llu ms, want about 300", (unsigned long long)took);
+    close(r.fd);
+    /* a keep-alive connection after its request */
+    memset(&r, 0, sizeof r);
+    r.fd = tu_raw_connect(g_port);
+    raw_roundtrip(&r, get_echo, "HTTP/1.1 200 ");
+    t0 = tu_now_ms();
+    r.len = 0;
+    assert_true(tu_run_until_pred(g_base, raw_closed, &r, BOUND_MS));
+    took = tu_now_ms() - t0;
+    if (took < 250 || took > 2500)
+        fail_msg("closed after %llu ms, want about 300", (unsigned long long)took);
+    assert_int_equal(r.len, 0);
+    close(r.fd);
+    assert_int_equal(faas_http_conn_count(g_rt), 0);
+}
+
+static void test_keepalive_within_bounds(void **state)
+{
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    struct tu_raw_resp r;
+    uint64_t t0;
+    int i;
+    (void)state;
+
+    /* Six requests 200 ms apart on one connection: longer in all than
+     * either bound, each request and each pause within them. */
+    o.http_read_timeout_ms = 300;
+    o.http_idle_timeout_ms = 400;
+    serve(&o);
+    memset(&r, 0, sizeof r);
+    r.fd = tu_raw_connect(g_port);
+    t0 = tu_now_ms();
+    for (i = 0; i < 6; i++) {
+        raw_roundtrip(&r, get_echo, "HTTP/1.1 200 ");
+        assert_false(r.closed);
+        tu_run_for(g_base, 200);
+    }
+    assert_true(tu_now_ms() - t0 >= 1200);
+    assert_false(raw_closed(&r));
+    assert_int_equal(faas_http_conn_count(g_rt), 1);
+    close(r.fd);
+}
+
+static int conn_count_is(const void *arg)
+{
+    return faas_http_conn_count(g_rt) == *(const size_t *)arg;
+}
+
+static void test_max_connections(void **state)
+{
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    struct tu_raw_resp held[3], extra;
+    size_t want = 3, none = 0;
+    uint64_t t0;
+    int i;
+    (void)state;
+
+    o.http_max_connections = 3;
+    serve(&o);
+    for (i = 0; i < 3; i++) {
+        memset(&held[i], 0, sizeof held[i]);
+        held[i].fd = tu_raw_connect(g_port);
+    }
+    assert_true(tu_run_until_pred(g_base, conn_count_is, &want, BOUND_MS));
+    /* the fourth is accepted and closed at once */
+    memset(&extra, 0, sizeof extra);
+    extra.fd = tu_raw_connect(g_port);
+    t0 = tu_now_ms();
+    assert_true(tu_run_until_pred(g_base, raw_closed, &extra, BOUND_MS));
+    assert_true(tu_now_ms() - t0 < 1000);
+    assert_int_equal(extra.len, 0);
+    close(extra.fd);
+    assert_int_equal(faas_http_conn_count(g_rt), 3);
+    assert_true(g_warn_limit >= 1);
+    /* the first three still work */
+    for (i = 0; i < 3; i++)
+        raw_roundtrip(&held[i], get_echo, "HTTP/1.1 200 ");
+    for (i = 0; i < 3; i++)
+        close(held[i].fd);
+    assert_true(tu_run_until_pred(g_base, conn_count_is, &none, BOUND_MS));
+    /* and their places are free again */
+    memset(&extra, 0, sizeof extra);
+    extra.fd = tu_raw_connect(g_port);
+    raw_roundtrip(&extra, get_echo, "HTTP/1.1 200 ");
+    close(extra.fd);
+}
+
+static void test_attach_bounds(void **state)
+{
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    struct evhttp *host = evhttp_new(g_base);
+    struct evhttp_bound_socket *sock;
+    struct sockaddr_in a;
+    socklen_t al = sizeof a;
+    struct tu_raw_resp held, extra;
+    size_t one = 1;
+    uint64_t t0, took;
+    uint16_t port;
+    (void)state;
+
+    /* The bounds hold on the host's server too, its own paths included. */
+    assert_non_null(host);
+    evhttp_set_cb(host, "/health", host_health, NULL);
+    o.http_idle_timeout_ms = 300;
+    o.http_max_connections = 1;
+    rt_start(&o);
+    assert_int_equal(faas_http_attach(g_rt, host), 0);
+    sock = evhttp_bind_socket_with_handle(host, "127.0.0.1", 0);
+    assert_non_null(sock);
+    assert_int_equal(getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&a, &al),
+                     0);
+    port = ntohs(a.sin_port);
+    memset(&held, 0, sizeof held);
+    held.fd = tu_raw_connect(port);
+    raw_roundtrip(&held, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200 ");
+    assert_true(tu_run_until_pred(g_base, conn_count_is, &one, BOUND_MS));
+    /* a second connection is one too many */
+    memset(&extra, 0, sizeof extra);
+    extra.fd = tu_raw_connect(port);
+    assert_true(tu_run_until_pred(g_base, raw_closed, &extra, BOUND_MS));
+    assert_int_equal(extra.len, 0);
+    close(extra.fd);
+    assert_true(g_warn_limit >= 1);
+    /* the first, idle after the host's reply, is closed after the timeout */
+    t0 = tu_now_ms();
+    held.len = 0;
+    assert_true(tu_run_until_pred(g_base, raw_closed, &held, BOUND_MS));
+    took = tu_now_ms() - t0;
+    if (took > 2500)
+        fail_msg("closed after %llu ms, want about 300", (unsigned long long)took);
+    close(held.fd);
+    faas_runtime_free(g_rt);
+    g_rt = NULL;
+    /* the host's server is its own again, unbounded */
+    memset(&held, 0, sizeof held);
+    held.fd = tu_raw_connect(port);
+    memset(&extra, 0, sizeof extra);
+    extra.fd = tu_raw_connect(port);
+    raw_roundtrip(&held, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200 ");
+    raw_roundtrip(&extra, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 200 ");
+    close(held.fd);
+    close(extra.fd);
+    evhttp_free(host);
+}
+
+static uint64_t cpu_ms(void)
+{
+    struct rusage ru;
+    assert_int_equal(getrusage(RUSAGE_SELF, &ru), 0);
+    return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000u +
+           (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000u;
+}
+
+static void test_accept_emfile(void **state)
+{
+    struct sockaddr_in a;
+    struct rlimit low;
+    struct tu_raw_resp r;
+    uint64_t cpu0, wall0, cpu, wall;
+    int probe;
+    (void)state;
+
+    /* Descriptors run out: the next accept fails with EMFILE. The client's
+     * socket is made first, the limit then set to the lowest free one. */
+    serve(NULL);
+    memset(&r, 0, sizeof r);
+    r.fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(r.fd >= 0);
+    probe = open("/dev/null", O_RDONLY);
+    assert_true(probe >= 0);
+    close(probe);
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &g_nofile), 0);
+    low = g_nofile;
+    low.rlim_cur = (rlim_t)probe;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    g_nofile_lowered = 1;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons(g_port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(r.fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(send(r.fd, get_echo, strlen(get_echo), MSG_NOSIGNAL),
+                     (ssize_t)strlen(get_echo));
+
+    /* Half a second of a loop that cannot accept: no spinning (a spinning
+     * loop burns the whole half second), and few warnings. */
+    cpu0 = cpu_ms();
+    wall0 = tu_now_ms();
+    tu_run_for(g_base, 500);
+    cpu = cpu_ms() - cpu0;
+    wall = tu_now_ms() - wall0;
+    if (cpu * 2 > wall)
+        fail_msg("%llu ms of CPU in %llu ms", (unsigned long long)cpu, (unsigned long long)wall);
+    assert_true(g_warn_accept >= 1);
+    assert_true(g_warn_accept <= 3);
+    assert_false(tu_raw_complete(&r));
+
+    /* Descriptors again: accepting resumes and the request is served. */
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &g_nofile), 0);
+    g_nofile_lowered = 0;
+    assert_true(tu_run_until_pred(g_base, tu_raw_complete, &r, BOUND_MS));
+    if (r.closed && r.len == 0) {
+        /* valgrind emulates the limit after the system call: it closes the
+         * socket accept returned over it. Accepting must resume anyway. */
+        close(r.fd);
+        memset(&r, 0, sizeof r);
+        r.fd = tu_raw_send(g_port, get_echo);
+        assert_true(tu_run_until_pred(g_base, tu_raw_complete, &r, BOUND_MS));
+    }
+    assert_int_equal(strncmp(r.buf, "HTTP/1.1 200 ", 13), 0);
+    close(r.fd);
+}
+
+static void test_drain(void **state)
+{
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    struct tu_raw_resp idle, busy, partial, late;
+    size_t three = 3;
+    uint64_t t0;
+    (void)state;
+
+    o.invoke_api = 1;
+    serve(&o);
+    /* idle: a keep-alive connection after its request */
+    memset(&idle, 0, sizeof idle);
+    idle.fd = tu_raw_connect(g_port);
+    raw_roundtrip(&idle, get_echo, "HTTP/1.1 200 ");
+    idle.len = 0;
+    /* busy: a request being served */
+    memset(&busy, 0, sizeof busy);
+    busy.fd = tu_raw_send(g_port, "GET /gated HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_true(run_until_atomic(&g_started, 1));
+    /* partial: a request half sent */
+    memset(&partial, 0, sizeof partial);
+    partial.fd = tu_raw_send(g_port, "GET /echo HTTP/1.1\r\nHost: x\r\n");
+    assert_true(tu_run_until_pred(g_base, conn_count_is, &three, BOUND_MS));
+    tu_run_for(g_base, 50); /* its bytes are read */
+
+    g_rt->draining = 1;
+    faas_http_drain(g_rt);
+    t0 = tu_now_ms();
+    assert_true(tu_run_until_pred(g_base, raw_closed, &idle, BOUND_MS));
+    assert_true(tu_now_ms() - t0 < 1000);
+    assert_int_equal(idle.len, 0);
+    close(idle.fd);
+    assert_false(raw_closed(&busy));
+    assert_false(raw_closed(&partial));
+
+    /* the half-sent request ends: 503, and the connection closes */
+    assert_int_equal(send(partial.fd, "\r\n", 2, MSG_NOSIGNAL), 2);
+    assert_true(tu_run_until_pred(g_base, raw_closed, &partial, BOUND_MS));
+    assert_int_equal(strncmp(partial.buf, "HTTP/1.1 503 ", 13), 0);
+    assert_non_null(strcasestr(partial.buf, "\r\nConnection: close\r\n"));
+    assert_non_null(strstr(partial.buf, "\r\n\r\n{\"message\":\"Service Unavailable\"}"));
+    close(partial.fd);
+    /* a new request, on a route and on the Invoke API */
+    tu_raw_exchange(g_base, g_port, get_echo, &late, BOUND_MS);
+    assert_int_equal(strncmp(late.buf, "HTTP/1.1 503 ", 13), 0);
+    assert_non_null(strcasestr(late.buf, "\r\nConnection: close\r\n"));
+    tu_raw_exchange(g_base, g_port,
+                    "POST /2015-03-31/functions/echo/invocations HTTP/1.1\r\nHost: x\r\n"
+                    "Content-Length: 2\r\n\r\n{}",
+                    &late, BOUND_MS);
+    assert_int_equal(strncmp(late.buf, "HTTP/1.1 503 ", 13), 0);
+    assert_non_null(strcasestr(late.buf, "\r\nx-amzn-ErrorType: ServiceException\r\n"));
+    assert_non_null(strcasestr(late.buf, "\r\nConnection: close\r\n"));
+
+    /* the request being served finishes normally, then its connection goes */
+    ASTORE(&g_gate, 1);
+    assert_true(tu_run_until_pred(g_base, raw_closed, &busy, BOUND_MS));
+    assert_int_equal(strncmp(busy.buf, "HTTP/1.1 200 ", 13), 0);
+    assert_non_null(strstr(busy.buf, "\r\n\r\ngated"));
+    close(busy.fd);
+}
+
+/* ==== NUL in strings ===================================================== */
+
+static void test_nul_strings(void **state)
+{
+    static const char *const text[] = { "Content-Type", "text/plain", NULL };
+    struct tu_resp r;
+    json_t *ev;
+    (void)state;
+
+    serve(NULL);
+    /* a result that is a string with a NUL: JSON with \u0000 */
+    g_reply = json_stringn("a\0b", 3);
+    request_on(g_port, EVHTTP_REQ_GET, "/reply", NULL, NULL, 0, &r);
+    assert_int_equal(r.code, 200);
+    assert_int_equal(r.len, 10);
+    assert_memory_equal(r.body, "\"a\\u0000b\"", 10);
+    tu_resp_clear(&r);
+    /* a structured body with a NUL: the bytes as they are */
+    json_decref(g_reply);
+    g_reply = json_pack("{s:i,s:s%}", "statusCode", 200, "body", "a\0b", (size_t)3);
+    request_on(g_port, EVHTTP_REQ_GET, "/reply", NULL, NULL, 0, &r);
+    assert_int_equal(r.code, 200);
+    assert_int_equal(r.len, 3);
+    assert_memory_equal(r.body, "a\0b", 3);
+    tu_resp_clear(&r);
+    /* a request body with a NUL reaches the event and comes back */
+    request_on(g_port, EVHTTP_REQ_POST, "/users/1/items", text, "x\0y", 3, &r);
+    assert_int_equal(r.code, 200);
+    ev = json_loadb(r.body, r.len, JSON_ALLOW_NUL, NULL);
+    assert_non_null(ev);
+    assert_int_equal(json_string_length(json_object_get(ev, "body")), 3);
+    assert_memory_equal(json_string_value(json_object_get(ev, "body")), "x\0y", 3);
+    json_decref(ev);
+    tu_resp_clear(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1072,6 +1486,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_gone_then_free, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keepalive_within_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attach_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accept_emfile, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nul_strings, setup, teardown),
     };
     /* An HTTP server's writes to a client that has gone raise SIGPIPE, as
      * for any evhttp server: the host ignores it (docs/threading.md). */

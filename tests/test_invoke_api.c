@@ -151,8 +151,12 @@ static void rt_start(const struct faas_runtime_opts *extra)
     struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
     struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
 
+    /* The Invoke API is off by default: the suite turns it on, and the
+     * callers that pass options say themselves. */
     if (extra)
         o = *extra;
+    else
+        o.invoke_api = 1;
     o.thread_workers = 2;
     o.zygote = 0; /* no PROCESS functions here */
     assert_int_equal(faas_runtime_new(&g_rt, g_base, &o), 0);
@@ -175,6 +179,8 @@ static void rt_start(const struct faas_runtime_opts *extra)
     fo.timeout_ms = 50;
     fo.max_concurrency = 0;
     assert_int_equal(faas_register(g_rt, "sleepy", h_gated, &fo), 0);
+    fo.timeout_ms = 0;
+    assert_int_equal(faas_register(g_rt, "techo", h_echo, &fo), 0);
 }
 
 static void serve(const struct faas_runtime_opts *extra)
@@ -661,6 +667,7 @@ static void test_limits(void **state)
     struct tu_resp r;
     (void)state;
 
+    o.invoke_api = 1;
     o.max_sync_payload = 64;
     o.max_async_payload = 32;
     serve(&o);
@@ -887,6 +894,7 @@ static void test_sigv4(void **state)
     time_t now = time(NULL);
     (void)state;
 
+    o.invoke_api = 1;
     o.access_key_id = AKID;
     o.secret_access_key = SECRET;
     serve(&o);
@@ -1012,6 +1020,164 @@ static void test_invoke_api_off(void **state)
     assert_null(tu_resp_header(&r, "x-amzn-errortype"));
     assert_string_equal(r.body, "{\"message\":\"Not Found\"}");
     tu_resp_clear(&r);
+}
+
+/* ==== the defaults =========================================================== */
+
+/* With the defaults (no options at all, then FAAS_RUNTIME_OPTS_INIT) the
+ * gateway serves routes, bound or attached, and the Invoke API's path is an
+ * unmatched path: 404, and the function does not run. */
+static void expect_default_off(uint16_t port)
+{
+    struct tu_resp r;
+
+    request_on(port, EVHTTP_REQ_POST, "/hello", NULL, "{}", 2, &r);
+    assert_int_equal(r.code, 200);
+    tu_resp_clear(&r);
+    assert_int_equal(g_counted, 1);
+    request_on(port, EVHTTP_REQ_POST, INVOKE("count"), NULL, "{}", 2, &r);
+    assert_int_equal(r.code, 404);
+    assert_null(tu_resp_header(&r, "x-amzn-errortype"));
+    assert_string_equal(r.body, "{\"message\":\"Not Found\"}");
+    tu_resp_clear(&r);
+    assert_int_equal(g_counted, 1);
+}
+
+static void test_invoke_api_default_off(void **state)
+{
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+    struct evhttp *host;
+    struct evhttp_bound_socket *sock;
+    struct sockaddr_in a;
+    socklen_t al = sizeof a;
+    (void)state;
+
+    fo.isolation = FAAS_ISOLATION_INLINE;
+    /* bound, NULL options */
+    assert_int_equal(faas_runtime_new(&g_rt, g_base, NULL), 0);
+    assert_int_equal(g_rt->opts.invoke_api, 0);
+    assert_int_equal(faas_register(g_rt, "count", h_count, &fo), 0);
+    assert_true(faas_map(g_rt, "api:POST /hello", "count", NULL) >= 0);
+    assert_int_equal(faas_http_bind(g_rt, "127.0.0.1", 0), 0);
+    expect_default_off(faas_http_port(g_rt));
+    faas_runtime_free(g_rt);
+    g_rt = NULL;
+
+    /* attached, the _INIT options */
+    g_counted = 0;
+    host = evhttp_new(g_base);
+    assert_non_null(host);
+    sock = evhttp_bind_socket_with_handle(host, "127.0.0.1", 0);
+    assert_non_null(sock);
+    assert_int_equal(getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&a, &al),
+                     0);
+    o.zygote = 0;
+    assert_int_equal(faas_runtime_new(&g_rt, g_base, &o), 0);
+    assert_int_equal(faas_register(g_rt, "count", h_count, &fo), 0);
+    assert_true(faas_map(g_rt, "api:POST /hello", "count", NULL) >= 0);
+    assert_int_equal(faas_http_attach(g_rt, host), 0);
+    expect_default_off(ntohs(a.sin_port));
+    faas_runtime_free(g_rt);
+    g_rt = NULL;
+    evhttp_free(host);
+}
+
+/* ==== body limits ============================================================= */
+
+/* A JSON string of n bytes in all (quotes included); the caller frees it. */
+static char *big_string(size_t n)
+{
+    char *s = malloc(n + 1);
+    assert_non_null(s);
+    memset(s, 'x', n);
+    s[0] = '"';
+    s[n - 1] = '"';
+    s[n] = '\0';
+    return s;
+}
+
+static void test_body_limits(void **state)
+{
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    size_t limit = 256u * 1024u;
+    char *body;
+    struct tu_resp r;
+    (void)state;
+
+    /* Routes take 1 KiB, the Invoke API max_sync_payload: each its own. */
+    o.invoke_api = 1;
+    o.http_max_body = 1024;
+    o.max_sync_payload = limit;
+    rt_start(&o);
+    assert_true(faas_map(g_rt, "api:POST /small", "echo", NULL) >= 0);
+    assert_int_equal(faas_http_bind(g_rt, "127.0.0.1", 0), 0);
+    g_port = faas_http_port(g_rt);
+
+    body = big_string(2048);
+    post("/small", NULL, body, &r);
+    assert_int_equal(r.code, 413);
+    assert_string_equal(r.body, "{\"message\":\"Request Entity Too Large\"}");
+    tu_resp_clear(&r);
+    free(body);
+
+    body = big_string(limit);
+    post(INVOKE("echo"), NULL, body, &r);
+    assert_int_equal(r.code, 200);
+    assert_int_equal(r.len, limit);
+    assert_memory_equal(r.body, body, limit);
+    tu_resp_clear(&r);
+    free(body);
+
+    body = big_string(limit + 1);
+    post(INVOKE("echo"), NULL, body, &r);
+    expect_error(&r, 413, "RequestTooLargeException");
+    tu_resp_clear(&r);
+    free(body);
+}
+
+/* ==== NUL in strings ============================================================ */
+
+static void test_nul_strings(void **state)
+{
+    static const char body[] = "{\"s\":\"a\\u0000b\"}";
+    static const char *const fns[] = { INVOKE("echo"), INVOKE("techo") };
+    struct tu_resp r;
+    size_t i;
+    json_t *j;
+    (void)state;
+
+    serve(NULL);
+    for (i = 0; i < 2; i++) {
+        post(fns[i], NULL, body, &r);
+        assert_int_equal(r.code, 200);
+        j = json_loadb(r.body, r.len, JSON_ALLOW_NUL, NULL);
+        assert_non_null(j);
+        assert_int_equal(json_string_length(json_object_get(j, "s")), 3);
+        assert_memory_equal(json_string_value(json_object_get(j, "s")), "a\0b", 3);
+        json_decref(j);
+        tu_resp_clear(&r);
+    }
+}
+
+/* ==== draining ================================================================== */
+
+static void test_draining(void **state)
+{
+    struct tu_resp r;
+    (void)state;
+
+    serve(NULL);
+    post(INVOKE("echo"), NULL, "{}", &r);
+    assert_int_equal(r.code, 200);
+    tu_resp_clear(&r);
+    g_rt->draining = 1;
+    faas_http_drain(g_rt);
+    post(INVOKE("count"), NULL, "{}", &r);
+    expect_error(&r, 503, "ServiceException");
+    assert_string_equal(tu_resp_header(&r, "connection"), "close");
+    tu_resp_clear(&r);
+    assert_int_equal(g_counted, 0);
 }
 
 /* ==== lifetimes ================================================================ */
@@ -1159,6 +1325,7 @@ static void test_out_of_memory(void **state)
      * are served: each still gets a well-formed reply, nothing leaks. */
     sodium_bin2base64(cc, sizeof cc, (const unsigned char *)cc_json, strlen(cc_json),
                       sodium_base64_VARIANT_ORIGINAL);
+    o.invoke_api = 1;
     o.access_key_id = AKID;
     o.secret_access_key = SECRET;
     o.zygote = 0;
@@ -1230,6 +1397,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigv4_not_required, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invoke_api_over_routes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invoke_api_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invoke_api_default_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_body_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nul_strings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_draining, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_gone_then_free, setup, teardown),
         cmocka_unit_test_setup_teardown(test_freed_while_pending, setup, teardown),

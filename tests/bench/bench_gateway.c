@@ -199,6 +199,7 @@ int main(void)
         return 1;
     fprintf(f,
             "{ \"listen\": \"127.0.0.1:0\",\n"
+            "  \"runtime\": { \"invoke_api\": true },\n"
             "  \"functions\": { \"hello\": { \"library\": \"%s\", \"symbol\": \"hello\",\n"
             "                  \"isolation\": \"process\", \"min_warm\": 1 } },\n"
             "  \"mappings\": [ { \"source\": \"api:GET /hello\", \"function\": \"hello\" } ] }\n",

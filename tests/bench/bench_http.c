@@ -376,6 +376,7 @@ static int run_wrk(struct event_base *base, const char *wrk, uint16_t bare_port,
 int main(int argc, char **argv)
 {
     struct event_base *base = event_base_new();
+    struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
     struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
     struct faas_runtime *rt;
     struct evhttp *bare;
@@ -394,7 +395,8 @@ int main(int argc, char **argv)
     evhttp_set_gencb(bare, bare_cb, NULL);
     if (!(sock = evhttp_bind_socket_with_handle(bare, "127.0.0.1", 0)))
         bench_die("bind");
-    if (faas_runtime_new(&rt, base, NULL) != 0)
+    ro.invoke_api = 1; /* off by default */
+    if (faas_runtime_new(&rt, base, &ro) != 0)
         bench_die("faas_runtime_new");
     fo.isolation = FAAS_ISOLATION_INLINE;
     if (faas_register(rt, "ok", h_ok, &fo) != 0 ||
