@@ -244,6 +244,9 @@ static void on_log(const struct faas_log_record *rec, void *arg)
         printf("  [async] %s %s: %s\n", rec->function ? rec->function : "-", rec->action,
                rec->line ? rec->line : "");
         break;
+    case FAAS_LOG_WARNING: /* a refused record, a connection limit */
+        printf("  [warning] %s: %s\n", rec->action, rec->line ? rec->line : "");
+        break;
     case FAAS_LOG_IDEMPOTENCY:
     case FAAS_LOG_REPORT:
         break;

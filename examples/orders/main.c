@@ -221,6 +221,9 @@ static void on_log(const struct faas_log_record *rec, void *arg)
         else
             app->async_other++;
         break;
+    case FAAS_LOG_WARNING:
+        printf("  [warning] %s: %s\n", rec->action, rec->line ? rec->line : "");
+        break;
     case FAAS_LOG_REPORT:
         break; /* examples/hello prints REPORT lines */
     }
