@@ -701,7 +701,9 @@ FAAS_EXTERN json_t *faas_ctx_client_context(const struct faas_ctx *ctx);
 /*
  * Fails the invocation with FAAS_EHANDLER (FAAS_EINIT inside init), whatever
  * the handler then returns. error_type NULL means "Error"; the message is
- * formatted like printf. The first call wins. Returns FAAS_EHANDLER, or
+ * formatted like printf; the type is cut at 1 KiB and the message at
+ * 64 KiB, each at a whole UTF-8 character. The first call wins. Returns
+ * FAAS_EHANDLER, or
  * FAAS_EINIT inside init, so a handler can `return faas_ctx_fail(...)`.
  */
 FAAS_EXTERN int faas_ctx_fail(struct faas_ctx *ctx, const char *error_type, const char *fmt,
@@ -796,8 +798,13 @@ FAAS_EXTERN int faas_emit(struct faas_runtime *rt, const char *source, json_t *r
  * the host's evhttp
  * server: libfaas sets its generic callback, so routes the host registered
  * with evhttp_set_cb keep theirs. The evhttp is borrowed and must outlive
- * the runtime; its limits and allowed methods stay the host's (libevent
- * refuses PATCH and OPTIONS unless evhttp_set_allowed_methods allows them).
+ * the runtime; its allowed methods stay the host's (libevent refuses PATCH
+ * and OPTIONS unless evhttp_set_allowed_methods allows them). The runtime's
+ * HTTP limits (http_read_timeout_ms, http_idle_timeout_ms,
+ * http_max_connections, and pausing on accept failures) apply to every
+ * connection of that server: libfaas sets its bufferevent callback
+ * (evhttp_set_bevcb) and its listeners' error callbacks, so a host must not
+ * set its own (a host that needs TLS should bind its own server and proxy).
  * Returns 0, FAAS_EINVAL or FAAS_EBUSY (already attached).
  */
 FAAS_EXTERN int faas_http_attach(struct faas_runtime *rt, struct evhttp *http);
