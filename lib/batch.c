@@ -32,9 +32,9 @@
  * on). Records that fail for good go to the on_failure function with a
  * Lambda-style record, and always to the log as a FAAS_LOG_ASYNC "failure".
  *
- * Bounds and drain: a mapping holds at most FAAS_MAPPING_MAX_BYTES (64 MiB) of
- * records (their serialised size, counted once by faas_emit); past it
- * faas_emit is refused for that mapping. Every record is also on `held`,
+ * Bounds and drain: a mapping holds at most faas_mapping_max_bytes (64 MiB)
+ * of records, each counted as faas_emit measured it for the payload limit;
+ * past it faas_emit is refused for that mapping. Every record is also on `held`,
  * in arrival order, until it ends, for the metrics' backlog and oldest age.
  * While the runtime drains, batch windows are closed (a batch leaves as
  * soon as records are available), retries keep their backoff, batches are

@@ -515,14 +515,16 @@ int faas_batcher_add(struct faas_mapping *m, json_t *record);
 void faas_batcher_free(struct faas_mapping *m);
 /* Runs due batch windows and retries now (timers; tests with a fake clock). */
 void faas_batcher_poll(struct faas_runtime *rt);
-/* Bytes of records a mapping may hold (queued or in batches) before
- * faas_emit refuses more for it with FAAS_ETHROTTLED. */
+/* Bytes of records a mapping may hold (queued or in batches), as
+ * faas_json_size measures them, before faas_emit refuses more for it with
+ * FAAS_ETHROTTLED. */
 #define FAAS_MAPPING_MAX_BYTES (64u * 1024u * 1024u)
 /* The bound mappings made from now on get (tests lower it); starts at
  * FAAS_MAPPING_MAX_BYTES. */
 extern size_t faas_mapping_max_bytes;
-/* faas_batcher_add with the record's serialised size; FAAS_ETHROTTLED when
- * it would take the mapping's records over its byte bound. */
+/* faas_batcher_add with the record's size (faas_emit: faas_json_size of
+ * the emitted record); FAAS_ETHROTTLED when it would take the mapping's
+ * records over its byte bound. */
 int faas_batcher_add_sized(struct faas_mapping *m, json_t *record, size_t bytes);
 /* The runtime drains: every batch window closes now (from the loop). */
 void faas_batcher_drain(struct faas_runtime *rt);

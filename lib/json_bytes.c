@@ -10,27 +10,31 @@
  * control characters six (\u00XX), everything else (UTF-8 included) one.
  * Reals, rare in events, are formatted by jansson itself to get its digits.
  *
- * Used by async.c (faas_invoke_async, destinations) and source.c
- * (faas_emit's records).
+ * Used by async.c (faas_invoke_async, destinations) and batch.c
+ * (faas_batcher_add).
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "faas_int.h"
 
+/* Bytes an escape adds to each byte value: 1 for the two-byte escapes, 5
+ * for \u00XX, 0 for bytes written as they are (all from 0x20 up). */
+static const unsigned char escape_extra[256] = {
+    5, 5, 5, 5, 5, 5, 5, 5, 1, 1, 1, 5, 1, 1, 5, 5, /* \b \t \n, \f \r */
+    5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* '"' */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, /* '\\' */
+};
+
 size_t faas_json_string_bytes(const char *s, size_t len)
 {
+    const unsigned char *p = (const unsigned char *)s;
     size_t n = len + 2, i;
-    for (i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' ||
-            c == '\t')
-            n += 1;
-        else
-            n += 5;
-    }
+    for (i = 0; i < len; i++)
+        n += escape_extra[p[i]];
     return n;
 }
 

@@ -14,9 +14,10 @@
  * it runs whether or not the function has warm instances.
  *
  * faas_emit shapes a record once (shapes.c), then offers it to every mapping
- * of its kind whose pattern matches and whose filter passes it. Its
- * serialised size, for the mappings' byte bounds, is counted once, when the
- * first mapping takes it. Every refusal, of the whole record or by one
+ * of its kind whose pattern matches and whose filter passes it. The
+ * mappings' byte bounds count a record as the payload limit measured it
+ * (faas_json_size: an upper bound of the emitted record's compact JSON),
+ * so no record is walked twice. Every refusal, of the whole record or by one
  * mapping, is logged with its reason (FAAS_LOG_WARNING, "record-refused").
  *
  * While the runtime drains, faas_emit refuses (FAAS_EDRAINING) and
@@ -520,7 +521,7 @@ int faas_emit(struct faas_runtime *rt, const char *source, json_t *record)
     const char *name;
     struct faas_list *e;
     json_t *shaped;
-    size_t limit, bytes = 0;
+    size_t limit, bytes;
     char why[192];
     int err = 0, taken = 0, throttled = 0, rc;
 
@@ -535,7 +536,7 @@ int faas_emit(struct faas_runtime *rt, const char *source, json_t *record)
     if (parse_kind(source, &kind, &name) != 0 || emit_name_ok(kind, name) != 0)
         return refuse(rt, NULL, FAAS_EPARSE, "%s: not a source the host can feed", source);
     limit = rt->opts.max_async_payload;
-    if (faas_json_size(record, limit) > limit)
+    if ((bytes = faas_json_size(record, limit)) > limit)
         return refuse(rt, NULL, FAAS_ETOOBIG, "%s: the record is over %zu bytes", source,
                       limit);
     shaped = faas_shape_record_why(rt, kind, name, record, &err, why, sizeof why);
@@ -553,8 +554,6 @@ int faas_emit(struct faas_runtime *rt, const char *source, json_t *record)
             m->nfiltered++;
             continue;
         }
-        if (bytes == 0)
-            bytes = faas_json_bytes(shaped);
         rc = faas_batcher_add_sized(m, json_incref(shaped), bytes);
         if (rc == 0) {
             taken++;
