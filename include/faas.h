@@ -270,14 +270,21 @@ typedef void (*faas_drain_fn)(int rc, uint64_t remaining, void *arg);
 
 /*
  * Starts a clean shutdown: from now on new work is refused with
- * FAAS_EDRAINING (faas_invoke, faas_invoke_async, faas_emit; the HTTP
- * gateway answers 503 and closes idle connections), batch windows are
- * flushed at once, and queued and running work goes on. `cb` runs once,
- * later, from the loop (never inside this call): when nothing is left, or
- * at the deadline `timeout_ms` (0 = none) with what remains. The runtime
- * stays usable for reading (faas_stats, metrics) and must still be freed
- * with faas_runtime_free, which cancels what is left.
- * Returns 0, FAAS_EINVAL (NULL rt or cb) or FAAS_EBUSY (already draining).
+ * FAAS_EDRAINING (faas_invoke, faas_invoke_sync, faas_invoke_async,
+ * faas_emit; the HTTP gateway answers 503 and closes idle connections;
+ * schedules do not fire), batch windows are flushed at once, and queued and
+ * running work goes on: invocations waiting for an instance, async events
+ * (a retry keeps its backoff), records of mappings, and the destinations
+ * and on-failure events the runtime sends as that work ends. `cb` runs
+ * once, later, from the loop (never inside this call; with nothing pending,
+ * on the next turn of the loop): rc 0 and remaining 0 when nothing is left,
+ * or FAAS_ETIMEDOUT at the deadline `timeout_ms` (0 = none) with what
+ * remains. faas_runtime_free before that runs `cb` once, inside the free,
+ * with FAAS_ECANCELED and what it cancels. The runtime stays usable for
+ * reading (faas_stats, metrics), keeps refusing new work after `cb`, and
+ * must still be freed with faas_runtime_free, which cancels what is left.
+ * Returns 0, FAAS_EINVAL (NULL rt or cb), FAAS_EBUSY (already draining),
+ * FAAS_ECANCELED (the runtime is being freed) or FAAS_ENOMEM.
  */
 FAAS_EXTERN int faas_drain(struct faas_runtime *rt, uint32_t timeout_ms, faas_drain_fn cb,
                            void *arg);

@@ -20,7 +20,12 @@
  *   done     decided inside a host call (overflow) and delivered from the
  *            loop, so no callback runs inside faas_invoke_async;
  * and also on `all`, in acceptance order, to find the oldest for
- * FAAS_OVERFLOW_DROP_OLDEST. max_queue bounds ready + delayed.
+ * FAAS_OVERFLOW_DROP_OLDEST. max_queue bounds ready + delayed, and
+ * max_queue_bytes their serialised size (counted by the walk that copies
+ * the event, json_bytes.c: no serialisation): an event that would cross
+ * either bound is refused (FAAS_ETHROTTLED; FAAS_ETOOBIG if it alone is
+ * over the byte bound), or with FAAS_OVERFLOW_DROP_OLDEST the oldest
+ * waiting events are dropped until it fits.
  *
  * Every event ends exactly once, in end_event(): on_complete, then the
  * on_success / on_failure destination (a new async event on the named
@@ -35,6 +40,11 @@
  * from a splitmix64 generator per function, seeded once from the runtime's
  * request-id generator: no system call per retry. max_event_age_ms 0 means
  * no age limit.
+ *
+ * While the runtime drains, faas_invoke_async refuses new events
+ * (FAAS_EDRAINING) but what was accepted goes on as usual: retries keep
+ * their backoff, destinations are still sent (they end accepted events),
+ * and every end tells the drain (faas_drain_note).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -52,6 +62,9 @@
  * burst of events then costs no allocation of records in steady state, and
  * an idle function holds at most this many (about 200 bytes each). */
 #define ASYNC_SPARE_MAX 1024u
+
+/* max_queue_bytes 0: the default bound of the events waiting. */
+#define ASYNC_QUEUE_BYTES ((size_t)64u * 1024u * 1024u)
 
 /* Why an event ended: the destination record's requestContext.condition. */
 enum async_cond {
@@ -79,6 +92,7 @@ struct async_ev {
     char request_id[FAAS_REQUEST_ID_SIZE];
     uint64_t enqueued_ns;      /* first enqueue */
     uint64_t wake_ns;          /* delayed: the retry time */
+    size_t bytes;              /* the event's serialised size */
     uint32_t attempts;         /* attempts that ran (throttles do not count) */
     uint32_t waits;            /* retries that did not count (in progress) */
     enum async_where where;
@@ -94,6 +108,8 @@ struct faas_async {
     struct faas_async_opts opts; /* on_success / on_failure owned */
     struct faas_list ready, delayed, running, done, all;
     uint32_t nwaiting;           /* ready + delayed */
+    size_t nbytes;               /* their events' serialised size */
+    uint64_t nretries, ndead, ndropped; /* faas_async_stats */
     int blocked;                 /* the pool throttled the head */
     struct event *kick_ev;       /* made active to start work from the loop */
     int kicked;                  /* kick_ev is active: kick_cb has yet to run */
@@ -175,11 +191,13 @@ static int last_status(const struct async_ev *ev)
  */
 #define ASYNC_COPY_DEPTH 2048
 
-static json_t *copy_json(json_t *j, int depth)
+/* With `bytes` (may be NULL), also adds the copy's serialised size to it,
+ * counted as faas_json_bytes does, in the same walk. */
+static json_t *copy_json_sized(json_t *j, int depth, size_t *bytes)
 {
     json_t *c, *v;
     const char *key;
-    size_t i, key_len;
+    size_t i, n, key_len;
 
     if (depth > ASYNC_COPY_DEPTH)
         return NULL;
@@ -187,8 +205,14 @@ static json_t *copy_json(json_t *j, int depth)
     case JSON_OBJECT:
         if (!(c = json_object()))
             return NULL;
+        n = json_object_size(j);
+        if (bytes)
+            *bytes += 2 + (n > 1 ? n - 1 : 0);
         json_object_keylen_foreach(j, key, key_len, v) {
-            if (json_object_setn_new_nocheck(c, key, key_len, copy_json(v, depth + 1)) != 0) {
+            if (bytes)
+                *bytes += faas_json_string_bytes(key, key_len) + 1;
+            if (json_object_setn_new_nocheck(c, key, key_len,
+                                             copy_json_sized(v, depth + 1, bytes)) != 0) {
                 json_decref(c);
                 return NULL;
             }
@@ -197,18 +221,31 @@ static json_t *copy_json(json_t *j, int depth)
     case JSON_ARRAY:
         if (!(c = json_array()))
             return NULL;
-        for (i = 0; i < json_array_size(j); i++) {
-            if (json_array_append_new(c, copy_json(json_array_get(j, i), depth + 1)) != 0) {
+        n = json_array_size(j);
+        if (bytes)
+            *bytes += 2 + (n > 1 ? n - 1 : 0);
+        for (i = 0; i < n; i++) {
+            if (json_array_append_new(c, copy_json_sized(json_array_get(j, i), depth + 1,
+                                                         bytes)) != 0) {
                 json_decref(c);
                 return NULL;
             }
         }
         return c;
     case JSON_STRING:
+        if (bytes)
+            *bytes += faas_json_string_bytes(json_string_value(j), json_string_length(j));
         return json_stringn_nocheck(json_string_value(j), json_string_length(j));
     default:
+        if (bytes)
+            *bytes += faas_json_bytes(j);
         return json_copy(j); /* numbers; true, false and null are singletons */
     }
+}
+
+static json_t *copy_json(json_t *j, int depth)
+{
+    return copy_json_sized(j, depth, NULL);
 }
 
 static struct faas_async *async_new(struct faas_fn *fn)
@@ -222,6 +259,8 @@ static struct faas_async *async_new(struct faas_fn *fn)
         return NULL;
     a->fn = fn;
     a->opts = defaults;
+    if (a->opts.max_queue_bytes == 0)
+        a->opts.max_queue_bytes = ASYNC_QUEUE_BYTES;
     faas_list_init(&a->ready);
     faas_list_init(&a->delayed);
     faas_list_init(&a->running);
@@ -302,8 +341,10 @@ static void ev_free(struct async_ev *ev)
 /* Takes ev off its list; the waiting count follows. */
 static void unlink_ev(struct faas_async *a, struct async_ev *ev)
 {
-    if (ev->where == W_READY || ev->where == W_DELAYED)
+    if (ev->where == W_READY || ev->where == W_DELAYED) {
         a->nwaiting--;
+        a->nbytes -= ev->bytes;
+    }
     faas_list_remove(&ev->link);
     ev->where = 0;
 }
@@ -321,6 +362,7 @@ static void insert_ready(struct faas_async *a, struct async_ev *ev, int is_new)
     faas_list_insert_tail(e, &ev->link); /* before e */
     ev->where = W_READY;
     a->nwaiting++;
+    a->nbytes += ev->bytes;
 }
 
 /* Into delayed, sorted by retry time (from the tail: later times are more
@@ -333,6 +375,7 @@ static void insert_delayed(struct faas_async *a, struct async_ev *ev)
     faas_list_insert_head(e, &ev->link); /* after e */
     ev->where = W_DELAYED;
     a->nwaiting++;
+    a->nbytes += ev->bytes;
 }
 
 /* ---- timer ---------------------------------------------------------- */
@@ -400,7 +443,7 @@ static json_t *destination_record(struct faas_runtime *rt, const struct faas_res
     return rec;
 }
 
-static int enqueue(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
+static int enqueue(struct faas_runtime *rt, struct faas_fn *fn, json_t *event, size_t bytes,
                    const struct faas_invoke_opts *opts, char id_out[FAAS_REQUEST_ID_SIZE]);
 
 static void send_destination(struct faas_async *a, const char *dest,
@@ -420,7 +463,7 @@ static void send_destination(struct faas_async *a, const char *dest,
     } else if (!(rec = destination_record(rt, res, cond))) {
         rc = FAAS_ENOMEM;
     } else {
-        rc = enqueue(rt, target, rec, NULL, id);
+        rc = enqueue(rt, target, rec, faas_json_bytes(rec), NULL, id);
         if (rc == 0)
             return;
     }
@@ -490,6 +533,10 @@ static void end_event_with(struct faas_async *a, struct async_ev *ev, int status
     res.event = ev->event;
     ev->event = NULL; /* moved */
     res.attempts = ev->attempts;
+    if (status != 0)
+        a->ndead++;
+    if (cond == COND_THROTTLED || cond == COND_AGE)
+        a->ndropped++;
 
     if (status == 0)
         faas_log_event(rt, FAAS_LOG_ASYNC, fn->name, res.request_id, "success", NULL,
@@ -511,7 +558,8 @@ static void end_event_with(struct faas_async *a, struct async_ev *ev, int status
     }
     json_decref(res.payload);
     json_decref(res.event);
-    ev_free(ev);
+    ev_free(ev); /* may free a */
+    faas_drain_note(rt);
 }
 
 static void end_event(struct faas_async *a, struct async_ev *ev, int status,
@@ -562,6 +610,8 @@ static void schedule_retry(struct faas_async *a, struct async_ev *ev, uint64_t n
         end_event(a, ev, ev->last ? ev->last->status : status, COND_AGE);
         return;
     }
+    if (status != FAAS_EINPROGRESS && status != FAAS_ETHROTTLED)
+        a->nretries++; /* a retry of a failed attempt, not a wait */
     ev->wake_ns = now + delay;
     insert_delayed(a, ev);
     faas_log_event(a->fn->rt, FAAS_LOG_ASYNC, a->fn->name, ev->request_id, "retry", NULL,
@@ -652,6 +702,7 @@ static int start_head(struct faas_async *a, uint64_t now)
         faas_list_insert_head(&a->ready, &ev->link);
         ev->where = W_READY;
         a->nwaiting++;
+        a->nbytes += ev->bytes;
         a->blocked = 1;
         if (!ev->throttle_logged) {
             ev->throttle_logged = 1;
@@ -758,8 +809,32 @@ static struct async_ev *oldest_waiting(struct faas_async *a)
     return NULL;
 }
 
-/* Queues `event` (taken over) on fn. On error nothing is queued. */
-static int enqueue(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
+/* Would an event of `bytes` more overflow the queue? */
+static int queue_full(const struct faas_async *a, size_t bytes)
+{
+    return (a->opts.max_queue && a->nwaiting >= a->opts.max_queue) ||
+           a->nbytes > a->opts.max_queue_bytes || bytes > a->opts.max_queue_bytes - a->nbytes;
+}
+
+/* Drops the oldest waiting event: it ends (from the loop) as throttled. */
+static int drop_oldest(struct faas_runtime *rt, struct faas_async *a, const char *why)
+{
+    struct async_ev *old = oldest_waiting(a);
+    if (!old)
+        return 0;
+    unlink_ev(a, old);
+    old->end_status = FAAS_ETHROTTLED;
+    old->end_cond = COND_THROTTLED;
+    old->where = W_DONE;
+    faas_list_insert_tail(&a->done, &old->link);
+    faas_log_event(rt, FAAS_LOG_ASYNC, a->fn->name, old->request_id, "overflow", NULL,
+                   "the async queue is full (%s): the oldest event is dropped", why);
+    return 1;
+}
+
+/* Queues `event` (taken over; `bytes` its serialised size) on fn. On error
+ * nothing is queued. */
+static int enqueue(struct faas_runtime *rt, struct faas_fn *fn, json_t *event, size_t bytes,
                    const struct faas_invoke_opts *opts, char id_out[FAAS_REQUEST_ID_SIZE])
 {
     struct faas_async *a = async_get(fn);
@@ -767,10 +842,11 @@ static int enqueue(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
 
     if (!event || !a || ensure_events(a) != 0)
         goto nomem;
-    if (a->opts.max_queue && a->nwaiting >= a->opts.max_queue &&
-        a->opts.overflow != FAAS_OVERFLOW_DROP_OLDEST) {
+    if (bytes > a->opts.max_queue_bytes || (queue_full(a, bytes) &&
+                                            a->opts.overflow != FAAS_OVERFLOW_DROP_OLDEST)) {
         json_decref(event);
-        return FAAS_ETHROTTLED;
+        a->ndropped++;
+        return bytes > a->opts.max_queue_bytes ? FAAS_ETOOBIG : FAAS_ETHROTTLED;
     }
     ev = ev_alloc(a);
     if (!ev)
@@ -791,19 +867,19 @@ static int enqueue(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
     faas_fn_ref(fn);
     faas_request_id(rt, ev->request_id);
     ev->enqueued_ns = faas_now_ns(rt);
+    ev->bytes = bytes;
 
-    if (a->opts.max_queue && a->nwaiting >= a->opts.max_queue) {
-        struct async_ev *old = oldest_waiting(a);
-        if (old) {
-            unlink_ev(a, old);
-            old->end_status = FAAS_ETHROTTLED;
-            old->end_cond = COND_THROTTLED;
-            old->where = W_DONE;
-            faas_list_insert_tail(&a->done, &old->link);
-            faas_log_event(rt, FAAS_LOG_ASYNC, fn->name, old->request_id, "overflow", NULL,
-                      "the async queue is full (%u events): the oldest event is dropped",
-                      (unsigned)a->opts.max_queue);
-        }
+    while (a->opts.max_queue && a->nwaiting >= a->opts.max_queue) {
+        char why[48];
+        snprintf(why, sizeof why, "%u events", (unsigned)a->opts.max_queue);
+        if (!drop_oldest(rt, a, why))
+            break;
+    }
+    while (a->nbytes > a->opts.max_queue_bytes || bytes > a->opts.max_queue_bytes - a->nbytes) {
+        char why[48];
+        snprintf(why, sizeof why, "%zu bytes", a->opts.max_queue_bytes);
+        if (!drop_oldest(rt, a, why))
+            break;
     }
     faas_list_insert_tail(&a->all, &ev->all_link);
     insert_ready(a, ev, 1);
@@ -828,17 +904,18 @@ nomem:
     return FAAS_ENOMEM;
 }
 
-int faas_invoke_async(struct faas_runtime *rt, const char *name, json_t *event,
-                      const struct faas_invoke_opts *opts, char request_id[FAAS_REQUEST_ID_SIZE])
+/* faas_invoke_async once the call is checked. */
+static int invoke_async(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
+                        const struct faas_invoke_opts *opts,
+                        char request_id[FAAS_REQUEST_ID_SIZE])
 {
-    struct faas_fn *fn;
     json_t *copy;
+    size_t bytes = 0;
     int rc;
 
-    rc = faas_invoke_check(rt, name, event, opts, rt ? rt->opts.max_async_payload : 0, &fn);
-    if (rc)
-        return rc;
-    copy = event ? copy_json(event, 0) : json_null();
+    copy = event ? copy_json_sized(event, 0, &bytes) : json_null();
+    if (!event)
+        bytes = 4;
     if (!copy)
         return FAAS_ENOMEM;
     if (fn->idem) {
@@ -856,9 +933,36 @@ int faas_invoke_async(struct faas_runtime *rt, const char *name, json_t *event,
         }
     }
     faas_rt_enter(rt); /* an overflow's records reach the host here */
-    rc = enqueue(rt, fn, copy, opts, request_id);
+    rc = enqueue(rt, fn, copy, bytes, opts, request_id);
     faas_rt_leave(rt);
     return rc;
+}
+
+int faas_invoke_async(struct faas_runtime *rt, const char *name, json_t *event,
+                      const struct faas_invoke_opts *opts, char request_id[FAAS_REQUEST_ID_SIZE])
+{
+    struct faas_fn *fn;
+    int rc;
+
+    rc = faas_invoke_check(rt, name, event, opts, rt ? rt->opts.max_async_payload : 0, &fn);
+    if (rc)
+        return rc;
+    return invoke_async(rt, fn, event, opts, request_id);
+}
+
+int faas_async_invoke_internal(struct faas_runtime *rt, const char *name, json_t *event,
+                               char request_id[FAAS_REQUEST_ID_SIZE])
+{
+    size_t limit = rt->opts.max_async_payload;
+    struct faas_fn *fn;
+
+    if (rt->closing || rt->free_requested)
+        return FAAS_ECANCELED;
+    if (!(fn = faas_fn_lookup(rt, name)))
+        return FAAS_ENOENT;
+    if (event && faas_json_size(event, limit) > limit)
+        return FAAS_ETOOBIG;
+    return invoke_async(rt, fn, event, NULL, request_id);
 }
 
 /* ---- hooks of the other subsystems ---------------------------------- */
@@ -888,6 +992,8 @@ int faas_async_configure(struct faas_fn *fn, const struct faas_async_opts *opts)
     a->opts = *opts;
     a->opts.on_success = on_success;
     a->opts.on_failure = on_failure;
+    if (a->opts.max_queue_bytes == 0)
+        a->opts.max_queue_bytes = ASYNC_QUEUE_BYTES;
     fn->async = a;
     return 0;
 nomem:
@@ -921,6 +1027,7 @@ void faas_async_cancel_fn(struct faas_fn *fn, int status)
            (e = faas_list_pop_head(&a->delayed)) != NULL) {
         struct async_ev *ev = FAAS_CONTAINER_OF(e, struct async_ev, link);
         a->nwaiting--;
+        a->nbytes -= ev->bytes;
         ev->where = 0;
         end_event(a, ev, status, cond_of(status));
         deliver_done(a); /* overflow from inside the callbacks */
@@ -980,4 +1087,36 @@ void faas_async_free(struct faas_fn *fn)
     free((char *)a->opts.on_failure);
     free(a);
     fn->async = NULL;
+}
+
+uint64_t faas_async_pending(const struct faas_fn *fn)
+{
+    const struct faas_async *a = fn->async;
+    const struct faas_list *e;
+    uint64_t n;
+
+    if (!a)
+        return 0;
+    n = a->nwaiting;
+    for (e = a->done.next; e != &a->done; e = e->next)
+        n++;
+    return n;
+}
+
+void faas_async_stats_get(const struct faas_fn *fn, uint64_t now, struct faas_async_stats *out)
+{
+    struct faas_async *a = fn->async;
+    struct async_ev *old;
+
+    memset(out, 0, sizeof *out);
+    if (!a)
+        return;
+    out->depth = a->nwaiting;
+    out->bytes = a->nbytes;
+    out->retries = a->nretries;
+    out->dead_letters = a->ndead;
+    out->dropped = a->ndropped;
+    old = oldest_waiting(a);
+    if (old && now > old->enqueued_ns)
+        out->oldest_age_ns = now - old->enqueued_ns;
 }

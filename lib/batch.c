@@ -32,6 +32,16 @@
  * on). Records that fail for good go to the on_failure function with a
  * Lambda-style record, and always to the log as a FAAS_LOG_ASYNC "failure".
  *
+ * Bounds and drain: a mapping holds at most faas_mapping_max_bytes (64 MiB)
+ * of records, each counted as faas_emit measured it for the payload limit;
+ * past it faas_emit is refused for that mapping. Every record is also on `held`,
+ * in arrival order, until it ends, for the metrics' backlog and oldest age.
+ * While the runtime drains, batch windows are closed (a batch leaves as
+ * soon as records are available), retries keep their backoff, batches are
+ * invoked and their on-failure records sent even though the public entry
+ * points refuse new work (this is work accepted before), and every record
+ * that ends tells the drain (faas_drain_note).
+ *
  * Lifetime: the mapping holds one reference, every batch in flight one, and
  * an entry from the loop one. faas_batcher_free() detaches the batcher from
  * its mapping (b->m = NULL), frees its events and ends what waits; results
@@ -56,6 +66,8 @@
 #define BACKOFF_CAP_MS 60000u
 #define MS 1000000u
 
+size_t faas_mapping_max_bytes = FAAS_MAPPING_MAX_BYTES;
+
 enum fail_cond { C_RETRIES = 0, C_AGE, C_NOFN, C_REMOVED };
 
 static const char *const cond_names[] = { "RetryAttemptsExhausted", "RecordAgeExceeded",
@@ -74,8 +86,10 @@ struct bkey {
 
 struct brec {
     struct faas_list link;       /* its key's queue while queued */
+    struct faas_list held_link;  /* b->held until it ends */
     struct bkey *key;
     json_t *rec;
+    size_t bytes;                /* serialised size */
     uint64_t emitted_ns;
     uint64_t seq;                /* arrival order in the mapping */
 };
@@ -119,6 +133,12 @@ struct faas_batcher {
     struct faas_list retry;      /* batches waiting for their wake time */
     struct faas_list inflight;
     uint32_t ninflight;
+
+    struct faas_list held;       /* every record not yet ended, oldest first */
+    uint64_t nheld;
+    size_t nbytes;               /* serialised size of the held records */
+    size_t max_bytes;            /* nbytes' bound */
+    uint64_t nrecords, nfailed;  /* counters for faas_metrics_write */
 
     struct event *kick_ev, *timer_ev;
     int timer_armed;
@@ -349,12 +369,16 @@ static void rec_end(struct faas_batcher *b, struct brec *r)
 {
     struct bkey *k = r->key;
     k->outstanding--;
+    faas_list_remove(&r->held_link);
+    b->nheld--;
+    b->nbytes -= r->bytes;
     json_decref(r->rec);
     free(r);
     if (b->m) {
         avail_update(b, k);
         key_maybe_free(b, k);
     }
+    faas_drain_note(b->rt);
 }
 
 static struct bbatch *batch_alloc(struct faas_batcher *b, size_t cap)
@@ -515,9 +539,10 @@ static void fail_final(struct faas_batcher *b, struct bbatch *bt, enum fail_cond
         memcpy(id, bt->request_id, sizeof id);
     else
         faas_request_id(rt, id);
+    b->nfailed += bt->n;
     if (b->on_failure && !stopping(rt)) {
         rec = failure_record(b, bt, cond, id);
-        rc = rec ? faas_invoke_async(rt, b->on_failure, rec, NULL, dest_id) : FAAS_ENOMEM;
+        rc = rec ? faas_async_invoke_internal(rt, b->on_failure, rec, dest_id) : FAAS_ENOMEM;
         json_decref(rec);
         if (rc == 0)
             snprintf(note, sizeof note, "; sent to %s", b->on_failure);
@@ -735,6 +760,31 @@ static void batch_done(const struct faas_result *res, void *arg)
 
 /* ---- sending -------------------------------------------------------- */
 
+/* faas_invoke for a batch, which is work accepted before: not refused
+ * while the runtime drains. Takes nothing over. */
+static int invoke_batch(struct faas_batcher *b, json_t *event, struct bbatch *bt)
+{
+    struct faas_runtime *rt = b->rt;
+    size_t limit = rt->opts.max_sync_payload;
+    struct faas_fn *fn = faas_fn_lookup(rt, b->function);
+    json_t *ev;
+    int rc;
+
+    if (!fn)
+        return FAAS_ENOENT;
+    if (faas_json_size(event, limit) > limit)
+        return FAAS_ETOOBIG;
+    /* A worker must not share the records the batcher still holds. */
+    ev = fn->opts.isolation == FAAS_ISOLATION_THREAD ? json_deep_copy(event)
+                                                    : json_incref(event);
+    if (!ev)
+        return FAAS_ENOMEM;
+    faas_rt_enter(rt); /* an idempotency store may answer inside */
+    rc = faas_invoke_fn(rt, fn, ev, NULL, NULL, batch_done, bt);
+    faas_rt_leave(rt);
+    return rc;
+}
+
 /* Invokes the function with bt. The caller holds a reference to b. */
 static void batch_send(struct faas_batcher *b, struct bbatch *bt, uint64_t now)
 {
@@ -762,7 +812,7 @@ static void batch_send(struct faas_batcher *b, struct bbatch *bt, uint64_t now)
     b->ninflight++;
     ref(b);
     bt->invokes++;
-    rc = faas_invoke(rt, b->function, event, NULL, batch_done, bt);
+    rc = invoke_batch(b, event, bt);
     json_decref(event);
     if (rc == 0)
         return;
@@ -823,7 +873,7 @@ static void arm_timer(struct faas_batcher *b, uint64_t now)
         return;
     if (!faas_list_empty(&b->retry))
         next = FAAS_CONTAINER_OF(b->retry.next, struct bbatch, link)->wake_ns;
-    if (b->navail > 0 && b->window_ms > 0 && b->navail < b->batch_size) {
+    if (b->navail > 0 && b->window_ms > 0 && b->navail < b->batch_size && !b->rt->draining) {
         uint64_t w = head_ns(FAAS_CONTAINER_OF(b->avail.next, struct bkey, avail_link)) +
                      (uint64_t)b->window_ms * MS;
         if (w < next)
@@ -864,7 +914,7 @@ static void pump(struct faas_batcher *b)
             FAAS_CONTAINER_OF(b->retry.next, struct bbatch, link)->wake_ns <= now) {
             bt = FAAS_CONTAINER_OF(faas_list_pop_head(&b->retry), struct bbatch, link);
         } else if (b->navail > 0 &&
-                   (b->navail >= b->batch_size || b->window_ms == 0 ||
+                   (b->navail >= b->batch_size || b->window_ms == 0 || rt->draining ||
                     head_ns(FAAS_CONTAINER_OF(b->avail.next, struct bkey, avail_link)) +
                             (uint64_t)b->window_ms * MS <=
                         now)) {
@@ -959,10 +1009,12 @@ int faas_batcher_new(struct faas_mapping *m)
     b->max_age_ms = o->max_record_age_ms;
     b->bisect = o->bisect_on_error;
     b->report_items = o->report_batch_item_failures;
+    b->max_bytes = faas_mapping_max_bytes;
     b->nbuckets = 16;
     faas_list_init(&b->avail);
     faas_list_init(&b->retry);
     faas_list_init(&b->inflight);
+    faas_list_init(&b->held);
     faas_list_init(&b->all.queue);
     faas_list_init(&b->all.avail_link);
     b->all.name = "";
@@ -982,6 +1034,11 @@ int faas_batcher_new(struct faas_mapping *m)
 
 int faas_batcher_add(struct faas_mapping *m, json_t *record)
 {
+    return faas_batcher_add_sized(m, record, record ? faas_json_bytes(record) : 0);
+}
+
+int faas_batcher_add_sized(struct faas_mapping *m, json_t *record, size_t bytes)
+{
     struct faas_batcher *b = m ? m->batcher : NULL;
     struct bkey *k = NULL;
     struct brec *r;
@@ -991,6 +1048,10 @@ int faas_batcher_add(struct faas_mapping *m, json_t *record)
     if (!b || !record) {
         json_decref(record);
         return FAAS_EINVAL;
+    }
+    if (bytes > b->max_bytes - b->nbytes) {
+        json_decref(record);
+        return FAAS_ETHROTTLED;
     }
     b->mapping_id = m->id; /* faas_map may number the mapping after new */
     if (b->ordered) {
@@ -1010,8 +1071,13 @@ int faas_batcher_add(struct faas_mapping *m, json_t *record)
     now = faas_now_ns(b->rt);
     r->rec = record;
     r->key = k;
+    r->bytes = bytes;
     r->emitted_ns = now;
     r->seq = ++b->next_seq;
+    faas_list_insert_tail(&b->held, &r->held_link);
+    b->nheld++;
+    b->nbytes += bytes;
+    b->nrecords++;
     faas_list_insert_tail(&k->queue, &r->link);
     k->nqueued++;
     if (k->in_avail)
@@ -1134,4 +1200,51 @@ void faas_batcher_poll(struct faas_runtime *rt)
         unref(bs[i]);
     free(bs);
     faas_rt_leave(rt);
+}
+
+void faas_batcher_drain(struct faas_runtime *rt)
+{
+    struct faas_list *e;
+    for (e = rt->mappings.next; e != &rt->mappings; e = e->next) {
+        struct faas_mapping *m = FAAS_CONTAINER_OF(e, struct faas_mapping, link);
+        if (m->batcher && !m->dead)
+            kick(m->batcher);
+    }
+}
+
+uint64_t faas_batcher_pending(const struct faas_mapping *m)
+{
+    const struct faas_batcher *b = m->batcher;
+    const struct faas_list *e;
+    uint64_t n;
+
+    if (!b)
+        return 0;
+    n = b->nheld;
+    /* Records in a running invocation count as that invocation. */
+    for (e = b->inflight.next; e != &b->inflight; e = e->next) {
+        const struct bbatch *bt = FAAS_CONTAINER_OF(e, struct bbatch, link);
+        n -= bt->n;
+    }
+    return n;
+}
+
+void faas_batcher_stats_get(const struct faas_mapping *m, uint64_t now,
+                            struct faas_mapping_stats *out)
+{
+    const struct faas_batcher *b = m->batcher;
+
+    memset(out, 0, sizeof *out);
+    if (!b)
+        return;
+    out->records = b->nrecords;
+    out->failed = b->nfailed;
+    out->backlog = b->nheld;
+    out->bytes = b->nbytes;
+    out->max_bytes = b->max_bytes;
+    if (!faas_list_empty(&b->held)) {
+        const struct brec *r = FAAS_CONTAINER_OF(b->held.next, struct brec, held_link);
+        if (now > r->emitted_ns)
+            out->oldest_age_ns = now - r->emitted_ns;
+    }
 }

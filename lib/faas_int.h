@@ -323,6 +323,7 @@ struct faas_mapping {
     /* host-fed: */
     struct faas_batcher *batcher; /* batch.c */
     int dead;                     /* unmapped inside a callback: freed later */
+    uint64_t nfiltered;           /* host-fed: records its filter dropped */
 };
 
 struct faas_runtime {
@@ -361,6 +362,8 @@ struct faas_runtime {
     /* max memory sampling */
     uint64_t rss_kb;
     uint64_t rss_at_ns;
+
+    struct faas_drain *drain;  /* runtime.c: NULL until faas_drain */
 
     int cb_depth;              /* inside a user callback */
     int free_requested;        /* faas_runtime_free was called in one */
@@ -402,6 +405,13 @@ void faas_rt_kick(struct faas_runtime *rt);
 void faas_rt_enter(struct faas_runtime *rt);
 /* Returns 1 if the runtime was freed and must not be touched any more. */
 int faas_rt_leave(struct faas_runtime *rt);
+/* Work ended while draining: the drain counts what is left, from the loop. */
+void faas_drain_poke(struct faas_runtime *rt);
+static inline void faas_drain_note(struct faas_runtime *rt)
+{
+    if (rt->drain)
+        faas_drain_poke(rt);
+}
 
 /* ---- store.c -------------------------------------------------------- */
 struct faas_store {
@@ -441,6 +451,24 @@ void faas_async_cancel_fn(struct faas_fn *fn, int status);
 /* Starts every event whose retry time has come (the timer; tests). */
 void faas_async_poll(struct faas_runtime *rt);
 void faas_async_free(struct faas_fn *fn);
+/* faas_invoke_async for the runtime's own events (a mapping's on_failure
+ * destination): accepted while draining, since they end accepted work. */
+int faas_async_invoke_internal(struct faas_runtime *rt, const char *name, json_t *event,
+                               char request_id[FAAS_REQUEST_ID_SIZE]);
+/* Async events of fn not yet ended and not running (ready, waiting for a
+ * retry, decided but not yet delivered): work a drain waits for. */
+uint64_t faas_async_pending(const struct faas_fn *fn);
+/* What faas_metrics_write shows of a function's async queue. */
+struct faas_async_stats {
+    uint64_t depth;         /* events waiting: ready and delayed */
+    uint64_t bytes;         /* their serialised size */
+    uint64_t oldest_age_ns; /* age of the oldest waiting event; 0: none */
+    uint64_t retries;       /* retries scheduled after failed attempts */
+    uint64_t dead_letters;  /* events that ended in failure */
+    uint64_t dropped;       /* refused by the queue's bounds, dropped for a
+                               newer one, or expired (max_event_age_ms) */
+};
+void faas_async_stats_get(const struct faas_fn *fn, uint64_t now, struct faas_async_stats *out);
 
 /* ---- source.c ------------------------------------------------------- */
 /* The mapping with this id, or NULL. */
@@ -493,6 +521,45 @@ int faas_batcher_add(struct faas_mapping *m, json_t *record);
 void faas_batcher_free(struct faas_mapping *m);
 /* Runs due batch windows and retries now (timers; tests with a fake clock). */
 void faas_batcher_poll(struct faas_runtime *rt);
+/* Bytes of records a mapping may hold (queued or in batches), as
+ * faas_json_size measures them, before faas_emit refuses more for it with
+ * FAAS_ETHROTTLED. */
+#define FAAS_MAPPING_MAX_BYTES (64u * 1024u * 1024u)
+/* The bound mappings made from now on get (tests lower it); starts at
+ * FAAS_MAPPING_MAX_BYTES. */
+extern size_t faas_mapping_max_bytes;
+/* faas_batcher_add with the record's size (faas_emit: faas_json_size of
+ * the emitted record); FAAS_ETHROTTLED when it would take the mapping's
+ * records over its byte bound. */
+int faas_batcher_add_sized(struct faas_mapping *m, json_t *record, size_t bytes);
+/* The runtime drains: every batch window closes now (from the loop). */
+void faas_batcher_drain(struct faas_runtime *rt);
+/* Records a mapping holds and are not in an invocation under way (queued,
+ * or in a batch waiting for a retry): work a drain waits for. */
+uint64_t faas_batcher_pending(const struct faas_mapping *m);
+/* What faas_metrics_write shows of a host-fed mapping. */
+struct faas_mapping_stats {
+    uint64_t records;       /* records it took (past its filter) */
+    uint64_t failed;        /* records that failed for good */
+    uint64_t backlog;       /* records held, not yet ended */
+    uint64_t bytes;         /* their serialised size */
+    uint64_t max_bytes;     /* the mapping's bound of that size */
+    uint64_t oldest_age_ns; /* age of the oldest held record; 0: none */
+};
+void faas_batcher_stats_get(const struct faas_mapping *m, uint64_t now,
+                            struct faas_mapping_stats *out);
+
+/* The record as faas_shape_record makes it; on failure `why` (may be NULL,
+ * whylen bytes) says what is wrong with the record, for the log. */
+json_t *faas_shape_record_why(struct faas_runtime *rt, enum faas_src_kind kind, const char *name,
+                              json_t *parts, int *err, char *why, size_t whylen);
+
+/* ---- json_bytes.c ----------------------------------------------------- */
+/* Exact bytes of the compact serialisation of j (NULL: null), as jansson
+ * writes it with JSON_COMPACT | JSON_ENCODE_ANY, without serialising. */
+size_t faas_json_bytes(const json_t *j);
+/* The same for one string, quotes and escapes included. */
+size_t faas_json_string_bytes(const char *s, size_t len);
 
 /* ---- watch.c --------------------------------------------------------- */
 void faas_watch_free_all(struct faas_runtime *rt);

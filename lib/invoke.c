@@ -232,6 +232,8 @@ int faas_invoke_check(struct faas_runtime *rt, const char *name, json_t *event,
         return FAAS_EINVAL;
     if (rt->closing || rt->free_requested)
         return FAAS_ECANCELED;
+    if (rt->draining)
+        return FAAS_EDRAINING; /* faas_drain: no new work */
     *fn = faas_fn_lookup(rt, name);
     if (!*fn)
         return FAAS_ENOENT;

@@ -5,6 +5,11 @@
  * Counters live in each function and are updated on the loop as results are
  * made, so reading them needs no lock. faas_stats() with no name sums every
  * function.
+ *
+ * The exposition also shows each function's async queue (async.c keeps
+ * those counters, labelled function) and each host-fed mapping's records
+ * (batch.c and source.c keep those, labelled mapping with the mapping's
+ * name, "SOURCE FUNCTION", escaped as Prometheus label values are).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -169,6 +174,107 @@ static const struct metric metrics[] = {
     { "faas_queued", "gauge", "Invocations waiting for an instance.", 0, 3 },
 };
 
+/* The async queue of every function. Returns non-zero if out ran out. */
+static int write_async(struct faas_runtime *rt, struct evbuffer *out)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } am[] = {
+        { "faas_async_queue_depth", "gauge", "Async events waiting to run or to be retried." },
+        { "faas_async_oldest_event_age_seconds", "gauge",
+          "Age of the oldest async event waiting; 0 when none waits." },
+        { "faas_async_retries_total", "counter", "Async retries after failed attempts." },
+        { "faas_async_dead_letters_total", "counter", "Async events that ended in failure." },
+        { "faas_async_dropped_total", "counter",
+          "Async events refused by the queue's bounds, dropped for newer ones or expired." },
+    };
+    uint64_t now = faas_now_ns(rt);
+    struct faas_list *e;
+    size_t m;
+    int rc = 0;
+
+    for (m = 0; m < sizeof am / sizeof am[0]; m++) {
+        rc |= evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", am[m].name, am[m].help,
+                                  am[m].name, am[m].type) < 0;
+        for (e = rt->fns.next; e != &rt->fns; e = e->next) {
+            const struct faas_fn *fn = FAAS_CONTAINER_OF(e, struct faas_fn, link);
+            struct faas_async_stats st;
+            faas_async_stats_get(fn, now, &st);
+            if (m == 1) {
+                rc |= evbuffer_add_printf(out, "%s{function=\"%s\"} %.3f\n", am[m].name,
+                                          fn->name, (double)st.oldest_age_ns / 1e9) < 0;
+                continue;
+            }
+            rc |= evbuffer_add_printf(out, "%s{function=\"%s\"} %llu\n", am[m].name, fn->name,
+                                      (unsigned long long)(m == 0   ? st.depth
+                                                           : m == 2 ? st.retries
+                                                           : m == 3 ? st.dead_letters
+                                                                    : st.dropped)) < 0;
+        }
+    }
+    return rc;
+}
+
+/* A mapping's name, "SOURCE FUNCTION", as a label value: backslash, quote
+ * and newline escaped. */
+static int add_mapping_label(struct evbuffer *out, const struct faas_mapping *m)
+{
+    const char *p;
+    int rc = 0;
+    for (p = m->source; *p && rc == 0; p++) {
+        if (*p == '\\' || *p == '"')
+            rc = evbuffer_add_printf(out, "\\%c", *p) < 0;
+        else if (*p == '\n')
+            rc = evbuffer_add(out, "\\n", 2);
+        else
+            rc = evbuffer_add(out, p, 1);
+    }
+    return rc | (evbuffer_add_printf(out, " %s", m->function) < 0);
+}
+
+/* The records of every host-fed mapping. Returns non-zero if out ran out. */
+static int write_mappings(struct faas_runtime *rt, struct evbuffer *out)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } mm[] = {
+        { "faas_mapping_records_total", "counter", "Records the mapping took past its filter." },
+        { "faas_mapping_filtered_total", "counter", "Records the mapping's filter dropped." },
+        { "faas_mapping_failed_records_total", "counter", "Records that failed for good." },
+        { "faas_mapping_backlog", "gauge",
+          "Records held: waiting for a batch, for a retry, or in one under way." },
+        { "faas_mapping_oldest_record_age_seconds", "gauge",
+          "Age of the oldest record held; 0 when none is." },
+    };
+    uint64_t now = faas_now_ns(rt);
+    struct faas_list *e;
+    size_t k;
+    int rc = 0;
+
+    for (k = 0; k < sizeof mm / sizeof mm[0]; k++) {
+        rc |= evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", mm[k].name, mm[k].help,
+                                  mm[k].name, mm[k].type) < 0;
+        for (e = rt->mappings.next; e != &rt->mappings; e = e->next) {
+            const struct faas_mapping *m = FAAS_CONTAINER_OF(e, struct faas_mapping, link);
+            struct faas_mapping_stats st;
+            if (m->dead || !m->batcher)
+                continue;
+            faas_batcher_stats_get(m, now, &st);
+            rc |= evbuffer_add_printf(out, "%s{mapping=\"", mm[k].name) < 0;
+            rc |= add_mapping_label(out, m);
+            if (k == 4)
+                rc |= evbuffer_add_printf(out, "\"} %.3f\n", (double)st.oldest_age_ns / 1e9) < 0;
+            else
+                rc |= evbuffer_add_printf(out, "\"} %llu\n",
+                                          (unsigned long long)(k == 0   ? st.records
+                                                               : k == 1 ? m->nfiltered
+                                                               : k == 2 ? st.failed
+                                                                        : st.backlog)) < 0;
+        }
+    }
+    return rc;
+}
+
 int faas_metrics_write(struct faas_runtime *rt, struct evbuffer *out)
 {
     struct faas_list *e;
@@ -221,5 +327,7 @@ int faas_metrics_write(struct faas_runtime *rt, struct evbuffer *out)
         rc |= evbuffer_add_printf(out, "faas_duration_seconds_count{function=\"%s\"} %llu\n",
                                   fn->name, (unsigned long long)cum) < 0;
     }
+    rc |= write_async(rt, out);
+    rc |= write_mappings(rt, out);
     return rc ? FAAS_ENOMEM : 0;
 }

@@ -17,6 +17,7 @@
  *
  * All of this runs on the loop thread; the only cross-thread handoff is the
  * thread pool's (exec_thread.c). Times come from the runtime's clock.
+ * A release tells a drain under way (faas_drain_note) that work ended.
  */
 #include <stdlib.h>
 
@@ -185,6 +186,7 @@ void faas_pool_release(struct faas_inv *inv)
     faas_list_remove(&inv->link);
     inv->inst = NULL;
     fn->nbusy--;
+    faas_drain_note(rt);
     inst->uses++;
     if (inst->initialized)
         fn->prewarm_blocked = 0;

@@ -15,6 +15,16 @@
  * Re-entrancy: every entry from the loop into user code is bracketed by
  * faas_rt_enter/faas_rt_leave. faas_runtime_free called inside only sets a
  * flag; the outermost faas_rt_leave does the real work.
+ *
+ * faas_drain: rt->draining makes the entry points refuse new work
+ * (FAAS_EDRAINING); what was accepted goes on. The drain is two events of
+ * its own: `check`, made active whenever work ends (faas_drain_note from
+ * the pool, the async queues, the batchers and the dispatch event), counts
+ * what is left and calls back when nothing is; `deadline` calls back with
+ * what is left when the time is up. Counting walks the functions and
+ * mappings (counters, not their queues), and runs only while draining.
+ * The callback runs once: from one of the two events, or from
+ * faas_runtime_free with FAAS_ECANCELED.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -31,6 +41,14 @@
 #include "faas_int.h"
 
 static void runtime_destroy(struct faas_runtime *rt);
+
+struct faas_drain {
+    faas_drain_fn cb;         /* NULL once it ran */
+    void *arg;
+    struct event *check;      /* counts what is left; made active */
+    struct event *deadline;   /* NULL: no deadline */
+    int check_active;
+};
 
 static uint32_t name_hash(const char *s)
 {
@@ -147,6 +165,143 @@ void faas_rt_kick(struct faas_runtime *rt)
     event_active(rt->dispatch_ev, EV_TIMEOUT, 1);
 }
 
+/* ---- faas_drain ---------------------------------------------------- */
+
+/*
+ * Units of work not yet ended: invocations waiting for an instance, for a
+ * store, or running (an instance busy); results decided and not yet
+ * delivered; async events that wait (their running attempt is an
+ * invocation); records mappings hold outside a running invocation.
+ */
+static uint64_t drain_remaining(struct faas_runtime *rt)
+{
+    uint64_t n = 0;
+    struct faas_list *e;
+
+    for (e = rt->fns.next; e != &rt->fns; e = e->next) {
+        const struct faas_fn *fn = FAAS_CONTAINER_OF(e, struct faas_fn, link);
+        n += fn->nwaiting + fn->nbusy + faas_async_pending(fn);
+    }
+    /* INLINE invocations on the ready list hold an instance: counted. */
+    for (e = rt->ready.next; e != &rt->ready; e = e->next)
+        if (!FAAS_CONTAINER_OF(e, struct faas_inv, link)->inst)
+            n++;
+    for (e = rt->store_wait.next; e != &rt->store_wait; e = e->next)
+        n++;
+    for (e = rt->mappings.next; e != &rt->mappings; e = e->next) {
+        const struct faas_mapping *m = FAAS_CONTAINER_OF(e, struct faas_mapping, link);
+        if (!m->dead && m->batcher)
+            n += faas_batcher_pending(m);
+    }
+    return n;
+}
+
+/* Runs the drain's callback once, as an entry from the loop. */
+static void drain_end(struct faas_runtime *rt, int rc, uint64_t remaining)
+{
+    struct faas_drain *d = rt->drain;
+    faas_drain_fn cb = d->cb;
+
+    d->cb = NULL;
+    event_del(d->check);
+    if (d->deadline)
+        event_del(d->deadline);
+    faas_rt_enter(rt);
+    cb(rc, remaining, d->arg);
+    faas_rt_leave(rt);
+}
+
+static void drain_check_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct faas_runtime *rt = arg;
+    (void)fd;
+    (void)what;
+    rt->drain->check_active = 0;
+    if (rt->drain->cb && drain_remaining(rt) == 0)
+        drain_end(rt, 0, 0);
+}
+
+static void drain_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct faas_runtime *rt = arg;
+    uint64_t n;
+    (void)fd;
+    (void)what;
+    if (!rt->drain->cb)
+        return;
+    n = drain_remaining(rt);
+    drain_end(rt, n ? FAAS_ETIMEDOUT : 0, n);
+}
+
+void faas_drain_poke(struct faas_runtime *rt)
+{
+    struct faas_drain *d = rt->drain;
+    if (d->cb && !d->check_active && !rt->closing) {
+        d->check_active = 1;
+        event_active(d->check, EV_TIMEOUT, 1);
+    }
+}
+
+static void drain_free(struct faas_runtime *rt)
+{
+    struct faas_drain *d = rt->drain;
+    if (!d)
+        return;
+    event_free(d->check);
+    if (d->deadline)
+        event_free(d->deadline);
+    free(d);
+    rt->drain = NULL;
+}
+
+int faas_drain(struct faas_runtime *rt, uint32_t timeout_ms, faas_drain_fn cb, void *arg)
+{
+    struct faas_drain *d;
+
+    if (!rt || !cb)
+        return FAAS_EINVAL;
+    if (rt->closing || rt->free_requested)
+        return FAAS_ECANCELED;
+    if (rt->draining)
+        return FAAS_EBUSY;
+    d = faas_calloc(1, sizeof *d);
+    if (!d)
+        return FAAS_ENOMEM;
+    d->cb = cb;
+    d->arg = arg;
+    d->check = event_new(rt->base, -1, 0, drain_check_cb, rt);
+    if (d->check && timeout_ms)
+        d->deadline = event_new(rt->base, -1, 0, drain_deadline_cb, rt);
+    if (!d->check || (timeout_ms && !d->deadline)) {
+        if (d->check)
+            event_free(d->check);
+        free(d);
+        return FAAS_ENOMEM;
+    }
+    if (d->deadline) {
+        struct timeval tv = { (time_t)(timeout_ms / 1000u),
+                              (suseconds_t)(timeout_ms % 1000u) * 1000 };
+        event_add(d->deadline, &tv);
+    }
+    rt->drain = d;
+    rt->draining = 1;
+    if (rt->http)
+        faas_http_drain(rt);
+    faas_batcher_drain(rt);
+    /* Nothing pending: the callback comes on the next turn of the loop. */
+    faas_drain_poke(rt);
+    return 0;
+}
+
+/*
+ * Until the HTTP gateway's own drain is merged (http.c defines the real
+ * one), a weak stand-in keeps the library linking: it has nothing to close.
+ */
+__attribute__((weak)) void faas_http_drain(struct faas_runtime *rt)
+{
+    (void)rt;
+}
+
 static void dispatch_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct faas_runtime *rt = arg;
@@ -168,6 +323,7 @@ static void dispatch_cb(evutil_socket_t fd, short what, void *arg)
         else
             faas_inv_run_inline(inv);
     }
+    faas_drain_note(rt); /* results delivered: perhaps the last work */
     faas_rt_leave(rt);
 }
 
@@ -281,6 +437,14 @@ static void runtime_destroy(struct faas_runtime *rt)
     rt->closing = 1;
     rt->cb_depth++; /* user callbacks from here on cannot free us again */
 
+    /* A drain still under way ends first: what it waited for is cancelled
+     * now. */
+    if (rt->drain && rt->drain->cb) {
+        faas_drain_fn cb = rt->drain->cb;
+        rt->drain->cb = NULL;
+        cb(FAAS_ECANCELED, drain_remaining(rt), rt->drain->arg);
+    }
+
     /* Producers first: no schedule, route, watch or batch starts anything
      * new from here on. */
     faas_sources_free(rt);
@@ -336,6 +500,7 @@ static void runtime_destroy(struct faas_runtime *rt)
         faas_fn_unref(fn);
     }
     faas_idem_orphan_ops(rt);
+    drain_free(rt);
     if (rt->reap_ev)
         event_free(rt->reap_ev);
     event_free(rt->dispatch_ev);

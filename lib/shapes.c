@@ -21,9 +21,18 @@
  * batcher matches batchItemFailures against these numbers within one
  * mapping, where uniqueness is all that counts.
  *
+ * A DynamoDB Streams record written without "eventSource" (as in the
+ * examples of AWS's documentation: {"eventName": "INSERT", "dynamodb":
+ * {"Keys": ..., "NewImage": ...}}) is completed like the parts form, the
+ * fields it has kept as given.
+ *
+ * What is wrong with a record that cannot be shaped is said in `why`, which
+ * faas_emit logs (FAAS_LOG_WARNING, "record-refused").
+ *
  * md5OfBody needs MD5 (RFC 1321), which libsodium does not offer; clients
  * check it, so a compact implementation lives at the end of this file.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,6 +153,27 @@ static void md5_hex(const void *p, size_t n, char out[33])
 
 /* ---- helpers -------------------------------------------------------- */
 
+/* Where a refusal is explained: `why` (NULL: nowhere) of `len` bytes. */
+struct why {
+    char *buf;
+    size_t len;
+};
+
+/* Sets *err to FAAS_EINVAL and writes the reason. Returns NULL. */
+static json_t *invalid(int *err, const struct why *w, const char *fmt, ...) FAAS_PRINTF(3, 4);
+
+static json_t *invalid(int *err, const struct why *w, const char *fmt, ...)
+{
+    va_list ap;
+    *err = FAAS_EINVAL;
+    if (w->buf && w->len) {
+        va_start(ap, fmt);
+        vsnprintf(w->buf, w->len, fmt, ap);
+        va_end(ap);
+    }
+    return NULL;
+}
+
 static uint64_t next_seq(void)
 {
     return atomic_fetch_add(&shape_seq, 1) + 1;
@@ -220,7 +250,8 @@ static int nonempty_string(json_t *v)
 
 /* ---- the shapes ----------------------------------------------------- */
 
-static json_t *shape_s3(struct faas_runtime *rt, const char *name, json_t *parts, int *err)
+static json_t *shape_s3(struct faas_runtime *rt, const char *name, json_t *parts, int *err,
+                        const struct why *w)
 {
     json_t *bucket = json_object_get(parts, "bucket"), *key = json_object_get(parts, "key");
     json_t *size = json_object_get(parts, "size"), *etag = json_object_get(parts, "eTag");
@@ -228,12 +259,14 @@ static json_t *shape_s3(struct faas_runtime *rt, const char *name, json_t *parts
     char when[96], arn[1100], seqhex[24], reqid[24], id2[FAAS_REQUEST_ID_SIZE];
     uint64_t seq;
 
-    if (!nonempty_string(bucket) || json_string_length(bucket) > 1000 || !nonempty_string(key) ||
-        (size && (!json_is_integer(size) || json_integer_value(size) < 0)) ||
-        (etag && !json_is_string(etag))) {
-        *err = FAAS_EINVAL;
-        return NULL;
-    }
+    if (!nonempty_string(bucket) || json_string_length(bucket) > 1000)
+        return invalid(err, w, "\"bucket\" must be a string of 1 to 1000 bytes");
+    if (!nonempty_string(key))
+        return invalid(err, w, "\"key\" must be a non-empty string");
+    if (size && (!json_is_integer(size) || json_integer_value(size) < 0))
+        return invalid(err, w, "\"size\" must be an integer >= 0");
+    if (etag && !json_is_string(etag))
+        return invalid(err, w, "\"eTag\" must be a string");
     seq = next_seq();
     faas_iso_time_ms(faas_wall_ns(rt), when, sizeof when);
     snprintf(arn, sizeof arn, "arn:aws:s3:::%s", json_string_value(bucket));
@@ -267,7 +300,8 @@ static json_t *shape_s3(struct faas_runtime *rt, const char *name, json_t *parts
     return rec;
 }
 
-static json_t *shape_dynamodb(struct faas_runtime *rt, const char *name, json_t *parts, int *err)
+static json_t *shape_dynamodb(struct faas_runtime *rt, const char *name, json_t *parts, int *err,
+                              const struct why *w)
 {
     json_t *keys = json_object_get(parts, "Keys"), *newimg = json_object_get(parts, "NewImage");
     json_t *oldimg = json_object_get(parts, "OldImage"), *ddb, *rec;
@@ -275,15 +309,12 @@ static json_t *shape_dynamodb(struct faas_runtime *rt, const char *name, json_t 
     size_t bytes;
 
     if (strcmp(name, "INSERT") != 0 && strcmp(name, "MODIFY") != 0 &&
-        strcmp(name, "REMOVE") != 0) {
-        *err = FAAS_EINVAL;
-        return NULL;
-    }
-    if (!json_is_object(keys) || json_object_size(keys) == 0 ||
-        (newimg && !json_is_object(newimg)) || (oldimg && !json_is_object(oldimg))) {
-        *err = FAAS_EINVAL;
-        return NULL;
-    }
+        strcmp(name, "REMOVE") != 0)
+        return invalid(err, w, "the event name must be INSERT, MODIFY or REMOVE");
+    if (!json_is_object(keys) || json_object_size(keys) == 0)
+        return invalid(err, w, "\"Keys\" must be a non-empty object");
+    if ((newimg && !json_is_object(newimg)) || (oldimg && !json_is_object(oldimg)))
+        return invalid(err, w, "\"NewImage\" and \"OldImage\" must be objects");
     faas_request_id(rt, id);
     seq_decimal(rt, next_seq(), seq);
     snprintf(arn, sizeof arn, "arn:aws:dynamodb:%s:000000000000:table/local/stream/local",
@@ -310,7 +341,8 @@ static json_t *shape_dynamodb(struct faas_runtime *rt, const char *name, json_t 
     return rec;
 }
 
-static json_t *shape_kinesis(struct faas_runtime *rt, const char *name, json_t *parts, int *err)
+static json_t *shape_kinesis(struct faas_runtime *rt, const char *name, json_t *parts, int *err,
+                             const struct why *w)
 {
     json_t *pk = json_object_get(parts, "partitionKey"), *data = json_object_get(parts, "data");
     json_t *b64, *rec;
@@ -318,10 +350,10 @@ static json_t *shape_kinesis(struct faas_runtime *rt, const char *name, json_t *
     char *text = NULL;
     int64_t wall;
 
-    if (!nonempty_string(pk) || json_string_length(pk) > 256 || !name[0]) {
-        *err = FAAS_EINVAL;
-        return NULL;
-    }
+    if (!name[0])
+        return invalid(err, w, "the stream has no name");
+    if (!nonempty_string(pk) || json_string_length(pk) > 256)
+        return invalid(err, w, "\"partitionKey\" must be a string of 1 to 256 bytes");
     if (!data)
         b64 = json_string("");
     else if (json_is_string(data))
@@ -332,9 +364,9 @@ static json_t *shape_kinesis(struct faas_runtime *rt, const char *name, json_t *
         b64 = NULL;
     free(text);
     if (!b64) {
-        *err = data && !json_is_string(data) && json_dumpb(data, NULL, 0, JSON_ENCODE_ANY) == 0
-                   ? FAAS_EINVAL
-                   : FAAS_ENOMEM;
+        if (data && !json_is_string(data) && json_dumpb(data, NULL, 0, JSON_ENCODE_ANY) == 0)
+            return invalid(err, w, "\"data\" cannot be serialised as JSON");
+        *err = FAAS_ENOMEM;
         return NULL;
     }
     seq_decimal(rt, next_seq(), seq);
@@ -353,7 +385,8 @@ static json_t *shape_kinesis(struct faas_runtime *rt, const char *name, json_t *
     return rec;
 }
 
-static json_t *shape_sqs(struct faas_runtime *rt, const char *name, json_t *parts, int *err)
+static json_t *shape_sqs(struct faas_runtime *rt, const char *name, json_t *parts, int *err,
+                         const struct why *w)
 {
     json_t *body = json_object_get(parts, "body"), *attrs = json_object_get(parts, "attributes");
     json_t *mattrs = json_object_get(parts, "messageAttributes"), *rec, *a;
@@ -362,18 +395,21 @@ static json_t *shape_sqs(struct faas_runtime *rt, const char *name, json_t *part
     const char *btext;
     size_t blen;
 
-    if (!body || (attrs && !json_is_object(attrs)) || (mattrs && !json_is_object(mattrs)) ||
-        !name[0]) {
-        *err = FAAS_EINVAL;
-        return NULL;
-    }
+    if (!name[0])
+        return invalid(err, w, "the queue has no name");
+    if (!body)
+        return invalid(err, w, "\"body\" is missing");
+    if ((attrs && !json_is_object(attrs)) || (mattrs && !json_is_object(mattrs)))
+        return invalid(err, w, "\"attributes\" and \"messageAttributes\" must be objects");
     if (json_is_string(body)) {
         btext = json_string_value(body);
         blen = json_string_length(body);
     } else {
         text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
         if (!text) {
-            *err = json_dumpb(body, NULL, 0, JSON_ENCODE_ANY) == 0 ? FAAS_EINVAL : FAAS_ENOMEM;
+            if (json_dumpb(body, NULL, 0, JSON_ENCODE_ANY) == 0)
+                return invalid(err, w, "\"body\" cannot be serialised as JSON");
+            *err = FAAS_ENOMEM;
             return NULL;
         }
         btext = text;
@@ -407,18 +443,64 @@ static json_t *shape_sqs(struct faas_runtime *rt, const char *name, json_t *part
     return rec;
 }
 
+/*
+ * A DynamoDB Streams record without "eventSource": its "dynamodb" object is
+ * the parts; what the record and its "dynamodb" give is kept over what is
+ * made.
+ */
+static json_t *complete_dynamodb(struct faas_runtime *rt, const char *name, json_t *record,
+                                 int *err, const struct why *w)
+{
+    json_t *given = json_object_get(record, "dynamodb");
+    json_t *en = json_object_get(record, "eventName"), *rec, *ddb, *v;
+    const char *key;
+
+    if (!json_is_object(given))
+        return invalid(err, w, "\"dynamodb\" must be an object");
+    if (en && (!json_is_string(en) || strcmp(json_string_value(en), name) != 0))
+        return invalid(err, w, "\"eventName\" is not %s, the event the record is emitted as",
+                       name);
+    rec = shape_dynamodb(rt, name, given, err, w);
+    if (!rec)
+        return NULL;
+    ddb = json_object_get(rec, "dynamodb");
+    json_object_foreach(given, key, v) {
+        if (strcmp(key, "Keys") != 0 && strcmp(key, "NewImage") != 0 &&
+            strcmp(key, "OldImage") != 0 && set_copy(ddb, key, v) != 0)
+            goto nomem;
+    }
+    json_object_foreach(record, key, v) {
+        if (strcmp(key, "dynamodb") != 0 && set_copy(rec, key, v) != 0)
+            goto nomem;
+    }
+    return rec;
+nomem:
+    json_decref(rec);
+    *err = FAAS_ENOMEM;
+    return NULL;
+}
+
 json_t *faas_shape_record(struct faas_runtime *rt, enum faas_src_kind kind, const char *name,
                           json_t *parts, int *err)
 {
+    return faas_shape_record_why(rt, kind, name, parts, err, NULL, 0);
+}
+
+json_t *faas_shape_record_why(struct faas_runtime *rt, enum faas_src_kind kind, const char *name,
+                              json_t *parts, int *err, char *why, size_t whylen)
+{
+    const struct why w = { why, whylen };
     int dummy;
 
     if (!err)
         err = &dummy;
     *err = 0;
-    if (!rt || !name || !json_is_object(parts)) {
-        *err = FAAS_EINVAL;
-        return NULL;
-    }
+    if (why && whylen)
+        why[0] = '\0';
+    if (!rt || !name)
+        return invalid(err, &w, "no runtime or event name");
+    if (!json_is_object(parts))
+        return invalid(err, &w, "the record is not a JSON object");
     if (json_object_get(parts, "eventSource")) {
         /* The caller keeps its record and may change it: a copy. */
         json_t *copy = json_deep_copy(parts);
@@ -428,21 +510,20 @@ json_t *faas_shape_record(struct faas_runtime *rt, enum faas_src_kind kind, cons
     }
     switch (kind) {
     case FAAS_SRC_S3:
-        if (!name[0]) {
-            *err = FAAS_EINVAL;
-            return NULL;
-        }
-        return shape_s3(rt, name, parts, err);
+        if (!name[0])
+            return invalid(err, &w, "the S3 event has no name");
+        return shape_s3(rt, name, parts, err, &w);
     case FAAS_SRC_DYNAMODB:
-        return shape_dynamodb(rt, name, parts, err);
+        if (!json_object_get(parts, "Keys") && json_object_get(parts, "dynamodb"))
+            return complete_dynamodb(rt, name, parts, err, &w);
+        return shape_dynamodb(rt, name, parts, err, &w);
     case FAAS_SRC_STREAM:
-        return shape_kinesis(rt, name, parts, err);
+        return shape_kinesis(rt, name, parts, err, &w);
     case FAAS_SRC_QUEUE:
-        return shape_sqs(rt, name, parts, err);
+        return shape_sqs(rt, name, parts, err, &w);
     case FAAS_SRC_API:
     case FAAS_SRC_SCHEDULE:
         break;
     }
-    *err = FAAS_EINVAL;
-    return NULL;
+    return invalid(err, &w, "this kind of source is not fed by the host");
 }

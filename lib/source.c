@@ -14,8 +14,16 @@
  * it runs whether or not the function has warm instances.
  *
  * faas_emit shapes a record once (shapes.c), then offers it to every mapping
- * of its kind whose pattern matches and whose filter passes it.
+ * of its kind whose pattern matches and whose filter passes it. The
+ * mappings' byte bounds count a record as the payload limit measured it
+ * (faas_json_size: an upper bound of the emitted record's compact JSON),
+ * so no record is walked twice. Every refusal, of the whole record or by one
+ * mapping, is logged with its reason (FAAS_LOG_WARNING, "record-refused").
+ *
+ * While the runtime drains, faas_emit refuses (FAAS_EDRAINING) and
+ * schedules do not fire (logged, FAAS_LOG_WARNING "drain").
  */
+#include <stdarg.h>
 #include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,6 +212,15 @@ static int schedule_check(struct faas_mapping *m)
 
     if (due < 0)
         return 0;
+    if (rt->draining && now >= due) {
+        /* No new work: the fire is skipped, and the next one is armed in
+         * case the drain ends without the runtime being freed. */
+        memcpy(function, m->function, sizeof function);
+        schedule_arm(m, now > due ? now : due);
+        faas_log_event(rt, FAAS_LOG_WARNING, function, NULL, "drain", NULL,
+                       "%s: not fired, the runtime is draining", m->source);
+        return 0;
+    }
     if (now < due) {
         /* Early: a fake clock, or the clock stepped back. A fire computed
          * from now that comes sooner (rate() after a step back) wins, so a
@@ -461,52 +478,100 @@ void faas_sources_free(struct faas_runtime *rt)
 
 /* ---- faas_emit ------------------------------------------------------ */
 
+/* Logs why faas_emit refused a record (function: the mapping's, or NULL
+ * when the whole record was refused) and returns rc. */
+static int refuse(struct faas_runtime *rt, const char *function, int rc, const char *fmt, ...)
+    FAAS_PRINTF(4, 5);
+
+static int refuse(struct faas_runtime *rt, const char *function, int rc, const char *fmt, ...)
+{
+    char line[256];
+    va_list ap;
+
+    if (!rt->opts.log)
+        return rc;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    faas_log_event(rt, FAAS_LOG_WARNING, function, NULL, "record-refused", NULL, "%s", line);
+    return rc;
+}
+
+/* The source's own name is valid for emitting; 0 or FAAS_EPARSE. */
+static int emit_name_ok(enum faas_src_kind kind, const char *name)
+{
+    switch (kind) {
+    case FAAS_SRC_S3:
+        return s3_name_ok(name, 0) && strchr(name, ':') ? 0 : FAAS_EPARSE;
+    case FAAS_SRC_DYNAMODB:
+        return dynamodb_name_ok(name, 0) ? 0 : FAAS_EPARSE;
+    case FAAS_SRC_STREAM:
+    case FAAS_SRC_QUEUE:
+        return name_ok(name) ? 0 : FAAS_EPARSE;
+    case FAAS_SRC_API:
+    case FAAS_SRC_SCHEDULE:
+        break;
+    }
+    return FAAS_EPARSE; /* not fed by the host */
+}
+
 int faas_emit(struct faas_runtime *rt, const char *source, json_t *record)
 {
     enum faas_src_kind kind;
     const char *name;
     struct faas_list *e;
     json_t *shaped;
-    int err = 0, taken = 0;
+    size_t limit, bytes;
+    char why[192];
+    int err = 0, taken = 0, throttled = 0, rc;
 
-    if (!rt || !source || !record || rt->closing || rt->free_requested)
+    if (!rt)
         return FAAS_EINVAL;
-    if (parse_kind(source, &kind, &name) != 0)
-        return FAAS_EPARSE;
-    switch (kind) {
-    case FAAS_SRC_S3:
-        if (!s3_name_ok(name, 0) || !strchr(name, ':'))
-            return FAAS_EPARSE;
-        break;
-    case FAAS_SRC_DYNAMODB:
-        if (!dynamodb_name_ok(name, 0))
-            return FAAS_EPARSE;
-        break;
-    case FAAS_SRC_STREAM:
-    case FAAS_SRC_QUEUE:
-        if (!name_ok(name))
-            return FAAS_EPARSE;
-        break;
-    case FAAS_SRC_API:
-    case FAAS_SRC_SCHEDULE:
-        return FAAS_EPARSE; /* not fed by the host */
+    if (!source || !record)
+        return refuse(rt, NULL, FAAS_EINVAL, "%s", source ? "no record" : "no source");
+    if (rt->closing || rt->free_requested)
+        return refuse(rt, NULL, FAAS_EINVAL, "%s: the runtime is being freed", source);
+    if (rt->draining)
+        return refuse(rt, NULL, FAAS_EDRAINING, "%s: the runtime is draining", source);
+    if (parse_kind(source, &kind, &name) != 0 || emit_name_ok(kind, name) != 0)
+        return refuse(rt, NULL, FAAS_EPARSE, "%s: not a source the host can feed", source);
+    limit = rt->opts.max_async_payload;
+    if ((bytes = faas_json_size(record, limit)) > limit)
+        return refuse(rt, NULL, FAAS_ETOOBIG, "%s: the record is over %zu bytes", source,
+                      limit);
+    shaped = faas_shape_record_why(rt, kind, name, record, &err, why, sizeof why);
+    if (!shaped) {
+        if (err == FAAS_EINVAL)
+            return refuse(rt, NULL, err, "%s: %s", source, why);
+        return refuse(rt, NULL, err ? err : FAAS_ENOMEM, "%s: out of memory", source);
     }
-    if (faas_json_size(record, rt->opts.max_async_payload) > rt->opts.max_async_payload)
-        return FAAS_ETOOBIG;
-    shaped = faas_shape_record(rt, kind, name, record, &err);
-    if (!shaped)
-        return err ? err : FAAS_ENOMEM;
     faas_rt_enter(rt); /* nothing below frees the runtime before we are done */
     for (e = rt->mappings.next; e != &rt->mappings; e = e->next) {
         struct faas_mapping *m = FAAS_CONTAINER_OF(e, struct faas_mapping, link);
         if (m->dead || m->kind != kind || !pattern_matches(m, name))
             continue;
-        if (m->filter && !faas_filter_match(m->filter, shaped))
+        if (m->filter && !faas_filter_match(m->filter, shaped)) {
+            m->nfiltered++;
             continue;
-        if (faas_batcher_add(m, json_incref(shaped)) == 0)
+        }
+        rc = faas_batcher_add_sized(m, json_incref(shaped), bytes);
+        if (rc == 0) {
             taken++;
+        } else if (rc == FAAS_ETHROTTLED) {
+            struct faas_mapping_stats st;
+            throttled++;
+            faas_batcher_stats_get(m, 0, &st);
+            refuse(rt, m->function, rc,
+                   "%s: mapping \"%s %s\" holds %llu bytes of records; %zu more would pass "
+                   "its bound of %llu",
+                   source, m->source, m->function, (unsigned long long)st.bytes, bytes,
+                   (unsigned long long)st.max_bytes);
+        } else {
+            refuse(rt, m->function, rc, "%s: mapping \"%s %s\": out of memory", source,
+                   m->source, m->function);
+        }
     }
     json_decref(shaped);
     faas_rt_leave(rt);
-    return taken;
+    return taken == 0 && throttled ? FAAS_ETHROTTLED : taken;
 }

@@ -802,6 +802,134 @@ static void test_overflow_drop_oldest(void **state)
     assert_int_equal(g_deads, 1);
 }
 
+/* The byte count of an event is the size of its compact serialisation. */
+static void test_json_bytes_exact(void **state)
+{
+    static const char *const texts[] = {
+        "null", "true", "false", "0", "-1", "9223372036854775807", "-9223372036854775808",
+        "1.5", "-2.25e-300", "\"\"", "\"plain\"", "\"q\\\"b\\\\s\\/\"",
+        "\"\\b\\f\\n\\r\\t\\u0001\\u001f\\u007f\\u0000\"", "\"\\u00e9\\u20ac\\ud83d\\ude00 caf\xc3\xa9\"",
+        "[]", "{}", "[1]", "[1,\"a\",[],{}]", "{\"a\":1}", "{\"k\\n\":{\"x\":[true,null]},\"b\":-3}",
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        json_error_t err;
+        json_t *j = json_loads(texts[i], JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+        size_t want;
+        assert_non_null(j);
+        want = json_dumpb(j, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+        assert_int_equal(faas_json_bytes(j), want);
+        json_decref(j);
+    }
+    assert_int_equal(faas_json_bytes(NULL), 4);
+}
+
+static const char g_xs[] = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+
+/* The bytes of one {"n": N, "s": "..."} event (slen <= 64). */
+static size_t event_bytes(int n, size_t slen)
+{
+    json_t *ev = json_pack("{s:i, s:s%}", "n", n, "s", g_xs, slen);
+    size_t b = json_dumpb(ev, NULL, 0, JSON_COMPACT);
+    json_decref(ev);
+    return b;
+}
+
+static int invoke_sized(const char *name, int n, size_t slen, char id[FAAS_REQUEST_ID_SIZE])
+{
+    json_t *ev = json_pack("{s:i, s:s%}", "n", n, "s", g_xs, slen);
+    int rc = faas_invoke_async(g_rt, name, ev, NULL, id);
+    json_decref(ev);
+    return rc;
+}
+
+static struct faas_async_stats astats(const char *name)
+{
+    struct faas_async_stats st;
+    faas_async_stats_get(faas_fn_lookup(g_rt, name), 0, &st);
+    return st;
+}
+
+/* max_queue_bytes: the event that would cross it is refused, one larger
+ * than the bound alone is FAAS_ETOOBIG, and the bytes return to 0 once the
+ * queue has drained. */
+static void test_queue_bytes_reject(void **state)
+{
+    enum faas_isolation iso = iso_of(state);
+    struct faas_async_opts ao = async_opts();
+    size_t b = event_bytes(1, 10);
+    char id[4][FAAS_REQUEST_ID_SIZE];
+
+    ao.max_queue_bytes = 3 * b + b / 2;
+    reg("q", iso, echo_handler, &ao, 0);
+    assert_int_equal(invoke_sized("q", 1, 10, id[0]), 0);
+    assert_int_equal(invoke_sized("q", 2, 10, id[1]), 0);
+    assert_int_equal(invoke_sized("q", 3, 10, id[2]), 0);
+    assert_int_equal(astats("q").bytes, 3 * b);
+    assert_int_equal(astats("q").depth, 3);
+    assert_int_equal(invoke_sized("q", 4, 10, id[3]), FAAS_ETHROTTLED);
+    assert_int_equal(astats("q").bytes, 3 * b);
+    assert_int_equal(astats("q").dropped, 1);
+    assert_true(tu_run_until(g_base, &g_completes, 3, BOUND_MS));
+    assert_int_equal(astats("q").bytes, 0);
+    assert_int_equal(astats("q").depth, 0);
+    /* room again */
+    assert_int_equal(invoke_sized("q", 6, 10, id[3]), 0);
+    assert_int_equal(astats("q").bytes, b);
+    assert_true(tu_run_until(g_base, &g_completes, 4, BOUND_MS));
+    assert_int_equal(astats("q").bytes, 0);
+    assert_int_equal(g_deads, 0);
+}
+
+/* A bound smaller than an event: FAAS_ETOOBIG, even when dropping the
+ * oldest is allowed. */
+static void test_queue_bytes_toobig(void **state)
+{
+    struct faas_async_opts ao = async_opts();
+    char id[FAAS_REQUEST_ID_SIZE];
+
+    (void)state;
+    ao.max_queue_bytes = event_bytes(1, 10) - 1;
+    ao.overflow = FAAS_OVERFLOW_DROP_OLDEST;
+    reg("q", FAAS_ISOLATION_INLINE, echo_handler, &ao, 0);
+    assert_int_equal(invoke_sized("q", 1, 10, id), FAAS_ETOOBIG);
+    assert_int_equal(invoke_sized("q", 1, 9, id), 0); /* one byte less fits */
+    assert_true(tu_run_until(g_base, &g_completes, 1, BOUND_MS));
+    assert_int_equal(astats("q").bytes, 0);
+}
+
+/* FAAS_OVERFLOW_DROP_OLDEST with bytes: the oldest events are dropped until
+ * the new one fits. */
+static void test_queue_bytes_drop_oldest(void **state)
+{
+    struct faas_async_opts ao = async_opts();
+    size_t b = event_bytes(1, 10), big = event_bytes(4, 10 + b);
+    char id[4][FAAS_REQUEST_ID_SIZE];
+    int i;
+
+    (void)state;
+    assert_true(big == 2 * b); /* {"n":4,"s":"..."} with b more string bytes */
+    ao.max_queue_bytes = 3 * b;
+    ao.overflow = FAAS_OVERFLOW_DROP_OLDEST;
+    reg("q", FAAS_ISOLATION_INLINE, echo_handler, &ao, 0);
+    for (i = 0; i < 3; i++)
+        assert_int_equal(invoke_sized("q", i + 1, 10, id[i]), 0);
+    assert_int_equal(invoke_sized("q", 4, 10 + b, id[3]), 0);
+    assert_int_equal(g_log_overflow, 2);
+    assert_int_equal(astats("q").bytes, b + big);
+    assert_int_equal(astats("q").depth, 2);
+    assert_true(tu_run_until(g_base, &g_completes, 4, BOUND_MS));
+    assert_int_equal(fin_for(id[0])->status, FAAS_ETHROTTLED);
+    assert_int_equal(fin_for(id[1])->status, FAAS_ETHROTTLED);
+    assert_int_equal(fin_for(id[2])->status, 0);
+    assert_int_equal(fin_for(id[3])->status, 0);
+    assert_int_equal(astats("q").bytes, 0);
+    assert_int_equal(astats("q").dropped, 2);
+    assert_int_equal(astats("q").dead_letters, 2);
+}
+
 /* max_concurrency 1 and a busy handler: the queued events are throttled by
  * the pool, do not count as attempts, and all run, in order, once the
  * instance is free. */
@@ -1261,9 +1389,13 @@ int main(void)
         ISO_TEST(test_event_age_retry),
         cmocka_unit_test_setup_teardown(test_event_age_waiting, setup, teardown),
         ISO_TEST(test_overflow_reject),
+        ISO_TEST(test_queue_bytes_reject),
         ISO_TEST(test_overflow_drop_oldest),
         cmocka_unit_test_setup_teardown(test_throttled_not_counted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_toobig, setup, teardown),
+        cmocka_unit_test(test_json_bytes_exact),
+        cmocka_unit_test_setup_teardown(test_queue_bytes_toobig, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_bytes_drop_oldest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unregister_pending, setup, teardown),
         ISO_TEST(test_exactly_once_many),

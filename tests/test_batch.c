@@ -48,6 +48,8 @@ static int g_ndlq;
 /* ---- log ---- */
 
 static int g_log_failures;
+static int g_log_refused;         /* FAAS_LOG_WARNING "record-refused" */
+static char g_refused_fn[FAAS_NAME_MAX + 1];
 
 /* ---- "slow": THREAD, gated ---- */
 
@@ -180,6 +182,10 @@ static void on_log(const struct faas_log_record *rec, void *arg)
         g_log_failures++;
     if (rec->kind == FAAS_LOG_REPORT && strcmp(rec->function, "slow") == 0)
         g_done++;
+    if (rec->kind == FAAS_LOG_WARNING && strcmp(rec->action, "record-refused") == 0) {
+        g_log_refused++;
+        snprintf(g_refused_fn, sizeof g_refused_fn, "%s", rec->function ? rec->function : "");
+    }
 }
 
 static int locked_int(int *p)
@@ -220,7 +226,8 @@ static int setup(void **state)
     memset(g_dlq, 0, sizeof g_dlq);
     memset(g_item_tags, 0, sizeof g_item_tags);
     memset(g_key_running, 0, sizeof g_key_running);
-    g_ncalls = g_ndlq = g_log_failures = 0;
+    g_ncalls = g_ndlq = g_log_failures = g_log_refused = 0;
+    g_refused_fn[0] = '\0';
     g_mode = M_OK;
     g_open = g_started = g_finished = g_running = g_max_running = g_key_violation = 0;
     g_done = 0;
@@ -976,6 +983,55 @@ static void test_free_from_a_failure_log(void **state)
     assert_int_equal(g_ndlq, 0);
 }
 
+/* A complete SQS record, kept as given. */
+static json_t *sqs_record(const char *body)
+{
+    return json_pack("{s:s, s:s, s:s}", "eventSource", "aws:sqs", "messageId", body, "body",
+                     body);
+}
+
+/* A mapping's records are bounded in bytes: the record that would cross
+ * the bound is refused for that mapping (FAAS_ETHROTTLED when no other took
+ * it), with a log record; the bytes return to 0 once the batch ran. */
+static void test_backlog_bytes_bound(void **state)
+{
+    struct faas_map_opts mo = FAAS_MAP_OPTS_INIT;
+    json_t *r[3] = { sqs_record("a1"), sqs_record("a2"), sqs_record("a3") };
+    /* counted as the payload limit measures a record */
+    size_t b = faas_json_size(r[0], 256u * 1024u);
+    struct faas_mapping_stats st;
+    int id, i;
+
+    (void)state;
+    mo.batch_size = 100;
+    mo.batch_window_ms = 10000;
+    faas_mapping_max_bytes = 2 * b + b / 2;
+    id = faas_map(g_rt, "queue:jobs", "proc", &mo);
+    faas_mapping_max_bytes = FAAS_MAPPING_MAX_BYTES;
+    assert_true(id >= 0);
+    assert_int_equal(faas_emit(g_rt, "queue:jobs", r[0]), 1);
+    assert_int_equal(faas_emit(g_rt, "queue:jobs", r[1]), 1);
+    assert_int_equal(g_log_refused, 0);
+    assert_int_equal(faas_emit(g_rt, "queue:jobs", r[2]), FAAS_ETHROTTLED);
+    assert_int_equal(g_log_refused, 1);
+    assert_string_equal(g_refused_fn, "proc");
+    faas_batcher_stats_get(faas_mapping_find(g_rt, id), 0, &st);
+    assert_int_equal(st.bytes, 2 * b);
+    assert_int_equal(st.backlog, 2);
+    assert_int_equal(st.records, 2);
+
+    advance_poll(10000);
+    assert_true(tu_run_until(g_base, &g_ncalls, 1, BOUND_MS));
+    assert_string_equal(call_tags(g_calls, 0), "a1,a2");
+    faas_batcher_stats_get(faas_mapping_find(g_rt, id), 0, &st);
+    assert_int_equal(st.bytes, 0);
+    assert_int_equal(st.backlog, 0);
+    /* room again */
+    assert_int_equal(faas_emit(g_rt, "queue:jobs", r[2]), 1);
+    for (i = 0; i < 3; i++)
+        json_decref(r[i]);
+}
+
 static void test_bad_options(void **state)
 {
     struct faas_map_opts o = FAAS_MAP_OPTS_INIT;
@@ -1035,6 +1091,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batch_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_size_default_one, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_window, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backlog_bytes_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ordering_parallel_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_key_one_batch_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unordered_parallel, setup, teardown),

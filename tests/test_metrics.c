@@ -5,6 +5,8 @@
  */
 #include "testutil.h"
 
+#include "faas_int.h" /* faas_async_poll, faas_batcher_poll: timers on demand */
+
 #include <event2/buffer.h>
 #include <math.h>
 #include <stdio.h>
@@ -439,7 +441,8 @@ struct sample {
     char name[96];
     char function[96];
     char le[96];
-    int has_function, has_le;
+    char mapping[96];
+    int has_function, has_le, has_mapping;
     double value;
     int fam;
 };
@@ -545,6 +548,10 @@ static void parse_sample(struct prom *p, const char *line)
                 assert_int_equal(s->has_function, 0);
                 s->has_function = 1;
                 snprintf(s->function, sizeof s->function, "%s", lval);
+            } else if (strcmp(lname, "mapping") == 0) {
+                assert_int_equal(s->has_mapping, 0);
+                s->has_mapping = 1;
+                snprintf(s->mapping, sizeof s->mapping, "%s", lval);
             } else if (strcmp(lname, "le") == 0) {
                 assert_int_equal(s->has_le, 0);
                 s->has_le = 1;
@@ -687,6 +694,24 @@ static double sample_value(struct prom *p, const char *name, const char *fn)
     }
     if (found < 0) {
         print_error("no sample %s{function=\"%s\"}\n", name, fn);
+        fail();
+    }
+    return p->s[found].value;
+}
+
+/* The one sample name{mapping=m}; fails if absent or repeated. */
+static double mapping_value(struct prom *p, const char *name, const char *m)
+{
+    int found = -1;
+    for (int i = 0; i < p->nsamples; i++) {
+        const struct sample *s = &p->s[i];
+        if (strcmp(s->name, name) == 0 && s->has_mapping && strcmp(s->mapping, m) == 0) {
+            assert_int_equal(found, -1);
+            found = i;
+        }
+    }
+    if (found < 0) {
+        print_error("no sample %s{mapping=\"%s\"}\n", name, m);
         fail();
     }
     return p->s[found].value;
@@ -1021,6 +1046,155 @@ static void test_metrics_write(void **state)
     fx_free(&f);
 }
 
+static int g_calls_ok, g_calls_fail;
+
+static int h_ok(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    (void)ctx;
+    (void)event;
+    (void)result;
+    ainc(&g_calls_ok);
+    return 0;
+}
+
+static int h_fail(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    (void)event;
+    (void)result;
+    ainc(&g_calls_fail);
+    return faas_ctx_fail(ctx, "Nope", "fails");
+}
+
+static int g_async_completes;
+
+static void on_async_complete(const struct faas_result *res, void *arg)
+{
+    (void)res;
+    (void)arg;
+    g_async_completes++;
+}
+
+static void reg_async(struct fx *f, const char *name, faas_handler_fn fn,
+                      const struct faas_async_opts *ao)
+{
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    o.isolation = FAAS_ISOLATION_INLINE;
+    o.timeout_ms = 0;
+    o.async = ao;
+    assert_int_equal(faas_register(f->rt, name, fn, &o), 0);
+}
+
+static void emit_body(struct fx *f, const char *body, int want)
+{
+    json_t *parts = json_pack("{s:s}", "body", body);
+    assert_int_equal(faas_emit(f->rt, "queue:jobs", parts), want);
+    json_decref(parts);
+}
+
+/* The async queues' and the mappings' metrics after known events. */
+static void test_metrics_async_and_mappings(void **state)
+{
+    struct faas_async_opts af = FAAS_ASYNC_OPTS_INIT, aq = FAAS_ASYNC_OPTS_INIT;
+    struct faas_map_opts mp = FAAS_MAP_OPTS_INIT, mf = FAAS_MAP_OPTS_INIT;
+    struct fx f;
+    struct prom p;
+    char *text;
+
+    (void)state;
+    aset(&g_calls_ok, 0);
+    aset(&g_calls_fail, 0);
+    g_async_completes = 0;
+    fx_new(&f, 1);
+    af.max_retries = 1;
+    af.retry_base_ms = 100;
+    af.on_complete = on_async_complete;
+    reg_async(&f, "af", h_fail, &af);
+    aq.max_queue = 1;
+    reg_async(&f, "aq", h_ok, &aq);
+    reg_async(&f, "mp", h_ok, NULL);
+    reg_async(&f, "mf", h_fail, NULL);
+
+    /* af: an attempt, a retry, then the end in failure. */
+    assert_int_equal(faas_invoke_async(f.rt, "af", NULL, NULL, NULL), 0);
+    assert_true(run_until_atomic(f.base, &g_calls_fail, 1, BOUND_MS));
+    advance(1000000000ull);
+    faas_async_poll(f.rt);
+    assert_true(tu_run_until(f.base, &g_async_completes, 1, BOUND_MS));
+    assert_int_equal(aload(&g_calls_fail), 2);
+
+    /* mp takes the records its filter keeps and holds them in its window;
+     * mf takes all three and fails them for good. */
+    mp.filter = "{\"body\": [\"keep\"]}";
+    mp.batch_size = 100;
+    mp.batch_window_ms = 10000;
+    mf.max_retries = 0;
+    assert_true(faas_map(f.rt, "queue:jobs", "mp", &mp) >= 0);
+    assert_true(faas_map(f.rt, "queue:jobs", "mf", &mf) >= 0);
+    emit_body(&f, "keep", 2);
+    emit_body(&f, "keep", 2);
+    emit_body(&f, "drop", 1);
+    assert_true(run_until_atomic(f.base, &g_calls_fail, 5, BOUND_MS));
+
+    /* aq: one event waits (the loop does not run), the next is refused. */
+    assert_int_equal(faas_invoke_async(f.rt, "aq", NULL, NULL, NULL), 0);
+    assert_int_equal(faas_invoke_async(f.rt, "aq", NULL, NULL, NULL), FAAS_ETHROTTLED);
+    advance(2500000000ull);
+
+    text = metrics_text(f.rt);
+    prom_parse(&p, text);
+    expect_type(&p, "faas_async_queue_depth", "gauge");
+    expect_type(&p, "faas_async_oldest_event_age_seconds", "gauge");
+    expect_type(&p, "faas_async_retries_total", "counter");
+    expect_type(&p, "faas_async_dead_letters_total", "counter");
+    expect_type(&p, "faas_async_dropped_total", "counter");
+    expect_type(&p, "faas_mapping_records_total", "counter");
+    expect_type(&p, "faas_mapping_filtered_total", "counter");
+    expect_type(&p, "faas_mapping_failed_records_total", "counter");
+    expect_type(&p, "faas_mapping_backlog", "gauge");
+    expect_type(&p, "faas_mapping_oldest_record_age_seconds", "gauge");
+
+    assert_true(sample_value(&p, "faas_async_queue_depth", "af") == 0.0);
+    assert_true(sample_value(&p, "faas_async_oldest_event_age_seconds", "af") == 0.0);
+    assert_true(sample_value(&p, "faas_async_retries_total", "af") == 1.0);
+    assert_true(sample_value(&p, "faas_async_dead_letters_total", "af") == 1.0);
+    assert_true(sample_value(&p, "faas_async_dropped_total", "af") == 0.0);
+    assert_true(sample_value(&p, "faas_async_queue_depth", "aq") == 1.0);
+    assert_true(sample_value(&p, "faas_async_oldest_event_age_seconds", "aq") == 2.5);
+    assert_true(sample_value(&p, "faas_async_retries_total", "aq") == 0.0);
+    assert_true(sample_value(&p, "faas_async_dead_letters_total", "aq") == 0.0);
+    assert_true(sample_value(&p, "faas_async_dropped_total", "aq") == 1.0);
+    assert_true(sample_value(&p, "faas_async_queue_depth", "mp") == 0.0);
+
+    assert_true(mapping_value(&p, "faas_mapping_records_total", "queue:jobs mp") == 2.0);
+    assert_true(mapping_value(&p, "faas_mapping_filtered_total", "queue:jobs mp") == 1.0);
+    assert_true(mapping_value(&p, "faas_mapping_failed_records_total", "queue:jobs mp") == 0.0);
+    assert_true(mapping_value(&p, "faas_mapping_backlog", "queue:jobs mp") == 2.0);
+    assert_true(mapping_value(&p, "faas_mapping_oldest_record_age_seconds", "queue:jobs mp") ==
+                2.5);
+    assert_true(mapping_value(&p, "faas_mapping_records_total", "queue:jobs mf") == 3.0);
+    assert_true(mapping_value(&p, "faas_mapping_filtered_total", "queue:jobs mf") == 0.0);
+    assert_true(mapping_value(&p, "faas_mapping_failed_records_total", "queue:jobs mf") == 3.0);
+    assert_true(mapping_value(&p, "faas_mapping_backlog", "queue:jobs mf") == 0.0);
+    assert_true(mapping_value(&p, "faas_mapping_oldest_record_age_seconds", "queue:jobs mf") ==
+                0.0);
+    prom_free(&p);
+    free(text);
+
+    /* The window closes: mp's backlog is delivered. */
+    advance(10000000000ull);
+    faas_batcher_poll(f.rt);
+    assert_true(run_until_atomic(f.base, &g_calls_ok, 2, BOUND_MS)); /* aq's event, mp's batch */
+    text = metrics_text(f.rt);
+    prom_parse(&p, text);
+    assert_true(mapping_value(&p, "faas_mapping_backlog", "queue:jobs mp") == 0.0);
+    assert_true(mapping_value(&p, "faas_mapping_oldest_record_age_seconds", "queue:jobs mp") ==
+                0.0);
+    assert_true(sample_value(&p, "faas_async_queue_depth", "aq") == 0.0);
+    prom_free(&p);
+    free(text);
+    fx_free(&f);
+}
+
 /* No functions: still valid text, no samples. */
 static void test_metrics_write_empty(void **state)
 {
@@ -1050,6 +1224,7 @@ int main(void)
         cmocka_unit_test(test_stats_queue),
         cmocka_unit_test(test_metrics_write),
         cmocka_unit_test(test_metrics_write_empty),
+        cmocka_unit_test(test_metrics_async_and_mappings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -251,6 +251,55 @@ static void test_dynamodb_invalid(void **state)
     assert_int_equal(err, FAAS_EINVAL);
 }
 
+/* A DynamoDB Streams record as the AWS docs' examples write it, without
+ * "eventSource": completed like the parts form, its own fields kept. */
+static void test_dynamodb_record_without_event_source(void **state)
+{
+    static const char *const top[] = { "eventID", "eventName", "eventVersion", "eventSource",
+                                       "awsRegion", "dynamodb", "eventSourceARN", NULL };
+    const char *text = "{\"eventName\":\"INSERT\",\"eventID\":\"e-1\",\"dynamodb\":"
+                       "{\"Keys\":{\"id\":{\"S\":\"1\"}},\"NewImage\":{\"id\":{\"S\":\"1\"}},"
+                       "\"SequenceNumber\":\"111\",\"StreamViewType\":\"NEW_IMAGE\"}}";
+    char why[128];
+    json_error_t jerr;
+    json_t *parts, *r, *d;
+    int err = 1;
+
+    (void)state;
+    r = shape(FAAS_SRC_DYNAMODB, "INSERT", text, &err);
+    assert_non_null(r);
+    assert_int_equal(err, 0);
+    assert_keys(r, top);
+    assert_string_equal(sget(r, "eventSource", NULL, NULL), "aws:dynamodb");
+    assert_string_equal(sget(r, "eventName", NULL, NULL), "INSERT");
+    assert_string_equal(sget(r, "eventID", NULL, NULL), "e-1"); /* kept */
+    assert_string_equal(sget(r, "awsRegion", NULL, NULL), "local");
+    d = json_object_get(r, "dynamodb");
+    assert_string_equal(sget(d, "Keys", "id", "S"), "1");
+    assert_string_equal(sget(d, "NewImage", "id", "S"), "1");
+    assert_string_equal(sget(d, "SequenceNumber", NULL, NULL), "111");
+    assert_string_equal(sget(d, "StreamViewType", NULL, NULL), "NEW_IMAGE");
+    assert_int_equal(json_integer_value(json_object_get(d, "SizeBytes")), 16 + 16);
+    assert_non_null(json_object_get(d, "ApproximateCreationDateTime"));
+    json_decref(r);
+
+    /* Emitted as another event than it says: refused, and why. */
+    parts = json_loads(text, 0, &jerr);
+    assert_non_null(parts);
+    r = faas_shape_record_why(g_rt, FAAS_SRC_DYNAMODB, "MODIFY", parts, &err, why, sizeof why);
+    assert_null(r);
+    assert_int_equal(err, FAAS_EINVAL);
+    assert_non_null(strstr(why, "eventName"));
+    json_decref(parts);
+    /* Without keys: refused, and why. */
+    parts = json_pack("{s:s, s:{s:{}}}", "eventName", "INSERT", "dynamodb", "NewImage");
+    r = faas_shape_record_why(g_rt, FAAS_SRC_DYNAMODB, "INSERT", parts, &err, why, sizeof why);
+    assert_null(r);
+    assert_int_equal(err, FAAS_EINVAL);
+    assert_non_null(strstr(why, "Keys"));
+    json_decref(parts);
+}
+
 /* ---- Kinesis -------------------------------------------------------- */
 
 static void test_kinesis_fields(void **state)
@@ -479,6 +528,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_s3_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dynamodb_fields, setup_eu, teardown),
         cmocka_unit_test_setup_teardown(test_dynamodb_invalid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dynamodb_record_without_event_source, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_kinesis_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kinesis_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sqs_fields, setup, teardown),

@@ -20,6 +20,19 @@ struct fx {
 
 static struct fx *g;
 
+/* FAAS_LOG_WARNING "record-refused": how many, and the last line. */
+static int g_refused;
+static char g_refused_line[256];
+
+static void on_log(const struct faas_log_record *rec, void *arg)
+{
+    (void)arg;
+    if (rec->kind == FAAS_LOG_WARNING && strcmp(rec->action, "record-refused") == 0) {
+        g_refused++;
+        snprintf(g_refused_line, sizeof g_refused_line, "%s", rec->line ? rec->line : "");
+    }
+}
+
 static int record(struct faas_ctx *ctx, json_t *event, json_t **result)
 {
     (void)ctx;
@@ -42,6 +55,9 @@ static int setup(void **state)
     ro.clock.wall_ns = tu_clock_wall;
     ro.clock.arg = &f->clk;
     ro.region = "eu-west-1";
+    ro.log = on_log;
+    g_refused = 0;
+    g_refused_line[0] = '\0';
     assert_int_equal(faas_runtime_new(&f->rt, f->base, &ro), 0);
     fo.isolation = FAAS_ISOLATION_INLINE;
     assert_int_equal(faas_register(f->rt, "fn", record, &fo), 0);
@@ -265,6 +281,56 @@ static void test_emit_routing(void **state)
     json_decref(ddb);
 }
 
+/* Every refusal of faas_emit is logged with its reason. */
+static void test_emit_refusals_logged(void **state)
+{
+    struct fx *f = *state;
+    json_t *r = json_pack("{s:s}", "bucket", "b");
+    json_t *ddb = json_pack("{s:{}}", "Keys");
+
+    assert_int_equal(faas_emit(f->rt, "nope:x", r), FAAS_EPARSE);
+    assert_int_equal(g_refused, 1);
+    assert_non_null(strstr(g_refused_line, "nope:x"));
+    assert_int_equal(faas_emit(f->rt, "s3:ObjectCreated:Put", r), FAAS_EINVAL);
+    assert_int_equal(g_refused, 2);
+    assert_non_null(strstr(g_refused_line, "\"key\""));
+    assert_int_equal(faas_emit(f->rt, "dynamodb:INSERT", ddb), FAAS_EINVAL);
+    assert_int_equal(g_refused, 3);
+    assert_non_null(strstr(g_refused_line, "\"Keys\" must be a non-empty object"));
+    assert_int_equal(faas_emit(f->rt, "queue:q", NULL), FAAS_EINVAL);
+    assert_int_equal(g_refused, 4);
+    /* taken by no mapping is not a refusal */
+    json_object_set_new(r, "key", json_string("k"));
+    assert_int_equal(faas_emit(f->rt, "s3:ObjectCreated:Put", r), 0);
+    assert_int_equal(g_refused, 4);
+    json_decref(r);
+    json_decref(ddb);
+}
+
+/* A DynamoDB Streams record without "eventSource", as the docs' examples
+ * write it, is completed and delivered (it used to be refused). */
+static void test_emit_dynamodb_record_form(void **state)
+{
+    struct fx *f = *state;
+    json_t *rec = json_pack("{s:s, s:{s:{s:{s:s}}, s:{s:{s:s}, s:{s:s}}}}", "eventName",
+                            "INSERT", "dynamodb", "Keys", "id", "S", "7", "NewImage", "id", "S",
+                            "7", "msg", "S", "hi");
+    json_t *got;
+
+    assert_true(faas_map(f->rt, "dynamodb:INSERT", "fn", NULL) >= 0);
+    assert_int_equal(faas_emit(f->rt, "dynamodb:INSERT", rec), 1);
+    assert_int_equal(g_refused, 0);
+    assert_true(tu_run_until(f->base, &f->runs, 1, 3000));
+    got = json_array_get(json_object_get(json_array_get(f->events, 0), "Records"), 0);
+    assert_string_equal(json_string_value(json_object_get(got, "eventSource")), "aws:dynamodb");
+    assert_string_equal(json_string_value(json_object_get(got, "awsRegion")), "eu-west-1");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(
+                            json_object_get(json_object_get(got, "dynamodb"), "NewImage"),
+                            "msg"), "S")),
+                        "hi");
+    json_decref(rec);
+}
+
 static void test_free_with_mappings(void **state)
 {
     struct fx *f = *state;
@@ -409,6 +475,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_schedule_real_timer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_emit_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_emit_routing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_emit_refusals_logged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_emit_dynamodb_record_form, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_mappings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unmap_in_schedule_failure_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rate_after_clock_step_back, setup, teardown),
