@@ -769,12 +769,21 @@ struct faas_map_opts {
  * `source`, `function` and `opts` are copied; the function must exist when
  * the mapping is made, and a mapping whose function is later unregistered
  * drops what it has (to on_failure, if any). Returns the mapping id (>= 0),
- * FAAS_EINVAL, FAAS_EPARSE (a bad source key, schedule or filter),
+ * FAAS_EINVAL, FAAS_EPARSE (a bad source key, schedule or filter; an S3
+ * pattern that matches none of S3's event names),
  * FAAS_ENOENT (no such function), FAAS_EEXIST (an identical api: route) or
  * FAAS_ENOMEM.
  */
 FAAS_EXTERN int faas_map(struct faas_runtime *rt, const char *source, const char *function,
                          const struct faas_map_opts *opts);
+
+/*
+ * Checks a source key as faas_map() would, without a runtime or a function:
+ * for a host that validates its configuration before it starts. S3 patterns
+ * must match at least one of S3's event names ("s3:Nope" never fires).
+ * Returns 0, FAAS_EINVAL (NULL), FAAS_EPARSE or FAAS_ENOMEM.
+ */
+FAAS_EXTERN int faas_source_check(const char *source);
 
 /*
  * Removes a mapping: its timer or route goes at once; records it had
@@ -795,8 +804,10 @@ FAAS_EXTERN int faas_unmap(struct faas_runtime *rt, int mapping_id);
  * runs first; matching records are queued per mapping and delivered in
  * {"Records": [...]} batches.
  * Returns the number of mappings that took the record (0: none matched),
- * FAAS_EINVAL, FAAS_EPARSE (an unknown source kind), FAAS_ETOOBIG or
- * FAAS_ENOMEM.
+ * FAAS_EINVAL, FAAS_EPARSE (an unknown source kind), FAAS_ETOOBIG,
+ * FAAS_ETHROTTLED (every matching mapping holds its byte bound of records
+ * waiting), FAAS_EDRAINING or FAAS_ENOMEM. A refused record is also named,
+ * with the reason, in a FAAS_LOG_WARNING "record-refused" log record.
  */
 FAAS_EXTERN int faas_emit(struct faas_runtime *rt, const char *source, json_t *record);
 

@@ -98,8 +98,9 @@ void faas_log_event(struct faas_runtime *rt, enum faas_log_kind kind, const char
                     const char *fmt, ...)
 {
     struct faas_log_record rec;
-    char line[320];
+    char text[320], line[320];
     va_list ap;
+    int n;
 
     if (!rt->opts.log)
         return;
@@ -111,8 +112,11 @@ void faas_log_event(struct faas_runtime *rt, enum faas_log_kind kind, const char
     rec.key = key;
     if (fmt) {
         va_start(ap, fmt);
-        vsnprintf(line, sizeof line, fmt, ap);
+        n = vsnprintf(text, sizeof text, fmt, ap);
         va_end(ap);
+        /* Error messages reach these lines: one record stays one line. */
+        faas_log_escape(line, sizeof line, text,
+                        n < 0 ? 0 : (size_t)n < sizeof text ? (size_t)n : sizeof text - 1);
         rec.line = line;
     }
     rt->opts.log(&rec, rt->opts.log_arg);

@@ -293,15 +293,6 @@ int faas_drain(struct faas_runtime *rt, uint32_t timeout_ms, faas_drain_fn cb, v
     return 0;
 }
 
-/*
- * Until the HTTP gateway's own drain is merged (http.c defines the real
- * one), a weak stand-in keeps the library linking: it has nothing to close.
- */
-__attribute__((weak)) void faas_http_drain(struct faas_runtime *rt)
-{
-    (void)rt;
-}
-
 static void dispatch_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct faas_runtime *rt = arg;

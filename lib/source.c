@@ -33,6 +33,7 @@
 #include <event2/event.h>
 
 #include "faas_int.h"
+#include "http.h"
 #include "schedule.h"
 
 static const char *region(const struct faas_runtime *rt)
@@ -93,6 +94,43 @@ static int name_ok(const char *s)
     return n > 0;
 }
 
+/*
+ * The event names of S3 notifications, as S3 documents them. A mapping's
+ * pattern must match at least one, or it would never fire ("s3:Nope").
+ * Emitted names are only checked for their form: a host may emit a name
+ * S3 adds later.
+ */
+static const char *const s3_events[] = {
+    "ObjectCreated:Put", "ObjectCreated:Post", "ObjectCreated:Copy",
+    "ObjectCreated:CompleteMultipartUpload", "ObjectRemoved:Delete",
+    "ObjectRemoved:DeleteMarkerCreated", "ObjectRestore:Post", "ObjectRestore:Completed",
+    "ObjectRestore:Delete", "ObjectTagging:Put", "ObjectTagging:Delete", "ObjectAcl:Put",
+    "LifecycleExpiration:Delete", "LifecycleExpiration:DeleteMarkerCreated",
+    "LifecycleTransition", "IntelligentTiering", "ReducedRedundancyLostObject",
+    "Replication:OperationFailedReplication", "Replication:OperationMissedThreshold",
+    "Replication:OperationReplicatedAfterThreshold", "Replication:OperationNotTracked",
+};
+
+/* Does an S3 pattern match an event name? "ObjectCreated" alone means
+ * every ObjectCreated:... event; otherwise the pattern is a glob. */
+static int s3_matches(const char *pattern, const char *name)
+{
+    if (!strchr(pattern, ':') && strcmp(pattern, "*") != 0) {
+        size_t n = strlen(pattern);
+        return strncmp(name, pattern, n) == 0 && (name[n] == ':' || name[n] == '\0');
+    }
+    return fnmatch(pattern, name, 0) == 0;
+}
+
+static int s3_pattern_known(const char *pattern)
+{
+    size_t i;
+    for (i = 0; i < sizeof s3_events / sizeof s3_events[0]; i++)
+        if (s3_matches(pattern, s3_events[i]))
+            return 1;
+    return 0;
+}
+
 /* S3 event names: "Word" or "Word:Word", letters, with '*' allowed in a
  * pattern (glob) and not in an emitted name. */
 static int s3_name_ok(const char *s, int glob)
@@ -122,12 +160,7 @@ static int pattern_matches(const struct faas_mapping *m, const char *name)
 {
     switch (m->kind) {
     case FAAS_SRC_S3:
-        if (!strchr(m->pattern, ':') && strcmp(m->pattern, "*") != 0) {
-            /* "ObjectCreated" means every ObjectCreated:... event */
-            size_t n = strlen(m->pattern);
-            return strncmp(name, m->pattern, n) == 0 && (name[n] == ':' || name[n] == '\0');
-        }
-        return fnmatch(m->pattern, name, 0) == 0;
+        return s3_matches(m->pattern, name);
     case FAAS_SRC_DYNAMODB:
         return strcmp(m->pattern, "*") == 0 || strcmp(m->pattern, name) == 0;
     case FAAS_SRC_STREAM:
@@ -365,20 +398,60 @@ static int mapping_start(struct faas_mapping *m)
         schedule_arm(m, wall_s(rt));
         return 0;
     case FAAS_SRC_S3:
-        if (!s3_name_ok(m->pattern, 1))
-            return FAAS_EPARSE;
-        return faas_batcher_new(m);
     case FAAS_SRC_DYNAMODB:
-        if (!dynamodb_name_ok(m->pattern, 1))
-            return FAAS_EPARSE;
-        return faas_batcher_new(m);
     case FAAS_SRC_STREAM:
     case FAAS_SRC_QUEUE:
-        if (!name_ok(m->pattern))
-            return FAAS_EPARSE;
         return faas_batcher_new(m);
     }
     return FAAS_EPARSE;
+}
+
+/* The checks of a host-fed source's pattern: 0 or FAAS_EPARSE. */
+static int pattern_check(enum faas_src_kind kind, const char *pattern)
+{
+    switch (kind) {
+    case FAAS_SRC_S3:
+        return s3_name_ok(pattern, 1) && s3_pattern_known(pattern) ? 0 : FAAS_EPARSE;
+    case FAAS_SRC_DYNAMODB:
+        return dynamodb_name_ok(pattern, 1) ? 0 : FAAS_EPARSE;
+    case FAAS_SRC_STREAM:
+    case FAAS_SRC_QUEUE:
+        return name_ok(pattern) ? 0 : FAAS_EPARSE;
+    case FAAS_SRC_API:
+    case FAAS_SRC_SCHEDULE:
+        break;
+    }
+    return 0;
+}
+
+int faas_source_check(const char *source)
+{
+    enum faas_src_kind kind;
+    const char *rest;
+    struct faas_route *route;
+    time_t next;
+    int rc;
+
+    if (!source)
+        return FAAS_EINVAL;
+    if (parse_kind(source, &kind, &rest) != 0)
+        return FAAS_EPARSE;
+    switch (kind) {
+    case FAAS_SRC_API:
+        if ((rc = faas_route_parse(rest, &route)) != 0)
+            return rc;
+        faas_route_free(route);
+        return 0;
+    case FAAS_SRC_SCHEDULE:
+        rc = faas_schedule_next(rest, 0, &next);
+        return rc == FAAS_EPARSE ? rc : 0; /* an at() long past is a schedule */
+    case FAAS_SRC_S3:
+    case FAAS_SRC_DYNAMODB:
+    case FAAS_SRC_STREAM:
+    case FAAS_SRC_QUEUE:
+        break;
+    }
+    return pattern_check(kind, rest);
 }
 
 int faas_map(struct faas_runtime *rt, const char *source, const char *function,
@@ -393,7 +466,7 @@ int faas_map(struct faas_runtime *rt, const char *source, const char *function,
         return FAAS_EINVAL;
     if (opts && opts->version != FAAS_MAP_OPTS_VERSION)
         return FAAS_EINVAL;
-    if (parse_kind(source, &kind, &rest) != 0)
+    if (parse_kind(source, &kind, &rest) != 0 || pattern_check(kind, rest) != 0)
         return FAAS_EPARSE;
     if (!faas_fn_lookup(rt, function))
         return FAAS_ENOENT;

@@ -112,6 +112,37 @@ static void test_map_errors(void **state)
     assert_int_equal(faas_unmap(f->rt, -1), FAAS_EINVAL);
 }
 
+/* S3 patterns that match no S3 event would never fire: refused, by
+ * faas_map and by faas_source_check alike; every other kind as faas_map. */
+static void test_source_check(void **state)
+{
+    struct fx *f = *state;
+    static const char *const good[] = {
+        "api:GET /users/{id}", "api:/x/*", "schedule:rate(5 minutes)",
+        "schedule:at(2001-01-01T00:00:00)", "s3:ObjectCreated:*", "s3:ObjectCreated",
+        "s3:ObjectRemoved:Delete", "s3:*", "s3:Object*:Put", "dynamodb:INSERT", "dynamodb:*",
+        "stream:orders", "queue:jobs.v2",
+    };
+    static const char *const bad[] = {
+        "ftp:x", "api:GET users", "api:FETCH /x", "schedule:rate(5 minute)",
+        "s3:Nope", "s3:ObjectCreated:Nope", "s3:Nope:*", "s3:Object Created", "s3:",
+        "dynamodb:UPSERT", "stream:", "queue:a b",
+    };
+    size_t i;
+
+    assert_int_equal(faas_source_check(NULL), FAAS_EINVAL);
+    for (i = 0; i < sizeof good / sizeof good[0]; i++) {
+        int id = faas_map(f->rt, good[i], "fn", NULL);
+        assert_int_equal(faas_source_check(good[i]), 0);
+        assert_true(id >= 0);
+        assert_int_equal(faas_unmap(f->rt, id), 0);
+    }
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(faas_source_check(bad[i]), FAAS_EPARSE);
+        assert_int_equal(faas_map(f->rt, bad[i], "fn", NULL), FAAS_EPARSE);
+    }
+}
+
 static void test_ids_and_unmap(void **state)
 {
     struct fx *f = *state;
@@ -469,6 +500,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_map_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_source_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ids_and_unmap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rate_schedule, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cron_and_at, setup, teardown),

@@ -35,7 +35,6 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
@@ -1283,52 +1282,6 @@ static int map_example(struct pctx *p, json_t *m, const char *path, int api)
     return 0;
 }
 
-/*
- * The event names of S3 notifications, as S3 documents them. The library
- * takes any "Word" or "Word:Word" of letters (and '*') today, so that
- * "s3:Nope" would map and never fire; the gateway refuses a pattern that
- * matches none of these, with the library's matching rules: a name without
- * ':' means every event of that type, else a glob (fnmatch).
- */
-static const char *const s3_events[] = {
-    "ObjectCreated:Put",          "ObjectCreated:Post",
-    "ObjectCreated:Copy",         "ObjectCreated:CompleteMultipartUpload",
-    "ObjectRemoved:Delete",       "ObjectRemoved:DeleteMarkerCreated",
-    "ObjectRestore:Post",         "ObjectRestore:Completed",
-    "ObjectRestore:Delete",       "ObjectTagging:Put",
-    "ObjectTagging:Delete",       "ObjectAcl:Put",
-    "LifecycleExpiration:Delete", "LifecycleExpiration:DeleteMarkerCreated",
-    "LifecycleTransition",        "IntelligentTiering",
-    "ReducedRedundancyLostObject", "Replication:OperationFailedReplication",
-    "Replication:OperationMissedThreshold", "Replication:OperationReplicatedAfterThreshold",
-    "Replication:OperationNotTracked", NULL
-};
-
-static int s3_event_known(const char *pattern)
-{
-    size_t i, n = strlen(pattern);
-
-    if (n == 0 || strspn(pattern, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ:*") != n)
-        return 0;
-    for (i = 0; s3_events[i]; i++) {
-        if (!strchr(pattern, ':') && strcmp(pattern, "*") != 0) {
-            if (strncmp(s3_events[i], pattern, n) == 0 &&
-                (s3_events[i][n] == ':' || s3_events[i][n] == '\0'))
-                return 1;
-        } else if (fnmatch(pattern, s3_events[i], 0) == 0) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* DynamoDB Streams' event names, as the library takes them. */
-static int dynamodb_event_known(const char *name)
-{
-    return strcmp(name, "INSERT") == 0 || strcmp(name, "MODIFY") == 0 ||
-           strcmp(name, "REMOVE") == 0 || strcmp(name, "*") == 0;
-}
-
 /* The kind of a source key, checked; the api: route split into the entry. */
 static int map_source(struct pctx *p, const char *src, const char *path, struct gw_mapping *gm)
 {
@@ -1348,15 +1301,19 @@ static int map_source(struct pctx *p, const char *src, const char *path, struct 
     rest = src + strlen(kinds[i]);
     if (i == 1 && faas_schedule_next(rest, time(NULL), &next) == FAAS_EPARSE)
         return fail(p, child, "not a schedule expression: rate(...), cron(...) or at(...)");
-    if (i == 2 && !s3_event_known(rest))
+    /* The library's own check, so the config says no before anything runs. */
+    if (i == 2 && faas_source_check(src) == FAAS_EPARSE)
         return fail(p, child, "no S3 event is named \"%s\": expected ObjectCreated, "
                               "ObjectRemoved, ObjectRestore, ObjectTagging, ObjectAcl, "
                               "LifecycleExpiration, LifecycleTransition, IntelligentTiering, "
                               "ReducedRedundancyLostObject or Replication, with \":*\" or "
                               "\":Name\" (see docs/event-sources.md)", rest);
-    if (i == 3 && !dynamodb_event_known(rest))
+    if (i == 3 && faas_source_check(src) == FAAS_EPARSE)
         return fail(p, child, "no DynamoDB event is named \"%s\": expected INSERT, MODIFY, "
                               "REMOVE or *", rest);
+    if (i >= 4 && faas_source_check(src) == FAAS_EPARSE)
+        return fail(p, child, "not a %s name: letters, digits, '-', '_' and '.', at most "
+                              "128", i == 4 ? "stream" : "queue");
     if (i != 0)
         return 0;
     gm->api = 1;
