@@ -25,11 +25,13 @@
  * warnings. Each is one line: control characters in it are escaped
  * (text.c).
  *
- * SIGINT or SIGTERM drains: the listening socket closes (connections
- * already open are still answered), schedules stop, and the loop runs
- * until no invocation is running or waiting, at most as long as the
- * longest function may take (init timeout plus timeout). Then the runtime
- * is freed and the gateway exits 0. A second signal stops at once.
+ * SIGINT or SIGTERM drains with faas_drain: the listening socket closes,
+ * requests on connections already open are answered 503 (those already
+ * running finish), schedules stop, records waiting in batch windows leave
+ * at once, and the loop runs until no invocation, async event or record is
+ * left, at most as long as the longest function may take (init timeout
+ * plus timeout). Then the runtime is freed and the gateway exits 0. A
+ * second signal stops at once.
  *
  * --self-test listens on a free port instead, sends a request to every
  * route and every function over loopback HTTP, checks /healthz and
@@ -76,6 +78,7 @@ struct gw {
     struct event *sigint, *sigterm, *drain_tick;
     int draining;       /* a signal came */
     int drained;        /* the drain ended with nothing in flight */
+    int runtime_drained; /* faas_drain called back */
     int idle_ticks;     /* drain ticks in a row with nothing in flight */
     uint64_t drain_end_ms;
     struct gw_selftest *st;
@@ -421,45 +424,48 @@ static void print_banner(const struct gw *gw)
 /* Signals and the drain                                               */
 /* ------------------------------------------------------------------ */
 
+/* faas_drain's answer: the runtime has nothing left, or the deadline came. */
+static void on_drained(int rc, uint64_t remaining, void *arg)
+{
+    struct gw *gw = arg;
+
+    gw->runtime_drained = 1;
+    if (rc != 0) {
+        fprintf(stderr, "faas-gateway: drain gave up after %llu ms with %llu left: %s\n",
+                (unsigned long long)gw->cfg->drain_ms, (unsigned long long)remaining,
+                faas_strerror(rc));
+        event_base_loopexit(gw->base, NULL);
+    }
+}
+
+/* After the runtime's drain: the self-test's client, and the last answers. */
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct gw *gw = arg;
-    struct faas_stats s;
-    uint32_t busy = 0;
+    int busy = !gw->runtime_drained || gw_selftest_busy(gw->st);
     (void)fd;
     (void)what;
 
-    if (faas_stats(gw->rt, NULL, &s) == 0)
-        busy = s.concurrency + s.queued;
-    if (gw_selftest_busy(gw->st))
-        busy++;
     /* Two quiet ticks: the last answers had a whole loop turn to leave. */
     gw->idle_ticks = busy ? 0 : gw->idle_ticks + 1;
     if (gw->idle_ticks >= 2) {
         gw->drained = 1;
         fprintf(stderr, "faas-gateway: drained\n");
         event_base_loopexit(gw->base, NULL);
-    } else if (now_ms() >= gw->drain_end_ms) {
-        fprintf(stderr, "faas-gateway: drain gave up after %llu ms with %u in flight\n",
-                (unsigned long long)gw->cfg->drain_ms, busy);
+    } else if (now_ms() >= gw->drain_end_ms + 1000) {
+        fprintf(stderr, "faas-gateway: drain gave up after %llu ms\n",
+                (unsigned long long)gw->cfg->drain_ms);
         event_base_loopexit(gw->base, NULL);
     }
 }
 
-/* New work stops: no new connections, no schedule fires. */
+/* New work stops: no new connections. faas_drain refuses the rest (503 on
+ * connections already open, no schedule fires) and flushes batch windows. */
 static void stop_intake(struct gw *gw)
 {
-    size_t i;
-
     if (gw->sock) {
         evhttp_del_accept_socket(gw->http, gw->sock);
         gw->sock = NULL;
-    }
-    for (i = 0; i < gw->cfg->nmappings; i++) {
-        struct gw_mapping *m = &gw->cfg->mappings[i];
-        if (m->id >= 0 && strncmp(m->source, "schedule:", 9) == 0 &&
-            faas_unmap(gw->rt, m->id) == 0)
-            m->id = -1;
     }
 }
 
@@ -467,6 +473,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct gw *gw = arg;
     struct timeval tick = { 0, DRAIN_TICK_MS * 1000 };
+    uint64_t ms = gw->cfg->drain_ms;
     (void)what;
 
     if (gw->draining) {
@@ -476,10 +483,12 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     }
     gw->draining = 1;
     fprintf(stderr, "faas-gateway: %s: draining (at most %llu ms; again to stop now)\n",
-            strsignal((int)sig), (unsigned long long)gw->cfg->drain_ms);
+            strsignal((int)sig), (unsigned long long)ms);
     stop_intake(gw);
-    gw->drain_end_ms = now_ms() + gw->cfg->drain_ms;
-    if (event_add(gw->drain_tick, &tick) != 0)
+    gw->drain_end_ms = now_ms() + ms;
+    if (faas_drain(gw->rt, ms > UINT32_MAX ? UINT32_MAX : (uint32_t)(ms ? ms : 1), on_drained,
+                   gw) != 0 ||
+        event_add(gw->drain_tick, &tick) != 0)
         event_base_loopexit(gw->base, NULL);
 }
 
