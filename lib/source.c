@@ -594,7 +594,7 @@ int faas_emit(struct faas_runtime *rt, const char *source, json_t *record)
     const char *name;
     struct faas_list *e;
     json_t *shaped;
-    size_t limit, bytes;
+    size_t limit, bytes, shaped_bytes = 0;
     char why[192];
     int err = 0, taken = 0, throttled = 0, rc;
 
@@ -627,7 +627,12 @@ int faas_emit(struct faas_runtime *rt, const char *source, json_t *record)
             m->nfiltered++;
             continue;
         }
-        rc = faas_batcher_add_sized(m, json_incref(shaped), bytes);
+        /* The bound counts what the batcher holds: the shaped record,
+         * measured once, when a mapping first takes it (an S3 record is
+         * seven times the parts it was made of). */
+        if (!shaped_bytes)
+            shaped_bytes = faas_json_bytes(shaped);
+        rc = faas_batcher_add_sized(m, json_incref(shaped), shaped_bytes);
         if (rc == 0) {
             taken++;
         } else if (rc == FAAS_ETHROTTLED) {
@@ -637,7 +642,7 @@ int faas_emit(struct faas_runtime *rt, const char *source, json_t *record)
             refuse(rt, m->function, rc,
                    "%s: mapping \"%s %s\" holds %llu bytes of records; %zu more would pass "
                    "its bound of %llu",
-                   source, m->source, m->function, (unsigned long long)st.bytes, bytes,
+                   source, m->source, m->function, (unsigned long long)st.bytes, shaped_bytes,
                    (unsigned long long)st.max_bytes);
         } else {
             refuse(rt, m->function, rc, "%s: mapping \"%s %s\": out of memory", source,
