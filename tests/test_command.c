@@ -58,6 +58,7 @@ static json_t *g_lines;       /* [[request_id, line], ...] */
 static int g_reports;
 static int g_peer_warnings;   /* FAAS_LOG_WARNING "runtime-api-peer" */
 static char g_peer_line[320]; /* the last one's line */
+static int g_free_on_peer;    /* the log frees g_rt on a peer warning */
 
 /* ==== the trailer tap (pure) =========================================== */
 
@@ -480,6 +481,10 @@ static void on_log(const struct faas_log_record *rec, void *arg)
     } else if (rec->kind == FAAS_LOG_WARNING && strcmp(rec->action, "runtime-api-peer") == 0) {
         g_peer_warnings++;
         snprintf(g_peer_line, sizeof g_peer_line, "%s", rec->line ? rec->line : "");
+        if (g_free_on_peer && g_rt) {
+            faas_runtime_free(g_rt);
+            g_rt = NULL;
+        }
     }
     else if (rec->kind == FAAS_LOG_LINE)
         json_array_append_new(g_lines, json_pack("[ss]", rec->request_id ? rec->request_id : "",
@@ -533,6 +538,7 @@ static int teardown(void **state)
 {
     (void)state;
     faas_cmd_test_hold_pid = 0;
+    g_free_on_peer = 0;
     faas_runtime_free(g_rt);
     g_rt = NULL;
     json_decref(g_lines);
@@ -1388,6 +1394,30 @@ static void test_outsider_next_pending(void **state)
     tres_clear(&r);
 }
 
+/* The log callback frees the runtime on the warning of a refused
+ * outsider: what reads the outsider's bytes touches nothing afterwards,
+ * and its connection closes with the endpoint. */
+static void test_outsider_free_in_log(void **state)
+{
+    static const char next[] = "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n"
+                               "Host: x\r\n\r\n";
+    struct outsider o;
+    (void)state;
+
+    rt_start(NULL);
+    reg("echo", "bash", "function.handler", NULL);
+    invoke_pid("echo");
+    assert_true(tu_run_until_pred(g_base, pred_waiting, "echo", BOUND_MS));
+    g_free_on_peer = 1;
+    outsider_start(&o, faas_cmd_port(only_instance("echo")), next, 0);
+    assert_true(tu_run_until(g_base, &g_peer_warnings, 1, BOUND_MS));
+    assert_null(g_rt);
+    assert_true(tu_run_until_pred(g_base, pred_reaped, &o, BOUND_MS));
+    assert_true(WIFEXITED(o.status));
+    tu_run_for(g_base, 50); /* nothing of the runtime runs any more */
+    assert_int_equal(g_peer_warnings, 1);
+}
+
 /* Forged results with the real request id, while the runtime works on it:
  * refused, and the caller gets the runtime's. */
 static void test_outsider_forged_result(void **state)
@@ -1827,6 +1857,7 @@ cmocka_unit_test_setup_teardown(test_memory_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outsider_next_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outsider_next_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outsider_forged_result, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outsider_free_in_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_zygote, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pid_not_yet_known, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runtime_api_address, setup, teardown),
