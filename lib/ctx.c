@@ -57,6 +57,10 @@ size_t faas_log_escape(char *out, size_t size, const char *in, size_t len)
 
     if (size == 0)
         return 0;
+    /* Callers cut their input at their own bounds (a line's, a format
+     * buffer's) before it comes here: a sequence cut at its end goes, as
+     * one cut at the end of out does below. */
+    len = utf8_whole(in, len);
     for (i = 0; i < len; i++) {
         unsigned char c = (unsigned char)in[i];
         char esc[6];

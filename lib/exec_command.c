@@ -57,7 +57,8 @@
  * towards a result's size, its first request waits (parked) if the zygote
  * has not told the instance's pid yet, and a connection found to be
  * someone else's is answered 403 and closed on every request, logged once
- * (FAAS_LOG_WARNING, "runtime-api-peer"). A peer that cannot be checked (a
+ * (FAAS_LOG_WARNING, "runtime-api-peer"; from warn_ev, never from inside
+ * evhttp's callbacks, as results are). A peer that cannot be checked (a
  * remote one, a host without /proc) is refused too, unless
  * runtime_api_allow_remote is 1: then it is served unchecked. The verdict
  * stays with the connection, so a keep-alive runtime pays for the check
@@ -73,6 +74,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +111,9 @@
  * after this, doubling up to RECHECK_MAX_MS. */
 #define RECHECK_MS 1
 #define RECHECK_MAX_MS 64
+/* Refusals kept for warn_ev at most: a flood of outsiders in one pass of
+ * the loop costs bounded memory (they are refused all the same). */
+#define WARN_KEPT_MAX 64
 
 int faas_cmd_test_hold_pid;
 unsigned long faas_cmd_test_parks;
@@ -494,6 +499,12 @@ struct cmd_conn {
     struct faas_cmd_tap tap;
 };
 
+/* A refused connection's warning line, kept for warn_ev. */
+struct cmd_warn {
+    struct cmd_warn *next;
+    char line[];
+};
+
 struct faas_cmd_inst {
     struct faas_instance *inst;       /* NULL once freed */
     struct faas_runtime *rt;
@@ -505,6 +516,9 @@ struct faas_cmd_inst {
     struct event *watch_ev;           /* a /next waited long: watch it */
     struct event *recheck_ev;         /* parked requests: look again */
     unsigned recheck_ms;
+    struct event *warn_ev;            /* delivers the kept warnings */
+    struct cmd_warn *warns, **warns_tail;
+    unsigned nwarns;
 
     /* the GET /next that waits, with its connection */
     struct evhttp_request *next_req;
@@ -1003,6 +1017,81 @@ static void reply_refused(struct evhttp_request *req)
 }
 
 /*
+ * Keeps a "runtime-api-peer" warning for warn_ev. conn_check runs inside
+ * evhttp and bufferevent callbacks (tap_cb), which touch their state after
+ * it returns: the host's log callback, which may free the runtime and this
+ * instance with it, never runs there.
+ */
+static void warn_keep(struct faas_cmd_inst *c, const char *fmt, ...) FAAS_PRINTF(2, 3);
+
+static void warn_keep(struct faas_cmd_inst *c, const char *fmt, ...)
+{
+    struct cmd_warn *w;
+    char line[320];
+    va_list ap;
+    size_t n;
+
+    if (!c->rt->opts.log || c->nwarns >= WARN_KEPT_MAX)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    n = strlen(line);
+    if (!(w = faas_malloc(sizeof *w + n + 1)))
+        return; /* the warning is lost, the refusal is not */
+    w->next = NULL;
+    memcpy(w->line, line, n + 1);
+    *c->warns_tail = w;
+    c->warns_tail = &w->next;
+    c->nwarns++;
+    event_active(c->warn_ev, EV_TIMEOUT, 0);
+}
+
+static void warns_clear(struct faas_cmd_inst *c)
+{
+    struct cmd_warn *w, *next;
+
+    for (w = c->warns; w; w = next) {
+        next = w->next;
+        free(w);
+    }
+    c->warns = NULL;
+    c->warns_tail = &c->warns;
+    c->nwarns = 0;
+}
+
+/* The kept warnings, from the loop: inside faas_rt_enter, so a runtime
+ * freed by the log callback goes at faas_rt_leave, and inside c->depth,
+ * so an instance freed there goes from deliver_ev. Nothing is touched
+ * after faas_rt_leave. */
+static void warn_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct faas_cmd_inst *c = arg;
+    struct faas_runtime *rt = c->rt;
+    struct cmd_warn *w;
+
+    (void)fd;
+    (void)what;
+    if (c->dead || !c->inst) {
+        warns_clear(c);
+        return;
+    }
+    faas_rt_enter(rt);
+    c->depth++;
+    while (!c->dead && c->inst && (w = c->warns) != NULL) {
+        if (!(c->warns = w->next))
+            c->warns_tail = &c->warns;
+        c->nwarns--;
+        faas_log_event(rt, FAAS_LOG_WARNING, c->inst->fn->name, NULL, "runtime-api-peer", NULL,
+                       "%s", w->line);
+        free(w);
+    }
+    warns_clear(c); /* what is left: the instance went */
+    c->depth--;
+    faas_rt_leave(rt);
+}
+
+/*
  * Decides, once, whether k's peer is the instance's (see the top). Stays
  * PEER_UNCHECKED while the instance's pid is not known yet.
  */
@@ -1041,13 +1130,11 @@ static void conn_check(struct faas_cmd_inst *c, struct cmd_conn *k)
     }
     k->peer = PEER_REFUSED;
     if (found)
-        faas_log_event(rt, FAAS_LOG_WARNING, c->inst->fn->name, NULL, "runtime-api-peer", NULL,
-                       "refused a Runtime API connection from %s (uid %u): %s",
-                       ps.addr[0] ? ps.addr : "?", (unsigned)ps.uid, why);
+        warn_keep(c, "refused a Runtime API connection from %s (uid %u): %s",
+                  ps.addr[0] ? ps.addr : "?", (unsigned)ps.uid, why);
     else
-        faas_log_event(rt, FAAS_LOG_WARNING, c->inst->fn->name, NULL, "runtime-api-peer", NULL,
-                       "refused a Runtime API connection from %s: %s",
-                       ps.addr[0] ? ps.addr : "?", why);
+        warn_keep(c, "refused a Runtime API connection from %s: %s", ps.addr[0] ? ps.addr : "?",
+                  why);
 }
 
 /* Answers req of k, whose peer is decided; tr: its trailers, borrowed. */
@@ -1466,11 +1553,13 @@ int faas_cmd_inst_new(struct faas_instance *inst, char ***envp)
         return FAAS_ENOMEM;
     c->rt = rt;
     faas_list_init(&c->conns);
+    c->warns_tail = &c->warns;
     alen = strlen(region_of(rt)) + strlen(inst->fn->name) + 64;
     if (!(c->arn = faas_malloc(alen)) || !(c->event = evbuffer_new()) ||
         !(c->deliver_ev = event_new(rt->base, -1, 0, deliver_cb, c)) ||
         !(c->watch_ev = event_new(rt->base, -1, 0, watch_cb, c)) ||
-        !(c->recheck_ev = event_new(rt->base, -1, 0, recheck_cb, c)))
+        !(c->recheck_ev = event_new(rt->base, -1, 0, recheck_cb, c)) ||
+        !(c->warn_ev = event_new(rt->base, -1, 0, warn_cb, c)))
         goto fail;
     snprintf(c->arn, alen, "arn:aws:lambda:%s:000000000000:function:%s", region_of(rt),
              inst->fn->name);
@@ -1517,7 +1606,10 @@ static void cmd_destroy(struct faas_cmd_inst *c)
         event_free(c->watch_ev);
     if (c->recheck_ev)
         event_free(c->recheck_ev);
-    c->deliver_ev = c->watch_ev = c->recheck_ev = NULL;
+    if (c->warn_ev)
+        event_free(c->warn_ev);
+    c->deliver_ev = c->watch_ev = c->recheck_ev = c->warn_ev = NULL;
+    warns_clear(c);
     for (e = c->conns.next; e != &c->conns; e = e->next) {
         struct cmd_conn *k = FAAS_CONTAINER_OF(e, struct cmd_conn, link);
         if (k->evcon)

@@ -1058,8 +1058,13 @@ void faas_http_format_time(int64_t wall_ns, char *buf, size_t size)
 /* ==== the gateway ===================================================== */
 
 /* Warnings that repeat (accept failures, refused connections) are logged
- * at most once a second each, with the count of those left out. */
+ * at most once a second each, with the count of those left out. They are
+ * made inside evhttp's accept path and a listener's error callback, which
+ * touch their state after we return: a log callback that freed the runtime
+ * there would pull it from under them. So a warning's line is kept here
+ * and delivered by adopt_cb, from the loop, inside faas_rt_enter. */
 enum { WARN_ACCEPT, WARN_LIMIT, WARN_N };
+#define WARN_LINE_MAX 320
 
 struct faas_http {
     struct faas_runtime *rt;
@@ -1090,6 +1095,8 @@ struct faas_http {
     uint64_t warn_at[WARN_N];
     unsigned warn_suppressed[WARN_N];
     int warn_ok[WARN_N];
+    const char *warn_action[WARN_N]; /* a kept line's action, or NULL */
+    char warn_line[WARN_N][WARN_LINE_MAX];
 };
 
 /* Spare pending records kept at most. */
@@ -1502,7 +1509,8 @@ static size_t max_connections(const struct faas_runtime *rt)
 static void warn(struct faas_http *h, int kind, const char *action, const char *fmt, ...)
     FAAS_PRINTF(4, 5);
 
-/* A FAAS_LOG_WARNING record, at most one a second of each kind. */
+/* A FAAS_LOG_WARNING record, at most one a second of each kind: kept for
+ * adopt_cb to deliver (see WARN_N), never logged from here. */
 static void warn(struct faas_http *h, int kind, const char *action, const char *fmt, ...)
 {
     uint64_t now = faas_now_ns(h->rt);
@@ -1517,14 +1525,36 @@ static void warn(struct faas_http *h, int kind, const char *action, const char *
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     if (h->warn_suppressed[kind])
-        faas_log_event(h->rt, FAAS_LOG_WARNING, NULL, NULL, action, NULL,
-                       "%s (%u more like it in the last second)", line,
-                       h->warn_suppressed[kind]);
+        snprintf(h->warn_line[kind], sizeof h->warn_line[kind],
+                 "%s (%u more like it in the last second)", line, h->warn_suppressed[kind]);
     else
-        faas_log_event(h->rt, FAAS_LOG_WARNING, NULL, NULL, action, NULL, "%s", line);
+        snprintf(h->warn_line[kind], sizeof h->warn_line[kind], "%s", line);
+    h->warn_action[kind] = action;
     h->warn_ok[kind] = 1;
     h->warn_at[kind] = now;
     h->warn_suppressed[kind] = 0;
+    if (h->adopt_ev)
+        event_active(h->adopt_ev, EV_TIMEOUT, 0);
+}
+
+/* Delivers the kept warnings. The log callback may free the runtime (h
+ * with it): the free waits for faas_rt_leave, and nothing is touched
+ * after it. */
+static void warn_deliver(struct faas_http *h)
+{
+    struct faas_runtime *rt = h->rt;
+    int kind;
+
+    faas_rt_enter(rt);
+    for (kind = 0; kind < WARN_N; kind++) {
+        const char *action = h->warn_action[kind];
+        if (!action)
+            continue;
+        h->warn_action[kind] = NULL;
+        faas_log_event(rt, FAAS_LOG_WARNING, NULL, NULL, action, NULL, "%s",
+                       h->warn_line[kind]);
+    }
+    faas_rt_leave(rt);
 }
 
 static void timer_ms(struct timeval *tv, uint32_t ms)
@@ -1737,6 +1767,7 @@ static void adopt_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (!h->own)
         listeners_watch(h); /* the host may have bound more since */
+    warn_deliver(h); /* last: h may be gone after it */
 }
 
 /* evhttp's new connection: its bufferevent, and a record of it. */

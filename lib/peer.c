@@ -19,8 +19,13 @@
  * runtime itself, or the curl its script runs) is found in a few system
  * calls; then the children of the reaper (the zygote, which adopts what
  * the instance's processes leave behind) that are still in the instance's
- * process group, and their descendants. At most FAAS_PEER_TREE_MAX
- * processes: a runtime cannot make the host walk without bound.
+ * session, and their descendants. The session, not the process group: each
+ * instance starts a session of its own (setsid, so its id is the
+ * instance's pid), and no process can join a session, while any process
+ * may join any process group of its own session (setpgid), another
+ * instance's too if they shared one. At most FAAS_PEER_TREE_MAX processes
+ * and FAAS_PEER_FD_MAX descriptors: a runtime cannot make the host walk
+ * without bound.
  *
  * Everything here is a few blocking system calls on /proc and a netlink
  * socket, none of which waits on another process; no allocation of ours.
@@ -292,9 +297,9 @@ static ssize_t read_small(const char *path, char *buf, size_t size)
     return (ssize_t)len;
 }
 
-/* The children of every thread of p; those of its pgid `group` only, when
- * group > 0. */
-static void add_children(struct tree *t, pid_t p, pid_t group)
+/* The children of every thread of p; those of session `sid` only, when
+ * sid > 0. */
+static void add_children(struct tree *t, pid_t p, pid_t sid)
 {
     char path[64], buf[8192], *s, *e;
     struct dirent *d;
@@ -313,16 +318,18 @@ static void add_children(struct tree *t, pid_t p, pid_t group)
             long c = strtol(s, &e, 10);
             if (e == s)
                 break;
-            if (group <= 0)
+            if (sid <= 0)
                 tree_add(t, (pid_t)c);
-            else if (c != group) {
-                /* "pid (comm) state ppid pgrp ...": comm may hold spaces
-                 * and parentheses, so the fields follow its last ')'. */
+            else if (c != sid) {
+                /* "pid (comm) state ppid pgrp session ...": comm may hold
+                 * spaces and parentheses, so the fields follow its last
+                 * ')'. */
                 char stat[512], *rp;
-                int ppid, pgrp;
+                int ppid, pgrp, session;
                 snprintf(path, sizeof path, "/proc/%ld/stat", c);
                 if (read_small(path, stat, sizeof stat) > 0 && (rp = strrchr(stat, ')')) &&
-                    sscanf(rp + 1, " %*c %d %d", &ppid, &pgrp) == 2 && pgrp == group)
+                    sscanf(rp + 1, " %*c %d %d %d", &ppid, &pgrp, &session) == 3 &&
+                    session == sid)
                     tree_add(t, (pid_t)c);
             }
         }
@@ -331,8 +338,9 @@ static void add_children(struct tree *t, pid_t p, pid_t group)
 }
 
 /* 1: p holds the socket named `link`; 0: it does not, or is gone;
- * -1: its descriptors could not be read. */
-static int holds(pid_t p, const char *link, size_t len)
+ * -1: its descriptors could not be read, or *budget (descriptors left to
+ * look at in this check) ran out before they all were. */
+static int holds(pid_t p, const char *link, size_t len, size_t *budget)
 {
     char path[64], buf[64];
     struct dirent *d;
@@ -346,6 +354,11 @@ static int holds(pid_t p, const char *link, size_t len)
         ssize_t n;
         if (d->d_name[0] == '.')
             continue;
+        if (*budget == 0) {
+            closedir(dir);
+            return -1;
+        }
+        (*budget)--;
         n = readlinkat(dirfd(dir), d->d_name, buf, sizeof buf);
         found = n == (ssize_t)len && memcmp(buf, link, len) == 0;
     }
@@ -354,10 +367,16 @@ static int holds(pid_t p, const char *link, size_t len)
 }
 
 /* Looks at t's processes from *next on, adding each one's children. */
-static int walk(struct tree *t, size_t *next, const char *link, size_t len, int *unknown)
+static int walk(struct tree *t, size_t *next, const char *link, size_t len, size_t *budget,
+                int *unknown)
 {
     for (; *next < t->n; (*next)++) {
-        int r = holds(t->pids[*next], link, len);
+        int r;
+        if (*budget == 0) {
+            *unknown = 1; /* the rest is not looked at */
+            return 0;
+        }
+        r = holds(t->pids[*next], link, len, budget);
         if (r == 1)
             return 1;
         if (r < 0)
@@ -371,7 +390,7 @@ int faas_peer_held(uint64_t inode, pid_t pid, pid_t reaper)
 {
     struct tree t;
     char link[48], path[64];
-    size_t len, next = 0;
+    size_t len, next = 0, budget = FAAS_PEER_FD_MAX;
     int unknown = 0;
 
     if (pid <= 0 || inode == 0)
@@ -382,13 +401,14 @@ int faas_peer_held(uint64_t inode, pid_t pid, pid_t reaper)
     len = (size_t)snprintf(link, sizeof link, "socket:[%llu]", (unsigned long long)inode);
     t.n = 0;
     tree_add(&t, pid);
-    if (walk(&t, &next, link, len, &unknown))
+    if (walk(&t, &next, link, len, &budget, &unknown))
         return 1;
     if (reaper > 0) {
         /* What the instance's processes left behind and the reaper
-         * adopted: still the instance's while it stays in its group. */
+         * adopted: still the instance's while it stays in its session
+         * (whose id is the instance's pid). */
         add_children(&t, reaper, pid);
-        if (walk(&t, &next, link, len, &unknown))
+        if (walk(&t, &next, link, len, &budget, &unknown))
             return 1;
     }
     return unknown ? FAAS_ESYS : 0;

@@ -21,6 +21,9 @@
 
 /* Processes of one instance's tree looked at, at most. */
 #define FAAS_PEER_TREE_MAX 512
+/* Descriptors looked at in one check, at most, over all those processes:
+ * a runtime with a huge descriptor table cannot stall the loop. */
+#define FAAS_PEER_FD_MAX 4096
 
 /* The socket at the other end of fd's TCP connection. */
 struct faas_peer_sock {
@@ -40,10 +43,12 @@ int faas_peer_socket(int fd, int no_netlink, struct faas_peer_sock *out);
 
 /*
  * 1 when process `pid`, one of its descendants, or (with `reaper` > 0) a
- * child of `reaper` in pid's process group or one of that child's
- * descendants holds socket `inode`; 0 when none of them does (or pid is
- * gone); FAAS_ESYS when /proc could not tell (not mounted, or a process's
- * descriptors unreadable). Looks at FAAS_PEER_TREE_MAX processes at most.
+ * child of `reaper` in the session whose id is pid (pid leads a session of
+ * its own, see worker.c) or one of that child's descendants holds socket
+ * `inode`; 0 when none of them does (or pid is gone); FAAS_ESYS when /proc
+ * could not tell (not mounted, a process's descriptors unreadable, or more
+ * than FAAS_PEER_FD_MAX descriptors to look at). Looks at
+ * FAAS_PEER_TREE_MAX processes at most.
  */
 int faas_peer_held(uint64_t inode, pid_t pid, pid_t reaper);
 

@@ -5,7 +5,8 @@
  * The zygote is forked by faas_runtime_new before the runtime starts any
  * thread, so it is a single-threaded copy of the host image with a small
  * heap. It closes every descriptor but its control channel, leaves the
- * host's process group (a terminal's Ctrl-C is the host's to handle), dies
+ * host's session and process group (a terminal's Ctrl-C is the host's to
+ * handle), dies
  * with the host (PR_SET_PDEATHSIG, and end-of-file on the channel), and
  * adopts the orphans of its workers (a child subreaper), so a handler that
  * forks leaves nothing behind. It forks one child per SPAWN request and
@@ -198,7 +199,13 @@ void faas_child_run(const struct faas_child_spec *spec, pid_t parent)
     int sig, chan, chan_out, logfd, devnull;
     uint64_t base_kb = 0;
 
-    setpgid(0, 0);
+    /* A session of its own, not only a process group: its id is this pid
+     * for good, as no other process can join a session, while any process
+     * of a shared session could join this one's group (setpgid). The
+     * Runtime API's peer check counts the reaper's children of this
+     * session as the instance's (peer.c); killing the group (pgid = pid
+     * too) ends what the handler started. */
+    setsid();
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)
         _exit(1);
@@ -908,8 +915,8 @@ static void z_spawn(int ctrl, int sfd, struct zchildren *kids, char *msg, size_t
 
 /*
  * Kills the zygote's children that are not workers: processes a handler
- * left behind that escaped its worker's process group (setsid, a double
- * fork) and were adopted here. They go when any worker ends, and at exit.
+ * left behind that escaped its worker's process group (setsid, setpgid, a
+ * double fork) and were adopted here. They go when any worker ends, and at exit.
  */
 static void z_kill_orphans(const struct zchildren *kids, int all)
 {
@@ -994,7 +1001,7 @@ void faas_zygote_main(int ctrl, pid_t host)
     if (getppid() != host)
         _exit(0);
     atomic_store(&faas_alloc_fail_countdown, -1);
-    setpgid(0, 0);
+    setsid();
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     prctl(PR_SET_NAME, "faas-zygote");
     /* Every disposition to its default, once, here: the workers forked

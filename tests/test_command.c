@@ -29,7 +29,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/queue.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -56,6 +58,7 @@ static json_t *g_lines;       /* [[request_id, line], ...] */
 static int g_reports;
 static int g_peer_warnings;   /* FAAS_LOG_WARNING "runtime-api-peer" */
 static char g_peer_line[320]; /* the last one's line */
+static int g_free_on_peer;    /* the log frees g_rt on a peer warning */
 
 /* ==== the trailer tap (pure) =========================================== */
 
@@ -255,20 +258,128 @@ static void test_peer_socket(void **state)
     close(srv);
 }
 
-/* A process that is not a descendant of the group leader, but a child of
- * the reaper still in the leader's group, counts; outside it, not. */
+/* The parent of p, from /proc/p/stat (after its comm's last ')'). */
+static pid_t ppid_of(pid_t p)
+{
+    char path[64], buf[512], *rp;
+    int ppid = -1, fd;
+    ssize_t n;
+
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)p);
+    fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    rp = strrchr(buf, ')');
+    assert_non_null(rp);
+    assert_int_equal(sscanf(rp + 1, " %*c %d", &ppid), 1);
+    return (pid_t)ppid;
+}
+
+/* Reads a pid_t a child wrote on fd. */
+static pid_t read_pid(int fd)
+{
+    pid_t p = 0;
+    assert_int_equal(read(fd, &p, sizeof p), (ssize_t)sizeof p);
+    assert_true(p > 0);
+    return p;
+}
+
+/* An instance leads a session of its own (as workers do): a process that
+ * is not its descendant, but a child of the reaper still in its session,
+ * counts; outside it, not. Another session's processes cannot join its
+ * process group. */
 static void test_peer_held_tree(void **state)
 {
     struct faas_peer_sock ps;
+    int srv, cli, p[2], q[2];
+    pid_t leader, member, outsider;
+    char c;
+    int st;
+    (void)state;
+
+    tcp_pair(&srv, &cli);
+    assert_int_equal(faas_peer_socket(srv, 0, &ps), 0);
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(pipe(q), 0);
+    /* This process plays the zygote: it adopts what the leader's tree
+     * leaves behind. */
+    assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    leader = fork();
+    assert_true(leader >= 0);
+    if (leader == 0) {
+        pid_t mid;
+        if (setsid() < 0)
+            _exit(1);
+        close(srv);
+        mid = fork();
+        if (mid == 0) {
+            /* A member of its session that its parent leaves: adopted by
+             * the reaper, holding the socket. */
+            pid_t m = fork();
+            if (m == 0) {
+                pid_t me = getpid();
+                (void)!write(p[1], &me, sizeof me);
+                pause();
+                _exit(0);
+            }
+            _exit(m > 0 ? 0 : 1);
+        }
+        close(cli);
+        waitpid(mid, NULL, 0);
+        (void)!write(q[1], "l", 1);
+        pause();
+        _exit(0);
+    }
+    member = read_pid(p[0]);
+    assert_int_equal(read(q[0], &c, 1), 1);
+    close(cli); /* now only the member holds it */
+    assert_int_equal(getsid(member), leader);
+    assert_int_equal(ppid_of(member), getpid());
+    assert_int_equal(faas_peer_held(ps.inode, member, 0), 1);
+    assert_int_equal(faas_peer_held(ps.inode, leader, 0), 0);
+    assert_int_equal(faas_peer_held(ps.inode, leader, getpid()), 1);
+
+    /* Another session's process cannot join the leader's process group. */
+    outsider = fork();
+    assert_true(outsider >= 0);
+    if (outsider == 0)
+        _exit(setpgid(0, leader) == -1 && errno == EPERM ? 0 : 1);
+    assert_int_equal(waitpid(outsider, &st, 0), outsider);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+
+    kill(member, SIGKILL);
+    waitpid(member, NULL, 0);
+    assert_int_equal(faas_peer_held(ps.inode, leader, getpid()), 0);
+    kill(leader, SIGKILL);
+    waitpid(leader, NULL, 0);
+    assert_int_equal(faas_peer_held(ps.inode, leader, getpid()), 0);
+    assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 0), 0);
+    close(p[0]);
+    close(p[1]);
+    close(q[0]);
+    close(q[1]);
+    close(srv);
+}
+
+/* A process in the instance's process group but not in its session is not
+ * the instance's: a leader that only made a group of its own (setpgid)
+ * shares this process's session, and any of its processes can join that
+ * group and take the instance's connections for its own. */
+static void test_peer_group_not_session(void **state)
+{
+    struct faas_peer_sock ps;
     int srv, cli, p[2];
-    pid_t leader, member;
+    pid_t leader, intruder;
     char c;
     (void)state;
 
     tcp_pair(&srv, &cli);
     assert_int_equal(faas_peer_socket(srv, 0, &ps), 0);
     assert_int_equal(pipe(p), 0);
-    /* The leader of a group, without the socket. */
     leader = fork();
     assert_true(leader >= 0);
     if (leader == 0) {
@@ -280,31 +391,84 @@ static void test_peer_held_tree(void **state)
         _exit(0);
     }
     assert_int_equal(read(p[0], &c, 1), 1);
-    /* A member of its group, our child (as if the reaper had adopted it),
-     * holding the socket. */
-    member = fork();
-    assert_true(member >= 0);
-    if (member == 0) {
-        (void)!setpgid(0, leader);
-        (void)!write(p[1], "m", 1);
+    /* Another instance's process, a child of the reaper (this process),
+     * joins the leader's group and connects. */
+    intruder = fork();
+    assert_true(intruder >= 0);
+    if (intruder == 0) {
+        char ok = setpgid(0, leader) == 0 ? 'y' : 'n';
+        (void)!write(p[1], &ok, 1);
         pause();
         _exit(0);
     }
     assert_int_equal(read(p[0], &c, 1), 1);
-    close(p[0]);
-    close(p[1]);
-    close(cli); /* now only the member holds it */
-    assert_int_equal(getpgid(member), leader);
-    assert_int_equal(faas_peer_held(ps.inode, member, 0), 1);
-    assert_int_equal(faas_peer_held(ps.inode, leader, 0), 0);
-    assert_int_equal(faas_peer_held(ps.inode, leader, getpid()), 1);
-    kill(member, SIGKILL);
-    waitpid(member, NULL, 0);
+    assert_int_equal(c, 'y');
+    close(cli); /* now only the intruder holds it */
+    assert_int_equal(getpgid(intruder), leader);
+    assert_int_not_equal(getsid(intruder), leader);
     assert_int_equal(faas_peer_held(ps.inode, leader, getpid()), 0);
+    assert_int_equal(faas_peer_held(ps.inode, intruder, 0), 1);
+    kill(intruder, SIGKILL);
+    waitpid(intruder, NULL, 0);
     kill(leader, SIGKILL);
     waitpid(leader, NULL, 0);
-    assert_int_equal(faas_peer_held(ps.inode, leader, getpid()), 0);
+    close(p[0]);
+    close(p[1]);
     close(srv);
+}
+
+/* A runtime with more descriptors than one check looks at: past the bound
+ * the answer is "cannot tell", never a walk without end; a socket among
+ * the first descriptors is still found. */
+static void test_peer_fd_budget(void **state)
+{
+    struct faas_peer_sock ps;
+    struct rlimit rl;
+    int srv, cli, p[2], i, st;
+    const int many = FAAS_PEER_FD_MAX + 100;
+    pid_t holder;
+    char c;
+    (void)state;
+
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < (rlim_t)many + 64) {
+        skip();
+        return;
+    }
+    for (i = 0; i < 2; i++) {
+        tcp_pair(&srv, &cli);
+        assert_int_equal(faas_peer_socket(srv, 0, &ps), 0);
+        assert_int_equal(pipe(p), 0);
+        holder = fork();
+        assert_true(holder >= 0);
+        if (holder == 0) {
+            int k, high = many + 10;
+            rl.rlim_cur = (rlim_t)many + 64;
+            if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+                _exit(1);
+            close(srv);
+            close(p[0]);
+            /* The socket among the first descriptors (i == 0), or after
+             * all the others. */
+            if (i == 1 && (dup2(cli, high) != high || close(cli) != 0))
+                _exit(1);
+            for (k = 0; k < many; k++)
+                if (open("/dev/null", O_RDONLY) < 0)
+                    _exit(1);
+            (void)!write(p[1], "h", 1);
+            pause();
+            _exit(0);
+        }
+        assert_int_equal(read(p[0], &c, 1), 1);
+        close(cli);
+        assert_int_equal(faas_peer_held(ps.inode, holder, 0), i == 0 ? 1 : FAAS_ESYS);
+        kill(holder, SIGKILL);
+        assert_int_equal(waitpid(holder, &st, 0), holder);
+        assert_true(WIFSIGNALED(st));
+        close(p[0]);
+        close(p[1]);
+        close(srv);
+    }
 }
 
 /* ==== fixture ========================================================== */
@@ -317,6 +481,10 @@ static void on_log(const struct faas_log_record *rec, void *arg)
     } else if (rec->kind == FAAS_LOG_WARNING && strcmp(rec->action, "runtime-api-peer") == 0) {
         g_peer_warnings++;
         snprintf(g_peer_line, sizeof g_peer_line, "%s", rec->line ? rec->line : "");
+        if (g_free_on_peer && g_rt) {
+            faas_runtime_free(g_rt);
+            g_rt = NULL;
+        }
     }
     else if (rec->kind == FAAS_LOG_LINE)
         json_array_append_new(g_lines, json_pack("[ss]", rec->request_id ? rec->request_id : "",
@@ -370,6 +538,7 @@ static int teardown(void **state)
 {
     (void)state;
     faas_cmd_test_hold_pid = 0;
+    g_free_on_peer = 0;
     faas_runtime_free(g_rt);
     g_rt = NULL;
     json_decref(g_lines);
@@ -1225,6 +1394,30 @@ static void test_outsider_next_pending(void **state)
     tres_clear(&r);
 }
 
+/* The log callback frees the runtime on the warning of a refused
+ * outsider: what reads the outsider's bytes touches nothing afterwards,
+ * and its connection closes with the endpoint. */
+static void test_outsider_free_in_log(void **state)
+{
+    static const char next[] = "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n"
+                               "Host: x\r\n\r\n";
+    struct outsider o;
+    (void)state;
+
+    rt_start(NULL);
+    reg("echo", "bash", "function.handler", NULL);
+    invoke_pid("echo");
+    assert_true(tu_run_until_pred(g_base, pred_waiting, "echo", BOUND_MS));
+    g_free_on_peer = 1;
+    outsider_start(&o, faas_cmd_port(only_instance("echo")), next, 0);
+    assert_true(tu_run_until(g_base, &g_peer_warnings, 1, BOUND_MS));
+    assert_null(g_rt);
+    assert_true(tu_run_until_pred(g_base, pred_reaped, &o, BOUND_MS));
+    assert_true(WIFEXITED(o.status));
+    tu_run_for(g_base, 50); /* nothing of the runtime runs any more */
+    assert_int_equal(g_peer_warnings, 1);
+}
+
 /* Forged results with the real request id, while the runtime works on it:
  * refused, and the caller gets the runtime's. */
 static void test_outsider_forged_result(void **state)
@@ -1646,6 +1839,8 @@ int main(void)
         cmocka_unit_test(test_tap_oversize_and_bad),
         cmocka_unit_test(test_peer_socket),
         cmocka_unit_test(test_peer_held_tree),
+        cmocka_unit_test(test_peer_group_not_session),
+        cmocka_unit_test(test_peer_fd_budget),
         cmocka_unit_test_setup_teardown(test_success, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_and_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handler_error, setup, teardown),
@@ -1662,6 +1857,7 @@ cmocka_unit_test_setup_teardown(test_memory_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outsider_next_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outsider_next_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outsider_forged_result, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outsider_free_in_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_zygote, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pid_not_yet_known, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runtime_api_address, setup, teardown),

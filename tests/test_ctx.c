@@ -3,10 +3,12 @@
  * observed from inside INLINE and THREAD handlers, faas_ctx_log lines
  * reaching the runtime's log callback, in order, before the REPORT record,
  * one record a call with control characters escaped, the bounds on what an
- * invocation keeps (lines, error type and message), and strings holding
- * NUL through a handler.
+ * invocation keeps (lines, error type and message), log text cut at a
+ * bound that stays valid UTF-8, and strings holding NUL through a
+ * handler.
  */
 #include "testutil.h"
+#include "faas_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -824,6 +826,149 @@ static void test_ctx_nul_in_strings(void **state)
     fx_free(&f);
 }
 
+/* s[0..n) is well-formed UTF-8 (no overlong forms, surrogates or code
+ * points past U+10FFFF, no sequence cut short). */
+static int utf8_valid(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = (unsigned char)s[i];
+        size_t len, k;
+        unsigned cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf)
+            len = 2, cp = c & 0x1fu;
+        else if (c >= 0xe0 && c <= 0xef)
+            len = 3, cp = c & 0x0fu;
+        else if (c >= 0xf0 && c <= 0xf4)
+            len = 4, cp = c & 0x07u;
+        else
+            return 0;
+        if (n - i < len)
+            return 0;
+        for (k = 1; k < len; k++) {
+            unsigned char d = (unsigned char)s[i + k];
+            if ((d & 0xc0u) != 0x80u)
+                return 0;
+            cp = cp << 6 | (d & 0x3fu);
+        }
+        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
+static int h_log_wide(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    char *s = malloc(3000 * 2 + 1);
+    (void)event;
+    (void)result;
+    if (!s)
+        return 1;
+    for (int i = 0; i < 3000; i++)
+        memcpy(s + 2 * i, "\xc3\xa9", 2);
+    s[6000] = '\0';
+    faas_ctx_log(ctx, "%s", s);
+    free(s);
+    return 0;
+}
+
+/* A line cut at its bound in the middle of a character ends before it:
+ * valid UTF-8, within 4 KiB. */
+static void test_ctx_log_multibyte_cut(void **state)
+{
+    enum faas_isolation iso = iso_of(state);
+    struct fx f;
+    struct logs l;
+    struct cap c = { 0 };
+    struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+    size_t n;
+    memset(&l, 0, sizeof l);
+    fx_new_log(&f, log_cb, &l);
+    o.isolation = iso;
+    assert_int_equal(faas_register(f.rt, "wide", h_log_wide, &o), 0);
+
+    invoke_wait(&f, "wide", NULL, NULL, &c);
+    assert_int_equal(c.status, 0);
+    assert_int_equal(l.n, 2);
+    assert_int_equal(l.r[0].kind, FAAS_LOG_LINE);
+    n = strlen(l.r[0].line);
+    assert_true(n <= 4095);
+    assert_int_equal(n, 4094); /* 2047 whole characters */
+    assert_true(utf8_valid(l.r[0].line, n));
+    cap_clear(&c);
+    logs_clear(&l);
+    fx_free(&f);
+}
+
+/* faas_log_escape with an input cut anywhere in a character of 2, 3 or 4
+ * bytes, the output large enough or not: whole characters only. */
+static void test_log_escape_cut_input(void **state)
+{
+    static const char *const chars[] = { "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80" };
+    char in[64], out[64];
+    size_t w, len, size, n;
+    (void)state;
+
+    for (w = 0; w < 3; w++) {
+        size_t cl = strlen(chars[w]);
+        for (len = 0; len + cl <= sizeof in; len += cl)
+            memcpy(in + len, chars[w], cl);
+        for (len = 0; len <= sizeof in; len++) {
+            for (size = 1; size <= sizeof out; size++) {
+                n = faas_log_escape(out, size, in, len);
+                assert_true(n < size);
+                assert_int_equal(out[n], '\0');
+                assert_int_equal(n % cl, 0);
+                assert_true(utf8_valid(out, n));
+                /* Nothing whole is dropped that fits. */
+                assert_int_equal(n, (len < size - 1 ? len : size - 1) / cl * cl);
+            }
+        }
+    }
+}
+
+static char g_event_line[512];
+static int g_events;
+
+static void event_log(const struct faas_log_record *r, void *arg)
+{
+    (void)arg;
+    if (r->kind != FAAS_LOG_ASYNC || !r->line)
+        return;
+    g_events++;
+    snprintf(g_event_line, sizeof g_event_line, "%s", r->line);
+}
+
+/* A runtime's own record (an async failure) whose text runs past its
+ * bound in the middle of a character: cut before it. */
+static void test_log_event_multibyte_cut(void **state)
+{
+    char msg[1001];
+    struct fx f;
+    size_t n;
+    (void)state;
+
+    for (n = 0; n + 3 <= 999; n += 3)
+        memcpy(msg + n, "\xe2\x82\xac", 3);
+    msg[n] = '\0';
+    g_events = 0;
+    fx_new_log(&f, event_log, NULL);
+    /* "x: " puts the 320-byte buffer's cut inside a character. */
+    faas_log_event(f.rt, FAAS_LOG_ASYNC, "fn", "rid", "failure", NULL, "x: %s", msg);
+    assert_int_equal(g_events, 1);
+    n = strlen(g_event_line);
+    assert_true(n > 300 && n < 320);
+    assert_true(utf8_valid(g_event_line, n));
+    assert_int_equal(strncmp(g_event_line, "x: \xe2\x82\xac", 6), 0);
+    fx_free(&f);
+}
+
 #define BOTH(t) cmocka_unit_test_prestate(t, &iso_inline_v), cmocka_unit_test_prestate(t, &iso_thread_v)
 
 int main(void)
@@ -842,6 +987,9 @@ int main(void)
         BOTH(test_ctx_fail_bounded),
         BOTH(test_ctx_log_bounded),
         BOTH(test_ctx_nul_in_strings),
+        BOTH(test_ctx_log_multibyte_cut),
+        cmocka_unit_test(test_log_escape_cut_input),
+        cmocka_unit_test(test_log_event_multibyte_cut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

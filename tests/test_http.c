@@ -95,10 +95,18 @@ static int h_gated(struct faas_ctx *ctx, json_t *event, json_t **result)
 
 static int g_warn_accept;  /* FAAS_LOG_WARNING "accept" records */
 static int g_warn_limit;   /* FAAS_LOG_WARNING "connection-limit" records */
+static const char *g_free_on; /* a warning's action: the log frees g_rt */
+static int g_freed_in_log;
 
 static void on_log(const struct faas_log_record *rec, void *arg)
 {
     (void)arg;
+    if (rec->kind == FAAS_LOG_WARNING && g_free_on && strcmp(rec->action, g_free_on) == 0 &&
+        g_rt) {
+        faas_runtime_free(g_rt);
+        g_rt = NULL;
+        g_freed_in_log++;
+    }
     if (rec->kind == FAAS_LOG_REPORT)
         g_reports++;
     if (rec->kind == FAAS_LOG_WARNING && strcmp(rec->action, "accept") == 0) {
@@ -146,6 +154,8 @@ static int setup(void **state)
     assert_non_null(g_base);
     g_reports = 0;
     g_warn_accept = g_warn_limit = 0;
+    g_free_on = NULL;
+    g_freed_in_log = 0;
     ASTORE(&g_gate, 0);
     ASTORE(&g_started, 0);
     g_reply = NULL;
@@ -1368,6 +1378,68 @@ static void test_accept_emfile(void **state)
     close(r.fd);
 }
 
+/* The log callback frees the runtime on a connection-limit warning: the
+ * gateway touches nothing of it afterwards, and the connections close
+ * with its server. */
+static void test_free_on_limit_warning(void **state)
+{
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    struct tu_raw_resp a, b;
+    (void)state;
+
+    o.http_max_connections = 1;
+    serve(&o);
+    g_free_on = "connection-limit";
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    a.fd = tu_raw_connect(g_port);
+    b.fd = tu_raw_connect(g_port);
+    assert_true(tu_run_until(g_base, &g_freed_in_log, 1, BOUND_MS));
+    assert_null(g_rt);
+    assert_int_equal(g_warn_limit, 1);
+    tu_run_for(g_base, 50); /* nothing of the runtime runs any more */
+    assert_true(tu_run_until_pred(g_base, raw_closed, &a, BOUND_MS));
+    assert_true(tu_run_until_pred(g_base, raw_closed, &b, BOUND_MS));
+    close(a.fd);
+    close(b.fd);
+    assert_int_equal(g_freed_in_log, 1);
+}
+
+/* The same with an accept failure's warning. */
+static void test_free_on_accept_warning(void **state)
+{
+    struct sockaddr_in a;
+    struct rlimit low;
+    int fd, probe;
+    (void)state;
+
+    serve(NULL);
+    g_free_on = "accept";
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    probe = open("/dev/null", O_RDONLY);
+    assert_true(probe >= 0);
+    close(probe);
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &g_nofile), 0);
+    low = g_nofile;
+    low.rlim_cur = (rlim_t)probe;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    g_nofile_lowered = 1;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons(g_port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_true(tu_run_until(g_base, &g_freed_in_log, 1, BOUND_MS));
+    assert_null(g_rt);
+    assert_int_equal(g_warn_accept, 1);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &g_nofile), 0);
+    g_nofile_lowered = 0;
+    tu_run_for(g_base, 50);
+    close(fd);
+    assert_int_equal(g_freed_in_log, 1);
+}
+
 static void test_drain(void **state)
 {
     struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
@@ -1492,6 +1564,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accept_emfile, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_on_limit_warning, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_on_accept_warning, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nul_strings, setup, teardown),
     };

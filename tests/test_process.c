@@ -416,6 +416,58 @@ static void test_log_escaped(void **state)
     faas_result_free(r);
 }
 
+static int h_wide(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    char s[3000 * 2 + 1];
+    int i;
+    (void)event;
+    for (i = 0; i < 3000; i++)
+        memcpy(s + 2 * i, "\xc3\xa9", 2);
+    s[6000] = '\0';
+    faas_ctx_log(ctx, "%s", s);
+    printf("%s\n", s);
+    fflush(stdout);
+    *result = json_null();
+    return 0;
+}
+
+static int g_wide_lines, g_wide_bad;
+
+/* Counts LINE records, and those over 4095 bytes or not ending in a whole
+ * "é" (the lines are nothing else). */
+static void on_log_wide(const struct faas_log_record *r, void *arg)
+{
+    size_t n;
+    (void)arg;
+    if (r->kind != FAAS_LOG_LINE)
+        return;
+    n = strlen(r->line);
+    g_wide_lines++;
+    if (n > 4095 || n % 2 != 0 || (n > 0 && memcmp(r->line + n - 2, "\xc3\xa9", 2) != 0))
+        g_wide_bad++;
+}
+
+/* Lines cut at their bound in the middle of a character, from
+ * faas_ctx_log in a worker and from its stdout: whole characters only. */
+static void test_log_multibyte_cut(void **state)
+{
+    struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
+    struct faas_function_opts o = proc_opts();
+    struct faas_result *r;
+    (void)state;
+
+    faas_runtime_free(g_rt);
+    ro.log = on_log_wide;
+    g_wide_lines = g_wide_bad = 0;
+    assert_int_equal(faas_runtime_new(&g_rt, g_base, &ro), 0);
+    assert_int_equal(faas_register(g_rt, "wide", h_wide, &o), 0);
+    r = call("wide", NULL);
+    assert_int_equal(faas_result_status(r), 0);
+    faas_result_free(r);
+    assert_int_equal(g_wide_lines, 2);
+    assert_int_equal(g_wide_bad, 0);
+}
+
 static int h_echo(struct faas_ctx *ctx, json_t *event, json_t **result)
 {
     (void)ctx;
@@ -805,6 +857,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_handler_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_escaped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_multibyte_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nul_in_strings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_payloads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_descriptor_leaks, setup, teardown),
