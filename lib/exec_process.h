@@ -138,7 +138,7 @@ struct faas_child_spec {
 };
 
 /*
- * In a new child, right after fork: its own process group, death with its
+ * In a new child, right after fork: its own session and process group, death with its
  * parent, default signals, descriptors 0 (/dev/null), 1 and 2 (the log),
  * 3 and 4 (the channel, native) and nothing else, the memory limit; then exec
  * the command or run the native worker. Never returns.
