@@ -13,7 +13,11 @@
  *  - strings and option structs passed in are copied;
  *  - json_t arguments are borrowed: the caller keeps its reference;
  *  - returned pointers say in their comment how long they stay valid;
- *  - option structs are versioned: start each from its _INIT macro.
+ *  - option structs are versioned: start each from its _INIT macro (or its
+ *    faas_*_opts_init() function). A struct's version says which fields the
+ *    caller's copy of it has: every call accepts versions 1 to the current
+ *    one, reads only the fields that version has (later fields take their
+ *    defaults), and refuses a version from the future with FAAS_EINVAL.
  *
  * MIT licensed. See LICENSE.
  */
@@ -106,6 +110,17 @@ FAAS_EXTERN const char *faas_strerror_name(int err);
 /* The library's version, "MAJOR.MINOR.PATCH". Returns a static string. */
 FAAS_EXTERN const char *faas_version(void);
 
+/*
+ * The errno of the system call behind the last FAAS_ESYS this runtime
+ * returned (faas_register, faas_register_library, faas_register_command,
+ * faas_http_bind, faas_watch_dir), so a host can tell EADDRINUSE from
+ * EACCES; 0 when no call has failed with FAAS_ESYS. It is not reset by
+ * calls that succeed. faas_runtime_new has no runtime to keep it in: when
+ * it returns FAAS_ESYS, errno is as the failing system call left it. NULL
+ * gives 0.
+ */
+FAAS_EXTERN int faas_runtime_last_errno(const struct faas_runtime *rt);
+
 /* ------------------------------------------------------------------ */
 /* Callbacks and clock                                                 */
 /* ------------------------------------------------------------------ */
@@ -193,7 +208,11 @@ struct faas_clock {
 /* Runtime                                                             */
 /* ------------------------------------------------------------------ */
 
-#define FAAS_RUNTIME_OPTS_VERSION 1
+/*
+ * Version 1 ends at secret_access_key; version 2 adds the HTTP limits and
+ * runtime_api_allow_remote.
+ */
+#define FAAS_RUNTIME_OPTS_VERSION 2
 
 struct faas_runtime_opts {
     unsigned int version;       /* FAAS_RUNTIME_OPTS_VERSION */
@@ -240,14 +259,23 @@ struct faas_runtime_opts {
     }
 
 /*
+ * Fills *opts with the defaults of FAAS_RUNTIME_OPTS_INIT for the layout of
+ * `version` (1..FAAS_RUNTIME_OPTS_VERSION; pass FAAS_RUNTIME_OPTS_VERSION):
+ * only that version's fields are written, and opts->version = version.
+ * Returns 0 or FAAS_EINVAL (NULL, or an unknown version).
+ */
+FAAS_EXTERN int faas_runtime_opts_init(struct faas_runtime_opts *opts, unsigned int version);
+
+/*
  * Creates a runtime on the host's event base. The base is borrowed: it must
  * outlive the runtime, and libfaas only adds events to it. `opts` is copied;
  * NULL means the defaults. On success writes the runtime to *out; on failure
  * leaves *out untouched. With opts.zygote (the default) it forks the zygote
  * process, from which worker processes are forked later: call it before the
  * host starts threads, so the zygote is a single-threaded copy of the host.
- * Returns 0, FAAS_EINVAL (NULL out or base, unknown opts version), FAAS_ENOMEM
- * or FAAS_ESYS (the zygote could not be forked).
+ * Returns 0, FAAS_EINVAL (NULL out or base, an opts version from the
+ * future), FAAS_ENOMEM or FAAS_ESYS (the zygote could not be forked; errno
+ * is as the failing call left it).
  */
 FAAS_EXTERN int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
                                  const struct faas_runtime_opts *opts);
@@ -299,7 +327,8 @@ enum faas_isolation {
     FAAS_ISOLATION_PROCESS = 2
 };
 
-#define FAAS_IDEMPOTENCY_OPTS_VERSION 1
+/* Version 1 ends at store; version 2 adds max_bytes. */
+#define FAAS_IDEMPOTENCY_OPTS_VERSION 2
 
 struct faas_store;
 
@@ -319,6 +348,10 @@ struct faas_idempotency_opts {
 #define FAAS_IDEMPOTENCY_OPTS_INIT                                          \
     { FAAS_IDEMPOTENCY_OPTS_VERSION, NULL, NULL, 3600u, 0u, 0, NULL,        \
       64u * 1024u * 1024u }
+
+/* As faas_runtime_opts_init, for FAAS_IDEMPOTENCY_OPTS_INIT. */
+FAAS_EXTERN int faas_idempotency_opts_init(struct faas_idempotency_opts *opts,
+                                           unsigned int version);
 
 /*
  * Idempotency stores. A store keeps one record per key: a key is the
@@ -381,10 +414,14 @@ struct faas_store_ops {
     void (*destroy)(void *impl); /* faas_store_free; NULL: nothing to do */
 };
 
+/* Zeroes *ops for the layout of `version` and sets ops->version. Returns 0
+ * or FAAS_EINVAL (NULL, or a version outside 1..FAAS_STORE_OPS_VERSION). */
+FAAS_EXTERN int faas_store_ops_init(struct faas_store_ops *ops, unsigned int version);
+
 /*
  * Wraps an implementation in a store handle. `ops` is copied; `impl` is
  * borrowed until faas_store_free() calls ops->destroy(impl).
- * Returns 0, FAAS_EINVAL or FAAS_ENOMEM.
+ * Returns 0, FAAS_EINVAL (also: a version from the future) or FAAS_ENOMEM.
  */
 FAAS_EXTERN int faas_store_new(struct faas_store **out, const struct faas_store_ops *ops,
                                void *impl);
@@ -437,7 +474,8 @@ FAAS_EXTERN size_t faas_store_memory_bytes(const struct faas_store *st);
 
 enum faas_overflow { FAAS_OVERFLOW_REJECT = 0, FAAS_OVERFLOW_DROP_OLDEST = 1 };
 
-#define FAAS_ASYNC_OPTS_VERSION 1
+/* Version 1 ends at dead_letter_arg; version 2 adds max_queue_bytes. */
+#define FAAS_ASYNC_OPTS_VERSION 2
 
 struct faas_async_opts {
     unsigned int version;       /* FAAS_ASYNC_OPTS_VERSION */
@@ -462,6 +500,9 @@ struct faas_async_opts {
             FAAS_OVERFLOW_REJECT, NULL, NULL, NULL, NULL, NULL, NULL,       \
             64u * 1024u * 1024u                                             \
     }
+
+/* As faas_runtime_opts_init, for FAAS_ASYNC_OPTS_INIT. */
+FAAS_EXTERN int faas_async_opts_init(struct faas_async_opts *opts, unsigned int version);
 
 #define FAAS_FUNCTION_OPTS_VERSION 1
 
@@ -492,6 +533,9 @@ struct faas_function_opts {
             NULL, NULL                                                      \
     }
 
+/* As faas_runtime_opts_init, for FAAS_FUNCTION_OPTS_INIT. */
+FAAS_EXTERN int faas_function_opts_init(struct faas_function_opts *opts, unsigned int version);
+
 /* Longest function name accepted, in bytes (Lambda's limit). */
 #define FAAS_NAME_MAX 64
 
@@ -502,9 +546,11 @@ struct faas_function_opts {
  * FAAS_ISOLATION_PROCESS runs `fn` in worker processes forked from the
  * zygote, a copy of the host image: `fn`, init and fini must be in the
  * executable or in a library loaded before faas_runtime_new.
- * Returns 0, FAAS_EINVAL (NULL or bad arguments, unknown opts version or
- * isolation, min_warm above max_concurrency), FAAS_EEXIST, FAAS_ENOMEM or
- * FAAS_ESYS (a worker thread could not be started).
+ * Returns 0, FAAS_EINVAL (NULL or bad arguments, an opts version from the
+ * future, in opts or the idempotency and async options it points to, an
+ * unknown isolation, min_warm above max_concurrency), FAAS_EEXIST,
+ * FAAS_ENOMEM or FAAS_ESYS (a worker thread could not be started:
+ * faas_runtime_last_errno says why).
  */
 FAAS_EXTERN int faas_register(struct faas_runtime *rt, const char *name,
                               faas_handler_fn fn, const struct faas_function_opts *opts);
@@ -575,6 +621,9 @@ struct faas_invoke_opts {
 };
 
 #define FAAS_INVOKE_OPTS_INIT { FAAS_INVOKE_OPTS_VERSION, 0u, NULL, NULL, NULL, 0 }
+
+/* As faas_runtime_opts_init, for FAAS_INVOKE_OPTS_INIT. */
+FAAS_EXTERN int faas_invoke_opts_init(struct faas_invoke_opts *opts, unsigned int version);
 
 /*
  * Invokes a function, request/response. `event` is borrowed (NULL is JSON
@@ -759,6 +808,9 @@ struct faas_map_opts {
 #define FAAS_MAP_OPTS_INIT                                                  \
     { FAAS_MAP_OPTS_VERSION, 0u, 0u, NULL, -1, 0u, 0, 0, 0u, NULL, NULL }
 
+/* As faas_runtime_opts_init, for FAAS_MAP_OPTS_INIT. */
+FAAS_EXTERN int faas_map_opts_init(struct faas_map_opts *opts, unsigned int version);
+
 /*
  * Maps an event source to a function. Source keys: "api:[METHOD ]/path"
  * (an HTTP route: {name} segments, a {proxy+} tail, a trailing *; METHOD
@@ -869,6 +921,12 @@ FAAS_EXTERN int faas_schedule_next(const char *expr, time_t after, time_t *next)
 /* Metrics                                                             */
 /* ------------------------------------------------------------------ */
 
+/*
+ * A function's counters. The struct grows at its end: a host compiled
+ * against a later header passes its size to faas_stats_read(), which fills
+ * what that size holds. faas_stats() fills the first version's fields only
+ * (those below, up to `queued`), forever.
+ */
 struct faas_stats {
     uint64_t invocations; /* invocations that produced a result */
     uint64_t errors;      /* results with a non-zero status */
@@ -883,10 +941,22 @@ struct faas_stats {
 
 /*
  * Reads one function's counters, or the sum over all functions when
- * `function` is NULL. Returns 0, FAAS_EINVAL or FAAS_ENOENT.
+ * `function` is NULL. Writes the fields of the first version of struct
+ * faas_stats only; use faas_stats_read() to get later ones.
+ * Returns 0, FAAS_EINVAL or FAAS_ENOENT.
  */
 FAAS_EXTERN int faas_stats(struct faas_runtime *rt, const char *function,
                            struct faas_stats *out);
+
+/*
+ * As faas_stats(), for a struct of `size` bytes: pass sizeof(struct
+ * faas_stats) as the host sees it. The fields that fit in `size` are
+ * written; nothing past `size` is touched.
+ * Returns 0, FAAS_EINVAL (also: a size smaller than the first version's
+ * struct, or larger than this library's) or FAAS_ENOENT.
+ */
+FAAS_EXTERN int faas_stats_read(struct faas_runtime *rt, const char *function,
+                                struct faas_stats *out, size_t size);
 
 /*
  * Appends the counters and duration histograms of every function to `out`

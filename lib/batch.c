@@ -468,14 +468,13 @@ static json_t *failure_record(struct faas_batcher *b, const struct bbatch *bt,
                               enum fail_cond cond, const char *request_id)
 {
     struct faas_runtime *rt = b->rt;
-    const char *region = rt->opts.region && rt->opts.region[0] ? rt->opts.region : "local";
     char ts[96], arn[FAAS_NAME_MAX + 128];
     json_t *rec, *resp, *records;
     size_t i;
 
     faas_iso_time_ms(faas_wall_ns(rt), ts, sizeof ts);
-    snprintf(arn, sizeof arn, "arn:aws:lambda:%s:000000000000:function:%s", region,
-             b->function);
+    snprintf(arn, sizeof arn, "arn:aws:lambda:%s:000000000000:function:%s",
+             rt->opts.region, b->function);
     /* 200 for an attempt that ran (functionError says it failed), the
      * refusal's code for one that did not, 0 when none was made. */
     resp = json_pack("{s:i, s:s}", "statusCode",

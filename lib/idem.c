@@ -37,6 +37,7 @@
 #include <sodium.h>
 
 #include "faas_int.h"
+#include "opts.h"
 
 struct faas_idem {
     char *key_path;      /* NULL: explicit keys only */
@@ -109,11 +110,14 @@ static int path_valid(const char *p)
     return n > 0 && p[0] != '.' && p[n - 1] != '.' && !strstr(p, "..");
 }
 
-int faas_idem_configure(struct faas_fn *fn, const struct faas_idempotency_opts *opts)
+int faas_idem_configure(struct faas_fn *fn, const struct faas_idempotency_opts *host_opts)
 {
+    struct faas_idempotency_opts o, *opts = &o;
     struct faas_idem *idem;
     int rc;
 
+    if (faas_idempotency_opts_read(&o, host_opts) != 0)
+        return FAAS_EINVAL;
     if ((opts->key_path && !path_valid(opts->key_path)) ||
         (opts->validate_path && !path_valid(opts->validate_path)) || opts->ttl_s == 0)
         return FAAS_EINVAL;
