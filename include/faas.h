@@ -882,12 +882,27 @@ FAAS_EXTERN int faas_http_attach(struct faas_runtime *rt, struct evhttp *http);
 /*
  * Creates an evhttp server of the runtime's own on address:port (port 0: a
  * free port; faas_http_port() tells which) and serves the routes on it.
- * Returns 0, FAAS_EINVAL, FAAS_EBUSY (already serving) or FAAS_ESYS.
+ * Returns 0, FAAS_EINVAL, FAAS_EBUSY (already serving) or FAAS_ESYS (the
+ * address could not be bound: faas_runtime_last_errno says why, e.g.
+ * EADDRINUSE or EACCES).
  */
 FAAS_EXTERN int faas_http_bind(struct faas_runtime *rt, const char *address, uint16_t port);
 
 /* The port faas_http_bind() listens on, or 0. */
 FAAS_EXTERN uint16_t faas_http_port(const struct faas_runtime *rt);
+
+/*
+ * Undoes faas_http_attach or faas_http_bind: the gateway stops serving.
+ * Requests it holds are answered 503 at once (their invocations go on and
+ * their results are dropped). An attached evhttp gets its generic callback
+ * and bufferevent callback back unset (NULL) and its listeners' error
+ * callbacks cleared; its connections stay open, the host's. A bound server
+ * is freed, with its connections. Routes stay mapped: a later attach or
+ * bind serves them again. Returns 0, FAAS_EINVAL (NULL), FAAS_ENOENT (not
+ * serving) or FAAS_EBUSY (called from a callback the gateway itself is
+ * running: a log record or an idempotency store of a request it admits).
+ */
+FAAS_EXTERN int faas_http_detach(struct faas_runtime *rt);
 
 /*
  * Watches a directory (inotify, on the host's loop) and emits
@@ -898,10 +913,19 @@ FAAS_EXTERN uint16_t faas_http_port(const struct faas_runtime *rt);
  * scanned. eTag is the hex BLAKE2b-128 of the content (S3 uses MD5). Files
  * present when the watch starts are not emitted. A queue overflow rescans
  * the tree and is logged (FAAS_LOG_ASYNC, "overflow"). Watches last until
- * faas_runtime_free. Returns a watch id (>= 0), FAAS_EINVAL, FAAS_ENOENT (no
- * such directory) or FAAS_ESYS.
+ * faas_unwatch or faas_runtime_free. Returns a watch id (>= 0), FAAS_EINVAL,
+ * FAAS_ENOENT (no such directory) or FAAS_ESYS (faas_runtime_last_errno says
+ * why: ENOSPC is the inotify watch limit).
  */
 FAAS_EXTERN int faas_watch_dir(struct faas_runtime *rt, const char *bucket, const char *dir);
+
+/*
+ * Ends a watch of faas_watch_dir: nothing more is emitted for its directory
+ * from this call on (records it already emitted stay with their mappings).
+ * Safe inside a callback, even one running for a record of this watch.
+ * Returns 0, FAAS_EINVAL or FAAS_ENOENT (no such watch, or already ended).
+ */
+FAAS_EXTERN int faas_unwatch(struct faas_runtime *rt, int watch_id);
 
 /* ------------------------------------------------------------------ */
 /* Schedules                                                           */

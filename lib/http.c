@@ -1090,6 +1090,8 @@ struct faas_http {
     uint64_t warn_at[WARN_N];
     unsigned warn_suppressed[WARN_N];
     int warn_ok[WARN_N];
+    int busy;                        /* host code runs inside a callback of
+                                        the server: faas_http_detach waits */
 };
 
 /* Spare pending records kept at most. */
@@ -1516,12 +1518,14 @@ static void warn(struct faas_http *h, int kind, const char *action, const char *
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    h->busy++;
     if (h->warn_suppressed[kind])
         faas_log_event(h->rt, FAAS_LOG_WARNING, NULL, NULL, action, NULL,
                        "%s (%u more like it in the last second)", line,
                        h->warn_suppressed[kind]);
     else
         faas_log_event(h->rt, FAAS_LOG_WARNING, NULL, NULL, action, NULL, "%s", line);
+    h->busy--;
     h->warn_ok[kind] = 1;
     h->warn_at[kind] = now;
     h->warn_suppressed[kind] = 0;
@@ -1996,6 +2000,9 @@ static void conns_stop(struct faas_http *h)
     if (h->adopt_ev)
         event_free(h->adopt_ev);
     free(h->by_fd);
+    h->adopt_ev = NULL; /* a later attach or bind starts anew */
+    h->by_fd = NULL;
+    h->by_fd_len = 0;
 }
 
 void faas_http_drain(struct faas_runtime *rt)
@@ -2232,7 +2239,11 @@ static void request_cb(struct evhttp_request *req, void *arg)
     /* Lambda's Invoke API comes first: routes cannot shadow it. It answers
      * a draining runtime itself, in its own words. */
     if (rt->opts.invoke_api && strncmp(path, INVOKE_API_PREFIX, INVOKE_API_PREFIX_LEN) == 0) {
+        faas_rt_enter(rt); /* h outlives the request: a free waits */
+        h->busy++;
         faas_invoke_api_request(rt, req);
+        h->busy--;
+        faas_rt_leave(rt);
         return;
     }
     if (rt->draining) {
@@ -2318,6 +2329,7 @@ static void request_cb(struct evhttp_request *req, void *arg)
     /* What faas_invoke would do, less the copy of an event nobody else
      * holds and, when the request's size bounds it, the size walk. */
     faas_rt_enter(rt); /* the store of an idempotent function is user code */
+    h->busy++;
     fn = faas_fn_lookup(rt, ((struct faas_mapping *)r->owner)->function);
     if (!fn) {
         rc = FAAS_ENOENT;
@@ -2334,6 +2346,7 @@ static void request_cb(struct evhttp_request *req, void *arg)
         reply_status(req, head, rc, 1);
         pending_put(h, p);
     }
+    h->busy--;
     faas_rt_leave(rt);
 }
 
@@ -2399,9 +2412,11 @@ int faas_http_bind(struct faas_runtime *rt, const char *address, uint16_t port)
     }
     sock = evhttp_bind_socket_with_handle(http, address, port);
     if (!sock) {
+        int err = errno; /* evhttp_free may change it */
         h->http = NULL;
         evhttp_free(http);
-        return FAAS_ESYS;
+        errno = err;
+        return faas_rt_sys_error(rt, FAAS_ESYS);
     }
     if (getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss, &sl) == 0) {
         if (ss.ss_family == AF_INET)
@@ -2449,15 +2464,13 @@ static void route_orphan_cb(struct faas_route *r, void *arg)
     faas_route_free(r);
 }
 
-void faas_http_free(struct faas_runtime *rt)
+/* The gateway stops serving: what waits is answered 503 (the
+ * invocations' callbacks then find nobody), the server is freed (own) or
+ * given back with no callbacks of ours (attached). Routes stay. */
+static void http_unhook(struct faas_http *h)
 {
-    struct faas_http *h = rt ? rt->http : NULL;
     struct faas_list *e;
 
-    if (!h)
-        return;
-    rt->http = NULL;
-    /* Answer what waits; the invocations' callbacks then find nobody. */
     while ((e = faas_list_pop_head(&h->pending)) != NULL) {
         struct faas_http_hold *p = FAAS_CONTAINER_OF(e, struct faas_http_hold, link);
         struct evhttp_request *req = pending_take(p);
@@ -2477,6 +2490,34 @@ void faas_http_free(struct faas_runtime *rt)
         }
     }
     conns_stop(h);
+    h->http = NULL;
+    h->own = 0;
+    h->port = 0;
+}
+
+int faas_http_detach(struct faas_runtime *rt)
+{
+    struct faas_http *h = rt ? rt->http : NULL;
+
+    if (!rt)
+        return FAAS_EINVAL;
+    if (!h || !h->http)
+        return FAAS_ENOENT;
+    if (h->busy)
+        return FAAS_EBUSY;
+    http_unhook(h);
+    return 0;
+}
+
+void faas_http_free(struct faas_runtime *rt)
+{
+    struct faas_http *h = rt ? rt->http : NULL;
+    struct faas_list *e;
+
+    if (!h)
+        return;
+    rt->http = NULL;
+    http_unhook(h);
     while ((e = faas_list_pop_head(&h->spare)) != NULL)
         free(FAAS_CONTAINER_OF(e, struct faas_http_hold, link));
     table_free_each(h->routes, route_orphan_cb, NULL);
