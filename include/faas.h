@@ -48,10 +48,15 @@ extern "C" {
 #define FAAS_PRINTF(f, a)
 #endif
 
+/* The one place the version is written: the Makefile reads it from here. */
 #define FAAS_VERSION_MAJOR 0
 #define FAAS_VERSION_MINOR 1
 #define FAAS_VERSION_PATCH 0
-#define FAAS_VERSION_STRING "0.1.0"
+#define FAAS_VERSION_STR_(x) #x
+#define FAAS_VERSION_XSTR_(x) FAAS_VERSION_STR_(x)
+#define FAAS_VERSION_STRING                                                 \
+    FAAS_VERSION_XSTR_(FAAS_VERSION_MAJOR) "." FAAS_VERSION_XSTR_(FAAS_VERSION_MINOR) "." \
+        FAAS_VERSION_XSTR_(FAAS_VERSION_PATCH)
 
 struct event_base;
 struct evhttp;

@@ -33,6 +33,7 @@
 #include <event2/event.h>
 
 #include "faas_int.h"
+#include "json_path.h"
 #include "opts.h"
 #include "http.h"
 #include "schedule.h"
@@ -335,7 +336,8 @@ static int map_opts(struct faas_mapping *m, const struct faas_map_opts *host_opt
     int rc;
 
     if (faas_map_opts_read(&o, host_opts) != 0 || opts->batch_size > 10000 ||
-        opts->parallelization > 10 || opts->max_retries < -1)
+        opts->parallelization > 10 || opts->max_retries < -1 ||
+        (opts->partition_key_path && !faas_json_path_valid(opts->partition_key_path)))
         return FAAS_EINVAL;
     if (opts->on_failure && !faas_fn_lookup(m->rt, opts->on_failure))
         return FAAS_ENOENT;
