@@ -339,7 +339,9 @@ struct faas_store;
 
 struct faas_idempotency_opts {
     unsigned int version;      /* FAAS_IDEMPOTENCY_OPTS_VERSION */
-    const char *key_path;      /* dotted JSON path of the key in the event */
+    const char *key_path;      /* dotted path of the key in the event: exact
+                                  member names, then ignoring case; array
+                                  indices; into strings holding JSON */
     const char *validate_path; /* part that must match on a replay; NULL */
     uint32_t ttl_s;            /* how long a completed result is kept; 3600; > 0 */
     uint32_t max_entries;      /* LRU bound of the memory store; 0 = none */
@@ -804,8 +806,9 @@ struct faas_map_opts {
     int bisect_on_error;        /* split a failing batch in two and retry */
     int report_batch_item_failures; /* honour {"batchItemFailures": [...]} */
     uint32_t parallelization;   /* batches in flight per mapping, 1..10; 0 = 1 */
-    const char *partition_key_path; /* dotted path: records with the same key
-                                   run in order; NULL = the source's key */
+    const char *partition_key_path; /* dotted path, walked as key_path is:
+                                   records with the same key run in order;
+                                   NULL = the source's key */
     const char *on_failure;     /* function invoked async with records that
                                    failed for good; copied; NULL = none */
 };
