@@ -51,32 +51,6 @@ static void fx_free(struct fx *f)
     f->base = NULL;
 }
 
-static void tick_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-}
-
-/* Like tu_run_until, for a counter written by worker threads. */
-static int run_until_atomic(struct event_base *base, int *counter, int want, unsigned bound_ms)
-{
-    uint64_t end = tu_now_ms() + bound_ms;
-    struct timeval tick = { 0, 1000 };
-    struct event *ev = event_new(base, -1, 0, tick_cb, NULL);
-    int ok = 1;
-    while (__atomic_load_n(counter, __ATOMIC_SEQ_CST) < want) {
-        if (tu_now_ms() > end) {
-            ok = 0;
-            break;
-        }
-        event_add(ev, &tick);
-        event_base_loop(base, EVLOOP_ONCE);
-    }
-    event_free(ev);
-    return ok;
-}
-
 static int aload(int *p)
 {
     return __atomic_load_n(p, __ATOMIC_SEQ_CST);
@@ -487,7 +461,7 @@ static void test_unregister_inflight(void **state)
     for (int i = 0; i < 3; i++)
         assert_int_equal(faas_invoke(f.rt, "u", NULL, NULL, cap_cb, &c[i]), 0);
     if (iso == FAAS_ISOLATION_THREAD)
-        assert_true(run_until_atomic(f.base, &g_started, 2, BOUND_MS));
+        assert_true(tu_run_until_atomic(f.base, &g_started, 2, BOUND_MS));
 
     assert_int_equal(faas_unregister(f.rt, "u"), 0);
     /* Callbacks come from the loop, not from inside faas_unregister. */
@@ -499,7 +473,7 @@ static void test_unregister_inflight(void **state)
     }
     if (iso == FAAS_ISOLATION_THREAD) {
         /* The running handlers were flagged cancelled and have returned. */
-        assert_true(run_until_atomic(f.base, &g_finished, aload(&g_started), BOUND_MS));
+        assert_true(tu_run_until_atomic(f.base, &g_finished, aload(&g_started), BOUND_MS));
         assert_int_equal(aload(&g_saw_cancel), aload(&g_started));
     }
     tu_run_for(f.base, 30);
@@ -570,7 +544,7 @@ static void test_free_inflight_thread(void **state)
     for (int i = 0; i < 4; i++)
         assert_int_equal(faas_invoke(f.rt, "thr", NULL, NULL, cap_cb, &c[i]), 0);
     /* Two workers: two handlers running, the others waiting. */
-    assert_true(run_until_atomic(f.base, &g_started, 2, BOUND_MS));
+    assert_true(tu_run_until_atomic(f.base, &g_started, 2, BOUND_MS));
     for (int i = 0; i < 4; i++)
         assert_int_equal(c[i].calls, 0);
 
