@@ -12,10 +12,11 @@
  *
  * Records wait in per-key FIFO queues. Stream and DynamoDB mappings key
  * each record by its partition key (opts.partition_key_path, walked by
- * json_path.c as an idempotency key_path is, or the source's own); a key is available while none of its records is in a
- * batch (in flight, waiting for a retry, or waiting behind the other half
- * of a bisected batch), so one key has one batch at a time and its records
- * stay in order, while different keys run in parallel. S3 and queue
+ * json_path.c as an idempotency key_path is, or the source's own); a key
+ * is available while none of its records is in a batch (in flight,
+ * waiting for a retry, or waiting behind the other half of a bisected
+ * batch), so one key has one batch at a time and its records stay in
+ * order, while different keys run in parallel. S3 and queue
  * mappings have one queue that is always available. Available keys are on
  * `avail`, oldest head record first; navail counts their records. A batch
  * takes up to batch_size available records when that many are available,

@@ -6,9 +6,9 @@
  * "headers.Idempotency-Key", "Records.0.messageId"; json_path.c walks it:
  * objects, case-insensitively after the exact name, arrays, and strings
  * that hold JSON) or an explicit string per call, and keys on the canonical
- * serialisation of what it finds (sorted keys, compact). The store key is BLAKE2b-256 of the
- * function's name and that text: keys of any size cost the same, and two
- * functions never share a record.
+ * serialisation of what it finds (sorted keys, compact). The store key is
+ * BLAKE2b-256 of the function's name and that text: keys of any size cost
+ * the same, and two functions never share a record.
  *
  * States, per key, in the function's store:
  *   absent      -> the invocation takes an INPROGRESS record, then runs;
@@ -31,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <sodium.h>
 
@@ -104,7 +103,6 @@ static void log_evictions(struct faas_fn *fn)
     }
 }
 
-
 int faas_idem_configure(struct faas_fn *fn, const struct faas_idempotency_opts *host_opts)
 {
     struct faas_idempotency_opts o, *opts = &o;
@@ -155,7 +153,6 @@ void faas_idem_free(struct faas_fn *fn)
     fn->idem = NULL;
 }
 
-/* The member of an object, exactly or else ignoring case. */
 /*
  * What a key hashes: "s" and the bytes of a string, or "j" and the canonical
  * JSON (sorted keys, compact) of anything else. A string costs no

@@ -33,9 +33,9 @@
 #include <event2/event.h>
 
 #include "faas_int.h"
+#include "http.h"
 #include "json_path.h"
 #include "opts.h"
-#include "http.h"
 #include "schedule.h"
 
 
