@@ -7,8 +7,11 @@
 #   make bench      benchmarks, each figure next to a floor from the same run
 #   make install    PREFIX=/usr/local DESTDIR=  (and make uninstall)
 
-VERSION_MAJOR := 0
-VERSION       := 0.1.0
+# The version is written once, in include/faas.h (FAAS_VERSION_MAJOR,
+# _MINOR, _PATCH).
+faas_version = $(shell sed -n 's/^\#define FAAS_VERSION_$(1) \([0-9][0-9]*\)$$/\1/p' include/faas.h)
+VERSION_MAJOR := $(call faas_version,MAJOR)
+VERSION       := $(VERSION_MAJOR).$(call faas_version,MINOR).$(call faas_version,PATCH)
 
 PREFIX  ?= /usr/local
 LIBDIR  ?= $(PREFIX)/lib

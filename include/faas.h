@@ -13,7 +13,11 @@
  *  - strings and option structs passed in are copied;
  *  - json_t arguments are borrowed: the caller keeps its reference;
  *  - returned pointers say in their comment how long they stay valid;
- *  - option structs are versioned: start each from its _INIT macro.
+ *  - option structs are versioned: start each from its _INIT macro (or its
+ *    faas_*_opts_init() function). A struct's version says which fields the
+ *    caller's copy of it has: every call accepts versions 1 to the current
+ *    one, reads only the fields that version has (later fields take their
+ *    defaults), and refuses a version from the future with FAAS_EINVAL.
  *
  * MIT licensed. See LICENSE.
  */
@@ -44,10 +48,15 @@ extern "C" {
 #define FAAS_PRINTF(f, a)
 #endif
 
+/* The one place the version is written: the Makefile reads it from here. */
 #define FAAS_VERSION_MAJOR 0
 #define FAAS_VERSION_MINOR 1
 #define FAAS_VERSION_PATCH 0
-#define FAAS_VERSION_STRING "0.1.0"
+#define FAAS_VERSION_STR_(x) #x
+#define FAAS_VERSION_XSTR_(x) FAAS_VERSION_STR_(x)
+#define FAAS_VERSION_STRING                                                 \
+    FAAS_VERSION_XSTR_(FAAS_VERSION_MAJOR) "." FAAS_VERSION_XSTR_(FAAS_VERSION_MINOR) "." \
+        FAAS_VERSION_XSTR_(FAAS_VERSION_PATCH)
 
 struct event_base;
 struct evhttp;
@@ -105,6 +114,17 @@ FAAS_EXTERN const char *faas_strerror_name(int err);
 
 /* The library's version, "MAJOR.MINOR.PATCH". Returns a static string. */
 FAAS_EXTERN const char *faas_version(void);
+
+/*
+ * The errno of the system call behind the last FAAS_ESYS this runtime
+ * returned (faas_register, faas_register_library, faas_register_command,
+ * faas_http_bind, faas_watch_dir), so a host can tell EADDRINUSE from
+ * EACCES; 0 when no call has failed with FAAS_ESYS. It is not reset by
+ * calls that succeed. faas_runtime_new has no runtime to keep it in: when
+ * it returns FAAS_ESYS, errno is as the failing system call left it. NULL
+ * gives 0.
+ */
+FAAS_EXTERN int faas_runtime_last_errno(const struct faas_runtime *rt);
 
 /* ------------------------------------------------------------------ */
 /* Callbacks and clock                                                 */
@@ -193,7 +213,11 @@ struct faas_clock {
 /* Runtime                                                             */
 /* ------------------------------------------------------------------ */
 
-#define FAAS_RUNTIME_OPTS_VERSION 1
+/*
+ * Version 1 ends at secret_access_key; version 2 adds the HTTP limits and
+ * runtime_api_allow_remote.
+ */
+#define FAAS_RUNTIME_OPTS_VERSION 2
 
 struct faas_runtime_opts {
     unsigned int version;       /* FAAS_RUNTIME_OPTS_VERSION */
@@ -240,14 +264,23 @@ struct faas_runtime_opts {
     }
 
 /*
+ * Fills *opts with the defaults of FAAS_RUNTIME_OPTS_INIT for the layout of
+ * `version` (1..FAAS_RUNTIME_OPTS_VERSION; pass FAAS_RUNTIME_OPTS_VERSION):
+ * only that version's fields are written, and opts->version = version.
+ * Returns 0 or FAAS_EINVAL (NULL, or an unknown version).
+ */
+FAAS_EXTERN int faas_runtime_opts_init(struct faas_runtime_opts *opts, unsigned int version);
+
+/*
  * Creates a runtime on the host's event base. The base is borrowed: it must
  * outlive the runtime, and libfaas only adds events to it. `opts` is copied;
  * NULL means the defaults. On success writes the runtime to *out; on failure
  * leaves *out untouched. With opts.zygote (the default) it forks the zygote
  * process, from which worker processes are forked later: call it before the
  * host starts threads, so the zygote is a single-threaded copy of the host.
- * Returns 0, FAAS_EINVAL (NULL out or base, unknown opts version), FAAS_ENOMEM
- * or FAAS_ESYS (the zygote could not be forked).
+ * Returns 0, FAAS_EINVAL (NULL out or base, an opts version from the
+ * future), FAAS_ENOMEM or FAAS_ESYS (the zygote could not be forked; errno
+ * is as the failing call left it).
  */
 FAAS_EXTERN int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
                                  const struct faas_runtime_opts *opts);
@@ -299,13 +332,16 @@ enum faas_isolation {
     FAAS_ISOLATION_PROCESS = 2
 };
 
-#define FAAS_IDEMPOTENCY_OPTS_VERSION 1
+/* Version 1 ends at store; version 2 adds max_bytes. */
+#define FAAS_IDEMPOTENCY_OPTS_VERSION 2
 
 struct faas_store;
 
 struct faas_idempotency_opts {
     unsigned int version;      /* FAAS_IDEMPOTENCY_OPTS_VERSION */
-    const char *key_path;      /* dotted JSON path of the key in the event */
+    const char *key_path;      /* dotted path of the key in the event: exact
+                                  member names, then ignoring case; array
+                                  indices; into strings holding JSON */
     const char *validate_path; /* part that must match on a replay; NULL */
     uint32_t ttl_s;            /* how long a completed result is kept; 3600; > 0 */
     uint32_t max_entries;      /* LRU bound of the memory store; 0 = none */
@@ -319,6 +355,10 @@ struct faas_idempotency_opts {
 #define FAAS_IDEMPOTENCY_OPTS_INIT                                          \
     { FAAS_IDEMPOTENCY_OPTS_VERSION, NULL, NULL, 3600u, 0u, 0, NULL,        \
       64u * 1024u * 1024u }
+
+/* As faas_runtime_opts_init, for FAAS_IDEMPOTENCY_OPTS_INIT. */
+FAAS_EXTERN int faas_idempotency_opts_init(struct faas_idempotency_opts *opts,
+                                           unsigned int version);
 
 /*
  * Idempotency stores. A store keeps one record per key: a key is the
@@ -381,10 +421,14 @@ struct faas_store_ops {
     void (*destroy)(void *impl); /* faas_store_free; NULL: nothing to do */
 };
 
+/* Zeroes *ops for the layout of `version` and sets ops->version. Returns 0
+ * or FAAS_EINVAL (NULL, or a version outside 1..FAAS_STORE_OPS_VERSION). */
+FAAS_EXTERN int faas_store_ops_init(struct faas_store_ops *ops, unsigned int version);
+
 /*
  * Wraps an implementation in a store handle. `ops` is copied; `impl` is
  * borrowed until faas_store_free() calls ops->destroy(impl).
- * Returns 0, FAAS_EINVAL or FAAS_ENOMEM.
+ * Returns 0, FAAS_EINVAL (also: a version from the future) or FAAS_ENOMEM.
  */
 FAAS_EXTERN int faas_store_new(struct faas_store **out, const struct faas_store_ops *ops,
                                void *impl);
@@ -437,7 +481,8 @@ FAAS_EXTERN size_t faas_store_memory_bytes(const struct faas_store *st);
 
 enum faas_overflow { FAAS_OVERFLOW_REJECT = 0, FAAS_OVERFLOW_DROP_OLDEST = 1 };
 
-#define FAAS_ASYNC_OPTS_VERSION 1
+/* Version 1 ends at dead_letter_arg; version 2 adds max_queue_bytes. */
+#define FAAS_ASYNC_OPTS_VERSION 2
 
 struct faas_async_opts {
     unsigned int version;       /* FAAS_ASYNC_OPTS_VERSION */
@@ -462,6 +507,9 @@ struct faas_async_opts {
             FAAS_OVERFLOW_REJECT, NULL, NULL, NULL, NULL, NULL, NULL,       \
             64u * 1024u * 1024u                                             \
     }
+
+/* As faas_runtime_opts_init, for FAAS_ASYNC_OPTS_INIT. */
+FAAS_EXTERN int faas_async_opts_init(struct faas_async_opts *opts, unsigned int version);
 
 #define FAAS_FUNCTION_OPTS_VERSION 1
 
@@ -492,6 +540,9 @@ struct faas_function_opts {
             NULL, NULL                                                      \
     }
 
+/* As faas_runtime_opts_init, for FAAS_FUNCTION_OPTS_INIT. */
+FAAS_EXTERN int faas_function_opts_init(struct faas_function_opts *opts, unsigned int version);
+
 /* Longest function name accepted, in bytes (Lambda's limit). */
 #define FAAS_NAME_MAX 64
 
@@ -502,9 +553,11 @@ struct faas_function_opts {
  * FAAS_ISOLATION_PROCESS runs `fn` in worker processes forked from the
  * zygote, a copy of the host image: `fn`, init and fini must be in the
  * executable or in a library loaded before faas_runtime_new.
- * Returns 0, FAAS_EINVAL (NULL or bad arguments, unknown opts version or
- * isolation, min_warm above max_concurrency), FAAS_EEXIST, FAAS_ENOMEM or
- * FAAS_ESYS (a worker thread could not be started).
+ * Returns 0, FAAS_EINVAL (NULL or bad arguments, an opts version from the
+ * future, in opts or the idempotency and async options it points to, an
+ * unknown isolation, min_warm above max_concurrency), FAAS_EEXIST,
+ * FAAS_ENOMEM or FAAS_ESYS (a worker thread could not be started:
+ * faas_runtime_last_errno says why).
  */
 FAAS_EXTERN int faas_register(struct faas_runtime *rt, const char *name,
                               faas_handler_fn fn, const struct faas_function_opts *opts);
@@ -575,6 +628,9 @@ struct faas_invoke_opts {
 };
 
 #define FAAS_INVOKE_OPTS_INIT { FAAS_INVOKE_OPTS_VERSION, 0u, NULL, NULL, NULL, 0 }
+
+/* As faas_runtime_opts_init, for FAAS_INVOKE_OPTS_INIT. */
+FAAS_EXTERN int faas_invoke_opts_init(struct faas_invoke_opts *opts, unsigned int version);
 
 /*
  * Invokes a function, request/response. `event` is borrowed (NULL is JSON
@@ -750,14 +806,18 @@ struct faas_map_opts {
     int bisect_on_error;        /* split a failing batch in two and retry */
     int report_batch_item_failures; /* honour {"batchItemFailures": [...]} */
     uint32_t parallelization;   /* batches in flight per mapping, 1..10; 0 = 1 */
-    const char *partition_key_path; /* dotted path: records with the same key
-                                   run in order; NULL = the source's key */
+    const char *partition_key_path; /* dotted path, walked as key_path is:
+                                   records with the same key run in order;
+                                   NULL = the source's key */
     const char *on_failure;     /* function invoked async with records that
                                    failed for good; copied; NULL = none */
 };
 
 #define FAAS_MAP_OPTS_INIT                                                  \
     { FAAS_MAP_OPTS_VERSION, 0u, 0u, NULL, -1, 0u, 0, 0, 0u, NULL, NULL }
+
+/* As faas_runtime_opts_init, for FAAS_MAP_OPTS_INIT. */
+FAAS_EXTERN int faas_map_opts_init(struct faas_map_opts *opts, unsigned int version);
 
 /*
  * Maps an event source to a function. Source keys: "api:[METHOD ]/path"
@@ -830,12 +890,27 @@ FAAS_EXTERN int faas_http_attach(struct faas_runtime *rt, struct evhttp *http);
 /*
  * Creates an evhttp server of the runtime's own on address:port (port 0: a
  * free port; faas_http_port() tells which) and serves the routes on it.
- * Returns 0, FAAS_EINVAL, FAAS_EBUSY (already serving) or FAAS_ESYS.
+ * Returns 0, FAAS_EINVAL, FAAS_EBUSY (already serving) or FAAS_ESYS (the
+ * address could not be bound: faas_runtime_last_errno says why, e.g.
+ * EADDRINUSE or EACCES).
  */
 FAAS_EXTERN int faas_http_bind(struct faas_runtime *rt, const char *address, uint16_t port);
 
 /* The port faas_http_bind() listens on, or 0. */
 FAAS_EXTERN uint16_t faas_http_port(const struct faas_runtime *rt);
+
+/*
+ * Undoes faas_http_attach or faas_http_bind: the gateway stops serving.
+ * Requests it holds are answered 503 at once (their invocations go on and
+ * their results are dropped). An attached evhttp gets its generic callback
+ * and bufferevent callback back unset (NULL) and its listeners' error
+ * callbacks cleared; its connections stay open, the host's. A bound server
+ * is freed, with its connections. Routes stay mapped: a later attach or
+ * bind serves them again. Returns 0, FAAS_EINVAL (NULL), FAAS_ENOENT (not
+ * serving) or FAAS_EBUSY (called from a callback the gateway itself is
+ * running: a log record or an idempotency store of a request it admits).
+ */
+FAAS_EXTERN int faas_http_detach(struct faas_runtime *rt);
 
 /*
  * Watches a directory (inotify, on the host's loop) and emits
@@ -846,10 +921,19 @@ FAAS_EXTERN uint16_t faas_http_port(const struct faas_runtime *rt);
  * scanned. eTag is the hex BLAKE2b-128 of the content (S3 uses MD5). Files
  * present when the watch starts are not emitted. A queue overflow rescans
  * the tree and is logged (FAAS_LOG_ASYNC, "overflow"). Watches last until
- * faas_runtime_free. Returns a watch id (>= 0), FAAS_EINVAL, FAAS_ENOENT (no
- * such directory) or FAAS_ESYS.
+ * faas_unwatch or faas_runtime_free. Returns a watch id (>= 0), FAAS_EINVAL,
+ * FAAS_ENOENT (no such directory) or FAAS_ESYS (faas_runtime_last_errno says
+ * why: ENOSPC is the inotify watch limit).
  */
 FAAS_EXTERN int faas_watch_dir(struct faas_runtime *rt, const char *bucket, const char *dir);
+
+/*
+ * Ends a watch of faas_watch_dir: nothing more is emitted for its directory
+ * from this call on (records it already emitted stay with their mappings).
+ * Safe inside a callback, even one running for a record of this watch.
+ * Returns 0, FAAS_EINVAL or FAAS_ENOENT (no such watch, or already ended).
+ */
+FAAS_EXTERN int faas_unwatch(struct faas_runtime *rt, int watch_id);
 
 /* ------------------------------------------------------------------ */
 /* Schedules                                                           */
@@ -869,6 +953,12 @@ FAAS_EXTERN int faas_schedule_next(const char *expr, time_t after, time_t *next)
 /* Metrics                                                             */
 /* ------------------------------------------------------------------ */
 
+/*
+ * A function's counters. The struct grows at its end: a host compiled
+ * against a later header passes its size to faas_stats_read(), which fills
+ * what that size holds. faas_stats() fills the first version's fields only
+ * (those below, up to `queued`), forever.
+ */
 struct faas_stats {
     uint64_t invocations; /* invocations that produced a result */
     uint64_t errors;      /* results with a non-zero status */
@@ -883,10 +973,22 @@ struct faas_stats {
 
 /*
  * Reads one function's counters, or the sum over all functions when
- * `function` is NULL. Returns 0, FAAS_EINVAL or FAAS_ENOENT.
+ * `function` is NULL. Writes the fields of the first version of struct
+ * faas_stats only; use faas_stats_read() to get later ones.
+ * Returns 0, FAAS_EINVAL or FAAS_ENOENT.
  */
 FAAS_EXTERN int faas_stats(struct faas_runtime *rt, const char *function,
                            struct faas_stats *out);
+
+/*
+ * As faas_stats(), for a struct of `size` bytes: pass sizeof(struct
+ * faas_stats) as the host sees it. The fields that fit in `size` are
+ * written; nothing past `size` is touched.
+ * Returns 0, FAAS_EINVAL (also: a size smaller than the first version's
+ * struct, or larger than this library's) or FAAS_ENOENT.
+ */
+FAAS_EXTERN int faas_stats_read(struct faas_runtime *rt, const char *function,
+                                struct faas_stats *out, size_t size);
 
 /*
  * Appends the counters and duration histograms of every function to `out`

@@ -55,6 +55,7 @@
 #include <event2/event.h>
 
 #include "faas_int.h"
+#include "opts.h"
 
 #define ASYNC_BACKOFF_CAP_MS (15u * 60u * 1000u)
 
@@ -428,7 +429,7 @@ static json_t *destination_record(struct faas_runtime *rt, const struct faas_res
 
     faas_iso_time_ms(faas_wall_ns(rt), ts, sizeof ts);
     snprintf(arn, sizeof arn, "arn:aws:lambda:%s:000000000000:function:%s:$LATEST",
-             rt->opts.region ? rt->opts.region : "local", res->function);
+             rt->opts.region, res->function);
     resp = json_pack("{s:i, s:s}", "statusCode", 200, "executedVersion", "$LATEST");
     if (resp && res->status != 0)
         json_object_set_new(resp, "functionError", json_string("Unhandled"));
@@ -941,13 +942,15 @@ static int invoke_async(struct faas_runtime *rt, struct faas_fn *fn, json_t *eve
 int faas_invoke_async(struct faas_runtime *rt, const char *name, json_t *event,
                       const struct faas_invoke_opts *opts, char request_id[FAAS_REQUEST_ID_SIZE])
 {
+    struct faas_invoke_opts o;
     struct faas_fn *fn;
     int rc;
 
     rc = faas_invoke_check(rt, name, event, opts, rt ? rt->opts.max_async_payload : 0, &fn);
     if (rc)
         return rc;
-    return invoke_async(rt, fn, event, opts, request_id);
+    faas_invoke_opts_read(&o, opts); /* checked above */
+    return invoke_async(rt, fn, event, &o, request_id);
 }
 
 int faas_async_invoke_internal(struct faas_runtime *rt, const char *name, json_t *event,
@@ -967,17 +970,13 @@ int faas_async_invoke_internal(struct faas_runtime *rt, const char *name, json_t
 
 /* ---- hooks of the other subsystems ---------------------------------- */
 
-int faas_async_configure(struct faas_fn *fn, const struct faas_async_opts *opts)
+int faas_async_configure(struct faas_fn *fn, const struct faas_async_opts *host_opts)
 {
-    static const struct faas_async_opts defaults = FAAS_ASYNC_OPTS_INIT;
+    struct faas_async_opts o, *opts = &o;
     struct faas_async *a;
     char *on_success = NULL, *on_failure = NULL;
 
-    if (!fn)
-        return FAAS_EINVAL;
-    if (!opts)
-        opts = &defaults;
-    if (opts->version != FAAS_ASYNC_OPTS_VERSION)
+    if (!fn || faas_async_opts_read(&o, host_opts) != 0)
         return FAAS_EINVAL;
     if (opts->overflow != FAAS_OVERFLOW_REJECT && opts->overflow != FAAS_OVERFLOW_DROP_OLDEST)
         return FAAS_EINVAL;

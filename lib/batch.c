@@ -11,11 +11,12 @@
  * the mapped function, looked up by name at send time.
  *
  * Records wait in per-key FIFO queues. Stream and DynamoDB mappings key
- * each record by its partition key (opts.partition_key_path, or the
- * source's own); a key is available while none of its records is in a
- * batch (in flight, waiting for a retry, or waiting behind the other half
- * of a bisected batch), so one key has one batch at a time and its records
- * stay in order, while different keys run in parallel. S3 and queue
+ * each record by its partition key (opts.partition_key_path, walked by
+ * json_path.c as an idempotency key_path is, or the source's own); a key
+ * is available while none of its records is in a batch (in flight,
+ * waiting for a retry, or waiting behind the other half of a bisected
+ * batch), so one key has one batch at a time and its records stay in
+ * order, while different keys run in parallel. S3 and queue
  * mappings have one queue that is always available. Available keys are on
  * `avail`, oldest head record first; navail counts their records. A batch
  * takes up to batch_size available records when that many are available,
@@ -59,6 +60,7 @@
 #include <event2/event.h>
 
 #include "faas_int.h"
+#include "json_path.h"
 
 #define BATCH_SIZE_MAX 10000u
 #define PARALLEL_MAX 10u
@@ -201,34 +203,19 @@ static uint32_t str_hash(const char *s)
     return h;
 }
 
-/* The value at a dotted path ("a.b.0.c": digits index arrays), or NULL. */
-static json_t *path_get(json_t *j, const char *path)
-{
-    const char *p = path, *dot;
-    while (j && *p) {
-        size_t len;
-        dot = strchr(p, '.');
-        len = dot ? (size_t)(dot - p) : strlen(p);
-        if (json_is_object(j)) {
-            j = json_object_getn(j, p, len);
-        } else if (json_is_array(j) && len > 0 && len < 10 && strspn(p, "0123456789") >= len) {
-            j = json_array_get(j, strtoul(p, NULL, 10));
-        } else {
-            return NULL;
-        }
-        p = dot ? dot + 1 : p + len;
-    }
-    return j;
-}
-
-/* The identifier batchItemFailures names a record by, or NULL. */
-static const char *rec_id(const struct faas_batcher *b, json_t *rec)
+/* The identifier batchItemFailures names a record by: a new reference to
+ * a string, or NULL. */
+static json_t *rec_id(const struct faas_batcher *b, json_t *rec)
 {
     const char *path = b->kind == FAAS_SRC_QUEUE      ? "messageId"
                        : b->kind == FAAS_SRC_STREAM   ? "kinesis.sequenceNumber"
                        : b->kind == FAAS_SRC_DYNAMODB ? "dynamodb.SequenceNumber"
                                                       : "s3.object.sequencer";
-    return json_string_value(path_get(rec, path));
+    json_t *id = faas_json_path(rec, path);
+    if (json_is_string(id))
+        return id;
+    json_decref(id);
+    return NULL;
 }
 
 /* ---- keys ----------------------------------------------------------- */
@@ -353,13 +340,16 @@ static char *partition_key(const struct faas_batcher *b, json_t *rec)
     const char *path = b->key_path ? b->key_path
                        : b->kind == FAAS_SRC_STREAM ? "kinesis.partitionKey"
                                                     : "dynamodb.Keys";
-    json_t *v = path_get(rec, path);
+    json_t *v = faas_json_path(rec, path);
+    char *key;
     if (!v)
         return faas_strdup("");
     if (json_is_string(v))
-        return faas_strdup(json_string_value(v));
-    /* Sorted keys: the same DynamoDB key in any member order is one key. */
-    return json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        key = faas_strdup(json_string_value(v));
+    else /* Sorted keys: the same DynamoDB key in any member order is one key. */
+        key = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    json_decref(v);
+    return key;
 }
 
 /* ---- records and batches -------------------------------------------- */
@@ -468,14 +458,13 @@ static json_t *failure_record(struct faas_batcher *b, const struct bbatch *bt,
                               enum fail_cond cond, const char *request_id)
 {
     struct faas_runtime *rt = b->rt;
-    const char *region = rt->opts.region && rt->opts.region[0] ? rt->opts.region : "local";
     char ts[96], arn[FAAS_NAME_MAX + 128];
     json_t *rec, *resp, *records;
     size_t i;
 
     faas_iso_time_ms(faas_wall_ns(rt), ts, sizeof ts);
-    snprintf(arn, sizeof arn, "arn:aws:lambda:%s:000000000000:function:%s", region,
-             b->function);
+    snprintf(arn, sizeof arn, "arn:aws:lambda:%s:000000000000:function:%s",
+             rt->opts.region, b->function);
     /* 200 for an attempt that ran (functionError says it failed), the
      * refusal's code for one that did not, 0 when none was made. */
     resp = json_pack("{s:i, s:s}", "statusCode",
@@ -492,7 +481,7 @@ static json_t *failure_record(struct faas_batcher *b, const struct bbatch *bt,
                     "version", "1.0", "timestamp", ts);
     if (rec && bt->n && (b->kind == FAAS_SRC_STREAM || b->kind == FAAS_SRC_DYNAMODB)) {
         json_t *first = bt->recs[0]->rec, *last = bt->recs[bt->n - 1]->rec;
-        json_t *info = json_pack("{s:s, s:s?, s:s?, s:I, s:s?}", "shardId",
+        json_t *info = json_pack("{s:s, s:o?, s:o?, s:I, s:s?}", "shardId",
                                  "shardId-000000000000", "startSequenceNumber",
                                  rec_id(b, first), "endSequenceNumber", rec_id(b, last),
                                  "batchSize", (json_int_t)bt->n, "streamArn",
@@ -680,8 +669,10 @@ static int item_failures(const struct faas_batcher *b, const struct bbatch *bt, 
         if (!want || !want[0])
             return -1;
         for (j = 0; j < bt->n; j++) {
-            const char *id = rec_id(b, bt->recs[j]->rec);
-            if (id && strcmp(id, want) == 0)
+            json_t *id = rec_id(b, bt->recs[j]->rec);
+            int same = id && strcmp(json_string_value(id), want) == 0;
+            json_decref(id);
+            if (same)
                 break;
         }
         if (j == bt->n)

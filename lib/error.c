@@ -1,11 +1,30 @@
 /*
- * error.c - the error codes' names and messages.
+ * error.c - the error codes' names and messages, and the errno kept behind
+ * FAAS_ESYS.
  *
  * Both come from FAAS_ERRNO_MAP in faas.h, the one table; the switches have
  * no default case, so a code added to the enum without a message is a
  * compiler warning (and warnings are errors).
+ *
+ * FAAS_ESYS stands for many errnos; the public calls that can return it
+ * pass their result through faas_rt_sys_error on the way out, while errno
+ * is still the failing call's, and faas_runtime_last_errno gives it back.
  */
+#include <errno.h>
+
 #include "faas_int.h"
+
+int faas_rt_sys_error(struct faas_runtime *rt, int rc)
+{
+    if (rc == FAAS_ESYS && rt)
+        rt->last_errno = errno;
+    return rc;
+}
+
+int faas_runtime_last_errno(const struct faas_runtime *rt)
+{
+    return rt ? rt->last_errno : 0;
+}
 
 const char *faas_strerror(int err)
 {

@@ -560,7 +560,7 @@ static void conn_free(struct cmd_conn *k)
 
 static const char *region_of(const struct faas_runtime *rt)
 {
-    return rt->opts.region && rt->opts.region[0] ? rt->opts.region : "local";
+    return rt->opts.region; /* faas_runtime_new decided the default */
 }
 
 /* 32 lowercase hex digits from a fresh request id (no system call). */

@@ -369,7 +369,13 @@ struct faas_runtime {
     int free_requested;        /* faas_runtime_free was called in one */
     int closing;               /* faas_runtime_free is running */
     int draining;              /* faas_drain was called: new work is refused */
+    int last_errno;            /* error.c: behind the last FAAS_ESYS returned */
 };
+
+/* ---- error.c -------------------------------------------------------- */
+/* A public call's return path: when rc is FAAS_ESYS, keeps errno for
+ * faas_runtime_last_errno. Returns rc. */
+int faas_rt_sys_error(struct faas_runtime *rt, int rc);
 
 /* ---- alloc.c -------------------------------------------------------- */
 /* Test hook: the allocation after this many more fails (once); -1 = never. */
@@ -479,8 +485,6 @@ void faas_sources_free(struct faas_runtime *rt);
 void faas_sources_sweep(struct faas_runtime *rt);
 /* Fires every schedule whose time has come (tests with a fake clock). */
 void faas_schedule_poll(struct faas_runtime *rt);
-/* "aws:s3" etc.: the eventSource of a host-fed kind. */
-const char *faas_src_event_source(enum faas_src_kind kind);
 
 /* ---- filter.c: EventBridge patterns --------------------------------- */
 /* Compiles one pattern (a JSON object) or an array of 1..5 (OR'ed); the text

@@ -1097,6 +1097,8 @@ struct faas_http {
     int warn_ok[WARN_N];
     const char *warn_action[WARN_N]; /* a kept line's action, or NULL */
     char warn_line[WARN_N][WARN_LINE_MAX];
+    int busy;                        /* host code runs inside a callback of
+                                        the server: faas_http_detach waits */
 };
 
 /* Spare pending records kept at most. */
@@ -1546,6 +1548,7 @@ static void warn_deliver(struct faas_http *h)
     int kind;
 
     faas_rt_enter(rt);
+    h->busy++; /* the log callback may not detach the server under us */
     for (kind = 0; kind < WARN_N; kind++) {
         const char *action = h->warn_action[kind];
         if (!action)
@@ -1554,6 +1557,7 @@ static void warn_deliver(struct faas_http *h)
         faas_log_event(rt, FAAS_LOG_WARNING, NULL, NULL, action, NULL, "%s",
                        h->warn_line[kind]);
     }
+    h->busy--;
     faas_rt_leave(rt);
 }
 
@@ -2027,6 +2031,9 @@ static void conns_stop(struct faas_http *h)
     if (h->adopt_ev)
         event_free(h->adopt_ev);
     free(h->by_fd);
+    h->adopt_ev = NULL; /* a later attach or bind starts anew */
+    h->by_fd = NULL;
+    h->by_fd_len = 0;
 }
 
 void faas_http_drain(struct faas_runtime *rt)
@@ -2263,7 +2270,11 @@ static void request_cb(struct evhttp_request *req, void *arg)
     /* Lambda's Invoke API comes first: routes cannot shadow it. It answers
      * a draining runtime itself, in its own words. */
     if (rt->opts.invoke_api && strncmp(path, INVOKE_API_PREFIX, INVOKE_API_PREFIX_LEN) == 0) {
+        faas_rt_enter(rt); /* h outlives the request: a free waits */
+        h->busy++;
         faas_invoke_api_request(rt, req);
+        h->busy--;
+        faas_rt_leave(rt);
         return;
     }
     if (rt->draining) {
@@ -2349,6 +2360,7 @@ static void request_cb(struct evhttp_request *req, void *arg)
     /* What faas_invoke would do, less the copy of an event nobody else
      * holds and, when the request's size bounds it, the size walk. */
     faas_rt_enter(rt); /* the store of an idempotent function is user code */
+    h->busy++;
     fn = faas_fn_lookup(rt, ((struct faas_mapping *)r->owner)->function);
     if (!fn) {
         rc = FAAS_ENOENT;
@@ -2365,6 +2377,7 @@ static void request_cb(struct evhttp_request *req, void *arg)
         reply_status(req, head, rc, 1);
         pending_put(h, p);
     }
+    h->busy--;
     faas_rt_leave(rt);
 }
 
@@ -2430,9 +2443,11 @@ int faas_http_bind(struct faas_runtime *rt, const char *address, uint16_t port)
     }
     sock = evhttp_bind_socket_with_handle(http, address, port);
     if (!sock) {
+        int err = errno; /* evhttp_free may change it */
         h->http = NULL;
         evhttp_free(http);
-        return FAAS_ESYS;
+        errno = err;
+        return faas_rt_sys_error(rt, FAAS_ESYS);
     }
     if (getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&ss, &sl) == 0) {
         if (ss.ss_family == AF_INET)
@@ -2480,15 +2495,13 @@ static void route_orphan_cb(struct faas_route *r, void *arg)
     faas_route_free(r);
 }
 
-void faas_http_free(struct faas_runtime *rt)
+/* The gateway stops serving: what waits is answered 503 (the
+ * invocations' callbacks then find nobody), the server is freed (own) or
+ * given back with no callbacks of ours (attached). Routes stay. */
+static void http_unhook(struct faas_http *h)
 {
-    struct faas_http *h = rt ? rt->http : NULL;
     struct faas_list *e;
 
-    if (!h)
-        return;
-    rt->http = NULL;
-    /* Answer what waits; the invocations' callbacks then find nobody. */
     while ((e = faas_list_pop_head(&h->pending)) != NULL) {
         struct faas_http_hold *p = FAAS_CONTAINER_OF(e, struct faas_http_hold, link);
         struct evhttp_request *req = pending_take(p);
@@ -2508,6 +2521,34 @@ void faas_http_free(struct faas_runtime *rt)
         }
     }
     conns_stop(h);
+    h->http = NULL;
+    h->own = 0;
+    h->port = 0;
+}
+
+int faas_http_detach(struct faas_runtime *rt)
+{
+    struct faas_http *h = rt ? rt->http : NULL;
+
+    if (!rt)
+        return FAAS_EINVAL;
+    if (!h || !h->http)
+        return FAAS_ENOENT;
+    if (h->busy)
+        return FAAS_EBUSY;
+    http_unhook(h);
+    return 0;
+}
+
+void faas_http_free(struct faas_runtime *rt)
+{
+    struct faas_http *h = rt ? rt->http : NULL;
+    struct faas_list *e;
+
+    if (!h)
+        return;
+    rt->http = NULL;
+    http_unhook(h);
     while ((e = faas_list_pop_head(&h->spare)) != NULL)
         free(FAAS_CONTAINER_OF(e, struct faas_http_hold, link));
     table_free_each(h->routes, route_orphan_cb, NULL);

@@ -3,13 +3,12 @@
  * around it.
  *
  * The key is a dotted path into the event ("body.order_id",
- * "headers.Idempotency-Key", "Records.0.messageId") or an explicit string
- * per call. A path walks objects (exact key first, then case-insensitively,
- * as HTTP headers need), arrays (numeric parts) and strings that hold JSON
- * (an API Gateway body), and keys on the canonical serialisation of what it
- * finds (sorted keys, compact). The store key is BLAKE2b-256 of the
- * function's name and that text: keys of any size cost the same, and two
- * functions never share a record.
+ * "headers.Idempotency-Key", "Records.0.messageId"; json_path.c walks it:
+ * objects, case-insensitively after the exact name, arrays, and strings
+ * that hold JSON) or an explicit string per call, and keys on the canonical
+ * serialisation of what it finds (sorted keys, compact). The store key is
+ * BLAKE2b-256 of the function's name and that text: keys of any size cost
+ * the same, and two functions never share a record.
  *
  * States, per key, in the function's store:
  *   absent      -> the invocation takes an INPROGRESS record, then runs;
@@ -32,11 +31,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <sodium.h>
 
 #include "faas_int.h"
+#include "json_path.h"
+#include "opts.h"
 
 struct faas_idem {
     char *key_path;      /* NULL: explicit keys only */
@@ -103,19 +103,16 @@ static void log_evictions(struct faas_fn *fn)
     }
 }
 
-static int path_valid(const char *p)
+int faas_idem_configure(struct faas_fn *fn, const struct faas_idempotency_opts *host_opts)
 {
-    size_t n = strlen(p);
-    return n > 0 && p[0] != '.' && p[n - 1] != '.' && !strstr(p, "..");
-}
-
-int faas_idem_configure(struct faas_fn *fn, const struct faas_idempotency_opts *opts)
-{
+    struct faas_idempotency_opts o, *opts = &o;
     struct faas_idem *idem;
     int rc;
 
-    if ((opts->key_path && !path_valid(opts->key_path)) ||
-        (opts->validate_path && !path_valid(opts->validate_path)) || opts->ttl_s == 0)
+    if (faas_idempotency_opts_read(&o, host_opts) != 0)
+        return FAAS_EINVAL;
+    if ((opts->key_path && !faas_json_path_valid(opts->key_path)) ||
+        (opts->validate_path && !faas_json_path_valid(opts->validate_path)) || opts->ttl_s == 0)
         return FAAS_EINVAL;
     if (sodium_init() < 0)
         return FAAS_ESYS;
@@ -156,26 +153,6 @@ void faas_idem_free(struct faas_fn *fn)
     fn->idem = NULL;
 }
 
-/* The member of an object, exactly or else ignoring case. */
-static json_t *member(json_t *obj, const char *name, size_t len)
-{
-    const char *k;
-    json_t *v;
-    char buf[256];
-
-    if (len < sizeof buf) {
-        memcpy(buf, name, len);
-        buf[len] = '\0';
-        if ((v = json_object_get(obj, buf)) != NULL)
-            return v;
-    }
-    json_object_foreach(obj, k, v) {
-        if (strlen(k) == len && strncasecmp(k, name, len) == 0)
-            return v;
-    }
-    return NULL;
-}
-
 /*
  * What a key hashes: "s" and the bytes of a string, or "j" and the canonical
  * JSON (sorted keys, compact) of anything else. A string costs no
@@ -213,48 +190,20 @@ static int keytext_of(json_t *v, struct keytext *out)
 }
 
 /*
- * The key text of the value at `path` in `root`. Returns 0 (out->buf NULL
- * when there is none: missing, or JSON null), or FAAS_ENOMEM.
+ * The key text of the value at `path` in `root` (json_path.c walks it).
+ * Returns 0 (out->buf NULL when there is none: missing, or JSON null), or
+ * FAAS_ENOMEM.
  */
 static int path_key(json_t *root, const char *path, struct keytext *out)
 {
-    json_t *cur = root, *parsed[8];
-    size_t nparsed = 0, i;
-    const char *p = path;
+    json_t *v = faas_json_path(root, path);
     int rc = 0;
 
     out->buf = NULL;
     out->len = 0;
-    while (cur && *p) {
-        const char *dot = strchr(p, '.');
-        size_t len = dot ? (size_t)(dot - p) : strlen(p);
-        if (json_is_string(cur) && nparsed < sizeof parsed / sizeof parsed[0]) {
-            /* A string holding JSON (an HTTP body): look inside it. */
-            json_t *doc = json_loadb(json_string_value(cur), json_string_length(cur),
-                                   JSON_ALLOW_NUL, NULL);
-            if (!doc)
-                break;
-            parsed[nparsed++] = doc;
-            cur = doc;
-        }
-        if (json_is_object(cur)) {
-            cur = member(cur, p, len);
-        } else if (json_is_array(cur)) {
-            size_t idx = 0, k;
-            for (k = 0; k < len && p[k] >= '0' && p[k] <= '9' && idx < 100000000u; k++)
-                idx = idx * 10 + (size_t)(p[k] - '0');
-            cur = (k == len && len > 0) ? json_array_get(cur, idx) : NULL;
-        } else {
-            cur = NULL;
-        }
-        p += len;
-        if (*p == '.')
-            p++;
-    }
-    if (cur && !*p && !json_is_null(cur))
-        rc = keytext_of(cur, out);
-    for (i = 0; i < nparsed; i++)
-        json_decref(parsed[i]);
+    if (v && !json_is_null(v))
+        rc = keytext_of(v, out);
+    json_decref(v);
     return rc;
 }
 

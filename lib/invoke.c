@@ -25,6 +25,7 @@
 #include <event2/event.h>
 
 #include "faas_int.h"
+#include "opts.h"
 
 /* ---- request ids ---------------------------------------------------- */
 
@@ -228,8 +229,8 @@ int faas_invoke_check(struct faas_runtime *rt, const char *name, json_t *event,
 {
     if (!rt || !name)
         return FAAS_EINVAL;
-    if (opts && opts->version != FAAS_INVOKE_OPTS_VERSION)
-        return FAAS_EINVAL;
+    if (opts && (opts->version < 1 || opts->version > FAAS_INVOKE_OPTS_VERSION))
+        return FAAS_EINVAL; /* a version from the future */
     if (rt->closing || rt->free_requested)
         return FAAS_ECANCELED;
     if (rt->draining)
@@ -245,6 +246,7 @@ int faas_invoke_check(struct faas_runtime *rt, const char *name, json_t *event,
 int faas_invoke(struct faas_runtime *rt, const char *name, json_t *event,
                 const struct faas_invoke_opts *opts, faas_result_fn cb, void *arg)
 {
+    struct faas_invoke_opts o;
     struct faas_fn *fn;
     json_t *ev = NULL;
     int rc;
@@ -254,6 +256,7 @@ int faas_invoke(struct faas_runtime *rt, const char *name, json_t *event,
     rc = faas_invoke_check(rt, name, event, opts, rt ? rt->opts.max_sync_payload : 0, &fn);
     if (rc)
         return rc;
+    faas_invoke_opts_read(&o, opts); /* checked above: the current layout */
     if (event) {
         /* A worker must not share a value the caller may still change. */
         ev = fn->opts.isolation == FAAS_ISOLATION_THREAD ? json_deep_copy(event)
@@ -264,7 +267,7 @@ int faas_invoke(struct faas_runtime *rt, const char *name, json_t *event,
     /* Log records (idempotency) may reach the host inside this call: a
      * faas_runtime_free there waits until the call is done. */
     faas_rt_enter(rt);
-    rc = faas_invoke_fn(rt, fn, ev, opts, NULL, cb, arg);
+    rc = faas_invoke_fn(rt, fn, ev, &o, NULL, cb, arg);
     faas_rt_leave(rt);
     return rc;
 }

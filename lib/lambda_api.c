@@ -1190,8 +1190,7 @@ static void invoke(struct api_req *a, enum inv_type type, struct evbuffer *body,
     if (!fn) {
         fail(a, 404, "ResourceNotFoundException",
              "Function not found: arn:aws:lambda:%s:000000000000:function:%s%s%s",
-             a->rt->opts.region && a->rt->opts.region[0] ? a->rt->opts.region : "local",
-             a->name, a->qualifier[0] ? ":" : "", a->qualifier);
+             a->rt->opts.region, a->name, a->qualifier[0] ? ":" : "", a->qualifier);
         return;
     }
     if (type == INV_DRYRUN) {

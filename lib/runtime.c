@@ -39,6 +39,7 @@
 
 #include "exec_command.h"
 #include "faas_int.h"
+#include "opts.h"
 
 static void runtime_destroy(struct faas_runtime *rt);
 
@@ -365,23 +366,26 @@ static void free_opt_strings(struct faas_runtime *rt)
 int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
                      const struct faas_runtime_opts *opts)
 {
-    static const struct faas_runtime_opts defaults = FAAS_RUNTIME_OPTS_INIT;
+    struct faas_runtime_opts o;
     struct faas_runtime *rt;
     int rc;
 
     if (!out || !base)
         return FAAS_EINVAL;
-    if (opts && opts->version != FAAS_RUNTIME_OPTS_VERSION)
+    if (faas_runtime_opts_read(&o, opts) != 0)
         return FAAS_EINVAL;
-    if (opts && (opts->max_sync_payload == 0 || opts->max_async_payload == 0))
+    if (o.max_sync_payload == 0 || o.max_async_payload == 0)
         return FAAS_EINVAL;
-    if (opts && faas_cmd_address_check(opts->runtime_api_address,
-                                       opts->runtime_api_allow_remote) != 0)
+    if (faas_cmd_address_check(o.runtime_api_address, o.runtime_api_allow_remote) != 0)
         return FAAS_EINVAL;
+    /* The one place the region's default is decided: every ARN and record
+     * reads rt->opts.region as it is. */
+    if (!o.region || !o.region[0])
+        o.region = "local";
     rt = faas_calloc(1, sizeof *rt);
     if (!rt)
         return FAAS_ENOMEM;
-    rt->opts = opts ? *opts : defaults;
+    rt->opts = o;
     rt->base = base;
     if (copy_opt_strings(rt) != 0) {
         free_opt_strings(rt);
@@ -519,19 +523,22 @@ struct fn_source {
     const char *const *argv;  /* faas_register_command */
 };
 
+/* opts is already read into the current layout (faas_function_opts_read);
+ * the structs it points to are the host's, of their own versions. */
 static int check_opts(struct faas_runtime *rt, const char *name,
                       const struct faas_function_opts *opts)
 {
+    struct faas_idempotency_opts io;
+    struct faas_async_opts ao;
+
     if (!rt || !name_valid(name) || rt->closing || rt->free_requested)
-        return FAAS_EINVAL;
-    if (opts->version != FAAS_FUNCTION_OPTS_VERSION)
         return FAAS_EINVAL;
     if (opts->isolation != FAAS_ISOLATION_INLINE && opts->isolation != FAAS_ISOLATION_THREAD &&
         opts->isolation != FAAS_ISOLATION_PROCESS)
         return FAAS_EINVAL;
-    if (opts->idempotency && opts->idempotency->version != FAAS_IDEMPOTENCY_OPTS_VERSION)
+    if (opts->idempotency && faas_idempotency_opts_read(&io, opts->idempotency) != 0)
         return FAAS_EINVAL;
-    if (opts->async && opts->async->version != FAAS_ASYNC_OPTS_VERSION)
+    if (opts->async && faas_async_opts_read(&ao, opts->async) != 0)
         return FAAS_EINVAL;
     if (opts->min_warm && opts->max_concurrency && opts->min_warm > opts->max_concurrency)
         return FAAS_EINVAL;
@@ -603,15 +610,13 @@ static int set_source(struct faas_fn *fn, const struct fn_source *src,
     return load_library(fn);
 }
 
+/* opts: the current layout, read by the caller. */
 static int register_fn(struct faas_runtime *rt, const char *name, const struct fn_source *src,
                        const struct faas_function_opts *opts)
 {
-    static const struct faas_function_opts defaults = FAAS_FUNCTION_OPTS_INIT;
     struct faas_fn *fn;
     int rc;
 
-    if (!opts)
-        opts = &defaults;
     if ((rc = check_opts(rt, name, opts)) != 0)
         return rc;
     if (src->argv && (opts->init || opts->fini))
@@ -621,7 +626,7 @@ static int register_fn(struct faas_runtime *rt, const char *name, const struct f
     if (!src->argv && opts->isolation == FAAS_ISOLATION_THREAD && !rt->pool) {
         rc = faas_tpool_start(rt, rt->opts.thread_workers);
         if (rc)
-            return rc;
+            return faas_rt_sys_error(rt, rc);
     }
     if (rt->nfns >= rt->nbuckets && (rc = registry_grow(rt)) != 0)
         return rc;
@@ -663,34 +668,35 @@ int faas_register(struct faas_runtime *rt, const char *name, faas_handler_fn han
                   const struct faas_function_opts *opts)
 {
     struct fn_source src = { handler, NULL, NULL, NULL };
-    if (!handler)
+    struct faas_function_opts o;
+    if (!handler || faas_function_opts_read(&o, opts) != 0)
         return FAAS_EINVAL;
-    return register_fn(rt, name, &src, opts);
+    return register_fn(rt, name, &src, &o);
 }
 
 int faas_register_library(struct faas_runtime *rt, const char *name, const char *so_path,
                           const char *symbol, const struct faas_function_opts *opts)
 {
     struct fn_source src = { NULL, so_path, symbol, NULL };
-    if (!so_path || !symbol || !*symbol || strlen(symbol) > 255)
+    struct faas_function_opts o;
+    if (!so_path || !symbol || !*symbol || strlen(symbol) > 255 ||
+        faas_function_opts_read(&o, opts) != 0)
         return FAAS_EINVAL;
     if (access(so_path, R_OK) != 0)
         return FAAS_ENOENT;
-    return register_fn(rt, name, &src, opts);
+    return register_fn(rt, name, &src, &o);
 }
 
 int faas_register_command(struct faas_runtime *rt, const char *name, const char *const argv[],
                           const struct faas_function_opts *opts)
 {
-    static const struct faas_function_opts defaults = FAAS_FUNCTION_OPTS_INIT;
     struct faas_function_opts o;
     struct fn_source src = { NULL, NULL, NULL, argv };
 
-    if (!argv || !argv[0] || !argv[0][0])
+    if (!argv || !argv[0] || !argv[0][0] || faas_function_opts_read(&o, opts) != 0)
         return FAAS_EINVAL;
     if (strchr(argv[0], '/') && access(argv[0], X_OK) != 0)
         return FAAS_ENOENT;
-    o = opts ? *opts : defaults;
     o.isolation = FAAS_ISOLATION_PROCESS; /* how its instances behave */
     return register_fn(rt, name, &src, &o);
 }

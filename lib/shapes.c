@@ -44,9 +44,10 @@
 
 static _Atomic uint64_t shape_seq;
 
+/* faas_runtime_new decided the default ("local"): the one value. */
 static const char *region_of(const struct faas_runtime *rt)
 {
-    return rt->opts.region && rt->opts.region[0] ? rt->opts.region : "local";
+    return rt->opts.region;
 }
 
 /* ---- MD5 (RFC 1321) ------------------------------------------------- */

@@ -34,30 +34,10 @@
 
 #include "faas_int.h"
 #include "http.h"
+#include "json_path.h"
+#include "opts.h"
 #include "schedule.h"
 
-static const char *region(const struct faas_runtime *rt)
-{
-    return rt->opts.region ? rt->opts.region : "local";
-}
-
-const char *faas_src_event_source(enum faas_src_kind kind)
-{
-    switch (kind) {
-    case FAAS_SRC_S3:
-        return "aws:s3";
-    case FAAS_SRC_DYNAMODB:
-        return "aws:dynamodb";
-    case FAAS_SRC_STREAM:
-        return "aws:kinesis";
-    case FAAS_SRC_QUEUE:
-        return "aws:sqs";
-    case FAAS_SRC_API:
-    case FAAS_SRC_SCHEDULE:
-        break;
-    }
-    return NULL;
-}
 
 /* "kind:rest" -> kind and rest; 0 or FAAS_EPARSE. */
 static int parse_kind(const char *source, enum faas_src_kind *kind, const char **rest)
@@ -206,11 +186,11 @@ static json_t *scheduled_event(struct faas_mapping *m, int64_t t)
     char id[FAAS_REQUEST_ID_SIZE], when[32], rule[160];
     faas_request_id(rt, id);
     iso_utc(t, when, sizeof when);
-    snprintf(rule, sizeof rule, "arn:aws:events:%s:000000000000:rule/libfaas-%d", region(rt),
+    snprintf(rule, sizeof rule, "arn:aws:events:%s:000000000000:rule/libfaas-%d", rt->opts.region,
              m->id);
     return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:[s],s:{}}", "version", "0", "id", id,
                      "detail-type", "Scheduled Event", "source", "aws.events", "account",
-                     "000000000000", "time", when, "region", region(rt), "resources", rule,
+                     "000000000000", "time", when, "region", rt->opts.region, "resources", rule,
                      "detail");
 }
 
@@ -349,16 +329,15 @@ static int copy_opt(const char *in, const char **out)
     return 0;
 }
 
-static int map_opts(struct faas_mapping *m, const struct faas_map_opts *opts)
+static int map_opts(struct faas_mapping *m, const struct faas_map_opts *host_opts)
 {
-    static const struct faas_map_opts defaults = FAAS_MAP_OPTS_INIT;
+    struct faas_map_opts o, *opts = &o;
     char err[256];
     int rc;
 
-    if (!opts)
-        opts = &defaults;
-    if (opts->version != FAAS_MAP_OPTS_VERSION || opts->batch_size > 10000 ||
-        opts->parallelization > 10 || opts->max_retries < -1)
+    if (faas_map_opts_read(&o, host_opts) != 0 || opts->batch_size > 10000 ||
+        opts->parallelization > 10 || opts->max_retries < -1 ||
+        (opts->partition_key_path && !faas_json_path_valid(opts->partition_key_path)))
         return FAAS_EINVAL;
     if (opts->on_failure && !faas_fn_lookup(m->rt, opts->on_failure))
         return FAAS_ENOENT;
@@ -464,8 +443,8 @@ int faas_map(struct faas_runtime *rt, const char *source, const char *function,
 
     if (!rt || !source || !function || rt->closing || rt->free_requested)
         return FAAS_EINVAL;
-    if (opts && opts->version != FAAS_MAP_OPTS_VERSION)
-        return FAAS_EINVAL;
+    if (opts && (opts->version < 1 || opts->version > FAAS_MAP_OPTS_VERSION))
+        return FAAS_EINVAL; /* a version from the future */
     if (parse_kind(source, &kind, &rest) != 0 || pattern_check(kind, rest) != 0)
         return FAAS_EPARSE;
     if (!faas_fn_lookup(rt, function))

@@ -46,6 +46,7 @@
 #include <sodium.h>
 
 #include "faas_int.h"
+#include "opts.h"
 
 #define KEY_HEX 64
 #define KEY_BYTES 32
@@ -112,15 +113,15 @@ static int record_ok(const struct faas_store_record *rec)
 
 int faas_store_new(struct faas_store **out, const struct faas_store_ops *ops, void *impl)
 {
+    struct faas_store_ops o;
     struct faas_store *st;
-    if (out == NULL || ops == NULL || ops->version != FAAS_STORE_OPS_VERSION ||
-        ops->get == NULL || ops->put_if_absent == NULL || ops->complete == NULL ||
-        ops->remove == NULL)
+    if (out == NULL || faas_store_ops_read(&o, ops) != 0 || o.get == NULL ||
+        o.put_if_absent == NULL || o.complete == NULL || o.remove == NULL)
         return FAAS_EINVAL;
     st = faas_calloc(1, sizeof *st);
     if (st == NULL)
         return FAAS_ENOMEM;
-    st->ops = *ops;
+    st->ops = o;
     st->impl = impl;
     *out = st;
     return 0;

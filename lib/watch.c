@@ -43,7 +43,10 @@
  *
  * Everything runs on the loop thread. The read callback is an entry from
  * the loop: it brackets its work with faas_rt_enter/faas_rt_leave and stops
- * as soon as a faas_runtime_free was requested inside.
+ * as soon as a faas_runtime_free was requested inside. faas_unwatch called
+ * from inside that callback (a handler of an emitted record) takes the
+ * watch off the runtime at once and leaves the free to the callback, which
+ * stops reading.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -101,6 +104,8 @@ struct faas_watch {
     char *bucket;
     char *root;            /* no trailing '/'; "" for "/" */
     unsigned gen;
+    int in_read;           /* watch_read_cb runs: a faas_unwatch defers */
+    int unwatched;         /* faas_unwatch ran inside: the callback frees */
 
     struct wdir **dirs;
     size_t ndirb, ndirs;
@@ -632,6 +637,8 @@ static void handle_event(struct faas_watch *w, const struct inotify_event *ev)
     }
 }
 
+static void watch_free(struct faas_watch *w);
+
 static void watch_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct faas_watch *w = arg;
@@ -641,7 +648,8 @@ static void watch_read_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     faas_rt_enter(rt);
-    for (reads = 0; reads < WATCH_READS && !rt->free_requested; reads++) {
+    w->in_read = 1;
+    for (reads = 0; reads < WATCH_READS && !rt->free_requested && !w->unwatched; reads++) {
         ssize_t n = read(w->fd, w->in.bytes, sizeof w->in.bytes);
         size_t off = 0;
 
@@ -649,12 +657,16 @@ static void watch_read_cb(evutil_socket_t fd, short what, void *arg)
             continue;
         if (n <= 0)
             break; /* EAGAIN: drained */
-        while (off + sizeof(struct inotify_event) <= (size_t)n && !rt->free_requested) {
+        while (off + sizeof(struct inotify_event) <= (size_t)n && !rt->free_requested &&
+               !w->unwatched) {
             const struct inotify_event *ev = (const void *)(w->in.bytes + off);
             handle_event(w, ev);
             off += sizeof(struct inotify_event) + ev->len;
         }
     }
+    w->in_read = 0;
+    if (w->unwatched)
+        watch_free(w); /* off rt->watches already: the runtime's free skips it */
     faas_rt_leave(rt); /* may free the runtime, and this watch with it */
 }
 
@@ -703,7 +715,7 @@ static void watch_free(struct faas_watch *w)
     free(w);
 }
 
-int faas_watch_dir(struct faas_runtime *rt, const char *bucket, const char *dir)
+static int watch_dir(struct faas_runtime *rt, const char *bucket, const char *dir)
 {
     struct faas_watch *w;
     struct stat st;
@@ -758,6 +770,33 @@ int faas_watch_dir(struct faas_runtime *rt, const char *bucket, const char *dir)
     w->id = rt->next_watch_id++;
     faas_list_insert_tail(&rt->watches, &w->link);
     return w->id;
+}
+
+int faas_watch_dir(struct faas_runtime *rt, const char *bucket, const char *dir)
+{
+    return faas_rt_sys_error(rt, watch_dir(rt, bucket, dir));
+}
+
+int faas_unwatch(struct faas_runtime *rt, int watch_id)
+{
+    struct faas_list *e;
+
+    if (!rt || watch_id < 0)
+        return FAAS_EINVAL;
+    for (e = rt->watches.next; e != &rt->watches; e = e->next) {
+        struct faas_watch *w = FAAS_CONTAINER_OF(e, struct faas_watch, link);
+        if (w->id != watch_id)
+            continue;
+        faas_list_remove(&w->link);
+        if (w->in_read) {
+            event_del(w->ev); /* no more reads; the callback frees it */
+            w->unwatched = 1;
+        } else {
+            watch_free(w);
+        }
+        return 0;
+    }
+    return FAAS_ENOENT;
 }
 
 void faas_watch_free_all(struct faas_runtime *rt)

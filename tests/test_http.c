@@ -3,8 +3,9 @@
  * table, no sockets), then real requests over loopback with libevent's own
  * evhttp client driven by the same base: every payload 2.0 field, response
  * mapping, error replies with JSON bodies, limits, a client that goes away
- * before its result, teardown with a request in flight, and attaching to a
- * host's evhttp that keeps its own routes.
+ * before its result, teardown with a request in flight, attaching to a
+ * host's evhttp that keeps its own routes, detaching (faas_http_detach)
+ * from it and from a server of our own, and the errno behind FAAS_ESYS.
  *
  * Handlers are INLINE (on the loop) except the gated one, a THREAD handler
  * that waits for the test to open its gate (or for cancellation); what it
@@ -1082,6 +1083,132 @@ static void test_attach(void **state)
     evhttp_free(host);
 }
 
+/* ==== detach ============================================================ */
+
+/* faas_http_detach on a host's evhttp: a held request gets 503, the host's
+ * server keeps its routes and serves with no callback of ours (404 for our
+ * routes, no connection counted), and attaching again serves the routes
+ * that stayed mapped. */
+static void test_detach_attached(void **state)
+{
+    struct evhttp *host = evhttp_new(g_base);
+    struct evhttp_bound_socket *sock;
+    struct sockaddr_in a;
+    socklen_t al = sizeof a;
+    uint16_t port;
+    struct tu_resp r, pending;
+    struct evhttp_connection *c;
+    int reports;
+    (void)state;
+
+    assert_non_null(host);
+    evhttp_set_cb(host, "/health", host_health, NULL);
+    sock = evhttp_bind_socket_with_handle(host, "127.0.0.1", 0);
+    assert_non_null(sock);
+    assert_int_equal(getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *)&a, &al),
+                     0);
+    port = ntohs(a.sin_port);
+    rt_start(NULL);
+    assert_int_equal(faas_http_detach(g_rt), FAAS_ENOENT); /* not serving yet */
+    assert_int_equal(faas_http_detach(NULL), FAAS_EINVAL);
+    assert_int_equal(faas_http_attach(g_rt, host), 0);
+    assert_true(faas_map(g_rt, "api:GET /users/{id}", "echo", NULL) >= 0);
+    assert_true(faas_map(g_rt, "api:GET /gated", "gated", NULL) >= 0);
+    request_on(port, EVHTTP_REQ_GET, "/users/7", NULL, NULL, 0, &r);
+    assert_int_equal(r.code, 200);
+    tu_resp_clear(&r);
+
+    c = start_gated(port, &pending);
+    assert_true(run_until_atomic(&g_started, 1));
+    reports = g_reports;
+    assert_int_equal(faas_http_detach(g_rt), 0);
+    assert_true(tu_run_until(g_base, &pending.done, 1, BOUND_MS));
+    expect_message(&pending, 503, "Service Unavailable");
+    tu_resp_clear(&pending);
+    evhttp_connection_free(c);
+    /* The invocation goes on; its result finds nobody and is dropped. */
+    ASTORE(&g_gate, 1);
+    assert_true(tu_run_until(g_base, &g_reports, reports + 1, BOUND_MS));
+    assert_int_equal(faas_http_pending_count(g_rt), 0);
+    assert_int_equal(faas_http_conn_count(g_rt), 0);
+
+    request_on(port, EVHTTP_REQ_GET, "/health", NULL, NULL, 0, &r);
+    assert_int_equal(r.code, 200);
+    assert_string_equal(r.body, "host ok");
+    tu_resp_clear(&r);
+    assert_int_equal(faas_http_conn_count(g_rt), 0); /* no bufferevent callback of ours */
+    request_on(port, EVHTTP_REQ_GET, "/users/7", NULL, NULL, 0, &r);
+    assert_int_equal(r.code, 404);
+    assert_null(strstr(r.body ? r.body : "", "\"message\""));
+    tu_resp_clear(&r);
+    assert_int_equal(faas_http_detach(g_rt), FAAS_ENOENT); /* already */
+
+    /* Attached again: the routes that stayed mapped are served. */
+    assert_int_equal(faas_http_attach(g_rt, host), 0);
+    request_on(port, EVHTTP_REQ_GET, "/users/8", NULL, NULL, 0, &r);
+    assert_int_equal(r.code, 200);
+    tu_resp_clear(&r);
+    assert_int_equal(faas_http_detach(g_rt), 0);
+    evhttp_free(host); /* the host may free its server once detached */
+    request_on(port, EVHTTP_REQ_GET, "/users/8", NULL, NULL, 0, &r);
+    assert_true(r.code <= 0); /* no reply: the connection failed */
+    tu_resp_clear(&r);
+}
+
+/* faas_http_detach on a server of the runtime's own frees it: its port
+ * refuses connections; binding again serves the routes on a new one. */
+static void test_detach_bound(void **state)
+{
+    struct tu_resp r;
+    uint16_t old;
+    (void)state;
+
+    serve(NULL);
+    old = g_port;
+    request(EVHTTP_REQ_GET, "/echo", NULL, NULL, 0, &r);
+    assert_int_equal(r.code, 200);
+    tu_resp_clear(&r);
+    assert_int_equal(faas_http_detach(g_rt), 0);
+    assert_int_equal(faas_http_port(g_rt), 0);
+    request_on(old, EVHTTP_REQ_GET, "/echo", NULL, NULL, 0, &r);
+    assert_true(r.code <= 0); /* nobody listens */
+    tu_resp_clear(&r);
+
+    assert_int_equal(faas_http_bind(g_rt, "127.0.0.1", 0), 0);
+    g_port = faas_http_port(g_rt);
+    assert_int_not_equal(g_port, 0);
+    request(EVHTTP_REQ_GET, "/echo", NULL, NULL, 0, &r);
+    assert_int_equal(r.code, 200);
+    tu_resp_clear(&r);
+}
+
+/* FAAS_ESYS from faas_http_bind keeps its errno: a port in use says
+ * EADDRINUSE. */
+static void test_bind_errno(void **state)
+{
+    struct sockaddr_in a;
+    socklen_t al = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    (void)state;
+
+    assert_true(fd >= 0);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 1), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+    rt_start(NULL);
+    assert_int_equal(faas_runtime_last_errno(g_rt), 0);
+    assert_int_equal(faas_runtime_last_errno(NULL), 0);
+    assert_int_equal(faas_http_bind(g_rt, "127.0.0.1", ntohs(a.sin_port)), FAAS_ESYS);
+    assert_int_equal(faas_runtime_last_errno(g_rt), EADDRINUSE);
+    /* A call that succeeds leaves it as it was. */
+    assert_int_equal(faas_http_bind(g_rt, "127.0.0.1", 0), 0);
+    assert_int_equal(faas_runtime_last_errno(g_rt), EADDRINUSE);
+    close(fd);
+}
+
 /* ==== connection bounds ================================================= */
 
 /* Reads what has come without blocking (keeping the last bytes); 1 once the
@@ -1558,6 +1685,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_gone_then_free, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_detach_attached, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_detach_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bind_errno, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive_within_bounds, setup, teardown),

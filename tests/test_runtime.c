@@ -2,8 +2,10 @@
  * test_runtime.c - runtime lifecycle and the function registry:
  * faas_runtime_new/free arguments, name validation, duplicates, isolation
  * checks, unregister, freeing with invocations in flight (INLINE and
- * THREAD), freeing from inside a result callback, 10,000 functions.
+ * THREAD), freeing from inside a result callback, 10,000 functions; the
+ * region every record names, decided once.
  */
+#include "faas_int.h" /* faas_schedule_poll */
 #include "testutil.h"
 
 #include <stdio.h>
@@ -47,32 +49,6 @@ static void fx_free(struct fx *f)
     f->rt = NULL;
     event_base_free(f->base);
     f->base = NULL;
-}
-
-static void tick_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-}
-
-/* Like tu_run_until, for a counter written by worker threads. */
-static int run_until_atomic(struct event_base *base, int *counter, int want, unsigned bound_ms)
-{
-    uint64_t end = tu_now_ms() + bound_ms;
-    struct timeval tick = { 0, 1000 };
-    struct event *ev = event_new(base, -1, 0, tick_cb, NULL);
-    int ok = 1;
-    while (__atomic_load_n(counter, __ATOMIC_SEQ_CST) < want) {
-        if (tu_now_ms() > end) {
-            ok = 0;
-            break;
-        }
-        event_add(ev, &tick);
-        event_base_loop(base, EVLOOP_ONCE);
-    }
-    event_free(ev);
-    return ok;
 }
 
 static int aload(int *p)
@@ -485,7 +461,7 @@ static void test_unregister_inflight(void **state)
     for (int i = 0; i < 3; i++)
         assert_int_equal(faas_invoke(f.rt, "u", NULL, NULL, cap_cb, &c[i]), 0);
     if (iso == FAAS_ISOLATION_THREAD)
-        assert_true(run_until_atomic(f.base, &g_started, 2, BOUND_MS));
+        assert_true(tu_run_until_atomic(f.base, &g_started, 2, BOUND_MS));
 
     assert_int_equal(faas_unregister(f.rt, "u"), 0);
     /* Callbacks come from the loop, not from inside faas_unregister. */
@@ -497,7 +473,7 @@ static void test_unregister_inflight(void **state)
     }
     if (iso == FAAS_ISOLATION_THREAD) {
         /* The running handlers were flagged cancelled and have returned. */
-        assert_true(run_until_atomic(f.base, &g_finished, aload(&g_started), BOUND_MS));
+        assert_true(tu_run_until_atomic(f.base, &g_finished, aload(&g_started), BOUND_MS));
         assert_int_equal(aload(&g_saw_cancel), aload(&g_started));
     }
     tu_run_for(f.base, 30);
@@ -568,7 +544,7 @@ static void test_free_inflight_thread(void **state)
     for (int i = 0; i < 4; i++)
         assert_int_equal(faas_invoke(f.rt, "thr", NULL, NULL, cap_cb, &c[i]), 0);
     /* Two workers: two handlers running, the others waiting. */
-    assert_true(run_until_atomic(f.base, &g_started, 2, BOUND_MS));
+    assert_true(tu_run_until_atomic(f.base, &g_started, 2, BOUND_MS));
     for (int i = 0; i < 4; i++)
         assert_int_equal(c[i].calls, 0);
 
@@ -1043,6 +1019,138 @@ static void unregister_next(const struct faas_result *res, void *arg)
  * on_complete runs during teardown and unregisters another function. The
  * runtime is being freed: faas_unregister says so and leaves the function
  * to teardown. */
+/* ---- the region: one value in every record ------------------------- */
+
+static json_t *g_sunk; /* events "sink" received */
+
+static int h_sink(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    (void)ctx;
+    (void)result;
+    json_array_append(g_sunk, event);
+    return 0;
+}
+
+static int h_fails(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    (void)ctx;
+    (void)event;
+    (void)result;
+    return 1;
+}
+
+static int sunk_count(const void *arg)
+{
+    return json_array_size(g_sunk) >= *(const size_t *)arg;
+}
+
+static void assert_arn_region(const char *arn, const char *want)
+{
+    char part[96];
+    snprintf(part, sizeof part, ":%s:", want);
+    assert_non_null(arn);
+    assert_non_null(strstr(arn, part));
+}
+
+/* Every record a runtime makes names the region faas_runtime_new decided:
+ * S3, DynamoDB, Kinesis and SQS records (awsRegion, eventSourceARN), the
+ * scheduled event, an async destination's record and a mapping's
+ * on-failure record (functionArn). */
+static void check_region(const char *given, const char *want)
+{
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+    struct faas_async_opts ao = FAAS_ASYNC_OPTS_INIT;
+    struct faas_map_opts mo = FAAS_MAP_OPTS_INIT;
+    struct tu_clock clock = { 0 };
+    struct event_base *base = event_base_new();
+    struct faas_runtime *rt = NULL;
+    char id[FAAS_REQUEST_ID_SIZE];
+    size_t want_n = 7, i;
+    json_t *ev;
+    int nrec = 0, ndest = 0, nsched = 0;
+
+    assert_non_null(base);
+    g_sunk = json_array();
+    o.zygote = 0;
+    o.region = given;
+    o.clock.now_ns = tu_clock_now;
+    o.clock.wall_ns = tu_clock_wall;
+    o.clock.arg = &clock;
+    assert_int_equal(faas_runtime_new(&rt, base, &o), 0);
+    fo.isolation = FAAS_ISOLATION_INLINE;
+    assert_int_equal(faas_register(rt, "sink", h_sink, &fo), 0);
+    ao.max_retries = 0;
+    ao.on_failure = "sink";
+    fo.async = &ao;
+    assert_int_equal(faas_register(rt, "fails", h_fails, &fo), 0);
+    assert_true(faas_map(rt, "s3:ObjectCreated:*", "sink", NULL) >= 0);
+    assert_true(faas_map(rt, "dynamodb:*", "sink", NULL) >= 0);
+    assert_true(faas_map(rt, "stream:orders", "sink", NULL) >= 0);
+    assert_true(faas_map(rt, "queue:jobs", "sink", NULL) >= 0);
+    assert_true(faas_map(rt, "schedule:rate(1 minute)", "sink", NULL) >= 0);
+    mo.max_retries = 0;
+    mo.on_failure = "sink";
+    assert_true(faas_map(rt, "stream:bad", "fails", &mo) >= 0);
+
+    ev = json_pack("{s:s, s:s, s:i, s:s}", "bucket", "b", "key", "k", "size", 1, "eTag", "e");
+    assert_int_equal(faas_emit(rt, "s3:ObjectCreated:Put", ev), 1);
+    json_decref(ev);
+    ev = json_pack("{s:{s:{s:s}}}", "Keys", "id", "S", "1");
+    assert_int_equal(faas_emit(rt, "dynamodb:INSERT", ev), 1);
+    json_decref(ev);
+    ev = json_pack("{s:s, s:s}", "partitionKey", "p", "data", "x");
+    assert_int_equal(faas_emit(rt, "stream:orders", ev), 1);
+    assert_int_equal(faas_emit(rt, "stream:bad", ev), 1);
+    json_decref(ev);
+    ev = json_pack("{s:s}", "body", "hi");
+    assert_int_equal(faas_emit(rt, "queue:jobs", ev), 1);
+    json_decref(ev);
+    assert_int_equal(faas_invoke_async(rt, "fails", NULL, NULL, id), 0);
+    tu_clock_advance(&clock, 61ull * 1000000000ull);
+    faas_schedule_poll(rt);
+    assert_true(tu_run_until_pred(base, sunk_count, &want_n, BOUND_MS));
+
+    for (i = 0; i < json_array_size(g_sunk); i++) {
+        json_t *e = json_array_get(g_sunk, i);
+        json_t *recs = json_object_get(e, "Records");
+        json_t *ctx = json_object_get(e, "requestContext");
+        if (ctx) { /* a destination or on-failure record */
+            assert_arn_region(json_string_value(json_object_get(ctx, "functionArn")), want);
+            ndest++;
+        } else if (recs) {
+            json_t *r = json_array_get(recs, 0);
+            const char *arn = json_string_value(json_object_get(r, "eventSourceARN"));
+            assert_string_equal(json_string_value(json_object_get(r, "awsRegion")), want);
+            if (arn)
+                assert_arn_region(arn, want);
+            nrec++;
+        } else {
+            assert_string_equal(json_string_value(json_object_get(e, "source")), "aws.events");
+            assert_string_equal(json_string_value(json_object_get(e, "region")), want);
+            assert_arn_region(json_string_value(json_array_get(json_object_get(e, "resources"),
+                                                               0)),
+                              want);
+            nsched++;
+        }
+    }
+    assert_int_equal(nrec, 4);
+    assert_int_equal(ndest, 2);
+    assert_int_equal(nsched, 1);
+    faas_runtime_free(rt);
+    event_base_free(base);
+    json_decref(g_sunk);
+    g_sunk = NULL;
+}
+
+static void test_region_one_value(void **state)
+{
+    (void)state;
+    check_region(NULL, "local");
+    check_region("", "local"); /* "" is the default too, everywhere */
+    check_region("eu-west-1", "eu-west-1");
+}
+
 static void test_unregister_during_teardown(void **state)
 {
     struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
@@ -1091,6 +1199,7 @@ int main(void)
         cmocka_unit_test(test_free_in_inline_prewarm_init),
         cmocka_unit_test(test_free_in_log_callback),
         cmocka_unit_test(test_unregister_during_teardown),
+        cmocka_unit_test(test_region_one_value),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,8 @@
  * deletes and moves out become s3:ObjectRemoved:Delete; new subdirectories
  * are watched and scanned; directories renamed inside the tree; two watches;
  * an inotify queue overflow rescans and emits each file once; teardown with
- * watches open leaks no descriptor; argument errors.
+ * watches open leaks no descriptor; faas_unwatch, also from inside the
+ * watch's own callback; argument errors.
  *
  * Everything happens on a temporary directory under /tmp (mkdtemp), removed
  * at the end. INLINE functions mapped to "s3:ObjectCreated:*" and
@@ -91,12 +92,18 @@ static int on_s3(struct faas_ctx *ctx, json_t *event, json_t **result)
 }
 
 static int g_free_in_log; /* the overflow log record frees the runtime */
+static int g_unwatch_in_log = -1; /* >= 0: the overflow log record ends this watch */
+static int g_unwatch_rc;
 
 static void on_log(const struct faas_log_record *rec, void *arg)
 {
     (void)arg;
     if (rec->kind == FAAS_LOG_ASYNC && rec->action && strcmp(rec->action, "overflow") == 0) {
         g_overflow_logs++;
+        if (g_unwatch_in_log >= 0) {
+            g_unwatch_rc = faas_unwatch(g_rt, g_unwatch_in_log);
+            g_unwatch_in_log = -1;
+        }
         if (g_free_in_log) {
             faas_runtime_free(g_rt); /* deferred until the watcher's callback returns */
             g_rt = NULL;
@@ -668,6 +675,70 @@ static void test_free_inside_callback(void **state)
     g_rt = new_runtime(); /* for teardown */
 }
 
+/* faas_unwatch ends one watch: its descriptor closes at once, its
+ * directory emits nothing more, the other watch goes on; the id is gone. */
+static void test_unwatch(void **state)
+{
+    int before, a, b;
+
+    (void)state;
+    before = count_fds();
+    a = faas_watch_dir(g_rt, "one-bucket", g_dir);
+    b = faas_watch_dir(g_rt, "two-bucket", g_out);
+    assert_true(a >= 0 && b >= 0);
+    assert_int_equal(count_fds(), before + 2);
+    put_file(g_dir, "first", "seen");
+    assert_true(wait_created(1));
+
+    assert_int_equal(faas_unwatch(g_rt, a), 0);
+    assert_int_equal(count_fds(), before + 1);
+    put_file(g_dir, "second", "not seen");
+    put_file(g_out, "other", "seen");
+    assert_true(wait_created(2));
+    tu_run_for(g_base, QUIET_MS);
+    assert_int_equal(g_created, 2);
+    assert_created("one-bucket", "first", "seen");
+    assert_created("two-bucket", "other", "seen");
+    assert_null(find_rec("ObjectCreated:Put", "second"));
+
+    assert_int_equal(faas_unwatch(g_rt, a), FAAS_ENOENT);
+    assert_int_equal(faas_unwatch(g_rt, 999), FAAS_ENOENT);
+    assert_int_equal(faas_unwatch(g_rt, -1), FAAS_EINVAL);
+    assert_int_equal(faas_unwatch(NULL, b), FAAS_EINVAL);
+    assert_int_equal(faas_unwatch(g_rt, b), 0);
+    assert_int_equal(count_fds(), before);
+}
+
+/* faas_unwatch from a log callback that runs inside the watch's own read
+ * callback (the overflow record): the callback stops reading and frees the
+ * watch when it returns; nothing more is emitted for the directory. */
+static void test_unwatch_inside_callback(void **state)
+{
+    int before, id, n, created;
+
+    (void)state;
+    before = count_fds();
+    id = faas_watch_dir(g_rt, "flood", g_dir);
+    assert_true(id >= 0);
+    n = flood("u");
+    if (n < 0) {
+        skip();
+        return;
+    }
+    g_unwatch_rc = 1;
+    g_unwatch_in_log = id;
+    assert_true(tu_run_until(g_base, &g_overflow_logs, 1, 60000u));
+    assert_int_equal(g_unwatch_rc, 0);
+    assert_int_equal(count_fds(), before);
+    tu_run_for(g_base, QUIET_MS);
+    created = g_created;
+    assert_true(created <= n);
+    put_file(g_dir, "after", "nobody watches");
+    tu_run_for(g_base, QUIET_MS);
+    assert_int_equal(g_created, created);
+    assert_int_equal(faas_unwatch(g_rt, id), FAAS_ENOENT);
+}
+
 /* A watch on a runtime with no mapping: emitting is harmless. */
 static void test_no_mapping(void **state)
 {
@@ -737,6 +808,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_overflow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_inside_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_mapping, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unwatch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unwatch_inside_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
