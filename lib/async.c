@@ -382,7 +382,7 @@ static void insert_delayed(struct faas_async *a, struct async_ev *ev)
 
 static void arm_timer(struct faas_async *a, uint64_t now)
 {
-    uint64_t next = 0, delay, us;
+    uint64_t next = 0;
     int have = 0;
     struct timeval tv;
 
@@ -408,12 +408,8 @@ static void arm_timer(struct faas_async *a, uint64_t now)
         return;
     a->timer_armed = 1;
     a->timer_at = next;
-    delay = next > now ? next - now : 0;
-    us = (delay + 999u) / 1000u; /* never early: an early wake just re-arms */
-    if (us > UINT64_C(86400) * 1000000u)
-        us = UINT64_C(86400) * 1000000u; /* look again at least daily */
-    tv.tv_sec = (time_t)(us / 1000000u);
-    tv.tv_usec = (suseconds_t)(us % 1000000u);
+    /* Never early (an early wake just re-arms); look again at least daily. */
+    tv = faas_ns_to_tv(next > now ? next - now : 0, UINT64_C(86400) * 1000000000u);
     event_add(a->timer_ev, &tv);
 }
 

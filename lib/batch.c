@@ -866,7 +866,7 @@ static struct bbatch *batch_form(struct faas_batcher *b)
 
 static void arm_timer(struct faas_batcher *b, uint64_t now)
 {
-    uint64_t next = UINT64_MAX, delay, us;
+    uint64_t next = UINT64_MAX;
     struct timeval tv;
 
     if (!b->timer_ev)
@@ -889,12 +889,8 @@ static void arm_timer(struct faas_batcher *b, uint64_t now)
         return;
     b->timer_armed = 1;
     b->timer_at = next;
-    delay = next > now ? next - now : 0;
-    us = (delay + 999u) / 1000u; /* never early; an early wake only re-arms */
-    if (us > UINT64_C(86400) * 1000000u)
-        us = UINT64_C(86400) * 1000000u;
-    tv.tv_sec = (time_t)(us / 1000000u);
-    tv.tv_usec = (suseconds_t)(us % 1000000u);
+    /* Never early (an early wake only re-arms); look again at least daily. */
+    tv = faas_ns_to_tv(next > now ? next - now : 0, UINT64_C(86400) * 1000000000u);
     event_add(b->timer_ev, &tv);
 }
 

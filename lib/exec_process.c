@@ -914,8 +914,7 @@ static void x_arm(struct faas_xinst *xi, uint64_t ms)
     }
     if (!xi->timer && !(xi->timer = event_new(xi->xrt->rt->base, -1, 0, timer_cb, xi)))
         return; /* no deadline then: the process runs until it answers */
-    tv.tv_sec = (time_t)(ms / 1000u);
-    tv.tv_usec = (suseconds_t)((ms % 1000u) * 1000u);
+    tv = faas_ms_to_tv(ms);
     event_add(xi->timer, &tv);
 }
 

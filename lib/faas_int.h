@@ -378,11 +378,8 @@ void *faas_malloc(size_t n);
 void *faas_calloc(size_t n, size_t size);
 char *faas_strdup(const char *s);
 
-/* ---- timer.c (clock) ------------------------------------------------ */
-uint64_t faas_now_ns(const struct faas_runtime *rt);
-int64_t faas_wall_ns(const struct faas_runtime *rt);
-/* ISO-8601 UTC with milliseconds, "2026-11-27T20:43:00.123Z", from wall ns. */
-void faas_iso_time_ms(int64_t wall_ns, char *buf, size_t size);
+/* ---- clock.c: faas_now_ns, faas_wall_ns, timeouts, the calendar ------ */
+#include "clock.h"
 
 /* ---- ctx.c ---------------------------------------------------------- */
 /* Appends a log line (len bytes, cut at FAAS_LOGLINE_MAX) to the context's

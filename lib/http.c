@@ -1527,12 +1527,6 @@ static void warn(struct faas_http *h, int kind, const char *action, const char *
     h->warn_suppressed[kind] = 0;
 }
 
-static void timer_ms(struct timeval *tv, uint32_t ms)
-{
-    tv->tv_sec = (time_t)(ms / 1000u);
-    tv->tv_usec = (suseconds_t)(ms % 1000u) * 1000;
-}
-
 /* The record of an adopted connection, or NULL. */
 static struct http_conn *conn_of(struct faas_http *h, struct evhttp_connection *evcon)
 {
@@ -1901,7 +1895,7 @@ static void accept_error_cb(struct evconnlistener *lev, void *arg)
     l->accepted = l->h->accepted;
     evconnlistener_disable(lev);
     l->paused = 1;
-    timer_ms(&tv, l->pause_ms);
+    tv = faas_ms_to_tv(l->pause_ms);
     event_add(&l->timer, &tv);
     warn(l->h, WARN_ACCEPT, "accept", "HTTP gateway cannot accept connections: %s; paused %u ms",
          strerror(err), l->pause_ms);
@@ -1968,9 +1962,9 @@ static int conns_start(struct faas_http *h)
             return FAAS_ENOMEM;
         event_priority_set(h->adopt_ev, 0);
     }
-    timer_ms(&tv, read_timeout_ms(rt));
+    tv = faas_ms_to_tv(read_timeout_ms(rt));
     h->tv_read = event_base_init_common_timeout(rt->base, &tv);
-    timer_ms(&tv, idle_timeout_ms(rt));
+    tv = faas_ms_to_tv(idle_timeout_ms(rt));
     h->tv_idle = event_base_init_common_timeout(rt->base, &tv);
     if (!h->tv_read || !h->tv_idle)
         return FAAS_ENOMEM;

@@ -279,8 +279,7 @@ int faas_drain(struct faas_runtime *rt, uint32_t timeout_ms, faas_drain_fn cb, v
         return FAAS_ENOMEM;
     }
     if (d->deadline) {
-        struct timeval tv = { (time_t)(timeout_ms / 1000u),
-                              (suseconds_t)(timeout_ms % 1000u) * 1000 };
+        struct timeval tv = faas_ms_to_tv(timeout_ms);
         event_add(d->deadline, &tv);
     }
     rt->drain = d;
