@@ -144,34 +144,6 @@ static void x_drop_result(struct faas_xinst *xi)
 
 /* ---- small helpers --------------------------------------------------- */
 
-void faas_strv_free(char **v)
-{
-    size_t i;
-    if (!v)
-        return;
-    for (i = 0; v[i]; i++)
-        free(v[i]);
-    free(v);
-}
-
-char **faas_strv_dup(const char *const *v)
-{
-    size_t n = 0, i;
-    char **out;
-    while (v && v[n])
-        n++;
-    out = faas_calloc(n + 1, sizeof *out);
-    if (!out)
-        return NULL;
-    for (i = 0; i < n; i++) {
-        if (!(out[i] = faas_strdup(v[i]))) {
-            faas_strv_free(out);
-            return NULL;
-        }
-    }
-    return out;
-}
-
 /* A pipe end just made: its only status flag is the one set here. */
 static void set_nonblock(int fd)
 {

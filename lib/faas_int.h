@@ -381,16 +381,13 @@ char *faas_strdup(const char *s);
 /* ---- clock.c: faas_now_ns, faas_wall_ns, timeouts, the calendar ------ */
 #include "clock.h"
 
+/* ---- text.c: UTF-8, hex, percent-decoding, log escapes, string vectors */
+#include "text.h"
+
 /* ---- ctx.c ---------------------------------------------------------- */
 /* Appends a log line (len bytes, cut at FAAS_LOGLINE_MAX) to the context's
  * list; a line that cannot be allocated is dropped. */
 void faas_ctx_add_line(struct faas_ctx *ctx, const char *text, size_t len);
-/* Handler text as one log line: \n, \r, \t as those two characters, other
- * bytes below 0x20 and 0x7f as \u00XX, everything else (UTF-8) as it is.
- * Writes at most size - 1 bytes and a NUL to out, never half an escape or a
- * UTF-8 sequence; returns the bytes written. Every path from a handler's
- * text to the log callback goes through it. */
-size_t faas_log_escape(char *out, size_t size, const char *in, size_t len);
 
 /* ---- runtime.c ------------------------------------------------------ */
 struct faas_fn *faas_fn_lookup(struct faas_runtime *rt, const char *name);
@@ -665,11 +662,6 @@ pid_t faas_x_zygote_pid(const struct faas_runtime *rt);
 /* The pid of inst's process (the leader of its process group): 0 while
  * the zygote has not said it yet, -1 when there is none. */
 pid_t faas_x_pid(const struct faas_instance *inst);
-/* Frees a NULL-terminated array of owned strings (NULL ok). */
-void faas_strv_free(char **v);
-/* A copy of a NULL-terminated array of strings (NULL: an empty one), or
- * NULL when out of memory. */
-char **faas_strv_dup(const char *const *v);
 
 /* ---- exec_command.c: the Lambda Runtime API -------------------------- */
 /*

@@ -101,51 +101,6 @@ const char *faas_http_method_name(enum faas_http_method m)
 
 /* ==== UTF-8 =========================================================== */
 
-size_t faas_utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len, i;
-    unsigned cp;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4, cp = c & 0x07;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    for (i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3fu);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return len;
-}
-
-static int utf8_valid(const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0, k;
-    while (i < n) {
-        if (u[i] < 0x80) {
-            i++;
-            continue;
-        }
-        if ((k = faas_utf8_seq(u + i, n - i)) == 0)
-            return 0;
-        i += k;
-    }
-    return 1;
-}
-
 /* A JSON string of n bytes: invalid UTF-8 bytes become U+FFFD. */
 static json_t *jstr(const char *s, size_t n)
 {
@@ -154,7 +109,7 @@ static json_t *jstr(const char *s, size_t n)
     size_t i = 0, o = 0, k;
     json_t *j;
 
-    if (utf8_valid(s, n))
+    if (faas_utf8_valid(s, n))
         return json_stringn_nocheck(s, n);
     buf = n < sizeof small / 3 ? small : faas_malloc(n * 3 + 1);
     if (!buf)
@@ -409,31 +364,6 @@ static int bytes_cmp(const char *a, size_t alen, const char *b, size_t blen)
     return alen < blen ? -1 : alen > blen;
 }
 
-int faas_hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* One byte of a raw segment, percent-decoded; advances *i. */
-static unsigned char raw_next(const char *raw, size_t len, size_t *i)
-{
-    unsigned char c = (unsigned char)raw[*i];
-    int hi, lo;
-    if (c == '%' && *i + 2 < len && (hi = faas_hexval((unsigned char)raw[*i + 1])) >= 0 &&
-        (lo = faas_hexval((unsigned char)raw[*i + 2])) >= 0) {
-        *i += 3;
-        return (unsigned char)(hi * 16 + lo);
-    }
-    (*i)++;
-    return c;
-}
-
 /* A literal against a raw request segment, the latter percent-decoded: the
  * order of memcmp on the decoded bytes. */
 static int lit_cmp_raw(const char *lit, size_t litlen, const char *raw, size_t rawlen)
@@ -441,7 +371,7 @@ static int lit_cmp_raw(const char *lit, size_t litlen, const char *raw, size_t r
     size_t i = 0, j = 0;
     while (i < litlen && j < rawlen) {
         unsigned char a = (unsigned char)lit[i++];
-        unsigned char b = raw_next(raw, rawlen, &j);
+        unsigned char b = faas_pct_next(raw, rawlen, &j, 0);
         if (a != b)
             return a < b ? -1 : 1;
     }
@@ -694,26 +624,6 @@ void faas_http_event_cache_clear(struct faas_http_event_cache *c)
 /* o[k] = v for a constant key k; v is taken (NULL: -1). */
 #define SETK(o, k, v) json_object_setn_new_nocheck((o), (k), sizeof(k) - 1, (v))
 
-/* Percent-decodes src (n bytes) into dst (n bytes at least); '+' is a space
- * when plus. Returns the length. */
-static size_t pct_decode(char *dst, const char *src, size_t n, int plus)
-{
-    size_t i = 0, o = 0;
-    while (i < n) {
-        unsigned char c = (unsigned char)src[i];
-        int hi, lo;
-        if (c == '%' && i + 2 < n && (hi = faas_hexval((unsigned char)src[i + 1])) >= 0 &&
-            (lo = faas_hexval((unsigned char)src[i + 2])) >= 0) {
-            dst[o++] = (char)(hi * 16 + lo);
-            i += 3;
-        } else {
-            dst[o++] = plus && c == '+' ? ' ' : (char)c;
-            i++;
-        }
-    }
-    return o;
-}
-
 /* o[key] = v (n bytes), comma-joined with what key already has. A new key
  * is checked (not UTF-8: -1) unless `checked`. */
 static int join_add(json_t *o, const char *key, size_t klen, int checked, const char *v,
@@ -841,11 +751,11 @@ static int add_query(json_t *ev, const char *q, size_t n, char *buf)
         const char *eq = memchr(q, '=', len);
         size_t klen = eq ? (size_t)(eq - q) : len, kd, vd;
         if (klen) {
-            kd = pct_decode(buf, q, klen, 1);
+            kd = faas_pct_decode(buf, q, klen, 1);
             /* A decoded key with a NUL cannot be an object key: skip it. */
-            if (!memchr(buf, '\0', kd) && utf8_valid(buf, kd)) {
+            if (!memchr(buf, '\0', kd) && faas_utf8_valid(buf, kd)) {
                 char *val = buf + kd;
-                vd = eq ? pct_decode(val, eq + 1, len - klen - 1, 1) : 0;
+                vd = eq ? faas_pct_decode(val, eq + 1, len - klen - 1, 1) : 0;
                 rc = join_add(qs, buf, kd, 1, val, vd, NULL, -1);
             }
         }
@@ -880,11 +790,11 @@ static int add_path_params(json_t *ev, const struct faas_http_event_in *in, char
     for (i = 0; i < r->nsegs && rc == 0; i++) {
         if (r->seg[i])
             continue;
-        n = pct_decode(buf, in->path + m->off[i], m->len[i], 0);
+        n = faas_pct_decode(buf, in->path + m->off[i], m->len[i], 0);
         rc = json_object_set_new_nocheck(pp, r->name[i], jstr(buf, n));
     }
     if (r->greedy && rc == 0) {
-        n = pct_decode(buf, in->path + m->tail_off, m->tail_len, 0);
+        n = faas_pct_decode(buf, in->path + m->tail_off, m->tail_len, 0);
         rc = json_object_set_new_nocheck(pp, r->greedy_name, jstr(buf, n));
     }
     if (rc == 0)
@@ -922,7 +832,7 @@ static int add_body(json_t *ev, const char *data, size_t n, const struct faas_ht
 
     if (n == 0)
         return SETK(ev, "isBase64Encoded", json_false());
-    if (textual(ct ? ct->value : NULL, ct ? ct->value_len : 0) && utf8_valid(data, n)) {
+    if (textual(ct ? ct->value : NULL, ct ? ct->value_len : 0) && faas_utf8_valid(data, n)) {
         if (SETK(ev, "body", json_stringn_nocheck(data, n)) != 0)
             return -1;
         return SETK(ev, "isBase64Encoded", json_false());
@@ -963,7 +873,7 @@ static int add_context(json_t *ev, const struct faas_http_event_in *in, const st
         snprintf(proto, sizeof proto, "HTTP/%d.%d", in->http_major, in->http_minor);
     while (pre < hlen && host[pre] != '.' && host[pre] != ':' && host[pre])
         pre++;
-    dlen = pct_decode(buf, in->path, in->path_len, 0);
+    dlen = faas_pct_decode(buf, in->path, in->path_len, 0);
 
     bad |= SETK(hp, "method", cached(c, FAAS_HTTP_C_METHOD, in->method, strlen(in->method)));
     bad |= SETK(hp, "path", jstr(buf, dlen));

@@ -295,15 +295,7 @@ static long pct_decode(const char *s, size_t n, char *out, size_t size)
 {
     size_t i = 0, o = 0;
     while (i < n) {
-        unsigned char c = (unsigned char)s[i];
-        int hi, lo;
-        if (c == '%' && i + 2 < n && (hi = faas_hexval((unsigned char)s[i + 1])) >= 0 &&
-            (lo = faas_hexval((unsigned char)s[i + 2])) >= 0) {
-            c = (unsigned char)(hi * 16 + lo);
-            i += 3;
-        } else {
-            i++;
-        }
+        unsigned char c = faas_pct_next(s, n, &i, 0);
         if (o + 1 >= size)
             return -1;
         out[o++] = (char)c;
@@ -539,18 +531,8 @@ static const char *recode(const char *raw, size_t n, char **o, size_t *len)
 {
     const char *start = *o;
     size_t i = 0;
-    while (i < n) {
-        unsigned char c = (unsigned char)raw[i];
-        int hi, lo;
-        if (c == '%' && i + 2 < n && (hi = faas_hexval((unsigned char)raw[i + 1])) >= 0 &&
-            (lo = faas_hexval((unsigned char)raw[i + 2])) >= 0) {
-            c = (unsigned char)(hi * 16 + lo);
-            i += 3;
-        } else {
-            i++;
-        }
-        *o += uri_encode_byte(c, *o);
-    }
+    while (i < n)
+        *o += uri_encode_byte(faas_pct_next(raw, n, &i, 0), *o);
     *len = (size_t)(*o - start);
     return start;
 }
@@ -681,17 +663,6 @@ static void hmac(unsigned char out[32], const unsigned char *key, size_t keylen,
     crypto_auth_hmacsha256_final(&st, out);
 }
 
-static void to_hex(const unsigned char *b, size_t n, char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t i;
-    for (i = 0; i < n; i++) {
-        out[2 * i] = hex[b[i] >> 4];
-        out[2 * i + 1] = hex[b[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 int faas_sigv4_signature(const struct faas_sigv4_in *in, const char *secret, char out[65])
 {
     const char *part[4], *p;
@@ -729,7 +700,7 @@ int faas_sigv4_signature(const struct faas_sigv4_in *in, const char *secret, cha
     sink_str(&s, in->payload_hash);
     crypto_hash_sha256_update(&s.h, s.buf, s.n);
     crypto_hash_sha256_final(&s.h, digest);
-    to_hex(digest, sizeof digest, hex);
+    sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
 
     /* the signing key: HMAC chain over the scope's parts */
     memcpy(kkey, "AWS4", 4);
@@ -750,7 +721,7 @@ int faas_sigv4_signature(const struct faas_sigv4_in *in, const char *secret, cha
     crypto_auth_hmacsha256_update(&st, (const unsigned char *)hex, 64);
     crypto_auth_hmacsha256_final(&st, digest);
     sodium_memzero(k, sizeof k);
-    to_hex(digest, sizeof digest, out);
+    sodium_bin2hex(out, 2 * sizeof digest + 1, digest, sizeof digest);
     return 0;
 }
 
@@ -997,7 +968,7 @@ static int sigv4_check(struct api_req *a, const char *path, const char *query,
         return -1;
     }
     crypto_hash_sha256(digest, body, blen);
-    to_hex(digest, sizeof digest, payload);
+    sodium_bin2hex(payload, sizeof payload, digest, sizeof digest);
     if (a->content_sha256 && strcasecmp(a->content_sha256, payload) != 0) {
         fail(a, 403, "InvalidSignatureException",
              "The provided 'x-amz-content-sha256' header does not match what was computed.");
