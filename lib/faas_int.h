@@ -384,6 +384,9 @@ char *faas_strdup(const char *s);
 /* ---- text.c: UTF-8, hex, percent-decoding, log escapes, string vectors */
 #include "text.h"
 
+/* ---- json.c: sizes, text as JSON strings, the error object, output ---- */
+#include "json.h"
+
 /* ---- ctx.c ---------------------------------------------------------- */
 /* Appends a log line (len bytes, cut at FAAS_LOGLINE_MAX) to the context's
  * list; a line that cannot be allocated is dropped. */
@@ -548,13 +551,6 @@ void faas_batcher_stats_get(const struct faas_mapping *m, uint64_t now,
 json_t *faas_shape_record_why(struct faas_runtime *rt, enum faas_src_kind kind, const char *name,
                               json_t *parts, int *err, char *why, size_t whylen);
 
-/* ---- json_bytes.c ----------------------------------------------------- */
-/* Exact bytes of the compact serialisation of j (NULL: null), as jansson
- * writes it with JSON_COMPACT | JSON_ENCODE_ANY, without serialising. */
-size_t faas_json_bytes(const json_t *j);
-/* The same for one string, quotes and escapes included. */
-size_t faas_json_string_bytes(const char *s, size_t len);
-
 /* ---- watch.c --------------------------------------------------------- */
 void faas_watch_free_all(struct faas_runtime *rt);
 
@@ -576,8 +572,6 @@ int faas_invoke_check(struct faas_runtime *rt, const char *name, json_t *event,
  * loop; inv must hold no instance. */
 void faas_inv_defer(struct faas_inv *inv);
 void faas_request_id(struct faas_runtime *rt, char out[FAAS_REQUEST_ID_SIZE]);
-/* Bytes of the compact serialisation if it is <= limit, else > limit. */
-size_t faas_json_size(const json_t *json, size_t limit);
 /* Runs an INLINE invocation on the loop thread. */
 void faas_inv_run_inline(struct faas_inv *inv);
 /* The worker side of an INVOKE job (any thread). */
@@ -591,7 +585,6 @@ void faas_inv_deliver_status(struct faas_inv *inv, int status, const char *etype
  * loop, and its late outcome is dropped. */
 void faas_inv_detach(struct faas_inv *inv, int status, const char *etype, const char *emsg);
 void faas_inv_free(struct faas_inv *inv);
-json_t *faas_error_object(const char *type, const char *msg);
 /* Runs init on an instance, filling ctx; returns 0 or FAAS_EINIT. */
 int faas_instance_init(struct faas_instance *inst, struct faas_ctx *ctx, uint64_t *init_ns);
 
@@ -728,8 +721,6 @@ void faas_http_hold_wait(struct faas_http_hold *p, struct evhttp_request *req);
 struct evhttp_request *faas_http_hold_take(struct faas_http_hold *p);
 /* p (taken, or never held) back to the gateway's spares, or freed. */
 void faas_http_hold_put(struct faas_http_hold *p);
-/* Appends j's compact JSON text (any value) to out. 0 or -1. */
-int faas_http_dump_json(struct evbuffer *out, json_t *j);
 
 /*
  * AWS Signature Version 4 (pure: no libevent, no runtime), for the Invoke

@@ -101,37 +101,6 @@ const char *faas_http_method_name(enum faas_http_method m)
 
 /* ==== UTF-8 =========================================================== */
 
-/* A JSON string of n bytes: invalid UTF-8 bytes become U+FFFD. */
-static json_t *jstr(const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    char small[256], *buf;
-    size_t i = 0, o = 0, k;
-    json_t *j;
-
-    if (faas_utf8_valid(s, n))
-        return json_stringn_nocheck(s, n);
-    buf = n < sizeof small / 3 ? small : faas_malloc(n * 3 + 1);
-    if (!buf)
-        return NULL;
-    while (i < n) {
-        k = faas_utf8_seq(u + i, n - i);
-        if (k == 0) {
-            memcpy(buf + o, "\xef\xbf\xbd", 3);
-            o += 3;
-            i++;
-        } else {
-            memcpy(buf + o, s + i, k);
-            o += k;
-            i += k;
-        }
-    }
-    j = json_stringn_nocheck(buf, o);
-    if (buf != small)
-        free(buf);
-    return j;
-}
-
 /* ==== route patterns ================================================== */
 
 static int name_char(unsigned char c)
@@ -268,8 +237,8 @@ int faas_route_parse(const char *pattern, struct faas_route **out)
         faas_route_free(r);
         return rc;
     }
-    /* Literals may hold any byte over 0x7f: jstr() makes it UTF-8. */
-    if (!(r->key_json = jstr(r->key, strlen(r->key)))) {
+    /* Literals may hold any byte over 0x7f: faas_json_text() makes it UTF-8. */
+    if (!(r->key_json = faas_json_text(r->key, strlen(r->key)))) {
         faas_route_free(r);
         return FAAS_ENOMEM;
     }
@@ -599,11 +568,11 @@ static json_t *cached(struct faas_http_event_cache *c, int i, const char *s, siz
 {
     json_t *j;
     if (!c)
-        return jstr(s, n);
+        return faas_json_text(s, n);
     j = c->v[i];
     if (j && json_string_length(j) == n && memcmp(json_string_value(j), s, n) == 0)
         return json_incref(j);
-    if ((j = jstr(s, n)) != NULL) {
+    if ((j = faas_json_text(s, n)) != NULL) {
         json_decref(c->v[i]);
         c->v[i] = json_incref(j);
     }
@@ -634,7 +603,7 @@ static int join_add(json_t *o, const char *key, size_t klen, int checked, const 
     size_t olen;
 
     if (!old) {
-        j = slot >= 0 ? cached(c, slot, v, n) : jstr(v, n);
+        j = slot >= 0 ? cached(c, slot, v, n) : faas_json_text(v, n);
         if (!j)
             return -1;
         return checked ? json_object_setn_new_nocheck(o, key, klen, j)
@@ -647,7 +616,7 @@ static int join_add(json_t *o, const char *key, size_t klen, int checked, const 
     memcpy(buf, json_string_value(old), olen);
     buf[olen] = ',';
     memcpy(buf + olen + 1, v, n);
-    j = jstr(buf, olen + 1 + n);
+    j = faas_json_text(buf, olen + 1 + n);
     if (buf != small)
         free(buf);
     return j ? json_object_setn_new_nocheck(o, key, klen, j) : -1;
@@ -662,7 +631,7 @@ static int add_cookies(json_t *cookies, const char *s, size_t n)
         size_t len = e ? (size_t)(e - s) : (size_t)(end - s);
         while (len && (*s == ' ' || *s == '\t'))
             s++, len--;
-        if (len && json_array_append_new(cookies, jstr(s, len)) != 0)
+        if (len && json_array_append_new(cookies, faas_json_text(s, len)) != 0)
             return -1;
         s += len;
         if (s < end && *s == ';')
@@ -791,11 +760,11 @@ static int add_path_params(json_t *ev, const struct faas_http_event_in *in, char
         if (r->seg[i])
             continue;
         n = faas_pct_decode(buf, in->path + m->off[i], m->len[i], 0);
-        rc = json_object_set_new_nocheck(pp, r->name[i], jstr(buf, n));
+        rc = json_object_set_new_nocheck(pp, r->name[i], faas_json_text(buf, n));
     }
     if (r->greedy && rc == 0) {
         n = faas_pct_decode(buf, in->path + m->tail_off, m->tail_len, 0);
-        rc = json_object_set_new_nocheck(pp, r->greedy_name, jstr(buf, n));
+        rc = json_object_set_new_nocheck(pp, r->greedy_name, faas_json_text(buf, n));
     }
     if (rc == 0)
         return SETK(ev, "pathParameters", pp);
@@ -876,7 +845,7 @@ static int add_context(json_t *ev, const struct faas_http_event_in *in, const st
     dlen = faas_pct_decode(buf, in->path, in->path_len, 0);
 
     bad |= SETK(hp, "method", cached(c, FAAS_HTTP_C_METHOD, in->method, strlen(in->method)));
-    bad |= SETK(hp, "path", jstr(buf, dlen));
+    bad |= SETK(hp, "path", faas_json_text(buf, dlen));
     bad |= SETK(hp, "protocol", cached(c, FAAS_HTTP_C_PROTOCOL, proto, strlen(proto)));
     bad |= SETK(hp, "sourceIp", cached(c, FAAS_HTTP_C_SOURCE_IP, ip, strlen(ip)));
     bad |= SETK(hp, "userAgent",
@@ -888,9 +857,9 @@ static int add_context(json_t *ev, const struct faas_http_event_in *in, const st
     bad |= SETK(rc, "domainName", cached(c, FAAS_HTTP_C_HOST, host, hlen));
     bad |= SETK(rc, "domainPrefix", cached(c, FAAS_HTTP_C_HOST_PREFIX, host, pre));
     bad |= SETK(rc, "http", hp);
-    bad |= SETK(rc, "requestId", jstr(in->request_id, strlen(in->request_id)));
+    bad |= SETK(rc, "requestId", faas_json_text(in->request_id, strlen(in->request_id)));
     bad |= SETK(rc, "routeKey",
-                r->key_json ? json_incref(r->key_json) : jstr(r->key, strlen(r->key)));
+                r->key_json ? json_incref(r->key_json) : faas_json_text(r->key, strlen(r->key)));
     bad |= SETK(rc, "stage", CACHED(c, FAAS_HTTP_C_STAGE, "$default"));
     bad |= SETK(rc, "time", cached(c, FAAS_HTTP_C_TIME, in->time, strlen(in->time)));
     bad |= SETK(rc, "timeEpoch", json_integer(in->time_epoch_ms));
@@ -916,9 +885,9 @@ json_t *faas_http_event_build(const struct faas_http_event_in *in,
     }
     bad |= SETK(ev, "version", CACHED(c, FAAS_HTTP_C_VERSION, "2.0"));
     bad |= SETK(ev, "routeKey",
-                r->key_json ? json_incref(r->key_json) : jstr(r->key, strlen(r->key)));
-    bad |= SETK(ev, "rawPath", jstr(in->path, in->path_len));
-    bad |= SETK(ev, "rawQueryString", jstr(in->query, in->query_len));
+                r->key_json ? json_incref(r->key_json) : faas_json_text(r->key, strlen(r->key)));
+    bad |= SETK(ev, "rawPath", faas_json_text(in->path, in->path_len));
+    bad |= SETK(ev, "rawQueryString", faas_json_text(in->query, in->query_len));
     if (!bad)
         bad |= add_headers(ev, in, &pk, c);
     if (!bad)
@@ -1206,42 +1175,6 @@ static void resp_fields(json_t *p, struct resp_fields *f)
 }
 
 /* JSON text straight into an evbuffer, in pieces of up to 4 KiB. */
-struct dump_buf {
-    struct evbuffer *out;
-    size_t n;
-    char buf[4096];
-};
-
-static int dump_cb(const char *s, size_t size, void *arg)
-{
-    struct dump_buf *d = arg;
-    if (d->n + size > sizeof d->buf) {
-        if (d->n && evbuffer_add(d->out, d->buf, d->n) != 0)
-            return -1;
-        d->n = 0;
-        if (size > sizeof d->buf)
-            return evbuffer_add(d->out, s, size);
-    }
-    memcpy(d->buf + d->n, s, size);
-    d->n += size;
-    return 0;
-}
-
-static int dump_json(struct evbuffer *out, json_t *j)
-{
-    struct dump_buf d;
-    d.out = out;
-    d.n = 0;
-    if (json_dump_callback(j, dump_cb, &d, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
-        return -1;
-    return d.n ? evbuffer_add(out, d.buf, d.n) : 0;
-}
-
-int faas_http_dump_json(struct evbuffer *out, json_t *j)
-{
-    return dump_json(out, j);
-}
-
 /* Payload 2.0's structured response; 0, or -1 when it is malformed. */
 static int reply_structured(struct evhttp_request *req, int head, const struct resp_fields *f)
 {
@@ -1271,7 +1204,7 @@ static int reply_structured(struct evhttp_request *req, int head, const struct r
                 return -1;
         } else if (json_is_string(body)) {
             evbuffer_add(out, json_string_value(body), json_string_length(body));
-        } else if (dump_json(out, body) != 0) {
+        } else if (faas_json_dump_evbuffer(out, body) != 0) {
             return -1;
         }
     }
@@ -1319,7 +1252,7 @@ static void reply_result(struct evhttp_request *req, int head, const struct faas
             return;
         }
     }
-    if (dump_json(out, p ? p : json_null()) != 0) {
+    if (faas_json_dump_evbuffer(out, p ? p : json_null()) != 0) {
         evbuffer_drain(out, evbuffer_get_length(out));
         reply_message(req, head, 502, "Internal Server Error");
         return;

@@ -66,69 +66,7 @@ void faas_request_id(struct faas_runtime *rt, char out[FAAS_REQUEST_ID_SIZE])
     out[o] = '\0';
 }
 
-/* ---- payload size --------------------------------------------------- */
-
-/*
- * An upper bound of the compact serialisation, cheap to compute: every string
- * byte counted as a worst-case \uXXXX escape. Stops once over `limit`.
- */
-static size_t size_bound(const json_t *j, size_t limit)
-{
-    size_t n, i;
-    const char *key;
-    json_t *v;
-
-    switch (json_typeof(j)) {
-    case JSON_OBJECT:
-        n = 2;
-        json_object_foreach((json_t *)j, key, v) {
-            n += 6 * strlen(key) + 4 + size_bound(v, limit);
-            if (n > limit)
-                return n;
-        }
-        return n;
-    case JSON_ARRAY:
-        n = 2;
-        for (i = 0; i < json_array_size(j); i++) {
-            n += 1 + size_bound(json_array_get(j, i), limit);
-            if (n > limit)
-                return n;
-        }
-        return n;
-    case JSON_STRING:
-        return 2 + 6 * json_string_length(j);
-    case JSON_INTEGER:
-        return 21;
-    case JSON_REAL:
-        return 32;
-    default:
-        return 5;
-    }
-}
-
-size_t faas_json_size(const json_t *json, size_t limit)
-{
-    size_t n;
-    if (!json)
-        return 4;
-    n = size_bound(json, limit);
-    if (n <= limit)
-        return n;
-    n = json_dumpb(json, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
-    return n ? n : limit + 1; /* unserialisable (NaN, bad UTF-8): refuse */
-}
-
 /* ---- records -------------------------------------------------------- */
-
-json_t *faas_error_object(const char *type, const char *msg)
-{
-    json_t *o = json_object();
-    if (!o)
-        return json_null();
-    json_object_set_new(o, "errorType", json_string(type ? type : "Error"));
-    json_object_set_new(o, "errorMessage", json_string(msg ? msg : ""));
-    return o;
-}
 
 void faas_inv_free(struct faas_inv *inv)
 {

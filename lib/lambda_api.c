@@ -90,36 +90,6 @@ static void send_reply(struct evhttp_request *req, int head, int code)
     evhttp_send_reply(req, code, NULL, NULL);
 }
 
-/* s as a JSON string; bytes over 0x7f become U+FFFD (messages are ASCII
- * but for what a client sent, which need not be UTF-8). */
-static void add_json_string(struct evbuffer *out, const char *s)
-{
-    char buf[512];
-    size_t n = 0;
-
-    buf[n++] = '"';
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (n > sizeof buf - 8) {
-            evbuffer_add(out, buf, n);
-            n = 0;
-        }
-        if (c == '"' || c == '\\') {
-            buf[n++] = '\\';
-            buf[n++] = (char)c;
-        } else if (c < 0x20) {
-            n += (size_t)snprintf(buf + n, sizeof buf - n, "\\u%04x", c);
-        } else if (c >= 0x80) {
-            memcpy(buf + n, "\\ufffd", 6);
-            n += 6;
-        } else {
-            buf[n++] = (char)c;
-        }
-    }
-    buf[n++] = '"';
-    evbuffer_add(out, buf, n);
-}
-
 /*
  * An error as Lambda sends it: x-amzn-ErrorType, and the body
  * {"Type":"User"|"Service","message":...} (plus "Reason" when given).
@@ -129,6 +99,9 @@ static void send_error(struct evhttp_request *req, int head, const char *reqid, 
 {
     struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
     struct evbuffer *out = evhttp_request_get_output_buffer(req);
+    /* The message may quote what the client sent: UTF-8 stays as it is,
+     * other bytes become U+FFFD. */
+    json_t *text = faas_json_text(msg, strlen(msg));
 
     evhttp_add_header(oh, "x-amzn-RequestId", reqid);
     evhttp_add_header(oh, "x-amzn-ErrorType", type);
@@ -137,7 +110,9 @@ static void send_error(struct evhttp_request *req, int head, const char *reqid, 
     if (reason)
         evbuffer_add_printf(out, "\"Reason\":\"%s\",", reason);
     evbuffer_add(out, "\"message\":", 10);
-    add_json_string(out, msg);
+    if (!text || faas_json_dump_evbuffer(out, text) != 0)
+        evbuffer_add(out, "\"\"", 2);
+    json_decref(text);
     evbuffer_add(out, "}", 1);
     send_reply(req, head, code);
 }
@@ -255,7 +230,7 @@ static void send_invoked(struct evhttp_request *req, const struct faas_http_hold
     struct evbuffer *out = evhttp_request_get_output_buffer(req);
     json_t *payload = faas_result_payload(res);
 
-    if (faas_http_dump_json(out, payload ? payload : json_null()) != 0) {
+    if (faas_json_dump_evbuffer(out, payload ? payload : json_null()) != 0) {
         evbuffer_drain(out, evbuffer_get_length(out));
         send_error(req, p->head, res->request_id, 500, "ServiceException", NULL,
                    faas_strerror(FAAS_ENOMEM));
