@@ -387,6 +387,15 @@ char *faas_strdup(const char *s);
 /* ---- json.c: sizes, text as JSON strings, the error object, output ---- */
 #include "json.h"
 
+/* ---- random.c: the runtime's generator and request ids --------------- */
+/* Seeds a xoshiro256** state from getrandom() (salt: any address that
+ * differs between runtimes, used only without an entropy source). */
+void faas_rng_seed(uint64_t rng[4], const void *salt);
+/* The next 64 bits of the generator. */
+uint64_t faas_rng_next(uint64_t s[4]);
+/* A fresh UUIDv4 string from rt->rng (loop thread). */
+void faas_request_id(struct faas_runtime *rt, char out[FAAS_REQUEST_ID_SIZE]);
+
 /* ---- ctx.c ---------------------------------------------------------- */
 /* Appends a log line (len bytes, cut at FAAS_LOGLINE_MAX) to the context's
  * list; a line that cannot be allocated is dropped. */
@@ -571,7 +580,6 @@ int faas_invoke_check(struct faas_runtime *rt, const char *name, json_t *event,
 /* Deliver a result decided without running (replay, duplicate) from the
  * loop; inv must hold no instance. */
 void faas_inv_defer(struct faas_inv *inv);
-void faas_request_id(struct faas_runtime *rt, char out[FAAS_REQUEST_ID_SIZE]);
 /* Runs an INLINE invocation on the loop thread. */
 void faas_inv_run_inline(struct faas_inv *inv);
 /* The worker side of an INVOKE job (any thread). */

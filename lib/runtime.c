@@ -31,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -317,24 +316,6 @@ static void dispatch_cb(evutil_socket_t fd, short what, void *arg)
     faas_rt_leave(rt);
 }
 
-static void seed_rng(struct faas_runtime *rt)
-{
-    uint64_t s[4];
-    struct timespec ts;
-    int i;
-
-    if (getrandom(s, sizeof s, 0) != (ssize_t)sizeof s) {
-        /* No entropy source: ids must still differ between runtimes. */
-        clock_gettime(CLOCK_REALTIME, &ts);
-        s[0] = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30);
-        s[1] = (uint64_t)getpid() * UINT64_C(0x9E3779B97F4A7C15);
-        s[2] = (uint64_t)(uintptr_t)rt;
-        s[3] = UINT64_C(0x6a09e667f3bcc909);
-    }
-    for (i = 0; i < 4; i++)
-        rt->rng[i] = s[i] ? s[i] : UINT64_C(0x9E3779B97F4A7C15) + (uint64_t)i;
-}
-
 /* The option strings are copied, as every string passed in. */
 static int copy_opt_strings(struct faas_runtime *rt)
 {
@@ -405,7 +386,7 @@ int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
     faas_list_init(&rt->store_ops);
     faas_list_init(&rt->mappings);
     faas_list_init(&rt->watches);
-    seed_rng(rt);
+    faas_rng_seed(rt->rng, rt);
     /* Before any thread of ours exists: the zygote is a clean copy. */
     rc = faas_zygote_start(rt);
     if (rc) {
