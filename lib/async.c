@@ -268,7 +268,7 @@ static struct faas_async *async_new(struct faas_fn *fn)
     faas_list_init(&a->all);
     /* One draw from the runtime's seeded generator: no system call. */
     faas_request_id(fn->rt, seed);
-    a->rng = fn->hash;
+    a->rng = fn->hnode.hash;
     for (i = 0; seed[i]; i++)
         a->rng = (a->rng ^ (unsigned char)seed[i]) * UINT64_C(0x100000001B3);
     return a;

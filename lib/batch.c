@@ -74,13 +74,12 @@ static const char *const cond_names[] = { "RetryAttemptsExhausted", "RecordAgeEx
                                           "FunctionNotFound", "MappingRemoved" };
 
 struct bkey {
-    struct bkey *hnext;
+    struct faas_hnode hnode;     /* b->keys (not b->all) */
     struct faas_list avail_link; /* b->avail while in_avail */
     struct faas_list queue;      /* struct brec, arrival order */
     size_t nqueued;
     size_t outstanding;          /* its records in batches */
     int in_avail;
-    uint32_t hash;
     const char *name;
 };
 
@@ -123,8 +122,7 @@ struct faas_batcher {
     uint64_t max_age_ms;
     int bisect, report_items;
 
-    struct bkey **buckets;       /* ordered kinds: keys by name */
-    size_t nbuckets, nkeys;
+    struct faas_htable keys;     /* ordered kinds: struct bkey by name */
     struct bkey all;             /* unordered kinds: the one queue */
     struct faas_list avail;
     size_t navail;
@@ -159,15 +157,12 @@ static void ref(struct faas_batcher *b)
 
 static void destroy(struct faas_batcher *b)
 {
-    size_t i;
-    for (i = 0; b->buckets && i < b->nbuckets; i++) {
-        struct bkey *k = b->buckets[i], *next;
-        for (; k; k = next) {
-            next = k->hnext;
-            free(k);
-        }
+    struct faas_hnode *n, *next;
+    for (n = b->keys.buckets ? faas_htable_first(&b->keys) : NULL; n; n = next) {
+        next = faas_htable_next(&b->keys, n);
+        free(FAAS_CONTAINER_OF(n, struct bkey, hnode));
     }
-    free(b->buckets);
+    faas_htable_fini(&b->keys);
     free(b->on_failure);
     free(b->key_path);
     free(b);
@@ -189,16 +184,6 @@ static const char *err_name(int status)
 {
     const char *n = faas_strerror_name(status);
     return status == 0 ? "partial batch failure" : n ? n : "EUNKNOWN";
-}
-
-static uint32_t str_hash(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 16777619u;
-    }
-    return h;
 }
 
 /* The value at a dotted path ("a.b.0.c": digits index arrays), or NULL. */
@@ -281,69 +266,39 @@ static void avail_update(struct faas_batcher *b, struct bkey *k)
     b->navail += k->nqueued;
 }
 
-static void key_unlink(struct faas_batcher *b, struct bkey *k)
-{
-    struct bkey **p = &b->buckets[k->hash & (b->nbuckets - 1)];
-    for (; *p; p = &(*p)->hnext) {
-        if (*p == k) {
-            *p = k->hnext;
-            b->nkeys--;
-            return;
-        }
-    }
-}
-
 /* Drops an ordered key that holds nothing: keys do not pile up. */
 static void key_maybe_free(struct faas_batcher *b, struct bkey *k)
 {
     if (k == &b->all || k->nqueued || k->outstanding || k->in_avail)
         return;
-    key_unlink(b, k);
+    faas_htable_remove(&b->keys, &k->hnode);
     free(k);
 }
 
-static int keys_grow(struct faas_batcher *b)
+static int key_name_eq(const struct faas_hnode *n, const void *name)
 {
-    size_t n = b->nbuckets * 2, i;
-    struct bkey **nb = faas_calloc(n, sizeof *nb);
-    if (!nb)
-        return FAAS_ENOMEM;
-    for (i = 0; i < b->nbuckets; i++) {
-        struct bkey *k = b->buckets[i], *next;
-        for (; k; k = next) {
-            next = k->hnext;
-            k->hnext = nb[k->hash & (n - 1)];
-            nb[k->hash & (n - 1)] = k;
-        }
-    }
-    free(b->buckets);
-    b->buckets = nb;
-    b->nbuckets = n;
-    return 0;
+    return strcmp(FAAS_CONTAINER_OF(n, struct bkey, hnode)->name, name) == 0;
 }
 
 static struct bkey *key_get(struct faas_batcher *b, const char *name)
 {
-    uint32_t h = str_hash(name);
+    uint32_t h = faas_hash_str(name);
     size_t len = strlen(name);
-    struct bkey *k = b->buckets[h & (b->nbuckets - 1)];
+    struct faas_hnode *n = faas_htable_find(&b->keys, h, key_name_eq, name);
+    struct bkey *k;
 
-    for (; k; k = k->hnext)
-        if (k->hash == h && strcmp(k->name, name) == 0)
-            return k;
-    if (b->nkeys >= b->nbuckets && keys_grow(b) != 0)
+    if (n)
+        return FAAS_CONTAINER_OF(n, struct bkey, hnode);
+    if (faas_htable_reserve(&b->keys) != 0)
         return NULL;
     k = faas_calloc(1, sizeof *k + len + 1);
     if (!k)
         return NULL;
     memcpy((char *)(k + 1), name, len + 1);
     k->name = (const char *)(k + 1);
-    k->hash = h;
     faas_list_init(&k->queue);
     faas_list_init(&k->avail_link);
-    k->hnext = b->buckets[h & (b->nbuckets - 1)];
-    b->buckets[h & (b->nbuckets - 1)] = k;
-    b->nkeys++;
+    faas_htable_insert(&b->keys, &k->hnode, h);
     return k;
 }
 
@@ -1006,7 +961,6 @@ int faas_batcher_new(struct faas_mapping *m)
     b->bisect = o->bisect_on_error;
     b->report_items = o->report_batch_item_failures;
     b->max_bytes = faas_mapping_max_bytes;
-    b->nbuckets = 16;
     faas_list_init(&b->avail);
     faas_list_init(&b->retry);
     faas_list_init(&b->inflight);
@@ -1016,7 +970,7 @@ int faas_batcher_new(struct faas_mapping *m)
     b->all.name = "";
     if ((o->on_failure && !(b->on_failure = faas_strdup(o->on_failure))) ||
         (o->partition_key_path && !(b->key_path = faas_strdup(o->partition_key_path))) ||
-        !(b->buckets = faas_calloc(b->nbuckets, sizeof *b->buckets)) ||
+        faas_htable_init(&b->keys, 16) != 0 ||
         !(b->kick_ev = event_new(rt->base, -1, 0, kick_cb, b)) ||
         !(b->timer_ev = event_new(rt->base, -1, 0, timer_cb, b))) {
         if (b->kick_ev)
@@ -1115,8 +1069,8 @@ void faas_batcher_free(struct faas_mapping *m)
 {
     struct faas_batcher *b = m ? m->batcher : NULL;
     struct faas_list dead, *e;
+    struct faas_hnode *kn, *knext;
     uint64_t now;
-    size_t i;
 
     if (!b)
         return;
@@ -1152,10 +1106,9 @@ void faas_batcher_free(struct faas_mapping *m)
         }
     }
     drain_key(b, &b->all, &dead);
-    for (i = 0; i < b->nbuckets; i++) {
-        struct bkey *k;
-        for (k = b->buckets[i]; k; k = k->hnext)
-            drain_key(b, k, &dead);
+    for (kn = faas_htable_first(&b->keys); kn; kn = knext) {
+        knext = faas_htable_next(&b->keys, kn);
+        drain_key(b, FAAS_CONTAINER_OF(kn, struct bkey, hnode), &dead);
     }
     now = faas_now_ns(b->rt);
     ref(b);

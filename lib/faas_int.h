@@ -33,6 +33,12 @@
 
 #include "faas.h"
 
+/* The shared helpers, each in a file of its own. */
+#include "clock.h" /* the runtime's clocks, timeouts, the calendar */
+#include "hash.h"  /* the intrusive hash table */
+#include "json.h"  /* JSON sizes, text as JSON, the error object, output */
+#include "text.h"  /* UTF-8, hex, percent-decoding, log escapes, strv */
+
 struct event;
 
 /* ---- lists ---------------------------------------------------------- */
@@ -141,8 +147,7 @@ enum faas_xkind {
 struct faas_fn {
     struct faas_runtime *rt;
     char name[FAAS_NAME_MAX + 1];
-    uint32_t hash;
-    struct faas_fn *hnext;    /* registry bucket chain */
+    struct faas_hnode hnode;  /* rt->registry, by name */
     struct faas_list link;    /* rt->fns, registration order */
     faas_handler_fn handler;
     struct faas_function_opts opts; /* copied; pointers to strings cleared */
@@ -331,8 +336,7 @@ struct faas_runtime {
     struct faas_runtime_opts opts;
 
     /* registry */
-    struct faas_fn **buckets;
-    size_t nbuckets;
+    struct faas_htable registry; /* faas_fn by name */
     size_t nfns;
     struct faas_list fns;
 
@@ -377,15 +381,6 @@ extern atomic_long faas_alloc_fail_countdown;
 void *faas_malloc(size_t n);
 void *faas_calloc(size_t n, size_t size);
 char *faas_strdup(const char *s);
-
-/* ---- clock.c: faas_now_ns, faas_wall_ns, timeouts, the calendar ------ */
-#include "clock.h"
-
-/* ---- text.c: UTF-8, hex, percent-decoding, log escapes, string vectors */
-#include "text.h"
-
-/* ---- json.c: sizes, text as JSON strings, the error object, output ---- */
-#include "json.h"
 
 /* ---- random.c: the runtime's generator and request ids --------------- */
 /* Seeds a xoshiro256** state from getrandom() (salt: any address that

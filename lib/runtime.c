@@ -2,8 +2,8 @@
  * runtime.c - the runtime's lifecycle, the function registry and the loop's
  * dispatch event.
  *
- * The registry is a chained hash table keyed by name (FNV-1a), doubled when
- * it holds more functions than buckets, so lookup stays O(1) from ten
+ * The registry is a hash table keyed by name (hash.c: FNV-1a, doubled when
+ * it holds as many functions as buckets), so lookup stays O(1) from ten
  * functions to tens of thousands. Functions are also kept in registration
  * order, for metrics.
  *
@@ -49,16 +49,6 @@ struct faas_drain {
     int check_active;
 };
 
-static uint32_t name_hash(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 16777619u;
-    }
-    return h;
-}
-
 static int name_valid(const char *name)
 {
     size_t n = 0;
@@ -75,46 +65,20 @@ static int name_valid(const char *name)
     return n > 0;
 }
 
-struct faas_fn *faas_fn_lookup(struct faas_runtime *rt, const char *name)
+static int fn_name_eq(const struct faas_hnode *n, const void *name)
 {
-    uint32_t h = name_hash(name);
-    struct faas_fn *fn = rt->buckets[h & (rt->nbuckets - 1)];
-    for (; fn; fn = fn->hnext)
-        if (fn->hash == h && strcmp(fn->name, name) == 0)
-            return fn;
-    return NULL;
+    return strcmp(FAAS_CONTAINER_OF(n, struct faas_fn, hnode)->name, name) == 0;
 }
 
-static int registry_grow(struct faas_runtime *rt)
+struct faas_fn *faas_fn_lookup(struct faas_runtime *rt, const char *name)
 {
-    size_t n = rt->nbuckets * 2, i;
-    struct faas_fn **b = faas_calloc(n, sizeof *b);
-    if (!b)
-        return FAAS_ENOMEM;
-    for (i = 0; i < rt->nbuckets; i++) {
-        struct faas_fn *fn = rt->buckets[i], *next;
-        for (; fn; fn = next) {
-            next = fn->hnext;
-            fn->hnext = b[fn->hash & (n - 1)];
-            b[fn->hash & (n - 1)] = fn;
-        }
-    }
-    free(rt->buckets);
-    rt->buckets = b;
-    rt->nbuckets = n;
-    return 0;
+    struct faas_hnode *n = faas_htable_find(&rt->registry, faas_hash_str(name), fn_name_eq, name);
+    return n ? FAAS_CONTAINER_OF(n, struct faas_fn, hnode) : NULL;
 }
 
 static void registry_remove(struct faas_runtime *rt, struct faas_fn *fn)
 {
-    struct faas_fn **p = &rt->buckets[fn->hash & (rt->nbuckets - 1)];
-    for (; *p; p = &(*p)->hnext) {
-        if (*p == fn) {
-            *p = fn->hnext;
-            break;
-        }
-    }
-    fn->hnext = NULL;
+    faas_htable_remove(&rt->registry, &fn->hnode);
     faas_list_remove(&fn->link);
     rt->nfns--;
 }
@@ -368,13 +332,12 @@ int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
         free(rt);
         return FAAS_ENOMEM;
     }
-    rt->nbuckets = 16;
-    rt->buckets = faas_calloc(rt->nbuckets, sizeof *rt->buckets);
+    faas_htable_init(&rt->registry, 16);
     rt->dispatch_ev = event_new(base, -1, 0, dispatch_cb, rt);
-    if (!rt->buckets || !rt->dispatch_ev) {
+    if (!rt->registry.buckets || !rt->dispatch_ev) {
         if (rt->dispatch_ev)
             event_free(rt->dispatch_ev);
-        free(rt->buckets);
+        faas_htable_fini(&rt->registry);
         free_opt_strings(rt);
         free(rt);
         return FAAS_ENOMEM;
@@ -391,7 +354,7 @@ int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
     rc = faas_zygote_start(rt);
     if (rc) {
         event_free(rt->dispatch_ev);
-        free(rt->buckets);
+        faas_htable_fini(&rt->registry);
         free_opt_strings(rt);
         free(rt);
         return rc;
@@ -475,7 +438,7 @@ static void runtime_destroy(struct faas_runtime *rt)
     if (rt->reap_ev)
         event_free(rt->reap_ev);
     event_free(rt->dispatch_ev);
-    free(rt->buckets);
+    faas_htable_fini(&rt->registry);
     free_opt_strings(rt);
     free(rt);
 }
@@ -603,14 +566,13 @@ static int register_fn(struct faas_runtime *rt, const char *name, const struct f
         if (rc)
             return rc;
     }
-    if (rt->nfns >= rt->nbuckets && (rc = registry_grow(rt)) != 0)
+    if ((rc = faas_htable_reserve(&rt->registry)) != 0)
         return rc;
     fn = faas_calloc(1, sizeof *fn);
     if (!fn)
         return FAAS_ENOMEM;
     fn->rt = rt;
     strcpy(fn->name, name);
-    fn->hash = name_hash(name);
     fn->opts = *opts;
     /* Pointers of the caller's are not kept: what is needed is copied. */
     fn->opts.idempotency = NULL;
@@ -628,8 +590,7 @@ static int register_fn(struct faas_runtime *rt, const char *name, const struct f
     faas_list_init(&fn->idle);
     faas_list_init(&fn->waiting);
     faas_list_init(&fn->running);
-    fn->hnext = rt->buckets[fn->hash & (rt->nbuckets - 1)];
-    rt->buckets[fn->hash & (rt->nbuckets - 1)] = fn;
+    faas_htable_insert(&rt->registry, &fn->hnode, faas_hash_str(name));
     faas_list_insert_tail(&rt->fns, &fn->link);
     rt->nfns++;
     /* INLINE min_warm inits run here: user code, so guarded. */
