@@ -382,35 +382,18 @@ static void insert_delayed(struct faas_async *a, struct async_ev *ev)
 
 static void arm_timer(struct faas_async *a, uint64_t now)
 {
-    uint64_t next = 0;
-    int have = 0;
-    struct timeval tv;
+    uint64_t next = UINT64_MAX;
 
     if (!a->timer_ev)
         return;
-    if (!faas_list_empty(&a->delayed)) {
+    if (!faas_list_empty(&a->delayed))
         next = FAAS_CONTAINER_OF(a->delayed.next, struct async_ev, link)->wake_ns;
-        have = 1;
-    }
     if (!faas_list_empty(&a->ready) && has_age_limit(a)) {
         uint64_t d = age_deadline(a, FAAS_CONTAINER_OF(a->ready.next, struct async_ev, link));
-        if (!have || d < next)
+        if (d < next)
             next = d;
-        have = 1;
     }
-    if (!have) {
-        if (a->timer_armed)
-            event_del(a->timer_ev);
-        a->timer_armed = 0;
-        return;
-    }
-    if (a->timer_armed && a->timer_at == next)
-        return;
-    a->timer_armed = 1;
-    a->timer_at = next;
-    /* Never early (an early wake just re-arms); look again at least daily. */
-    tv = faas_ns_to_tv(next > now ? next - now : 0, UINT64_C(86400) * 1000000000u);
-    event_add(a->timer_ev, &tv);
+    faas_timer_rearm(a->timer_ev, &a->timer_armed, &a->timer_at, next, now);
 }
 
 /* ---- the end of an event -------------------------------------------- */

@@ -822,7 +822,6 @@ static struct bbatch *batch_form(struct faas_batcher *b)
 static void arm_timer(struct faas_batcher *b, uint64_t now)
 {
     uint64_t next = UINT64_MAX;
-    struct timeval tv;
 
     if (!b->timer_ev)
         return;
@@ -834,19 +833,7 @@ static void arm_timer(struct faas_batcher *b, uint64_t now)
         if (w < next)
             next = w;
     }
-    if (next == UINT64_MAX) {
-        if (b->timer_armed)
-            event_del(b->timer_ev);
-        b->timer_armed = 0;
-        return;
-    }
-    if (b->timer_armed && b->timer_at == next)
-        return;
-    b->timer_armed = 1;
-    b->timer_at = next;
-    /* Never early (an early wake only re-arms); look again at least daily. */
-    tv = faas_ns_to_tv(next > now ? next - now : 0, UINT64_C(86400) * 1000000000u);
-    event_add(b->timer_ev, &tv);
+    faas_timer_rearm(b->timer_ev, &b->timer_armed, &b->timer_at, next, now);
 }
 
 /* Starts due retries and due batches while there is room. The caller holds
@@ -872,12 +859,9 @@ static void pump(struct faas_batcher *b)
             bt = batch_form(b);
             if (!bt) {
                 /* Out of memory: look again in a second. */
-                if (b->timer_ev) {
-                    struct timeval tv = { 1, 0 };
-                    b->timer_armed = 1;
-                    b->timer_at = now + 1000u * MS;
-                    event_add(b->timer_ev, &tv);
-                }
+                if (b->timer_ev)
+                    faas_timer_rearm(b->timer_ev, &b->timer_armed, &b->timer_at,
+                                     now + 1000u * MS, now);
                 return;
             }
         } else {

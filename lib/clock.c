@@ -4,7 +4,8 @@
  * Owns: the runtime's two clocks (monotonic for durations, deadlines and
  * ages; wall for timestamps in records and schedules), the conversion of a
  * delay to a libevent timeout, ISO-8601 formatting, and the proleptic
- * Gregorian calendar (days <-> dates) the schedules and SigV4 need.
+ * Gregorian calendar (days <-> dates) the schedules and SigV4 need, and the
+ * re-arming of a queue's wake-up timer (async.c, batch.c).
  *
  * Invariants: every duration in lib/ comes from faas_now_ns and every
  * timestamp from faas_wall_ns, so a host (or a test) that sets
@@ -12,11 +13,14 @@
  * up, never down: a timer that fires early only looks again, one that fired
  * before its deadline would decide too soon.
  *
- * Called by every subsystem that reads time or arms a timer. Calls only
- * libc; it knows the runtime only to read its clock option.
+ * Called by every subsystem that reads time or arms a timer. Calls libc
+ * and libevent's event_add/event_del; it knows the runtime only to read its
+ * clock option.
  */
 #include <stdio.h>
 #include <time.h>
+
+#include <event2/event.h>
 
 #include "faas_int.h"
 
@@ -63,6 +67,25 @@ struct timeval faas_ns_to_tv(uint64_t ns, uint64_t max_ns)
     tv.tv_sec = (time_t)(us / 1000000u);
     tv.tv_usec = (suseconds_t)(us % 1000000u);
     return tv;
+}
+
+void faas_timer_rearm(struct event *ev, int *armed, uint64_t *armed_at, uint64_t at,
+                      uint64_t now)
+{
+    struct timeval tv;
+
+    if (at == UINT64_MAX) {
+        if (*armed)
+            event_del(ev);
+        *armed = 0;
+        return;
+    }
+    if (*armed && *armed_at == at)
+        return;
+    *armed = 1;
+    *armed_at = at;
+    tv = faas_ns_to_tv(at > now ? at - now : 0, UINT64_C(86400) * 1000000000u);
+    event_add(ev, &tv);
 }
 
 struct timeval faas_ms_to_tv(uint64_t ms)

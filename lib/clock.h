@@ -27,6 +27,15 @@ struct timeval faas_ns_to_tv(uint64_t ns, uint64_t max_ns);
 /* A delay in ms as a libevent timeout. */
 struct timeval faas_ms_to_tv(uint64_t ms);
 
+struct event;
+/* Arms ev, a timer that looks at a queue's next due time, for the monotonic
+ * time `at` (`now` is the clock's reading): never early, at most a day out
+ * (it then looks again). at == UINT64_MAX disarms it. *armed and *armed_at
+ * remember what it is armed for, so asking for the same time again adds
+ * nothing; its callback clears *armed. */
+void faas_timer_rearm(struct event *ev, int *armed, uint64_t *armed_at, uint64_t at,
+                      uint64_t now);
+
 /* Days since 1970-01-01 of a proleptic Gregorian date, m 1-12, d 1-31
  * (H. Hinnant's days_from_civil). */
 int64_t faas_days_from_civil(int64_t y, unsigned m, unsigned d);

@@ -83,6 +83,51 @@ static void test_iso(void **state)
     assert_string_equal(buf, "1969-12-31T23:59:59.999Z");
 }
 
+static void count_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ++*(int *)arg;
+}
+
+static void test_timer_rearm(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct event *ev;
+    struct timeval when, now;
+    int fired = 0, armed = 0;
+    uint64_t at = 0;
+    (void)state;
+
+    assert_non_null(base);
+    ev = event_new(base, -1, 0, count_cb, &fired);
+    assert_non_null(ev);
+    /* Far out: capped at a day. */
+    faas_timer_rearm(ev, &armed, &at, UINT64_MAX - 1, 0);
+    assert_int_equal(armed, 1);
+    assert_true(at == UINT64_MAX - 1);
+    assert_true(event_pending(ev, EV_TIMEOUT, &when));
+    evutil_gettimeofday(&now, NULL);
+    assert_true(when.tv_sec - now.tv_sec <= 86400 + 1 && when.tv_sec - now.tv_sec >= 86400 - 60);
+    /* Disarmed. */
+    faas_timer_rearm(ev, &armed, &at, UINT64_MAX, 0);
+    assert_int_equal(armed, 0);
+    assert_false(event_pending(ev, EV_TIMEOUT, NULL));
+    /* Due now: fires once from the loop. */
+    faas_timer_rearm(ev, &armed, &at, 5, 10);
+    assert_true(event_pending(ev, EV_TIMEOUT, NULL));
+    assert_true(tu_run_until(base, &fired, 1, 2000));
+    assert_int_equal(fired, 1);
+    /* The same time again while armed adds nothing: an event_del in
+     * between shows it (armed says so, the event is not pending). */
+    faas_timer_rearm(ev, &armed, &at, 1000000000000u, 0);
+    event_del(ev);
+    faas_timer_rearm(ev, &armed, &at, 1000000000000u, 0);
+    assert_false(event_pending(ev, EV_TIMEOUT, NULL));
+    event_free(ev);
+    event_base_free(base);
+}
+
 static uint64_t fake_now(void *arg)
 {
     return *(uint64_t *)arg;
@@ -122,6 +167,7 @@ int main(void)
         cmocka_unit_test(test_days_against_timegm),
         cmocka_unit_test(test_timeouts),
         cmocka_unit_test(test_iso),
+        cmocka_unit_test(test_timer_rearm),
         cmocka_unit_test(test_host_clock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
