@@ -99,8 +99,6 @@ const char *faas_http_method_name(enum faas_http_method m)
     return (unsigned)m < FAAS_HTTP_NMETHODS ? method_names[m] : "OTHER";
 }
 
-/* ==== UTF-8 =========================================================== */
-
 /* ==== route patterns ================================================== */
 
 static int name_char(unsigned char c)
