@@ -22,7 +22,7 @@
  * and also on `all`, in acceptance order, to find the oldest for
  * FAAS_OVERFLOW_DROP_OLDEST. max_queue bounds ready + delayed, and
  * max_queue_bytes their serialised size (counted by the walk that copies
- * the event, json_bytes.c: no serialisation): an event that would cross
+ * the event, json.c: no serialisation): an event that would cross
  * either bound is refused (FAAS_ETHROTTLED; FAAS_ETOOBIG if it alone is
  * over the byte bound), or with FAAS_OVERFLOW_DROP_OLDEST the oldest
  * waiting events are dropped until it fits.

@@ -172,7 +172,7 @@ json_t *faas_json_text(const char *s, size_t n)
 
     if (faas_utf8_valid(s, n))
         return json_stringn_nocheck(s, n);
-    buf = n < sizeof small / 3 ? small : faas_malloc(n * 3 + 1);
+    buf = n < sizeof small / 3 ? small : n > (SIZE_MAX - 1) / 3 ? NULL : faas_malloc(n * 3 + 1);
     if (!buf)
         return NULL;
     while (i < n) {
