@@ -22,7 +22,7 @@
  * and also on `all`, in acceptance order, to find the oldest for
  * FAAS_OVERFLOW_DROP_OLDEST. max_queue bounds ready + delayed, and
  * max_queue_bytes their serialised size (counted by the walk that copies
- * the event, json_bytes.c: no serialisation): an event that would cross
+ * the event, json.c: no serialisation): an event that would cross
  * either bound is refused (FAAS_ETHROTTLED; FAAS_ETOOBIG if it alone is
  * over the byte bound), or with FAAS_OVERFLOW_DROP_OLDEST the oldest
  * waiting events are dropped until it fits.
@@ -269,7 +269,7 @@ static struct faas_async *async_new(struct faas_fn *fn)
     faas_list_init(&a->all);
     /* One draw from the runtime's seeded generator: no system call. */
     faas_request_id(fn->rt, seed);
-    a->rng = fn->hash;
+    a->rng = fn->hnode.hash;
     for (i = 0; seed[i]; i++)
         a->rng = (a->rng ^ (unsigned char)seed[i]) * UINT64_C(0x100000001B3);
     return a;
@@ -383,39 +383,18 @@ static void insert_delayed(struct faas_async *a, struct async_ev *ev)
 
 static void arm_timer(struct faas_async *a, uint64_t now)
 {
-    uint64_t next = 0, delay, us;
-    int have = 0;
-    struct timeval tv;
+    uint64_t next = UINT64_MAX;
 
     if (!a->timer_ev)
         return;
-    if (!faas_list_empty(&a->delayed)) {
+    if (!faas_list_empty(&a->delayed))
         next = FAAS_CONTAINER_OF(a->delayed.next, struct async_ev, link)->wake_ns;
-        have = 1;
-    }
     if (!faas_list_empty(&a->ready) && has_age_limit(a)) {
         uint64_t d = age_deadline(a, FAAS_CONTAINER_OF(a->ready.next, struct async_ev, link));
-        if (!have || d < next)
+        if (d < next)
             next = d;
-        have = 1;
     }
-    if (!have) {
-        if (a->timer_armed)
-            event_del(a->timer_ev);
-        a->timer_armed = 0;
-        return;
-    }
-    if (a->timer_armed && a->timer_at == next)
-        return;
-    a->timer_armed = 1;
-    a->timer_at = next;
-    delay = next > now ? next - now : 0;
-    us = (delay + 999u) / 1000u; /* never early: an early wake just re-arms */
-    if (us > UINT64_C(86400) * 1000000u)
-        us = UINT64_C(86400) * 1000000u; /* look again at least daily */
-    tv.tv_sec = (time_t)(us / 1000000u);
-    tv.tv_usec = (suseconds_t)(us % 1000000u);
-    event_add(a->timer_ev, &tv);
+    faas_timer_rearm(a->timer_ev, &a->timer_armed, &a->timer_at, next, now);
 }
 
 /* ---- the end of an event -------------------------------------------- */

@@ -76,13 +76,12 @@ static const char *const cond_names[] = { "RetryAttemptsExhausted", "RecordAgeEx
                                           "FunctionNotFound", "MappingRemoved" };
 
 struct bkey {
-    struct bkey *hnext;
+    struct faas_hnode hnode;     /* b->keys (not b->all) */
     struct faas_list avail_link; /* b->avail while in_avail */
     struct faas_list queue;      /* struct brec, arrival order */
     size_t nqueued;
     size_t outstanding;          /* its records in batches */
     int in_avail;
-    uint32_t hash;
     const char *name;
 };
 
@@ -125,8 +124,7 @@ struct faas_batcher {
     uint64_t max_age_ms;
     int bisect, report_items;
 
-    struct bkey **buckets;       /* ordered kinds: keys by name */
-    size_t nbuckets, nkeys;
+    struct faas_htable keys;     /* ordered kinds: struct bkey by name */
     struct bkey all;             /* unordered kinds: the one queue */
     struct faas_list avail;
     size_t navail;
@@ -161,15 +159,12 @@ static void ref(struct faas_batcher *b)
 
 static void destroy(struct faas_batcher *b)
 {
-    size_t i;
-    for (i = 0; b->buckets && i < b->nbuckets; i++) {
-        struct bkey *k = b->buckets[i], *next;
-        for (; k; k = next) {
-            next = k->hnext;
-            free(k);
-        }
+    struct faas_hnode *n, *next;
+    for (n = b->keys.buckets ? faas_htable_first(&b->keys) : NULL; n; n = next) {
+        next = faas_htable_next(&b->keys, n);
+        free(FAAS_CONTAINER_OF(n, struct bkey, hnode));
     }
-    free(b->buckets);
+    faas_htable_fini(&b->keys);
     free(b->on_failure);
     free(b->key_path);
     free(b);
@@ -191,16 +186,6 @@ static const char *err_name(int status)
 {
     const char *n = faas_strerror_name(status);
     return status == 0 ? "partial batch failure" : n ? n : "EUNKNOWN";
-}
-
-static uint32_t str_hash(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 16777619u;
-    }
-    return h;
 }
 
 /* The identifier batchItemFailures names a record by: a new reference to
@@ -268,69 +253,39 @@ static void avail_update(struct faas_batcher *b, struct bkey *k)
     b->navail += k->nqueued;
 }
 
-static void key_unlink(struct faas_batcher *b, struct bkey *k)
-{
-    struct bkey **p = &b->buckets[k->hash & (b->nbuckets - 1)];
-    for (; *p; p = &(*p)->hnext) {
-        if (*p == k) {
-            *p = k->hnext;
-            b->nkeys--;
-            return;
-        }
-    }
-}
-
 /* Drops an ordered key that holds nothing: keys do not pile up. */
 static void key_maybe_free(struct faas_batcher *b, struct bkey *k)
 {
     if (k == &b->all || k->nqueued || k->outstanding || k->in_avail)
         return;
-    key_unlink(b, k);
+    faas_htable_remove(&b->keys, &k->hnode);
     free(k);
 }
 
-static int keys_grow(struct faas_batcher *b)
+static int key_name_eq(const struct faas_hnode *n, const void *name)
 {
-    size_t n = b->nbuckets * 2, i;
-    struct bkey **nb = faas_calloc(n, sizeof *nb);
-    if (!nb)
-        return FAAS_ENOMEM;
-    for (i = 0; i < b->nbuckets; i++) {
-        struct bkey *k = b->buckets[i], *next;
-        for (; k; k = next) {
-            next = k->hnext;
-            k->hnext = nb[k->hash & (n - 1)];
-            nb[k->hash & (n - 1)] = k;
-        }
-    }
-    free(b->buckets);
-    b->buckets = nb;
-    b->nbuckets = n;
-    return 0;
+    return strcmp(FAAS_CONTAINER_OF(n, struct bkey, hnode)->name, name) == 0;
 }
 
 static struct bkey *key_get(struct faas_batcher *b, const char *name)
 {
-    uint32_t h = str_hash(name);
+    uint32_t h = faas_hash_str(name);
     size_t len = strlen(name);
-    struct bkey *k = b->buckets[h & (b->nbuckets - 1)];
+    struct faas_hnode *n = faas_htable_find(&b->keys, h, key_name_eq, name);
+    struct bkey *k;
 
-    for (; k; k = k->hnext)
-        if (k->hash == h && strcmp(k->name, name) == 0)
-            return k;
-    if (b->nkeys >= b->nbuckets && keys_grow(b) != 0)
+    if (n)
+        return FAAS_CONTAINER_OF(n, struct bkey, hnode);
+    if (faas_htable_reserve(&b->keys) != 0)
         return NULL;
     k = faas_calloc(1, sizeof *k + len + 1);
     if (!k)
         return NULL;
     memcpy((char *)(k + 1), name, len + 1);
     k->name = (const char *)(k + 1);
-    k->hash = h;
     faas_list_init(&k->queue);
     faas_list_init(&k->avail_link);
-    k->hnext = b->buckets[h & (b->nbuckets - 1)];
-    b->buckets[h & (b->nbuckets - 1)] = k;
-    b->nkeys++;
+    faas_htable_insert(&b->keys, &k->hnode, h);
     return k;
 }
 
@@ -857,8 +812,7 @@ static struct bbatch *batch_form(struct faas_batcher *b)
 
 static void arm_timer(struct faas_batcher *b, uint64_t now)
 {
-    uint64_t next = UINT64_MAX, delay, us;
-    struct timeval tv;
+    uint64_t next = UINT64_MAX;
 
     if (!b->timer_ev)
         return;
@@ -870,23 +824,7 @@ static void arm_timer(struct faas_batcher *b, uint64_t now)
         if (w < next)
             next = w;
     }
-    if (next == UINT64_MAX) {
-        if (b->timer_armed)
-            event_del(b->timer_ev);
-        b->timer_armed = 0;
-        return;
-    }
-    if (b->timer_armed && b->timer_at == next)
-        return;
-    b->timer_armed = 1;
-    b->timer_at = next;
-    delay = next > now ? next - now : 0;
-    us = (delay + 999u) / 1000u; /* never early; an early wake only re-arms */
-    if (us > UINT64_C(86400) * 1000000u)
-        us = UINT64_C(86400) * 1000000u;
-    tv.tv_sec = (time_t)(us / 1000000u);
-    tv.tv_usec = (suseconds_t)(us % 1000000u);
-    event_add(b->timer_ev, &tv);
+    faas_timer_rearm(b->timer_ev, &b->timer_armed, &b->timer_at, next, now);
 }
 
 /* Starts due retries and due batches while there is room. The caller holds
@@ -912,12 +850,9 @@ static void pump(struct faas_batcher *b)
             bt = batch_form(b);
             if (!bt) {
                 /* Out of memory: look again in a second. */
-                if (b->timer_ev) {
-                    struct timeval tv = { 1, 0 };
-                    b->timer_armed = 1;
-                    b->timer_at = now + 1000u * MS;
-                    event_add(b->timer_ev, &tv);
-                }
+                if (b->timer_ev)
+                    faas_timer_rearm(b->timer_ev, &b->timer_armed, &b->timer_at,
+                                     now + 1000u * MS, now);
                 return;
             }
         } else {
@@ -1001,7 +936,6 @@ int faas_batcher_new(struct faas_mapping *m)
     b->bisect = o->bisect_on_error;
     b->report_items = o->report_batch_item_failures;
     b->max_bytes = faas_mapping_max_bytes;
-    b->nbuckets = 16;
     faas_list_init(&b->avail);
     faas_list_init(&b->retry);
     faas_list_init(&b->inflight);
@@ -1011,7 +945,7 @@ int faas_batcher_new(struct faas_mapping *m)
     b->all.name = "";
     if ((o->on_failure && !(b->on_failure = faas_strdup(o->on_failure))) ||
         (o->partition_key_path && !(b->key_path = faas_strdup(o->partition_key_path))) ||
-        !(b->buckets = faas_calloc(b->nbuckets, sizeof *b->buckets)) ||
+        faas_htable_init(&b->keys, 16) != 0 ||
         !(b->kick_ev = event_new(rt->base, -1, 0, kick_cb, b)) ||
         !(b->timer_ev = event_new(rt->base, -1, 0, timer_cb, b))) {
         if (b->kick_ev)
@@ -1110,8 +1044,8 @@ void faas_batcher_free(struct faas_mapping *m)
 {
     struct faas_batcher *b = m ? m->batcher : NULL;
     struct faas_list dead, *e;
+    struct faas_hnode *kn, *knext;
     uint64_t now;
-    size_t i;
 
     if (!b)
         return;
@@ -1147,10 +1081,9 @@ void faas_batcher_free(struct faas_mapping *m)
         }
     }
     drain_key(b, &b->all, &dead);
-    for (i = 0; i < b->nbuckets; i++) {
-        struct bkey *k;
-        for (k = b->buckets[i]; k; k = k->hnext)
-            drain_key(b, k, &dead);
+    for (kn = faas_htable_first(&b->keys); kn; kn = knext) {
+        knext = faas_htable_next(&b->keys, kn);
+        drain_key(b, FAAS_CONTAINER_OF(kn, struct bkey, hnode), &dead);
     }
     now = faas_now_ns(b->rt);
     ref(b);

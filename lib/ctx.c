@@ -28,71 +28,6 @@
 #define ERROR_TYPE_MAX 1024u
 #define ERROR_MESSAGE_MAX (64u * 1024u)
 
-/* ---- log text ------------------------------------------------------- */
-
-/* The length of s[0..len) without a UTF-8 sequence cut at its end. */
-static size_t utf8_whole(const char *s, size_t len)
-{
-    size_t i = len, back = 0, need;
-    unsigned char lead;
-
-    while (i > 0 && back < 4 && ((unsigned char)s[i - 1] & 0xc0u) == 0x80u) {
-        i--;
-        back++;
-    }
-    if (i == 0)
-        return len;
-    lead = (unsigned char)s[i - 1];
-    if (lead < 0xc0u)
-        return len; /* ASCII, or continuation bytes without a lead: as they are */
-    need = lead >= 0xf0u ? 4 : lead >= 0xe0u ? 3 : 2;
-    return back + 1 < need ? i - 1 : len;
-}
-
-size_t faas_log_escape(char *out, size_t size, const char *in, size_t len)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t i, o = 0;
-    int cut = 0;
-
-    if (size == 0)
-        return 0;
-    /* Callers cut their input at their own bounds (a line's, a format
-     * buffer's) before it comes here: a sequence cut at its end goes, as
-     * one cut at the end of out does below. */
-    len = utf8_whole(in, len);
-    for (i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)in[i];
-        char esc[6];
-        size_t n = 0;
-
-        if (c == '\n' || c == '\r' || c == '\t') {
-            esc[0] = '\\';
-            esc[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
-            n = 2;
-        } else if (c < 0x20u || c == 0x7fu) {
-            memcpy(esc, "\\u00", 4);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15u];
-            n = 6;
-        }
-        if (o + (n ? n : 1) > size - 1) {
-            cut = 1;
-            break; /* never half an escape */
-        }
-        if (n) {
-            memcpy(out + o, esc, n);
-            o += n;
-        } else {
-            out[o++] = (char)c;
-        }
-    }
-    if (cut)
-        o = utf8_whole(out, o);
-    out[o] = '\0';
-    return o;
-}
-
 const char *faas_ctx_request_id(const struct faas_ctx *ctx)
 {
     return ctx ? ctx->request_id : NULL;
@@ -157,7 +92,7 @@ static char *bounded_dup(const char *s, size_t max)
     if (!d)
         return NULL;
     memcpy(d, s, n);
-    d[n < max ? n : utf8_whole(d, n)] = '\0';
+    d[n < max ? n : faas_utf8_whole(d, n)] = '\0';
     return d;
 }
 
@@ -183,7 +118,7 @@ int faas_ctx_fail(struct faas_ctx *ctx, const char *error_type, const char *fmt,
                 size_t keep = (size_t)n < ERROR_MESSAGE_MAX ? (size_t)n : ERROR_MESSAGE_MAX;
                 if ((msg = faas_malloc(keep + 1)) != NULL) {
                     vsnprintf(msg, keep + 1, fmt, ap2);
-                    msg[utf8_whole(msg, keep)] = '\0';
+                    msg[faas_utf8_whole(msg, keep)] = '\0';
                 }
             }
             va_end(ap2);

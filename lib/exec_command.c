@@ -576,40 +576,6 @@ static void random_hex32(struct faas_runtime *rt, char out[33])
 }
 
 
-/* Text as a JSON string: bytes that are not UTF-8 become U+FFFD. New
- * reference, or NULL when out of memory. */
-static json_t *text_json(const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    json_t *j = json_stringn(s, n);
-    size_t i = 0, o = 0, k;
-    char *buf;
-
-    if (j || n == 0)
-        return j ? j : json_string("");
-    if (n > (SIZE_MAX - 1) / 3 || !(buf = faas_malloc(n * 3 + 1)))
-        return NULL;
-    while (i < n) {
-        if ((k = faas_utf8_seq(u + i, n - i)) == 0) {
-            memcpy(buf + o, "\xef\xbf\xbd", 3);
-            o += 3;
-            i++;
-        } else {
-            memcpy(buf + o, s + i, k);
-            o += k;
-            i += k;
-        }
-    }
-    j = json_stringn(buf, o);
-    free(buf);
-    return j;
-}
-
-static int dump_to_evbuffer(const char *buf, size_t size, void *data)
-{
-    return evbuffer_add(data, buf, size);
-}
-
 /* ==== replies ========================================================= */
 
 static void reply_json(struct evhttp_request *req, int code, const char *reason,
@@ -814,7 +780,7 @@ static json_t *json_text(const json_t *j)
     if (n == 0 || !(buf = faas_malloc(n)))
         return NULL;
     json_dumpb(j, buf, n, JSON_COMPACT | JSON_ENCODE_ANY);
-    s = text_json(buf, n);
+    s = faas_json_text(buf, n);
     free(buf);
     return s;
 }
@@ -828,7 +794,7 @@ static json_t *payload_of(const char *p, size_t n)
         return json_null();
     if ((j = json_loadb(p, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL)) != NULL)
         return j;
-    return text_json(p, n);
+    return faas_json_text(p, n);
 }
 
 /*
@@ -855,7 +821,7 @@ static json_t *error_of(const char *p, size_t n, const char *type, const char *d
     } else if (json_is_string(body)) {
         msg = json_incref(body);
     } else if (n) {
-        msg = text_json(p, n);
+        msg = faas_json_text(p, n);
     }
     if (json_object_set_new(err, "errorType", json_string(type ? type : dflt)) != 0 ||
         json_object_set_new(err, "errorMessage", msg ? msg : json_string("")) != 0 ||
@@ -1695,8 +1661,7 @@ static int prepare(struct faas_cmd_inst *c, struct faas_inv *inv)
         json_dumpb(inv->client_context, c->client_context, n, JSON_COMPACT | JSON_ENCODE_ANY);
         c->client_context[n] = '\0';
     }
-    if (json_dump_callback(inv->event ? inv->event : json_null(), dump_to_evbuffer, c->event,
-                           JSON_COMPACT | JSON_ENCODE_ANY) != 0)
+    if (faas_json_dump_evbuffer(c->event, inv->event ? inv->event : json_null()) != 0)
         return FAAS_ENOMEM;
     return 0;
 }

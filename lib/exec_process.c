@@ -144,34 +144,6 @@ static void x_drop_result(struct faas_xinst *xi)
 
 /* ---- small helpers --------------------------------------------------- */
 
-void faas_strv_free(char **v)
-{
-    size_t i;
-    if (!v)
-        return;
-    for (i = 0; v[i]; i++)
-        free(v[i]);
-    free(v);
-}
-
-char **faas_strv_dup(const char *const *v)
-{
-    size_t n = 0, i;
-    char **out;
-    while (v && v[n])
-        n++;
-    out = faas_calloc(n + 1, sizeof *out);
-    if (!out)
-        return NULL;
-    for (i = 0; i < n; i++) {
-        if (!(out[i] = faas_strdup(v[i]))) {
-            faas_strv_free(out);
-            return NULL;
-        }
-    }
-    return out;
-}
-
 /* A pipe end just made: its only status flag is the one set here. */
 static void set_nonblock(int fd)
 {
@@ -914,8 +886,7 @@ static void x_arm(struct faas_xinst *xi, uint64_t ms)
     }
     if (!xi->timer && !(xi->timer = event_new(xi->xrt->rt->base, -1, 0, timer_cb, xi)))
         return; /* no deadline then: the process runs until it answers */
-    tv.tv_sec = (time_t)(ms / 1000u);
-    tv.tv_usec = (suseconds_t)((ms % 1000u) * 1000u);
+    tv = faas_ms_to_tv(ms);
     event_add(xi->timer, &tv);
 }
 

@@ -33,6 +33,12 @@
 
 #include "faas.h"
 
+/* The shared helpers, each in a file of its own. */
+#include "clock.h" /* the runtime's clocks, timeouts, the calendar */
+#include "hash.h"  /* the intrusive hash table */
+#include "json.h"  /* JSON sizes, text as JSON, the error object, output */
+#include "text.h"  /* UTF-8, hex, percent-decoding, log escapes, strv */
+
 struct event;
 
 /* ---- lists ---------------------------------------------------------- */
@@ -141,8 +147,7 @@ enum faas_xkind {
 struct faas_fn {
     struct faas_runtime *rt;
     char name[FAAS_NAME_MAX + 1];
-    uint32_t hash;
-    struct faas_fn *hnext;    /* registry bucket chain */
+    struct faas_hnode hnode;  /* rt->registry, by name */
     struct faas_list link;    /* rt->fns, registration order */
     faas_handler_fn handler;
     struct faas_function_opts opts; /* copied; pointers to strings cleared */
@@ -331,8 +336,7 @@ struct faas_runtime {
     struct faas_runtime_opts opts;
 
     /* registry */
-    struct faas_fn **buckets;
-    size_t nbuckets;
+    struct faas_htable registry; /* faas_fn by name */
     size_t nfns;
     struct faas_list fns;
 
@@ -384,22 +388,19 @@ void *faas_malloc(size_t n);
 void *faas_calloc(size_t n, size_t size);
 char *faas_strdup(const char *s);
 
-/* ---- timer.c (clock) ------------------------------------------------ */
-uint64_t faas_now_ns(const struct faas_runtime *rt);
-int64_t faas_wall_ns(const struct faas_runtime *rt);
-/* ISO-8601 UTC with milliseconds, "2026-11-27T20:43:00.123Z", from wall ns. */
-void faas_iso_time_ms(int64_t wall_ns, char *buf, size_t size);
+/* ---- random.c: the runtime's generator and request ids --------------- */
+/* Seeds a xoshiro256** state from getrandom() (salt: any address that
+ * differs between runtimes, used only without an entropy source). */
+void faas_rng_seed(uint64_t rng[4], const void *salt);
+/* The next 64 bits of the generator. */
+uint64_t faas_rng_next(uint64_t s[4]);
+/* A fresh UUIDv4 string from rt->rng (loop thread). */
+void faas_request_id(struct faas_runtime *rt, char out[FAAS_REQUEST_ID_SIZE]);
 
 /* ---- ctx.c ---------------------------------------------------------- */
 /* Appends a log line (len bytes, cut at FAAS_LOGLINE_MAX) to the context's
  * list; a line that cannot be allocated is dropped. */
 void faas_ctx_add_line(struct faas_ctx *ctx, const char *text, size_t len);
-/* Handler text as one log line: \n, \r, \t as those two characters, other
- * bytes below 0x20 and 0x7f as \u00XX, everything else (UTF-8) as it is.
- * Writes at most size - 1 bytes and a NUL to out, never half an escape or a
- * UTF-8 sequence; returns the bytes written. Every path from a handler's
- * text to the log callback goes through it. */
-size_t faas_log_escape(char *out, size_t size, const char *in, size_t len);
 
 /* ---- runtime.c ------------------------------------------------------ */
 struct faas_fn *faas_fn_lookup(struct faas_runtime *rt, const char *name);
@@ -558,13 +559,6 @@ void faas_batcher_stats_get(const struct faas_mapping *m, uint64_t now,
 json_t *faas_shape_record_why(struct faas_runtime *rt, enum faas_src_kind kind, const char *name,
                               json_t *parts, int *err, char *why, size_t whylen);
 
-/* ---- json_bytes.c ----------------------------------------------------- */
-/* Exact bytes of the compact serialisation of j (NULL: null), as jansson
- * writes it with JSON_COMPACT | JSON_ENCODE_ANY, without serialising. */
-size_t faas_json_bytes(const json_t *j);
-/* The same for one string, quotes and escapes included. */
-size_t faas_json_string_bytes(const char *s, size_t len);
-
 /* ---- watch.c --------------------------------------------------------- */
 void faas_watch_free_all(struct faas_runtime *rt);
 
@@ -585,9 +579,6 @@ int faas_invoke_check(struct faas_runtime *rt, const char *name, json_t *event,
 /* Deliver a result decided without running (replay, duplicate) from the
  * loop; inv must hold no instance. */
 void faas_inv_defer(struct faas_inv *inv);
-void faas_request_id(struct faas_runtime *rt, char out[FAAS_REQUEST_ID_SIZE]);
-/* Bytes of the compact serialisation if it is <= limit, else > limit. */
-size_t faas_json_size(const json_t *json, size_t limit);
 /* Runs an INLINE invocation on the loop thread. */
 void faas_inv_run_inline(struct faas_inv *inv);
 /* The worker side of an INVOKE job (any thread). */
@@ -601,7 +592,6 @@ void faas_inv_deliver_status(struct faas_inv *inv, int status, const char *etype
  * loop, and its late outcome is dropped. */
 void faas_inv_detach(struct faas_inv *inv, int status, const char *etype, const char *emsg);
 void faas_inv_free(struct faas_inv *inv);
-json_t *faas_error_object(const char *type, const char *msg);
 /* Runs init on an instance, filling ctx; returns 0 or FAAS_EINIT. */
 int faas_instance_init(struct faas_instance *inst, struct faas_ctx *ctx, uint64_t *init_ns);
 
@@ -672,11 +662,6 @@ pid_t faas_x_zygote_pid(const struct faas_runtime *rt);
 /* The pid of inst's process (the leader of its process group): 0 while
  * the zygote has not said it yet, -1 when there is none. */
 pid_t faas_x_pid(const struct faas_instance *inst);
-/* Frees a NULL-terminated array of owned strings (NULL ok). */
-void faas_strv_free(char **v);
-/* A copy of a NULL-terminated array of strings (NULL: an empty one), or
- * NULL when out of memory. */
-char **faas_strv_dup(const char *const *v);
 
 /* ---- exec_command.c: the Lambda Runtime API -------------------------- */
 /*
@@ -743,8 +728,6 @@ void faas_http_hold_wait(struct faas_http_hold *p, struct evhttp_request *req);
 struct evhttp_request *faas_http_hold_take(struct faas_http_hold *p);
 /* p (taken, or never held) back to the gateway's spares, or freed. */
 void faas_http_hold_put(struct faas_http_hold *p);
-/* Appends j's compact JSON text (any value) to out. 0 or -1. */
-int faas_http_dump_json(struct evbuffer *out, json_t *j);
 
 /*
  * AWS Signature Version 4 (pure: no libevent, no runtime), for the Invoke

@@ -99,84 +99,6 @@ const char *faas_http_method_name(enum faas_http_method m)
     return (unsigned)m < FAAS_HTTP_NMETHODS ? method_names[m] : "OTHER";
 }
 
-/* ==== UTF-8 =========================================================== */
-
-size_t faas_utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len, i;
-    unsigned cp;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4, cp = c & 0x07;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    for (i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3fu);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return len;
-}
-
-static int utf8_valid(const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0, k;
-    while (i < n) {
-        if (u[i] < 0x80) {
-            i++;
-            continue;
-        }
-        if ((k = faas_utf8_seq(u + i, n - i)) == 0)
-            return 0;
-        i += k;
-    }
-    return 1;
-}
-
-/* A JSON string of n bytes: invalid UTF-8 bytes become U+FFFD. */
-static json_t *jstr(const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    char small[256], *buf;
-    size_t i = 0, o = 0, k;
-    json_t *j;
-
-    if (utf8_valid(s, n))
-        return json_stringn_nocheck(s, n);
-    buf = n < sizeof small / 3 ? small : faas_malloc(n * 3 + 1);
-    if (!buf)
-        return NULL;
-    while (i < n) {
-        k = faas_utf8_seq(u + i, n - i);
-        if (k == 0) {
-            memcpy(buf + o, "\xef\xbf\xbd", 3);
-            o += 3;
-            i++;
-        } else {
-            memcpy(buf + o, s + i, k);
-            o += k;
-            i += k;
-        }
-    }
-    j = json_stringn_nocheck(buf, o);
-    if (buf != small)
-        free(buf);
-    return j;
-}
-
 /* ==== route patterns ================================================== */
 
 static int name_char(unsigned char c)
@@ -313,8 +235,8 @@ int faas_route_parse(const char *pattern, struct faas_route **out)
         faas_route_free(r);
         return rc;
     }
-    /* Literals may hold any byte over 0x7f: jstr() makes it UTF-8. */
-    if (!(r->key_json = jstr(r->key, strlen(r->key)))) {
+    /* Literals may hold any byte over 0x7f: faas_json_text() makes it UTF-8. */
+    if (!(r->key_json = faas_json_text(r->key, strlen(r->key)))) {
         faas_route_free(r);
         return FAAS_ENOMEM;
     }
@@ -409,31 +331,6 @@ static int bytes_cmp(const char *a, size_t alen, const char *b, size_t blen)
     return alen < blen ? -1 : alen > blen;
 }
 
-int faas_hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* One byte of a raw segment, percent-decoded; advances *i. */
-static unsigned char raw_next(const char *raw, size_t len, size_t *i)
-{
-    unsigned char c = (unsigned char)raw[*i];
-    int hi, lo;
-    if (c == '%' && *i + 2 < len && (hi = faas_hexval((unsigned char)raw[*i + 1])) >= 0 &&
-        (lo = faas_hexval((unsigned char)raw[*i + 2])) >= 0) {
-        *i += 3;
-        return (unsigned char)(hi * 16 + lo);
-    }
-    (*i)++;
-    return c;
-}
-
 /* A literal against a raw request segment, the latter percent-decoded: the
  * order of memcmp on the decoded bytes. */
 static int lit_cmp_raw(const char *lit, size_t litlen, const char *raw, size_t rawlen)
@@ -441,7 +338,7 @@ static int lit_cmp_raw(const char *lit, size_t litlen, const char *raw, size_t r
     size_t i = 0, j = 0;
     while (i < litlen && j < rawlen) {
         unsigned char a = (unsigned char)lit[i++];
-        unsigned char b = raw_next(raw, rawlen, &j);
+        unsigned char b = faas_pct_next(raw, rawlen, &j, 0);
         if (a != b)
             return a < b ? -1 : 1;
     }
@@ -669,11 +566,11 @@ static json_t *cached(struct faas_http_event_cache *c, int i, const char *s, siz
 {
     json_t *j;
     if (!c)
-        return jstr(s, n);
+        return faas_json_text(s, n);
     j = c->v[i];
     if (j && json_string_length(j) == n && memcmp(json_string_value(j), s, n) == 0)
         return json_incref(j);
-    if ((j = jstr(s, n)) != NULL) {
+    if ((j = faas_json_text(s, n)) != NULL) {
         json_decref(c->v[i]);
         c->v[i] = json_incref(j);
     }
@@ -694,26 +591,6 @@ void faas_http_event_cache_clear(struct faas_http_event_cache *c)
 /* o[k] = v for a constant key k; v is taken (NULL: -1). */
 #define SETK(o, k, v) json_object_setn_new_nocheck((o), (k), sizeof(k) - 1, (v))
 
-/* Percent-decodes src (n bytes) into dst (n bytes at least); '+' is a space
- * when plus. Returns the length. */
-static size_t pct_decode(char *dst, const char *src, size_t n, int plus)
-{
-    size_t i = 0, o = 0;
-    while (i < n) {
-        unsigned char c = (unsigned char)src[i];
-        int hi, lo;
-        if (c == '%' && i + 2 < n && (hi = faas_hexval((unsigned char)src[i + 1])) >= 0 &&
-            (lo = faas_hexval((unsigned char)src[i + 2])) >= 0) {
-            dst[o++] = (char)(hi * 16 + lo);
-            i += 3;
-        } else {
-            dst[o++] = plus && c == '+' ? ' ' : (char)c;
-            i++;
-        }
-    }
-    return o;
-}
-
 /* o[key] = v (n bytes), comma-joined with what key already has. A new key
  * is checked (not UTF-8: -1) unless `checked`. */
 static int join_add(json_t *o, const char *key, size_t klen, int checked, const char *v,
@@ -724,7 +601,7 @@ static int join_add(json_t *o, const char *key, size_t klen, int checked, const 
     size_t olen;
 
     if (!old) {
-        j = slot >= 0 ? cached(c, slot, v, n) : jstr(v, n);
+        j = slot >= 0 ? cached(c, slot, v, n) : faas_json_text(v, n);
         if (!j)
             return -1;
         return checked ? json_object_setn_new_nocheck(o, key, klen, j)
@@ -737,7 +614,7 @@ static int join_add(json_t *o, const char *key, size_t klen, int checked, const 
     memcpy(buf, json_string_value(old), olen);
     buf[olen] = ',';
     memcpy(buf + olen + 1, v, n);
-    j = jstr(buf, olen + 1 + n);
+    j = faas_json_text(buf, olen + 1 + n);
     if (buf != small)
         free(buf);
     return j ? json_object_setn_new_nocheck(o, key, klen, j) : -1;
@@ -752,7 +629,7 @@ static int add_cookies(json_t *cookies, const char *s, size_t n)
         size_t len = e ? (size_t)(e - s) : (size_t)(end - s);
         while (len && (*s == ' ' || *s == '\t'))
             s++, len--;
-        if (len && json_array_append_new(cookies, jstr(s, len)) != 0)
+        if (len && json_array_append_new(cookies, faas_json_text(s, len)) != 0)
             return -1;
         s += len;
         if (s < end && *s == ';')
@@ -841,11 +718,11 @@ static int add_query(json_t *ev, const char *q, size_t n, char *buf)
         const char *eq = memchr(q, '=', len);
         size_t klen = eq ? (size_t)(eq - q) : len, kd, vd;
         if (klen) {
-            kd = pct_decode(buf, q, klen, 1);
+            kd = faas_pct_decode(buf, q, klen, 1);
             /* A decoded key with a NUL cannot be an object key: skip it. */
-            if (!memchr(buf, '\0', kd) && utf8_valid(buf, kd)) {
+            if (!memchr(buf, '\0', kd) && faas_utf8_valid(buf, kd)) {
                 char *val = buf + kd;
-                vd = eq ? pct_decode(val, eq + 1, len - klen - 1, 1) : 0;
+                vd = eq ? faas_pct_decode(val, eq + 1, len - klen - 1, 1) : 0;
                 rc = join_add(qs, buf, kd, 1, val, vd, NULL, -1);
             }
         }
@@ -880,12 +757,12 @@ static int add_path_params(json_t *ev, const struct faas_http_event_in *in, char
     for (i = 0; i < r->nsegs && rc == 0; i++) {
         if (r->seg[i])
             continue;
-        n = pct_decode(buf, in->path + m->off[i], m->len[i], 0);
-        rc = json_object_set_new_nocheck(pp, r->name[i], jstr(buf, n));
+        n = faas_pct_decode(buf, in->path + m->off[i], m->len[i], 0);
+        rc = json_object_set_new_nocheck(pp, r->name[i], faas_json_text(buf, n));
     }
     if (r->greedy && rc == 0) {
-        n = pct_decode(buf, in->path + m->tail_off, m->tail_len, 0);
-        rc = json_object_set_new_nocheck(pp, r->greedy_name, jstr(buf, n));
+        n = faas_pct_decode(buf, in->path + m->tail_off, m->tail_len, 0);
+        rc = json_object_set_new_nocheck(pp, r->greedy_name, faas_json_text(buf, n));
     }
     if (rc == 0)
         return SETK(ev, "pathParameters", pp);
@@ -922,7 +799,7 @@ static int add_body(json_t *ev, const char *data, size_t n, const struct faas_ht
 
     if (n == 0)
         return SETK(ev, "isBase64Encoded", json_false());
-    if (textual(ct ? ct->value : NULL, ct ? ct->value_len : 0) && utf8_valid(data, n)) {
+    if (textual(ct ? ct->value : NULL, ct ? ct->value_len : 0) && faas_utf8_valid(data, n)) {
         if (SETK(ev, "body", json_stringn_nocheck(data, n)) != 0)
             return -1;
         return SETK(ev, "isBase64Encoded", json_false());
@@ -963,10 +840,10 @@ static int add_context(json_t *ev, const struct faas_http_event_in *in, const st
         snprintf(proto, sizeof proto, "HTTP/%d.%d", in->http_major, in->http_minor);
     while (pre < hlen && host[pre] != '.' && host[pre] != ':' && host[pre])
         pre++;
-    dlen = pct_decode(buf, in->path, in->path_len, 0);
+    dlen = faas_pct_decode(buf, in->path, in->path_len, 0);
 
     bad |= SETK(hp, "method", cached(c, FAAS_HTTP_C_METHOD, in->method, strlen(in->method)));
-    bad |= SETK(hp, "path", jstr(buf, dlen));
+    bad |= SETK(hp, "path", faas_json_text(buf, dlen));
     bad |= SETK(hp, "protocol", cached(c, FAAS_HTTP_C_PROTOCOL, proto, strlen(proto)));
     bad |= SETK(hp, "sourceIp", cached(c, FAAS_HTTP_C_SOURCE_IP, ip, strlen(ip)));
     bad |= SETK(hp, "userAgent",
@@ -978,9 +855,9 @@ static int add_context(json_t *ev, const struct faas_http_event_in *in, const st
     bad |= SETK(rc, "domainName", cached(c, FAAS_HTTP_C_HOST, host, hlen));
     bad |= SETK(rc, "domainPrefix", cached(c, FAAS_HTTP_C_HOST_PREFIX, host, pre));
     bad |= SETK(rc, "http", hp);
-    bad |= SETK(rc, "requestId", jstr(in->request_id, strlen(in->request_id)));
+    bad |= SETK(rc, "requestId", faas_json_text(in->request_id, strlen(in->request_id)));
     bad |= SETK(rc, "routeKey",
-                r->key_json ? json_incref(r->key_json) : jstr(r->key, strlen(r->key)));
+                r->key_json ? json_incref(r->key_json) : faas_json_text(r->key, strlen(r->key)));
     bad |= SETK(rc, "stage", CACHED(c, FAAS_HTTP_C_STAGE, "$default"));
     bad |= SETK(rc, "time", cached(c, FAAS_HTTP_C_TIME, in->time, strlen(in->time)));
     bad |= SETK(rc, "timeEpoch", json_integer(in->time_epoch_ms));
@@ -1006,9 +883,9 @@ json_t *faas_http_event_build(const struct faas_http_event_in *in,
     }
     bad |= SETK(ev, "version", CACHED(c, FAAS_HTTP_C_VERSION, "2.0"));
     bad |= SETK(ev, "routeKey",
-                r->key_json ? json_incref(r->key_json) : jstr(r->key, strlen(r->key)));
-    bad |= SETK(ev, "rawPath", jstr(in->path, in->path_len));
-    bad |= SETK(ev, "rawQueryString", jstr(in->query, in->query_len));
+                r->key_json ? json_incref(r->key_json) : faas_json_text(r->key, strlen(r->key)));
+    bad |= SETK(ev, "rawPath", faas_json_text(in->path, in->path_len));
+    bad |= SETK(ev, "rawQueryString", faas_json_text(in->query, in->query_len));
     if (!bad)
         bad |= add_headers(ev, in, &pk, c);
     if (!bad)
@@ -1305,42 +1182,6 @@ static void resp_fields(json_t *p, struct resp_fields *f)
 }
 
 /* JSON text straight into an evbuffer, in pieces of up to 4 KiB. */
-struct dump_buf {
-    struct evbuffer *out;
-    size_t n;
-    char buf[4096];
-};
-
-static int dump_cb(const char *s, size_t size, void *arg)
-{
-    struct dump_buf *d = arg;
-    if (d->n + size > sizeof d->buf) {
-        if (d->n && evbuffer_add(d->out, d->buf, d->n) != 0)
-            return -1;
-        d->n = 0;
-        if (size > sizeof d->buf)
-            return evbuffer_add(d->out, s, size);
-    }
-    memcpy(d->buf + d->n, s, size);
-    d->n += size;
-    return 0;
-}
-
-static int dump_json(struct evbuffer *out, json_t *j)
-{
-    struct dump_buf d;
-    d.out = out;
-    d.n = 0;
-    if (json_dump_callback(j, dump_cb, &d, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
-        return -1;
-    return d.n ? evbuffer_add(out, d.buf, d.n) : 0;
-}
-
-int faas_http_dump_json(struct evbuffer *out, json_t *j)
-{
-    return dump_json(out, j);
-}
-
 /* Payload 2.0's structured response; 0, or -1 when it is malformed. */
 static int reply_structured(struct evhttp_request *req, int head, const struct resp_fields *f)
 {
@@ -1370,7 +1211,7 @@ static int reply_structured(struct evhttp_request *req, int head, const struct r
                 return -1;
         } else if (json_is_string(body)) {
             evbuffer_add(out, json_string_value(body), json_string_length(body));
-        } else if (dump_json(out, body) != 0) {
+        } else if (faas_json_dump_evbuffer(out, body) != 0) {
             return -1;
         }
     }
@@ -1418,7 +1259,7 @@ static void reply_result(struct evhttp_request *req, int head, const struct faas
             return;
         }
     }
-    if (dump_json(out, p ? p : json_null()) != 0) {
+    if (faas_json_dump_evbuffer(out, p ? p : json_null()) != 0) {
         evbuffer_drain(out, evbuffer_get_length(out));
         reply_message(req, head, 502, "Internal Server Error");
         return;
@@ -1559,12 +1400,6 @@ static void warn_deliver(struct faas_http *h)
     }
     h->busy--;
     faas_rt_leave(rt);
-}
-
-static void timer_ms(struct timeval *tv, uint32_t ms)
-{
-    tv->tv_sec = (time_t)(ms / 1000u);
-    tv->tv_usec = (suseconds_t)(ms % 1000u) * 1000;
 }
 
 /* The record of an adopted connection, or NULL. */
@@ -1936,7 +1771,7 @@ static void accept_error_cb(struct evconnlistener *lev, void *arg)
     l->accepted = l->h->accepted;
     evconnlistener_disable(lev);
     l->paused = 1;
-    timer_ms(&tv, l->pause_ms);
+    tv = faas_ms_to_tv(l->pause_ms);
     event_add(&l->timer, &tv);
     warn(l->h, WARN_ACCEPT, "accept", "HTTP gateway cannot accept connections: %s; paused %u ms",
          strerror(err), l->pause_ms);
@@ -2003,9 +1838,9 @@ static int conns_start(struct faas_http *h)
             return FAAS_ENOMEM;
         event_priority_set(h->adopt_ev, 0);
     }
-    timer_ms(&tv, read_timeout_ms(rt));
+    tv = faas_ms_to_tv(read_timeout_ms(rt));
     h->tv_read = event_base_init_common_timeout(rt->base, &tv);
-    timer_ms(&tv, idle_timeout_ms(rt));
+    tv = faas_ms_to_tv(idle_timeout_ms(rt));
     h->tv_idle = event_base_init_common_timeout(rt->base, &tv);
     if (!h->tv_read || !h->tv_idle)
         return FAAS_ENOMEM;

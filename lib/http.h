@@ -75,12 +75,6 @@ struct faas_route_match {
     size_t tail_off, tail_len;       /* the greedy tail, without its first '/' */
 };
 
-/* Length of the valid UTF-8 sequence at s (n bytes there), or 0. */
-size_t faas_utf8_seq(const unsigned char *s, size_t n);
-
-/* The value of a hexadecimal digit, or -1. */
-int faas_hexval(unsigned char c);
-
 /* Parses a pattern into a new route (owner NULL). Returns 0, FAAS_EPARSE or
  * FAAS_ENOMEM. */
 int faas_route_parse(const char *pattern, struct faas_route **out);

@@ -207,17 +207,6 @@ static int path_key(json_t *root, const char *path, struct keytext *out)
     return rc;
 }
 
-static void to_hex(const unsigned char *in, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    size_t i;
-    for (i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 /* Hex BLAKE2b (outlen bytes) of the function's name, a NUL, and the text. */
 static void key_hash(const struct faas_fn *fn, const struct keytext *t, size_t outlen,
                      char *out)
@@ -228,7 +217,7 @@ static void key_hash(const struct faas_fn *fn, const struct keytext *t, size_t o
     crypto_generichash_update(&st, (const unsigned char *)fn->name, strlen(fn->name) + 1);
     crypto_generichash_update(&st, (const unsigned char *)t->buf, t->len);
     crypto_generichash_final(&st, h, outlen);
-    to_hex(h, outlen, out);
+    sodium_bin2hex(out, 2 * outlen + 1, h, outlen);
 }
 
 int faas_idem_prepare(struct faas_inv *inv, const char *explicit_key)

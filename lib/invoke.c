@@ -1,5 +1,5 @@
 /*
- * invoke.c - invocation records, request ids, results.
+ * invoke.c - invocation records and results.
  *
  * One pipeline for every invocation: faas_invoke() checks the arguments and
  * the payload size, makes the record and hands it to the pool for admission
@@ -13,9 +13,6 @@
  * deadline or a cancellation. Then the callback runs at once and the record
  * stays with the worker, marked delivered, until its late outcome comes back
  * and is dropped. Either way the callback runs exactly once.
- *
- * Request ids are UUIDv4 strings from a xoshiro256** generator seeded once
- * per runtime: no system call per id.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,109 +24,7 @@
 #include "faas_int.h"
 #include "opts.h"
 
-/* ---- request ids ---------------------------------------------------- */
-
-static inline uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t rng_next(uint64_t s[4])
-{
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
-void faas_request_id(struct faas_runtime *rt, char out[FAAS_REQUEST_ID_SIZE])
-{
-    static const char hex[] = "0123456789abcdef";
-    unsigned char b[16];
-    uint64_t a = rng_next(rt->rng), c = rng_next(rt->rng);
-    int i, o = 0;
-
-    memcpy(b, &a, 8);
-    memcpy(b + 8, &c, 8);
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-    for (i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[o++] = '-';
-        out[o++] = hex[b[i] >> 4];
-        out[o++] = hex[b[i] & 15];
-    }
-    out[o] = '\0';
-}
-
-/* ---- payload size --------------------------------------------------- */
-
-/*
- * An upper bound of the compact serialisation, cheap to compute: every string
- * byte counted as a worst-case \uXXXX escape. Stops once over `limit`.
- */
-static size_t size_bound(const json_t *j, size_t limit)
-{
-    size_t n, i;
-    const char *key;
-    json_t *v;
-
-    switch (json_typeof(j)) {
-    case JSON_OBJECT:
-        n = 2;
-        json_object_foreach((json_t *)j, key, v) {
-            n += 6 * strlen(key) + 4 + size_bound(v, limit);
-            if (n > limit)
-                return n;
-        }
-        return n;
-    case JSON_ARRAY:
-        n = 2;
-        for (i = 0; i < json_array_size(j); i++) {
-            n += 1 + size_bound(json_array_get(j, i), limit);
-            if (n > limit)
-                return n;
-        }
-        return n;
-    case JSON_STRING:
-        return 2 + 6 * json_string_length(j);
-    case JSON_INTEGER:
-        return 21;
-    case JSON_REAL:
-        return 32;
-    default:
-        return 5;
-    }
-}
-
-size_t faas_json_size(const json_t *json, size_t limit)
-{
-    size_t n;
-    if (!json)
-        return 4;
-    n = size_bound(json, limit);
-    if (n <= limit)
-        return n;
-    n = json_dumpb(json, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
-    return n ? n : limit + 1; /* unserialisable (NaN, bad UTF-8): refuse */
-}
-
 /* ---- records -------------------------------------------------------- */
-
-json_t *faas_error_object(const char *type, const char *msg)
-{
-    json_t *o = json_object();
-    if (!o)
-        return json_null();
-    json_object_set_new(o, "errorType", json_string(type ? type : "Error"));
-    json_object_set_new(o, "errorMessage", json_string(msg ? msg : ""));
-    return o;
-}
 
 void faas_inv_free(struct faas_inv *inv)
 {

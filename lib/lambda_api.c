@@ -90,36 +90,6 @@ static void send_reply(struct evhttp_request *req, int head, int code)
     evhttp_send_reply(req, code, NULL, NULL);
 }
 
-/* s as a JSON string; bytes over 0x7f become U+FFFD (messages are ASCII
- * but for what a client sent, which need not be UTF-8). */
-static void add_json_string(struct evbuffer *out, const char *s)
-{
-    char buf[512];
-    size_t n = 0;
-
-    buf[n++] = '"';
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (n > sizeof buf - 8) {
-            evbuffer_add(out, buf, n);
-            n = 0;
-        }
-        if (c == '"' || c == '\\') {
-            buf[n++] = '\\';
-            buf[n++] = (char)c;
-        } else if (c < 0x20) {
-            n += (size_t)snprintf(buf + n, sizeof buf - n, "\\u%04x", c);
-        } else if (c >= 0x80) {
-            memcpy(buf + n, "\\ufffd", 6);
-            n += 6;
-        } else {
-            buf[n++] = (char)c;
-        }
-    }
-    buf[n++] = '"';
-    evbuffer_add(out, buf, n);
-}
-
 /*
  * An error as Lambda sends it: x-amzn-ErrorType, and the body
  * {"Type":"User"|"Service","message":...} (plus "Reason" when given).
@@ -129,6 +99,9 @@ static void send_error(struct evhttp_request *req, int head, const char *reqid, 
 {
     struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
     struct evbuffer *out = evhttp_request_get_output_buffer(req);
+    /* The message may quote what the client sent: UTF-8 stays as it is,
+     * other bytes become U+FFFD. */
+    json_t *text = faas_json_text(msg, strlen(msg));
 
     evhttp_add_header(oh, "x-amzn-RequestId", reqid);
     evhttp_add_header(oh, "x-amzn-ErrorType", type);
@@ -137,7 +110,9 @@ static void send_error(struct evhttp_request *req, int head, const char *reqid, 
     if (reason)
         evbuffer_add_printf(out, "\"Reason\":\"%s\",", reason);
     evbuffer_add(out, "\"message\":", 10);
-    add_json_string(out, msg);
+    if (!text || faas_json_dump_evbuffer(out, text) != 0)
+        evbuffer_add(out, "\"\"", 2);
+    json_decref(text);
     evbuffer_add(out, "}", 1);
     send_reply(req, head, code);
 }
@@ -255,7 +230,7 @@ static void send_invoked(struct evhttp_request *req, const struct faas_http_hold
     struct evbuffer *out = evhttp_request_get_output_buffer(req);
     json_t *payload = faas_result_payload(res);
 
-    if (faas_http_dump_json(out, payload ? payload : json_null()) != 0) {
+    if (faas_json_dump_evbuffer(out, payload ? payload : json_null()) != 0) {
         evbuffer_drain(out, evbuffer_get_length(out));
         send_error(req, p->head, res->request_id, 500, "ServiceException", NULL,
                    faas_strerror(FAAS_ENOMEM));
@@ -295,15 +270,7 @@ static long pct_decode(const char *s, size_t n, char *out, size_t size)
 {
     size_t i = 0, o = 0;
     while (i < n) {
-        unsigned char c = (unsigned char)s[i];
-        int hi, lo;
-        if (c == '%' && i + 2 < n && (hi = faas_hexval((unsigned char)s[i + 1])) >= 0 &&
-            (lo = faas_hexval((unsigned char)s[i + 2])) >= 0) {
-            c = (unsigned char)(hi * 16 + lo);
-            i += 3;
-        } else {
-            i++;
-        }
+        unsigned char c = faas_pct_next(s, n, &i, 0);
         if (o + 1 >= size)
             return -1;
         out[o++] = (char)c;
@@ -539,18 +506,8 @@ static const char *recode(const char *raw, size_t n, char **o, size_t *len)
 {
     const char *start = *o;
     size_t i = 0;
-    while (i < n) {
-        unsigned char c = (unsigned char)raw[i];
-        int hi, lo;
-        if (c == '%' && i + 2 < n && (hi = faas_hexval((unsigned char)raw[i + 1])) >= 0 &&
-            (lo = faas_hexval((unsigned char)raw[i + 2])) >= 0) {
-            c = (unsigned char)(hi * 16 + lo);
-            i += 3;
-        } else {
-            i++;
-        }
-        *o += uri_encode_byte(c, *o);
-    }
+    while (i < n)
+        *o += uri_encode_byte(faas_pct_next(raw, n, &i, 0), *o);
     *len = (size_t)(*o - start);
     return start;
 }
@@ -681,17 +638,6 @@ static void hmac(unsigned char out[32], const unsigned char *key, size_t keylen,
     crypto_auth_hmacsha256_final(&st, out);
 }
 
-static void to_hex(const unsigned char *b, size_t n, char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t i;
-    for (i = 0; i < n; i++) {
-        out[2 * i] = hex[b[i] >> 4];
-        out[2 * i + 1] = hex[b[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 int faas_sigv4_signature(const struct faas_sigv4_in *in, const char *secret, char out[65])
 {
     const char *part[4], *p;
@@ -729,7 +675,7 @@ int faas_sigv4_signature(const struct faas_sigv4_in *in, const char *secret, cha
     sink_str(&s, in->payload_hash);
     crypto_hash_sha256_update(&s.h, s.buf, s.n);
     crypto_hash_sha256_final(&s.h, digest);
-    to_hex(digest, sizeof digest, hex);
+    sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
 
     /* the signing key: HMAC chain over the scope's parts */
     memcpy(kkey, "AWS4", 4);
@@ -750,7 +696,7 @@ int faas_sigv4_signature(const struct faas_sigv4_in *in, const char *secret, cha
     crypto_auth_hmacsha256_update(&st, (const unsigned char *)hex, 64);
     crypto_auth_hmacsha256_final(&st, digest);
     sodium_memzero(k, sizeof k);
-    to_hex(digest, sizeof digest, out);
+    sodium_bin2hex(out, 2 * sizeof digest + 1, digest, sizeof digest);
     return 0;
 }
 
@@ -780,19 +726,6 @@ static int auth_param(const char *params, const char *key, char *out, size_t siz
     return -1;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date. */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    int64_t era;
-    unsigned yoe, doy, doe;
-    y -= m <= 2;
-    era = (y >= 0 ? y : y - 399) / 400;
-    yoe = (unsigned)(y - era * 400);
-    doy = (153 * (m + (m > 2 ? (unsigned)-3 : 9)) + 2) / 5 + d - 1;
-    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
 /* "YYYYMMDDTHHMMSSZ" to seconds since the epoch; 0, or -1 when malformed. */
 static int parse_amz_date(const char *s, int64_t *out)
 {
@@ -814,7 +747,7 @@ static int parse_amz_date(const char *s, int64_t *out)
     }
     if (v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 || v[3] > 23 || v[4] > 59 || v[5] > 60)
         return -1;
-    *out = days_from_civil(v[0], v[1], v[2]) * 86400 + v[3] * 3600 + v[4] * 60 + v[5];
+    *out = faas_days_from_civil(v[0], v[1], v[2]) * 86400 + v[3] * 3600 + v[4] * 60 + v[5];
     return 0;
 }
 
@@ -1010,7 +943,7 @@ static int sigv4_check(struct api_req *a, const char *path, const char *query,
         return -1;
     }
     crypto_hash_sha256(digest, body, blen);
-    to_hex(digest, sizeof digest, payload);
+    sodium_bin2hex(payload, sizeof payload, digest, sizeof digest);
     if (a->content_sha256 && strcasecmp(a->content_sha256, payload) != 0) {
         fail(a, 403, "InvalidSignatureException",
              "The provided 'x-amz-content-sha256' header does not match what was computed.");

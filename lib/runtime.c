@@ -2,8 +2,8 @@
  * runtime.c - the runtime's lifecycle, the function registry and the loop's
  * dispatch event.
  *
- * The registry is a chained hash table keyed by name (FNV-1a), doubled when
- * it holds more functions than buckets, so lookup stays O(1) from ten
+ * The registry is a hash table keyed by name (hash.c: FNV-1a, doubled when
+ * it holds as many functions as buckets), so lookup stays O(1) from ten
  * functions to tens of thousands. Functions are also kept in registration
  * order, for metrics.
  *
@@ -31,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,16 +50,6 @@ struct faas_drain {
     int check_active;
 };
 
-static uint32_t name_hash(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 16777619u;
-    }
-    return h;
-}
-
 static int name_valid(const char *name)
 {
     size_t n = 0;
@@ -77,46 +66,20 @@ static int name_valid(const char *name)
     return n > 0;
 }
 
-struct faas_fn *faas_fn_lookup(struct faas_runtime *rt, const char *name)
+static int fn_name_eq(const struct faas_hnode *n, const void *name)
 {
-    uint32_t h = name_hash(name);
-    struct faas_fn *fn = rt->buckets[h & (rt->nbuckets - 1)];
-    for (; fn; fn = fn->hnext)
-        if (fn->hash == h && strcmp(fn->name, name) == 0)
-            return fn;
-    return NULL;
+    return strcmp(FAAS_CONTAINER_OF(n, struct faas_fn, hnode)->name, name) == 0;
 }
 
-static int registry_grow(struct faas_runtime *rt)
+struct faas_fn *faas_fn_lookup(struct faas_runtime *rt, const char *name)
 {
-    size_t n = rt->nbuckets * 2, i;
-    struct faas_fn **b = faas_calloc(n, sizeof *b);
-    if (!b)
-        return FAAS_ENOMEM;
-    for (i = 0; i < rt->nbuckets; i++) {
-        struct faas_fn *fn = rt->buckets[i], *next;
-        for (; fn; fn = next) {
-            next = fn->hnext;
-            fn->hnext = b[fn->hash & (n - 1)];
-            b[fn->hash & (n - 1)] = fn;
-        }
-    }
-    free(rt->buckets);
-    rt->buckets = b;
-    rt->nbuckets = n;
-    return 0;
+    struct faas_hnode *n = faas_htable_find(&rt->registry, faas_hash_str(name), fn_name_eq, name);
+    return n ? FAAS_CONTAINER_OF(n, struct faas_fn, hnode) : NULL;
 }
 
 static void registry_remove(struct faas_runtime *rt, struct faas_fn *fn)
 {
-    struct faas_fn **p = &rt->buckets[fn->hash & (rt->nbuckets - 1)];
-    for (; *p; p = &(*p)->hnext) {
-        if (*p == fn) {
-            *p = fn->hnext;
-            break;
-        }
-    }
-    fn->hnext = NULL;
+    faas_htable_remove(&rt->registry, &fn->hnode);
     faas_list_remove(&fn->link);
     rt->nfns--;
 }
@@ -280,8 +243,7 @@ int faas_drain(struct faas_runtime *rt, uint32_t timeout_ms, faas_drain_fn cb, v
         return FAAS_ENOMEM;
     }
     if (d->deadline) {
-        struct timeval tv = { (time_t)(timeout_ms / 1000u),
-                              (suseconds_t)(timeout_ms % 1000u) * 1000 };
+        struct timeval tv = faas_ms_to_tv(timeout_ms);
         event_add(d->deadline, &tv);
     }
     rt->drain = d;
@@ -317,24 +279,6 @@ static void dispatch_cb(evutil_socket_t fd, short what, void *arg)
     }
     faas_drain_note(rt); /* results delivered: perhaps the last work */
     faas_rt_leave(rt);
-}
-
-static void seed_rng(struct faas_runtime *rt)
-{
-    uint64_t s[4];
-    struct timespec ts;
-    int i;
-
-    if (getrandom(s, sizeof s, 0) != (ssize_t)sizeof s) {
-        /* No entropy source: ids must still differ between runtimes. */
-        clock_gettime(CLOCK_REALTIME, &ts);
-        s[0] = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30);
-        s[1] = (uint64_t)getpid() * UINT64_C(0x9E3779B97F4A7C15);
-        s[2] = (uint64_t)(uintptr_t)rt;
-        s[3] = UINT64_C(0x6a09e667f3bcc909);
-    }
-    for (i = 0; i < 4; i++)
-        rt->rng[i] = s[i] ? s[i] : UINT64_C(0x9E3779B97F4A7C15) + (uint64_t)i;
 }
 
 /* The option strings are copied, as every string passed in. */
@@ -392,13 +336,12 @@ int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
         free(rt);
         return FAAS_ENOMEM;
     }
-    rt->nbuckets = 16;
-    rt->buckets = faas_calloc(rt->nbuckets, sizeof *rt->buckets);
+    faas_htable_init(&rt->registry, 16);
     rt->dispatch_ev = event_new(base, -1, 0, dispatch_cb, rt);
-    if (!rt->buckets || !rt->dispatch_ev) {
+    if (!rt->registry.buckets || !rt->dispatch_ev) {
         if (rt->dispatch_ev)
             event_free(rt->dispatch_ev);
-        free(rt->buckets);
+        faas_htable_fini(&rt->registry);
         free_opt_strings(rt);
         free(rt);
         return FAAS_ENOMEM;
@@ -410,12 +353,12 @@ int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
     faas_list_init(&rt->store_ops);
     faas_list_init(&rt->mappings);
     faas_list_init(&rt->watches);
-    seed_rng(rt);
+    faas_rng_seed(rt->rng, rt);
     /* Before any thread of ours exists: the zygote is a clean copy. */
     rc = faas_zygote_start(rt);
     if (rc) {
         event_free(rt->dispatch_ev);
-        free(rt->buckets);
+        faas_htable_fini(&rt->registry);
         free_opt_strings(rt);
         free(rt);
         return rc;
@@ -499,7 +442,7 @@ static void runtime_destroy(struct faas_runtime *rt)
     if (rt->reap_ev)
         event_free(rt->reap_ev);
     event_free(rt->dispatch_ev);
-    free(rt->buckets);
+    faas_htable_fini(&rt->registry);
     free_opt_strings(rt);
     free(rt);
 }
@@ -628,14 +571,13 @@ static int register_fn(struct faas_runtime *rt, const char *name, const struct f
         if (rc)
             return faas_rt_sys_error(rt, rc);
     }
-    if (rt->nfns >= rt->nbuckets && (rc = registry_grow(rt)) != 0)
+    if ((rc = faas_htable_reserve(&rt->registry)) != 0)
         return rc;
     fn = faas_calloc(1, sizeof *fn);
     if (!fn)
         return FAAS_ENOMEM;
     fn->rt = rt;
     strcpy(fn->name, name);
-    fn->hash = name_hash(name);
     fn->opts = *opts;
     /* Pointers of the caller's are not kept: what is needed is copied. */
     fn->opts.idempotency = NULL;
@@ -653,8 +595,7 @@ static int register_fn(struct faas_runtime *rt, const char *name, const struct f
     faas_list_init(&fn->idle);
     faas_list_init(&fn->waiting);
     faas_list_init(&fn->running);
-    fn->hnext = rt->buckets[fn->hash & (rt->nbuckets - 1)];
-    rt->buckets[fn->hash & (rt->nbuckets - 1)] = fn;
+    faas_htable_insert(&rt->registry, &fn->hnode, faas_hash_str(name));
     faas_list_insert_tail(&rt->fns, &fn->link);
     rt->nfns++;
     /* INLINE min_warm inits run here: user code, so guarded. */

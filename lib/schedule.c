@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "clock.h"
 #include "schedule.h"
 
 #define SECS_PER_DAY 86400
@@ -27,38 +28,6 @@
 #define CRON_END ((int64_t)7258118400)
 
 /* ---- calendar --------------------------------------------------------- */
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
- * days_from_civil). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    int64_t era;
-    unsigned yoe, doy, doe;
-
-    y -= m <= 2;
-    era = (y >= 0 ? y : y - 399) / 400;
-    yoe = (unsigned)(y - era * 400);
-    doy = (153u * (m > 2 ? m - 3 : m + 9) + 2u) / 5u + d - 1u;
-    doe = yoe * 365u + yoe / 4u - yoe / 100u + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-/* The inverse of days_from_civil(). */
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
-{
-    int64_t era;
-    unsigned doe, yoe, doy, mp;
-
-    z += 719468;
-    era = (z >= 0 ? z : z - 146096) / 146097;
-    doe = (unsigned)(z - era * 146097);
-    yoe = (doe - doe / 1460u + doe / 36524u - doe / 146096u) / 365u;
-    doy = doe - (365u * yoe + yoe / 4u - yoe / 100u);
-    mp = (5u * doy + 2u) / 153u;
-    *d = doy - (153u * mp + 2u) / 5u + 1u;
-    *m = mp < 10u ? mp + 3u : mp - 9u;
-    *y = (int64_t)yoe + era * 400 + (*m <= 2);
-}
 
 static int is_leap(int64_t y)
 {
@@ -537,7 +506,7 @@ static int parse_at(const char *body, const char *end, char *err, size_t errlen,
         return perr(&e, "day %02u does not exist in %04u-%02u", v[2], v[0], v[1]);
     if (v[3] > 23 || v[4] > 59 || v[5] > 59)
         return perr(&e, "time %02u:%02u:%02u out of range", v[3], v[4], v[5]);
-    *at = days_from_civil(v[0], v[1], v[2]) * SECS_PER_DAY +
+    *at = faas_days_from_civil(v[0], v[1], v[2]) * SECS_PER_DAY +
           (int64_t)(v[3] * 3600u + v[4] * 60u + v[5]);
     return 0;
 }
@@ -611,7 +580,7 @@ static int next_bit(uint64_t set, unsigned from)
 static uint64_t day_mask(const struct faas_cron *c, int64_t y, unsigned m)
 {
     unsigned dim = days_in_month(y, m);
-    unsigned wd1 = weekday(days_from_civil(y, m, 1)); /* of the 1st */
+    unsigned wd1 = weekday(faas_days_from_civil(y, m, 1)); /* of the 1st */
     unsigned wdl = (wd1 + dim - 1u) % 7u;              /* of the last day */
     uint64_t mask = 0;
     unsigned d, n, wd;
@@ -709,7 +678,7 @@ static int cron_next(const struct faas_cron *c, int64_t after, int64_t *out)
         return FAAS_ENOENT;
     /* The first whole minute strictly after `after`, not before 1970. */
     start = after < 0 ? 0 : (after / 60 + 1) * 60;
-    civil_from_days(start / SECS_PER_DAY, &w.y, &w.mo, &w.d);
+    faas_civil_from_days(start / SECS_PER_DAY, &w.y, &w.mo, &w.d);
     sod = (unsigned)(start % SECS_PER_DAY);
     w.h = sod / 3600u;
     w.mi = sod % 3600u / 60u;
@@ -755,7 +724,7 @@ static int cron_next(const struct faas_cron *c, int64_t after, int64_t *out)
             w.mi = 0;
             continue;
         }
-        *out = days_from_civil(w.y, w.mo, w.d) * SECS_PER_DAY +
+        *out = faas_days_from_civil(w.y, w.mo, w.d) * SECS_PER_DAY +
                (int64_t)(w.h * 3600u + (unsigned)b * 60u);
         return 0;
     }

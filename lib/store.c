@@ -196,8 +196,6 @@ struct mem {
     int free_requested;       /* faas_store_free came from inside one */
 };
 
-static const char hex_digits[] = "0123456789abcdef";
-
 /* hex is known good (the handle checked it). */
 static void hex_decode(const char *hex, unsigned char *out, size_t nbytes)
 {
@@ -205,16 +203,6 @@ static void hex_decode(const char *hex, unsigned char *out, size_t nbytes)
     for (i = 0; i < nbytes; i++)
         out[i] = (unsigned char)((hex_table[(unsigned char)hex[2 * i]] - 1) << 4 |
                                  (hex_table[(unsigned char)hex[2 * i + 1]] - 1));
-}
-
-static void hex_encode(const unsigned char *in, size_t nbytes, char *out)
-{
-    size_t i;
-    for (i = 0; i < nbytes; i++) {
-        out[2 * i] = hex_digits[in[i] >> 4];
-        out[2 * i + 1] = hex_digits[in[i] & 15u];
-    }
-    out[2 * nbytes] = '\0';
 }
 
 static uint64_t mix64(uint64_t z)
@@ -309,7 +297,7 @@ static void owner_encode(const unsigned char *in, char *out)
 {
     char hex[OWNER_BYTES * 2 + 1];
     size_t i, o = 0;
-    hex_encode(in, OWNER_BYTES, hex);
+    sodium_bin2hex(hex, sizeof hex, in, OWNER_BYTES);
     for (i = 0; i < OWNER_BYTES * 2; i++) {
         if (i == 8 || i == 12 || i == 16 || i == 20)
             out[o++] = '-';
@@ -396,7 +384,7 @@ static void mem_answer(faas_store_cb cb, void *arg, int rc, const struct mem_nod
     rec.expires_ms = n->expires_ms;
     rec.validation = NULL;
     if (n->has_validation) {
-        hex_encode(n->validation, VAL_BYTES, vhex);
+        sodium_bin2hex(vhex, sizeof vhex, n->validation, VAL_BYTES);
         rec.validation = vhex;
     }
     rec.owner = NULL;
@@ -495,7 +483,7 @@ static void mem_evict(struct mem *m, struct mem_node *t)
     mem_unlink(m, mem_slot(m, t->key));
     if (m->st->on_evict != NULL) {
         char hex[KEY_HEX + 1];
-        hex_encode(t->key, KEY_BYTES, hex);
+        sodium_bin2hex(hex, sizeof hex, t->key, KEY_BYTES);
         m->st->on_evict(m->st->on_evict_arg, hex);
     }
     mem_node_free(t);

@@ -1,9 +1,8 @@
 /*
- * timer.c - time: the runtime's clock, invocation deadlines and the idle
- * reaper, all on the host's loop.
+ * timer.c - invocation deadlines and the idle reaper, on the host's loop.
  *
- * Every duration, deadline and idle age is read from one clock (the system's
- * monotonic clock unless the host gave its own), so tests can drive time.
+ * Every duration, deadline and idle age is read from the runtime's clock
+ * (clock.c), so tests can drive time.
  * libevent timers only decide when to look again: a deadline timer that
  * fires early (a fake clock that did not move, an invocation still queued
  * for a thread) re-arms itself for the time that is left.
@@ -22,51 +21,9 @@
 
 #include "faas_int.h"
 
-uint64_t faas_now_ns(const struct faas_runtime *rt)
-{
-    struct timespec ts;
-    if (rt->opts.clock.now_ns)
-        return rt->opts.clock.now_ns(rt->opts.clock.arg);
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-int64_t faas_wall_ns(const struct faas_runtime *rt)
-{
-    struct timespec ts;
-    if (rt->opts.clock.wall_ns)
-        return rt->opts.clock.wall_ns(rt->opts.clock.arg);
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + (int64_t)ts.tv_nsec;
-}
-
-void faas_iso_time_ms(int64_t wall_ns, char *buf, size_t size)
-{
-    time_t s = (time_t)(wall_ns / 1000000000);
-    int ms = (int)((wall_ns % 1000000000) / 1000000);
-    struct tm tm;
-    if (ms < 0) {
-        ms += 1000;
-        s--;
-    }
-    gmtime_r(&s, &tm);
-    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
-}
-
-static struct timeval ns_to_tv(uint64_t ns)
-{
-    struct timeval tv;
-    /* Round up so a timer never fires just before the deadline it serves. */
-    uint64_t us = (ns + 999u) / 1000u;
-    tv.tv_sec = (time_t)(us / 1000000u);
-    tv.tv_usec = (suseconds_t)(us % 1000000u);
-    return tv;
-}
-
 static void timer_add(struct event *ev, uint64_t delay_ns)
 {
-    struct timeval tv = ns_to_tv(delay_ns);
+    struct timeval tv = faas_ns_to_tv(delay_ns, 0);
     event_add(ev, &tv);
 }
 

@@ -76,7 +76,7 @@
 
 /* One watched directory. */
 struct wdir {
-    struct wdir *next; /* bucket chain by wd */
+    struct faas_hnode hnode; /* w->dirs, by wd */
     int wd;
     unsigned gen;      /* the last scan that saw it */
     char rel[];        /* "" for the root, else "a/b" */
@@ -84,8 +84,7 @@ struct wdir {
 
 /* One known regular file. */
 struct wfile {
-    struct wfile *next; /* bucket chain by key hash */
-    uint32_t hash;
+    struct faas_hnode hnode; /* w->files, by key */
     unsigned gen;
     int has_etag;
     ino_t ino;
@@ -107,10 +106,8 @@ struct faas_watch {
     int in_read;           /* watch_read_cb runs: a faas_unwatch defers */
     int unwatched;         /* faas_unwatch ran inside: the callback frees */
 
-    struct wdir **dirs;
-    size_t ndirb, ndirs;
-    struct wfile **files;
-    size_t nfileb, nfiles;
+    struct faas_htable dirs;  /* struct wdir by wd */
+    struct faas_htable files; /* struct wfile by key */
 
     unsigned char chunk[WATCH_CHUNK];
     union {
@@ -127,62 +124,28 @@ enum scan_mode {
 
 /* ---- tables ---------------------------------------------------------- */
 
-static uint32_t key_hash(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 16777619u;
-    }
-    return h;
-}
+#define DIR_OF(n) FAAS_CONTAINER_OF(n, struct wdir, hnode)
+#define FILE_OF(n) FAAS_CONTAINER_OF(n, struct wfile, hnode)
 
-static size_t wd_slot(const struct faas_watch *w, int wd)
+static int dir_wd_eq(const struct faas_hnode *n, const void *wd)
 {
-    return (size_t)(unsigned)wd & (w->ndirb - 1);
+    return DIR_OF(n)->wd == *(const int *)wd;
 }
 
 static struct wdir *dir_find(const struct faas_watch *w, int wd)
 {
-    struct wdir *d = w->dirs[wd_slot(w, wd)];
-    while (d && d->wd != wd)
-        d = d->next;
-    return d;
+    struct faas_hnode *n = faas_htable_find(&w->dirs, (uint32_t)wd, dir_wd_eq, &wd);
+    return n ? DIR_OF(n) : NULL;
 }
 
 /* Unlinks the record of wd (if any) and frees it. */
 static void dir_forget(struct faas_watch *w, int wd)
 {
-    struct wdir **p = &w->dirs[wd_slot(w, wd)];
-    for (; *p; p = &(*p)->next) {
-        if ((*p)->wd == wd) {
-            struct wdir *d = *p;
-            *p = d->next;
-            free(d);
-            w->ndirs--;
-            return;
-        }
+    struct wdir *d = dir_find(w, wd);
+    if (d) {
+        faas_htable_remove(&w->dirs, &d->hnode);
+        free(d);
     }
-}
-
-static int dir_grow(struct faas_watch *w)
-{
-    size_t n = w->ndirb * 2, i;
-    struct wdir **b = faas_calloc(n, sizeof *b);
-    if (!b)
-        return FAAS_ENOMEM;
-    for (i = 0; i < w->ndirb; i++) {
-        struct wdir *d = w->dirs[i], *next;
-        for (; d; d = next) {
-            next = d->next;
-            d->next = b[(size_t)(unsigned)d->wd & (n - 1)];
-            b[(size_t)(unsigned)d->wd & (n - 1)] = d;
-        }
-    }
-    free(w->dirs);
-    w->dirs = b;
-    w->ndirb = n;
-    return 0;
 }
 
 /* Records wd -> rel; a wd already known under another path (a directory
@@ -198,7 +161,7 @@ static int dir_set(struct faas_watch *w, int wd, const char *rel)
     }
     if (d)
         dir_forget(w, wd);
-    if (w->ndirs >= w->ndirb && dir_grow(w) != 0)
+    if (faas_htable_reserve(&w->dirs) != 0)
         return FAAS_ENOMEM;
     d = faas_malloc(sizeof *d + len + 1);
     if (!d)
@@ -206,54 +169,28 @@ static int dir_set(struct faas_watch *w, int wd, const char *rel)
     d->wd = wd;
     d->gen = w->gen;
     memcpy(d->rel, rel, len + 1);
-    d->next = w->dirs[wd_slot(w, wd)];
-    w->dirs[wd_slot(w, wd)] = d;
-    w->ndirs++;
+    faas_htable_insert(&w->dirs, &d->hnode, (uint32_t)wd);
     return 0;
+}
+
+static int file_key_eq(const struct faas_hnode *n, const void *key)
+{
+    return strcmp(FILE_OF(n)->key, key) == 0;
 }
 
 static struct wfile *file_find(const struct faas_watch *w, const char *key)
 {
-    uint32_t h = key_hash(key);
-    struct wfile *f = w->files[h & (w->nfileb - 1)];
-    while (f && !(f->hash == h && strcmp(f->key, key) == 0))
-        f = f->next;
-    return f;
+    struct faas_hnode *n = faas_htable_find(&w->files, faas_hash_str(key), file_key_eq, key);
+    return n ? FILE_OF(n) : NULL;
 }
 
 static void file_forget(struct faas_watch *w, const char *key)
 {
-    uint32_t h = key_hash(key);
-    struct wfile **p = &w->files[h & (w->nfileb - 1)];
-    for (; *p; p = &(*p)->next) {
-        if ((*p)->hash == h && strcmp((*p)->key, key) == 0) {
-            struct wfile *f = *p;
-            *p = f->next;
-            free(f);
-            w->nfiles--;
-            return;
-        }
+    struct wfile *f = file_find(w, key);
+    if (f) {
+        faas_htable_remove(&w->files, &f->hnode);
+        free(f);
     }
-}
-
-static int file_grow(struct faas_watch *w)
-{
-    size_t n = w->nfileb * 2, i;
-    struct wfile **b = faas_calloc(n, sizeof *b);
-    if (!b)
-        return FAAS_ENOMEM;
-    for (i = 0; i < w->nfileb; i++) {
-        struct wfile *f = w->files[i], *next;
-        for (; f; f = next) {
-            next = f->next;
-            f->next = b[f->hash & (n - 1)];
-            b[f->hash & (n - 1)] = f;
-        }
-    }
-    free(w->files);
-    w->files = b;
-    w->nfileb = n;
-    return 0;
 }
 
 /* The record of key, created if needed; NULL when out of memory. */
@@ -264,17 +201,14 @@ static struct wfile *file_get(struct faas_watch *w, const char *key)
 
     if (f)
         return f;
-    if (w->nfiles >= w->nfileb && file_grow(w) != 0)
+    if (faas_htable_reserve(&w->files) != 0)
         return NULL;
     len = strlen(key);
     f = faas_calloc(1, sizeof *f + len + 1);
     if (!f)
         return NULL;
-    f->hash = key_hash(key);
     memcpy(f->key, key, len + 1);
-    f->next = w->files[f->hash & (w->nfileb - 1)];
-    w->files[f->hash & (w->nfileb - 1)] = f;
-    w->nfiles++;
+    faas_htable_insert(&w->files, &f->hnode, faas_hash_str(key));
     return f;
 }
 
@@ -525,34 +459,25 @@ static int dir_add_tree(struct faas_watch *w, const char *rel, enum scan_mode mo
  */
 static void dir_drop_tree(struct faas_watch *w, const char *rel)
 {
-    size_t len = strlen(rel), i;
+    size_t len = strlen(rel);
+    struct faas_hnode *n, *next;
 
-    for (i = 0; i < w->ndirb; i++) {
-        struct wdir **p = &w->dirs[i];
-        while (*p) {
-            struct wdir *d = *p;
-            if (under(d->rel, rel, len)) {
-                inotify_rm_watch(w->fd, d->wd); /* its IN_IGNORED finds no record */
-                *p = d->next;
-                free(d);
-                w->ndirs--;
-            } else {
-                p = &d->next;
-            }
+    for (n = faas_htable_first(&w->dirs); n; n = next) {
+        struct wdir *d = DIR_OF(n);
+        next = faas_htable_next(&w->dirs, n);
+        if (under(d->rel, rel, len)) {
+            inotify_rm_watch(w->fd, d->wd); /* its IN_IGNORED finds no record */
+            faas_htable_remove(&w->dirs, n);
+            free(d);
         }
     }
-    for (i = 0; i < w->nfileb; i++) {
-        struct wfile **p = &w->files[i];
-        while (*p) {
-            struct wfile *f = *p;
-            if (under(f->key, rel, len)) {
-                *p = f->next;
-                emit_removed(w, f->key);
-                free(f);
-                w->nfiles--;
-            } else {
-                p = &f->next;
-            }
+    for (n = faas_htable_first(&w->files); n; n = next) {
+        struct wfile *f = FILE_OF(n);
+        next = faas_htable_next(&w->files, n);
+        if (under(f->key, rel, len)) {
+            faas_htable_remove(&w->files, n);
+            emit_removed(w, f->key);
+            free(f);
         }
     }
 }
@@ -566,43 +491,34 @@ static void dir_drop_tree(struct faas_watch *w, const char *rel)
  */
 static void rescan(struct faas_watch *w)
 {
-    size_t i, removed = 0;
+    size_t removed = 0;
+    struct faas_hnode *n, *next;
 
     w->gen++;
     dir_add_tree(w, "", SCAN_EMIT);
-    for (i = 0; i < w->nfileb; i++) {
-        struct wfile **p = &w->files[i];
-        while (*p) {
-            struct wfile *f = *p;
-            if (f->gen != w->gen) {
-                *p = f->next;
-                emit_removed(w, f->key);
-                free(f);
-                w->nfiles--;
-                removed++;
-            } else {
-                p = &f->next;
-            }
+    for (n = faas_htable_first(&w->files); n; n = next) {
+        struct wfile *f = FILE_OF(n);
+        next = faas_htable_next(&w->files, n);
+        if (f->gen != w->gen) {
+            faas_htable_remove(&w->files, n);
+            emit_removed(w, f->key);
+            free(f);
+            removed++;
         }
     }
-    for (i = 0; i < w->ndirb; i++) {
-        struct wdir **p = &w->dirs[i];
-        while (*p) {
-            struct wdir *d = *p;
-            if (d->gen != w->gen) {
-                inotify_rm_watch(w->fd, d->wd);
-                *p = d->next;
-                free(d);
-                w->ndirs--;
-            } else {
-                p = &d->next;
-            }
+    for (n = faas_htable_first(&w->dirs); n; n = next) {
+        struct wdir *d = DIR_OF(n);
+        next = faas_htable_next(&w->dirs, n);
+        if (d->gen != w->gen) {
+            inotify_rm_watch(w->fd, d->wd);
+            faas_htable_remove(&w->dirs, n);
+            free(d);
         }
     }
     faas_log_event(w->rt, FAAS_LOG_ASYNC, NULL, NULL, "overflow", NULL,
                    "watch %d (bucket %s): inotify queue overflowed; rescanned %s: %zu files, "
                    "%zu removed",
-                   w->id, w->bucket, *w->root ? w->root : "/", w->nfiles, removed);
+                   w->id, w->bucket, *w->root ? w->root : "/", w->files.count, removed);
 }
 
 /* ---- the read callback ----------------------------------------------- */
@@ -688,28 +604,22 @@ static int bucket_valid(const char *b)
 
 static void watch_free(struct faas_watch *w)
 {
-    size_t i;
+    struct faas_hnode *n, *next;
 
     if (w->ev)
         event_free(w->ev);
     if (w->fd >= 0)
         close(w->fd);
-    for (i = 0; w->dirs && i < w->ndirb; i++) {
-        struct wdir *d = w->dirs[i], *next;
-        for (; d; d = next) {
-            next = d->next;
-            free(d);
-        }
+    for (n = faas_htable_first(&w->dirs); n; n = next) {
+        next = faas_htable_next(&w->dirs, n);
+        free(DIR_OF(n));
     }
-    for (i = 0; w->files && i < w->nfileb; i++) {
-        struct wfile *f = w->files[i], *next;
-        for (; f; f = next) {
-            next = f->next;
-            free(f);
-        }
+    for (n = faas_htable_first(&w->files); n; n = next) {
+        next = faas_htable_next(&w->files, n);
+        free(FILE_OF(n));
     }
-    free(w->dirs);
-    free(w->files);
+    faas_htable_fini(&w->dirs);
+    faas_htable_fini(&w->files);
     free(w->bucket);
     free(w->root);
     free(w);
@@ -738,13 +648,11 @@ static int watch_dir(struct faas_runtime *rt, const char *bucket, const char *di
         return FAAS_ENOMEM;
     w->rt = rt;
     w->fd = -1;
-    w->ndirb = 16;
-    w->nfileb = 64;
-    w->dirs = faas_calloc(w->ndirb, sizeof *w->dirs);
-    w->files = faas_calloc(w->nfileb, sizeof *w->files);
+    faas_htable_init(&w->dirs, 16);
+    faas_htable_init(&w->files, 64);
     w->bucket = faas_strdup(bucket);
     w->root = faas_strdup(dir);
-    if (!w->dirs || !w->files || !w->bucket || !w->root) {
+    if (!w->dirs.buckets || !w->files.buckets || !w->bucket || !w->root) {
         watch_free(w);
         return FAAS_ENOMEM;
     }

@@ -696,6 +696,7 @@ static void test_bad_requests(void **state)
     static const char *const bogus_type[] = { "X-Amz-Invocation-Type", "Later", NULL };
     static const char *const bogus_log[] = { "X-Amz-Log-Type", "Everything", NULL };
     static const char *const none_log[] = { "X-Amz-Log-Type", "None", NULL };
+    static const char *const utf8_log[] = { "X-Amz-Log-Type", "Tr\xc3\xa8s\xff", NULL };
     struct tu_resp r;
     char msg[512];
     (void)state;
@@ -710,6 +711,12 @@ static void test_bad_requests(void **state)
     post_error(INVOKE("echo"), NULL, "\"\xff\"", 400, "InvalidRequestContentException");
     post_error(INVOKE("echo"), bogus_type, "{}", 400, "InvalidParameterValueException");
     post_error(INVOKE("echo"), bogus_log, "{}", 400, "InvalidParameterValueException");
+    /* the message quotes the header: UTF-8 kept, the stray byte U+FFFD */
+    post(INVOKE("echo"), utf8_log, "{}", &r);
+    expect_error(&r, 400, "InvalidParameterValueException");
+    assert_string_equal(jmsg(&r, msg, sizeof msg),
+                        "Unsupported log type: Tr\xc3\xa8s\xef\xbf\xbd (None or Tail)");
+    tu_resp_clear(&r);
     post(INVOKE("echo"), none_log, "{}", &r);
     assert_int_equal(r.code, 200);
     assert_null(tu_resp_header(&r, "x-amz-log-result"));
