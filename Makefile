@@ -151,7 +151,7 @@ $(B)/examples/faas-gateway-functions/%.so: $(GW_DIR)/functions/%.c include/faas.
 
 # The gateway's config loader, tested with its own source and the demo's
 # functions (found under $(B), from the top of the tree).
-$(B)/tests/test_gateway_config: tests/test_gateway_config.c $(GW_DIR)/config.c $(GW_DIR)/config.h $(GW_DIR)/text.c $(GW_DIR)/text.h \
+$(B)/tests/test_gateway_config: tests/test_gateway_config.c $(GW_DIR)/config.c $(GW_DIR)/config.h $(GW_DIR)/gw_text.c $(GW_DIR)/gw_text.h \
                                 tests/testutil.h $(STATIC) | $(GW_SOS)
 	@mkdir -p $(dir $@)
 	@echo "  TEST    $@"

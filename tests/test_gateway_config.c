@@ -30,7 +30,7 @@
 #include "testutil.h"
 /* The gateway's escaped printing, tested here with the loader: the test
  * program links config.c only. */
-#include "text.c"
+#include "gw_text.c"
 
 #ifndef GW_FUNCTIONS_DIR
 #error "GW_FUNCTIONS_DIR: where the gateway's function objects are built"
@@ -810,7 +810,7 @@ static void test_new_keys_and_defaults(void **state)
     expect_error(text, 2, "functions.a.async.max_queue_bytes: expected a non-negative integer");
 }
 
-/* ---- printing (text.c) ---- */
+/* ---- printing (gw_text.c) ---- */
 
 static char *escaped(const char *s)
 {

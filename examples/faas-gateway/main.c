@@ -23,7 +23,7 @@
  * function's log lines tagged with their request id, an error line for a
  * failed invocation, END and REPORT lines, idempotency and async events,
  * warnings. Each is one line: control characters in it are escaped
- * (text.c).
+ * (gw_text.c).
  *
  * SIGINT or SIGTERM drains with faas_drain: the listening socket closes,
  * requests on connections already open are answered 503 (those already
@@ -64,7 +64,7 @@
 #include "config.h"
 #include "faas.h"
 #include "selftest.h"
-#include "text.h"
+#include "gw_text.h"
 
 #define DRAIN_TICK_MS 10 /* how often the drain looks at what is in flight */
 
@@ -151,7 +151,7 @@ static void log_report(struct evbuffer *b, const char *ts, const struct faas_log
 
 /*
  * The runtime's log callback: on the loop thread, for every function. A
- * record is assembled whole and written with one write, escaped (text.h):
+ * record is assembled whole and written with one write, escaped (gw_text.h):
  * whatever a handler logs stays one line.
  */
 static void on_log(const struct faas_log_record *rec, void *arg)

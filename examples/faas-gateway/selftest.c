@@ -38,7 +38,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "selftest.h"
-#include "text.h"
+#include "gw_text.h"
 
 #define ST_LIMIT_S 45       /* the whole self-test, under CI's 60 s */
 #define ST_REQ_TIMEOUT_S 20 /* one request */

@@ -1,5 +1,5 @@
 /*
- * text.h - the faas-gateway's printing of text it did not write itself:
+ * gw_text.h - the faas-gateway's printing of text it did not write itself:
  * log lines of functions, error messages, request paths, answers.
  *
  * Each record the gateway prints is one line: control characters in such

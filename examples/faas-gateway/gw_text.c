@@ -1,5 +1,5 @@
 /*
- * text.c - escaped printing for the faas-gateway (see text.h).
+ * gw_text.c - escaped printing for the faas-gateway (see gw_text.h).
  *
  * Backslashes are left as they are: the library's own escapes (a log line
  * it already escaped) then print once, not doubled.
@@ -9,7 +9,7 @@
 
 #include <event2/buffer.h>
 
-#include "text.h"
+#include "gw_text.h"
 
 int gw_text_escape(struct evbuffer *out, const char *s)
 {
