@@ -24,54 +24,6 @@
 
 /* ---- reading the tables ------------------------------------------------- */
 
-struct row {
-    char buf[4096];
-    char *f[3];
-    int nf;
-    int lineno;
-};
-
-/* The next case of a data file: skips blank and '#' lines, splits at tabs.
- * Returns 1 with a row, 0 at the end. */
-static int read_row(FILE *fp, struct row *r)
-{
-    while (fgets(r->buf, sizeof r->buf, fp)) {
-        size_t len = strlen(r->buf);
-        char *p;
-        r->lineno++;
-        if (len == 0 || r->buf[len - 1] != '\n')
-            fail_msg("line %d: too long or unterminated", r->lineno);
-        r->buf[--len] = '\0';
-        if (len == 0 || r->buf[0] == '#')
-            continue;
-        r->nf = 0;
-        p = r->buf;
-        for (;;) {
-            char *tab = strchr(p, '\t');
-            if (r->nf == 3)
-                fail_msg("line %d: too many fields", r->lineno);
-            r->f[r->nf++] = p;
-            if (!tab)
-                break;
-            *tab = '\0';
-            p = tab + 1;
-        }
-        return 1;
-    }
-    return 0;
-}
-
-static FILE *open_data(const char *name)
-{
-    char path[256];
-    FILE *fp;
-    snprintf(path, sizeof path, DATA_DIR "%s", name);
-    fp = fopen(path, "r");
-    if (!fp)
-        fail_msg("cannot open %s: run the suite from the repository root", path);
-    return fp;
-}
-
 static json_t *parse_record(const char *text, int lineno)
 {
     json_error_t jerr;
@@ -85,13 +37,13 @@ static json_t *parse_record(const char *text, int lineno)
 
 static void test_match_table(void **state)
 {
-    FILE *fp = open_data("match.txt");
-    struct row r;
+    FILE *fp = tu_open_data(DATA_DIR, "match.txt");
+    struct tu_row r;
     int cases = 0, bad = 0, yes = 0;
 
     (void)state;
     memset(&r, 0, sizeof r);
-    while (read_row(fp, &r)) {
+    while (tu_read_row(fp, &r, 3)) {
         struct faas_filter *f = NULL;
         char err[256];
         json_t *rec;
@@ -127,13 +79,13 @@ static void test_match_table(void **state)
 
 static void test_invalid_table(void **state)
 {
-    FILE *fp = open_data("invalid.txt");
-    struct row r;
+    FILE *fp = tu_open_data(DATA_DIR, "invalid.txt");
+    struct tu_row r;
     int cases = 0, bad = 0;
 
     (void)state;
     memset(&r, 0, sizeof r);
-    while (read_row(fp, &r)) {
+    while (tu_read_row(fp, &r, 3)) {
         struct faas_filter *sentinel = (struct faas_filter *)&r, *f = sentinel;
         char err[256];
         int rc;

@@ -64,55 +64,6 @@ static time_t iso(const char *s)
     return t;
 }
 
-/* One line of a data file split at tabs; fields point into `buf`. */
-struct row {
-    char buf[1024];
-    char *f[4];
-    int nf;
-    int lineno;
-};
-
-/* Reads the next case of a data file: skips blank and '#' lines, strips only
- * the newline. Returns 1 with a row, 0 at the end. */
-static int read_row(FILE *fp, struct row *r)
-{
-    while (fgets(r->buf, sizeof r->buf, fp)) {
-        size_t len = strlen(r->buf);
-        char *p;
-        r->lineno++;
-        if (len == 0 || r->buf[len - 1] != '\n')
-            fail_msg("line %d: too long or unterminated", r->lineno);
-        r->buf[--len] = '\0';
-        if (len == 0 || r->buf[0] == '#')
-            continue;
-        r->nf = 0;
-        p = r->buf;
-        for (;;) {
-            char *tab = strchr(p, '\t');
-            if (r->nf == 4)
-                fail_msg("line %d: too many fields", r->lineno);
-            r->f[r->nf++] = p;
-            if (!tab)
-                break;
-            *tab = '\0';
-            p = tab + 1;
-        }
-        return 1;
-    }
-    return 0;
-}
-
-static FILE *open_data(const char *name)
-{
-    char path[256];
-    FILE *fp;
-    snprintf(path, sizeof path, DATA_DIR "%s", name);
-    fp = fopen(path, "r");
-    if (!fp)
-        fail_msg("cannot open %s: run the suite from the repository root", path);
-    return fp;
-}
-
 /* ---- the brute-force reference ------------------------------------------ */
 
 static int ref_leap(int y)
@@ -272,12 +223,12 @@ static int check_window(const char *expr, time_t after, time_t span, int max_fir
 
 static void test_valid_table(void **state)
 {
-    FILE *fp = open_data("valid.txt");
-    struct row r = { .lineno = 0 };
+    FILE *fp = tu_open_data(DATA_DIR, "valid.txt");
+    struct tu_row r = { .lineno = 0 };
     int cases = 0, brute = 0;
 
     (void)state;
-    while (read_row(fp, &r)) {
+    while (tu_read_row(fp, &r, 4)) {
         time_t after, want, got = SENTINEL, again;
         struct faas_schedule s;
         char err[256] = "x", b[40];
@@ -320,12 +271,12 @@ static void test_valid_table(void **state)
 
 static void test_invalid_table(void **state)
 {
-    FILE *fp = open_data("invalid.txt");
-    struct row r = { .lineno = 0 };
+    FILE *fp = tu_open_data(DATA_DIR, "invalid.txt");
+    struct tu_row r = { .lineno = 0 };
     int cases = 0;
 
     (void)state;
-    while (read_row(fp, &r)) {
+    while (tu_read_row(fp, &r, 4)) {
         struct faas_schedule s;
         char err[256], small[12];
         time_t got = SENTINEL;
@@ -364,12 +315,12 @@ static void test_invalid_table(void **state)
 
 static void test_never_table(void **state)
 {
-    FILE *fp = open_data("never.txt");
-    struct row r = { .lineno = 0 };
+    FILE *fp = tu_open_data(DATA_DIR, "never.txt");
+    struct tu_row r = { .lineno = 0 };
     int cases = 0;
 
     (void)state;
-    while (read_row(fp, &r)) {
+    while (tu_read_row(fp, &r, 4)) {
         struct faas_schedule s;
         time_t got = SENTINEL;
         int rc;

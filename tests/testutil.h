@@ -1,6 +1,9 @@
 /*
  * testutil.h - shared helpers of the cmocka suites: drive the host's loop
- * until a condition holds, with a bound, never a bare sleep.
+ * until a condition holds, with a bound, never a bare sleep; and the
+ * fixtures more than one suite sets up the same way (a runtime on its own
+ * base, counters shared with worker threads, a gate THREAD handlers wait
+ * on, a fake clock, the tables of tests/data).
  */
 #ifndef FAAS_TESTUTIL_H
 #define FAAS_TESTUTIL_H
@@ -10,12 +13,52 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include <cmocka.h>
 #include <event2/event.h>
 
 #include "faas.h"
+
+/* Counters and flags that handlers on worker threads write and the loop
+ * thread reads: any scalar or pointer type. */
+#define AINC(p) __atomic_add_fetch((p), 1, __ATOMIC_SEQ_CST)
+#define ALOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define ASTORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+
+/*
+ * A runtime with options o on a new base of its own; both are asserted.
+ * tu_rt_free undoes it and clears both handles, so a teardown may run
+ * after a test that freed the runtime itself.
+ */
+static inline void tu_rt_new(struct event_base **base, struct faas_runtime **rt,
+                             const struct faas_runtime_opts *o)
+{
+    *base = event_base_new();
+    assert_non_null(*base);
+    *rt = NULL;
+    assert_int_equal(faas_runtime_new(rt, *base, o), 0);
+    assert_non_null(*rt);
+}
+
+static inline void tu_rt_free(struct faas_runtime **rt, struct event_base **base)
+{
+    faas_runtime_free(*rt);
+    *rt = NULL;
+    event_base_free(*base);
+    *base = NULL;
+}
+
+/* The figures of one function, asserted to exist. */
+static inline struct faas_stats tu_stats(struct faas_runtime *rt, const char *name)
+{
+    struct faas_stats st;
+    memset(&st, 0, sizeof st);
+    assert_int_equal(faas_stats(rt, name, &st), 0);
+    return st;
+}
 
 static inline uint64_t tu_now_ms(void)
 {
@@ -123,6 +166,17 @@ static inline void tu_gate_open(pthread_mutex_t *mu, pthread_cond_t *cv, int *op
     pthread_mutex_unlock(mu);
 }
 
+/* A condition variable whose timed waits read CLOCK_MONOTONIC, as
+ * tu_gate_wait's deadlines do. */
+static inline void tu_cond_init_monotonic(pthread_cond_t *cv)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
 /* 1: opened, 2: ctx cancelled, 0: the bound passed. */
 static inline int tu_gate_wait(pthread_mutex_t *mu, pthread_cond_t *cv, const int *open,
                                const struct faas_ctx *ctx, unsigned bound_ms)
@@ -178,6 +232,62 @@ static inline int64_t tu_clock_wall(void *arg)
 static inline void tu_clock_advance(struct tu_clock *c, uint64_t ns)
 {
     __atomic_add_fetch(&c->ns, ns, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * One case of a table in tests/data: a line split at tabs, fields pointing
+ * into buf. Blank lines and '#' lines are not cases.
+ */
+#define TU_ROW_FIELDS_MAX 8
+
+struct tu_row {
+    char buf[4096];
+    char *f[TU_ROW_FIELDS_MAX];
+    int nf;
+    int lineno;
+};
+
+/* Reads the next case, at most max_fields fields (a line with more fails
+ * the test); strips only the newline. Returns 1 with a row, 0 at the end. */
+static inline int tu_read_row(FILE *fp, struct tu_row *r, int max_fields)
+{
+    assert_true(max_fields > 0 && max_fields <= TU_ROW_FIELDS_MAX);
+    while (fgets(r->buf, sizeof r->buf, fp)) {
+        size_t len = strlen(r->buf);
+        char *p;
+        r->lineno++;
+        if (len == 0 || r->buf[len - 1] != '\n')
+            fail_msg("line %d: too long or unterminated", r->lineno);
+        r->buf[--len] = '\0';
+        if (len == 0 || r->buf[0] == '#')
+            continue;
+        r->nf = 0;
+        p = r->buf;
+        for (;;) {
+            char *tab = strchr(p, '\t');
+            if (r->nf == max_fields)
+                fail_msg("line %d: too many fields", r->lineno);
+            r->f[r->nf++] = p;
+            if (!tab)
+                break;
+            *tab = '\0';
+            p = tab + 1;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/* Opens dir/name (dir ends in '/'), paths relative to the repository root. */
+static inline FILE *tu_open_data(const char *dir, const char *name)
+{
+    char path[256];
+    FILE *fp;
+    snprintf(path, sizeof path, "%s%s", dir, name);
+    fp = fopen(path, "r");
+    if (!fp)
+        fail_msg("cannot open %s: run the suite from the repository root", path);
+    return fp;
 }
 
 #endif
