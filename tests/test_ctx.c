@@ -40,11 +40,7 @@ static void fx_new_log(struct fx *f, faas_log_fn log, void *log_arg)
     o.zygote = 0;
     o.log = log;
     o.log_arg = log_arg;
-    f->base = event_base_new();
-    assert_non_null(f->base);
-    f->rt = NULL;
-    assert_int_equal(faas_runtime_new(&f->rt, f->base, &o), 0);
-    assert_non_null(f->rt);
+    tu_rt_new(&f->base, &f->rt, &o);
 }
 
 static void fx_new(struct fx *f)
@@ -54,25 +50,7 @@ static void fx_new(struct fx *f)
 
 static void fx_free(struct fx *f)
 {
-    faas_runtime_free(f->rt);
-    f->rt = NULL;
-    event_base_free(f->base);
-    f->base = NULL;
-}
-
-static int aload(int *p)
-{
-    return __atomic_load_n(p, __ATOMIC_SEQ_CST);
-}
-
-static void ainc(int *p)
-{
-    __atomic_add_fetch(p, 1, __ATOMIC_SEQ_CST);
-}
-
-static void aset(int *p, int v)
-{
-    __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
+    tu_rt_free(&f->rt, &f->base);
 }
 
 struct cap {
@@ -135,9 +113,9 @@ static int g_init_state_value;
 static void reset_globals(void)
 {
     memset(&g_obs, 0, sizeof g_obs);
-    aset(&g_inits, 0);
-    aset(&g_finis, 0);
-    aset(&g_init_state_value, 42);
+    ASTORE(&g_inits, 0);
+    ASTORE(&g_finis, 0);
+    ASTORE(&g_init_state_value, 42);
 }
 
 static int h_observe(struct faas_ctx *ctx, json_t *event, json_t **result)
@@ -173,16 +151,16 @@ static int init_state(struct faas_ctx *ctx, void **state)
     (void)ctx;
     if (!p)
         return 1;
-    *p = aload(&g_init_state_value);
+    *p = ALOAD(&g_init_state_value);
     *state = p;
-    ainc(&g_inits);
+    AINC(&g_inits);
     return 0;
 }
 
 static void fini_state(void *state)
 {
     if (state)
-        ainc(&g_finis);
+        AINC(&g_finis);
     free(state);
 }
 
@@ -367,7 +345,7 @@ static void test_ctx_state(void **state)
     assert_int_equal(c.status, 0);
     assert_non_null(g_obs.state);
     assert_int_equal(g_obs.state_value, 42);
-    assert_int_equal(aload(&g_inits), 1);
+    assert_int_equal(ALOAD(&g_inits), 1);
     first = g_obs.state;
     cap_clear(&c);
 
@@ -376,7 +354,7 @@ static void test_ctx_state(void **state)
     assert_int_equal(c.status, 0);
     assert_ptr_equal(g_obs.state, first);
     assert_int_equal(g_obs.state_value, 42);
-    assert_int_equal(aload(&g_inits), 1);
+    assert_int_equal(ALOAD(&g_inits), 1);
     cap_clear(&c);
 
     invoke_wait(&f, "nostate", NULL, NULL, &c);
@@ -384,10 +362,10 @@ static void test_ctx_state(void **state)
     assert_null(g_obs.state);
     cap_clear(&c);
 
-    assert_int_equal(aload(&g_finis), 0);
+    assert_int_equal(ALOAD(&g_finis), 0);
     fx_free(&f);
     /* fini ran once for the one instance init made. */
-    assert_int_equal(aload(&g_finis), 1);
+    assert_int_equal(ALOAD(&g_finis), 1);
 }
 
 /* ------------------------------------------------------------------ */

@@ -36,11 +36,7 @@ static void fx_new_opts(struct fx *f, size_t max_sync)
     o.zygote = 0;
     if (max_sync)
         o.max_sync_payload = max_sync;
-    f->base = event_base_new();
-    assert_non_null(f->base);
-    f->rt = NULL;
-    assert_int_equal(faas_runtime_new(&f->rt, f->base, &o), 0);
-    assert_non_null(f->rt);
+    tu_rt_new(&f->base, &f->rt, &o);
 }
 
 static void fx_new(struct fx *f)
@@ -50,25 +46,7 @@ static void fx_new(struct fx *f)
 
 static void fx_free(struct fx *f)
 {
-    faas_runtime_free(f->rt);
-    f->rt = NULL;
-    event_base_free(f->base);
-    f->base = NULL;
-}
-
-static int aload(int *p)
-{
-    return __atomic_load_n(p, __ATOMIC_SEQ_CST);
-}
-
-static void ainc(int *p)
-{
-    __atomic_add_fetch(p, 1, __ATOMIC_SEQ_CST);
-}
-
-static void aset(int *p, int v)
-{
-    __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
+    tu_rt_free(&f->rt, &f->base);
 }
 
 static void reg(struct fx *f, const char *name, faas_handler_fn fn, enum faas_isolation iso)
@@ -166,15 +144,15 @@ static int g_fail_rc2;
 
 static void reset_globals(void)
 {
-    aset(&g_calls, 0);
-    aset(&g_fail_rc1, 0);
-    aset(&g_fail_rc2, 0);
+    ASTORE(&g_calls, 0);
+    ASTORE(&g_fail_rc1, 0);
+    ASTORE(&g_fail_rc2, 0);
 }
 
 static int h_echo(struct faas_ctx *ctx, json_t *event, json_t **result)
 {
     (void)ctx;
-    ainc(&g_calls);
+    AINC(&g_calls);
     *result = json_deep_copy(event);
     return 0;
 }
@@ -183,7 +161,7 @@ static int h_ok(struct faas_ctx *ctx, json_t *event, json_t **result)
 {
     (void)ctx;
     (void)event;
-    ainc(&g_calls);
+    AINC(&g_calls);
     *result = json_string("ok");
     return 0;
 }
@@ -191,7 +169,7 @@ static int h_ok(struct faas_ctx *ctx, json_t *event, json_t **result)
 static int h_is_null(struct faas_ctx *ctx, json_t *event, json_t **result)
 {
     (void)ctx;
-    ainc(&g_calls);
+    AINC(&g_calls);
     *result = json_boolean(event != NULL && json_is_null(event));
     return 0;
 }
@@ -200,7 +178,7 @@ static int h_null_result(struct faas_ctx *ctx, json_t *event, json_t **result)
 {
     (void)ctx;
     (void)event;
-    ainc(&g_calls);
+    AINC(&g_calls);
     /* *result left as the runtime gave it: NULL. */
     if (*result != NULL)
         return 99;
@@ -211,7 +189,7 @@ static int h_return3(struct faas_ctx *ctx, json_t *event, json_t **result)
 {
     (void)ctx;
     (void)event;
-    ainc(&g_calls);
+    AINC(&g_calls);
     *result = json_string("discarded"); /* the runtime must free it */
     return 3;
 }
@@ -221,16 +199,16 @@ static int h_return_neg(struct faas_ctx *ctx, json_t *event, json_t **result)
     (void)ctx;
     (void)event;
     (void)result;
-    ainc(&g_calls);
+    AINC(&g_calls);
     return -42;
 }
 
 static int h_fail(struct faas_ctx *ctx, json_t *event, json_t **result)
 {
     (void)event;
-    ainc(&g_calls);
-    aset(&g_fail_rc1, faas_ctx_fail(ctx, "MyError", "bad %d", 7));
-    aset(&g_fail_rc2, faas_ctx_fail(ctx, "Second", "ignored %s", "too"));
+    AINC(&g_calls);
+    ASTORE(&g_fail_rc1, faas_ctx_fail(ctx, "MyError", "bad %d", 7));
+    ASTORE(&g_fail_rc2, faas_ctx_fail(ctx, "Second", "ignored %s", "too"));
     *result = json_string("ignored");
     return 0; /* still fails: faas_ctx_fail wins */
 }
@@ -239,7 +217,7 @@ static int h_fail_null_type(struct faas_ctx *ctx, json_t *event, json_t **result
 {
     (void)event;
     (void)result;
-    ainc(&g_calls);
+    AINC(&g_calls);
     return faas_ctx_fail(ctx, NULL, "oops %s", "here");
 }
 
@@ -248,7 +226,7 @@ static int h_big(struct faas_ctx *ctx, json_t *event, json_t **result)
     (void)ctx;
     size_t n = (size_t)json_integer_value(json_object_get(event, "n"));
     char *s = malloc(n + 1);
-    ainc(&g_calls);
+    AINC(&g_calls);
     if (!s)
         return 1;
     memset(s, 'y', n);
@@ -277,11 +255,11 @@ static void test_once_never_inside(void **state)
     /* Not inside faas_invoke: neither the callback nor an INLINE handler. */
     assert_int_equal(c[0].calls, 0);
     if (iso == FAAS_ISOLATION_INLINE)
-        assert_int_equal(aload(&g_calls), 0);
+        assert_int_equal(ALOAD(&g_calls), 0);
     assert_true(tu_run_until(f.base, &c[0].calls, 1, BOUND_MS));
     tu_run_for(f.base, 30);
     assert_int_equal(c[0].calls, 1);
-    assert_int_equal(aload(&g_calls), 1);
+    assert_int_equal(ALOAD(&g_calls), 1);
     assert_int_equal(c[0].status, 0);
     assert_true(json_equal(c[0].payload, ev));
     assert_string_equal(c[0].fn, "echo");
@@ -303,7 +281,7 @@ static void test_once_never_inside(void **state)
         assert_true(json_equal(c[i].payload, ev));
         cap_clear(&c[i]);
     }
-    assert_int_equal(aload(&g_calls), 50);
+    assert_int_equal(ALOAD(&g_calls), 50);
     json_decref(ev);
     fx_free(&f);
 }
@@ -363,12 +341,12 @@ static void test_invoke_errors(void **state)
     /* None of them ever calls back or runs the handler. */
     tu_run_for(f.base, 50);
     assert_int_equal(c.calls, 0);
-    assert_int_equal(aload(&g_calls), 0);
+    assert_int_equal(ALOAD(&g_calls), 0);
 
     /* The runtime still works afterwards. */
     invoke_wait(&f, "f", NULL, &c);
     assert_int_equal(c.status, 0);
-    assert_int_equal(aload(&g_calls), 1);
+    assert_int_equal(ALOAD(&g_calls), 1);
     cap_clear(&c);
 
     /* Stats count only results. */
@@ -406,7 +384,7 @@ static void test_payload_limit_boundary(void **state)
     assert_int_equal(c.calls, 1);
     assert_int_equal(c.status, 0);
     assert_true(json_equal(c.payload, at));
-    assert_int_equal(aload(&g_calls), 1);
+    assert_int_equal(ALOAD(&g_calls), 1);
     cap_clear(&c);
     json_decref(at);
     json_decref(over);
@@ -463,7 +441,7 @@ static void test_null_result(void **state)
     assert_true(json_is_null(c.payload));
     assert_int_equal(c.has_etype, 0);
     assert_int_equal(c.has_emsg, 0);
-    assert_int_equal(aload(&g_calls), 1);
+    assert_int_equal(ALOAD(&g_calls), 1);
     cap_clear(&c);
     fx_free(&f);
 }
@@ -489,7 +467,7 @@ static void test_handler_error(void **state)
     cap_clear(&c);
 
     tu_run_for(f.base, 20);
-    assert_int_equal(aload(&g_calls), 2);
+    assert_int_equal(ALOAD(&g_calls), 2);
     {
         struct faas_stats st;
         assert_int_equal(faas_stats(f.rt, "three", &st), 0);
@@ -512,8 +490,8 @@ static void test_ctx_fail(void **state)
     invoke_wait(&f, "fail", NULL, &c);
     assert_int_equal(c.status, FAAS_EHANDLER);
     assert_error_payload(&c, "MyError", "bad 7");
-    assert_int_equal(aload(&g_fail_rc1), FAAS_EHANDLER);
-    assert_int_equal(aload(&g_fail_rc2), FAAS_EHANDLER);
+    assert_int_equal(ALOAD(&g_fail_rc1), FAAS_EHANDLER);
+    assert_int_equal(ALOAD(&g_fail_rc2), FAAS_EHANDLER);
     cap_clear(&c);
 
     invoke_wait(&f, "failnull", NULL, &c);
@@ -676,7 +654,7 @@ static void test_invoke_sync(void **state)
         json_decref(p);
     }
     faas_result_free(NULL); /* a no-op */
-    assert_int_equal(aload(&g_calls), 3);
+    assert_int_equal(ALOAD(&g_calls), 3);
     json_decref(ev);
     fx_free(&f);
 }
@@ -742,7 +720,7 @@ static void test_sync_ebusy_in_callback(void **state)
     assert_int_equal(b.rc, FAAS_EBUSY);
     assert_null(b.res);
     /* "g" never ran: only "f"'s handler did. */
-    assert_int_equal(aload(&g_calls), 1);
+    assert_int_equal(ALOAD(&g_calls), 1);
     fx_free(&f);
 }
 
@@ -773,7 +751,7 @@ static void test_sync_ebusy_in_loop_callback(void **state)
     assert_int_equal(b.rc, FAAS_EBUSY);
     assert_null(b.res);
     tu_run_for(f.base, 20);
-    assert_int_equal(aload(&g_calls), 0);
+    assert_int_equal(ALOAD(&g_calls), 0);
     fx_free(&f);
 }
 
@@ -821,7 +799,7 @@ static void test_sync_after_callback_frees_runtime(void **state)
     assert_int_equal(s.calls, 1);
     assert_int_equal(s.status, 0);
     /* the sync call invoked nothing */
-    assert_int_equal(aload(&g_calls), 1);
+    assert_int_equal(ALOAD(&g_calls), 1);
     tu_run_for(f.base, 20);
     assert_int_equal(s.calls, 1);
     /* the runtime is gone: only the base is left */
@@ -836,8 +814,8 @@ static int g_self_unreg_rc;
 static int h_unreg_self(struct faas_ctx *ctx, json_t *event, json_t **result)
 {
     (void)event;
-    ainc(&g_calls);
-    aset(&g_self_unreg_rc, faas_unregister(g_self_rt, faas_ctx_function_name(ctx)));
+    AINC(&g_calls);
+    ASTORE(&g_self_unreg_rc, faas_unregister(g_self_rt, faas_ctx_function_name(ctx)));
     *result = json_string("real");
     return 0;
 }
@@ -857,15 +835,15 @@ static void test_inline_handler_unregisters_itself(void **state)
     reset_globals();
     fx_new(&f);
     g_self_rt = f.rt;
-    aset(&g_self_unreg_rc, 1);
+    ASTORE(&g_self_unreg_rc, 1);
     reg(&f, "self", h_unreg_self, FAAS_ISOLATION_INLINE);
     reg(&f, "other", h_ok, FAAS_ISOLATION_INLINE);
 
     assert_int_equal(faas_invoke(f.rt, "self", NULL, NULL, cap_cb, &c), 0);
     assert_int_equal(c.calls, 0);
     assert_true(tu_run_until(f.base, &c.calls, 1, BOUND_MS));
-    assert_int_equal(aload(&g_calls), 1);
-    assert_int_equal(aload(&g_self_unreg_rc), 0);
+    assert_int_equal(ALOAD(&g_calls), 1);
+    assert_int_equal(ALOAD(&g_self_unreg_rc), 0);
     assert_int_equal(c.status, FAAS_ECANCELED);
     assert_string_equal(c.etype, "Runtime.Canceled");
     assert_string_equal(c.emsg, "the function was unregistered");
@@ -881,7 +859,7 @@ static void test_inline_handler_unregisters_itself(void **state)
     invoke_wait(&f, "other", NULL, &c);
     assert_int_equal(c.status, 0);
     assert_string_equal(json_string_value(c.payload), "ok");
-    assert_int_equal(aload(&g_calls), 2);
+    assert_int_equal(ALOAD(&g_calls), 2);
     cap_clear(&c);
     g_self_rt = NULL;
     fx_free(&f);

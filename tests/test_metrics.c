@@ -50,61 +50,13 @@ static void fx_new(struct fx *f, int fake_clock)
     } else {
         g_clk = NULL;
     }
-    f->base = event_base_new();
-    assert_non_null(f->base);
-    f->rt = NULL;
-    assert_int_equal(faas_runtime_new(&f->rt, f->base, &o), 0);
-    assert_non_null(f->rt);
+    tu_rt_new(&f->base, &f->rt, &o);
 }
 
 static void fx_free(struct fx *f)
 {
-    faas_runtime_free(f->rt);
-    f->rt = NULL;
-    event_base_free(f->base);
-    f->base = NULL;
+    tu_rt_free(&f->rt, &f->base);
     g_clk = NULL;
-}
-
-static void tick_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-}
-
-/* Like tu_run_until, for a counter written by worker threads. */
-static int run_until_atomic(struct event_base *base, int *counter, int want, unsigned bound_ms)
-{
-    uint64_t end = tu_now_ms() + bound_ms;
-    struct timeval tick = { 0, 1000 };
-    struct event *ev = event_new(base, -1, 0, tick_cb, NULL);
-    int ok = 1;
-    while (__atomic_load_n(counter, __ATOMIC_SEQ_CST) < want) {
-        if (tu_now_ms() > end) {
-            ok = 0;
-            break;
-        }
-        event_add(ev, &tick);
-        event_base_loop(base, EVLOOP_ONCE);
-    }
-    event_free(ev);
-    return ok;
-}
-
-static int aload(int *p)
-{
-    return __atomic_load_n(p, __ATOMIC_SEQ_CST);
-}
-
-static void ainc(int *p)
-{
-    __atomic_add_fetch(p, 1, __ATOMIC_SEQ_CST);
-}
-
-static void aset(int *p, int v)
-{
-    __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
 }
 
 static void advance(uint64_t ns)
@@ -395,13 +347,13 @@ static int h_block(struct faas_ctx *ctx, json_t *event, json_t **result)
 {
     uint64_t end = tu_now_ms() + 5000u;
     (void)event;
-    ainc(&g_started);
-    while (!faas_ctx_cancelled(ctx) && !aload(&g_release) && tu_now_ms() < end) {
+    AINC(&g_started);
+    while (!faas_ctx_cancelled(ctx) && !ALOAD(&g_release) && tu_now_ms() < end) {
         struct timespec ts = { 0, 200000 };
         nanosleep(&ts, NULL);
     }
     *result = json_string("done");
-    ainc(&g_finished);
+    AINC(&g_finished);
     return 0;
 }
 
@@ -787,9 +739,9 @@ static void test_stats_counts(void **state)
     struct rep ra;
     struct faas_stats st;
     struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
-    aset(&g_started, 0);
-    aset(&g_finished, 0);
-    aset(&g_release, 0);
+    ASTORE(&g_started, 0);
+    ASTORE(&g_finished, 0);
+    ASTORE(&g_release, 0);
     fx_new(&f, 0);
     reg(&f, "ok", h_adv, FAAS_ISOLATION_INLINE, 128, NULL);
     reg(&f, "bad", h_adv_fail, FAAS_ISOLATION_INLINE, 128, NULL);
@@ -830,14 +782,14 @@ static void test_stats_counts(void **state)
     assert_string_equal(r.etype, "Sandbox.Timedout");
     assert_string_equal(r.emsg, "Task timed out after 0.05 seconds");
     expect_stats(f.rt, "slow", 1, 1, 1, 0, 1);
-    assert_true(run_until_atomic(f.base, &g_finished, 1, BOUND_MS));
-    aset(&g_started, 0);
-    aset(&g_finished, 0);
+    assert_true(tu_run_until_atomic(f.base, &g_finished, 1, BOUND_MS));
+    ASTORE(&g_started, 0);
+    ASTORE(&g_finished, 0);
 
     /* A throttle: one instance at most, nothing may wait. */
     memset(&ra, 0, sizeof ra);
     assert_int_equal(faas_invoke(f.rt, "one", NULL, NULL, rep_cb, &ra), 0);
-    assert_true(run_until_atomic(f.base, &g_started, 1, BOUND_MS));
+    assert_true(tu_run_until_atomic(f.base, &g_started, 1, BOUND_MS));
     assert_int_equal(faas_stats(f.rt, "one", &st), 0);
     assert_int_equal(st.concurrency, 1);
     assert_int_equal(st.instances, 1);
@@ -849,7 +801,7 @@ static void test_stats_counts(void **state)
     assert_int_equal(st.throttles, 1);
     assert_int_equal(st.invocations, 0);
     assert_int_equal(st.errors, 0);
-    aset(&g_release, 1);
+    ASTORE(&g_release, 1);
     assert_true(tu_run_until(f.base, &ra.calls, 1, BOUND_MS));
     assert_int_equal(ra.status, 0);
     tu_run_for(f.base, 20);
@@ -901,9 +853,9 @@ static void test_stats_queue(void **state)
     struct faas_stats st;
     struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
     memset(r, 0, sizeof r);
-    aset(&g_started, 0);
-    aset(&g_finished, 0);
-    aset(&g_release, 0);
+    ASTORE(&g_started, 0);
+    ASTORE(&g_finished, 0);
+    ASTORE(&g_release, 0);
     fx_new(&f, 0);
     o.isolation = FAAS_ISOLATION_THREAD;
     o.max_concurrency = 1;
@@ -911,7 +863,7 @@ static void test_stats_queue(void **state)
     assert_int_equal(faas_register(f.rt, "q", h_block, &o), 0);
 
     assert_int_equal(faas_invoke(f.rt, "q", NULL, NULL, rep_cb, &r[0]), 0);
-    assert_true(run_until_atomic(f.base, &g_started, 1, BOUND_MS));
+    assert_true(tu_run_until_atomic(f.base, &g_started, 1, BOUND_MS));
     assert_int_equal(faas_invoke(f.rt, "q", NULL, NULL, rep_cb, &r[1]), 0);
     assert_int_equal(faas_invoke(f.rt, "q", NULL, NULL, rep_cb, &r[2]), 0);
     assert_int_equal(faas_stats(f.rt, "q", &st), 0);
@@ -924,7 +876,7 @@ static void test_stats_queue(void **state)
     assert_int_equal(faas_stats(f.rt, "q", &st), 0);
     assert_int_equal(st.throttles, 1);
 
-    aset(&g_release, 1);
+    ASTORE(&g_release, 1);
     for (int i = 0; i < 3; i++)
         assert_true(tu_run_until(f.base, &r[i].calls, 1, BOUND_MS));
     tu_run_for(f.base, 20);
@@ -1053,7 +1005,7 @@ static int h_ok(struct faas_ctx *ctx, json_t *event, json_t **result)
     (void)ctx;
     (void)event;
     (void)result;
-    ainc(&g_calls_ok);
+    AINC(&g_calls_ok);
     return 0;
 }
 
@@ -1061,7 +1013,7 @@ static int h_fail(struct faas_ctx *ctx, json_t *event, json_t **result)
 {
     (void)event;
     (void)result;
-    ainc(&g_calls_fail);
+    AINC(&g_calls_fail);
     return faas_ctx_fail(ctx, "Nope", "fails");
 }
 
@@ -1101,8 +1053,8 @@ static void test_metrics_async_and_mappings(void **state)
     char *text;
 
     (void)state;
-    aset(&g_calls_ok, 0);
-    aset(&g_calls_fail, 0);
+    ASTORE(&g_calls_ok, 0);
+    ASTORE(&g_calls_fail, 0);
     g_async_completes = 0;
     fx_new(&f, 1);
     af.max_retries = 1;
@@ -1116,11 +1068,11 @@ static void test_metrics_async_and_mappings(void **state)
 
     /* af: an attempt, a retry, then the end in failure. */
     assert_int_equal(faas_invoke_async(f.rt, "af", NULL, NULL, NULL), 0);
-    assert_true(run_until_atomic(f.base, &g_calls_fail, 1, BOUND_MS));
+    assert_true(tu_run_until_atomic(f.base, &g_calls_fail, 1, BOUND_MS));
     advance(1000000000ull);
     faas_async_poll(f.rt);
     assert_true(tu_run_until(f.base, &g_async_completes, 1, BOUND_MS));
-    assert_int_equal(aload(&g_calls_fail), 2);
+    assert_int_equal(ALOAD(&g_calls_fail), 2);
 
     /* mp takes the records its filter keeps and holds them in its window;
      * mf takes all three and fails them for good. */
@@ -1133,7 +1085,7 @@ static void test_metrics_async_and_mappings(void **state)
     emit_body(&f, "keep", 2);
     emit_body(&f, "keep", 2);
     emit_body(&f, "drop", 1);
-    assert_true(run_until_atomic(f.base, &g_calls_fail, 5, BOUND_MS));
+    assert_true(tu_run_until_atomic(f.base, &g_calls_fail, 5, BOUND_MS));
 
     /* aq: one event waits (the loop does not run), the next is refused. */
     assert_int_equal(faas_invoke_async(f.rt, "aq", NULL, NULL, NULL), 0);
@@ -1183,7 +1135,7 @@ static void test_metrics_async_and_mappings(void **state)
     /* The window closes: mp's backlog is delivered. */
     advance(10000000000ull);
     faas_batcher_poll(f.rt);
-    assert_true(run_until_atomic(f.base, &g_calls_ok, 2, BOUND_MS)); /* aq's event, mp's batch */
+    assert_true(tu_run_until_atomic(f.base, &g_calls_ok, 2, BOUND_MS)); /* aq's event, mp's batch */
     text = metrics_text(f.rt);
     prom_parse(&p, text);
     assert_true(mapping_value(&p, "faas_mapping_backlog", "queue:jobs mp") == 0.0);

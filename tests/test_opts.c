@@ -106,16 +106,12 @@ static void fx_new(struct fx *f)
 {
     struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
     o.zygote = 0;
-    f->base = event_base_new();
-    assert_non_null(f->base);
-    f->rt = NULL;
-    assert_int_equal(faas_runtime_new(&f->rt, f->base, &o), 0);
+    tu_rt_new(&f->base, &f->rt, &o);
 }
 
 static void fx_free(struct fx *f)
 {
-    faas_runtime_free(f->rt);
-    event_base_free(f->base);
+    tu_rt_free(&f->rt, &f->base);
 }
 
 /* ---- version 1 hosts ------------------------------------------------------ */

@@ -36,34 +36,12 @@ static void fx_new(struct fx *f)
     struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
     o.thread_workers = 2;
     o.zygote = 0;
-    f->base = event_base_new();
-    assert_non_null(f->base);
-    f->rt = NULL;
-    assert_int_equal(faas_runtime_new(&f->rt, f->base, &o), 0);
-    assert_non_null(f->rt);
+    tu_rt_new(&f->base, &f->rt, &o);
 }
 
 static void fx_free(struct fx *f)
 {
-    faas_runtime_free(f->rt);
-    f->rt = NULL;
-    event_base_free(f->base);
-    f->base = NULL;
-}
-
-static int aload(int *p)
-{
-    return __atomic_load_n(p, __ATOMIC_SEQ_CST);
-}
-
-static void ainc(int *p)
-{
-    __atomic_add_fetch(p, 1, __ATOMIC_SEQ_CST);
-}
-
-static void aset(int *p, int v)
-{
-    __atomic_store_n(p, v, __ATOMIC_SEQ_CST);
+    tu_rt_free(&f->rt, &f->base);
 }
 
 /* What a result callback saw; res is borrowed, so copy what we need. */
@@ -139,31 +117,31 @@ static int g_finis;
 
 static void reset_globals(void)
 {
-    aset(&g_started, 0);
-    aset(&g_finished, 0);
-    aset(&g_saw_cancel, 0);
-    aset(&g_release, 0);
-    aset(&g_inits, 0);
-    aset(&g_finis, 0);
+    ASTORE(&g_started, 0);
+    ASTORE(&g_finished, 0);
+    ASTORE(&g_saw_cancel, 0);
+    ASTORE(&g_release, 0);
+    ASTORE(&g_inits, 0);
+    ASTORE(&g_finis, 0);
 }
 
 static int h_block(struct faas_ctx *ctx, json_t *event, json_t **result)
 {
     (void)event;
     uint64_t end = tu_now_ms() + 5000u;
-    ainc(&g_started);
+    AINC(&g_started);
     for (;;) {
         if (faas_ctx_cancelled(ctx)) {
-            ainc(&g_saw_cancel);
+            AINC(&g_saw_cancel);
             break;
         }
-        if (aload(&g_release) || tu_now_ms() > end)
+        if (ALOAD(&g_release) || tu_now_ms() > end)
             break;
         struct timespec ts = { 0, 200000 };
         nanosleep(&ts, NULL);
     }
     *result = json_string("late");
-    ainc(&g_finished);
+    AINC(&g_finished);
     return 0;
 }
 
@@ -175,7 +153,7 @@ static int init_count(struct faas_ctx *ctx, void **state)
         return 1;
     *p = 7;
     *state = p;
-    ainc(&g_inits);
+    AINC(&g_inits);
     return 0;
 }
 
@@ -183,7 +161,7 @@ static void fini_count(void *state)
 {
     /* May run on a worker thread: no cmocka asserts here. */
     if (state && *(int *)state == 7)
-        ainc(&g_finis);
+        AINC(&g_finis);
     free(state);
 }
 
@@ -473,8 +451,8 @@ static void test_unregister_inflight(void **state)
     }
     if (iso == FAAS_ISOLATION_THREAD) {
         /* The running handlers were flagged cancelled and have returned. */
-        assert_true(tu_run_until_atomic(f.base, &g_finished, aload(&g_started), BOUND_MS));
-        assert_int_equal(aload(&g_saw_cancel), aload(&g_started));
+        assert_true(tu_run_until_atomic(f.base, &g_finished, ALOAD(&g_started), BOUND_MS));
+        assert_int_equal(ALOAD(&g_saw_cancel), ALOAD(&g_started));
     }
     tu_run_for(f.base, 30);
     for (int i = 0; i < 3; i++) {
@@ -484,7 +462,7 @@ static void test_unregister_inflight(void **state)
     }
     assert_int_equal(total, 3);
     fx_free(&f);
-    assert_int_equal(aload(&g_finis), aload(&g_inits));
+    assert_int_equal(ALOAD(&g_finis), ALOAD(&g_inits));
     for (int i = 0; i < 3; i++)
         cap_clear(&c[i]);
 }
@@ -518,7 +496,7 @@ static void test_free_inflight_inline(void **state)
         assert_int_equal(c[i].calls, 1);
         assert_int_equal(c[i].status, FAAS_ECANCELED);
     }
-    assert_int_equal(aload(&g_finis), aload(&g_inits));
+    assert_int_equal(ALOAD(&g_finis), ALOAD(&g_inits));
     /* Nothing of the runtime is left on the base. */
     tu_run_for(f.base, 20);
     for (int i = 0; i < 5; i++) {
@@ -555,10 +533,10 @@ static void test_free_inflight_thread(void **state)
         assert_int_equal(c[i].status, FAAS_ECANCELED);
     }
     /* Running handlers were flagged and waited for; threads joined. */
-    assert_int_equal(aload(&g_finished), aload(&g_started));
-    assert_int_equal(aload(&g_saw_cancel), aload(&g_started));
-    assert_true(aload(&g_inits) >= 2);
-    assert_int_equal(aload(&g_finis), aload(&g_inits));
+    assert_int_equal(ALOAD(&g_finished), ALOAD(&g_started));
+    assert_int_equal(ALOAD(&g_saw_cancel), ALOAD(&g_started));
+    assert_true(ALOAD(&g_inits) >= 2);
+    assert_int_equal(ALOAD(&g_finis), ALOAD(&g_inits));
     /* Late results were discarded. */
     tu_run_for(f.base, 20);
     for (int i = 0; i < 4; i++) {
@@ -669,7 +647,7 @@ static void test_free_in_callback(void **state)
     }
     /* The one that freed had a result. */
     assert_true(ok >= 1);
-    assert_int_equal(aload(&g_finis), aload(&g_inits));
+    assert_int_equal(ALOAD(&g_finis), ALOAD(&g_inits));
     event_base_free(base);
 }
 
@@ -780,7 +758,7 @@ static int init_free_rt(struct faas_ctx *ctx, void **state)
     int rc = init_count(ctx, state);
     faas_runtime_free(g_r9_rt);
     /* deferred: nothing is finalised until faas_register returns */
-    aset(&g_r9_finis_in_init, aload(&g_finis));
+    ASTORE(&g_r9_finis_in_init, ALOAD(&g_finis));
     return rc;
 }
 
@@ -798,24 +776,24 @@ static void test_free_in_inline_prewarm_init(void **state)
     reset_globals();
     fx_new(&f);
     g_r9_rt = f.rt;
-    aset(&g_r9_finis_in_init, -1);
+    ASTORE(&g_r9_finis_in_init, -1);
     o.isolation = FAAS_ISOLATION_INLINE;
     o.min_warm = 1;
     o.init = init_count;
     o.fini = fini_count;
     assert_int_equal(faas_register(f.rt, "warm", h_ok, &o), 0);
-    assert_int_equal(aload(&g_inits), 1);
+    assert_int_equal(ALOAD(&g_inits), 1);
 
     o.init = init_free_rt;
     assert_int_equal(faas_register(f.rt, "f", h_ok, &o), 0);
-    assert_int_equal(aload(&g_inits), 2);
-    assert_int_equal(aload(&g_r9_finis_in_init), 0);
+    assert_int_equal(ALOAD(&g_inits), 2);
+    assert_int_equal(ALOAD(&g_r9_finis_in_init), 0);
     /* freed on the way out: both instances finalised, once */
-    assert_int_equal(aload(&g_finis), 2);
+    assert_int_equal(ALOAD(&g_finis), 2);
     f.rt = NULL;
     g_r9_rt = NULL;
     tu_run_for(f.base, 20);
-    assert_int_equal(aload(&g_finis), 2);
+    assert_int_equal(ALOAD(&g_finis), 2);
     event_base_free(f.base);
 }
 
@@ -869,7 +847,7 @@ static void lf_log(const struct faas_log_record *rec, void *arg)
     if (rec->kind == FAAS_LOG_REPORT) {
         int timeout = faas_result_status(rec->result) == FAAS_ETIMEDOUT;
         if (timeout)
-            aset(&g_lf_release, 1); /* the slow handler may return now */
+            ASTORE(&g_lf_release, 1); /* the slow handler may return now */
         if (s->nreported <= LF_N)
             snprintf(s->reported[s->nreported++], FAAS_REQUEST_ID_SIZE, "%s", rec->request_id);
         match = thread ? (timeout ? s->target == LF_TIMEOUT_REPORT
@@ -886,7 +864,7 @@ static void lf_log(const struct faas_log_record *rec, void *arg)
     if (!match || s->freed)
         return;
     s->freed = 1;
-    aset(&g_lf_release, 1);
+    ASTORE(&g_lf_release, 1);
     faas_runtime_free(s->rt);
     /* deferred: the borrowed record is still valid until we return */
     s->rec_ok = rec->function != NULL && rec->request_id != NULL &&
@@ -912,7 +890,7 @@ static int h_log(struct faas_ctx *ctx, json_t *event, json_t **result)
     uint64_t end = tu_now_ms() + 2000u;
     faas_ctx_log(ctx, "hello %d", (int)json_integer_value(json_object_get(event, "n")));
     if (json_is_true(json_object_get(event, "slow"))) {
-        while (!aload(&g_lf_release) && tu_now_ms() < end) {
+        while (!ALOAD(&g_lf_release) && tu_now_ms() < end) {
             struct timespec ts = { 0, 1000000L };
             nanosleep(&ts, NULL);
         }
@@ -943,7 +921,7 @@ static void test_free_in_log_callback(void **state)
         struct lf_arg args[LF_N];
         memset(&s, 0, sizeof s);
         reset_globals();
-        aset(&g_lf_release, 0);
+        ASTORE(&g_lf_release, 0);
         assert_non_null(base);
         s.target = (enum lf_target)target;
         ro.thread_workers = 2;
@@ -979,7 +957,7 @@ static void test_free_in_log_callback(void **state)
             else
                 assert_true(s.status[i] == 0 || s.status[i] == FAAS_ECANCELED);
         }
-        assert_int_equal(aload(&g_finis), aload(&g_inits));
+        assert_int_equal(ALOAD(&g_finis), ALOAD(&g_inits));
         event_base_free(base);
     }
 }
