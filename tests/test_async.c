@@ -28,10 +28,6 @@
 #define NDEST 32
 #define MS 1000000ull
 
-#define AINC(p) __atomic_add_fetch((p), 1, __ATOMIC_SEQ_CST)
-#define ALOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
-#define ASTORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
-
 static enum faas_isolation iso_inline = FAAS_ISOLATION_INLINE;
 static enum faas_isolation iso_thread = FAAS_ISOLATION_THREAD;
 
@@ -142,49 +138,15 @@ static void on_log(const struct faas_log_record *rec, void *arg)
         fail_msg("unknown action %s", rec->action);
 }
 
-static void ts_add_ms(struct timespec *ts, unsigned ms)
-{
-    ts->tv_sec += (time_t)(ms / 1000u);
-    ts->tv_nsec += (long)(ms % 1000u) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 static void gate_open(void)
 {
-    pthread_mutex_lock(&g_mu);
-    g_open = 1;
-    pthread_cond_broadcast(&g_cv);
-    pthread_mutex_unlock(&g_mu);
+    tu_gate_open(&g_mu, &g_cv, &g_open);
 }
 
 /* 1: opened, 2: cancelled, 0: the bound passed. */
 static int gate_wait(const struct faas_ctx *ctx)
 {
-    struct timespec now, end;
-    int r = 0;
-    clock_gettime(CLOCK_MONOTONIC, &end);
-    ts_add_ms(&end, GATE_MS);
-    pthread_mutex_lock(&g_mu);
-    for (;;) {
-        if (g_open) {
-            r = 1;
-            break;
-        }
-        if (faas_ctx_cancelled(ctx)) {
-            r = 2;
-            break;
-        }
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (now.tv_sec > end.tv_sec || (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec))
-            break;
-        ts_add_ms(&now, 5);
-        pthread_cond_timedwait(&g_cv, &g_mu, &now);
-    }
-    pthread_mutex_unlock(&g_mu);
-    return r;
+    return tu_gate_wait(&g_mu, &g_cv, &g_open, ctx, GATE_MS);
 }
 
 static int event_n(json_t *event)
@@ -359,10 +321,7 @@ static int teardown(void **state)
 {
     (void)state;
     gate_open();
-    faas_runtime_free(g_rt);
-    g_rt = NULL;
-    event_base_free(g_base);
-    g_base = NULL;
+    tu_rt_free(&g_rt, &g_base);
     return 0;
 }
 
@@ -1378,7 +1337,6 @@ static void test_out_of_memory(void **state)
 
 int main(void)
 {
-    pthread_condattr_t ca;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_args, setup, teardown),
         ISO_TEST(test_returns_at_once),
@@ -1405,10 +1363,7 @@ int main(void)
         cmocka_unit_test(test_out_of_memory),
     };
     int rc, i;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&g_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    tu_cond_init_monotonic(&g_cv);
     rc = cmocka_run_group_tests(tests, NULL, NULL);
     for (i = 0; i < NFIN; i++) {
         json_decref(g_fin[i].event);

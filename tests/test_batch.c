@@ -255,9 +255,7 @@ static int teardown(void **state)
     int i;
     (void)state;
     gate_open();
-    faas_runtime_free(g_rt);
-    g_rt = NULL;
-    event_base_free(g_base);
+    tu_rt_free(&g_rt, &g_base);
     for (i = 0; i < NCALLS; i++) {
         json_decref(g_calls[i]);
         json_decref(g_dlq[i]);

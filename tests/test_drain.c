@@ -146,7 +146,6 @@ static int setup(void **state)
     struct faas_function_opts io = FAAS_FUNCTION_OPTS_INIT;
     struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
     struct faas_async_opts ao = FAAS_ASYNC_OPTS_INIT;
-    pthread_condattr_t ca;
 
     (void)state;
     g_drains = g_results = g_refused = g_skipped_fire = 0;
@@ -159,10 +158,7 @@ static int setup(void **state)
     g_batches = g_batch_records = 0;
     g_flaky_calls = g_dest_calls = g_ticks = 0;
     g_refused_line[0] = '\0';
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&g_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    tu_cond_init_monotonic(&g_cv);
 
     g_base = event_base_new();
     assert_non_null(g_base);
@@ -191,9 +187,7 @@ static int teardown(void **state)
 {
     (void)state;
     tu_gate_open(&g_mu, &g_cv, &g_open);
-    faas_runtime_free(g_rt);
-    g_rt = NULL;
-    event_base_free(g_base);
+    tu_rt_free(&g_rt, &g_base);
     pthread_cond_destroy(&g_cv);
     return 0;
 }

@@ -24,10 +24,6 @@
 #define NFUNCS 4
 #define BATCH 250
 
-#define AINC(p) __atomic_add_fetch((p), 1, __ATOMIC_SEQ_CST)
-#define ALOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
-#define ASTORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
-
 struct rec {
     int calls;
     int status;
@@ -78,10 +74,7 @@ static int gate_wait(const struct faas_ctx *ctx, unsigned bound_ms)
 
 static struct faas_stats get_stats(const char *name)
 {
-    struct faas_stats st;
-    memset(&st, 0, sizeof st);
-    assert_int_equal(faas_stats(g_rt, name, &st), 0);
-    return st;
+    return tu_stats(g_rt, name);
 }
 
 static void on_result(const struct faas_result *res, void *arg)
@@ -214,10 +207,7 @@ static int teardown(void **state)
     size_t i;
     (void)state;
     gate_open();
-    faas_runtime_free(g_rt);
-    g_rt = NULL;
-    event_base_free(g_base);
-    g_base = NULL;
+    tu_rt_free(&g_rt, &g_base);
     for (i = 0; i < NREC; i++) {
         json_decref(g_rec[i].payload);
         g_rec[i].payload = NULL;
@@ -430,7 +420,6 @@ static void test_free_waits_and_cancels(void **state)
 
 int main(void)
 {
-    pthread_condattr_t ca;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_handler_runs_off_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_workers_run_together, setup, teardown),
@@ -439,9 +428,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_free_waits_and_cancels, setup, teardown),
     };
     g_loop_tid = pthread_self();
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&g_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    tu_cond_init_monotonic(&g_cv);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

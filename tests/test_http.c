@@ -36,10 +36,6 @@
 
 #define BOUND_MS 5000u
 
-#define AINC(p) __atomic_add_fetch((p), 1, __ATOMIC_SEQ_CST)
-#define ALOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
-#define ASTORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
-
 static struct event_base *g_base;
 static struct faas_runtime *g_rt;
 static struct tu_clock g_clock;

@@ -35,10 +35,6 @@
 
 #define BOUND_MS 5000u
 
-#define AINC(p) __atomic_add_fetch((p), 1, __ATOMIC_SEQ_CST)
-#define ALOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
-#define ASTORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
-
 #define AKID "AKIDEXAMPLE"
 #define SECRET "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 
@@ -114,7 +110,6 @@ static int h_gated(struct faas_ctx *ctx, json_t *event, json_t **result)
 
 static int setup(void **state)
 {
-    pthread_condattr_t ca;
     (void)state;
     g_base = event_base_new();
     assert_non_null(g_base);
@@ -123,10 +118,7 @@ static int setup(void **state)
     ASTORE(&g_started, 0);
     g_open = 0;
     pthread_mutex_init(&g_mu, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&g_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    tu_cond_init_monotonic(&g_cv);
     return 0;
 }
 

@@ -21,10 +21,6 @@
 #define GATE_MS 8000u
 #define NREC 16
 
-#define AINC(p) __atomic_add_fetch((p), 1, __ATOMIC_SEQ_CST)
-#define ALOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
-#define ASTORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
-
 static enum faas_isolation iso_inline = FAAS_ISOLATION_INLINE;
 static enum faas_isolation iso_thread = FAAS_ISOLATION_THREAD;
 
@@ -117,10 +113,7 @@ static int run_until_stat(const char *name, enum stat_field field, uint32_t want
 
 static struct faas_stats get_stats(const char *name)
 {
-    struct faas_stats st;
-    memset(&st, 0, sizeof st);
-    assert_int_equal(faas_stats(g_rt, name, &st), 0);
-    return st;
+    return tu_stats(g_rt, name);
 }
 
 /* ---- callbacks ---- */
@@ -255,10 +248,7 @@ static int teardown(void **state)
     size_t i;
     (void)state;
     gate_open();
-    faas_runtime_free(g_rt);
-    g_rt = NULL;
-    event_base_free(g_base);
-    g_base = NULL;
+    tu_rt_free(&g_rt, &g_base);
     for (i = 0; i < NREC; i++) {
         json_decref(g_rec[i].payload);
         g_rec[i].payload = NULL;
@@ -962,7 +952,6 @@ static void test_late_min_warm_init_not_used(void **state)
 
 int main(void)
 {
-    pthread_condattr_t ca;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_prestate_setup_teardown(test_cold_then_warm, setup, teardown,
                                                  (void *)&iso_inline),
@@ -1000,9 +989,6 @@ int main(void)
         cmocka_unit_test_prestate_setup_teardown(test_late_min_warm_init_not_used, setup,
                                                  teardown, (void *)&iso_thread),
     };
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&g_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    tu_cond_init_monotonic(&g_cv);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -60,9 +60,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    faas_runtime_free(g_rt);
-    g_rt = NULL;
-    event_base_free(g_base);
+    tu_rt_free(&g_rt, &g_base);
     return 0;
 }
 

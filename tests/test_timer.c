@@ -27,10 +27,6 @@
 #define TIMEOUT_LOW_US 100000u
 #define TIMEOUT_HIGH_US 2000000u
 
-#define AINC(p) __atomic_add_fetch((p), 1, __ATOMIC_SEQ_CST)
-#define ALOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
-#define ASTORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
-
 static enum faas_isolation iso_inline = FAAS_ISOLATION_INLINE;
 static enum faas_isolation iso_thread = FAAS_ISOLATION_THREAD;
 
@@ -93,10 +89,7 @@ static int pred_idle(const void *arg)
 
 static struct faas_stats get_stats(const char *name)
 {
-    struct faas_stats st;
-    memset(&st, 0, sizeof st);
-    assert_int_equal(faas_stats(g_rt, name, &st), 0);
-    return st;
+    return tu_stats(g_rt, name);
 }
 
 static void on_result(const struct faas_result *res, void *arg)
@@ -228,10 +221,7 @@ static int teardown(void **state)
     size_t i;
     (void)state;
     gate_open();
-    faas_runtime_free(g_rt);
-    g_rt = NULL;
-    event_base_free(g_base);
-    g_base = NULL;
+    tu_rt_free(&g_rt, &g_base);
     for (i = 0; i < NREC; i++) {
         json_decref(g_rec[i].payload);
         g_rec[i].payload = NULL;
@@ -644,7 +634,6 @@ static void test_no_poll_during_untimed_init(void **state)
 
 int main(void)
 {
-    pthread_condattr_t ca;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_thread_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_call_timeout_cannot_lengthen, setup, teardown),
@@ -661,9 +650,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cold_start_timeout_on_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_poll_during_untimed_init, setup, teardown),
     };
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&g_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    tu_cond_init_monotonic(&g_cv);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -252,10 +252,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    faas_runtime_free(g_rt);
-    g_rt = NULL;
-    event_base_free(g_base);
-    g_base = NULL;
+    tu_rt_free(&g_rt, &g_base);
     rm_tree(g_dir);
     rm_tree(g_out);
     return 0;
