@@ -22,6 +22,9 @@
  * loop <-> worker thread round trip, a socketpair ping-pong between two
  * processes, and fork + _exit + waitpid.
  *
+ * So do the fixtures more than one benchmark sets up alike: the handler of
+ * the figures, a runtime on its own base, the 64-byte event.
+ *
  * Everything is static inline so that a benchmark uses what it needs and the
  * strict warnings stay quiet about the rest.
  */
@@ -45,6 +48,8 @@
 
 #include <event2/event.h>
 #include <jansson.h>
+
+#include "faas.h"
 
 #define BENCH_ROUNDS_DEFAULT 7
 #define BENCH_ROUNDS_MAX 101
@@ -616,6 +621,57 @@ static inline struct bench_stat bench_floor_fork(void)
 {
     fflush(NULL);
     return bench_measure(bench_fork_body, NULL, 8, 1u << 16);
+}
+
+/* ------------------------------------------------------------------ */
+/* Fixtures                                                             */
+/* ------------------------------------------------------------------ */
+
+/* The handler of the figures: builds the floor's small object. */
+static inline int bench_small_handler(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    (void)ctx;
+    (void)event;
+    *result = json_pack("{s:b,s:i}", "ok", 1, "n", 42);
+    return *result != NULL ? 0 : 1;
+}
+
+/*
+ * A runtime with options ro on a new base; a failure ends the program.
+ * stdio is flushed first: a runtime with a zygote forks, and the child
+ * must not print the parent's buffered lines again.
+ */
+static inline void bench_runtime_open(struct event_base **base, struct faas_runtime **rt,
+                                      const struct faas_runtime_opts *ro)
+{
+    int rc;
+    *base = event_base_new();
+    if (*base == NULL)
+        bench_die("event_base_new");
+    fflush(NULL);
+    rc = faas_runtime_new(rt, *base, ro);
+    if (rc != 0) {
+        fprintf(stderr, "bench: faas_runtime_new: %s\n", faas_strerror(rc));
+        exit(2);
+    }
+}
+
+/* A JSON object whose compact text is exactly BENCH_MSG_SIZE bytes. */
+static inline json_t *bench_event_64(void)
+{
+    char data[BENCH_MSG_SIZE];
+    size_t n = BENCH_MSG_SIZE - strlen("{\"data\":\"\"}");
+    json_t *ev;
+    char *s;
+
+    memset(data, 'x', n);
+    data[n] = '\0';
+    ev = json_pack("{s:s}", "data", data);
+    s = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+    if (s == NULL || strlen(s) != BENCH_MSG_SIZE)
+        bench_die("64-byte event");
+    free(s);
+    return ev;
 }
 
 #endif /* FAAS_BENCH_H */

@@ -23,14 +23,6 @@
 
 #define BATCH 1000u
 
-static int small_handler(struct faas_ctx *ctx, json_t *event, json_t **result)
-{
-    (void)ctx;
-    (void)event;
-    *result = json_pack("{s:b,s:i}", "ok", 1, "n", 42);
-    return *result != NULL ? 0 : 1;
-}
-
 struct fixture {
     struct event_base *base;
     struct faas_runtime *rt;
@@ -63,21 +55,14 @@ static void fixture_init(struct fixture *f)
     int rc;
 
     memset(f, 0, sizeof *f);
-    f->base = event_base_new();
-    if (f->base == NULL)
-        bench_die("event_base_new");
     ro.zygote = 0;
-    rc = faas_runtime_new(&f->rt, f->base, &ro);
-    if (rc != 0) {
-        fprintf(stderr, "bench: faas_runtime_new: %s\n", faas_strerror(rc));
-        exit(2);
-    }
+    bench_runtime_open(&f->base, &f->rt, &ro);
     ao.on_complete = on_result;
     ao.on_complete_arg = f;
     ao.max_retries = 0;
     fo.isolation = FAAS_ISOLATION_INLINE;
     fo.async = &ao;
-    rc = faas_register(f->rt, "fn", small_handler, &fo);
+    rc = faas_register(f->rt, "fn", bench_small_handler, &fo);
     if (rc != 0) {
         fprintf(stderr, "bench: faas_register: %s\n", faas_strerror(rc));
         exit(2);

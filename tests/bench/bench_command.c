@@ -44,24 +44,6 @@
 
 static char crt_path[PATH_MAX];
 
-/* A JSON object whose compact text is exactly 64 bytes. */
-static json_t *event_64(void)
-{
-    char data[BENCH_MSG_SIZE];
-    size_t n = BENCH_MSG_SIZE - strlen("{\"data\":\"\"}");
-    json_t *ev;
-    char *s;
-
-    memset(data, 'x', n);
-    data[n] = '\0';
-    ev = json_pack("{s:s}", "data", data);
-    s = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
-    if (s == NULL || strlen(s) != BENCH_MSG_SIZE)
-        bench_die("64-byte event");
-    free(s);
-    return ev;
-}
-
 /* ------------------------------------------------------------------ */
 /* The figure: faas_invoke of the COMMAND function                     */
 /* ------------------------------------------------------------------ */
@@ -122,7 +104,7 @@ static void host_open(struct host *h, int cpu)
     fo.min_warm = 1;
     if (faas_register_command(h->rt, "crt", argv, &fo) != 0)
         bench_die("faas_register_command");
-    h->event = event_64();
+    h->event = bench_event_64();
     warm_body(h, 64); /* the cold start, then warm */
 }
 

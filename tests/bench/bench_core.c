@@ -29,15 +29,6 @@
 /* Functions invoked in the flatness figures: a subset spread over the registry. */
 #define FLAT_SUBSET 1000u
 
-/* The handler of every figure: builds the floor's small object. */
-static int small_handler(struct faas_ctx *ctx, json_t *event, json_t **result)
-{
-    (void)ctx;
-    (void)event;
-    *result = json_pack("{s:b,s:i}", "ok", 1, "n", 42);
-    return *result != NULL ? 0 : 1;
-}
-
 /* A runtime on its own base, with `n` functions of one isolation. */
 struct fixture {
     struct event_base *base;
@@ -71,14 +62,7 @@ static void fixture_init(struct fixture *f, size_t n, enum faas_isolation iso,
     ro.thread_workers = workers;
     ro.zygote = 0; /* no PROCESS functions here */
     fo.isolation = iso;
-    f->base = event_base_new();
-    if (f->base == NULL)
-        bench_die("event_base_new");
-    rc = faas_runtime_new(&f->rt, f->base, &ro);
-    if (rc != 0) {
-        fprintf(stderr, "bench: faas_runtime_new: %s\n", faas_strerror(rc));
-        exit(2);
-    }
+    bench_runtime_open(&f->base, &f->rt, &ro);
     f->n = n;
     f->names = calloc(n, sizeof f->names[0]);
     if (f->names == NULL)
@@ -87,7 +71,7 @@ static void fixture_init(struct fixture *f, size_t n, enum faas_isolation iso,
         snprintf(f->names[i], sizeof f->names[i], "fn%05zu", i);
     t0 = bench_now_ns();
     for (i = 0; i < n; i++) {
-        rc = faas_register(f->rt, f->names[i], small_handler, &fo);
+        rc = faas_register(f->rt, f->names[i], bench_small_handler, &fo);
         if (rc != 0) {
             fprintf(stderr, "bench: faas_register(%s): %s\n", f->names[i], faas_strerror(rc));
             exit(2);

@@ -46,15 +46,6 @@
 /* The bound of the "first" function's memory store. */
 #define FIRST_MAX_ENTRIES 65536u
 
-/* The handler of every function: builds bench_core's small object. */
-static int small_handler(struct faas_ctx *ctx, json_t *event, json_t **result)
-{
-    (void)ctx;
-    (void)event;
-    *result = json_pack("{s:b,s:i}", "ok", 1, "n", 42);
-    return *result != NULL ? 0 : 1;
-}
-
 enum mode { MODE_PLAIN, MODE_REPLAY, MODE_FIRST };
 
 /* One function of the fixture and what its results must look like. */
@@ -186,7 +177,7 @@ static void fixture_register(struct fixture *f, const char *name,
     int rc;
     fo.isolation = FAAS_ISOLATION_INLINE;
     fo.idempotency = idem;
-    rc = faas_register(f->rt, name, small_handler, &fo);
+    rc = faas_register(f->rt, name, bench_small_handler, &fo);
     if (rc != 0) {
         fprintf(stderr, "bench: faas_register(%s): %s\n", name, faas_strerror(rc));
         exit(2);
@@ -198,20 +189,12 @@ static void fixture_init(struct fixture *f)
     struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
     struct faas_idempotency_opts replay = FAAS_IDEMPOTENCY_OPTS_INIT;
     struct faas_idempotency_opts first = FAAS_IDEMPOTENCY_OPTS_INIT;
-    int rc;
 
     memset(f, 0, sizeof *f);
     ro.log = NULL;
     ro.thread_workers = 1;
     ro.zygote = 0;
-    f->base = event_base_new();
-    if (f->base == NULL)
-        bench_die("event_base_new");
-    rc = faas_runtime_new(&f->rt, f->base, &ro);
-    if (rc != 0) {
-        fprintf(stderr, "bench: faas_runtime_new: %s\n", faas_strerror(rc));
-        exit(2);
-    }
+    bench_runtime_open(&f->base, &f->rt, &ro);
     replay.key_path = "id";
     first.key_path = "id"; /* the explicit key overrides it */
     first.max_entries = FIRST_MAX_ENTRIES;

@@ -90,19 +90,10 @@ struct host {
 static void host_open(struct host *h)
 {
     struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
-    int rc;
 
     memset(h, 0, sizeof *h);
     ro.log = NULL;
-    h->base = event_base_new();
-    if (h->base == NULL)
-        bench_die("event_base_new");
-    fflush(NULL);
-    rc = faas_runtime_new(&h->rt, h->base, &ro);
-    if (rc != 0) {
-        fprintf(stderr, "bench: faas_runtime_new: %s\n", faas_strerror(rc));
-        exit(2);
-    }
+    bench_runtime_open(&h->base, &h->rt, &ro);
 }
 
 static void host_close(struct host *h)
@@ -442,24 +433,6 @@ static int memory_figures(void)
 /* Warm invoke                                                          */
 /* ------------------------------------------------------------------ */
 
-/* A JSON object whose compact text is exactly 64 bytes. */
-static json_t *event_64(void)
-{
-    char data[BENCH_MSG_SIZE];
-    json_t *ev;
-    char *s;
-    size_t n = BENCH_MSG_SIZE - strlen("{\"data\":\"\"}");
-
-    memset(data, 'x', n);
-    data[n] = '\0';
-    ev = json_pack("{s:s}", "data", data);
-    s = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
-    if (s == NULL || strlen(s) != BENCH_MSG_SIZE)
-        bench_die("64-byte event");
-    free(s);
-    return ev;
-}
-
 static int warm_figure(const struct bench_place *pl)
 {
     struct bench_stat fig, flo;
@@ -476,7 +449,7 @@ static int warm_figure(const struct bench_place *pl)
     if (pl->loop_cpu >= 0)
         bench_pin(pl->loop_cpu);
     host_register(&h, "echo", echo_handler, NULL, 1, 0);
-    h.event = event_64();
+    h.event = bench_event_64();
 
     /* The min_warm worker starts; then a few invocations, all warm. */
     h.keep_last = 1;

@@ -101,14 +101,7 @@ static void sched_open(struct sched_fix *f)
     ro.zygote = 0;
     ro.thread_workers = 1;
     ro.clock.wall_ns = fake_wall_ns;
-    f->base = event_base_new();
-    if (f->base == NULL)
-        bench_die("event_base_new");
-    rc = faas_runtime_new(&f->rt, f->base, &ro);
-    if (rc != 0) {
-        fprintf(stderr, "bench: faas_runtime_new: %s\n", faas_strerror(rc));
-        exit(2);
-    }
+    bench_runtime_open(&f->base, &f->rt, &ro);
     ao.on_complete = sched_complete;
     ao.on_complete_arg = f;
     ao.max_retries = 0;
@@ -332,14 +325,7 @@ static void emit_open(struct emit_fix *f, const char *filter)
     ro.log = NULL;
     ro.zygote = 0;
     ro.thread_workers = 1;
-    f->base = event_base_new();
-    if (f->base == NULL)
-        bench_die("event_base_new");
-    rc = faas_runtime_new(&f->rt, f->base, &ro);
-    if (rc != 0) {
-        fprintf(stderr, "bench: faas_runtime_new: %s\n", faas_strerror(rc));
-        exit(2);
-    }
+    bench_runtime_open(&f->base, &f->rt, &ro);
     fo.isolation = FAAS_ISOLATION_INLINE;
     rc = faas_register(f->rt, "sink", sink_handler, &fo);
     if (rc != 0) {
