@@ -28,9 +28,6 @@
 #define NDEST 32
 #define MS 1000000ull
 
-static enum faas_isolation iso_inline = FAAS_ISOLATION_INLINE;
-static enum faas_isolation iso_thread = FAAS_ISOLATION_THREAD;
-
 static struct event_base *g_base;
 static struct faas_runtime *g_rt;
 static struct tu_clock g_clock;
@@ -325,11 +322,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static enum faas_isolation iso_of(void **state)
-{
-    return *(const enum faas_isolation *)*state;
-}
-
 static struct faas_async_opts async_opts(void)
 {
     struct faas_async_opts ao = FAAS_ASYNC_OPTS_INIT;
@@ -405,7 +397,7 @@ static void test_args(void **state)
 
 static void test_returns_at_once(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct faas_async_opts ao = async_opts();
     struct faas_invoke_opts io = FAAS_INVOKE_OPTS_INIT;
     char id[FAAS_REQUEST_ID_SIZE] = "";
@@ -443,7 +435,7 @@ static void test_returns_at_once(void **state)
 
 static void test_success_destination(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct faas_async_opts ao = async_opts();
     char id[FAAS_REQUEST_ID_SIZE];
     json_t *rec, *rc_, *resp;
@@ -484,7 +476,7 @@ static void test_success_destination(void **state)
 
 static void test_retry_then_success(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct faas_async_opts ao = async_opts();
     char id[FAAS_REQUEST_ID_SIZE];
     struct faas_stats st;
@@ -520,7 +512,7 @@ static void test_retry_then_success(void **state)
 
 static void test_always_fail(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct faas_async_opts ao = async_opts();
     char id[FAAS_REQUEST_ID_SIZE];
     json_t *rec, *resp;
@@ -580,7 +572,7 @@ static void test_always_fail(void **state)
  * 2^(attempt-1)). */
 static void test_backoff_times(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct faas_async_opts ao = async_opts();
     char id[FAAS_REQUEST_ID_SIZE];
 
@@ -626,7 +618,7 @@ static void test_backoff_times(void **state)
 
 static void test_event_age_retry(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct faas_async_opts ao = async_opts();
     char id[FAAS_REQUEST_ID_SIZE];
     json_t *rec;
@@ -700,7 +692,7 @@ static void test_event_age_waiting(void **state)
 
 static void test_overflow_reject(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct faas_async_opts ao = async_opts();
     char id[4][FAAS_REQUEST_ID_SIZE];
     int i;
@@ -726,7 +718,7 @@ static void test_overflow_reject(void **state)
 
 static void test_overflow_drop_oldest(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct faas_async_opts ao = async_opts();
     char id[3][FAAS_REQUEST_ID_SIZE];
     json_t *rec;
@@ -816,7 +808,7 @@ static struct faas_async_stats astats(const char *name)
  * queue has drained. */
 static void test_queue_bytes_reject(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct faas_async_opts ao = async_opts();
     size_t b = event_bytes(1, 10);
     char id[4][FAAS_REQUEST_ID_SIZE];
@@ -1047,7 +1039,7 @@ static void test_unregister_pending(void **state)
 /* Many events, half failing for good: each ends exactly once. */
 static void test_exactly_once_many(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct faas_async_opts ao = async_opts();
     char id[40][FAAS_REQUEST_ID_SIZE];
     int i, guard;
@@ -1332,8 +1324,8 @@ static void test_out_of_memory(void **state)
 }
 
 #define ISO_TEST(t)                                                                      \
-    cmocka_unit_test_prestate_setup_teardown(t, setup, teardown, (void *)&iso_inline),   \
-        cmocka_unit_test_prestate_setup_teardown(t, setup, teardown, (void *)&iso_thread)
+    cmocka_unit_test_prestate_setup_teardown(t, setup, teardown, (void *)&tu_iso_inline),   \
+        cmocka_unit_test_prestate_setup_teardown(t, setup, teardown, (void *)&tu_iso_thread)
 
 int main(void)
 {

@@ -20,14 +20,6 @@
 /* helpers                                                              */
 /* ------------------------------------------------------------------ */
 
-static enum faas_isolation iso_inline_v = FAAS_ISOLATION_INLINE;
-static enum faas_isolation iso_thread_v = FAAS_ISOLATION_THREAD;
-
-static enum faas_isolation iso_of(void **state)
-{
-    return *(enum faas_isolation *)*state;
-}
-
 struct fx {
     struct event_base *base;
     struct faas_runtime *rt;
@@ -182,7 +174,7 @@ static void reg(struct fx *f, const char *name, enum faas_isolation iso, uint32_
 
 static void test_ctx_defaults(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct cap c = { 0 };
     reset_globals();
@@ -221,7 +213,7 @@ static void test_ctx_defaults(void **state)
 
 static void test_ctx_default_memory(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct cap c = { 0 };
     struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
@@ -239,7 +231,7 @@ static void test_ctx_default_memory(void **state)
 
 static void test_ctx_invoke_opts(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct cap c = { 0 };
     struct faas_invoke_opts io = FAAS_INVOKE_OPTS_INIT;
@@ -285,7 +277,7 @@ static void test_ctx_invoke_opts(void **state)
 
 static void test_ctx_timeout_never_lengthens(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct cap c = { 0 };
     struct faas_invoke_opts io = FAAS_INVOKE_OPTS_INIT;
@@ -310,7 +302,7 @@ static void test_ctx_timeout_never_lengthens(void **state)
 
 static void test_ctx_no_timeout(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct cap c = { 0 };
     struct faas_invoke_opts io = FAAS_INVOKE_OPTS_INIT;
@@ -332,7 +324,7 @@ static void test_ctx_no_timeout(void **state)
 
 static void test_ctx_state(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct cap c = { 0 };
     void *first;
@@ -483,7 +475,7 @@ static void check_invocation_logs(const struct logs *l, const char *rid, const c
 
 static void test_ctx_log(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct logs l;
     struct cap c = { 0 };
@@ -539,7 +531,7 @@ static void test_ctx_log(void **state)
 
 static void test_ctx_log_failure_and_long(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct logs l;
     struct cap c = { 0 };
@@ -598,7 +590,7 @@ static int h_log_forge(struct faas_ctx *ctx, json_t *event, json_t **result)
  * escaped, so a handler cannot forge a REPORT line of its own. */
 static void test_ctx_log_escaped(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct logs l;
     struct cap c = { 0 };
@@ -639,7 +631,7 @@ static int h_log_newlines(struct faas_ctx *ctx, json_t *event, json_t **result)
 /* An escaped line stays within 4 KiB and is cut between escapes. */
 static void test_ctx_log_escaped_long(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct logs l;
     struct cap c = { 0 };
@@ -699,7 +691,7 @@ static int h_fail_huge(struct faas_ctx *ctx, json_t *event, json_t **result)
  * UTF-8 character, so the error object still holds both. */
 static void test_ctx_fail_bounded(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct cap c = { 0 };
     struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
@@ -751,7 +743,7 @@ static void flood_log(const struct faas_log_record *r, void *arg)
  * its log tail stays at 4 KiB. */
 static void test_ctx_log_bounded(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
     struct faas_invoke_opts io = FAAS_INVOKE_OPTS_INIT;
@@ -784,7 +776,7 @@ static int h_echo(struct faas_ctx *ctx, json_t *event, json_t **result)
 /* A string holding NUL goes through a handler and back unchanged. */
 static void test_ctx_nul_in_strings(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct cap c = { 0 };
     struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
@@ -860,7 +852,7 @@ static int h_log_wide(struct faas_ctx *ctx, json_t *event, json_t **result)
  * valid UTF-8, within 4 KiB. */
 static void test_ctx_log_multibyte_cut(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct logs l;
     struct cap c = { 0 };
@@ -947,7 +939,7 @@ static void test_log_event_multibyte_cut(void **state)
     fx_free(&f);
 }
 
-#define BOTH(t) cmocka_unit_test_prestate(t, &iso_inline_v), cmocka_unit_test_prestate(t, &iso_thread_v)
+#define BOTH(t) cmocka_unit_test_prestate(t, &tu_iso_inline), cmocka_unit_test_prestate(t, &tu_iso_thread)
 
 int main(void)
 {

@@ -16,14 +16,6 @@
 /* helpers                                                              */
 /* ------------------------------------------------------------------ */
 
-static enum faas_isolation iso_inline_v = FAAS_ISOLATION_INLINE;
-static enum faas_isolation iso_thread_v = FAAS_ISOLATION_THREAD;
-
-static enum faas_isolation iso_of(void **state)
-{
-    return *(enum faas_isolation *)*state;
-}
-
 struct fx {
     struct event_base *base;
     struct faas_runtime *rt;
@@ -242,7 +234,7 @@ static int h_big(struct faas_ctx *ctx, json_t *event, json_t **result)
 
 static void test_once_never_inside(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct cap c[50];
     json_t *ev = json_pack("{s:i, s:[i,i,s]}", "a", 1, "b", 1, 2, "x");
@@ -289,7 +281,7 @@ static void test_once_never_inside(void **state)
 /* The event is borrowed: the caller may drop its reference at once. */
 static void test_event_borrowed(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct cap c = { 0 };
     json_t *ev = json_pack("{s:s, s:i}", "k", "value", "n", 5);
@@ -313,7 +305,7 @@ static void test_event_borrowed(void **state)
 
 static void test_invoke_errors(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct cap c = { 0 };
     struct faas_invoke_opts io = FAAS_INVOKE_OPTS_INIT;
@@ -364,7 +356,7 @@ static void test_invoke_errors(void **state)
  * exactly the limit passes, one byte over is refused. */
 static void test_payload_limit_boundary(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct cap c = { 0 };
     char s[1100];
@@ -397,7 +389,7 @@ static void test_payload_limit_boundary(void **state)
 
 static void test_null_event(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct cap c = { 0 };
     json_t *jnull = json_null();
@@ -429,7 +421,7 @@ static void test_null_event(void **state)
 
 static void test_null_result(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct cap c = { 0 };
     reset_globals();
@@ -448,7 +440,7 @@ static void test_null_result(void **state)
 
 static void test_handler_error(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct cap c = { 0 };
     reset_globals();
@@ -479,7 +471,7 @@ static void test_handler_error(void **state)
 
 static void test_ctx_fail(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct cap c = { 0 };
     reset_globals();
@@ -503,7 +495,7 @@ static void test_ctx_fail(void **state)
 
 static void test_result_too_big(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct cap c = { 0 };
     json_t *ev_big = json_pack("{s:i}", "n", 2000);
@@ -568,7 +560,7 @@ static int cmp_id(const void *a, const void *b)
 
 static void test_request_ids(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     int n = iso == FAAS_ISOLATION_INLINE ? 10000 : 3000;
     struct fx f;
     struct ids s;
@@ -607,7 +599,7 @@ static void test_request_ids(void **state)
 
 static void test_invoke_sync(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct faas_result *res = NULL;
     json_t *ev = json_pack("{s:s}", "hello", "world");
@@ -663,7 +655,7 @@ static void test_invoke_sync(void **state)
  * runtime. */
 static void test_sync_result_outlives_runtime(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct faas_result *res = NULL;
     char rid[FAAS_REQUEST_ID_SIZE];
@@ -704,7 +696,7 @@ static void busy_cb(const struct faas_result *res, void *arg)
 
 static void test_sync_ebusy_in_callback(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct busy b;
     memset(&b, 0, sizeof b);
@@ -865,7 +857,7 @@ static void test_inline_handler_unregisters_itself(void **state)
     fx_free(&f);
 }
 
-#define BOTH(t) cmocka_unit_test_prestate(t, &iso_inline_v), cmocka_unit_test_prestate(t, &iso_thread_v)
+#define BOTH(t) cmocka_unit_test_prestate(t, &tu_iso_inline), cmocka_unit_test_prestate(t, &tu_iso_thread)
 
 int main(void)
 {

@@ -19,14 +19,6 @@
 /* helpers                                                              */
 /* ------------------------------------------------------------------ */
 
-static enum faas_isolation iso_inline_v = FAAS_ISOLATION_INLINE;
-static enum faas_isolation iso_thread_v = FAAS_ISOLATION_THREAD;
-
-static enum faas_isolation iso_of(void **state)
-{
-    return *(enum faas_isolation *)*state;
-}
-
 struct fx {
     struct event_base *base;
     struct faas_runtime *rt;
@@ -203,7 +195,7 @@ static void reg(struct fx *f, const char *name, faas_handler_fn fn, enum faas_is
 
 static void test_report_line(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct rep r;
     fx_new(&f, 1);
@@ -230,7 +222,7 @@ static void test_report_line(void **state)
 
 static void test_report_cold_start_init(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct rep r;
     fx_new(&f, 1);
@@ -256,7 +248,7 @@ static void test_report_cold_start_init(void **state)
 
 static void test_report_billing(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct rep r;
     static const struct {
@@ -304,7 +296,7 @@ static void logrep_cb(const struct faas_log_record *rec, void *arg)
 
 static void test_report_in_log_record(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct event_base *base = event_base_new();
     struct faas_runtime *rt = NULL;
     struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
@@ -1163,7 +1155,7 @@ static void test_metrics_write_empty(void **state)
     fx_free(&f);
 }
 
-#define BOTH(t) cmocka_unit_test_prestate(t, &iso_inline_v), cmocka_unit_test_prestate(t, &iso_thread_v)
+#define BOTH(t) cmocka_unit_test_prestate(t, &tu_iso_inline), cmocka_unit_test_prestate(t, &tu_iso_thread)
 
 int main(void)
 {

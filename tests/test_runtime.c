@@ -18,14 +18,6 @@
 /* helpers                                                              */
 /* ------------------------------------------------------------------ */
 
-static enum faas_isolation iso_inline_v = FAAS_ISOLATION_INLINE;
-static enum faas_isolation iso_thread_v = FAAS_ISOLATION_THREAD;
-
-static enum faas_isolation iso_of(void **state)
-{
-    return *(enum faas_isolation *)*state;
-}
-
 struct fx {
     struct event_base *base;
     struct faas_runtime *rt;
@@ -422,7 +414,7 @@ static void test_unregister(void **state)
  * (THREAD: blocked): each callback once, FAAS_ECANCELED, from the loop. */
 static void test_unregister_inflight(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct fx f;
     struct cap c[3];
     struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
@@ -612,7 +604,7 @@ static void fic_cb(const struct faas_result *res, void *arg)
 
 static void test_free_in_callback(void **state)
 {
-    enum faas_isolation iso = iso_of(state);
+    enum faas_isolation iso = tu_iso(state);
     struct event_base *base = event_base_new();
     struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
     struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
@@ -1166,13 +1158,13 @@ int main(void)
         cmocka_unit_test(test_register_duplicate),
         cmocka_unit_test(test_register_isolation),
         cmocka_unit_test(test_unregister),
-        cmocka_unit_test_prestate(test_unregister_inflight, &iso_inline_v),
-        cmocka_unit_test_prestate(test_unregister_inflight, &iso_thread_v),
+        cmocka_unit_test_prestate(test_unregister_inflight, &tu_iso_inline),
+        cmocka_unit_test_prestate(test_unregister_inflight, &tu_iso_thread),
         cmocka_unit_test(test_free_inflight_inline),
         cmocka_unit_test(test_free_inflight_thread),
         cmocka_unit_test(test_free_immediately_thread),
-        cmocka_unit_test_prestate(test_free_in_callback, &iso_inline_v),
-        cmocka_unit_test_prestate(test_free_in_callback, &iso_thread_v),
+        cmocka_unit_test_prestate(test_free_in_callback, &tu_iso_inline),
+        cmocka_unit_test_prestate(test_free_in_callback, &tu_iso_thread),
         cmocka_unit_test(test_many_functions),
         cmocka_unit_test(test_free_in_inline_prewarm_init),
         cmocka_unit_test(test_free_in_log_callback),

@@ -28,6 +28,16 @@
 #define ALOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
 #define ASTORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
 
+/* Suites that run a test once per isolation give cmocka &tu_iso_inline or
+ * &tu_iso_thread as the test's state; the test reads it with tu_iso. */
+static enum faas_isolation tu_iso_inline __attribute__((unused)) = FAAS_ISOLATION_INLINE;
+static enum faas_isolation tu_iso_thread __attribute__((unused)) = FAAS_ISOLATION_THREAD;
+
+static inline enum faas_isolation tu_iso(void **state)
+{
+    return *(const enum faas_isolation *)*state;
+}
+
 /*
  * A runtime with options o on a new base of its own; both are asserted.
  * tu_rt_free undoes it and clears both handles, so a teardown may run
