@@ -674,4 +674,21 @@ static inline json_t *bench_event_64(void)
     return ev;
 }
 
+/*
+ * The opening of a benchmark that measures on placements: finds them,
+ * pins the loop thread to the first one's cpu and prints the header with
+ * the library's version. Returns how many placements pl holds.
+ */
+static inline int bench_start(const char *prog, struct bench_place pl[2])
+{
+    char extra[96];
+    int npl = bench_placements(pl);
+    if (pl[0].loop_cpu >= 0 && bench_pin(pl[0].loop_cpu) != 0)
+        bench_die("pinning the loop thread");
+    snprintf(extra, sizeof extra, "libfaas %s, loop on cpu %d", faas_version(),
+             pl[0].loop_cpu);
+    bench_header(prog, extra);
+    return npl;
+}
+
 #endif /* FAAS_BENCH_H */

@@ -220,7 +220,7 @@ int main(void)
 {
     struct bench_place pl[2];
     const char *crt = getenv("BENCH_CRT");
-    char exe[PATH_MAX], extra[96];
+    char exe[PATH_MAX];
     ssize_t n;
     int npl, i, over = 0;
 
@@ -239,12 +239,7 @@ int main(void)
         fprintf(stderr, "bench: %s: %s (make bench builds it)\n", crt_path, strerror(errno));
         return 2;
     }
-    npl = bench_placements(pl);
-    if (pl[0].loop_cpu >= 0 && bench_pin(pl[0].loop_cpu) != 0)
-        bench_die("pinning the loop thread");
-    snprintf(extra, sizeof extra, "libfaas %s, loop on cpu %d", faas_version(),
-             pl[0].loop_cpu);
-    bench_header("bench_command", extra);
+    npl = bench_start("bench_command", pl);
     printf("-- figures, ns per invocation; each floor is measured in rounds alternating with "
            "its figure\n");
     for (i = 0; i < npl; i++)

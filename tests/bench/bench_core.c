@@ -267,18 +267,13 @@ int main(void)
     struct bench_side figure, ref;
     struct bench_place pl[2];
     struct fixture f, f10;
-    char extra[96], name[64];
+    char name[64];
     int npl, i, over = 0;
 
     /* A hang in the library must not hang `make bench`: SIGALRM ends it. */
     alarm(300);
 
-    npl = bench_placements(pl);
-    if (pl[0].loop_cpu >= 0 && bench_pin(pl[0].loop_cpu) != 0)
-        bench_die("pinning the loop thread");
-    snprintf(extra, sizeof extra, "libfaas %s, loop on cpu %d", faas_version(),
-             pl[0].loop_cpu);
-    bench_header("bench_core", extra);
+    npl = bench_start("bench_core", pl);
 
     /* Floors first, while the process is small and single-threaded. */
     st = bench_floor_raw_call();

@@ -548,7 +548,6 @@ int main(void)
 {
     struct bench_place pl[2];
     const char *so_path = getenv("BENCH_FNS_SO");
-    char extra[96];
     int npl, i, over = 0;
 
     /* A hang in the library must not hang `make bench`: SIGALRM ends it. */
@@ -561,12 +560,7 @@ int main(void)
                 so_path, strerror(errno));
         return 2;
     }
-    npl = bench_placements(pl);
-    if (pl[0].loop_cpu >= 0 && bench_pin(pl[0].loop_cpu) != 0)
-        bench_die("pinning the loop thread");
-    snprintf(extra, sizeof extra, "libfaas %s, loop on cpu %d", faas_version(),
-             pl[0].loop_cpu);
-    bench_header("bench_process", extra);
+    npl = bench_start("bench_process", pl);
 
     /* Memory first, while this program is small. */
     over += memory_figures();
