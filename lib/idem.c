@@ -27,6 +27,12 @@
  * Stores may answer inside the call or later. An invocation waiting for its
  * store sits on rt->store_wait behind a small token, so faas_runtime_free can
  * end it, and a late answer finds the token cancelled.
+ *
+ * Admission is not idem.c's: when the record is taken, inv goes to the
+ * admission invoke.c gave faas_idem_begin, whenever the store answers.
+ *
+ * May call: store.c, json_path.c, metrics.c (log records), invoke.c's
+ * result helpers (faas_inv_defer, faas_inv_deliver_status), libsodium.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +60,7 @@ struct faas_idem {
 
 struct idem_wait {
     struct faas_inv *inv; /* NULL once cancelled */
+    int (*admit)(struct faas_inv *inv); /* the caller's admission */
 };
 
 static int64_t wall_ms(const struct faas_runtime *rt)
@@ -347,8 +354,10 @@ static void preset(struct faas_inv *inv, int status, const char *etype, const ch
 }
 
 /* The store's answer to put_if_absent. Returns a code for faas_invoke to
- * return (only while inv->in_call), or 0 when inv was handed on. */
-static int on_put(struct faas_inv *inv, int rc, const struct faas_store_record *rec)
+ * return (only while inv->in_call), or 0 when inv was handed on. Admitting
+ * is the caller's (invoke.c): `admit` is what it gave faas_idem_begin. */
+static int on_put(struct faas_inv *inv, int rc, const struct faas_store_record *rec,
+                  int (*admit)(struct faas_inv *inv))
 {
     struct faas_fn *fn = inv->fn;
 
@@ -357,7 +366,7 @@ static int on_put(struct faas_inv *inv, int rc, const struct faas_store_record *
         inv->idem_held = 1;
         faas_log_event(fn->rt, FAAS_LOG_IDEMPOTENCY, fn->name, inv->res.request_id, "store",
                        inv->idem_key, NULL);
-        arc = faas_pool_admit(inv);
+        arc = admit(inv);
         if (arc == 0)
             return 0;
         end_record(inv, 0, NULL);
@@ -406,6 +415,7 @@ static void put_cb(int rc, const struct faas_store_record *rec, void *arg)
 {
     struct idem_wait *w = arg;
     struct faas_inv *inv = w->inv;
+    int (*admit)(struct faas_inv *inv) = w->admit;
     struct faas_runtime *rt;
 
     free(w);
@@ -413,7 +423,7 @@ static void put_cb(int rc, const struct faas_store_record *rec, void *arg)
         return; /* ended meanwhile by faas_runtime_free */
     if (inv->in_call) {
         inv->store_answered = 1;
-        inv->call_rc = on_put(inv, rc, rec);
+        inv->call_rc = on_put(inv, rc, rec, admit);
         return;
     }
     rt = inv->rt;
@@ -425,12 +435,12 @@ static void put_cb(int rc, const struct faas_store_record *rec, void *arg)
             end_record(inv, 0, NULL);
         preset(inv, FAAS_ECANCELED, "Runtime.Canceled", "the function was unregistered");
     } else {
-        on_put(inv, rc, rec); /* outside the call it hands inv on, always */
+        on_put(inv, rc, rec, admit); /* outside the call it hands inv on, always */
     }
     faas_rt_leave(rt);
 }
 
-int faas_idem_begin(struct faas_inv *inv)
+int faas_idem_begin(struct faas_inv *inv, int (*admit)(struct faas_inv *inv))
 {
     struct faas_fn *fn = inv->fn;
     struct faas_runtime *rt = fn->rt;
@@ -455,6 +465,7 @@ int faas_idem_begin(struct faas_inv *inv)
     if (!w)
         return FAAS_ENOMEM;
     w->inv = inv;
+    w->admit = admit;
     inv->store_answered = 0;
     rc = faas_store_put_if_absent(idem->store, inv->idem_key, &rec, now, put_cb, w);
     log_evictions(fn);
