@@ -462,10 +462,21 @@ void faas_idem_free(struct faas_fn *fn);
  * Returns 0 (inv->idem_key "" when there is none and none is required),
  * FAAS_ENOKEY or FAAS_ENOMEM. */
 int faas_idem_prepare(struct faas_inv *inv, const char *explicit_key);
-/* Takes the INPROGRESS record, then has inv admitted (through `admit`,
- * the caller's admission: now or when the store answers), replays, or
- * fails it. Returns what faas_invoke returns while inv->in_call. */
-int faas_idem_begin(struct faas_inv *inv, int (*admit)(struct faas_inv *inv));
+/* What the idempotency check hands its decisions to (invoke.c's). */
+struct faas_idem_caller {
+    /* The record is taken: admit inv (an instance, the queue, or FAAS_E*). */
+    int (*admit)(struct faas_inv *inv);
+    /* A result decided without running (inv->preset): deliver it from the
+     * loop. */
+    void (*defer)(struct faas_inv *inv);
+    /* Teardown: decide inv's result now and deliver it. */
+    void (*deliver_status)(struct faas_inv *inv, int status, const char *etype,
+                           const char *emsg);
+};
+/* Takes the INPROGRESS record, then has inv admitted, replays, or fails
+ * it, through `caller` (borrowed: a static table), now or when the store
+ * answers. Returns what faas_invoke returns while inv->in_call. */
+int faas_idem_begin(struct faas_inv *inv, const struct faas_idem_caller *caller);
 /* The invocation's outcome: complete the record (success) or drop it. */
 void faas_idem_end(struct faas_inv *inv, int status, json_t *payload);
 /* Ends every invocation still waiting for its store (teardown). */

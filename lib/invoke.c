@@ -16,7 +16,7 @@
  *
  * The pipeline runs one way: admission (here) -> pool.c -> the executor
  * (exec.h) -> finish (here) -> metrics.c. This file is both ends: it admits
- * (itself, or through the callback it gives idem.c's check), and it fills
+ * (itself, or through the table it gives idem.c's check), and it fills
  * faas_invoke_report, the table through which every executor reports
  * (runtime.c hands it over). THREAD deadlines are decided here: the loop
  * watches them with a timer.c timer, since a worker cannot be interrupted.
@@ -80,6 +80,13 @@ static struct faas_inv *inv_new(struct faas_runtime *rt, struct faas_fn *fn)
     return inv;
 }
 
+/* What idem.c's check hands its decisions to. */
+static const struct faas_idem_caller idem_caller = {
+    .admit = faas_pool_admit,
+    .defer = faas_inv_defer,
+    .deliver_status = faas_inv_deliver_status,
+};
+
 int faas_invoke_fn(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
                    const struct faas_invoke_opts *opts, const char *request_id,
                    faas_result_fn cb, void *arg)
@@ -122,8 +129,9 @@ int faas_invoke_fn(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
         if (rc)
             goto fail;
     }
-    /* The idempotency check decides; admission stays ours: it calls back. */
-    rc = inv->idem_key[0] ? faas_idem_begin(inv, faas_pool_admit) : faas_pool_admit(inv);
+    /* The idempotency check decides; admission and delivery stay ours: it
+     * calls back. */
+    rc = inv->idem_key[0] ? faas_idem_begin(inv, &idem_caller) : faas_pool_admit(inv);
     if (rc)
         goto fail;
     /* Admitted, deferred or waiting for its store: never finished inside

@@ -1,6 +1,6 @@
 /*
  * pool.c - the warm pool: instances, admission, queueing, throttling,
- * recycling and reaping, for INLINE and THREAD functions alike.
+ * recycling and reaping, for every isolation mode alike.
  *
  * Policy per function, as Lambda's:
  *  - an invocation takes the most recently used idle instance (warm start);
