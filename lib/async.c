@@ -13,8 +13,9 @@
  *
  * An accepted event is in exactly one place:
  *   ready    due to start, in acceptance order; while the pool throttles the
- *            function (a->blocked) the head waits for faas_async_kick (an
- *            instance was released) or the timer;
+ *            function (a->blocked) the head waits for on_capacity (the
+ *            hook it sets in fn->on_capacity: the pool released an
+ *            instance) or the timer;
  *   delayed  waiting for its retry time, sorted by that time;
  *   running  one attempt in flight: attempt_cb brings it back;
  *   done     decided inside a host call (overflow) and delivered from the
@@ -249,6 +250,8 @@ static json_t *copy_json(json_t *j, int depth)
     return copy_json_sized(j, depth, NULL);
 }
 
+static void on_capacity(struct faas_fn *fn);
+
 static struct faas_async *async_new(struct faas_fn *fn)
 {
     static const struct faas_async_opts defaults = FAAS_ASYNC_OPTS_INIT;
@@ -259,6 +262,7 @@ static struct faas_async *async_new(struct faas_fn *fn)
     if (!a)
         return NULL;
     a->fn = fn;
+    fn->on_capacity = on_capacity; /* the pool calls back, never us by name */
     a->opts = defaults;
     if (a->opts.max_queue_bytes == 0)
         a->opts.max_queue_bytes = ASYNC_QUEUE_BYTES;
@@ -980,7 +984,9 @@ nomem:
     return FAAS_ENOMEM;
 }
 
-void faas_async_kick(struct faas_fn *fn)
+/* fn->on_capacity: an instance of fn was released; start queued events
+ * while there is room. */
+static void on_capacity(struct faas_fn *fn)
 {
     struct faas_async *a = fn->async;
     if (!a)
@@ -1052,6 +1058,7 @@ void faas_async_free(struct faas_fn *fn)
     if (!a)
         return;
     /* Every event holds a reference to fn: none is left here. */
+    fn->on_capacity = NULL;
     if (a->kick_ev)
         event_free(a->kick_ev);
     if (a->timer_ev)

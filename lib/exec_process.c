@@ -28,7 +28,11 @@
  * stdout and stderr of every process are one pipe, read on the loop and cut
  * into lines: each line belongs to the invocation running then (so it
  * carries its request id), before its REPORT — the pipe is drained when a
- * result arrives.
+ * result arrives. *
+ * It is the executor faas_exec_process (exec.h): the pool reaches it only
+ * through that table, and it reports outcomes, ready instances and dead
+ * idle ones through rt->exec_report, never by calling the pool or
+ * invoke.c by name.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -325,20 +329,13 @@ static int x_alive(const struct faas_xinst *xi)
 static void x_retire(struct faas_xinst *xi)
 {
     struct faas_instance *inst = xi->inst;
-    struct faas_fn *fn;
 
     if (!inst)
         return;
     inst->retire = 1;
     if (xi->inv || !xi->ready || faas_list_empty(&inst->link))
         return; /* busy or starting: its end comes through the invocation */
-    fn = inst->fn;
-    faas_fn_ref(fn);
-    faas_list_remove(&inst->link);
-    faas_list_remove(&inst->rt_link);
-    faas_instance_destroy(inst);
-    faas_pool_prewarm(fn);
-    faas_fn_unref(fn);
+    xi->xrt->rt->exec_report->retired(inst);
 }
 
 /* Closes the channel and stops reading it. */
@@ -399,7 +396,7 @@ static void x_finish_inv(struct faas_xinst *xi, int status, json_t *payload)
                                     status == FAAS_ECANCELED))
         xi->inst->retire = 1;
     atomic_store(&inv->phase, FAAS_PHASE_DONE);
-    faas_inv_finish(inv);
+    rt->exec_report->finished(inv);
 }
 
 /* The RESULT kept for the next pass: ends its invocation now. */
@@ -445,7 +442,7 @@ static void x_init_failed(struct faas_xinst *xi, json_t *error)
     }
     json_decref(error);
     x_disarm(xi);
-    faas_pool_job_done(&inst->job); /* a min_warm start that failed */
+    xi->xrt->rt->exec_report->job_done(&inst->job); /* a min_warm start that failed */
 }
 
 static void lower_first(char *s)
@@ -901,7 +898,7 @@ static void fail_later(struct faas_inv *inv, int status, const char *etype, cons
     inv->res.cold = inv->cold;
     inv->inst->retire = 1;
     faas_list_remove(&inv->link);
-    faas_inv_defer(inv);
+    inv->rt->exec_report->defer(inv);
 }
 
 
@@ -981,7 +978,7 @@ static void x_ready(struct faas_xinst *xi, int status, json_t *error)
         if (!inv) {
             inst->initialized = 0;
             x_disarm(xi);
-            faas_pool_job_done(&inst->job);
+            xi->xrt->rt->exec_report->job_done(&inst->job);
         }
         return; /* an invocation learns it from the exit */
     }
@@ -993,7 +990,7 @@ static void x_ready(struct faas_xinst *xi, int status, json_t *error)
         else
             x_send(xi, inv);
     } else {
-        faas_pool_job_done(&inst->job); /* min_warm: hand over or idle */
+        xi->xrt->rt->exec_report->job_done(&inst->job); /* min_warm: hand over or idle */
     }
 }
 
@@ -1357,9 +1354,9 @@ fail:
     return rc;
 }
 
-/* ---- the pool's hooks ------------------------------------------------- */
+/* ---- the executor operations (exec.h) --------------------------------- */
 
-void faas_x_start(struct faas_inv *inv)
+static void faas_x_start(struct faas_inv *inv)
 {
     struct faas_instance *inst = inv->inst;
     struct faas_xinst *xi = inst->x;
@@ -1384,15 +1381,15 @@ void faas_x_start(struct faas_inv *inv)
         xi->sent = 1; /* the worker reads it right after its init: no round trip */
 }
 
-void faas_x_prewarm(struct faas_instance *inst)
+static void faas_x_prewarm(struct faas_instance *inst)
 {
     if (x_spawn(inst) != 0) {
         inst->initialized = 0;
-        faas_pool_job_done(&inst->job);
+        inst->fn->rt->exec_report->job_done(&inst->job);
     }
 }
 
-void faas_x_destroy(struct faas_instance *inst)
+static void faas_x_destroy(struct faas_instance *inst)
 {
     struct faas_xinst *xi = inst->x;
 
@@ -1419,11 +1416,12 @@ void faas_x_destroy(struct faas_instance *inst)
     x_maybe_free(xi);
 }
 
-void faas_x_cancel(struct faas_inv *inv, int status, const char *etype, const char *emsg)
+static void faas_x_cancel(struct faas_inv *inv, int status, const char *etype,
+                          const char *emsg)
 {
     struct faas_xinst *xi = inv->inst ? inv->inst->x : NULL;
 
-    faas_inv_detach(inv, status, etype, emsg);
+    inv->rt->exec_report->detach(inv, status, etype, emsg);
     if (!xi) {
         return;
     }
@@ -1434,6 +1432,22 @@ void faas_x_cancel(struct faas_inv *inv, int status, const char *etype, const ch
     xi->busy--;
     x_maybe_free(xi);
 }
+
+static int x_destroy_op(struct faas_instance *inst)
+{
+    faas_x_destroy(inst); /* fini runs in the process */
+    return 0;
+}
+
+/* PROCESS and COMMAND alike: COMMAND differs only in its wire (x_send). */
+const struct faas_exec_ops faas_exec_process = {
+    .name = "process",
+    .self_starting = 1,
+    .start = faas_x_start,
+    .prewarm = faas_x_prewarm,
+    .cancel = faas_x_cancel,
+    .destroy = x_destroy_op,
+};
 
 /* ---- the zygote ------------------------------------------------------- */
 
@@ -1631,7 +1645,7 @@ void faas_x_shutdown(struct faas_runtime *rt)
         if (xi->inst && !xi->ready && !xi->inv) {
             /* A min_warm start still under way: the pool drops it. */
             xi->inst->initialized = 0;
-            faas_pool_job_done(&xi->inst->job);
+            rt->exec_report->job_done(&xi->inst->job);
         }
         if (xi->inst)
             faas_x_destroy(xi->inst);

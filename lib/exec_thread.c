@@ -13,10 +13,12 @@
  * invocations already cancelled and min_warm inits, run what fini jobs there
  * are, and exit; the loop thread joins them and then hands each completed
  * job back to its owner.
+ *
+ * As the THREAD executor (exec.h) it runs the job bodies of exec_inline.c
+ * and reports through rt->exec_report: never the pool or invoke.c by name.
  */
 #include <errno.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -41,43 +43,6 @@ struct faas_tpool {
     pthread_t *threads;
     unsigned nthreads;
 };
-
-static void run_init_job(struct faas_job *job)
-{
-    struct faas_instance *inst = job->inst;
-    struct faas_ctx ctx;
-    struct faas_logline *l, *next;
-    uint64_t ns;
-
-    memset(&ctx, 0, sizeof ctx);
-    ctx.rt = inst->fn->rt;
-    ctx.fn = inst->fn;
-    ctx.request_id = "";
-    ctx.log_tail = &ctx.log_head;
-    faas_instance_init(inst, &ctx, &ns);
-    /* No invocation to report to: what init said is dropped. */
-    free(ctx.error_type);
-    free(ctx.error_message);
-    for (l = ctx.log_head; l; l = next) {
-        next = l->next;
-        free(l);
-    }
-}
-
-void faas_job_run(struct faas_job *job)
-{
-    switch (job->kind) {
-    case FAAS_JOB_INVOKE:
-        faas_inv_execute(job->inv);
-        break;
-    case FAAS_JOB_INIT:
-        run_init_job(job);
-        break;
-    case FAAS_JOB_FINI:
-        job->inst->fn->opts.fini(job->inst->state);
-        break;
-    }
-}
 
 static void *worker_main(void *arg)
 {
@@ -120,14 +85,12 @@ static void *worker_main(void *arg)
 
 void faas_job_done(struct faas_runtime *rt, struct faas_job *job)
 {
-    (void)rt;
     if (job->kind == FAAS_JOB_INVOKE) {
         struct faas_inv *inv = job->inv;
         inv->submitted = 0;
-        faas_timer_cancel_deadline(inv);
-        faas_inv_finish(inv);
+        rt->exec_report->finished(inv);
     } else {
-        faas_pool_job_done(job);
+        rt->exec_report->job_done(job);
     }
 }
 
@@ -250,3 +213,54 @@ void faas_tpool_stop(struct faas_runtime *rt)
     free(p->threads);
     free(p);
 }
+
+/* ---- the THREAD executor -------------------------------------------- */
+
+static void thread_start(struct faas_inv *inv)
+{
+    struct faas_runtime *rt = inv->rt;
+
+    /* A worker cannot be interrupted: the loop watches the deadline. */
+    if (rt->exec_report->watch(inv) != 0)
+        inv->timeout_ms = 0; /* no timer: run without a deadline rather than not at all */
+    inv->submitted = 1;
+    faas_tpool_submit(rt, &inv->job);
+}
+
+static void thread_prewarm(struct faas_instance *inst)
+{
+    faas_tpool_submit(inst->fn->rt, &inst->job);
+}
+
+static void thread_cancel(struct faas_inv *inv, int status, const char *etype, const char *emsg)
+{
+    if (inv->submitted)
+        inv->rt->exec_report->detach(inv, status, etype, emsg);
+    else
+        atomic_store(&inv->ctx.cancelled, 1);
+}
+
+static int thread_destroy(struct faas_instance *inst)
+{
+    struct faas_runtime *rt = inst->fn->rt;
+
+    if (!inst->initialized || !inst->fn->opts.fini)
+        return 0;
+    if (rt->pool && !rt->closing) {
+        /* fini is user code: it runs where init ran, off the loop. */
+        inst->job.kind = FAAS_JOB_FINI;
+        faas_tpool_submit(rt, &inst->job);
+        return 1;
+    }
+    inst->fn->opts.fini(inst->state);
+    return 0;
+}
+
+const struct faas_exec_ops faas_exec_thread = {
+    .name = "thread",
+    .self_starting = 0,
+    .start = thread_start,
+    .prewarm = thread_prewarm,
+    .cancel = thread_cancel,
+    .destroy = thread_destroy,
+};

@@ -35,11 +35,24 @@
 
 /* The shared helpers, each in a file of its own. */
 #include "clock.h" /* the runtime's clocks, timeouts, the calendar */
+#include "exec.h"  /* the executor interface: ops and report tables */
 #include "hash.h"  /* the intrusive hash table */
 #include "json.h"  /* JSON sizes, text as JSON, the error object, output */
 #include "text.h"  /* UTF-8, hex, percent-decoding, log escapes, strv */
 
 struct event;
+
+/* ---- timers (timer.c) ------------------------------------------------ */
+
+/* A one-shot timer on the runtime's base, embedded in what it serves: the
+ * owner gives the callback when it arms it, so timer.c only fires. */
+struct faas_timer {
+    struct event *ev;       /* made on first use; NULL: never armed */
+    void (*cb)(void *arg);
+    void *arg;
+    uint64_t at_ns;         /* faas_timer_arm_at: the clock time armed for;
+                               0: not armed */
+};
 
 /* ---- lists ---------------------------------------------------------- */
 
@@ -164,6 +177,13 @@ struct faas_fn {
     int prewarm_blocked;      /* a min_warm init failed: wait for a good one */
     struct faas_idem *idem;   /* NULL: not idempotent (idem.c) */
     struct faas_async *async; /* NULL until configured or first used (async.c) */
+    /* Set by a layer that waits for room (async.c): called after an
+     * invocation released its instance, unless the function or the runtime
+     * is going away. NULL: nobody waits. */
+    void (*on_capacity)(struct faas_fn *fn);
+
+    /* The executor of its isolation mode (exec.h), chosen at registration. */
+    const struct faas_exec_ops *exec;
 
     /* where the handler comes from and runs */
     enum faas_xkind xkind;
@@ -261,7 +281,7 @@ struct faas_inv {
     uint32_t timeout_ms;      /* effective; 0 = none */
     struct faas_job job;
     struct faas_ctx ctx;
-    struct event *timer;      /* THREAD deadline, NULL when none */
+    struct faas_timer deadline; /* THREAD: invoke.c watches it from the loop */
 
     /* outcome, written by whoever executes it */
     atomic_int phase;         /* enum faas_phase */
@@ -343,8 +363,7 @@ struct faas_runtime {
     /* the loop side */
     struct event *dispatch_ev; /* runs rt->ready */
     struct faas_list ready;
-    struct event *reap_ev;
-    uint64_t reap_at_ns;       /* 0: not armed */
+    struct faas_timer reaper;  /* pool.c: the next idle expiry */
     struct faas_list idle;     /* every idle instance */
     struct faas_list store_wait; /* invocations waiting for a store (idem.c) */
     struct faas_list store_ops;  /* completes and removes awaiting an answer */
@@ -368,6 +387,11 @@ struct faas_runtime {
     uint64_t rss_at_ns;
 
     struct faas_drain *drain;  /* runtime.c: NULL until faas_drain */
+    /* Work ended (faas_drain_note); set by runtime.c while a drain is under
+     * way, NULL otherwise. */
+    void (*on_work_end)(struct faas_runtime *rt);
+    /* Given to every executor: how it reports (exec.h). */
+    const struct faas_exec_report *exec_report;
 
     int cb_depth;              /* inside a user callback */
     int free_requested;        /* faas_runtime_free was called in one */
@@ -412,12 +436,13 @@ void faas_rt_kick(struct faas_runtime *rt);
 void faas_rt_enter(struct faas_runtime *rt);
 /* Returns 1 if the runtime was freed and must not be touched any more. */
 int faas_rt_leave(struct faas_runtime *rt);
-/* Work ended while draining: the drain counts what is left, from the loop. */
-void faas_drain_poke(struct faas_runtime *rt);
+/* Work ended (an instance released, an async event or a batch ended):
+ * tells the listener runtime.c sets while a drain is under way, which
+ * counts what is left from the loop. No listener, no cost but a test. */
 static inline void faas_drain_note(struct faas_runtime *rt)
 {
-    if (rt->drain)
-        faas_drain_poke(rt);
+    if (rt->on_work_end)
+        rt->on_work_end(rt);
 }
 
 /* ---- store.c -------------------------------------------------------- */
@@ -437,9 +462,21 @@ void faas_idem_free(struct faas_fn *fn);
  * Returns 0 (inv->idem_key "" when there is none and none is required),
  * FAAS_ENOKEY or FAAS_ENOMEM. */
 int faas_idem_prepare(struct faas_inv *inv, const char *explicit_key);
-/* Takes the INPROGRESS record, then admits inv, replays, or fails it.
- * Returns what faas_invoke returns while inv->in_call. */
-int faas_idem_begin(struct faas_inv *inv);
+/* What the idempotency check hands its decisions to (invoke.c's). */
+struct faas_idem_caller {
+    /* The record is taken: admit inv (an instance, the queue, or FAAS_E*). */
+    int (*admit)(struct faas_inv *inv);
+    /* A result decided without running (inv->preset): deliver it from the
+     * loop. */
+    void (*defer)(struct faas_inv *inv);
+    /* Teardown: decide inv's result now and deliver it. */
+    void (*deliver_status)(struct faas_inv *inv, int status, const char *etype,
+                           const char *emsg);
+};
+/* Takes the INPROGRESS record, then has inv admitted, replays, or fails
+ * it, through `caller` (borrowed: a static table), now or when the store
+ * answers. Returns what faas_invoke returns while inv->in_call. */
+int faas_idem_begin(struct faas_inv *inv, const struct faas_idem_caller *caller);
 /* The invocation's outcome: complete the record (success) or drop it. */
 void faas_idem_end(struct faas_inv *inv, int status, json_t *payload);
 /* Ends every invocation still waiting for its store (teardown). */
@@ -451,8 +488,6 @@ void faas_idem_orphan_ops(struct faas_runtime *rt);
 /* ---- async.c -------------------------------------------------------- */
 /* Copies a function's async options (at registration; NULL = defaults). */
 int faas_async_configure(struct faas_fn *fn, const struct faas_async_opts *opts);
-/* An instance of fn was released: start queued events while there is room. */
-void faas_async_kick(struct faas_fn *fn);
 /* Ends every queued event of fn with `status` (unregister, teardown). */
 void faas_async_cancel_fn(struct faas_fn *fn, int status);
 /* Starts every event whose retry time has come (the timer; tests). */
@@ -576,13 +611,12 @@ int faas_invoke_fn(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
  * function, the payload against `limit`. Returns 0 (and *fn) or FAAS_E*. */
 int faas_invoke_check(struct faas_runtime *rt, const char *name, json_t *event,
                       const struct faas_invoke_opts *opts, size_t limit, struct faas_fn **fn);
-/* Deliver a result decided without running (replay, duplicate) from the
- * loop; inv must hold no instance. */
+/* Onto the loop's ready list: a result decided without running (replay,
+ * duplicate; inv must hold no instance) to deliver, or an INLINE
+ * invocation to run. */
 void faas_inv_defer(struct faas_inv *inv);
 /* Runs an INLINE invocation on the loop thread. */
 void faas_inv_run_inline(struct faas_inv *inv);
-/* The worker side of an INVOKE job (any thread). */
-void faas_inv_execute(struct faas_inv *inv);
 /* Builds the result, delivers the log records and the callback, frees. */
 void faas_inv_finish(struct faas_inv *inv);
 /* Decides the result now (timeout, cancel) and delivers it. */
@@ -592,21 +626,32 @@ void faas_inv_deliver_status(struct faas_inv *inv, int status, const char *etype
  * loop, and its late outcome is dropped. */
 void faas_inv_detach(struct faas_inv *inv, int status, const char *etype, const char *emsg);
 void faas_inv_free(struct faas_inv *inv);
+/* The table through which executors report (exec.h): runtime.c gives it
+ * to them as rt->exec_report. */
+extern const struct faas_exec_report faas_invoke_report;
+
+/* ---- exec_inline.c: user code on the calling thread ------------------ */
+/* The worker side of an INVOKE job (any thread): init if the instance is
+ * new, then the handler; writes the outcome into inv. */
+void faas_inv_execute(struct faas_inv *inv);
 /* Runs init on an instance, filling ctx; returns 0 or FAAS_EINIT. */
 int faas_instance_init(struct faas_instance *inst, struct faas_ctx *ctx, uint64_t *init_ns);
+/* Runs a job's body (INVOKE, INIT or FINI) on the calling thread. */
+void faas_job_run(struct faas_job *job);
 
 /* ---- pool.c --------------------------------------------------------- */
 /* Admission: binds inv to an instance, queues it, or FAAS_ETHROTTLED. */
 int faas_pool_admit(struct faas_inv *inv);
 /* An invocation is done with its instance. */
 void faas_pool_release(struct faas_inv *inv);
-/* A min_warm INIT job or a FINI job came back. */
+/* A min_warm INIT job or a FINI job came back (executors: report->job_done). */
 void faas_pool_job_done(struct faas_job *job);
+/* An idle instance can serve no more: dropped now, min_warm refilled
+ * (executors: report->retired). */
+void faas_pool_retire(struct faas_instance *inst);
 /* Creates instances up to min_warm. */
 void faas_pool_prewarm(struct faas_fn *fn);
-/* Drops idle instances whose idle time ran out; rearms the reaper. */
-void faas_pool_reap(struct faas_runtime *rt);
-/* Drops one instance: fini (on a worker for THREAD), then free. */
+/* Drops one instance: fini where init ran (the executor), then free. */
 void faas_instance_destroy(struct faas_instance *inst);
 /* Unregistering: cancels waiting and running invocations, drops idle ones. */
 void faas_pool_cancel_fn(struct faas_fn *fn, int status);
@@ -617,10 +662,8 @@ void faas_tpool_submit(struct faas_runtime *rt, struct faas_job *job);
 /* Stops accepting work, lets the workers drain the queue, joins them, and
  * hands every completed job back to faas_job_done. */
 void faas_tpool_stop(struct faas_runtime *rt);
-/* Called on the loop for each job a worker finished. */
+/* Called on the loop for each job a worker finished: reports it. */
 void faas_job_done(struct faas_runtime *rt, struct faas_job *job);
-/* Runs a job's body (on a worker thread). */
-void faas_job_run(struct faas_job *job);
 
 /* ---- exec_process.c: instances that are processes -------------------- */
 /*
@@ -629,25 +672,17 @@ void faas_job_run(struct faas_job *job);
  * zygote's exit reports, never through SIGCHLD. This layer owns their
  * life: spawning, the init and invocation deadlines (SIGKILL), stdout and
  * stderr as log lines, exit status to error code (FAAS_ECRASHED,
- * FAAS_EMEMLIMIT), and the pool's hooks. The wire to the handler is the
+ * FAAS_EMEMLIMIT), and the executor operations. The wire to the handler is the
  * framed channel of a native worker, or the Runtime API (exec_command.c).
  */
 /* faas_runtime_new: forks the zygote when rt->opts.zygote. 0 or FAAS_ESYS. */
 int faas_zygote_start(struct faas_runtime *rt);
 /* Teardown, after every instance is gone: ends and reaps the zygote. */
 void faas_zygote_stop(struct faas_runtime *rt);
-/* Runs inv on its instance (pool.c's start), spawning the process first
- * when the instance is new. The result comes back through faas_inv_finish. */
-void faas_x_start(struct faas_inv *inv);
-/* A min_warm instance: spawn and init, then faas_pool_job_done(&inst->job)
- * with inst->initialized telling whether it worked. */
-void faas_x_prewarm(struct faas_instance *inst);
-/* The instance is dropped: its process is asked to run fini and exit (or
- * killed), and reaped later; no callback comes from it after this. */
-void faas_x_destroy(struct faas_instance *inst);
-/* Cancels a running invocation (unregister, teardown): the caller gets
- * `status` from the loop, and the process is killed. */
-void faas_x_cancel(struct faas_inv *inv, int status, const char *etype, const char *emsg);
+/* The pool reaches its instances only through faas_exec_process (exec.h):
+ * start spawns the process first when the instance is new; destroy asks
+ * the process to run fini and exit (or kills it) and it is reaped later,
+ * no report coming from it after that; cancel kills the process. */
 /* Teardown, last step: kills every process left and waits for them. */
 void faas_x_shutdown(struct faas_runtime *rt);
 /* From exec_command.c. The process is ready for its first event (status 0)
@@ -753,10 +788,17 @@ struct faas_sigv4_in {
  * Returns 0, FAAS_EINVAL (a malformed scope) or FAAS_ENOMEM. */
 int faas_sigv4_signature(const struct faas_sigv4_in *in, const char *secret, char out[65]);
 
-/* ---- timer.c -------------------------------------------------------- */
-int faas_timer_arm_deadline(struct faas_inv *inv);
-void faas_timer_cancel_deadline(struct faas_inv *inv);
-void faas_timer_arm_reaper(struct faas_runtime *rt, uint64_t at_ns);
+/* ---- timer.c: one-shot timers on the runtime's clock ----------------- */
+/* Arms t to call cb(arg) once, delay_ns from now (re-arming replaces the
+ * time). Returns 0 or FAAS_ENOMEM (t stays unarmed). */
+int faas_timer_arm(struct faas_runtime *rt, struct faas_timer *t, uint64_t delay_ns,
+                   void (*cb)(void *arg), void *arg);
+/* Arms t for the clock time at_ns, unless it is armed for that time or an
+ * earlier one. Returns 0 or FAAS_ENOMEM (t stays unarmed). */
+int faas_timer_arm_at(struct faas_runtime *rt, struct faas_timer *t, uint64_t at_ns,
+                      void (*cb)(void *arg), void *arg);
+/* Disarms t and frees its event; t may be armed again. */
+void faas_timer_free(struct faas_timer *t);
 
 /* ---- metrics.c ------------------------------------------------------ */
 void faas_metrics_record(struct faas_fn *fn, const struct faas_result *res);

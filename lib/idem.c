@@ -27,6 +27,15 @@
  * Stores may answer inside the call or later. An invocation waiting for its
  * store sits on rt->store_wait behind a small token, so faas_runtime_free can
  * end it, and a late answer finds the token cancelled.
+ *
+ * Admission and delivery are not idem.c's: when the record is taken, inv
+ * goes to the admission invoke.c gave faas_idem_begin (struct
+ * faas_idem_caller), and a result decided here (replay, duplicate, refusal,
+ * cancellation) goes back through the same table, whenever the store
+ * answers.
+ *
+ * May call: store.c, json_path.c, metrics.c (log records), libsodium; the
+ * caller's table.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +63,7 @@ struct faas_idem {
 
 struct idem_wait {
     struct faas_inv *inv; /* NULL once cancelled */
+    const struct faas_idem_caller *caller; /* what faas_idem_begin was given */
 };
 
 static int64_t wall_ms(const struct faas_runtime *rt)
@@ -338,17 +348,20 @@ static void end_record(struct faas_inv *inv, int complete, json_t *payload)
 }
 
 /* Decides the result without running, and delivers it from the loop. */
-static void preset(struct faas_inv *inv, int status, const char *etype, const char *emsg)
+static void preset(struct faas_inv *inv, const struct faas_idem_caller *caller, int status,
+                   const char *etype, const char *emsg)
 {
     inv->preset = 1;
     inv->res.status = status;
     inv->res.payload = faas_error_object(etype, emsg);
-    faas_inv_defer(inv);
+    caller->defer(inv);
 }
 
 /* The store's answer to put_if_absent. Returns a code for faas_invoke to
- * return (only while inv->in_call), or 0 when inv was handed on. */
-static int on_put(struct faas_inv *inv, int rc, const struct faas_store_record *rec)
+ * return (only while inv->in_call), or 0 when inv was handed on. Admitting
+ * and delivery are the caller's (invoke.c): what it gave faas_idem_begin. */
+static int on_put(struct faas_inv *inv, int rc, const struct faas_store_record *rec,
+                  const struct faas_idem_caller *caller)
 {
     struct faas_fn *fn = inv->fn;
 
@@ -357,19 +370,19 @@ static int on_put(struct faas_inv *inv, int rc, const struct faas_store_record *
         inv->idem_held = 1;
         faas_log_event(fn->rt, FAAS_LOG_IDEMPOTENCY, fn->name, inv->res.request_id, "store",
                        inv->idem_key, NULL);
-        arc = faas_pool_admit(inv);
+        arc = caller->admit(inv);
         if (arc == 0)
             return 0;
         end_record(inv, 0, NULL);
         if (inv->in_call)
             return arc;
-        preset(inv, arc, "Runtime.Throttled", faas_strerror(arc));
+        preset(inv, caller, arc, "Runtime.Throttled", faas_strerror(arc));
         return 0;
     }
     if (rc == FAAS_EEXIST && rec && rec->state == FAAS_STORE_INPROGRESS) {
         faas_log_event(fn->rt, FAAS_LOG_IDEMPOTENCY, fn->name, inv->res.request_id, "inprogress",
                        inv->idem_key, NULL);
-        preset(inv, FAAS_EINPROGRESS, "IdempotencyAlreadyInProgressError",
+        preset(inv, caller, FAAS_EINPROGRESS, "IdempotencyAlreadyInProgressError",
                "an invocation with this idempotency key is in progress");
         return 0;
     }
@@ -378,7 +391,7 @@ static int on_put(struct faas_inv *inv, int rc, const struct faas_store_record *
             strcmp(inv->idem_validation, rec->validation) != 0) {
             faas_log_event(fn->rt, FAAS_LOG_IDEMPOTENCY, fn->name, inv->res.request_id, "mismatch",
                            inv->idem_key, NULL);
-            preset(inv, FAAS_EIDEMPOTENCY_MISMATCH, "IdempotencyValidationError",
+            preset(inv, caller, FAAS_EIDEMPOTENCY_MISMATCH, "IdempotencyValidationError",
                    "the payload differs from the one stored for this idempotency key");
             return 0;
         }
@@ -388,7 +401,7 @@ static int on_put(struct faas_inv *inv, int rc, const struct faas_store_record *
         inv->res.replayed = 1;
         inv->res.status = rec->status;
         inv->res.payload = rec->payload ? json_incref(rec->payload) : json_null();
-        faas_inv_defer(inv);
+        caller->defer(inv);
         return 0;
     }
     /* Refused (the byte bound: FAAS_ETOOBIG, FAAS_ETHROTTLED) or failed:
@@ -397,7 +410,7 @@ static int on_put(struct faas_inv *inv, int rc, const struct faas_store_record *
         rc = FAAS_ESYS;
     if (inv->in_call)
         return rc;
-    preset(inv, rc, rc == FAAS_ETHROTTLED ? "Runtime.Throttled" : "Runtime.StoreError",
+    preset(inv, caller, rc, rc == FAAS_ETHROTTLED ? "Runtime.Throttled" : "Runtime.StoreError",
            faas_strerror(rc));
     return 0;
 }
@@ -406,6 +419,7 @@ static void put_cb(int rc, const struct faas_store_record *rec, void *arg)
 {
     struct idem_wait *w = arg;
     struct faas_inv *inv = w->inv;
+    const struct faas_idem_caller *caller = w->caller;
     struct faas_runtime *rt;
 
     free(w);
@@ -413,7 +427,7 @@ static void put_cb(int rc, const struct faas_store_record *rec, void *arg)
         return; /* ended meanwhile by faas_runtime_free */
     if (inv->in_call) {
         inv->store_answered = 1;
-        inv->call_rc = on_put(inv, rc, rec);
+        inv->call_rc = on_put(inv, rc, rec, caller);
         return;
     }
     rt = inv->rt;
@@ -423,14 +437,14 @@ static void put_cb(int rc, const struct faas_store_record *rec, void *arg)
     if (inv->fn->unregistered) {
         if (rc == 0)
             end_record(inv, 0, NULL);
-        preset(inv, FAAS_ECANCELED, "Runtime.Canceled", "the function was unregistered");
+        preset(inv, caller, FAAS_ECANCELED, "Runtime.Canceled", "the function was unregistered");
     } else {
-        on_put(inv, rc, rec); /* outside the call it hands inv on, always */
+        on_put(inv, rc, rec, caller); /* outside the call it hands inv on, always */
     }
     faas_rt_leave(rt);
 }
 
-int faas_idem_begin(struct faas_inv *inv)
+int faas_idem_begin(struct faas_inv *inv, const struct faas_idem_caller *caller)
 {
     struct faas_fn *fn = inv->fn;
     struct faas_runtime *rt = fn->rt;
@@ -455,6 +469,7 @@ int faas_idem_begin(struct faas_inv *inv)
     if (!w)
         return FAAS_ENOMEM;
     w->inv = inv;
+    w->caller = caller;
     inv->store_answered = 0;
     rc = faas_store_put_if_absent(idem->store, inv->idem_key, &rec, now, put_cb, w);
     log_evictions(fn);
@@ -480,10 +495,11 @@ void faas_idem_cancel_waits(struct faas_runtime *rt)
     struct faas_list *e;
     while ((e = faas_list_pop_head(&rt->store_wait)) != NULL) {
         struct faas_inv *inv = FAAS_CONTAINER_OF(e, struct faas_inv, link);
-        ((struct idem_wait *)inv->store_wait)->inv = NULL; /* a late answer finds nobody */
+        struct idem_wait *w = inv->store_wait;
+        w->inv = NULL; /* a late answer finds nobody */
         inv->store_wait = NULL;
-        faas_inv_deliver_status(inv, FAAS_ECANCELED, "Runtime.Canceled",
-                                "the runtime was freed");
+        w->caller->deliver_status(inv, FAAS_ECANCELED, "Runtime.Canceled",
+                                  "the runtime was freed");
     }
 }
 

@@ -13,6 +13,21 @@
  * deadline or a cancellation. Then the callback runs at once and the record
  * stays with the worker, marked delivered, until its late outcome comes back
  * and is dropped. Either way the callback runs exactly once.
+ *
+ * The pipeline runs one way: admission (here) -> pool.c -> the executor
+ * (exec.h) -> finish (here) -> metrics.c. This file is both ends: it admits
+ * (itself, or through the table it gives idem.c's check), and it fills
+ * faas_invoke_report, the table through which every executor reports
+ * (runtime.c hands it over). THREAD deadlines are decided here: the loop
+ * watches them with a timer.c timer, since a worker cannot be interrupted.
+ * A THREAD invocation has at most one timer. The worker publishes the phase
+ * (queued, init, run) and the deadline of that phase; the timer compares it
+ * with the clock and either re-arms or decides the result: FAAS_EINIT for
+ * an init that overran, FAAS_ETIMEDOUT for a handler that did. The instance
+ * stays busy until the worker returns, and the late result is discarded.
+ *
+ * May call: pool.c, idem.c, exec_inline.c (the job bodies), metrics.c,
+ * timer.c, and the shared helpers.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,7 +45,7 @@ void faas_inv_free(struct faas_inv *inv)
 {
     struct faas_logline *l, *next;
 
-    faas_timer_cancel_deadline(inv);
+    faas_timer_free(&inv->deadline);
     json_decref(inv->event);
     json_decref(inv->client_context);
     json_decref(inv->exec_payload);
@@ -64,6 +79,13 @@ static struct faas_inv *inv_new(struct faas_runtime *rt, struct faas_fn *fn)
     inv->ctx.log_tail = &inv->ctx.log_head;
     return inv;
 }
+
+/* What idem.c's check hands its decisions to. */
+static const struct faas_idem_caller idem_caller = {
+    .admit = faas_pool_admit,
+    .defer = faas_inv_defer,
+    .deliver_status = faas_inv_deliver_status,
+};
 
 int faas_invoke_fn(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
                    const struct faas_invoke_opts *opts, const char *request_id,
@@ -107,7 +129,9 @@ int faas_invoke_fn(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
         if (rc)
             goto fail;
     }
-    rc = inv->idem_key[0] ? faas_idem_begin(inv) : faas_pool_admit(inv);
+    /* The idempotency check decides; admission and delivery stay ours: it
+     * calls back. */
+    rc = inv->idem_key[0] ? faas_idem_begin(inv, &idem_caller) : faas_pool_admit(inv);
     if (rc)
         goto fail;
     /* Admitted, deferred or waiting for its store: never finished inside
@@ -167,123 +191,7 @@ int faas_invoke(struct faas_runtime *rt, const char *name, json_t *event,
     return rc;
 }
 
-/* ---- execution ------------------------------------------------------ */
-
-static void set_outcome(struct faas_inv *inv, int status, json_t *payload)
-{
-    inv->exec_status = status;
-    inv->exec_payload = payload;
-}
-
-static void fail_with(struct faas_inv *inv, int status, const char *dtype, const char *dmsg)
-{
-    struct faas_ctx *ctx = &inv->ctx;
-    if (ctx->failed)
-        set_outcome(inv, status, faas_error_object(ctx->error_type, ctx->error_message));
-    else
-        set_outcome(inv, status, faas_error_object(dtype, dmsg));
-}
-
-int faas_instance_init(struct faas_instance *inst, struct faas_ctx *ctx, uint64_t *init_ns)
-{
-    struct faas_fn *fn = inst->fn;
-    struct faas_runtime *rt = fn->rt;
-    uint64_t start = faas_now_ns(rt), limit;
-    void *state = NULL;
-    int rc;
-
-    limit = (uint64_t)fn->opts.init_timeout_ms * 1000000u;
-    atomic_store(&ctx->deadline_ns, limit ? start + limit : 0);
-    ctx->in_init = 1;
-    rc = fn->opts.init(ctx, &state);
-    ctx->in_init = 0;
-    *init_ns = faas_now_ns(rt) - start;
-    if (rc != 0 || ctx->failed) {
-        if (!ctx->failed)
-            faas_ctx_fail(ctx, "Runtime.InitError", "init returned %d", rc);
-        return FAAS_EINIT;
-    }
-    if (limit && *init_ns > limit) {
-        /* It returned, late: the instance is not used. Its state is good,
-         * so fini runs, here, where init ran. */
-        if (fn->opts.fini)
-            fn->opts.fini(state);
-        ctx->failed = 0;
-        faas_ctx_fail(ctx, "Runtime.InitError", "Init timed out after %.2f seconds",
-                      (double)fn->opts.init_timeout_ms / 1000.0);
-        return FAAS_EINIT;
-    }
-    inst->state = state;
-    inst->initialized = 1;
-    return 0;
-}
-
-void faas_inv_execute(struct faas_inv *inv)
-{
-    struct faas_runtime *rt = inv->rt;
-    struct faas_fn *fn = inv->fn;
-    struct faas_instance *inst = inv->inst;
-    struct faas_ctx *ctx = &inv->ctx;
-    json_t *result = NULL;
-    uint64_t start, limit = (uint64_t)inv->timeout_ms * 1000000u;
-    char msg[128];
-    int rc;
-
-    if (atomic_load(&ctx->cancelled)) {
-        set_outcome(inv, FAAS_ECANCELED, json_null());
-        goto done;
-    }
-    if (!inst->initialized) {
-        atomic_store(&inv->phase, FAAS_PHASE_INIT);
-        if (faas_instance_init(inst, ctx, &inv->init_ns) != 0) {
-            fail_with(inv, FAAS_EINIT, "Runtime.InitError", "init failed");
-            goto done;
-        }
-        if (atomic_load(&ctx->cancelled)) {
-            set_outcome(inv, FAAS_ECANCELED, json_null());
-            goto done;
-        }
-    }
-    ctx->state = inst->state;
-    start = faas_now_ns(rt);
-    inv->run_start_ns = start;
-    atomic_store(&ctx->deadline_ns, limit ? start + limit : 0);
-    atomic_store(&inv->phase, FAAS_PHASE_RUN);
-    rc = fn->handler(ctx, inv->event, &result);
-    inv->end_ns = faas_now_ns(rt);
-    inv->duration_ns = inv->end_ns - start;
-    if (ctx->failed) {
-        json_decref(result);
-        fail_with(inv, FAAS_EHANDLER, NULL, NULL);
-    } else if (rc != 0) {
-        json_decref(result);
-        snprintf(msg, sizeof msg, "handler returned %d", rc);
-        set_outcome(inv, FAAS_EHANDLER, faas_error_object("Runtime.HandlerError", msg));
-    } else if (limit && inv->duration_ns > limit) {
-        json_decref(result);
-        snprintf(msg, sizeof msg, "Task timed out after %.2f seconds",
-                 (double)inv->timeout_ms / 1000.0);
-        set_outcome(inv, FAAS_ETIMEDOUT, faas_error_object("Sandbox.Timedout", msg));
-    } else {
-        size_t max = rt->opts.max_sync_payload, n;
-        if (!result)
-            result = json_null();
-        n = faas_json_size(result, max);
-        if (n > max) {
-            json_decref(result);
-            snprintf(msg, sizeof msg,
-                     "Response payload size (%zu bytes) exceeded maximum allowed payload "
-                     "size (%zu bytes).",
-                     n, max);
-            set_outcome(inv, FAAS_ETOOBIG,
-                        faas_error_object("Function.ResponseSizeTooLarge", msg));
-        } else {
-            set_outcome(inv, 0, result);
-        }
-    }
-done:
-    atomic_store(&inv->phase, FAAS_PHASE_DONE);
-}
+/* ---- execution: INLINE on the loop, THREAD deadlines ---------------- */
 
 void faas_inv_run_inline(struct faas_inv *inv)
 {
@@ -296,10 +204,79 @@ void faas_inv_run_inline(struct faas_inv *inv)
     if (inv->fn->unregistered) {
         /* Unregistered by its own handler: cancelled, like any running one. */
         json_decref(inv->exec_payload);
-        set_outcome(inv, FAAS_ECANCELED,
-                    faas_error_object("Runtime.Canceled", "the function was unregistered"));
+        inv->exec_status = FAAS_ECANCELED;
+        inv->exec_payload =
+            faas_error_object("Runtime.Canceled", "the function was unregistered");
     }
     faas_inv_finish(inv);
+}
+
+/*
+ * How long until the invocation's timer should look again, or UINT64_MAX
+ * when there is nothing left to watch. Waiting and init are re-checked at
+ * least every timeout_ms, so a handler that starts after a quick init still
+ * meets its own deadline on time.
+ */
+static uint64_t next_look(const struct faas_inv *inv, int phase, uint64_t deadline,
+                          uint64_t now)
+{
+    uint64_t period = (uint64_t)inv->timeout_ms * 1000000u, left = UINT64_MAX;
+    uint64_t init_limit = (uint64_t)inv->fn->opts.init_timeout_ms * 1000000u;
+
+    if (phase == FAAS_PHASE_RUN)
+        return period == 0 ? UINT64_MAX : deadline > now ? deadline - now : period;
+    if (phase == FAAS_PHASE_INIT && deadline)
+        left = deadline > now ? deadline - now : 0;
+    else if (phase == FAAS_PHASE_QUEUED && inv->cold && inv->fn->opts.init && init_limit)
+        left = init_limit;
+    if (period && left > period)
+        left = period;
+    return left;
+}
+
+static void deadline_cb(void *arg)
+{
+    struct faas_inv *inv = arg;
+    struct faas_runtime *rt = inv->rt;
+    /* The worker publishes a phase's deadline before the phase: read the
+     * phase first, so a RUN phase always comes with its own deadline. */
+    int phase = atomic_load(&inv->phase);
+    uint64_t deadline = atomic_load(&inv->ctx.deadline_ns);
+    uint64_t now = faas_now_ns(rt), left;
+    char msg[96];
+
+    if (phase == FAAS_PHASE_DONE || inv->delivered)
+        return; /* the completion is on its way, or nobody waits for it */
+    if (phase == FAAS_PHASE_QUEUED || deadline == 0 || now < deadline ||
+        (phase == FAAS_PHASE_RUN && inv->timeout_ms == 0)) {
+        left = next_look(inv, phase, deadline, now);
+        if (left != UINT64_MAX) /* the event exists: no allocation, no failure */
+            faas_timer_arm(rt, &inv->deadline, left ? left : 1000000u, deadline_cb, inv);
+        return;
+    }
+    atomic_store(&inv->ctx.cancelled, 1);
+    faas_rt_enter(rt);
+    if (phase == FAAS_PHASE_INIT) {
+        inv->inst->retire = 1;
+        snprintf(msg, sizeof msg, "Init timed out after %.2f seconds",
+                 (double)inv->fn->opts.init_timeout_ms / 1000.0);
+        faas_inv_deliver_status(inv, FAAS_EINIT, "Runtime.InitError", msg);
+    } else {
+        snprintf(msg, sizeof msg, "Task timed out after %.2f seconds",
+                 (double)inv->timeout_ms / 1000.0);
+        faas_inv_deliver_status(inv, FAAS_ETIMEDOUT, "Sandbox.Timedout", msg);
+    }
+    faas_rt_leave(rt);
+}
+
+/* report->watch: the loop watches inv's init and run deadlines. */
+static int watch_deadline(struct faas_inv *inv)
+{
+    uint64_t first = next_look(inv, FAAS_PHASE_QUEUED, 0, 0);
+
+    if (first == UINT64_MAX)
+        return 0; /* no deadline of any kind */
+    return faas_timer_arm(inv->rt, &inv->deadline, first, deadline_cb, inv);
 }
 
 /* ---- results -------------------------------------------------------- */
@@ -384,6 +361,7 @@ static void deliver(struct faas_inv *inv)
 
 void faas_inv_finish(struct faas_inv *inv)
 {
+    faas_timer_free(&inv->deadline); /* the outcome is here: nothing to watch */
     if (inv->inst)
         faas_pool_release(inv);
     if (!inv->delivered)
@@ -422,7 +400,7 @@ void faas_inv_detach(struct faas_inv *inv, int status, const char *etype, const 
     atomic_store(&inv->ctx.cancelled, 1);
     if (inv->delivered)
         return;
-    faas_timer_cancel_deadline(inv);
+    faas_timer_free(&inv->deadline);
     if (inv->idem_held)
         faas_idem_end(inv, status, NULL);
     n = inv_new(inv->rt, inv->fn);
@@ -443,6 +421,16 @@ void faas_inv_detach(struct faas_inv *inv, int status, const char *etype, const 
     faas_list_insert_tail(&inv->rt->ready, &n->link);
     faas_rt_kick(inv->rt);
 }
+
+/* How every executor reports (exec.h); runtime.c gives it to them. */
+const struct faas_exec_report faas_invoke_report = {
+    .finished = faas_inv_finish,
+    .job_done = faas_pool_job_done,
+    .retired = faas_pool_retire,
+    .defer = faas_inv_defer,
+    .detach = faas_inv_detach,
+    .watch = watch_deadline,
+};
 
 /* ---- faas_invoke_sync ----------------------------------------------- */
 

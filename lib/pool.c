@@ -1,6 +1,6 @@
 /*
  * pool.c - the warm pool: instances, admission, queueing, throttling,
- * recycling and reaping, for INLINE and THREAD functions alike.
+ * recycling and reaping, for every isolation mode alike.
  *
  * Policy per function, as Lambda's:
  *  - an invocation takes the most recently used idle instance (warm start);
@@ -17,22 +17,20 @@
  *
  * All of this runs on the loop thread; the only cross-thread handoff is the
  * thread pool's (exec_thread.c). Times come from the runtime's clock.
- * A release tells a drain under way (faas_drain_note) that work ended.
+ *
+ * Where an instance lives is its executor's business (exec.h): the pool
+ * calls fn->exec's operations and nothing else of the executors. It hears
+ * from them through rt->exec_report (faas_pool_job_done, faas_pool_retire).
+ * It tells the layers that wait on it through hooks they set: a release
+ * calls fn->on_capacity (async.c's queue) and faas_drain_note (the drain's
+ * listener); the idle reaper is a timer.c timer with the pool's callback.
+ *
+ * May call: exec.h operations, timer.c, clock.c, json.c (error objects),
+ * runtime.c's loop services (faas_rt_kick, the callback guard).
  */
 #include <stdlib.h>
 
 #include "faas_int.h"
-
-static int is_thread(const struct faas_fn *fn)
-{
-    return fn->xkind == FAAS_X_NONE && fn->opts.isolation == FAAS_ISOLATION_THREAD;
-}
-
-/* PROCESS and COMMAND: the instance is a process (exec_process.c). */
-static int is_proc(const struct faas_fn *fn)
-{
-    return fn->xkind != FAAS_X_NONE;
-}
 
 static struct faas_instance *instance_new(struct faas_fn *fn)
 {
@@ -44,7 +42,7 @@ static struct faas_instance *instance_new(struct faas_fn *fn)
     faas_list_init(&inst->link);
     faas_list_init(&inst->rt_link);
     /* A process is ready once it said so, whether it has an init or not. */
-    inst->initialized = fn->opts.init == NULL && !is_proc(fn);
+    inst->initialized = fn->opts.init == NULL && !fn->exec->self_starting;
     inst->job.inst = inst;
     fn->ninstances++;
     return inst;
@@ -60,50 +58,25 @@ static void instance_free(struct faas_instance *inst)
 void faas_instance_destroy(struct faas_instance *inst)
 {
     struct faas_fn *fn = inst->fn;
-    struct faas_runtime *rt = fn->rt;
 
     fn->ninstances--;
-    if (is_proc(fn)) {
-        faas_x_destroy(inst); /* fini runs in the process */
+    /* fini runs where init ran; a FINI job comes back to faas_pool_job_done */
+    if (fn->exec->destroy(inst) == 0)
         instance_free(inst);
-        return;
-    }
-    if (inst->initialized && fn->opts.fini) {
-        if (is_thread(fn) && rt->pool && !rt->closing) {
-            /* fini is user code: it runs where init ran, off the loop. */
-            inst->job.kind = FAAS_JOB_FINI;
-            faas_tpool_submit(rt, &inst->job);
-            return;
-        }
-        fn->opts.fini(inst->state);
-    }
-    instance_free(inst);
 }
 
 static void start(struct faas_inv *inv, struct faas_instance *inst, int cold)
 {
     struct faas_fn *fn = inv->fn;
-    struct faas_runtime *rt = fn->rt;
 
     inv->inst = inst;
     inv->cold = cold;
     fn->nbusy++;
     faas_list_insert_tail(&fn->running, &inv->link);
-    if (is_proc(fn)) {
-        faas_x_start(inv);
-    } else if (is_thread(fn)) {
-        if (faas_timer_arm_deadline(inv) != 0) {
-            /* No timer: run without a deadline rather than not at all. */
-            inv->timeout_ms = 0;
-        }
-        inv->submitted = 1;
-        faas_tpool_submit(rt, &inv->job);
-    } else {
-        faas_list_remove(&inv->link);
-        faas_list_insert_tail(&rt->ready, &inv->link);
-        faas_rt_kick(rt);
-    }
+    fn->exec->start(inv);
 }
+
+static void reap_cb(void *arg);
 
 static void make_idle(struct faas_instance *inst, uint64_t now)
 {
@@ -114,8 +87,9 @@ static void make_idle(struct faas_instance *inst, uint64_t now)
     faas_list_insert_head(&fn->idle, &inst->link);
     faas_list_insert_tail(&rt->idle, &inst->rt_link);
     if (fn->opts.idle_timeout_ms && fn->ninstances > fn->opts.min_warm)
-        faas_timer_arm_reaper(rt, inst->idle_since_ns +
-                                      (uint64_t)fn->opts.idle_timeout_ms * 1000000u);
+        faas_timer_arm_at(rt, &rt->reaper,
+                          inst->idle_since_ns + (uint64_t)fn->opts.idle_timeout_ms * 1000000u,
+                          reap_cb, rt);
 }
 
 /* A usable instance: to the oldest waiter, or to idle since `now` (0: read
@@ -195,16 +169,16 @@ void faas_pool_release(struct faas_inv *inv)
         faas_instance_destroy(inst);
         if (!fn->unregistered && !rt->closing) {
             pump(fn);
-            if (fn->async)
-                faas_async_kick(fn);
+            if (fn->on_capacity)
+                fn->on_capacity(fn);
         }
         return;
     }
     hand_over(inst, inv->end_ns);
     if (fn->ninstances < fn->opts.min_warm)
         faas_pool_prewarm(fn); /* a failed min_warm init, now retried */
-    if (fn->async && !fn->unregistered && !rt->closing)
-        faas_async_kick(fn);
+    if (fn->on_capacity && !fn->unregistered && !rt->closing)
+        fn->on_capacity(fn);
 }
 
 void faas_pool_prewarm(struct faas_fn *fn)
@@ -217,22 +191,12 @@ void faas_pool_prewarm(struct faas_fn *fn)
         if (!inst)
             return;
         inst->prewarmed = 1;
-        if (is_proc(fn)) {
-            fn->nstarting++;
-            inst->job.kind = FAAS_JOB_INIT;
-            faas_x_prewarm(inst);
-        } else if (inst->initialized) {
-            hand_over(inst, 0);
-        } else if (is_thread(fn)) {
-            fn->nstarting++;
-            inst->job.kind = FAAS_JOB_INIT;
-            faas_tpool_submit(rt, &inst->job);
+        if (inst->initialized) {
+            hand_over(inst, 0); /* nothing to start */
         } else {
-            /* INLINE: init runs here, on the loop thread, as INLINE code does. */
             fn->nstarting++;
             inst->job.kind = FAAS_JOB_INIT;
-            faas_job_run(&inst->job);
-            faas_pool_job_done(&inst->job);
+            fn->exec->prewarm(inst);
         }
     }
 }
@@ -261,7 +225,8 @@ void faas_pool_job_done(struct faas_job *job)
     hand_over(inst, 0);
 }
 
-void faas_pool_reap(struct faas_runtime *rt)
+/* Drops idle instances whose idle time ran out; rearms the reaper. */
+static void reap(struct faas_runtime *rt)
 {
     uint64_t now = faas_now_ns(rt), next = 0;
     struct faas_list *e, *n;
@@ -283,7 +248,27 @@ void faas_pool_reap(struct faas_runtime *rt)
         }
     }
     if (next)
-        faas_timer_arm_reaper(rt, next);
+        faas_timer_arm_at(rt, &rt->reaper, next, reap_cb, rt);
+}
+
+static void reap_cb(void *arg)
+{
+    struct faas_runtime *rt = arg;
+    faas_rt_enter(rt); /* fini is user code */
+    reap(rt);
+    faas_rt_leave(rt);
+}
+
+void faas_pool_retire(struct faas_instance *inst)
+{
+    struct faas_fn *fn = inst->fn;
+
+    faas_fn_ref(fn);
+    faas_list_remove(&inst->link);
+    faas_list_remove(&inst->rt_link);
+    faas_instance_destroy(inst);
+    faas_pool_prewarm(fn); /* min_warm refilled */
+    faas_fn_unref(fn);
 }
 
 void faas_pool_cancel_fn(struct faas_fn *fn, int status)
@@ -305,12 +290,7 @@ void faas_pool_cancel_fn(struct faas_fn *fn, int status)
     for (e = fn->running.next; e != &fn->running; e = n) {
         struct faas_inv *inv = FAAS_CONTAINER_OF(e, struct faas_inv, link);
         n = e->next;
-        if (is_proc(fn))
-            faas_x_cancel(inv, status, "Runtime.Canceled", why);
-        else if (inv->submitted)
-            faas_inv_detach(inv, status, "Runtime.Canceled", why);
-        else
-            atomic_store(&inv->ctx.cancelled, 1); /* INLINE: finishes cancelled */
+        fn->exec->cancel(inv, status, "Runtime.Canceled", why);
     }
     while ((e = faas_list_pop_head(&fn->idle)) != NULL) {
         struct faas_instance *inst = FAAS_CONTAINER_OF(e, struct faas_instance, link);

@@ -18,13 +18,20 @@
  *
  * faas_drain: rt->draining makes the entry points refuse new work
  * (FAAS_EDRAINING); what was accepted goes on. The drain is two events of
- * its own: `check`, made active whenever work ends (faas_drain_note from
- * the pool, the async queues, the batchers and the dispatch event), counts
+ * its own: `check`, made active whenever work ends (the listener
+ * rt->on_work_end, which faas_drain_note in the pool, the async queues, the
+ * batchers and the dispatch event calls while a drain is under way), counts
  * what is left and calls back when nothing is; `deadline` calls back with
  * what is left when the time is up. Counting walks the functions and
  * mappings (counters, not their queues), and runs only while draining.
  * The callback runs once: from one of the two events, or from
  * faas_runtime_free with FAAS_ECANCELED.
+ *
+ * The runtime is where the layers are put together: it picks each
+ * function's executor at registration (fn->exec, exec.h) and gives the
+ * executors invoke.c's report table (rt->exec_report). It may call every
+ * layer; none calls it but for the loop services (faas_rt_kick, the
+ * callback guard, lookup and references).
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -197,7 +204,8 @@ static void drain_deadline_cb(evutil_socket_t fd, short what, void *arg)
     drain_end(rt, n ? FAAS_ETIMEDOUT : 0, n);
 }
 
-void faas_drain_poke(struct faas_runtime *rt)
+/* rt->on_work_end while draining. */
+static void drain_poke(struct faas_runtime *rt)
 {
     struct faas_drain *d = rt->drain;
     if (d->cb && !d->check_active && !rt->closing) {
@@ -216,6 +224,7 @@ static void drain_free(struct faas_runtime *rt)
         event_free(d->deadline);
     free(d);
     rt->drain = NULL;
+    rt->on_work_end = NULL;
 }
 
 int faas_drain(struct faas_runtime *rt, uint32_t timeout_ms, faas_drain_fn cb, void *arg)
@@ -247,12 +256,13 @@ int faas_drain(struct faas_runtime *rt, uint32_t timeout_ms, faas_drain_fn cb, v
         event_add(d->deadline, &tv);
     }
     rt->drain = d;
+    rt->on_work_end = drain_poke;
     rt->draining = 1;
     if (rt->http)
         faas_http_drain(rt);
     faas_batcher_drain(rt);
     /* Nothing pending: the callback comes on the next turn of the loop. */
-    faas_drain_poke(rt);
+    drain_poke(rt);
     return 0;
 }
 
@@ -331,6 +341,7 @@ int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
         return FAAS_ENOMEM;
     rt->opts = o;
     rt->base = base;
+    rt->exec_report = &faas_invoke_report;
     if (copy_opt_strings(rt) != 0) {
         free_opt_strings(rt);
         free(rt);
@@ -439,8 +450,7 @@ static void runtime_destroy(struct faas_runtime *rt)
     }
     faas_idem_orphan_ops(rt);
     drain_free(rt);
-    if (rt->reap_ev)
-        event_free(rt->reap_ev);
+    faas_timer_free(&rt->reaper);
     event_free(rt->dispatch_ev);
     faas_htable_fini(&rt->registry);
     free_opt_strings(rt);
@@ -528,6 +538,7 @@ static int set_source(struct faas_fn *fn, const struct fn_source *src,
     fn->handler = src->handler;
     if (src->argv) {
         fn->xkind = FAAS_X_COMMAND;
+        fn->exec = &faas_exec_process; /* COMMAND's wire: exec_command.c */
         if (!(fn->argv = faas_strv_dup(src->argv)) || !(fn->env = faas_strv_dup(opts->env)) ||
             (opts->handler && !(fn->cmd_handler = faas_strdup(opts->handler))) ||
             (opts->task_root && !(fn->task_root = abs_path(opts->task_root))))
@@ -541,8 +552,13 @@ static int set_source(struct faas_fn *fn, const struct fn_source *src,
         }
         return 0;
     }
-    if (opts->isolation == FAAS_ISOLATION_PROCESS)
+    if (opts->isolation == FAAS_ISOLATION_PROCESS) {
         fn->xkind = FAAS_X_NATIVE;
+        fn->exec = &faas_exec_process;
+    } else {
+        fn->exec = opts->isolation == FAAS_ISOLATION_THREAD ? &faas_exec_thread
+                                                            : &faas_exec_inline;
+    }
     if (!src->so_path)
         return 0;
     /* Absolute: a worker or the zygote may not share the host's cwd. */

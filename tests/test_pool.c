@@ -950,6 +950,80 @@ static void test_late_min_warm_init_not_used(void **state)
     assert_int_equal(g_cb_total, 1);
 }
 
+/* ---- the executor seam: the pool reaches instances only through fn->exec ---- */
+
+static int g_op_start, g_op_prewarm, g_op_cancel, g_op_destroy;
+
+static void counting_start(struct faas_inv *inv)
+{
+    g_op_start++;
+    faas_exec_inline.start(inv);
+}
+
+static void counting_prewarm(struct faas_instance *inst)
+{
+    g_op_prewarm++;
+    faas_exec_inline.prewarm(inst);
+}
+
+static void counting_cancel(struct faas_inv *inv, int status, const char *etype,
+                            const char *emsg)
+{
+    g_op_cancel++;
+    faas_exec_inline.cancel(inv, status, etype, emsg);
+}
+
+static int counting_destroy(struct faas_instance *inst)
+{
+    g_op_destroy++;
+    return faas_exec_inline.destroy(inst);
+}
+
+static const struct faas_exec_ops counting_ops = {
+    .name = "counting",
+    .self_starting = 0,
+    .start = counting_start,
+    .prewarm = counting_prewarm,
+    .cancel = counting_cancel,
+    .destroy = counting_destroy,
+};
+
+static void test_pool_calls_the_executor_table(void **state)
+{
+    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+    struct faas_fn *fn;
+    (void)state;
+    g_op_start = g_op_prewarm = g_op_cancel = g_op_destroy = 0;
+    fo.isolation = FAAS_ISOLATION_INLINE;
+    fo.init = init_fn;
+    fo.fini = fini_fn;
+    assert_int_equal(faas_register(g_rt, "seam", echo_handler, &fo), 0);
+    fn = faas_fn_lookup(g_rt, "seam");
+    assert_non_null(fn);
+    assert_ptr_equal(fn->exec, &faas_exec_inline); /* chosen at registration */
+    fn->exec = &counting_ops;
+
+    invoke_wait("seam", 0); /* cold: a new instance, started by the table */
+    invoke_wait("seam", 1); /* warm: the same instance */
+    assert_int_equal(g_rec[0].status, 0);
+    assert_int_equal(g_rec[1].status, 0);
+    assert_int_equal(g_rec[0].cold, 1);
+    assert_int_equal(g_rec[1].cold, 0);
+    assert_int_equal(g_op_start, 2);
+    assert_int_equal(ALOAD(&g_init_calls), 1);
+
+    fn->opts.min_warm = 2; /* one more instance: made through prewarm */
+    faas_pool_prewarm(fn);
+    assert_int_equal(g_op_prewarm, 1);
+    assert_int_equal(ALOAD(&g_init_calls), 2);
+    assert_int_equal(fn->ninstances, 2);
+
+    assert_int_equal(faas_unregister(g_rt, "seam"), 0);
+    assert_int_equal(g_op_destroy, 2); /* both idle instances, fini each */
+    assert_int_equal(ALOAD(&g_fini_calls), 2);
+    assert_int_equal(g_op_cancel, 0);  /* nothing was running */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -979,6 +1053,7 @@ int main(void)
                                                  (void *)&iso_thread),
         cmocka_unit_test_setup_teardown(test_unregister_cancels_thread, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unregister_cancels_inline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_calls_the_executor_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_prewarm_starts_waiter, setup, teardown),
         cmocka_unit_test_prestate_setup_teardown(test_min_warm_refilled_after_failed_init, setup,
                                                  teardown, (void *)&iso_inline),

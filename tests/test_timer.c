@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "faas_int.h" /* struct faas_timer: the timer itself */
 #include "testutil.h"
 
 #define BOUND_MS 8000u
@@ -632,6 +633,57 @@ static void test_no_poll_during_untimed_init(void **state)
     assert_int_equal(g_cb_total, 1);
 }
 
+/* ---- the timer itself: it only fires the callback it was given ---- */
+
+static int g_fired;
+static void *g_fired_arg;
+
+static void count_fire(void *arg)
+{
+    g_fired++;
+    g_fired_arg = arg;
+}
+
+static void test_timer_fires_given_callback(void **state)
+{
+    struct faas_timer t;
+    int token;
+    (void)state;
+    memset(&t, 0, sizeof t);
+    g_fired = 0;
+    g_fired_arg = NULL;
+    start_rt(1); /* the fake clock: delays are computed from its reading */
+
+    /* arm_at keeps the earlier time: a later request does not move it */
+    assert_int_equal(faas_timer_arm_at(g_rt, &t, tu_clock_now(&g_clk) + 1000000u, count_fire,
+                                       &token), 0);
+    assert_int_not_equal(t.at_ns, 0);
+    {
+        uint64_t at = t.at_ns;
+        assert_int_equal(faas_timer_arm_at(g_rt, &t, at + 60000000000u, count_fire, &token),
+                         0);
+        assert_true(t.at_ns == at);
+    }
+    assert_true(tu_run_until(g_base, &g_fired, 1, BOUND_MS));
+    assert_int_equal(g_fired, 1);
+    assert_ptr_equal(g_fired_arg, &token);
+    assert_true(t.at_ns == 0); /* fired: not armed any more */
+
+    /* re-arming replaces the time: one more fire, not two */
+    assert_int_equal(faas_timer_arm(g_rt, &t, 60000000000u, count_fire, NULL), 0);
+    assert_int_equal(faas_timer_arm(g_rt, &t, 1000000u, count_fire, NULL), 0);
+    assert_true(tu_run_until(g_base, &g_fired, 2, BOUND_MS));
+    assert_int_equal(g_fired, 2);
+    assert_null(g_fired_arg);
+
+    /* freed while armed: it never fires */
+    assert_int_equal(faas_timer_arm(g_rt, &t, 1000000u, count_fire, NULL), 0);
+    faas_timer_free(&t);
+    assert_null(t.ev);
+    assert_false(tu_run_until(g_base, &g_fired, 3, 50));
+    assert_int_equal(g_fired, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -649,6 +701,7 @@ int main(void)
                                                  &iso_thread),
         cmocka_unit_test_setup_teardown(test_cold_start_timeout_on_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_poll_during_untimed_init, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timer_fires_given_callback, setup, teardown),
     };
     tu_cond_init_monotonic(&g_cv);
     return cmocka_run_group_tests(tests, NULL, NULL);
