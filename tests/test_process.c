@@ -254,6 +254,21 @@ static int pred_inits(const void *arg)
     return n >= (int)w->instances;
 }
 
+/* As many idle instances as w->instances: their READY has been read (an
+ * "init ran" line can arrive before it). */
+static int pred_idle(const void *arg)
+{
+    const struct stat_want *w = arg;
+    struct faas_fn *fn = faas_fn_lookup(g_rt, w->name);
+    const struct faas_list *e;
+    uint32_t n = 0;
+    if (!fn)
+        return 0;
+    for (e = fn->idle.next; e != &fn->idle; e = e->next)
+        n++;
+    return n == w->instances;
+}
+
 static json_t *marker_event(const char *name, char *path, size_t size)
 {
     snprintf(path, size, "%s/%s", g_dir, name);
@@ -656,7 +671,8 @@ static void test_pool_of_processes(void **state)
     o.min_warm = 2;
     o.init = init_state;
     assert_int_equal(faas_register(g_rt, "warm", h_info, &o), 0);
-    assert_true(tu_run_until_pred(g_base, pred_inits, &w, 5000)); /* both ready */
+    assert_true(tu_run_until_pred(g_base, pred_inits, &w, 5000)); /* both ran init */
+    assert_true(tu_run_until_pred(g_base, pred_idle, &w, 5000));  /* both ready */
     assert_true(pred_instances(&w));
     r1 = call("warm", NULL);
     assert_int_equal(faas_result_status(r1), 0);
