@@ -50,6 +50,12 @@
  * is pathParameters.proxy); a request without Content-Type counts as
  * textual; header values and parameters that are not UTF-8 reach the event
  * with U+FFFD for bad bytes; the response's choices are http_event.c's.
+ * Callers: the host (faas_http_attach, _bind, _detach, _port), source.c
+ * (a route per HTTP mapping, faas_http_free with the last runtime state),
+ * runtime.c (faas_http_drain, http_conn.c's), lambda_api.c (the holds).
+ * It calls route.c, http_event.c and http_conn.c, the Invoke API
+ * (lambda_api.c), and the invocation's entry (faas_fn_lookup,
+ * faas_invoke_fn), whose result comes back through a callback.
  * Everything runs on the loop thread.
  */
 #include <errno.h>
