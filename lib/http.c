@@ -4,20 +4,18 @@
  * request/response, and the result mapped back to an HTTP response with
  * payload 2.0's rules.
  *
- * Two layers. The route table (declared in http.h) is pure: a trie of path
- * segments with, at each node, its literal children sorted for binary
- * search, one parameter child, and per method the routes that end there and
- * the greedy routes whose tail starts there. Matching is a depth-first walk,
- * literal before parameter before greedy, so the first route found is the
- * most specific one from the left; it allocates nothing.
- *
- * The event builder (declared in http.h) is pure too: request parts in, a
- * payload 2.0 event out, shared with the event fuzz target. Per request the
- * gateway walks the headers once, formats the time once a second, shares
- * the strings that repeat between events (a cache, see http.h), hands the
- * event to faas_invoke_fn without the copy or the size walk faas_invoke
- * would make when the parts' lengths already bound its size, reuses its
- * pending-request records and finds a response's fields in one walk.
+ * It is made of three more files: the route table (route.c), pure, a trie
+ * of path segments that finds a request's most specific route without
+ * allocating; payload 2.0 (http_event.c), the event built from a request's
+ * parts (pure too) and the result mapped back to a reply; and the
+ * connections and listeners (http_conn.c), bounded in time and number.
+ * This file owns the gateway's state (struct faas_http), its requests and
+ * the records that hold them until their results. Per request the gateway
+ * walks the headers once, formats the time once a second, shares the
+ * strings that repeat between events (a cache, see http_event.h), hands
+ * the event to faas_invoke_fn without the copy or the size walk
+ * faas_invoke would make when the parts' lengths already bound its size,
+ * and reuses its pending-request records.
  *
  * The gateway is one evhttp generic callback, on the host's server
  * (faas_http_attach: the host's own evhttp_set_cb routes keep theirs) or on
@@ -41,7 +39,7 @@
  * these limits (its own 413, with libevent's HTML body), so a client cannot
  * make us buffer without bound; an attached server keeps the host's limits.
  * Connections, on either server, are bounded in time and number, and
- * accepting pauses when it fails (see "connections" and "listeners").
+ * accepting pauses when it fails (http_conn.c).
  *
  * Draining (rt->draining, faas_http_drain): idle connections are closed,
  * every new request is answered 503 with Connection: close, and requests
@@ -49,934 +47,34 @@
  *
  * Choices where API Gateway leaves room: a trailing "*" segment is {proxy+}
  * (one or more segments under its parent, not the parent itself; the tail
- * is pathParameters.proxy);
- * a request without Content-Type counts as textual; a structured response
- * without a content-type header gets "text/plain; charset=utf-8"; a response
- * the function made too large is 502, a request event too large is 413; a
- * cancelled invocation (teardown, unregister) is 503; header values and
- * parameters that are not UTF-8 reach the event with U+FFFD for bad bytes.
+ * is pathParameters.proxy); a request without Content-Type counts as
+ * textual; header values and parameters that are not UTF-8 reach the event
+ * with U+FFFD for bad bytes; the response's choices are http_event.c's.
+ * Callers: the host (faas_http_attach, _bind, _detach, _port), source.c
+ * (a route per HTTP mapping, faas_http_free with the last runtime state),
+ * runtime.c (faas_http_drain, http_conn.c's), lambda_api.c (the holds).
+ * It calls route.c, http_event.c and http_conn.c, the Invoke API
+ * (lambda_api.c), and the invocation's entry (faas_fn_lookup,
+ * faas_invoke_fn), whose result comes back through a callback.
  * Everything runs on the loop thread.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/event_struct.h>
 #include <event2/http.h>
 #include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
-#include <event2/listener.h>
-#include <sodium.h>
 
 #include "faas_int.h"
-#include "http.h"
-
-/* ==== methods ========================================================= */
-
-static const char *const method_names[FAAS_HTTP_NMETHODS] = {
-    "ANY", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"
-};
-
-int faas_http_method_parse(const char *s, size_t len)
-{
-    int i;
-    for (i = 0; i < (int)FAAS_HTTP_NMETHODS; i++)
-        if (strlen(method_names[i]) == len && memcmp(method_names[i], s, len) == 0)
-            return i;
-    return -1;
-}
-
-const char *faas_http_method_name(enum faas_http_method m)
-{
-    return (unsigned)m < FAAS_HTTP_NMETHODS ? method_names[m] : "OTHER";
-}
-
-/* ==== route patterns ================================================== */
-
-static int name_char(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-';
-}
-
-static int literal_char(unsigned char c)
-{
-    if (c >= 0x80)
-        return 1; /* UTF-8 */
-    if (c <= 0x20 || c == 0x7f)
-        return 0;
-    return !strchr("{}*%?#/", c);
-}
-
-void faas_route_free(struct faas_route *r)
-{
-    if (!r)
-        return;
-    json_decref(r->key_json);
-    free(r->key);
-    free(r->text);
-    free(r);
-}
-
-/* Splits and checks the path in r->text; 0 or FAAS_EPARSE. */
-static int parse_path(struct faas_route *r)
-{
-    char *p = r->text + 1, *end, *names[FAAS_ROUTE_MAX_SEGS + 1];
-    unsigned nnames = 0, i, j;
-
-    if (*p == '\0')
-        return 0; /* the root */
-    for (;;) {
-        size_t n, k;
-        int last;
-        end = strchr(p, '/');
-        last = end == NULL;
-        if (end)
-            *end = '\0';
-        n = strlen(p);
-        if (n == 0)
-            return FAAS_EPARSE; /* "//" or a trailing slash */
-        if (strcmp(p, "*") == 0) {
-            if (!last)
-                return FAAS_EPARSE;
-            r->greedy = 1;
-            r->greedy_name = "proxy";
-            names[nnames++] = (char *)r->greedy_name;
-        } else if (p[0] == '{') {
-            int plus;
-            if (n < 3 || p[n - 1] != '}')
-                return FAAS_EPARSE;
-            p[n - 1] = '\0';
-            p++;
-            n -= 2;
-            plus = p[n - 1] == '+';
-            if (plus) {
-                p[--n] = '\0';
-                if (!last || n == 0)
-                    return FAAS_EPARSE;
-            }
-            for (k = 0; k < n; k++)
-                if (!name_char((unsigned char)p[k]))
-                    return FAAS_EPARSE;
-            if (plus) {
-                r->greedy = 1;
-                r->greedy_name = p;
-            } else {
-                if (r->nsegs == FAAS_ROUTE_MAX_SEGS)
-                    return FAAS_EPARSE;
-                r->seg[r->nsegs] = NULL;
-                r->name[r->nsegs++] = p;
-            }
-            names[nnames++] = p;
-        } else {
-            for (k = 0; k < n; k++)
-                if (!literal_char((unsigned char)p[k]))
-                    return FAAS_EPARSE;
-            if (r->nsegs == FAAS_ROUTE_MAX_SEGS)
-                return FAAS_EPARSE;
-            r->seg[r->nsegs] = p;
-            r->name[r->nsegs++] = NULL;
-        }
-        if (last)
-            break;
-        p = end + 1;
-    }
-    /* pathParameters keys must not collide. */
-    for (i = 0; i < nnames; i++)
-        for (j = i + 1; j < nnames; j++)
-            if (strcmp(names[i], names[j]) == 0)
-                return FAAS_EPARSE;
-    return 0;
-}
-
-int faas_route_parse(const char *pattern, struct faas_route **out)
-{
-    const char *path = pattern, *sp;
-    struct faas_route *r;
-    size_t len, plen;
-    int method = FAAS_HTTP_ANY, rc;
-
-    if (!pattern || !out)
-        return FAAS_EINVAL;
-    len = strnlen(pattern, FAAS_ROUTE_MAX_PATTERN + 1);
-    if (len == 0 || len > FAAS_ROUTE_MAX_PATTERN)
-        return FAAS_EPARSE;
-    if (pattern[0] != '/') {
-        sp = memchr(pattern, ' ', len);
-        if (!sp || (method = faas_http_method_parse(pattern, (size_t)(sp - pattern))) < 0)
-            return FAAS_EPARSE;
-        path = sp + 1;
-    }
-    if (path[0] != '/')
-        return FAAS_EPARSE;
-    plen = len - (size_t)(path - pattern);
-    r = faas_calloc(1, sizeof *r);
-    if (!r)
-        return FAAS_ENOMEM;
-    r->method = (enum faas_http_method)method;
-    r->text = faas_malloc(plen + 1);
-    r->key = faas_malloc(strlen(method_names[method]) + 1 + plen + 1);
-    if (!r->text || !r->key) {
-        faas_route_free(r);
-        return FAAS_ENOMEM;
-    }
-    memcpy(r->text, path, plen + 1);
-    sprintf(r->key, "%s %s", method_names[method], path);
-    r->path = r->key + strlen(method_names[method]) + 1;
-    if ((rc = parse_path(r)) != 0) {
-        faas_route_free(r);
-        return rc;
-    }
-    /* Literals may hold any byte over 0x7f: faas_json_text() makes it UTF-8. */
-    if (!(r->key_json = faas_json_text(r->key, strlen(r->key)))) {
-        faas_route_free(r);
-        return FAAS_ENOMEM;
-    }
-    *out = r;
-    return 0;
-}
-
-/* ==== the route table ================================================= */
-
-struct faas_rnode {
-    struct faas_rnode *parent;
-    char *lit;                   /* its literal under the parent; NULL: param */
-    size_t litlen;
-    struct faas_rnode **kids;    /* literal children, sorted by memcmp */
-    size_t nkids, capkids;
-    struct faas_rnode *param;
-    struct faas_route *exact[FAAS_HTTP_NMETHODS]; /* routes ending here */
-    struct faas_route *tail[FAAS_HTTP_NMETHODS];  /* greedy tails from here */
-};
-
-struct faas_route_table {
-    struct faas_rnode root;
-    size_t count;
-};
-
-int faas_route_table_new(struct faas_route_table **out)
-{
-    struct faas_route_table *t = faas_calloc(1, sizeof *t);
-    if (!t)
-        return FAAS_ENOMEM;
-    *out = t;
-    return 0;
-}
-
-static void node_free_tree(struct faas_rnode *n, void (*each)(struct faas_route *, void *),
-                           void *arg, int is_root)
-{
-    size_t i;
-    for (i = 0; i < n->nkids; i++)
-        node_free_tree(n->kids[i], each, arg, 0);
-    if (n->param)
-        node_free_tree(n->param, each, arg, 0);
-    for (i = 0; i < FAAS_HTTP_NMETHODS; i++) {
-        if (n->exact[i]) {
-            n->exact[i]->node = NULL;
-            if (each)
-                each(n->exact[i], arg);
-        }
-        if (n->tail[i]) {
-            n->tail[i]->node = NULL;
-            if (each)
-                each(n->tail[i], arg);
-        }
-    }
-    free(n->kids);
-    free(n->lit);
-    if (!is_root)
-        free(n);
-}
-
-/* Frees the table; `each` sees every route it still holds (may free it). */
-static void table_free_each(struct faas_route_table *t,
-                            void (*each)(struct faas_route *, void *), void *arg)
-{
-    if (!t)
-        return;
-    node_free_tree(&t->root, each, arg, 1);
-    free(t);
-}
-
-static void route_free_cb(struct faas_route *r, void *arg)
-{
-    (void)arg;
-    faas_route_free(r);
-}
-
-void faas_route_table_free(struct faas_route_table *t)
-{
-    table_free_each(t, route_free_cb, NULL);
-}
-
-size_t faas_route_table_count(const struct faas_route_table *t)
-{
-    return t ? t->count : 0;
-}
-
-static int bytes_cmp(const char *a, size_t alen, const char *b, size_t blen)
-{
-    int c = memcmp(a, b, alen < blen ? alen : blen);
-    if (c)
-        return c;
-    return alen < blen ? -1 : alen > blen;
-}
-
-/* A literal against a raw request segment, the latter percent-decoded: the
- * order of memcmp on the decoded bytes. */
-static int lit_cmp_raw(const char *lit, size_t litlen, const char *raw, size_t rawlen)
-{
-    size_t i = 0, j = 0;
-    while (i < litlen && j < rawlen) {
-        unsigned char a = (unsigned char)lit[i++];
-        unsigned char b = faas_pct_next(raw, rawlen, &j, 0);
-        if (a != b)
-            return a < b ? -1 : 1;
-    }
-    if (i < litlen)
-        return 1;
-    return j < rawlen ? -1 : 0;
-}
-
-/* Index of the literal child, or of where it would go (*found = 0). */
-static size_t kid_find(const struct faas_rnode *n, const char *lit, size_t len, int *found)
-{
-    size_t lo = 0, hi = n->nkids;
-    *found = 0;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = bytes_cmp(n->kids[mid]->lit, n->kids[mid]->litlen, lit, len);
-        if (c == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
-static const struct faas_rnode *kid_find_raw(const struct faas_rnode *n, const char *raw,
-                                             size_t len)
-{
-    size_t lo = 0, hi = n->nkids;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = lit_cmp_raw(n->kids[mid]->lit, n->kids[mid]->litlen, raw, len);
-        if (c == 0)
-            return n->kids[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
-}
-
-static int node_empty(const struct faas_rnode *n)
-{
-    size_t i;
-    if (n->nkids || n->param)
-        return 0;
-    for (i = 0; i < FAAS_HTTP_NMETHODS; i++)
-        if (n->exact[i] || n->tail[i])
-            return 0;
-    return 1;
-}
-
-/* Frees empty nodes from n up to (not including) the root. */
-static void prune(struct faas_route_table *t, struct faas_rnode *n)
-{
-    while (n != &t->root && node_empty(n)) {
-        struct faas_rnode *p = n->parent;
-        if (n->lit) {
-            int found;
-            size_t i = kid_find(p, n->lit, n->litlen, &found);
-            if (found) {
-                memmove(&p->kids[i], &p->kids[i + 1], (p->nkids - i - 1) * sizeof *p->kids);
-                p->nkids--;
-            }
-        } else {
-            p->param = NULL;
-        }
-        free(n->kids);
-        free(n->lit);
-        free(n);
-        n = p;
-    }
-}
-
-static struct faas_rnode *kid_get(struct faas_rnode *n, const char *lit)
-{
-    size_t len = strlen(lit), i;
-    int found;
-    struct faas_rnode *k;
-
-    i = kid_find(n, lit, len, &found);
-    if (found)
-        return n->kids[i];
-    if (n->nkids == n->capkids) {
-        size_t cap = n->capkids ? n->capkids * 2 : 4;
-        struct faas_rnode **kids = faas_malloc(cap * sizeof *kids);
-        if (!kids)
-            return NULL;
-        if (n->nkids)
-            memcpy(kids, n->kids, n->nkids * sizeof *kids);
-        free(n->kids);
-        n->kids = kids;
-        n->capkids = cap;
-    }
-    k = faas_calloc(1, sizeof *k);
-    if (!k || !(k->lit = faas_strdup(lit))) {
-        free(k);
-        return NULL;
-    }
-    k->litlen = len;
-    k->parent = n;
-    memmove(&n->kids[i + 1], &n->kids[i], (n->nkids - i) * sizeof *n->kids);
-    n->kids[i] = k;
-    n->nkids++;
-    return k;
-}
-
-static struct faas_rnode *param_get(struct faas_rnode *n)
-{
-    if (!n->param) {
-        n->param = faas_calloc(1, sizeof *n->param);
-        if (n->param)
-            n->param->parent = n;
-    }
-    return n->param;
-}
-
-int faas_route_table_add(struct faas_route_table *t, struct faas_route *r)
-{
-    struct faas_rnode *n = &t->root, *next;
-    struct faas_route **slot;
-    unsigned i;
-
-    for (i = 0; i < r->nsegs; i++) {
-        next = r->seg[i] ? kid_get(n, r->seg[i]) : param_get(n);
-        if (!next) {
-            prune(t, n);
-            return FAAS_ENOMEM;
-        }
-        n = next;
-    }
-    slot = r->greedy ? &n->tail[r->method] : &n->exact[r->method];
-    if (*slot)
-        return FAAS_EEXIST; /* its path existed: nothing was created */
-    *slot = r;
-    r->node = n;
-    t->count++;
-    return 0;
-}
-
-void faas_route_table_remove(struct faas_route_table *t, struct faas_route *r)
-{
-    struct faas_rnode *n = r->node;
-    if (!n)
-        return;
-    if (r->greedy && n->tail[r->method] == r)
-        n->tail[r->method] = NULL;
-    else if (!r->greedy && n->exact[r->method] == r)
-        n->exact[r->method] = NULL;
-    r->node = NULL;
-    t->count--;
-    prune(t, n);
-}
-
-static const struct faas_route *pick(struct faas_route *const *slots,
-                                     enum faas_http_method method)
-{
-    if ((unsigned)method < FAAS_HTTP_NMETHODS && method != FAAS_HTTP_ANY && slots[method])
-        return slots[method];
-    return slots[FAAS_HTTP_ANY];
-}
-
-/* pos: the '/' that starts the next segment, or len when there is none. */
-static const struct faas_route *walk(const struct faas_rnode *n, const char *path, size_t len,
-                                     size_t pos, unsigned depth, enum faas_http_method method,
-                                     struct faas_route_match *m)
-{
-    const struct faas_route *r;
-    const char *slash;
-    size_t s, e;
-
-    if (pos >= len)
-        return pick(n->exact, method);
-    s = pos + 1;
-    slash = memchr(path + s, '/', len - s);
-    e = slash ? (size_t)(slash - path) : len;
-    if (e > s && depth < FAAS_ROUTE_MAX_SEGS) {
-        const struct faas_rnode *k = n->nkids ? kid_find_raw(n, path + s, e - s) : NULL;
-        if (k && (r = walk(k, path, len, e, depth + 1, method, m)) != NULL)
-            return r;
-        if (n->param) {
-            m->off[depth] = s;
-            m->len[depth] = e - s;
-            if ((r = walk(n->param, path, len, e, depth + 1, method, m)) != NULL)
-                return r;
-        }
-    }
-    if (len > s && (r = pick(n->tail, method)) != NULL) {
-        m->tail_off = s;
-        m->tail_len = len - s;
-        return r;
-    }
-    return NULL;
-}
-
-const struct faas_route *faas_route_match(const struct faas_route_table *t,
-                                          enum faas_http_method method, const char *path,
-                                          size_t len, struct faas_route_match *m)
-{
-    const struct faas_route *r;
-    if (!t || !path || len == 0 || path[0] != '/')
-        return NULL;
-    /* "/" has no segment: pos = len. */
-    r = walk(&t->root, path, len, len == 1 ? len : 0, 0, method, m);
-    m->route = r;
-    return r;
-}
-
-/* ==== the payload 2.0 event =========================================== */
-
-/*
- * Pure: faas_http_event_build() makes the event from the request's parts
- * (http.h), without libevent or a runtime; the gateway and the event fuzz
- * target both call it. It checks UTF-8 itself, once, and gives jansson
- * strings it need not check again; constant keys go in with their lengths.
- */
-
-/* A string for slot i of the cache: the cached one when the text is the
- * same, else a new one, which the cache keeps. */
-static json_t *cached(struct faas_http_event_cache *c, int i, const char *s, size_t n)
-{
-    json_t *j;
-    if (!c)
-        return faas_json_text(s, n);
-    j = c->v[i];
-    if (j && json_string_length(j) == n && memcmp(json_string_value(j), s, n) == 0)
-        return json_incref(j);
-    if ((j = faas_json_text(s, n)) != NULL) {
-        json_decref(c->v[i]);
-        c->v[i] = json_incref(j);
-    }
-    return j;
-}
-
-#define CACHED(c, i, s) cached((c), (i), (s), sizeof(s) - 1)
-
-void faas_http_event_cache_clear(struct faas_http_event_cache *c)
-{
-    int i;
-    for (i = 0; i < FAAS_HTTP_C_N; i++) {
-        json_decref(c->v[i]);
-        c->v[i] = NULL;
-    }
-}
-
-/* o[k] = v for a constant key k; v is taken (NULL: -1). */
-#define SETK(o, k, v) json_object_setn_new_nocheck((o), (k), sizeof(k) - 1, (v))
-
-/* o[key] = v (n bytes), comma-joined with what key already has. A new key
- * is checked (not UTF-8: -1) unless `checked`. */
-static int join_add(json_t *o, const char *key, size_t klen, int checked, const char *v,
-                    size_t n, struct faas_http_event_cache *c, int slot)
-{
-    json_t *old = json_object_getn(o, key, klen), *j;
-    char small[256], *buf;
-    size_t olen;
-
-    if (!old) {
-        j = slot >= 0 ? cached(c, slot, v, n) : faas_json_text(v, n);
-        if (!j)
-            return -1;
-        return checked ? json_object_setn_new_nocheck(o, key, klen, j)
-                       : json_object_setn_new(o, key, klen, j);
-    }
-    olen = json_string_length(old);
-    buf = olen + 1 + n <= sizeof small ? small : faas_malloc(olen + 1 + n);
-    if (!buf)
-        return -1;
-    memcpy(buf, json_string_value(old), olen);
-    buf[olen] = ',';
-    memcpy(buf + olen + 1, v, n);
-    j = faas_json_text(buf, olen + 1 + n);
-    if (buf != small)
-        free(buf);
-    return j ? json_object_setn_new_nocheck(o, key, klen, j) : -1;
-}
-
-/* The cookies of one Cookie header, split on ';', into the array. */
-static int add_cookies(json_t *cookies, const char *s, size_t n)
-{
-    const char *end = s + n;
-    while (s < end) {
-        const char *e = memchr(s, ';', (size_t)(end - s));
-        size_t len = e ? (size_t)(e - s) : (size_t)(end - s);
-        while (len && (*s == ' ' || *s == '\t'))
-            s++, len--;
-        if (len && json_array_append_new(cookies, faas_json_text(s, len)) != 0)
-            return -1;
-        s += len;
-        if (s < end && *s == ';')
-            s++;
-    }
-    return 0;
-}
-
-struct picked {
-    const struct faas_http_header *host, *ua, *ct; /* the first of each */
-};
-
-/* "headers" (names lower-cased, duplicates comma-joined) and "cookies". */
-static int add_headers(json_t *ev, const struct faas_http_event_in *in, struct picked *pk,
-                       struct faas_http_event_cache *c)
-{
-    json_t *headers = json_object(), *cookies = NULL;
-    char small[128];
-    size_t k;
-    int rc = 0;
-
-    if (!headers)
-        return -1;
-    for (k = 0; k < in->nheaders && rc == 0; k++) {
-        const struct faas_http_header *hd = &in->headers[k];
-        size_t n = hd->name_len, i;
-        char *lower = n < sizeof small ? small : faas_malloc(n + 1);
-        if (!lower) {
-            rc = -1;
-            break;
-        }
-        for (i = 0; i < n; i++) {
-            char ch = hd->name[i];
-            lower[i] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
-        }
-        lower[n] = '\0';
-        if (n == 6 && memcmp(lower, "cookie", 6) == 0) {
-            if (!cookies && !(cookies = json_array()))
-                rc = -1;
-            else
-                rc = add_cookies(cookies, hd->value, hd->value_len);
-        } else {
-            int slot = -1;
-            if (n == 4 && memcmp(lower, "host", 4) == 0) {
-                slot = FAAS_HTTP_C_HOST;
-                if (!pk->host)
-                    pk->host = hd;
-            } else if (n == 10 && memcmp(lower, "user-agent", 10) == 0) {
-                slot = FAAS_HTTP_C_USER_AGENT;
-                if (!pk->ua)
-                    pk->ua = hd;
-            } else if (n == 12 && !pk->ct && memcmp(lower, "content-type", 12) == 0) {
-                pk->ct = hd;
-            }
-            rc = join_add(headers, lower, n, 0, hd->value, hd->value_len, c, slot);
-        }
-        if (lower != small)
-            free(lower);
-    }
-    if (rc == 0 && cookies && json_array_size(cookies) > 0) {
-        rc = SETK(ev, "cookies", cookies);
-        cookies = NULL;
-    }
-    json_decref(cookies);
-    if (rc == 0)
-        rc = SETK(ev, "headers", headers);
-    else
-        json_decref(headers);
-    return rc;
-}
-
-/* "queryStringParameters", omitted when empty; buf has n + 1 bytes. */
-static int add_query(json_t *ev, const char *q, size_t n, char *buf)
-{
-    const char *end = q + n;
-    json_t *qs;
-    int rc = 0;
-
-    if (n == 0)
-        return 0;
-    if (!(qs = json_object()))
-        return -1;
-    while (q < end && rc == 0) {
-        const char *amp = memchr(q, '&', (size_t)(end - q));
-        size_t len = amp ? (size_t)(amp - q) : (size_t)(end - q);
-        const char *eq = memchr(q, '=', len);
-        size_t klen = eq ? (size_t)(eq - q) : len, kd, vd;
-        if (klen) {
-            kd = faas_pct_decode(buf, q, klen, 1);
-            /* A decoded key with a NUL cannot be an object key: skip it. */
-            if (!memchr(buf, '\0', kd) && faas_utf8_valid(buf, kd)) {
-                char *val = buf + kd;
-                vd = eq ? faas_pct_decode(val, eq + 1, len - klen - 1, 1) : 0;
-                rc = join_add(qs, buf, kd, 1, val, vd, NULL, -1);
-            }
-        }
-        q += len;
-        if (q < end && *q == '&')
-            q++;
-    }
-    if (rc == 0 && json_object_size(qs) > 0)
-        return SETK(ev, "queryStringParameters", qs);
-    json_decref(qs);
-    return rc;
-}
-
-/* "pathParameters", omitted when the route has none; buf has path_len bytes. */
-static int add_path_params(json_t *ev, const struct faas_http_event_in *in, char *buf)
-{
-    const struct faas_route_match *m = in->match;
-    const struct faas_route *r = m->route;
-    json_t *pp;
-    unsigned i;
-    size_t n;
-    int rc = 0;
-
-    if (!r->greedy) {
-        for (i = 0; i < r->nsegs && r->seg[i]; i++)
-            ;
-        if (i == r->nsegs)
-            return 0; /* no parameter: omitted, as API Gateway does */
-    }
-    if (!(pp = json_object()))
-        return -1;
-    for (i = 0; i < r->nsegs && rc == 0; i++) {
-        if (r->seg[i])
-            continue;
-        n = faas_pct_decode(buf, in->path + m->off[i], m->len[i], 0);
-        rc = json_object_set_new_nocheck(pp, r->name[i], faas_json_text(buf, n));
-    }
-    if (r->greedy && rc == 0) {
-        n = faas_pct_decode(buf, in->path + m->tail_off, m->tail_len, 0);
-        rc = json_object_set_new_nocheck(pp, r->greedy_name, faas_json_text(buf, n));
-    }
-    if (rc == 0)
-        return SETK(ev, "pathParameters", pp);
-    json_decref(pp);
-    return rc;
-}
-
-static int textual(const char *ct, size_t len)
-{
-    static const char *const exact[] = { "application/json", "application/xml",
-                                         "application/x-www-form-urlencoded" };
-    size_t n = 0, i;
-
-    if (!ct)
-        return 1;
-    while (len && (*ct == ' ' || *ct == '\t'))
-        ct++, len--;
-    while (n < len && ct[n] && !strchr("; \t", ct[n]))
-        n++;
-    if (n >= 5 && strncasecmp(ct, "text/", 5) == 0)
-        return 1;
-    for (i = 0; i < sizeof exact / sizeof exact[0]; i++)
-        if (strlen(exact[i]) == n && strncasecmp(ct, exact[i], n) == 0)
-            return 1;
-    return (n >= 5 && strncasecmp(ct + n - 5, "+json", 5) == 0) ||
-           (n >= 4 && strncasecmp(ct + n - 4, "+xml", 4) == 0);
-}
-
-static int add_body(json_t *ev, const char *data, size_t n, const struct faas_http_header *ct)
-{
-    size_t b64len;
-    char small[512], *b64;
-    json_t *j;
-
-    if (n == 0)
-        return SETK(ev, "isBase64Encoded", json_false());
-    if (textual(ct ? ct->value : NULL, ct ? ct->value_len : 0) && faas_utf8_valid(data, n)) {
-        if (SETK(ev, "body", json_stringn_nocheck(data, n)) != 0)
-            return -1;
-        return SETK(ev, "isBase64Encoded", json_false());
-    }
-    b64len = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL);
-    b64 = b64len <= sizeof small ? small : faas_malloc(b64len);
-    if (!b64)
-        return -1;
-    sodium_bin2base64(b64, b64len, (const unsigned char *)data, n,
-                      sodium_base64_VARIANT_ORIGINAL);
-    j = json_stringn_nocheck(b64, b64len - 1);
-    if (b64 != small)
-        free(b64);
-    if (SETK(ev, "body", j) != 0)
-        return -1;
-    return SETK(ev, "isBase64Encoded", json_true());
-}
-
-static int add_context(json_t *ev, const struct faas_http_event_in *in, const struct picked *pk,
-                       char *buf, struct faas_http_event_cache *c)
-{
-    const struct faas_route *r = in->match->route;
-    json_t *rc = json_object(), *hp = json_object();
-    const char *host = pk->host ? pk->host->value : "localhost";
-    size_t hlen = pk->host ? pk->host->value_len : 9, pre = 0, dlen;
-    const char *ip = in->source_ip ? in->source_ip : "127.0.0.1";
-    char proto[32];
-    int bad = 0;
-
-    if (!rc || !hp) {
-        json_decref(rc);
-        json_decref(hp);
-        return -1;
-    }
-    if (in->http_major == 1 && in->http_minor == 1)
-        memcpy(proto, "HTTP/1.1", 9);
-    else
-        snprintf(proto, sizeof proto, "HTTP/%d.%d", in->http_major, in->http_minor);
-    while (pre < hlen && host[pre] != '.' && host[pre] != ':' && host[pre])
-        pre++;
-    dlen = faas_pct_decode(buf, in->path, in->path_len, 0);
-
-    bad |= SETK(hp, "method", cached(c, FAAS_HTTP_C_METHOD, in->method, strlen(in->method)));
-    bad |= SETK(hp, "path", faas_json_text(buf, dlen));
-    bad |= SETK(hp, "protocol", cached(c, FAAS_HTTP_C_PROTOCOL, proto, strlen(proto)));
-    bad |= SETK(hp, "sourceIp", cached(c, FAAS_HTTP_C_SOURCE_IP, ip, strlen(ip)));
-    bad |= SETK(hp, "userAgent",
-                pk->ua ? cached(c, FAAS_HTTP_C_USER_AGENT, pk->ua->value, pk->ua->value_len)
-                       : CACHED(c, FAAS_HTTP_C_EMPTY, ""));
-
-    bad |= SETK(rc, "accountId", CACHED(c, FAAS_HTTP_C_ACCOUNT, "000000000000"));
-    bad |= SETK(rc, "apiId", CACHED(c, FAAS_HTTP_C_API, "local"));
-    bad |= SETK(rc, "domainName", cached(c, FAAS_HTTP_C_HOST, host, hlen));
-    bad |= SETK(rc, "domainPrefix", cached(c, FAAS_HTTP_C_HOST_PREFIX, host, pre));
-    bad |= SETK(rc, "http", hp);
-    bad |= SETK(rc, "requestId", faas_json_text(in->request_id, strlen(in->request_id)));
-    bad |= SETK(rc, "routeKey",
-                r->key_json ? json_incref(r->key_json) : faas_json_text(r->key, strlen(r->key)));
-    bad |= SETK(rc, "stage", CACHED(c, FAAS_HTTP_C_STAGE, "$default"));
-    bad |= SETK(rc, "time", cached(c, FAAS_HTTP_C_TIME, in->time, strlen(in->time)));
-    bad |= SETK(rc, "timeEpoch", json_integer(in->time_epoch_ms));
-    bad |= SETK(ev, "requestContext", rc);
-    return bad ? -1 : 0;
-}
-
-json_t *faas_http_event_build(const struct faas_http_event_in *in,
-                              struct faas_http_event_cache *c)
-{
-    const struct faas_route *r = in->match->route;
-    struct picked pk = { NULL, NULL, NULL };
-    size_t scratch = (in->path_len > in->query_len ? in->path_len : in->query_len) + 1;
-    char small[512], *buf = scratch <= sizeof small ? small : faas_malloc(scratch);
-    json_t *ev = json_object();
-    int bad = 0;
-
-    if (!ev || !buf) {
-        if (buf != small)
-            free(buf);
-        json_decref(ev);
-        return NULL;
-    }
-    bad |= SETK(ev, "version", CACHED(c, FAAS_HTTP_C_VERSION, "2.0"));
-    bad |= SETK(ev, "routeKey",
-                r->key_json ? json_incref(r->key_json) : faas_json_text(r->key, strlen(r->key)));
-    bad |= SETK(ev, "rawPath", faas_json_text(in->path, in->path_len));
-    bad |= SETK(ev, "rawQueryString", faas_json_text(in->query, in->query_len));
-    if (!bad)
-        bad |= add_headers(ev, in, &pk, c);
-    if (!bad)
-        bad |= add_query(ev, in->query, in->query_len, buf);
-    if (!bad)
-        bad |= add_path_params(ev, in, buf);
-    if (!bad)
-        bad |= add_context(ev, in, &pk, buf, c);
-    if (!bad)
-        bad |= add_body(ev, in->body, in->body_len, pk.ct);
-    if (buf != small)
-        free(buf);
-    if (bad) {
-        json_decref(ev);
-        return NULL;
-    }
-    return ev;
-}
-
-size_t faas_http_event_bound(const struct faas_http_event_in *in)
-{
-    size_t hb = 0, k;
-    for (k = 0; k < in->nheaders; k++)
-        hb += in->headers[k].name_len + in->headers[k].value_len + 4;
-    /* 6 bytes (a \u escape) for every byte of a string, counted once for
-     * each place it can appear, plus the punctuation: see http.h. */
-    return 1024 + 18 * strlen(in->match->route->key) + 24 * in->path_len + 18 * in->query_len +
-           24 * hb + 6 * in->body_len +
-           6 * (strlen(in->method) + (in->source_ip ? strlen(in->source_ip) : 9) +
-                strlen(in->request_id) + strlen(in->time));
-}
-
-void faas_http_format_time(int64_t wall_ns, char *buf, size_t size)
-{
-    static const char *const mon[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-    time_t s = (time_t)(wall_ns / 1000000000);
-    struct tm tm;
-    if (!gmtime_r(&s, &tm)) {
-        snprintf(buf, size, "01/Jan/1970:00:00:00 +0000");
-        return;
-    }
-    snprintf(buf, size, "%02d/%s/%04d:%02d:%02d:%02d +0000", tm.tm_mday, mon[tm.tm_mon],
-             tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
+#include "http_int.h"
 
 /* ==== the gateway ===================================================== */
-
-/* Warnings that repeat (accept failures, refused connections) are logged
- * at most once a second each, with the count of those left out. They are
- * made inside evhttp's accept path and a listener's error callback, which
- * touch their state after we return: a log callback that freed the runtime
- * there would pull it from under them. So a warning's line is kept here
- * and delivered by adopt_cb, from the loop, inside faas_rt_enter. */
-enum { WARN_ACCEPT, WARN_LIMIT, WARN_N };
-#define WARN_LINE_MAX 320
-
-struct faas_http {
-    struct faas_runtime *rt;
-    struct faas_route_table *routes;
-    struct evhttp *http;             /* NULL until attached or bound */
-    int own;                         /* http is ours: evhttp_free it */
-    uint16_t port;
-    struct faas_list pending;        /* struct faas_http_hold */
-    struct faas_list spare;          /* freed records, for reuse */
-    size_t nspare;
-    int time_ok;                     /* time_text is for time_s */
-    int64_t time_s;
-    char time_text[40];
-    struct faas_http_event_cache cache; /* values shared between events */
-    /* connections (see "connections" below) */
-    struct faas_list fresh;          /* struct http_conn not yet adopted */
-    struct faas_list conns;          /* adopted struct http_conn */
-    struct faas_list conn_spare;     /* released records, for reuse */
-    size_t nconns;                   /* counted against the limit */
-    size_t nconn_spare;
-    struct event *adopt_ev;          /* adopts h->fresh, first of all events */
-    const struct timeval *tv_read;   /* libevent common timeouts */
-    const struct timeval *tv_idle;
-    struct http_conn **by_fd;        /* adopted connections by descriptor */
-    size_t by_fd_len;
-    struct faas_list listeners;      /* struct http_listener */
-    uint64_t accepted;               /* connections accepted, ever */
-    uint64_t warn_at[WARN_N];
-    unsigned warn_suppressed[WARN_N];
-    int warn_ok[WARN_N];
-    const char *warn_action[WARN_N]; /* a kept line's action, or NULL */
-    char warn_line[WARN_N][WARN_LINE_MAX];
-    int busy;                        /* host code runs inside a callback of
-                                        the server: faas_http_detach waits */
-};
 
 /* Spare pending records kept at most. */
 #define SPARE_MAX 256
@@ -1041,882 +139,15 @@ void faas_http_route_remove(struct faas_runtime *rt, struct faas_mapping *m)
     faas_route_free(r);
 }
 
-/* ---- replies ---------------------------------------------------------- */
-
-static void reply(struct evhttp_request *req, int head, int code)
-{
-    if (head) {
-        struct evbuffer *out = evhttp_request_get_output_buffer(req);
-        evbuffer_drain(out, evbuffer_get_length(out));
-    }
-    evhttp_send_reply(req, code, NULL, NULL);
-}
-
-static void reply_message(struct evhttp_request *req, int head, int code, const char *msg)
-{
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "application/json");
-    evbuffer_add_printf(evhttp_request_get_output_buffer(req), "{\"message\":\"%s\"}", msg);
-    reply(req, head, code);
-}
-
-/* An invocation's failure (or faas_invoke's refusal) as the client sees it. */
-static void reply_status(struct evhttp_request *req, int head, int status, int refused)
-{
-    switch (status) {
-    case FAAS_EHANDLER:
-    case FAAS_ECRASHED:
-    case FAAS_EMEMLIMIT:
-    case FAAS_EINIT:
-    case FAAS_ENOENT:
-        reply_message(req, head, 502, "Internal Server Error");
-        break;
-    case FAAS_ETIMEDOUT:
-        reply_message(req, head, 504, "Endpoint request timed out");
-        break;
-    case FAAS_ETHROTTLED:
-        reply_message(req, head, 429, "Too Many Requests");
-        break;
-    case FAAS_ETOOBIG:
-        if (refused)
-            reply_message(req, head, 413, "Request Entity Too Large");
-        else /* the function's response was too large */
-            reply_message(req, head, 502, "Internal Server Error");
-        break;
-    case FAAS_ECANCELED:
-        reply_message(req, head, 503, "Service Unavailable");
-        break;
-    /* Idempotency refusals are the client's to act on, not server errors. */
-    case FAAS_ENOKEY:
-        reply_message(req, head, 400, "Idempotency key required");
-        break;
-    case FAAS_EINPROGRESS:
-        reply_message(req, head, 409, "A request with this idempotency key is in progress");
-        break;
-    case FAAS_EIDEMPOTENCY_MISMATCH:
-        reply_message(req, head, 422, "Idempotency key reused with a different payload");
-        break;
-    default:
-        reply_message(req, head, 500, "Internal Server Error");
-        break;
-    }
-}
-
-/* Header names a function may not set: framing belongs to libevent. */
-static int header_reserved(const char *name)
-{
-    return strcasecmp(name, "content-length") == 0 ||
-           strcasecmp(name, "transfer-encoding") == 0 || strcasecmp(name, "connection") == 0;
-}
-
-static int header_name_ok(const char *s)
-{
-    if (!*s)
-        return 0;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c <= 0x20 || c >= 0x7f || strchr("()<>@,;:\\\"/[]?={}", c))
-            return 0;
-    }
-    return 1;
-}
-
-/* A header value from JSON: strings as they are, numbers and booleans as
- * text; NULL for anything else. Writes into buf when it must format. */
-static const char *header_text(json_t *v, char *buf, size_t size)
-{
-    if (json_is_string(v))
-        return json_string_value(v);
-    if (json_is_integer(v)) {
-        snprintf(buf, size, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return buf;
-    }
-    if (json_is_real(v)) {
-        snprintf(buf, size, "%.17g", json_real_value(v));
-        return buf;
-    }
-    if (json_is_boolean(v))
-        return json_is_true(v) ? "true" : "false";
-    return NULL;
-}
-
-/* statusCode as an integer or a numeric string; -1 when it is neither. */
-static long status_code(json_t *v)
-{
-    if (json_is_integer(v))
-        return (long)json_integer_value(v);
-    if (json_is_string(v)) {
-        const char *s = json_string_value(v);
-        char *end;
-        long n = strtol(s, &end, 10);
-        if (*s && !*end)
-            return n;
-    }
-    return -1;
-}
-
-/* A response's payload 2.0 fields, found in one walk of its keys. */
-struct resp_fields {
-    json_t *status, *headers, *cookies, *body, *b64;
-};
-
-static void resp_fields(json_t *p, struct resp_fields *f)
-{
-    const char *key;
-    size_t klen;
-    json_t *v;
-
-    memset(f, 0, sizeof *f);
-    json_object_keylen_foreach(p, key, klen, v) {
-        if (klen == 4 && memcmp(key, "body", 4) == 0)
-            f->body = v;
-        else if (klen == 7 && memcmp(key, "headers", 7) == 0)
-            f->headers = v;
-        else if (klen == 7 && memcmp(key, "cookies", 7) == 0)
-            f->cookies = v;
-        else if (klen == 10 && memcmp(key, "statusCode", 10) == 0)
-            f->status = v;
-        else if (klen == 15 && memcmp(key, "isBase64Encoded", 15) == 0)
-            f->b64 = v;
-    }
-}
-
-/* JSON text straight into an evbuffer, in pieces of up to 4 KiB. */
-/* Payload 2.0's structured response; 0, or -1 when it is malformed. */
-static int reply_structured(struct evhttp_request *req, int head, const struct resp_fields *f)
-{
-    struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
-    struct evbuffer *out = evhttp_request_get_output_buffer(req);
-    json_t *body = f->body, *v;
-    long code = status_code(f->status);
-    const char *key;
-    char num[64];
-    size_t i;
-    int has_ct = 0;
-
-    if (code < 200 || code > 599)
-        return -1;
-    if (body && !json_is_null(body)) {
-        if (json_is_string(body) && json_is_true(f->b64)) {
-            /* decoded in place, in the output buffer */
-            const char *b64 = json_string_value(body);
-            size_t n = json_string_length(body), cap = n / 4 * 3 + 3, bin_len = 0;
-            struct evbuffer_iovec vec;
-            if (evbuffer_reserve_space(out, (ev_ssize_t)cap, &vec, 1) < 1 ||
-                sodium_base642bin(vec.iov_base, cap, b64, n, " \t\r\n", &bin_len, NULL,
-                                  sodium_base64_VARIANT_ORIGINAL) != 0)
-                return -1;
-            vec.iov_len = bin_len;
-            if (evbuffer_commit_space(out, &vec, 1) != 0)
-                return -1;
-        } else if (json_is_string(body)) {
-            evbuffer_add(out, json_string_value(body), json_string_length(body));
-        } else if (faas_json_dump_evbuffer(out, body) != 0) {
-            return -1;
-        }
-    }
-    if (json_is_object(f->headers)) {
-        json_object_foreach(f->headers, key, v) {
-            const char *text = header_text(v, num, sizeof num);
-            if (!text || !header_name_ok(key) || header_reserved(key))
-                continue;
-            if (evhttp_add_header(oh, key, text) == 0 && strcasecmp(key, "content-type") == 0)
-                has_ct = 1;
-        }
-    }
-    if (json_is_array(f->cookies)) {
-        for (i = 0; i < json_array_size(f->cookies); i++) {
-            const char *c = json_string_value(json_array_get(f->cookies, i));
-            if (c)
-                evhttp_add_header(oh, "Set-Cookie", c);
-        }
-    }
-    if (!has_ct)
-        evhttp_add_header(oh, "Content-Type", "text/plain; charset=utf-8");
-    reply(req, head, (int)code);
-    return 0;
-}
-
-static void reply_result(struct evhttp_request *req, int head, const struct faas_result *res)
-{
-    struct evbuffer *out = evhttp_request_get_output_buffer(req);
-    json_t *p = faas_result_payload(res);
-    struct resp_fields f;
-
-    if (res->status != 0) {
-        reply_status(req, head, res->status, 0);
-        return;
-    }
-    if (json_is_object(p)) {
-        resp_fields(p, &f);
-        if (f.status) {
-            if (reply_structured(req, head, &f) != 0) {
-                /* What it had already added is not sent. */
-                evbuffer_drain(out, evbuffer_get_length(out));
-                evhttp_clear_headers(evhttp_request_get_output_headers(req));
-                reply_message(req, head, 502, "Internal Server Error");
-            }
-            return;
-        }
-    }
-    if (faas_json_dump_evbuffer(out, p ? p : json_null()) != 0) {
-        evbuffer_drain(out, evbuffer_get_length(out));
-        reply_message(req, head, 502, "Internal Server Error");
-        return;
-    }
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "application/json");
-    reply(req, head, 200);
-}
-
-/* ---- connections ------------------------------------------------------ */
-
-/*
- * Every connection of the server is bounded in time and the server in
- * connections (runtime options http_read_timeout_ms, http_idle_timeout_ms,
- * http_max_connections). libevent 2.1 has no hook for a new connection but
- * the bufferevent callback (evhttp_set_bevcb), so the gateway makes each
- * connection's bufferevent itself and keeps a record of it:
- *
- *            first byte              timer fires, evhttp not reading
- *   IDLE ----------------> READING -------------------------------> BUSY
- *    ^  idle timer          read timer, not reset by later bytes     no timer
- *    |                          |                                     |
- *    +--- the response's last byte is written (from either) ----------+
- *
- * Nothing marks the end of reading a request: the read timer goes on while
- * it is served, and BUSY is where its firing finds evhttp serving (see
- * below). One timer per connection, on two of libevent's common timeouts
- * (O(1) to add), moved twice per request. Bytes are seen through
- * callbacks on the bufferevent's input and output buffers, which cost a
- * comparison per read or write. When the timer fires and evhttp is not reading (a request is
- * being served, or its response written) the connection is left alone:
- * the function's timeout bounds the first, and a response whose writing
- * made no progress for an idle period closes the connection. A request a
- * host's own evhttp_set_cb callback keeps open longer than the read
- * timeout is bounded the same way, since evhttp stops reading then too.
- *
- * evhttp makes its connection right after the callback returns, so the
- * record learns it ("adopts" it: the bufferevent's callback argument is
- * the connection) from an event activated in the callback, at the highest
- * priority, before the connection can read. Adoption sets the connection's
- * close callback, which releases the record; until then the record holds
- * a reference to the bufferevent, so a connection evhttp dropped at once
- * is noticed (its callbacks are cleared) rather than touched. A held
- * request (struct faas_http_hold) on a connection with a record is the
- * record's: `hold`, found again through h->by_fd.
- *
- * Past http_max_connections a connection is still accepted (so it does not
- * wait in the backlog) and closed when adopted. A connection the gateway
- * could not give a record to (out of memory, or a host's own bufferevent
- * callback set after faas_http_attach) is served without these bounds.
- */
-enum conn_state { CONN_IDLE, CONN_READING, CONN_BUSY };
-
-struct http_conn {
-    struct faas_list link;           /* h->fresh, h->conns or h->conn_spare */
-    struct faas_http *h;
-    struct bufferevent *bev;
-    struct evhttp_connection *evcon; /* NULL until adopted */
-    struct faas_http_hold *hold;     /* a request held on it, or NULL */
-    struct evbuffer_cb_entry *in_cb, *out_cb;
-    struct event timer;
-    enum conn_state state;
-    int counted;                     /* counts against http_max_connections */
-    evutil_socket_t fd;              /* its h->by_fd slot; -1: none */
-    unsigned out_progress, out_seen; /* writes, and those the timer saw */
-};
-
-/* Released records kept at most. */
-#define CONN_SPARE_MAX 256
-/* Accepting, paused after a failure: first for this long, doubling to the
- * most. */
-#define ACCEPT_PAUSE_MS 100u
-#define ACCEPT_PAUSE_MAX_MS 1600u
-
-static uint32_t read_timeout_ms(const struct faas_runtime *rt)
-{
-    return rt->opts.http_read_timeout_ms ? rt->opts.http_read_timeout_ms : 10000u;
-}
-
-static uint32_t idle_timeout_ms(const struct faas_runtime *rt)
-{
-    return rt->opts.http_idle_timeout_ms ? rt->opts.http_idle_timeout_ms : 60000u;
-}
-
-static size_t max_connections(const struct faas_runtime *rt)
-{
-    return rt->opts.http_max_connections ? rt->opts.http_max_connections : 1024u;
-}
-
-static void warn(struct faas_http *h, int kind, const char *action, const char *fmt, ...)
-    FAAS_PRINTF(4, 5);
-
-/* A FAAS_LOG_WARNING record, at most one a second of each kind: kept for
- * adopt_cb to deliver (see WARN_N), never logged from here. */
-static void warn(struct faas_http *h, int kind, const char *action, const char *fmt, ...)
-{
-    uint64_t now = faas_now_ns(h->rt);
-    char line[256];
-    va_list ap;
-
-    if (h->warn_ok[kind] && now - h->warn_at[kind] < 1000000000u) {
-        h->warn_suppressed[kind]++;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (h->warn_suppressed[kind])
-        snprintf(h->warn_line[kind], sizeof h->warn_line[kind],
-                 "%s (%u more like it in the last second)", line, h->warn_suppressed[kind]);
-    else
-        snprintf(h->warn_line[kind], sizeof h->warn_line[kind], "%s", line);
-    h->warn_action[kind] = action;
-    h->warn_ok[kind] = 1;
-    h->warn_at[kind] = now;
-    h->warn_suppressed[kind] = 0;
-    if (h->adopt_ev)
-        event_active(h->adopt_ev, EV_TIMEOUT, 0);
-}
-
-/* Delivers the kept warnings. The log callback may free the runtime (h
- * with it): the free waits for faas_rt_leave, and nothing is touched
- * after it. */
-static void warn_deliver(struct faas_http *h)
-{
-    struct faas_runtime *rt = h->rt;
-    int kind;
-
-    faas_rt_enter(rt);
-    h->busy++; /* the log callback may not detach the server under us */
-    for (kind = 0; kind < WARN_N; kind++) {
-        const char *action = h->warn_action[kind];
-        if (!action)
-            continue;
-        h->warn_action[kind] = NULL;
-        faas_log_event(rt, FAAS_LOG_WARNING, NULL, NULL, action, NULL, "%s",
-                       h->warn_line[kind]);
-    }
-    h->busy--;
-    faas_rt_leave(rt);
-}
-
-/* The record of an adopted connection, or NULL. */
-static struct http_conn *conn_of(struct faas_http *h, struct evhttp_connection *evcon)
-{
-    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-    struct http_conn *c;
-
-    if (!h || fd < 0 || (size_t)fd >= h->by_fd_len)
-        return NULL;
-    c = h->by_fd[fd];
-    return c && c->evcon == evcon ? c : NULL;
-}
-
-/* Takes c off its connection (callbacks, timer, slot) and back to the
- * spares. The connection itself is not touched beyond its buffers. */
-static void conn_release(struct http_conn *c)
-{
-    struct faas_http *h = c->h;
-
-    if (c->in_cb)
-        evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->in_cb);
-    if (c->out_cb)
-        evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->out_cb);
-    event_del(&c->timer);
-    if (c->fd >= 0 && (size_t)c->fd < h->by_fd_len && h->by_fd[c->fd] == c)
-        h->by_fd[c->fd] = NULL;
-    if (c->counted)
-        h->nconns--;
-    faas_list_remove(&c->link);
-    if (h->nconn_spare < CONN_SPARE_MAX) {
-        faas_list_insert_head(&h->conn_spare, &c->link);
-        h->nconn_spare++;
-    } else {
-        free(c);
-    }
-}
-
-static void pending_closecb(struct evhttp_connection *evcon, void *arg);
-
-/* evhttp is freeing the connection. */
-static void conn_closecb(struct evhttp_connection *evcon, void *arg)
-{
-    struct http_conn *c = arg;
-    if (c->hold)
-        pending_closecb(evcon, c->hold);
-    c->hold = NULL;
-    conn_release(c);
-}
-
-/* Room for descriptor fd in h->by_fd; 0 or -1. */
-static int by_fd_grow(struct faas_http *h, evutil_socket_t fd)
-{
-    size_t n = h->by_fd_len ? h->by_fd_len : 64;
-    struct http_conn **v;
-
-    while (n <= (size_t)fd)
-        n *= 2;
-    if (!(v = faas_calloc(n, sizeof *v)))
-        return -1;
-    if (h->by_fd_len)
-        memcpy(v, h->by_fd, h->by_fd_len * sizeof *v);
-    free(h->by_fd);
-    h->by_fd = v;
-    h->by_fd_len = n;
-    return 0;
-}
-
-/*
- * Learns c's evhttp connection (see above). Returns 0; or -1 when evhttp
- * has already dropped it, or c cannot be given a slot (out of memory: the
- * connection is then served unbounded): c is released.
- */
-static int conn_adopt(struct http_conn *c)
-{
-    struct faas_http *h = c->h;
-    struct bufferevent *bev = c->bev;
-    bufferevent_data_cb readcb;
-    bufferevent_event_cb eventcb;
-    void *arg = NULL;
-    evutil_socket_t fd;
-
-    if (c->evcon)
-        return 0;
-    bufferevent_getcb(bev, &readcb, NULL, &eventcb, &arg);
-    fd = bufferevent_getfd(bev);
-    if ((!readcb && !eventcb) || !arg || fd < 0) {
-        /* evhttp freed it (bufferevent_free clears the callbacks); our
-         * reference kept its memory and buffers */
-        conn_release(c);
-        bufferevent_decref(bev);
-        return -1;
-    }
-    c->evcon = arg;
-    bufferevent_decref(bev); /* evhttp holds it */
-    if ((size_t)fd >= h->by_fd_len && by_fd_grow(h, fd) != 0) {
-        conn_release(c);
-        return -1;
-    }
-    c->fd = fd;
-    h->by_fd[fd] = c;
-    faas_list_remove(&c->link);
-    faas_list_insert_tail(&h->conns, &c->link);
-    evhttp_connection_set_closecb(c->evcon, conn_closecb, c);
-    return 0;
-}
-
-/* Whether evhttp is reading a request on c: not serving one (it stops
- * reading) nor writing its response (it reads then only to see a close,
- * without a read callback). */
-static int conn_reading(struct http_conn *c)
-{
-    bufferevent_data_cb readcb;
-
-    if (!(bufferevent_get_enabled(c->bev) & EV_READ))
-        return 0;
-    bufferevent_getcb(c->bev, &readcb, NULL, NULL, NULL);
-    return readcb != NULL;
-}
-
-/* Closes c's connection now (not from inside evhttp's callbacks). */
-static void conn_close(struct http_conn *c)
-{
-    evhttp_connection_free(c->evcon); /* conn_closecb releases c */
-}
-
-static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct http_conn *c = arg;
-    struct bufferevent *bev = c->bev;
-    (void)fd;
-    (void)what;
-
-    if (conn_adopt(c) != 0)
-        return;
-    if (!c->counted) {
-        conn_close(c);
-        return;
-    }
-    if (!conn_reading(c)) {
-        /* evhttp is serving a request or writing its response */
-        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-            c->state = CONN_BUSY;
-            return;
-        }
-        if (c->out_progress != c->out_seen) {
-            c->out_seen = c->out_progress;
-            event_add(&c->timer, c->h->tv_idle);
-            return;
-        }
-    }
-    conn_close(c);
-}
-
-/* Bytes read: the first of a request starts its read timer. */
-static void conn_in_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
-{
-    struct http_conn *c = arg;
-    (void)buf;
-
-    if (info->n_added == 0 || c->state != CONN_IDLE)
-        return;
-    c->state = CONN_READING;
-    event_add(&c->timer, c->h->tv_read);
-}
-
-/* Bytes written: the last of a response (not of a "100 Continue", written
- * while evhttp reads) makes the connection idle, or starts the next
- * request's read timer if it has begun to come; draining, an idle
- * connection then closes. */
-static void conn_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
-{
-    static const struct timeval now = { 0, 0 };
-    struct http_conn *c = arg;
-
-    if (info->n_deleted == 0)
-        return;
-    c->out_progress++;
-    if (evbuffer_get_length(buf) != 0 || conn_reading(c))
-        return;
-    if (evbuffer_get_length(bufferevent_get_input(c->bev)) != 0) {
-        c->state = CONN_READING;
-        event_add(&c->timer, c->h->tv_read);
-        return;
-    }
-    c->state = CONN_IDLE;
-    event_add(&c->timer, c->h->rt->draining ? &now : c->h->tv_idle);
-}
-
-static void listeners_watch(struct faas_http *h);
-
-static void adopt_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct faas_http *h = arg;
-    struct faas_list *e;
-    (void)fd;
-    (void)what;
-
-    while ((e = h->fresh.next) != &h->fresh) {
-        struct http_conn *c = FAAS_CONTAINER_OF(e, struct http_conn, link);
-        if (conn_adopt(c) == 0 && !c->counted)
-            conn_close(c);
-    }
-    if (!h->own)
-        listeners_watch(h); /* the host may have bound more since */
-    warn_deliver(h); /* last: h may be gone after it */
-}
-
-/* evhttp's new connection: its bufferevent, and a record of it. */
-static struct bufferevent *conn_bevcb(struct event_base *base, void *arg)
-{
-    struct faas_http *h = arg;
-    struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
-    struct faas_list *e;
-    struct http_conn *c;
-
-    if (!bev)
-        return NULL; /* evhttp makes one itself */
-    h->accepted++;
-    if ((e = faas_list_pop_head(&h->conn_spare)) != NULL) {
-        h->nconn_spare--;
-        c = FAAS_CONTAINER_OF(e, struct http_conn, link);
-    } else if (!(c = faas_malloc(sizeof *c))) {
-        return bev; /* unbounded */
-    }
-    memset(c, 0, sizeof *c);
-    c->h = h;
-    c->bev = bev;
-    c->fd = -1;
-    c->in_cb = evbuffer_add_cb(bufferevent_get_input(bev), conn_in_cb, c);
-    c->out_cb = evbuffer_add_cb(bufferevent_get_output(bev), conn_out_cb, c);
-    if (!c->in_cb || !c->out_cb) {
-        if (c->in_cb)
-            evbuffer_remove_cb_entry(bufferevent_get_input(bev), c->in_cb);
-        free(c);
-        return bev;
-    }
-    evtimer_assign(&c->timer, base, conn_timer_cb, c);
-    faas_list_insert_tail(&h->fresh, &c->link);
-    bufferevent_incref(bev);
-    if (h->nconns < max_connections(h->rt)) {
-        c->counted = 1;
-        h->nconns++;
-        event_add(&c->timer, h->tv_idle);
-    } else {
-        static const struct timeval now = { 0, 0 };
-        event_add(&c->timer, &now); /* closed even if not adopted first */
-        warn(h, WARN_LIMIT, "connection-limit",
-             "HTTP connection refused: %zu connections open (http_max_connections)",
-             h->nconns);
-    }
-    event_active(h->adopt_ev, EV_TIMEOUT, 0);
-    return bev;
-}
-
-/* ---- listeners: accepting pauses when it fails ------------------------- */
-
-/*
- * When accept fails for want of descriptors (EMFILE, ENFILE), the
- * connection waits in the backlog and the listening socket stays readable:
- * libevent would call accept again at once, for ever. The gateway's error
- * callback on each listener disables it, logs (rate-limited) and enables it
- * again after a pause that doubles while accepting keeps failing.
- *
- * libevent gives an error callback the evhttp as its argument, not ours,
- * so the callbacks find their listener in a process-wide registry (a
- * mutex: runtimes may live on different threads). An attached server's
- * listeners are the host's: they are watched when the gateway attaches and
- * as connections come (a host may bind after attaching), and a listener
- * the host removed is never touched again (it is looked for among the
- * server's sockets first).
- */
-struct http_listener {
-    struct faas_list link;           /* h->listeners */
-    struct faas_list reg;            /* the registry */
-    struct faas_http *h;
-    struct evconnlistener *lev;
-    struct event_base *base;         /* h's: entries of other loops are
-                                        never touched */
-    struct event timer;
-    unsigned pause_ms;               /* the next pause */
-    uint64_t accepted;               /* h->accepted at the last failure */
-    int paused;
-};
-
-static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct faas_list reg_list = { &reg_list, &reg_list };
-
-struct bound_find {
-    struct evconnlistener *lev;
-    int found;
-};
-
-static void bound_find_cb(struct evhttp_bound_socket *b, void *arg)
-{
-    struct bound_find *f = arg;
-    if (evhttp_bound_socket_get_listener(b) == f->lev)
-        f->found = 1;
-}
-
-/* Whether lev is still one of h's server's listeners. */
-static int listener_live(struct faas_http *h, struct evconnlistener *lev)
-{
-    struct bound_find f = { lev, 0 };
-    if (!h->http)
-        return 0;
-    evhttp_foreach_bound_socket(h->http, bound_find_cb, &f);
-    return f.found;
-}
-
-static void listener_resume_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct http_listener *l = arg;
-    (void)fd;
-    (void)what;
-
-    l->paused = 0;
-    if (listener_live(l->h, l->lev))
-        evconnlistener_enable(l->lev);
-}
-
-static void listener_free(struct http_listener *l)
-{
-    pthread_mutex_lock(&reg_lock);
-    faas_list_remove(&l->reg);
-    pthread_mutex_unlock(&reg_lock);
-    faas_list_remove(&l->link);
-    event_del(&l->timer);
-    free(l);
-}
-
-/* lev's entry, or NULL. An entry of a listener the host has since freed
- * (its address now another's) is dropped on the way. */
-static struct http_listener *listener_find(struct evconnlistener *lev)
-{
-    struct event_base *base = evconnlistener_get_base(lev);
-    struct http_listener *l;
-    struct faas_list *e;
-
-    for (;;) {
-        l = NULL;
-        pthread_mutex_lock(&reg_lock);
-        for (e = reg_list.next; e != &reg_list; e = e->next) {
-            struct http_listener *x = FAAS_CONTAINER_OF(e, struct http_listener, reg);
-            if (x->lev == lev && x->base == base) {
-                l = x;
-                break;
-            }
-        }
-        pthread_mutex_unlock(&reg_lock);
-        if (!l || listener_live(l->h, lev))
-            return l;
-        listener_free(l);
-    }
-}
-
-static void accept_error_cb(struct evconnlistener *lev, void *arg)
-{
-    int err = EVUTIL_SOCKET_ERROR();
-    struct http_listener *l = listener_find(lev);
-    struct timeval tv;
-    (void)arg;
-
-    if (!l || l->paused)
-        return;
-    if (l->accepted != l->h->accepted)
-        l->pause_ms = ACCEPT_PAUSE_MS; /* it accepted since: start over */
-    l->accepted = l->h->accepted;
-    evconnlistener_disable(lev);
-    l->paused = 1;
-    tv = faas_ms_to_tv(l->pause_ms);
-    event_add(&l->timer, &tv);
-    warn(l->h, WARN_ACCEPT, "accept", "HTTP gateway cannot accept connections: %s; paused %u ms",
-         strerror(err), l->pause_ms);
-    if (l->pause_ms < ACCEPT_PAUSE_MAX_MS)
-        l->pause_ms *= 2;
-}
-
-static void listener_watch_cb(struct evhttp_bound_socket *b, void *arg)
-{
-    struct faas_http *h = arg;
-    struct evconnlistener *lev = evhttp_bound_socket_get_listener(b);
-    struct http_listener *l;
-    struct faas_list *e;
-
-    for (e = h->listeners.next; e != &h->listeners; e = e->next)
-        if (FAAS_CONTAINER_OF(e, struct http_listener, link)->lev == lev)
-            return;
-    if (!(l = faas_calloc(1, sizeof *l)))
-        return; /* unwatched */
-    l->h = h;
-    l->lev = lev;
-    l->base = h->rt->base;
-    l->pause_ms = ACCEPT_PAUSE_MS;
-    l->accepted = h->accepted;
-    evtimer_assign(&l->timer, h->rt->base, listener_resume_cb, l);
-    faas_list_insert_tail(&h->listeners, &l->link);
-    pthread_mutex_lock(&reg_lock);
-    faas_list_insert_tail(&reg_list, &l->reg);
-    pthread_mutex_unlock(&reg_lock);
-    evconnlistener_set_error_cb(lev, accept_error_cb);
-}
-
-/* Watches the server's listeners not yet watched. */
-static void listeners_watch(struct faas_http *h)
-{
-    evhttp_foreach_bound_socket(h->http, listener_watch_cb, h);
-}
-
-/* Stops watching; a live listener gets libevent's behaviour back (and is
- * enabled again if paused). */
-static void listeners_unwatch(struct faas_http *h)
-{
-    struct faas_list *e;
-
-    while ((e = h->listeners.next) != &h->listeners) {
-        struct http_listener *l = FAAS_CONTAINER_OF(e, struct http_listener, link);
-        if (listener_live(h, l->lev)) {
-            evconnlistener_set_error_cb(l->lev, NULL);
-            if (l->paused)
-                evconnlistener_enable(l->lev);
-        }
-        listener_free(l);
-    }
-}
-
-/* Sets the connection machinery up on h->http; 0 or FAAS_ENOMEM. */
-static int conns_start(struct faas_http *h)
-{
-    struct faas_runtime *rt = h->rt;
-    struct timeval tv;
-
-    if (!h->adopt_ev) {
-        if (!(h->adopt_ev = event_new(rt->base, -1, 0, adopt_cb, h)))
-            return FAAS_ENOMEM;
-        event_priority_set(h->adopt_ev, 0);
-    }
-    tv = faas_ms_to_tv(read_timeout_ms(rt));
-    h->tv_read = event_base_init_common_timeout(rt->base, &tv);
-    tv = faas_ms_to_tv(idle_timeout_ms(rt));
-    h->tv_idle = event_base_init_common_timeout(rt->base, &tv);
-    if (!h->tv_read || !h->tv_idle)
-        return FAAS_ENOMEM;
-    evhttp_set_bevcb(h->http, conn_bevcb, h);
-    return 0;
-}
-
-/* The gateway goes; the server may stay (attached). Own server: called
- * after its evhttp_free, which released every adopted record. */
-static void conns_stop(struct faas_http *h)
-{
-    struct faas_list *e;
-
-    while ((e = h->fresh.next) != &h->fresh)
-        conn_adopt(FAAS_CONTAINER_OF(e, struct http_conn, link));
-    while ((e = h->conns.next) != &h->conns) {
-        struct http_conn *c = FAAS_CONTAINER_OF(e, struct http_conn, link);
-        evhttp_connection_set_closecb(c->evcon, NULL, NULL);
-        conn_release(c);
-    }
-    while ((e = faas_list_pop_head(&h->conn_spare)) != NULL)
-        free(FAAS_CONTAINER_OF(e, struct http_conn, link));
-    if (h->adopt_ev)
-        event_free(h->adopt_ev);
-    free(h->by_fd);
-    h->adopt_ev = NULL; /* a later attach or bind starts anew */
-    h->by_fd = NULL;
-    h->by_fd_len = 0;
-}
-
-void faas_http_drain(struct faas_runtime *rt)
-{
-    struct faas_http *h = rt ? rt->http : NULL;
-    struct faas_list *e, *next;
-
-    if (!h)
-        return;
-    while ((e = h->fresh.next) != &h->fresh)
-        conn_adopt(FAAS_CONTAINER_OF(e, struct http_conn, link));
-    /* Idle: evhttp reads, and nothing of a request has come. */
-    for (e = h->conns.next; e != &h->conns; e = next) {
-        struct http_conn *c = FAAS_CONTAINER_OF(e, struct http_conn, link);
-        next = e->next;
-        if (c->state == CONN_IDLE && conn_reading(c) &&
-            evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
-            conn_close(c);
-    }
-}
-
 /* ---- pending requests ------------------------------------------------- */
-
-static void pending_closecb(struct evhttp_connection *evcon, void *arg)
-{
-    struct faas_http_hold *p = arg;
-    (void)evcon;
-    if (!p->req)
-        return;
-    /* A request libevent detached from its failed connection is ours to
-     * free; one still on the connection goes with it. */
-    if (evhttp_request_get_connection(p->req) == NULL)
-        evhttp_request_free(p->req);
-    p->req = NULL;
-    p->evcon = NULL;
-}
 
 /* Takes p's request back from the connection, for a reply. */
 static struct evhttp_request *pending_take(struct faas_http_hold *p)
 {
     struct evhttp_request *req = p->req;
-    struct http_conn *c;
     if (!req)
         return NULL;
-    if (p->evcon && (c = conn_of(p->h, p->evcon)) != NULL)
-        c->hold = NULL;
-    else if (p->evcon)
-        evhttp_connection_set_closecb(p->evcon, NULL, NULL);
+    faas_http_conn_unhold(p);
     p->req = NULL;
     p->evcon = NULL;
     return req;
@@ -1956,24 +187,12 @@ static void pending_wait(struct faas_http *h, struct faas_http_hold *p,
                          struct evhttp_request *req)
 {
     struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    struct faas_list *e;
-    struct http_conn *c;
 
     p->req = req;
     faas_list_insert_tail(&h->pending, &p->link);
     p->evcon = evcon;
-    if (!evcon)
-        return;
-    /* A connection with a record keeps the record's close callback. */
-    if (!(c = conn_of(h, evcon)) && !faas_list_empty(&h->fresh)) {
-        while ((e = h->fresh.next) != &h->fresh)
-            conn_adopt(FAAS_CONTAINER_OF(e, struct http_conn, link));
-        c = conn_of(h, evcon);
-    }
-    if (c)
-        c->hold = p;
-    else
-        evhttp_connection_set_closecb(evcon, pending_closecb, p);
+    if (evcon)
+        faas_http_conn_hold(h, p);
 }
 
 struct faas_http_hold *faas_http_hold_new(struct faas_runtime *rt)
@@ -2005,7 +224,7 @@ static void result_cb(const struct faas_result *res, void *arg)
 
     faas_list_remove(&p->link);
     if (req)
-        reply_result(req, p->head, res);
+        faas_http_reply_result(req, p->head, res);
     pending_put(p->h, p);
 }
 
@@ -2114,11 +333,11 @@ static void request_cb(struct evhttp_request *req, void *arg)
     }
     if (rt->draining) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-        reply_message(req, head, 503, "Service Unavailable");
+        faas_http_reply_message(req, head, 503, "Service Unavailable");
         return;
     }
     if (rt->closing || rt->free_requested) {
-        reply_message(req, head, 503, "Service Unavailable");
+        faas_http_reply_message(req, head, 503, "Service Unavailable");
         return;
     }
     memset(&in, 0, sizeof in);
@@ -2126,7 +345,7 @@ static void request_cb(struct evhttp_request *req, void *arg)
     in.path_len = strlen(path);
     r = faas_route_match(h->routes, method, path, in.path_len, &m);
     if (!r) {
-        reply_message(req, head, 404, "Not Found");
+        faas_http_reply_message(req, head, 404, "Not Found");
         return;
     }
     /* One walk: the sizes, and the first HDRS_SMALL headers. */
@@ -2142,18 +361,18 @@ static void request_cb(struct evhttp_request *req, void *arg)
         hbytes += kl + vl + 4;
     }
     if (hbytes > max_headers(rt)) {
-        reply_message(req, head, 431, "Request Header Fields Too Large");
+        faas_http_reply_message(req, head, 431, "Request Header Fields Too Large");
         return;
     }
     in.body_len = evbuffer_get_length(body);
     if (in.body_len > max_body(rt)) {
-        reply_message(req, head, 413, "Request Entity Too Large");
+        faas_http_reply_message(req, head, 413, "Request Entity Too Large");
         return;
     }
     if (nh > HDRS_SMALL) {
         size_t i = 0;
         if (!(hdrs = faas_malloc(nh * sizeof *hdrs))) {
-            reply_message(req, head, 500, "Internal Server Error");
+            faas_http_reply_message(req, head, 500, "Internal Server Error");
             return;
         }
         TAILQ_FOREACH(kv, inh, next) {
@@ -2188,7 +407,7 @@ static void request_cb(struct evhttp_request *req, void *arg)
     p = ev ? pending_new(h) : NULL;
     if (!p) {
         json_decref(ev);
-        reply_message(req, head, 500, "Internal Server Error");
+        faas_http_reply_message(req, head, 500, "Internal Server Error");
         return;
     }
     p->head = head;
@@ -2209,7 +428,7 @@ static void request_cb(struct evhttp_request *req, void *arg)
     if (rc == 0) {
         pending_wait(h, p, req);
     } else {
-        reply_status(req, head, rc, 1);
+        faas_http_reply_status(req, head, rc, 1);
         pending_put(h, p);
     }
     h->busy--;
@@ -2230,11 +449,11 @@ int faas_http_attach(struct faas_runtime *rt, struct evhttp *http)
         return FAAS_ENOMEM;
     h->http = http;
     h->own = 0;
-    if (conns_start(h) != 0) {
+    if (faas_http_conns_start(h) != 0) {
         h->http = NULL;
         return FAAS_ENOMEM;
     }
-    listeners_watch(h);
+    faas_http_listeners_watch(h);
     evhttp_set_gencb(http, request_cb, h);
     return 0;
 }
@@ -2271,7 +490,7 @@ int faas_http_bind(struct faas_runtime *rt, const char *address, uint16_t port)
     evhttp_set_max_headers_size(http,
                                 hdrs > (size_t)INT64_MAX / 2 ? -1 : (ev_ssize_t)(hdrs * 2));
     h->http = http;
-    if (conns_start(h) != 0) {
+    if (faas_http_conns_start(h) != 0) {
         h->http = NULL;
         evhttp_free(http);
         return FAAS_ENOMEM;
@@ -2291,7 +510,7 @@ int faas_http_bind(struct faas_runtime *rt, const char *address, uint16_t port)
             h->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     }
     h->own = 1;
-    listeners_watch(h);
+    faas_http_listeners_watch(h);
     evhttp_set_gencb(http, request_cb, h);
     return 0;
 }
@@ -2344,10 +563,10 @@ static void http_unhook(struct faas_http *h)
         if (req && p->api)
             faas_invoke_api_unavailable(p, req);
         else if (req)
-            reply_message(req, p->head, 503, "Service Unavailable");
+            faas_http_reply_message(req, p->head, 503, "Service Unavailable");
     }
     if (h->http) {
-        listeners_unwatch(h);
+        faas_http_listeners_unwatch(h);
         if (h->own) {
             evhttp_free(h->http); /* releases the adopted connections' records */
         } else {
@@ -2355,7 +574,7 @@ static void http_unhook(struct faas_http *h)
             evhttp_set_bevcb(h->http, NULL, NULL);
         }
     }
-    conns_stop(h);
+    faas_http_conns_stop(h);
     h->http = NULL;
     h->own = 0;
     h->port = 0;
@@ -2386,7 +605,7 @@ void faas_http_free(struct faas_runtime *rt)
     http_unhook(h);
     while ((e = faas_list_pop_head(&h->spare)) != NULL)
         free(FAAS_CONTAINER_OF(e, struct faas_http_hold, link));
-    table_free_each(h->routes, route_orphan_cb, NULL);
+    faas_route_table_free_each(h->routes, route_orphan_cb, NULL);
     faas_http_event_cache_clear(&h->cache);
     free(h);
 }

@@ -1,6 +1,6 @@
 /*
  * fuzz_http_event.c - libFuzzer target for the HTTP gateway's payload 2.0
- * event builder (faas_http_event_build in lib/http.h), without libevent.
+ * event builder (faas_http_event_build in lib/http_event.h), without libevent.
  *
  * The input is split on NUL bytes into fields:
  *   0  a route pattern ("GET /users/{id}"; not a valid one: a root "*")
@@ -36,7 +36,7 @@
 #include <sodium.h>
 
 #include "faas_int.h"
-#include "http.h"
+#include "http_event.h"
 
 #define MAX_FIELDS 64
 

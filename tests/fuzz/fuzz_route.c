@@ -1,6 +1,6 @@
 /*
  * fuzz_route.c - libFuzzer target for the HTTP gateway's route patterns and
- * matching (lib/http.h).
+ * matching (lib/route.h).
  *
  * The input is lines: those before the first empty line are route patterns
  * (added to one table; parse errors and duplicates are fine), the rest are
@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "faas_int.h"
-#include "http.h"
+#include "route.h"
 
 #define MAX_ROUTES 256
 
