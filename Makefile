@@ -210,13 +210,16 @@ run-gateway: lib $(B)/examples/faas-gateway
 # The C Lambda runtime of bench_command (and of test_command's keep-alive
 # and trailer cases): a Runtime API client on one keep-alive connection.
 CRT := $(B)/tests/runtimes/crt
+# A cross build runs its suites under qemu-user, which cannot exec a target
+# program: the runtime is then built for the host (tools/cross.sh).
+CRT_CC ?= $(CC)
 
 # Built without $(SAN): it is not what the sanitizers check, and the memory
 # limit it runs under (RLIMIT_DATA) leaves no room for their shadow memory.
 $(CRT): tests/runtimes/crt.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
-	$(Q)$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $<
+	$(Q)$(CRT_CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
 $(B)/tests/test_command $(B)/bench/bench_command: $(CRT)
 
