@@ -40,6 +40,6 @@ echo "== built in $((built - started)) s"
 FAAS_EMULATED=1
 export FAAS_EMULATED
 rc=0
-sh tools/run-tests.sh "timeout -k 5 $secs $qemu" $(ls "$b"/tests/test_* | grep -v '\.') || rc=$?
+sh tools/run-tests.sh "sh tools/emulate.sh $secs $qemu" $(ls "$b"/tests/test_* | grep -v '\.') || rc=$?
 echo "== $arch: suites ran in $(( $(date +%s) - built )) s (build $((built - started)) s)"
 exit "$rc"
