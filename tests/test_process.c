@@ -257,6 +257,22 @@ static int pred_instances(const void *arg)
     return faas_stats(g_rt, w->name, &st) == 0 && st.instances == w->instances;
 }
 
+/* As many idle instances as w->instances: min_warm workers are ready. Their
+ * "init ran" line can come before the ready message on a slow machine (or
+ * under emulation), so the pool itself is asked. */
+static int pred_idle(const void *arg)
+{
+    const struct stat_want *w = arg;
+    struct faas_fn *fn = faas_fn_lookup(g_rt, w->name);
+    struct faas_list *e;
+    uint32_t n = 0;
+    if (!fn)
+        return 0;
+    for (e = fn->idle.next; e != &fn->idle; e = e->next)
+        n++;
+    return n == w->instances;
+}
+
 /* As many "init ran" lines as w->instances: min_warm workers are ready. */
 static int pred_inits(const void *arg)
 {
@@ -618,6 +634,7 @@ static void test_pool_of_processes(void **state)
     o.init = init_state;
     assert_int_equal(faas_register(g_rt, "warm", h_info, &o), 0);
     assert_true(tu_run_until_pred(g_base, pred_inits, &w, 5000)); /* both ready */
+    assert_true(tu_run_until_pred(g_base, pred_idle, &w, 5000));
     assert_true(pred_instances(&w));
     r1 = call("warm", NULL);
     assert_int_equal(faas_result_status(r1), 0);

@@ -1,0 +1,81 @@
+#!/bin/sh
+# tools/footprint.sh [native|arm64|armhf] - the footprint figures of
+# docs/PERFORMANCE.md for one target, from the tree built for it (build/ or
+# build/cross-ARCH, by `make lib examples` or `make cross-test`):
+#   libfaas.a stripped of debug info, libfaas.so stripped, a minimal host
+#   (examples/readme) linked statically and stripped, the heap of one
+#   queued async event and one idempotency record (tools/footprint/records.c),
+#   the idle resident set of the reference gateway and of its warm worker.
+# On arm64 and armhf the programs run under qemu-user: the heap figures are
+# the target's own, the resident sets are the emulator's (an upper bound).
+set -eu
+arch="${1:-native}"
+case "$arch" in
+native) t=""; b=build; run="" ;;
+arm64) t=aarch64-linux-gnu-; b=build/cross-arm64; run=qemu-aarch64 ;;
+armhf) t=arm-linux-gnueabihf-; b=build/cross-armhf; run=qemu-arm ;;
+*) echo "usage: tools/footprint.sh native|arm64|armhf" >&2; exit 1 ;;
+esac
+if [ -n "$t" ]; then
+    PKG_CONFIG_LIBDIR="$(pwd)/$b/sysroot/usr/lib/${t%-}/pkgconfig:/usr/lib/${t%-}/pkgconfig:/usr/share/pkgconfig"
+    export PKG_CONFIG_LIBDIR
+fi
+cc="${t}gcc"
+[ -z "$t" ] && cc="${CC:-cc}"
+out="$b/footprint"
+mkdir -p "$out"
+size() { stat -c %s "$1"; }
+kib() { awk -v n="$1" 'BEGIN { printf "%.0f KiB", n / 1024 }'; }
+
+cp "$b/libfaas.a" "$out/libfaas.a" && "${t}strip" -g "$out/libfaas.a"
+cp "$b/libfaas.so.0.1.0" "$out/libfaas.so" && "${t}strip" "$out/libfaas.so"
+"$cc" -std=c11 -O2 -static -Iinclude -o "$out/readme-static" examples/readme/main.c \
+    "$b/libfaas.a" $(pkg-config --static --libs libevent jansson libsodium) -pthread -ldl \
+    2>"$out/static.log" || { cat "$out/static.log"; exit 1; }
+"${t}strip" "$out/readme-static"
+"$cc" -std=c11 -D_GNU_SOURCE -O2 -Iinclude -o "$out/records" tools/footprint/records.c \
+    "$b/libfaas.a" $(pkg-config --libs libevent jansson libsodium) -pthread -ldl
+
+echo "== footprint on $arch ($(${cc} -dumpmachine))"
+echo "libfaas.a, strip -g:          $(kib "$(size "$out/libfaas.a")")"
+echo "libfaas.so, strip:            $(kib "$(size "$out/libfaas.so")")"
+echo "examples/readme, -static, strip: $(kib "$(size "$out/readme-static")")"
+$run "$out/records"
+
+# The gateway on a small config: one PROCESS function from a shared object,
+# kept warm, on a port of its own.
+cfg="$out/gateway.json"
+cat >"$cfg" <<JSON
+{ "listen": "127.0.0.1:0",
+  "runtime": { "thread_workers": 1 },
+  "functions": { "hello": { "library": "$(pwd)/$b/examples/faas-gateway-functions/hello.so",
+                            "symbol": "hello", "isolation": "process", "min_warm": 1 } },
+  "mappings": [ { "source": "api:GET /hello", "function": "hello" } ] }
+JSON
+$run "$b/examples/faas-gateway" "$cfg" >"$out/gateway.log" 2>&1 &
+gw=$!
+port=""
+for _ in $(seq 1 200); do
+    port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\).*|\1|p' "$out/gateway.log" | head -n 1)
+    [ -n "$port" ] && break
+    sleep 0.1
+done
+if [ -z "$port" ]; then
+    kill "$gw" 2>/dev/null || true
+    cat "$out/gateway.log"; echo "the gateway did not start" >&2; exit 1
+fi
+# A few requests, then idle: what a gateway holds between bursts.
+for _ in 1 2 3 4 5 6 7 8 9 10; do curl -fsS -o /dev/null "http://127.0.0.1:$port/hello"; done
+sleep 1
+rss() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status"; }
+descendants() {
+    for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do echo "$c"; descendants "$c"; done
+}
+worker=""
+for p in $(descendants "$gw"); do
+    [ "$(cat /proc/"$p"/comm 2>/dev/null)" = faas-worker ] && worker="$p" && break
+done
+echo "gateway idle VmRSS:           $(rss "$gw") kB${run:+ (the $run process)}"
+[ -n "$worker" ] && echo "warm worker idle VmRSS:       $(rss "$worker") kB${run:+ (the $run process)}"
+kill -TERM "$gw"
+wait "$gw" || true
