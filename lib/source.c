@@ -263,9 +263,10 @@ static int schedule_check(struct faas_mapping *m)
         return 0;
     }
     if (now < due) {
-        /* Early: a fake clock, or the clock stepped back. A fire computed
-         * from now that comes sooner (rate() after a step back) wins, so a
-         * step back does not silence a schedule for the size of the step. */
+        /* Early: the daily look (wake_in), a fake clock, or the clock
+         * stepped back. A fire computed from now that comes sooner (rate()
+         * after a step back) wins, so a step back does not silence a
+         * schedule for the size of the step. */
         if (faas_schedule_next_parsed(m->sched, (time_t)now, &sooner) == 0 && sooner < due)
             m->last_fire_s = due = (int64_t)sooner;
         struct timeval tv = { (time_t)wake_in(due - now), 0 };

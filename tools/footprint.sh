@@ -7,7 +7,10 @@
 #   queued async event and one idempotency record (tools/footprint/records.c),
 #   the idle resident set of the reference gateway and of its warm worker.
 # On arm64 and armhf the programs run under qemu-user: the heap figures are
-# the target's own, the resident sets are the emulator's (an upper bound).
+# the target's own. VmRSS there is the emulator's process; the target's own
+# resident set is the Rss of the mappings inside the guest's address space,
+# which qemu keeps in the low 4 GiB of the process (armhf always; arm64 with
+# QEMU_RESERVED_VA set below), read from /proc/PID/smaps.
 set -eu
 arch="${1:-native}"
 case "$arch" in
@@ -52,6 +55,8 @@ cat >"$cfg" <<JSON
                             "symbol": "hello", "isolation": "process", "min_warm": 1 } },
   "mappings": [ { "source": "api:GET /hello", "function": "hello" } ] }
 JSON
+# arm64: the guest in the low 4 GiB too, so that its mappings are known.
+[ "$arch" = arm64 ] && export QEMU_RESERVED_VA=0x100000000
 $run "$b/examples/faas-gateway" "$cfg" >"$out/gateway.log" 2>&1 &
 gw=$!
 port=""
@@ -75,7 +80,18 @@ worker=""
 for p in $(descendants "$gw"); do
     [ "$(cat /proc/"$p"/comm 2>/dev/null)" = faas-worker ] && worker="$p" && break
 done
-echo "gateway idle VmRSS:           $(rss "$gw") kB${run:+ (the $run process)}"
-[ -n "$worker" ] && echo "warm worker idle VmRSS:       $(rss "$worker") kB${run:+ (the $run process)}"
+# The Rss of mappings that start below 4 GiB (8 hex digits in smaps).
+guest_rss() {
+    awk '/^[0-9a-f]+-[0-9a-f]+ / { split($1, r, "-"); low = length(r[1]) <= 8; next }
+         /^Rss:/ && low { kb += $2 } END { print kb + 0 }' "/proc/$1/smaps"
+}
+if [ -z "$run" ]; then
+    echo "gateway idle VmRSS:           $(rss "$gw") kB"
+    [ -n "$worker" ] && echo "warm worker idle VmRSS:       $(rss "$worker") kB"
+else
+    echo "gateway idle, the target's:   $(guest_rss "$gw") kB (the $run process: $(rss "$gw") kB)"
+    [ -n "$worker" ] &&
+        echo "warm worker idle, the target's: $(guest_rss "$worker") kB (the $run process: $(rss "$worker") kB)"
+fi
 kill -TERM "$gw"
 wait "$gw" || true
