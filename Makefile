@@ -6,6 +6,7 @@
 #   make examples   the example hosts;  make run: the reference gateway on its demo
 #   make bench      benchmarks, each figure next to a floor from the same run
 #   make install    PREFIX=/usr/local DESTDIR=  (and make uninstall)
+#   make cross-test ARCH=arm64|armhf   cross build into build/cross-ARCH, suites under qemu-user
 
 # The version is written once, in include/faas.h (FAAS_VERSION_MAJOR,
 # _MINOR, _PATCH).
@@ -37,7 +38,11 @@ DEPS_FOUND  := $(shell pkg-config --exists $(PKGS) 2>/dev/null && echo yes)
 WARN    := -Wall -Wextra -Wshadow -Wconversion -Wsign-conversion -Wstrict-prototypes \
            -Wmissing-prototypes -Wpointer-arith -Wformat=2 -Wundef -Werror
 CFLAGS  ?= $(OPT) -g
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(CFLAGS) $(SAN) -Iinclude -Ilib $(DEP_CFLAGS)
+# _FILE_OFFSET_BITS=64: on 32-bit targets (armhf) stat and readdir would
+# otherwise fail with EOVERFLOW on big files and on the 64-bit directory
+# offsets of ext4 under a 64-bit kernel. No libevent call of the library
+# takes an off_t, so its ABI is untouched; a no-op on 64-bit targets.
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -pthread $(WARN) $(CFLAGS) $(SAN) -Iinclude -Ilib $(DEP_CFLAGS)
 LIB_CFLAGS := $(ALL_CFLAGS) -fPIC -fvisibility=hidden
 LDLIBS_ALL := $(DEP_LIBS) -pthread -ldl
 LDFLAGS ?=
@@ -68,7 +73,7 @@ FORCE:
 
 .PHONY: fuzz FORCE all deps depcheck lib test test-run check check-asan check-tsan \
         check-valgrind examples run run-gateway bench bench-run fuzz-run install uninstall \
-        clean tests-build
+        clean tests-build cross-test
 
 all: lib
 
@@ -115,11 +120,14 @@ $(B)/libfaas.pc: pkgconfig/libfaas.pc.in Makefile $(B)/pc.vars
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
 	    -e 's|@INCDIR@|$(INCDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
 
-# Tests link the static library so they can reach lib/ internals.
+# Tests link the static library so they can reach lib/ internals. They load
+# the shared objects of their own tree (TEST_B): a cross build's are for
+# its target.
 $(B)/tests/%: tests/%.c tests/testutil.h tests/tu_http.h $(STATIC)
 	@mkdir -p $(dir $@)
 	@echo "  TEST    $@"
-	$(Q)$(CC) $(ALL_CFLAGS) -Itests -rdynamic $(LDFLAGS) -o $@ $< $(STATIC) $(CMOCKA_LIBS) $(LDLIBS_ALL)
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests -DTEST_B='"$(B)"' -rdynamic $(LDFLAGS) -o $@ $< $(STATIC) \
+	    $(CMOCKA_LIBS) $(LDLIBS_ALL)
 
 $(B)/examples/%: examples/%/main.c $(STATIC)
 	@mkdir -p $(dir $@)
@@ -213,13 +221,16 @@ run-gateway: lib $(B)/examples/faas-gateway
 # The C Lambda runtime of bench_command (and of test_command's keep-alive
 # and trailer cases): a Runtime API client on one keep-alive connection.
 CRT := $(B)/tests/runtimes/crt
+# A cross build runs its suites under qemu-user, which cannot exec a target
+# program: the runtime is then built for the host (tools/cross.sh).
+CRT_CC ?= $(CC)
 
 # Built without $(SAN): it is not what the sanitizers check, and the memory
 # limit it runs under (RLIMIT_DATA) leaves no room for their shadow memory.
 $(CRT): tests/runtimes/crt.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
-	$(Q)$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $<
+	$(Q)$(CRT_CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
 $(B)/tests/test_command $(B)/bench/bench_command: $(CRT)
 
@@ -229,6 +240,14 @@ bench:
 
 bench-run: lib $(BENCHES) $(TEST_SOS) $(CRT) $(B)/examples/faas-gateway
 	@for b in $(BENCHES); do echo "== $$b"; "$$b" || exit 1; done
+
+# A cross build for an ARM board (Debian's cross compiler and multiarch
+# libraries, installed like make deps does), its suites run under qemu-user
+# with a time bound each: tools/cross.sh.
+ARCH ?= arm64
+cross-test:
+	@WITH_CROSS=$(ARCH) sh tools/deps.sh
+	@sh tools/cross.sh $(ARCH)
 
 # libFuzzer targets (clang): each runs FUZZ_SECONDS from its seed corpus.
 FUZZ_SECONDS ?= 30

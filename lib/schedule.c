@@ -752,6 +752,10 @@ int faas_schedule_next_parsed(const struct faas_schedule *s, time_t after, time_
     }
     if (rc)
         return rc;
+    /* A 32-bit time_t (armhf before 64-bit time) ends in 2038: a fire after
+     * that has no time_t, and a truncated one would be decades early. */
+    if (sizeof(time_t) < sizeof(int64_t) && (t < INT32_MIN || t > INT32_MAX))
+        return FAAS_ENOENT;
     *next = (time_t)t;
     return 0;
 }

@@ -194,6 +194,14 @@ static json_t *scheduled_event(struct faas_mapping *m, int64_t t)
                      "detail");
 }
 
+/* Seconds until the timer looks again: at most a day. libevent adds the
+ * delay to its clock in a time_t, which on a 32-bit time_t overflows for a
+ * fire years ahead and would wake at once; waking early only re-arms. */
+static int64_t wake_in(int64_t secs)
+{
+    return secs < 86400 ? secs : 86400;
+}
+
 /* Arms m's timer for its next fire after `after`; none when it never fires
  * again. */
 static void schedule_arm(struct faas_mapping *m, int64_t after)
@@ -208,7 +216,7 @@ static void schedule_arm(struct faas_mapping *m, int64_t after)
     }
     m->last_fire_s = (int64_t)next; /* the fire this timer is for */
     now = wall_s(m->rt);
-    tv.tv_sec = (time_t)(next > now ? next - now : 0);
+    tv.tv_sec = (time_t)wake_in(next > now ? next - now : 0);
     tv.tv_usec = 0;
     event_add(m->timer, &tv);
 }
@@ -235,12 +243,13 @@ static int schedule_check(struct faas_mapping *m)
         return 0;
     }
     if (now < due) {
-        /* Early: a fake clock, or the clock stepped back. A fire computed
-         * from now that comes sooner (rate() after a step back) wins, so a
-         * step back does not silence a schedule for the size of the step. */
+        /* Early: the daily look (wake_in), a fake clock, or the clock
+         * stepped back. A fire computed from now that comes sooner (rate()
+         * after a step back) wins, so a step back does not silence a
+         * schedule for the size of the step. */
         if (faas_schedule_next_parsed(m->sched, (time_t)now, &sooner) == 0 && sooner < due)
             m->last_fire_s = due = (int64_t)sooner;
-        struct timeval tv = { (time_t)(due - now), 0 };
+        struct timeval tv = { (time_t)wake_in(due - now), 0 };
         event_add(m->timer, &tv);
         return 0;
     }

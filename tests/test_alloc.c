@@ -15,6 +15,10 @@
 #include "faas_int.h"
 #include "testutil.h"
 
+#ifndef TEST_B
+#define TEST_B "build"
+#endif
+
 struct scenario {
     int invoked;  /* faas_invoke calls that returned 0 */
     int results;  /* callbacks */
@@ -197,7 +201,7 @@ static int run_once_process(long fail_at)
     po.fini = NULL;
     po.min_warm = 0;
     po.max_uses = 1;
-    rc = faas_register_library(rt, "lib", "build/tests/so/fns.so", "echo", &po);
+    rc = faas_register_library(rt, "lib", TEST_B "/tests/so/fns.so", "echo", &po);
     registered[1] = rc == 0;
     if (rc)
         assert_int_equal(rc, FAAS_ENOMEM);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
 #include "faas_int.h"
 #include "testutil.h"
@@ -256,6 +257,28 @@ static void test_schedule_real_timer(void **state)
     event_base_free(base);
 }
 
+/* A fire months ahead arms a timer of at most a day: libevent adds the delay
+ * to its clock in a time_t, which a 32-bit time_t cannot hold for long
+ * delays (the timer would fire at once). The daily look fires nothing. */
+static void test_far_schedule_wakes_daily(void **state)
+{
+    struct fx *f = *state;
+    struct faas_mapping *m;
+    struct timeval at, now;
+
+    assert_true(faas_map(f->rt, "schedule:at(2027-06-01T00:00:00)", "fn", NULL) >= 0);
+    m = FAAS_CONTAINER_OF(f->rt->mappings.next, struct faas_mapping, link);
+    assert_true(event_pending(m->timer, EV_TIMEOUT, &at));
+    gettimeofday(&now, NULL);
+    assert_true(at.tv_sec - now.tv_sec <= 86400 + 1);
+    assert_true(at.tv_sec - now.tv_sec >= 86400 - 60);
+    tu_clock_advance(&f->clk, 86400ull * 1000000000ull);
+    faas_schedule_poll(f->rt);
+    tu_run_for(f->base, 20);
+    assert_int_equal(f->runs, 0);
+    assert_true(event_pending(m->timer, EV_TIMEOUT, NULL));
+}
+
 static void test_emit_errors(void **state)
 {
     struct fx *f = *state;
@@ -502,6 +525,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_map_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_source_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ids_and_unmap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_far_schedule_wakes_daily, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rate_schedule, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cron_and_at, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schedule_real_timer, setup, teardown),

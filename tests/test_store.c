@@ -23,7 +23,7 @@
 /* The 64-hex key of a number: distinct numbers, distinct keys. */
 static void key_of(unsigned long n, char out[65])
 {
-    snprintf(out, 65, "%016lx%016lx%016lx%016lx", n * 0x9e3779b97f4a7c15ul, n, ~n, n ^ 0xabcul);
+    snprintf(out, 65, "%016llx%016lx%016lx%016lx", n * 0x9e3779b97f4a7c15ull, n, ~n, n ^ 0xabcul);
 }
 
 /* What a callback saw. */
