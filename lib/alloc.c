@@ -4,6 +4,14 @@
  * FAAS_ENOMEM (or degrades as documented) without leaking or losing a
  * callback. jansson's and libevent's allocations are not counted here: the
  * tests swap jansson's allocator themselves.
+ *
+ * Owns the failure countdown (faas_alloc_fail_countdown, -1 when off): an
+ * atomic, since THREAD workers allocate too, and one per process, so a test
+ * that sets it owns every allocation that follows. faas_strdup is built on
+ * faas_malloc so that it fails the same way.
+ *
+ * Called, in place of malloc, by nearly every file of lib/, and by
+ * worker.c, which turns the countdown off in a child. Calls only libc.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -46,6 +46,16 @@
  * (FAAS_EDRAINING) but what was accepted goes on as usual: retries keep
  * their backoff, destinations are still sent (they end accepted events),
  * and every end tells the drain (faas_drain_note).
+ *
+ * Called by the host (faas_invoke_async, faas_async_poll, the stats),
+ * source.c (a schedule's fires), lambda_api.c (InvocationType Event),
+ * batch.c (a mapping's on-failure record, faas_async_invoke_internal),
+ * runtime.c (configure at registration, cancel at unregister, pending for a
+ * drain, free) and metrics.c (the queue counters). May call: invoke.c's
+ * entry (faas_invoke_check, faas_invoke_fn) and idem.c's key check
+ * (faas_idem_prepare, so a missing key is refused at enqueue, not in a dead
+ * letter); opts.c, metrics.c's log records, random.c, clock.c, json.c,
+ * error.c and runtime.c's loop services; jansson and libevent's events.
  */
 #include <stdarg.h>
 #include <stdio.h>

@@ -35,8 +35,9 @@
  *
  * Bounds and drain: a mapping holds at most faas_mapping_max_bytes (64 MiB)
  * of records, each counted as faas_emit measured it for the payload limit;
- * past it faas_emit is refused for that mapping. Every record is also on `held`,
- * in arrival order, until it ends, for the metrics' backlog and oldest age.
+ * past it faas_emit is refused for that mapping. Every record is also on
+ * `held`, in arrival order, until it ends, for the metrics' backlog and
+ * oldest age.
  * While the runtime drains, batch windows are closed (a batch leaves as
  * soon as records are available), retries keep their backoff, batches are
  * invoked and their on-failure records sent even though the public entry
@@ -50,6 +51,14 @@
  * (log, on-failure enqueue, an idempotency store answering inside
  * faas_invoke) may unmap the mapping: every path moves its batches onto the
  * batcher's lists before it calls out, and checks for detachment after.
+ *
+ * Called by source.c (a batcher per host-fed mapping: new, add, free, stats),
+ * runtime.c (close the windows and count what is left for a drain) and
+ * metrics.c (the backlog counters). May call: invoke.c's entry
+ * (faas_invoke_fn), async.c for on-failure records
+ * (faas_async_invoke_internal), json_path.c, hash.c (the keys), clock.c,
+ * json.c, random.c, metrics.c's log records and runtime.c's loop services;
+ * jansson and libevent's events.
  */
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,6 +1,10 @@
 /*
  * clock.h - the runtime's clocks and the calendar and interval arithmetic
  * around them (clock.c).
+ *
+ * Included by every file through faas_int.h, and alone by schedule.c, which
+ * needs the calendar but nothing of the runtime. Declares no state: the
+ * clocks read the runtime's clock option.
  */
 #ifndef FAAS_CLOCK_H
 #define FAAS_CLOCK_H

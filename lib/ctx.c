@@ -14,6 +14,13 @@
  * becomes log text only through faas_log_escape (faas_ctx_add_line is the
  * one way in, for every isolation mode and for the stdout and stderr of
  * processes), so one call of faas_ctx_log is one line for the host.
+ *
+ * Owns no state of its own: the context and its kept lines are fields of the
+ * invocation record (struct faas_inv), freed with it. Called by handlers
+ * through the public faas_ctx_* calls, by exec_inline.c (faas_ctx_fail for
+ * a handler's error) and exec_process.c (faas_ctx_add_line for a worker's
+ * output). Calls clock.c, text.c (the escaping) and alloc.c; nothing above
+ * it, so a handler's call never reaches the pool or the invocation layer.
  */
 #include <stdarg.h>
 #include <stdio.h>

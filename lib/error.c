@@ -9,6 +9,13 @@
  * FAAS_ESYS stands for many errnos; the public calls that can return it
  * pass their result through faas_rt_sys_error on the way out, while errno
  * is still the failing call's, and faas_runtime_last_errno gives it back.
+ *
+ * Owns one field of the runtime, rt->last_errno, written only by
+ * faas_rt_sys_error. Called by the host (faas_strerror, faas_strerror_name,
+ * faas_runtime_last_errno), by the files that name codes in log records and
+ * destination records (async.c, batch.c, idem.c, source.c, lambda_api.c) and,
+ * for faas_rt_sys_error, by http.c, watch.c and runtime.c. Calls only libc
+ * (errno); any thread may call the name and message functions.
  */
 #include <errno.h>
 

@@ -15,6 +15,10 @@
  * the invocation layer by name: it reports through the table it was given,
  * rt->exec_report (invoke.c fills it; runtime.c hands it over at
  * faas_runtime_new). Everything here runs on the loop thread.
+ *
+ * Included through faas_int.h. Only pool.c calls the operations; runtime.c
+ * picks the table. The tables are defined by exec_inline.c, exec_thread.c
+ * and exec_process.c.
  */
 #ifndef FAAS_EXEC_H
 #define FAAS_EXEC_H

@@ -13,7 +13,12 @@
  * min_warm instance runs at once, on the loop, as INLINE code does. It
  * reports through rt->exec_report, never by calling the pool.
  *
- * May call: clock.c, json.c, ctx.c; the report table it is given.
+ * Called by invoke.c (faas_inv_execute, when the dispatch event runs an INLINE
+ * invocation through faas_inv_run_inline), exec_thread.c (faas_job_run on a
+ * worker), worker.c (faas_instance_init, faas_inv_execute in the worker
+ * process) and, through the table, pool.c. Owns no state of its own: what
+ * it writes belongs to the invocation and its instance. May call:
+ * clock.c, json.c, ctx.c; the report table it is given.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -16,6 +16,13 @@
  *
  * As the THREAD executor (exec.h) it runs the job bodies of exec_inline.c
  * and reports through rt->exec_report: never the pool or invoke.c by name.
+ *
+ * Owns the pool (struct faas_tpool, rt->tpool): the job FIFO and its mutex
+ * and condition variable, the completion list and its mutex, the eventfd and
+ * its event, the threads. Called by runtime.c (faas_tpool_start at the first
+ * THREAD registration, faas_tpool_stop at free, the table faas_exec_thread)
+ * and, through the table, pool.c. May call: exec_inline.c (faas_job_run),
+ * runtime.c's callback guard, alloc.c; pthreads, eventfd(2) and libevent.
  */
 #include <errno.h>
 #include <stdlib.h>

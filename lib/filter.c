@@ -31,6 +31,11 @@
  *
  * Used by source.c: one compiled filter per mapping, matched once per record
  * on the loop thread. A compiled filter is immutable, so it could be shared.
+ *
+ * Owns the compiled filters (struct faas_filter and its nodes), freed by
+ * faas_filter_free. Calls jansson, libsodium's base64 decoder (Kinesis
+ * "data"), inet_pton for CIDR operands and alloc.c; nothing else of lib/
+ * and no runtime state, so the fuzz target calls it as source.c does.
  */
 #include <arpa/inet.h>
 #include <errno.h>

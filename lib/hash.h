@@ -8,6 +8,8 @@
  * and never compares keys itself: the caller gives the key's hash
  * (faas_hash_str for strings) and an equality callback. Chains are
  * doubly linked through `pprev`, so a record leaves in O(1) without a walk.
+ *
+ * Included through faas_int.h; the invariants are hash.c's.
  */
 #ifndef FAAS_HASH_H
 #define FAAS_HASH_H

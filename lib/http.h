@@ -2,6 +2,9 @@
  * http.h - the HTTP gateway's internal interface beyond faas_int.h: its
  * test hooks, and (included) the route table (route.h) and payload 2.0
  * (http_event.h) it is made of.
+ *
+ * Included by http_int.h, source.c (routes per mapping), lambda_api.c (the
+ * holds), exec_command.c and the gateway's tests.
  */
 #ifndef FAAS_HTTP_H
 #define FAAS_HTTP_H

@@ -17,11 +17,12 @@
  * connection's close callback points at the hold.
  *
  * Callers: http.c (the gateway: start and stop on attach, bind, detach and
- * free; holds; faas_http_drain through faas_int.h). It calls libevent's
- * bufferevent, evhttp and evconnlistener, the runtime's clock and log
- * (faas_now_ns, faas_log_event inside faas_rt_enter/faas_rt_leave) and
- * the allocators; never the invocation pipeline. Everything runs on the
- * loop thread but the registry, which a mutex guards.
+ * free; holds) and runtime.c (faas_http_drain, declared in faas_int.h).
+ * It calls libevent's bufferevent, evhttp and evconnlistener, the
+ * runtime's clock and log (faas_now_ns, faas_log_event inside
+ * faas_rt_enter/faas_rt_leave) and the allocators; never the invocation
+ * pipeline. Everything runs on the loop thread but the registry, which a
+ * mutex guards.
  */
 #include <errno.h>
 #include <stdarg.h>

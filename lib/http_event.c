@@ -23,7 +23,8 @@
  * Callers: http.c (the gateway, on the loop thread), the event fuzz target.
  * It calls jansson, libsodium's base64, faas_json_text and
  * faas_json_dump_evbuffer (json.h), the UTF-8 and percent-decoding helpers
- * (text.h), the allocators, and libevent's evhttp to send a reply.
+ * (text.h), invoke.c's result accessor (faas_result_payload), the
+ * allocators, and libevent's evhttp to send a reply.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -3,6 +3,9 @@
  * event built from a request's parts, pure (no libevent, no runtime) so
  * that the gateway and the event fuzz target share it, and the reply
  * that maps a function's result back to HTTP.
+ *
+ * Included by http.h (the gateway), sigv4.c (struct faas_http_header) and
+ * the event fuzz target.
  */
 #ifndef FAAS_HTTP_EVENT_H
 #define FAAS_HTTP_EVENT_H

@@ -34,8 +34,16 @@
  * cancellation) goes back through the same table, whenever the store
  * answers.
  *
- * May call: store.c, json_path.c, metrics.c (log records), libsodium; the
- * caller's table.
+ * Owns each function's idempotency state (struct faas_idem: the options, the
+ * store handle, the memory store it made) and the store-wait tokens on
+ * rt->store_wait. Called by invoke.c (faas_idem_prepare, faas_idem_begin,
+ * faas_idem_end), async.c (faas_idem_prepare: a key checked at enqueue) and
+ * runtime.c (configure at registration, cancel the waits, orphan the ops,
+ * free).
+ *
+ * May call: store.c, json_path.c, opts.c, json.c (error objects), clock.c,
+ * error.c, metrics.c (log records), runtime.c's loop services (function
+ * references, the callback guard), libsodium; the caller's table.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -26,8 +26,15 @@
  * an init that overran, FAAS_ETIMEDOUT for a handler that did. The instance
  * stays busy until the worker returns, and the late result is discarded.
  *
+ * Called by the host (faas_invoke, the faas_result_* accessors), the
+ * sources (async.c, batch.c, http.c, lambda_api.c: faas_invoke_fn),
+ * http_event.c and lambda_api.c (result accessors), and runtime.c (the
+ * dispatch event: faas_inv_run_inline, faas_inv_finish,
+ * faas_inv_deliver_status; the report table).
+ *
  * May call: pool.c, idem.c, exec_inline.c (the job bodies), metrics.c,
- * timer.c, and the shared helpers.
+ * timer.c, opts.c, random.c (request ids), runtime.c's loop services, and
+ * the shared helpers.
  */
 #include <stdarg.h>
 #include <stdio.h>

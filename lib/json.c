@@ -18,9 +18,10 @@
  * UTF-8; faas_json_text makes them a JSON string with U+FFFD for each byte
  * that is not, and every JSON string built from such bytes goes through it.
  *
- * Called by invoke.c, async.c, batch.c, http.c, lambda_api.c,
- * exec_command.c and the executors. Calls jansson, libevent's evbuffer,
- * text.c and alloc.c; nothing above them.
+ * Called by invoke.c, pool.c, idem.c, async.c, batch.c, source.c, store.c,
+ * http.c, http_event.c, route.c, lambda_api.c, exec_command.c and the
+ * executors. Calls jansson, libevent's evbuffer, text.c and alloc.c;
+ * nothing above them.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,6 +1,8 @@
 /*
  * json.h - JSON sizes, text as JSON strings, the error object and compact
  * output to an evbuffer (json.c).
+ *
+ * Included by every file through faas_int.h.
  */
 #ifndef FAAS_JSON_H
 #define FAAS_JSON_H

@@ -1,7 +1,8 @@
 /*
  * json_path.c - the one walker of dotted paths into events: an
  * idempotency key_path or validate_path (idem.c), a mapping's
- * partition_key_path and the record ids batches are named by (batch.c).
+ * partition_key_path and the record ids batches are named by (batch.c),
+ * and the check of a path at faas_map (source.c).
  *
  * A path is parts separated by dots, walked from the top:
  *  - objects: a part names a member; the exact name first, then the first

@@ -1,5 +1,8 @@
 /*
  * json_path.h - dotted paths into JSON values (json_path.c).
+ *
+ * Pure, jansson only: included by idem.c, batch.c, source.c and the tests,
+ * not by faas_int.h.
  */
 #ifndef FAAS_JSON_PATH_H
 #define FAAS_JSON_PATH_H

@@ -10,6 +10,16 @@
  * those counters, labelled function) and each host-fed mapping's records
  * (batch.c and source.c keep those, labelled mapping with the mapping's
  * name, "SOURCE FUNCTION", escaped as Prometheus label values are).
+ *
+ * Owns the counters and histograms in each struct faas_fn (fn->c) and the
+ * shape of every log record. Called by invoke.c when a result is made
+ * (faas_metrics_record, faas_log_report, faas_log_lines), by every layer
+ * that writes a log record (faas_log_event: async.c, batch.c, idem.c,
+ * source.c, watch.c, http_conn.c, exec_command.c), by opts.c (faas_stats)
+ * and the host (faas_stats, the exposition). May call: runtime.c's lookup,
+ * clock.c, text.c (escaping), libevent's evbuffer, getrusage(2); and, for
+ * the exposition, async.c's and batch.c's counter getters by name
+ * (faas_async_stats_get, faas_batcher_stats_get), layers above it.
  */
 #include <stdarg.h>
 #include <stdio.h>

@@ -11,9 +11,9 @@
  * faas_*_opts_init functions write the defaults of the version the host
  * names, and no more. Everything else in lib/ sees the current layout only.
  *
- * Calls nothing above it: the subsystems that take options call in here
- * (runtime.c, async.c, invoke.c, source.c, store.c) and metrics.c fills the
- * stats faas_stats_read copies.
+ * Calls libc, and faas_stats (metrics.c) under faas_stats_read; nothing
+ * else. The subsystems that take options call in here (runtime.c,
+ * async.c, invoke.c, idem.c, source.c, store.c).
  */
 #include <string.h>
 

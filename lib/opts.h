@@ -1,6 +1,9 @@
 /*
  * opts.h - reading a host's option structs, of any version, into the
  * current layout (opts.c).
+ *
+ * Included by the files that take a host's struct: async.c, idem.c,
+ * invoke.c, runtime.c, source.c, store.c.
  */
 #ifndef FAAS_OPTS_H
 #define FAAS_OPTS_H

@@ -25,8 +25,17 @@
  * calls fn->on_capacity (async.c's queue) and faas_drain_note (the drain's
  * listener); the idle reaper is a timer.c timer with the pool's callback.
  *
- * May call: exec.h operations, timer.c, clock.c, json.c (error objects),
- * runtime.c's loop services (faas_rt_kick, the callback guard).
+ * Owns the pool's fields of struct faas_fn (idle, waiting, running and
+ * their counts), struct faas_instance, and the runtime's idle list and
+ * reaper timer. Invariants: an instance is on fn->idle (and rt->idle) only
+ * while nothing runs on it; an invocation on fn->waiting holds no
+ * instance, and one on fn->running holds exactly one.
+ *
+ * Called by invoke.c (faas_pool_admit, faas_pool_release; job_done and
+ * retired through the report table it fills) and runtime.c (prewarm at
+ * registration, cancel at unregister, destroy at free). May call: exec.h
+ * operations, timer.c, clock.c, json.c (error objects), runtime.c's loop
+ * services (faas_rt_kick, the callback guard).
  */
 #include <stdlib.h>
 

@@ -8,8 +8,8 @@
  * must be unique, not secret (secrets come from libsodium).
  *
  * Loop thread only: the state is not locked. Called by runtime.c (the
- * seed), invoke.c, async.c, the Invoke API and exec_command.c (ids).
- * Calls only libc.
+ * seed), invoke.c, async.c, batch.c, source.c, shapes.c, http.c, the
+ * Invoke API and exec_command.c (ids). Calls only libc.
  */
 #include <stdint.h>
 #include <string.h>

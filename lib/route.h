@@ -21,6 +21,8 @@
  * empty segment ("/a//b", a trailing slash) never matches a literal or a
  * parameter, and a greedy tail needs at least one byte. Matching does not
  * allocate: captures are offsets into the request path.
+ *
+ * Included by http.h and http_event.h, not by faas_int.h.
  */
 #ifndef FAAS_ROUTE_H
 #define FAAS_ROUTE_H

@@ -32,6 +32,12 @@
  * executors invoke.c's report table (rt->exec_report). It may call every
  * layer; none calls it but for the loop services (faas_rt_kick, the
  * callback guard, lookup and references).
+ *
+ * Owns struct faas_runtime (faas_int.h), the registry, the ready list, the
+ * dispatch and drain events, and each function's dlopen handle (a handler
+ * named by .so path and symbol). Called by the host (faas_runtime_*,
+ * faas_register*, faas_drain) and, for the loop services, by every layer.
+ * Calls libevent's events, dlopen(3), and every subsystem of lib/.
  */
 #include <dlfcn.h>
 #include <errno.h>

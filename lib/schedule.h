@@ -28,6 +28,8 @@
  *  - "at(yyyy-mm-ddThh:mm:ss)": exactly that shape, a real date, year
  *    1970-2199, seconds 00-59.
  * Keywords (rate, cron, at, the units) are lower case.
+ *
+ * Included by schedule.c, source.c (the schedule timer) and the tests.
  */
 #ifndef FAAS_SCHEDULE_H
 #define FAAS_SCHEDULE_H

@@ -38,6 +38,11 @@
  *     call to return). on_evict is the runtime's hook and must not call
  *     into the store.
  * The memory store is used from one thread (the loop's) only.
+ *
+ * Called by idem.c (every idempotent invocation, and the function's own
+ * memory store), hosts and tests. Calls opts.c (faas_store_ops_read),
+ * json.c (payload sizes), alloc.c and libsodium (randombytes_buf for the
+ * hash seed, sodium_bin2hex); nothing above it.
  */
 #include <stdlib.h>
 #include <string.h>

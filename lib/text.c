@@ -10,9 +10,9 @@
  * log line (faas_log_escape never cuts an escape or a UTF-8 sequence).
  *
  * Pure functions of their arguments; they allocate only in faas_strv_dup.
- * Called by http.c, lambda_api.c, exec_command.c, ctx.c, metrics.c,
- * runtime.c and exec_process.c. Calls only libc and alloc.c. Hex encoding
- * is libsodium's sodium_bin2hex.
+ * Called by json.c, route.c, http_event.c, sigv4.c, lambda_api.c,
+ * exec_command.c, exec_process.c, ctx.c, metrics.c and runtime.c. Calls
+ * only libc and alloc.c. Hex encoding is libsodium's sodium_bin2hex.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,8 @@
 /*
  * text.h - bytes as text: UTF-8, hex digits, percent-decoding, log-line
  * escaping and string vectors (text.c).
+ *
+ * Included by every file through faas_int.h.
  */
 #ifndef FAAS_TEXT_H
 #define FAAS_TEXT_H

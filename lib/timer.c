@@ -9,7 +9,9 @@
  * faas_timer is embedded in what it serves, and its libevent event is made
  * on first use and kept, so re-arming allocates nothing.
  *
- * May call: clock.c, libevent. Calls nothing above it by name.
+ * Called by invoke.c (THREAD deadlines), pool.c (the idle reaper) and
+ * runtime.c (faas_timer_free). May call: clock.c, libevent. Calls nothing
+ * above it by name.
  */
 #include <event2/event.h>
 

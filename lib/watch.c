@@ -47,6 +47,14 @@
  * from inside that callback (a handler of an emitted record) takes the
  * watch off the runtime at once and leaves the free to the callback, which
  * stops reading.
+ *
+ * Owns the watches (struct faas_watch on rt->watches) and, per watch, the
+ * inotify descriptor, its event and the tables of directories and known
+ * files (hash.c). Called by the host (faas_watch, faas_unwatch) and
+ * source.c (faas_watch_free_all at teardown). Calls faas_emit (source.c's
+ * public entry, as any producer would), hash.c, metrics.c's log records,
+ * error.c, runtime.c's callback guard; inotify(7), fcntl leases, libsodium,
+ * libevent.
  */
 #include <dirent.h>
 #include <errno.h>
