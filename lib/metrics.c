@@ -15,13 +15,15 @@
  * shape of every log record. Called by invoke.c when a result is made
  * (faas_metrics_record, faas_log_report, faas_log_lines), by every layer
  * that writes a log record (faas_log_event: async.c, batch.c, idem.c,
- * source.c, watch.c, http_conn.c, exec_command.c), by opts.c (faas_stats)
- * and the host (faas_stats, the exposition). May call: runtime.c's lookup,
- * clock.c, text.c (escaping), libevent's evbuffer, getrusage(2); and, for
- * the exposition, async.c's and batch.c's counter getters by name
- * (faas_async_stats_get, faas_batcher_stats_get), layers above it.
+ * source.c, watch.c, http_conn.c, exec_command.c) and the host (faas_stats,
+ * faas_stats_read, the exposition). May call: runtime.c's lookup, clock.c,
+ * text.c (escaping), libevent's evbuffer, getrusage(2); and, for the
+ * exposition, async.c's and batch.c's counter getters (faas_async_stats_get,
+ * faas_batcher_stats_get): read-only snapshots of the sources' own
+ * counters, the one place metrics reads a layer above it (docs/internals.md).
  */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -344,4 +346,31 @@ int faas_metrics_write(struct faas_runtime *rt, struct evbuffer *out)
     rc |= write_async(rt, out);
     rc |= write_mappings(rt, out);
     return rc ? FAAS_ENOMEM : 0;
+}
+
+/* ---- struct faas_stats ---------------------------------------------- */
+
+/* The first version: up to `queued`. */
+#define STATS_V1_END (offsetof(struct faas_stats, queued) + sizeof(uint32_t))
+
+/*
+ * faas_stats() writes sizeof(struct faas_stats) bytes: right while the
+ * struct is its first version. When it grows, faas_stats must write the
+ * first version's bytes only (hosts built before pass a struct that short).
+ */
+_Static_assert(sizeof(struct faas_stats) < STATS_V1_END + sizeof(uint64_t),
+               "struct faas_stats grew: make faas_stats() write STATS_V1_END bytes");
+
+int faas_stats_read(struct faas_runtime *rt, const char *function, struct faas_stats *out,
+                    size_t size)
+{
+    struct faas_stats all;
+    int rc;
+
+    if (!out || size < STATS_V1_END || size > sizeof all)
+        return FAAS_EINVAL;
+    rc = faas_stats(rt, function, &all);
+    if (rc == 0)
+        memcpy(out, &all, size);
+    return rc;
 }

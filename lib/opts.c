@@ -11,8 +11,7 @@
  * faas_*_opts_init functions write the defaults of the version the host
  * names, and no more. Everything else in lib/ sees the current layout only.
  *
- * Calls libc, and faas_stats (metrics.c) under faas_stats_read; nothing
- * else. The subsystems that take options call in here (runtime.c,
+ * Calls libc only. The subsystems that take options call in here (runtime.c,
  * async.c, invoke.c, idem.c, source.c, store.c).
  */
 #include <string.h>
@@ -195,31 +194,4 @@ int faas_map_opts_init(struct faas_map_opts *opts, unsigned int version)
 int faas_store_ops_init(struct faas_store_ops *ops, unsigned int version)
 {
     return init_opts(&store_layout, ops, version);
-}
-
-/* ---- struct faas_stats ---------------------------------------------- */
-
-/* The first version: up to `queued`. */
-#define STATS_V1_END END_OF(struct faas_stats, queued)
-
-/*
- * faas_stats() writes sizeof(struct faas_stats) bytes: right while the
- * struct is its first version. When it grows, faas_stats must write the
- * first version's bytes only (hosts built before pass a struct that short).
- */
-_Static_assert(sizeof(struct faas_stats) < STATS_V1_END + sizeof(uint64_t),
-               "struct faas_stats grew: make faas_stats() write STATS_V1_END bytes");
-
-int faas_stats_read(struct faas_runtime *rt, const char *function, struct faas_stats *out,
-                    size_t size)
-{
-    struct faas_stats all;
-    int rc;
-
-    if (!out || size < STATS_V1_END || size > sizeof all)
-        return FAAS_EINVAL;
-    rc = faas_stats(rt, function, &all);
-    if (rc == 0)
-        memcpy(out, &all, size);
-    return rc;
 }
