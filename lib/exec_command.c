@@ -15,12 +15,12 @@
  *
  * and 400 for a request id that is not the current one (unknown, stale, or
  * answered already), 404 for other paths, 405 for other methods; every body
- * is JSON. The first GET /next means init is done (faas_x_ready). A /next
+ * is JSON. The first GET /next means init is done (faas_proc_ready). A /next
  * waits (long poll) until faas_cmd_send hands over an invocation; an
  * invocation handed over before its /next waits for it. Results are
- * faas_x_result.
+ * faas_proc_result.
  *
- * Re-entrancy. faas_x_ready and faas_x_result run the pool and the caller's
+ * Re-entrancy. faas_proc_ready and faas_proc_result run the pool and the caller's
  * result callback, which may free this instance, start the next invocation
  * on it, or free the runtime. They are never called from inside an evhttp
  * callback: a request callback answers the runtime first, keeps the outcome
@@ -669,9 +669,9 @@ static void deliver_cb(evutil_socket_t fd, short what, void *arg)
     /* c may be freed inside: not touched after the call. */
     faas_rt_enter(rt);
     if (kind == OUT_READY)
-        faas_x_ready(inst, status, payload);
+        faas_proc_ready(inst, status, payload);
     else
-        faas_x_result(inst, status, payload);
+        faas_proc_result(inst, status, payload);
     faas_rt_leave(rt);
 }
 
@@ -1072,12 +1072,12 @@ static void conn_check(struct faas_cmd_inst *c, struct cmd_conn *k)
 
     if (k->peer != PEER_UNCHECKED || !c->inst || c->dead || fd < 0)
         return;
-    if ((pid = faas_cmd_test_hold_pid ? 0 : faas_x_pid(c->inst)) == 0)
+    if ((pid = faas_cmd_test_hold_pid ? 0 : faas_proc_pid(c->inst)) == 0)
         return;
     rc = faas_peer_socket(fd, 0, &ps);
     found = rc == 0;
     if (found) {
-        rc = faas_peer_held(ps.inode, pid, faas_x_zygote_pid(rt));
+        rc = faas_peer_held(ps.inode, pid, faas_proc_zygote_pid(rt));
         if (rc == 1) {
             k->peer = PEER_OURS;
             return;

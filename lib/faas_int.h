@@ -147,14 +147,14 @@ struct faas_job {
 
 struct faas_idem;
 struct faas_async;
-struct faas_xinst;    /* exec_process.c: a process instance */
+struct faas_proc;     /* exec_process.c: a process instance */
 struct faas_cmd_inst; /* exec_command.c: a Runtime API endpoint */
 
 /* Where a function's handler runs when it is a process. */
-enum faas_xkind {
-    FAAS_X_NONE = 0,   /* in the host: INLINE or THREAD */
-    FAAS_X_NATIVE = 1, /* PROCESS: a worker forked from the zygote */
-    FAAS_X_COMMAND = 2 /* COMMAND: an external runtime, Runtime API */
+enum faas_proc_kind {
+    FAAS_PROC_NONE = 0,   /* in the host: INLINE or THREAD */
+    FAAS_PROC_NATIVE = 1, /* PROCESS: a worker forked from the zygote */
+    FAAS_PROC_COMMAND = 2 /* COMMAND: an external runtime, Runtime API */
 };
 
 struct faas_fn {
@@ -186,7 +186,7 @@ struct faas_fn {
     const struct faas_exec_ops *exec;
 
     /* where the handler comes from and runs */
-    enum faas_xkind xkind;
+    enum faas_proc_kind proc_kind;
     char *so_path;            /* faas_register_library: owned, else NULL */
     char *symbol;             /* owned, with so_path */
     void *dl;                 /* INLINE/THREAD library: the host's handle */
@@ -209,7 +209,7 @@ struct faas_instance {
     uint32_t uses;
     uint64_t idle_since_ns;
     struct faas_job job;      /* its INIT or FINI job */
-    struct faas_xinst *x;     /* PROCESS, COMMAND: its process (exec_process.c) */
+    struct faas_proc *proc;   /* PROCESS, COMMAND: its process (exec_process.c) */
     struct faas_cmd_inst *cmd; /* COMMAND: its endpoint (exec_command.c) */
 };
 
@@ -291,7 +291,7 @@ struct faas_inv {
     uint64_t init_ns;         /* init time of a cold start */
     uint64_t duration_ns;     /* the handler's time */
     uint64_t end_ns;          /* clock when the handler returned; 0 if not run */
-    uint64_t x_maxrss_kb;     /* a process instance's peak memory; 0 = host's */
+    uint64_t proc_maxrss_kb;  /* a process instance's peak memory; 0 = host's */
     int cold;                 /* a new instance: set at admission */
 
     int submitted;            /* a worker holds it until faas_job_done */
@@ -312,7 +312,7 @@ struct faas_inv {
 
 struct faas_tpool;
 struct faas_http;
-struct faas_xrt;
+struct faas_proc_rt;
 
 /* ---- event sources -------------------------------------------------- */
 
@@ -377,7 +377,7 @@ struct faas_runtime {
     int next_watch_id;
 
     struct faas_tpool *pool;   /* NULL until a THREAD function exists */
-    struct faas_xrt *xrt;      /* exec_process.c: zygote and processes */
+    struct faas_proc_rt *proc_rt; /* exec_process.c: zygote and processes */
 
     /* request ids: xoshiro256** seeded once */
     uint64_t rng[4];
@@ -684,19 +684,19 @@ void faas_zygote_stop(struct faas_runtime *rt);
  * the process to run fini and exit (or kills it) and it is reaped later,
  * no report coming from it after that; cancel kills the process. */
 /* Teardown, last step: kills every process left and waits for them. */
-void faas_x_shutdown(struct faas_runtime *rt);
+void faas_proc_shutdown(struct faas_runtime *rt);
 /* From exec_command.c. The process is ready for its first event (status 0)
  * or reported an init error (FAAS_EINIT; `error` is the error object, taken
  * over, NULL = a generic one). */
-void faas_x_ready(struct faas_instance *inst, int status, json_t *error);
+void faas_proc_ready(struct faas_instance *inst, int status, json_t *error);
 /* From exec_command.c: the current invocation's outcome, status 0 with the
  * payload or FAAS_EHANDLER with the error object (taken over). */
-void faas_x_result(struct faas_instance *inst, int status, json_t *payload);
+void faas_proc_result(struct faas_instance *inst, int status, json_t *payload);
 /* The zygote's pid, 0 when there is none (tests). */
-pid_t faas_x_zygote_pid(const struct faas_runtime *rt);
+pid_t faas_proc_zygote_pid(const struct faas_runtime *rt);
 /* The pid of inst's process (the leader of its process group): 0 while
  * the zygote has not said it yet, -1 when there is none. */
-pid_t faas_x_pid(const struct faas_instance *inst);
+pid_t faas_proc_pid(const struct faas_instance *inst);
 
 /* ---- exec_command.c: the Lambda Runtime API -------------------------- */
 /*
