@@ -10,8 +10,8 @@
  *     │          │                  │                 │
  *     └──────────┴── exit, deadline (SIGKILL), channel lost ──> dead
  *
- * Spawning asks the zygote over its control channel (or forks here when
- * the runtime has none) and passes the new process's descriptors along; a
+ * Spawning asks the zygote through its client (zygote.c), or forks here
+ * when the runtime has none, and passes the new process's descriptors along; a
  * native worker's HELLO is written at once, so the worker starts without
  * waiting for the host to learn its pid. The init phase is bounded by
  * init_timeout_ms (spawn to READY, what Lambda reports as Init Duration),
@@ -52,6 +52,7 @@
 
 #include "exec_process.h"
 #include "faas_int.h"
+#include "zygote.h"
 
 /* Bytes of channel buffer an idle process keeps; above, a buffer grown
  * for one large payload is given back once it is empty. */
@@ -59,25 +60,10 @@
 
 struct faas_proc_rt {
     struct faas_runtime *rt;
-    pid_t zpid;              /* 0: no zygote, the host forks */
-    int zfd;                 /* control channel, -1 when none */
-    struct event *zev;
+    struct faas_zygote_client *zygote; /* NULL: none, the host forks */
     struct faas_list spawning; /* records waiting for SPAWNED, in order */
     struct faas_list procs;  /* every record whose process may be alive */
     uint32_t next_tag;
-    /* SPAWN requests the control socket did not take yet (a burst of cold
-     * starts while the zygote's replies wait to be read): sent in order
-     * from a write event, never by blocking the loop. */
-    struct faas_list zqueue;
-    struct event *zwev;
-};
-
-struct zygote_queued {
-    struct faas_list link;
-    char *msg;
-    size_t len;
-    int fds[3];
-    int nfds;
 };
 
 struct faas_proc {
@@ -1062,114 +1048,6 @@ static void pid_cb(evutil_socket_t fd, short what, void *arg)
     faas_rt_leave(rt);
 }
 
-/* The SPAWN message for the zygote: fixed part, then the command strings. */
-static char *spawn_msg(const struct faas_zygote_spawn *sp, const char *cwd, char *const *argv,
-                       char *const *env, size_t *len)
-{
-    size_t n = sizeof *sp, i;
-    char *m, *p;
-
-    if (sp->command) {
-        n += strlen(cwd) + 1 + 1 + 1;
-        for (i = 0; argv[i]; i++)
-            n += strlen(argv[i]) + 1;
-        for (i = 0; env[i]; i++)
-            n += strlen(env[i]) + 1;
-    }
-    if (n > FAAS_ZYGOTE_MSG_MAX || !(m = faas_malloc(n)))
-        return NULL;
-    memcpy(m, sp, sizeof *sp);
-    p = m + sizeof *sp;
-    if (sp->command) {
-        size_t l = strlen(cwd) + 1;
-        memcpy(p, cwd, l);
-        p += l;
-        for (i = 0; argv[i]; i++) {
-            l = strlen(argv[i]) + 1;
-            memcpy(p, argv[i], l);
-            p += l;
-        }
-        *p++ = '\0';
-        for (i = 0; env[i]; i++) {
-            l = strlen(env[i]) + 1;
-            memcpy(p, env[i], l);
-            p += l;
-        }
-        *p++ = '\0';
-    }
-    *len = n;
-    return m;
-}
-
-static void zygote_queue_free(struct zygote_queued *q)
-{
-    int i;
-    for (i = 0; i < q->nfds; i++)
-        close(q->fds[i]);
-    free(q->msg);
-    free(q);
-}
-
-/* Sends what the queue holds while the socket takes it. */
-static void zygote_queue_flush(struct faas_proc_rt *prt)
-{
-    struct faas_list *e;
-    while (prt->zfd >= 0 && (e = prt->zqueue.next) != &prt->zqueue) {
-        struct zygote_queued *q = FAAS_CONTAINER_OF(e, struct zygote_queued, link);
-        if (faas_send_fds(prt->zfd, q->msg, q->len, q->fds, q->nfds) != 0) {
-            if (errno == EAGAIN)
-                event_add(prt->zwev, NULL);
-            return; /* otherwise the zygote is gone: its end says so */
-        }
-        faas_list_remove(&q->link);
-        zygote_queue_free(q);
-    }
-}
-
-static void zygote_write_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    zygote_queue_flush(arg);
-}
-
-/* Queues a SPAWN (msg taken over; the descriptors are duplicated, the
- * caller keeps its own). 0 or FAAS_ENOMEM / FAAS_ESYS. */
-static int zygote_queue_add(struct faas_proc_rt *prt, char *msg, size_t len, const int *fds, int nfds)
-{
-    struct zygote_queued *q = faas_calloc(1, sizeof *q);
-    int i;
-
-    if (!q || (!prt->zwev && !(prt->zwev = event_new(prt->rt->base, prt->zfd, EV_WRITE, zygote_write_cb, prt)))) {
-        free(q);
-        free(msg);
-        return FAAS_ENOMEM;
-    }
-    q->msg = msg;
-    q->len = len;
-    faas_list_init(&q->link);
-    for (i = 0; i < nfds; i++) {
-        q->fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
-        if (q->fds[i] < 0) {
-            q->nfds = i;
-            zygote_queue_free(q);
-            return FAAS_ESYS;
-        }
-    }
-    q->nfds = nfds;
-    faas_list_insert_tail(&prt->zqueue, &q->link);
-    event_add(prt->zwev, NULL);
-    return 0;
-}
-
-static void zygote_queue_drop_all(struct faas_proc_rt *prt)
-{
-    struct faas_list *e;
-    while ((e = faas_list_pop_head(&prt->zqueue)) != NULL)
-        zygote_queue_free(FAAS_CONTAINER_OF(e, struct zygote_queued, link));
-    free_ev(&prt->zwev);
-}
-
 /* Starts the process of a new record: through the zygote, or a fork here. */
 static int proc_start_process(struct faas_proc *proc, int child_in, int child_out, int child_log,
                            char **argv, char **env)
@@ -1185,24 +1063,16 @@ static int proc_start_process(struct faas_proc *proc, int child_in, int child_ou
     sp.command = (uint32_t)proc->command;
     sp.memory_mb = proc->memory_mb;
     proc->tag = sp.tag;
-    if (prt->zfd >= 0) {
+    if (faas_zygote_client_up(prt->zygote)) {
         int fds[3], nfds = 0, rc;
-        size_t len;
-        char *msg = spawn_msg(&sp, cwd, argv, env, &len);
-        if (!msg)
-            return FAAS_ENOMEM;
         if (!proc->command) {
             fds[nfds++] = child_in;
             fds[nfds++] = child_out;
         }
         fds[nfds++] = child_log;
-        rc = faas_list_empty(&prt->zqueue) ? faas_send_fds(prt->zfd, msg, len, fds, nfds) : -1;
-        if (rc != 0 && (faas_list_empty(&prt->zqueue) ? errno == EAGAIN : 1))
-            rc = zygote_queue_add(prt, msg, len, fds, nfds); /* takes msg */
-        else
-            free(msg);
+        rc = faas_zygote_client_spawn(prt->zygote, &sp, cwd, argv, env, fds, nfds);
         if (rc != 0)
-            return rc == FAAS_ENOMEM ? FAAS_ENOMEM : FAAS_ESYS;
+            return rc;
         faas_list_insert_tail(&prt->spawning, &proc->slink);
         return 0;
     } else {
@@ -1451,7 +1321,7 @@ const struct faas_exec_ops faas_exec_process = {
     .destroy = proc_destroy_op,
 };
 
-/* ---- the zygote ------------------------------------------------------- */
+/* ---- what the zygote reports (zygote.c) ------------------------------ */
 
 static struct faas_proc *find_pid(struct faas_proc_rt *prt, pid_t pid)
 {
@@ -1464,8 +1334,10 @@ static struct faas_proc *find_pid(struct faas_proc_rt *prt, pid_t pid)
     return NULL;
 }
 
-static void zygote_spawned(struct faas_proc_rt *prt, const struct faas_zygote_spawned *m, int pidfd)
+/* SPAWNED: the record that asked learns its pid, or that it has none. */
+static void zygote_spawned(void *arg, const struct faas_zygote_spawned *m, int pidfd)
 {
+    struct faas_proc_rt *prt = arg;
     struct faas_list *e;
     for (e = prt->spawning.next; e != &prt->spawning; e = e->next) {
         struct faas_proc *proc = FAAS_CONTAINER_OF(e, struct faas_proc, slink);
@@ -1501,109 +1373,56 @@ static void zygote_spawned(struct faas_proc_rt *prt, const struct faas_zygote_sp
         close(pidfd);
 }
 
-static void zygote_cb(evutil_socket_t fd, short what, void *arg)
+/* EXITED: a process of ours is reaped. */
+static void zygote_exited(void *arg, pid_t pid, int wstatus, uint64_t maxrss_kb)
+{
+    struct faas_proc *proc = find_pid(arg, pid);
+    if (proc)
+        proc_exited(proc, wstatus, maxrss_kb);
+}
+
+/* The zygote died: its workers died with it. Only the records of the dead
+ * ones end here; replacements are the host's own children. */
+static void zygote_lost(void *arg)
 {
     struct faas_proc_rt *prt = arg;
-    struct faas_runtime *rt = prt->rt;
-    union {
-        struct faas_zygote_spawned s;
-        struct faas_zygote_exited e;
-        uint32_t type;
-    } m;
-    int fds[4], nfds, pidfd;
-    ssize_t n;
+    struct faas_list dead, *e;
 
-    (void)what;
-    faas_rt_enter(rt);
-    for (;;) {
-        n = faas_recv_fds(fd, &m, sizeof m, fds, &nfds, MSG_DONTWAIT);
-        if (n < 0)
-            break;
-        if (n == 0) {
-            /* The zygote died: its workers died with it. Replacements the
-             * pool starts meanwhile are the host's own children (no zygote
-             * any more): only the records of the dead ones end here. */
-            struct faas_list dead, *e;
-            free_ev(&prt->zev);
-            zygote_queue_drop_all(prt);
-            close_fd(&prt->zfd);
-            waitpid(prt->zpid, NULL, 0);
-            prt->zpid = 0;
-            faas_list_init(&dead);
-            faas_list_splice(&dead, &prt->procs);
-            while ((e = faas_list_pop_head(&dead)) != NULL) {
-                struct faas_proc *proc = FAAS_CONTAINER_OF(e, struct faas_proc, link);
-                faas_list_insert_tail(&prt->procs, &proc->link);
-                proc->lost = 1;
-                proc_exited(proc, SIGKILL, 0);
-            }
-            break;
-        }
-        pidfd = nfds > 0 ? fds[0] : -1;
-        while (nfds > 1)
-            close(fds[--nfds]); /* never sent: not ours to keep */
-        if (m.type == FAAS_ZYGOTE_SPAWNED && (size_t)n >= sizeof m.s) {
-            zygote_spawned(prt, &m.s, pidfd);
-        } else {
-            if (pidfd >= 0)
-                close(pidfd);
-            if (m.type == FAAS_ZYGOTE_EXITED && (size_t)n >= sizeof m.e) {
-                struct faas_proc *proc = find_pid(prt, m.e.pid);
-                if (proc)
-                    proc_exited(proc, m.e.wstatus, m.e.maxrss_kb);
-            }
-        }
-        if (rt->free_requested)
-            break;
+    faas_list_init(&dead);
+    faas_list_splice(&dead, &prt->procs);
+    while ((e = faas_list_pop_head(&dead)) != NULL) {
+        struct faas_proc *proc = FAAS_CONTAINER_OF(e, struct faas_proc, link);
+        faas_list_insert_tail(&prt->procs, &proc->link);
+        proc->lost = 1;
+        proc_exited(proc, SIGKILL, 0);
     }
-    faas_rt_leave(rt);
 }
+
+static const struct faas_zygote_report zygote_report = {
+    .spawned = zygote_spawned,
+    .exited = zygote_exited,
+    .lost = zygote_lost,
+};
 
 int faas_zygote_start(struct faas_runtime *rt)
 {
     struct faas_proc_rt *prt = faas_calloc(1, sizeof *prt);
-    int sv[2];
-    pid_t host = getpid(), pid;
+    int rc;
 
     if (!prt)
         return FAAS_ENOMEM;
     prt->rt = rt;
-    prt->zfd = -1;
     faas_list_init(&prt->spawning);
     faas_list_init(&prt->procs);
-    faas_list_init(&prt->zqueue);
     rt->proc_rt = prt;
     if (!rt->opts.zygote)
         return 0;
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
-        goto fail;
-    /* What the host has buffered must not be written twice. */
-    fflush(stdout);
-    fflush(stderr);
-    pid = fork();
-    if (pid == 0) {
-        close(sv[0]);
-        faas_zygote_main(sv[1], host);
+    rc = faas_zygote_client_start(rt, &zygote_report, prt, &prt->zygote);
+    if (rc != 0) {
+        rt->proc_rt = NULL;
+        free(prt);
     }
-    close(sv[1]);
-    if (pid < 0) {
-        close(sv[0]);
-        goto fail;
-    }
-    prt->zpid = pid;
-    prt->zfd = sv[0];
-    set_nonblock(prt->zfd); /* a full socket queues requests, never blocks */
-    prt->zev = event_new(rt->base, prt->zfd, EV_READ | EV_PERSIST, zygote_cb, prt);
-    if (!prt->zev) {
-        faas_zygote_stop(rt);
-        return FAAS_ENOMEM;
-    }
-    event_add(prt->zev, NULL);
-    return 0;
-fail:
-    rt->proc_rt = NULL;
-    free(prt);
-    return FAAS_ESYS;
+    return rc;
 }
 
 void faas_proc_shutdown(struct faas_runtime *rt)
@@ -1654,7 +1473,7 @@ void faas_proc_shutdown(struct faas_runtime *rt)
         if (!proc->exited && proc->pid > 0) {
             proc->killed = 0;
             proc_kill(proc);
-            if (prt->zfd < 0)
+            if (!faas_zygote_client_up(prt->zygote))
                 waitpid(proc->pid, NULL, 0);
         }
         proc_free(proc);
@@ -1666,18 +1485,14 @@ void faas_zygote_stop(struct faas_runtime *rt)
     struct faas_proc_rt *prt = rt->proc_rt;
     if (!prt)
         return;
-    free_ev(&prt->zev);
-    zygote_queue_drop_all(prt);
-    close_fd(&prt->zfd); /* the zygote kills what is left and exits */
-    if (prt->zpid > 0)
-        waitpid(prt->zpid, NULL, 0);
+    faas_zygote_client_stop(prt->zygote);
     rt->proc_rt = NULL;
     free(prt);
 }
 
 pid_t faas_proc_zygote_pid(const struct faas_runtime *rt)
 {
-    return rt->proc_rt ? rt->proc_rt->zpid : 0;
+    return rt->proc_rt ? faas_zygote_client_pid(rt->proc_rt->zygote) : 0;
 }
 
 pid_t faas_proc_pid(const struct faas_instance *inst)

@@ -148,14 +148,19 @@ void faas_child_run(const struct faas_child_spec *spec, pid_t parent) __attribut
 /* The native worker's main loop on its channel (descriptors 3 and 4). */
 void faas_worker_main(int in, int out) __attribute__((noreturn));
 
-/* The zygote's main loop on its control channel. */
-void faas_zygote_main(int ctrl, pid_t host) __attribute__((noreturn));
+/* The data segment of this process in KiB, from /proc (0 if unknown).
+ * Async-signal-safe. */
+uint64_t faas_child_data_kb(void);
 
-/* One message of a SOCK_SEQPACKET socket with up to 4 descriptors (sent
- * with SCM_RIGHTS, received close-on-exec). Send: 0 or -1. Receive: its
- * length, 0 at end-of-file, or -1 (errno). */
-int faas_send_fds(int fd, const void *msg, size_t len, const int *fds, int nfds);
-ssize_t faas_recv_fds(int fd, void *buf, size_t size, int *fds, int *nfds, int flags);
+/* Closes every descriptor from `first` up. */
+void faas_child_close_from(int first);
+
+/* In the zygote, once: the fatal-signal handlers every native worker it
+ * forks inherits (a worker then need not set them at its cold start). */
+void faas_worker_install_handlers(void);
+
+/* The zygote's main loop on its control channel (zygote.c). */
+void faas_zygote_main(int ctrl, pid_t host) __attribute__((noreturn));
 
 /* Frames: writes all of it (blocking); 0 or -1. */
 int faas_frame_write(int fd, uint32_t type, const void *fixed, size_t flen,
