@@ -4,11 +4,18 @@
  * speaking the Lambda Runtime API, exec_command.c).
  *
  * One record per process (struct faas_proc), linked to its pool instance
- * while the pool uses it. Its life on the host's loop:
+ * while the pool uses it. Its life on the host's loop (enum proc_state,
+ * changed only by proc_set_state and proc_set_inv):
  *
- *   spawn ──> starting ──READY──> ready ──INVOKE──> busy ──RESULT──> ready
- *     │          │                  │                 │
- *     └──────────┴── exit, deadline (SIGKILL), channel lost ──> dead
+ *   spawn ──> STARTING ──READY──> IDLE ──INVOKE──> BUSY ──RESULT──> IDLE
+ *     │          │                 │  └──the pool drops it: EXIT──> EXITING
+ *     │          │                 │                  │               │
+ *     └──────────┴──── exit, deadline (SIGKILL), channel lost ──────> DEAD
+ *
+ * A cold start's invocation waits in STARTING (its INVOKE may already be
+ * written behind the HELLO). DEAD is the exit known (reaped); the state it
+ * died in is kept (died_in), since frames read after the exit may still
+ * say that init had finished, and what the exit means depends on it.
  *
  * Spawning asks the zygote through its client (zygote.c), or forks here
  * when the runtime has none, and passes the new process's descriptors along; a
@@ -66,6 +73,14 @@ struct faas_proc_rt {
     uint32_t next_tag;
 };
 
+enum proc_state {
+    PROC_STARTING = 0, /* spawned; init not done (no READY yet) */
+    PROC_IDLE,         /* init done, no invocation */
+    PROC_BUSY,         /* init done, running proc->inv */
+    PROC_EXITING,      /* dropped by the pool and asked to run fini and exit */
+    PROC_DEAD          /* its exit is known (reaped), or it never started */
+};
+
 struct faas_proc {
     struct faas_list link;   /* proc_rt->procs */
     struct faas_list slink;  /* proc_rt->spawning until SPAWNED */
@@ -96,14 +111,13 @@ struct faas_proc {
     uint64_t spawn_ns;
     uint64_t init_ns;
     uint32_t memory_mb;
-    int ready;               /* init done */
-    int killed;              /* SIGKILL sent by us */
-    int exited;              /* reaped */
+    enum proc_state state;
+    enum proc_state died_in; /* DEAD: the state it died in */
+    int killed;              /* SIGKILL sent by us (or due, pid unknown) */
     int dying_seen;
     int lost;                /* the zygote died, and the process with it */
     int chan_lost;           /* it closed its channel: we killed it */
     int sent;                /* inv's INVOKE is written (a cold start's) */
-    int exit_sent;           /* asked to run fini and exit */
     int res_status;
     int res_logged;          /* with it: lines in the log pipe to read first */
     json_t *res_payload;     /* a RESULT came: finished on the next pass */
@@ -118,6 +132,36 @@ struct faas_proc {
 static void proc_maybe_free(struct faas_proc *proc);
 static void proc_reap_soon(struct faas_proc *proc);
 static int proc_read_channel(struct faas_proc *proc);
+
+/* Every change of state. Once DEAD it stays so: a later change (a READY
+ * read after the exit) only tells how far the process had got. */
+static void proc_set_state(struct faas_proc *proc, enum proc_state to)
+{
+    if (proc->state == PROC_DEAD) {
+        if (to != PROC_DEAD)
+            proc->died_in = to;
+        return;
+    }
+    if (to == PROC_DEAD)
+        proc->died_in = proc->state;
+    proc->state = to;
+}
+
+/* Whether init finished (READY came), dead or alive. */
+static int proc_init_done(const struct faas_proc *proc)
+{
+    enum proc_state s = proc->state == PROC_DEAD ? proc->died_in : proc->state;
+    return s != PROC_STARTING;
+}
+
+/* The invocation it runs or starts for: once init is done, it is BUSY
+ * with one and IDLE without. */
+static void proc_set_inv(struct faas_proc *proc, struct faas_inv *inv)
+{
+    proc->inv = inv;
+    if (proc_init_done(proc) && proc->state != PROC_EXITING)
+        proc_set_state(proc, inv ? PROC_BUSY : PROC_IDLE);
+}
 
 static void proc_disarm(struct faas_proc *proc)
 {
@@ -275,14 +319,14 @@ static void log_cb(evutil_socket_t fd, short what, void *arg)
 static void proc_reap_soon(struct faas_proc *proc)
 {
     struct timeval tv = { 0, 10000 };
-    if (proc->reap_poll && proc->pid_ev && !proc->exited &&
+    if (proc->reap_poll && proc->pid_ev && proc->state != PROC_DEAD &&
         !event_pending(proc->pid_ev, EV_TIMEOUT, NULL))
         event_add(proc->pid_ev, &tv);
 }
 
 static void proc_kill(struct faas_proc *proc)
 {
-    if (proc->exited || proc->killed)
+    if (proc->state == PROC_DEAD || proc->killed)
         return;
     proc->killed = 1;
     if (proc->pid <= 0)
@@ -320,7 +364,7 @@ static void proc_retire(struct faas_proc *proc)
     if (!inst)
         return;
     inst->retire = 1;
-    if (proc->inv || !proc->ready || faas_list_empty(&inst->link))
+    if (proc->inv || !proc_init_done(proc) || faas_list_empty(&inst->link))
         return; /* busy or starting: its end comes through the invocation */
     proc->proc_rt->rt->exec_report->retired(inst);
 }
@@ -358,7 +402,7 @@ static void proc_free(struct faas_proc *proc)
  * reaped (or never started), and not inside one of its callbacks. */
 static void proc_maybe_free(struct faas_proc *proc)
 {
-    if (proc->busy == 0 && !proc->inst && (proc->exited || proc->pid < 0))
+    if (proc->busy == 0 && !proc->inst && (proc->state == PROC_DEAD || proc->pid < 0))
         proc_free(proc);
 }
 
@@ -371,7 +415,7 @@ static void proc_finish_inv(struct faas_proc *proc, int status, json_t *payload)
 
     proc_disarm(proc);
     proc_drop_result(proc); /* a RESULT waiting for the next pass loses to this */
-    proc->inv = NULL;
+    proc_set_inv(proc, NULL);
     inv->exec_status = status;
     json_decref(inv->exec_payload);
     inv->exec_payload = payload ? payload : json_null();
@@ -414,7 +458,7 @@ static void proc_init_failed(struct faas_proc *proc, json_t *error)
 
     proc_drain_log(proc); /* what init printed belongs to the invocation */
     /* Its peak, while /proc still has it (0 once reaped: known then). */
-    if (inst && proc->inv && !proc->inv->proc_maxrss_kb && !proc->exited)
+    if (inst && proc->inv && !proc->inv->proc_maxrss_kb && proc->state != PROC_DEAD)
         proc->inv->proc_maxrss_kb = proc_hwm_kb(proc->pid);
     proc_kill(proc);
     if (!inst) {
@@ -493,7 +537,7 @@ static void proc_exited(struct faas_proc *proc, int wstatus, uint64_t maxrss_kb)
     json_t *err = NULL;
     int status;
 
-    proc->exited = 1;
+    proc_set_state(proc, PROC_DEAD);
     proc->busy++;
     /* Dead: whatever finishes below must not hand it to anyone. */
     if (inst)
@@ -515,7 +559,7 @@ static void proc_exited(struct faas_proc *proc, int wstatus, uint64_t maxrss_kb)
             status = FAAS_ECRASHED, err = error_obj("Runtime.ExitError", "Runtime was killed");
         else
             status = proc_classify_exit(proc, wstatus, maxrss_kb, &err);
-        if (!proc->ready) {
+        if (!proc_init_done(proc)) {
             if (proc->inv)
                 proc->inv->proc_maxrss_kb = maxrss_kb;
             proc_init_failed(proc, err);
@@ -671,7 +715,7 @@ static void proc_frame(struct faas_proc *proc, uint32_t type, const char *p, uin
         break;
     case FAAS_FRAME_READY: {
         struct faas_frame_ready r;
-        if (len < sizeof r || proc->ready)
+        if (len < sizeof r || proc_init_done(proc))
             break;
         memcpy(&r, p, sizeof r);
         if (r.status != 0) {
@@ -739,10 +783,10 @@ static int proc_read_channel(struct faas_proc *proc)
     if (n <= 0) {
         /* The worker closed its channel, or ended: it cannot answer any
          * more. Still alive, it closed the channel itself: killed here. */
-        if (!proc->exited && proc_alive(proc)) {
+        if (proc->state != PROC_DEAD && proc_alive(proc)) {
             proc->chan_lost = 1;
             proc_kill(proc);
-            if (proc->inst && (proc->inv || !proc->ready))
+            if (proc->inst && (proc->inv || !proc_init_done(proc)))
                 proc->killed = 0; /* its exit still tells the invocation why */
         }
         proc_close_channel(proc);
@@ -842,7 +886,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     proc->busy++;
     if (!proc->inst) {
         proc_kill(proc); /* asked to exit and did not: fini overran */
-    } else if (!proc->ready) {
+    } else if (!proc_init_done(proc)) {
         uint32_t ms = proc->inst ? proc->inst->fn->opts.init_timeout_ms : 0;
         proc_kill(proc);
         proc_init_failed(proc, error_obj("Runtime.InitError", "Init timed out after %.2f seconds",
@@ -914,7 +958,7 @@ static int proc_write_invoke(struct faas_proc *proc, struct faas_inv *inv)
     rc = frame_end(proc, start, err);
     if (rc == FAAS_ENOMEM) {
         /* Maybe inside faas_invoke: the result comes from the loop. */
-        proc->inv = NULL;
+        proc_set_inv(proc, NULL);
         proc_disarm(proc);
         fail_later(inv, FAAS_ENOMEM, "Runtime.OutOfMemory", "the host is out of memory");
     }
@@ -946,7 +990,7 @@ static void proc_ready(struct faas_proc *proc, int status, json_t *error)
     struct faas_instance *inst = proc->inst;
     struct faas_inv *inv = proc->inv;
 
-    if (proc->ready)
+    if (proc_init_done(proc))
         return;
     proc->init_ns = faas_now_ns(proc->proc_rt->rt) - proc->spawn_ns;
     proc_disarm(proc);
@@ -957,10 +1001,10 @@ static void proc_ready(struct faas_proc *proc, int status, json_t *error)
         return;
     }
     json_decref(error);
-    proc->ready = 1;
+    proc_set_state(proc, inv ? PROC_BUSY : PROC_IDLE);
     if (!inst)
         return;
-    if (proc->exited || (!proc->command && proc->chan < 0)) {
+    if (proc->state == PROC_DEAD || (!proc->command && proc->chan < 0)) {
         /* Ready, and already gone (read while its exit is handled). */
         if (!inv) {
             inst->initialized = 0;
@@ -1244,10 +1288,10 @@ static void proc_start_op(struct faas_inv *inv)
         }
         proc = inst->proc;
     }
-    proc->inv = inv;
+    proc_set_inv(proc, inv);
     proc->sent = 0;
-    atomic_store(&inv->phase, proc->ready ? FAAS_PHASE_RUN : FAAS_PHASE_INIT);
-    if (proc->ready)
+    atomic_store(&inv->phase, proc_init_done(proc) ? FAAS_PHASE_RUN : FAAS_PHASE_INIT);
+    if (proc_init_done(proc))
         proc_send(proc, inv);
     else if (!proc->command && proc_write_invoke(proc, inv) == 0)
         proc->sent = 1; /* the worker reads it right after its init: no round trip */
@@ -1271,14 +1315,14 @@ static void proc_destroy(struct faas_instance *inst)
         return;
     inst->proc = NULL;
     proc->inst = NULL;
-    proc->inv = NULL;
+    proc_set_inv(proc, NULL);
     proc_disarm(proc);
     proc_drop_result(proc);
-    if (!proc->exited) {
-        if (!proc->command && proc->ready && !proc->killed && proc->chan >= 0) {
+    if (proc->state != PROC_DEAD) {
+        if (!proc->command && proc_init_done(proc) && !proc->killed && proc->chan >= 0) {
             /* Warm and idle: let it run fini and go. */
             if (proc_send_frame(proc, FAAS_FRAME_EXIT, NULL, 0, NULL, NULL, 0) == 0)
-                proc->exit_sent = 1;
+                proc_set_state(proc, PROC_EXITING);
             proc_arm(proc, 2000);
             /* The timer of a detached record only kills. */
         } else {
@@ -1347,7 +1391,7 @@ static void zygote_spawned(void *arg, const struct faas_zygote_spawned *m, int p
         proc->busy++;
         if (m->pid <= 0) {
             proc->pid = -1;
-            proc->exited = 1;
+            proc_set_state(proc, PROC_DEAD);
             if (proc->inst) {
                 if (!proc->killed)
                     proc_init_failed(proc, error_obj("Runtime.StartError",
@@ -1440,7 +1484,7 @@ void faas_proc_shutdown(struct faas_runtime *rt)
         nfds_t n = 0;
         for (e = prt->procs.next; e != &prt->procs && n < 64; e = e->next) {
             struct faas_proc *proc = FAAS_CONTAINER_OF(e, struct faas_proc, link);
-            if (proc->exit_sent && !proc->killed && !proc->exited && proc->chan >= 0) {
+            if (proc->state == PROC_EXITING && !proc->killed && proc->chan >= 0) {
                 pfd[n].fd = proc->chan;
                 pfd[n++].events = POLLIN;
             }
@@ -1463,14 +1507,14 @@ void faas_proc_shutdown(struct faas_runtime *rt)
     }
     while (!faas_list_empty(&prt->procs)) {
         struct faas_proc *proc = FAAS_CONTAINER_OF(prt->procs.next, struct faas_proc, link);
-        if (proc->inst && !proc->ready && !proc->inv) {
+        if (proc->inst && !proc_init_done(proc) && !proc->inv) {
             /* A min_warm start still under way: the pool drops it. */
             proc->inst->initialized = 0;
             rt->exec_report->job_done(&proc->inst->job);
         }
         if (proc->inst)
             proc_destroy(proc->inst);
-        if (!proc->exited && proc->pid > 0) {
+        if (proc->state != PROC_DEAD && proc->pid > 0) {
             proc->killed = 0;
             proc_kill(proc);
             if (!faas_zygote_client_up(prt->zygote))
