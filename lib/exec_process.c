@@ -4,7 +4,7 @@
  * speaking the Lambda Runtime API, exec_command.c).
  *
  * One record per process (struct faas_proc), linked to its pool instance
- * while the pool uses it. Its life on the host's loop (enum proc_state,
+ * while the pool uses it. Its life on the host's loop (enum faas_proc_state,
  * changed only by proc_set_state and proc_set_inv):
  *
  *   spawn ──> STARTING ──READY──> IDLE ──INVOKE──> BUSY ──RESULT──> IDLE
@@ -18,9 +18,9 @@
  * say that init had finished, and what the exit means depends on it.
  *
  * Spawning asks the zygote through its client (zygote.c), or forks here
- * when the runtime has none, and passes the new process's descriptors along; a
- * native worker's HELLO is written at once, so the worker starts without
- * waiting for the host to learn its pid. The init phase is bounded by
+ * when the runtime has none, and passes the new process's descriptors
+ * along; a native worker's HELLO is written at once, so the worker starts
+ * without waiting for the host to learn its pid. The init phase is bounded by
  * init_timeout_ms (spawn to READY, what Lambda reports as Init Duration),
  * an invocation by its timeout: either deadline kills the process group
  * with SIGKILL and the caller gets FAAS_EINIT or FAAS_ETIMEDOUT at once.
@@ -32,14 +32,20 @@
  * FAAS_EMEMLIMIT. A record lives until its process is reaped, even after
  * its instance is gone; the pool's instance never waits for that.
  *
- * stdout and stderr of every process are one pipe, read on the loop and cut
- * into lines: each line belongs to the invocation running then (so it
- * carries its request id), before its REPORT — the pipe is drained when a
- * result arrives. *
+ * What goes through a process's pipes (the channel's frames, its log
+ * lines) is exec_process_io.c's; it shares the record through
+ * exec_process_int.h, and every change of state is made here.
+ *
  * It is the executor faas_exec_process (exec.h): the pool reaches it only
  * through that table, and it reports outcomes, ready instances and dead
  * idle ones through rt->exec_report, never by calling the pool or
  * invoke.c by name.
+ *
+ * May call: exec_process_io.c, zygote.c (the zygote's client), worker.c
+ * (a child's set-up, when the host forks), runtime_api.c (a COMMAND
+ * instance's endpoint), the loop services. Called by pool.c (the table),
+ * runtime.c (start, shutdown) and runtime_api.c (faas_proc_ready,
+ * faas_proc_result).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -49,109 +55,27 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
-#include "exec_process.h"
-#include "faas_int.h"
+#include "exec_process_int.h"
 #include "zygote.h"
-
-/* Bytes of channel buffer an idle process keeps; above, a buffer grown
- * for one large payload is given back once it is empty. */
-#define BUF_KEEP ((size_t)1024 * 1024)
-
-struct faas_proc_rt {
-    struct faas_runtime *rt;
-    struct faas_zygote_client *zygote; /* NULL: none, the host forks */
-    struct faas_list spawning; /* records waiting for SPAWNED, in order */
-    struct faas_list procs;  /* every record whose process may be alive */
-    uint32_t next_tag;
-};
-
-enum proc_state {
-    PROC_STARTING = 0, /* spawned; init not done (no READY yet) */
-    PROC_IDLE,         /* init done, no invocation */
-    PROC_BUSY,         /* init done, running proc->inv */
-    PROC_EXITING,      /* dropped by the pool and asked to run fini and exit */
-    PROC_DEAD          /* its exit is known (reaped), or it never started */
-};
-
-struct faas_proc {
-    struct faas_list link;   /* proc_rt->procs */
-    struct faas_list slink;  /* proc_rt->spawning until SPAWNED */
-    struct faas_proc_rt *proc_rt;
-    struct faas_instance *inst; /* NULL once the pool dropped it */
-    struct faas_inv *inv;    /* the invocation it runs or starts for */
-    int command;
-    uint32_t tag;
-    pid_t pid;               /* 0 until known */
-    int pidfd;
-    struct event *pid_ev;    /* no zygote: the pidfd */
-    int chan;                /* native: the channel's read end, -1 once closed */
-    int chanw;               /* its write end (to the worker) */
-    int chank;               /* the worker's read end, kept open here so a
-                                write to a dead worker is EAGAIN at worst,
-                                never SIGPIPE */
-    struct event *rev, *wev;
-    char *rbuf;
-    size_t rlen, rcap;
-    char *wbuf;
-    size_t wlen, woff, wcap;
-    int logfd;
-    struct event *log_ev;
-    char line[FAAS_LOGLINE_MAX];
-    size_t linelen;
-    int line_over;           /* the line read is longer: the rest is dropped */
-    struct event *timer;
-    uint64_t spawn_ns;
-    uint64_t init_ns;
-    uint32_t memory_mb;
-    enum proc_state state;
-    enum proc_state died_in; /* DEAD: the state it died in */
-    int killed;              /* SIGKILL sent by us (or due, pid unknown) */
-    int dying_seen;
-    int lost;                /* the zygote died, and the process with it */
-    int chan_lost;           /* it closed its channel: we killed it */
-    int sent;                /* inv's INVOKE is written (a cold start's) */
-    int res_status;
-    int res_logged;          /* with it: lines in the log pipe to read first */
-    json_t *res_payload;     /* a RESULT came: finished on the next pass */
-    struct event *done_ev;
-    int reap_poll;           /* no zygote and no pidfd: wait4 on a timer */
-    uint64_t hwm_kb;         /* a command's peak memory, sampled */
-    uint64_t hwm_at_ns;
-    struct faas_frame_dying dying;
-    unsigned busy;           /* inside one of its callbacks */
-};
-
-static void proc_maybe_free(struct faas_proc *proc);
-static void proc_reap_soon(struct faas_proc *proc);
-static int proc_read_channel(struct faas_proc *proc);
 
 /* Every change of state. Once DEAD it stays so: a later change (a READY
  * read after the exit) only tells how far the process had got. */
-static void proc_set_state(struct faas_proc *proc, enum proc_state to)
+static void proc_set_state(struct faas_proc *proc, enum faas_proc_state to)
 {
-    if (proc->state == PROC_DEAD) {
-        if (to != PROC_DEAD)
+    if (proc->state == FAAS_PROC_DEAD) {
+        if (to != FAAS_PROC_DEAD)
             proc->died_in = to;
         return;
     }
-    if (to == PROC_DEAD)
+    if (to == FAAS_PROC_DEAD)
         proc->died_in = proc->state;
     proc->state = to;
-}
-
-/* Whether init finished (READY came), dead or alive. */
-static int proc_init_done(const struct faas_proc *proc)
-{
-    enum proc_state s = proc->state == PROC_DEAD ? proc->died_in : proc->state;
-    return s != PROC_STARTING;
 }
 
 /* The invocation it runs or starts for: once init is done, it is BUSY
@@ -159,11 +83,11 @@ static int proc_init_done(const struct faas_proc *proc)
 static void proc_set_inv(struct faas_proc *proc, struct faas_inv *inv)
 {
     proc->inv = inv;
-    if (proc_init_done(proc) && proc->state != PROC_EXITING)
-        proc_set_state(proc, inv ? PROC_BUSY : PROC_IDLE);
+    if (faas_proc_init_done(proc) && proc->state != FAAS_PROC_EXITING)
+        proc_set_state(proc, inv ? FAAS_PROC_BUSY : FAAS_PROC_IDLE);
 }
 
-static void proc_disarm(struct faas_proc *proc)
+void faas_proc_disarm(struct faas_proc *proc)
 {
     if (proc->timer)
         event_del(proc->timer);
@@ -182,22 +106,6 @@ static void proc_drop_result(struct faas_proc *proc)
 static void set_nonblock(int fd)
 {
     fcntl(fd, F_SETFL, O_NONBLOCK);
-}
-
-static void close_fd(int *fd)
-{
-    if (*fd >= 0) {
-        close(*fd);
-        *fd = -1;
-    }
-}
-
-static void free_ev(struct event **ev)
-{
-    if (*ev) {
-        event_free(*ev);
-        *ev = NULL;
-    }
 }
 
 /* Peak resident memory of a live process, from /proc (0 if unknown). */
@@ -223,110 +131,21 @@ static uint64_t proc_hwm_kb(pid_t pid)
     return p ? strtoull(p + 6, NULL, 10) : 0;
 }
 
-/* ---- log lines ------------------------------------------------------- */
-
-static void proc_log_line(struct faas_proc *proc, const char *text, size_t len)
-{
-    struct faas_inv *inv = proc->inv;
-    struct faas_runtime *rt = proc->proc_rt->rt;
-
-    if (len >= FAAS_LOGLINE_MAX)
-        len = FAAS_LOGLINE_MAX - 1;
-    if (!inv) {
-        /* Between invocations (a min_warm init, a fini): no request id. */
-        struct faas_log_record rec;
-        char buf[FAAS_LOGLINE_MAX];
-        if (!rt->opts.log || !proc->inst)
-            return;
-        faas_log_escape(buf, sizeof buf, text, len);
-        memset(&rec, 0, sizeof rec);
-        rec.kind = FAAS_LOG_LINE;
-        rec.function = proc->inst->fn->name;
-        rec.request_id = "";
-        rec.line = buf;
-        rt->opts.log(&rec, rt->opts.log_arg);
-        return;
-    }
-    faas_ctx_add_line(&inv->ctx, text, len);
-}
-
-/* Reads what the pipe holds, cutting lines. Returns 0 at end-of-file. */
-static int proc_read_log(struct faas_proc *proc)
-{
-    char buf[8192];
-    for (;;) {
-        ssize_t n = read(proc->logfd, buf, sizeof buf), i;
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return 1;
-        if (n == 0) {
-            if (proc->linelen && !proc->line_over)
-                proc_log_line(proc, proc->line, proc->linelen);
-            proc->linelen = 0;
-            return 0;
-        }
-        for (i = 0; i < n; i++) {
-            char c = buf[i];
-            if (c == '\n') {
-                if (!proc->line_over)
-                    proc_log_line(proc, proc->line, proc->linelen);
-                proc->linelen = 0;
-                proc->line_over = 0;
-            } else if (proc->linelen == sizeof proc->line - 1) {
-                /* One line is one log line: what does not fit is cut. */
-                if (!proc->line_over)
-                    proc_log_line(proc, proc->line, proc->linelen);
-                proc->line_over = 1;
-            } else {
-                proc->line[proc->linelen++] = c;
-            }
-        }
-        if ((size_t)n < sizeof buf)
-            return 1;
-    }
-}
-
-/* Reads what is in the log pipe now: lines written before an end belong
- * to the invocation that ends. */
-static void proc_drain_log(struct faas_proc *proc)
-{
-    if (proc->logfd >= 0 && !proc_read_log(proc)) {
-        free_ev(&proc->log_ev);
-        close_fd(&proc->logfd);
-        proc_reap_soon(proc); /* its output ended: so, probably, has it */
-    }
-}
-
-static void log_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct faas_proc *proc = arg;
-    struct faas_runtime *rt = proc->proc_rt->rt;
-    (void)fd;
-    (void)what;
-    faas_rt_enter(rt);
-    proc->busy++;
-    proc_drain_log(proc);
-    proc->busy--;
-    proc_maybe_free(proc);
-    faas_rt_leave(rt);
-}
-
 /* ---- killing and ending ---------------------------------------------- */
 
 /* Without a pidfd, a process that closed its output or was killed is
  * looked for with wait4 every 10 ms until it is gone. */
-static void proc_reap_soon(struct faas_proc *proc)
+void faas_proc_reap_soon(struct faas_proc *proc)
 {
     struct timeval tv = { 0, 10000 };
-    if (proc->reap_poll && proc->pid_ev && proc->state != PROC_DEAD &&
+    if (proc->reap_poll && proc->pid_ev && proc->state != FAAS_PROC_DEAD &&
         !event_pending(proc->pid_ev, EV_TIMEOUT, NULL))
         event_add(proc->pid_ev, &tv);
 }
 
-static void proc_kill(struct faas_proc *proc)
+void faas_proc_kill(struct faas_proc *proc)
 {
-    if (proc->state == PROC_DEAD || proc->killed)
+    if (proc->state == FAAS_PROC_DEAD || proc->killed)
         return;
     proc->killed = 1;
     if (proc->pid <= 0)
@@ -340,59 +159,33 @@ static void proc_kill(struct faas_proc *proc)
         kill(proc->pid, SIGKILL);
     }
     kill(-proc->pid, SIGKILL); /* what it forked */
-    proc_reap_soon(proc);
-}
-
-/* Whether the process still runs, as far as its pidfd tells (1 without
- * one). */
-static int proc_alive(const struct faas_proc *proc)
-{
-    struct pollfd p;
-    if (proc->pidfd < 0)
-        return 1;
-    p.fd = proc->pidfd;
-    p.events = POLLIN;
-    return poll(&p, 1, 0) == 0;
+    faas_proc_reap_soon(proc);
 }
 
 /* The process can serve no more: its instance is not handed to anyone;
  * idle, it leaves the pool now (min_warm refilled), not at its exit report. */
-static void proc_retire(struct faas_proc *proc)
+void faas_proc_retire(struct faas_proc *proc)
 {
     struct faas_instance *inst = proc->inst;
 
     if (!inst)
         return;
     inst->retire = 1;
-    if (proc->inv || !proc_init_done(proc) || faas_list_empty(&inst->link))
+    if (proc->inv || !faas_proc_init_done(proc) || faas_list_empty(&inst->link))
         return; /* busy or starting: its end comes through the invocation */
     proc->proc_rt->rt->exec_report->retired(inst);
-}
-
-/* Closes the channel and stops reading it. */
-static void proc_close_channel(struct faas_proc *proc)
-{
-    free_ev(&proc->rev);
-    free_ev(&proc->wev);
-    close_fd(&proc->chan);
-    close_fd(&proc->chanw);
-    close_fd(&proc->chank);
-    free(proc->rbuf);
-    free(proc->wbuf);
-    proc->rbuf = proc->wbuf = NULL;
-    proc->rlen = proc->rcap = proc->wlen = proc->woff = proc->wcap = 0;
 }
 
 static void proc_free(struct faas_proc *proc)
 {
     json_decref(proc->res_payload);
-    free_ev(&proc->done_ev);
-    proc_close_channel(proc);
-    free_ev(&proc->log_ev);
-    close_fd(&proc->logfd);
-    free_ev(&proc->timer);
-    free_ev(&proc->pid_ev);
-    close_fd(&proc->pidfd);
+    faas_proc_free_event(&proc->done_ev);
+    faas_proc_close_channel(proc);
+    faas_proc_free_event(&proc->log_ev);
+    faas_proc_close_fd(&proc->logfd);
+    faas_proc_free_event(&proc->timer);
+    faas_proc_free_event(&proc->pid_ev);
+    faas_proc_close_fd(&proc->pidfd);
     faas_list_remove(&proc->link);
     faas_list_remove(&proc->slink);
     free(proc);
@@ -400,9 +193,9 @@ static void proc_free(struct faas_proc *proc)
 
 /* Frees a record nobody needs: detached from its instance, its process
  * reaped (or never started), and not inside one of its callbacks. */
-static void proc_maybe_free(struct faas_proc *proc)
+void faas_proc_maybe_free(struct faas_proc *proc)
 {
-    if (proc->busy == 0 && !proc->inst && (proc->state == PROC_DEAD || proc->pid < 0))
+    if (proc->busy == 0 && !proc->inst && (proc->state == FAAS_PROC_DEAD || proc->pid < 0))
         proc_free(proc);
 }
 
@@ -413,7 +206,7 @@ static void proc_finish_inv(struct faas_proc *proc, int status, json_t *payload)
     struct faas_inv *inv = proc->inv;
     struct faas_runtime *rt = proc->proc_rt->rt;
 
-    proc_disarm(proc);
+    faas_proc_disarm(proc);
     proc_drop_result(proc); /* a RESULT waiting for the next pass loses to this */
     proc_set_inv(proc, NULL);
     inv->exec_status = status;
@@ -456,11 +249,11 @@ static void proc_init_failed(struct faas_proc *proc, json_t *error)
 {
     struct faas_instance *inst = proc->inst;
 
-    proc_drain_log(proc); /* what init printed belongs to the invocation */
+    faas_proc_drain_log(proc); /* what init printed belongs to the invocation */
     /* Its peak, while /proc still has it (0 once reaped: known then). */
-    if (inst && proc->inv && !proc->inv->proc_maxrss_kb && proc->state != PROC_DEAD)
+    if (inst && proc->inv && !proc->inv->proc_maxrss_kb && proc->state != FAAS_PROC_DEAD)
         proc->inv->proc_maxrss_kb = proc_hwm_kb(proc->pid);
-    proc_kill(proc);
+    faas_proc_kill(proc);
     if (!inst) {
         json_decref(error);
         return;
@@ -472,7 +265,7 @@ static void proc_init_failed(struct faas_proc *proc, json_t *error)
         return;
     }
     json_decref(error);
-    proc_disarm(proc);
+    faas_proc_disarm(proc);
     proc->proc_rt->rt->exec_report->job_done(&inst->job); /* a min_warm start that failed */
 }
 
@@ -537,15 +330,15 @@ static void proc_exited(struct faas_proc *proc, int wstatus, uint64_t maxrss_kb)
     json_t *err = NULL;
     int status;
 
-    proc_set_state(proc, PROC_DEAD);
+    proc_set_state(proc, FAAS_PROC_DEAD);
     proc->busy++;
     /* Dead: whatever finishes below must not hand it to anyone. */
     if (inst)
         inst->retire = 1;
-    proc_drain_log(proc);
+    faas_proc_drain_log(proc);
     /* What it wrote before it ended is all in the pipe: READY, its
      * RESULT, a DYING frame. They come first. */
-    while (proc->chan >= 0 && proc_read_channel(proc) > 0)
+    while (proc->chan >= 0 && faas_proc_read_channel(proc) > 0)
         ;
     inst = proc->inst; /* a READY with an error may have dropped it */
     if (proc->res_payload && proc->inv) {
@@ -559,7 +352,7 @@ static void proc_exited(struct faas_proc *proc, int wstatus, uint64_t maxrss_kb)
             status = FAAS_ECRASHED, err = error_obj("Runtime.ExitError", "Runtime was killed");
         else
             status = proc_classify_exit(proc, wstatus, maxrss_kb, &err);
-        if (!proc_init_done(proc)) {
+        if (!faas_proc_init_done(proc)) {
             if (proc->inv)
                 proc->inv->proc_maxrss_kb = maxrss_kb;
             proc_init_failed(proc, err);
@@ -568,288 +361,11 @@ static void proc_exited(struct faas_proc *proc, int wstatus, uint64_t maxrss_kb)
             proc_finish_inv(proc, status, err);
         } else {
             json_decref(err);
-            proc_retire(proc); /* died idle: out of the pool, min_warm refilled */
+            faas_proc_retire(proc); /* died idle: out of the pool, min_warm refilled */
         }
     }
     proc->busy--;
-    proc_maybe_free(proc);
-}
-
-/* ---- the channel (native workers) ------------------------------------ */
-
-static void proc_flush(struct faas_proc *proc)
-{
-    while (proc->woff < proc->wlen) {
-        ssize_t n = write(proc->chanw, proc->wbuf + proc->woff, proc->wlen - proc->woff);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            if (errno == EAGAIN)
-                event_add(proc->wev, NULL);
-            return; /* EPIPE: the read side sees the end */
-        }
-        proc->woff += (size_t)n;
-    }
-    proc->woff = proc->wlen = 0;
-    /* One large event must not keep its buffer for the process's life. */
-    if (proc->wcap > BUF_KEEP) {
-        free(proc->wbuf);
-        proc->wbuf = NULL;
-        proc->wcap = 0;
-    }
-}
-
-static void write_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    proc_flush(arg);
-}
-
-/* Appends to the output buffer. 0 or -1 (out of memory). */
-static int wb_put(struct faas_proc *proc, const void *p, size_t n)
-{
-    if (proc->wlen + n > proc->wcap) {
-        size_t cap = proc->wcap ? proc->wcap : 4096;
-        char *q;
-        while (cap < proc->wlen + n)
-            cap *= 2;
-        if (!(q = realloc(proc->wbuf, cap)))
-            return -1;
-        proc->wbuf = q;
-        proc->wcap = cap;
-    }
-    memcpy(proc->wbuf + proc->wlen, p, n);
-    proc->wlen += n;
-    return 0;
-}
-
-static int wb_dump_cb(const char *buf, size_t size, void *arg)
-{
-    return wb_put(arg, buf, size);
-}
-
-/* Starts a frame: its header, completed by frame_end. */
-static size_t frame_begin(struct faas_proc *proc, uint32_t type, const void *fixed, size_t flen,
-                          int *err)
-{
-    struct faas_frame_hdr h = { 0, type };
-    size_t start = proc->wlen;
-    if (wb_put(proc, &h, sizeof h) != 0 || (flen && wb_put(proc, fixed, flen) != 0))
-        *err = 1;
-    return start;
-}
-
-/* A string and its NUL. */
-static void frame_str_put(struct faas_proc *proc, const char *str, size_t len, int *err)
-{
-    if (!*err && (wb_put(proc, str, len) != 0 || wb_put(proc, "", 1) != 0))
-        *err = 1;
-}
-
-/* JSON text (compact) and its NUL, straight into the buffer. */
-static void frame_json_put(struct faas_proc *proc, json_t *j, int *err)
-{
-    if (!*err && (json_dump_callback(j ? j : json_null(), wb_dump_cb, proc,
-                                     JSON_COMPACT | JSON_ENCODE_ANY) != 0 ||
-                  wb_put(proc, "", 1) != 0))
-        *err = 1;
-}
-
-/* Completes the frame begun at `start` and writes what the socket takes
- * now; after an error the frame is taken back. 0 or FAAS_ENOMEM. */
-static int frame_end(struct faas_proc *proc, size_t start, int err)
-{
-    uint32_t len;
-    if (err || proc->wlen - start - sizeof(struct faas_frame_hdr) > UINT32_MAX) {
-        proc->wlen = start;
-        return FAAS_ENOMEM;
-    }
-    len = (uint32_t)(proc->wlen - start - sizeof(struct faas_frame_hdr));
-    memcpy(proc->wbuf + start, &len, sizeof len);
-    if (proc->woff == 0 || !event_pending(proc->wev, EV_WRITE, NULL))
-        proc_flush(proc);
-    return 0;
-}
-
-/* Queues a frame of strings and writes what the socket takes now. */
-static int proc_send_frame(struct faas_proc *proc, uint32_t type, const void *fixed, size_t flen,
-                        const char *const *strs, const size_t *lens, size_t nstrs)
-{
-    size_t i, start;
-    int err = 0;
-
-    if (proc->chan < 0)
-        return FAAS_ECRASHED;
-    start = frame_begin(proc, type, fixed, flen, &err);
-    for (i = 0; i < nstrs; i++)
-        frame_str_put(proc, strs[i], lens[i], &err);
-    return frame_end(proc, start, err);
-}
-
-static const char *nth_str(const char *p, uint32_t len, size_t skip, int i)
-{
-    size_t o = skip;
-    for (; i > 0 && o < len; i--)
-        o += strnlen(p + o, len - o) + 1;
-    return o < len ? p + o : "";
-}
-
-static json_t *parse_json(const char *s, size_t len)
-{
-    json_error_t e;
-    json_t *j = json_loadb(s, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
-    return j ? j : json_null();
-}
-
-static void proc_ready(struct faas_proc *proc, int status, json_t *error);
-
-/* One frame from the worker. */
-static void proc_frame(struct faas_proc *proc, uint32_t type, const char *p, uint32_t len)
-{
-    struct faas_runtime *rt = proc->proc_rt->rt;
-
-    switch (type) {
-    case FAAS_FRAME_LOG:
-        proc_log_line(proc, p, strnlen(p, len));
-        break;
-    case FAAS_FRAME_READY: {
-        struct faas_frame_ready r;
-        if (len < sizeof r || proc_init_done(proc))
-            break;
-        memcpy(&r, p, sizeof r);
-        if (r.status != 0) {
-            const char *e = nth_str(p, len, sizeof r, 0);
-            proc_ready(proc, FAAS_EINIT, parse_json(e, strnlen(e, len - (size_t)(e - p))));
-        } else {
-            proc_ready(proc, 0, NULL);
-        }
-        break;
-    }
-    case FAAS_FRAME_RESULT: {
-        struct faas_frame_result r;
-        const char *body;
-        if (len < sizeof r || !proc->inv)
-            break;
-        memcpy(&r, p, sizeof r);
-        body = nth_str(p, len, sizeof r, 0);
-        proc->inv->duration_ns = r.duration_ns ? r.duration_ns : 1;
-        proc->inv->proc_maxrss_kb = r.maxrss_kb;
-        /* Finished on the loop's next pass, after what the loop has ready
-         * then; when the handler wrote to stdout or stderr, after reading
-         * the log pipe too: those lines belong to this invocation. */
-        proc_disarm(proc);
-        json_decref(proc->res_payload);
-        proc->res_payload = parse_json(body, strnlen(body, len - sizeof r));
-        proc->res_status = r.status;
-        proc->res_logged = r.logged != 0;
-        event_active(proc->done_ev, EV_TIMEOUT, 1);
-        break;
-    }
-    case FAAS_FRAME_DYING:
-        if (len >= sizeof proc->dying) {
-            memcpy(&proc->dying, p, sizeof proc->dying);
-            proc->dying_seen = 1;
-        }
-        break;
-    default:
-        break;
-    }
-    (void)rt;
-}
-
-/* Reads what the channel holds now (one read) and handles its complete
- * frames. 1: something was read; 0: nothing there; -1: the channel is
- * closed (end-of-file, or a frame out of bounds). */
-static int proc_read_channel(struct faas_proc *proc)
-{
-    size_t max = proc->proc_rt->rt->opts.max_sync_payload * 2 + FAAS_FRAME_SLACK, off = 0;
-    struct faas_frame_hdr h;
-    ssize_t n;
-
-    if (proc->chan < 0)
-        return -1;
-    if (proc->rcap - proc->rlen < 65536) {
-        size_t cap = proc->rcap ? proc->rcap * 2 : 65536 * 2;
-        char *p = realloc(proc->rbuf, cap);
-        if (!p)
-            return 0; /* try again on the next readiness */
-        proc->rbuf = p;
-        proc->rcap = cap;
-    }
-    n = read(proc->chan, proc->rbuf + proc->rlen, proc->rcap - proc->rlen);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return 0;
-    if (n <= 0) {
-        /* The worker closed its channel, or ended: it cannot answer any
-         * more. Still alive, it closed the channel itself: killed here. */
-        if (proc->state != PROC_DEAD && proc_alive(proc)) {
-            proc->chan_lost = 1;
-            proc_kill(proc);
-            if (proc->inst && (proc->inv || !proc_init_done(proc)))
-                proc->killed = 0; /* its exit still tells the invocation why */
-        }
-        proc_close_channel(proc);
-        proc_reap_soon(proc);
-        proc_retire(proc);
-        return -1;
-    }
-    proc->rlen += (size_t)n;
-    while (proc->chan >= 0 && proc->rlen - off >= sizeof h) {
-        memcpy(&h, proc->rbuf + off, sizeof h);
-        if (h.len > max) {
-            proc_close_channel(proc);
-            proc_kill(proc);
-            proc->chan_lost = 1;
-            proc->killed = 0;
-            proc_retire(proc);
-            return -1;
-        }
-        if (proc->rlen - off - sizeof h < h.len) {
-            /* Incomplete: make room for all of it. */
-            if (sizeof h + h.len > proc->rcap) {
-                char *p = realloc(proc->rbuf, sizeof h + h.len);
-                if (p) {
-                    proc->rbuf = p;
-                    proc->rcap = sizeof h + h.len;
-                }
-            }
-            break;
-        }
-        off += sizeof h;
-        proc_frame(proc, h.type, proc->rbuf + off, h.len);
-        off += h.len;
-        if (!proc->rbuf)
-            return -1; /* the channel was closed meanwhile */
-    }
-    if (off) {
-        memmove(proc->rbuf, proc->rbuf + off, proc->rlen - off);
-        proc->rlen -= off;
-    }
-    /* Nor one large result its buffer (kept non-NULL: NULL means closed). */
-    if (proc->rlen == 0 && proc->rcap > BUF_KEEP) {
-        char *p = realloc(proc->rbuf, 65536 * 2);
-        if (p) {
-            proc->rbuf = p;
-            proc->rcap = 65536 * 2;
-        }
-    }
-    return 1;
-}
-
-static void read_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct faas_proc *proc = arg;
-    struct faas_runtime *rt = proc->proc_rt->rt;
-
-    (void)fd;
-    (void)what;
-    faas_rt_enter(rt);
-    proc->busy++;
-    proc_read_channel(proc);
-    proc->busy--;
-    proc_maybe_free(proc);
-    faas_rt_leave(rt);
+    faas_proc_maybe_free(proc);
 }
 
 static void done_cb(evutil_socket_t fd, short what, void *arg)
@@ -864,10 +380,10 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
     faas_rt_enter(rt);
     proc->busy++;
     if (proc->res_logged)
-        proc_drain_log(proc); /* its stdout and stderr lines, before its end */
+        faas_proc_drain_log(proc); /* its stdout and stderr lines, before its end */
     proc_finish_result(proc);
     proc->busy--;
-    proc_maybe_free(proc);
+    faas_proc_maybe_free(proc);
     faas_rt_leave(rt);
 }
 
@@ -885,23 +401,23 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     faas_rt_enter(rt);
     proc->busy++;
     if (!proc->inst) {
-        proc_kill(proc); /* asked to exit and did not: fini overran */
-    } else if (!proc_init_done(proc)) {
+        faas_proc_kill(proc); /* asked to exit and did not: fini overran */
+    } else if (!faas_proc_init_done(proc)) {
         uint32_t ms = proc->inst ? proc->inst->fn->opts.init_timeout_ms : 0;
-        proc_kill(proc);
+        faas_proc_kill(proc);
         proc_init_failed(proc, error_obj("Runtime.InitError", "Init timed out after %.2f seconds",
                                     (double)ms / 1000.0));
     } else if (inv) {
         inv->proc_maxrss_kb = proc_hwm_kb(proc->pid);
-        proc_drain_log(proc);
-        proc_kill(proc);
+        faas_proc_drain_log(proc);
+        faas_proc_kill(proc);
         inv->duration_ns = (uint64_t)inv->timeout_ms * 1000000u;
         snprintf(msg, sizeof msg, "Task timed out after %.2f seconds",
                  (double)inv->timeout_ms / 1000.0);
         proc_finish_inv(proc, FAAS_ETIMEDOUT, faas_error_object("Sandbox.Timedout", msg));
     }
     proc->busy--;
-    proc_maybe_free(proc);
+    faas_proc_maybe_free(proc);
     faas_rt_leave(rt);
 }
 
@@ -909,7 +425,7 @@ static void proc_arm(struct faas_proc *proc, uint64_t ms)
 {
     struct timeval tv;
     if (ms == 0) {
-        proc_disarm(proc);
+        faas_proc_disarm(proc);
         return;
     }
     if (!proc->timer && !(proc->timer = event_new(proc->proc_rt->rt->base, -1, 0, timer_cb, proc)))
@@ -937,29 +453,11 @@ static void fail_later(struct faas_inv *inv, int status, const char *etype, cons
  * ends from the loop) or FAAS_ECRASHED (the exit report ends it). */
 static int proc_write_invoke(struct faas_proc *proc, struct faas_inv *inv)
 {
-    struct faas_frame_invoke fi;
-    const char *trace = inv->trace_id ? inv->trace_id : "";
-    size_t start;
-    int err = 0, rc;
-
-    if (proc->chan < 0)
-        return FAAS_ECRASHED;
-    memset(&fi, 0, sizeof fi);
-    fi.timeout_ns = (uint64_t)inv->timeout_ms * 1000000u;
-    fi.timeout_ms = inv->timeout_ms;
-    start = frame_begin(proc, FAAS_FRAME_INVOKE, &fi, sizeof fi, &err);
-    frame_str_put(proc, inv->res.request_id, strlen(inv->res.request_id), &err);
-    frame_str_put(proc, trace, strlen(trace), &err);
-    if (inv->client_context)
-        frame_json_put(proc, inv->client_context, &err);
-    else
-        frame_str_put(proc, "", 0, &err);
-    frame_json_put(proc, inv->event, &err);
-    rc = frame_end(proc, start, err);
+    int rc = faas_proc_invoke_frame(proc, inv);
     if (rc == FAAS_ENOMEM) {
         /* Maybe inside faas_invoke: the result comes from the loop. */
         proc_set_inv(proc, NULL);
-        proc_disarm(proc);
+        faas_proc_disarm(proc);
         fail_later(inv, FAAS_ENOMEM, "Runtime.OutOfMemory", "the host is out of memory");
     }
     return rc;
@@ -985,15 +483,15 @@ static void proc_send(struct faas_proc *proc, struct faas_inv *inv)
         proc_write_invoke(proc, inv);
 }
 
-static void proc_ready(struct faas_proc *proc, int status, json_t *error)
+void faas_proc_on_ready(struct faas_proc *proc, int status, json_t *error)
 {
     struct faas_instance *inst = proc->inst;
     struct faas_inv *inv = proc->inv;
 
-    if (proc_init_done(proc))
+    if (faas_proc_init_done(proc))
         return;
     proc->init_ns = faas_now_ns(proc->proc_rt->rt) - proc->spawn_ns;
-    proc_disarm(proc);
+    faas_proc_disarm(proc);
     if (status != 0) {
         if (!error)
             error = faas_error_object("Runtime.InitError", "init failed");
@@ -1001,14 +499,14 @@ static void proc_ready(struct faas_proc *proc, int status, json_t *error)
         return;
     }
     json_decref(error);
-    proc_set_state(proc, inv ? PROC_BUSY : PROC_IDLE);
+    proc_set_state(proc, inv ? FAAS_PROC_BUSY : FAAS_PROC_IDLE);
     if (!inst)
         return;
-    if (proc->state == PROC_DEAD || (!proc->command && proc->chan < 0)) {
+    if (proc->state == FAAS_PROC_DEAD || (!proc->command && proc->chan < 0)) {
         /* Ready, and already gone (read while its exit is handled). */
         if (!inv) {
             inst->initialized = 0;
-            proc_disarm(proc);
+            faas_proc_disarm(proc);
             proc->proc_rt->rt->exec_report->job_done(&inst->job);
         }
         return; /* an invocation learns it from the exit */
@@ -1033,9 +531,9 @@ void faas_proc_ready(struct faas_instance *inst, int status, json_t *error)
         return;
     }
     proc->busy++;
-    proc_ready(proc, status, error);
+    faas_proc_on_ready(proc, status, error);
     proc->busy--;
-    proc_maybe_free(proc);
+    faas_proc_maybe_free(proc);
 }
 
 void faas_proc_result(struct faas_instance *inst, int status, json_t *payload)
@@ -1060,7 +558,7 @@ void faas_proc_result(struct faas_instance *inst, int status, json_t *payload)
     }
     proc_finish_inv(proc, status, payload);
     proc->busy--;
-    proc_maybe_free(proc);
+    faas_proc_maybe_free(proc);
 }
 
 /* ---- spawning --------------------------------------------------------- */
@@ -1084,7 +582,7 @@ static void pid_cb(evutil_socket_t fd, short what, void *arg)
         }
         return;
     }
-    free_ev(&proc->pid_ev);
+    faas_proc_free_event(&proc->pid_ev);
     faas_rt_enter(rt);
     if (r < 0)
         st = 0; /* reaped by someone else (the host's own SIGCHLD handler) */
@@ -1203,20 +701,20 @@ static int proc_spawn(struct faas_instance *inst)
         goto fail;
     faas_strv_free(env);
     env = NULL;
-    close_fd(&up[1]);
-    close_fd(&logp[1]);
+    faas_proc_close_fd(&up[1]);
+    faas_proc_close_fd(&logp[1]);
     faas_list_insert_tail(&prt->procs, &proc->link);
     proc->logfd = logp[0];
     set_nonblock(proc->logfd);
-    proc->log_ev = event_new(rt->base, proc->logfd, EV_READ | EV_PERSIST, log_cb, proc);
+    proc->log_ev = event_new(rt->base, proc->logfd, EV_READ | EV_PERSIST, faas_proc_log_cb, proc);
     if (!proc->command) {
         proc->chan = up[0];
         proc->chanw = down[1];
         proc->chank = down[0];
         set_nonblock(proc->chan);
         set_nonblock(proc->chanw);
-        proc->rev = event_new(rt->base, proc->chan, EV_READ | EV_PERSIST, read_cb, proc);
-        proc->wev = event_new(rt->base, proc->chanw, EV_WRITE, write_cb, proc);
+        proc->rev = event_new(rt->base, proc->chan, EV_READ | EV_PERSIST, faas_proc_read_cb, proc);
+        proc->wev = event_new(rt->base, proc->chanw, EV_WRITE, faas_proc_write_cb, proc);
         proc->done_ev = event_new(rt->base, -1, 0, done_cb, proc);
     }
     rc = FAAS_ENOMEM;
@@ -1235,7 +733,7 @@ static int proc_spawn(struct faas_instance *inst)
         hi.memory_mb = fn->opts.memory_mb;
         hi.init_timeout_ms = fn->opts.init_timeout_ms;
         hi.max_payload = rt->opts.max_sync_payload;
-        if ((rc = proc_send_frame(proc, FAAS_FRAME_HELLO, &hi, sizeof hi, strs, lens, 3)) != 0)
+        if ((rc = faas_proc_send_frame(proc, FAAS_FRAME_HELLO, &hi, sizeof hi, strs, lens, 3)) != 0)
             goto started;
     }
     event_add(proc->log_ev, NULL);
@@ -1246,23 +744,23 @@ static int proc_spawn(struct faas_instance *inst)
 started:
     /* The process runs but cannot be served: it is killed, and its record
      * stays until its exit is known. */
-    proc_kill(proc);
+    faas_proc_kill(proc);
     if (proc->command)
         faas_cmd_inst_free(inst);
     inst->proc = NULL;
     proc->inst = NULL;
-    proc_maybe_free(proc);
+    faas_proc_maybe_free(proc);
     return rc;
 fail:
     if (proc->command && inst->cmd)
         faas_cmd_inst_free(inst);
     faas_strv_free(env);
-    close_fd(&up[0]);
-    close_fd(&up[1]);
-    close_fd(&down[0]);
-    close_fd(&down[1]);
-    close_fd(&logp[0]);
-    close_fd(&logp[1]);
+    faas_proc_close_fd(&up[0]);
+    faas_proc_close_fd(&up[1]);
+    faas_proc_close_fd(&down[0]);
+    faas_proc_close_fd(&down[1]);
+    faas_proc_close_fd(&logp[0]);
+    faas_proc_close_fd(&logp[1]);
     inst->proc = NULL;
     proc->inst = NULL;
     proc->pid = -1;
@@ -1290,8 +788,8 @@ static void proc_start_op(struct faas_inv *inv)
     }
     proc_set_inv(proc, inv);
     proc->sent = 0;
-    atomic_store(&inv->phase, proc_init_done(proc) ? FAAS_PHASE_RUN : FAAS_PHASE_INIT);
-    if (proc_init_done(proc))
+    atomic_store(&inv->phase, faas_proc_init_done(proc) ? FAAS_PHASE_RUN : FAAS_PHASE_INIT);
+    if (faas_proc_init_done(proc))
         proc_send(proc, inv);
     else if (!proc->command && proc_write_invoke(proc, inv) == 0)
         proc->sent = 1; /* the worker reads it right after its init: no round trip */
@@ -1316,20 +814,20 @@ static void proc_destroy(struct faas_instance *inst)
     inst->proc = NULL;
     proc->inst = NULL;
     proc_set_inv(proc, NULL);
-    proc_disarm(proc);
+    faas_proc_disarm(proc);
     proc_drop_result(proc);
-    if (proc->state != PROC_DEAD) {
-        if (!proc->command && proc_init_done(proc) && !proc->killed && proc->chan >= 0) {
+    if (proc->state != FAAS_PROC_DEAD) {
+        if (!proc->command && faas_proc_init_done(proc) && !proc->killed && proc->chan >= 0) {
             /* Warm and idle: let it run fini and go. */
-            if (proc_send_frame(proc, FAAS_FRAME_EXIT, NULL, 0, NULL, NULL, 0) == 0)
-                proc_set_state(proc, PROC_EXITING);
+            if (faas_proc_send_frame(proc, FAAS_FRAME_EXIT, NULL, 0, NULL, NULL, 0) == 0)
+                proc_set_state(proc, FAAS_PROC_EXITING);
             proc_arm(proc, 2000);
             /* The timer of a detached record only kills. */
         } else {
-            proc_kill(proc);
+            faas_proc_kill(proc);
         }
     }
-    proc_maybe_free(proc);
+    faas_proc_maybe_free(proc);
 }
 
 static void proc_cancel_op(struct faas_inv *inv, int status, const char *etype,
@@ -1342,11 +840,11 @@ static void proc_cancel_op(struct faas_inv *inv, int status, const char *etype,
         return;
     }
     proc->busy++;
-    proc_kill(proc);
+    faas_proc_kill(proc);
     if (proc->inv == inv)
         proc_finish_inv(proc, status, NULL);
     proc->busy--;
-    proc_maybe_free(proc);
+    faas_proc_maybe_free(proc);
 }
 
 static int proc_destroy_op(struct faas_instance *inst)
@@ -1391,7 +889,7 @@ static void zygote_spawned(void *arg, const struct faas_zygote_spawned *m, int p
         proc->busy++;
         if (m->pid <= 0) {
             proc->pid = -1;
-            proc_set_state(proc, PROC_DEAD);
+            proc_set_state(proc, FAAS_PROC_DEAD);
             if (proc->inst) {
                 if (!proc->killed)
                     proc_init_failed(proc, error_obj("Runtime.StartError",
@@ -1406,11 +904,11 @@ static void zygote_spawned(void *arg, const struct faas_zygote_spawned *m, int p
             pidfd = -1;
             if (proc->killed) {
                 proc->killed = 0;
-                proc_kill(proc);
+                faas_proc_kill(proc);
             }
         }
         proc->busy--;
-        proc_maybe_free(proc);
+        faas_proc_maybe_free(proc);
         break;
     }
     if (pidfd >= 0)
@@ -1484,7 +982,7 @@ void faas_proc_shutdown(struct faas_runtime *rt)
         nfds_t n = 0;
         for (e = prt->procs.next; e != &prt->procs && n < 64; e = e->next) {
             struct faas_proc *proc = FAAS_CONTAINER_OF(e, struct faas_proc, link);
-            if (proc->state == PROC_EXITING && !proc->killed && proc->chan >= 0) {
+            if (proc->state == FAAS_PROC_EXITING && !proc->killed && proc->chan >= 0) {
                 pfd[n].fd = proc->chan;
                 pfd[n++].events = POLLIN;
             }
@@ -1500,23 +998,23 @@ void faas_proc_shutdown(struct faas_runtime *rt)
                 if (pfd[i].fd == proc->chan && pfd[i].revents) {
                     char buf[4096];
                     if (read(proc->chan, buf, sizeof buf) == 0)
-                        proc_close_channel(proc); /* gone: its fini ran */
+                        faas_proc_close_channel(proc); /* gone: its fini ran */
                 }
             }
         }
     }
     while (!faas_list_empty(&prt->procs)) {
         struct faas_proc *proc = FAAS_CONTAINER_OF(prt->procs.next, struct faas_proc, link);
-        if (proc->inst && !proc_init_done(proc) && !proc->inv) {
+        if (proc->inst && !faas_proc_init_done(proc) && !proc->inv) {
             /* A min_warm start still under way: the pool drops it. */
             proc->inst->initialized = 0;
             rt->exec_report->job_done(&proc->inst->job);
         }
         if (proc->inst)
             proc_destroy(proc->inst);
-        if (proc->state != PROC_DEAD && proc->pid > 0) {
+        if (proc->state != FAAS_PROC_DEAD && proc->pid > 0) {
             proc->killed = 0;
-            proc_kill(proc);
+            faas_proc_kill(proc);
             if (!faas_zygote_client_up(prt->zygote))
                 waitpid(proc->pid, NULL, 0);
         }
