@@ -1,7 +1,7 @@
 /*
  * exec_process.c - instances that are processes: PROCESS functions (native
  * workers forked from the zygote) and COMMAND functions (external runtimes
- * speaking the Lambda Runtime API, exec_command.c).
+ * speaking the Lambda Runtime API: exec_command.c, runtime_api.c).
  *
  * One record per process (struct faas_proc), linked to its pool instance
  * while the pool uses it. Its life on the host's loop (enum faas_proc_state,
@@ -42,10 +42,10 @@
  * invoke.c by name.
  *
  * May call: exec_process_io.c, zygote.c (the zygote's client), worker.c
- * (a child's set-up, when the host forks), runtime_api.c (a COMMAND
- * instance's endpoint), the loop services. Called by pool.c (the table),
- * runtime.c (start, shutdown) and runtime_api.c (faas_proc_ready,
- * faas_proc_result).
+ * (a child's set-up, when the host forks), exec_command.c and
+ * runtime_api.c (a COMMAND instance's environment and endpoint), the loop
+ * services. Called by pool.c (the table), runtime.c (start, shutdown) and
+ * runtime_api.c (faas_proc_ready, faas_proc_result).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -478,7 +478,7 @@ static void proc_send(struct faas_proc *proc, struct faas_inv *inv)
 {
     proc_start_run(proc, inv);
     if (proc->command)
-        faas_cmd_send(proc->inst, inv);
+        faas_runtime_api_send(proc->inst, inv);
     else
         proc_write_invoke(proc, inv);
 }
@@ -746,14 +746,14 @@ started:
      * stays until its exit is known. */
     faas_proc_kill(proc);
     if (proc->command)
-        faas_cmd_inst_free(inst);
+        faas_runtime_api_free(inst);
     inst->proc = NULL;
     proc->inst = NULL;
     faas_proc_maybe_free(proc);
     return rc;
 fail:
-    if (proc->command && inst->cmd)
-        faas_cmd_inst_free(inst);
+    if (proc->command && inst->runtime_api)
+        faas_runtime_api_free(inst);
     faas_strv_free(env);
     faas_proc_close_fd(&up[0]);
     faas_proc_close_fd(&up[1]);
@@ -807,8 +807,8 @@ static void proc_destroy(struct faas_instance *inst)
 {
     struct faas_proc *proc = inst->proc;
 
-    if (inst->cmd)
-        faas_cmd_inst_free(inst);
+    if (inst->runtime_api)
+        faas_runtime_api_free(inst);
     if (!proc)
         return;
     inst->proc = NULL;

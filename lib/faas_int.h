@@ -148,7 +148,7 @@ struct faas_job {
 struct faas_idem;
 struct faas_async;
 struct faas_proc;     /* exec_process.c: a process instance */
-struct faas_cmd_inst; /* exec_command.c: a Runtime API endpoint */
+struct faas_runtime_api; /* runtime_api.c: a COMMAND instance's endpoint */
 
 /* Where a function's handler runs when it is a process. */
 enum faas_proc_kind {
@@ -210,7 +210,7 @@ struct faas_instance {
     uint64_t idle_since_ns;
     struct faas_job job;      /* its INIT or FINI job */
     struct faas_proc *proc;   /* PROCESS, COMMAND: its process (exec_process.c) */
-    struct faas_cmd_inst *cmd; /* COMMAND: its endpoint (exec_command.c) */
+    struct faas_runtime_api *runtime_api; /* COMMAND: its endpoint (runtime_api.c) */
 };
 
 /* ---- invocations ---------------------------------------------------- */
@@ -420,6 +420,8 @@ void faas_rng_seed(uint64_t rng[4], const void *salt);
 uint64_t faas_rng_next(uint64_t s[4]);
 /* A fresh UUIDv4 string from rt->rng (loop thread). */
 void faas_request_id(struct faas_runtime *rt, char out[FAAS_REQUEST_ID_SIZE]);
+/* 32 lowercase hex digits from a fresh request id (no system call). */
+void faas_random_hex32(struct faas_runtime *rt, char out[33]);
 
 /* ---- ctx.c ---------------------------------------------------------- */
 /* Appends a log line (len bytes, cut at FAAS_LOGLINE_MAX) to the context's
@@ -673,7 +675,7 @@ void faas_job_done(struct faas_runtime *rt, struct faas_job *job);
  * life: spawning, the init and invocation deadlines (SIGKILL), stdout and
  * stderr as log lines, exit status to error code (FAAS_ECRASHED,
  * FAAS_EMEMLIMIT), and the executor operations. The wire to the handler is the
- * framed channel of a native worker, or the Runtime API (exec_command.c).
+ * framed channel of a native worker, or the Runtime API (runtime_api.c).
  */
 /* faas_runtime_new: forks the zygote when rt->opts.zygote. 0 or FAAS_ESYS. */
 int faas_zygote_start(struct faas_runtime *rt);
@@ -685,11 +687,11 @@ void faas_zygote_stop(struct faas_runtime *rt);
  * no report coming from it after that; cancel kills the process. */
 /* Teardown, last step: kills every process left and waits for them. */
 void faas_proc_shutdown(struct faas_runtime *rt);
-/* From exec_command.c. The process is ready for its first event (status 0)
+/* From runtime_api.c. The process is ready for its first event (status 0)
  * or reported an init error (FAAS_EINIT; `error` is the error object, taken
  * over, NULL = a generic one). */
 void faas_proc_ready(struct faas_instance *inst, int status, json_t *error);
-/* From exec_command.c: the current invocation's outcome, status 0 with the
+/* From runtime_api.c: the current invocation's outcome, status 0 with the
  * payload or FAAS_EHANDLER with the error object (taken over). */
 void faas_proc_result(struct faas_instance *inst, int status, json_t *payload);
 /* The zygote's pid, 0 when there is none (tests). */
@@ -698,25 +700,30 @@ pid_t faas_proc_zygote_pid(const struct faas_runtime *rt);
  * the zygote has not said it yet, -1 when there is none. */
 pid_t faas_proc_pid(const struct faas_instance *inst);
 
-/* ---- exec_command.c: the Lambda Runtime API -------------------------- */
+/* ---- exec_command.c: COMMAND instances ------------------------------- */
+/* A new COMMAND instance (before its process is spawned): opens its
+ * Runtime API endpoint, and writes the process's environment to *envp
+ * (new, NULL-terminated "KEY=VALUE" strings: faas_strv_free). 0,
+ * FAAS_ENOMEM or FAAS_ESYS. */
+int faas_cmd_inst_new(struct faas_instance *inst, char ***envp);
+
+/* ---- runtime_api.c: the Lambda Runtime API --------------------------- */
 /*
  * Each COMMAND instance gets its own Runtime API listener on the loopback
  * address (rt->opts.runtime_api_address, default 127.0.0.1, port chosen by
  * the kernel), served by an evhttp of its own on the host's base;
  * AWS_LAMBDA_RUNTIME_API names it.
  */
-/* A new COMMAND instance (before its process is spawned): opens its
- * listener, and writes the process's environment to *envp (new,
- * NULL-terminated "KEY=VALUE" strings: faas_strv_free). 0, FAAS_ENOMEM or
- * FAAS_ESYS. */
-int faas_cmd_inst_new(struct faas_instance *inst, char ***envp);
+/* Opens inst's endpoint on addr (inst->runtime_api; its port to *port).
+ * 0, FAAS_ENOMEM or FAAS_ESYS. */
+int faas_runtime_api_new(struct faas_instance *inst, const char *addr, uint16_t *port);
 /* Hands inv (inst's current invocation: request id, deadline, event set)
  * to the runtime process: answers its pending GET /runtime/invocation/next,
  * or the next one that comes. */
-void faas_cmd_send(struct faas_instance *inst, struct faas_inv *inv);
+void faas_runtime_api_send(struct faas_instance *inst, struct faas_inv *inv);
 /* The instance is gone: closes its listener and connections (pending
  * requests are dropped, not answered); no callback comes after this. */
-void faas_cmd_inst_free(struct faas_instance *inst);
+void faas_runtime_api_free(struct faas_instance *inst);
 
 /* ---- lambda_api.c: the Invoke API on the HTTP gateway ---------------- */
 struct evhttp_request;
