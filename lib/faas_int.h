@@ -327,7 +327,7 @@ enum faas_src_kind {
 
 struct faas_filter;  /* filter.c */
 struct faas_batcher; /* batch.c */
-struct faas_route;   /* http.c */
+struct faas_route;   /* route.c */
 
 struct faas_mapping {
     struct faas_list link;        /* rt->mappings */
@@ -344,7 +344,7 @@ struct faas_mapping {
     void *sched;                  /* struct faas_schedule (schedule.h), owned */
     int64_t last_fire_s;          /* the last fire time, UTC seconds */
     /* api: */
-    struct faas_route *route;     /* http.c */
+    struct faas_route *route;     /* route.c */
     /* host-fed: */
     struct faas_batcher *batcher; /* batch.c */
     int dead;                     /* unmapped inside a callback: freed later */
@@ -542,8 +542,9 @@ int faas_http_route_add(struct faas_runtime *rt, struct faas_mapping *m);
 void faas_http_route_remove(struct faas_runtime *rt, struct faas_mapping *m);
 /* Teardown: routes, the own server, pending requests answered 503. */
 void faas_http_free(struct faas_runtime *rt);
-/* faas_drain began (rt->draining is set): close the gateway's idle
- * connections; from now on every new request is answered 503. */
+/* http_conn.c. faas_drain began (rt->draining is set): close the
+ * gateway's idle connections; from now on every new request is answered
+ * 503. */
 void faas_http_drain(struct faas_runtime *rt);
 
 /* ---- shapes.c / batch.c: host-fed sources ---------------------------- */
@@ -770,30 +771,6 @@ void faas_http_hold_wait(struct faas_http_hold *p, struct evhttp_request *req);
 struct evhttp_request *faas_http_hold_take(struct faas_http_hold *p);
 /* p (taken, or never held) back to the gateway's spares, or freed. */
 void faas_http_hold_put(struct faas_http_hold *p);
-
-/*
- * AWS Signature Version 4 (pure: no libevent, no runtime), for the Invoke
- * API and its tests. The canonical request is built from the request as it
- * arrived: the raw path with each byte that is not unreserved (or '/')
- * percent-encoded again, as AWS does for every service but S3; the raw
- * query's parameters decoded, encoded again and sorted; the headers named
- * in signed_headers, each name's values trimmed, inner runs of blanks made
- * one space, and joined by ','.
- */
-struct faas_sigv4_in {
-    const char *method;                     /* "POST" */
-    const char *path;                       /* raw, as sent */
-    const char *query;                      /* raw, without '?'; NULL: none */
-    const struct faas_http_header *headers; /* as received (http.h) */
-    size_t nheaders;
-    const char *signed_headers;             /* "host;x-amz-date" */
-    const char *amz_date;                   /* "20150830T123600Z" */
-    const char *scope;                      /* "20150830/us-east-1/lambda/aws4_request" */
-    const char *payload_hash;               /* 64 lowercase hex digits */
-};
-/* Writes the signature (64 hex digits and a NUL) made with `secret`.
- * Returns 0, FAAS_EINVAL (a malformed scope) or FAAS_ENOMEM. */
-int faas_sigv4_signature(const struct faas_sigv4_in *in, const char *secret, char out[65]);
 
 /* ---- timer.c: one-shot timers on the runtime's clock ----------------- */
 /* Arms t to call cb(arg) once, delay_ns from now (re-arming replaces the
