@@ -19,7 +19,7 @@
  * that is not, and every JSON string built from such bytes goes through it.
  *
  * Called by invoke.c, async.c, batch.c, http.c, lambda_api.c,
- * exec_command.c and the executors. Calls jansson, libevent's evbuffer,
+ * runtime_api.c and the executors. Calls jansson, libevent's evbuffer,
  * text.c and alloc.c; nothing above them.
  */
 #include <stdio.h>

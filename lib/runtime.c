@@ -538,7 +538,7 @@ static int set_source(struct faas_fn *fn, const struct fn_source *src,
     fn->handler = src->handler;
     if (src->argv) {
         fn->proc_kind = FAAS_PROC_COMMAND;
-        fn->exec = &faas_exec_process; /* COMMAND's wire: exec_command.c */
+        fn->exec = &faas_exec_process; /* COMMAND's wire: runtime_api.c */
         if (!(fn->argv = faas_strv_dup(src->argv)) || !(fn->env = faas_strv_dup(opts->env)) ||
             (opts->handler && !(fn->cmd_handler = faas_strdup(opts->handler))) ||
             (opts->task_root && !(fn->task_root = abs_path(opts->task_root))))

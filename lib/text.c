@@ -11,8 +11,8 @@
  *
  * Pure functions of their arguments; they allocate only in faas_strv_dup.
  * Called by http.c, lambda_api.c, exec_command.c, ctx.c, metrics.c,
- * runtime.c and exec_process.c. Calls only libc and alloc.c. Hex encoding
- * is libsodium's sodium_bin2hex.
+ * runtime.c, exec_process.c and exec_process_io.c. Calls only libc and
+ * alloc.c. Hex encoding is libsodium's sodium_bin2hex.
  */
 #include <stdlib.h>
 #include <string.h>
