@@ -108,18 +108,31 @@ void faas_proc_drain_log(struct faas_proc *proc)
     }
 }
 
-void faas_proc_log_cb(evutil_socket_t fd, short what, void *arg)
+/* A pipe is readable: `work` runs inside the runtime's callback guard,
+ * and the record may go once it is done with. */
+static void proc_io_guarded(struct faas_proc *proc, int (*work)(struct faas_proc *))
 {
-    struct faas_proc *proc = arg;
     struct faas_runtime *rt = proc->proc_rt->rt;
-    (void)fd;
-    (void)what;
+
     faas_rt_enter(rt);
     proc->busy++;
-    faas_proc_drain_log(proc);
+    work(proc);
     proc->busy--;
     faas_proc_maybe_free(proc);
     faas_rt_leave(rt);
+}
+
+static int drain_log_work(struct faas_proc *proc)
+{
+    faas_proc_drain_log(proc);
+    return 0;
+}
+
+void faas_proc_log_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    proc_io_guarded(arg, drain_log_work);
 }
 
 /* Whether the process still runs, as far as its pidfd tells (1 without
@@ -412,17 +425,9 @@ int faas_proc_read_channel(struct faas_proc *proc)
 
 void faas_proc_read_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct faas_proc *proc = arg;
-    struct faas_runtime *rt = proc->proc_rt->rt;
-
     (void)fd;
     (void)what;
-    faas_rt_enter(rt);
-    proc->busy++;
-    faas_proc_read_channel(proc);
-    proc->busy--;
-    faas_proc_maybe_free(proc);
-    faas_rt_leave(rt);
+    proc_io_guarded(arg, faas_proc_read_channel);
 }
 
 /* Queues inv's INVOKE frame and writes what the pipe takes now. 0,

@@ -51,6 +51,22 @@
 
 /* ---- messages with descriptors -------------------------------------- */
 
+/* Room for the SCM_RIGHTS of up to 4 descriptors, aligned for cmsghdr. */
+union cmsg_fds {
+    char buf[CMSG_SPACE(4 * sizeof(int))];
+    struct cmsghdr align;
+};
+
+/* A message header of one buffer, no control data yet. */
+static void msg_init(struct msghdr *mh, struct iovec *iov, void *base, size_t len)
+{
+    memset(mh, 0, sizeof *mh);
+    iov->iov_base = base;
+    iov->iov_len = len;
+    mh->msg_iov = iov;
+    mh->msg_iovlen = 1;
+}
+
 /* One message of a SOCK_SEQPACKET socket with up to 4 descriptors (sent
  * with SCM_RIGHTS, received close-on-exec). Receive: its length, 0 at
  * end-of-file, or -1 (errno). */
@@ -59,17 +75,10 @@ static ssize_t recv_fds(int fd, void *buf, size_t size, int *fds, int *nfds, int
     struct msghdr mh;
     struct iovec iov;
     struct cmsghdr *c;
-    union {
-        char buf[CMSG_SPACE(4 * sizeof(int))];
-        struct cmsghdr align;
-    } u;
+    union cmsg_fds u;
     ssize_t n;
 
-    memset(&mh, 0, sizeof mh);
-    iov.iov_base = buf;
-    iov.iov_len = size;
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
+    msg_init(&mh, &iov, buf, size);
     mh.msg_control = u.buf;
     mh.msg_controllen = sizeof u.buf;
     *nfds = 0;
@@ -94,18 +103,11 @@ static int send_fds(int fd, const void *msg, size_t len, const int *fds, int nfd
     struct msghdr mh;
     struct iovec iov;
     struct cmsghdr *c;
-    union {
-        char buf[CMSG_SPACE(4 * sizeof(int))];
-        struct cmsghdr align;
-    } u;
+    union cmsg_fds u;
     ssize_t n;
 
-    memset(&mh, 0, sizeof mh);
+    msg_init(&mh, &iov, (void *)(uintptr_t)msg, len);
     memset(&u, 0, sizeof u);
-    iov.iov_base = (void *)(uintptr_t)msg;
-    iov.iov_len = len;
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
     if (nfds > 0) {
         mh.msg_control = u.buf;
         mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
