@@ -9,7 +9,7 @@
  *   faas_exec_inline   INLINE: on the loop thread (exec_inline.c)
  *   faas_exec_thread   THREAD: on the runtime's worker threads (exec_thread.c)
  *   faas_exec_process  PROCESS and COMMAND: a process per instance
- *                      (exec_process.c; COMMAND's wire is exec_command.c)
+ *                      (exec_process.c; COMMAND's wire is runtime_api.c)
  *
  * pool.c calls only these operations. An executor never calls the pool or
  * the invocation layer by name: it reports through the table it was given,

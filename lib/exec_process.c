@@ -1,19 +1,26 @@
 /*
  * exec_process.c - instances that are processes: PROCESS functions (native
  * workers forked from the zygote) and COMMAND functions (external runtimes
- * speaking the Lambda Runtime API, exec_command.c).
+ * speaking the Lambda Runtime API: exec_command.c, runtime_api.c).
  *
- * One record per process (struct faas_xinst), linked to its pool instance
- * while the pool uses it. Its life on the host's loop:
+ * One record per process (struct faas_proc), linked to its pool instance
+ * while the pool uses it. Its life on the host's loop (enum faas_proc_state,
+ * changed only by proc_set_state and proc_set_inv):
  *
- *   spawn ──> starting ──READY──> ready ──INVOKE──> busy ──RESULT──> ready
- *     │          │                  │                 │
- *     └──────────┴── exit, deadline (SIGKILL), channel lost ──> dead
+ *   spawn ──> STARTING ──READY──> IDLE ──INVOKE──> BUSY ──RESULT──> IDLE
+ *     │          │                 │  └──the pool drops it: EXIT──> EXITING
+ *     │          │                 │                  │               │
+ *     └──────────┴──── exit, deadline (SIGKILL), channel lost ──────> DEAD
  *
- * Spawning asks the zygote over its control channel (or forks here when
- * the runtime has none) and passes the new process's descriptors along; a
- * native worker's HELLO is written at once, so the worker starts without
- * waiting for the host to learn its pid. The init phase is bounded by
+ * A cold start's invocation waits in STARTING (its INVOKE may already be
+ * written behind the HELLO). DEAD is the exit known (reaped); the state it
+ * died in is kept (died_in), since frames read after the exit may still
+ * say that init had finished, and what the exit means depends on it.
+ *
+ * Spawning asks the zygote through its client (zygote.c), or forks here
+ * when the runtime has none, and passes the new process's descriptors
+ * along; a native worker's HELLO is written at once, so the worker starts
+ * without waiting for the host to learn its pid. The init phase is bounded by
  * init_timeout_ms (spawn to READY, what Lambda reports as Init Duration),
  * an invocation by its timeout: either deadline kills the process group
  * with SIGKILL and the caller gets FAAS_EINIT or FAAS_ETIMEDOUT at once.
@@ -25,14 +32,20 @@
  * FAAS_EMEMLIMIT. A record lives until its process is reaped, even after
  * its instance is gone; the pool's instance never waits for that.
  *
- * stdout and stderr of every process are one pipe, read on the loop and cut
- * into lines: each line belongs to the invocation running then (so it
- * carries its request id), before its REPORT — the pipe is drained when a
- * result arrives. *
+ * What goes through a process's pipes (the channel's frames, its log
+ * lines) is exec_process_io.c's; it shares the record through
+ * exec_process_int.h, and every change of state is made here.
+ *
  * It is the executor faas_exec_process (exec.h): the pool reaches it only
  * through that table, and it reports outcomes, ready instances and dead
  * idle ones through rt->exec_report, never by calling the pool or
  * invoke.c by name.
+ *
+ * May call: exec_process_io.c, zygote.c (the zygote's client), worker.c
+ * (a child's set-up, when the host forks), exec_command.c and
+ * runtime_api.c (a COMMAND instance's environment and endpoint), the loop
+ * services. Called by pool.c (the table), runtime.c (start, shutdown) and
+ * runtime_api.c (faas_proc_ready, faas_proc_result).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -42,108 +55,49 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
-#include "exec_process.h"
-#include "faas_int.h"
+#include "exec_process_int.h"
+#include "zygote.h"
 
-/* Bytes of channel buffer an idle process keeps; above, a buffer grown
- * for one large payload is given back once it is empty. */
-#define BUF_KEEP ((size_t)1024 * 1024)
-
-struct faas_xrt {
-    struct faas_runtime *rt;
-    pid_t zpid;              /* 0: no zygote, the host forks */
-    int zfd;                 /* control channel, -1 when none */
-    struct event *zev;
-    struct faas_list spawning; /* records waiting for SPAWNED, in order */
-    struct faas_list procs;  /* every record whose process may be alive */
-    uint32_t next_tag;
-    /* SPAWN requests the control socket did not take yet (a burst of cold
-     * starts while the zygote's replies wait to be read): sent in order
-     * from a write event, never by blocking the loop. */
-    struct faas_list zqueue;
-    struct event *zwev;
-};
-
-struct zqueued {
-    struct faas_list link;
-    char *msg;
-    size_t len;
-    int fds[3];
-    int nfds;
-};
-
-struct faas_xinst {
-    struct faas_list link;   /* xrt->procs */
-    struct faas_list slink;  /* xrt->spawning until SPAWNED */
-    struct faas_xrt *xrt;
-    struct faas_instance *inst; /* NULL once the pool dropped it */
-    struct faas_inv *inv;    /* the invocation it runs or starts for */
-    int command;
-    uint32_t tag;
-    pid_t pid;               /* 0 until known */
-    int pidfd;
-    struct event *pid_ev;    /* no zygote: the pidfd */
-    int chan;                /* native: the channel's read end, -1 once closed */
-    int chanw;               /* its write end (to the worker) */
-    int chank;               /* the worker's read end, kept open here so a
-                                write to a dead worker is EAGAIN at worst,
-                                never SIGPIPE */
-    struct event *rev, *wev;
-    char *rbuf;
-    size_t rlen, rcap;
-    char *wbuf;
-    size_t wlen, woff, wcap;
-    int logfd;
-    struct event *log_ev;
-    char line[FAAS_LOGLINE_MAX];
-    size_t linelen;
-    int line_over;           /* the line read is longer: the rest is dropped */
-    struct event *timer;
-    uint64_t spawn_ns;
-    uint64_t init_ns;
-    uint32_t memory_mb;
-    int ready;               /* init done */
-    int killed;              /* SIGKILL sent by us */
-    int exited;              /* reaped */
-    int dying_seen;
-    int lost;                /* the zygote died, and the process with it */
-    int chan_lost;           /* it closed its channel: we killed it */
-    int sent;                /* inv's INVOKE is written (a cold start's) */
-    int exit_sent;           /* asked to run fini and exit */
-    int res_status;
-    int res_logged;          /* with it: lines in the log pipe to read first */
-    json_t *res_payload;     /* a RESULT came: finished on the next pass */
-    struct event *done_ev;
-    int reap_poll;           /* no zygote and no pidfd: wait4 on a timer */
-    uint64_t hwm_kb;         /* a command's peak memory, sampled */
-    uint64_t hwm_at_ns;
-    struct faas_fr_dying dying;
-    unsigned busy;           /* inside one of its callbacks */
-};
-
-static void x_maybe_free(struct faas_xinst *xi);
-static void x_reap_soon(struct faas_xinst *xi);
-static int x_read_chan(struct faas_xinst *xi);
-
-static void x_disarm(struct faas_xinst *xi)
+/* Every change of state. Once DEAD it stays so: a later change (a READY
+ * read after the exit) only tells how far the process had got. */
+static void proc_set_state(struct faas_proc *proc, enum faas_proc_state to)
 {
-    if (xi->timer)
-        event_del(xi->timer);
+    if (proc->state == FAAS_PROC_DEAD) {
+        if (to != FAAS_PROC_DEAD)
+            proc->died_in = to;
+        return;
+    }
+    if (to == FAAS_PROC_DEAD)
+        proc->died_in = proc->state;
+    proc->state = to;
+}
+
+/* The invocation it runs or starts for: once init is done, it is BUSY
+ * with one and IDLE without. */
+static void proc_set_inv(struct faas_proc *proc, struct faas_inv *inv)
+{
+    proc->inv = inv;
+    if (faas_proc_init_done(proc) && proc->state != FAAS_PROC_EXITING)
+        proc_set_state(proc, inv ? FAAS_PROC_BUSY : FAAS_PROC_IDLE);
+}
+
+void faas_proc_disarm(struct faas_proc *proc)
+{
+    if (proc->timer)
+        event_del(proc->timer);
 }
 
 /* Forgets a RESULT kept for the next pass. */
-static void x_drop_result(struct faas_xinst *xi)
+static void proc_drop_result(struct faas_proc *proc)
 {
-    json_decref(xi->res_payload);
-    xi->res_payload = NULL;
+    json_decref(proc->res_payload);
+    proc->res_payload = NULL;
 }
 
 /* ---- small helpers --------------------------------------------------- */
@@ -152,22 +106,6 @@ static void x_drop_result(struct faas_xinst *xi)
 static void set_nonblock(int fd)
 {
     fcntl(fd, F_SETFL, O_NONBLOCK);
-}
-
-static void close_fd(int *fd)
-{
-    if (*fd >= 0) {
-        close(*fd);
-        *fd = -1;
-    }
-}
-
-static void free_ev(struct event **ev)
-{
-    if (*ev) {
-        event_free(*ev);
-        *ev = NULL;
-    }
 }
 
 /* Peak resident memory of a live process, from /proc (0 if unknown). */
@@ -193,218 +131,104 @@ static uint64_t proc_hwm_kb(pid_t pid)
     return p ? strtoull(p + 6, NULL, 10) : 0;
 }
 
-/* ---- log lines ------------------------------------------------------- */
-
-static void x_line(struct faas_xinst *xi, const char *text, size_t len)
-{
-    struct faas_inv *inv = xi->inv;
-    struct faas_runtime *rt = xi->xrt->rt;
-
-    if (len >= FAAS_LOGLINE_MAX)
-        len = FAAS_LOGLINE_MAX - 1;
-    if (!inv) {
-        /* Between invocations (a min_warm init, a fini): no request id. */
-        struct faas_log_record rec;
-        char buf[FAAS_LOGLINE_MAX];
-        if (!rt->opts.log || !xi->inst)
-            return;
-        faas_log_escape(buf, sizeof buf, text, len);
-        memset(&rec, 0, sizeof rec);
-        rec.kind = FAAS_LOG_LINE;
-        rec.function = xi->inst->fn->name;
-        rec.request_id = "";
-        rec.line = buf;
-        rt->opts.log(&rec, rt->opts.log_arg);
-        return;
-    }
-    faas_ctx_add_line(&inv->ctx, text, len);
-}
-
-/* Reads what the pipe holds, cutting lines. Returns 0 at end-of-file. */
-static int x_read_log(struct faas_xinst *xi)
-{
-    char buf[8192];
-    for (;;) {
-        ssize_t n = read(xi->logfd, buf, sizeof buf), i;
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return 1;
-        if (n == 0) {
-            if (xi->linelen && !xi->line_over)
-                x_line(xi, xi->line, xi->linelen);
-            xi->linelen = 0;
-            return 0;
-        }
-        for (i = 0; i < n; i++) {
-            char c = buf[i];
-            if (c == '\n') {
-                if (!xi->line_over)
-                    x_line(xi, xi->line, xi->linelen);
-                xi->linelen = 0;
-                xi->line_over = 0;
-            } else if (xi->linelen == sizeof xi->line - 1) {
-                /* One line is one log line: what does not fit is cut. */
-                if (!xi->line_over)
-                    x_line(xi, xi->line, xi->linelen);
-                xi->line_over = 1;
-            } else {
-                xi->line[xi->linelen++] = c;
-            }
-        }
-        if ((size_t)n < sizeof buf)
-            return 1;
-    }
-}
-
-/* Reads what is in the log pipe now: lines written before an end belong
- * to the invocation that ends. */
-static void x_drain_log(struct faas_xinst *xi)
-{
-    if (xi->logfd >= 0 && !x_read_log(xi)) {
-        free_ev(&xi->log_ev);
-        close_fd(&xi->logfd);
-        x_reap_soon(xi); /* its output ended: so, probably, has it */
-    }
-}
-
-static void log_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct faas_xinst *xi = arg;
-    struct faas_runtime *rt = xi->xrt->rt;
-    (void)fd;
-    (void)what;
-    faas_rt_enter(rt);
-    xi->busy++;
-    x_drain_log(xi);
-    xi->busy--;
-    x_maybe_free(xi);
-    faas_rt_leave(rt);
-}
-
 /* ---- killing and ending ---------------------------------------------- */
 
 /* Without a pidfd, a process that closed its output or was killed is
  * looked for with wait4 every 10 ms until it is gone. */
-static void x_reap_soon(struct faas_xinst *xi)
+void faas_proc_reap_soon(struct faas_proc *proc)
 {
     struct timeval tv = { 0, 10000 };
-    if (xi->reap_poll && xi->pid_ev && !xi->exited && !event_pending(xi->pid_ev, EV_TIMEOUT, NULL))
-        event_add(xi->pid_ev, &tv);
+    if (proc->reap_poll && proc->pid_ev && proc->state != FAAS_PROC_DEAD &&
+        !event_pending(proc->pid_ev, EV_TIMEOUT, NULL))
+        event_add(proc->pid_ev, &tv);
 }
 
-static void x_kill(struct faas_xinst *xi)
+void faas_proc_kill(struct faas_proc *proc)
 {
-    if (xi->exited || xi->killed)
+    if (proc->state == FAAS_PROC_DEAD || proc->killed)
         return;
-    xi->killed = 1;
-    if (xi->pid <= 0)
+    proc->killed = 1;
+    if (proc->pid <= 0)
         return; /* SPAWNED will tell the pid: killed then */
-    if (xi->pidfd >= 0) {
+    if (proc->pidfd >= 0) {
         /* ESRCH: already reaped by the zygote; the pid may be another's
          * by now, so nothing is sent by number. */
-        if (syscall(SYS_pidfd_send_signal, xi->pidfd, SIGKILL, NULL, 0) != 0)
+        if (syscall(SYS_pidfd_send_signal, proc->pidfd, SIGKILL, NULL, 0) != 0)
             return;
     } else {
-        kill(xi->pid, SIGKILL);
+        kill(proc->pid, SIGKILL);
     }
-    kill(-xi->pid, SIGKILL); /* what it forked */
-    x_reap_soon(xi);
-}
-
-/* Whether the process still runs, as far as its pidfd tells (1 without
- * one). */
-static int x_alive(const struct faas_xinst *xi)
-{
-    struct pollfd p;
-    if (xi->pidfd < 0)
-        return 1;
-    p.fd = xi->pidfd;
-    p.events = POLLIN;
-    return poll(&p, 1, 0) == 0;
+    kill(-proc->pid, SIGKILL); /* what it forked */
+    faas_proc_reap_soon(proc);
 }
 
 /* The process can serve no more: its instance is not handed to anyone;
  * idle, it leaves the pool now (min_warm refilled), not at its exit report. */
-static void x_retire(struct faas_xinst *xi)
+void faas_proc_retire(struct faas_proc *proc)
 {
-    struct faas_instance *inst = xi->inst;
+    struct faas_instance *inst = proc->inst;
 
     if (!inst)
         return;
     inst->retire = 1;
-    if (xi->inv || !xi->ready || faas_list_empty(&inst->link))
+    if (proc->inv || !faas_proc_init_done(proc) || faas_list_empty(&inst->link))
         return; /* busy or starting: its end comes through the invocation */
-    xi->xrt->rt->exec_report->retired(inst);
+    proc->proc_rt->rt->exec_report->retired(inst);
 }
 
-/* Closes the channel and stops reading it. */
-static void x_close_chan(struct faas_xinst *xi)
+static void proc_free(struct faas_proc *proc)
 {
-    free_ev(&xi->rev);
-    free_ev(&xi->wev);
-    close_fd(&xi->chan);
-    close_fd(&xi->chanw);
-    close_fd(&xi->chank);
-    free(xi->rbuf);
-    free(xi->wbuf);
-    xi->rbuf = xi->wbuf = NULL;
-    xi->rlen = xi->rcap = xi->wlen = xi->woff = xi->wcap = 0;
-}
-
-static void x_free(struct faas_xinst *xi)
-{
-    json_decref(xi->res_payload);
-    free_ev(&xi->done_ev);
-    x_close_chan(xi);
-    free_ev(&xi->log_ev);
-    close_fd(&xi->logfd);
-    free_ev(&xi->timer);
-    free_ev(&xi->pid_ev);
-    close_fd(&xi->pidfd);
-    faas_list_remove(&xi->link);
-    faas_list_remove(&xi->slink);
-    free(xi);
+    json_decref(proc->res_payload);
+    faas_proc_free_event(&proc->done_ev);
+    faas_proc_close_channel(proc);
+    faas_proc_free_event(&proc->log_ev);
+    faas_proc_close_fd(&proc->logfd);
+    faas_proc_free_event(&proc->timer);
+    faas_proc_free_event(&proc->pid_ev);
+    faas_proc_close_fd(&proc->pidfd);
+    faas_list_remove(&proc->link);
+    faas_list_remove(&proc->slink);
+    free(proc);
 }
 
 /* Frees a record nobody needs: detached from its instance, its process
  * reaped (or never started), and not inside one of its callbacks. */
-static void x_maybe_free(struct faas_xinst *xi)
+void faas_proc_maybe_free(struct faas_proc *proc)
 {
-    if (xi->busy == 0 && !xi->inst && (xi->exited || xi->pid < 0))
-        x_free(xi);
+    if (proc->busy == 0 && !proc->inst && (proc->state == FAAS_PROC_DEAD || proc->pid < 0))
+        proc_free(proc);
 }
 
 
 /* The invocation ends with this outcome (payload taken over). */
-static void x_finish_inv(struct faas_xinst *xi, int status, json_t *payload)
+static void proc_finish_inv(struct faas_proc *proc, int status, json_t *payload)
 {
-    struct faas_inv *inv = xi->inv;
-    struct faas_runtime *rt = xi->xrt->rt;
+    struct faas_inv *inv = proc->inv;
+    struct faas_runtime *rt = proc->proc_rt->rt;
 
-    x_disarm(xi);
-    x_drop_result(xi); /* a RESULT waiting for the next pass loses to this */
-    xi->inv = NULL;
+    faas_proc_disarm(proc);
+    proc_drop_result(proc); /* a RESULT waiting for the next pass loses to this */
+    proc_set_inv(proc, NULL);
     inv->exec_status = status;
     json_decref(inv->exec_payload);
     inv->exec_payload = payload ? payload : json_null();
     inv->end_ns = faas_now_ns(rt);
     if (inv->run_start_ns && status != FAAS_ETIMEDOUT && !inv->duration_ns)
         inv->duration_ns = inv->end_ns - inv->run_start_ns;
-    if (status != 0 && xi->inst && (status == FAAS_ECRASHED || status == FAAS_EMEMLIMIT ||
+    if (status != 0 && proc->inst && (status == FAAS_ECRASHED || status == FAAS_EMEMLIMIT ||
                                     status == FAAS_ETIMEDOUT || status == FAAS_EINIT ||
                                     status == FAAS_ECANCELED))
-        xi->inst->retire = 1;
+        proc->inst->retire = 1;
     atomic_store(&inv->phase, FAAS_PHASE_DONE);
     rt->exec_report->finished(inv);
 }
 
 /* The RESULT kept for the next pass: ends its invocation now. */
-static void x_finish_result(struct faas_xinst *xi)
+static void proc_finish_result(struct faas_proc *proc)
 {
-    json_t *payload = xi->res_payload;
-    xi->res_payload = NULL;
-    x_finish_inv(xi, xi->res_status, payload);
+    json_t *payload = proc->res_payload;
+    proc->res_payload = NULL;
+    proc_finish_inv(proc, proc->res_status, payload);
 }
 
 static json_t *error_obj(const char *type, const char *fmt, ...) FAAS_PRINTF(2, 3);
@@ -421,28 +245,28 @@ static json_t *error_obj(const char *type, const char *fmt, ...)
 
 /* The instance failed to become ready: the waiting invocation or the pool's
  * min_warm job hears it. */
-static void x_init_failed(struct faas_xinst *xi, json_t *error)
+static void proc_init_failed(struct faas_proc *proc, json_t *error)
 {
-    struct faas_instance *inst = xi->inst;
+    struct faas_instance *inst = proc->inst;
 
-    x_drain_log(xi); /* what init printed belongs to the invocation */
+    faas_proc_drain_log(proc); /* what init printed belongs to the invocation */
     /* Its peak, while /proc still has it (0 once reaped: known then). */
-    if (inst && xi->inv && !xi->inv->x_maxrss_kb && !xi->exited)
-        xi->inv->x_maxrss_kb = proc_hwm_kb(xi->pid);
-    x_kill(xi);
+    if (inst && proc->inv && !proc->inv->proc_maxrss_kb && proc->state != FAAS_PROC_DEAD)
+        proc->inv->proc_maxrss_kb = proc_hwm_kb(proc->pid);
+    faas_proc_kill(proc);
     if (!inst) {
         json_decref(error);
         return;
     }
     inst->initialized = 0;
-    if (xi->inv) {
-        xi->inv->init_ns = faas_now_ns(xi->xrt->rt) - xi->spawn_ns;
-        x_finish_inv(xi, FAAS_EINIT, error);
+    if (proc->inv) {
+        proc->inv->init_ns = faas_now_ns(proc->proc_rt->rt) - proc->spawn_ns;
+        proc_finish_inv(proc, FAAS_EINIT, error);
         return;
     }
     json_decref(error);
-    x_disarm(xi);
-    xi->xrt->rt->exec_report->job_done(&inst->job); /* a min_warm start that failed */
+    faas_proc_disarm(proc);
+    proc->proc_rt->rt->exec_report->job_done(&inst->job); /* a min_warm start that failed */
 }
 
 static void lower_first(char *s)
@@ -452,13 +276,13 @@ static void lower_first(char *s)
 }
 
 /* What an exit means for the invocation it interrupted. */
-static int x_classify(struct faas_xinst *xi, int wstatus, uint64_t maxrss_kb, json_t **err)
+static int proc_classify_exit(struct faas_proc *proc, int wstatus, uint64_t maxrss_kb, json_t **err)
 {
-    uint64_t mem_kb = (uint64_t)xi->memory_mb * 1024u;
+    uint64_t mem_kb = (uint64_t)proc->memory_mb * 1024u;
     char how[96];
     int memory = 0;
 
-    if (xi->lost) {
+    if (proc->lost) {
         *err = error_obj("Runtime.ExitError", "Runtime exited: the zygote is gone");
         return FAAS_ECRASHED;
     }
@@ -468,17 +292,17 @@ static int x_classify(struct faas_xinst *xi, int wstatus, uint64_t maxrss_kb, js
     } else {
         snprintf(how, sizeof how, "exit status %d", WEXITSTATUS(wstatus));
     }
-    if (xi->chan_lost && WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL) {
+    if (proc->chan_lost && WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL) {
         *err = error_obj("Runtime.ExitError",
                          "Runtime exited without providing a reason (it closed its channel)");
         return FAAS_ECRASHED;
     }
-    if (xi->dying_seen && xi->dying.limit_kb && mem_kb) {
+    if (proc->dying_seen && proc->dying.limit_kb && mem_kb) {
         /* Less than a tenth of memory_mb left under the limit (half, when
          * an allocation had just failed): it died of its memory. */
-        uint64_t left = xi->dying.limit_kb > xi->dying.data_kb
-                            ? xi->dying.limit_kb - xi->dying.data_kb : 0;
-        memory = left * 10 < mem_kb || (xi->dying.enomem && left * 2 < mem_kb);
+        uint64_t left = proc->dying.limit_kb > proc->dying.data_kb
+                            ? proc->dying.limit_kb - proc->dying.data_kb : 0;
+        memory = left * 10 < mem_kb || (proc->dying.enomem && left * 2 < mem_kb);
     } else if (mem_kb) {
         /* An outside SIGKILL of a process that had used half its memory or
          * more is taken for the kernel's (cgroup) OOM killer. A native
@@ -487,12 +311,12 @@ static int x_classify(struct faas_xinst *xi, int wstatus, uint64_t maxrss_kb, js
          * peak tells. */
         memory = (WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL &&
                   maxrss_kb * 2 >= mem_kb) ||
-                 (xi->command && maxrss_kb * 10 >= mem_kb * 8);
+                 (proc->command && maxrss_kb * 10 >= mem_kb * 8);
     }
     if (memory) {
         *err = error_obj("Runtime.OutOfMemory",
                          "Runtime exited with error: %s (memory limit of %u MB reached)", how,
-                         xi->memory_mb);
+                         proc->memory_mb);
         return FAAS_EMEMLIMIT;
     }
     *err = error_obj("Runtime.ExitError", "Runtime exited with error: %s", how);
@@ -500,343 +324,66 @@ static int x_classify(struct faas_xinst *xi, int wstatus, uint64_t maxrss_kb, js
 }
 
 /* The process is gone (reaped). */
-static void x_exited(struct faas_xinst *xi, int wstatus, uint64_t maxrss_kb)
+static void proc_exited(struct faas_proc *proc, int wstatus, uint64_t maxrss_kb)
 {
-    struct faas_instance *inst = xi->inst;
+    struct faas_instance *inst = proc->inst;
     json_t *err = NULL;
     int status;
 
-    xi->exited = 1;
-    xi->busy++;
+    proc_set_state(proc, FAAS_PROC_DEAD);
+    proc->busy++;
     /* Dead: whatever finishes below must not hand it to anyone. */
     if (inst)
         inst->retire = 1;
-    x_drain_log(xi);
+    faas_proc_drain_log(proc);
     /* What it wrote before it ended is all in the pipe: READY, its
      * RESULT, a DYING frame. They come first. */
-    while (xi->chan >= 0 && x_read_chan(xi) > 0)
+    while (proc->chan >= 0 && faas_proc_read_channel(proc) > 0)
         ;
-    inst = xi->inst; /* a READY with an error may have dropped it */
-    if (xi->res_payload && xi->inv) {
-        x_finish_result(xi); /* it answered, then ended: the answer stands */
-        inst = xi->inst;
+    inst = proc->inst; /* a READY with an error may have dropped it */
+    if (proc->res_payload && proc->inv) {
+        proc_finish_result(proc); /* it answered, then ended: the answer stands */
+        inst = proc->inst;
     }
     if (inst) {
-        if (!maxrss_kb && xi->dying_seen)
-            maxrss_kb = xi->dying.maxrss_kb;
-        if (xi->killed)
+        if (!maxrss_kb && proc->dying_seen)
+            maxrss_kb = proc->dying.maxrss_kb;
+        if (proc->killed)
             status = FAAS_ECRASHED, err = error_obj("Runtime.ExitError", "Runtime was killed");
         else
-            status = x_classify(xi, wstatus, maxrss_kb, &err);
-        if (!xi->ready) {
-            if (xi->inv)
-                xi->inv->x_maxrss_kb = maxrss_kb;
-            x_init_failed(xi, err);
-        } else if (xi->inv) {
-            xi->inv->x_maxrss_kb = maxrss_kb;
-            x_finish_inv(xi, status, err);
+            status = proc_classify_exit(proc, wstatus, maxrss_kb, &err);
+        if (!faas_proc_init_done(proc)) {
+            if (proc->inv)
+                proc->inv->proc_maxrss_kb = maxrss_kb;
+            proc_init_failed(proc, err);
+        } else if (proc->inv) {
+            proc->inv->proc_maxrss_kb = maxrss_kb;
+            proc_finish_inv(proc, status, err);
         } else {
             json_decref(err);
-            x_retire(xi); /* died idle: out of the pool, min_warm refilled */
+            faas_proc_retire(proc); /* died idle: out of the pool, min_warm refilled */
         }
     }
-    xi->busy--;
-    x_maybe_free(xi);
-}
-
-/* ---- the channel (native workers) ------------------------------------ */
-
-static void x_flush(struct faas_xinst *xi)
-{
-    while (xi->woff < xi->wlen) {
-        ssize_t n = write(xi->chanw, xi->wbuf + xi->woff, xi->wlen - xi->woff);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            if (errno == EAGAIN)
-                event_add(xi->wev, NULL);
-            return; /* EPIPE: the read side sees the end */
-        }
-        xi->woff += (size_t)n;
-    }
-    xi->woff = xi->wlen = 0;
-    /* One large event must not keep its buffer for the process's life. */
-    if (xi->wcap > BUF_KEEP) {
-        free(xi->wbuf);
-        xi->wbuf = NULL;
-        xi->wcap = 0;
-    }
-}
-
-static void write_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    x_flush(arg);
-}
-
-/* Appends to the output buffer. 0 or -1 (out of memory). */
-static int wb_put(struct faas_xinst *xi, const void *p, size_t n)
-{
-    if (xi->wlen + n > xi->wcap) {
-        size_t cap = xi->wcap ? xi->wcap : 4096;
-        char *q;
-        while (cap < xi->wlen + n)
-            cap *= 2;
-        if (!(q = realloc(xi->wbuf, cap)))
-            return -1;
-        xi->wbuf = q;
-        xi->wcap = cap;
-    }
-    memcpy(xi->wbuf + xi->wlen, p, n);
-    xi->wlen += n;
-    return 0;
-}
-
-static int wb_dump_cb(const char *buf, size_t size, void *arg)
-{
-    return wb_put(arg, buf, size);
-}
-
-/* Starts a frame: its header, completed by frame_end. */
-static size_t frame_begin(struct faas_xinst *xi, uint32_t type, const void *fixed, size_t flen,
-                          int *err)
-{
-    struct faas_frame_hdr h = { 0, type };
-    size_t start = xi->wlen;
-    if (wb_put(xi, &h, sizeof h) != 0 || (flen && wb_put(xi, fixed, flen) != 0))
-        *err = 1;
-    return start;
-}
-
-/* A string and its NUL. */
-static void frame_str_put(struct faas_xinst *xi, const char *str, size_t len, int *err)
-{
-    if (!*err && (wb_put(xi, str, len) != 0 || wb_put(xi, "", 1) != 0))
-        *err = 1;
-}
-
-/* JSON text (compact) and its NUL, straight into the buffer. */
-static void frame_json_put(struct faas_xinst *xi, json_t *j, int *err)
-{
-    if (!*err && (json_dump_callback(j ? j : json_null(), wb_dump_cb, xi,
-                                     JSON_COMPACT | JSON_ENCODE_ANY) != 0 ||
-                  wb_put(xi, "", 1) != 0))
-        *err = 1;
-}
-
-/* Completes the frame begun at `start` and writes what the socket takes
- * now; after an error the frame is taken back. 0 or FAAS_ENOMEM. */
-static int frame_end(struct faas_xinst *xi, size_t start, int err)
-{
-    uint32_t len;
-    if (err || xi->wlen - start - sizeof(struct faas_frame_hdr) > UINT32_MAX) {
-        xi->wlen = start;
-        return FAAS_ENOMEM;
-    }
-    len = (uint32_t)(xi->wlen - start - sizeof(struct faas_frame_hdr));
-    memcpy(xi->wbuf + start, &len, sizeof len);
-    if (xi->woff == 0 || !event_pending(xi->wev, EV_WRITE, NULL))
-        x_flush(xi);
-    return 0;
-}
-
-/* Queues a frame of strings and writes what the socket takes now. */
-static int x_send_frame(struct faas_xinst *xi, uint32_t type, const void *fixed, size_t flen,
-                        const char *const *strs, const size_t *lens, size_t nstrs)
-{
-    size_t i, start;
-    int err = 0;
-
-    if (xi->chan < 0)
-        return FAAS_ECRASHED;
-    start = frame_begin(xi, type, fixed, flen, &err);
-    for (i = 0; i < nstrs; i++)
-        frame_str_put(xi, strs[i], lens[i], &err);
-    return frame_end(xi, start, err);
-}
-
-static const char *nth_str(const char *p, uint32_t len, size_t skip, int i)
-{
-    size_t o = skip;
-    for (; i > 0 && o < len; i--)
-        o += strnlen(p + o, len - o) + 1;
-    return o < len ? p + o : "";
-}
-
-static json_t *parse_json(const char *s, size_t len)
-{
-    json_error_t e;
-    json_t *j = json_loadb(s, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
-    return j ? j : json_null();
-}
-
-static void x_ready(struct faas_xinst *xi, int status, json_t *error);
-
-/* One frame from the worker. */
-static void x_frame(struct faas_xinst *xi, uint32_t type, const char *p, uint32_t len)
-{
-    struct faas_runtime *rt = xi->xrt->rt;
-
-    switch (type) {
-    case FAAS_FR_LOG:
-        x_line(xi, p, strnlen(p, len));
-        break;
-    case FAAS_FR_READY: {
-        struct faas_fr_ready r;
-        if (len < sizeof r || xi->ready)
-            break;
-        memcpy(&r, p, sizeof r);
-        if (r.status != 0) {
-            const char *e = nth_str(p, len, sizeof r, 0);
-            x_ready(xi, FAAS_EINIT, parse_json(e, strnlen(e, len - (size_t)(e - p))));
-        } else {
-            x_ready(xi, 0, NULL);
-        }
-        break;
-    }
-    case FAAS_FR_RESULT: {
-        struct faas_fr_result r;
-        const char *body;
-        if (len < sizeof r || !xi->inv)
-            break;
-        memcpy(&r, p, sizeof r);
-        body = nth_str(p, len, sizeof r, 0);
-        xi->inv->duration_ns = r.duration_ns ? r.duration_ns : 1;
-        xi->inv->x_maxrss_kb = r.maxrss_kb;
-        /* Finished on the loop's next pass, after what the loop has ready
-         * then; when the handler wrote to stdout or stderr, after reading
-         * the log pipe too: those lines belong to this invocation. */
-        x_disarm(xi);
-        json_decref(xi->res_payload);
-        xi->res_payload = parse_json(body, strnlen(body, len - sizeof r));
-        xi->res_status = r.status;
-        xi->res_logged = r.logged != 0;
-        event_active(xi->done_ev, EV_TIMEOUT, 1);
-        break;
-    }
-    case FAAS_FR_DYING:
-        if (len >= sizeof xi->dying) {
-            memcpy(&xi->dying, p, sizeof xi->dying);
-            xi->dying_seen = 1;
-        }
-        break;
-    default:
-        break;
-    }
-    (void)rt;
-}
-
-/* Reads what the channel holds now (one read) and handles its complete
- * frames. 1: something was read; 0: nothing there; -1: the channel is
- * closed (end-of-file, or a frame out of bounds). */
-static int x_read_chan(struct faas_xinst *xi)
-{
-    size_t max = xi->xrt->rt->opts.max_sync_payload * 2 + FAAS_FRAME_SLACK, off = 0;
-    struct faas_frame_hdr h;
-    ssize_t n;
-
-    if (xi->chan < 0)
-        return -1;
-    if (xi->rcap - xi->rlen < 65536) {
-        size_t cap = xi->rcap ? xi->rcap * 2 : 65536 * 2;
-        char *p = realloc(xi->rbuf, cap);
-        if (!p)
-            return 0; /* try again on the next readiness */
-        xi->rbuf = p;
-        xi->rcap = cap;
-    }
-    n = read(xi->chan, xi->rbuf + xi->rlen, xi->rcap - xi->rlen);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return 0;
-    if (n <= 0) {
-        /* The worker closed its channel, or ended: it cannot answer any
-         * more. Still alive, it closed the channel itself: killed here. */
-        if (!xi->exited && x_alive(xi)) {
-            xi->chan_lost = 1;
-            x_kill(xi);
-            if (xi->inst && (xi->inv || !xi->ready))
-                xi->killed = 0; /* its exit still tells the invocation why */
-        }
-        x_close_chan(xi);
-        x_reap_soon(xi);
-        x_retire(xi);
-        return -1;
-    }
-    xi->rlen += (size_t)n;
-    while (xi->chan >= 0 && xi->rlen - off >= sizeof h) {
-        memcpy(&h, xi->rbuf + off, sizeof h);
-        if (h.len > max) {
-            x_close_chan(xi);
-            x_kill(xi);
-            xi->chan_lost = 1;
-            xi->killed = 0;
-            x_retire(xi);
-            return -1;
-        }
-        if (xi->rlen - off - sizeof h < h.len) {
-            /* Incomplete: make room for all of it. */
-            if (sizeof h + h.len > xi->rcap) {
-                char *p = realloc(xi->rbuf, sizeof h + h.len);
-                if (p) {
-                    xi->rbuf = p;
-                    xi->rcap = sizeof h + h.len;
-                }
-            }
-            break;
-        }
-        off += sizeof h;
-        x_frame(xi, h.type, xi->rbuf + off, h.len);
-        off += h.len;
-        if (!xi->rbuf)
-            return -1; /* the channel was closed meanwhile */
-    }
-    if (off) {
-        memmove(xi->rbuf, xi->rbuf + off, xi->rlen - off);
-        xi->rlen -= off;
-    }
-    /* Nor one large result its buffer (kept non-NULL: NULL means closed). */
-    if (xi->rlen == 0 && xi->rcap > BUF_KEEP) {
-        char *p = realloc(xi->rbuf, 65536 * 2);
-        if (p) {
-            xi->rbuf = p;
-            xi->rcap = 65536 * 2;
-        }
-    }
-    return 1;
-}
-
-static void read_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct faas_xinst *xi = arg;
-    struct faas_runtime *rt = xi->xrt->rt;
-
-    (void)fd;
-    (void)what;
-    faas_rt_enter(rt);
-    xi->busy++;
-    x_read_chan(xi);
-    xi->busy--;
-    x_maybe_free(xi);
-    faas_rt_leave(rt);
+    proc->busy--;
+    faas_proc_maybe_free(proc);
 }
 
 static void done_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct faas_xinst *xi = arg;
-    struct faas_runtime *rt = xi->xrt->rt;
+    struct faas_proc *proc = arg;
+    struct faas_runtime *rt = proc->proc_rt->rt;
 
     (void)fd;
     (void)what;
-    if (!xi->res_payload || !xi->inv)
+    if (!proc->res_payload || !proc->inv)
         return;
     faas_rt_enter(rt);
-    xi->busy++;
-    if (xi->res_logged)
-        x_drain_log(xi); /* its stdout and stderr lines, before its end */
-    x_finish_result(xi);
-    xi->busy--;
-    x_maybe_free(xi);
+    proc->busy++;
+    if (proc->res_logged)
+        faas_proc_drain_log(proc); /* its stdout and stderr lines, before its end */
+    proc_finish_result(proc);
+    proc->busy--;
+    faas_proc_maybe_free(proc);
     faas_rt_leave(rt);
 }
 
@@ -844,47 +391,47 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct faas_xinst *xi = arg;
-    struct faas_runtime *rt = xi->xrt->rt;
-    struct faas_inv *inv = xi->inv;
+    struct faas_proc *proc = arg;
+    struct faas_runtime *rt = proc->proc_rt->rt;
+    struct faas_inv *inv = proc->inv;
     char msg[96];
 
     (void)fd;
     (void)what;
     faas_rt_enter(rt);
-    xi->busy++;
-    if (!xi->inst) {
-        x_kill(xi); /* asked to exit and did not: fini overran */
-    } else if (!xi->ready) {
-        uint32_t ms = xi->inst ? xi->inst->fn->opts.init_timeout_ms : 0;
-        x_kill(xi);
-        x_init_failed(xi, error_obj("Runtime.InitError", "Init timed out after %.2f seconds",
+    proc->busy++;
+    if (!proc->inst) {
+        faas_proc_kill(proc); /* asked to exit and did not: fini overran */
+    } else if (!faas_proc_init_done(proc)) {
+        uint32_t ms = proc->inst ? proc->inst->fn->opts.init_timeout_ms : 0;
+        faas_proc_kill(proc);
+        proc_init_failed(proc, error_obj("Runtime.InitError", "Init timed out after %.2f seconds",
                                     (double)ms / 1000.0));
     } else if (inv) {
-        inv->x_maxrss_kb = proc_hwm_kb(xi->pid);
-        x_drain_log(xi);
-        x_kill(xi);
+        inv->proc_maxrss_kb = proc_hwm_kb(proc->pid);
+        faas_proc_drain_log(proc);
+        faas_proc_kill(proc);
         inv->duration_ns = (uint64_t)inv->timeout_ms * 1000000u;
         snprintf(msg, sizeof msg, "Task timed out after %.2f seconds",
                  (double)inv->timeout_ms / 1000.0);
-        x_finish_inv(xi, FAAS_ETIMEDOUT, faas_error_object("Sandbox.Timedout", msg));
+        proc_finish_inv(proc, FAAS_ETIMEDOUT, faas_error_object("Sandbox.Timedout", msg));
     }
-    xi->busy--;
-    x_maybe_free(xi);
+    proc->busy--;
+    faas_proc_maybe_free(proc);
     faas_rt_leave(rt);
 }
 
-static void x_arm(struct faas_xinst *xi, uint64_t ms)
+static void proc_arm(struct faas_proc *proc, uint64_t ms)
 {
     struct timeval tv;
     if (ms == 0) {
-        x_disarm(xi);
+        faas_proc_disarm(proc);
         return;
     }
-    if (!xi->timer && !(xi->timer = event_new(xi->xrt->rt->base, -1, 0, timer_cb, xi)))
+    if (!proc->timer && !(proc->timer = event_new(proc->proc_rt->rt->base, -1, 0, timer_cb, proc)))
         return; /* no deadline then: the process runs until it answers */
     tv = faas_ms_to_tv(ms);
-    event_add(xi->timer, &tv);
+    event_add(proc->timer, &tv);
 }
 
 /* ---- sending an invocation ------------------------------------------ */
@@ -904,140 +451,122 @@ static void fail_later(struct faas_inv *inv, int status, const char *etype, cons
 
 /* Writes inv's INVOKE frame (native workers). 0, FAAS_ENOMEM (inv then
  * ends from the loop) or FAAS_ECRASHED (the exit report ends it). */
-static int x_write_invoke(struct faas_xinst *xi, struct faas_inv *inv)
+static int proc_write_invoke(struct faas_proc *proc, struct faas_inv *inv)
 {
-    struct faas_fr_invoke fi;
-    const char *trace = inv->trace_id ? inv->trace_id : "";
-    size_t start;
-    int err = 0, rc;
-
-    if (xi->chan < 0)
-        return FAAS_ECRASHED;
-    memset(&fi, 0, sizeof fi);
-    fi.timeout_ns = (uint64_t)inv->timeout_ms * 1000000u;
-    fi.timeout_ms = inv->timeout_ms;
-    start = frame_begin(xi, FAAS_FR_INVOKE, &fi, sizeof fi, &err);
-    frame_str_put(xi, inv->res.request_id, strlen(inv->res.request_id), &err);
-    frame_str_put(xi, trace, strlen(trace), &err);
-    if (inv->client_context)
-        frame_json_put(xi, inv->client_context, &err);
-    else
-        frame_str_put(xi, "", 0, &err);
-    frame_json_put(xi, inv->event, &err);
-    rc = frame_end(xi, start, err);
+    int rc = faas_proc_invoke_frame(proc, inv);
     if (rc == FAAS_ENOMEM) {
         /* Maybe inside faas_invoke: the result comes from the loop. */
-        xi->inv = NULL;
-        x_disarm(xi);
+        proc_set_inv(proc, NULL);
+        faas_proc_disarm(proc);
         fail_later(inv, FAAS_ENOMEM, "Runtime.OutOfMemory", "the host is out of memory");
     }
     return rc;
 }
 
 /* inv's handler starts now: its deadline runs from here. */
-static void x_start_run(struct faas_xinst *xi, struct faas_inv *inv)
+static void proc_start_run(struct faas_proc *proc, struct faas_inv *inv)
 {
-    uint64_t now = faas_now_ns(xi->xrt->rt), t = (uint64_t)inv->timeout_ms * 1000000u;
+    uint64_t now = faas_now_ns(proc->proc_rt->rt), t = (uint64_t)inv->timeout_ms * 1000000u;
     inv->run_start_ns = now;
     atomic_store(&inv->ctx.deadline_ns, t ? now + t : 0);
     atomic_store(&inv->phase, FAAS_PHASE_RUN);
-    x_arm(xi, inv->timeout_ms);
+    proc_arm(proc, inv->timeout_ms);
 }
 
 /* Starts inv on a ready process. */
-static void x_send(struct faas_xinst *xi, struct faas_inv *inv)
+static void proc_send(struct faas_proc *proc, struct faas_inv *inv)
 {
-    x_start_run(xi, inv);
-    if (xi->command)
-        faas_cmd_send(xi->inst, inv);
+    proc_start_run(proc, inv);
+    if (proc->command)
+        faas_runtime_api_send(proc->inst, inv);
     else
-        x_write_invoke(xi, inv);
+        proc_write_invoke(proc, inv);
 }
 
-static void x_ready(struct faas_xinst *xi, int status, json_t *error)
+void faas_proc_on_ready(struct faas_proc *proc, int status, json_t *error)
 {
-    struct faas_instance *inst = xi->inst;
-    struct faas_inv *inv = xi->inv;
+    struct faas_instance *inst = proc->inst;
+    struct faas_inv *inv = proc->inv;
 
-    if (xi->ready)
+    if (faas_proc_init_done(proc))
         return;
-    xi->init_ns = faas_now_ns(xi->xrt->rt) - xi->spawn_ns;
-    x_disarm(xi);
+    proc->init_ns = faas_now_ns(proc->proc_rt->rt) - proc->spawn_ns;
+    faas_proc_disarm(proc);
     if (status != 0) {
         if (!error)
             error = faas_error_object("Runtime.InitError", "init failed");
-        x_init_failed(xi, error);
+        proc_init_failed(proc, error);
         return;
     }
     json_decref(error);
-    xi->ready = 1;
+    proc_set_state(proc, inv ? FAAS_PROC_BUSY : FAAS_PROC_IDLE);
     if (!inst)
         return;
-    if (xi->exited || (!xi->command && xi->chan < 0)) {
+    if (proc->state == FAAS_PROC_DEAD || (!proc->command && proc->chan < 0)) {
         /* Ready, and already gone (read while its exit is handled). */
         if (!inv) {
             inst->initialized = 0;
-            x_disarm(xi);
-            xi->xrt->rt->exec_report->job_done(&inst->job);
+            faas_proc_disarm(proc);
+            proc->proc_rt->rt->exec_report->job_done(&inst->job);
         }
         return; /* an invocation learns it from the exit */
     }
     inst->initialized = 1;
     if (inv) {
-        inv->init_ns = xi->init_ns;
-        if (xi->sent)
-            x_start_run(xi, inv); /* its INVOKE went with the HELLO */
+        inv->init_ns = proc->init_ns;
+        if (proc->sent)
+            proc_start_run(proc, inv); /* its INVOKE went with the HELLO */
         else
-            x_send(xi, inv);
+            proc_send(proc, inv);
     } else {
-        xi->xrt->rt->exec_report->job_done(&inst->job); /* min_warm: hand over or idle */
+        proc->proc_rt->rt->exec_report->job_done(&inst->job); /* min_warm: hand over or idle */
     }
 }
 
-void faas_x_ready(struct faas_instance *inst, int status, json_t *error)
+void faas_proc_ready(struct faas_instance *inst, int status, json_t *error)
 {
-    struct faas_xinst *xi = inst ? inst->x : NULL;
-    if (!xi) {
+    struct faas_proc *proc = inst ? inst->proc : NULL;
+    if (!proc) {
         json_decref(error);
         return;
     }
-    xi->busy++;
-    x_ready(xi, status, error);
-    xi->busy--;
-    x_maybe_free(xi);
+    proc->busy++;
+    faas_proc_on_ready(proc, status, error);
+    proc->busy--;
+    faas_proc_maybe_free(proc);
 }
 
-void faas_x_result(struct faas_instance *inst, int status, json_t *payload)
+void faas_proc_result(struct faas_instance *inst, int status, json_t *payload)
 {
-    struct faas_xinst *xi = inst ? inst->x : NULL;
-    if (!xi || !xi->inv) {
+    struct faas_proc *proc = inst ? inst->proc : NULL;
+    if (!proc || !proc->inv) {
         json_decref(payload);
         return;
     }
-    xi->busy++;
+    proc->busy++;
     {
         /* Peak memory from /proc, read at most every 100 ms: it costs as
          * much as the rest of a warm invocation. */
-        uint64_t now = faas_now_ns(xi->xrt->rt);
-        if (!xi->hwm_kb || now - xi->hwm_at_ns >= 100000000u) {
-            uint64_t kb = proc_hwm_kb(xi->pid);
+        uint64_t now = faas_now_ns(proc->proc_rt->rt);
+        if (!proc->hwm_kb || now - proc->hwm_at_ns >= 100000000u) {
+            uint64_t kb = proc_hwm_kb(proc->pid);
             if (kb)
-                xi->hwm_kb = kb;
-            xi->hwm_at_ns = now;
+                proc->hwm_kb = kb;
+            proc->hwm_at_ns = now;
         }
-        xi->inv->x_maxrss_kb = xi->hwm_kb;
+        proc->inv->proc_maxrss_kb = proc->hwm_kb;
     }
-    x_finish_inv(xi, status, payload);
-    xi->busy--;
-    x_maybe_free(xi);
+    proc_finish_inv(proc, status, payload);
+    proc->busy--;
+    faas_proc_maybe_free(proc);
 }
 
 /* ---- spawning --------------------------------------------------------- */
 
 static void pid_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct faas_xinst *xi = arg;
-    struct faas_runtime *rt = xi->xrt->rt;
+    struct faas_proc *proc = arg;
+    struct faas_runtime *rt = proc->proc_rt->rt;
     struct rusage ru;
     int st = 0;
     pid_t r;
@@ -1045,172 +574,56 @@ static void pid_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     memset(&ru, 0, sizeof ru);
-    r = wait4(xi->pid, &st, WNOHANG, &ru);
+    r = wait4(proc->pid, &st, WNOHANG, &ru);
     if (r == 0) {
-        if (xi->reap_poll) {
+        if (proc->reap_poll) {
             struct timeval tv = { 0, 10000 };
-            event_add(xi->pid_ev, &tv);
+            event_add(proc->pid_ev, &tv);
         }
         return;
     }
-    free_ev(&xi->pid_ev);
+    faas_proc_free_event(&proc->pid_ev);
     faas_rt_enter(rt);
     if (r < 0)
         st = 0; /* reaped by someone else (the host's own SIGCHLD handler) */
-    x_exited(xi, st, (uint64_t)ru.ru_maxrss);
+    proc_exited(proc, st, (uint64_t)ru.ru_maxrss);
     faas_rt_leave(rt);
 }
 
-/* The SPAWN message for the zygote: fixed part, then the command strings. */
-static char *spawn_msg(const struct faas_zspawn *sp, const char *cwd, char *const *argv,
-                       char *const *env, size_t *len)
-{
-    size_t n = sizeof *sp, i;
-    char *m, *p;
-
-    if (sp->command) {
-        n += strlen(cwd) + 1 + 1 + 1;
-        for (i = 0; argv[i]; i++)
-            n += strlen(argv[i]) + 1;
-        for (i = 0; env[i]; i++)
-            n += strlen(env[i]) + 1;
-    }
-    if (n > FAAS_ZMSG_MAX || !(m = faas_malloc(n)))
-        return NULL;
-    memcpy(m, sp, sizeof *sp);
-    p = m + sizeof *sp;
-    if (sp->command) {
-        size_t l = strlen(cwd) + 1;
-        memcpy(p, cwd, l);
-        p += l;
-        for (i = 0; argv[i]; i++) {
-            l = strlen(argv[i]) + 1;
-            memcpy(p, argv[i], l);
-            p += l;
-        }
-        *p++ = '\0';
-        for (i = 0; env[i]; i++) {
-            l = strlen(env[i]) + 1;
-            memcpy(p, env[i], l);
-            p += l;
-        }
-        *p++ = '\0';
-    }
-    *len = n;
-    return m;
-}
-
-static void zq_free(struct zqueued *q)
-{
-    int i;
-    for (i = 0; i < q->nfds; i++)
-        close(q->fds[i]);
-    free(q->msg);
-    free(q);
-}
-
-/* Sends what the queue holds while the socket takes it. */
-static void zq_flush(struct faas_xrt *x)
-{
-    struct faas_list *e;
-    while (x->zfd >= 0 && (e = x->zqueue.next) != &x->zqueue) {
-        struct zqueued *q = FAAS_CONTAINER_OF(e, struct zqueued, link);
-        if (faas_send_fds(x->zfd, q->msg, q->len, q->fds, q->nfds) != 0) {
-            if (errno == EAGAIN)
-                event_add(x->zwev, NULL);
-            return; /* otherwise the zygote is gone: its end says so */
-        }
-        faas_list_remove(&q->link);
-        zq_free(q);
-    }
-}
-
-static void zwrite_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    zq_flush(arg);
-}
-
-/* Queues a SPAWN (msg taken over; the descriptors are duplicated, the
- * caller keeps its own). 0 or FAAS_ENOMEM / FAAS_ESYS. */
-static int z_queue(struct faas_xrt *x, char *msg, size_t len, const int *fds, int nfds)
-{
-    struct zqueued *q = faas_calloc(1, sizeof *q);
-    int i;
-
-    if (!q || (!x->zwev && !(x->zwev = event_new(x->rt->base, x->zfd, EV_WRITE, zwrite_cb, x)))) {
-        free(q);
-        free(msg);
-        return FAAS_ENOMEM;
-    }
-    q->msg = msg;
-    q->len = len;
-    faas_list_init(&q->link);
-    for (i = 0; i < nfds; i++) {
-        q->fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
-        if (q->fds[i] < 0) {
-            q->nfds = i;
-            zq_free(q);
-            return FAAS_ESYS;
-        }
-    }
-    q->nfds = nfds;
-    faas_list_insert_tail(&x->zqueue, &q->link);
-    event_add(x->zwev, NULL);
-    return 0;
-}
-
-static void zq_drop_all(struct faas_xrt *x)
-{
-    struct faas_list *e;
-    while ((e = faas_list_pop_head(&x->zqueue)) != NULL)
-        zq_free(FAAS_CONTAINER_OF(e, struct zqueued, link));
-    free_ev(&x->zwev);
-}
-
 /* Starts the process of a new record: through the zygote, or a fork here. */
-static int x_start_process(struct faas_xinst *xi, int child_in, int child_out, int child_log,
+static int proc_start_process(struct faas_proc *proc, int child_in, int child_out, int child_log,
                            char **argv, char **env)
 {
-    struct faas_xrt *x = xi->xrt;
-    struct faas_fn *fn = xi->inst->fn;
-    struct faas_zspawn sp;
+    struct faas_proc_rt *prt = proc->proc_rt;
+    struct faas_fn *fn = proc->inst->fn;
+    struct faas_zygote_spawn sp;
     const char *cwd = fn->task_root ? fn->task_root : "";
 
     memset(&sp, 0, sizeof sp);
-    sp.type = FAAS_Z_SPAWN;
-    sp.tag = ++x->next_tag;
-    sp.command = (uint32_t)xi->command;
-    sp.memory_mb = xi->memory_mb;
-    xi->tag = sp.tag;
-    if (x->zfd >= 0) {
+    sp.type = FAAS_ZYGOTE_SPAWN;
+    sp.tag = ++prt->next_tag;
+    sp.command = (uint32_t)proc->command;
+    sp.memory_mb = proc->memory_mb;
+    proc->tag = sp.tag;
+    if (faas_zygote_client_up(prt->zygote)) {
         int fds[3], nfds = 0, rc;
-        size_t len;
-        char *msg = spawn_msg(&sp, cwd, argv, env, &len);
-        if (!msg)
-            return FAAS_ENOMEM;
-        if (!xi->command) {
+        if (!proc->command) {
             fds[nfds++] = child_in;
             fds[nfds++] = child_out;
         }
         fds[nfds++] = child_log;
-        rc = faas_list_empty(&x->zqueue) ? faas_send_fds(x->zfd, msg, len, fds, nfds) : -1;
-        if (rc != 0 && (faas_list_empty(&x->zqueue) ? errno == EAGAIN : 1))
-            rc = z_queue(x, msg, len, fds, nfds); /* takes msg */
-        else
-            free(msg);
+        rc = faas_zygote_client_spawn(prt->zygote, &sp, cwd, argv, env, fds, nfds);
         if (rc != 0)
-            return rc == FAAS_ENOMEM ? FAAS_ENOMEM : FAAS_ESYS;
-        faas_list_insert_tail(&x->spawning, &xi->slink);
+            return rc;
+        faas_list_insert_tail(&prt->spawning, &proc->slink);
         return 0;
     } else {
         struct faas_child_spec spec;
         pid_t host = getpid(), pid;
 
         memset(&spec, 0, sizeof spec);
-        spec.command = xi->command;
-        spec.memory_mb = xi->memory_mb;
+        spec.command = proc->command;
+        spec.memory_mb = proc->memory_mb;
         spec.chan_fd = child_in;
         spec.chan_out_fd = child_out;
         spec.log_fd = child_log;
@@ -1225,90 +638,91 @@ static int x_start_process(struct faas_xinst *xi, int child_in, int child_out, i
             faas_child_run(&spec, host);
         if (pid < 0)
             return FAAS_ESYS;
-        xi->pid = pid;
-        xi->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-        if (xi->pidfd >= 0) {
-            xi->pid_ev = event_new(x->rt->base, xi->pidfd, EV_READ | EV_PERSIST, pid_cb, xi);
+        proc->pid = pid;
+        proc->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        if (proc->pidfd >= 0) {
+            proc->pid_ev =
+                event_new(prt->rt->base, proc->pidfd, EV_READ | EV_PERSIST, pid_cb, proc);
         } else {
             /* No pidfds (an old kernel, or a tool that does not know the
              * call): its end shows as end-of-file on its output. */
-            xi->reap_poll = 1;
-            xi->pid_ev = event_new(x->rt->base, -1, 0, pid_cb, xi);
+            proc->reap_poll = 1;
+            proc->pid_ev = event_new(prt->rt->base, -1, 0, pid_cb, proc);
         }
-        if (!xi->pid_ev) {
+        if (!proc->pid_ev) {
             kill(pid, SIGKILL);
             waitpid(pid, NULL, 0);
-            xi->pid = -1;
+            proc->pid = -1;
             return FAAS_ESYS;
         }
-        if (!xi->reap_poll)
-            event_add(xi->pid_ev, NULL);
+        if (!proc->reap_poll)
+            event_add(proc->pid_ev, NULL);
         return 0;
     }
 }
 
 /* A record and its process for inst. Returns 0 or FAAS_E*. */
-static int x_spawn(struct faas_instance *inst)
+static int proc_spawn(struct faas_instance *inst)
 {
     struct faas_fn *fn = inst->fn;
     struct faas_runtime *rt = fn->rt;
-    struct faas_xrt *x = rt->xrt;
-    struct faas_xinst *xi;
+    struct faas_proc_rt *prt = rt->proc_rt;
+    struct faas_proc *proc;
     int down[2] = { -1, -1 }, up[2] = { -1, -1 }, logp[2] = { -1, -1 }, rc = FAAS_ESYS;
     char **env = NULL;
 
-    if (!x)
+    if (!prt)
         return FAAS_ESYS;
-    xi = faas_calloc(1, sizeof *xi);
-    if (!xi)
+    proc = faas_calloc(1, sizeof *proc);
+    if (!proc)
         return FAAS_ENOMEM;
-    faas_list_init(&xi->link);
-    faas_list_init(&xi->slink);
-    xi->xrt = x;
-    xi->inst = inst;
-    xi->command = fn->xkind == FAAS_X_COMMAND;
-    xi->chan = xi->chanw = xi->chank = xi->logfd = xi->pidfd = -1;
-    xi->memory_mb = fn->opts.memory_mb;
-    xi->spawn_ns = faas_now_ns(rt);
-    inst->x = xi;
+    faas_list_init(&proc->link);
+    faas_list_init(&proc->slink);
+    proc->proc_rt = prt;
+    proc->inst = inst;
+    proc->command = fn->proc_kind == FAAS_PROC_COMMAND;
+    proc->chan = proc->chanw = proc->chank = proc->logfd = proc->pidfd = -1;
+    proc->memory_mb = fn->opts.memory_mb;
+    proc->spawn_ns = faas_now_ns(rt);
+    inst->proc = proc;
 
     if (pipe2(logp, O_CLOEXEC) != 0)
         goto fail;
     /* Two pipes, not a socketpair: a round trip through pipes costs the
      * kernel a good deal less. */
-    if (!xi->command && (pipe2(down, O_CLOEXEC) != 0 || pipe2(up, O_CLOEXEC) != 0))
+    if (!proc->command && (pipe2(down, O_CLOEXEC) != 0 || pipe2(up, O_CLOEXEC) != 0))
         goto fail;
-    if (xi->command && (rc = faas_cmd_inst_new(inst, &env)) != 0)
+    if (proc->command && (rc = faas_cmd_inst_new(inst, &env)) != 0)
         goto fail;
     /* The process first: the zygote forks while the host sets up its side,
      * and the worker waits for its HELLO on the pipe. */
-    rc = x_start_process(xi, down[0], up[1], logp[1], fn->argv, env);
+    rc = proc_start_process(proc, down[0], up[1], logp[1], fn->argv, env);
     if (rc != 0)
         goto fail;
     faas_strv_free(env);
     env = NULL;
-    close_fd(&up[1]);
-    close_fd(&logp[1]);
-    faas_list_insert_tail(&x->procs, &xi->link);
-    xi->logfd = logp[0];
-    set_nonblock(xi->logfd);
-    xi->log_ev = event_new(rt->base, xi->logfd, EV_READ | EV_PERSIST, log_cb, xi);
-    if (!xi->command) {
-        xi->chan = up[0];
-        xi->chanw = down[1];
-        xi->chank = down[0];
-        set_nonblock(xi->chan);
-        set_nonblock(xi->chanw);
-        xi->rev = event_new(rt->base, xi->chan, EV_READ | EV_PERSIST, read_cb, xi);
-        xi->wev = event_new(rt->base, xi->chanw, EV_WRITE, write_cb, xi);
-        xi->done_ev = event_new(rt->base, -1, 0, done_cb, xi);
+    faas_proc_close_fd(&up[1]);
+    faas_proc_close_fd(&logp[1]);
+    faas_list_insert_tail(&prt->procs, &proc->link);
+    proc->logfd = logp[0];
+    set_nonblock(proc->logfd);
+    proc->log_ev = event_new(rt->base, proc->logfd, EV_READ | EV_PERSIST, faas_proc_log_cb, proc);
+    if (!proc->command) {
+        proc->chan = up[0];
+        proc->chanw = down[1];
+        proc->chank = down[0];
+        set_nonblock(proc->chan);
+        set_nonblock(proc->chanw);
+        proc->rev = event_new(rt->base, proc->chan, EV_READ | EV_PERSIST, faas_proc_read_cb, proc);
+        proc->wev = event_new(rt->base, proc->chanw, EV_WRITE, faas_proc_write_cb, proc);
+        proc->done_ev = event_new(rt->base, -1, 0, done_cb, proc);
     }
     rc = FAAS_ENOMEM;
-    if (!xi->log_ev || (!xi->command && (!xi->rev || !xi->wev || !xi->done_ev)))
+    if (!proc->log_ev || (!proc->command && (!proc->rev || !proc->wev || !proc->done_ev)))
         goto started;
-    if (!xi->command) {
+    if (!proc->command) {
         /* HELLO: where the handler is and its limits. */
-        struct faas_fr_hello hi;
+        struct faas_frame_hello hi;
         const char *strs[3] = { fn->name, fn->so_path ? fn->so_path : "",
                                 fn->symbol ? fn->symbol : "" };
         size_t lens[3] = { strlen(strs[0]), strlen(strs[1]), strlen(strs[2]) };
@@ -1319,308 +733,257 @@ static int x_spawn(struct faas_instance *inst)
         hi.memory_mb = fn->opts.memory_mb;
         hi.init_timeout_ms = fn->opts.init_timeout_ms;
         hi.max_payload = rt->opts.max_sync_payload;
-        if ((rc = x_send_frame(xi, FAAS_FR_HELLO, &hi, sizeof hi, strs, lens, 3)) != 0)
+        if ((rc = faas_proc_send_frame(proc, FAAS_FRAME_HELLO, &hi, sizeof hi, strs, lens, 3)) != 0)
             goto started;
     }
-    event_add(xi->log_ev, NULL);
-    if (xi->rev)
-        event_add(xi->rev, NULL);
-    x_arm(xi, fn->opts.init_timeout_ms);
+    event_add(proc->log_ev, NULL);
+    if (proc->rev)
+        event_add(proc->rev, NULL);
+    proc_arm(proc, fn->opts.init_timeout_ms);
     return 0;
 started:
     /* The process runs but cannot be served: it is killed, and its record
      * stays until its exit is known. */
-    x_kill(xi);
-    if (xi->command)
-        faas_cmd_inst_free(inst);
-    inst->x = NULL;
-    xi->inst = NULL;
-    x_maybe_free(xi);
+    faas_proc_kill(proc);
+    if (proc->command)
+        faas_runtime_api_free(inst);
+    inst->proc = NULL;
+    proc->inst = NULL;
+    faas_proc_maybe_free(proc);
     return rc;
 fail:
-    if (xi->command && inst->cmd)
-        faas_cmd_inst_free(inst);
+    if (proc->command && inst->runtime_api)
+        faas_runtime_api_free(inst);
     faas_strv_free(env);
-    close_fd(&up[0]);
-    close_fd(&up[1]);
-    close_fd(&down[0]);
-    close_fd(&down[1]);
-    close_fd(&logp[0]);
-    close_fd(&logp[1]);
-    inst->x = NULL;
-    xi->inst = NULL;
-    xi->pid = -1;
-    x_free(xi);
+    faas_proc_close_fd(&up[0]);
+    faas_proc_close_fd(&up[1]);
+    faas_proc_close_fd(&down[0]);
+    faas_proc_close_fd(&down[1]);
+    faas_proc_close_fd(&logp[0]);
+    faas_proc_close_fd(&logp[1]);
+    inst->proc = NULL;
+    proc->inst = NULL;
+    proc->pid = -1;
+    proc_free(proc);
     return rc;
 }
 
 /* ---- the executor operations (exec.h) --------------------------------- */
 
-static void faas_x_start(struct faas_inv *inv)
+static void proc_start_op(struct faas_inv *inv)
 {
     struct faas_instance *inst = inv->inst;
-    struct faas_xinst *xi = inst->x;
+    struct faas_proc *proc = inst->proc;
     int rc;
 
-    if (!xi) {
-        rc = x_spawn(inst);
+    if (!proc) {
+        rc = proc_spawn(inst);
         if (rc != 0) {
             fail_later(inv, FAAS_EINIT, "Runtime.StartError",
                        rc == FAAS_ENOMEM ? "out of memory starting the runtime"
                                          : "the runtime process could not be started");
             return;
         }
-        xi = inst->x;
+        proc = inst->proc;
     }
-    xi->inv = inv;
-    xi->sent = 0;
-    atomic_store(&inv->phase, xi->ready ? FAAS_PHASE_RUN : FAAS_PHASE_INIT);
-    if (xi->ready)
-        x_send(xi, inv);
-    else if (!xi->command && x_write_invoke(xi, inv) == 0)
-        xi->sent = 1; /* the worker reads it right after its init: no round trip */
+    proc_set_inv(proc, inv);
+    proc->sent = 0;
+    atomic_store(&inv->phase, faas_proc_init_done(proc) ? FAAS_PHASE_RUN : FAAS_PHASE_INIT);
+    if (faas_proc_init_done(proc))
+        proc_send(proc, inv);
+    else if (!proc->command && proc_write_invoke(proc, inv) == 0)
+        proc->sent = 1; /* the worker reads it right after its init: no round trip */
 }
 
-static void faas_x_prewarm(struct faas_instance *inst)
+static void proc_prewarm_op(struct faas_instance *inst)
 {
-    if (x_spawn(inst) != 0) {
+    if (proc_spawn(inst) != 0) {
         inst->initialized = 0;
         inst->fn->rt->exec_report->job_done(&inst->job);
     }
 }
 
-static void faas_x_destroy(struct faas_instance *inst)
+static void proc_destroy(struct faas_instance *inst)
 {
-    struct faas_xinst *xi = inst->x;
+    struct faas_proc *proc = inst->proc;
 
-    if (inst->cmd)
-        faas_cmd_inst_free(inst);
-    if (!xi)
+    if (inst->runtime_api)
+        faas_runtime_api_free(inst);
+    if (!proc)
         return;
-    inst->x = NULL;
-    xi->inst = NULL;
-    xi->inv = NULL;
-    x_disarm(xi);
-    x_drop_result(xi);
-    if (!xi->exited) {
-        if (!xi->command && xi->ready && !xi->killed && xi->chan >= 0) {
+    inst->proc = NULL;
+    proc->inst = NULL;
+    proc_set_inv(proc, NULL);
+    faas_proc_disarm(proc);
+    proc_drop_result(proc);
+    if (proc->state != FAAS_PROC_DEAD) {
+        if (!proc->command && faas_proc_init_done(proc) && !proc->killed && proc->chan >= 0) {
             /* Warm and idle: let it run fini and go. */
-            if (x_send_frame(xi, FAAS_FR_EXIT, NULL, 0, NULL, NULL, 0) == 0)
-                xi->exit_sent = 1;
-            x_arm(xi, 2000);
+            if (faas_proc_send_frame(proc, FAAS_FRAME_EXIT, NULL, 0, NULL, NULL, 0) == 0)
+                proc_set_state(proc, FAAS_PROC_EXITING);
+            proc_arm(proc, 2000);
             /* The timer of a detached record only kills. */
         } else {
-            x_kill(xi);
+            faas_proc_kill(proc);
         }
     }
-    x_maybe_free(xi);
+    faas_proc_maybe_free(proc);
 }
 
-static void faas_x_cancel(struct faas_inv *inv, int status, const char *etype,
+static void proc_cancel_op(struct faas_inv *inv, int status, const char *etype,
                           const char *emsg)
 {
-    struct faas_xinst *xi = inv->inst ? inv->inst->x : NULL;
+    struct faas_proc *proc = inv->inst ? inv->inst->proc : NULL;
 
     inv->rt->exec_report->detach(inv, status, etype, emsg);
-    if (!xi) {
+    if (!proc) {
         return;
     }
-    xi->busy++;
-    x_kill(xi);
-    if (xi->inv == inv)
-        x_finish_inv(xi, status, NULL);
-    xi->busy--;
-    x_maybe_free(xi);
+    proc->busy++;
+    faas_proc_kill(proc);
+    if (proc->inv == inv)
+        proc_finish_inv(proc, status, NULL);
+    proc->busy--;
+    faas_proc_maybe_free(proc);
 }
 
-static int x_destroy_op(struct faas_instance *inst)
+static int proc_destroy_op(struct faas_instance *inst)
 {
-    faas_x_destroy(inst); /* fini runs in the process */
+    proc_destroy(inst); /* fini runs in the process */
     return 0;
 }
 
-/* PROCESS and COMMAND alike: COMMAND differs only in its wire (x_send). */
+/* PROCESS and COMMAND alike: COMMAND differs only in its wire (proc_send). */
 const struct faas_exec_ops faas_exec_process = {
     .name = "process",
     .self_starting = 1,
-    .start = faas_x_start,
-    .prewarm = faas_x_prewarm,
-    .cancel = faas_x_cancel,
-    .destroy = x_destroy_op,
+    .start = proc_start_op,
+    .prewarm = proc_prewarm_op,
+    .cancel = proc_cancel_op,
+    .destroy = proc_destroy_op,
 };
 
-/* ---- the zygote ------------------------------------------------------- */
+/* ---- what the zygote reports (zygote.c) ------------------------------ */
 
-static struct faas_xinst *find_pid(struct faas_xrt *x, pid_t pid)
+static struct faas_proc *find_pid(struct faas_proc_rt *prt, pid_t pid)
 {
     struct faas_list *e;
-    for (e = x->procs.next; e != &x->procs; e = e->next) {
-        struct faas_xinst *xi = FAAS_CONTAINER_OF(e, struct faas_xinst, link);
-        if (xi->pid == pid)
-            return xi;
+    for (e = prt->procs.next; e != &prt->procs; e = e->next) {
+        struct faas_proc *proc = FAAS_CONTAINER_OF(e, struct faas_proc, link);
+        if (proc->pid == pid)
+            return proc;
     }
     return NULL;
 }
 
-static void z_spawned(struct faas_xrt *x, const struct faas_zspawned *m, int pidfd)
+/* SPAWNED: the record that asked learns its pid, or that it has none. */
+static void zygote_spawned(void *arg, const struct faas_zygote_spawned *m, int pidfd)
 {
+    struct faas_proc_rt *prt = arg;
     struct faas_list *e;
-    for (e = x->spawning.next; e != &x->spawning; e = e->next) {
-        struct faas_xinst *xi = FAAS_CONTAINER_OF(e, struct faas_xinst, slink);
-        if (xi->tag != m->tag)
+    for (e = prt->spawning.next; e != &prt->spawning; e = e->next) {
+        struct faas_proc *proc = FAAS_CONTAINER_OF(e, struct faas_proc, slink);
+        if (proc->tag != m->tag)
             continue;
-        faas_list_remove(&xi->slink);
-        xi->busy++;
+        faas_list_remove(&proc->slink);
+        proc->busy++;
         if (m->pid <= 0) {
-            xi->pid = -1;
-            xi->exited = 1;
-            if (xi->inst) {
-                if (!xi->killed)
-                    x_init_failed(xi, error_obj("Runtime.StartError",
+            proc->pid = -1;
+            proc_set_state(proc, FAAS_PROC_DEAD);
+            if (proc->inst) {
+                if (!proc->killed)
+                    proc_init_failed(proc, error_obj("Runtime.StartError",
                                                 "the runtime process could not be started: %s",
                                                 strerror(-m->pid)));
-                else if (xi->inv)
-                    x_finish_inv(xi, FAAS_ECRASHED, NULL);
+                else if (proc->inv)
+                    proc_finish_inv(proc, FAAS_ECRASHED, NULL);
             }
         } else {
-            xi->pid = m->pid;
-            xi->pidfd = pidfd;
+            proc->pid = m->pid;
+            proc->pidfd = pidfd;
             pidfd = -1;
-            if (xi->killed) {
-                xi->killed = 0;
-                x_kill(xi);
+            if (proc->killed) {
+                proc->killed = 0;
+                faas_proc_kill(proc);
             }
         }
-        xi->busy--;
-        x_maybe_free(xi);
+        proc->busy--;
+        faas_proc_maybe_free(proc);
         break;
     }
     if (pidfd >= 0)
         close(pidfd);
 }
 
-static void zygote_cb(evutil_socket_t fd, short what, void *arg)
+/* EXITED: a process of ours is reaped. */
+static void zygote_exited(void *arg, pid_t pid, int wstatus, uint64_t maxrss_kb)
 {
-    struct faas_xrt *x = arg;
-    struct faas_runtime *rt = x->rt;
-    union {
-        struct faas_zspawned s;
-        struct faas_zexited e;
-        uint32_t type;
-    } m;
-    int fds[4], nfds, pidfd;
-    ssize_t n;
-
-    (void)what;
-    faas_rt_enter(rt);
-    for (;;) {
-        n = faas_recv_fds(fd, &m, sizeof m, fds, &nfds, MSG_DONTWAIT);
-        if (n < 0)
-            break;
-        if (n == 0) {
-            /* The zygote died: its workers died with it. Replacements the
-             * pool starts meanwhile are the host's own children (no zygote
-             * any more): only the records of the dead ones end here. */
-            struct faas_list dead, *e;
-            free_ev(&x->zev);
-            zq_drop_all(x);
-            close_fd(&x->zfd);
-            waitpid(x->zpid, NULL, 0);
-            x->zpid = 0;
-            faas_list_init(&dead);
-            faas_list_splice(&dead, &x->procs);
-            while ((e = faas_list_pop_head(&dead)) != NULL) {
-                struct faas_xinst *xi = FAAS_CONTAINER_OF(e, struct faas_xinst, link);
-                faas_list_insert_tail(&x->procs, &xi->link);
-                xi->lost = 1;
-                x_exited(xi, SIGKILL, 0);
-            }
-            break;
-        }
-        pidfd = nfds > 0 ? fds[0] : -1;
-        while (nfds > 1)
-            close(fds[--nfds]); /* never sent: not ours to keep */
-        if (m.type == FAAS_Z_SPAWNED && (size_t)n >= sizeof m.s) {
-            z_spawned(x, &m.s, pidfd);
-        } else {
-            if (pidfd >= 0)
-                close(pidfd);
-            if (m.type == FAAS_Z_EXITED && (size_t)n >= sizeof m.e) {
-                struct faas_xinst *xi = find_pid(x, m.e.pid);
-                if (xi)
-                    x_exited(xi, m.e.wstatus, m.e.maxrss_kb);
-            }
-        }
-        if (rt->free_requested)
-            break;
-    }
-    faas_rt_leave(rt);
+    struct faas_proc *proc = find_pid(arg, pid);
+    if (proc)
+        proc_exited(proc, wstatus, maxrss_kb);
 }
+
+/* The zygote died: its workers died with it. Only the records of the dead
+ * ones end here; replacements are the host's own children. */
+static void zygote_lost(void *arg)
+{
+    struct faas_proc_rt *prt = arg;
+    struct faas_list dead, *e;
+
+    faas_list_init(&dead);
+    faas_list_splice(&dead, &prt->procs);
+    while ((e = faas_list_pop_head(&dead)) != NULL) {
+        struct faas_proc *proc = FAAS_CONTAINER_OF(e, struct faas_proc, link);
+        faas_list_insert_tail(&prt->procs, &proc->link);
+        proc->lost = 1;
+        proc_exited(proc, SIGKILL, 0);
+    }
+}
+
+static const struct faas_zygote_report zygote_report = {
+    .spawned = zygote_spawned,
+    .exited = zygote_exited,
+    .lost = zygote_lost,
+};
 
 int faas_zygote_start(struct faas_runtime *rt)
 {
-    struct faas_xrt *x = faas_calloc(1, sizeof *x);
-    int sv[2];
-    pid_t host = getpid(), pid;
+    struct faas_proc_rt *prt = faas_calloc(1, sizeof *prt);
+    int rc;
 
-    if (!x)
+    if (!prt)
         return FAAS_ENOMEM;
-    x->rt = rt;
-    x->zfd = -1;
-    faas_list_init(&x->spawning);
-    faas_list_init(&x->procs);
-    faas_list_init(&x->zqueue);
-    rt->xrt = x;
+    prt->rt = rt;
+    faas_list_init(&prt->spawning);
+    faas_list_init(&prt->procs);
+    rt->proc_rt = prt;
     if (!rt->opts.zygote)
         return 0;
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
-        goto fail;
-    /* What the host has buffered must not be written twice. */
-    fflush(stdout);
-    fflush(stderr);
-    pid = fork();
-    if (pid == 0) {
-        close(sv[0]);
-        faas_zygote_main(sv[1], host);
+    rc = faas_zygote_client_start(rt, &zygote_report, prt, &prt->zygote);
+    if (rc != 0) {
+        rt->proc_rt = NULL;
+        free(prt);
     }
-    close(sv[1]);
-    if (pid < 0) {
-        close(sv[0]);
-        goto fail;
-    }
-    x->zpid = pid;
-    x->zfd = sv[0];
-    set_nonblock(x->zfd); /* a full socket queues requests, never blocks */
-    x->zev = event_new(rt->base, x->zfd, EV_READ | EV_PERSIST, zygote_cb, x);
-    if (!x->zev) {
-        faas_zygote_stop(rt);
-        return FAAS_ENOMEM;
-    }
-    event_add(x->zev, NULL);
-    return 0;
-fail:
-    rt->xrt = NULL;
-    free(x);
-    return FAAS_ESYS;
+    return rc;
 }
 
-void faas_x_shutdown(struct faas_runtime *rt)
+void faas_proc_shutdown(struct faas_runtime *rt)
 {
-    struct faas_xrt *x = rt->xrt;
+    struct faas_proc_rt *prt = rt->proc_rt;
     struct faas_list *e;
     uint64_t end;
 
-    if (!x)
+    if (!prt)
         return;
     /* Workers asked to run fini get a moment; then everything is killed. */
     end = faas_now_ns(rt) + 1000000000u;
     for (;;) {
         struct pollfd pfd[64];
         nfds_t n = 0;
-        for (e = x->procs.next; e != &x->procs && n < 64; e = e->next) {
-            struct faas_xinst *xi = FAAS_CONTAINER_OF(e, struct faas_xinst, link);
-            if (xi->exit_sent && !xi->killed && !xi->exited && xi->chan >= 0) {
-                pfd[n].fd = xi->chan;
+        for (e = prt->procs.next; e != &prt->procs && n < 64; e = e->next) {
+            struct faas_proc *proc = FAAS_CONTAINER_OF(e, struct faas_proc, link);
+            if (proc->state == FAAS_PROC_EXITING && !proc->killed && proc->chan >= 0) {
+                pfd[n].fd = proc->chan;
                 pfd[n++].events = POLLIN;
             }
         }
@@ -1628,57 +991,53 @@ void faas_x_shutdown(struct faas_runtime *rt)
             break;
         if (poll(pfd, n, 50) <= 0)
             continue;
-        for (e = x->procs.next; e != &x->procs; e = e->next) {
-            struct faas_xinst *xi = FAAS_CONTAINER_OF(e, struct faas_xinst, link);
+        for (e = prt->procs.next; e != &prt->procs; e = e->next) {
+            struct faas_proc *proc = FAAS_CONTAINER_OF(e, struct faas_proc, link);
             nfds_t i;
             for (i = 0; i < n; i++) {
-                if (pfd[i].fd == xi->chan && pfd[i].revents) {
+                if (pfd[i].fd == proc->chan && pfd[i].revents) {
                     char buf[4096];
-                    if (read(xi->chan, buf, sizeof buf) == 0)
-                        x_close_chan(xi); /* gone: its fini ran */
+                    if (read(proc->chan, buf, sizeof buf) == 0)
+                        faas_proc_close_channel(proc); /* gone: its fini ran */
                 }
             }
         }
     }
-    while (!faas_list_empty(&x->procs)) {
-        struct faas_xinst *xi = FAAS_CONTAINER_OF(x->procs.next, struct faas_xinst, link);
-        if (xi->inst && !xi->ready && !xi->inv) {
+    while (!faas_list_empty(&prt->procs)) {
+        struct faas_proc *proc = FAAS_CONTAINER_OF(prt->procs.next, struct faas_proc, link);
+        if (proc->inst && !faas_proc_init_done(proc) && !proc->inv) {
             /* A min_warm start still under way: the pool drops it. */
-            xi->inst->initialized = 0;
-            rt->exec_report->job_done(&xi->inst->job);
+            proc->inst->initialized = 0;
+            rt->exec_report->job_done(&proc->inst->job);
         }
-        if (xi->inst)
-            faas_x_destroy(xi->inst);
-        if (!xi->exited && xi->pid > 0) {
-            xi->killed = 0;
-            x_kill(xi);
-            if (x->zfd < 0)
-                waitpid(xi->pid, NULL, 0);
+        if (proc->inst)
+            proc_destroy(proc->inst);
+        if (proc->state != FAAS_PROC_DEAD && proc->pid > 0) {
+            proc->killed = 0;
+            faas_proc_kill(proc);
+            if (!faas_zygote_client_up(prt->zygote))
+                waitpid(proc->pid, NULL, 0);
         }
-        x_free(xi);
+        proc_free(proc);
     }
 }
 
 void faas_zygote_stop(struct faas_runtime *rt)
 {
-    struct faas_xrt *x = rt->xrt;
-    if (!x)
+    struct faas_proc_rt *prt = rt->proc_rt;
+    if (!prt)
         return;
-    free_ev(&x->zev);
-    zq_drop_all(x);
-    close_fd(&x->zfd); /* the zygote kills what is left and exits */
-    if (x->zpid > 0)
-        waitpid(x->zpid, NULL, 0);
-    rt->xrt = NULL;
-    free(x);
+    faas_zygote_client_stop(prt->zygote);
+    rt->proc_rt = NULL;
+    free(prt);
 }
 
-pid_t faas_x_zygote_pid(const struct faas_runtime *rt)
+pid_t faas_proc_zygote_pid(const struct faas_runtime *rt)
 {
-    return rt->xrt ? rt->xrt->zpid : 0;
+    return rt->proc_rt ? faas_zygote_client_pid(rt->proc_rt->zygote) : 0;
 }
 
-pid_t faas_x_pid(const struct faas_instance *inst)
+pid_t faas_proc_pid(const struct faas_instance *inst)
 {
-    return inst && inst->x ? inst->x->pid : -1;
+    return inst && inst->proc ? inst->proc->pid : -1;
 }

@@ -32,13 +32,13 @@
 #include <sys/types.h>
 
 enum faas_frame_type {
-    FAAS_FR_HELLO = 1,
-    FAAS_FR_INVOKE = 2,
-    FAAS_FR_EXIT = 3,
-    FAAS_FR_READY = 16,
-    FAAS_FR_LOG = 17,
-    FAAS_FR_RESULT = 18,
-    FAAS_FR_DYING = 19
+    FAAS_FRAME_HELLO = 1,
+    FAAS_FRAME_INVOKE = 2,
+    FAAS_FRAME_EXIT = 3,
+    FAAS_FRAME_READY = 16,
+    FAAS_FRAME_LOG = 17,
+    FAAS_FRAME_RESULT = 18,
+    FAAS_FRAME_DYING = 19
 };
 
 struct faas_frame_hdr {
@@ -47,7 +47,7 @@ struct faas_frame_hdr {
 };
 
 /* HELLO: then the strings name, so_path, symbol ("" = none). */
-struct faas_fr_hello {
+struct faas_frame_hello {
     uint64_t handler, init, fini; /* addresses in the host image; 0 = none */
     uint32_t memory_mb;
     uint32_t init_timeout_ms;
@@ -55,21 +55,21 @@ struct faas_fr_hello {
 };
 
 /* INVOKE: then request_id, trace_id, client_context (JSON or ""), event. */
-struct faas_fr_invoke {
+struct faas_frame_invoke {
     uint64_t timeout_ns; /* 0 = none */
     uint32_t timeout_ms; /* for the timeout message */
     uint32_t pad;
 };
 
 /* READY: then the error object (JSON) when status != 0. */
-struct faas_fr_ready {
+struct faas_frame_ready {
     int32_t status;
     uint32_t pad;
     uint64_t init_ns;
 };
 
 /* RESULT: then the payload (JSON). */
-struct faas_fr_result {
+struct faas_frame_result {
     int32_t status;
     uint32_t logged;  /* it wrote to stdout or stderr since the last frame */
     uint64_t duration_ns;
@@ -77,7 +77,7 @@ struct faas_fr_result {
 };
 
 /* DYING: sent from the fatal-signal handler. */
-struct faas_fr_dying {
+struct faas_frame_dying {
     int32_t signo;
     int32_t enomem;   /* errno was ENOMEM: an allocation had just failed */
     uint64_t data_kb; /* data segment size then */
@@ -88,16 +88,16 @@ struct faas_fr_dying {
 /* Largest frame a side accepts beyond the payload limit (ids, headers). */
 #define FAAS_FRAME_SLACK (64u * 1024u)
 
-enum faas_zmsg_type {
-    FAAS_Z_SPAWN = 1,
-    FAAS_Z_SPAWNED = 2,
-    FAAS_Z_EXITED = 3
+enum faas_zygote_msg_type {
+    FAAS_ZYGOTE_SPAWN = 1,
+    FAAS_ZYGOTE_SPAWNED = 2,
+    FAAS_ZYGOTE_EXITED = 3
 };
 
 /* SPAWN: then, for a command, cwd, argv[0..], "", env[0..], "". Rides with
  * the descriptors: native {channel in, channel out, log}, command {log}. */
-struct faas_zspawn {
-    uint32_t type;      /* FAAS_Z_SPAWN */
+struct faas_zygote_spawn {
+    uint32_t type;      /* FAAS_ZYGOTE_SPAWN */
     uint32_t tag;       /* echoed in SPAWNED */
     uint32_t command;   /* 1: exec argv; 0: a native worker */
     uint32_t memory_mb; /* RLIMIT_DATA: this much (command), or this much
@@ -105,14 +105,14 @@ struct faas_zspawn {
 };
 
 /* SPAWNED: rides with the pidfd when pid > 0. */
-struct faas_zspawned {
+struct faas_zygote_spawned {
     uint32_t type;
     uint32_t tag;
     int32_t pid; /* > 0, or -errno */
     uint32_t pad;
 };
 
-struct faas_zexited {
+struct faas_zygote_exited {
     uint32_t type;
     int32_t pid;
     int32_t wstatus;
@@ -121,7 +121,7 @@ struct faas_zexited {
 };
 
 /* Largest SPAWN message (argv and environment included). */
-#define FAAS_ZMSG_MAX (64u * 1024u)
+#define FAAS_ZYGOTE_MSG_MAX (64u * 1024u)
 
 /* What a new process is to become. */
 struct faas_child_spec {
@@ -148,14 +148,19 @@ void faas_child_run(const struct faas_child_spec *spec, pid_t parent) __attribut
 /* The native worker's main loop on its channel (descriptors 3 and 4). */
 void faas_worker_main(int in, int out) __attribute__((noreturn));
 
-/* The zygote's main loop on its control channel. */
-void faas_zygote_main(int ctrl, pid_t host) __attribute__((noreturn));
+/* The data segment of this process in KiB, from /proc (0 if unknown).
+ * Async-signal-safe. */
+uint64_t faas_child_data_kb(void);
 
-/* One message of a SOCK_SEQPACKET socket with up to 4 descriptors (sent
- * with SCM_RIGHTS, received close-on-exec). Send: 0 or -1. Receive: its
- * length, 0 at end-of-file, or -1 (errno). */
-int faas_send_fds(int fd, const void *msg, size_t len, const int *fds, int nfds);
-ssize_t faas_recv_fds(int fd, void *buf, size_t size, int *fds, int *nfds, int flags);
+/* Closes every descriptor from `first` up. */
+void faas_child_close_from(int first);
+
+/* In the zygote, once: the fatal-signal handlers every native worker it
+ * forks inherits (a worker then need not set them at its cold start). */
+void faas_worker_install_handlers(void);
+
+/* The zygote's main loop on its control channel (zygote.c). */
+void faas_zygote_main(int ctrl, pid_t host) __attribute__((noreturn));
 
 /* Frames: writes all of it (blocking); 0 or -1. */
 int faas_frame_write(int fd, uint32_t type, const void *fixed, size_t flen,

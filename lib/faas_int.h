@@ -147,14 +147,14 @@ struct faas_job {
 
 struct faas_idem;
 struct faas_async;
-struct faas_xinst;    /* exec_process.c: a process instance */
-struct faas_cmd_inst; /* exec_command.c: a Runtime API endpoint */
+struct faas_proc;     /* exec_process.c: a process instance */
+struct faas_runtime_api; /* runtime_api.c: a COMMAND instance's endpoint */
 
 /* Where a function's handler runs when it is a process. */
-enum faas_xkind {
-    FAAS_X_NONE = 0,   /* in the host: INLINE or THREAD */
-    FAAS_X_NATIVE = 1, /* PROCESS: a worker forked from the zygote */
-    FAAS_X_COMMAND = 2 /* COMMAND: an external runtime, Runtime API */
+enum faas_proc_kind {
+    FAAS_PROC_NONE = 0,   /* in the host: INLINE or THREAD */
+    FAAS_PROC_NATIVE = 1, /* PROCESS: a worker forked from the zygote */
+    FAAS_PROC_COMMAND = 2 /* COMMAND: an external runtime, Runtime API */
 };
 
 struct faas_fn {
@@ -186,7 +186,7 @@ struct faas_fn {
     const struct faas_exec_ops *exec;
 
     /* where the handler comes from and runs */
-    enum faas_xkind xkind;
+    enum faas_proc_kind proc_kind;
     char *so_path;            /* faas_register_library: owned, else NULL */
     char *symbol;             /* owned, with so_path */
     void *dl;                 /* INLINE/THREAD library: the host's handle */
@@ -209,8 +209,8 @@ struct faas_instance {
     uint32_t uses;
     uint64_t idle_since_ns;
     struct faas_job job;      /* its INIT or FINI job */
-    struct faas_xinst *x;     /* PROCESS, COMMAND: its process (exec_process.c) */
-    struct faas_cmd_inst *cmd; /* COMMAND: its endpoint (exec_command.c) */
+    struct faas_proc *proc;   /* PROCESS, COMMAND: its process (exec_process.c) */
+    struct faas_runtime_api *runtime_api; /* COMMAND: its endpoint (runtime_api.c) */
 };
 
 /* ---- invocations ---------------------------------------------------- */
@@ -291,7 +291,7 @@ struct faas_inv {
     uint64_t init_ns;         /* init time of a cold start */
     uint64_t duration_ns;     /* the handler's time */
     uint64_t end_ns;          /* clock when the handler returned; 0 if not run */
-    uint64_t x_maxrss_kb;     /* a process instance's peak memory; 0 = host's */
+    uint64_t proc_maxrss_kb;  /* a process instance's peak memory; 0 = host's */
     int cold;                 /* a new instance: set at admission */
 
     int submitted;            /* a worker holds it until faas_job_done */
@@ -312,7 +312,7 @@ struct faas_inv {
 
 struct faas_tpool;
 struct faas_http;
-struct faas_xrt;
+struct faas_proc_rt;
 
 /* ---- event sources -------------------------------------------------- */
 
@@ -327,7 +327,7 @@ enum faas_src_kind {
 
 struct faas_filter;  /* filter.c */
 struct faas_batcher; /* batch.c */
-struct faas_route;   /* http.c */
+struct faas_route;   /* route.c */
 
 struct faas_mapping {
     struct faas_list link;        /* rt->mappings */
@@ -344,7 +344,7 @@ struct faas_mapping {
     void *sched;                  /* struct faas_schedule (schedule.h), owned */
     int64_t last_fire_s;          /* the last fire time, UTC seconds */
     /* api: */
-    struct faas_route *route;     /* http.c */
+    struct faas_route *route;     /* route.c */
     /* host-fed: */
     struct faas_batcher *batcher; /* batch.c */
     int dead;                     /* unmapped inside a callback: freed later */
@@ -377,7 +377,7 @@ struct faas_runtime {
     int next_watch_id;
 
     struct faas_tpool *pool;   /* NULL until a THREAD function exists */
-    struct faas_xrt *xrt;      /* exec_process.c: zygote and processes */
+    struct faas_proc_rt *proc_rt; /* exec_process.c: zygote and processes */
 
     /* request ids: xoshiro256** seeded once */
     uint64_t rng[4];
@@ -420,6 +420,8 @@ void faas_rng_seed(uint64_t rng[4], const void *salt);
 uint64_t faas_rng_next(uint64_t s[4]);
 /* A fresh UUIDv4 string from rt->rng (loop thread). */
 void faas_request_id(struct faas_runtime *rt, char out[FAAS_REQUEST_ID_SIZE]);
+/* 32 lowercase hex digits from a fresh request id (no system call). */
+void faas_random_hex32(struct faas_runtime *rt, char out[33]);
 
 /* ---- ctx.c ---------------------------------------------------------- */
 /* Appends a log line (len bytes, cut at FAAS_LOGLINE_MAX) to the context's
@@ -540,8 +542,9 @@ int faas_http_route_add(struct faas_runtime *rt, struct faas_mapping *m);
 void faas_http_route_remove(struct faas_runtime *rt, struct faas_mapping *m);
 /* Teardown: routes, the own server, pending requests answered 503. */
 void faas_http_free(struct faas_runtime *rt);
-/* faas_drain began (rt->draining is set): close the gateway's idle
- * connections; from now on every new request is answered 503. */
+/* http_conn.c. faas_drain began (rt->draining is set): close the
+ * gateway's idle connections; from now on every new request is answered
+ * 503. */
 void faas_http_drain(struct faas_runtime *rt);
 
 /* ---- shapes.c / batch.c: host-fed sources ---------------------------- */
@@ -673,7 +676,7 @@ void faas_job_done(struct faas_runtime *rt, struct faas_job *job);
  * life: spawning, the init and invocation deadlines (SIGKILL), stdout and
  * stderr as log lines, exit status to error code (FAAS_ECRASHED,
  * FAAS_EMEMLIMIT), and the executor operations. The wire to the handler is the
- * framed channel of a native worker, or the Runtime API (exec_command.c).
+ * framed channel of a native worker, or the Runtime API (runtime_api.c).
  */
 /* faas_runtime_new: forks the zygote when rt->opts.zygote. 0 or FAAS_ESYS. */
 int faas_zygote_start(struct faas_runtime *rt);
@@ -684,39 +687,44 @@ void faas_zygote_stop(struct faas_runtime *rt);
  * the process to run fini and exit (or kills it) and it is reaped later,
  * no report coming from it after that; cancel kills the process. */
 /* Teardown, last step: kills every process left and waits for them. */
-void faas_x_shutdown(struct faas_runtime *rt);
-/* From exec_command.c. The process is ready for its first event (status 0)
+void faas_proc_shutdown(struct faas_runtime *rt);
+/* From runtime_api.c. The process is ready for its first event (status 0)
  * or reported an init error (FAAS_EINIT; `error` is the error object, taken
  * over, NULL = a generic one). */
-void faas_x_ready(struct faas_instance *inst, int status, json_t *error);
-/* From exec_command.c: the current invocation's outcome, status 0 with the
+void faas_proc_ready(struct faas_instance *inst, int status, json_t *error);
+/* From runtime_api.c: the current invocation's outcome, status 0 with the
  * payload or FAAS_EHANDLER with the error object (taken over). */
-void faas_x_result(struct faas_instance *inst, int status, json_t *payload);
+void faas_proc_result(struct faas_instance *inst, int status, json_t *payload);
 /* The zygote's pid, 0 when there is none (tests). */
-pid_t faas_x_zygote_pid(const struct faas_runtime *rt);
+pid_t faas_proc_zygote_pid(const struct faas_runtime *rt);
 /* The pid of inst's process (the leader of its process group): 0 while
  * the zygote has not said it yet, -1 when there is none. */
-pid_t faas_x_pid(const struct faas_instance *inst);
+pid_t faas_proc_pid(const struct faas_instance *inst);
 
-/* ---- exec_command.c: the Lambda Runtime API -------------------------- */
+/* ---- exec_command.c: COMMAND instances ------------------------------- */
+/* A new COMMAND instance (before its process is spawned): opens its
+ * Runtime API endpoint, and writes the process's environment to *envp
+ * (new, NULL-terminated "KEY=VALUE" strings: faas_strv_free). 0,
+ * FAAS_ENOMEM or FAAS_ESYS. */
+int faas_cmd_inst_new(struct faas_instance *inst, char ***envp);
+
+/* ---- runtime_api.c: the Lambda Runtime API --------------------------- */
 /*
  * Each COMMAND instance gets its own Runtime API listener on the loopback
  * address (rt->opts.runtime_api_address, default 127.0.0.1, port chosen by
  * the kernel), served by an evhttp of its own on the host's base;
  * AWS_LAMBDA_RUNTIME_API names it.
  */
-/* A new COMMAND instance (before its process is spawned): opens its
- * listener, and writes the process's environment to *envp (new,
- * NULL-terminated "KEY=VALUE" strings: faas_strv_free). 0, FAAS_ENOMEM or
- * FAAS_ESYS. */
-int faas_cmd_inst_new(struct faas_instance *inst, char ***envp);
+/* Opens inst's endpoint on addr (inst->runtime_api; its port to *port).
+ * 0, FAAS_ENOMEM or FAAS_ESYS. */
+int faas_runtime_api_new(struct faas_instance *inst, const char *addr, uint16_t *port);
 /* Hands inv (inst's current invocation: request id, deadline, event set)
  * to the runtime process: answers its pending GET /runtime/invocation/next,
  * or the next one that comes. */
-void faas_cmd_send(struct faas_instance *inst, struct faas_inv *inv);
+void faas_runtime_api_send(struct faas_instance *inst, struct faas_inv *inv);
 /* The instance is gone: closes its listener and connections (pending
  * requests are dropped, not answered); no callback comes after this. */
-void faas_cmd_inst_free(struct faas_instance *inst);
+void faas_runtime_api_free(struct faas_instance *inst);
 
 /* ---- lambda_api.c: the Invoke API on the HTTP gateway ---------------- */
 struct evhttp_request;
@@ -763,30 +771,6 @@ void faas_http_hold_wait(struct faas_http_hold *p, struct evhttp_request *req);
 struct evhttp_request *faas_http_hold_take(struct faas_http_hold *p);
 /* p (taken, or never held) back to the gateway's spares, or freed. */
 void faas_http_hold_put(struct faas_http_hold *p);
-
-/*
- * AWS Signature Version 4 (pure: no libevent, no runtime), for the Invoke
- * API and its tests. The canonical request is built from the request as it
- * arrived: the raw path with each byte that is not unreserved (or '/')
- * percent-encoded again, as AWS does for every service but S3; the raw
- * query's parameters decoded, encoded again and sorted; the headers named
- * in signed_headers, each name's values trimmed, inner runs of blanks made
- * one space, and joined by ','.
- */
-struct faas_sigv4_in {
-    const char *method;                     /* "POST" */
-    const char *path;                       /* raw, as sent */
-    const char *query;                      /* raw, without '?'; NULL: none */
-    const struct faas_http_header *headers; /* as received (http.h) */
-    size_t nheaders;
-    const char *signed_headers;             /* "host;x-amz-date" */
-    const char *amz_date;                   /* "20150830T123600Z" */
-    const char *scope;                      /* "20150830/us-east-1/lambda/aws4_request" */
-    const char *payload_hash;               /* 64 lowercase hex digits */
-};
-/* Writes the signature (64 hex digits and a NUL) made with `secret`.
- * Returns 0, FAAS_EINVAL (a malformed scope) or FAAS_ENOMEM. */
-int faas_sigv4_signature(const struct faas_sigv4_in *in, const char *secret, char out[65]);
 
 /* ---- timer.c: one-shot timers on the runtime's clock ----------------- */
 /* Arms t to call cb(arg) once, delay_ns from now (re-arming replaces the

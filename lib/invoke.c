@@ -307,8 +307,8 @@ static void fill_result(struct faas_inv *inv)
     res->memory_mb = fn->opts.memory_mb;
     /* A preset result may be delivered while the worker still runs: only
      * an executed one may read what the worker wrote. */
-    if (inv->x_maxrss_kb)
-        res->max_memory_kb = inv->x_maxrss_kb; /* the process's own peak */
+    if (inv->proc_maxrss_kb)
+        res->max_memory_kb = inv->proc_maxrss_kb; /* the process's own peak */
     else
         res->max_memory_kb = faas_metrics_max_rss_kb(
             inv->rt, !inv->preset && inv->end_ns ? inv->end_ns : faas_now_ns(inv->rt));

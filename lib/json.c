@@ -19,7 +19,7 @@
  * that is not, and every JSON string built from such bytes goes through it.
  *
  * Called by invoke.c, pool.c, idem.c, async.c, batch.c, source.c, store.c,
- * http.c, http_event.c, route.c, lambda_api.c, exec_command.c and the
+ * http.c, http_event.c, route.c, lambda_api.c, runtime_api.c and the
  * executors. Calls jansson, libevent's evbuffer, text.c and alloc.c;
  * nothing above them.
  */

@@ -1,6 +1,6 @@
 /*
  * peer.h - who holds the other end of a TCP connection accepted on this
- * host: the Runtime API endpoints (exec_command.c) serve only the process
+ * host: the Runtime API endpoints (runtime_api.c) serve only the process
  * tree of their instance.
  *
  * Two steps, each a plain question to the kernel:

@@ -9,7 +9,7 @@
  *
  * Loop thread only: the state is not locked. Called by runtime.c (the
  * seed), invoke.c, async.c, batch.c, source.c, shapes.c, http.c, the
- * Invoke API and exec_command.c (ids). Calls only libc.
+ * Invoke API, exec_command.c and runtime_api.c (ids). Calls only libc.
  */
 #include <stdint.h>
 #include <string.h>
@@ -72,5 +72,16 @@ void faas_request_id(struct faas_runtime *rt, char out[FAAS_REQUEST_ID_SIZE])
         out[o++] = hex[b[i] >> 4];
         out[o++] = hex[b[i] & 15];
     }
+    out[o] = '\0';
+}
+
+void faas_random_hex32(struct faas_runtime *rt, char out[33])
+{
+    char id[FAAS_REQUEST_ID_SIZE];
+    size_t i, o = 0;
+    faas_request_id(rt, id);
+    for (i = 0; id[i] && o < 32; i++)
+        if (id[i] != '-')
+            out[o++] = id[i];
     out[o] = '\0';
 }

@@ -446,7 +446,7 @@ static void runtime_destroy(struct faas_runtime *rt)
         faas_instance_destroy(inst);
     }
     /* Processes: fini where they can, then killed and reaped. */
-    faas_x_shutdown(rt);
+    faas_proc_shutdown(rt);
     faas_zygote_stop(rt);
     for (e = rt->fns.next; e != &rt->fns; e = next) {
         struct faas_fn *fn = FAAS_CONTAINER_OF(e, struct faas_fn, link);
@@ -543,8 +543,8 @@ static int set_source(struct faas_fn *fn, const struct fn_source *src,
 {
     fn->handler = src->handler;
     if (src->argv) {
-        fn->xkind = FAAS_X_COMMAND;
-        fn->exec = &faas_exec_process; /* COMMAND's wire: exec_command.c */
+        fn->proc_kind = FAAS_PROC_COMMAND;
+        fn->exec = &faas_exec_process; /* COMMAND's wire: runtime_api.c */
         if (!(fn->argv = faas_strv_dup(src->argv)) || !(fn->env = faas_strv_dup(opts->env)) ||
             (opts->handler && !(fn->cmd_handler = faas_strdup(opts->handler))) ||
             (opts->task_root && !(fn->task_root = abs_path(opts->task_root))))
@@ -559,7 +559,7 @@ static int set_source(struct faas_fn *fn, const struct fn_source *src,
         return 0;
     }
     if (opts->isolation == FAAS_ISOLATION_PROCESS) {
-        fn->xkind = FAAS_X_NATIVE;
+        fn->proc_kind = FAAS_PROC_NATIVE;
         fn->exec = &faas_exec_process;
     } else {
         fn->exec = opts->isolation == FAAS_ISOLATION_THREAD ? &faas_exec_thread
@@ -570,7 +570,7 @@ static int set_source(struct faas_fn *fn, const struct fn_source *src,
     /* Absolute: a worker or the zygote may not share the host's cwd. */
     if (!(fn->so_path = abs_path(src->so_path)) || !(fn->symbol = faas_strdup(src->symbol)))
         return FAAS_ENOMEM;
-    if (fn->xkind == FAAS_X_NATIVE)
+    if (fn->proc_kind == FAAS_PROC_NATIVE)
         return 0; /* loaded in each worker, never in the host */
     return load_library(fn);
 }
@@ -586,7 +586,7 @@ static int register_fn(struct faas_runtime *rt, const char *name, const struct f
         return rc;
     if (src->argv && (opts->init || opts->fini))
         return FAAS_EINVAL;
-    if ((src->argv || opts->isolation == FAAS_ISOLATION_PROCESS) && !rt->xrt)
+    if ((src->argv || opts->isolation == FAAS_ISOLATION_PROCESS) && !rt->proc_rt)
         return FAAS_EINVAL;
     if (!src->argv && opts->isolation == FAAS_ISOLATION_THREAD && !rt->pool) {
         rc = faas_tpool_start(rt, rt->opts.thread_workers);

@@ -33,7 +33,7 @@
 #include <event2/event.h>
 
 #include "faas_int.h"
-#include "http.h"
+#include "route.h"
 #include "json_path.h"
 #include "opts.h"
 #include "schedule.h"

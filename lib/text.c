@@ -11,8 +11,9 @@
  *
  * Pure functions of their arguments; they allocate only in faas_strv_dup.
  * Called by json.c, route.c, http_event.c, sigv4.c, lambda_api.c,
- * exec_command.c, exec_process.c, ctx.c, metrics.c and runtime.c. Calls
- * only libc and alloc.c. Hex encoding is libsodium's sodium_bin2hex.
+ * runtime_api.c, exec_process.c, exec_process_io.c, ctx.c, metrics.c and
+ * runtime.c. Calls only libc and alloc.c. Hex encoding is libsodium's
+ * sodium_bin2hex.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -1,17 +1,8 @@
 /*
- * worker.c - the processes libfaas starts: the zygote, and what a new child
- * does between fork and its work (a native worker's loop, or exec).
- *
- * The zygote is forked by faas_runtime_new before the runtime starts any
- * thread, so it is a single-threaded copy of the host image with a small
- * heap. It closes every descriptor but its control channel, leaves the
- * host's session and process group (a terminal's Ctrl-C is the host's to
- * handle), dies
- * with the host (PR_SET_PDEATHSIG, and end-of-file on the channel), and
- * adopts the orphans of its workers (a child subreaper), so a handler that
- * forks leaves nothing behind. It forks one child per SPAWN request and
- * reports each child's exit with its peak memory (wait4's rusage), reading
- * SIGCHLD from a signalfd: it is the zygote's own signal, never the host's.
+ * worker.c - what a process libfaas starts does between fork and its work:
+ * the set-up of a new child (faas_child_run: its session, descriptors,
+ * signals and memory limit, then exec or the native worker), and the
+ * native worker's loop. The zygote that forks these children is zygote.c.
  *
  * A native worker reads its HELLO (which handler, which limits), runs init
  * once, and then serves INVOKE frames one at a time with the same code
@@ -20,6 +11,9 @@
  * what a handler logged before it crashed still reaches the host. A fatal
  * signal sends a DYING frame first, saying whether memory had run out; an
  * exit() in a handler leaves without running the host's atexit handlers.
+ *
+ * May call: the invocation code a worker runs (faas_inv_execute, ctx.c).
+ * Called by zygote.c, and by exec_process.c when the host forks itself.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -98,7 +92,7 @@ int faas_frame_write(int fd, uint32_t type, const void *fixed, size_t flen,
 /* ---- memory figures (async-signal-safe) ------------------------------ */
 
 /* The data segment in KiB, from /proc/self/statm (6th field, pages). */
-static uint64_t data_kb(void)
+uint64_t faas_child_data_kb(void)
 {
     char buf[128];
     ssize_t n;
@@ -159,7 +153,7 @@ static int lift(int fd)
     return n < 0 ? fd : n;
 }
 
-static void close_from(int first)
+void faas_child_close_from(int first)
 {
     long i, max;
     if (syscall(SYS_close_range, (unsigned)first, ~0u, 0u) == 0)
@@ -245,10 +239,10 @@ void faas_child_run(const struct faas_child_spec *spec, pid_t parent)
     if (dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0 ||
         (!spec->command && (dup2(chan, 3) < 0 || dup2(chan_out, 4) < 0)))
         _exit(126);
-    close_from(spec->command ? 3 : 5);
+    faas_child_close_from(spec->command ? 3 : 5);
 
     if (!spec->command)
-        base_kb = spec->base_data_kb ? spec->base_data_kb : data_kb();
+        base_kb = spec->base_data_kb ? spec->base_data_kb : faas_child_data_kb();
     rl.rlim_cur = rl.rlim_max = (rlim_t)(base_kb * 1024u + ((uint64_t)spec->memory_mb << 20));
     if (spec->memory_mb)
         setrlimit(RLIMIT_DATA, &rl);
@@ -263,31 +257,31 @@ void faas_child_run(const struct faas_child_spec *spec, pid_t parent)
 
 /* ---- the native worker ----------------------------------------------- */
 
-static int w_handlers_installed; /* by the zygote, for its workers */
-static int w_chan = -1; /* frames in */
-static int w_out = -1;  /* frames out */
-static uint64_t w_limit_kb;
-static struct faas_runtime w_rt;
-static struct faas_fn w_fn;
-static struct faas_instance w_inst;
+static int worker_handlers_installed; /* by the zygote, for its workers */
+static int worker_chan = -1; /* frames in */
+static int worker_out = -1;  /* frames out */
+static uint64_t worker_limit_kb;
+static struct faas_runtime worker_rt;
+static struct faas_fn worker_fn;
+static struct faas_instance worker_inst;
 
 static void fatal_handler(int sig)
 {
     int saved = errno;
     struct {
         struct faas_frame_hdr h;
-        struct faas_fr_dying d;
+        struct faas_frame_dying d;
     } m;
 
     memset(&m, 0, sizeof m);
     m.h.len = sizeof m.d;
-    m.h.type = FAAS_FR_DYING;
+    m.h.type = FAAS_FRAME_DYING;
     m.d.signo = sig;
     m.d.enomem = saved == ENOMEM;
-    m.d.data_kb = data_kb();
-    m.d.limit_kb = w_limit_kb;
+    m.d.data_kb = faas_child_data_kb();
+    m.d.limit_kb = worker_limit_kb;
     m.d.maxrss_kb = maxrss_kb();
-    (void)!write(w_out, &m, sizeof m);
+    (void)!write(worker_out, &m, sizeof m);
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -324,6 +318,12 @@ static void install_fatal_handlers(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
+void faas_worker_install_handlers(void)
+{
+    install_fatal_handlers();
+    worker_handlers_installed = 1;
+}
+
 /*
  * stdout and stderr of a worker are streams of its own that note when they
  * write (to descriptors 1 and 2, the log pipe, as before): a RESULT then
@@ -331,13 +331,13 @@ static void install_fatal_handlers(void)
  * reads them before it ends the invocation, so they carry its request id.
  * Only what bypasses stdio (write(1, ...)) may come too late for that.
  */
-static int w_wrote;
+static int worker_wrote;
 
 static ssize_t stdio_write(void *cookie, const char *buf, size_t n)
 {
     int fd = (int)(intptr_t)cookie;
     size_t done = 0;
-    w_wrote = 1;
+    worker_wrote = 1;
     while (done < n) {
         ssize_t w = write(fd, buf + done, n - done);
         if (w < 0 && errno == EINTR)
@@ -375,14 +375,14 @@ static void send_log(struct faas_ctx *ctx, const char *line, size_t len)
     struct faas_frame_hdr h;
     (void)ctx;
     h.len = (uint32_t)len + 1;
-    h.type = FAAS_FR_LOG;
+    h.type = FAAS_FRAME_LOG;
     iov[0].iov_base = &h;
     iov[0].iov_len = sizeof h;
     iov[1].iov_base = (void *)(uintptr_t)line;
     iov[1].iov_len = len;
     iov[2].iov_base = (void *)(uintptr_t)"";
     iov[2].iov_len = 1;
-    if (write_all(w_out, iov, 3) != 0)
+    if (write_all(worker_out, iov, 3) != 0)
         _exit(70); /* the channel is gone: nobody waits for this worker */
 }
 
@@ -390,34 +390,34 @@ static void send_log(struct faas_ctx *ctx, const char *line, size_t len)
  * The channel's input: one buffer, read in large pieces, so a small frame
  * costs one read(). A frame is used in place, until the next read_frame().
  */
-static char *w_in;
-static size_t w_in_cap, w_in_len, w_in_off;
+static char *worker_in;
+static size_t worker_in_cap, worker_in_len, worker_in_off;
 
-/* Makes `need` bytes from w_in_off available. */
+/* Makes `need` bytes from worker_in_off available. */
 static void in_fill(size_t need)
 {
     ssize_t n;
-    if (w_in_off == w_in_len)
-        w_in_off = w_in_len = 0;
-    if (w_in_off && w_in_cap - w_in_off < need) {
-        memmove(w_in, w_in + w_in_off, w_in_len - w_in_off);
-        w_in_len -= w_in_off;
-        w_in_off = 0;
+    if (worker_in_off == worker_in_len)
+        worker_in_off = worker_in_len = 0;
+    if (worker_in_off && worker_in_cap - worker_in_off < need) {
+        memmove(worker_in, worker_in + worker_in_off, worker_in_len - worker_in_off);
+        worker_in_len -= worker_in_off;
+        worker_in_off = 0;
     }
-    if (w_in_cap < need) {
-        char *p = realloc(w_in, need + 65536);
+    if (worker_in_cap < need) {
+        char *p = realloc(worker_in, need + 65536);
         if (!p)
             _exit(72);
-        w_in = p;
-        w_in_cap = need + 65536;
+        worker_in = p;
+        worker_in_cap = need + 65536;
     }
-    while (w_in_len - w_in_off < need) {
-        n = read(w_chan, w_in + w_in_len, w_in_cap - w_in_len);
+    while (worker_in_len - worker_in_off < need) {
+        n = read(worker_chan, worker_in + worker_in_len, worker_in_cap - worker_in_len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             _exit(0); /* the host closed the channel */
-        w_in_len += (size_t)n;
+        worker_in_len += (size_t)n;
     }
 }
 
@@ -427,12 +427,12 @@ static char *read_frame(struct faas_frame_hdr *h, size_t max)
 {
     char *p;
     in_fill(sizeof *h);
-    memcpy(h, w_in + w_in_off, sizeof *h);
+    memcpy(h, worker_in + worker_in_off, sizeof *h);
     if (h->len > max)
         _exit(71);
     in_fill(sizeof *h + (size_t)h->len);
-    p = w_in + w_in_off + sizeof *h;
-    w_in_off += sizeof *h + h->len;
+    p = worker_in + worker_in_off + sizeof *h;
+    worker_in_off += sizeof *h + h->len;
     return p;
 }
 
@@ -450,22 +450,22 @@ static void send_result(int32_t status, const char *payload, uint64_t duration_n
     const char *strs[1] = { payload };
     fflush(stdout);
     fflush(stderr);
-    if (type == FAAS_FR_READY) {
-        struct faas_fr_ready r;
+    if (type == FAAS_FRAME_READY) {
+        struct faas_frame_ready r;
         memset(&r, 0, sizeof r);
         r.status = status;
         r.init_ns = duration_ns;
-        if (faas_frame_write(w_out, type, &r, sizeof r, strs, payload ? 1 : 0) != 0)
+        if (faas_frame_write(worker_out, type, &r, sizeof r, strs, payload ? 1 : 0) != 0)
             _exit(70);
     } else {
-        struct faas_fr_result r;
+        struct faas_frame_result r;
         memset(&r, 0, sizeof r);
         r.status = status;
         r.duration_ns = duration_ns;
         r.maxrss_kb = maxrss_sampled(duration_ns);
-        r.logged = (uint32_t)w_wrote;
-        w_wrote = 0;
-        if (faas_frame_write(w_out, type, &r, sizeof r, strs, 1) != 0)
+        r.logged = (uint32_t)worker_wrote;
+        worker_wrote = 0;
+        if (faas_frame_write(worker_out, type, &r, sizeof r, strs, 1) != 0)
             _exit(70);
     }
 }
@@ -474,20 +474,20 @@ static void send_init_error(const char *type, const char *msg, uint64_t init_ns)
 {
     json_t *e = faas_error_object(type, msg);
     char *s = json_dumps(e, JSON_COMPACT | JSON_ENCODE_ANY);
-    send_result(FAAS_EINIT, s ? s : "null", init_ns, FAAS_FR_READY);
+    send_result(FAAS_EINIT, s ? s : "null", init_ns, FAAS_FRAME_READY);
     free(s);
     json_decref(e);
 }
 
 /* Finds the handler (and init, fini) as HELLO says. 0, or an init error sent. */
-static int resolve(const struct faas_fr_hello *hi, const char *so_path, const char *symbol)
+static int resolve(const struct faas_frame_hello *hi, const char *so_path, const char *symbol)
 {
     char name[FAAS_NAME_MAX + 64], msg[512];
     void *dl;
 
-    w_fn.handler = (faas_handler_fn)(uintptr_t)hi->handler;
-    w_fn.opts.init = (faas_init_fn)(uintptr_t)hi->init;
-    w_fn.opts.fini = (faas_fini_fn)(uintptr_t)hi->fini;
+    worker_fn.handler = (faas_handler_fn)(uintptr_t)hi->handler;
+    worker_fn.opts.init = (faas_init_fn)(uintptr_t)hi->init;
+    worker_fn.opts.fini = (faas_fini_fn)(uintptr_t)hi->fini;
     if (!so_path[0])
         return 0;
     dl = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
@@ -496,19 +496,19 @@ static int resolve(const struct faas_fr_hello *hi, const char *so_path, const ch
         send_init_error("Runtime.ImportModuleError", msg, 0);
         return -1;
     }
-    *(void **)&w_fn.handler = dlsym(dl, symbol);
-    if (!w_fn.handler) {
+    *(void **)&worker_fn.handler = dlsym(dl, symbol);
+    if (!worker_fn.handler) {
         snprintf(msg, sizeof msg, "%s is undefined or not exported in %s", symbol, so_path);
         send_init_error("Runtime.HandlerNotFound", msg, 0);
         return -1;
     }
-    if (!w_fn.opts.init) {
+    if (!worker_fn.opts.init) {
         snprintf(name, sizeof name, "%s_init", symbol);
-        *(void **)&w_fn.opts.init = dlsym(dl, name);
+        *(void **)&worker_fn.opts.init = dlsym(dl, name);
     }
-    if (!w_fn.opts.fini) {
+    if (!worker_fn.opts.fini) {
         snprintf(name, sizeof name, "%s_fini", symbol);
-        *(void **)&w_fn.opts.fini = dlsym(dl, name);
+        *(void **)&worker_fn.opts.fini = dlsym(dl, name);
     }
     return 0;
 }
@@ -519,25 +519,25 @@ static void run_init(void)
     uint64_t ns = 0;
 
     memset(&ctx, 0, sizeof ctx);
-    ctx.rt = &w_rt;
-    ctx.fn = &w_fn;
+    ctx.rt = &worker_rt;
+    ctx.fn = &worker_fn;
     ctx.request_id = "";
     ctx.log_tail = &ctx.log_head;
     ctx.log_hook = send_log;
-    w_inst.fn = &w_fn;
-    w_inst.initialized = w_fn.opts.init == NULL;
-    if (!w_inst.initialized && faas_instance_init(&w_inst, &ctx, &ns) != 0) {
+    worker_inst.fn = &worker_fn;
+    worker_inst.initialized = worker_fn.opts.init == NULL;
+    if (!worker_inst.initialized && faas_instance_init(&worker_inst, &ctx, &ns) != 0) {
         send_init_error(ctx.error_type, ctx.error_message, ns);
         _exit(0);
     }
     free(ctx.error_type);
     free(ctx.error_message);
-    send_result(0, NULL, ns, FAAS_FR_READY);
+    send_result(0, NULL, ns, FAAS_FRAME_READY);
 }
 
 static void run_invoke(const char *p, uint32_t len)
 {
-    struct faas_fr_invoke fi;
+    struct faas_frame_invoke fi;
     const char *reqid, *trace, *cc, *evtext;
     struct faas_inv inv;
     json_error_t jerr;
@@ -550,13 +550,13 @@ static void run_invoke(const char *p, uint32_t len)
     evtext = frame_str(p, len, sizeof fi, 3);
 
     memset(&inv, 0, sizeof inv);
-    inv.rt = &w_rt;
-    inv.fn = &w_fn;
-    inv.inst = &w_inst;
+    inv.rt = &worker_rt;
+    inv.fn = &worker_fn;
+    inv.inst = &worker_inst;
     inv.timeout_ms = fi.timeout_ms;
     snprintf(inv.res.request_id, sizeof inv.res.request_id, "%s", reqid);
-    inv.ctx.rt = &w_rt;
-    inv.ctx.fn = &w_fn;
+    inv.ctx.rt = &worker_rt;
+    inv.ctx.fn = &worker_fn;
     inv.ctx.request_id = inv.res.request_id;
     inv.ctx.trace_id = trace[0] ? trace : NULL;
     inv.ctx.log_tail = &inv.ctx.log_head;
@@ -566,17 +566,17 @@ static void run_invoke(const char *p, uint32_t len)
     if (cc[0])
         inv.ctx.client_context = json_loads(cc, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (!inv.event) {
-        send_result(errno == ENOMEM ? FAAS_EMEMLIMIT : FAAS_EINVAL, "null", 0, FAAS_FR_RESULT);
+        send_result(errno == ENOMEM ? FAAS_EMEMLIMIT : FAAS_EINVAL, "null", 0, FAAS_FRAME_RESULT);
         return;
     }
     faas_inv_execute(&inv);
     out = json_dumps(inv.exec_payload ? inv.exec_payload : json_null(),
                      JSON_COMPACT | JSON_ENCODE_ANY);
     if (out) {
-        send_result(inv.exec_status, out, inv.duration_ns, FAAS_FR_RESULT);
+        send_result(inv.exec_status, out, inv.duration_ns, FAAS_FRAME_RESULT);
         free(out);
     } else {
-        send_result(FAAS_EMEMLIMIT, "null", inv.duration_ns, FAAS_FR_RESULT);
+        send_result(FAAS_EMEMLIMIT, "null", inv.duration_ns, FAAS_FRAME_RESULT);
     }
     json_decref(inv.event);
     json_decref(inv.ctx.client_context);
@@ -589,32 +589,32 @@ void faas_worker_main(int in, int out)
 {
     static const struct faas_runtime_opts defaults = FAAS_RUNTIME_OPTS_INIT;
     struct faas_frame_hdr h;
-    struct faas_fr_hello hi;
+    struct faas_frame_hello hi;
     struct rlimit rl;
     size_t max;
     char *p;
 
-    w_chan = in;
-    w_out = out;
+    worker_chan = in;
+    worker_out = out;
     on_exit(exit_now, NULL);
-    if (!w_handlers_installed)
+    if (!worker_handlers_installed)
         install_fatal_handlers();
     watch_stdio();
     prctl(PR_SET_NAME, "faas-worker");
     if (getrlimit(RLIMIT_DATA, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
-        w_limit_kb = (uint64_t)rl.rlim_cur / 1024u;
+        worker_limit_kb = (uint64_t)rl.rlim_cur / 1024u;
 
     p = read_frame(&h, 64u * 1024u);
-    if (h.type != FAAS_FR_HELLO || h.len < sizeof hi)
+    if (h.type != FAAS_FRAME_HELLO || h.len < sizeof hi)
         _exit(71);
     memcpy(&hi, p, sizeof hi);
-    w_rt.opts = defaults;
-    w_rt.opts.max_sync_payload = (size_t)hi.max_payload;
-    w_fn.rt = &w_rt;
-    snprintf(w_fn.name, sizeof w_fn.name, "%s", frame_str(p, h.len, sizeof hi, 0));
-    w_fn.opts.memory_mb = hi.memory_mb;
-    w_fn.opts.init_timeout_ms = hi.init_timeout_ms;
-    w_fn.refs = 1;
+    worker_rt.opts = defaults;
+    worker_rt.opts.max_sync_payload = (size_t)hi.max_payload;
+    worker_fn.rt = &worker_rt;
+    snprintf(worker_fn.name, sizeof worker_fn.name, "%s", frame_str(p, h.len, sizeof hi, 0));
+    worker_fn.opts.memory_mb = hi.memory_mb;
+    worker_fn.opts.init_timeout_ms = hi.init_timeout_ms;
+    worker_fn.refs = 1;
     if (resolve(&hi, frame_str(p, h.len, sizeof hi, 1), frame_str(p, h.len, sizeof hi, 2)) != 0)
         _exit(0);
     run_init();
@@ -622,469 +622,14 @@ void faas_worker_main(int in, int out)
     max = (size_t)hi.max_payload * 2 + FAAS_FRAME_SLACK;
     for (;;) {
         p = read_frame(&h, max);
-        if (h.type == FAAS_FR_INVOKE && h.len >= sizeof(struct faas_fr_invoke)) {
+        if (h.type == FAAS_FRAME_INVOKE && h.len >= sizeof(struct faas_frame_invoke)) {
             run_invoke(p, h.len);
-        } else if (h.type == FAAS_FR_EXIT) {
-            if (w_inst.initialized && w_fn.opts.fini)
-                w_fn.opts.fini(w_inst.state);
+        } else if (h.type == FAAS_FRAME_EXIT) {
+            if (worker_inst.initialized && worker_fn.opts.fini)
+                worker_fn.opts.fini(worker_inst.state);
             fflush(stdout);
             fflush(stderr);
             _exit(0);
-        }
-    }
-}
-
-/* ---- the zygote ------------------------------------------------------ */
-
-struct zchildren {
-    pid_t *pids;
-    size_t n, cap;
-};
-
-static void zc_add(struct zchildren *c, pid_t pid)
-{
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 64;
-        pid_t *p = realloc(c->pids, cap * sizeof *p);
-        if (!p)
-            return; /* reported as an orphan then: killed, but no EXITED */
-        c->pids = p;
-        c->cap = cap;
-    }
-    c->pids[c->n++] = pid;
-}
-
-static int zc_remove(struct zchildren *c, pid_t pid)
-{
-    size_t i;
-    for (i = 0; i < c->n; i++) {
-        if (c->pids[i] == pid) {
-            c->pids[i] = c->pids[--c->n];
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* Splits "a\0b\0\0" into a NULL-terminated array pointing into p. */
-static char **z_strv(char *p, char *end, char **next)
-{
-    size_t n = 0, i = 0;
-    char *q = p, **v;
-    while (q < end && *q) {
-        q += strlen(q) + 1;
-        n++;
-    }
-    v = calloc(n + 1, sizeof *v);
-    if (!v)
-        return NULL;
-    for (q = p; i < n; i++) {
-        v[i] = q;
-        q += strlen(q) + 1;
-    }
-    *next = q < end ? q + 1 : end;
-    return v;
-}
-
-/* What a SPAWN message asks for. Its strings point into msg; argv and env
- * are new arrays (free them). 0, or -EINVAL for a message that is wrong. */
-static int z_parse(char *msg, size_t len, const int *fds, int nfds, struct faas_child_spec *spec,
-                   char ***argv, char ***env)
-{
-    struct faas_zspawn sp;
-    char *next, *end = msg + len;
-
-    memcpy(&sp, msg, sizeof sp);
-    memset(spec, 0, sizeof *spec);
-    *argv = *env = NULL;
-    spec->command = sp.command != 0;
-    spec->memory_mb = sp.memory_mb;
-    spec->from_zygote = 1;
-    spec->base_data_kb = 0; /* the child measures it (the standby, ahead) */
-    spec->chan_fd = spec->command ? -1 : (nfds > 0 ? fds[0] : -1);
-    spec->chan_out_fd = spec->command ? -1 : (nfds > 1 ? fds[1] : -1);
-    spec->log_fd = nfds > (spec->command ? 0 : 2) ? fds[spec->command ? 0 : 2] : -1;
-    if (spec->command) {
-        spec->cwd = msg + sizeof sp;
-        next = (char *)spec->cwd + strlen(spec->cwd) + 1;
-        *argv = next < end ? z_strv(next, end, &next) : NULL;
-        *env = *argv && next < end ? z_strv(next, end, &next) : NULL;
-        spec->argv = *argv;
-        spec->env = *env;
-    }
-    if (spec->log_fd < 0 || (!spec->command && (spec->chan_fd < 0 || spec->chan_out_fd < 0)) ||
-        (spec->command && (!*argv || !(*argv)[0] || !*env)))
-        return -EINVAL;
-    return 0;
-}
-
-ssize_t faas_recv_fds(int fd, void *buf, size_t size, int *fds, int *nfds, int flags)
-{
-    struct msghdr mh;
-    struct iovec iov;
-    struct cmsghdr *c;
-    union {
-        char buf[CMSG_SPACE(4 * sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    ssize_t n;
-
-    memset(&mh, 0, sizeof mh);
-    iov.iov_base = buf;
-    iov.iov_len = size;
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = u.buf;
-    mh.msg_controllen = sizeof u.buf;
-    *nfds = 0;
-    do {
-        n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | flags);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return n;
-    for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-            size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int), j;
-            for (j = 0; j < k && *nfds < 4; j++, (*nfds)++)
-                memcpy(&fds[*nfds], CMSG_DATA(c) + j * sizeof(int), sizeof(int));
-        }
-    }
-    return n;
-}
-
-int faas_send_fds(int fd, const void *msg, size_t len, const int *fds, int nfds)
-{
-    struct msghdr mh;
-    struct iovec iov;
-    struct cmsghdr *c;
-    union {
-        char buf[CMSG_SPACE(4 * sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    ssize_t n;
-
-    memset(&mh, 0, sizeof mh);
-    memset(&u, 0, sizeof u);
-    iov.iov_base = (void *)(uintptr_t)msg;
-    iov.iov_len = len;
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    if (nfds > 0) {
-        mh.msg_control = u.buf;
-        mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
-        c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
-        memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
-    }
-    do {
-        n = sendmsg(fd, &mh, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    return n == (ssize_t)len ? 0 : -1;
-}
-
-/*
- * The standby: a child forked ahead of need, waiting for the SPAWN message
- * the zygote forwards to it, so a cold start does not wait for a fork. It
- * keeps the zygote's descriptors 3 and 4 until the message is in, so what
- * it receives lands above them. Never returns.
- */
-static void standby_main(int sock, pid_t zygote)
-{
-    char *msg = malloc(FAAS_ZMSG_MAX);
-    struct faas_child_spec spec;
-    char **argv, **env;
-    int fds[4], nfds;
-    ssize_t n;
-
-    uint64_t base_kb;
-
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != zygote || !msg)
-        _exit(0);
-    base_kb = data_kb(); /* measured while waiting, not during a cold start */
-    n = faas_recv_fds(sock, msg, FAAS_ZMSG_MAX - 1, fds, &nfds, 0);
-    if (n < (ssize_t)sizeof(struct faas_zspawn))
-        _exit(0); /* the zygote is gone, or let this one go */
-    msg[n] = '\0';
-    if (z_parse(msg, (size_t)n, fds, nfds, &spec, &argv, &env) != 0)
-        _exit(127);
-    spec.base_data_kb = base_kb;
-    close(3);
-    close(4);
-    close(sock);
-    faas_child_run(&spec, zygote);
-}
-
-static pid_t z_standby;     /* 0: none */
-static int z_standby_fd = -1;
-static int64_t z_standby_due_ms; /* when to fork the next one */
-
-static int64_t z_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Forks a new standby if there is none. */
-static void z_standby_start(int ctrl, int sfd)
-{
-    int sv[2];
-    pid_t pid, me = getpid();
-
-    if (z_standby > 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
-        return;
-    pid = fork();
-    if (pid == 0) {
-        close(sv[0]);
-        (void)ctrl;
-        (void)sfd;
-        standby_main(sv[1], me);
-    }
-    close(sv[1]);
-    if (pid < 0) {
-        close(sv[0]);
-        return;
-    }
-    z_standby = pid;
-    z_standby_fd = sv[0];
-}
-
-static void z_standby_lost(void)
-{
-    z_standby = 0;
-    if (z_standby_fd >= 0)
-        close(z_standby_fd);
-    z_standby_fd = -1;
-}
-
-static void z_spawn(int ctrl, int sfd, struct zchildren *kids, char *msg, size_t len,
-                    const int *fds, int nfds)
-{
-    struct faas_zspawn sp;
-    struct faas_zspawned r;
-    struct faas_child_spec spec;
-    char **argv = NULL, **env = NULL;
-    pid_t pid = -1;
-    int i, pidfd = -1;
-
-    memcpy(&sp, msg, sizeof sp);
-    memset(&r, 0, sizeof r);
-    r.type = FAAS_Z_SPAWNED;
-    r.tag = sp.tag;
-    if (z_parse(msg, len, fds, nfds, &spec, &argv, &env) != 0) {
-        r.pid = -EINVAL;
-    } else {
-        /* The standby takes it at once; a fork is the way without one. */
-        z_standby_due_ms = z_now_ms() + 2;
-        if (z_standby > 0 && faas_send_fds(z_standby_fd, msg, len, fds, nfds) == 0) {
-            pid = z_standby;
-            z_standby = 0;
-            close(z_standby_fd);
-            z_standby_fd = -1;
-        } else {
-            if (z_standby > 0) {
-                kill(z_standby, SIGKILL);
-                z_standby_lost();
-            }
-            pid = fork();
-            if (pid == 0) {
-                close(ctrl);
-                close(sfd);
-                faas_child_run(&spec, getppid());
-            }
-        }
-        if (pid < 0) {
-            r.pid = -errno;
-        } else {
-            r.pid = pid;
-            zc_add(kids, pid);
-            pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-        }
-    }
-    for (i = 0; i < nfds; i++)
-        close(fds[i]);
-    free(argv);
-    free(env);
-    faas_send_fds(ctrl, &r, sizeof r, &pidfd, pidfd >= 0 ? 1 : 0);
-    if (pidfd >= 0)
-        close(pidfd);
-}
-
-/*
- * Kills the zygote's children that are not workers: processes a handler
- * left behind that escaped its worker's process group (setsid, setpgid, a
- * double fork) and were adopted here. They go when any worker ends, and at exit.
- */
-static void z_kill_orphans(const struct zchildren *kids, int all)
-{
-    char path[64], buf[4096];
-    ssize_t n;
-    int fd;
-    char *p, *end;
-
-    snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return;
-    buf[n] = '\0';
-    for (p = buf; *p; p = end) {
-        pid_t pid = (pid_t)strtol(p, &end, 10);
-        size_t i;
-        int worker = 0;
-        if (end == p)
-            break;
-        for (i = 0; !all && i < kids->n; i++)
-            worker |= kids->pids[i] == pid;
-        worker |= !all && pid == z_standby;
-        if (pid > 0 && !worker)
-            kill(pid, SIGKILL);
-    }
-}
-
-static void z_reap(int ctrl, struct zchildren *kids)
-{
-    struct rusage ru;
-    int st;
-    pid_t pid;
-
-    while ((pid = wait4(-1, &st, WNOHANG, &ru)) > 0) {
-        if (pid == z_standby)
-            z_standby_lost(); /* a new one comes with the next spawn */
-        if (zc_remove(kids, pid)) {
-            struct faas_zexited x;
-            memset(&x, 0, sizeof x);
-            x.type = FAAS_Z_EXITED;
-            x.pid = pid;
-            x.wstatus = st;
-            x.maxrss_kb = (uint64_t)ru.ru_maxrss;
-            /* What the worker left behind goes too: its group, and what
-             * escaped it. */
-            kill(-pid, SIGKILL);
-            z_kill_orphans(kids, 0);
-            faas_send_fds(ctrl, &x, sizeof x, NULL, 0);
-        }
-    }
-}
-
-static void z_exit(struct zchildren *kids)
-{
-    size_t i;
-    for (i = 0; i < kids->n; i++) {
-        kill(-kids->pids[i], SIGKILL);
-        kill(kids->pids[i], SIGKILL);
-    }
-    /* Every child, adopted ones too, until none is left. */
-    for (;;) {
-        z_kill_orphans(kids, 1);
-        if (wait(NULL) < 0 && errno == ECHILD)
-            break;
-    }
-    _exit(0);
-}
-
-void faas_zygote_main(int ctrl, pid_t host)
-{
-    struct zchildren kids = { NULL, 0, 0 };
-    struct pollfd pfd[2];
-    sigset_t chld;
-    char *msg;
-    int sfd, devnull, i, n, timeout;
-
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != host)
-        _exit(0);
-    atomic_store(&faas_alloc_fail_countdown, -1);
-    setsid();
-    prctl(PR_SET_CHILD_SUBREAPER, 1);
-    prctl(PR_SET_NAME, "faas-zygote");
-    /* Every disposition to its default, once, here: the workers forked
-     * later then need not. */
-    for (i = 1; i < NSIG; i++)
-        if (i != SIGKILL && i != SIGSTOP)
-            signal(i, SIG_DFL);
-    /* A native worker's fatal-signal handlers, inherited by each: set once
-     * here rather than in every cold start. */
-    install_fatal_handlers();
-    w_handlers_installed = 1;
-    sigemptyset(&chld);
-    sigaddset(&chld, SIGCHLD);
-    sigprocmask(SIG_SETMASK, &chld, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGHUP, SIG_DFL);
-
-    /* Descriptors: the channel moves to 3, 0-2 are /dev/null, the rest go. */
-    if (ctrl != 3) {
-        if (dup2(ctrl, 3) < 0)
-            _exit(1);
-        ctrl = 3;
-    }
-    devnull = open("/dev/null", O_RDWR);
-    if (devnull < 0)
-        _exit(1);
-    if (devnull != 0)
-        dup2(devnull, 0);
-    dup2(0, 1);
-    dup2(0, 2);
-    close_from(4);
-    sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-    msg = malloc(FAAS_ZMSG_MAX);
-    if (sfd < 0 || !msg)
-        _exit(1);
-    z_standby_start(ctrl, sfd);
-
-    for (;;) {
-        pfd[0].fd = ctrl;
-        pfd[0].events = POLLIN;
-        pfd[1].fd = sfd;
-        pfd[1].events = POLLIN;
-        /* A new standby 2 ms after the last spawn: forking it at once would
-         * take CPU from the worker just started. */
-        if (z_standby <= 0) {
-            int64_t left = z_standby_due_ms - z_now_ms();
-            if (left <= 0) {
-                z_standby_start(ctrl, sfd);
-                left = z_standby > 0 ? -1 : 1000; /* could not: try again later */
-            }
-            timeout = (int)left;
-        } else {
-            timeout = -1;
-        }
-        n = poll(pfd, 2, timeout);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            z_exit(&kids);
-        }
-        if (n == 0)
-            continue;
-        if (pfd[1].revents) {
-            struct signalfd_siginfo si;
-            while (read(sfd, &si, sizeof si) > 0)
-                ;
-            z_reap(ctrl, &kids);
-        }
-        if (pfd[0].revents) {
-            int fds[4], nfds = 0;
-            ssize_t got = faas_recv_fds(ctrl, msg, FAAS_ZMSG_MAX - 1, fds, &nfds, 0);
-            if (got <= 0)
-                z_exit(&kids); /* the host is gone */
-            if ((size_t)got >= sizeof(struct faas_zspawn) &&
-                ((uint32_t *)(void *)msg)[0] == FAAS_Z_SPAWN) {
-                msg[got] = '\0';
-                z_spawn(ctrl, sfd, &kids, msg, (size_t)got, fds, nfds);
-            } else {
-                while (nfds > 0)
-                    close(fds[--nfds]);
-            }
         }
     }
 }

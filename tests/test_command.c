@@ -43,7 +43,9 @@
 
 #include "exec_command.h"
 #include "faas_int.h"
+#include "http_tap.h"
 #include "peer.h"
+#include "runtime_api.h"
 #include "testutil.h"
 
 /* Under user-mode emulation (qemu-user; tools/cross.sh sets FAAS_EMULATED)
@@ -88,41 +90,41 @@ static const char tap_stream[] =
     "HEAD /x HTTP/1.1\r\nContent-Length: 10\r\n\r\n"
     "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n\r\n";
 
-static void tap_check(struct faas_cmd_tap *t)
+static void tap_check(struct faas_http_tap *t)
 {
-    struct faas_cmd_tap_req *r;
+    struct faas_http_tap_req *r;
 
     assert_int_equal(t->seq, 6);
     assert_int_equal(t->state, 0); /* between requests */
-    assert_null(faas_cmd_tap_take(t, 0));
-    assert_null(faas_cmd_tap_take(t, 1));
-    r = faas_cmd_tap_take(t, 2);
+    assert_null(faas_http_tap_take(t, 0));
+    assert_null(faas_http_tap_take(t, 1));
+    r = faas_http_tap_take(t, 2);
     assert_non_null(r);
     assert_int_equal(r->seq, 2);
     assert_string_equal(r->id, "abc-2");
     assert_string_equal(r->error_type, "Function.Oops");
     assert_string_equal(r->error_body, "eyJlcnJvck1lc3NhZ2UiOiJvb3BzIn0=");
-    faas_cmd_tap_req_free(r);
-    assert_null(faas_cmd_tap_take(t, 3));
+    faas_http_tap_req_free(r);
+    assert_null(faas_http_tap_take(t, 3));
     assert_null(t->done);
 }
 
 static void test_tap_whole_and_bytewise(void **state)
 {
-    struct faas_cmd_tap t;
+    struct faas_http_tap t;
     size_t i;
     (void)state;
 
-    faas_cmd_tap_init(&t);
-    faas_cmd_tap_feed(&t, tap_stream, sizeof tap_stream - 1);
+    faas_http_tap_init(&t);
+    faas_http_tap_feed(&t, tap_stream, sizeof tap_stream - 1);
     tap_check(&t);
-    faas_cmd_tap_clear(&t);
+    faas_http_tap_clear(&t);
 
-    faas_cmd_tap_init(&t);
+    faas_http_tap_init(&t);
     for (i = 0; i < sizeof tap_stream - 1; i++)
-        faas_cmd_tap_feed(&t, tap_stream + i, 1);
+        faas_http_tap_feed(&t, tap_stream + i, 1);
     tap_check(&t);
-    faas_cmd_tap_clear(&t);
+    faas_http_tap_clear(&t);
 }
 
 static void test_tap_long_trailer_and_take(void **state)
@@ -131,8 +133,8 @@ static void test_tap_long_trailer_and_take(void **state)
                                "Transfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n"
                                "Lambda-Runtime-Function-Error-Body: ";
     char *stream, *big = malloc(5001);
-    struct faas_cmd_tap t;
-    struct faas_cmd_tap_req *r;
+    struct faas_http_tap t;
+    struct faas_http_tap_req *r;
     size_t n;
     (void)state;
 
@@ -141,22 +143,22 @@ static void test_tap_long_trailer_and_take(void **state)
     n = strlen(head) + 5000 + 4 + 2 * (sizeof tap_stream - 1);
     stream = malloc(n + 1);
     snprintf(stream, n + 1, "%s%s\r\n\r\n%s%s", head, big, tap_stream, tap_stream);
-    faas_cmd_tap_init(&t);
-    faas_cmd_tap_feed(&t, stream, strlen(stream));
+    faas_http_tap_init(&t);
+    faas_http_tap_feed(&t, stream, strlen(stream));
     assert_int_equal(t.seq, 13);
-    r = faas_cmd_tap_take(&t, 0);
+    r = faas_http_tap_take(&t, 0);
     assert_non_null(r);
     assert_string_equal(r->id, "id-9");
     assert_null(r->error_type);
     assert_int_equal(strlen(r->error_body), 5000);
-    faas_cmd_tap_req_free(r);
+    faas_http_tap_req_free(r);
     /* Taking a later one drops the older ones. */
-    r = faas_cmd_tap_take(&t, 9);
+    r = faas_http_tap_take(&t, 9);
     assert_non_null(r);
     assert_string_equal(r->error_type, "Function.Oops");
-    faas_cmd_tap_req_free(r);
+    faas_http_tap_req_free(r);
     assert_null(t.done);
-    faas_cmd_tap_clear(&t);
+    faas_http_tap_clear(&t);
     free(stream);
     free(big);
 }
@@ -169,37 +171,37 @@ static void test_tap_oversize_and_bad(void **state)
                              "Transfer-Encoding: chunked\r\n\r\n800\r\nxx";
     static const char bad[] = "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
                               "GET /y HTTP/1.1\r\n\r\n";
-    struct faas_cmd_tap t;
+    struct faas_http_tap t;
     const char *id = NULL;
     (void)state;
 
-    faas_cmd_tap_init(&t);
-    faas_cmd_tap_feed(&t, cl, sizeof cl - 1);
-    assert_true(faas_cmd_tap_oversize(&t, 1024, &id));
+    faas_http_tap_init(&t);
+    faas_http_tap_feed(&t, cl, sizeof cl - 1);
+    assert_true(faas_http_tap_oversize(&t, 1024, &id));
     assert_string_equal(id, "r1");
-    assert_false(faas_cmd_tap_oversize(&t, 5000, &id));
-    faas_cmd_tap_clear(&t);
+    assert_false(faas_http_tap_oversize(&t, 5000, &id));
+    faas_http_tap_clear(&t);
 
-    faas_cmd_tap_init(&t);
-    faas_cmd_tap_feed(&t, ch, sizeof ch - 1);
-    assert_true(faas_cmd_tap_oversize(&t, 2047, &id)); /* 0x800 counted */
+    faas_http_tap_init(&t);
+    faas_http_tap_feed(&t, ch, sizeof ch - 1);
+    assert_true(faas_http_tap_oversize(&t, 2047, &id)); /* 0x800 counted */
     assert_string_equal(id, "r2");
-    assert_false(faas_cmd_tap_oversize(&t, 2048, &id));
-    faas_cmd_tap_clear(&t);
+    assert_false(faas_http_tap_oversize(&t, 2048, &id));
+    faas_http_tap_clear(&t);
 
     /* A next request is not a result: never oversize. */
-    faas_cmd_tap_init(&t);
-    faas_cmd_tap_feed(&t, "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n"
+    faas_http_tap_init(&t);
+    faas_http_tap_feed(&t, "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n"
                           "Content-Length: 99999\r\n\r\n", 77);
-    assert_false(faas_cmd_tap_oversize(&t, 10, &id));
-    faas_cmd_tap_clear(&t);
+    assert_false(faas_http_tap_oversize(&t, 10, &id));
+    faas_http_tap_clear(&t);
 
     /* A chunk size that is not hex: the tap stops (evhttp refuses it). */
-    faas_cmd_tap_init(&t);
-    faas_cmd_tap_feed(&t, bad, sizeof bad - 1);
+    faas_http_tap_init(&t);
+    faas_http_tap_feed(&t, bad, sizeof bad - 1);
     assert_int_equal(t.seq, 0);
-    assert_false(faas_cmd_tap_oversize(&t, 0, &id));
-    faas_cmd_tap_clear(&t);
+    assert_false(faas_http_tap_oversize(&t, 0, &id));
+    faas_http_tap_clear(&t);
 }
 
 /* ==== the peer check (peer.c), on a connection of this process ========= */
@@ -547,7 +549,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    faas_cmd_test_hold_pid = 0;
+    faas_runtime_api_test_hold_pid = 0;
     g_free_on_peer = 0;
     faas_runtime_free(g_rt);
     g_rt = NULL;
@@ -1121,7 +1123,7 @@ static struct faas_instance *only_instance(const char *name)
 
 static int pred_not_waiting(const void *arg)
 {
-    return !faas_cmd_waiting(only_instance(arg));
+    return !faas_runtime_api_waiting(only_instance(arg));
 }
 
 
@@ -1217,7 +1219,7 @@ static void test_api_errors(void **state)
 
     /* This process is not the instance's: whatever it asks, 403. */
     snprintf(uri, sizeof uri, "/2018-06-01/runtime/invocation/%s/response", rid);
-    expect_api_error(faas_cmd_port(only_instance("echo")), EVHTTP_REQ_POST, uri, "{}", 403,
+    expect_api_error(faas_runtime_api_port(only_instance("echo")), EVHTTP_REQ_POST, uri, "{}", 403,
                      "AccessDeniedException");
 
     /* The runtime still works. */
@@ -1322,17 +1324,17 @@ static void expect_refused(char *got, const char *secret)
 
 static int pred_waiting(const void *arg)
 {
-    return faas_cmd_waiting(only_instance(arg));
+    return faas_runtime_api_waiting(only_instance(arg));
 }
 
 static int pred_queued(const void *arg)
 {
-    return faas_cmd_queued(arg);
+    return faas_runtime_api_queued(arg);
 }
 
 static int pred_parked(const void *arg)
 {
-    return faas_cmd_test_parks > *(const unsigned long *)arg;
+    return faas_runtime_api_test_parks > *(const unsigned long *)arg;
 }
 
 /* An outsider's GET /next while the runtime's own waits: refused, and the
@@ -1350,11 +1352,11 @@ static void test_outsider_next_idle(void **state)
     reg("echo", "bash", "function.handler", NULL);
     pid = invoke_pid("echo");
     assert_true(tu_run_until_pred(g_base, pred_waiting, "echo", BOUND_MS));
-    outsider_start(&o, faas_cmd_port(only_instance("echo")), next, 0);
+    outsider_start(&o, faas_runtime_api_port(only_instance("echo")), next, 0);
     expect_refused(outsider_wait(&o), NULL);
     assert_int_equal(g_peer_warnings, 1);
     assert_non_null(strstr(g_peer_line, "refused a Runtime API connection from 127.0.0.1:"));
-    assert_true(faas_cmd_waiting(only_instance("echo")));
+    assert_true(faas_runtime_api_waiting(only_instance("echo")));
 
     invoke_wait("echo", "{\"secret\":\"s3\"}", NULL, &r);
     assert_int_equal(r.status, 0);
@@ -1390,10 +1392,10 @@ static void test_outsider_next_pending(void **state)
     invoke_start("dropper", "\"top-secret-event\"", NULL, &r);
     assert_true(tu_run_until_pred(g_base, pred_queued, inst, BOUND_MS));
 
-    outsider_start(&o, faas_cmd_port(inst), next, 0);
+    outsider_start(&o, faas_runtime_api_port(inst), next, 0);
     expect_refused(outsider_wait(&o), "top-secret-event");
     assert_int_equal(r.done, 0);
-    assert_true(faas_cmd_queued(inst));
+    assert_true(faas_runtime_api_queued(inst));
     assert_int_equal(g_peer_warnings, 1);
 
     touch("go");
@@ -1420,7 +1422,7 @@ static void test_outsider_free_in_log(void **state)
     invoke_pid("echo");
     assert_true(tu_run_until_pred(g_base, pred_waiting, "echo", BOUND_MS));
     g_free_on_peer = 1;
-    outsider_start(&o, faas_cmd_port(only_instance("echo")), next, 0);
+    outsider_start(&o, faas_runtime_api_port(only_instance("echo")), next, 0);
     assert_true(tu_run_until(g_base, &g_peer_warnings, 1, BOUND_MS));
     assert_null(g_rt);
     assert_true(tu_run_until_pred(g_base, pred_reaped, &o, BOUND_MS));
@@ -1451,7 +1453,7 @@ static void test_outsider_forged_result(void **state)
     invoke_wait("gated", "{}", NULL, &r);
     assert_int_equal(r.status, 0);
     tres_clear(&r);
-    port = faas_cmd_port(only_instance("gated"));
+    port = faas_runtime_api_port(only_instance("gated"));
 
     invoke_start("gated", "\"gate\"", NULL, &r);
     assert_true(tu_run_until_pred(g_base, pred_files, &fc, BOUND_MS));
@@ -1521,7 +1523,7 @@ static void test_no_zygote(void **state)
     invoke_wait("echo", "{\"a\":1}", NULL, &r);
     assert_int_equal(r.status, 0);
     tres_clear(&r);
-    expect_api_error(faas_cmd_port(only_instance("echo")), EVHTTP_REQ_GET,
+    expect_api_error(faas_runtime_api_port(only_instance("echo")), EVHTTP_REQ_GET,
                      "/2018-06-01/runtime/invocation/next", NULL, 403, "AccessDeniedException");
     assert_int_equal(g_peer_warnings, 1);
     invoke_wait("echo", "{\"a\":2}", NULL, &r);
@@ -1534,17 +1536,17 @@ static void test_no_zygote(void **state)
  * request waits for it, then is served. */
 static void test_pid_not_yet_known(void **state)
 {
-    unsigned long parks = faas_cmd_test_parks;
+    unsigned long parks = faas_runtime_api_test_parks;
     struct tres r;
     (void)state;
 
     rt_start(NULL);
     reg("echo", "crt", "echo", NULL);
-    faas_cmd_test_hold_pid = 1;
+    faas_runtime_api_test_hold_pid = 1;
     invoke_start("echo", "{\"k\":1}", NULL, &r);
     assert_true(tu_run_until_pred(g_base, pred_parked, &parks, BOUND_MS));
     assert_int_equal(r.done, 0);
-    faas_cmd_test_hold_pid = 0;
+    faas_runtime_api_test_hold_pid = 0;
     assert_true(tu_run_until(g_base, &r.done, 1, BOUND_MS));
     assert_int_equal(r.status, 0);
     assert_int_equal(json_integer_value(json_object_get(r.payload, "k")), 1);

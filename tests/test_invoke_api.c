@@ -30,6 +30,7 @@
 
 #include "faas_int.h"
 #include "http.h"
+#include "sigv4.h"
 #include "testutil.h"
 #include "tu_http.h"
 

@@ -843,7 +843,7 @@ static void test_zygote_dies_with_host(void **state)
         if (faas_runtime_new(&rt, b, NULL) != 0 || faas_register(rt, "info", h_info, &o) != 0 ||
             faas_invoke_sync(rt, "info", NULL, NULL, &r) != 0 || faas_result_status(r) != 0)
             _exit(1);
-        out[0] = faas_x_zygote_pid(rt);
+        out[0] = faas_proc_zygote_pid(rt);
         out[1] = (pid_t)json_integer_value(json_object_get(faas_result_payload(r), "pid"));
         if (write(pfd[1], out, sizeof out) != (ssize_t)sizeof out)
             _exit(1);

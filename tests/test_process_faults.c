@@ -243,7 +243,7 @@ static int count_fds(void)
 static int zygote_children(void)
 {
     char path[96], buf[4096], comm[64];
-    pid_t z = faas_x_zygote_pid(g_rt);
+    pid_t z = faas_proc_zygote_pid(g_rt);
     int fd, n = 0;
     ssize_t len;
     char *p, *end;
