@@ -3,8 +3,8 @@
  * test hooks, and (included) the route table (route.h) and payload 2.0
  * (http_event.h) it is made of.
  *
- * Included by http_int.h, source.c (routes per mapping), lambda_api.c (the
- * holds), exec_command.c and the gateway's tests.
+ * Included by http_int.h, lambda_api.c (the holds), runtime_api.c and the
+ * gateway's tests.
  */
 #ifndef FAAS_HTTP_H
 #define FAAS_HTTP_H

@@ -15,7 +15,7 @@
  * shape of every log record. Called by invoke.c when a result is made
  * (faas_metrics_record, faas_log_report, faas_log_lines), by every layer
  * that writes a log record (faas_log_event: async.c, batch.c, idem.c,
- * source.c, watch.c, http_conn.c, exec_command.c) and the host (faas_stats,
+ * source.c, watch.c, http_conn.c, runtime_api.c) and the host (faas_stats,
  * faas_stats_read, the exposition). May call: runtime.c's lookup, clock.c,
  * text.c (escaping), libevent's evbuffer, getrusage(2); and, for the
  * exposition, async.c's and batch.c's counter getters (faas_async_stats_get,
