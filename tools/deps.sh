@@ -25,9 +25,22 @@ if [ -n "$cross" ]; then
         pkgs="$pkgs $p:$cross"
     done
 fi
+# Installed for the architecture that counts: the one a name gives
+# (libjansson-dev:arm64), else the machine's own (or "all"). A plain
+# dpkg-query NAME also answers for another architecture's copy, so a
+# machine with only libjansson-dev:arm64 would seem to have the host's.
+native=$(dpkg --print-architecture 2>/dev/null)
+installed() {
+    case "$1" in
+    *:*) want=${1#*:} ;;
+    *) want=$native ;;
+    esac
+    dpkg-query -W -f='${Status} ${Architecture}\n' "$1" 2>/dev/null |
+        grep -Eq "ok installed ($want|all)\$"
+}
 missing=""
 for p in $pkgs; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+    installed "$p" || missing="$missing $p"
 done
 sysroot="build/cross-$cross/sysroot"
 if [ -n "$cross" ] && [ ! -f "$sysroot/libevent.pc" ]; then
