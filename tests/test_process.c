@@ -30,16 +30,6 @@
 #include "faas_int.h"
 #include "testutil.h"
 
-/* Under user-mode emulation (qemu-user; tools/cross.sh sets FAAS_EMULATED)
- * a test that needs what the emulator does not pass on says so and skips. */
-#define SKIP_EMULATED(why)                                                    \
-    do {                                                                      \
-        if (getenv("FAAS_EMULATED")) {                                        \
-            print_message("[ SKIPPED  ] under emulation: %s\n", why);         \
-            skip();                                                           \
-        }                                                                     \
-    } while (0)
-
 #ifndef TEST_B
 #define TEST_B "build"
 #endif

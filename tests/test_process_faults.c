@@ -27,16 +27,6 @@
 #include "faas_int.h"
 #include "testutil.h"
 
-/* Under user-mode emulation (qemu-user; tools/cross.sh sets FAAS_EMULATED)
- * a test that needs what the emulator does not pass on says so and skips. */
-#define SKIP_EMULATED(why)                                                    \
-    do {                                                                      \
-        if (getenv("FAAS_EMULATED")) {                                        \
-            print_message("[ SKIPPED  ] under emulation: %s\n", why);         \
-            skip();                                                           \
-        }                                                                     \
-    } while (0)
-
 static struct event_base *g_base;
 static struct faas_runtime *g_rt;
 static int g_ready_lines; /* "ready" lines of min_warm inits */

@@ -300,4 +300,14 @@ static inline FILE *tu_open_data(const char *dir, const char *name)
     return fp;
 }
 
+/* Under user-mode emulation (qemu-user; tools/cross.sh sets FAAS_EMULATED)
+ * a test that needs what the emulator does not pass on says so and skips. */
+#define SKIP_EMULATED(why)                                                    \
+    do {                                                                      \
+        if (getenv("FAAS_EMULATED")) {                                        \
+            print_message("[ SKIPPED  ] under emulation: %s\n", why);         \
+            skip();                                                           \
+        }                                                                     \
+    } while (0)
+
 #endif
