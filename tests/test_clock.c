@@ -25,13 +25,16 @@ static void test_days_known(void **state)
     assert_int_equal(faas_days_from_civil(1600, 1, 1), -135140);
 }
 
-/* Every day over 1960-2200 against timegm(), there and back. */
+/* Every day over 1960-2200 against gmtime_r(), there and back; where
+ * time_t has 32 bits (armhf), up to its last day, 2038-01-18. */
 static void test_days_against_timegm(void **state)
 {
-    int64_t z, y;
+    int64_t z, y, end = sizeof(time_t) < 8 ? INT32_MAX / 86400 : 84000;
     unsigned m, d;
     (void)state;
-    for (z = -3653; z < 84000; z++) {
+    if (end < 84000)
+        print_message("32-bit time_t: days checked up to %lld, not 84000\n", (long long)end);
+    for (z = -3653; z < end; z++) {
         time_t t = (time_t)(z * 86400);
         struct tm tm;
         gmtime_r(&t, &tm);
