@@ -24,17 +24,6 @@
 
 #define MAX_ROUTES 256
 
-static int hexv(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decoded segment equals literal? */
 static int seg_eq(const char *lit, const char *raw, size_t n)
 {
@@ -42,8 +31,8 @@ static int seg_eq(const char *lit, const char *raw, size_t n)
     while (j < n) {
         unsigned char c = (unsigned char)raw[j];
         int hi, lo;
-        if (c == '%' && j + 2 < n && (hi = hexv((unsigned char)raw[j + 1])) >= 0 &&
-            (lo = hexv((unsigned char)raw[j + 2])) >= 0) {
+        if (c == '%' && j + 2 < n && (hi = faas_hexval((unsigned char)raw[j + 1])) >= 0 &&
+            (lo = faas_hexval((unsigned char)raw[j + 2])) >= 0) {
             c = (unsigned char)(hi * 16 + lo);
             j += 3;
         } else {
