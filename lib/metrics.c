@@ -190,6 +190,13 @@ static const struct metric metrics[] = {
     { "faas_queued", "gauge", "Invocations waiting for an instance.", 0, 3 },
 };
 
+/* A metric's HELP and TYPE lines; non-zero if out ran out. */
+static int write_help(struct evbuffer *out, const char *name, const char *type,
+                      const char *help)
+{
+    return evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type) < 0;
+}
+
 /* The async queue of every function. Returns non-zero if out ran out. */
 static int write_async(struct faas_runtime *rt, struct evbuffer *out)
 {
@@ -210,8 +217,7 @@ static int write_async(struct faas_runtime *rt, struct evbuffer *out)
     int rc = 0;
 
     for (m = 0; m < sizeof am / sizeof am[0]; m++) {
-        rc |= evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", am[m].name, am[m].help,
-                                  am[m].name, am[m].type) < 0;
+        rc |= write_help(out, am[m].name, am[m].type, am[m].help);
         for (e = rt->fns.next; e != &rt->fns; e = e->next) {
             const struct faas_fn *fn = FAAS_CONTAINER_OF(e, struct faas_fn, link);
             struct faas_async_stats st;
@@ -268,8 +274,7 @@ static int write_mappings(struct faas_runtime *rt, struct evbuffer *out)
     int rc = 0;
 
     for (k = 0; k < sizeof mm / sizeof mm[0]; k++) {
-        rc |= evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", mm[k].name, mm[k].help,
-                                  mm[k].name, mm[k].type) < 0;
+        rc |= write_help(out, mm[k].name, mm[k].type, mm[k].help);
         for (e = rt->mappings.next; e != &rt->mappings; e = e->next) {
             const struct faas_mapping *m = FAAS_CONTAINER_OF(e, struct faas_mapping, link);
             struct faas_mapping_stats st;
@@ -302,8 +307,7 @@ int faas_metrics_write(struct faas_runtime *rt, struct evbuffer *out)
     /* Names are [A-Za-z0-9_-]: label values need no escaping. */
     for (m = 0; m < sizeof metrics / sizeof metrics[0]; m++) {
         const struct metric *mt = &metrics[m];
-        rc |= evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", mt->name, mt->help,
-                                  mt->name, mt->type) < 0;
+        rc |= write_help(out, mt->name, mt->type, mt->help);
         for (e = rt->fns.next; e != &rt->fns; e = e->next) {
             const struct faas_fn *fn = FAAS_CONTAINER_OF(e, struct faas_fn, link);
             uint64_t v;
