@@ -217,7 +217,7 @@ struct faas_clock {
  * Version 1 ends at secret_access_key; version 2 adds the HTTP limits and
  * runtime_api_allow_remote.
  */
-#define FAAS_RUNTIME_OPTS_VERSION 2
+#define FAAS_RUNTIME_OPTS_VERSION 3
 
 struct faas_runtime_opts {
     unsigned int version;       /* FAAS_RUNTIME_OPTS_VERSION */
@@ -254,13 +254,20 @@ struct faas_runtime_opts {
                                    process cannot be checked (remote ones)
                                    are served unchecked; local peers are
                                    still checked. 0: refused */
+    const char *durable;        /* where accepted work survives a crash:
+                                   NULL = memory only; "sqlite:PATH";
+                                   "redis://HOST:PORT[/DB]" (docs/durability.md) */
+    int durable_sync;           /* sqlite: 1 = synchronous FULL, survives a
+                                   power loss (the default); 0 = NORMAL */
+    const char *durable_prefix; /* redis: key prefix; NULL = "faas" */
+    const char *node_id;        /* this host in a fleet; NULL = hostname:pid */
 };
 
 #define FAAS_RUNTIME_OPTS_INIT                                              \
     {                                                                       \
         FAAS_RUNTIME_OPTS_VERSION, 0, 1, 6u * 1024u * 1024u, 256u * 1024u,  \
             NULL, NULL, { NULL, NULL, NULL }, 0u, 16u * 1024u, NULL, 0,     \
-            NULL, NULL, NULL, 10000u, 60000u, 1024u, 0                      \
+            NULL, NULL, NULL, 10000u, 60000u, 1024u, 0, NULL, 1, NULL, NULL \
     }
 
 /*
@@ -615,7 +622,22 @@ FAAS_EXTERN int faas_unregister(struct faas_runtime *rt, const char *name);
 /* A request id: a UUIDv4 string and its terminating NUL. */
 #define FAAS_REQUEST_ID_SIZE 37
 
-#define FAAS_INVOKE_OPTS_VERSION 1
+/*
+ * An async event's acceptance (faas_invoke_opts.on_accepted): on the loop,
+ * never inside the call; rc 0 once the event is durable (without a durable
+ * engine: on the loop's next turn), or a negative code when it was not
+ * accepted after all (FAAS_EUNAVAILABLE: the engine could not keep it;
+ * FAAS_EDRAINING). `request_id` is the one the call wrote; borrowed.
+ */
+typedef void (*faas_accept_fn)(int rc, const char *request_id, void *arg);
+
+/* Streamed bytes of a response (faas_invoke_opts.on_chunk): on the loop, in
+ * order, before the result callback. `data` is borrowed for the call. */
+typedef void (*faas_chunk_fn)(const void *data, size_t len, void *arg);
+
+/* Version 1 ends at log_tail; version 2 adds on_accepted, accepted_arg,
+ * on_chunk and chunk_arg. */
+#define FAAS_INVOKE_OPTS_VERSION 2
 
 struct faas_invoke_opts {
     unsigned int version;    /* FAAS_INVOKE_OPTS_VERSION */
@@ -625,9 +647,17 @@ struct faas_invoke_opts {
     json_t *client_context;  /* borrowed; NULL = none */
     int log_tail;            /* 1: the result keeps the last 4 KiB of the
                                 invocation's log lines (faas_result_log_tail) */
+    faas_accept_fn on_accepted; /* async only: runs exactly once for each
+                                faas_invoke_async that returned 0; NULL = none */
+    void *accepted_arg;
+    faas_chunk_fn on_chunk;  /* streamed response bytes; NULL = none (a
+                                streamed body then arrives whole in the
+                                result) */
+    void *chunk_arg;
 };
 
-#define FAAS_INVOKE_OPTS_INIT { FAAS_INVOKE_OPTS_VERSION, 0u, NULL, NULL, NULL, 0 }
+#define FAAS_INVOKE_OPTS_INIT                                               \
+    { FAAS_INVOKE_OPTS_VERSION, 0u, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL }
 
 /* As faas_runtime_opts_init, for FAAS_INVOKE_OPTS_INIT. */
 FAAS_EXTERN int faas_invoke_opts_init(struct faas_invoke_opts *opts, unsigned int version);
@@ -714,6 +744,13 @@ FAAS_EXTERN int faas_result_cold_start(const struct faas_result *res);
  */
 FAAS_EXTERN uint64_t faas_result_max_memory_kb(const struct faas_result *res);
 FAAS_EXTERN int faas_result_replayed(const struct faas_result *res);
+/*
+ * 1 when the result is delivered by a process other than the one that
+ * accepted its event: after a restart on a durable engine (the event was
+ * recovered), or by another host of a fleet. 0 in the accepting process,
+ * and for NULL.
+ */
+FAAS_EXTERN int faas_result_recovered(const struct faas_result *res);
 
 /* Size of the log tail a result keeps (Lambda's X-Amz-Log-Result). */
 #define FAAS_LOG_TAIL_MAX 4096
@@ -788,7 +825,8 @@ FAAS_EXTERN void faas_ctx_log(struct faas_ctx *ctx, const char *fmt, ...) FAAS_P
 /* Event sources                                                       */
 /* ------------------------------------------------------------------ */
 
-#define FAAS_MAP_OPTS_VERSION 1
+/* Version 1 ends at on_failure; version 2 adds name. */
+#define FAAS_MAP_OPTS_VERSION 2
 
 /*
  * Event-source-mapping options. Batching, filters and failure handling apply
@@ -811,10 +849,14 @@ struct faas_map_opts {
                                    NULL = the source's key */
     const char *on_failure;     /* function invoked async with records that
                                    failed for good; copied; NULL = none */
+    const char *name;           /* the mapping's durable identity: records
+                                   it holds and a schedule's last fire are
+                                   kept under it; copied; NULL = "SOURCE
+                                   FUNCTION" */
 };
 
 #define FAAS_MAP_OPTS_INIT                                                  \
-    { FAAS_MAP_OPTS_VERSION, 0u, 0u, NULL, -1, 0u, 0, 0, 0u, NULL, NULL }
+    { FAAS_MAP_OPTS_VERSION, 0u, 0u, NULL, -1, 0u, 0, 0, 0u, NULL, NULL, NULL }
 
 /* As faas_runtime_opts_init, for FAAS_MAP_OPTS_INIT. */
 FAAS_EXTERN int faas_map_opts_init(struct faas_map_opts *opts, unsigned int version);

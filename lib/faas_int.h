@@ -263,6 +263,7 @@ struct faas_result {
     uint32_t memory_mb;
     int cold;
     int replayed;
+    int recovered;              /* faas_result_recovered */
     json_t *event;            /* async final results only: owned */
     uint32_t attempts;        /* async final results only; 0 means 1 */
     char *log_tail;           /* opts.log_tail: the last 4 KiB of lines, owned */

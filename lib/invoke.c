@@ -601,6 +601,11 @@ int faas_result_replayed(const struct faas_result *res)
     return res ? res->replayed : 0;
 }
 
+int faas_result_recovered(const struct faas_result *res)
+{
+    return res ? res->recovered : 0;
+}
+
 const char *faas_result_log_tail(const struct faas_result *res)
 {
     return res ? res->log_tail : NULL;

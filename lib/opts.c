@@ -33,6 +33,7 @@ struct layout {
 static const struct faas_runtime_opts runtime_defaults = FAAS_RUNTIME_OPTS_INIT;
 static const size_t runtime_ends[] = {
     END_OF(struct faas_runtime_opts, secret_access_key),
+    END_OF(struct faas_runtime_opts, runtime_api_allow_remote),
     sizeof(struct faas_runtime_opts),
 };
 static const struct layout runtime_layout = { &runtime_defaults, sizeof runtime_defaults,
@@ -60,12 +61,18 @@ static const struct layout async_layout = { &async_defaults, sizeof async_defaul
                                             FAAS_ASYNC_OPTS_VERSION, async_ends };
 
 static const struct faas_invoke_opts invoke_defaults = FAAS_INVOKE_OPTS_INIT;
-static const size_t invoke_ends[] = { sizeof(struct faas_invoke_opts) };
+static const size_t invoke_ends[] = {
+    END_OF(struct faas_invoke_opts, log_tail),
+    sizeof(struct faas_invoke_opts),
+};
 static const struct layout invoke_layout = { &invoke_defaults, sizeof invoke_defaults,
                                              FAAS_INVOKE_OPTS_VERSION, invoke_ends };
 
 static const struct faas_map_opts map_defaults = FAAS_MAP_OPTS_INIT;
-static const size_t map_ends[] = { sizeof(struct faas_map_opts) };
+static const size_t map_ends[] = {
+    END_OF(struct faas_map_opts, on_failure),
+    sizeof(struct faas_map_opts),
+};
 static const struct layout map_layout = { &map_defaults, sizeof map_defaults,
                                           FAAS_MAP_OPTS_VERSION, map_ends };
 

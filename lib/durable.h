@@ -1,0 +1,190 @@
+/*
+ * durable.h - the durable engine: what a runtime keeps across a crash
+ * (docs/durability.md, ARCHITECTURE section 10).
+ *
+ * One engine per runtime, named by faas_runtime_opts.durable: NULL keeps
+ * everything in memory (rt->durable is NULL and callers skip the engine);
+ * "sqlite:PATH" is durable_sqlite.c; "redis://..." is the fleet engine.
+ * The engine is opened by faas_runtime_new after the zygote fork, so no
+ * worker ever inherits its file or socket, and closed by faas_runtime_free.
+ *
+ * What it keeps, each in its own table/keyspace:
+ *   events     async events from accepted to ended, keyed by request id;
+ *   records    records a host-fed mapping holds until their batch ends,
+ *              keyed by (mapping name, sequence number);
+ *   schedules  the last fire time of each schedule mapping, by name;
+ *   idem       idempotency records of functions using the default store
+ *              (faas_durable_store_new: a struct faas_store over the engine).
+ *
+ * Threading: every function here is called on the loop thread only. The
+ * loop never waits on the disk: writes are queued and committed by the
+ * engine (SQLite: one writer thread, many operations per transaction), and
+ * each completion runs later, on the loop, never inside the call that
+ * queued it. Operations commit in the order they were queued. The load
+ * functions are the exception: they read synchronously, and are called
+ * only where a host sets up (faas_runtime_new loads the events, faas_map a
+ * mapping's records), never per event.
+ *
+ * Failures: an operation that adds work (event_put, record_put, a store's
+ * put_if_absent) completes with FAAS_EUNAVAILABLE when the engine cannot
+ * keep it (disk full, I/O error): the caller refuses the work and nothing
+ * of it is kept. An operation that moves or ends work already kept
+ * (attempt, retry, end, record_del, schedule_set, a store's complete and
+ * remove) is retried by the engine until it commits or the engine is
+ * closed: work accepted is never dropped because the disk filled up.
+ *
+ * Strings and JSON passed in are copied before the call returns; nothing
+ * passed to the load callbacks outlives the callback.
+ */
+#ifndef FAAS_DURABLE_H
+#define FAAS_DURABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "faas.h"
+
+struct faas_runtime;
+struct faas_durable;
+
+/* An operation's completion, on the loop: rc 0 once committed, or a FAAS_E*
+ * code. Runs exactly once for every call that returned 0 (also at close:
+ * see faas_durable_close), never for one that failed. */
+typedef void (*faas_durable_done_fn)(int rc, void *arg);
+
+/* An async event as the engine keeps it. */
+struct faas_durable_event {
+    char request_id[FAAS_REQUEST_ID_SIZE];
+    const char *function;       /* the function's name */
+    const char *event;          /* the event, compact JSON */
+    size_t event_len;
+    const char *client_context; /* compact JSON, or NULL */
+    const char *trace_id;       /* or NULL */
+    const char *idem_key;       /* the explicit idempotency key, or NULL */
+    uint32_t timeout_ms;        /* the invocation's own timeout; 0 = the function's */
+    uint32_t attempts;          /* attempts started (a crash mid-attempt counts) */
+    int64_t accepted_ms;        /* wall clock, first acceptance: the age */
+    int64_t due_ms;             /* wall clock: not to start before; 0 = at once */
+    const char *origin;         /* node id of the accepting process */
+};
+
+/* A record a host-fed mapping holds. */
+struct faas_durable_record {
+    const char *mapping;        /* the mapping's durable name */
+    uint64_t seq;               /* per mapping, increasing in arrival order */
+    const char *key;            /* partition key, or NULL (unordered kinds) */
+    const char *record;         /* the shaped record, compact JSON */
+    size_t record_len;
+    int64_t arrived_ms;         /* wall clock: the record's age */
+};
+
+/* Engine figures for metrics.c. */
+struct faas_durable_stats {
+    uint64_t pending;           /* operations queued, not yet committed */
+    uint64_t commits;           /* transactions committed */
+    uint64_t commit_ns_sum;     /* their total duration */
+    uint64_t commit_buckets[12]; /* histogram: commits taking <= bound i
+                                    (faas_durable_commit_bounds_s) */
+    uint64_t refused;           /* adding operations refused (EUNAVAILABLE) */
+};
+extern const double faas_durable_commit_bounds_s[12];
+
+/*
+ * Opens the engine named by `url` for `rt`. url NULL: *out = NULL, 0 (the
+ * memory engine). `sync`: faas_runtime_opts.durable_sync. `node_id`: this
+ * process's identity (NULL = hostname:pid), recorded as the origin of what
+ * it accepts. Creates the schema of a new database; checks the schema
+ * version of an existing one. Logs (FAAS_LOG_WARNING, action "durable")
+ * why it failed.
+ * Returns 0, FAAS_EINVAL (a URL no engine takes, or naming an engine this
+ * build left out), FAAS_EUNAVAILABLE (cannot be opened or created, locked
+ * by another process, not a database or corrupt, another schema version;
+ * faas_runtime_last_errno is 0 for these) or FAAS_ENOMEM.
+ */
+int faas_durable_open(struct faas_durable **out, struct faas_runtime *rt, const char *url,
+                      int sync, const char *node_id);
+
+/*
+ * Commits what is queued, runs every completion still owed (on the calling
+ * loop thread, inside this call), stops the engine and frees it. NULL ok.
+ */
+void faas_durable_close(struct faas_durable *d);
+
+/* This process's node id (never NULL). */
+const char *faas_durable_node(const struct faas_durable *d);
+
+/* Fills *out; d NULL gives zeroes. */
+void faas_durable_stats_get(struct faas_durable *d, struct faas_durable_stats *out);
+
+/* ---- async events --------------------------------------------------- */
+
+/* Keeps a new event (all of *ev copied). FAAS_EUNAVAILABLE through `done`
+ * when it cannot be kept. Returns 0 or FAAS_ENOMEM. */
+int faas_durable_event_put(struct faas_durable *d, const struct faas_durable_event *ev,
+                           faas_durable_done_fn done, void *arg);
+
+/* An attempt starts: the event's attempts become `attempts`. The attempt
+ * may run once this has committed. Returns 0 or FAAS_ENOMEM. */
+int faas_durable_event_attempt(struct faas_durable *d, const char *request_id,
+                               uint32_t attempts, faas_durable_done_fn done, void *arg);
+
+/* The event waits for a retry until `due_ms` (wall clock). */
+int faas_durable_event_retry(struct faas_durable *d, const char *request_id, int64_t due_ms,
+                             faas_durable_done_fn done, void *arg);
+
+/* The event ended: it is deleted and, in the same transaction, `next` (a
+ * destination event, or NULL) is put. Returns 0 or FAAS_ENOMEM. */
+int faas_durable_event_end(struct faas_durable *d, const char *request_id,
+                           const struct faas_durable_event *next, faas_durable_done_fn done,
+                           void *arg);
+
+/* Calls `each` for every event kept, oldest acceptance first; stops at a
+ * non-zero return and returns it. 0, FAAS_EUNAVAILABLE (read error) or what
+ * `each` returned. */
+int faas_durable_events_load(struct faas_durable *d,
+                             int (*each)(const struct faas_durable_event *ev, void *arg),
+                             void *arg);
+
+/* ---- mapping records ------------------------------------------------ */
+
+/* Keeps a record; FAAS_EUNAVAILABLE through `done` when it cannot. */
+int faas_durable_record_put(struct faas_durable *d, const struct faas_durable_record *rec,
+                            faas_durable_done_fn done, void *arg);
+
+/* The record's batch ended (success, or it went to on_failure). */
+int faas_durable_record_del(struct faas_durable *d, const char *mapping, uint64_t seq,
+                            faas_durable_done_fn done, void *arg);
+
+/* Calls `each` for every record of `mapping`, in seq order. As events_load. */
+int faas_durable_records_load(struct faas_durable *d, const char *mapping,
+                              int (*each)(const struct faas_durable_record *rec, void *arg),
+                              void *arg);
+
+/* ---- schedules ------------------------------------------------------ */
+
+/* The schedule `name` fired for its due time `fired_ms` (wall clock). */
+int faas_durable_schedule_set(struct faas_durable *d, const char *name, int64_t fired_ms,
+                              faas_durable_done_fn done, void *arg);
+
+/* The last fire kept for `name`: 0 and *fired_ms, or FAAS_ENOENT. Reads
+ * what was loaded at open plus what was set since: never the disk. */
+int faas_durable_schedule_get(struct faas_durable *d, const char *name, int64_t *fired_ms);
+
+/* ---- idempotency ---------------------------------------------------- */
+
+/*
+ * A store over the engine, for a function registered with the default store
+ * (store NULL) while the runtime has a durable engine: the memory store's
+ * semantics (include/faas.h, section 5 of ARCHITECTURE), answers always on
+ * the loop, later. `scope` (the function's name, copied) tags its records:
+ * the bounds apply per scope, as the memory store's do per function, to
+ * `max_entries` records (0 = none) and `max_bytes` of them (0 = 64 MiB),
+ * least recently used COMPLETED records evicted first, expired ones swept.
+ * The store is the caller's (faas_store_free); it must be freed before the
+ * engine is closed.
+ * Returns 0 or FAAS_ENOMEM.
+ */
+int faas_durable_store_new(struct faas_durable *d, const char *scope, uint32_t max_entries,
+                           size_t max_bytes, struct faas_store **out);
+
+#endif
