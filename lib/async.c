@@ -65,6 +65,8 @@
 
 #include <event2/event.h>
 
+#include "async_int.h"
+#include "durable.h"
 #include "faas_int.h"
 #include "opts.h"
 
@@ -78,60 +80,8 @@
 /* max_queue_bytes 0: the default bound of the events waiting. */
 #define ASYNC_QUEUE_BYTES ((size_t)64u * 1024u * 1024u)
 
-/* Why an event ended: the destination record's requestContext.condition. */
-enum async_cond {
-    COND_SUCCESS = 0,
-    COND_RETRIES,   /* failed for good: retries exhausted or not retryable */
-    COND_AGE,       /* max_event_age_ms ran out while it waited */
-    COND_THROTTLED, /* overflowed the queue */
-    COND_CANCELED   /* unregister, teardown */
-};
-
 static const char *const cond_names[] = { "Success", "RetriesExhausted", "EventAgeExceeded",
                                           "Throttled", "Canceled" };
-
-enum async_where { W_READY = 1, W_DELAYED, W_RUNNING, W_DONE };
-
-struct async_ev {
-    struct faas_list link;     /* a->ready, delayed, running or done */
-    struct faas_list all_link; /* a->all */
-    struct faas_fn *fn;        /* a reference */
-    json_t *event;             /* owned, never modified */
-    json_t *client_context;    /* owned deep copy, or NULL */
-    char *trace_id;
-    char *idem_key;
-    uint32_t timeout_ms;
-    char request_id[FAAS_REQUEST_ID_SIZE];
-    uint64_t enqueued_ns;      /* first enqueue */
-    uint64_t wake_ns;          /* delayed: the retry time */
-    size_t bytes;              /* the event's serialised size */
-    uint32_t attempts;         /* attempts that ran (throttles do not count) */
-    uint32_t waits;            /* retries that did not count (in progress) */
-    enum async_where where;
-    int throttle_logged;
-    int end_status;            /* W_DONE: how it ends */
-    enum async_cond end_cond;
-    struct faas_result *last;  /* the last attempt's result, or NULL */
-    struct async_ev *spare_next; /* a->spare */
-};
-
-struct faas_async {
-    struct faas_fn *fn;
-    struct faas_async_opts opts; /* on_success / on_failure owned */
-    struct faas_list ready, delayed, running, done, all;
-    uint32_t nwaiting;           /* ready + delayed */
-    size_t nbytes;               /* their events' serialised size */
-    uint64_t nretries, ndead, ndropped; /* faas_async_stats */
-    int blocked;                 /* the pool throttled the head */
-    struct event *kick_ev;       /* made active to start work from the loop */
-    int kicked;                  /* kick_ev is active: kick_cb has yet to run */
-    struct event *timer_ev;
-    int timer_armed;
-    uint64_t timer_at;
-    uint64_t rng;                /* splitmix64 state, for jitter */
-    struct async_ev *spare;      /* ended records for reuse */
-    uint32_t nspare;
-};
 
 /* ---- small helpers -------------------------------------------------- */
 
@@ -143,7 +93,7 @@ static uint64_t rng_next(struct faas_async *a)
     return z ^ (z >> 31);
 }
 
-static const char *err_name(int status)
+const char *faas_async_err_name(int status)
 {
     const char *n = faas_strerror_name(status);
     return n ? n : "EUNKNOWN";
@@ -165,7 +115,7 @@ static enum async_cond cond_of(int status)
     return COND_RETRIES;
 }
 
-static int stopping(const struct faas_fn *fn)
+int faas_async_stopping(const struct faas_fn *fn)
 {
     const struct faas_runtime *rt = fn->rt;
     return rt->closing || rt->free_requested || fn->unregistered;
@@ -281,6 +231,8 @@ static struct faas_async *async_new(struct faas_fn *fn)
     faas_list_init(&a->running);
     faas_list_init(&a->done);
     faas_list_init(&a->all);
+    faas_list_init(&a->durable);
+    faas_list_init(&a->notes);
     /* One draw from the runtime's seeded generator: no system call. */
     faas_request_id(fn->rt, seed);
     a->rng = fn->hnode.hash;
@@ -300,7 +252,7 @@ static struct faas_async *async_get(struct faas_fn *fn)
 static void kick_cb(evutil_socket_t fd, short what, void *arg);
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
 
-static int ensure_events(struct faas_async *a)
+int faas_async_events(struct faas_async *a)
 {
     struct event_base *base = a->fn->rt->base;
     if (!a->kick_ev && !(a->kick_ev = event_new(base, -1, 0, kick_cb, a)))
@@ -311,7 +263,7 @@ static int ensure_events(struct faas_async *a)
 }
 
 /* Once per loop pass at most: event_active takes the base's lock. */
-static void kick(struct faas_async *a)
+void faas_async_kick(struct faas_async *a)
 {
     if (a->kick_ev && !a->kicked) {
         a->kicked = 1;
@@ -320,7 +272,7 @@ static void kick(struct faas_async *a)
 }
 
 /* A zeroed event record: a spare one, or a new one. */
-static struct async_ev *ev_alloc(struct faas_async *a)
+struct async_ev *faas_async_ev_alloc(struct faas_async *a)
 {
     struct async_ev *ev = a->spare;
     if (!ev)
@@ -331,7 +283,7 @@ static struct async_ev *ev_alloc(struct faas_async *a)
     return ev;
 }
 
-static void ev_free(struct async_ev *ev)
+void faas_async_ev_free(struct async_ev *ev)
 {
     struct faas_fn *fn = ev->fn;
     struct faas_async *a = fn->async;
@@ -343,7 +295,7 @@ static void ev_free(struct async_ev *ev)
         json_decref(ev->last->payload);
         free(ev->last);
     }
-    if (a && a->nspare < ASYNC_SPARE_MAX && !stopping(fn)) {
+    if (a && a->nspare < ASYNC_SPARE_MAX && !faas_async_stopping(fn)) {
         ev->spare_next = a->spare;
         a->spare = ev;
         a->nspare++;
@@ -354,19 +306,21 @@ static void ev_free(struct async_ev *ev)
 }
 
 /* Takes ev off its list; the waiting count follows. */
-static void unlink_ev(struct faas_async *a, struct async_ev *ev)
+void faas_async_ev_unlink(struct faas_async *a, struct async_ev *ev)
 {
-    if (ev->where == W_READY || ev->where == W_DELAYED) {
+    if (ev->where == W_READY || ev->where == W_DELAYED || ev->where == W_PENDING) {
         a->nwaiting--;
         a->nbytes -= ev->bytes;
     }
+    if (ev->where == W_STARTING)
+        a->nstarting--;
     faas_list_remove(&ev->link);
     ev->where = 0;
 }
 
 /* Into ready at its place in acceptance order: a new event at the tail, a
  * due retry searched from the head (it is usually older than what waits). */
-static void insert_ready(struct faas_async *a, struct async_ev *ev, int is_new)
+void faas_async_ev_ready(struct faas_async *a, struct async_ev *ev, int is_new)
 {
     struct faas_list *e = a->ready.next;
     if (is_new)
@@ -382,7 +336,7 @@ static void insert_ready(struct faas_async *a, struct async_ev *ev, int is_new)
 
 /* Into delayed, sorted by retry time (from the tail: later times are more
  * common). */
-static void insert_delayed(struct faas_async *a, struct async_ev *ev)
+void faas_async_ev_delay(struct faas_async *a, struct async_ev *ev)
 {
     struct faas_list *e = a->delayed.prev;
     while (e != &a->delayed && FAAS_CONTAINER_OF(e, struct async_ev, link)->wake_ns > ev->wake_ns)
@@ -438,10 +392,17 @@ static json_t *destination_record(struct faas_runtime *rt, const struct faas_res
 }
 
 static int enqueue(struct faas_runtime *rt, struct faas_fn *fn, json_t *event, size_t bytes,
-                   const struct faas_invoke_opts *opts, char id_out[FAAS_REQUEST_ID_SIZE]);
+                   const struct faas_invoke_opts *opts, char id_out[FAAS_REQUEST_ID_SIZE],
+                   struct async_ev **held);
 
+/*
+ * Sends the destination record. With a durable engine the new event is
+ * not written here: it is returned in *held, to be put in the transaction
+ * that ends the event it comes from.
+ */
 static void send_destination(struct faas_async *a, const char *dest,
-                             const struct faas_result *res, enum async_cond cond)
+                             const struct faas_result *res, enum async_cond cond,
+                             struct async_ev **held)
 {
     struct faas_runtime *rt = a->fn->rt;
     struct faas_fn *target;
@@ -449,7 +410,8 @@ static void send_destination(struct faas_async *a, const char *dest,
     char id[FAAS_REQUEST_ID_SIZE];
     int rc;
 
-    if (rt->closing || rt->free_requested)
+    /* While the runtime is freed a durable engine still keeps it. */
+    if (!rt->durable && (rt->closing || rt->free_requested))
         return;
     target = faas_fn_lookup(rt, dest);
     if (!target) {
@@ -457,13 +419,13 @@ static void send_destination(struct faas_async *a, const char *dest,
     } else if (!(rec = destination_record(rt, res, cond))) {
         rc = FAAS_ENOMEM;
     } else {
-        rc = enqueue(rt, target, rec, faas_json_bytes(rec), NULL, id);
+        rc = enqueue(rt, target, rec, faas_json_bytes(rec), NULL, id, held);
         if (rc == 0)
             return;
     }
     faas_log_event(rt, FAAS_LOG_ASYNC, a->fn->name, res->request_id, "failure", NULL,
               "destination %s for condition %s not invoked: %s", dest, cond_names[cond],
-              err_name(rc));
+              faas_async_err_name(rc));
 }
 
 static json_t *end_error_object(const struct faas_fn *fn, int status, enum async_cond cond)
@@ -482,7 +444,7 @@ static json_t *end_error_object(const struct faas_fn *fn, int status, enum async
                  fn->name);
         return faas_error_object("TooManyRequestsException", msg);
     }
-    return faas_error_object(err_name(status), faas_strerror(status));
+    return faas_error_object(faas_async_err_name(status), faas_strerror(status));
 }
 
 /*
@@ -500,7 +462,13 @@ static void end_event_with(struct faas_async *a, struct async_ev *ev, int status
     const char *dest;
     faas_result_fn dead_letter = a->opts.dead_letter;
     void *dead_letter_arg = a->opts.dead_letter_arg;
+    struct async_ev *held = NULL;
 
+    if (rt->durable && (status == FAAS_ECANCELED || status == FAAS_EUNAVAILABLE ||
+                        status == FAAS_EDRAINING)) {
+        faas_async_leave(ev); /* it stays for the next start */
+        return;
+    }
     faas_list_remove(&ev->all_link);
     memset(&res, 0, sizeof res);
     if (attempt) {
@@ -527,6 +495,7 @@ static void end_event_with(struct faas_async *a, struct async_ev *ev, int status
     res.event = ev->event;
     ev->event = NULL; /* moved */
     res.attempts = ev->attempts;
+    res.recovered = ev->recovered;
     if (status != 0)
         a->ndead++;
     if (cond == COND_THROTTLED || cond == COND_AGE)
@@ -539,20 +508,22 @@ static void end_event_with(struct faas_async *a, struct async_ev *ev, int status
     else
         faas_log_event(rt, FAAS_LOG_ASYNC, fn->name, res.request_id, "failure", NULL,
                        "%s after %u attempt%s: %s", cond_names[cond], (unsigned)res.attempts,
-                       res.attempts == 1 ? "" : "s", err_name(status));
+                       res.attempts == 1 ? "" : "s", faas_async_err_name(status));
     if (a->opts.on_complete)
         a->opts.on_complete(&res, a->opts.on_complete_arg);
     dest = status == 0 ? a->opts.on_success : a->opts.on_failure;
     if (dest)
-        send_destination(a, dest, &res, cond);
+        send_destination(a, dest, &res, cond, rt->durable ? &held : NULL);
+    if (rt->durable)
+        faas_async_durable_end(a, ev, held);
     if (status != 0 && dead_letter) {
         faas_log_event(rt, FAAS_LOG_ASYNC, fn->name, res.request_id, "dead-letter", NULL, "%s: %s",
-                       cond_names[cond], err_name(status));
+                       cond_names[cond], faas_async_err_name(status));
         dead_letter(&res, dead_letter_arg);
     }
     json_decref(res.payload);
     json_decref(res.event);
-    ev_free(ev); /* may free a */
+    faas_async_ev_free(ev); /* may free a */
     faas_drain_note(rt);
 }
 
@@ -560,6 +531,17 @@ static void end_event(struct faas_async *a, struct async_ev *ev, int status,
                       enum async_cond cond)
 {
     end_event_with(a, ev, status, cond, NULL);
+}
+
+/* Reports acceptances owed without a durable engine (the next turn). */
+static void deliver_notes(struct faas_async *a)
+{
+    struct faas_list *e;
+    while ((e = faas_list_pop_head(&a->notes)) != NULL) {
+        struct async_note *n = FAAS_CONTAINER_OF(e, struct async_note, link);
+        n->cb(0, n->request_id, n->arg);
+        free(n);
+    }
 }
 
 /* Delivers what was decided inside host calls. */
@@ -607,10 +589,15 @@ static void schedule_retry(struct faas_async *a, struct async_ev *ev, uint64_t n
     if (status != FAAS_EINPROGRESS && status != FAAS_ETHROTTLED)
         a->nretries++; /* a retry of a failed attempt, not a wait */
     ev->wake_ns = now + delay;
-    insert_delayed(a, ev);
+    faas_async_ev_delay(a, ev);
+    if (a->fn->rt->durable)
+        (void)faas_durable_event_retry(a->fn->rt->durable, ev->request_id,
+                                       faas_wall_ns(a->fn->rt) / 1000000 +
+                                           (int64_t)(delay / 1000000u),
+                                       faas_async_noop_done, NULL); /* lost: it runs sooner */
     faas_log_event(a->fn->rt, FAAS_LOG_ASYNC, a->fn->name, ev->request_id, "retry", NULL,
               "attempt %u: %s; next attempt in %llu ms", (unsigned)ev->attempts,
-              err_name(status), (unsigned long long)(delay / 1000000u));
+              faas_async_err_name(status), (unsigned long long)(delay / 1000000u));
     arm_timer(a, now);
 }
 
@@ -638,6 +625,7 @@ static void attempt_cb(const struct faas_result *res, void *arg)
 
     faas_list_remove(&ev->link);
     ev->where = 0;
+    a->nrunning--;
     if (status == 0) {
         end_event_with(a, ev, 0, COND_SUCCESS, res);
         return;
@@ -651,7 +639,7 @@ static void attempt_cb(const struct faas_result *res, void *arg)
     } else {
         keep_result(ev, res);
     }
-    if (stopping(fn)) {
+    if (faas_async_stopping(fn)) {
         end_event(a, ev, status, cond_of(status));
         return;
     }
@@ -672,7 +660,9 @@ static int start_head(struct faas_async *a, uint64_t now)
     json_t *event;
     int rc;
 
-    unlink_ev(a, ev);
+    if (fn->rt->durable && ev->dattempts <= ev->attempts)
+        return faas_async_durable_attempt(a, ev);
+    faas_async_ev_unlink(a, ev);
     faas_list_insert_tail(&a->running, &ev->link);
     ev->where = W_RUNNING;
     ev->attempts++;
@@ -686,8 +676,10 @@ static int start_head(struct faas_async *a, uint64_t now)
                                                         : copy_json(ev->event, 0);
     rc = event ? faas_invoke_fn(fn->rt, fn, event, &io, ev->request_id, attempt_cb, ev)
                : FAAS_ENOMEM;
-    if (rc == 0)
+    if (rc == 0) {
+        a->nrunning++;
         return 0;
+    }
     ev->attempts--;
     faas_list_remove(&ev->link);
     ev->where = 0;
@@ -705,7 +697,7 @@ static int start_head(struct faas_async *a, uint64_t now)
         }
         return 1;
     }
-    if (rc == FAAS_EINPROGRESS && !stopping(fn)) {
+    if (rc == FAAS_EINPROGRESS && !faas_async_stopping(fn)) {
         ev->waits++;
         schedule_retry(a, ev, now, rc);
         return 0;
@@ -726,8 +718,9 @@ static void pump(struct faas_async *a, int unblock)
     struct faas_list *e;
     uint64_t now;
 
+    deliver_notes(a);
     deliver_done(a);
-    if (stopping(fn))
+    if (faas_async_stopping(fn))
         return;
     if (unblock)
         a->blocked = 0;
@@ -736,25 +729,25 @@ static void pump(struct faas_async *a, int unblock)
         struct async_ev *ev = FAAS_CONTAINER_OF(a->delayed.next, struct async_ev, link);
         if (ev->wake_ns > now)
             break;
-        unlink_ev(a, ev);
+        faas_async_ev_unlink(a, ev);
         if (expired(a, ev, now))
             end_event(a, ev, last_status(ev), COND_AGE);
         else
-            insert_ready(a, ev, 0);
-        if (stopping(fn))
+            faas_async_ev_ready(a, ev, 0);
+        if (faas_async_stopping(fn))
             return;
     }
     while ((e = a->ready.next) != &a->ready &&
            expired(a, FAAS_CONTAINER_OF(e, struct async_ev, link), now)) {
         struct async_ev *ev = FAAS_CONTAINER_OF(e, struct async_ev, link);
-        unlink_ev(a, ev);
+        faas_async_ev_unlink(a, ev);
         end_event(a, ev, last_status(ev), COND_AGE);
-        if (stopping(fn))
+        if (faas_async_stopping(fn))
             return;
     }
-    while (!a->blocked && !faas_list_empty(&a->ready) && !stopping(fn))
+    while (!a->blocked && !faas_list_empty(&a->ready) && !faas_async_stopping(fn))
         start_head(a, now);
-    if (!stopping(fn))
+    if (!faas_async_stopping(fn))
         arm_timer(a, now);
 }
 
@@ -816,7 +809,7 @@ static int drop_oldest(struct faas_runtime *rt, struct faas_async *a, const char
     struct async_ev *old = oldest_waiting(a);
     if (!old)
         return 0;
-    unlink_ev(a, old);
+    faas_async_ev_unlink(a, old);
     old->end_status = FAAS_ETHROTTLED;
     old->end_cond = COND_THROTTLED;
     old->where = W_DONE;
@@ -829,20 +822,25 @@ static int drop_oldest(struct faas_runtime *rt, struct faas_async *a, const char
 /* Queues `event` (taken over; `bytes` its serialised size) on fn. On error
  * nothing is queued. */
 static int enqueue(struct faas_runtime *rt, struct faas_fn *fn, json_t *event, size_t bytes,
-                   const struct faas_invoke_opts *opts, char id_out[FAAS_REQUEST_ID_SIZE])
+                   const struct faas_invoke_opts *opts, char id_out[FAAS_REQUEST_ID_SIZE],
+                   struct async_ev **held)
 {
     struct faas_async *a = async_get(fn);
     struct async_ev *ev = NULL;
+    struct async_note *note = NULL;
 
-    if (!event || !a || ensure_events(a) != 0)
+    if (!event || !a || faas_async_events(a) != 0)
+        goto nomem;
+    if (opts && opts->on_accepted && !rt->durable && !(note = faas_malloc(sizeof *note)))
         goto nomem;
     if (bytes > a->opts.max_queue_bytes || (queue_full(a, bytes) &&
                                             a->opts.overflow != FAAS_OVERFLOW_DROP_OLDEST)) {
         json_decref(event);
+        free(note);
         a->ndropped++;
         return bytes > a->opts.max_queue_bytes ? FAAS_ETOOBIG : FAAS_ETHROTTLED;
     }
-    ev = ev_alloc(a);
+    ev = faas_async_ev_alloc(a);
     if (!ev)
         goto nomem;
     ev->event = event;
@@ -876,17 +874,48 @@ static int enqueue(struct faas_runtime *rt, struct faas_fn *fn, json_t *event, s
             break;
     }
     faas_list_insert_tail(&a->all, &ev->all_link);
-    insert_ready(a, ev, 1);
+    if (rt->durable) {
+        /* It waits for the engine: no attempt before the put commits. */
+        faas_list_insert_tail(&a->durable, &ev->link);
+        ev->where = W_PENDING;
+        a->nwaiting++;
+        a->nbytes += ev->bytes;
+        if (held) {
+            *held = ev;
+        } else {
+            int rc = faas_async_durable_put(a, ev);
+            if (rc != 0) {
+                faas_async_ev_unlink(a, ev);
+                faas_list_remove(&ev->all_link);
+                faas_async_ev_free(ev);
+                return rc;
+            }
+            if (opts) {
+                ev->on_accepted = opts->on_accepted;
+                ev->accepted_arg = opts->accepted_arg;
+            }
+        }
+    } else {
+        faas_async_ev_ready(a, ev, 1);
+        if (note) {
+            note->cb = opts->on_accepted;
+            note->arg = opts->accepted_arg;
+            memcpy(note->request_id, ev->request_id, sizeof note->request_id);
+            faas_list_insert_tail(&a->notes, &note->link);
+            faas_async_kick(a);
+        }
+    }
     if (id_out)
         memcpy(id_out, ev->request_id, FAAS_REQUEST_ID_SIZE);
     if (!a->blocked || !faas_list_empty(&a->done))
-        kick(a);
+        faas_async_kick(a);
     return 0;
 nomem:
+    free(note);
     json_decref(event);
     if (ev) {
         if (ev->fn) {
-            ev_free(ev);
+            faas_async_ev_free(ev);
         } else {
             json_decref(ev->event);
             free(ev->trace_id);
@@ -927,7 +956,7 @@ static int invoke_async(struct faas_runtime *rt, struct faas_fn *fn, json_t *eve
         }
     }
     faas_rt_enter(rt); /* an overflow's records reach the host here */
-    rc = enqueue(rt, fn, copy, bytes, opts, request_id);
+    rc = enqueue(rt, fn, copy, bytes, opts, request_id, NULL);
     faas_rt_leave(rt);
     return rc;
 }
@@ -987,6 +1016,7 @@ int faas_async_configure(struct faas_fn *fn, const struct faas_async_opts *host_
     if (a->opts.max_queue_bytes == 0)
         a->opts.max_queue_bytes = ASYNC_QUEUE_BYTES;
     fn->async = a;
+    faas_async_adopt(a);
     return 0;
 nomem:
     free(on_success);
@@ -1003,7 +1033,7 @@ static void on_capacity(struct faas_fn *fn)
         return;
     a->blocked = 0;
     if (!faas_list_empty(&a->ready) || !faas_list_empty(&a->done))
-        kick(a);
+        faas_async_kick(a);
 }
 
 void faas_async_cancel_fn(struct faas_fn *fn, int status)
@@ -1016,6 +1046,7 @@ void faas_async_cancel_fn(struct faas_fn *fn, int status)
         return;
     faas_fn_ref(fn);
     faas_rt_enter(rt);
+    deliver_notes(a);
     deliver_done(a);
     while ((e = faas_list_pop_head(&a->ready)) != NULL ||
            (e = faas_list_pop_head(&a->delayed)) != NULL) {
@@ -1023,7 +1054,14 @@ void faas_async_cancel_fn(struct faas_fn *fn, int status)
         a->nwaiting--;
         a->nbytes -= ev->bytes;
         ev->where = 0;
-        end_event(a, ev, status, cond_of(status));
+        /* Kept by an engine, it does not end: it waits for the next start
+         * (or a registration again, parked). Pending and starting ones
+         * follow when the engine answers. */
+        if (rt->durable)
+            faas_async_leave(ev);
+        else
+            end_event(a, ev, status, cond_of(status));
+        deliver_notes(a);
         deliver_done(a); /* overflow from inside the callbacks */
     }
     if (a->timer_armed)
@@ -1092,7 +1130,7 @@ uint64_t faas_async_pending(const struct faas_fn *fn)
 
     if (!a)
         return 0;
-    n = a->nwaiting;
+    n = a->nwaiting + a->nstarting;
     for (e = a->done.next; e != &a->done; e = e->next)
         n++;
     return n;

@@ -387,6 +387,13 @@ struct faas_runtime {
     uint64_t rss_kb;
     uint64_t rss_at_ns;
 
+    /* async_durable.c: events the durable engine keeps that no function
+     * holds yet (recovered at start, or left by faas_unregister), oldest
+     * first, until their function is registered. */
+    struct faas_durable *durable; /* durable.h: NULL = memory only */
+    struct faas_async_parked *async_parked;
+    struct faas_async_parked **async_parked_tail; /* NULL while empty */
+
     struct faas_drain *drain;  /* runtime.c: NULL until faas_drain */
     /* Work ended (faas_drain_note); set by runtime.c while a drain is under
      * way, NULL otherwise. */
@@ -514,6 +521,16 @@ struct faas_async_stats {
                                newer one, or expired (max_event_age_ms) */
 };
 void faas_async_stats_get(const struct faas_fn *fn, uint64_t now, struct faas_async_stats *out);
+
+/* ---- async_durable.c ------------------------------------------------ */
+/* Loads the events an earlier run left in rt->durable (at faas_runtime_new):
+ * each waits parked until its function is registered. Returns 0,
+ * FAAS_EUNAVAILABLE or FAAS_ENOMEM. */
+int faas_async_recover(struct faas_runtime *rt);
+/* Frees what is still parked (teardown: it stays in the engine). */
+void faas_async_parked_clear(struct faas_runtime *rt);
+/* Events parked, for drain and metrics. */
+uint64_t faas_async_parked_count(const struct faas_runtime *rt);
 
 /* ---- source.c ------------------------------------------------------- */
 /* The mapping with this id, or NULL. */

@@ -17,8 +17,10 @@
  * use): a client that goes away only clears the record's request, and at
  * teardown the gateway answers it 503 (faas_invoke_api_unavailable) and
  * orphans it, so the late result finds nobody to answer and frees the
- * record. Event goes to faas_invoke_async and is answered 202 at once;
- * DryRun only looks the function up (204).
+ * record. Event goes to faas_invoke_async and is answered 202 at once, or,
+ * with a durable engine, held the same way until its on_accepted says the
+ * event is kept (202; 503 when the engine could not keep it); DryRun only
+ * looks the function up (204).
  *
  * Per request: one walk over the headers, the body parsed once and handed
  * to faas_invoke_fn (the parsed event is nobody else's, so it needs neither
@@ -169,7 +171,11 @@ static void send_status(struct evhttp_request *req, int head, const char *reqid,
         code = 409, type = "ResourceConflictException";
         break;
     case FAAS_ECANCELED:
+    case FAAS_EUNAVAILABLE:
+    case FAAS_EDRAINING:
         code = 503;
+        if (status != FAAS_ECANCELED)
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
         break;
     default:
         break;
@@ -738,11 +744,48 @@ static json_t *parse_body(struct api_req *a, struct evbuffer *body, size_t blen)
     return ev;
 }
 
+/* on_accepted of an Event invocation held for a durable engine: 202 once
+ * the event is durable. */
+static void accepted_cb(int rc, const char *request_id, void *arg)
+{
+    struct faas_http_hold *p = arg;
+    struct evhttp_request *req = faas_http_hold_take(p);
+
+    if (req) {
+        if (rc == 0) {
+            evhttp_add_header(evhttp_request_get_output_headers(req), "x-amzn-RequestId",
+                              request_id);
+            send_reply(req, p->head, 202);
+        } else {
+            send_status(req, p->head, request_id, rc, NULL, 1);
+        }
+    }
+    faas_http_hold_put(p);
+}
+
 static void invoke_event(struct api_req *a, json_t *ev, const struct faas_invoke_opts *o)
 {
     char id[FAAS_REQUEST_ID_SIZE];
-    int rc = faas_invoke_async(a->rt, a->name, ev, o, id);
+    struct faas_invoke_opts held = *o;
+    struct faas_http_hold *p = NULL;
+    int rc;
 
+    /* With a durable engine, 202 means kept: the answer waits for it.
+     * Without one the event is accepted once queued. */
+    if (a->rt->durable && (p = faas_http_hold_new(a->rt)) != NULL) {
+        p->api = 1;
+        p->head = a->head;
+        memcpy(p->request_id, a->reqid, sizeof p->request_id);
+        held.on_accepted = accepted_cb;
+        held.accepted_arg = p;
+    }
+    rc = faas_invoke_async(a->rt, a->name, ev, &held, id);
+    if (rc != 0 && p)
+        faas_http_hold_put(p);
+    if (rc == 0 && p) {
+        faas_http_hold_wait(p, a->req);
+        return;
+    }
     if (rc != 0) {
         char msg[160];
         const char *m = NULL;
