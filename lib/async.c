@@ -42,6 +42,19 @@
  * request-id generator: no system call per retry. max_event_age_ms 0 means
  * no age limit.
  *
+ * With a durable engine (rt->durable, async_durable.c) every step is
+ * written: an accepted event waits W_PENDING until its put commits, then
+ * becomes ready and its on_accepted runs; an attempt starts only once the
+ * engine has counted it (W_STARTING: ev->dattempts runs ahead of
+ * ev->attempts, and a throttled start keeps its counted attempt for the
+ * next try), at most max_concurrency (or 1024) counted ahead at once; a
+ * retry's due time is written; the end is written after the callbacks, in
+ * one transaction with the destination event it sends. Nothing ends with
+ * FAAS_ECANCELED there: at teardown and unregister, events leave without
+ * ending (faas_async_leave) and wait for the next start, or for the
+ * function to be registered again (parked, faas_async_adopt). Without an
+ * engine, on_accepted runs on the loop's next turn (a->notes).
+ *
  * While the runtime drains, faas_invoke_async refuses new events
  * (FAAS_EDRAINING) but what was accepted goes on as usual: retries keep
  * their backoff, destinations are still sent (they end accepted events),
@@ -54,8 +67,9 @@
  * drain, free) and metrics.c (the queue counters). May call: invoke.c's
  * entry (faas_invoke_check, faas_invoke_fn) and idem.c's key check
  * (faas_idem_prepare, so a missing key is refused at enqueue, not in a dead
- * letter); opts.c, metrics.c's log records, random.c, clock.c, json.c,
- * error.c and runtime.c's loop services; jansson and libevent's events.
+ * letter); async_durable.c; opts.c, metrics.c's log records, random.c,
+ * clock.c, json.c, error.c and runtime.c's loop services; jansson and
+ * libevent's events.
  */
 #include <stdarg.h>
 #include <stdio.h>

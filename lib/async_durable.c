@@ -171,8 +171,13 @@ void faas_async_leave(struct async_ev *ev)
 
     faas_list_remove(&ev->all_link);
     if (fn->unregistered && !rt->closing && !rt->free_requested &&
-        (p = park_ev(rt, ev)) != NULL)
+        (p = park_ev(rt, ev)) != NULL) {
+        struct faas_fn *now = faas_fn_lookup(rt, p->function);
         parked_add(rt, p);
+        /* Registered again meanwhile: it is the new function's at once. */
+        if (now && now != fn && now->async)
+            faas_async_adopt(now->async);
+    }
     faas_async_ev_free(ev);
     faas_drain_note(rt);
 }
