@@ -729,6 +729,43 @@ static void test_addresses(void **state)
     gw_config_free(cfg);
 }
 
+static void test_durable_keys(void **state)
+{
+    struct gw_config *cfg = NULL;
+    char err[1024], want[512];
+    (void)state;
+
+    expect_error("{\"functions\": {},\n \"runtime\": {\"durable\": \"postgres://x\"}}", 2,
+                 "runtime.durable: expected \"sqlite:PATH\" or \"redis://HOST:PORT[/DB]\", not "
+                 "\"postgres://x\"");
+    expect_error("{\"functions\": {},\n \"runtime\": {\"durable\": \"sqlite:\"}}", 2,
+                 "runtime.durable: expected \"sqlite:PATH\" or \"redis://HOST:PORT[/DB]\", not "
+                 "\"sqlite:\"");
+    expect_error("{\"functions\": {},\n \"runtime\": {\"durable_sync\": 2}}", 2,
+                 "runtime.durable_sync: expected true or false");
+
+    /* A relative file is the config directory's; the rest passes through. */
+    write_text(g_path,
+               "{\"functions\": {}, \"runtime\": {\"durable\": \"sqlite:state/faas.db\",\n"
+               " \"durable_sync\": false, \"node_id\": \"gw-1\"}}",
+               0644);
+    assert_int_equal(gw_config_open(&cfg, g_path, err, sizeof err), 0);
+    snprintf(want, sizeof want, "sqlite:%s/state/faas.db", cfg->dir);
+    assert_string_equal(cfg->ro.durable, want);
+    assert_int_equal(cfg->ro.durable_sync, 0);
+    assert_string_equal(cfg->ro.node_id, "gw-1");
+    gw_config_free(cfg);
+    write_text(g_path,
+               "{\"functions\": {}, \"runtime\": {\"durable\": \"redis://127.0.0.1:6379/2\",\n"
+               " \"durable_prefix\": \"gw\"}}",
+               0644);
+    assert_int_equal(gw_config_open(&cfg, g_path, err, sizeof err), 0);
+    assert_string_equal(cfg->ro.durable, "redis://127.0.0.1:6379/2");
+    assert_string_equal(cfg->ro.durable_prefix, "gw");
+    assert_int_equal(cfg->ro.durable_sync, 1); /* the default */
+    gw_config_free(cfg);
+}
+
 static void test_event_names(void **state)
 {
     static const char *const good[] = { "s3:ObjectCreated:*", "s3:ObjectCreated",
@@ -873,6 +910,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_library_checked_in_a_worker, setup, teardown),
         cmocka_unit_test_setup_teardown(test_command_not_executable_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_addresses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_durable_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_keys_and_defaults, setup, teardown),
         cmocka_unit_test(test_text_one_line),

@@ -599,6 +599,38 @@ static int check_runtime_api_address(struct pctx *p, const struct faas_runtime_o
     return 0;
 }
 
+/* "durable": "sqlite:PATH" (PATH relative to the config's directory) or
+ * "redis://HOST:PORT[/DB]"; the runtime checks the rest when it opens it. */
+static int parse_durable(struct pctx *p, json_t *rt)
+{
+    static const char key[] = "runtime.durable";
+    const char *url = NULL;
+    char *path;
+    size_t n;
+    int rc;
+
+    if ((rc = get_str(p, rt, "runtime", "durable", &url)) != 0 || !url)
+        return rc;
+    if (strncmp(url, "redis://", 8) == 0) {
+        p->cfg->ro.durable = url;
+        return 0;
+    }
+    if (strncmp(url, "sqlite:", 7) != 0 || !url[7])
+        return fail(p, key, "expected \"sqlite:PATH\" or \"redis://HOST:PORT[/DB]\", not \"%s\"",
+                    url);
+    if (!(path = gw_config_resolve(p->cfg, url + 7)))
+        return fail(p, key, "%s", strerror(ENOMEM));
+    n = strlen(path) + 8;
+    free(p->cfg->durable_url);
+    if ((p->cfg->durable_url = malloc(n)) != NULL)
+        snprintf(p->cfg->durable_url, n, "sqlite:%s", path);
+    free(path);
+    if (!p->cfg->durable_url)
+        return fail(p, key, "%s", strerror(ENOMEM));
+    p->cfg->ro.durable = p->cfg->durable_url;
+    return 0;
+}
+
 static int parse_runtime(struct pctx *p, json_t *root)
 {
     static const char *const keys[] = { "thread_workers", "zygote", "max_sync_payload",
@@ -607,7 +639,9 @@ static int parse_runtime(struct pctx *p, json_t *root)
                                         "runtime_api_address", "access_key_id",
                                         "secret_access_key", "http_read_timeout_ms",
                                         "http_idle_timeout_ms", "http_max_connections",
-                                        "runtime_api_allow_remote", NULL };
+                                        "runtime_api_allow_remote", "durable",
+                                        "durable_sync", "durable_prefix", "node_id",
+                                        NULL };
     struct faas_runtime_opts *ro = &p->cfg->ro;
     json_t *rt;
     int rc;
@@ -636,6 +670,10 @@ static int parse_runtime(struct pctx *p, json_t *root)
                        &ro->runtime_api_allow_remote)) != 0 ||
         (rc = get_str(p, rt, "runtime", "access_key_id", &ro->access_key_id)) != 0 ||
         (rc = get_str(p, rt, "runtime", "secret_access_key", &ro->secret_access_key)) != 0 ||
+        (rc = get_bool(p, rt, "runtime", "durable_sync", &ro->durable_sync)) != 0 ||
+        (rc = get_str(p, rt, "runtime", "durable_prefix", &ro->durable_prefix)) != 0 ||
+        (rc = get_str(p, rt, "runtime", "node_id", &ro->node_id)) != 0 ||
+        (rc = parse_durable(p, rt)) != 0 ||
         (rc = check_runtime_api_address(p, ro)) != 0)
         return rc;
     if (!ro->access_key_id != !ro->secret_access_key)
@@ -1341,7 +1379,7 @@ static int map_build(struct pctx *p, json_t *m, const char *path, struct gw_mapp
         "batch_window_ms", "filter",          "max_retries",
         "max_record_age_ms", "bisect_on_error", "report_batch_item_failures",
         "parallelization", "partition_key_path", "on_failure",
-        "example",         NULL
+        "example",         "name",            NULL
     };
     char child[GW_PATH_MAX];
     int64_t retries = -1, age = 0;
@@ -1369,6 +1407,7 @@ static int map_build(struct pctx *p, json_t *m, const char *path, struct gw_mapp
         (rc = get_u32(p, m, path, "parallelization", 0, &b->mo.parallelization)) != 0 ||
         (rc = get_dotted(p, m, path, "partition_key_path", &b->mo.partition_key_path)) != 0 ||
         (rc = get_fn_ref(p, m, path, "on_failure", &b->mo.on_failure)) != 0 ||
+        (rc = get_str(p, m, path, "name", &b->mo.name)) != 0 ||
         (rc = map_example(p, m, path, gm->api)) != 0)
         return rc;
     if (b->mo.batch_size > 10000) {
@@ -1710,6 +1749,7 @@ void gw_config_free(struct gw_config *cfg)
 
     if (!cfg)
         return;
+    free(cfg->durable_url);
     for (i = 0; i < cfg->nlines; i++)
         free(cfg->lines[i].path);
     free(cfg->lines);

@@ -59,6 +59,7 @@ struct gw_config {
     /* faas_runtime_new's options (log left to the host); the strings are
      * the config's, valid until gw_config_free (the runtime copies them) */
     struct faas_runtime_opts ro;
+    char *durable_url;    /* ro.durable when it names a file: resolved */
     struct gw_function *functions;
     size_t nfunctions;
     struct gw_mapping *mappings;
