@@ -8,14 +8,17 @@
 #ifndef FAAS_TESTUTIL_H
 #define FAAS_TESTUTIL_H
 
+#include <dirent.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <event2/event.h>
@@ -39,6 +42,44 @@ static inline enum faas_isolation tu_iso(void **state)
 }
 
 /*
+ * With FAAS_TEST_DURABLE=sqlite in the environment, the runtimes tu_rt_new
+ * makes keep their state in a SQLite file of their own (a new temporary
+ * directory, removed by tu_rt_free), unless the test names an engine: the
+ * suites that run against memory run against SQLite too (make test runs
+ * them both ways).
+ */
+static char tu_durable_dir[64];
+static char tu_durable_url[96];
+
+static inline int tu_durable_wanted(const struct faas_runtime_opts *o)
+{
+    const char *want = getenv("FAAS_TEST_DURABLE");
+    return want && strcmp(want, "sqlite") == 0 && !tu_durable_dir[0] &&
+           (!o || (o->version == FAAS_RUNTIME_OPTS_VERSION && !o->durable));
+}
+
+static inline void tu_durable_remove(void)
+{
+    DIR *d;
+    struct dirent *e;
+    char path[160];
+
+    if (!tu_durable_dir[0])
+        return;
+    if ((d = opendir(tu_durable_dir)) != NULL) {
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            snprintf(path, sizeof path, "%s/%s", tu_durable_dir, e->d_name);
+            unlink(path);
+        }
+        closedir(d);
+    }
+    rmdir(tu_durable_dir);
+    tu_durable_dir[0] = '\0';
+}
+
+/*
  * A runtime with options o on a new base of its own; both are asserted.
  * tu_rt_free undoes it and clears both handles, so a teardown may run
  * after a test that freed the runtime itself.
@@ -46,9 +87,21 @@ static inline enum faas_isolation tu_iso(void **state)
 static inline void tu_rt_new(struct event_base **base, struct faas_runtime **rt,
                              const struct faas_runtime_opts *o)
 {
+    struct faas_runtime_opts d = FAAS_RUNTIME_OPTS_INIT;
+
     *base = event_base_new();
     assert_non_null(*base);
     *rt = NULL;
+    if (tu_durable_wanted(o)) {
+        if (o)
+            memcpy(&d, o, sizeof d);
+        strcpy(tu_durable_dir, "/tmp/faas-tu-XXXXXX");
+        assert_non_null(mkdtemp(tu_durable_dir));
+        snprintf(tu_durable_url, sizeof tu_durable_url, "sqlite:%s/t.db", tu_durable_dir);
+        d.durable = tu_durable_url;
+        d.durable_sync = 0;
+        o = &d;
+    }
     assert_int_equal(faas_runtime_new(rt, *base, o), 0);
     assert_non_null(*rt);
 }
@@ -59,6 +112,7 @@ static inline void tu_rt_free(struct faas_runtime **rt, struct event_base **base
     *rt = NULL;
     event_base_free(*base);
     *base = NULL;
+    tu_durable_remove();
 }
 
 /* The figures of one function, asserted to exist. */
