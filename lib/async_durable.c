@@ -152,10 +152,10 @@ uint64_t faas_async_parked_count(const struct faas_runtime *rt)
  * max_concurrency does not bound them. */
 #define ASYNC_START_WINDOW 1024u
 
-void faas_async_noop_done(int rc, void *arg)
+void faas_async_write_done(int rc, void *arg)
 {
     (void)rc;
-    (void)arg;
+    faas_drain_note(arg); /* a drain counts writes not yet committed */
 }
 
 /*
@@ -206,7 +206,6 @@ static void put_done(int rc, void *arg)
         faas_list_remove(&ev->all_link);
         a->ndropped++;
         faas_async_ev_free(ev);
-        faas_drain_note(rt);
     } else if (faas_async_stopping(fn)) {
         faas_async_leave(ev);
     } else {
@@ -215,6 +214,7 @@ static void put_done(int rc, void *arg)
     }
     if (cb)
         cb(rc, id, cb_arg);
+    faas_drain_note(rt);
     faas_fn_unref(fn); /* may free a */
     faas_rt_leave(rt);
 }
@@ -256,6 +256,7 @@ static void attempt_written(int rc, void *arg)
         a->blocked = 0;
         faas_async_kick(a);
     }
+    faas_drain_note(rt);
     faas_fn_unref(fn);
     faas_rt_leave(rt);
 }
@@ -298,7 +299,7 @@ void faas_async_durable_end(struct faas_async *a, struct async_ev *ev, struct as
         rc = dev_fill(rt, dest->fn->name, dest, 0, &dev, &text, &cc);
     if (rc == 0)
         rc = faas_durable_event_end(rt->durable, ev->request_id, dest ? &dev : NULL,
-                                    dest ? put_done : faas_async_noop_done, dest);
+                                    dest ? put_done : faas_async_write_done, dest ? (void *)dest : (void *)rt);
     free(text);
     free(cc);
     if (rc != 0) {

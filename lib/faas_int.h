@@ -391,7 +391,6 @@ struct faas_runtime {
     /* async_durable.c: events the durable engine keeps that no function
      * holds yet (recovered at start, or left by faas_unregister), oldest
      * first, until their function is registered. */
-    struct faas_durable *durable; /* durable.h: NULL = memory only */
     struct faas_async_parked *async_parked;
     struct faas_async_parked **async_parked_tail; /* NULL while empty */
 

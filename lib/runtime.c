@@ -166,6 +166,13 @@ static uint64_t drain_remaining(struct faas_runtime *rt)
             n++;
     for (e = rt->store_wait.next; e != &rt->store_wait; e = e->next)
         n++;
+    /* Writes not yet committed (an event's end, say): a host killed after
+     * the drain said 0 must not run anything again. */
+    if (rt->durable) {
+        struct faas_durable_stats ds;
+        faas_durable_stats_get(rt->durable, &ds);
+        n += ds.pending;
+    }
     for (e = rt->mappings.next; e != &rt->mappings; e = e->next) {
         const struct faas_mapping *m = FAAS_CONTAINER_OF(e, struct faas_mapping, link);
         if (!m->dead && m->batcher)
@@ -387,9 +394,12 @@ int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
         if (rc)
             faas_zygote_stop(rt);
     }
-    /* Async recovery belongs here, once the engine is open: the async
-     * layer loads the events an earlier run left (faas_durable_events_load)
-     * and keeps them until their functions are registered again. */
+    /* What an earlier run left: kept until the functions are registered. */
+    if (rc == 0 && (rc = faas_async_recover(rt)) != 0) {
+        faas_durable_close(rt->durable);
+        rt->durable = NULL;
+        faas_zygote_stop(rt);
+    }
     if (rc) {
         event_free(rt->dispatch_ev);
         faas_htable_fini(&rt->registry);
@@ -476,6 +486,7 @@ static void runtime_destroy(struct faas_runtime *rt)
         registry_remove(rt, fn);
         faas_fn_unref(fn);
     }
+    faas_async_parked_clear(rt); /* the engine keeps them */
     faas_idem_orphan_ops(rt);
     drain_free(rt);
     faas_timer_free(&rt->reaper);

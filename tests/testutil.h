@@ -62,7 +62,7 @@ static inline void tu_durable_remove(void)
 {
     DIR *d;
     struct dirent *e;
-    char path[160];
+    char path[sizeof tu_durable_dir + 258];
 
     if (!tu_durable_dir[0])
         return;
