@@ -194,8 +194,11 @@ test:
 	@sh tools/deps.sh
 	@$(MAKE) --no-print-directory test-run
 
+# Suites run a second time on the SQLite engine (tools/run-tests.sh).
+DURABLE_SUITES ?= test_async test_drain test_invoke_api test_metrics test_batch test_idem
+
 test-run: lib tests-build
-	@sh tools/run-tests.sh "$(RUNNER)" $(TESTS)
+	@DURABLE_SUITES="$(DURABLE_SUITES)" sh tools/run-tests.sh "$(RUNNER)" $(TESTS)
 
 # Sanitizer builds live in their own trees so they never mix with build/.
 check:

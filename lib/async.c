@@ -799,13 +799,15 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- queueing ------------------------------------------------------- */
 
-/* The oldest event that waits (not running, not decided), or NULL. */
-static struct async_ev *oldest_waiting(struct faas_async *a)
+/* The oldest event that waits (not running, not decided), or NULL; with
+ * `pending`, also one whose acceptance the engine is writing. */
+static struct async_ev *oldest_waiting(struct faas_async *a, int pending)
 {
     struct faas_list *e;
     for (e = a->all.next; e != &a->all; e = e->next) {
         struct async_ev *ev = FAAS_CONTAINER_OF(e, struct async_ev, all_link);
-        if (ev->where == W_READY || ev->where == W_DELAYED)
+        if (ev->where == W_READY || ev->where == W_DELAYED ||
+            (pending && ev->where == W_PENDING))
             return ev;
     }
     return NULL;
@@ -821,7 +823,7 @@ static int queue_full(const struct faas_async *a, size_t bytes)
 /* Drops the oldest waiting event: it ends (from the loop) as throttled. */
 static int drop_oldest(struct faas_runtime *rt, struct faas_async *a, const char *why)
 {
-    struct async_ev *old = oldest_waiting(a);
+    struct async_ev *old = oldest_waiting(a, 0);
     if (!old)
         return 0;
     faas_async_ev_unlink(a, old);
@@ -1164,7 +1166,7 @@ void faas_async_stats_get(const struct faas_fn *fn, uint64_t now, struct faas_as
     out->retries = a->nretries;
     out->dead_letters = a->ndead;
     out->dropped = a->ndropped;
-    old = oldest_waiting(a);
+    old = oldest_waiting(a, 1);
     if (old && now > old->enqueued_ns)
         out->oldest_age_ns = now - old->enqueued_ns;
 }

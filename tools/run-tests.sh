@@ -6,9 +6,25 @@ runner="$1"; shift
 pass=0; fail=0; failed=""
 out=$(mktemp) || exit 1
 trap 'rm -f "$out"' EXIT
+# The suites named in DURABLE_SUITES (basenames) run a second time with
+# their runtimes on a SQLite file (FAAS_TEST_DURABLE=sqlite, testutil.h).
+runs=""
 for t in "$@"; do
-    echo "== $t"
-    if $runner "$t" >"$out" 2>&1; then ok=1; else ok=0; failed="$failed $t"; fi
+    runs="$runs $t"
+    for d in $DURABLE_SUITES; do
+        [ "$(basename "$t")" = "$d" ] && runs="$runs sqlite:$t"
+    done
+done
+for r in $runs; do
+    t=${r#sqlite:}
+    if [ "$r" != "$t" ]; then
+        echo "== $t (FAAS_TEST_DURABLE=sqlite)"
+        export FAAS_TEST_DURABLE=sqlite
+    else
+        echo "== $t"
+        unset FAAS_TEST_DURABLE
+    fi
+    if $runner "$t" >"$out" 2>&1; then ok=1; else ok=0; failed="$failed $r"; fi
     cat "$out"
     p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -n 1)
     f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -n 1)
