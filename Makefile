@@ -195,7 +195,9 @@ test:
 	@$(MAKE) --no-print-directory test-run
 
 # Suites run a second time on the SQLite engine (tools/run-tests.sh).
+ifeq ($(WITH_SQLITE),1)
 DURABLE_SUITES ?= test_async test_drain test_invoke_api test_metrics test_batch test_idem
+endif
 
 test-run: lib tests-build
 	@DURABLE_SUITES="$(DURABLE_SUITES)" sh tools/run-tests.sh "$(RUNNER)" $(TESTS)

@@ -19,41 +19,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
-
 #include "testutil.h"
 
-static char g_dir[64];
-static char g_url[160];
-static char g_db[128];
-
-static int setup(void **state)
-{
-    (void)state;
-    strcpy(g_dir, "/tmp/faas-dasync-XXXXXX");
-    if (!mkdtemp(g_dir))
-        return -1;
-    snprintf(g_db, sizeof g_db, "%s/state.db", g_dir);
-    snprintf(g_url, sizeof g_url, "sqlite:%s", g_db);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    char cmd[160];
-    (void)state;
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static void rt_open(struct event_base **base, struct faas_runtime **rt, const char *url)
-{
-    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
-    o.zygote = 0;
-    o.durable = url;
-    o.durable_sync = 0; /* NORMAL: the suite tests logic, not power loss */
-    tu_rt_new(base, rt, &o);
-}
+#if FAAS_WITH_SQLITE
+#include <sqlite3.h>
+#endif
 
 /* ---- small handlers ---------------------------------------------------- */
 
@@ -159,6 +129,40 @@ static void test_accept_memory(void **state)
         assert_int_equal(acc.ids_seen[i], 1);
     assert_int_equal(e.recovered, 0);
     tu_rt_free(&rt, &base);
+}
+
+#if FAAS_WITH_SQLITE
+
+static char g_dir[64];
+static char g_url[160];
+static char g_db[128];
+
+static int setup(void **state)
+{
+    (void)state;
+    strcpy(g_dir, "/tmp/faas-dasync-XXXXXX");
+    if (!mkdtemp(g_dir))
+        return -1;
+    snprintf(g_db, sizeof g_db, "%s/state.db", g_dir);
+    snprintf(g_url, sizeof g_url, "sqlite:%s", g_db);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char cmd[160];
+    (void)state;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void rt_open(struct event_base **base, struct faas_runtime **rt, const char *url)
+{
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    o.zygote = 0;
+    o.durable = url;
+    o.durable_sync = 0; /* NORMAL: the suite tests logic, not power loss */
+    tu_rt_new(base, rt, &o);
 }
 
 static void test_accept_durable(void **state)
@@ -814,16 +818,20 @@ static void test_poison_kills_host(void **state)
     assert_int_equal(dead_status, FAAS_ECRASHED);
 }
 
+#endif /* FAAS_WITH_SQLITE */
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accept_memory),
+#if FAAS_WITH_SQLITE
         cmocka_unit_test_setup_teardown(test_accept_durable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_recovers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unregister_parks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_then_nothing_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_poison_kills_host, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_kill9, setup, teardown),
+#endif
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);
