@@ -569,8 +569,10 @@ FAAS_EXTERN int faas_function_opts_init(struct faas_function_opts *opts, unsigne
  * Returns 0, FAAS_EINVAL (NULL or bad arguments, an opts version from the
  * future, in opts or the idempotency and async options it points to, an
  * unknown isolation, min_warm above max_concurrency), FAAS_EEXIST,
- * FAAS_ENOMEM or FAAS_ESYS (a worker thread could not be started:
- * faas_runtime_last_errno says why).
+ * FAAS_ENOMEM, FAAS_ESYS (a worker thread could not be started:
+ * faas_runtime_last_errno says why) or FAAS_EUNAVAILABLE (an idempotent
+ * function with the default store: the durable engine could not read the
+ * records it kept for this function).
  */
 FAAS_EXTERN int faas_register(struct faas_runtime *rt, const char *name,
                               faas_handler_fn fn, const struct faas_function_opts *opts);

@@ -73,6 +73,7 @@ enum stmt_id {
     ST_SCHED_SET,
     ST_IDEM_SET,
     ST_IDEM_DEL,
+    ST_IDEM_SWEEP,
     ST_EVENTS_LOAD,
     ST_RECORDS_LOAD,
     ST_SCHED_LOAD,
@@ -98,6 +99,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_IDEM_SET] = "INSERT OR REPLACE INTO idem(scope, key, state, status, payload,"
                     " validation, owner, expires_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [ST_IDEM_DEL] = "DELETE FROM idem WHERE scope = ?1 AND key = ?2",
+    [ST_IDEM_SWEEP] = "DELETE FROM idem WHERE scope = ?1 AND expires_ms <= ?2",
     [ST_EVENTS_LOAD] = "SELECT request_id, function, event, client_context, trace_id, idem_key,"
                        " timeout_ms, attempts, accepted_ms, due_ms, origin FROM events"
                        " ORDER BY accepted_ms, rowid",
@@ -269,9 +271,15 @@ static int apply(struct sq *s, struct faas_dop *op)
         rc = idem_set(s, &op->idem);
         break;
     case FAAS_DOP_IDEM_DEL:
+        if (!op->idem.key) {
+            rc = run_named(s, ST_IDEM_SWEEP, op->idem.scope, op->when_ms);
+            break;
+        }
         bind_cstr(s->stmt[ST_IDEM_DEL], 1, op->idem.scope);
         bind_cstr(s->stmt[ST_IDEM_DEL], 2, op->idem.key);
         rc = run_stmt(s->stmt[ST_IDEM_DEL]);
+        break;
+    case FAAS_DOP_NOP:
         break;
     }
     switch (rc & 0xff) {
