@@ -1043,6 +1043,10 @@ FAAS_EXTERN int faas_stats_read(struct faas_runtime *rt, const char *function,
 /*
  * Appends the counters and duration histograms of every function to `out`
  * in the Prometheus text exposition format, labelled function="<name>".
+ * With a durable engine it adds the engine's transactions
+ * (faas_durable_commit_seconds, a histogram), the operations waiting for
+ * one (faas_durable_pending) and the accepts it refused
+ * (faas_durable_refused_total).
  * Returns 0, FAAS_EINVAL or FAAS_ENOMEM.
  */
 FAAS_EXTERN int faas_metrics_write(struct faas_runtime *rt, struct evbuffer *out);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -563,6 +564,97 @@ static void test_runtime_replays_after_restart(void **state)
     fx_open(f);
 }
 
+/* ---- allocation failures ------------------------------------------------------- */
+
+static void count_done(int rc, void *arg)
+{
+    (void)rc;
+    (*(int *)arg)++;
+}
+
+/* Everything a host does with an engine, with the fail_at-th allocation
+ * failing: each call succeeds or returns FAAS_ENOMEM, and each one that
+ * succeeded is answered once. Returns 1 when the failure was not reached. */
+static int alloc_scenario(struct fx *f, long fail_at)
+{
+    struct faas_durable *d = NULL;
+    struct faas_store *st = NULL;
+    struct faas_store_record r = mkrec(FAAS_STORE_INPROGRESS, NULL, OWNER_A, INT64_MAX);
+    struct faas_durable_event ev;
+    struct faas_durable_record rec;
+    struct answer a[3];
+    char key[65];
+    int expected = 0, answered = 0, done = 0, rc, i, untouched;
+
+    memset(a, 0, sizeof a);
+    memset(&ev, 0, sizeof ev);
+    strcpy(ev.request_id, "alloc-1");
+    ev.function = "fn";
+    ev.event = "{}";
+    ev.event_len = 2;
+    memset(&rec, 0, sizeof rec);
+    rec.mapping = "m";
+    rec.record = "{}";
+    rec.record_len = 2;
+    atomic_store(&faas_alloc_fail_countdown, fail_at);
+    rc = faas_durable_open(&d, f->rt, f->url, 0, NULL);
+    if (rc != 0) {
+        assert_int_equal(rc, FAAS_ENOMEM);
+        assert_null(d);
+        goto out;
+    }
+    rc = faas_durable_store_new(d, "fn", 2, 0, &st);
+    assert_true(rc == 0 || rc == FAAS_ENOMEM);
+    for (i = 0; st && i < 3; i++) {
+        key_of((unsigned long)i, key);
+        rc = faas_store_put_if_absent(st, key, &r, 1, on_answer, &a[i]);
+        assert_true(rc == 0 || rc == FAAS_ENOMEM);
+        expected += rc == 0;
+    }
+    rc = faas_durable_event_put(d, &ev, count_done, &done);
+    assert_true(rc == 0 || rc == FAAS_ENOMEM);
+    expected += rc == 0;
+    rc = faas_durable_record_put(d, &rec, count_done, &done);
+    assert_true(rc == 0 || rc == FAAS_ENOMEM);
+    expected += rc == 0;
+    rc = faas_durable_schedule_set(d, "s", 1, count_done, &done);
+    assert_true(rc == 0 || rc == FAAS_ENOMEM);
+    expected += rc == 0;
+    untouched = (int)atomic_load(&faas_alloc_fail_countdown);
+    atomic_store(&faas_alloc_fail_countdown, -1);
+    faas_durable_close(d); /* answers everything still owed */
+    for (i = 0; i < 3; i++) {
+        answered += a[i].calls;
+        assert_true(a[i].calls <= 1);
+        answer_clear(&a[i]);
+    }
+    assert_int_equal(answered + done, expected);
+    faas_store_free(st);
+    /* the next run starts from an empty database */
+    rm_dir(f->dir);
+    assert_int_equal(mkdir(f->dir, 0700), 0);
+    return untouched >= 0;
+out:
+    untouched = (int)atomic_load(&faas_alloc_fail_countdown);
+    atomic_store(&faas_alloc_fail_countdown, -1);
+    return untouched >= 0;
+}
+
+static void test_allocation_failures(void **state)
+{
+    struct fx *f = *state;
+    long fail_at;
+
+    faas_durable_close(f->d);
+    f->d = NULL;
+    for (fail_at = 0; fail_at < 10000; fail_at++)
+        if (alloc_scenario(f, fail_at))
+            break;
+    assert_true(fail_at > 5); /* the failures were on the durable paths */
+    assert_true(fail_at < 10000);
+    fx_open(f);
+}
+
 #endif /* FAAS_WITH_SQLITE */
 
 int main(void)
@@ -576,6 +668,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_free_inside_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runtime_replays_after_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_allocation_failures, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 #else
