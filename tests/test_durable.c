@@ -477,6 +477,43 @@ static void test_close_commits_queued(void **state)
 }
 
 
+/* A completion that queues the next step (as an async event's acceptance
+ * queues its attempt). */
+struct chain {
+    struct faas_durable *d;
+    struct done_log *log;
+    struct done_arg next;
+    int queued_rc;
+};
+
+static void on_done_chain(int rc, void *arg)
+{
+    struct chain *c = arg;
+    struct done_arg self = { c->log, 100 };
+    on_done(rc, &self);
+    c->queued_rc = faas_durable_event_end(c->d, "chained", NULL, on_done, &c->next);
+}
+
+static void test_close_commits_what_completions_queue(void **state)
+{
+    struct fx *f = *state;
+    struct faas_durable *d = open_ok(f, 1);
+    struct done_log log = { 0 };
+    struct chain c = { d, &log, { &log, 101 }, -1 };
+    struct faas_durable_event ev = mkevent("chained", "fn", "{}", 1);
+
+    assert_int_equal(faas_durable_event_put(d, &ev, on_done_chain, &c), 0);
+    faas_durable_close(d);
+    assert_int_equal(c.queued_rc, 0);
+    assert_int_equal(log.n, 2);
+    assert_int_equal(log.tag[0], 100);
+    assert_int_equal(log.tag[1], 101);
+    assert_int_equal(log.rc[1], 0);
+    d = open_ok(f, 1);
+    assert_int_equal(count_events(d), 0);
+    faas_durable_close(d);
+}
+
 /* ---- refusals at open -------------------------------------------------------- */
 
 static void expect_refused(struct fx *f, const char *why)
@@ -834,6 +871,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_records_and_schedules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_commits_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_commits_what_completions_queue, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_locked_by_this_process, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locked_by_another_process, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
