@@ -180,9 +180,12 @@ int faas_durable_schedule_get(struct faas_durable *d, const char *name, int64_t 
  * the bounds apply per scope, as the memory store's do per function, to
  * `max_entries` records (0 = none) and `max_bytes` of them (0 = 64 MiB),
  * least recently used COMPLETED records evicted first, expired ones swept.
- * The store is the caller's (faas_store_free); it must be freed before the
- * engine is closed.
- * Returns 0 or FAAS_ENOMEM.
+ * The records an earlier run kept under `scope` are loaded (synchronously)
+ * when the store is made. The store is the caller's (faas_store_free); it
+ * must not be used once the engine is closed, and may be freed before or
+ * after (closing runs every answer still owed).
+ * Returns 0, FAAS_EINVAL, FAAS_EUNAVAILABLE (the records cannot be read) or
+ * FAAS_ENOMEM.
  */
 int faas_durable_store_new(struct faas_durable *d, const char *scope, uint32_t max_entries,
                            size_t max_bytes, struct faas_store **out);

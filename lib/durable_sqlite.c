@@ -59,6 +59,8 @@
 #define SCHEMA_VERSION 1
 #define BACKOFF_FIRST_MS 10u
 #define BACKOFF_MAX_MS 1000u
+/* Close commits what completions queue, for this many rounds. */
+#define CLOSE_ROUNDS 8
 
 enum stmt_id {
     ST_BEGIN,
@@ -73,6 +75,7 @@ enum stmt_id {
     ST_SCHED_SET,
     ST_IDEM_SET,
     ST_IDEM_DEL,
+    ST_IDEM_SWEEP,
     ST_EVENTS_LOAD,
     ST_RECORDS_LOAD,
     ST_SCHED_LOAD,
@@ -98,6 +101,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_IDEM_SET] = "INSERT OR REPLACE INTO idem(scope, key, state, status, payload,"
                     " validation, owner, expires_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [ST_IDEM_DEL] = "DELETE FROM idem WHERE scope = ?1 AND key = ?2",
+    [ST_IDEM_SWEEP] = "DELETE FROM idem WHERE scope = ?1 AND expires_ms <= ?2",
     [ST_EVENTS_LOAD] = "SELECT request_id, function, event, client_context, trace_id, idem_key,"
                        " timeout_ms, attempts, accepted_ms, due_ms, origin FROM events"
                        " ORDER BY accepted_ms, rowid",
@@ -269,9 +273,15 @@ static int apply(struct sq *s, struct faas_dop *op)
         rc = idem_set(s, &op->idem);
         break;
     case FAAS_DOP_IDEM_DEL:
+        if (!op->idem.key) {
+            rc = run_named(s, ST_IDEM_SWEEP, op->idem.scope, op->when_ms);
+            break;
+        }
         bind_cstr(s->stmt[ST_IDEM_DEL], 1, op->idem.scope);
         bind_cstr(s->stmt[ST_IDEM_DEL], 2, op->idem.key);
         rc = run_stmt(s->stmt[ST_IDEM_DEL]);
+        break;
+    case FAAS_DOP_NOP:
         break;
     }
     switch (rc & 0xff) {
@@ -364,6 +374,22 @@ static void run_group(struct sq *s, struct faas_list *group, struct faas_list *d
     }
 }
 
+/* The engine closes without the operations of `group`: FAAS_ECANCELED. */
+static void cancel_group(struct sq *s, struct faas_list *group, struct faas_list *done)
+{
+    uint64_t n = list_len(group);
+    struct faas_list *e;
+
+    if (n == 0)
+        return;
+    for (e = group->next; e != group; e = e->next)
+        FAAS_CONTAINER_OF(e, struct faas_dop, link)->rc = FAAS_ECANCELED;
+    faas_list_splice(done, group);
+    pthread_mutex_lock(&s->mu);
+    s->st.pending -= n;
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* Appends `batch` to the done list; the first completion wakes the loop. */
 static void hand_done(struct sq *s, struct faas_list *batch)
 {
@@ -402,7 +428,7 @@ static void backoff_wait(struct sq *s, unsigned ms)
 static void *writer_main(void *arg)
 {
     struct sq *s = arg;
-    struct faas_list group, done, *e;
+    struct faas_list group, done;
     unsigned backoff = 0;
     int stop;
 
@@ -428,14 +454,7 @@ static void *writer_main(void *arg)
         if (faas_list_empty(&group)) {
             backoff = 0;
         } else if (stop) {
-            /* The last try failed: the engine closes without them. */
-            uint64_t n = list_len(&group);
-            for (e = group.next; e != &group; e = e->next)
-                FAAS_CONTAINER_OF(e, struct faas_dop, link)->rc = FAAS_ECANCELED;
-            faas_list_splice(&done, &group);
-            pthread_mutex_lock(&s->mu);
-            s->st.pending -= n;
-            pthread_mutex_unlock(&s->mu);
+            cancel_group(s, &group, &done); /* the last try failed */
         } else {
             backoff = !backoff ? BACKOFF_FIRST_MS
                       : backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
@@ -509,6 +528,8 @@ static void sq_free(struct sq *s)
 static void sq_close(void *impl)
 {
     struct sq *s = impl;
+    struct faas_list group, batch;
+    int round;
 
     pthread_mutex_lock(&s->mu);
     s->stop = 1;
@@ -516,8 +537,25 @@ static void sq_close(void *impl)
     pthread_cond_signal(&s->cv);
     pthread_join(s->thread, NULL);
     event_del(s->ev);
-    /* The engine is going away: nothing may free it under us now. */
-    take_done(s);
+    /* What the writer finished, then what completions queue in turn (an
+     * ending's next step): committed here, the writer being gone, for a
+     * few rounds; what is still queued after them is given up. */
+    faas_list_init(&group);
+    for (round = 0;; round++) {
+        faas_list_init(&batch);
+        pthread_mutex_lock(&s->done_mu);
+        faas_list_splice(&batch, &s->done);
+        pthread_mutex_unlock(&s->done_mu);
+        pthread_mutex_lock(&s->mu);
+        faas_list_splice(&group, &s->queue);
+        pthread_mutex_unlock(&s->mu);
+        if (round < CLOSE_ROUNDS)
+            run_group(s, &group, &batch);
+        cancel_group(s, &group, &batch);
+        if (faas_list_empty(&batch))
+            break;
+        s->report(s->report_ctx, &batch);
+    }
     sq_free(s);
 }
 

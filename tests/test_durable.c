@@ -15,6 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
+
 #include "durable_engine.h"
 #include "faas_int.h"
 #include "testutil.h"
@@ -475,6 +477,43 @@ static void test_close_commits_queued(void **state)
 }
 
 
+/* A completion that queues the next step (as an async event's acceptance
+ * queues its attempt). */
+struct chain {
+    struct faas_durable *d;
+    struct done_log *log;
+    struct done_arg next;
+    int queued_rc;
+};
+
+static void on_done_chain(int rc, void *arg)
+{
+    struct chain *c = arg;
+    struct done_arg self = { c->log, 100 };
+    on_done(rc, &self);
+    c->queued_rc = faas_durable_event_end(c->d, "chained", NULL, on_done, &c->next);
+}
+
+static void test_close_commits_what_completions_queue(void **state)
+{
+    struct fx *f = *state;
+    struct faas_durable *d = open_ok(f, 1);
+    struct done_log log = { 0 };
+    struct chain c = { d, &log, { &log, 101 }, -1 };
+    struct faas_durable_event ev = mkevent("chained", "fn", "{}", 1);
+
+    assert_int_equal(faas_durable_event_put(d, &ev, on_done_chain, &c), 0);
+    faas_durable_close(d);
+    assert_int_equal(c.queued_rc, 0);
+    assert_int_equal(log.n, 2);
+    assert_int_equal(log.tag[0], 100);
+    assert_int_equal(log.tag[1], 101);
+    assert_int_equal(log.rc[1], 0);
+    d = open_ok(f, 1);
+    assert_int_equal(count_events(d), 0);
+    faas_durable_close(d);
+}
+
 /* ---- refusals at open -------------------------------------------------------- */
 
 static void expect_refused(struct fx *f, const char *why)
@@ -668,6 +707,158 @@ static void test_runtime_opens_engine(void **state)
     assert_null(rt);
 }
 
+/* ---- a full disk --------------------------------------------------------------- */
+
+/* An event of about `size` bytes: bigger than a page, so it needs new ones. */
+static struct faas_durable_event big_event(const char *id, char *buf, size_t size)
+{
+    memset(buf, 'x', size - 1);
+    buf[0] = '"';
+    buf[size - 2] = '"';
+    buf[size - 1] = '\0';
+    return mkevent(id, "fn", buf, 1);
+}
+
+static uint64_t metric_value(struct faas_runtime *rt, const char *line_start)
+{
+    struct evbuffer *b = evbuffer_new();
+    char *text, *p;
+    uint64_t v = UINT64_MAX;
+    size_t n;
+
+    assert_int_equal(faas_metrics_write(rt, b), 0);
+    n = evbuffer_get_length(b);
+    text = calloc(1, n + 1);
+    assert_non_null(text);
+    evbuffer_remove(b, text, n);
+    evbuffer_free(b);
+    for (p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, line_start, strlen(line_start)) == 0 && p[strlen(line_start)] == ' ') {
+            v = strtoull(p + strlen(line_start) + 1, NULL, 10);
+            break;
+        }
+    free(text);
+    return v;
+}
+
+static void test_disk_full(void **state)
+{
+    struct fx *f = *state;
+    struct faas_runtime *rt = NULL;
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    struct faas_durable *d;
+    static struct done_log log;
+    struct done_arg a[8];
+    static char buf[3][20000];
+    struct faas_durable_event ev;
+    struct faas_durable_stats st;
+    int i;
+
+    memset(&log, 0, sizeof log);
+    for (i = 0; i < 8; i++)
+        a[i] = (struct done_arg){ &log, i };
+    o.zygote = 0;
+    o.durable = f->url;
+    assert_int_equal(faas_runtime_new(&rt, f->base, &o), 0);
+    d = rt->durable;
+    ev = mkevent("kept", "fn", "{}", 1);
+    assert_int_equal(faas_durable_event_put(d, &ev, on_done, &a[0]), 0);
+    assert_true(tu_run_until(f->base, &log.n, 1, 10000));
+    assert_int_equal(log.rc[0], 0);
+
+    /* the file may not grow any more */
+    assert_int_equal(faas_durable_sqlite_exec(d, "PRAGMA max_page_count = 1"), 0);
+    /* an accept is refused */
+    ev = big_event("refused", buf[0], sizeof buf[0]);
+    assert_int_equal(faas_durable_event_put(d, &ev, on_done, &a[1]), 0);
+    assert_true(tu_run_until(f->base, &log.n, 2, 10000));
+    assert_int_equal(log.rc[1], FAAS_EUNAVAILABLE);
+    faas_durable_stats_get(d, &st);
+    assert_int_equal(st.refused, 1);
+    assert_int_equal(metric_value(rt, "faas_durable_refused_total"), 1);
+
+    /* an ending whose destination needs room waits, retried, and so does
+     * what comes after it; an accept queued meanwhile is refused */
+    ev = big_event("next", buf[1], sizeof buf[1]);
+    assert_int_equal(faas_durable_event_end(d, "kept", &ev, on_done, &a[2]), 0);
+    assert_int_equal(faas_durable_schedule_set(d, "s", 42, on_done, &a[3]), 0);
+    ev = big_event("refused-2", buf[2], sizeof buf[2]);
+    assert_int_equal(faas_durable_event_put(d, &ev, on_done, &a[4]), 0);
+    assert_true(tu_run_until(f->base, &log.n, 3, 10000));
+    assert_int_equal(log.tag[2], 4);
+    assert_int_equal(log.rc[2], FAAS_EUNAVAILABLE);
+    /* a few backoffs later, still waiting: counted as pending */
+    tu_run_for(f->base, 100);
+    assert_int_equal(log.n, 3);
+    faas_durable_stats_get(d, &st);
+    assert_int_equal(st.pending, 2);
+    assert_int_equal(metric_value(rt, "faas_durable_pending"), 2);
+
+    /* room again: both commit, in order */
+    assert_int_equal(faas_durable_sqlite_exec(d, "PRAGMA max_page_count = 1000000"), 0);
+    assert_true(tu_run_until(f->base, &log.n, 5, 10000));
+    assert_int_equal(log.tag[3], 2);
+    assert_int_equal(log.rc[3], 0);
+    assert_int_equal(log.tag[4], 3);
+    assert_int_equal(log.rc[4], 0);
+    assert_int_equal(metric_value(rt, "faas_durable_pending"), 0);
+    assert_true(metric_value(rt, "faas_durable_commit_seconds_count") >= 2);
+    faas_runtime_free(rt);
+
+    d = open_ok(f, 1);
+    {
+        static struct seen s;
+        memset(&s, 0, sizeof s);
+        assert_int_equal(faas_durable_events_load(d, each_event, &s), 0);
+        assert_int_equal(s.n, 1);
+        assert_string_equal(s.ev[0].id, "next");
+    }
+    faas_durable_close(d);
+}
+
+static void test_disk_full_at_close(void **state)
+{
+    struct fx *f = *state;
+    struct faas_durable *d = open_ok(f, 1);
+    struct done_log log = { 0 };
+    struct done_arg a = { &log, 0 };
+    static char buf[20000];
+    struct faas_durable_event ev = mkevent("e", "fn", "{}", 1);
+
+    assert_int_equal(faas_durable_event_put(d, &ev, on_done, &a), 0);
+    assert_true(tu_run_until(f->base, &log.n, 1, 10000));
+    assert_int_equal(faas_durable_sqlite_exec(d, "PRAGMA max_page_count = 1"), 0);
+    ev = big_event("n", buf, sizeof buf);
+    assert_int_equal(faas_durable_event_end(d, "e", &ev, on_done, &a), 0);
+    tu_run_for(f->base, 30);
+    assert_int_equal(log.n, 1);
+    /* still no room at close: given up, its completion runs inside */
+    faas_durable_close(d);
+    assert_int_equal(log.n, 2);
+    assert_int_equal(log.rc[1], FAAS_ECANCELED);
+    d = open_ok(f, 1);
+    assert_int_equal(count_events(d), 1); /* "e" stays for the next start */
+    faas_durable_close(d);
+}
+
+static void test_metrics_only_with_engine(void **state)
+{
+    struct fx *f = *state;
+    struct evbuffer *b = evbuffer_new();
+    size_t n;
+    char *text;
+
+    /* the fixture's runtime keeps state in memory: no durable figures */
+    assert_int_equal(faas_metrics_write(f->rt, b), 0);
+    n = evbuffer_get_length(b);
+    text = calloc(1, n + 1);
+    assert_non_null(text);
+    evbuffer_remove(b, text, n);
+    assert_null(strstr(text, "faas_durable"));
+    free(text);
+    evbuffer_free(b);
+}
+
 #endif /* FAAS_WITH_SQLITE */
 
 int main(void)
@@ -680,6 +871,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_records_and_schedules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_commits_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_commits_what_completions_queue, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_locked_by_this_process, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locked_by_another_process, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
@@ -687,6 +880,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_other_schema_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cannot_create, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runtime_opens_engine, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disk_full_at_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metrics_only_with_engine, setup, teardown),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
