@@ -243,6 +243,14 @@ struct faas_ctx {
     size_t log_bytes;         /* kept so far (FAAS_LOG_KEEP_MAX) */
     /* A worker process sends each line at once instead of keeping it. */
     void (*log_hook)(struct faas_ctx *ctx, const char *line, size_t len);
+    /* faas_ctx_stream_write hands the bytes to stream(stream_arg, ...)
+     * when set: whoever runs the handler (the host's executors, a worker
+     * process, a program that hosts handlers outside a runtime) owns the
+     * writer.  It returns 0 or a FAAS_E code, passed back to the handler
+     * unchanged (FAAS_ECANCELED: the caller went away).  NULL: streaming
+     * is not available here and faas_ctx_stream_write returns FAAS_EINVAL. */
+    int (*stream)(void *stream_arg, const void *data, size_t len);
+    void *stream_arg;
 };
 
 enum faas_phase {
