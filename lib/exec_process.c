@@ -847,6 +847,16 @@ static void proc_cancel_op(struct faas_inv *inv, int status, const char *etype,
     faas_proc_maybe_free(proc);
 }
 
+static void proc_stream_closed_op(struct faas_inv *inv)
+{
+    struct faas_proc *proc = inv->inst ? inv->inst->proc : NULL;
+
+    /* A native worker reads it at its next write; a COMMAND runtime's
+     * later bytes are dropped on arrival. */
+    if (proc && !proc->command && proc->inv == inv)
+        faas_proc_send_frame(proc, FAAS_FRAME_STREAM_CLOSED, NULL, 0, NULL, NULL, 0);
+}
+
 static int proc_destroy_op(struct faas_instance *inst)
 {
     proc_destroy(inst); /* fini runs in the process */
@@ -861,6 +871,7 @@ const struct faas_exec_ops faas_exec_process = {
     .prewarm = proc_prewarm_op,
     .cancel = proc_cancel_op,
     .destroy = proc_destroy_op,
+    .stream_closed = proc_stream_closed_op,
 };
 
 /* ---- what the zygote reports (zygote.c) ------------------------------ */

@@ -277,6 +277,12 @@ struct faas_result {
     char *log_tail;           /* opts.log_tail: the last 4 KiB of lines, owned */
 };
 
+/* A gateway's consumer of streamed bytes (faas_invoke_stream): on the
+ * loop, in order; len 0 once when the handler first writes nothing. Returns
+ * 0, or FAAS_ECANCELED when it takes no more (its client went or reads too
+ * slowly): the handler's later writes get FAAS_ECANCELED. */
+typedef int (*faas_stream_sink_fn)(void *arg, const void *data, size_t len);
+
 struct faas_inv {
     struct faas_list link;    /* fn->waiting, fn->running or rt->ready */
     struct faas_runtime *rt;
@@ -315,6 +321,18 @@ struct faas_inv {
     int delivered;            /* the callback has run (timeout, cancel) */
     int log_tail;             /* keep the last lines in res.log_tail */
     struct faas_result res;
+
+    /* streaming (stream.c): who takes the handler's faas_ctx_stream_write,
+     * set at admission, and what the loop has seen of it */
+    faas_chunk_fn on_chunk;   /* the host's (invoke opts), or NULL */
+    void *chunk_arg;
+    faas_stream_sink_fn sink; /* a gateway's (faas_invoke_stream), or NULL */
+    void *sink_arg;
+    atomic_int stream_gone;   /* nobody takes more: writes get FAAS_ECANCELED */
+    int streamed;             /* the handler wrote: its result is the bytes */
+    int stream_over;          /* collected bytes went past max_sync_payload */
+    char *stream_buf;         /* no consumer: the bytes, collected */
+    size_t stream_len, stream_cap;
 };
 
 /* ---- the runtime ---------------------------------------------------- */
@@ -619,6 +637,14 @@ void faas_watch_free_all(struct faas_runtime *rt);
 int faas_invoke_fn(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
                    const struct faas_invoke_opts *opts, const char *request_id,
                    faas_result_fn cb, void *arg);
+/* faas_invoke_fn for a gateway that takes the streamed bytes itself: they
+ * go to sink(sink_arg, ...) instead of opts->on_chunk. On 0, *out is the
+ * record, valid until cb runs (for faas_stream_cancel); never finished
+ * inside this call. */
+int faas_invoke_stream(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
+                       const struct faas_invoke_opts *opts, const char *request_id,
+                       faas_stream_sink_fn sink, void *sink_arg, faas_result_fn cb, void *arg,
+                       struct faas_inv **out);
 /* The checks every invocation call starts with: arguments, teardown, the
  * function, the payload against `limit`. Returns 0 (and *fn) or FAAS_E*. */
 int faas_invoke_check(struct faas_runtime *rt, const char *name, json_t *event,
@@ -651,6 +677,26 @@ int faas_instance_init(struct faas_instance *inst, struct faas_ctx *ctx, uint64_
 /* Runs a job's body (INVOKE, INIT or FINI) on the calling thread. */
 void faas_job_run(struct faas_job *job);
 
+/* ---- stream.c: streamed responses ------------------------------------ */
+/* On the loop: bytes the handler of inv wrote, to its consumer (the sink,
+ * on_chunk, or the collected buffer); dropped once the result was
+ * delivered or the consumer took no more. */
+void faas_stream_deliver(struct faas_inv *inv, const void *data, size_t len);
+/* The INLINE writer (ctx->stream; arg: the record): on the loop, at once. */
+int faas_stream_inline_write(void *arg, const void *data, size_t len);
+/* The consumer is gone (its client closed): the handler's next write gets
+ * FAAS_ECANCELED; a process worker is told (its executor's stream_closed). */
+void faas_stream_cancel(struct faas_inv *inv);
+/* Making the result of a streamed invocation (invoke.c's fill_result):
+ * the payload the contract gives it, or FAAS_ETOOBIG when collected bytes
+ * went over. */
+void faas_stream_result(struct faas_inv *inv, struct faas_result *res);
+/* Frees what streaming left on the record. */
+void faas_stream_free(struct faas_inv *inv);
+/* The most bytes a consumer may hold unread (a gateway's socket output, a
+ * worker's chunks the loop has not taken): past it the stream is cut. */
+#define FAAS_STREAM_BUFFER_MAX ((size_t)1024 * 1024)
+
 /* ---- pool.c --------------------------------------------------------- */
 /* Admission: binds inv to an instance, queues it, or FAAS_ETHROTTLED. */
 int faas_pool_admit(struct faas_inv *inv);
@@ -676,6 +722,10 @@ void faas_tpool_submit(struct faas_runtime *rt, struct faas_job *job);
 void faas_tpool_stop(struct faas_runtime *rt);
 /* Called on the loop for each job a worker finished: reports it. */
 void faas_job_done(struct faas_runtime *rt, struct faas_job *job);
+/* The THREAD writer (ctx->stream; arg: the record), on the worker: queues
+ * a chunk for the loop, waiting while FAAS_STREAM_BUFFER_MAX bytes are
+ * queued. 0, FAAS_ENOMEM or FAAS_ECANCELED. */
+int faas_tpool_stream_write(void *arg, const void *data, size_t len);
 
 /* ---- exec_process.c: instances that are processes -------------------- */
 /*
