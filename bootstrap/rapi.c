@@ -526,10 +526,22 @@ int rapi_stream_chunk(struct rapi *c, const void *data, size_t len)
     char size[32];
     struct iovec iov[3];
 
+    struct pollfd p;
+
     if (c->fd < 0)
         return -1;
     if (len == 0)
         return 0;
+    /* The API says nothing until the body has ended: bytes or an end of
+     * the connection now mean the stream has no reader any more (a send
+     * would still succeed into the socket's buffer). */
+    p.fd = c->fd;
+    p.events = POLLIN | POLLRDHUP;
+    p.revents = 0;
+    if (poll(&p, 1, 0) != 0) {
+        conn_close(c);
+        return -1;
+    }
     iov[0].iov_base = size;
     iov[0].iov_len = (size_t)snprintf(size, sizeof size, "%zx\r\n", len);
     iov[1].iov_base = (void *)(uintptr_t)data;

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include <arpa/inet.h>
+#include <sodium.h>
 
 #include "testutil.h"
 
@@ -481,10 +482,11 @@ static void read_bytes(int fd, char *out, size_t n)
     memmove(g_in, g_in + n, g_in_len);
 }
 
-/* The header's value in r->head (case-insensitive name), or NULL. */
-static const char *header(const struct req *r, const char *name, char *out, size_t cap)
+/* The value of field `name` (case-insensitive) in text, lines of
+ * "Name: value\n", copied to out; or NULL. */
+static const char *field(const char *text, const char *name, char *out, size_t cap)
 {
-    const char *p = r->head;
+    const char *p = text;
     size_t nlen = strlen(name);
     while (*p) {
         const char *eol = strchr(p, '\n');
@@ -504,11 +506,17 @@ static const char *header(const struct req *r, const char *name, char *out, size
     return NULL;
 }
 
-/* Accepts a connection when none is open (counting it), then reads one
- * request; fails the test if none comes within the bound. */
-static void next_request(struct fake *f, struct req *r)
+static const char *header(const struct req *r, const char *name, char *out, size_t cap)
 {
-    char line[8192], v[64];
+    return field(r->head, name, out, cap);
+}
+
+/* Accepts a connection when none is open (counting it), then reads a
+ * request's line and headers; fails the test if none comes within the
+ * bound. */
+static void read_head(struct fake *f, struct req *r)
+{
+    char line[8192];
     size_t hl = 0;
 
     memset(r, 0, sizeof *r);
@@ -529,32 +537,50 @@ static void next_request(struct fake *f, struct req *r)
         hl += (size_t)snprintf(r->head + hl, sizeof r->head - hl, "%s\n", line);
         assert_true(hl < sizeof r->head);
     }
-    if (header(r, "Content-Length", v, sizeof v)) {
-        r->body_len = strtoul(v, NULL, 10);
-        assert_true(r->body_len < sizeof r->body);
-        read_bytes(f->conn, r->body, r->body_len);
-    } else if (header(r, "Transfer-Encoding", v, sizeof v)) {
-        size_t tl = 0;
-        assert_string_equal(v, "chunked");
-        for (;;) {
-            size_t n;
-            read_line(f->conn, line, sizeof line);
-            n = strtoul(line, NULL, 16);
-            if (n == 0)
-                break;
-            assert_true(r->body_len + n < sizeof r->body);
-            read_bytes(f->conn, r->body + r->body_len, n);
-            r->body_len += n;
-            r->chunks++;
-            read_line(f->conn, line, sizeof line);
-            assert_string_equal(line, "");
-        }
+}
+
+/* One chunk of a chunked body appended to r->body; its size, 0 for the
+ * last one (the trailers are then in r->trailers). */
+static size_t read_chunk(struct fake *f, struct req *r)
+{
+    char line[8192];
+    size_t n, tl = 0;
+
+    read_line(f->conn, line, sizeof line);
+    n = strtoul(line, NULL, 16);
+    if (n == 0) {
         for (;;) {
             read_line(f->conn, line, sizeof line);
             if (!line[0])
                 break;
             tl += (size_t)snprintf(r->trailers + tl, sizeof r->trailers - tl, "%s\n", line);
         }
+        return 0;
+    }
+    assert_true(r->body_len + n < sizeof r->body);
+    read_bytes(f->conn, r->body + r->body_len, n);
+    r->body_len += n;
+    r->body[r->body_len] = '\0';
+    r->chunks++;
+    read_line(f->conn, line, sizeof line);
+    assert_string_equal(line, "");
+    return n;
+}
+
+/* A whole request. */
+static void next_request(struct fake *f, struct req *r)
+{
+    char v[64];
+
+    read_head(f, r);
+    if (header(r, "Content-Length", v, sizeof v)) {
+        r->body_len = strtoul(v, NULL, 10);
+        assert_true(r->body_len < sizeof r->body);
+        read_bytes(f->conn, r->body, r->body_len);
+    } else if (header(r, "Transfer-Encoding", v, sizeof v)) {
+        assert_string_equal(v, "chunked");
+        while (read_chunk(f, r) > 0)
+            ;
     }
     r->body[r->body_len] = '\0';
 }
@@ -774,6 +800,111 @@ static void test_sigterm_runs_fini(void **state)
     fake_close(&f);
 }
 
+/* A streamed response on the wire: its head, the first chunk before the
+ * handler has returned, the exact bytes, the error trailers; a response
+ * that is not streamed has none of it; a stream whose reader went away
+ * makes the handler's next write FAAS_ECANCELED. */
+static void test_wire_streaming(void **state)
+{
+    char dir[] = "/tmp/faas-boot-XXXXXX", gate[64], gate2[64], ev[256], v[512], out[4096],
+        want[64];
+    unsigned char bin[512];
+    size_t binlen = 0;
+    struct fake f;
+    struct req r;
+    json_t *j;
+    FILE *fp;
+    (void)state;
+    SKIP_EMULATED("faas-bootstrap is a program of the target, which the kernel cannot run");
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(gate, sizeof gate, "%s/gate", dir);
+    snprintf(gate2, sizeof gate2, "%s/gate2", dir);
+    fake_listen(&f);
+    fake_spawn(&f, "boot_fns.so:chunks", "/", NULL);
+
+    expect_next(&f, &r);
+    snprintf(ev, sizeof ev, "{\"parts\":[\"hello \",\"streamed \",\"world\"],\"gate\":\"%s\"}",
+             gate);
+    give_event(&f, "rid-s1", ev, 10000);
+    read_head(&f, &r);
+    assert_string_equal(r.method, "POST");
+    assert_string_equal(r.path, "/2018-06-01/runtime/invocation/rid-s1/response");
+    assert_non_null(header(&r, "Lambda-Runtime-Function-Response-Mode", v, sizeof v));
+    assert_string_equal(v, "streaming");
+    assert_non_null(header(&r, "Transfer-Encoding", v, sizeof v));
+    assert_string_equal(v, "chunked");
+    assert_null(header(&r, "Content-Length", v, sizeof v));
+    assert_non_null(header(&r, "Trailer", v, sizeof v));
+    assert_non_null(strstr(v, "Lambda-Runtime-Function-Error-Type"));
+    /* The first chunk comes while the handler still waits at its gate. */
+    assert_int_equal(read_chunk(&f, &r), 6);
+    assert_string_equal(r.body, "hello ");
+    assert_int_equal(access(gate, F_OK), -1);
+    fp = fopen(gate, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    while (read_chunk(&f, &r) > 0)
+        ;
+    assert_int_equal(r.chunks, 3);
+    assert_string_equal(r.body, "hello streamed world"); /* nothing appended */
+    assert_string_equal(r.trailers, "");
+    reply(&f, "202 Accepted", "", "{}");
+
+    /* A failure after the first bytes: in the trailers. */
+    expect_next(&f, &r);
+    give_event(&f, "rid-s2", "{\"parts\":[\"partial\"],\"fail\":true}", 10000);
+    next_request(&f, &r);
+    assert_string_equal(r.body, "partial");
+    assert_non_null(field(r.trailers, "Lambda-Runtime-Function-Error-Type", v, sizeof v));
+    assert_string_equal(v, "StreamError");
+    assert_non_null(field(r.trailers, "Lambda-Runtime-Function-Error-Body", v, sizeof v));
+    assert_int_equal(sodium_base642bin(bin, sizeof bin - 1, v, strlen(v), NULL, &binlen, NULL,
+                                       sodium_base64_VARIANT_ORIGINAL), 0);
+    bin[binlen] = '\0';
+    j = json_loads((const char *)bin, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(j, "errorType")), "StreamError");
+    assert_string_equal(json_string_value(json_object_get(j, "errorMessage")),
+                        "broke after 1 chunks");
+    json_decref(j);
+    reply(&f, "202 Accepted", "", "{}");
+
+    /* Nothing written: an ordinary response, without the streaming mode. */
+    expect_next(&f, &r);
+    give_event(&f, "rid-s3", "{\"parts\":[]}", 10000);
+    next_request(&f, &r);
+    assert_string_equal(r.path, "/2018-06-01/runtime/invocation/rid-s3/response");
+    assert_null(header(&r, "Lambda-Runtime-Function-Response-Mode", v, sizeof v));
+    assert_non_null(header(&r, "Content-Length", v, sizeof v));
+    assert_string_equal(r.body, "{\"dropped\":true}");
+    reply(&f, "202 Accepted", "", "{}");
+
+    /* The reader goes after the first chunk: the next write is cancelled,
+     * and the runtime asks for the next event on a new connection. */
+    expect_next(&f, &r);
+    snprintf(ev, sizeof ev, "{\"parts\":[\"one\",\"two\"],\"gate\":\"%s\"}", gate2);
+    give_event(&f, "rid-s4", ev, 10000);
+    read_head(&f, &r);
+    assert_int_equal(read_chunk(&f, &r), 3);
+    close(f.conn);
+    f.conn = -1;
+    fp = fopen(gate2, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    expect_next(&f, &r);
+    assert_int_equal(f.conns, 2);
+    kill(f.pid, SIGKILL);
+    fake_exit_status(&f);
+    fake_stdout(&f, out, sizeof out);
+    assert_non_null(strstr(out, "write 0: 0\nwrite 1: 0\nwrite 2: 0\n"));
+    snprintf(want, sizeof want, "write 0: 0\nwrite 1: %d\n", FAAS_ECANCELED);
+    assert_non_null(strstr(out, want));
+    unlink(gate);
+    unlink(gate2);
+    rmdir(dir);
+    fake_close(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -786,6 +917,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wire_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wire_init_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_runs_fini, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wire_streaming, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,6 +14,11 @@
  *   nap       sleeps event.ms milliseconds, then returns {"slept": ms}
  *   logs      logs three lines (one holding a newline), returns 1
  *   badinit   its init fails: ConfigError "no configuration"
+ *   chunks    streams the strings of event.parts, one faas_ctx_stream_write
+ *             each, logging "write I: RC" after each; after the first, waits
+ *             (at most 20 s) for the file event.gate when there is one;
+ *             then fails with StreamError when event.fail is true, else
+ *             returns {"dropped":true} (a streamed response drops it)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +38,7 @@ int nap(struct faas_ctx *ctx, json_t *event, json_t **result);
 int logs(struct faas_ctx *ctx, json_t *event, json_t **result);
 int badinit_init(struct faas_ctx *ctx, void **state);
 int badinit(struct faas_ctx *ctx, json_t *event, json_t **result);
+int chunks(struct faas_ctx *ctx, json_t *event, json_t **result);
 
 int info_init(struct faas_ctx *ctx, void **state)
 {
@@ -119,5 +125,32 @@ int badinit(struct faas_ctx *ctx, json_t *event, json_t **result)
     (void)ctx;
     (void)event;
     *result = json_true();
+    return 0;
+}
+
+/* Waits for `path` to exist, polling, at most 20 s. */
+static void wait_file(const char *path)
+{
+    struct timespec tick = { 0, 2000000L };
+    int i;
+    for (i = 0; i < 10000 && access(path, F_OK) != 0; i++)
+        nanosleep(&tick, NULL);
+}
+
+int chunks(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    json_t *parts = json_object_get(event, "parts"), *p;
+    const char *gate = json_string_value(json_object_get(event, "gate"));
+    size_t i;
+
+    json_array_foreach(parts, i, p) {
+        int rc = faas_ctx_stream_write(ctx, json_string_value(p), json_string_length(p));
+        faas_ctx_log(ctx, "write %zu: %d", i, rc);
+        if (i == 0 && gate)
+            wait_file(gate);
+    }
+    if (json_is_true(json_object_get(event, "fail")))
+        return faas_ctx_fail(ctx, "StreamError", "broke after %zu chunks", json_array_size(parts));
+    *result = json_pack("{s:b}", "dropped", 1);
     return 0;
 }
