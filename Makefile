@@ -175,7 +175,7 @@ BOOT_SRCS := $(wildcard bootstrap/*.c)
 BOOT_HDRS := $(wildcard bootstrap/*.h)
 ifeq ($(BOOTSTRAP_STATIC),1)
 BOOT_DEPS := -Wl,-Bstatic -Wl,--whole-archive -ljansson -Wl,--no-whole-archive \
-             $(shell pkg-config --static --libs-only-l libevent libsodium 2>/dev/null) \
+             $(shell pkg-config --static --libs libevent libsodium 2>/dev/null) \
              -Wl,-Bdynamic -pthread -ldl
 else
 BOOT_DEPS := $(LDLIBS_ALL)

@@ -307,16 +307,34 @@ static int post_outcome(struct faas_inv *inv, struct boot_inv *bi)
     return rc;
 }
 
+/*
+ * _X_AMZN_TRACE_ID, as Lambda's own runtimes set it. Its text is rewritten
+ * in place, in a buffer put into the environment once: setenv would keep
+ * a copy of every value it was ever given (one per invocation) and search
+ * them all each time.
+ */
+#define TRACE_ENV "_X_AMZN_TRACE_ID"
+static char trace_env[sizeof TRACE_ENV "=" + 1024];
+
+static void set_trace_env(const char *trace)
+{
+    if (!trace) {
+        unsetenv(TRACE_ENV);
+        return;
+    }
+    snprintf(trace_env, sizeof trace_env, TRACE_ENV "=%s", trace);
+    /* Not ours any more when unset, or replaced by the handler. */
+    if (getenv(TRACE_ENV) != trace_env + sizeof TRACE_ENV)
+        putenv(trace_env);
+}
+
 static void invoke(struct rapi_resp *next)
 {
     struct boot_inv bi = { next->request_id, 0 };
     struct faas_inv inv;
     json_error_t jerr;
 
-    if (next->trace_id)
-        setenv("_X_AMZN_TRACE_ID", next->trace_id, 1);
-    else
-        unsetenv("_X_AMZN_TRACE_ID");
+    set_trace_env(next->trace_id);
     memset(&inv, 0, sizeof inv);
     inv.rt = &boot_rt;
     inv.fn = &boot_fn;
