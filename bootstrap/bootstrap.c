@@ -394,9 +394,10 @@ static void serve(void)
             !request_id_ok(next.request_id)) {
             if (rc != 0)
                 say("no answer from the Runtime API at %s:%s", boot_api.host, boot_api.port);
+            else if (next.status < 200 || next.status > 299)
+                say("GET /next: status %d", next.status);
             else
-                say("GET /next: status %d%s", next.status,
-                    request_id_ok(next.request_id) ? "" : ", no usable request id");
+                say("GET /next: no usable request id");
             rapi_resp_clear(&next);
             failures++;
             continue;
@@ -433,7 +434,9 @@ int main(void)
         return 2;
     }
     memset(&sa, 0, sizeof sa);
+    /* SA_RESTART: a post goes on; a waiting /next is ended by on_term. */
     sa.sa_handler = on_term;
+    sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);

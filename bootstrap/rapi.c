@@ -432,6 +432,7 @@ static int exchange(struct rapi *c, struct iovec *iov, int n, struct rapi_resp *
     struct iovec copy[4];
     int attempt;
 
+    memset(r, 0, sizeof *r);
     for (attempt = 0; attempt < 2; attempt++) {
         int reused, got = 0, rc;
         if (c->fd < 0 && conn_open(c) != 0)
@@ -562,6 +563,7 @@ int rapi_stream_end(struct rapi *c, const char *error_type, const char *error_bo
     struct iovec iov;
     int got = 0, rc = -1;
 
+    memset(r, 0, sizeof *r);
     if (c->fd < 0)
         return -1;
     if (error_type) {

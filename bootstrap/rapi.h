@@ -73,8 +73,9 @@ int rapi_init(struct rapi *c, const char *address, const char *user_agent);
 void rapi_free(struct rapi *c);
 void rapi_resp_clear(struct rapi_resp *r);
 
-/* GET /next into r. 0 (any status: r->status says), or -1: no answer
- * (connect, send or receive failed, or the answer was malformed). */
+/* GET /next into r (filled, or cleared, in every case). 0 (any status:
+ * r->status says), or -1: no answer (connect, send or receive failed, or
+ * the answer was malformed). */
 int rapi_next(struct rapi *c, struct rapi_resp *r);
 
 /* POSTs body (len bytes, application/json) to RAPI_PREFIX + path with,

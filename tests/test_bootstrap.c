@@ -800,6 +800,41 @@ static void test_sigterm_runs_fini(void **state)
     fake_close(&f);
 }
 
+/* Answers that are not answers: each counts as a failed /next, and the
+ * third in a row ends the process (status 1). */
+static void test_wire_hostile_answers(void **state)
+{
+    static const char garbage[] = "NOT HTTP AT ALL\r\n\r\n";
+    static const char huge[] = "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: r\r\n"
+                               "Content-Length: 99999999999\r\n\r\n{}";
+    struct fake f;
+    struct req r;
+    int st;
+    (void)state;
+    SKIP_EMULATED("faas-bootstrap is a program of the target, which the kernel cannot run");
+
+    fake_listen(&f);
+    fake_spawn(&f, "boot_fns.so:info", "/", NULL);
+    /* 200 without a request id: nothing to answer to. */
+    expect_next(&f, &r);
+    reply(&f, "200 OK", "Content-Type: application/json\r\n", "{}");
+    /* Not HTTP: the connection is dropped. */
+    expect_next(&f, &r);
+    assert_int_equal(send(f.conn, garbage, sizeof garbage - 1, MSG_NOSIGNAL),
+                     (ssize_t)(sizeof garbage - 1));
+    close(f.conn);
+    f.conn = -1;
+    /* A body over the bound: not read. */
+    expect_next(&f, &r);
+    assert_int_equal(f.conns, 2);
+    assert_int_equal(send(f.conn, huge, sizeof huge - 1, MSG_NOSIGNAL),
+                     (ssize_t)(sizeof huge - 1));
+    st = fake_exit_status(&f);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 1);
+    fake_close(&f);
+}
+
 /* A streamed response on the wire: its head, the first chunk before the
  * handler has returned, the exact bytes, the error trailers; a response
  * that is not streamed has none of it; a stream whose reader went away
@@ -917,6 +952,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_wire_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wire_init_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_runs_fini, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wire_hostile_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wire_streaming, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
