@@ -16,7 +16,7 @@
  * status after an init error or when the API is gone, fini on SIGTERM,
  * LIBRARY found under LAMBDA_TASK_ROOT and not the working directory.
  * The bootstrap runs as a child process; every wait on it (its requests,
- * its exit through a pidfd) has a bound.
+ * its exit, seen as the end of a pipe it holds) has a bound.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,7 +30,6 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -331,7 +330,7 @@ struct fake {
     int conn;          /* the connection being served, -1 */
     int conns;         /* connections accepted */
     pid_t pid;
-    int pidfd;
+    int gone;          /* a pipe's read end: at its end when the child is */
     int out;           /* the read end of the child's stdout */
 };
 
@@ -352,7 +351,7 @@ static void fake_listen(struct fake *f)
     socklen_t len = sizeof a;
     memset(f, 0, sizeof *f);
     f->conn = -1;
-    f->pidfd = -1;
+    f->gone = -1;
     f->out = -1;
     f->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(f->lfd >= 0);
@@ -370,15 +369,17 @@ static void fake_listen(struct fake *f)
 static void fake_spawn(struct fake *f, const char *handler, const char *cwd, const char *extra)
 {
     char api[64];
-    int out[2];
+    int out[2], gone[2];
     snprintf(api, sizeof api, "127.0.0.1:%u", f->port);
     assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(gone, O_CLOEXEC), 0);
     f->pid = fork();
     assert_true(f->pid >= 0);
     if (f->pid == 0) {
         /* stdout is read by the test; its own complaints are not. */
         int null = open("/dev/null", O_WRONLY);
-        if (null < 0 || dup2(null, 2) < 0 || dup2(out[1], 1) < 0 || chdir(cwd) != 0)
+        if (null < 0 || dup2(null, 2) < 0 || dup2(out[1], 1) < 0 || chdir(cwd) != 0 ||
+            fcntl(gone[1], F_SETFD, 0) != 0) /* held until it exits */
             _exit(120);
         setenv("AWS_LAMBDA_RUNTIME_API", api, 1);
         setenv("LAMBDA_TASK_ROOT", g_root, 1);
@@ -391,9 +392,9 @@ static void fake_spawn(struct fake *f, const char *handler, const char *cwd, con
         _exit(121);
     }
     close(out[1]);
+    close(gone[1]);
     f->out = out[0];
-    f->pidfd = (int)syscall(SYS_pidfd_open, f->pid, 0);
-    assert_true(f->pidfd >= 0);
+    f->gone = gone[0];
 }
 
 /* What the child wrote to stdout, once it has exited (the pipe is at its
@@ -410,12 +411,12 @@ static void fake_stdout(struct fake *f, char *buf, size_t cap)
 /* Waits for the child's exit; returns its wait status. */
 static int fake_exit_status(struct fake *f)
 {
-    struct pollfd p = { f->pidfd, POLLIN, 0 };
+    struct pollfd p = { f->gone, POLLIN, 0 };
     int st = 0;
     assert_int_equal(poll(&p, 1, (int)BOUND_MS), 1);
     assert_int_equal(waitpid(f->pid, &st, 0), f->pid);
-    close(f->pidfd);
-    f->pidfd = -1;
+    close(f->gone);
+    f->gone = -1;
     f->pid = 0;
     return st;
 }
@@ -430,11 +431,11 @@ static void fake_close(struct fake *f)
         kill(f->pid, SIGKILL);
         waitpid(f->pid, NULL, 0);
     }
-    if (f->pidfd >= 0)
-        close(f->pidfd);
+    if (f->gone >= 0)
+        close(f->gone);
     if (f->out >= 0)
         close(f->out);
-    f->conn = f->lfd = f->pidfd = f->out = -1;
+    f->conn = f->lfd = f->gone = f->out = -1;
 }
 
 /* Bytes from the connection into buf, with the bound; 0 when it closed. */
