@@ -763,6 +763,13 @@ void faas_proc_ready(struct faas_instance *inst, int status, json_t *error);
 /* From runtime_api.c: the current invocation's outcome, status 0 with the
  * payload or FAAS_EHANDLER with the error object (taken over). */
 void faas_proc_result(struct faas_instance *inst, int status, json_t *payload);
+/* From runtime_api.c: bytes of the current invocation's streamed response
+ * (faas_stream_deliver), as they come. */
+void faas_proc_stream(struct faas_instance *inst, const void *data, size_t len);
+/* faas_proc_result for a streamed response (streamed 1): its last bytes
+ * (len may be 0) go first, then the outcome. */
+void faas_proc_stream_result(struct faas_instance *inst, const void *data, size_t len,
+                             int streamed, int status, json_t *payload);
 /* The zygote's pid, 0 when there is none (tests). */
 pid_t faas_proc_zygote_pid(const struct faas_runtime *rt);
 /* The pid of inst's process (the leader of its process group): 0 while
