@@ -77,7 +77,7 @@ FORCE:
 
 .PHONY: fuzz FORCE all deps depcheck lib test test-run check check-asan check-tsan \
         check-valgrind examples run run-gateway bench bench-run fuzz-run install uninstall \
-        clean tests-build cross-test faas-bootstrap
+        clean tests-build cross-test faas-bootstrap sdk-test
 
 all: lib faas-bootstrap
 
@@ -266,6 +266,11 @@ run:
 
 run-gateway: lib $(B)/examples/faas-gateway
 	./$(B)/examples/faas-gateway $(GW_DIR)/demo.json
+
+# Response streaming read by a real client: the AWS SDK for JavaScript v3
+# (npm) against the gateway (tools/sdk-stream.sh; skipped without node).
+sdk-test: lib $(B)/examples/faas-gateway
+	@B=$(B) sh tools/sdk-stream.sh
 
 # The C Lambda runtime of bench_command (and of test_command's keep-alive
 # and trailer cases): a Runtime API client on one keep-alive connection.

@@ -190,7 +190,9 @@ struct faas_log_record {
      * the system's error; repeats are rate-limited), "connection-limit",
      * "drain", "runtime-api-peer" (a process other than a COMMAND
      * instance's own connected to its Runtime API endpoint and was
-     * refused).
+     * refused), "stream-cut" (a streamed response's HTTP client read too
+     * slowly: the stream was cut), "stream-failed" (a function failed
+     * after its streamed reply on an api: route had begun).
      */
     const char *action;
     const char *key; /* FAAS_LOG_IDEMPOTENCY: the key's hash, hex */

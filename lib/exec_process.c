@@ -536,14 +536,44 @@ void faas_proc_ready(struct faas_instance *inst, int status, json_t *error)
     faas_proc_maybe_free(proc);
 }
 
-void faas_proc_result(struct faas_instance *inst, int status, json_t *payload)
+void faas_proc_stream(struct faas_instance *inst, const void *data, size_t len)
 {
     struct faas_proc *proc = inst ? inst->proc : NULL;
-    if (!proc || !proc->inv) {
+    if (!proc || !proc->inv)
+        return;
+    proc->busy++;
+    faas_stream_deliver(proc->inv, data, len);
+    proc->busy--;
+    faas_proc_maybe_free(proc);
+}
+
+void faas_proc_result(struct faas_instance *inst, int status, json_t *payload)
+{
+    faas_proc_stream_result(inst, NULL, 0, 0, status, payload);
+}
+
+void faas_proc_stream_result(struct faas_instance *inst, const void *data, size_t len,
+                             int streamed, int status, json_t *payload)
+{
+    struct faas_proc *proc = inst ? inst->proc : NULL;
+    struct faas_inv *inv = proc ? proc->inv : NULL;
+
+    if (!inv) {
         json_decref(payload);
         return;
     }
     proc->busy++;
+    if (streamed) {
+        /* The last bytes first: a caller's callback may end the
+         * invocation (unregister), and then its result is not ours. */
+        faas_stream_deliver(inv, data, len);
+        if (proc->inv != inv) {
+            json_decref(payload);
+            proc->busy--;
+            faas_proc_maybe_free(proc);
+            return;
+        }
+    }
     {
         /* Peak memory from /proc, read at most every 100 ms: it costs as
          * much as the rest of a warm invocation. */

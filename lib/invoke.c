@@ -98,8 +98,8 @@ static const struct faas_idem_caller idem_caller = {
 /* faas_invoke_fn and faas_invoke_stream: *out is the record on 0. */
 static int invoke_fn(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
                      const struct faas_invoke_opts *opts, const char *request_id,
-                     faas_stream_sink_fn sink, void *sink_arg, faas_result_fn cb, void *arg,
-                     struct faas_inv **out)
+                     const struct faas_stream_sink *sink, void *sink_arg,
+                     faas_result_fn cb, void *arg, struct faas_inv **out)
 {
     struct faas_inv *inv = inv_new(rt, fn);
     int thread = fn->opts.isolation == FAAS_ISOLATION_THREAD;
@@ -170,8 +170,8 @@ int faas_invoke_fn(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
 
 int faas_invoke_stream(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
                        const struct faas_invoke_opts *opts, const char *request_id,
-                       faas_stream_sink_fn sink, void *sink_arg, faas_result_fn cb, void *arg,
-                       struct faas_inv **out)
+                       const struct faas_stream_sink *sink, void *sink_arg,
+                       faas_result_fn cb, void *arg, struct faas_inv **out)
 {
     return invoke_fn(rt, fn, event, opts, request_id, sink, sink_arg, cb, arg, out);
 }
@@ -387,6 +387,7 @@ static void deliver(struct faas_inv *inv)
     if (!inv->submitted)
         faas_log_lines(rt, &inv->ctx);
     faas_log_report(rt, &inv->res);
+    faas_stream_release(inv); /* after fill_result: it reads the sink */
     inv->delivered = 1;
     inv->cb = NULL;
     if (cb)
@@ -434,6 +435,7 @@ void faas_inv_detach(struct faas_inv *inv, int status, const char *etype, const 
     atomic_store(&inv->ctx.cancelled, 1);
     if (inv->delivered)
         return;
+    faas_stream_release(inv); /* its bytes go nowhere now */
     faas_timer_free(&inv->deadline);
     if (inv->idem_held)
         faas_idem_end(inv, status, NULL);

@@ -82,7 +82,7 @@ void faas_stream_deliver(struct faas_inv *inv, const void *data, size_t len)
         return;
     inv->streamed = 1;
     if (inv->sink) {
-        if ((len || first) && inv->sink(inv->sink_arg, data, len) != 0)
+        if ((len || first) && inv->sink->write(inv->sink_arg, data, len) != 0)
             faas_stream_cancel(inv);
     } else if (inv->on_chunk) {
         if (len) {
@@ -153,6 +153,17 @@ void faas_stream_result(struct faas_inv *inv, struct faas_result *res)
     j = inv->sink || inv->on_chunk ? json_null() : collected_payload(inv);
     json_decref(res->payload);
     res->payload = j ? j : json_null();
+}
+
+void faas_stream_release(struct faas_inv *inv)
+{
+    const struct faas_stream_sink *s = inv->sink;
+
+    if (!s)
+        return;
+    inv->sink = NULL;
+    atomic_store(&inv->stream_gone, 1);
+    s->release(inv->sink_arg);
 }
 
 void faas_stream_free(struct faas_inv *inv)
