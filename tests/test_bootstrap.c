@@ -941,6 +941,56 @@ static void test_wire_streaming(void **state)
     fake_close(&f);
 }
 
+/* Streaming under libfaas: the host's caller gets the chunks as they come,
+ * a failure after them is the result's error. */
+struct chunks {
+    char buf[256];
+    size_t len;
+    int calls;
+};
+
+static void on_chunk(const void *data, size_t len, void *arg)
+{
+    struct chunks *c = arg;
+    assert_true(c->len + len < sizeof c->buf);
+    memcpy(c->buf + c->len, data, len);
+    c->len += len;
+    c->buf[c->len] = '\0';
+    c->calls++;
+}
+
+static void test_streaming(void **state)
+{
+    struct faas_invoke_opts io = FAAS_INVOKE_OPTS_INIT;
+    struct chunks c;
+    struct tres r;
+    (void)state;
+    SKIP_EMULATED("faas-bootstrap is a program of the target, which the kernel cannot run");
+
+    memset(&c, 0, sizeof c);
+    io.on_chunk = on_chunk;
+    io.chunk_arg = &c;
+    reg("chunks", "boot_fns.so:chunks", NULL);
+    invoke_wait("chunks", "{\"parts\":[\"hello \",\"streamed \",\"world\"]}", &io, &r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(c.buf, "hello streamed world");
+    assert_true(c.calls >= 1);
+    assert_true(json_is_null(r.payload));
+    tres_clear(&r);
+
+    /* No on_chunk: the bytes, whole, are the payload. */
+    invoke_wait("chunks", "{\"parts\":[\"a\",\"b\"]}", NULL, &r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(json_string_value(r.payload), "ab");
+    tres_clear(&r);
+
+    memset(&c, 0, sizeof c);
+    invoke_wait("chunks", "{\"parts\":[\"partial\"],\"fail\":true}", &io, &r);
+    expect_error(&r, FAAS_EHANDLER, "StreamError", "broke after 1 chunks");
+    assert_string_equal(c.buf, "partial");
+    tres_clear(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -955,6 +1005,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigterm_runs_fini, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wire_hostile_answers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wire_streaming, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_streaming, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);
