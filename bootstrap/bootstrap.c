@@ -37,9 +37,10 @@
  *
  * Failures of the API itself are handled as aws-lambda-cpp handles them: a
  * GET /next that gets no answer, or an answer that is not 2xx, is tried
- * again, up to three times in a row; a result that cannot be posted at all
- * (no answer, even on a new connection) ends the process. The process also
- * ends on SIGTERM (Lambda's shutdown), after fini. Both exit 1 and 0.
+ * again, up to three times in a row, and then the process exits with
+ * status 1, after fini; so does it when a result cannot be posted at all
+ * (no answer, even on a new connection). On SIGTERM (Lambda's shutdown) it
+ * runs fini and exits 0.
  *
  * Built with libfaas linked in statically and its public symbols exported
  * (-rdynamic, --whole-archive): the handler's object resolves faas_ctx_*
