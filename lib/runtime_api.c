@@ -80,9 +80,10 @@
  *
  * Everything here runs on the loop thread.
  *
- * May call: http_tap.c, peer.c, exec_process.c (faas_proc_ready,
- * faas_proc_result, faas_proc_pid: from deliver_ev and the peer check),
- * the loop services. Called by exec_command.c (a new endpoint) and
+ * May call: http_tap.c, peer.c, runtime_body.c (bodies made into results),
+ * exec_process.c (faas_proc_ready, faas_proc_stream_result from deliver_ev,
+ * faas_proc_stream from stream_ev, faas_proc_pid from the peer check), the
+ * loop services. Called by exec_command.c (a new endpoint) and
  * exec_process.c (send, free).
  */
 #include <errno.h>
@@ -105,9 +106,9 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
-#include <sodium.h>
 
 #include "faas_int.h"
+#include "runtime_body.h"
 #include "http.h"
 #include "http_tap.h"
 #include "peer.h"
@@ -469,90 +470,6 @@ static void on_next(struct faas_runtime_api *c, struct cmd_conn *k, struct evhtt
 
 /* ==== results ========================================================= */
 
-/* A JSON string of j's compact text, or NULL. */
-static json_t *json_text(const json_t *j)
-{
-    size_t n = json_dumpb(j, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
-    char *buf;
-    json_t *s;
-
-    if (n == 0 || !(buf = faas_malloc(n)))
-        return NULL;
-    json_dumpb(j, buf, n, JSON_COMPACT | JSON_ENCODE_ANY);
-    s = faas_json_text(buf, n);
-    free(buf);
-    return s;
-}
-
-/* The body as a result payload: JSON, else a JSON string of the text;
- * empty: null. NULL when out of memory. */
-static json_t *payload_of(const char *p, size_t n)
-{
-    json_t *j;
-    if (n == 0)
-        return json_null();
-    if ((j = json_loadb(p, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL)) != NULL)
-        return j;
-    return faas_json_text(p, n);
-}
-
-/*
- * An error object from a runtime's error body: {errorMessage, errorType,
- * stackTrace} when it is a JSON object, else the text as the message.
- * `type` (a header or trailer) wins over the body's errorType; then dflt.
- */
-static json_t *error_of(const char *p, size_t n, const char *type, const char *dflt)
-{
-    json_t *body = n ? json_loadb(p, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
-    json_t *err = json_object(), *msg = NULL, *t;
-
-    if (!err) {
-        json_decref(body);
-        return NULL;
-    }
-    if (json_is_object(body)) {
-        if (!type && json_is_string(t = json_object_get(body, "errorType")))
-            type = json_string_value(t);
-        if (json_is_string(t = json_object_get(body, "errorMessage")))
-            msg = json_incref(t);
-        else if (t && !json_is_null(t))
-            msg = json_text(t);
-    } else if (json_is_string(body)) {
-        msg = json_incref(body);
-    } else if (n) {
-        msg = faas_json_text(p, n);
-    }
-    if (json_object_set_new(err, "errorType", json_string(type ? type : dflt)) != 0 ||
-        json_object_set_new(err, "errorMessage", msg ? msg : json_string("")) != 0 ||
-        (json_is_object(body) && (t = json_object_get(body, "stackTrace")) != NULL &&
-         json_object_set(err, "stackTrace", t) != 0)) {
-        json_decref(err);
-        err = NULL;
-    }
-    json_decref(body);
-    return err;
-}
-
-/* The error a streaming response reported in its trailers. */
-static json_t *error_of_trailers(const char *type, const char *b64)
-{
-    size_t n = b64 ? strlen(b64) : 0, len = 0;
-    unsigned char *bin;
-    json_t *err;
-
-    if (n == 0)
-        return error_of(NULL, 0, type, "Unhandled");
-    if (!(bin = faas_malloc(n / 4 * 3 + 3)))
-        return NULL;
-    if (sodium_base642bin(bin, n / 4 * 3 + 3, b64, n, " \t", &len, NULL,
-                          sodium_base64_VARIANT_ORIGINAL) != 0)
-        err = error_of(b64, n, type, "Unhandled"); /* not base64: the text */
-    else
-        err = error_of((const char *)bin, len, type, "Unhandled");
-    free(bin);
-    return err;
-}
-
 static void too_large(struct evhttp_request *req, size_t n, size_t limit)
 {
     char msg[200];
@@ -601,19 +518,19 @@ static void on_result(struct faas_runtime_api *c, struct evhttp_request *req, co
     c->streamed = 0;
     if (is_error) {
         status = FAAS_EHANDLER;
-        payload = error_of(p, n, htype, "Unhandled");
+        payload = faas_runtime_body_error(p, n, htype, "Unhandled");
     } else if (tr && (tr->error_type || tr->error_body)) {
         status = FAAS_EHANDLER;
-        payload = error_of_trailers(tr->error_type, tr->error_body);
+        payload = faas_runtime_body_trailers(tr->error_type, tr->error_body);
     } else if (htype && streaming) {
         /* A libevent that merges trailers into the headers. */
         status = FAAS_EHANDLER;
-        payload = error_of_trailers(htype, evhttp_find_header(ih,
+        payload = faas_runtime_body_trailers(htype, evhttp_find_header(ih,
                                                               "Lambda-Runtime-Function-Error-Body"));
     } else if (streaming) {
         payload = json_null(); /* the bytes streamed are the response */
     } else {
-        payload = payload_of(p, n);
+        payload = faas_runtime_body_payload(p, n);
     }
     if (!payload) {
         status = FAAS_ENOMEM;
@@ -639,7 +556,8 @@ static void on_init_error(struct faas_runtime_api *c, struct evhttp_request *req
     }
     if (n > c->rt->opts.max_sync_payload)
         n = 0; /* keep the type, drop a body too large to hold */
-    err = error_of(n ? (const char *)evbuffer_pullup(in, -1) : "", n, type, "Runtime.Unknown");
+    err = faas_runtime_body_error(n ? (const char *)evbuffer_pullup(in, -1) : "", n, type,
+                                  "Runtime.Unknown");
     c->init_failed = 1;
     reply_accepted(req);
     outcome(c, OUT_READY, FAAS_EINIT, err);

@@ -52,7 +52,7 @@ static void collect(struct faas_inv *inv, const void *data, size_t len)
     size_t max = inv->rt->opts.max_sync_payload, cap;
     char *p;
 
-    if (len > max - inv->stream_len || inv->stream_len > max) {
+    if (inv->stream_len > max || len > max - inv->stream_len) {
         inv->stream_over = 1;
         atomic_store(&inv->stream_gone, 1);
         return;

@@ -128,6 +128,21 @@ static int h_flood(struct faas_ctx *ctx, json_t *event, json_t **result)
     return 0;
 }
 
+/* PROCESS: writes a line every 5 ms (at most 4000) until refused, then
+ * logs what the refusal was. It runs in a worker process: the test hears
+ * of it through the log line. */
+static int h_process_until_refused(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    struct timespec pace = { 0, 5000000L };
+    int i, rc = 0;
+    (void)event;
+    (void)result;
+    for (i = 0; i < 4000 && (rc = faas_ctx_stream_write(ctx, "tick\n", 5)) == 0; i++)
+        nanosleep(&pace, NULL);
+    faas_ctx_log(ctx, "refused with %d after %d writes", rc, i);
+    return 0;
+}
+
 /* ---- fixture --------------------------------------------------------- */
 
 struct fx {
@@ -135,6 +150,8 @@ struct fx {
     struct faas_runtime *rt;
     uint16_t port;
     int cuts, failed; /* stream-cut and stream-failed warnings */
+    int refused_rc;   /* h_process_until_refused's line: its code */
+    int refused_seen;
 };
 
 static struct fx *fxp;
@@ -146,6 +163,9 @@ static void log_cb(const struct faas_log_record *rec, void *arg)
         f->cuts++;
     if (rec->kind == FAAS_LOG_WARNING && rec->action && strcmp(rec->action, "stream-failed") == 0)
         f->failed++;
+    if (rec->kind == FAAS_LOG_LINE && rec->line &&
+        sscanf(rec->line, "refused with %d", &f->refused_rc) == 1)
+        f->refused_seen = 1;
 }
 
 static void reg(const char *name, faas_handler_fn h)
@@ -173,6 +193,13 @@ static int setup(void **state)
     reg("plain", h_plain);
     reg("failmid", h_fail_mid);
     reg("flood", h_flood);
+    {
+        struct faas_function_opts o = FAAS_FUNCTION_OPTS_INIT;
+        o.isolation = FAAS_ISOLATION_PROCESS;
+        o.timeout_ms = 60000;
+        assert_int_equal(faas_register(f->rt, "pticks", h_process_until_refused, &o), 0);
+    }
+    assert_true(faas_map(f->rt, "api:GET /pticks", "pticks", NULL) >= 0);
     assert_true(faas_map(f->rt, "api:GET /gated", "gated", NULL) >= 0);
     assert_true(faas_map(f->rt, "api:GET /failmid", "failmid", NULL) >= 0);
     gate_open = 0;
@@ -437,6 +464,22 @@ static void caller_gone(void **state)
     }
 }
 
+/* PROCESS: the worker hears that the caller went (a STREAM_CLOSED frame)
+ * at its next write. */
+static void caller_gone_process(void **state)
+{
+    struct fx *f = *state;
+    struct client c;
+
+    client_start(&c, EVHTTP_REQ_GET, "/pticks");
+    assert_true(tu_run_until_pred(f->base, some_body, &c, 20000));
+    evhttp_connection_free(c.conn);
+    c.conn = NULL;
+    assert_true(tu_run_until(f->base, &f->refused_seen, 1, 40000));
+    assert_int_equal(f->refused_rc, FAAS_ECANCELED);
+    client_free(&c);
+}
+
 struct slow {
     int fd;
     char *buf;
@@ -509,6 +552,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(route_first_chunk_before_end, setup, teardown),
         cmocka_unit_test_setup_teardown(route_fail_mid_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(caller_gone, setup, teardown),
+        cmocka_unit_test_setup_teardown(caller_gone_process, setup, teardown),
         cmocka_unit_test_setup_teardown(slow_reader_cut, setup, teardown),
     };
     tu_cond_init_monotonic(&gate_cv);
