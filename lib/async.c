@@ -337,7 +337,10 @@ void faas_async_ev_unlink(struct faas_async *a, struct async_ev *ev)
 void faas_async_ev_ready(struct faas_async *a, struct async_ev *ev, int is_new)
 {
     struct faas_list *e = a->ready.next;
-    if (is_new)
+    /* The tail when it is no older than the youngest there: new events,
+     * and those the engine hands back in the order they were accepted. */
+    if (is_new || faas_list_empty(&a->ready) ||
+        FAAS_CONTAINER_OF(a->ready.prev, struct async_ev, link)->enqueued_ns <= ev->enqueued_ns)
         e = &a->ready;
     while (e != &a->ready &&
            FAAS_CONTAINER_OF(e, struct async_ev, link)->enqueued_ns <= ev->enqueued_ns)
