@@ -946,8 +946,11 @@ static void test_metrics_write(void **state)
         expect_type(&p, gauges[i], "gauge");
     expect_type(&p, "faas_duration_seconds", "histogram");
 
-    /* Every sample is labelled with its function. */
+    /* Every sample is labelled with its function, but the durable
+     * engine's (the runtime's own, when the suite runs on one). */
     for (int i = 0; i < p.nsamples; i++) {
+        if (strncmp(p.s[i].name, "faas_durable_", 13) == 0)
+            continue;
         assert_int_equal(p.s[i].has_function, 1);
         assert_true(strcmp(p.s[i].function, "hello") == 0 ||
                     strcmp(p.s[i].function, "oops") == 0 ||
