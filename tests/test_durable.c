@@ -6,12 +6,12 @@
  * is not a database, a corrupt one, another schema version, bad URLs), and
  * the runtime's own engine (faas_runtime_opts.durable).
  */
-#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -69,22 +69,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    DIR *dir;
-    struct dirent *de;
-    char p[512];
-
     tu_rt_free(&f->rt, &f->base);
-    dir = opendir(f->dir);
-    if (dir) {
-        while ((de = readdir(dir)) != NULL) {
-            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                continue;
-            snprintf(p, sizeof p, "%s/%s", f->dir, de->d_name);
-            unlink(p);
-        }
-        closedir(dir);
-    }
-    rmdir(f->dir);
+    tu_rmdir_files(f->dir);
     free(f);
     return 0;
 }
@@ -707,6 +693,167 @@ static void test_runtime_opens_engine(void **state)
     assert_null(rt);
 }
 
+/* ---- kill -9 -------------------------------------------------------------------- */
+
+#define ENDED 0x80000000u
+
+static struct faas_durable *child_d;
+static int child_fd;
+
+static void child_confirm(uint32_t v)
+{
+    if (write(child_fd, &v, sizeof v) != (ssize_t)sizeof v)
+        _exit(3);
+}
+
+static void child_end_done(int rc, void *arg)
+{
+    if (rc == 0)
+        child_confirm((uint32_t)(uintptr_t)arg | ENDED);
+}
+
+static void child_put_done(int rc, void *arg)
+{
+    uint32_t n = (uint32_t)(uintptr_t)arg;
+    char id[FAAS_REQUEST_ID_SIZE];
+
+    if (rc != 0)
+        _exit(2);
+    child_confirm(n);
+    if (n % 3 == 0) {
+        snprintf(id, sizeof id, "k-%08u", n);
+        if (faas_durable_event_end(child_d, id, NULL, child_end_done, arg) != 0)
+            _exit(2);
+    }
+}
+
+/* A host accepting events as fast as they commit, ending every third. */
+static void child_host(const char *url, uint32_t first)
+{
+    struct event_base *base = event_base_new();
+    struct faas_runtime *rt = NULL;
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    char id[FAAS_REQUEST_ID_SIZE];
+    uint32_t n = first;
+    int j;
+
+    o.zygote = 0;
+    if (!base || faas_runtime_new(&rt, base, &o) != 0 ||
+        faas_durable_open(&child_d, rt, url, 1, "child") != 0)
+        _exit(1);
+    for (;;) {
+        for (j = 0; j < 50; j++, n++) {
+            struct faas_durable_event ev;
+            snprintf(id, sizeof id, "k-%08u", n);
+            ev = mkevent(id, "fn", "{\"payload\":\"0123456789abcdef\"}", n);
+            if (faas_durable_event_put(child_d, &ev, child_put_done, (void *)(uintptr_t)n) != 0)
+                _exit(1);
+        }
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+}
+
+struct confirmed {
+    unsigned char *put, *ended; /* by event number */
+    uint32_t max;
+};
+
+static int check_kept(const struct faas_durable_event *ev, void *arg)
+{
+    struct confirmed *c = arg;
+    unsigned n;
+    assert_int_equal(sscanf(ev->request_id, "k-%08u", &n), 1);
+    assert_true(n < c->max);
+    /* an ending confirmed is never undone */
+    if (c->ended[n])
+        fail_msg("event %u came back after its end was confirmed", n);
+    c->put[n] = 2; /* seen */
+    return 0;
+}
+
+static void test_killed_host_loses_nothing_confirmed(void **state)
+{
+    struct fx *f = *state;
+    struct confirmed c;
+    uint32_t first = 0, v, n;
+    int round, fds[2], st, confirmed_total = 0;
+    unsigned seed = (unsigned)getpid();
+
+    c.max = 1u << 22;
+    c.put = calloc(c.max, 1);
+    c.ended = calloc(c.max, 1);
+    assert_non_null(c.put);
+    assert_non_null(c.ended);
+    for (round = 0; round < 4; round++) {
+        struct faas_durable *d;
+        char check[32];
+        pid_t pid;
+        uint64_t kill_at;
+
+        assert_int_equal(pipe(fds), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            close(fds[0]);
+            child_fd = fds[1];
+            child_host(f->url, first);
+        }
+        close(fds[1]);
+        /* confirmations until a random moment, then SIGKILL; what the
+         * pipe still holds was confirmed before the kill */
+        kill_at = tu_now_ms() + 30 + (uint64_t)(rand_r(&seed) % 200);
+        while (tu_now_ms() < kill_at && read(fds[0], &v, sizeof v) == (ssize_t)sizeof v) {
+            n = v & ~ENDED;
+            assert_true(n < c.max);
+            if (v & ENDED)
+                c.ended[n] = 1;
+            else
+                c.put[n] = 1;
+            confirmed_total++;
+        }
+        kill(pid, SIGKILL);
+        while (read(fds[0], &v, sizeof v) == (ssize_t)sizeof v) {
+            n = v & ~ENDED;
+            if (v & ENDED)
+                c.ended[n] = 1;
+            else
+                c.put[n] = 1;
+            confirmed_total++;
+        }
+        close(fds[0]);
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFSIGNALED(st)); /* it ran until killed */
+
+        d = open_ok(f, 1);
+        assert_int_equal(faas_durable_events_load(d, check_kept, &c), 0);
+        for (n = first; n < c.max && n < first + 2000000u; n++) {
+            /* every third had its end queued: committed, perhaps, and
+             * killed before it was confirmed */
+            if (c.put[n] == 1 && n % 3 != 0)
+                fail_msg("round %d: event %u was confirmed and is lost", round, n);
+            if (c.put[n] == 2)
+                c.put[n] = 1;
+        }
+        faas_durable_close(d);
+        {
+            sqlite3 *db;
+            assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+            sqlite3_stmt *q;
+            assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &q, NULL),
+                             SQLITE_OK);
+            assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+            snprintf(check, sizeof check, "%s", (const char *)sqlite3_column_text(q, 0));
+            sqlite3_finalize(q);
+            sqlite3_close(db);
+            assert_string_equal(check, "ok");
+        }
+        first += 1000000u;
+    }
+    assert_true(confirmed_total > 0);
+    free(c.put);
+    free(c.ended);
+}
+
 /* ---- a full disk --------------------------------------------------------------- */
 
 /* An event of about `size` bytes: bigger than a page, so it needs new ones. */
@@ -841,6 +988,90 @@ static void test_disk_full_at_close(void **state)
     faas_durable_close(d);
 }
 
+/* A file size limit (RLIMIT_FSIZE) in a child host: the writes fail with a
+ * real I/O error, as on a full disk. Exit codes say what went wrong. */
+static int fsize_rc;
+static int fsize_done;
+
+static void fsize_cb(int rc, void *arg)
+{
+    (void)arg;
+    fsize_rc = rc;
+    fsize_done++;
+}
+
+static void child_fsize(const char *url)
+{
+    struct event_base *base = event_base_new();
+    struct faas_runtime *rt = NULL;
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    struct faas_durable *d = NULL;
+    struct rlimit rl;
+    static char buf[16384];
+    char id[FAAS_REQUEST_ID_SIZE];
+    int i;
+
+    o.zygote = 0;
+    signal(SIGXFSZ, SIG_IGN);
+    if (!base || faas_runtime_new(&rt, base, &o) != 0 ||
+        faas_durable_open(&d, rt, url, 1, "child") != 0)
+        _exit(10);
+    rl.rlim_cur = 256 * 1024;
+    rl.rlim_max = RLIM_INFINITY;
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+        _exit(11);
+    for (i = 0; i < 200; i++) {
+        struct faas_durable_event ev;
+        snprintf(id, sizeof id, "f-%d", i);
+        ev = big_event(id, buf, sizeof buf);
+        fsize_done = 0;
+        if (faas_durable_event_put(d, &ev, fsize_cb, NULL) != 0 ||
+            !tu_run_until(base, &fsize_done, 1, 10000))
+            _exit(12);
+        if (fsize_rc == FAAS_EUNAVAILABLE)
+            break;
+        if (fsize_rc != 0)
+            _exit(13);
+    }
+    if (i == 200)
+        _exit(14); /* the limit was never reached */
+    rl.rlim_cur = RLIM_INFINITY;
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+        _exit(15);
+    /* room again: the engine goes on */
+    {
+        struct faas_durable_event ev = big_event("after", buf, sizeof buf);
+        fsize_done = 0;
+        if (faas_durable_event_put(d, &ev, fsize_cb, NULL) != 0 ||
+            !tu_run_until(base, &fsize_done, 1, 10000) || fsize_rc != 0)
+            _exit(16);
+    }
+    faas_durable_close(d);
+    faas_runtime_free(rt);
+    event_base_free(base);
+    _exit(0);
+}
+
+static void test_file_size_limit(void **state)
+{
+    struct fx *f = *state;
+    struct faas_durable *d;
+    pid_t pid = fork();
+    int st, n;
+
+    assert_true(pid >= 0);
+    if (pid == 0)
+        child_fsize(f->url);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    /* what was kept before the limit, and after it, is there and sound */
+    d = open_ok(f, 1);
+    n = count_events(d);
+    assert_true(n >= 2);
+    faas_durable_close(d);
+}
+
 static void test_metrics_only_with_engine(void **state)
 {
     struct fx *f = *state;
@@ -880,8 +1111,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_other_schema_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cannot_create, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runtime_opens_engine, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_killed_host_loses_nothing_confirmed, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disk_full_at_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_size_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics_only_with_engine, setup, teardown),
 #endif
     };

@@ -9,7 +9,6 @@
  * callback still answers every call once; a function registered with
  * idempotency and no store replays a result after the runtime restarted.
  */
-#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,30 +62,12 @@ static int setup(void **state)
     return 0;
 }
 
-static void rm_dir(const char *path)
-{
-    DIR *dir = opendir(path);
-    struct dirent *de;
-    char p[512];
-
-    if (dir) {
-        while ((de = readdir(dir)) != NULL) {
-            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                continue;
-            snprintf(p, sizeof p, "%s/%s", path, de->d_name);
-            unlink(p);
-        }
-        closedir(dir);
-    }
-    rmdir(path);
-}
-
 static int teardown(void **state)
 {
     struct fx *f = *state;
     faas_durable_close(f->d);
     tu_rt_free(&f->rt, &f->base);
-    rm_dir(f->dir);
+    tu_rmdir_files(f->dir);
     free(f);
     return 0;
 }
@@ -631,7 +612,7 @@ static int alloc_scenario(struct fx *f, long fail_at)
     assert_int_equal(answered + done, expected);
     faas_store_free(st);
     /* the next run starts from an empty database */
-    rm_dir(f->dir);
+    tu_rmdir_files(f->dir);
     assert_int_equal(mkdir(f->dir, 0700), 0);
     return untouched >= 0;
 out:

@@ -8,6 +8,7 @@
 #ifndef FAAS_TESTUTIL_H
 #define FAAS_TESTUTIL_H
 
+#include <dirent.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <event2/event.h>
@@ -309,5 +311,25 @@ static inline FILE *tu_open_data(const char *dir, const char *name)
             skip();                                                           \
         }                                                                     \
     } while (0)
+
+
+/* Removes a directory of the suite's own (mkdtemp) and the files in it. */
+static inline void tu_rmdir_files(const char *path)
+{
+    DIR *dir = opendir(path);
+    struct dirent *de;
+    char p[512];
+
+    if (dir) {
+        while ((de = readdir(dir)) != NULL) {
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                continue;
+            snprintf(p, sizeof p, "%s/%s", path, de->d_name);
+            unlink(p);
+        }
+        closedir(dir);
+    }
+    rmdir(path);
+}
 
 #endif
