@@ -83,8 +83,10 @@ struct faas_durable_stats {
     uint64_t pending;           /* operations queued, not yet committed */
     uint64_t commits;           /* transactions committed */
     uint64_t commit_ns_sum;     /* their total duration */
-    uint64_t commit_buckets[12]; /* histogram: commits taking <= bound i
-                                    (faas_durable_commit_bounds_s) */
+    uint64_t commit_buckets[12]; /* histogram, not cumulative: commits that
+                                    took <= bound i and more than bound i-1
+                                    (faas_durable_commit_bounds_s; the last
+                                    bound is +Inf) */
     uint64_t refused;           /* adding operations refused (EUNAVAILABLE) */
 };
 extern const double faas_durable_commit_bounds_s[12];

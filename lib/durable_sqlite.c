@@ -30,7 +30,8 @@
  * commits or the engine closes. Operations therefore commit in the order
  * they were queued. Close wakes the writer, which commits what is queued
  * (one last try for a failing group, whose operations then complete with
- * FAAS_ECANCELED) and exits; close joins it and reports what is left.
+ * FAAS_ECANCELED) and exits; close joins it, reports what is left, and
+ * commits itself what those completions queue in turn (CLOSE_ROUNDS).
  *
  * Reading (the loads) happens on the loop thread on the same connection,
  * under `conn_mu`, which the writer holds for each transaction: a load
