@@ -141,8 +141,9 @@ int faas_durable_event_end(struct faas_durable *d, const char *request_id,
                            void *arg);
 
 /* Calls `each` for every event kept, oldest acceptance first; stops at a
- * non-zero return and returns it. 0, FAAS_EUNAVAILABLE (read error) or what
- * `each` returned. */
+ * non-zero return and returns it. `each` may queue operations, never load
+ * (the engine's connection is held while it runs). 0, FAAS_EUNAVAILABLE
+ * (read error) or what `each` returned. */
 int faas_durable_events_load(struct faas_durable *d,
                              int (*each)(const struct faas_durable_event *ev, void *arg),
                              void *arg);
