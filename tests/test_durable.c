@@ -906,6 +906,8 @@ static void test_disk_full(void **state)
         a[i] = (struct done_arg){ &log, i };
     o.zygote = 0;
     o.durable = f->url;
+    o.log = on_log;
+    o.log_arg = f;
     assert_int_equal(faas_runtime_new(&rt, f->base, &o), 0);
     d = rt->durable;
     ev = mkevent("kept", "fn", "{}", 1);
@@ -920,6 +922,10 @@ static void test_disk_full(void **state)
     assert_int_equal(faas_durable_event_put(d, &ev, on_done, &a[1]), 0);
     assert_true(tu_run_until(f->base, &log.n, 2, 10000));
     assert_int_equal(log.rc[1], FAAS_EUNAVAILABLE);
+    /* said once, when it started failing */
+    assert_string_equal(f->log_action, "durable");
+    assert_non_null(strstr(f->log_line, "cannot commit (database or disk is full)"));
+    assert_int_equal(f->nlogs, 1);
     faas_durable_stats_get(d, &st);
     assert_int_equal(st.refused, 1);
     assert_int_equal(metric_value(rt, "faas_durable_refused_total"), 1);
@@ -948,6 +954,10 @@ static void test_disk_full(void **state)
     assert_int_equal(log.rc[3], 0);
     assert_int_equal(log.tag[4], 3);
     assert_int_equal(log.rc[4], 0);
+    /* failing since the refusal of "refused" (the first commit after it
+     * failed too), and committing again now: one record each */
+    assert_int_equal(f->nlogs, 2);
+    assert_non_null(strstr(f->log_line, "commits again"));
     assert_int_equal(metric_value(rt, "faas_durable_pending"), 0);
     assert_true(metric_value(rt, "faas_durable_commit_seconds_count") >= 2);
     faas_runtime_free(rt);
