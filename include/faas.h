@@ -190,7 +190,8 @@ struct faas_log_record {
      * the system's error; repeats are rate-limited), "connection-limit",
      * "drain", "runtime-api-peer" (a process other than a COMMAND
      * instance's own connected to its Runtime API endpoint and was
-     * refused).
+     * refused), "durable" (the durable engine: why it cannot be opened, or
+     * that its writes started failing, or work again; line says which).
      */
     const char *action;
     const char *key; /* FAAS_LOG_IDEMPOTENCY: the key's hash, hex */
