@@ -192,7 +192,9 @@ struct faas_log_record {
      * instance's own connected to its Runtime API endpoint and was
      * refused), "stream-cut" (a streamed response's HTTP client read too
      * slowly: the stream was cut), "stream-failed" (a function failed
-     * after its streamed reply on an api: route had begun).
+     * after its streamed reply on an api: route had begun), "durable" (the
+     * durable engine: why it cannot be opened, or that its writes started
+     * failing, or work again; line says which).
      */
     const char *action;
     const char *key; /* FAAS_LOG_IDEMPOTENCY: the key's hash, hex */

@@ -83,8 +83,10 @@ struct faas_durable_stats {
     uint64_t pending;           /* operations queued, not yet committed */
     uint64_t commits;           /* transactions committed */
     uint64_t commit_ns_sum;     /* their total duration */
-    uint64_t commit_buckets[12]; /* histogram: commits taking <= bound i
-                                    (faas_durable_commit_bounds_s) */
+    uint64_t commit_buckets[12]; /* histogram, not cumulative: commits that
+                                    took <= bound i and more than bound i-1
+                                    (faas_durable_commit_bounds_s; the last
+                                    bound is +Inf) */
     uint64_t refused;           /* adding operations refused (EUNAVAILABLE) */
 };
 extern const double faas_durable_commit_bounds_s[12];
@@ -139,8 +141,9 @@ int faas_durable_event_end(struct faas_durable *d, const char *request_id,
                            void *arg);
 
 /* Calls `each` for every event kept, oldest acceptance first; stops at a
- * non-zero return and returns it. 0, FAAS_EUNAVAILABLE (read error) or what
- * `each` returned. */
+ * non-zero return and returns it. `each` may queue operations, never load
+ * (the engine's connection is held while it runs). 0, FAAS_EUNAVAILABLE
+ * (read error) or what `each` returned. */
 int faas_durable_events_load(struct faas_durable *d,
                              int (*each)(const struct faas_durable_event *ev, void *arg),
                              void *arg);

@@ -28,13 +28,20 @@
  * of operations that only move or end kept work is retried, with what was
  * queued since appended, after a backoff of 10 ms doubling to 1 s, until it
  * commits or the engine closes. Operations therefore commit in the order
- * they were queued. Close wakes the writer, which commits what is queued
+ * they were queued. An operation that fails alone (a duplicate key) completes
+ * with its own code (FAAS_EEXIST) and its transaction goes on. When
+ * transactions start failing, and when they commit again, the loop logs it
+ * once (FAAS_LOG_WARNING, action "durable", with SQLite's reason). Close
+ * wakes the writer, which commits what is queued
  * (one last try for a failing group, whose operations then complete with
- * FAAS_ECANCELED) and exits; close joins it and reports what is left.
+ * FAAS_ECANCELED) and exits; close joins it, reports what is left, and
+ * commits itself what those completions queue in turn (CLOSE_ROUNDS).
  *
  * Reading (the loads) happens on the loop thread on the same connection,
  * under `conn_mu`, which the writer holds for each transaction: a load
  * sees what was committed. `mu` and `conn_mu` are never held together.
+ *
+ * Built only with FAAS_WITH_SQLITE (make WITH_SQLITE=0 leaves it out).
  *
  * Owns struct sq, the connection, the thread, the eventfd and its event.
  * Called through faas_durable_sqlite (durable_engine.h) by durable.c only.
@@ -146,13 +153,16 @@ struct sq {
     int waiting;             /* the writer sleeps on cv until work comes */
     struct faas_durable_stats st;
 
-    pthread_mutex_t done_mu;
+    pthread_mutex_t done_mu; /* done, failing, err_rc, news */
     struct faas_list done;
+    int failing;             /* the last transaction failed */
+    int err_rc;              /* its SQLite code */
+    int news;                /* failing changed: the loop logs it */
 
+    char *path;
     int efd;
     struct event *ev;
     pthread_t thread;
-    int started;
 };
 
 static uint64_t mono_ns(void)
@@ -339,19 +349,20 @@ static int run_once(struct sq *s, struct faas_list *group)
  * Commits `group`, moving its operations to `done`. When the transaction
  * fails, the adding operations are refused (to `done`) and the rest is
  * tried again at once; a group with nothing to refuse stays in `group` for
- * the caller to retry later.
+ * the caller to retry later. Returns the last transaction's SQLite code.
  */
-static void run_group(struct sq *s, struct faas_list *group, struct faas_list *done)
+static int run_group(struct sq *s, struct faas_list *group, struct faas_list *done)
 {
     for (;;) {
         uint64_t t0 = mono_ns(), n, refused = 0;
         struct faas_list *e, *next;
+        int rc = run_once(s, group);
 
-        if (run_once(s, group) == SQLITE_OK) {
+        if (rc == SQLITE_OK) {
             n = list_len(group);
             faas_list_splice(done, group);
             commit_stats(s, n, mono_ns() - t0);
-            return;
+            return rc;
         }
         for (e = group->next; e != group; e = next) {
             struct faas_dop *op = FAAS_CONTAINER_OF(e, struct faas_dop, link);
@@ -370,7 +381,7 @@ static void run_group(struct sq *s, struct faas_list *group, struct faas_list *d
             pthread_mutex_unlock(&s->mu);
         }
         if (!refused || faas_list_empty(group))
-            return;
+            return rc;
     }
 }
 
@@ -390,20 +401,28 @@ static void cancel_group(struct sq *s, struct faas_list *group, struct faas_list
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Appends `batch` to the done list; the first completion wakes the loop. */
-static void hand_done(struct sq *s, struct faas_list *batch)
+/*
+ * Appends `batch` to the done list and notes how the last transaction went
+ * (rc); the first completion, or a change between failing and committing,
+ * wakes the loop.
+ */
+static void hand_done(struct sq *s, struct faas_list *batch, int rc)
 {
     uint64_t one = 1;
-    int was_empty;
+    int wake;
     ssize_t w;
 
-    if (faas_list_empty(batch))
-        return;
     pthread_mutex_lock(&s->done_mu);
-    was_empty = faas_list_empty(&s->done);
+    wake = faas_list_empty(&s->done) && !faas_list_empty(batch);
     faas_list_splice(&s->done, batch);
+    if ((rc != SQLITE_OK) != s->failing) {
+        s->failing = rc != SQLITE_OK;
+        s->err_rc = rc;
+        wake |= !s->news;
+        s->news = 1;
+    }
     pthread_mutex_unlock(&s->done_mu);
-    if (was_empty) {
+    if (wake) {
         do
             w = write(s->efd, &one, sizeof one);
         while (w < 0 && errno == EINTR);
@@ -430,7 +449,7 @@ static void *writer_main(void *arg)
     struct sq *s = arg;
     struct faas_list group, done;
     unsigned backoff = 0;
-    int stop;
+    int stop, rc;
 
     faas_list_init(&group);
     faas_list_init(&done);
@@ -450,7 +469,7 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&s->mu);
         if (faas_list_empty(&group))
             break; /* closing, and everything is committed */
-        run_group(s, &group, &done);
+        rc = run_group(s, &group, &done);
         if (faas_list_empty(&group)) {
             backoff = 0;
         } else if (stop) {
@@ -459,20 +478,36 @@ static void *writer_main(void *arg)
             backoff = !backoff ? BACKOFF_FIRST_MS
                       : backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
         }
-        hand_done(s, &done);
+        hand_done(s, &done, rc);
     }
     return NULL;
 }
 
 /* ---- the loop side -------------------------------------------------------- */
 
+/* Hands what the writer finished to the report callback, after a log
+ * record when the engine started or stopped failing. */
 static int take_done(struct sq *s)
 {
     struct faas_list batch;
+    int news, failing, err_rc;
+
     faas_list_init(&batch);
     pthread_mutex_lock(&s->done_mu);
     faas_list_splice(&batch, &s->done);
+    news = s->news;
+    failing = s->failing;
+    err_rc = s->err_rc;
+    s->news = 0;
     pthread_mutex_unlock(&s->done_mu);
+    if (news && failing)
+        faas_log_event(s->rt, FAAS_LOG_WARNING, NULL, NULL, "durable", NULL,
+                       "sqlite:%s: cannot commit (%s): accepts are refused, endings are "
+                       "retried",
+                       s->path, sqlite3_errstr(err_rc));
+    else if (news)
+        faas_log_event(s->rt, FAAS_LOG_WARNING, NULL, NULL, "durable", NULL,
+                       "sqlite:%s: commits again", s->path);
     return s->report(s->report_ctx, &batch);
 }
 
@@ -522,6 +557,7 @@ static void sq_free(struct sq *s)
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->done_mu);
+    free(s->path);
     free(s);
 }
 
@@ -840,6 +876,11 @@ static int sq_open(void **impl, const struct faas_durable_engine_args *a)
     s->report = a->report;
     s->report_ctx = a->report_ctx;
     s->efd = -1;
+    s->path = faas_strdup(a->target);
+    if (!s->path) {
+        free(s);
+        return FAAS_ENOMEM;
+    }
     faas_list_init(&s->queue);
     faas_list_init(&s->done);
     pthread_mutex_init(&s->conn_mu, NULL);

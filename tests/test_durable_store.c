@@ -9,7 +9,6 @@
  * callback still answers every call once; a function registered with
  * idempotency and no store replays a result after the runtime restarted.
  */
-#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,30 +62,12 @@ static int setup(void **state)
     return 0;
 }
 
-static void rm_dir(const char *path)
-{
-    DIR *dir = opendir(path);
-    struct dirent *de;
-    char p[512];
-
-    if (dir) {
-        while ((de = readdir(dir)) != NULL) {
-            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                continue;
-            snprintf(p, sizeof p, "%s/%s", path, de->d_name);
-            unlink(p);
-        }
-        closedir(dir);
-    }
-    rmdir(path);
-}
-
 static int teardown(void **state)
 {
     struct fx *f = *state;
     faas_durable_close(f->d);
     tu_rt_free(&f->rt, &f->base);
-    rm_dir(f->dir);
+    tu_rmdir_files(f->dir);
     free(f);
     return 0;
 }
@@ -149,9 +130,12 @@ static struct faas_store_record mkrec(enum faas_store_state state, json_t *paylo
     return r;
 }
 
-static void key_of(unsigned long n, char out[65])
+/* The 64-hex key of a number: distinct numbers, distinct keys. */
+static void key_of(uint64_t n, char out[65])
 {
-    snprintf(out, 65, "%016lx%016lx%016lx%016lx", n * 0x9e3779b97f4a7c15ul, n, ~n, n ^ 0xabcul);
+    snprintf(out, 65, "%016llx%016llx%016llx%016llx",
+             (unsigned long long)(n * 0x9e3779b97f4a7c15ull), (unsigned long long)n,
+             (unsigned long long)~n, (unsigned long long)(n ^ 0xabcu));
 }
 
 static void test_semantics_and_later_answers(void **state)
@@ -331,7 +315,7 @@ static void test_same_answers_as_memory(void **state)
     for (i = 0; i < 12; i++) {
         struct answer am = { 0 }, ad = { 0 };
         char key[65];
-        key_of((unsigned long)i, key);
+        key_of((uint64_t)i, key);
         /* reads that do not disturb the LRU order of the rest */
         assert_int_equal(faas_store_get(mem, key, now, on_answer, &am), 0);
         wait_answer(f, &ad, faas_store_get(dur, key, now, on_answer, &ad));
@@ -475,7 +459,7 @@ static void test_free_inside_callback(void **state)
 
     assert_int_equal(faas_durable_store_new(f->d, "fn", 0, 0, &fr.st), 0);
     for (i = 0; i < 5; i++) {
-        key_of((unsigned long)i, key);
+        key_of((uint64_t)i, key);
         assert_int_equal(faas_store_put_if_absent(fr.st, key, &r, 1, on_answer_free, &fr), 0);
     }
     /* freed at the second answer: the other three still come, once each */
@@ -606,7 +590,7 @@ static int alloc_scenario(struct fx *f, long fail_at)
     rc = faas_durable_store_new(d, "fn", 2, 0, &st);
     assert_true(rc == 0 || rc == FAAS_ENOMEM);
     for (i = 0; st && i < 3; i++) {
-        key_of((unsigned long)i, key);
+        key_of((uint64_t)i, key);
         rc = faas_store_put_if_absent(st, key, &r, 1, on_answer, &a[i]);
         assert_true(rc == 0 || rc == FAAS_ENOMEM);
         expected += rc == 0;
@@ -631,7 +615,7 @@ static int alloc_scenario(struct fx *f, long fail_at)
     assert_int_equal(answered + done, expected);
     faas_store_free(st);
     /* the next run starts from an empty database */
-    rm_dir(f->dir);
+    tu_rmdir_files(f->dir);
     assert_int_equal(mkdir(f->dir, 0700), 0);
     return untouched >= 0;
 out:

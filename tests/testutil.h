@@ -364,4 +364,24 @@ static inline FILE *tu_open_data(const char *dir, const char *name)
         }                                                                     \
     } while (0)
 
+
+/* Removes a directory of the suite's own (mkdtemp) and the files in it. */
+static inline void tu_rmdir_files(const char *path)
+{
+    DIR *dir = opendir(path);
+    struct dirent *de;
+    char p[512];
+
+    if (dir) {
+        while ((de = readdir(dir)) != NULL) {
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                continue;
+            snprintf(p, sizeof p, "%s/%s", path, de->d_name);
+            unlink(p);
+        }
+        closedir(dir);
+    }
+    rmdir(path);
+}
+
 #endif
