@@ -336,9 +336,13 @@ struct faas_mapping {
     int id;
     enum faas_src_kind kind;
     char *source;                 /* the key as given, owned */
+    char *name;                   /* durable identity, owned: opts.name or
+                                     "SOURCE FUNCTION"; unique among live
+                                     mappings */
     const char *pattern;          /* into source: what follows "kind:" */
     char function[FAAS_NAME_MAX + 1];
-    struct faas_map_opts opts;    /* copied; its strings point at owned copies */
+    struct faas_map_opts opts;    /* copied; its strings point at owned copies
+                                     (opts.name at name) */
     struct faas_filter *filter;   /* NULL: every record */
     /* schedule: */
     struct event *timer;
@@ -569,6 +573,8 @@ void faas_batcher_poll(struct faas_runtime *rt);
  * faas_json_size measures them, before faas_emit refuses more for it with
  * FAAS_ETHROTTLED. */
 #define FAAS_MAPPING_MAX_BYTES (64u * 1024u * 1024u)
+/* Bytes of a mapping name given in faas_map_opts.name. */
+#define FAAS_MAPPING_NAME_MAX 1024u
 /* The bound mappings made from now on get (tests lower it); starts at
  * FAAS_MAPPING_MAX_BYTES. */
 extern size_t faas_mapping_max_bytes;

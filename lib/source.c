@@ -301,6 +301,7 @@ static void mapping_free(struct faas_mapping *m)
     faas_filter_free(m->filter);
     free(m->sched);
     free(m->source);
+    free(m->name);
     free((char *)m->opts.filter);
     free((char *)m->opts.partition_key_path);
     free((char *)m->opts.on_failure);
@@ -355,13 +356,44 @@ static int map_opts(struct faas_mapping *m, const struct faas_map_opts *host_opt
         m->opts.batch_size = 1;
     if (m->opts.parallelization == 0)
         m->opts.parallelization = 1;
-    m->opts.filter = m->opts.partition_key_path = m->opts.on_failure = NULL;
+    m->opts.filter = m->opts.partition_key_path = m->opts.on_failure = m->opts.name = NULL;
+    if (opts->name && (!opts->name[0] || strlen(opts->name) > FAAS_MAPPING_NAME_MAX))
+        return FAAS_EINVAL;
     if ((rc = copy_opt(opts->filter, &m->opts.filter)) != 0 ||
         (rc = copy_opt(opts->partition_key_path, &m->opts.partition_key_path)) != 0 ||
         (rc = copy_opt(opts->on_failure, &m->opts.on_failure)) != 0)
         return rc;
     if (opts->filter && (rc = faas_filter_compile(opts->filter, &m->filter, err, sizeof err)))
         return rc;
+    return 0;
+}
+
+/*
+ * m's durable name: opts.name, or "SOURCE FUNCTION". Returns 0, FAAS_EEXIST
+ * (a live mapping has it; one unmapped inside a callback has let it go) or
+ * FAAS_ENOMEM.
+ */
+static int name_take(struct faas_mapping *m, const char *name)
+{
+    struct faas_runtime *rt = m->rt;
+    struct faas_list *e;
+    size_t ns = strlen(m->source), nf = strlen(m->function);
+
+    if (name) {
+        m->name = faas_strdup(name);
+    } else if ((m->name = faas_malloc(ns + nf + 2)) != NULL) {
+        memcpy(m->name, m->source, ns);
+        m->name[ns] = ' ';
+        memcpy(m->name + ns + 1, m->function, nf + 1);
+    }
+    if (!m->name)
+        return FAAS_ENOMEM;
+    m->opts.name = m->name;
+    for (e = rt->mappings.next; e != &rt->mappings; e = e->next) {
+        const struct faas_mapping *o = FAAS_CONTAINER_OF(e, struct faas_mapping, link);
+        if (!o->dead && strcmp(o->name, m->name) == 0)
+            return FAAS_EEXIST;
+    }
     return 0;
 }
 
@@ -474,7 +506,9 @@ int faas_map(struct faas_runtime *rt, const char *source, const char *function,
     }
     m->pattern = m->source + (rest - source);
     m->id = rt->next_mapping_id; /* the kinds' set-up may use it */
-    if ((rc = map_opts(m, opts)) != 0 || (rc = mapping_start(m)) != 0) {
+    if ((rc = map_opts(m, opts)) != 0 ||
+        (rc = name_take(m, opts && opts->version >= 2 ? opts->name : NULL)) != 0 ||
+        (rc = mapping_start(m)) != 0) {
         mapping_stop(m);
         mapping_free(m);
         return rc;
