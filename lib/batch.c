@@ -68,6 +68,7 @@
 
 #include <event2/event.h>
 
+#include "durable.h"
 #include "faas_int.h"
 #include "json_path.h"
 
@@ -90,18 +91,30 @@ struct bkey {
     struct faas_list queue;      /* struct brec, arrival order */
     size_t nqueued;
     size_t outstanding;          /* its records in batches */
+    size_t nputting;             /* its records not yet durable */
     int in_avail;
     const char *name;
 };
 
+/* Where a record is with a durable engine (without one: always MEMORY). */
+enum brec_keep {
+    KEEP_MEMORY = 0,             /* no engine: nothing to write */
+    KEEP_PUTTING,                /* on b->putting, its put not answered */
+    KEEP_REFUSED,                /* on b->putting, the engine refused it */
+    KEEP_KEPT                    /* in the engine: deleted when it ends */
+};
+
 struct brec {
-    struct faas_list link;       /* its key's queue while queued */
+    struct faas_list link;       /* its key's queue while queued; b->putting */
     struct faas_list held_link;  /* b->held until it ends */
+    struct faas_batcher *b;
     struct bkey *key;
     json_t *rec;
     size_t bytes;                /* serialised size */
     uint64_t emitted_ns;
     uint64_t seq;                /* arrival order in the mapping */
+    int refused_rc;              /* KEEP_REFUSED: the engine's answer */
+    enum brec_keep keep;
 };
 
 struct bbatch {
@@ -138,6 +151,8 @@ struct faas_batcher {
     struct faas_list avail;
     size_t navail;
     uint64_t next_seq;
+    char *name;                  /* the mapping's durable name */
+    struct faas_list putting;    /* records waiting for the engine, by seq */
 
     struct faas_list retry;      /* batches waiting for their wake time */
     struct faas_list inflight;
@@ -174,6 +189,7 @@ static void destroy(struct faas_batcher *b)
         free(FAAS_CONTAINER_OF(n, struct bkey, hnode));
     }
     faas_htable_fini(&b->keys);
+    free(b->name);
     free(b->on_failure);
     free(b->key_path);
     free(b);
@@ -183,6 +199,14 @@ static void unref(struct faas_batcher *b)
 {
     if (--b->refs == 0)
         destroy(b);
+}
+
+/* The answer of an engine operation that moves or ends work: the engine
+ * retries it until it commits or closes, so there is nothing to do. */
+static void durable_noop(int rc, void *arg)
+{
+    (void)rc;
+    (void)arg;
 }
 
 static void kick(struct faas_batcher *b)
@@ -265,7 +289,7 @@ static void avail_update(struct faas_batcher *b, struct bkey *k)
 /* Drops an ordered key that holds nothing: keys do not pile up. */
 static void key_maybe_free(struct faas_batcher *b, struct bkey *k)
 {
-    if (k == &b->all || k->nqueued || k->outstanding || k->in_avail)
+    if (k == &b->all || k->nqueued || k->outstanding || k->nputting || k->in_avail)
         return;
     faas_htable_remove(&b->keys, &k->hnode);
     free(k);
@@ -318,16 +342,44 @@ static char *partition_key(const struct faas_batcher *b, json_t *rec)
 
 /* ---- records and batches -------------------------------------------- */
 
-/* A record leaves its batch for good (delivered or failed). */
-static void rec_end(struct faas_batcher *b, struct brec *r)
+/* Frees a record that was on b->held. */
+static void rec_unhold(struct faas_batcher *b, struct brec *r)
 {
-    struct bkey *k = r->key;
-    k->outstanding--;
     faas_list_remove(&r->held_link);
     b->nheld--;
     b->nbytes -= r->bytes;
     json_decref(r->rec);
     free(r);
+}
+
+/*
+ * The engine forgets a record that ended. Not while the runtime closes:
+ * what is dropped then was not ended, and stays for the next start. A
+ * delete that cannot be queued leaves the record to be delivered again
+ * after a restart (at least once), and says so.
+ */
+static void rec_forget(struct faas_batcher *b, const struct brec *r)
+{
+    struct faas_runtime *rt = b->rt;
+    int rc;
+
+    if (r->keep != KEEP_KEPT || stopping(rt) || !rt->durable)
+        return;
+    rc = faas_durable_record_del(rt->durable, b->name, r->seq, durable_noop, NULL);
+    if (rc != 0)
+        faas_log_event(rt, FAAS_LOG_WARNING, b->function, NULL, "durable", NULL,
+                       "mapping \"%s\": record %llu ended but stays kept (%s): it runs "
+                       "again after a restart",
+                       b->name, (unsigned long long)r->seq, err_name(rc));
+}
+
+/* A record leaves its batch for good (delivered or failed). */
+static void rec_end(struct faas_batcher *b, struct brec *r)
+{
+    struct bkey *k = r->key;
+    k->outstanding--;
+    rec_forget(b, r);
+    rec_unhold(b, r);
     if (b->m) {
         avail_update(b, k);
         key_maybe_free(b, k);
@@ -908,6 +960,198 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     pump_entry(b);
 }
 
+/* ---- records in and out ---------------------------------------------- */
+
+/* A record of b for `record` (taken over) with its key, not yet held or
+ * queued; NULL when out of memory (the record is then still the caller's). */
+static struct brec *rec_new(struct faas_batcher *b, json_t *record, size_t bytes)
+{
+    struct bkey *k;
+    struct brec *r;
+
+    if (b->ordered) {
+        char *name = partition_key(b, record);
+        k = name ? key_get(b, name) : NULL;
+        free(name);
+    } else {
+        k = &b->all;
+    }
+    r = k ? faas_calloc(1, sizeof *r) : NULL;
+    if (!r) {
+        if (k)
+            key_maybe_free(b, k);
+        return NULL;
+    }
+    r->b = b;
+    r->rec = record;
+    r->key = k;
+    r->bytes = bytes;
+    return r;
+}
+
+static void rec_hold(struct faas_batcher *b, struct brec *r)
+{
+    faas_list_insert_tail(&b->held, &r->held_link);
+    b->nheld++;
+    b->nbytes += r->bytes;
+}
+
+/* A held record joins its key's queue: from now on it may be batched. */
+static void rec_queue(struct faas_batcher *b, struct brec *r, uint64_t now)
+{
+    struct bkey *k = r->key;
+
+    faas_list_insert_tail(&k->queue, &r->link);
+    k->nqueued++;
+    if (k->in_avail)
+        b->navail++;
+    else
+        avail_update(b, k);
+    if (b->window_ms == 0 || b->navail >= b->batch_size)
+        kick(b);
+    else
+        arm_timer(b, now);
+}
+
+/*
+ * Records whose put was answered leave the head of b->putting in seq order
+ * (answers come in that order; the list keeps it whatever happens): a
+ * kept record is queued, a refused one dropped and logged. Once b is
+ * detached or the runtime closes, nobody batches them: a record the
+ * mapping's removal dropped is forgotten, one the runtime's end dropped
+ * stays kept (rec_forget). The caller brackets user callbacks (the log).
+ */
+static void putting_settle(struct faas_batcher *b)
+{
+    struct faas_runtime *rt = b->rt;
+    struct faas_list *e;
+
+    while ((e = b->putting.next) != &b->putting) {
+        struct brec *r = FAAS_CONTAINER_OF(e, struct brec, link);
+        struct bkey *k = r->key;
+        if (r->keep == KEEP_PUTTING)
+            break;
+        faas_list_remove(&r->link);
+        k->nputting--;
+        if (r->keep == KEEP_KEPT && b->m && !stopping(rt)) {
+            rec_queue(b, r, faas_now_ns(rt));
+            continue;
+        }
+        if (r->keep == KEEP_KEPT)
+            rec_forget(b, r);
+        else
+            faas_log_event(rt, FAAS_LOG_WARNING, b->function, NULL, "record-refused", NULL,
+                           "mapping \"%s\": the durable engine could not keep a record "
+                           "(%s): dropped",
+                           b->name, err_name(r->refused_rc));
+        rec_unhold(b, r);
+        if (b->m)
+            key_maybe_free(b, k);
+        faas_drain_note(rt);
+    }
+}
+
+static void put_done(int rc, void *arg)
+{
+    struct brec *r = arg;
+    struct faas_batcher *b = r->b;
+    struct faas_runtime *rt = b->rt;
+
+    if (rc == 0) {
+        r->keep = KEEP_KEPT;
+    } else {
+        r->keep = KEEP_REFUSED;
+        r->refused_rc = rc;
+    }
+    faas_rt_enter(rt);
+    putting_settle(b);
+    unref(b); /* the put's */
+    faas_rt_leave(rt);
+}
+
+/* Hands a new record to the engine: it waits on b->putting, held (it
+ * counts against the bound and for a drain), until the engine answers. */
+static int rec_put(struct faas_batcher *b, struct brec *r)
+{
+    struct faas_runtime *rt = b->rt;
+    struct faas_durable_record dr;
+    char *text = json_dumps(r->rec, JSON_COMPACT | JSON_ENCODE_ANY);
+    int rc = FAAS_ENOMEM;
+
+    if (text) {
+        dr.mapping = b->name;
+        dr.seq = r->seq;
+        dr.key = b->ordered ? r->key->name : NULL;
+        dr.record = text;
+        dr.record_len = strlen(text);
+        dr.arrived_ms = faas_wall_ns(rt) / 1000000;
+        rc = faas_durable_record_put(rt->durable, &dr, put_done, r);
+        free(text);
+    }
+    if (rc != 0) {
+        struct bkey *k = r->key;
+        json_decref(r->rec);
+        free(r);
+        key_maybe_free(b, k);
+        return rc;
+    }
+    r->keep = KEEP_PUTTING;
+    r->key->nputting++;
+    faas_list_insert_tail(&b->putting, &r->link);
+    rec_hold(b, r);
+    b->nrecords++;
+    ref(b);
+    return 0;
+}
+
+/* One record kept under b's name by an earlier run: queued as it was, its
+ * age on the wall clock carried over. faas_durable_records_load's `each`. */
+static int load_one(const struct faas_durable_record *dr, void *arg)
+{
+    struct faas_batcher *b = arg;
+    struct faas_runtime *rt = b->rt;
+    uint64_t now = faas_now_ns(rt), age_ns;
+    int64_t age_ms = faas_wall_ns(rt) / 1000000 - dr->arrived_ms;
+    json_t *rec = json_loadb(dr->record, dr->record_len, JSON_ALLOW_NUL, NULL);
+    struct brec *r;
+
+    if (!json_is_object(rec)) {
+        /* Not written by this library: it can never be delivered. */
+        json_decref(rec);
+        faas_log_event(rt, FAAS_LOG_WARNING, b->function, NULL, "durable", NULL,
+                       "mapping \"%s\": kept record %llu is not a JSON object: dropped",
+                       b->name, (unsigned long long)dr->seq);
+        faas_durable_record_del(rt->durable, b->name, dr->seq, durable_noop, NULL);
+        return 0;
+    }
+    r = rec_new(b, rec, dr->record_len);
+    if (!r) {
+        json_decref(rec);
+        return FAAS_ENOMEM;
+    }
+    age_ns = age_ms > 0 ? (uint64_t)age_ms * MS : 0;
+    r->emitted_ns = now > age_ns ? now - age_ns : 0;
+    r->seq = dr->seq;
+    r->keep = KEEP_KEPT;
+    if (dr->seq > b->next_seq)
+        b->next_seq = dr->seq;
+    rec_hold(b, r);
+    rec_queue(b, r, now);
+    return 0;
+}
+
+/* Undoes what load_one did, leaving the engine as it was (faas_map failed). */
+static void unload(struct faas_batcher *b)
+{
+    struct faas_list *e;
+    while ((e = b->held.next) != &b->held) {
+        struct brec *r = FAAS_CONTAINER_OF(e, struct brec, held_link);
+        faas_list_remove(&r->link);
+        r->key->nqueued--;
+        rec_unhold(b, r);
+    }
+}
+
 /* ---- the interface -------------------------------------------------- */
 
 int faas_batcher_new(struct faas_mapping *m)
@@ -915,6 +1159,7 @@ int faas_batcher_new(struct faas_mapping *m)
     struct faas_runtime *rt;
     struct faas_batcher *b;
     const struct faas_map_opts *o;
+    int rc;
 
     if (!m || !m->rt || m->batcher)
         return FAAS_EINVAL;
@@ -949,10 +1194,12 @@ int faas_batcher_new(struct faas_mapping *m)
     faas_list_init(&b->retry);
     faas_list_init(&b->inflight);
     faas_list_init(&b->held);
+    faas_list_init(&b->putting);
     faas_list_init(&b->all.queue);
     faas_list_init(&b->all.avail_link);
     b->all.name = "";
-    if ((o->on_failure && !(b->on_failure = faas_strdup(o->on_failure))) ||
+    if (!(b->name = faas_strdup(m->name)) ||
+        (o->on_failure && !(b->on_failure = faas_strdup(o->on_failure))) ||
         (o->partition_key_path && !(b->key_path = faas_strdup(o->partition_key_path))) ||
         faas_htable_init(&b->keys, 16) != 0 ||
         !(b->kick_ev = event_new(rt->base, -1, 0, kick_cb, b)) ||
@@ -961,6 +1208,13 @@ int faas_batcher_new(struct faas_mapping *m)
             event_free(b->kick_ev);
         destroy(b);
         return FAAS_ENOMEM;
+    }
+    if (rt->durable && (rc = faas_durable_records_load(rt->durable, b->name, load_one, b))) {
+        unload(b);
+        event_free(b->kick_ev);
+        event_free(b->timer_ev);
+        destroy(b);
+        return rc;
     }
     m->batcher = b;
     return 0;
@@ -974,54 +1228,30 @@ int faas_batcher_add(struct faas_mapping *m, json_t *record)
 int faas_batcher_add_sized(struct faas_mapping *m, json_t *record, size_t bytes)
 {
     struct faas_batcher *b = m ? m->batcher : NULL;
-    struct bkey *k = NULL;
     struct brec *r;
-    char *name;
-    uint64_t now;
 
     if (!b || !record) {
         json_decref(record);
         return FAAS_EINVAL;
     }
-    if (bytes > b->max_bytes - b->nbytes) {
+    /* Records kept from an earlier run may hold more than the bound. */
+    if (b->nbytes > b->max_bytes || bytes > b->max_bytes - b->nbytes) {
         json_decref(record);
         return FAAS_ETHROTTLED;
     }
     b->mapping_id = m->id; /* faas_map may number the mapping after new */
-    if (b->ordered) {
-        name = partition_key(b, record);
-        k = name ? key_get(b, name) : NULL;
-        free(name);
-    } else {
-        k = &b->all;
-    }
-    r = k ? faas_calloc(1, sizeof *r) : NULL;
+    r = rec_new(b, record, bytes);
     if (!r) {
-        if (k)
-            key_maybe_free(b, k);
         json_decref(record);
         return FAAS_ENOMEM;
     }
-    now = faas_now_ns(b->rt);
-    r->rec = record;
-    r->key = k;
-    r->bytes = bytes;
-    r->emitted_ns = now;
+    r->emitted_ns = faas_now_ns(b->rt);
     r->seq = ++b->next_seq;
-    faas_list_insert_tail(&b->held, &r->held_link);
-    b->nheld++;
-    b->nbytes += bytes;
+    if (b->rt->durable)
+        return rec_put(b, r);
+    rec_hold(b, r);
     b->nrecords++;
-    faas_list_insert_tail(&k->queue, &r->link);
-    k->nqueued++;
-    if (k->in_avail)
-        b->navail++;
-    else
-        avail_update(b, k);
-    if (b->window_ms == 0 || b->navail >= b->batch_size)
-        kick(b);
-    else
-        arm_timer(b, now);
+    rec_queue(b, r, r->emitted_ns);
     return 0;
 }
 
@@ -1055,6 +1285,7 @@ void faas_batcher_free(struct faas_mapping *m)
     struct faas_list dead, *e;
     struct faas_hnode *kn, *knext;
     uint64_t now;
+    int keep;
 
     if (!b)
         return;
@@ -1096,8 +1327,16 @@ void faas_batcher_free(struct faas_mapping *m)
     }
     now = faas_now_ns(b->rt);
     ref(b);
-    while ((e = faas_list_pop_head(&dead)) != NULL)
-        fail_final(b, FAAS_CONTAINER_OF(e, struct bbatch, link), C_REMOVED, now);
+    /* With a durable engine, the runtime's end removes nothing: what waits
+     * stays kept for the next start, quietly. */
+    keep = b->rt->durable && stopping(b->rt);
+    while ((e = faas_list_pop_head(&dead)) != NULL) {
+        struct bbatch *bt = FAAS_CONTAINER_OF(e, struct bbatch, link);
+        if (keep)
+            batch_drop(b, bt);
+        else
+            fail_final(b, bt, C_REMOVED, now);
+    }
     unref(b); /* the walk's */
     unref(b); /* the mapping's: batches in flight keep the rest alive */
 }

@@ -32,6 +32,7 @@
 
 #include <event2/event.h>
 
+#include "durable.h"
 #include "faas_int.h"
 #include "route.h"
 #include "json_path.h"
@@ -179,6 +180,14 @@ static void iso_utc(int64_t t, char *buf, size_t size)
     strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* A durable operation whose outcome changes nothing here: the engine
+ * retries what it was given until it commits or closes. */
+static void durable_noop(int rc, void *arg)
+{
+    (void)rc;
+    (void)arg;
+}
+
 /* EventBridge's Scheduled Event for a fire at `t`. New reference or NULL. */
 static json_t *scheduled_event(struct faas_mapping *m, int64_t t)
 {
@@ -255,6 +264,13 @@ static int schedule_check(struct faas_mapping *m)
     }
     ev = scheduled_event(m, due);
     memcpy(function, m->function, sizeof function);
+    /* Kept before the event is queued: the engine commits in that order,
+     * so a restart never fires this due time again. */
+    if (rt->durable &&
+        (rc = faas_durable_schedule_set(rt->durable, m->name, due * 1000, durable_noop, NULL)))
+        faas_log_event(rt, FAAS_LOG_WARNING, function, NULL, "durable", NULL,
+                       "%s: the fire at %lld not kept: %s", m->name, (long long)due,
+                       faas_strerror(rc));
     /* Arm the next fire first: what follows runs host code (log records),
      * which may unmap m. Late by more than a period fires once, then from
      * now: no burst. */
@@ -265,6 +281,34 @@ static int schedule_check(struct faas_mapping *m)
         faas_log_event(rt, FAAS_LOG_ASYNC, function, "", "failure", NULL, "%s",
                        faas_strerror(rc));
     return 1;
+}
+
+/*
+ * Arms a new schedule mapping. With a durable engine and a fire kept under
+ * m's name from an earlier run, the latest due time missed since then fires
+ * once, at once (from the loop), with that time; none missed, the
+ * schedule goes on from the kept fire. Never kept: from now, as without an
+ * engine.
+ */
+static void schedule_start(struct faas_mapping *m)
+{
+    struct faas_runtime *rt = m->rt;
+    int64_t now = wall_s(rt), kept_ms, kept;
+    time_t missed;
+    struct timeval at_once = { 0, 0 };
+
+    if (!rt->durable || faas_durable_schedule_get(rt->durable, m->name, &kept_ms) != 0) {
+        schedule_arm(m, now);
+        return;
+    }
+    kept = kept_ms / 1000 - (kept_ms % 1000 < 0);
+    if (kept < now && faas_schedule_last_parsed(m->sched, (time_t)kept, (time_t)now,
+                                                &missed) == 0) {
+        m->last_fire_s = (int64_t)missed;
+        event_add(m->timer, &at_once);
+        return;
+    }
+    schedule_arm(m, kept < now ? kept : now);
 }
 
 static void schedule_cb(evutil_socket_t fd, short what, void *arg)
@@ -415,7 +459,7 @@ static int mapping_start(struct faas_mapping *m)
         m->timer = event_new(rt->base, -1, 0, schedule_cb, m);
         if (!m->timer)
             return FAAS_ENOMEM;
-        schedule_arm(m, wall_s(rt));
+        schedule_start(m);
         return 0;
     case FAAS_SRC_S3:
     case FAAS_SRC_DYNAMODB:

@@ -162,6 +162,73 @@ static void test_ids_and_unmap(void **state)
     assert_true(faas_map(f->rt, "queue:q2", "fn", NULL) > c);
 }
 
+/* Names: the default is "SOURCE FUNCTION"; two live mappings never share
+ * one, whatever their kinds; an unmapped one lets its name go. */
+static void test_names(void **state)
+{
+    struct fx *f = *state;
+    struct faas_map_opts mo = FAAS_MAP_OPTS_INIT;
+    struct faas_mapping *m;
+    char longname[FAAS_MAPPING_NAME_MAX + 2];
+    int a, b, c;
+
+    a = faas_map(f->rt, "queue:q", "fn", NULL);
+    assert_true(a >= 0);
+    m = faas_mapping_find(f->rt, a);
+    assert_string_equal(m->name, "queue:q fn");
+    /* The same source and function: the same default name. */
+    assert_int_equal(faas_map(f->rt, "queue:q", "fn", NULL), FAAS_EEXIST);
+    b = faas_map(f->rt, "queue:q", "other", NULL);
+    assert_true(b >= 0);
+    assert_string_equal(faas_mapping_find(f->rt, b)->name, "queue:q other");
+    /* A name of its own lets the same pair map twice; the name is copied. */
+    {
+        char name[] = "orders-a";
+        mo.name = name;
+        c = faas_map(f->rt, "queue:q", "fn", &mo);
+        name[0] = 'X';
+    }
+    assert_true(c >= 0);
+    assert_string_equal(faas_mapping_find(f->rt, c)->name, "orders-a");
+    /* A chosen name is taken across kinds, and a default one can be chosen. */
+    mo.name = "orders-a";
+    assert_int_equal(faas_map(f->rt, "schedule:rate(1 hour)", "fn", &mo), FAAS_EEXIST);
+    assert_int_equal(faas_map(f->rt, "api:GET /o", "other", &mo), FAAS_EEXIST);
+    mo.name = "queue:q other";
+    assert_int_equal(faas_map(f->rt, "stream:s", "fn", &mo), FAAS_EEXIST);
+    assert_true(faas_map(f->rt, "schedule:rate(1 hour)", "fn", NULL) >= 0);
+    assert_int_equal(faas_map(f->rt, "schedule:rate(1 hour)", "fn", NULL), FAAS_EEXIST);
+    /* Empty and over-long names are refused. */
+    mo.name = "";
+    assert_int_equal(faas_map(f->rt, "stream:s", "fn", &mo), FAAS_EINVAL);
+    memset(longname, 'n', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    mo.name = longname;
+    assert_int_equal(faas_map(f->rt, "stream:s", "fn", &mo), FAAS_EINVAL);
+    longname[FAAS_MAPPING_NAME_MAX] = '\0';
+    assert_true(faas_map(f->rt, "stream:s", "fn", &mo) >= 0);
+    /* Version 1 options have no name: the default. */
+    mo.version = 1;
+    mo.name = "ignored";
+    assert_int_equal(faas_map(f->rt, "queue:q", "other", &mo), FAAS_EEXIST);
+    b = faas_map(f->rt, "queue:v1", "other", &mo);
+    assert_string_equal(faas_mapping_find(f->rt, b)->name, "queue:v1 other");
+    /* Unmapped, the name is free again; also inside a callback, where the
+     * mapping is only marked dead until the callback returns. */
+    assert_int_equal(faas_unmap(f->rt, a), 0);
+    a = faas_map(f->rt, "queue:q", "fn", NULL);
+    assert_true(a >= 0);
+    faas_rt_enter(f->rt);
+    assert_int_equal(faas_unmap(f->rt, a), 0);
+    assert_int_equal(f->rt->dead_mappings, 1);
+    b = faas_map(f->rt, "queue:q", "fn", NULL);
+    assert_true(b > a);
+    assert_int_equal(faas_map(f->rt, "queue:q", "fn", NULL), FAAS_EEXIST);
+    faas_rt_leave(f->rt);
+    assert_int_equal(f->rt->dead_mappings, 0);
+    assert_string_equal(faas_mapping_find(f->rt, b)->name, "queue:q fn");
+}
+
 /* Advances the fake clock, fires what is due, runs the loop until `want`
  * handler runs (or a short bound). */
 static void advance(struct fx *f, uint64_t seconds, int want)
@@ -525,6 +592,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_map_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_source_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ids_and_unmap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_far_schedule_wakes_daily, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rate_schedule, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cron_and_at, setup, teardown),
