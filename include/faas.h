@@ -914,6 +914,43 @@ FAAS_EXTERN int faas_unmap(struct faas_runtime *rt, int mapping_id);
 FAAS_EXTERN int faas_emit(struct faas_runtime *rt, const char *source, json_t *record);
 
 /*
+ * A record's acceptance (faas_emit_opts.on_accepted): on the loop, never
+ * inside the call, exactly once for each faas_emit_with() that returned 0 or
+ * more. rc is the number of mappings that keep the record: with a durable
+ * engine, once each of them has it committed, so it survives a crash;
+ * without one, on the loop's next turn, what the call returned. Or a
+ * negative code: FAAS_EUNAVAILABLE when the engine could not keep it for at
+ * least one mapping (that one dropped it; others may still deliver it, so
+ * emitting it again can deliver it twice to them), FAAS_ECANCELED when the
+ * runtime was freed first.
+ */
+typedef void (*faas_emit_accept_fn)(int rc, void *arg);
+
+/* Version 1: on_accepted and accepted_arg. */
+#define FAAS_EMIT_OPTS_VERSION 1
+
+struct faas_emit_opts {
+    unsigned int version;            /* FAAS_EMIT_OPTS_VERSION */
+    faas_emit_accept_fn on_accepted; /* NULL = none */
+    void *accepted_arg;
+};
+
+#define FAAS_EMIT_OPTS_INIT { FAAS_EMIT_OPTS_VERSION, NULL, NULL }
+
+/* As faas_runtime_opts_init, for FAAS_EMIT_OPTS_INIT. */
+FAAS_EXTERN int faas_emit_opts_init(struct faas_emit_opts *opts, unsigned int version);
+
+/*
+ * faas_emit() with options (NULL: faas_emit itself): opts->on_accepted
+ * tells the host when the record is durable (see faas_emit_accept_fn), as
+ * faas_invoke_opts.on_accepted does for an async event. `opts` is copied.
+ * Returns what faas_emit returns, and FAAS_EINVAL also for an options
+ * struct of an unknown version.
+ */
+FAAS_EXTERN int faas_emit_with(struct faas_runtime *rt, const char *source, json_t *record,
+                               const struct faas_emit_opts *opts);
+
+/*
  * Serves the api: routes and the Invoke API (runtime option invoke_api) on
  * the host's evhttp
  * server: libfaas sets its generic callback, so routes the host registered

@@ -115,6 +115,7 @@ struct brec {
     uint64_t seq;                /* arrival order in the mapping */
     int refused_rc;              /* KEEP_REFUSED: the engine's answer */
     enum brec_keep keep;
+    struct faas_emit_wait *wait; /* KEEP_PUTTING: owed the put's answer */
 };
 
 struct bbatch {
@@ -1056,7 +1057,9 @@ static void put_done(int rc, void *arg)
     struct brec *r = arg;
     struct faas_batcher *b = r->b;
     struct faas_runtime *rt = b->rt;
+    struct faas_emit_wait *w = r->wait;
 
+    r->wait = NULL;
     if (rc == 0) {
         r->keep = KEEP_KEPT;
     } else {
@@ -1065,13 +1068,15 @@ static void put_done(int rc, void *arg)
     }
     faas_rt_enter(rt);
     putting_settle(b);
+    if (w)
+        w->note(w, rc); /* the host's callback, maybe */
     unref(b); /* the put's */
     faas_rt_leave(rt);
 }
 
 /* Hands a new record to the engine: it waits on b->putting, held (it
  * counts against the bound and for a drain), until the engine answers. */
-static int rec_put(struct faas_batcher *b, struct brec *r)
+static int rec_put(struct faas_batcher *b, struct brec *r, struct faas_emit_wait *w)
 {
     struct faas_runtime *rt = b->rt;
     struct faas_durable_record dr;
@@ -1096,6 +1101,9 @@ static int rec_put(struct faas_batcher *b, struct brec *r)
         return rc;
     }
     r->keep = KEEP_PUTTING;
+    r->wait = w;
+    if (w)
+        w->owed++;
     r->key->nputting++;
     faas_list_insert_tail(&b->putting, &r->link);
     rec_hold(b, r);
@@ -1222,10 +1230,11 @@ int faas_batcher_new(struct faas_mapping *m)
 
 int faas_batcher_add(struct faas_mapping *m, json_t *record)
 {
-    return faas_batcher_add_sized(m, record, record ? faas_json_bytes(record) : 0);
+    return faas_batcher_add_sized(m, record, record ? faas_json_bytes(record) : 0, NULL);
 }
 
-int faas_batcher_add_sized(struct faas_mapping *m, json_t *record, size_t bytes)
+int faas_batcher_add_sized(struct faas_mapping *m, json_t *record, size_t bytes,
+                           struct faas_emit_wait *w)
 {
     struct faas_batcher *b = m ? m->batcher : NULL;
     struct brec *r;
@@ -1248,7 +1257,7 @@ int faas_batcher_add_sized(struct faas_mapping *m, json_t *record, size_t bytes)
     r->emitted_ns = faas_now_ns(b->rt);
     r->seq = ++b->next_seq;
     if (b->rt->durable)
-        return rec_put(b, r);
+        return rec_put(b, r, w);
     rec_hold(b, r);
     b->nrecords++;
     rec_queue(b, r, r->emitted_ns);

@@ -330,6 +330,24 @@ struct faas_filter;  /* filter.c */
 struct faas_batcher; /* batch.c */
 struct faas_route;   /* route.c */
 
+/*
+ * One faas_emit_with call's on_accepted (source.c). A batcher that hands
+ * the record to the durable engine owes it the put's answer (owed++, then
+ * note); with nothing owed once the call is done, it is answered on the
+ * next turn (ev, on rt->emit_waits), or with FAAS_ECANCELED at teardown.
+ */
+struct faas_emit_wait {
+    struct faas_list link;
+    struct faas_runtime *rt;
+    faas_emit_accept_fn cb;
+    void *arg;
+    unsigned owed;              /* answers owed; one more while the call runs */
+    int kept;                   /* mappings that keep the record */
+    int refused;                /* the first put refused, or 0 */
+    struct event *ev;
+    void (*note)(struct faas_emit_wait *w, int rc);
+};
+
 struct faas_mapping {
     struct faas_list link;        /* rt->mappings */
     struct faas_runtime *rt;
@@ -379,6 +397,8 @@ struct faas_runtime {
     unsigned dead_mappings;      /* unmapped inside callbacks, to sweep */
     struct faas_http *http;      /* http.c; NULL until attached or bound */
     struct faas_list watches;    /* watch.c */
+    struct faas_list emit_waits; /* source.c: faas_emit_wait answered on the
+                                    next turn (zeroes until the first) */
     int next_watch_id;
 
     struct faas_tpool *pool;   /* NULL until a THREAD function exists */
@@ -582,7 +602,8 @@ extern size_t faas_mapping_max_bytes;
 /* faas_batcher_add with the record's size (faas_emit: faas_json_size of
  * the emitted record); FAAS_ETHROTTLED when it would take the mapping's
  * records over its byte bound. */
-int faas_batcher_add_sized(struct faas_mapping *m, json_t *record, size_t bytes);
+int faas_batcher_add_sized(struct faas_mapping *m, json_t *record, size_t bytes,
+                           struct faas_emit_wait *w);
 /* The runtime drains: every batch window closes now (from the loop). */
 void faas_batcher_drain(struct faas_runtime *rt);
 /* Records a mapping holds and are not in an invocation under way (queued,

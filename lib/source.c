@@ -336,6 +336,105 @@ void faas_schedule_poll(struct faas_runtime *rt)
     faas_rt_leave(rt);
 }
 
+/* ---- faas_emit_with's on_accepted -------------------------------------- */
+
+static void emit_wait_answer(struct faas_emit_wait *w, int rc)
+{
+    faas_emit_accept_fn cb = w->cb;
+    void *arg = w->arg;
+    if (w->ev)
+        event_free(w->ev);
+    free(w);
+    cb(rc, arg);
+}
+
+/* A batcher's note: one mapping's put was answered. */
+static void emit_wait_note(struct faas_emit_wait *w, int rc)
+{
+    if (rc == 0)
+        w->kept++;
+    else if (!w->refused)
+        w->refused = rc;
+    if (--w->owed == 0)
+        emit_wait_answer(w, w->refused ? w->refused : w->kept);
+}
+
+static void emit_wait_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct faas_emit_wait *w = arg;
+    struct faas_runtime *rt = w->rt;
+    (void)fd;
+    (void)what;
+    faas_list_remove(&w->link);
+    faas_rt_enter(rt);
+    emit_wait_answer(w, w->kept);
+    faas_rt_leave(rt);
+}
+
+/* A wait for opts->on_accepted (NULL when there is none); *rc FAAS_EINVAL
+ * for options of an unknown version, FAAS_ENOMEM. */
+static struct faas_emit_wait *emit_wait_new(struct faas_runtime *rt,
+                                            const struct faas_emit_opts *opts, int *rc)
+{
+    struct faas_emit_opts o;
+    struct faas_emit_wait *w;
+
+    *rc = 0;
+    if (!opts)
+        return NULL;
+    if (faas_emit_opts_read(&o, opts) != 0) {
+        *rc = FAAS_EINVAL;
+        return NULL;
+    }
+    if (!o.on_accepted)
+        return NULL;
+    w = faas_calloc(1, sizeof *w);
+    if (w && !(w->ev = event_new(rt->base, -1, 0, emit_wait_cb, w))) {
+        free(w);
+        w = NULL;
+    }
+    if (!w) {
+        *rc = FAAS_ENOMEM;
+        return NULL;
+    }
+    w->rt = rt;
+    w->cb = o.on_accepted;
+    w->arg = o.accepted_arg;
+    w->owed = 1; /* the call's own */
+    w->note = emit_wait_note;
+    faas_list_init(&w->link);
+    return w;
+}
+
+/* faas_emit_with is done: `taken` mappings took the record, or it was
+ * refused (taken < 0: no answer owed). */
+static void emit_wait_start(struct faas_runtime *rt, struct faas_emit_wait *w, int taken)
+{
+    if (taken < 0 && w->owed == 1) {
+        event_free(w->ev);
+        free(w);
+        return;
+    }
+    if (--w->owed > 0)
+        return; /* the engine answers */
+    if (!rt->durable)
+        w->kept = taken;
+    if (!rt->emit_waits.next)
+        faas_list_init(&rt->emit_waits);
+    faas_list_insert_tail(&rt->emit_waits, &w->link);
+    event_active(w->ev, EV_TIMEOUT, 1);
+}
+
+/* Teardown: answers still waiting for the next turn get FAAS_ECANCELED. */
+static void emit_waits_cancel(struct faas_runtime *rt)
+{
+    struct faas_list *e;
+    if (!rt->emit_waits.next)
+        return;
+    while ((e = faas_list_pop_head(&rt->emit_waits)) != NULL)
+        emit_wait_answer(FAAS_CONTAINER_OF(e, struct faas_emit_wait, link), FAAS_ECANCELED);
+}
+
 /* ---- faas_map / faas_unmap ----------------------------------------- */
 
 static void mapping_free(struct faas_mapping *m)
@@ -610,6 +709,7 @@ void faas_sources_free(struct faas_runtime *rt)
         mapping_free(m);
     }
     rt->dead_mappings = 0;
+    emit_waits_cancel(rt);
     faas_watch_free_all(rt);
     if (rt->http)
         faas_http_free(rt);
@@ -654,7 +754,8 @@ static int emit_name_ok(enum faas_src_kind kind, const char *name)
     return FAAS_EPARSE; /* not fed by the host */
 }
 
-int faas_emit(struct faas_runtime *rt, const char *source, json_t *record)
+static int emit(struct faas_runtime *rt, const char *source, json_t *record,
+                struct faas_emit_wait *w)
 {
     enum faas_src_kind kind;
     const char *name;
@@ -664,8 +765,6 @@ int faas_emit(struct faas_runtime *rt, const char *source, json_t *record)
     char why[192];
     int err = 0, taken = 0, throttled = 0, rc;
 
-    if (!rt)
-        return FAAS_EINVAL;
     if (!source || !record)
         return refuse(rt, NULL, FAAS_EINVAL, "%s", source ? "no record" : "no source");
     if (rt->closing || rt->free_requested)
@@ -698,7 +797,7 @@ int faas_emit(struct faas_runtime *rt, const char *source, json_t *record)
          * seven times the parts it was made of). */
         if (!shaped_bytes)
             shaped_bytes = faas_json_bytes(shaped);
-        rc = faas_batcher_add_sized(m, json_incref(shaped), shaped_bytes);
+        rc = faas_batcher_add_sized(m, json_incref(shaped), shaped_bytes, w);
         if (rc == 0) {
             taken++;
         } else if (rc == FAAS_ETHROTTLED) {
@@ -718,4 +817,29 @@ int faas_emit(struct faas_runtime *rt, const char *source, json_t *record)
     json_decref(shaped);
     faas_rt_leave(rt);
     return taken == 0 && throttled ? FAAS_ETHROTTLED : taken;
+}
+
+int faas_emit(struct faas_runtime *rt, const char *source, json_t *record)
+{
+    return faas_emit_with(rt, source, record, NULL);
+}
+
+int faas_emit_with(struct faas_runtime *rt, const char *source, json_t *record,
+                   const struct faas_emit_opts *opts)
+{
+    struct faas_emit_wait *w;
+    int rc;
+
+    if (!rt)
+        return FAAS_EINVAL;
+    w = emit_wait_new(rt, opts, &rc);
+    if (rc != 0)
+        return rc == FAAS_EINVAL ? refuse(rt, NULL, rc, "%s: emit options of an unknown version",
+                                          source ? source : "(no source)")
+                                 : refuse(rt, NULL, rc, "%s: out of memory",
+                                          source ? source : "(no source)");
+    rc = emit(rt, source, record, w);
+    if (w)
+        emit_wait_start(rt, w, rc);
+    return rc;
 }
