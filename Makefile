@@ -29,7 +29,17 @@ SAN     ?=
 # dependencies (test, run, check, bench, fuzz) therefore install them first
 # and then build in a fresh make, which reads the flags anew; the plain build
 # targets never install anything and stop with a clear message instead.
+# WITH_SQLITE=0 leaves the SQLite durable engine out (lib/durable_sqlite.c):
+# nothing links libsqlite3, and a "sqlite:" URL fails at faas_runtime_new.
+WITH_SQLITE ?= 1
 PKGS        := libevent jansson libsodium
+ifeq ($(WITH_SQLITE),1)
+PKGS        += sqlite3
+SQLITE_PC   := , sqlite3
+else
+WITH_SQLITE := 0
+SQLITE_PC   :=
+endif
 DEP_CFLAGS  := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 DEP_LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
@@ -42,7 +52,8 @@ CFLAGS  ?= $(OPT) -g
 # otherwise fail with EOVERFLOW on big files and on the 64-bit directory
 # offsets of ext4 under a 64-bit kernel. No libevent call of the library
 # takes an off_t, so its ABI is untouched; a no-op on 64-bit targets.
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -pthread $(WARN) $(CFLAGS) $(SAN) -Iinclude -Ilib $(DEP_CFLAGS)
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DFAAS_WITH_SQLITE=$(WITH_SQLITE) -pthread \
+              $(WARN) $(CFLAGS) $(SAN) -Iinclude -Ilib $(DEP_CFLAGS)
 LIB_CFLAGS := $(ALL_CFLAGS) -fPIC -fvisibility=hidden
 LDLIBS_ALL := $(DEP_LIBS) -pthread -ldl
 LDFLAGS ?=
@@ -85,7 +96,7 @@ deps:
 depcheck:
 ifneq ($(DEPS_FOUND),yes)
 	@echo "libfaas: pkg-config finds no $(PKGS)." >&2
-	@echo "Install them (Debian: libevent-dev libjansson-dev libsodium-dev pkg-config)," >&2
+	@echo "Install them (Debian: libevent-dev libjansson-dev libsodium-dev libsqlite3-dev pkg-config)," >&2
 	@echo "or run 'make deps' (or 'make test', which installs what is missing)." >&2
 	@exit 1
 endif
@@ -110,7 +121,7 @@ $(SHARED): $(LIB_OBJS)
 
 # The generated .pc follows PREFIX: a stamp of the variables forces a rebuild
 # when `make install PREFIX=...` differs from the last build.
-PC_VARS := $(PREFIX)|$(LIBDIR)|$(INCDIR)|$(VERSION)
+PC_VARS := $(PREFIX)|$(LIBDIR)|$(INCDIR)|$(VERSION)|$(WITH_SQLITE)
 $(B)/pc.vars: FORCE
 	@mkdir -p $(B)
 	@echo '$(PC_VARS)' | cmp -s - $@ || echo '$(PC_VARS)' > $@
@@ -118,7 +129,8 @@ $(B)/pc.vars: FORCE
 $(B)/libfaas.pc: pkgconfig/libfaas.pc.in Makefile $(B)/pc.vars
 	@mkdir -p $(B)
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
-	    -e 's|@INCDIR@|$(INCDIR)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+	    -e 's|@INCDIR@|$(INCDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    -e 's|@SQLITE@|$(SQLITE_PC)|g' $< > $@
 
 # Tests link the static library so they can reach lib/ internals. They load
 # the shared objects of their own tree (TEST_B): a cross build's are for
@@ -257,7 +269,7 @@ FUZZERS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c
 build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(wildcard lib/*.h) include/faas.h
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ    $@"
-	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -DFAAS_WITH_SQLITE=$(WITH_SQLITE) -g -O1 -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=all -Iinclude -Ilib $(DEP_CFLAGS) -o $@ $< $(LIB_SRCS) \
 	    $(LDLIBS_ALL)
 

@@ -285,9 +285,15 @@ FAAS_EXTERN int faas_runtime_opts_init(struct faas_runtime_opts *opts, unsigned 
  * leaves *out untouched. With opts.zygote (the default) it forks the zygote
  * process, from which worker processes are forked later: call it before the
  * host starts threads, so the zygote is a single-threaded copy of the host.
+ * With opts.durable set it opens the durable engine after that fork, and
+ * the engine's database is the runtime's alone until it is freed.
  * Returns 0, FAAS_EINVAL (NULL out or base, an opts version from the
- * future), FAAS_ENOMEM or FAAS_ESYS (the zygote could not be forked; errno
- * is as the failing call left it).
+ * future, a durable URL no engine of this build takes), FAAS_ENOMEM,
+ * FAAS_ESYS (the zygote could not be forked; errno is as the failing call
+ * left it) or FAAS_EUNAVAILABLE (the durable engine cannot be used: its
+ * database cannot be opened or created, is locked by another process, is
+ * not a database or is corrupt, or has another schema version; a
+ * FAAS_LOG_WARNING record with action "durable" says which).
  */
 FAAS_EXTERN int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
                                  const struct faas_runtime_opts *opts);

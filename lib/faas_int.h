@@ -402,6 +402,7 @@ struct faas_runtime {
     int next_watch_id;
 
     struct faas_tpool *pool;   /* NULL until a THREAD function exists */
+    struct faas_durable *durable; /* durable.h; NULL: state in memory only */
     struct faas_proc_rt *proc_rt; /* exec_process.c: zygote and processes */
 
     /* request ids: xoshiro256** seeded once */

@@ -49,6 +49,7 @@
 
 #include <event2/event.h>
 
+#include "durable.h"
 #include "exec_command.h"
 #include "faas_int.h"
 #include "opts.h"
@@ -298,12 +299,15 @@ static void dispatch_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* The option strings are copied, as every string passed in. */
+#define OPT_STRINGS 7
 static int copy_opt_strings(struct faas_runtime *rt)
 {
-    const char **f[4] = { &rt->opts.region, &rt->opts.runtime_api_address,
-                          &rt->opts.access_key_id, &rt->opts.secret_access_key };
+    const char **f[OPT_STRINGS] = { &rt->opts.region,         &rt->opts.runtime_api_address,
+                                    &rt->opts.access_key_id,  &rt->opts.secret_access_key,
+                                    &rt->opts.durable,        &rt->opts.durable_prefix,
+                                    &rt->opts.node_id };
     int i, rc = 0;
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < OPT_STRINGS; i++) {
         if (rc != 0) {
             *f[i] = NULL; /* not copied: not ours to free */
         } else if (*f[i]) {
@@ -321,6 +325,9 @@ static void free_opt_strings(struct faas_runtime *rt)
     free((char *)(uintptr_t)rt->opts.runtime_api_address);
     free((char *)(uintptr_t)rt->opts.access_key_id);
     free((char *)(uintptr_t)rt->opts.secret_access_key);
+    free((char *)(uintptr_t)rt->opts.durable);
+    free((char *)(uintptr_t)rt->opts.durable_prefix);
+    free((char *)(uintptr_t)rt->opts.node_id);
 }
 
 int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
@@ -373,6 +380,16 @@ int faas_runtime_new(struct faas_runtime **out, struct event_base *base,
     faas_rng_seed(rt->rng, rt);
     /* Before any thread of ours exists: the zygote is a clean copy. */
     rc = faas_zygote_start(rt);
+    /* After the fork: no worker inherits the engine's file or thread. */
+    if (rc == 0) {
+        rc = faas_durable_open(&rt->durable, rt, rt->opts.durable, rt->opts.durable_sync,
+                               rt->opts.node_id);
+        if (rc)
+            faas_zygote_stop(rt);
+    }
+    /* Async recovery belongs here, once the engine is open: the async
+     * layer loads the events an earlier run left (faas_durable_events_load)
+     * and keeps them until their functions are registered again. */
     if (rc) {
         event_free(rt->dispatch_ev);
         faas_htable_fini(&rt->registry);
@@ -448,6 +465,11 @@ static void runtime_destroy(struct faas_runtime *rt)
     /* Processes: fini where they can, then killed and reaped. */
     faas_proc_shutdown(rt);
     faas_zygote_stop(rt);
+    /* Nothing runs any more that could queue a durable operation: commit
+     * what is queued and run the completions owed, while the functions
+     * their arguments belong to are still alive. */
+    faas_durable_close(rt->durable);
+    rt->durable = NULL;
     for (e = rt->fns.next; e != &rt->fns; e = next) {
         struct faas_fn *fn = FAAS_CONTAINER_OF(e, struct faas_fn, link);
         next = e->next;

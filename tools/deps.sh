@@ -8,7 +8,7 @@
 # Multi-Arch: same (its event-config.h differs per architecture), so the
 # target's copy cannot sit beside the host's: it is unpacked under
 # build/cross-ARCH/sysroot with a libevent.pc that points there.
-pkgs="libevent-dev libjansson-dev libsodium-dev libcmocka-dev pkg-config curl"
+pkgs="libevent-dev libjansson-dev libsodium-dev libsqlite3-dev libcmocka-dev pkg-config curl"
 [ "${WITH_CHECK_TOOLS:-0}" = 1 ] && pkgs="$pkgs valgrind"
 [ "${WITH_FUZZ_TOOLS:-0}" = 1 ] && pkgs="$pkgs clang libclang-rt-14-dev"
 cross="${WITH_CROSS:-}"
@@ -20,7 +20,7 @@ if [ -n "$cross" ]; then
     esac
     # libevent-2.1-7 and friends: what the unpacked libevent-dev links to.
     pkgs="pkg-config curl qemu-user gcc-$triplet libc6-dev-$cross-cross"
-    for p in libjansson-dev libsodium-dev libcmocka-dev libevent-2.1-7 \
+    for p in libjansson-dev libsodium-dev libsqlite3-dev libcmocka-dev libevent-2.1-7 \
              libevent-core-2.1-7 libevent-extra-2.1-7 libevent-pthreads-2.1-7; do
         pkgs="$pkgs $p:$cross"
     done
