@@ -412,7 +412,6 @@ struct faas_runtime {
     uint64_t rss_kb;
     uint64_t rss_at_ns;
 
-    struct faas_durable *durable; /* durable.h: NULL = memory */
     struct faas_drain *drain;  /* runtime.c: NULL until faas_drain */
     /* Work ended (faas_drain_note); set by runtime.c while a drain is under
      * way, NULL otherwise. */
