@@ -44,8 +44,22 @@
  * points refuse new work (this is work accepted before), and every record
  * that ends tells the drain (faas_drain_note).
  *
- * Lifetime: the mapping holds one reference, every batch in flight one, and
- * an entry from the loop one. faas_batcher_free() detaches the batcher from
+ * Durability (rt->durable, durable.h): a new record is handed to the engine
+ * (faas_durable_record_put, under the mapping's name, seq increasing per
+ * mapping) and waits, held but not queued, on `putting` until the engine
+ * answers; answers settle from the head of that list, so records reach
+ * their keys' queues in seq order: committed, the record is queued (and
+ * the faas_emit_wait of faas_emit_with, if any, is told); refused, it is
+ * dropped and logged. A record that ends (delivered, failed for good,
+ * dropped by unmapping) is deleted (faas_durable_record_del). At new, the
+ * records an earlier run kept under the name are loaded and queued first,
+ * with their seq and their age, and new ones number after them. When the
+ * runtime closes, nothing is deleted and nothing logged as failed: what
+ * waits stays kept for the next start. Without an engine none of this
+ * runs: records are queued at once, as they always were.
+ *
+ * Lifetime: the mapping holds one reference, every batch in flight one,
+ * every put not yet answered one, and an entry from the loop one. faas_batcher_free() detaches the batcher from
  * its mapping (b->m = NULL), frees its events and ends what waits; results
  * of batches still in flight are then dropped when they arrive. User code
  * (log, on-failure enqueue, an idempotency store answering inside
@@ -57,8 +71,10 @@
  * metrics.c (the backlog counters). May call: invoke.c's entry
  * (faas_invoke_fn), async.c for on-failure records
  * (faas_async_invoke_internal), json_path.c, hash.c (the keys), clock.c,
- * json.c, random.c, metrics.c's log records and runtime.c's loop services;
- * jansson and libevent's events.
+ * json.c, random.c, metrics.c's log records, runtime.c's loop services and
+ * the durable engine (durable.h: record put, del, load); jansson and
+ * libevent's events. It tells faas_emit_with's wait through the `note`
+ * callback the wait carries.
  */
 #include <stdarg.h>
 #include <stdio.h>

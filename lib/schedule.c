@@ -3,8 +3,10 @@
  *
  * The grammar (EventBridge Scheduler's, UTC, strict) is written down in
  * schedule.h. Parsing turns the text into plain bit sets; evaluation never
- * looks at the text again. The callers are source.c's schedule timer, the
- * public faas_schedule_next() and the schedule fuzz target. It calls only
+ * looks at the text again: the next fire after a time, and the last fire
+ * in a span (the one a host that was down missed most recently). The
+ * callers are source.c's schedule timer, the public faas_schedule_next()
+ * and the schedule fuzz target. It calls only
  * libc and clock.h's calendar (faas_days_from_civil, faas_civil_from_days):
  * no runtime, no libevent.
  *

@@ -2,8 +2,9 @@
  * source.c - event-source mappings: the table behind faas_map, schedules
  * on the host's loop, and faas_emit's fan-out to host-fed sources.
  *
- * A mapping is a parsed source key ("kind:pattern"), a function name and
- * copied options. Each kind hands the rest to its own file: api: routes to
+ * A mapping is a parsed source key ("kind:pattern"), a function name,
+ * copied options and a name, unique among live mappings (opts.name, or
+ * "SOURCE FUNCTION"): its durable identity and its metrics label. Each kind hands the rest to its own file: api: routes to
  * http.c, host-fed kinds (s3:, dynamodb:, stream:, queue:) to a batcher in
  * batch.c, and schedule: stays here, as one libevent timer per mapping.
  *
@@ -11,7 +12,12 @@
  * to look. A fire that comes late (the loop was blocked, the clock jumped)
  * fires once, and the next one is computed from now, so there is never a
  * burst. The event is EventBridge's Scheduled Event, invoked asynchronously:
- * it runs whether or not the function has warm instances.
+ * it runs whether or not the function has warm instances. With a durable
+ * engine, each fire keeps its due time under the mapping's name before the
+ * event is queued (the engine commits in that order: a restart never fires
+ * that due time again), and a new mapping whose name has a kept fire fires
+ * the latest due time missed since then once (faas_schedule_last_parsed),
+ * or goes on from the kept fire.
  *
  * faas_emit shapes a record once (shapes.c), then offers it to every mapping
  * of its kind whose pattern matches and whose filter passes it. The
@@ -20,8 +26,21 @@
  * so no record is walked twice. Every refusal, of the whole record or by one
  * mapping, is logged with its reason (FAAS_LOG_WARNING, "record-refused").
  *
+ * faas_emit_with's on_accepted is a struct faas_emit_wait: the batchers
+ * that hand the record to a durable engine owe it their answers; with
+ * nothing owed (no engine, or no mapping took it) it is answered on the
+ * next turn from an event of its own, kept on rt->emit_waits so that
+ * teardown answers it FAAS_ECANCELED. Nothing costs anything without a
+ * callback.
+ *
  * While the runtime drains, faas_emit refuses (FAAS_EDRAINING) and
  * schedules do not fire (logged, FAAS_LOG_WARNING "drain").
+ *
+ * Called by the public API and runtime.c (sweep, free, schedule poll). May
+ * call: route.c and http.c (api:), schedule.c, filter.c, shapes.c,
+ * batch.c, async.c's faas_invoke_async (a fire), the durable engine
+ * (durable.h: schedule get and set), metrics.c's log records and
+ * runtime.c's loop services.
  */
 #include <stdarg.h>
 #include <fnmatch.h>
