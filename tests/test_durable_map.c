@@ -10,7 +10,6 @@
  * Each "run" is a runtime of its own on the same file, as a host that
  * restarts; the clocks are one fake clock that goes on between runs.
  */
-#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,23 +138,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    DIR *dir;
-    struct dirent *de;
-    char p[512];
-
     if (f->rt)
         run_end(f);
-    dir = opendir(f->dir);
-    if (dir) {
-        while ((de = readdir(dir)) != NULL) {
-            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                continue;
-            snprintf(p, sizeof p, "%s/%s", f->dir, de->d_name);
-            unlink(p);
-        }
-        closedir(dir);
-    }
-    rmdir(f->dir);
+    tu_tmpdir_remove(f->dir);
     free(f);
     return 0;
 }

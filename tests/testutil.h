@@ -8,6 +8,7 @@
 #ifndef FAAS_TESTUTIL_H
 #define FAAS_TESTUTIL_H
 
+#include <dirent.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <event2/event.h>
@@ -222,6 +224,25 @@ static inline void tu_run_for(struct event_base *base, unsigned ms)
     struct timeval tv = { (time_t)(ms / 1000u), (suseconds_t)((ms % 1000u) * 1000u) };
     event_base_loopexit(base, &tv);
     event_base_dispatch(base);
+}
+
+/* Removes a flat temporary directory (one mkdtemp made) and the files in
+ * it; what cannot be removed is left, quietly. */
+static inline void tu_tmpdir_remove(const char *path)
+{
+    DIR *dir = opendir(path);
+    struct dirent *de;
+    char p[1024];
+
+    while (dir && (de = readdir(dir)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        snprintf(p, sizeof p, "%s/%s", path, de->d_name);
+        unlink(p);
+    }
+    if (dir)
+        closedir(dir);
+    rmdir(path);
 }
 
 /* A fake clock for tests: both clocks read *ns, advanced by the test. */
