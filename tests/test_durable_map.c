@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -420,6 +421,138 @@ static void test_failed_and_unmapped_forgotten(void **state)
     assert_int_equal(kept_records(f, "unmapped"), 0);
 }
 
+/* A full disk (here a file size limit on a child host): the record the
+ * engine cannot keep is dropped, logged, and its on_accepted says
+ * FAAS_EUNAVAILABLE; the records before and after it are kept and
+ * delivered by the next host. */
+static void test_full_disk_refuses_record(void **state)
+{
+    struct fx *f = *state;
+    struct rlimit lim = { 256 * 1024, 256 * 1024 };
+    int status;
+    pid_t pid = fork();
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char *pad = malloc(200 * 1024);
+        json_t *big;
+        struct faas_emit_opts eo = FAAS_EMIT_OPTS_INIT;
+        if (!pad)
+            _exit(2);
+        memset(pad, 'x', 200 * 1024 - 1);
+        pad[200 * 1024 - 1] = '\0';
+        run_start(f);
+        if (map_holding(f, "full") < 0 || emit(f, "a", 0) != 1 ||
+            !tu_run_until(f->base, &f->accepted, 1, 10000) || f->accepted_rc[0] != 1)
+            _exit(3);
+        signal(SIGXFSZ, SIG_IGN);
+        if (setrlimit(RLIMIT_FSIZE, &lim) != 0)
+            _exit(4);
+        big = json_pack("{s:s, s:{s:i, s:s}}", "partitionKey", "big", "data", "n", 0, "pad", pad);
+        eo.on_accepted = on_accepted;
+        eo.accepted_arg = f;
+        if (faas_emit_with(f->rt, "stream:orders", big, &eo) != 1)
+            _exit(5);
+        json_decref(big);
+        free(pad);
+        /* Answered before the next one: a failed group refuses every
+         * record in it. */
+        if (!tu_run_until(f->base, &f->accepted, 2, 10000))
+            _exit(9);
+        if (emit(f, "a", 1) != 1 || !tu_run_until(f->base, &f->accepted, 3, 10000))
+            _exit(6);
+        if (f->accepted_rc[1] != FAAS_EUNAVAILABLE || f->accepted_rc[2] != 1)
+            _exit(7);
+        if (f->refused_logs != 1)
+            _exit(8);
+        run_end(f);
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+
+    run_start(f);
+    assert_true(map_sending(f, "full") >= 0);
+    assert_true(tu_run_until(f->base, &f->ngot, 2, 10000));
+    tu_run_for(f->base, 50);
+    assert_int_equal(f->ngot, 2);
+    assert_int_equal(in_order(f, "a", 0), 2);
+    run_end(f);
+    assert_int_equal(kept_records(f, "full"), 0);
+}
+
+/* One run with the allocation after `fail_at` more failing: "held" loads
+ * what is kept (or fails with FAAS_ENOMEM, leaving it kept); a mapping of
+ * its own takes three records, each answered exactly once, *kept of them
+ * kept. Returns 1 when the countdown was not reached. */
+static int run_alloc_once(struct fx *f, long fail_at, const char *name, int *kept)
+{
+    struct faas_map_opts mo = FAAS_MAP_OPTS_INIT;
+    struct faas_emit_opts eo = FAAS_EMIT_OPTS_INIT;
+    json_t *msg = json_pack("{s:s}", "body", "m");
+    int i, rc, emitted = 0, untouched;
+
+    run_start(f);
+    mo.batch_size = 100;
+    mo.batch_window_ms = 600000;
+    mo.name = name;
+    eo.on_accepted = on_accepted;
+    eo.accepted_arg = f;
+    atomic_store(&faas_alloc_fail_countdown, fail_at);
+    rc = map_holding(f, "held");
+    if (rc < 0)
+        assert_int_equal(rc, FAAS_ENOMEM);
+    rc = faas_map(f->rt, "queue:q", "fn", &mo);
+    if (rc < 0)
+        assert_int_equal(rc, FAAS_ENOMEM);
+    for (i = 0; i < 3; i++) {
+        rc = faas_emit_with(f->rt, "queue:q", msg, &eo);
+        if (rc >= 0)
+            emitted++;
+        else
+            assert_int_equal(rc, FAAS_ENOMEM);
+    }
+    assert_true(tu_run_until(f->base, &f->accepted, emitted, 10000));
+    *kept = 0;
+    for (i = 0; i < f->accepted; i++) {
+        assert_true(f->accepted_rc[i] == 0 || f->accepted_rc[i] == 1);
+        *kept += f->accepted_rc[i];
+    }
+    untouched = atomic_load(&faas_alloc_fail_countdown) >= 0;
+    atomic_store(&faas_alloc_fail_countdown, -1);
+    run_end(f);
+    assert_int_equal(f->accepted, emitted);
+    json_decref(msg);
+    return untouched;
+}
+
+/* Allocation failures in turn on the durable paths (load, put, answers,
+ * on_accepted): nothing kept is lost, nothing leaks, every accepted emit is
+ * answered once and kept when it says so. */
+static void test_allocations_fail_in_turn(void **state)
+{
+    struct fx *f = *state;
+    char name[32];
+    int kept, i, done = 0;
+    long n;
+
+    run_start(f);
+    assert_true(map_holding(f, "held") >= 0);
+    for (i = 0; i < 3; i++)
+        assert_int_equal(emit(f, "n", i), 1);
+    assert_true(tu_run_until(f->base, &f->accepted, 3, 10000));
+    run_end(f);
+    for (n = 0; n < 400 && !done; n++) {
+        snprintf(name, sizeof name, "emits-%ld", n);
+        done = run_alloc_once(f, n, name, &kept);
+        assert_int_equal(kept_records(f, "held"), 3);
+        assert_int_equal(kept_records(f, name), kept);
+    }
+    print_message("%ld allocations failed in turn\n", n - 1);
+    assert_true(done && n > 10);
+}
+
 /* ---- schedules ------------------------------------------------------------ */
 
 static void advance_s(struct fx *f, uint64_t seconds)
@@ -529,6 +662,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_records_survive_sigkill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_leaves_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_and_unmapped_forgotten, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_disk_refuses_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_allocations_fail_in_turn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schedule_missed_fires_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schedule_cron_and_at_restart, setup, teardown),
 #endif
