@@ -357,6 +357,7 @@ struct faas_mapping {
     char *name;                   /* durable identity, owned: opts.name or
                                      "SOURCE FUNCTION"; unique among live
                                      mappings */
+    struct faas_hnode name_node;  /* rt->mapping_names while live */
     const char *pattern;          /* into source: what follows "kind:" */
     char function[FAAS_NAME_MAX + 1];
     struct faas_map_opts opts;    /* copied; its strings point at owned copies
@@ -395,6 +396,8 @@ struct faas_runtime {
     struct faas_list mappings;
     int next_mapping_id;
     unsigned dead_mappings;      /* unmapped inside callbacks, to sweep */
+    struct faas_htable mapping_names; /* source.c: live mappings by name
+                                    (no buckets until the first faas_map) */
     struct faas_http *http;      /* http.c; NULL until attached or bound */
     struct faas_list watches;    /* watch.c */
     struct faas_list emit_waits; /* source.c: faas_emit_wait answered on the

@@ -458,6 +458,7 @@ static void emit_waits_cancel(struct faas_runtime *rt)
 
 static void mapping_free(struct faas_mapping *m)
 {
+    faas_htable_remove(&m->rt->mapping_names, &m->name_node);
     if (m->timer)
         event_free(m->timer);
     faas_filter_free(m->filter);
@@ -530,16 +531,21 @@ static int map_opts(struct faas_mapping *m, const struct faas_map_opts *host_opt
     return 0;
 }
 
+static int name_eq(const struct faas_hnode *n, const void *name)
+{
+    return strcmp(FAAS_CONTAINER_OF(n, struct faas_mapping, name_node)->name, name) == 0;
+}
+
 /*
- * m's durable name: opts.name, or "SOURCE FUNCTION". Returns 0, FAAS_EEXIST
- * (a live mapping has it; one unmapped inside a callback has let it go) or
- * FAAS_ENOMEM.
+ * m's durable name: opts.name, or "SOURCE FUNCTION", entered in
+ * rt->mapping_names. Returns 0, FAAS_EEXIST (a live mapping has it; one
+ * unmapped inside a callback has let it go) or FAAS_ENOMEM.
  */
 static int name_take(struct faas_mapping *m, const char *name)
 {
     struct faas_runtime *rt = m->rt;
-    struct faas_list *e;
     size_t ns = strlen(m->source), nf = strlen(m->function);
+    uint32_t h;
 
     if (name) {
         m->name = faas_strdup(name);
@@ -551,11 +557,14 @@ static int name_take(struct faas_mapping *m, const char *name)
     if (!m->name)
         return FAAS_ENOMEM;
     m->opts.name = m->name;
-    for (e = rt->mappings.next; e != &rt->mappings; e = e->next) {
-        const struct faas_mapping *o = FAAS_CONTAINER_OF(e, struct faas_mapping, link);
-        if (!o->dead && strcmp(o->name, m->name) == 0)
-            return FAAS_EEXIST;
-    }
+    if (!rt->mapping_names.buckets && faas_htable_init(&rt->mapping_names, 16) != 0)
+        return FAAS_ENOMEM;
+    h = faas_hash_str(m->name);
+    if (faas_htable_find(&rt->mapping_names, h, name_eq, m->name))
+        return FAAS_EEXIST;
+    if (faas_htable_reserve(&rt->mapping_names) != 0)
+        return FAAS_ENOMEM;
+    faas_htable_insert(&rt->mapping_names, &m->name_node, h);
     return 0;
 }
 
@@ -693,6 +702,7 @@ int faas_unmap(struct faas_runtime *rt, int mapping_id)
          * this one now, free it when the outermost callback returns. */
         m->dead = 1;
         rt->dead_mappings++;
+        faas_htable_remove(&rt->mapping_names, &m->name_node); /* the name is free */
         mapping_stop(m);
         return 0;
     }
@@ -728,6 +738,7 @@ void faas_sources_free(struct faas_runtime *rt)
         mapping_free(m);
     }
     rt->dead_mappings = 0;
+    faas_htable_fini(&rt->mapping_names);
     emit_waits_cancel(rt);
     faas_watch_free_all(rt);
     if (rt->http)
