@@ -1341,7 +1341,7 @@ static int map_build(struct pctx *p, json_t *m, const char *path, struct gw_mapp
         "batch_window_ms", "filter",          "max_retries",
         "max_record_age_ms", "bisect_on_error", "report_batch_item_failures",
         "parallelization", "partition_key_path", "on_failure",
-        "example",         NULL
+        "example",         "name",            NULL
     };
     char child[GW_PATH_MAX];
     int64_t retries = -1, age = 0;
@@ -1369,6 +1369,7 @@ static int map_build(struct pctx *p, json_t *m, const char *path, struct gw_mapp
         (rc = get_u32(p, m, path, "parallelization", 0, &b->mo.parallelization)) != 0 ||
         (rc = get_dotted(p, m, path, "partition_key_path", &b->mo.partition_key_path)) != 0 ||
         (rc = get_fn_ref(p, m, path, "on_failure", &b->mo.on_failure)) != 0 ||
+        (rc = get_str(p, m, path, "name", &b->mo.name)) != 0 ||
         (rc = map_example(p, m, path, gm->api)) != 0)
         return rc;
     if (b->mo.batch_size > 10000) {
@@ -1406,8 +1407,21 @@ static int map_error(struct pctx *p, struct faas_runtime *rt, int rc, const char
     if (rc == FAAS_ENOMEM)
         return oom(p);
     path_key(child, sizeof child, path, "source");
+    if (rc == FAAS_EEXIST && gm->api)
+        return fail(p, child, b->mo.name ? "the same route, or a mapping of the same name, is "
+                                           "mapped already"
+                                         : "the same route is mapped already");
+    if (rc == FAAS_EEXIST && b->mo.name) {
+        path_key(child, sizeof child, path, "name");
+        return fail(p, child, "a mapping named \"%s\" exists already", b->mo.name);
+    }
     if (rc == FAAS_EEXIST)
-        return fail(p, child, "the same route is mapped already");
+        return fail(p, child, "this source is mapped to this function already (give one of "
+                              "them a \"name\")");
+    if (rc == FAAS_EINVAL && b->mo.name && strlen(b->mo.name) > 1024) {
+        path_key(child, sizeof child, path, "name");
+        return fail(p, child, "expected at most 1024 bytes");
+    }
     if (rc != FAAS_EPARSE)
         return fail(p, path, "cannot map: %s", faas_strerror(rc));
     if (b->filter) {
