@@ -166,6 +166,11 @@ static int emit(struct fx *f, const char *key, int n)
     return rc;
 }
 
+static void advance_s(struct fx *f, uint64_t seconds)
+{
+    tu_clock_advance(&f->clk, seconds * 1000000000ull);
+}
+
 /* A mapping that holds what it gets: a window no test waits for. */
 static int map_holding(struct fx *f, const char *name)
 {
@@ -421,6 +426,52 @@ static void test_failed_and_unmapped_forgotten(void **state)
     assert_int_equal(kept_records(f, "unmapped"), 0);
 }
 
+static int g_dlq;
+static char g_dlq_condition[64];
+
+static int dlq(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    json_t *rc = json_object_get(event, "requestContext");
+    (void)ctx;
+    (void)result;
+    g_dlq += (int)json_array_size(json_object_get(event, "Records"));
+    snprintf(g_dlq_condition, sizeof g_dlq_condition, "%s",
+             json_string_value(json_object_get(rc, "condition")));
+    return 0;
+}
+
+/* A kept record's age counts from its first faas_emit, on the wall clock:
+ * two hours down, a mapping with a one-hour age limit fails it for good
+ * (RecordAgeExceeded, to on_failure) without running it, and forgets it. */
+static void test_age_survives_restart(void **state)
+{
+    struct fx *f = *state;
+    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+    struct faas_map_opts mo = FAAS_MAP_OPTS_INIT;
+
+    run_start(f);
+    assert_true(map_holding(f, "aging") >= 0);
+    assert_int_equal(emit(f, "a", 0), 1);
+    assert_int_equal(emit(f, "b", 0), 1);
+    assert_true(tu_run_until(f->base, &f->accepted, 2, 10000));
+    run_end(f);
+
+    advance_s(f, 2 * 3600);
+    run_start(f);
+    fo.isolation = FAAS_ISOLATION_INLINE;
+    assert_int_equal(faas_register(f->rt, "dlq", dlq, &fo), 0);
+    g_dlq = 0;
+    mo.name = "aging";
+    mo.max_record_age_ms = 3600 * 1000;
+    mo.on_failure = "dlq";
+    assert_true(faas_map(f->rt, "stream:orders", "fn", &mo) >= 0);
+    assert_true(tu_run_until(f->base, &g_dlq, 2, 10000));
+    assert_string_equal(g_dlq_condition, "RecordAgeExceeded");
+    assert_int_equal(f->runs, 0);
+    run_end(f);
+    assert_int_equal(kept_records(f, "aging"), 0);
+}
+
 /* A full disk (here a file size limit on a child host): the record the
  * engine cannot keep is dropped, logged, and its on_accepted says
  * FAAS_EUNAVAILABLE; the records before and after it are kept and
@@ -555,11 +606,6 @@ static void test_allocations_fail_in_turn(void **state)
 
 /* ---- schedules ------------------------------------------------------------ */
 
-static void advance_s(struct fx *f, uint64_t seconds)
-{
-    tu_clock_advance(&f->clk, seconds * 1000000000ull);
-}
-
 /* Fires what is due on the fake clock and lets the events run. */
 static void poll_for(struct fx *f, unsigned ms)
 {
@@ -662,6 +708,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_records_survive_sigkill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_leaves_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_and_unmapped_forgotten, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_age_survives_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk_refuses_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_allocations_fail_in_turn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schedule_missed_fires_once, setup, teardown),
