@@ -135,7 +135,7 @@ $(B)/libfaas.pc: pkgconfig/libfaas.pc.in Makefile $(B)/pc.vars
 # Tests link the static library so they can reach lib/ internals. They load
 # the shared objects of their own tree (TEST_B): a cross build's are for
 # its target.
-$(B)/tests/%: tests/%.c tests/testutil.h tests/tu_http.h $(STATIC)
+$(B)/tests/%: tests/%.c tests/testutil.h tests/tu_http.h tests/tu_durable.h $(STATIC)
 	@mkdir -p $(dir $@)
 	@echo "  TEST    $@"
 	$(Q)$(CC) $(ALL_CFLAGS) -Itests -DTEST_B='"$(B)"' -rdynamic $(LDFLAGS) -o $@ $< $(STATIC) \

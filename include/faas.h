@@ -569,8 +569,10 @@ FAAS_EXTERN int faas_function_opts_init(struct faas_function_opts *opts, unsigne
  * Returns 0, FAAS_EINVAL (NULL or bad arguments, an opts version from the
  * future, in opts or the idempotency and async options it points to, an
  * unknown isolation, min_warm above max_concurrency), FAAS_EEXIST,
- * FAAS_ENOMEM or FAAS_ESYS (a worker thread could not be started:
- * faas_runtime_last_errno says why).
+ * FAAS_ENOMEM, FAAS_ESYS (a worker thread could not be started:
+ * faas_runtime_last_errno says why) or FAAS_EUNAVAILABLE (an idempotent
+ * function with the default store: the durable engine could not read the
+ * records it kept for this function).
  */
 FAAS_EXTERN int faas_register(struct faas_runtime *rt, const char *name,
                               faas_handler_fn fn, const struct faas_function_opts *opts);
@@ -1097,6 +1099,10 @@ FAAS_EXTERN int faas_stats_read(struct faas_runtime *rt, const char *function,
 /*
  * Appends the counters and duration histograms of every function to `out`
  * in the Prometheus text exposition format, labelled function="<name>".
+ * With a durable engine it adds the engine's transactions
+ * (faas_durable_commit_seconds, a histogram), the operations waiting for
+ * one (faas_durable_pending) and the accepts it refused
+ * (faas_durable_refused_total).
  * Returns 0, FAAS_EINVAL or FAAS_ENOMEM.
  */
 FAAS_EXTERN int faas_metrics_write(struct faas_runtime *rt, struct evbuffer *out);

@@ -477,3 +477,64 @@ int faas_durable_schedule_get(struct faas_durable *d, const char *name, int64_t 
     *fired_ms = s->fired_ms;
     return 0;
 }
+
+/* ---- idempotency records (durable_store.c) ----------------------------- */
+
+struct faas_runtime *faas_durable_runtime(struct faas_durable *d)
+{
+    return d->rt;
+}
+
+int faas_durable_idem_set(struct faas_durable *d, const struct faas_durable_idem *rec, int adds,
+                          faas_durable_done_fn done, void *arg)
+{
+    struct faas_dop *op;
+    char *cur;
+
+    op = dop_new(FAAS_DOP_IDEM_SET,
+                 str_size(rec->scope) + str_size(rec->key) +
+                     (rec->payload ? rec->payload_len + 1 : 0) + str_size(rec->validation) +
+                     str_size(rec->owner),
+                 done, arg, &cur);
+    if (!op)
+        return FAAS_ENOMEM;
+    op->adds = adds;
+    op->idem = *rec;
+    op->idem.scope = copy_str(&cur, rec->scope);
+    op->idem.key = copy_str(&cur, rec->key);
+    op->idem.payload = copy_mem(&cur, rec->payload, rec->payload_len);
+    op->idem.validation = copy_str(&cur, rec->validation);
+    op->idem.owner = copy_str(&cur, rec->owner);
+    return submit(d, op);
+}
+
+int faas_durable_idem_del(struct faas_durable *d, const char *scope, const char *key,
+                          int64_t expired_ms, faas_durable_done_fn done, void *arg)
+{
+    struct faas_dop *op;
+    char *cur;
+
+    op = dop_new(FAAS_DOP_IDEM_DEL, str_size(scope) + str_size(key), done, arg, &cur);
+    if (!op)
+        return FAAS_ENOMEM;
+    op->idem.scope = copy_str(&cur, scope);
+    op->idem.key = copy_str(&cur, key);
+    op->when_ms = expired_ms;
+    return submit(d, op);
+}
+
+int faas_durable_nop(struct faas_durable *d, faas_durable_done_fn done, void *arg)
+{
+    char *cur;
+    struct faas_dop *op = dop_new(FAAS_DOP_NOP, 0, done, arg, &cur);
+    if (!op)
+        return FAAS_ENOMEM;
+    return submit(d, op);
+}
+
+int faas_durable_idem_load(struct faas_durable *d, const char *scope,
+                           int (*each)(const struct faas_durable_idem *rec, void *arg),
+                           void *arg)
+{
+    return d->engine->idem_load(d->impl, scope, each, arg);
+}

@@ -83,8 +83,10 @@ struct faas_durable_stats {
     uint64_t pending;           /* operations queued, not yet committed */
     uint64_t commits;           /* transactions committed */
     uint64_t commit_ns_sum;     /* their total duration */
-    uint64_t commit_buckets[12]; /* histogram: commits taking <= bound i
-                                    (faas_durable_commit_bounds_s) */
+    uint64_t commit_buckets[12]; /* histogram, not cumulative: commits that
+                                    took <= bound i and more than bound i-1
+                                    (faas_durable_commit_bounds_s; the last
+                                    bound is +Inf) */
     uint64_t refused;           /* adding operations refused (EUNAVAILABLE) */
 };
 extern const double faas_durable_commit_bounds_s[12];
@@ -139,8 +141,9 @@ int faas_durable_event_end(struct faas_durable *d, const char *request_id,
                            void *arg);
 
 /* Calls `each` for every event kept, oldest acceptance first; stops at a
- * non-zero return and returns it. 0, FAAS_EUNAVAILABLE (read error) or what
- * `each` returned. */
+ * non-zero return and returns it. `each` may queue operations, never load
+ * (the engine's connection is held while it runs). 0, FAAS_EUNAVAILABLE
+ * (read error) or what `each` returned. */
 int faas_durable_events_load(struct faas_durable *d,
                              int (*each)(const struct faas_durable_event *ev, void *arg),
                              void *arg);
@@ -180,9 +183,12 @@ int faas_durable_schedule_get(struct faas_durable *d, const char *name, int64_t 
  * the bounds apply per scope, as the memory store's do per function, to
  * `max_entries` records (0 = none) and `max_bytes` of them (0 = 64 MiB),
  * least recently used COMPLETED records evicted first, expired ones swept.
- * The store is the caller's (faas_store_free); it must be freed before the
- * engine is closed.
- * Returns 0 or FAAS_ENOMEM.
+ * The records an earlier run kept under `scope` are loaded (synchronously)
+ * when the store is made. The store is the caller's (faas_store_free); it
+ * must not be used once the engine is closed, and may be freed before or
+ * after (closing runs every answer still owed).
+ * Returns 0, FAAS_EINVAL, FAAS_EUNAVAILABLE (the records cannot be read) or
+ * FAAS_ENOMEM.
  */
 int faas_durable_store_new(struct faas_durable *d, const char *scope, uint32_t max_entries,
                            size_t max_bytes, struct faas_store **out);

@@ -33,7 +33,9 @@ enum faas_dop_kind {
     FAAS_DOP_RECORD_DEL,    /* name = mapping, seq */
     FAAS_DOP_SCHEDULE_SET,  /* name, when_ms = fired */
     FAAS_DOP_IDEM_SET,      /* idem: the whole row, inserted or replaced */
-    FAAS_DOP_IDEM_DEL       /* idem.scope, idem.key */
+    FAAS_DOP_IDEM_DEL,      /* idem.scope, idem.key; key NULL: every row of
+                               the scope expired at when_ms (a sweep) */
+    FAAS_DOP_NOP            /* nothing: a completion in submission order */
 };
 
 /* An idempotency record as the engine keeps it (durable_store.c). */
@@ -108,6 +110,26 @@ extern const struct faas_durable_engine faas_durable_sqlite;
  * (a PRAGMA max_page_count to fill the disk). 0 or FAAS_EUNAVAILABLE. */
 int faas_durable_sqlite_exec(struct faas_durable *d, const char *sql);
 #endif
+
+/* ---- durable.c, for durable_store.c ---------------------------------- */
+/* Keeps (inserts or replaces) an idempotency record; `adds`: the operation
+ * adds work (a put), refused with FAAS_EUNAVAILABLE when the engine cannot
+ * keep it. Returns 0 or FAAS_ENOMEM; the completion as durable.h's. */
+int faas_durable_idem_set(struct faas_durable *d, const struct faas_durable_idem *rec, int adds,
+                          faas_durable_done_fn done, void *arg);
+/* Deletes scope's record `key`; key NULL: its records expired at
+ * `expired_ms`. done may be NULL. Returns 0 or FAAS_ENOMEM. */
+int faas_durable_idem_del(struct faas_durable *d, const char *scope, const char *key,
+                          int64_t expired_ms, faas_durable_done_fn done, void *arg);
+/* A completion after every operation queued before it. 0 or FAAS_ENOMEM. */
+int faas_durable_nop(struct faas_durable *d, faas_durable_done_fn done, void *arg);
+/* Calls `each` for scope's records, least recently written first. As
+ * faas_durable_events_load. */
+int faas_durable_idem_load(struct faas_durable *d, const char *scope,
+                           int (*each)(const struct faas_durable_idem *rec, void *arg),
+                           void *arg);
+/* The runtime the engine was opened for. */
+struct faas_runtime *faas_durable_runtime(struct faas_durable *d);
 
 /* The engine's state behind a handle (tests reach engine hooks with it). */
 void *faas_durable_impl(struct faas_durable *d);

@@ -30,7 +30,8 @@
  * commits or the engine closes. Operations therefore commit in the order
  * they were queued. Close wakes the writer, which commits what is queued
  * (one last try for a failing group, whose operations then complete with
- * FAAS_ECANCELED) and exits; close joins it and reports what is left.
+ * FAAS_ECANCELED) and exits; close joins it, reports what is left, and
+ * commits itself what those completions queue in turn (CLOSE_ROUNDS).
  *
  * Reading (the loads) happens on the loop thread on the same connection,
  * under `conn_mu`, which the writer holds for each transaction: a load
@@ -59,6 +60,8 @@
 #define SCHEMA_VERSION 1
 #define BACKOFF_FIRST_MS 10u
 #define BACKOFF_MAX_MS 1000u
+/* Close commits what completions queue, for this many rounds. */
+#define CLOSE_ROUNDS 8
 
 enum stmt_id {
     ST_BEGIN,
@@ -73,6 +76,7 @@ enum stmt_id {
     ST_SCHED_SET,
     ST_IDEM_SET,
     ST_IDEM_DEL,
+    ST_IDEM_SWEEP,
     ST_EVENTS_LOAD,
     ST_RECORDS_LOAD,
     ST_SCHED_LOAD,
@@ -98,6 +102,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_IDEM_SET] = "INSERT OR REPLACE INTO idem(scope, key, state, status, payload,"
                     " validation, owner, expires_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [ST_IDEM_DEL] = "DELETE FROM idem WHERE scope = ?1 AND key = ?2",
+    [ST_IDEM_SWEEP] = "DELETE FROM idem WHERE scope = ?1 AND expires_ms <= ?2",
     [ST_EVENTS_LOAD] = "SELECT request_id, function, event, client_context, trace_id, idem_key,"
                        " timeout_ms, attempts, accepted_ms, due_ms, origin FROM events"
                        " ORDER BY accepted_ms, rowid",
@@ -142,13 +147,16 @@ struct sq {
     int waiting;             /* the writer sleeps on cv until work comes */
     struct faas_durable_stats st;
 
-    pthread_mutex_t done_mu;
+    pthread_mutex_t done_mu; /* done, failing, err_rc, news */
     struct faas_list done;
+    int failing;             /* the last transaction failed */
+    int err_rc;              /* its SQLite code */
+    int news;                /* failing changed: the loop logs it */
 
+    char *path;
     int efd;
     struct event *ev;
     pthread_t thread;
-    int started;
 };
 
 static uint64_t mono_ns(void)
@@ -269,9 +277,15 @@ static int apply(struct sq *s, struct faas_dop *op)
         rc = idem_set(s, &op->idem);
         break;
     case FAAS_DOP_IDEM_DEL:
+        if (!op->idem.key) {
+            rc = run_named(s, ST_IDEM_SWEEP, op->idem.scope, op->when_ms);
+            break;
+        }
         bind_cstr(s->stmt[ST_IDEM_DEL], 1, op->idem.scope);
         bind_cstr(s->stmt[ST_IDEM_DEL], 2, op->idem.key);
         rc = run_stmt(s->stmt[ST_IDEM_DEL]);
+        break;
+    case FAAS_DOP_NOP:
         break;
     }
     switch (rc & 0xff) {
@@ -329,19 +343,20 @@ static int run_once(struct sq *s, struct faas_list *group)
  * Commits `group`, moving its operations to `done`. When the transaction
  * fails, the adding operations are refused (to `done`) and the rest is
  * tried again at once; a group with nothing to refuse stays in `group` for
- * the caller to retry later.
+ * the caller to retry later. Returns the last transaction's SQLite code.
  */
-static void run_group(struct sq *s, struct faas_list *group, struct faas_list *done)
+static int run_group(struct sq *s, struct faas_list *group, struct faas_list *done)
 {
     for (;;) {
         uint64_t t0 = mono_ns(), n, refused = 0;
         struct faas_list *e, *next;
+        int rc = run_once(s, group);
 
-        if (run_once(s, group) == SQLITE_OK) {
+        if (rc == SQLITE_OK) {
             n = list_len(group);
             faas_list_splice(done, group);
             commit_stats(s, n, mono_ns() - t0);
-            return;
+            return rc;
         }
         for (e = group->next; e != group; e = next) {
             struct faas_dop *op = FAAS_CONTAINER_OF(e, struct faas_dop, link);
@@ -360,24 +375,48 @@ static void run_group(struct sq *s, struct faas_list *group, struct faas_list *d
             pthread_mutex_unlock(&s->mu);
         }
         if (!refused || faas_list_empty(group))
-            return;
+            return rc;
     }
 }
 
-/* Appends `batch` to the done list; the first completion wakes the loop. */
-static void hand_done(struct sq *s, struct faas_list *batch)
+/* The engine closes without the operations of `group`: FAAS_ECANCELED. */
+static void cancel_group(struct sq *s, struct faas_list *group, struct faas_list *done)
+{
+    uint64_t n = list_len(group);
+    struct faas_list *e;
+
+    if (n == 0)
+        return;
+    for (e = group->next; e != group; e = e->next)
+        FAAS_CONTAINER_OF(e, struct faas_dop, link)->rc = FAAS_ECANCELED;
+    faas_list_splice(done, group);
+    pthread_mutex_lock(&s->mu);
+    s->st.pending -= n;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/*
+ * Appends `batch` to the done list and notes how the last transaction went
+ * (rc); the first completion, or a change between failing and committing,
+ * wakes the loop.
+ */
+static void hand_done(struct sq *s, struct faas_list *batch, int rc)
 {
     uint64_t one = 1;
-    int was_empty;
+    int wake;
     ssize_t w;
 
-    if (faas_list_empty(batch))
-        return;
     pthread_mutex_lock(&s->done_mu);
-    was_empty = faas_list_empty(&s->done);
+    wake = faas_list_empty(&s->done) && !faas_list_empty(batch);
     faas_list_splice(&s->done, batch);
+    if ((rc != SQLITE_OK) != s->failing) {
+        s->failing = rc != SQLITE_OK;
+        s->err_rc = rc;
+        wake |= !s->news;
+        s->news = 1;
+    }
     pthread_mutex_unlock(&s->done_mu);
-    if (was_empty) {
+    if (wake) {
         do
             w = write(s->efd, &one, sizeof one);
         while (w < 0 && errno == EINTR);
@@ -402,9 +441,9 @@ static void backoff_wait(struct sq *s, unsigned ms)
 static void *writer_main(void *arg)
 {
     struct sq *s = arg;
-    struct faas_list group, done, *e;
+    struct faas_list group, done;
     unsigned backoff = 0;
-    int stop;
+    int stop, rc;
 
     faas_list_init(&group);
     faas_list_init(&done);
@@ -424,36 +463,45 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&s->mu);
         if (faas_list_empty(&group))
             break; /* closing, and everything is committed */
-        run_group(s, &group, &done);
+        rc = run_group(s, &group, &done);
         if (faas_list_empty(&group)) {
             backoff = 0;
         } else if (stop) {
-            /* The last try failed: the engine closes without them. */
-            uint64_t n = list_len(&group);
-            for (e = group.next; e != &group; e = e->next)
-                FAAS_CONTAINER_OF(e, struct faas_dop, link)->rc = FAAS_ECANCELED;
-            faas_list_splice(&done, &group);
-            pthread_mutex_lock(&s->mu);
-            s->st.pending -= n;
-            pthread_mutex_unlock(&s->mu);
+            cancel_group(s, &group, &done); /* the last try failed */
         } else {
             backoff = !backoff ? BACKOFF_FIRST_MS
                       : backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
         }
-        hand_done(s, &done);
+        hand_done(s, &done, rc);
     }
     return NULL;
 }
 
 /* ---- the loop side -------------------------------------------------------- */
 
+/* Hands what the writer finished to the report callback, after a log
+ * record when the engine started or stopped failing. */
 static int take_done(struct sq *s)
 {
     struct faas_list batch;
+    int news, failing, err_rc;
+
     faas_list_init(&batch);
     pthread_mutex_lock(&s->done_mu);
     faas_list_splice(&batch, &s->done);
+    news = s->news;
+    failing = s->failing;
+    err_rc = s->err_rc;
+    s->news = 0;
     pthread_mutex_unlock(&s->done_mu);
+    if (news && failing)
+        faas_log_event(s->rt, FAAS_LOG_WARNING, NULL, NULL, "durable", NULL,
+                       "sqlite:%s: cannot commit (%s): accepts are refused, endings are "
+                       "retried",
+                       s->path, sqlite3_errstr(err_rc));
+    else if (news)
+        faas_log_event(s->rt, FAAS_LOG_WARNING, NULL, NULL, "durable", NULL,
+                       "sqlite:%s: commits again", s->path);
     return s->report(s->report_ctx, &batch);
 }
 
@@ -503,12 +551,15 @@ static void sq_free(struct sq *s)
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->done_mu);
+    free(s->path);
     free(s);
 }
 
 static void sq_close(void *impl)
 {
     struct sq *s = impl;
+    struct faas_list group, batch;
+    int round;
 
     pthread_mutex_lock(&s->mu);
     s->stop = 1;
@@ -516,8 +567,25 @@ static void sq_close(void *impl)
     pthread_cond_signal(&s->cv);
     pthread_join(s->thread, NULL);
     event_del(s->ev);
-    /* The engine is going away: nothing may free it under us now. */
-    take_done(s);
+    /* What the writer finished, then what completions queue in turn (an
+     * ending's next step): committed here, the writer being gone, for a
+     * few rounds; what is still queued after them is given up. */
+    faas_list_init(&group);
+    for (round = 0;; round++) {
+        faas_list_init(&batch);
+        pthread_mutex_lock(&s->done_mu);
+        faas_list_splice(&batch, &s->done);
+        pthread_mutex_unlock(&s->done_mu);
+        pthread_mutex_lock(&s->mu);
+        faas_list_splice(&group, &s->queue);
+        pthread_mutex_unlock(&s->mu);
+        if (round < CLOSE_ROUNDS)
+            run_group(s, &group, &batch);
+        cancel_group(s, &group, &batch);
+        if (faas_list_empty(&batch))
+            break;
+        s->report(s->report_ctx, &batch);
+    }
     sq_free(s);
 }
 
@@ -802,6 +870,11 @@ static int sq_open(void **impl, const struct faas_durable_engine_args *a)
     s->report = a->report;
     s->report_ctx = a->report_ctx;
     s->efd = -1;
+    s->path = faas_strdup(a->target);
+    if (!s->path) {
+        free(s);
+        return FAAS_ENOMEM;
+    }
     faas_list_init(&s->queue);
     faas_list_init(&s->done);
     pthread_mutex_init(&s->conn_mu, NULL);

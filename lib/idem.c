@@ -41,7 +41,7 @@
  * runtime.c (configure at registration, cancel the waits, orphan the ops,
  * free).
  *
- * May call: store.c, json_path.c, opts.c, json.c (error objects), clock.c,
+ * May call: store.c, durable_store.c (faas_durable_store_new), json_path.c, opts.c, json.c (error objects), clock.c,
  * error.c, metrics.c (log records), runtime.c's loop services (function
  * references, the callback guard), libsodium; the caller's table.
  */
@@ -51,6 +51,7 @@
 
 #include <sodium.h>
 
+#include "durable.h"
 #include "faas_int.h"
 #include "json_path.h"
 #include "opts.h"
@@ -147,11 +148,20 @@ int faas_idem_configure(struct faas_fn *fn, const struct faas_idempotency_opts *
         idem->store = opts->store;
         return 0;
     }
-    rc = faas_store_memory_new(&idem->store, opts->max_entries);
-    if (rc)
-        return rc;
+    /* The default store: the runtime's durable engine when it has one
+     * (its records survive a restart), else memory. */
+    if (fn->rt->durable) {
+        rc = faas_durable_store_new(fn->rt->durable, fn->name, opts->max_entries,
+                                    opts->max_bytes, &idem->store);
+        if (rc)
+            return rc;
+    } else {
+        rc = faas_store_memory_new(&idem->store, opts->max_entries);
+        if (rc)
+            return rc;
+        faas_store_memory_set_max_bytes(idem->store, opts->max_bytes);
+    }
     idem->owns_store = 1;
-    faas_store_memory_set_max_bytes(idem->store, opts->max_bytes);
     idem->store->on_evict = on_evict;
     idem->store->on_evict_arg = fn;
     return 0;

@@ -9,7 +9,9 @@
  * The exposition also shows each function's async queue (async.c keeps
  * those counters, labelled function) and each host-fed mapping's records
  * (batch.c and source.c keep those, labelled mapping with the mapping's
- * name, "SOURCE FUNCTION", escaped as Prometheus label values are).
+ * name, "SOURCE FUNCTION", escaped as Prometheus label values are), and,
+ * with a durable engine, its commit durations and queue (durable.c's
+ * figures: faas_durable_stats_get).
  *
  * Owns the counters and histograms in each struct faas_fn (fn->c) and the
  * shape of every log record. Called by invoke.c when a result is made
@@ -20,7 +22,8 @@
  * text.c (escaping), libevent's evbuffer, getrusage(2); and, for the
  * exposition, async.c's and batch.c's counter getters (faas_async_stats_get,
  * faas_batcher_stats_get): read-only snapshots of the sources' own
- * counters, the one place metrics reads a layer above it (docs/internals.md).
+ * counters, the one place metrics reads a layer above it (docs/internals.md);
+ * and durable.c's figures (faas_durable_stats_get), a layer below.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,6 +33,7 @@
 
 #include <event2/buffer.h>
 
+#include "durable.h"
 #include "faas_int.h"
 
 /* Upper bounds of the duration histogram, in seconds; the last is +Inf. */
@@ -297,6 +301,46 @@ static int write_mappings(struct faas_runtime *rt, struct evbuffer *out)
     return rc;
 }
 
+/* The durable engine's transactions and queue, when the runtime has one.
+ * Returns non-zero if out ran out. */
+static int write_durable(struct faas_runtime *rt, struct evbuffer *out)
+{
+    struct faas_durable_stats st;
+    uint64_t cum = 0;
+    int i, rc = 0;
+
+    if (!rt->durable)
+        return 0;
+    faas_durable_stats_get(rt->durable, &st);
+    rc |= write_help(out, "faas_durable_commit_seconds", "histogram",
+                     "Durable engine transactions (group commits), begin to commit.");
+    for (i = 0; i < 12; i++) {
+        cum += st.commit_buckets[i];
+        if (i < 11)
+            rc |= evbuffer_add_printf(out, "faas_durable_commit_seconds_bucket{le=\"%g\"} %llu\n",
+                                      faas_durable_commit_bounds_s[i],
+                                      (unsigned long long)cum) < 0;
+        else
+            rc |= evbuffer_add_printf(out,
+                                      "faas_durable_commit_seconds_bucket{le=\"+Inf\"} %llu\n",
+                                      (unsigned long long)cum) < 0;
+    }
+    rc |= evbuffer_add_printf(out, "faas_durable_commit_seconds_sum %.9f\n",
+                              (double)st.commit_ns_sum / 1e9) < 0;
+    rc |= evbuffer_add_printf(out, "faas_durable_commit_seconds_count %llu\n",
+                              (unsigned long long)cum) < 0;
+    rc |= write_help(out, "faas_durable_pending", "gauge",
+                     "Durable operations queued and not yet committed.");
+    rc |= evbuffer_add_printf(out, "faas_durable_pending %llu\n",
+                              (unsigned long long)st.pending) < 0;
+    rc |= write_help(out, "faas_durable_refused_total", "counter",
+                     "Operations adding work that the durable engine could not keep "
+                     "(disk full, I/O error).");
+    rc |= evbuffer_add_printf(out, "faas_durable_refused_total %llu\n",
+                              (unsigned long long)st.refused) < 0;
+    return rc;
+}
+
 int faas_metrics_write(struct faas_runtime *rt, struct evbuffer *out)
 {
     struct faas_list *e;
@@ -350,6 +394,7 @@ int faas_metrics_write(struct faas_runtime *rt, struct evbuffer *out)
     }
     rc |= write_async(rt, out);
     rc |= write_mappings(rt, out);
+    rc |= write_durable(rt, out);
     return rc ? FAAS_ENOMEM : 0;
 }
 

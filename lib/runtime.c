@@ -33,6 +33,11 @@
  * layer; none calls it but for the loop services (faas_rt_kick, the
  * callback guard, lookup and references).
  *
+ * The durable engine (durable.h, rt->durable) is opened by
+ * faas_runtime_new after the zygote fork, so no worker inherits it, and
+ * closed by teardown once nothing can queue an operation any more, while
+ * the functions its completions belong to are still alive.
+ *
  * Owns struct faas_runtime (faas_int.h), the registry, the ready list, the
  * dispatch and drain events, and each function's dlopen handle (a handler
  * named by .so path and symbol). Called by the host (faas_runtime_*,

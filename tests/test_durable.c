@@ -1,198 +1,19 @@
 /*
  * test_durable.c - the durable engine (durable.h) through the real SQLite
- * engine on a database in a fresh temporary directory: every operation,
- * what a reopen loads, completion order and group commit, the refusals at
- * open (a database locked by this process or by another one, a file that
- * is not a database, a corrupt one, another schema version, bad URLs), and
- * the runtime's own engine (faas_runtime_opts.durable).
+ * engine on a database in a fresh temporary directory: bad URLs and the
+ * memory engine, every operation, what a reopen loads, completion order
+ * and group commit, close (what is queued, what completions queue, a
+ * runtime freed inside a completion), and the runtime's own engine
+ * (faas_runtime_opts.durable). Hostile conditions are test_durable_faults.c's.
  */
-#include <dirent.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include "durable_engine.h"
-#include "faas_int.h"
-#include "testutil.h"
+#include <event2/buffer.h>
 
-#if FAAS_WITH_SQLITE
-#include <sqlite3.h>
-#endif
-
-/* ---- fixture: a runtime on its own base, a temporary directory -------- */
-
-struct fx {
-    struct event_base *base;
-    struct faas_runtime *rt;
-    char dir[64];
-    char url[160];  /* "sqlite:DIR/state.db" */
-    char path[128]; /* DIR/state.db */
-    char log_action[32];
-    char log_line[512];
-    int nlogs;
-};
-
-static void on_log(const struct faas_log_record *rec, void *arg)
-{
-    struct fx *f = arg;
-    if (rec->kind != FAAS_LOG_WARNING)
-        return;
-    f->nlogs++;
-    snprintf(f->log_action, sizeof f->log_action, "%s", rec->action ? rec->action : "");
-    snprintf(f->log_line, sizeof f->log_line, "%s", rec->line ? rec->line : "");
-}
-
-static int setup(void **state)
-{
-    struct fx *f = calloc(1, sizeof *f);
-    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
-
-    assert_non_null(f);
-    strcpy(f->dir, "/tmp/faas-durable-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->path, sizeof f->path, "%s/state.db", f->dir);
-    snprintf(f->url, sizeof f->url, "sqlite:%s", f->path);
-    o.zygote = 0;
-    o.log = on_log;
-    o.log_arg = f;
-    tu_rt_new(&f->base, &f->rt, &o);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    DIR *dir;
-    struct dirent *de;
-    char p[512];
-
-    tu_rt_free(&f->rt, &f->base);
-    dir = opendir(f->dir);
-    if (dir) {
-        while ((de = readdir(dir)) != NULL) {
-            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                continue;
-            snprintf(p, sizeof p, "%s/%s", f->dir, de->d_name);
-            unlink(p);
-        }
-        closedir(dir);
-    }
-    rmdir(f->dir);
-    free(f);
-    return 0;
-}
-
-#if FAAS_WITH_SQLITE
-/* Completions, in the order they ran. */
-#define MAXDONE 4096
-struct done_log {
-    int n;
-    int rc[MAXDONE];
-    int tag[MAXDONE];
-};
-
-struct done_arg {
-    struct done_log *log;
-    int tag;
-};
-
-static void on_done(int rc, void *arg)
-{
-    struct done_arg *a = arg;
-    struct done_log *l = a->log;
-    assert_true(l->n < MAXDONE);
-    l->rc[l->n] = rc;
-    l->tag[l->n] = a->tag;
-    l->n++;
-}
-
-static struct faas_durable *open_ok(struct fx *f, int sync)
-{
-    struct faas_durable *d = NULL;
-    assert_int_equal(faas_durable_open(&d, f->rt, f->url, sync, "node-a"), 0);
-    assert_non_null(d);
-    return d;
-}
-
-static struct faas_durable_event mkevent(const char *id, const char *fn, const char *event,
-                                         int64_t accepted_ms)
-{
-    struct faas_durable_event ev;
-    memset(&ev, 0, sizeof ev);
-    snprintf(ev.request_id, sizeof ev.request_id, "%s", id);
-    ev.function = fn;
-    ev.event = event;
-    ev.event_len = strlen(event);
-    ev.accepted_ms = accepted_ms;
-    return ev;
-}
-
-/* What a load saw: copies of the fields. */
-struct seen_event {
-    char id[FAAS_REQUEST_ID_SIZE];
-    char function[64], event[256], cc[64], trace[64], idem[64], origin[64];
-    int has_cc, has_trace, has_idem;
-    uint32_t timeout_ms, attempts;
-    int64_t accepted_ms, due_ms;
-};
-
-struct seen {
-    int n;
-    int stop_at; /* return 7 from this row on; 0 = never */
-    struct seen_event ev[64];
-};
-
-static void copy_opt(char *dst, size_t size, const char *s, int *has)
-{
-    *has = s != NULL;
-    snprintf(dst, size, "%s", s ? s : "");
-}
-
-static int each_event(const struct faas_durable_event *ev, void *arg)
-{
-    struct seen *s = arg;
-    struct seen_event *e = &s->ev[s->n];
-    int dummy;
-
-    if (s->stop_at && s->n + 1 >= s->stop_at)
-        return 7;
-    assert_true(s->n < 64);
-    snprintf(e->id, sizeof e->id, "%s", ev->request_id);
-    copy_opt(e->function, sizeof e->function, ev->function, &dummy);
-    assert_int_equal(ev->event_len, strlen(ev->event));
-    copy_opt(e->event, sizeof e->event, ev->event, &dummy);
-    copy_opt(e->cc, sizeof e->cc, ev->client_context, &e->has_cc);
-    copy_opt(e->trace, sizeof e->trace, ev->trace_id, &e->has_trace);
-    copy_opt(e->idem, sizeof e->idem, ev->idem_key, &e->has_idem);
-    copy_opt(e->origin, sizeof e->origin, ev->origin, &dummy);
-    e->timeout_ms = ev->timeout_ms;
-    e->attempts = ev->attempts;
-    e->accepted_ms = ev->accepted_ms;
-    e->due_ms = ev->due_ms;
-    s->n++;
-    return 0;
-}
-
-static int count_each(const struct faas_durable_event *ev, void *arg)
-{
-    (void)ev;
-    (*(int *)arg)++;
-    return 0;
-}
-
-static int count_events(struct faas_durable *d)
-{
-    int n = 0;
-    assert_int_equal(faas_durable_events_load(d, count_each, &n), 0);
-    return n;
-}
-
-#endif /* FAAS_WITH_SQLITE */
+#include "tu_durable.h"
 
 /* ---- URLs ---------------------------------------------------------------- */
 
@@ -475,146 +296,91 @@ static void test_close_commits_queued(void **state)
 }
 
 
-/* ---- refusals at open -------------------------------------------------------- */
-
-static void expect_refused(struct fx *f, const char *why)
-{
-    struct faas_durable *d = NULL;
-    f->log_line[0] = '\0';
-    assert_int_equal(faas_durable_open(&d, f->rt, f->url, 1, NULL), FAAS_EUNAVAILABLE);
-    assert_null(d);
-    assert_string_equal(f->log_action, "durable");
-    if (!strstr(f->log_line, why))
-        fail_msg("log line \"%s\" does not say \"%s\"", f->log_line, why);
-}
-
-static void test_locked_by_this_process(void **state)
-{
-    struct fx *f = *state;
-    struct faas_durable *d = open_ok(f, 1);
-    struct faas_runtime *rt2 = NULL;
-    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
-
-    expect_refused(f, "locked");
-    /* a second runtime on the same file fails the same way */
-    o.zygote = 0;
-    o.durable = f->url;
-    assert_int_equal(faas_runtime_new(&rt2, f->base, &o), FAAS_EUNAVAILABLE);
-    assert_null(rt2);
-    faas_durable_close(d);
-    /* released at close */
-    d = open_ok(f, 1);
-    faas_durable_close(d);
-}
-
-static void test_locked_by_another_process(void **state)
-{
-    struct fx *f = *state;
-    int ready[2];
-    char c;
-    pid_t pid;
-    int st;
+/* A completion that queues the next step (as an async event's acceptance
+ * queues its attempt). */
+struct chain {
     struct faas_durable *d;
+    struct done_log *log;
+    struct done_arg next;
+    int queued_rc;
+};
 
-    assert_int_equal(pipe(ready), 0);
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        /* another program holding the database in a write transaction */
-        sqlite3 *db;
-        close(ready[0]);
-        if (sqlite3_open(f->path, &db) != SQLITE_OK ||
-            sqlite3_exec(db, "PRAGMA journal_mode=WAL; BEGIN EXCLUSIVE;"
-                             "CREATE TABLE t(x); INSERT INTO t VALUES (1);",
-                         NULL, NULL, NULL) != SQLITE_OK)
-            _exit(1);
-        if (write(ready[1], "r", 1) != 1)
-            _exit(1);
-        for (;;)
-            pause();
-    }
-    close(ready[1]);
-    assert_int_equal(read(ready[0], &c, 1), 1);
-    close(ready[0]);
-    /* fails at once (busy timeout 0), does not wait for it */
-    {
-        uint64_t t0 = tu_now_ms();
-        expect_refused(f, "locked");
-        assert_true(tu_now_ms() - t0 < 5000);
-    }
-    /* killed holding it: the lock goes with the process */
-    kill(pid, SIGKILL);
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    d = open_ok(f, 1);
-    faas_durable_close(d);
-}
-
-static void write_file(const char *path, const void *data, size_t n, off_t at, int trunc)
+static void on_done_chain(int rc, void *arg)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | (trunc ? O_TRUNC : 0), 0600);
-    assert_true(fd >= 0);
-    assert_int_equal(pwrite(fd, data, n, at), (ssize_t)n);
-    close(fd);
+    struct chain *c = arg;
+    struct done_arg self = { c->log, 100 };
+    on_done(rc, &self);
+    c->queued_rc = faas_durable_event_end(c->d, "chained", NULL, on_done, &c->next);
 }
 
-static void test_not_a_database(void **state)
-{
-    struct fx *f = *state;
-    char junk[8192];
-    size_t i;
-
-    for (i = 0; i < sizeof junk; i++)
-        junk[i] = (char)(i * 7 + 3);
-    write_file(f->path, junk, sizeof junk, 0, 1);
-    expect_refused(f, "not a database");
-}
-
-static void test_corrupt_database(void **state)
+static void test_close_commits_what_completions_queue(void **state)
 {
     struct fx *f = *state;
     struct faas_durable *d = open_ok(f, 1);
     struct done_log log = { 0 };
-    struct done_arg a = { &log, 0 };
-    char id[40], big[2000], junk[4096 * 4];
+    struct chain c = { d, &log, { &log, 101 }, -1 };
+    struct faas_durable_event ev = mkevent("chained", "fn", "{}", 1);
+
+    assert_int_equal(faas_durable_event_put(d, &ev, on_done_chain, &c), 0);
+    faas_durable_close(d);
+    assert_int_equal(c.queued_rc, 0);
+    assert_int_equal(log.n, 2);
+    assert_int_equal(log.tag[0], 100);
+    assert_int_equal(log.tag[1], 101);
+    assert_int_equal(log.rc[1], 0);
+    d = open_ok(f, 1);
+    assert_int_equal(count_events(d), 0);
+    faas_durable_close(d);
+}
+
+/* A completion that frees the runtime, whose engine it came from. */
+struct freeing {
+    struct faas_runtime *rt;
+    struct done_log *log;
+};
+
+static void on_done_free(int rc, void *arg)
+{
+    struct freeing *fr = arg;
+    struct done_arg self = { fr->log, 0 };
+    on_done(rc, &self);
+    faas_runtime_free(fr->rt);
+}
+
+static void test_free_runtime_inside_completion(void **state)
+{
+    struct fx *f = *state;
+    struct faas_runtime *rt = NULL;
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    struct done_log log = { 0 };
+    struct freeing fr = { NULL, &log };
+    struct done_arg a[20];
+    char id[40];
     int i;
 
-    memset(big, 'x', sizeof big - 3);
-    big[0] = '"';
-    big[sizeof big - 3] = '"';
-    big[sizeof big - 2] = '\0';
-    for (i = 0; i < 40; i++) {
+    o.zygote = 0;
+    o.durable = f->url;
+    assert_int_equal(faas_runtime_new(&rt, f->base, &o), 0);
+    fr.rt = rt;
+    for (i = 0; i < 20; i++) {
         struct faas_durable_event ev;
-        snprintf(id, sizeof id, "c-%02d", i);
-        ev = mkevent(id, "fn", big, i);
-        assert_int_equal(faas_durable_event_put(d, &ev, on_done, &a), 0);
+        a[i] = (struct done_arg){ &log, i };
+        snprintf(id, sizeof id, "fr-%02d", i);
+        ev = mkevent(id, "fn", "{}", i);
+        assert_int_equal(faas_durable_event_put(rt->durable, &ev,
+                                                i == 0 ? on_done_free : on_done,
+                                                i == 0 ? (void *)&fr : (void *)&a[i]),
+                         0);
     }
-    faas_durable_close(d); /* checkpoints the WAL into the file */
-    assert_int_equal(log.n, 40);
-    /* pages 2..5 overwritten: the header still says SQLite */
-    memset(junk, 0xa5, sizeof junk);
-    write_file(f->path, junk, sizeof junk, 4096, 0);
-    expect_refused(f, "corrupt");
-}
-
-static void test_other_schema_version(void **state)
-{
-    struct fx *f = *state;
-    struct faas_durable *d = open_ok(f, 1);
-    sqlite3 *db;
-
-    faas_durable_close(d);
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "UPDATE schema_version SET version = 7", NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
-    expect_refused(f, "schema version 7");
-}
-
-static void test_cannot_create(void **state)
-{
-    struct fx *f = *state;
-    snprintf(f->url, sizeof f->url, "sqlite:%s/no/such/dir/x.db", f->dir);
-    expect_refused(f, "cannot be opened");
+    /* the first completion frees the runtime: the rest run once each,
+     * in the batch or inside the engine's close */
+    assert_true(tu_run_until(f->base, &log.n, 20, 10000));
+    tu_run_for(f->base, 20);
+    assert_int_equal(log.n, 20);
+    for (i = 0; i < 20; i++) {
+        assert_int_equal(log.tag[i], i);
+        assert_int_equal(log.rc[i], 0);
+    }
 }
 
 /* ---- the runtime's engine ----------------------------------------------------- */
@@ -668,6 +434,24 @@ static void test_runtime_opens_engine(void **state)
     assert_null(rt);
 }
 
+static void test_metrics_only_with_engine(void **state)
+{
+    struct fx *f = *state;
+    struct evbuffer *b = evbuffer_new();
+    size_t n;
+    char *text;
+
+    /* the fixture's runtime keeps state in memory: no durable figures */
+    assert_int_equal(faas_metrics_write(f->rt, b), 0);
+    n = evbuffer_get_length(b);
+    text = calloc(1, n + 1);
+    assert_non_null(text);
+    evbuffer_remove(b, text, n);
+    assert_null(strstr(text, "faas_durable"));
+    free(text);
+    evbuffer_free(b);
+}
+
 #endif /* FAAS_WITH_SQLITE */
 
 int main(void)
@@ -680,13 +464,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_records_and_schedules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_commits_queued, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_locked_by_this_process, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_locked_by_another_process, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_corrupt_database, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_other_schema_version, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cannot_create, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_commits_what_completions_queue, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_free_runtime_inside_completion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runtime_opens_engine, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metrics_only_with_engine, setup, teardown),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

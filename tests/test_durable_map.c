@@ -141,7 +141,7 @@ static int teardown(void **state)
     struct fx *f = *state;
     if (f->rt)
         run_end(f);
-    tu_tmpdir_remove(f->dir);
+    tu_rmdir_files(f->dir);
     free(f);
     return 0;
 }

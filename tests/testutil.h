@@ -226,25 +226,6 @@ static inline void tu_run_for(struct event_base *base, unsigned ms)
     event_base_dispatch(base);
 }
 
-/* Removes a flat temporary directory (one mkdtemp made) and the files in
- * it; what cannot be removed is left, quietly. */
-static inline void tu_tmpdir_remove(const char *path)
-{
-    DIR *dir = opendir(path);
-    struct dirent *de;
-    char p[1024];
-
-    while (dir && (de = readdir(dir)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", path, de->d_name);
-        unlink(p);
-    }
-    if (dir)
-        closedir(dir);
-    rmdir(path);
-}
-
 /* A fake clock for tests: both clocks read *ns, advanced by the test. */
 struct tu_clock {
     uint64_t ns;
@@ -330,5 +311,25 @@ static inline FILE *tu_open_data(const char *dir, const char *name)
             skip();                                                           \
         }                                                                     \
     } while (0)
+
+
+/* Removes a directory of the suite's own (mkdtemp) and the files in it. */
+static inline void tu_rmdir_files(const char *path)
+{
+    DIR *dir = opendir(path);
+    struct dirent *de;
+    char p[512];
+
+    if (dir) {
+        while ((de = readdir(dir)) != NULL) {
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                continue;
+            snprintf(p, sizeof p, "%s/%s", path, de->d_name);
+            unlink(p);
+        }
+        closedir(dir);
+    }
+    rmdir(path);
+}
 
 #endif

@@ -1,0 +1,179 @@
+/*
+ * tu_durable.h - the fixture the durable engine's suites share
+ * (test_durable.c, test_durable_faults.c): a runtime on its own base whose
+ * log records are kept, a fresh temporary directory for the database, and
+ * helpers that record completions in order, make events and read back
+ * what a load gives.
+ */
+#ifndef FAAS_TU_DURABLE_H
+#define FAAS_TU_DURABLE_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "durable_engine.h"
+#include "faas_int.h"
+#include "testutil.h"
+
+/* ---- fixture: a runtime on its own base, a temporary directory -------- */
+
+struct fx {
+    struct event_base *base;
+    struct faas_runtime *rt;
+    char dir[64];
+    char url[160];  /* "sqlite:DIR/state.db" */
+    char path[128]; /* DIR/state.db */
+    char log_action[32];
+    char log_line[512];
+    int nlogs;
+};
+
+static inline void on_log(const struct faas_log_record *rec, void *arg)
+{
+    struct fx *f = arg;
+    if (rec->kind != FAAS_LOG_WARNING)
+        return;
+    f->nlogs++;
+    snprintf(f->log_action, sizeof f->log_action, "%s", rec->action ? rec->action : "");
+    snprintf(f->log_line, sizeof f->log_line, "%s", rec->line ? rec->line : "");
+}
+
+static inline int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+
+    assert_non_null(f);
+    strcpy(f->dir, "/tmp/faas-durable-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof f->path, "%s/state.db", f->dir);
+    snprintf(f->url, sizeof f->url, "sqlite:%s", f->path);
+    o.zygote = 0;
+    o.log = on_log;
+    o.log_arg = f;
+    tu_rt_new(&f->base, &f->rt, &o);
+    *state = f;
+    return 0;
+}
+
+static inline int teardown(void **state)
+{
+    struct fx *f = *state;
+    tu_rt_free(&f->rt, &f->base);
+    tu_rmdir_files(f->dir);
+    free(f);
+    return 0;
+}
+
+#if FAAS_WITH_SQLITE
+/* Completions, in the order they ran. */
+#define MAXDONE 4096
+struct done_log {
+    int n;
+    int rc[MAXDONE];
+    int tag[MAXDONE];
+};
+
+struct done_arg {
+    struct done_log *log;
+    int tag;
+};
+
+static inline void on_done(int rc, void *arg)
+{
+    struct done_arg *a = arg;
+    struct done_log *l = a->log;
+    assert_true(l->n < MAXDONE);
+    l->rc[l->n] = rc;
+    l->tag[l->n] = a->tag;
+    l->n++;
+}
+
+static struct faas_durable *open_ok(struct fx *f, int sync)
+{
+    struct faas_durable *d = NULL;
+    assert_int_equal(faas_durable_open(&d, f->rt, f->url, sync, "node-a"), 0);
+    assert_non_null(d);
+    return d;
+}
+
+static inline struct faas_durable_event mkevent(const char *id, const char *fn,
+                                                const char *event, int64_t accepted_ms)
+{
+    struct faas_durable_event ev;
+    size_t n = strlen(id) < sizeof ev.request_id - 1 ? strlen(id) : sizeof ev.request_id - 1;
+
+    memset(&ev, 0, sizeof ev);
+    memcpy(ev.request_id, id, n);
+    ev.request_id[n] = '\0';
+    ev.function = fn;
+    ev.event = event;
+    ev.event_len = strlen(event);
+    ev.accepted_ms = accepted_ms;
+    return ev;
+}
+
+/* What a load saw: copies of the fields. */
+struct seen_event {
+    char id[FAAS_REQUEST_ID_SIZE];
+    char function[64], event[256], cc[64], trace[64], idem[64], origin[64];
+    int has_cc, has_trace, has_idem;
+    uint32_t timeout_ms, attempts;
+    int64_t accepted_ms, due_ms;
+};
+
+struct seen {
+    int n;
+    int stop_at; /* return 7 from this row on; 0 = never */
+    struct seen_event ev[64];
+};
+
+static inline void copy_opt(char *dst, size_t size, const char *s, int *has)
+{
+    *has = s != NULL;
+    snprintf(dst, size, "%s", s ? s : "");
+}
+
+static inline int each_event(const struct faas_durable_event *ev, void *arg)
+{
+    struct seen *s = arg;
+    struct seen_event *e = &s->ev[s->n];
+    int dummy;
+
+    if (s->stop_at && s->n + 1 >= s->stop_at)
+        return 7;
+    assert_true(s->n < 64);
+    snprintf(e->id, sizeof e->id, "%s", ev->request_id);
+    copy_opt(e->function, sizeof e->function, ev->function, &dummy);
+    assert_int_equal(ev->event_len, strlen(ev->event));
+    copy_opt(e->event, sizeof e->event, ev->event, &dummy);
+    copy_opt(e->cc, sizeof e->cc, ev->client_context, &e->has_cc);
+    copy_opt(e->trace, sizeof e->trace, ev->trace_id, &e->has_trace);
+    copy_opt(e->idem, sizeof e->idem, ev->idem_key, &e->has_idem);
+    copy_opt(e->origin, sizeof e->origin, ev->origin, &dummy);
+    e->timeout_ms = ev->timeout_ms;
+    e->attempts = ev->attempts;
+    e->accepted_ms = ev->accepted_ms;
+    e->due_ms = ev->due_ms;
+    s->n++;
+    return 0;
+}
+
+static inline int count_each(const struct faas_durable_event *ev, void *arg)
+{
+    (void)ev;
+    (*(int *)arg)++;
+    return 0;
+}
+
+static inline int count_events(struct faas_durable *d)
+{
+    int n = 0;
+    assert_int_equal(faas_durable_events_load(d, count_each, &n), 0);
+    return n;
+}
+
+#endif /* FAAS_WITH_SQLITE */
+
+#endif /* FAAS_TU_DURABLE_H */
