@@ -4,9 +4,11 @@
  *
  * A mapping is a parsed source key ("kind:pattern"), a function name,
  * copied options and a name, unique among live mappings (opts.name, or
- * "SOURCE FUNCTION"): its durable identity and its metrics label. Each kind hands the rest to its own file: api: routes to
- * http.c, host-fed kinds (s3:, dynamodb:, stream:, queue:) to a batcher in
- * batch.c, and schedule: stays here, as one libevent timer per mapping.
+ * "SOURCE FUNCTION"; rt->mapping_names finds them): its durable identity
+ * and its metrics label. Each kind hands the rest to its own file: api:
+ * routes to http.c, host-fed kinds (s3:, dynamodb:, stream:, queue:) to a
+ * batcher in batch.c, and schedule: stays here, as one libevent timer per
+ * mapping.
  *
  * Schedules fire from the runtime's wall clock: the timer only decides when
  * to look. A fire that comes late (the loop was blocked, the clock jumped)
