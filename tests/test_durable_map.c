@@ -311,6 +311,49 @@ static void test_order_per_key(void **state)
     assert_int_equal(kept_records(f, "orders"), 0);
 }
 
+static int g_queue_bodies;
+
+static int count_bodies(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    (void)ctx;
+    (void)result;
+    g_queue_bodies += (int)json_array_size(json_object_get(event, "Records"));
+    return 0;
+}
+
+/* An unordered kind (queue:) keeps its records the same way; plain
+ * faas_emit, without a callback, keeps them too. */
+static void test_queue_records_survive(void **state)
+{
+    struct fx *f = *state;
+    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+    struct faas_map_opts mo = FAAS_MAP_OPTS_INIT;
+    json_t *msg = json_pack("{s:s}", "body", "job");
+    int i;
+
+    run_start(f);
+    mo.batch_size = 100;
+    mo.batch_window_ms = 600000;
+    assert_true(faas_map(f->rt, "queue:jobs", "fn", &mo) >= 0);
+    for (i = 0; i < 7; i++)
+        assert_int_equal(faas_emit(f->rt, "queue:jobs", msg), 1);
+    run_end(f); /* the engine commits what is queued when it closes */
+    assert_int_equal(kept_records(f, "queue:jobs fn"), 7);
+
+    run_start(f);
+    fo.isolation = FAAS_ISOLATION_INLINE;
+    assert_int_equal(faas_register(f->rt, "count", count_bodies, &fo), 0);
+    g_queue_bodies = 0;
+    mo.batch_window_ms = 0;
+    mo.name = "queue:jobs fn";
+    assert_true(faas_map(f->rt, "queue:jobs", "count", &mo) >= 0);
+    assert_true(tu_run_until(f->base, &g_queue_bodies, 7, 10000));
+    run_end(f);
+    assert_int_equal(g_queue_bodies, 7);
+    assert_int_equal(kept_records(f, "queue:jobs fn"), 0);
+    json_decref(msg);
+}
+
 /* A host killed with SIGKILL after its records were accepted: a new host
  * on the file delivers every one of them, in order per key. */
 static void test_records_survive_sigkill(void **state)
@@ -705,6 +748,7 @@ int main(void)
 #if FAAS_WITH_SQLITE
         cmocka_unit_test_setup_teardown(test_records_survive_free, setup, teardown),
         cmocka_unit_test_setup_teardown(test_order_per_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_records_survive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_survive_sigkill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_leaves_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_and_unmapped_forgotten, setup, teardown),
