@@ -62,11 +62,12 @@
  * Lifetime: the mapping holds one reference, every batch in flight one,
  * every put not yet answered one, and an entry from the loop one.
  * faas_batcher_free() detaches the batcher from its mapping (b->m = NULL),
- * frees its events and ends what waits; results
- * of batches still in flight are then dropped when they arrive. User code
- * (log, on-failure enqueue, an idempotency store answering inside
- * faas_invoke) may unmap the mapping: every path moves its batches onto the
- * batcher's lists before it calls out, and checks for detachment after.
+ * frees its events and ends what waits; results of batches still in flight
+ * are then dropped when they arrive, and so are records whose put is still
+ * unanswered. User code (log, on-failure enqueue, an idempotency store
+ * answering inside faas_invoke) may unmap the mapping: every path moves its
+ * batches onto the batcher's lists before it calls out, and checks for
+ * detachment after.
  *
  * Called by source.c (a batcher per host-fed mapping: new, add, free, stats),
  * runtime.c (close the windows and count what is left for a drain) and
