@@ -6,6 +6,9 @@
 #   make examples   the example hosts;  make run: the reference gateway on its demo
 #   make bench      benchmarks, each figure next to a floor from the same run
 #   make install    PREFIX=/usr/local DESTDIR=  (and make uninstall)
+#   make faas-bootstrap  build/faas-bootstrap, the Lambda runtime for native
+#                   handlers (built by make too); BOOTSTRAP_STATIC=1 links
+#                   libevent, jansson and libsodium into it as well
 #   make cross-test ARCH=arm64|armhf   cross build into build/cross-ARCH, suites under qemu-user
 
 # The version is written once, in include/faas.h (FAAS_VERSION_MAJOR,
@@ -15,6 +18,7 @@ VERSION_MAJOR := $(call faas_version,MAJOR)
 VERSION       := $(VERSION_MAJOR).$(call faas_version,MINOR).$(call faas_version,PATCH)
 
 PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
 LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 PCDIR   ?= $(LIBDIR)/pkgconfig
@@ -84,9 +88,9 @@ FORCE:
 
 .PHONY: fuzz FORCE all deps depcheck lib test test-run check check-asan check-tsan \
         check-valgrind examples run run-gateway bench bench-run fuzz-run install uninstall \
-        clean tests-build cross-test
+        clean tests-build cross-test faas-bootstrap sdk-test
 
-all: lib
+all: lib faas-bootstrap
 
 deps:
 	@sh tools/deps.sh
@@ -169,6 +173,51 @@ $(B)/examples/faas-gateway-functions/%.so: $(GW_DIR)/functions/%.c include/faas.
 	@echo "  SO      $@"
 	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -shared $(LDFLAGS) -o $@ $< $(shell pkg-config --libs jansson 2>/dev/null)
 
+# faas-bootstrap, the Lambda custom runtime for native handlers
+# (bootstrap/). Handlers' shared objects resolve faas_ctx_* from it, as the
+# gateway's do: libfaas is linked in whole, its public symbols exported, so
+# the program runs as installed with no LD_LIBRARY_PATH. BOOTSTRAP_STATIC=1
+# links the dependencies' archives too (jansson whole: handlers call it),
+# leaving only libc for the machine to provide: the build for Lambda.
+# In a sanitizer tree it is built without $(SAN), from the sources: the
+# suites run it as a COMMAND function under a memory limit (RLIMIT_DATA)
+# that leaves no room for the sanitizers' shadow memory.
+BOOT      := $(B)/faas-bootstrap
+BOOT_SRCS := $(wildcard bootstrap/*.c)
+BOOT_HDRS := $(wildcard bootstrap/*.h)
+ifeq ($(BOOTSTRAP_STATIC),1)
+BOOT_DEPS := -Wl,-Bstatic -Wl,--whole-archive -ljansson -Wl,--no-whole-archive \
+             $(shell pkg-config --static --libs libevent libsodium 2>/dev/null) \
+             -Wl,-Bdynamic -pthread -ldl
+else
+BOOT_DEPS := $(LDLIBS_ALL)
+endif
+ifeq ($(SAN),)
+BOOT_IN   := $(STATIC)
+BOOT_LINK := $(GW_LINK)
+BOOT_FLAGS := $(LIB_CFLAGS)
+else
+BOOT_IN   := $(LIB_SRCS) $(wildcard lib/*.h)
+BOOT_LINK := -rdynamic $(LIB_SRCS)
+BOOT_FLAGS := $(filter-out $(SAN),$(LIB_CFLAGS))
+endif
+
+faas-bootstrap: depcheck $(BOOT)
+
+$(BOOT): $(BOOT_SRCS) $(BOOT_HDRS) include/faas.h $(BOOT_IN)
+	@mkdir -p $(dir $@)
+	@echo "  PROGRAM $@"
+	$(Q)$(CC) $(BOOT_FLAGS) -Ibootstrap $(LDFLAGS) -o $@ $(BOOT_SRCS) $(BOOT_LINK) $(BOOT_DEPS)
+
+# The handlers test_bootstrap runs under it: built without $(SAN) as well.
+BOOT_FNS := $(B)/tests/runtimes/boot_fns.so
+$(BOOT_FNS): tests/runtimes/boot_fns.c include/faas.h
+	@mkdir -p $(dir $@)
+	@echo "  SO      $@"
+	$(Q)$(CC) $(filter-out $(SAN),$(ALL_CFLAGS)) -fPIC -shared $(LDFLAGS) -o $@ $< $(DEP_LIBS)
+
+$(B)/tests/test_bootstrap $(B)/bench/bench_command: $(BOOT) $(BOOT_FNS)
+
 # The gateway's config loader, tested with its own source and the demo's
 # functions (found under $(B), from the top of the tree).
 $(B)/tests/test_gateway_config: tests/test_gateway_config.c $(GW_DIR)/config.c $(GW_DIR)/config.h $(GW_DIR)/gw_text.c $(GW_DIR)/gw_text.h \
@@ -230,6 +279,11 @@ run:
 run-gateway: lib $(B)/examples/faas-gateway
 	./$(B)/examples/faas-gateway $(GW_DIR)/demo.json
 
+# Response streaming read by a real client: the AWS SDK for JavaScript v3
+# (npm) against the gateway (tools/sdk-stream.sh; skipped without node).
+sdk-test: lib $(B)/examples/faas-gateway
+	@B=$(B) sh tools/sdk-stream.sh
+
 # The C Lambda runtime of bench_command (and of test_command's keep-alive
 # and trailer cases): a Runtime API client on one keep-alive connection.
 CRT := $(B)/tests/runtimes/crt
@@ -269,8 +323,9 @@ FUZZERS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c
 build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(wildcard lib/*.h) include/faas.h
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ    $@"
-	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -DFAAS_WITH_SQLITE=$(WITH_SQLITE) -g -O1 -fsanitize=fuzzer,address,undefined \
-	    -fno-sanitize-recover=all -Iinclude -Ilib $(DEP_CFLAGS) -o $@ $< $(LIB_SRCS) \
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -DFAAS_WITH_SQLITE=$(WITH_SQLITE) -g -O1 \
+	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude -Ilib \
+	    $(DEP_CFLAGS) -o $@ $< $(LIB_SRCS) \
 	    $(LDLIBS_ALL)
 
 fuzz:
@@ -290,8 +345,9 @@ fuzz-run: depcheck $(FUZZERS)
 	    fi; \
 	done
 
-install: lib
-	install -d $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PCDIR)
+install: lib faas-bootstrap
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PCDIR)
+	install -m 755 $(BOOT) $(DESTDIR)$(BINDIR)/faas-bootstrap
 	install -m 644 include/faas.h $(DESTDIR)$(INCDIR)/faas.h
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/libfaas.a
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/libfaas.so.$(VERSION)
@@ -301,7 +357,7 @@ install: lib
 	-[ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null && ldconfig || true
 
 uninstall:
-	rm -f $(DESTDIR)$(INCDIR)/faas.h $(DESTDIR)$(LIBDIR)/libfaas.a \
+	rm -f $(DESTDIR)$(BINDIR)/faas-bootstrap $(DESTDIR)$(INCDIR)/faas.h $(DESTDIR)$(LIBDIR)/libfaas.a \
 	      $(DESTDIR)$(LIBDIR)/libfaas.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
 	      $(DESTDIR)$(LIBDIR)/libfaas.so $(DESTDIR)$(PCDIR)/libfaas.pc
 

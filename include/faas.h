@@ -190,7 +190,11 @@ struct faas_log_record {
      * the system's error; repeats are rate-limited), "connection-limit",
      * "drain", "runtime-api-peer" (a process other than a COMMAND
      * instance's own connected to its Runtime API endpoint and was
-     * refused).
+     * refused), "stream-cut" (a streamed response's HTTP client read too
+     * slowly: the stream was cut), "stream-failed" (a function failed
+     * after its streamed reply on an api: route had begun), "durable" (the
+     * durable engine: why it cannot be opened, or that its writes started
+     * failing, or work again; line says which).
      */
     const char *action;
     const char *key; /* FAAS_LOG_IDEMPOTENCY: the key's hash, hex */
@@ -730,6 +734,12 @@ FAAS_EXTERN int faas_result_status(const struct faas_result *res);
  * The payload: the handler's result on success, the error object
  * {"errorType":..., "errorMessage":...} on failure. Borrowed, valid as long
  * as the result; incref it to keep it.
+ * A streamed response (faas_ctx_stream_write) that succeeded: JSON null
+ * when the invocation had an on_chunk callback (the bytes went there);
+ * without one, the bytes written, whole: a JSON string when they are UTF-8,
+ * else {"body": BASE64, "isBase64Encoded": true}. Bytes collected that way
+ * are bounded by max_sync_payload: past it the invocation fails with
+ * FAAS_ETOOBIG (Function.ResponseSizeTooLarge).
  */
 FAAS_EXTERN json_t *faas_result_payload(const struct faas_result *res);
 
@@ -828,6 +838,26 @@ FAAS_EXTERN int faas_ctx_fail(struct faas_ctx *ctx, const char *error_type, cons
  * keeps at most 1 MiB of lines; past that, one line says they were cut.
  */
 FAAS_EXTERN void faas_ctx_log(struct faas_ctx *ctx, const char *fmt, ...) FAAS_PRINTF(2, 3);
+
+/*
+ * Streams `len` bytes of the response (Lambda's response streaming): the
+ * caller gets them as they come, in order, before the result (invoke opts
+ * on_chunk; an InvokeWithResponseStream client as PayloadChunk events; an
+ * api: route caller as the chunked body). Once a handler has called it, the
+ * response is the bytes written and nothing else: the JSON the handler
+ * returns is dropped, and the result's payload is JSON null when the caller
+ * took the bytes as chunks, or the bytes themselves when it did not
+ * (faas_result_payload says how). `data` is copied before the call
+ * returns; len 0 only marks the response as streamed. Call it from the
+ * handler (any isolation mode), never from init.
+ * Threading: the thread the handler runs on. INLINE: the caller's chunk
+ * callback may run inside this call. THREAD: it may block while the loop
+ * has not yet taken 1 MiB of earlier chunks (back-pressure).
+ * Returns 0, FAAS_EINVAL (NULL ctx, NULL data with len > 0, inside init, or
+ * a context that cannot stream) or FAAS_ECANCELED (the caller went away,
+ * read too slowly, or the invocation ended: what is written is dropped).
+ */
+FAAS_EXTERN int faas_ctx_stream_write(struct faas_ctx *ctx, const void *data, size_t len);
 
 /* ------------------------------------------------------------------ */
 /* Event sources                                                       */

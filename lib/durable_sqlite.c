@@ -28,7 +28,11 @@
  * of operations that only move or end kept work is retried, with what was
  * queued since appended, after a backoff of 10 ms doubling to 1 s, until it
  * commits or the engine closes. Operations therefore commit in the order
- * they were queued. Close wakes the writer, which commits what is queued
+ * they were queued. An operation that fails alone (a duplicate key) completes
+ * with its own code (FAAS_EEXIST) and its transaction goes on. When
+ * transactions start failing, and when they commit again, the loop logs it
+ * once (FAAS_LOG_WARNING, action "durable", with SQLite's reason). Close
+ * wakes the writer, which commits what is queued
  * (one last try for a failing group, whose operations then complete with
  * FAAS_ECANCELED) and exits; close joins it, reports what is left, and
  * commits itself what those completions queue in turn (CLOSE_ROUNDS).
@@ -36,6 +40,8 @@
  * Reading (the loads) happens on the loop thread on the same connection,
  * under `conn_mu`, which the writer holds for each transaction: a load
  * sees what was committed. `mu` and `conn_mu` are never held together.
+ *
+ * Built only with FAAS_WITH_SQLITE (make WITH_SQLITE=0 leaves it out).
  *
  * Owns struct sq, the connection, the thread, the eventfd and its event.
  * Called through faas_durable_sqlite (durable_engine.h) by durable.c only.

@@ -47,6 +47,10 @@ struct faas_exec_ops {
      * free inst now, 1 when the executor hands it back later through
      * report->job_done (a FAAS_JOB_FINI job). */
     int (*destroy)(struct faas_instance *inst);
+    /* The consumer of inv's streamed bytes went away: tell the handler,
+     * whose next faas_ctx_stream_write returns FAAS_ECANCELED. NULL: the
+     * handler reads inv->stream_gone itself (it runs in this process). */
+    void (*stream_closed)(struct faas_inv *inv);
 };
 
 extern const struct faas_exec_ops faas_exec_inline;

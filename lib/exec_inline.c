@@ -186,6 +186,8 @@ void faas_job_run(struct faas_job *job)
 static void inline_start(struct faas_inv *inv)
 {
     /* Not inside the caller's faas_invoke: from the loop's ready list. */
+    inv->ctx.stream = faas_stream_inline_write;
+    inv->ctx.stream_arg = inv;
     faas_list_remove(&inv->link);
     inv->rt->exec_report->defer(inv);
 }

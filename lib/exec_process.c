@@ -536,14 +536,44 @@ void faas_proc_ready(struct faas_instance *inst, int status, json_t *error)
     faas_proc_maybe_free(proc);
 }
 
-void faas_proc_result(struct faas_instance *inst, int status, json_t *payload)
+void faas_proc_stream(struct faas_instance *inst, const void *data, size_t len)
 {
     struct faas_proc *proc = inst ? inst->proc : NULL;
-    if (!proc || !proc->inv) {
+    if (!proc || !proc->inv)
+        return;
+    proc->busy++;
+    faas_stream_deliver(proc->inv, data, len);
+    proc->busy--;
+    faas_proc_maybe_free(proc);
+}
+
+void faas_proc_result(struct faas_instance *inst, int status, json_t *payload)
+{
+    faas_proc_stream_result(inst, NULL, 0, 0, status, payload);
+}
+
+void faas_proc_stream_result(struct faas_instance *inst, const void *data, size_t len,
+                             int streamed, int status, json_t *payload)
+{
+    struct faas_proc *proc = inst ? inst->proc : NULL;
+    struct faas_inv *inv = proc ? proc->inv : NULL;
+
+    if (!inv) {
         json_decref(payload);
         return;
     }
     proc->busy++;
+    if (streamed) {
+        /* The last bytes first: a caller's callback may end the
+         * invocation (unregister), and then its result is not ours. */
+        faas_stream_deliver(inv, data, len);
+        if (proc->inv != inv) {
+            json_decref(payload);
+            proc->busy--;
+            faas_proc_maybe_free(proc);
+            return;
+        }
+    }
     {
         /* Peak memory from /proc, read at most every 100 ms: it costs as
          * much as the rest of a warm invocation. */
@@ -847,6 +877,16 @@ static void proc_cancel_op(struct faas_inv *inv, int status, const char *etype,
     faas_proc_maybe_free(proc);
 }
 
+static void proc_stream_closed_op(struct faas_inv *inv)
+{
+    struct faas_proc *proc = inv->inst ? inv->inst->proc : NULL;
+
+    /* A native worker reads it at its next write; a COMMAND runtime's
+     * later bytes are dropped on arrival. */
+    if (proc && !proc->command && proc->inv == inv)
+        faas_proc_send_frame(proc, FAAS_FRAME_STREAM_CLOSED, NULL, 0, NULL, NULL, 0);
+}
+
 static int proc_destroy_op(struct faas_instance *inst)
 {
     proc_destroy(inst); /* fini runs in the process */
@@ -861,6 +901,7 @@ const struct faas_exec_ops faas_exec_process = {
     .prewarm = proc_prewarm_op,
     .cancel = proc_cancel_op,
     .destroy = proc_destroy_op,
+    .stream_closed = proc_stream_closed_op,
 };
 
 /* ---- what the zygote reports (zygote.c) ------------------------------ */

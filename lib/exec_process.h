@@ -11,10 +11,15 @@
  *   host -> worker   HELLO   the function: where its handler is, its limits
  *                    INVOKE  one invocation: request id, time left, event
  *                    EXIT    run fini and exit
+ *                    STREAM_CLOSED  the invocation's streamed bytes have
+ *                            nobody to go to: later writes are refused
  *   worker -> host   READY   init done (or failed, with the error object)
  *                    LOG     one line of faas_ctx_log
  *                    RESULT  the invocation's outcome and the peak memory
  *                    DYING   a fatal signal is about to end the worker
+ *                    STREAM  bytes of faas_ctx_stream_write, as they are
+ *                            (at most FAAS_STREAM_PIECE a frame), before
+ *                            the RESULT of their invocation
  *
  * The zygote's control channel is a SOCK_SEQPACKET socketpair: one message
  * per request or report, descriptors passed with SCM_RIGHTS.
@@ -35,10 +40,12 @@ enum faas_frame_type {
     FAAS_FRAME_HELLO = 1,
     FAAS_FRAME_INVOKE = 2,
     FAAS_FRAME_EXIT = 3,
+    FAAS_FRAME_STREAM_CLOSED = 4,
     FAAS_FRAME_READY = 16,
     FAAS_FRAME_LOG = 17,
     FAAS_FRAME_RESULT = 18,
-    FAAS_FRAME_DYING = 19
+    FAAS_FRAME_DYING = 19,
+    FAAS_FRAME_STREAM = 20
 };
 
 struct faas_frame_hdr {
@@ -84,6 +91,9 @@ struct faas_frame_dying {
     uint64_t limit_kb; /* RLIMIT_DATA */
     uint64_t maxrss_kb;
 };
+
+/* Most bytes of one STREAM frame: a larger write is cut into several. */
+#define FAAS_STREAM_PIECE ((size_t)256 * 1024)
 
 /* Largest frame a side accepts beyond the payload limit (ids, headers). */
 #define FAAS_FRAME_SLACK (64u * 1024u)

@@ -332,6 +332,10 @@ static void proc_frame(struct faas_proc *proc, uint32_t type, const char *p, uin
         event_active(proc->done_ev, EV_TIMEOUT, 1);
         break;
     }
+    case FAAS_FRAME_STREAM:
+        if (proc->inv)
+            faas_stream_deliver(proc->inv, p, len);
+        break;
     case FAAS_FRAME_DYING:
         if (len >= sizeof proc->dying) {
             memcpy(&proc->dying, p, sizeof proc->dying);

@@ -9,6 +9,14 @@
  * cost the loop one wake-up and one read. The eventfd's read event stays
  * registered on the host's base while the pool exists.
  *
+ * A handler's streamed bytes (faas_ctx_stream_write) go the same way as
+ * completions: a chunk joins the chunk list under the same mutex and the
+ * same eventfd wakes the loop, which delivers every chunk it took before
+ * the completions it took with them, so an invocation's bytes always come
+ * before its result. A worker waits (back-pressure) while
+ * FAAS_STREAM_BUFFER_MAX bytes of chunks are queued and the loop has not
+ * taken them; stopping, or its invocation's end, releases it.
+ *
  * Stopping (faas_runtime_free): the workers drain the queue, skipping
  * invocations already cancelled and min_warm inits, run what fini jobs there
  * are, and exit; the loop thread joins them and then hands each completed
@@ -26,6 +34,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -44,6 +53,10 @@ struct faas_tpool {
 
     pthread_mutex_t done_mu;
     struct faas_list done;
+    struct faas_list chunks;   /* struct stream_chunk, in the order written */
+    size_t chunk_bytes;        /* their bytes */
+    pthread_cond_t chunk_cv;   /* a worker waits for room */
+    unsigned chunk_waiting;
 
     int efd;
     struct event *ev;
@@ -51,11 +64,65 @@ struct faas_tpool {
     unsigned nthreads;
 };
 
+struct stream_chunk {
+    struct faas_list link;
+    struct faas_inv *inv;
+    size_t len;
+    char data[];
+};
+
+/* Wakes the loop: a completion or a chunk joined empty lists. */
+static void wake_loop(struct faas_tpool *p)
+{
+    uint64_t one = 1;
+    ssize_t w;
+    do
+        w = write(p->efd, &one, sizeof one);
+    while (w < 0 && errno == EINTR);
+}
+
+int faas_tpool_stream_write(void *arg, const void *data, size_t len)
+{
+    struct faas_inv *inv = arg;
+    struct faas_tpool *p = inv->rt->pool;
+    struct stream_chunk *c;
+    int was_empty;
+
+    /* Past its deadline the invocation has ended: nobody takes more. */
+    if (atomic_load(&inv->stream_gone) || faas_ctx_cancelled(&inv->ctx))
+        return FAAS_ECANCELED;
+    if (!(c = faas_malloc(sizeof *c + len)))
+        return FAAS_ENOMEM;
+    c->inv = inv;
+    c->len = len;
+    if (len)
+        memcpy(c->data, data, len);
+    pthread_mutex_lock(&p->done_mu);
+    while (p->chunk_bytes >= FAAS_STREAM_BUFFER_MAX && !atomic_load(&p->stopping) &&
+           !atomic_load(&inv->stream_gone) && !atomic_load(&inv->ctx.cancelled)) {
+        p->chunk_waiting++;
+        pthread_cond_wait(&p->chunk_cv, &p->done_mu);
+        p->chunk_waiting--;
+    }
+    if (atomic_load(&p->stopping) || atomic_load(&inv->stream_gone) ||
+        atomic_load(&inv->ctx.cancelled)) {
+        pthread_mutex_unlock(&p->done_mu);
+        free(c);
+        return FAAS_ECANCELED;
+    }
+    was_empty = faas_list_empty(&p->done) && faas_list_empty(&p->chunks);
+    faas_list_insert_tail(&p->chunks, &c->link);
+    p->chunk_bytes += len;
+    pthread_mutex_unlock(&p->done_mu);
+    if (was_empty)
+        wake_loop(p);
+    return 0;
+}
+
 static void *worker_main(void *arg)
 {
     struct faas_tpool *p = arg;
     struct faas_list *e;
-    uint64_t one = 1;
 
     for (;;) {
         pthread_mutex_lock(&p->mu);
@@ -76,15 +143,11 @@ static void *worker_main(void *arg)
             if (!(job->kind == FAAS_JOB_INIT && atomic_load(&p->stopping)))
                 faas_job_run(job);
             pthread_mutex_lock(&p->done_mu);
-            was_empty = faas_list_empty(&p->done);
+            was_empty = faas_list_empty(&p->done) && faas_list_empty(&p->chunks);
             faas_list_insert_tail(&p->done, &job->link);
             pthread_mutex_unlock(&p->done_mu);
-            if (was_empty) {
-                ssize_t w;
-                do
-                    w = write(p->efd, &one, sizeof one);
-                while (w < 0 && errno == EINTR);
-            }
+            if (was_empty)
+                wake_loop(p);
         }
     }
     return NULL;
@@ -106,13 +169,24 @@ void faas_job_done(struct faas_runtime *rt, struct faas_job *job)
 static int drain_done(struct faas_tpool *p)
 {
     struct faas_runtime *rt = p->rt;
-    struct faas_list batch, *e;
+    struct faas_list batch, chunks, *e;
 
     faas_list_init(&batch);
+    faas_list_init(&chunks);
     pthread_mutex_lock(&p->done_mu);
     faas_list_splice(&batch, &p->done);
+    faas_list_splice(&chunks, &p->chunks);
+    p->chunk_bytes = 0;
+    if (p->chunk_waiting)
+        pthread_cond_broadcast(&p->chunk_cv);
     pthread_mutex_unlock(&p->done_mu);
     faas_rt_enter(rt);
+    /* Chunks first: an invocation's bytes come before its result. */
+    while ((e = faas_list_pop_head(&chunks)) != NULL) {
+        struct stream_chunk *c = FAAS_CONTAINER_OF(e, struct stream_chunk, link);
+        faas_stream_deliver(c->inv, c->data, c->len);
+        free(c);
+    }
     while ((e = faas_list_pop_head(&batch)) != NULL)
         faas_job_done(rt, FAAS_CONTAINER_OF(e, struct faas_job, link));
     return faas_rt_leave(rt);
@@ -145,6 +219,7 @@ int faas_tpool_start(struct faas_runtime *rt, unsigned nthreads)
     p->rt = rt;
     faas_list_init(&p->jobs);
     faas_list_init(&p->done);
+    faas_list_init(&p->chunks);
     p->threads = faas_calloc(nthreads, sizeof *p->threads);
     if (!p->threads) {
         free(p);
@@ -159,6 +234,7 @@ int faas_tpool_start(struct faas_runtime *rt, unsigned nthreads)
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     pthread_mutex_init(&p->done_mu, NULL);
+    pthread_cond_init(&p->chunk_cv, NULL);
     for (i = 0; i < nthreads; i++) {
         if (pthread_create(&p->threads[i], NULL, worker_main, p) != 0)
             break;
@@ -206,17 +282,23 @@ void faas_tpool_stop(struct faas_runtime *rt)
     p->stop = 1;
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
+    pthread_mutex_lock(&p->done_mu);
+    pthread_cond_broadcast(&p->chunk_cv); /* a writer waiting for room */
+    pthread_mutex_unlock(&p->done_mu);
     for (i = 0; i < p->nthreads; i++)
         pthread_join(p->threads[i], NULL);
     event_free(p->ev);
     close(p->efd);
     /* Jobs handed back now run their fini here, on this thread. */
     rt->pool = NULL;
+    while ((e = faas_list_pop_head(&p->chunks)) != NULL)
+        free(FAAS_CONTAINER_OF(e, struct stream_chunk, link)); /* nobody listens */
     while ((e = faas_list_pop_head(&p->done)) != NULL)
         faas_job_done(rt, FAAS_CONTAINER_OF(e, struct faas_job, link));
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->done_mu);
+    pthread_cond_destroy(&p->chunk_cv);
     free(p->threads);
     free(p);
 }
@@ -230,6 +312,8 @@ static void thread_start(struct faas_inv *inv)
     /* A worker cannot be interrupted: the loop watches the deadline. */
     if (rt->exec_report->watch(inv) != 0)
         inv->timeout_ms = 0; /* no timer: run without a deadline rather than not at all */
+    inv->ctx.stream = faas_tpool_stream_write;
+    inv->ctx.stream_arg = inv;
     inv->submitted = 1;
     faas_tpool_submit(rt, &inv->job);
 }

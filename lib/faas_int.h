@@ -243,6 +243,14 @@ struct faas_ctx {
     size_t log_bytes;         /* kept so far (FAAS_LOG_KEEP_MAX) */
     /* A worker process sends each line at once instead of keeping it. */
     void (*log_hook)(struct faas_ctx *ctx, const char *line, size_t len);
+    /* faas_ctx_stream_write hands the bytes to stream(stream_arg, ...)
+     * when set: whoever runs the handler (the host's executors, a worker
+     * process, a program that hosts handlers outside a runtime) owns the
+     * writer.  It returns 0 or a FAAS_E code, passed back to the handler
+     * unchanged (FAAS_ECANCELED: the caller went away).  NULL: streaming
+     * is not available here and faas_ctx_stream_write returns FAAS_EINVAL. */
+    int (*stream)(void *stream_arg, const void *data, size_t len);
+    void *stream_arg;
 };
 
 enum faas_phase {
@@ -267,6 +275,18 @@ struct faas_result {
     json_t *event;            /* async final results only: owned */
     uint32_t attempts;        /* async final results only; 0 means 1 */
     char *log_tail;           /* opts.log_tail: the last 4 KiB of lines, owned */
+};
+
+/* A gateway's consumer of streamed bytes (faas_invoke_stream). */
+struct faas_stream_sink {
+    /* On the loop, in order; len 0 once when the handler's first write is
+     * empty. Returns 0, or FAAS_ECANCELED when it takes no more (its
+     * client went or reads too slowly): the handler's later writes get
+     * FAAS_ECANCELED. */
+    int (*write)(void *arg, const void *data, size_t len);
+    /* The invocation is done with the sink (its result is about to be
+     * delivered, or it was cancelled): arg must forget the record. */
+    void (*release)(void *arg);
 };
 
 struct faas_inv {
@@ -307,6 +327,18 @@ struct faas_inv {
     int delivered;            /* the callback has run (timeout, cancel) */
     int log_tail;             /* keep the last lines in res.log_tail */
     struct faas_result res;
+
+    /* streaming (stream.c): who takes the handler's faas_ctx_stream_write,
+     * set at admission, and what the loop has seen of it */
+    faas_chunk_fn on_chunk;   /* the host's (invoke opts), or NULL */
+    void *chunk_arg;
+    const struct faas_stream_sink *sink; /* a gateway's, or NULL */
+    void *sink_arg;
+    atomic_int stream_gone;   /* nobody takes more: writes get FAAS_ECANCELED */
+    int streamed;             /* the handler wrote: its result is the bytes */
+    int stream_over;          /* collected bytes went past max_sync_payload */
+    char *stream_buf;         /* no consumer: the bytes, collected */
+    size_t stream_len, stream_cap;
 };
 
 /* ---- the runtime ---------------------------------------------------- */
@@ -642,6 +674,14 @@ void faas_watch_free_all(struct faas_runtime *rt);
 int faas_invoke_fn(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
                    const struct faas_invoke_opts *opts, const char *request_id,
                    faas_result_fn cb, void *arg);
+/* faas_invoke_fn for a gateway that takes the streamed bytes itself: they
+ * go to the sink instead of opts->on_chunk. On 0, *out is the record,
+ * valid until sink->release (for faas_stream_cancel); never finished
+ * inside this call. */
+int faas_invoke_stream(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
+                       const struct faas_invoke_opts *opts, const char *request_id,
+                       const struct faas_stream_sink *sink, void *sink_arg,
+                       faas_result_fn cb, void *arg, struct faas_inv **out);
 /* The checks every invocation call starts with: arguments, teardown, the
  * function, the payload against `limit`. Returns 0 (and *fn) or FAAS_E*. */
 int faas_invoke_check(struct faas_runtime *rt, const char *name, json_t *event,
@@ -674,6 +714,29 @@ int faas_instance_init(struct faas_instance *inst, struct faas_ctx *ctx, uint64_
 /* Runs a job's body (INVOKE, INIT or FINI) on the calling thread. */
 void faas_job_run(struct faas_job *job);
 
+/* ---- stream.c: streamed responses ------------------------------------ */
+/* On the loop: bytes the handler of inv wrote, to its consumer (the sink,
+ * on_chunk, or the collected buffer); dropped once the result was
+ * delivered or the consumer took no more. */
+void faas_stream_deliver(struct faas_inv *inv, const void *data, size_t len);
+/* The INLINE writer (ctx->stream; arg: the record): on the loop, at once. */
+int faas_stream_inline_write(void *arg, const void *data, size_t len);
+/* The consumer is gone (its client closed): the handler's next write gets
+ * FAAS_ECANCELED; a process worker is told (its executor's stream_closed). */
+void faas_stream_cancel(struct faas_inv *inv);
+/* Making the result of a streamed invocation (invoke.c's fill_result):
+ * the payload the contract gives it, or FAAS_ETOOBIG when collected bytes
+ * went over. */
+void faas_stream_result(struct faas_inv *inv, struct faas_result *res);
+/* The record is done with its sink (invoke.c: before the result's
+ * callback, or when cancelled): sink->release, once. */
+void faas_stream_release(struct faas_inv *inv);
+/* Frees what streaming left on the record. */
+void faas_stream_free(struct faas_inv *inv);
+/* The most bytes a consumer may hold unread (a gateway's socket output, a
+ * worker's chunks the loop has not taken): past it the stream is cut. */
+#define FAAS_STREAM_BUFFER_MAX ((size_t)1024 * 1024)
+
 /* ---- pool.c --------------------------------------------------------- */
 /* Admission: binds inv to an instance, queues it, or FAAS_ETHROTTLED. */
 int faas_pool_admit(struct faas_inv *inv);
@@ -699,6 +762,10 @@ void faas_tpool_submit(struct faas_runtime *rt, struct faas_job *job);
 void faas_tpool_stop(struct faas_runtime *rt);
 /* Called on the loop for each job a worker finished: reports it. */
 void faas_job_done(struct faas_runtime *rt, struct faas_job *job);
+/* The THREAD writer (ctx->stream; arg: the record), on the worker: queues
+ * a chunk for the loop, waiting while FAAS_STREAM_BUFFER_MAX bytes are
+ * queued. 0, FAAS_ENOMEM or FAAS_ECANCELED. */
+int faas_tpool_stream_write(void *arg, const void *data, size_t len);
 
 /* ---- exec_process.c: instances that are processes -------------------- */
 /*
@@ -727,6 +794,13 @@ void faas_proc_ready(struct faas_instance *inst, int status, json_t *error);
 /* From runtime_api.c: the current invocation's outcome, status 0 with the
  * payload or FAAS_EHANDLER with the error object (taken over). */
 void faas_proc_result(struct faas_instance *inst, int status, json_t *payload);
+/* From runtime_api.c: bytes of the current invocation's streamed response
+ * (faas_stream_deliver), as they come. */
+void faas_proc_stream(struct faas_instance *inst, const void *data, size_t len);
+/* faas_proc_result for a streamed response (streamed 1): its last bytes
+ * (len may be 0) go first, then the outcome. */
+void faas_proc_stream_result(struct faas_instance *inst, const void *data, size_t len,
+                             int streamed, int status, json_t *payload);
 /* The zygote's pid, 0 when there is none (tests). */
 pid_t faas_proc_zygote_pid(const struct faas_runtime *rt);
 /* The pid of inst's process (the leader of its process group): 0 while
@@ -780,6 +854,13 @@ void faas_invoke_api_request(struct faas_runtime *rt, struct evhttp_request *req
  * invocation's callback, which still comes, finds nobody to answer.
  * Records are recycled by the gateway.
  */
+/* How a held request's reply may stream (http_stream.c). */
+enum faas_http_stream_kind {
+    FAAS_HTTP_STREAM_NONE = 0,
+    FAAS_HTTP_STREAM_EVENTS,  /* InvokeWithResponseStream: an event stream */
+    FAAS_HTTP_STREAM_CHUNKED  /* an api: route: the bytes, chunked */
+};
+
 struct faas_http_hold {
     struct faas_list link;           /* h->pending or h->spare; self-linked
                                         when orphaned */
@@ -791,6 +872,14 @@ struct faas_http_hold {
     int log_tail;                    /* Invoke API: X-Amz-Log-Type: Tail */
     char version[FAAS_QUALIFIER_MAX + 1]; /* Invoke API: the executed version */
     char request_id[FAAS_REQUEST_ID_SIZE];  /* Invoke API: the invocation's */
+    /* a reply that may stream (http_stream.c) */
+    enum faas_http_stream_kind stream;
+    int started;                     /* its head is out: chunks follow */
+    struct faas_inv *inv;            /* until its result: told when the
+                                        client goes */
+    /* The client went (http_conn.c, once req is cleared); NULL: nobody
+     * needs to know. */
+    void (*on_gone)(struct faas_http_hold *p);
 };
 /* Teardown answers p's request (held by the Invoke API) with a 503. */
 void faas_invoke_api_unavailable(struct faas_http_hold *p, struct evhttp_request *req);
@@ -803,6 +892,26 @@ void faas_http_hold_wait(struct faas_http_hold *p, struct evhttp_request *req);
 struct evhttp_request *faas_http_hold_take(struct faas_http_hold *p);
 /* p (taken, or never held) back to the gateway's spares, or freed. */
 void faas_http_hold_put(struct faas_http_hold *p);
+/* Lets p's request go while p stays held (on the pending list, for its
+ * result): the request to finish now, or NULL when its client went. */
+struct evhttp_request *faas_http_hold_release(struct faas_http_hold *p);
+
+/* ---- http_stream.c: replies that stream ------------------------------ */
+/* Invokes fn for hold p (its fields set but req: faas_http_hold_wait
+ * follows), its reply streaming as `kind` when the handler streams. Takes
+ * ev. Returns like faas_invoke_fn. */
+int faas_http_stream_invoke(struct faas_runtime *rt, struct faas_fn *fn, json_t *ev,
+                            const struct faas_invoke_opts *o, const char *reqid,
+                            struct faas_http_hold *p, enum faas_http_stream_kind kind,
+                            faas_result_fn cb);
+/* p's result came and req (taken) is to be answered: ends a started
+ * reply, or (EVENTS) answers a result that did not stream as one chunk.
+ * Events: an InvokeComplete, with ErrorCode and ErrorDetails on failure;
+ * chunked: the last chunk, the failure logged. */
+void faas_http_stream_finish(struct faas_http_hold *p, struct evhttp_request *req,
+                             const struct faas_result *res);
+/* Teardown: a started reply ends (events: an InvokeComplete saying so). */
+void faas_http_stream_abort(struct faas_http_hold *p, struct evhttp_request *req);
 
 /* ---- timer.c: one-shot timers on the runtime's clock ----------------- */
 /* Arms t to call cb(arg) once, delay_ns from now (re-arming replaces the

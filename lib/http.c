@@ -27,7 +27,8 @@
  * teardown the pending requests are answered 503 and orphaned: the
  * invocation's callback, which still comes, finds nothing to answer.
  *
- * Requests under /2015-03-31/functions/ go to Lambda's Invoke API
+ * Requests under /2015-03-31/functions/ (and /2021-11-15/functions/,
+ * InvokeWithResponseStream) go to Lambda's Invoke API
  * (lambda_api.c) before any route is matched, unless rt->opts.invoke_api
  * is 0; it holds its requests on the same pending list (faas_http_hold_*).
  *
@@ -217,13 +218,20 @@ void faas_http_hold_put(struct faas_http_hold *p)
     pending_put(p->h, p);
 }
 
+struct evhttp_request *faas_http_hold_release(struct faas_http_hold *p)
+{
+    return pending_take(p);
+}
+
 static void result_cb(const struct faas_result *res, void *arg)
 {
     struct faas_http_hold *p = arg;
     struct evhttp_request *req = pending_take(p);
 
     faas_list_remove(&p->link);
-    if (req)
+    if (req && p->started)
+        faas_http_stream_finish(p, req, res);
+    else if (req)
         faas_http_reply_result(req, p->head, res);
     pending_put(p->h, p);
 }
@@ -292,6 +300,8 @@ static const char *http_time(struct faas_http *h, int64_t wall_ns)
 
 #define INVOKE_API_PREFIX "/2015-03-31/functions/"
 #define INVOKE_API_PREFIX_LEN (sizeof INVOKE_API_PREFIX - 1)
+#define STREAM_API_PREFIX "/2021-11-15/functions/"
+#define STREAM_API_PREFIX_LEN (sizeof STREAM_API_PREFIX - 1)
 
 static void request_cb(struct evhttp_request *req, void *arg)
 {
@@ -323,7 +333,8 @@ static void request_cb(struct evhttp_request *req, void *arg)
         path = "/";
     /* Lambda's Invoke API comes first: routes cannot shadow it. It answers
      * a draining runtime itself, in its own words. */
-    if (rt->opts.invoke_api && strncmp(path, INVOKE_API_PREFIX, INVOKE_API_PREFIX_LEN) == 0) {
+    if (rt->opts.invoke_api && (strncmp(path, INVOKE_API_PREFIX, INVOKE_API_PREFIX_LEN) == 0 ||
+                                strncmp(path, STREAM_API_PREFIX, STREAM_API_PREFIX_LEN) == 0)) {
         faas_rt_enter(rt); /* h outlives the request: a free waits */
         h->busy++;
         faas_invoke_api_request(rt, req);
@@ -421,7 +432,10 @@ static void request_cb(struct evhttp_request *req, void *arg)
     } else if (bound > limit && faas_json_size(ev, limit) > limit) {
         rc = FAAS_ETOOBIG;
     } else {
-        rc = faas_invoke_fn(rt, fn, ev, NULL, NULL, result_cb, p);
+        /* A handler that streams answers in chunks (not to a HEAD). */
+        rc = head ? faas_invoke_fn(rt, fn, ev, NULL, NULL, result_cb, p)
+                  : faas_http_stream_invoke(rt, fn, ev, NULL, NULL, p,
+                                            FAAS_HTTP_STREAM_CHUNKED, result_cb);
         ev = NULL; /* taken */
     }
     json_decref(ev);
@@ -560,7 +574,9 @@ static void http_unhook(struct faas_http *h)
         struct faas_http_hold *p = FAAS_CONTAINER_OF(e, struct faas_http_hold, link);
         struct evhttp_request *req = pending_take(p);
         p->h = NULL;
-        if (req && p->api)
+        if (req && p->started)
+            faas_http_stream_abort(p, req);
+        else if (req && p->api)
             faas_invoke_api_unavailable(p, req);
         else if (req)
             faas_http_reply_message(req, p->head, 503, "Service Unavailable");

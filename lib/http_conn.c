@@ -53,6 +53,8 @@ static void hold_closecb(struct evhttp_connection *evcon, void *arg)
         evhttp_request_free(p->req);
     p->req = NULL;
     p->evcon = NULL;
+    if (p->on_gone)
+        p->on_gone(p); /* a streamed reply: its handler hears it */
 }
 
 /* ---- connections ------------------------------------------------------ */

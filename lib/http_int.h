@@ -1,8 +1,9 @@
 /*
  * http_int.h - the HTTP gateway's state, shared by the two files that make
  * it: http.c (routes, requests, the records that hold them until their
- * results) and http_conn.c (connections and listeners). Nothing else
- * includes it: the rest of the library reaches the gateway through
+ * results), http_conn.c (connections and listeners) and http_stream.c
+ * (replies that stream, which log through the gateway's runtime). Nothing
+ * else includes it: the rest of the library reaches the gateway through
  * faas_int.h and http.h.
  */
 #ifndef FAAS_HTTP_INT_H

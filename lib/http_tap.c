@@ -141,7 +141,7 @@ static void tap_request_line(struct faas_http_tap *t, char *line)
     const char *id;
     size_t idlen = 0;
 
-    t->chunked = t->bodyless = t->result_post = 0;
+    t->chunked = t->bodyless = t->result_post = t->streaming = 0;
     t->clen = t->body = 0;
     t->id[0] = '\0';
     tap_drop_trailers(t);
@@ -189,7 +189,7 @@ static void tap_request_done(struct faas_http_tap *t)
         tap_drop_trailers(t);
     }
     t->seq++;
-    t->result_post = 0;
+    t->result_post = t->streaming = 0;
     t->state = TAP_LINE;
 }
 
@@ -214,6 +214,8 @@ static void tap_header(struct faas_http_tap *t, char *line)
         return; /* a continuation, or nothing the framing depends on */
     if (strcasecmp(name, "Transfer-Encoding") == 0) {
         t->chunked = te_chunked(value);
+    } else if (strcasecmp(name, "Lambda-Runtime-Function-Response-Mode") == 0) {
+        t->streaming = strcasecmp(value, "streaming") == 0;
     } else if (strcasecmp(name, "Content-Length") == 0) {
         char *e;
         unsigned long long v = strtoull(value, &e, 10);
@@ -320,6 +322,8 @@ void faas_http_tap_feed(struct faas_http_tap *t, const char *p, size_t n)
 
         if (t->state == TAP_BODY || t->state == TAP_CHUNK_DATA) {
             take = n < t->left ? n : (size_t)t->left;
+            if (t->streaming && t->result_post && t->on_body)
+                t->on_body(t->body_arg, t->id, p, take);
             p += take;
             n -= take;
             t->left -= take;

@@ -13,6 +13,10 @@
  * place on its connection. It follows evhttp's framing (request line,
  * headers, Content-Length or chunked body, trailers) and stops at the first
  * thing it cannot parse, which evhttp refuses too.
+ *
+ * It also hands over the body of a result posted in the streaming mode
+ * (Lambda-Runtime-Function-Response-Mode: streaming) as its bytes arrive
+ * (on_body), so they reach the caller before the request ends.
  */
 #ifndef FAAS_HTTP_TAP_H
 #define FAAS_HTTP_TAP_H
@@ -57,6 +61,12 @@ struct faas_http_tap {
     char *etype, *ebody; /* trailers of the request being read, owned */
     struct faas_http_tap_req *done, **done_tail; /* oldest first */
     uint64_t ndone;
+    int streaming;     /* the result posted has Lambda-Runtime-Function-
+                          Response-Mode: streaming */
+    /* Set by the caller: the body bytes of a streaming result as they
+     * arrive (id: the result's request id). NULL: not wanted. */
+    void (*on_body)(void *arg, const char *id, const char *p, size_t n);
+    void *body_arg;
 };
 
 void faas_http_tap_init(struct faas_http_tap *t);

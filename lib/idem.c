@@ -41,9 +41,11 @@
  * runtime.c (configure at registration, cancel the waits, orphan the ops,
  * free).
  *
- * May call: store.c, durable_store.c (faas_durable_store_new), json_path.c, opts.c, json.c (error objects), clock.c,
- * error.c, metrics.c (log records), runtime.c's loop services (function
- * references, the callback guard), libsodium; the caller's table.
+ * May call: store.c, durable_store.c (faas_durable_store_new: the default
+ * store while the runtime has a durable engine), json_path.c, opts.c,
+ * json.c (error objects), clock.c, error.c, metrics.c (log records),
+ * runtime.c's loop services (function references, the callback guard),
+ * libsodium; the caller's table.
  */
 #include <stdio.h>
 #include <stdlib.h>

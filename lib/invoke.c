@@ -61,6 +61,7 @@ void faas_inv_free(struct faas_inv *inv)
     free(inv->trace_id);
     free(inv->ctx.error_type);
     free(inv->ctx.error_message);
+    faas_stream_free(inv);
     for (l = inv->ctx.log_head; l; l = next) {
         next = l->next;
         free(l);
@@ -94,9 +95,11 @@ static const struct faas_idem_caller idem_caller = {
     .deliver_status = faas_inv_deliver_status,
 };
 
-int faas_invoke_fn(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
-                   const struct faas_invoke_opts *opts, const char *request_id,
-                   faas_result_fn cb, void *arg)
+/* faas_invoke_fn and faas_invoke_stream: *out is the record on 0. */
+static int invoke_fn(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
+                     const struct faas_invoke_opts *opts, const char *request_id,
+                     const struct faas_stream_sink *sink, void *sink_arg,
+                     faas_result_fn cb, void *arg, struct faas_inv **out)
 {
     struct faas_inv *inv = inv_new(rt, fn);
     int thread = fn->opts.isolation == FAAS_ISOLATION_THREAD;
@@ -108,10 +111,16 @@ int faas_invoke_fn(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
     }
     inv->cb = cb;
     inv->arg = arg;
+    inv->sink = sink;
+    inv->sink_arg = sink_arg;
     inv->event = event ? event : json_null();
     inv->timeout_ms = fn->opts.timeout_ms;
     if (opts) {
         inv->log_tail = opts->log_tail != 0;
+        if (opts->version >= 2 && !sink) {
+            inv->on_chunk = opts->on_chunk;
+            inv->chunk_arg = opts->chunk_arg;
+        }
         if (opts->timeout_ms && (inv->timeout_ms == 0 || opts->timeout_ms < inv->timeout_ms))
             inv->timeout_ms = opts->timeout_ms;
         if (opts->trace_id && !(inv->trace_id = faas_strdup(opts->trace_id)))
@@ -144,10 +153,27 @@ int faas_invoke_fn(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
     /* Admitted, deferred or waiting for its store: never finished inside
      * this call, so inv is still there. */
     inv->in_call = 0;
+    *out = inv;
     return 0;
 fail:
     faas_inv_free(inv);
     return rc;
+}
+
+int faas_invoke_fn(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
+                   const struct faas_invoke_opts *opts, const char *request_id,
+                   faas_result_fn cb, void *arg)
+{
+    struct faas_inv *inv;
+    return invoke_fn(rt, fn, event, opts, request_id, NULL, NULL, cb, arg, &inv);
+}
+
+int faas_invoke_stream(struct faas_runtime *rt, struct faas_fn *fn, json_t *event,
+                       const struct faas_invoke_opts *opts, const char *request_id,
+                       const struct faas_stream_sink *sink, void *sink_arg,
+                       faas_result_fn cb, void *arg, struct faas_inv **out)
+{
+    return invoke_fn(rt, fn, event, opts, request_id, sink, sink_arg, cb, arg, out);
 }
 
 int faas_invoke_check(struct faas_runtime *rt, const char *name, json_t *event,
@@ -303,6 +329,7 @@ static void fill_result(struct faas_inv *inv)
     }
     if (!res->payload)
         res->payload = json_null();
+    faas_stream_result(inv, res);
     memcpy(res->function, fn->name, sizeof res->function);
     res->memory_mb = fn->opts.memory_mb;
     /* A preset result may be delivered while the worker still runs: only
@@ -360,6 +387,7 @@ static void deliver(struct faas_inv *inv)
     if (!inv->submitted)
         faas_log_lines(rt, &inv->ctx);
     faas_log_report(rt, &inv->res);
+    faas_stream_release(inv); /* after fill_result: it reads the sink */
     inv->delivered = 1;
     inv->cb = NULL;
     if (cb)
@@ -407,6 +435,7 @@ void faas_inv_detach(struct faas_inv *inv, int status, const char *etype, const 
     atomic_store(&inv->ctx.cancelled, 1);
     if (inv->delivered)
         return;
+    faas_stream_release(inv); /* its bytes go nowhere now */
     faas_timer_free(&inv->deadline);
     if (inv->idem_held)
         faas_idem_end(inv, status, NULL);

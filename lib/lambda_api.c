@@ -12,6 +12,12 @@
  * no counterpart (versions, aliases, accounts) docs/lambda-compat.md says
  * what is done instead.
  *
+ * InvokeWithResponseStream (2021-11-15): POST
+ * /2021-11-15/functions/{FunctionName}/response-streaming-invocations,
+ * the same target, headers and checks, invocation types RequestResponse
+ * and DryRun; the reply is an event stream as the handler writes
+ * (http_stream.c), and a refusal is answered as Invoke answers it.
+ *
  * X-Amz-Invocation-Type: RequestResponse (the default) is held by the
  * gateway until its result (struct faas_http_hold, the machinery the routes
  * use): a client that goes away only clears the record's request, and at
@@ -54,6 +60,8 @@
 
 #define API_PREFIX "/2015-03-31/functions/"
 #define API_OP "/invocations"
+#define STREAM_PREFIX "/2021-11-15/functions/"
+#define STREAM_OP "/response-streaming-invocations"
 
 /* A decoded {FunctionName}: a full ARN (170 bytes) and a qualifier. */
 #define FUNCTION_ARG_MAX 320
@@ -255,6 +263,22 @@ static void result_cb(const struct faas_result *res, void *arg)
     if (req) {
         if (res->status == 0 || function_error(res->status))
             send_invoked(req, p, res);
+        else
+            send_status(req, p->head, res->request_id, res->status, NULL, 0);
+    }
+    faas_http_hold_put(p);
+}
+
+/* InvokeWithResponseStream: a started stream, or a result to stream, is
+ * http_stream.c's; a refusal is answered as Invoke answers it. */
+static void stream_result_cb(const struct faas_result *res, void *arg)
+{
+    struct faas_http_hold *p = arg;
+    struct evhttp_request *req = faas_http_hold_take(p);
+
+    if (req) {
+        if (p->started || res->status == 0 || function_error(res->status))
+            faas_http_stream_finish(p, req, res);
         else
             send_status(req, p->head, res->request_id, res->status, NULL, 0);
     }
@@ -671,7 +695,7 @@ static void read_headers(struct api_req *a)
     }
 }
 
-enum inv_type { INV_SYNC, INV_EVENT, INV_DRYRUN };
+enum inv_type { INV_SYNC, INV_EVENT, INV_DRYRUN, INV_STREAM };
 
 /* Whether a failed json_loadb ran out of memory: jansson says so, or
  * failed before it could say anything (a parse error always has a text). */
@@ -760,7 +784,7 @@ static void invoke_event(struct api_req *a, json_t *ev, const struct faas_invoke
 }
 
 static void invoke_sync(struct api_req *a, struct faas_fn *fn, json_t *ev,
-                        const struct faas_invoke_opts *o)
+                        const struct faas_invoke_opts *o, int stream)
 {
     struct faas_http_hold *p = faas_http_hold_new(a->rt);
     int rc;
@@ -775,7 +799,11 @@ static void invoke_sync(struct api_req *a, struct faas_fn *fn, json_t *ev,
     p->log_tail = o->log_tail;
     memcpy(p->version, a->version, strlen(a->version) + 1);
     memcpy(p->request_id, a->reqid, sizeof p->request_id);
-    rc = faas_invoke_fn(a->rt, fn, ev, o, a->reqid, result_cb, p); /* takes ev */
+    if (stream) /* takes ev */
+        rc = faas_http_stream_invoke(a->rt, fn, ev, o, a->reqid, p, FAAS_HTTP_STREAM_EVENTS,
+                                     stream_result_cb);
+    else
+        rc = faas_invoke_fn(a->rt, fn, ev, o, a->reqid, result_cb, p);
     if (rc == 0) {
         faas_http_hold_wait(p, a->req);
         return;
@@ -818,7 +846,7 @@ static void invoke(struct api_req *a, enum inv_type type, struct evbuffer *body,
         invoke_event(a, ev, &o);
         json_decref(ev);
     } else {
-        invoke_sync(a, fn, ev, &o);
+        invoke_sync(a, fn, ev, &o, type == INV_STREAM);
     }
     json_decref(cc);
 }
@@ -837,6 +865,7 @@ static void handle(struct api_req *a)
     struct evbuffer *body = evhttp_request_get_input_buffer(a->req);
     size_t blen = evbuffer_get_length(body), limit;
     enum inv_type type = INV_SYNC;
+    int stream;
 
     if (rt->draining) {
         /* faas_drain: no new work, and the connection does not stay */
@@ -862,17 +891,31 @@ static void handle(struct api_req *a)
         if (sigv4_check(a, path, query, b, blen) != 0)
             return;
     }
-    /* POST /2015-03-31/functions/{FunctionName}/invocations */
-    seg = path + sizeof API_PREFIX - 1;
+    /* POST /2015-03-31/functions/{FunctionName}/invocations, or
+     * POST /2021-11-15/functions/{FunctionName}/response-streaming-invocations
+     * (InvokeWithResponseStream) */
+    stream = strncmp(path, STREAM_PREFIX, sizeof STREAM_PREFIX - 1) == 0;
+    seg = path + (stream ? sizeof STREAM_PREFIX : sizeof API_PREFIX) - 1;
     rest = strchr(seg, '/');
-    if (!rest || rest == seg || strcmp(rest, API_OP) != 0 ||
+    if (!rest || rest == seg || strcmp(rest, stream ? STREAM_OP : API_OP) != 0 ||
         evhttp_request_get_command(a->req) != EVHTTP_REQ_POST) {
         fail(a, 404, "UnknownOperationException", "Unknown operation");
         return;
     }
     if (resolve_target(a, seg, (size_t)(rest - seg), query) != 0)
         return;
-    if (a->invocation_type && strcmp(a->invocation_type, "Event") == 0) {
+    if (stream) {
+        /* RequestResponse (streamed) or DryRun; never Event */
+        type = INV_STREAM;
+        if (a->invocation_type && strcmp(a->invocation_type, "DryRun") == 0) {
+            type = INV_DRYRUN;
+        } else if (a->invocation_type && strcmp(a->invocation_type, "RequestResponse") != 0) {
+            fail(a, 400, "InvalidParameterValueException",
+                 "Unsupported invocation type: %s (RequestResponse or DryRun)",
+                 a->invocation_type);
+            return;
+        }
+    } else if (a->invocation_type && strcmp(a->invocation_type, "Event") == 0) {
         type = INV_EVENT;
     } else if (a->invocation_type && strcmp(a->invocation_type, "DryRun") == 0) {
         type = INV_DRYRUN;

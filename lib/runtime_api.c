@@ -64,6 +64,14 @@
  * stays with the connection, so a keep-alive runtime pays for the check
  * once, not per invocation.
  *
+ * Streaming. A result posted with Lambda-Runtime-Function-Response-Mode:
+ * streaming (chunked, error trailers after the body) is the response's
+ * bytes as they come: the tap hands them over as it reads them
+ * (stream_body), and stream_ev passes them to the invocation
+ * (faas_proc_stream) from a clean stack; the outcome takes what is left
+ * first, so every byte comes before the result. Its body is bounded as
+ * any result's.
+ *
  * Sizes. A result body over max_sync_payload fails the invocation with
  * FAAS_ETOOBIG as soon as the tap sees its size (declared, or counted
  * chunk by chunk), and is answered 413. libevent cuts a body off past
@@ -72,9 +80,10 @@
  *
  * Everything here runs on the loop thread.
  *
- * May call: http_tap.c, peer.c, exec_process.c (faas_proc_ready,
- * faas_proc_result, faas_proc_pid: from deliver_ev and the peer check),
- * the loop services. Called by exec_command.c (a new endpoint) and
+ * May call: http_tap.c, peer.c, runtime_body.c (bodies made into results),
+ * exec_process.c (faas_proc_ready, faas_proc_stream_result from deliver_ev,
+ * faas_proc_stream from stream_ev, faas_proc_pid from the peer check), the
+ * loop services. Called by exec_command.c (a new endpoint) and
  * exec_process.c (send, free).
  */
 #include <errno.h>
@@ -97,9 +106,9 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
-#include <sodium.h>
 
 #include "faas_int.h"
+#include "runtime_body.h"
 #include "http.h"
 #include "http_tap.h"
 #include "peer.h"
@@ -192,6 +201,14 @@ struct faas_runtime_api {
     enum out_kind out;
     int out_status;
     json_t *out_payload;
+    int out_streamed;                 /* the result was posted streaming */
+
+    /* the current result's body in the streaming mode, as the tap reads
+     * it: bytes waiting for stream_ev (or for the outcome, which takes
+     * them first), and how many came */
+    struct evbuffer *stream;
+    struct event *stream_ev;
+    uint64_t streamed;
 
     int depth;                        /* inside one of our evhttp callbacks */
     int dead;                         /* freed inside one: deliver_ev frees */
@@ -276,6 +293,52 @@ static void outcome_too_big(struct faas_runtime_api *c, uint64_t size)
 
 static void cmd_destroy(struct faas_runtime_api *c);
 
+/* Takes the streamed bytes waiting: a buffer of the caller's, or NULL. */
+static struct evbuffer *stream_take(struct faas_runtime_api *c)
+{
+    struct evbuffer *b;
+    if (!c->stream || evbuffer_get_length(c->stream) == 0 || !(b = evbuffer_new()))
+        return NULL;
+    evbuffer_add_buffer(b, c->stream);
+    return b;
+}
+
+/* Streamed bytes to the caller, from a clean stack (never inside evhttp's
+ * callbacks, for the reasons results are not). */
+static void stream_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct faas_runtime_api *c = arg;
+    struct faas_runtime *rt = c->rt;
+    struct faas_instance *inst = c->inst;
+    struct evbuffer *b;
+
+    (void)fd;
+    (void)what;
+    if (c->dead || !inst || !(b = stream_take(c)))
+        return;
+    /* c may be freed inside: not touched after the call. */
+    faas_rt_enter(rt);
+    faas_proc_stream(inst, evbuffer_pullup(b, -1), evbuffer_get_length(b));
+    faas_rt_leave(rt);
+    evbuffer_free(b);
+}
+
+/* The tap read body bytes of a result posted streaming (see http_tap.h). */
+static void stream_body(void *arg, const char *id, const char *p, size_t n)
+{
+    struct cmd_conn *k = arg;
+    struct faas_runtime_api *c = k->c;
+
+    /* Only the instance's own connection, for the current invocation. */
+    if (k->peer != PEER_OURS || !c->inst || c->dead || !c->rid[0] || c->queued ||
+        strcmp(id, c->rid) != 0 || !c->stream)
+        return;
+    if (evbuffer_add(c->stream, p, n) != 0)
+        return; /* lost: the result says what the body holds */
+    c->streamed += n;
+    event_active(c->stream_ev, EV_TIMEOUT, 1);
+}
+
 static void deliver_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct faas_runtime_api *c = arg;
@@ -283,7 +346,8 @@ static void deliver_cb(evutil_socket_t fd, short what, void *arg)
     struct faas_instance *inst = c->inst;
     enum out_kind kind = c->out;
     json_t *payload = c->out_payload;
-    int status = c->out_status;
+    int status = c->out_status, streamed = c->out_streamed;
+    struct evbuffer *b;
 
     (void)fd;
     (void)what;
@@ -293,17 +357,22 @@ static void deliver_cb(evutil_socket_t fd, short what, void *arg)
     }
     c->out = OUT_NONE;
     c->out_payload = NULL;
+    c->out_streamed = 0;
     if (kind == OUT_NONE || !inst) {
         json_decref(payload);
         return;
     }
+    b = kind == OUT_RESULT && streamed ? stream_take(c) : NULL;
     /* c may be freed inside: not touched after the call. */
     faas_rt_enter(rt);
     if (kind == OUT_READY)
         faas_proc_ready(inst, status, payload);
     else
-        faas_proc_result(inst, status, payload);
+        faas_proc_stream_result(inst, b ? evbuffer_pullup(b, -1) : NULL,
+                                b ? evbuffer_get_length(b) : 0, streamed, status, payload);
     faas_rt_leave(rt);
+    if (b)
+        evbuffer_free(b);
 }
 
 /* ==== GET /next ======================================================= */
@@ -401,90 +470,6 @@ static void on_next(struct faas_runtime_api *c, struct cmd_conn *k, struct evhtt
 
 /* ==== results ========================================================= */
 
-/* A JSON string of j's compact text, or NULL. */
-static json_t *json_text(const json_t *j)
-{
-    size_t n = json_dumpb(j, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
-    char *buf;
-    json_t *s;
-
-    if (n == 0 || !(buf = faas_malloc(n)))
-        return NULL;
-    json_dumpb(j, buf, n, JSON_COMPACT | JSON_ENCODE_ANY);
-    s = faas_json_text(buf, n);
-    free(buf);
-    return s;
-}
-
-/* The body as a result payload: JSON, else a JSON string of the text;
- * empty: null. NULL when out of memory. */
-static json_t *payload_of(const char *p, size_t n)
-{
-    json_t *j;
-    if (n == 0)
-        return json_null();
-    if ((j = json_loadb(p, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL)) != NULL)
-        return j;
-    return faas_json_text(p, n);
-}
-
-/*
- * An error object from a runtime's error body: {errorMessage, errorType,
- * stackTrace} when it is a JSON object, else the text as the message.
- * `type` (a header or trailer) wins over the body's errorType; then dflt.
- */
-static json_t *error_of(const char *p, size_t n, const char *type, const char *dflt)
-{
-    json_t *body = n ? json_loadb(p, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
-    json_t *err = json_object(), *msg = NULL, *t;
-
-    if (!err) {
-        json_decref(body);
-        return NULL;
-    }
-    if (json_is_object(body)) {
-        if (!type && json_is_string(t = json_object_get(body, "errorType")))
-            type = json_string_value(t);
-        if (json_is_string(t = json_object_get(body, "errorMessage")))
-            msg = json_incref(t);
-        else if (t && !json_is_null(t))
-            msg = json_text(t);
-    } else if (json_is_string(body)) {
-        msg = json_incref(body);
-    } else if (n) {
-        msg = faas_json_text(p, n);
-    }
-    if (json_object_set_new(err, "errorType", json_string(type ? type : dflt)) != 0 ||
-        json_object_set_new(err, "errorMessage", msg ? msg : json_string("")) != 0 ||
-        (json_is_object(body) && (t = json_object_get(body, "stackTrace")) != NULL &&
-         json_object_set(err, "stackTrace", t) != 0)) {
-        json_decref(err);
-        err = NULL;
-    }
-    json_decref(body);
-    return err;
-}
-
-/* The error a streaming response reported in its trailers. */
-static json_t *error_of_trailers(const char *type, const char *b64)
-{
-    size_t n = b64 ? strlen(b64) : 0, len = 0;
-    unsigned char *bin;
-    json_t *err;
-
-    if (n == 0)
-        return error_of(NULL, 0, type, "Unhandled");
-    if (!(bin = faas_malloc(n / 4 * 3 + 3)))
-        return NULL;
-    if (sodium_base642bin(bin, n / 4 * 3 + 3, b64, n, " \t", &len, NULL,
-                          sodium_base64_VARIANT_ORIGINAL) != 0)
-        err = error_of(b64, n, type, "Unhandled"); /* not base64: the text */
-    else
-        err = error_of((const char *)bin, len, type, "Unhandled");
-    free(bin);
-    return err;
-}
-
 static void too_large(struct evhttp_request *req, size_t n, size_t limit)
 {
     char msg[200];
@@ -503,7 +488,7 @@ static void on_result(struct faas_runtime_api *c, struct evhttp_request *req, co
     size_t n = evbuffer_get_length(in), limit = c->rt->opts.max_sync_payload;
     const char *p, *mode, *htype;
     json_t *payload;
-    int status = 0;
+    int status = 0, streaming;
 
     if (c->too_big[0] && strcmp(id, c->too_big) == 0) {
         /* Failed already, when its size was seen. */
@@ -523,19 +508,29 @@ static void on_result(struct faas_runtime_api *c, struct evhttp_request *req, co
     p = n ? (const char *)evbuffer_pullup(in, -1) : "";
     htype = evhttp_find_header(ih, FAAS_RUNTIME_API_ERROR_TYPE);
     mode = evhttp_find_header(ih, "Lambda-Runtime-Function-Response-Mode");
+    streaming = !is_error && mode && strcasecmp(mode, "streaming") == 0;
+    if (streaming && n > c->streamed && c->stream) {
+        /* Bytes the tap could not hand over as they came (a connection
+         * whose peer was not known yet): they go now, in order. */
+        if (evbuffer_add(c->stream, p + c->streamed, n - (size_t)c->streamed) != 0)
+            streaming = 0; /* then the body as a whole, below */
+    }
+    c->streamed = 0;
     if (is_error) {
         status = FAAS_EHANDLER;
-        payload = error_of(p, n, htype, "Unhandled");
+        payload = faas_runtime_body_error(p, n, htype, "Unhandled");
     } else if (tr && (tr->error_type || tr->error_body)) {
         status = FAAS_EHANDLER;
-        payload = error_of_trailers(tr->error_type, tr->error_body);
-    } else if (htype && mode && strcasecmp(mode, "streaming") == 0) {
+        payload = faas_runtime_body_trailers(tr->error_type, tr->error_body);
+    } else if (htype && streaming) {
         /* A libevent that merges trailers into the headers. */
         status = FAAS_EHANDLER;
-        payload = error_of_trailers(htype, evhttp_find_header(ih,
+        payload = faas_runtime_body_trailers(htype, evhttp_find_header(ih,
                                                               "Lambda-Runtime-Function-Error-Body"));
+    } else if (streaming) {
+        payload = json_null(); /* the bytes streamed are the response */
     } else {
-        payload = payload_of(p, n);
+        payload = faas_runtime_body_payload(p, n);
     }
     if (!payload) {
         status = FAAS_ENOMEM;
@@ -543,6 +538,7 @@ static void on_result(struct faas_runtime_api *c, struct evhttp_request *req, co
     }
     reply_accepted(req);
     c->rid[0] = '\0';
+    c->out_streamed = streaming;
     outcome(c, OUT_RESULT, status, payload);
 }
 
@@ -560,7 +556,8 @@ static void on_init_error(struct faas_runtime_api *c, struct evhttp_request *req
     }
     if (n > c->rt->opts.max_sync_payload)
         n = 0; /* keep the type, drop a body too large to hold */
-    err = error_of(n ? (const char *)evbuffer_pullup(in, -1) : "", n, type, "Runtime.Unknown");
+    err = faas_runtime_body_error(n ? (const char *)evbuffer_pullup(in, -1) : "", n, type,
+                                  "Runtime.Unknown");
     c->init_failed = 1;
     reply_accepted(req);
     outcome(c, OUT_READY, FAAS_EINIT, err);
@@ -875,6 +872,8 @@ static struct bufferevent *bev_cb(struct event_base *base, void *arg)
     k->c = c;
     k->bev = bev;
     faas_http_tap_init(&k->tap);
+    k->tap.on_body = stream_body;
+    k->tap.body_arg = k;
     k->tap_cb = evbuffer_add_cb(bufferevent_get_input(bev), tap_cb, k);
     if (!k->tap_cb)
         faas_http_tap_stop(&k->tap);
@@ -1017,6 +1016,8 @@ int faas_runtime_api_new(struct faas_instance *inst, const char *addr, uint16_t 
     alen = strlen(rt->opts.region) + strlen(inst->fn->name) + 64;
     if (!(c->arn = faas_malloc(alen)) || !(c->event = evbuffer_new()) ||
         !(c->deliver_ev = event_new(rt->base, -1, 0, deliver_cb, c)) ||
+        !(c->stream = evbuffer_new()) ||
+        !(c->stream_ev = event_new(rt->base, -1, 0, stream_cb, c)) ||
         !(c->watch_ev = event_new(rt->base, -1, 0, watch_cb, c)) ||
         !(c->recheck_ev = event_new(rt->base, -1, 0, recheck_cb, c)) ||
         !(c->warn_ev = event_new(rt->base, -1, 0, warn_cb, c)))
@@ -1060,6 +1061,9 @@ static void cmd_destroy(struct faas_runtime_api *c)
     c->next_conn = NULL;
     if (c->deliver_ev)
         event_free(c->deliver_ev);
+    if (c->stream_ev)
+        event_free(c->stream_ev);
+    c->stream_ev = NULL;
     if (c->watch_ev)
         event_free(c->watch_ev);
     if (c->recheck_ev)
@@ -1085,6 +1089,8 @@ static void cmd_destroy(struct faas_runtime_api *c)
     }
     if (c->event)
         evbuffer_free(c->event);
+    if (c->stream)
+        evbuffer_free(c->stream);
     json_decref(c->out_payload);
     free(c->trace_given);
     free(c->client_context);
@@ -1164,6 +1170,9 @@ void faas_runtime_api_send(struct faas_instance *inst, struct faas_inv *inv)
 
     if (!c || c->dead || !inv)
         return;
+    /* Nothing of an earlier stream is this invocation's. */
+    c->streamed = 0;
+    evbuffer_drain(c->stream, evbuffer_get_length(c->stream));
     if (prepare(c, inv) != 0) {
         c->rid[0] = '\0';
         c->queued = 0;

@@ -445,6 +445,58 @@ static const char *frame_str(const char *p, uint32_t len, size_t skip, int i)
     return o < len && memchr(p + o, '\0', len - o) ? p + o : "";
 }
 
+/*
+ * Streamed bytes: STREAM frames, written at once (the pipe's back-pressure
+ * is the host's reading). The host may have said that nobody takes them
+ * (STREAM_CLOSED): the only frame it sends while an invocation runs, so a
+ * look at the channel before each write finds it; any other frame stays
+ * for the main loop.
+ */
+static int stream_closed;
+
+static void look_for_stream_closed(void)
+{
+    struct pollfd pf = { worker_chan, POLLIN, 0 };
+    struct faas_frame_hdr h;
+
+    while (!stream_closed) {
+        if (worker_in_len - worker_in_off < sizeof h) {
+            if (poll(&pf, 1, 0) != 1)
+                return;
+            in_fill(worker_in_len - worker_in_off + 1); /* one read: it is readable */
+            continue;
+        }
+        memcpy(&h, worker_in + worker_in_off, sizeof h);
+        if (h.type != FAAS_FRAME_STREAM_CLOSED)
+            return;
+        stream_closed = 1;
+        if (h.len > FAAS_FRAME_SLACK)
+            _exit(71);
+        in_fill(sizeof h + (size_t)h.len); /* none has a payload: skipped all the same */
+        worker_in_off += sizeof h + h.len;
+    }
+}
+
+static int worker_stream(void *arg, const void *data, size_t len)
+{
+    const char *p = data;
+    (void)arg;
+
+    look_for_stream_closed();
+    if (stream_closed)
+        return FAAS_ECANCELED;
+    do {
+        size_t n = len < FAAS_STREAM_PIECE ? len : FAAS_STREAM_PIECE;
+        struct faas_frame_hdr h = { (uint32_t)n, FAAS_FRAME_STREAM };
+        struct iovec iov[2] = { { &h, sizeof h }, { (void *)(uintptr_t)p, n } };
+        if (write_all(worker_out, iov, n ? 2 : 1) != 0)
+            _exit(70); /* the channel is gone: nobody waits for this worker */
+        p += n;
+        len -= n;
+    } while (len > 0);
+    return 0;
+}
+
 static void send_result(int32_t status, const char *payload, uint64_t duration_ns, uint32_t type)
 {
     const char *strs[1] = { payload };
@@ -558,15 +610,20 @@ static void run_invoke(const char *p, uint32_t len)
     inv.ctx.rt = &worker_rt;
     inv.ctx.fn = &worker_fn;
     inv.ctx.request_id = inv.res.request_id;
-    inv.ctx.trace_id = trace[0] ? trace : NULL;
+    /* A copy: the frame's buffer moves when a write looks at the channel. */
+    inv.ctx.trace_id = trace[0] ? strdup(trace) : NULL;
     inv.ctx.log_tail = &inv.ctx.log_head;
     inv.ctx.log_hook = send_log;
+    inv.ctx.stream = worker_stream;
+    stream_closed = 0;
     /* JSON_ALLOW_NUL: a string may hold \u0000 in every isolation mode. */
     inv.event = json_loads(evtext, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (cc[0])
         inv.ctx.client_context = json_loads(cc, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (!inv.event) {
         send_result(errno == ENOMEM ? FAAS_EMEMLIMIT : FAAS_EINVAL, "null", 0, FAAS_FRAME_RESULT);
+        json_decref(inv.ctx.client_context);
+        free((char *)(uintptr_t)inv.ctx.trace_id);
         return;
     }
     faas_inv_execute(&inv);
@@ -583,6 +640,7 @@ static void run_invoke(const char *p, uint32_t len)
     json_decref(inv.exec_payload);
     free(inv.ctx.error_type);
     free(inv.ctx.error_message);
+    free((char *)(uintptr_t)inv.ctx.trace_id);
 }
 
 void faas_worker_main(int in, int out)

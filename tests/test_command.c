@@ -1648,6 +1648,8 @@ static void test_too_big(void **state)
     tres_clear(&r);
 }
 
+static int streamed_json_equal(json_t *payload, json_t *want);
+
 static void test_streaming(void **state)
 {
     struct tres r;
@@ -1656,11 +1658,87 @@ static void test_streaming(void **state)
 
     rt_start(NULL);
     reg("streamer", "stream", "function.handler", NULL);
+    /* Without on_chunk the bytes streamed are the payload, as a string. */
     invoke_wait("streamer", "{\"n\":7}", NULL, &r);
     assert_int_equal(r.status, 0);
-    assert_true(json_equal(r.payload, want));
+    assert_true(json_is_string(r.payload));
+    assert_true(streamed_json_equal(r.payload, want));
     tres_clear(&r);
     json_decref(want);
+}
+
+/* Whether a streamed payload (a string) holds the JSON text of want. */
+static int streamed_json_equal(json_t *payload, json_t *want)
+{
+    json_t *j = json_loads(json_string_value(payload), 0, NULL);
+    int eq = j && json_equal(j, want);
+    json_decref(j);
+    return eq;
+}
+
+struct chunks {
+    struct evbuffer *bytes;
+    int n;
+    int at_result; /* chunks seen when the result came */
+    struct tres *r;
+};
+
+static void chunk_cb(const void *data, size_t len, void *arg)
+{
+    struct chunks *c = arg;
+    c->n++;
+    evbuffer_add(c->bytes, data, len);
+}
+
+static void chunk_res_cb(const struct faas_result *res, void *arg)
+{
+    struct chunks *c = arg;
+    c->at_result = c->n;
+    res_cb(res, c->r);
+}
+
+/* The Runtime API's streaming mode, to a caller with on_chunk: the bytes
+ * as they were posted, before the result, whose payload is null; error
+ * trailers fail it after its first bytes. */
+static void test_streaming_chunks(void **state)
+{
+    struct faas_invoke_opts io = FAAS_INVOKE_OPTS_INIT;
+    struct chunks c;
+    struct tres r;
+    json_t *ev;
+    (void)state;
+
+    rt_start(NULL);
+    reg("crt", "crt", "info", NULL);
+    memset(&c, 0, sizeof c);
+    memset(&r, 0, sizeof r);
+    c.bytes = evbuffer_new();
+    c.r = &r;
+    io.on_chunk = chunk_cb;
+    io.chunk_arg = &c;
+    ev = json_pack("{s:s}", "mode", "stream-ok");
+    assert_int_equal(faas_invoke(g_rt, "crt", ev, &io, chunk_res_cb, &c), 0);
+    assert_true(tu_run_until(g_base, &r.done, 1, BOUND_MS));
+    assert_int_equal(r.status, 0);
+    assert_true(json_is_null(r.payload));
+    assert_true(c.at_result >= 1);
+    assert_int_equal(c.at_result, c.n);
+    assert_int_equal(evbuffer_get_length(c.bytes), 32);
+    assert_memory_equal(evbuffer_pullup(c.bytes, -1), "{\"part\":1,\"part2\":2,\"done\":true}", 32);
+    tres_clear(&r);
+    json_decref(ev);
+
+    evbuffer_drain(c.bytes, evbuffer_get_length(c.bytes));
+    c.n = 0;
+    ev = json_pack("{s:s}", "mode", "stream-error");
+    assert_int_equal(faas_invoke(g_rt, "crt", ev, &io, chunk_res_cb, &c), 0);
+    assert_true(tu_run_until(g_base, &r.done, 1, BOUND_MS));
+    expect_error(&r, FAAS_EHANDLER, "Function.StreamError", "stream broke");
+    assert_true(c.at_result >= 1);
+    assert_memory_equal(evbuffer_pullup(c.bytes, -1), "{\"part\":1,", 10);
+    tres_clear(&r);
+    json_decref(ev);
+    evbuffer_free(c.bytes);
 }
 
 /* ==== the C runtime: keep-alive, trailers ============================== */
@@ -1702,7 +1780,7 @@ static void test_trailers(void **state)
 
     invoke_wait("crt", "{\"mode\":\"stream-ok\"}", NULL, &r);
     assert_int_equal(r.status, 0);
-    assert_true(json_equal(r.payload, want));
+    assert_true(streamed_json_equal(r.payload, want));
     tres_clear(&r);
 
     /* The type from the header, a body that is not JSON as the message. */
@@ -1869,6 +1947,7 @@ cmocka_unit_test_setup_teardown(test_memory_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runtime_api_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nul_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_big, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_streaming_chunks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_streaming, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keepalive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trailers, setup, teardown),

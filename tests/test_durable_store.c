@@ -130,9 +130,12 @@ static struct faas_store_record mkrec(enum faas_store_state state, json_t *paylo
     return r;
 }
 
-static void key_of(unsigned long n, char out[65])
+/* The 64-hex key of a number: distinct numbers, distinct keys. */
+static void key_of(uint64_t n, char out[65])
 {
-    snprintf(out, 65, "%016lx%016lx%016lx%016lx", n * 0x9e3779b97f4a7c15ul, n, ~n, n ^ 0xabcul);
+    snprintf(out, 65, "%016llx%016llx%016llx%016llx",
+             (unsigned long long)(n * 0x9e3779b97f4a7c15ull), (unsigned long long)n,
+             (unsigned long long)~n, (unsigned long long)(n ^ 0xabcu));
 }
 
 static void test_semantics_and_later_answers(void **state)
@@ -312,7 +315,7 @@ static void test_same_answers_as_memory(void **state)
     for (i = 0; i < 12; i++) {
         struct answer am = { 0 }, ad = { 0 };
         char key[65];
-        key_of((unsigned long)i, key);
+        key_of((uint64_t)i, key);
         /* reads that do not disturb the LRU order of the rest */
         assert_int_equal(faas_store_get(mem, key, now, on_answer, &am), 0);
         wait_answer(f, &ad, faas_store_get(dur, key, now, on_answer, &ad));
@@ -456,7 +459,7 @@ static void test_free_inside_callback(void **state)
 
     assert_int_equal(faas_durable_store_new(f->d, "fn", 0, 0, &fr.st), 0);
     for (i = 0; i < 5; i++) {
-        key_of((unsigned long)i, key);
+        key_of((uint64_t)i, key);
         assert_int_equal(faas_store_put_if_absent(fr.st, key, &r, 1, on_answer_free, &fr), 0);
     }
     /* freed at the second answer: the other three still come, once each */
@@ -578,6 +581,25 @@ static int alloc_scenario(struct fx *f, long fail_at)
     rec.record = "{}";
     rec.record_len = 2;
     atomic_store(&faas_alloc_fail_countdown, fail_at);
+    {
+        /* a runtime with the engine, and an idempotent function on it */
+        struct faas_runtime *rt = NULL;
+        struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+        struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+        struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+        o.zygote = 0;
+        o.durable = f->url;
+        o.durable_sync = 0;
+        io.key_path = "id";
+        fo.idempotency = &io;
+        rc = faas_runtime_new(&rt, f->base, &o);
+        assert_true(rc == 0 || rc == FAAS_ENOMEM);
+        if (rc == 0) {
+            rc = faas_register(rt, "pay", counting, &fo);
+            assert_true(rc == 0 || rc == FAAS_ENOMEM);
+            faas_runtime_free(rt);
+        }
+    }
     rc = faas_durable_open(&d, f->rt, f->url, 0, NULL);
     if (rc != 0) {
         assert_int_equal(rc, FAAS_ENOMEM);
@@ -587,7 +609,7 @@ static int alloc_scenario(struct fx *f, long fail_at)
     rc = faas_durable_store_new(d, "fn", 2, 0, &st);
     assert_true(rc == 0 || rc == FAAS_ENOMEM);
     for (i = 0; st && i < 3; i++) {
-        key_of((unsigned long)i, key);
+        key_of((uint64_t)i, key);
         rc = faas_store_put_if_absent(st, key, &r, 1, on_answer, &a[i]);
         assert_true(rc == 0 || rc == FAAS_ENOMEM);
         expected += rc == 0;

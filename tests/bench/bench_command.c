@@ -4,6 +4,7 @@
  * for the method).
  *
  *   COMMAND warm invoke, 64-byte event   vs 2 raw HTTP exchanges   target <= 1.5x
+ *   faas-bootstrap warm invoke           vs 2 raw HTTP exchanges   target <= 1.5x
  *
  * The runtime is build/.../tests/runtimes/crt, a C Runtime API client on one
  * keep-alive connection that posts each event back (_HANDLER "echo"). One
@@ -22,10 +23,16 @@
  * API's headers and parsing, the invocation record, deadline, pool, result
  * and report.
  *
+ * The second figure is the same invocation with faas-bootstrap as the
+ * runtime (build/.../faas-bootstrap, the handler "boot_fns.so:echo" of
+ * tests/runtimes/boot_fns.c): a native handler run as it runs on Lambda,
+ * against the same floor, measured again beside it.
+ *
  * Both run with the runtime on the loop's CPU and on the other one (the
- * client pins itself: CRT_CPU). Run with `make bench` from the top of the
- * tree; BENCH_CRT names another client. Exits 0 whatever the ratio; a
- * missed target prints OVER.
+ * client pins itself: CRT_CPU; faas-bootstrap is started through taskset
+ * where there is one). Run with `make bench` from the top of the tree;
+ * BENCH_CRT names another client. Exits 0 whatever the ratio; a missed
+ * target prints OVER.
  */
 #include "bench.h"
 
@@ -43,12 +50,16 @@
 #define FLOOR_ID "8476a536-e9f4-11e8-9739-2dfe598c3fcd"
 
 static char crt_path[PATH_MAX];
+static char boot_path[PATH_MAX];  /* faas-bootstrap */
+static char boot_root[PATH_MAX];  /* its task root: boot_fns.so's directory */
+#define TASKSET "/usr/bin/taskset"
 
 /* ------------------------------------------------------------------ */
 /* The figure: faas_invoke of the COMMAND function                     */
 /* ------------------------------------------------------------------ */
 
 struct host {
+    const char *fn;
     struct event_base *base;
     struct faas_runtime *rt;
     json_t *event;
@@ -67,7 +78,7 @@ static void host_result(const struct faas_result *res, void *arg)
         event_base_loopbreak(h->base);
         return;
     }
-    if (faas_invoke(h->rt, "crt", h->event, NULL, host_result, h) != 0) {
+    if (faas_invoke(h->rt, h->fn, h->event, NULL, host_result, h) != 0) {
         h->errors++;
         event_base_loopbreak(h->base);
     }
@@ -77,32 +88,49 @@ static void warm_body(void *arg, uint64_t k)
 {
     struct host *h = arg;
     h->left = k;
-    if (faas_invoke(h->rt, "crt", h->event, NULL, host_result, h) != 0)
+    if (faas_invoke(h->rt, h->fn, h->event, NULL, host_result, h) != 0)
         bench_die("faas_invoke");
     event_base_dispatch(h->base);
     if (h->errors || h->wrong)
         bench_die("COMMAND echo: wrong result");
 }
 
-static void host_open(struct host *h, int cpu)
+/* A host with one COMMAND function, `fn`: the C client ("crt") or
+ * faas-bootstrap ("boot"), its runtime on CPU cpu (-1: anywhere). */
+static void host_open(struct host *h, const char *fn, int cpu)
 {
     struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
-    char pin[32];
+    char pin[32], cpus[16];
     const char *env[] = { pin, NULL };
-    const char *argv[] = { crt_path, NULL };
+    const char *argv[5] = { crt_path, NULL };
 
     memset(h, 0, sizeof *h);
+    h->fn = fn;
     h->base = event_base_new();
     if (!h->base || faas_runtime_new(&h->rt, h->base, NULL) != 0)
         bench_die("runtime");
     snprintf(pin, sizeof pin, "CRT_CPU=%d", cpu);
+    snprintf(cpus, sizeof cpus, "%d", cpu);
     if (cpu < 0)
         env[0] = NULL;
     fo.handler = "echo";
+    if (strcmp(fn, "boot") == 0) {
+        int i = 0;
+        if (cpu >= 0 && access(TASKSET, X_OK) == 0) {
+            argv[i++] = TASKSET;
+            argv[i++] = "-c";
+            argv[i++] = cpus;
+        }
+        argv[i++] = boot_path;
+        argv[i] = NULL;
+        fo.handler = "boot_fns.so:echo";
+        fo.task_root = boot_root;
+        env[0] = NULL;
+    }
     fo.env = env;
     fo.max_concurrency = 1;
     fo.min_warm = 1;
-    if (faas_register_command(h->rt, "crt", argv, &fo) != 0)
+    if (faas_register_command(h->rt, fn, argv, &fo) != 0)
         bench_die("faas_register_command");
     h->event = bench_event_64();
     warm_body(h, 64); /* the cold start, then warm */
@@ -196,7 +224,8 @@ static void floor_close(struct floor *f)
 
 /* ------------------------------------------------------------------ */
 
-static int warm_figure(const struct bench_place *pl)
+/* The figure of `fn` (see host_open) next to its floor; 1 when over. */
+static int warm_figure(const struct bench_place *pl, const char *fn, const char *what)
 {
     struct bench_stat fig, flo;
     struct bench_side figure, ref;
@@ -204,12 +233,12 @@ static int warm_figure(const struct bench_place *pl)
     struct host h;
     char name[64], floor_name[64];
 
-    host_open(&h, pl->worker_cpu);
+    host_open(&h, fn, pl->worker_cpu);
     floor_open(&f, h.event, pl->worker_cpu);
     figure = (struct bench_side){ warm_body, &h, 16, 1u << 20 };
     ref = (struct bench_side){ floor_body, &f, 16, 1u << 20 };
     bench_measure_pair(&figure, &fig, &ref, &flo);
-    snprintf(name, sizeof name, "COMMAND warm invoke, %s", pl->name);
+    snprintf(name, sizeof name, "%s warm invoke, %s", what, pl->name);
     snprintf(floor_name, sizeof floor_name, "2 raw HTTP exchanges, %s", pl->name);
     floor_close(&f);
     host_close(&h);
@@ -220,7 +249,7 @@ int main(void)
 {
     struct bench_place pl[2];
     const char *crt = getenv("BENCH_CRT");
-    char exe[PATH_MAX];
+    char exe[PATH_MAX], *dir;
     ssize_t n;
     int npl, i, over = 0;
 
@@ -235,15 +264,25 @@ int main(void)
         exe[n] = '\0';
         snprintf(crt_path, sizeof crt_path, "%s/../tests/runtimes/crt", dirname(exe));
     }
-    if (access(crt_path, X_OK) != 0) {
-        fprintf(stderr, "bench: %s: %s (make bench builds it)\n", crt_path, strerror(errno));
+    n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        bench_die("readlink /proc/self/exe");
+    exe[n] = '\0';
+    dir = dirname(exe);
+    snprintf(boot_path, sizeof boot_path, "%s/../faas-bootstrap", dir);
+    snprintf(boot_root, sizeof boot_root, "%s/../tests/runtimes", dir);
+    if (access(crt_path, X_OK) != 0 || access(boot_path, X_OK) != 0) {
+        fprintf(stderr, "bench: %s or %s: %s (make bench builds them)\n", crt_path, boot_path,
+                strerror(errno));
         return 2;
     }
     npl = bench_start("bench_command", pl);
     printf("-- figures, ns per invocation; each floor is measured in rounds alternating with "
            "its figure\n");
-    for (i = 0; i < npl; i++)
-        over += warm_figure(&pl[i]);
+    for (i = 0; i < npl; i++) {
+        over += warm_figure(&pl[i], "crt", "COMMAND");
+        over += warm_figure(&pl[i], "boot", "faas-bootstrap");
+    }
     printf("bench_command: %d target%s over (reported, not enforced)\n", over,
            over == 1 ? "" : "s");
     return 0;
