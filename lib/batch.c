@@ -853,6 +853,7 @@ void faas_batcher_free(struct faas_mapping *m)
 
     if (!b)
         return;
+    faas_batch_mark_seq(b);
     m->batcher = NULL;
     b->m = NULL;
     b->mapping_id = m->id;

@@ -161,5 +161,8 @@ void faas_brec_end(struct faas_batcher *b, struct brec *r);
  * faas_durable_records_load returned (then faas_batch_unload undoes it). */
 int faas_batch_load(struct faas_batcher *b);
 void faas_batch_unload(struct faas_batcher *b);
+/* b lets its name go (faas_unmap): its last seq is remembered for the next
+ * mapping of the name in this process (batch_records.c says why). */
+void faas_batch_mark_seq(struct faas_batcher *b);
 
 #endif /* FAAS_BATCH_INT_H */

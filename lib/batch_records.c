@@ -331,17 +331,99 @@ int faas_brec_put(struct faas_batcher *b, struct brec *r, struct faas_emit_wait 
     return 0;
 }
 
+/* ---- names let go in this process ---------------------------------- */
+
+/*
+ * A mapping unmapped in this process may leave, in writes the engine has not
+ * committed yet, records it dropped (their deletes queued) or numbered (their
+ * puts queued). A mapping made again under the name must neither load those
+ * (they ended) nor number new records like them: the last seq of each name
+ * let go is remembered here, for the runtime's life.
+ */
+struct seq_mark {
+    struct faas_hnode hnode;   /* rt->mapping_seqs */
+    uint64_t seq;
+    char name[];
+};
+
+static int mark_eq(const struct faas_hnode *n, const void *name)
+{
+    return strcmp(FAAS_CONTAINER_OF(n, struct seq_mark, hnode)->name, name) == 0;
+}
+
+static struct seq_mark *mark_find(struct faas_runtime *rt, const char *name)
+{
+    struct faas_hnode *n;
+    if (!rt->mapping_seqs.buckets)
+        return NULL;
+    n = faas_htable_find(&rt->mapping_seqs, faas_hash_str(name), mark_eq, name);
+    return n ? FAAS_CONTAINER_OF(n, struct seq_mark, hnode) : NULL;
+}
+
+void faas_batch_mark_seq(struct faas_batcher *b)
+{
+    struct faas_runtime *rt = b->rt;
+    struct seq_mark *mk;
+    size_t len;
+
+    if (!rt->durable || faas_batch_stopping(rt) || b->next_seq == 0)
+        return;
+    if ((mk = mark_find(rt, b->name)) != NULL) {
+        if (b->next_seq > mk->seq)
+            mk->seq = b->next_seq;
+        return;
+    }
+    len = strlen(b->name);
+    if ((!rt->mapping_seqs.buckets && faas_htable_init(&rt->mapping_seqs, 16) != 0) ||
+        faas_htable_reserve(&rt->mapping_seqs) != 0 ||
+        !(mk = faas_malloc(sizeof *mk + len + 1))) {
+        faas_log_event(rt, FAAS_LOG_WARNING, b->function, NULL, "durable", NULL,
+                       "mapping \"%s\": out of memory; mapped again in this process, it may "
+                       "deliver records it dropped",
+                       b->name);
+        return;
+    }
+    memset(&mk->hnode, 0, sizeof mk->hnode);
+    mk->seq = b->next_seq;
+    memcpy(mk->name, b->name, len + 1);
+    faas_htable_insert(&rt->mapping_seqs, &mk->hnode, faas_hash_str(mk->name));
+}
+
+void faas_batcher_marks_free(struct faas_runtime *rt)
+{
+    struct faas_hnode *n;
+    if (!rt->mapping_seqs.buckets)
+        return;
+    while ((n = faas_htable_first(&rt->mapping_seqs)) != NULL) {
+        faas_htable_remove(&rt->mapping_seqs, n);
+        free(FAAS_CONTAINER_OF(n, struct seq_mark, hnode));
+    }
+    faas_htable_fini(&rt->mapping_seqs);
+}
+
+/* ---- loading what was kept ----------------------------------------- */
+
+struct load {
+    struct faas_batcher *b;
+    uint64_t ended;            /* records up to this seq ended in this process */
+};
+
 /* One record kept under b's name by an earlier run: queued as it was, its
  * age on the wall clock carried over. faas_durable_records_load's `each`. */
 static int load_one(const struct faas_durable_record *dr, void *arg)
 {
-    struct faas_batcher *b = arg;
+    const struct load *ld = arg;
+    struct faas_batcher *b = ld->b;
     struct faas_runtime *rt = b->rt;
     uint64_t now = faas_now_ns(rt), age_ns;
     int64_t age_ms = faas_wall_ns(rt) / 1000000 - dr->arrived_ms;
     json_t *rec = json_loadb(dr->record, dr->record_len, JSON_ALLOW_NUL, NULL);
     struct brec *r;
 
+    if (dr->seq <= ld->ended) {
+        json_decref(rec); /* its delete is queued */
+        return 0;
+    }
     if (!json_is_object(rec)) {
         /* Not written by this library: it can never be delivered. */
         json_decref(rec);
@@ -369,7 +451,11 @@ static int load_one(const struct faas_durable_record *dr, void *arg)
 
 int faas_batch_load(struct faas_batcher *b)
 {
-    return faas_durable_records_load(b->rt->durable, b->name, load_one, b);
+    struct seq_mark *mk = mark_find(b->rt, b->name);
+    struct load ld = { b, mk ? mk->seq : 0 };
+
+    b->next_seq = ld.ended;
+    return faas_durable_records_load(b->rt->durable, b->name, load_one, &ld);
 }
 
 /* Undoes what load_one did, leaving the engine as it was (faas_map failed). */

@@ -430,6 +430,8 @@ struct faas_runtime {
     unsigned dead_mappings;      /* unmapped inside callbacks, to sweep */
     struct faas_htable mapping_names; /* source.c: live mappings by name
                                     (no buckets until the first faas_map) */
+    struct faas_htable mapping_seqs; /* batch_records.c: the last seq of each
+                                    name unmapped with a durable engine */
     struct faas_http *http;      /* http.c; NULL until attached or bound */
     struct faas_list watches;    /* watch.c */
     struct faas_list emit_waits; /* source.c: faas_emit_wait answered on the
@@ -641,6 +643,8 @@ int faas_batcher_add_sized(struct faas_mapping *m, json_t *record, size_t bytes,
                            struct faas_emit_wait *w);
 /* The runtime drains: every batch window closes now (from the loop). */
 void faas_batcher_drain(struct faas_runtime *rt);
+/* Frees what the batchers remember of names unmapped (teardown). */
+void faas_batcher_marks_free(struct faas_runtime *rt);
 /* Records a mapping holds and are not in an invocation under way (queued,
  * or in a batch waiting for a retry): work a drain waits for. */
 uint64_t faas_batcher_pending(const struct faas_mapping *m);

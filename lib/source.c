@@ -741,6 +741,7 @@ void faas_sources_free(struct faas_runtime *rt)
     }
     rt->dead_mappings = 0;
     faas_htable_fini(&rt->mapping_names);
+    faas_batcher_marks_free(rt);
     emit_waits_cancel(rt);
     faas_watch_free_all(rt);
     if (rt->http)

@@ -473,6 +473,34 @@ static void test_failed_and_unmapped_forgotten(void **state)
     assert_int_equal(kept_records(f, "unmapped"), 0);
 }
 
+/* Unmapped and mapped again under its name in the same run, before the
+ * engine has committed what the unmapping dropped: the new mapping loads
+ * none of it and numbers its records after it; nothing is left. */
+static void test_remap_in_same_run(void **state)
+{
+    struct fx *f = *state;
+    int id, round;
+
+    run_start(f);
+    for (round = 0; round < 20; round++) {
+        id = map_holding(f, "again");
+        assert_true(id >= 0);
+        assert_int_equal(emit(f, "a", 2 * round), 1);
+        if (round % 2)
+            assert_true(tu_run_until(f->base, &f->accepted, round + 1, 10000));
+        assert_int_equal(faas_unmap(f->rt, id), 0); /* drops it */
+    }
+    assert_true(tu_run_until(f->base, &f->accepted, 20, 10000));
+    assert_true(map_sending(f, "again") >= 0);
+    assert_int_equal(emit(f, "b", 100), 1);
+    assert_true(tu_run_until(f->base, &f->ngot, 1, 10000));
+    tu_run_for(f->base, 100);
+    assert_int_equal(f->ngot, 1);
+    assert_string_equal(f->got[0], "b:100");
+    run_end(f);
+    assert_int_equal(kept_records(f, "again"), 0);
+}
+
 static int g_dlq;
 static char g_dlq_condition[64];
 
@@ -758,6 +786,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_records_survive_sigkill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_leaves_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_and_unmapped_forgotten, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remap_in_same_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_age_survives_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk_refuses_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_allocations_fail_in_turn, setup, teardown),
