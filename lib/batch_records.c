@@ -11,7 +11,9 @@
  * and on no key's queue (KEEP_PUTTING), counted in its key's nputting; a
  * key is freed only when it holds nothing (queued, in batches, putting).
  * Only records the engine committed (KEEP_KEPT) are ever deleted from it,
- * and never while the runtime closes.
+ * and never while the runtime closes. A name unmapped in this process
+ * leaves its last seq in rt->mapping_seqs: records up to it ended, whatever
+ * the engine still holds of them, and new ones are numbered after it.
  *
  * Called by batch.c only, through batch_int.h. May call: the durable
  * engine (durable.h: record put, del, load), json_path.c, hash.c, clock.c,
