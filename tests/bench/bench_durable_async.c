@@ -106,48 +106,39 @@ static void fixture_free(struct fixture *f)
     json_decref(f->event);
 }
 
-/* Events in batches of BATCH, each batch run to its end. */
-static void async_body(void *arg, uint64_t k)
+/* k invocations in batches of BATCH, each batch run to its end: async
+ * events (the figure) or request/response invokes (the floor). */
+static void batches(struct fixture *f, uint64_t k, int async)
 {
-    struct fixture *f = arg;
     uint64_t issued = 0;
 
     f->done = 0;
     while (issued < k) {
         uint64_t batch = k - issued < BATCH ? k - issued : BATCH, i;
         for (i = 0; i < batch; i++) {
-            int rc = faas_invoke_async(f->rt, "fn", f->event, NULL, NULL);
+            int rc = async ? faas_invoke_async(f->rt, "fn", f->event, NULL, NULL)
+                           : faas_invoke(f->rt, "fn", f->event, NULL, on_result, f);
             if (rc != 0) {
                 note_error(f, rc);
                 f->done++;
             }
         }
         issued += batch;
-        f->issued_total += batch;
+        if (async)
+            f->issued_total += batch;
         while (f->done < issued)
             event_base_loop(f->base, EVLOOP_ONCE);
     }
 }
 
+static void async_body(void *arg, uint64_t k)
+{
+    batches(arg, k, 1);
+}
+
 static void invoke_body(void *arg, uint64_t k)
 {
-    struct fixture *f = arg;
-    uint64_t issued = 0;
-
-    f->done = 0;
-    while (issued < k) {
-        uint64_t batch = k - issued < BATCH ? k - issued : BATCH, i;
-        for (i = 0; i < batch; i++) {
-            int rc = faas_invoke(f->rt, "fn", f->event, NULL, on_result, f);
-            if (rc != 0) {
-                note_error(f, rc);
-                f->done++;
-            }
-        }
-        issued += batch;
-        while (f->done < issued)
-            event_base_loop(f->base, EVLOOP_ONCE);
-    }
+    batches(arg, k, 0);
 }
 
 /* One event, timed to its on_accepted; then the loop runs until it ended,
