@@ -274,6 +274,34 @@ static void test_batch_window_flushed(void **state)
     assert_int_equal(g_drain_remaining, 0);
 }
 
+/* The same, with the drain called before the records are even kept by a
+ * durable engine (their writes still queued): they must not wait for the
+ * window once they are. */
+static void test_batch_window_drain_at_once(void **state)
+{
+    struct faas_map_opts mo = FAAS_MAP_OPTS_INIT;
+    uint64_t start;
+    int i;
+
+    (void)state;
+    mo.batch_size = 100;
+    mo.batch_window_ms = 10000;
+    assert_true(faas_map(g_rt, "queue:jobs", "batch", &mo) >= 0);
+    for (i = 0; i < 9; i++) {
+        json_t *rec = json_pack("{s:i}", "body", i);
+        assert_int_equal(faas_emit(g_rt, "queue:jobs", rec), 1);
+        json_decref(rec);
+    }
+    start = tu_now_ms();
+    assert_int_equal(faas_drain(g_rt, 0, on_drain, NULL), 0);
+    assert_true(tu_run_until(g_base, &g_drains, 1, BOUND_MS));
+    assert_true(tu_now_ms() - start < 5000); /* well before the window */
+    assert_int_equal(g_batches, 1);
+    assert_int_equal(g_batch_records, 9);
+    assert_int_equal(g_drain_rc, 0);
+    assert_int_equal(g_drain_remaining, 0);
+}
+
 static int g_fired_before;
 
 /* Queued and running invocations finish; the callback comes after the
@@ -410,6 +438,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nothing_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_work_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_window_flushed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_window_drain_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queued_invocations_finish, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_during_drain, setup, teardown),
