@@ -1,6 +1,6 @@
 /*
  * durable_engine.h - what sits behind durable.h: the operation record and
- * the table an engine (durable_sqlite.c; Redis later) fills in.
+ * the table an engine (durable_sqlite.c, durable_redis.c) fills in.
  *
  * durable.c turns every durable.h call into one struct faas_dop, with the
  * caller's strings and JSON copied into the record's own buffer, and hands
@@ -56,6 +56,7 @@ struct faas_dop {
     enum faas_dop_kind kind;
     int adds;                /* adds work: refused, not retried, on failure */
     int rc;                  /* the completion's code, set by the engine */
+    uint64_t sent_ns;        /* the engine's: when it was sent (monotonic) */
     faas_durable_done_fn done;
     void *arg;
     /* What the kind needs (see the enum); strings point into buf or are
@@ -77,6 +78,8 @@ struct faas_durable_engine_args {
     struct faas_runtime *rt; /* its base carries the engine's events; logs */
     const char *target;      /* the URL after the engine's scheme */
     int sync;                /* faas_runtime_opts.durable_sync */
+    const char *prefix;      /* faas_runtime_opts.durable_prefix, or "faas" */
+    const char *node;        /* this process's node id */
     /* Hands completed operations back, on the loop, in submission order
      * (the list is emptied). Returns 1 when the runtime, and the engine with
      * it, was freed by a completion: the engine must not be touched. */
@@ -86,7 +89,8 @@ struct faas_durable_engine_args {
 
 struct faas_durable_engine {
     const char *scheme; /* "sqlite:" */
-    /* 0, FAAS_EUNAVAILABLE (logged, with why) or FAAS_ENOMEM. */
+    /* 0, FAAS_EINVAL (a malformed target, logged), FAAS_EUNAVAILABLE
+     * (logged, with why) or FAAS_ENOMEM. */
     int (*open)(void **impl, const struct faas_durable_engine_args *args);
     /* Takes the record over; it comes back through report. Never fails. */
     void (*submit)(void *impl, struct faas_dop *op);
@@ -109,6 +113,10 @@ extern const struct faas_durable_engine faas_durable_sqlite;
 /* Tests: runs `sql` on the engine's write connection between transactions
  * (a PRAGMA max_page_count to fill the disk). 0 or FAAS_EUNAVAILABLE. */
 int faas_durable_sqlite_exec(struct faas_durable *d, const char *sql);
+#endif
+
+#if FAAS_WITH_REDIS
+extern const struct faas_durable_engine faas_durable_redis;
 #endif
 
 /* ---- durable.c, for durable_store.c ---------------------------------- */
