@@ -260,8 +260,14 @@ ifeq ($(WITH_SQLITE),1)
 DURABLE_SUITES ?= test_async test_drain test_invoke_api test_metrics test_batch test_idem
 endif
 
+# And a third time on a redis-server of their own.
+ifeq ($(WITH_REDIS),1)
+REDIS_SUITES ?= test_idem test_async test_drain
+endif
+
 test-run: lib tests-build
-	@DURABLE_SUITES="$(DURABLE_SUITES)" sh tools/run-tests.sh "$(RUNNER)" $(TESTS)
+	@DURABLE_SUITES="$(DURABLE_SUITES)" REDIS_SUITES="$(REDIS_SUITES)" \
+	    sh tools/run-tests.sh "$(RUNNER)" $(TESTS)
 
 # Sanitizer builds live in their own trees so they never mix with build/.
 check:
