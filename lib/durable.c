@@ -528,6 +528,16 @@ int faas_durable_idem_del(struct faas_durable *d, const char *scope, const char 
     return submit(d, op);
 }
 
+void faas_durable_call(struct faas_durable *d, struct faas_dop *op)
+{
+    submit(d, op);
+}
+
+int faas_durable_shared(const struct faas_durable *d)
+{
+    return d->engine->shared;
+}
+
 int faas_durable_nop(struct faas_durable *d, faas_durable_done_fn done, void *arg)
 {
     char *cur;

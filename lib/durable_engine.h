@@ -35,8 +35,12 @@ enum faas_dop_kind {
     FAAS_DOP_IDEM_SET,      /* idem: the whole row, inserted or replaced */
     FAAS_DOP_IDEM_DEL,      /* idem.scope, idem.key; key NULL: every row of
                                the scope expired at when_ms (a sweep) */
-    FAAS_DOP_NOP            /* nothing: a completion in submission order */
+    FAAS_DOP_NOP,           /* nothing: a completion in submission order */
+    FAAS_DOP_CALL           /* an engine's own store (durable_redis_store.c):
+                               call_argv; adds when it may be refused */
 };
+
+#define FAAS_DOP_CALL_ARGS 20
 
 /* An idempotency record as the engine keeps it (durable_store.c). */
 struct faas_durable_idem {
@@ -69,6 +73,13 @@ struct faas_dop {
     int64_t when_ms;
     struct faas_durable_record rec;
     struct faas_durable_idem idem;
+    /* FAAS_DOP_CALL: the engine's script arguments after its prefix, and
+     * what reads the engine's answer (for Redis a redisReply) before the
+     * completion runs; not called when the operation fails. */
+    int call_argc;
+    const char *call_argv[FAAS_DOP_CALL_ARGS];
+    size_t call_len[FAAS_DOP_CALL_ARGS];
+    void (*call_answer)(struct faas_dop *op, const void *reply);
     char buf[];
 };
 
@@ -104,6 +115,10 @@ struct faas_durable_engine {
     int (*idem_load)(void *impl, const char *scope,
                      int (*each)(const struct faas_durable_idem *rec, void *arg), void *arg);
     void (*stats)(void *impl, struct faas_durable_stats *out);
+    /* 1: the engine is shared by a fleet and idempotency records live in
+     * it (faas_durable_shared_store_new); 0: they are kept through
+     * durable_store.c. */
+    int shared;
     /* Commits what is queued, reports every record still held, frees. */
     void (*close)(void *impl);
 };
@@ -129,6 +144,9 @@ int faas_durable_idem_set(struct faas_durable *d, const struct faas_durable_idem
  * `expired_ms`. done may be NULL. Returns 0 or FAAS_ENOMEM. */
 int faas_durable_idem_del(struct faas_durable *d, const char *scope, const char *key,
                           int64_t expired_ms, faas_durable_done_fn done, void *arg);
+/* Submits an operation the caller made (FAAS_DOP_CALL, faas_calloc'd with
+ * its strings in buf); it comes back through its completion. */
+void faas_durable_call(struct faas_durable *d, struct faas_dop *op);
 /* A completion after every operation queued before it. 0 or FAAS_ENOMEM. */
 int faas_durable_nop(struct faas_durable *d, faas_durable_done_fn done, void *arg);
 /* Calls `each` for scope's records, least recently written first. As

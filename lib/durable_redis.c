@@ -182,6 +182,40 @@ static const char script[] =
     "  end\n"
     "  return 1\n"
     "end\n"
+    /* the shared idempotency store (durable_redis_store.c): ARGV[3] the
+     * scope, [4] the key, [5] now_ms; answers {code, record fields} */
+    "local function sread(k, now)\n"
+    "  local f = redis.call('HMGET', k, 'state', 'status', 'payload', 'validation', 'owner',\n"
+    "                       'expires_ms')\n"
+    "  if not f[1] then return nil end\n"
+    "  if tonumber(f[6]) <= now then redis.call('DEL', k) return nil end\n"
+    "  return f\n"
+    "end\n"
+    "local function swrite(k, now, i)\n"
+    "  redis.call('DEL', k)\n"
+    "  redis.call('HSET', k, unpack(ARGV, i + 1, i + tonumber(ARGV[i])))\n"
+    "  local f = sread(k, -1 / 0)\n"
+    "  local ttl = tonumber(f[6]) - now + 60000\n"
+    "  redis.call('PEXPIRE', k, ttl >= 1 and ttl or 1)\n"
+    "  return {0, unpack(f)}\n"
+    "end\n"
+    "if kind:sub(1, 1) == 's' then\n"
+    "  local k, now = P..':store:'..ARGV[3]..':'..ARGV[4], tonumber(ARGV[5])\n"
+    "  local f = sread(k, now)\n"
+    "  if kind == 'sget' then\n"
+    "    if not f then return {-3} end\n"
+    "    return {0, unpack(f)}\n"
+    "  end\n"
+    "  if kind == 'sput' then\n"
+    "    if f then return {-4, unpack(f)} end\n"
+    "    return swrite(k, now, 6)\n"
+    "  end\n"
+    "  local owner = ARGV[6]\n"
+    "  if not f or (owner ~= '' and owner ~= f[5]) then return {-3} end\n"
+    "  if kind == 'scomplete' then return swrite(k, now, 7) end\n"
+    "  redis.call('DEL', k)\n"
+    "  return {0}\n"
+    "end\n"
     "return 1\n";
 
 static uint64_t mono_ns(void)
@@ -367,16 +401,34 @@ static void op_args(const struct rd *r, const struct faas_dop *op, struct args *
     case FAAS_DOP_NOP:
         arg_str(a, "nop");
         break;
+    case FAAS_DOP_CALL:
+        for (int i = 0; i < op->call_argc; i++)
+            arg_mem(a, op->call_argv[i], op->call_len[i]);
+        break;
     }
 }
 
 /* A reply that is no script's answer (an error: the link is dropped). */
 #define NOT_AN_ANSWER 1
 
-/* The completion code of a script's reply, or NOT_AN_ANSWER. */
-static int reply_rc(const redisReply *rep)
+/*
+ * The completion code of op's reply, or NOT_AN_ANSWER. A store's call
+ * answers an array led by its code (0, FAAS_ENOENT, FAAS_EEXIST), read by
+ * the call's own reader; the others 1 (done) or 0 (FAAS_EEXIST).
+ */
+static int reply_rc(struct faas_dop *op, const redisReply *rep)
 {
-    if (!rep || rep->type != REDIS_REPLY_INTEGER)
+    if (!rep)
+        return NOT_AN_ANSWER;
+    if (op->kind == FAAS_DOP_CALL) {
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+            rep->element[0]->type != REDIS_REPLY_INTEGER)
+            return NOT_AN_ANSWER;
+        if (op->call_answer)
+            op->call_answer(op, rep);
+        return (int)rep->element[0]->integer;
+    }
+    if (rep->type != REDIS_REPLY_INTEGER)
         return NOT_AN_ANSWER;
     return rep->integer == 1 ? 0 : FAAS_EEXIST;
 }
@@ -486,7 +538,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     if (ac != r->ac || !rep || (e = faas_list_pop_head(&r->sent)) == NULL)
         return;
     op = FAAS_CONTAINER_OF(e, struct faas_dop, link);
-    rc = reply_rc(rep);
+    rc = reply_rc(op, rep);
     if (rc == NOT_AN_ANSWER) {
         if (!r->lost)
             rd_log(r, "a script failed: ", rep->type == REDIS_REPLY_ERROR ? rep->str : "?");
@@ -1071,8 +1123,8 @@ static void close_run(struct rd *r)
             rep = NULL;
             if (redisGetReply(r->sc, &rep) != REDIS_OK)
                 ok = 0;
-            else if (reply_rc(rep) != NOT_AN_ANSWER)
-                rc = reply_rc(rep);
+            else if ((rc = reply_rc(op, rep)) == NOT_AN_ANSWER)
+                rc = FAAS_ECANCELED;
             if (rep)
                 freeReplyObject(rep);
         }
@@ -1123,6 +1175,7 @@ const struct faas_durable_engine faas_durable_redis = {
     .schedules_load = rd_schedules_load,
     .idem_load = rd_idem_load,
     .stats = rd_stats,
+    .shared = 1,
     .close = rd_close,
 };
 

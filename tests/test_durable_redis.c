@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
 
 #include <cmocka.h>
@@ -408,10 +409,316 @@ static void test_runtime_unreachable(void **state)
     event_base_free(base);
 }
 
+
+/* ---- the shared idempotency store ------------------------------------------ */
+
+struct sanswer {
+    int calls, rc, has_rec;
+    struct faas_store_record rec;
+    json_t *payload;
+    char validation[33], owner[40];
+};
+
+static void on_sanswer(int rc, const struct faas_store_record *rec, void *arg)
+{
+    struct sanswer *a = arg;
+    a->calls++;
+    a->rc = rc;
+    a->has_rec = rec != NULL;
+    if (rec) {
+        a->rec = *rec;
+        a->payload = json_incref(rec->payload);
+        snprintf(a->validation, sizeof a->validation, "%s", rec->validation ? rec->validation : "");
+        snprintf(a->owner, sizeof a->owner, "%s", rec->owner ? rec->owner : "");
+        a->rec.validation = rec->validation ? a->validation : NULL;
+        a->rec.owner = rec->owner ? a->owner : NULL;
+    }
+}
+
+enum sop { S_GET, S_PUT, S_COMPLETE, S_REMOVE };
+
+/* One store operation, answered later on the loop: returns its code. */
+static int sop(struct fx *f, struct faas_store *st, enum sop what, const char *key,
+               const struct faas_store_record *r, const char *owner, int64_t now,
+               struct sanswer *a)
+{
+    int rc;
+    json_decref(a->payload);
+    memset(a, 0, sizeof *a);
+    switch (what) {
+    case S_GET:
+        rc = faas_store_get(st, key, now, on_sanswer, a);
+        break;
+    case S_PUT:
+        rc = faas_store_put_if_absent(st, key, r, now, on_sanswer, a);
+        break;
+    case S_COMPLETE:
+        rc = faas_store_complete(st, key, r, now, on_sanswer, a);
+        break;
+    default:
+        rc = faas_store_remove(st, key, owner, now, on_sanswer, a);
+        break;
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(a->calls, 0); /* never inside the call */
+    assert_true(tu_run_until(f->base, &a->calls, 1, 10000));
+    return a->rc;
+}
+
+static struct faas_store_record mkrec(enum faas_store_state state, int status, json_t *payload,
+                                      const char *validation, int64_t expires_ms)
+{
+    struct faas_store_record r;
+    memset(&r, 0, sizeof r);
+    r.state = state;
+    r.status = status;
+    r.payload = payload;
+    r.validation = validation;
+    r.expires_ms = expires_ms;
+    return r;
+}
+
+static const char k1[] = "1111111111111111111111111111111111111111111111111111111111111111";
+static const char k2[] = "2222222222222222222222222222222222222222222222222222222222222222";
+
+static void test_store_semantics(void **state)
+{
+    struct fx *f = *state;
+    struct faas_durable *d = open_ok(f, 0);
+    struct faas_store *st = NULL;
+    json_t *payload = json_pack("{s:i}", "order", 42);
+    const char *v1 = "00112233445566778899aabbccddeeff";
+    const char *v2 = "ffeeddccbbaa99887766554433221100";
+    struct faas_store_record r = mkrec(FAAS_STORE_INPROGRESS, 0, NULL, v1, 5000);
+    struct faas_store_record done = mkrec(FAAS_STORE_COMPLETED, 7, payload, v2, 9000);
+    struct sanswer a = { 0 };
+
+    assert_int_equal(faas_durable_shared(d), 1);
+    assert_int_equal(faas_durable_shared_store_new(d, "fn", 0, &st), 0);
+    assert_int_equal(sop(f, st, S_GET, k1, NULL, NULL, 100, &a), FAAS_ENOENT);
+    assert_false(a.has_rec);
+    assert_int_equal(sop(f, st, S_COMPLETE, k1, &done, NULL, 100, &a), FAAS_ENOENT);
+    assert_int_equal(sop(f, st, S_REMOVE, k1, NULL, NULL, 100, &a), FAAS_ENOENT);
+    /* put: the new record comes back */
+    assert_int_equal(sop(f, st, S_PUT, k1, &r, NULL, 100, &a), 0);
+    assert_true(a.has_rec);
+    assert_int_equal(a.rec.state, FAAS_STORE_INPROGRESS);
+    assert_null(a.rec.payload);
+    assert_string_equal(a.rec.validation, v1);
+    assert_int_equal(a.rec.expires_ms, 5000);
+    /* a second put finds the live one and leaves it */
+    assert_int_equal(sop(f, st, S_PUT, k1, &done, NULL, 200, &a), FAAS_EEXIST);
+    assert_int_equal(a.rec.state, FAAS_STORE_INPROGRESS);
+    assert_string_equal(a.rec.validation, v1);
+    assert_int_equal(sop(f, st, S_GET, k2, NULL, NULL, 200, &a), FAAS_ENOENT);
+    /* complete replaces everything */
+    assert_int_equal(sop(f, st, S_COMPLETE, k1, &done, NULL, 300, &a), 0);
+    assert_int_equal(a.rec.state, FAAS_STORE_COMPLETED);
+    assert_int_equal(a.rec.status, 7);
+    assert_true(json_equal(a.rec.payload, payload));
+    assert_string_equal(a.rec.validation, v2);
+    assert_int_equal(a.rec.expires_ms, 9000);
+    assert_int_equal(sop(f, st, S_GET, k1, NULL, NULL, 400, &a), 0);
+    assert_int_equal(a.rec.status, 7);
+    assert_true(json_equal(a.rec.payload, payload));
+    done.validation = NULL;
+    assert_int_equal(sop(f, st, S_COMPLETE, k1, &done, NULL, 500, &a), 0);
+    assert_null(a.rec.validation);
+    assert_int_equal(sop(f, st, S_REMOVE, k1, NULL, NULL, 600, &a), 0);
+    assert_false(a.has_rec);
+    assert_int_equal(sop(f, st, S_GET, k1, NULL, NULL, 600, &a), FAAS_ENOENT);
+    assert_int_equal(sop(f, st, S_REMOVE, k1, NULL, NULL, 600, &a), FAAS_ENOENT);
+    assert_int_equal(sop(f, st, S_PUT, k1, &r, NULL, 700, &a), 0);
+
+    /* expiry: the caller's clock decides */
+    r.expires_ms = 1000;
+    assert_int_equal(sop(f, st, S_PUT, k2, &r, NULL, 0, &a), 0);
+    assert_int_equal(sop(f, st, S_GET, k2, NULL, NULL, 999, &a), 0);
+    assert_int_equal(sop(f, st, S_PUT, k2, &done, NULL, 999, &a), FAAS_EEXIST);
+    assert_int_equal(sop(f, st, S_GET, k2, NULL, NULL, 1000, &a), FAAS_ENOENT);
+    assert_int_equal(sop(f, st, S_PUT, k2, &r, NULL, 0, &a), 0);
+    assert_int_equal(sop(f, st, S_COMPLETE, k2, &done, NULL, 1000, &a), FAAS_ENOENT);
+    assert_int_equal(sop(f, st, S_PUT, k2, &r, NULL, 0, &a), 0);
+    assert_int_equal(sop(f, st, S_PUT, k2, &done, NULL, 1000, &a), 0); /* replaced */
+    assert_int_equal(a.rec.status, 7);
+    r.expires_ms = -5; /* negative times are just times */
+    assert_int_equal(sop(f, st, S_REMOVE, k2, NULL, NULL, 1, &a), 0);
+    assert_int_equal(sop(f, st, S_PUT, k2, &r, NULL, -10, &a), 0);
+    assert_int_equal(sop(f, st, S_GET, k2, NULL, NULL, -6, &a), 0);
+    assert_int_equal(sop(f, st, S_GET, k2, NULL, NULL, -5, &a), FAAS_ENOENT);
+
+    /* owners: complete and remove act only on the owner's record */
+    r = mkrec(FAAS_STORE_INPROGRESS, 0, NULL, NULL, 5000);
+    r.owner = "11111111-1111-4111-8111-111111111111";
+    done.owner = "22222222-2222-4222-8222-222222222222";
+    assert_int_equal(sop(f, st, S_REMOVE, k1, NULL, NULL, 800, &a), 0);
+    assert_int_equal(sop(f, st, S_PUT, k1, &r, NULL, 800, &a), 0);
+    assert_string_equal(a.rec.owner, r.owner);
+    assert_int_equal(sop(f, st, S_COMPLETE, k1, &done, NULL, 800, &a), FAAS_ENOENT);
+    assert_int_equal(sop(f, st, S_REMOVE, k1, NULL, done.owner, 800, &a), FAAS_ENOENT);
+    done.owner = r.owner;
+    assert_int_equal(sop(f, st, S_COMPLETE, k1, &done, NULL, 800, &a), 0);
+    assert_int_equal(sop(f, st, S_REMOVE, k1, NULL, r.owner, 800, &a), 0);
+
+    /* too big for the bound */
+    faas_store_free(st);
+    assert_int_equal(faas_durable_shared_store_new(d, "fn", 100, &st), 0);
+    assert_int_equal(faas_store_complete(st, k1, &done, 1, on_sanswer, &a), FAAS_ETOOBIG);
+    json_decref(a.payload);
+    faas_store_free(st);
+    json_decref(payload);
+    faas_durable_close(d);
+}
+
+/* A store freed with answers on the way still answers each once. */
+static void test_store_freed_with_answers_owed(void **state)
+{
+    struct fx *f = *state;
+    struct faas_durable *d = open_ok(f, 0);
+    struct faas_store *st = NULL;
+    struct faas_store_record r = mkrec(FAAS_STORE_INPROGRESS, 0, NULL, NULL, 5000);
+    struct sanswer a = { 0 }, b = { 0 };
+
+    assert_int_equal(faas_durable_shared_store_new(d, "fn", 0, &st), 0);
+    assert_int_equal(faas_store_put_if_absent(st, k1, &r, 1, on_sanswer, &a), 0);
+    assert_int_equal(faas_store_put_if_absent(st, k1, &r, 1, on_sanswer, &b), 0);
+    faas_store_free(st);
+    assert_true(tu_run_until(f->base, &b.calls, 1, 10000));
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(a.rc, 0);
+    assert_int_equal(b.rc, FAAS_EEXIST);
+    /* and an answer owed at close comes from the close */
+    assert_int_equal(faas_durable_shared_store_new(d, "fn", 0, &st), 0);
+    memset(&a, 0, sizeof a);
+    assert_int_equal(faas_store_get(st, k1, 1, on_sanswer, &a), 0);
+    faas_durable_close(d);
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(a.rc, 0);
+    faas_store_free(st);
+}
+
+/* ---- two hosts on one Redis -------------------------------------------------- */
+
+static atomic_int fleet_runs;
+
+static int fleet_handler(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    (void)ctx;
+    (void)event;
+    *result = json_pack("{s:i}", "run", atomic_fetch_add(&fleet_runs, 1) + 1);
+    return 0;
+}
+
+struct host {
+    struct event_base *base;
+    struct faas_runtime *rt;
+    int results, status, replayed;
+    json_t *payload;
+};
+
+static void host_result(const struct faas_result *res, void *arg)
+{
+    struct host *h = arg;
+    h->results++;
+    h->status = faas_result_status(res);
+    h->replayed = faas_result_replayed(res);
+    json_decref(h->payload);
+    h->payload = json_incref(faas_result_payload(res));
+}
+
+static void host_new(struct host *h, const char *url, const char *node)
+{
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+    struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+
+    memset(h, 0, sizeof *h);
+    o.zygote = 0;
+    o.durable = url;
+    o.node_id = node;
+    tu_rt_new(&h->base, &h->rt, &o);
+    io.key_path = "order";
+    fo.isolation = FAAS_ISOLATION_INLINE;
+    fo.idempotency = &io;
+    assert_int_equal(faas_register(h->rt, "orders", fleet_handler, &fo), 0);
+}
+
+/* Runs h's loop until its engine holds no operation (the record's complete,
+ * sent after the result, is in Redis). */
+static void host_settle(struct host *h)
+{
+    uint64_t end = tu_now_ms() + 10000;
+    struct faas_durable_stats ds;
+
+    for (;;) {
+        faas_durable_stats_get(h->rt->durable, &ds);
+        if (ds.pending == 0 || tu_now_ms() > end)
+            break;
+        event_base_loop(h->base, EVLOOP_ONCE);
+    }
+    assert_int_equal(ds.pending, 0);
+}
+
+static int host_call(struct host *h, json_t *ev)
+{
+    int want = h->results + 1;
+    assert_int_equal(faas_invoke(h->rt, "orders", ev, NULL, host_result, h), 0);
+    assert_true(tu_run_until(h->base, &h->results, want, 10000));
+    host_settle(h);
+    return h->status;
+}
+
+static void test_two_hosts_one_key(void **state)
+{
+    struct fx *f = *state;
+    struct host a, b;
+    json_t *ev = json_pack("{s:s}", "order", "A-1");
+    json_t *ev2 = json_pack("{s:s}", "order", "B-2");
+
+    atomic_store(&fleet_runs, 0);
+    host_new(&a, f->url, "host-a");
+    host_new(&b, f->url, "host-b");
+    /* run on a, replayed on b: the handler ran once */
+    assert_int_equal(host_call(&a, ev), 0);
+    assert_false(a.replayed);
+    assert_int_equal(host_call(&b, ev), 0);
+    assert_true(b.replayed);
+    assert_true(json_equal(a.payload, b.payload));
+    assert_int_equal(atomic_load(&fleet_runs), 1);
+
+    /* both at once: one takes the key, the other finds it in progress */
+    assert_int_equal(faas_invoke(a.rt, "orders", ev2, NULL, host_result, &a), 0);
+    assert_int_equal(faas_invoke(b.rt, "orders", ev2, NULL, host_result, &b), 0);
+    {
+        uint64_t end = tu_now_ms() + 10000;
+        while ((a.results < 2 || b.results < 2) && tu_now_ms() < end) {
+            event_base_loop(a.base, EVLOOP_NONBLOCK);
+            event_base_loop(b.base, EVLOOP_NONBLOCK);
+            usleep(1000); /* two loops in one thread: bounded polling */
+        }
+    }
+    assert_int_equal(a.results, 2);
+    assert_int_equal(b.results, 2);
+    assert_int_equal(atomic_load(&fleet_runs), 2);
+    /* the loser either replayed the winner's result or was told it runs */
+    assert_true((a.status == 0 && !a.replayed) != (b.status == 0 && !b.replayed));
+    assert_true(a.status == FAAS_EINPROGRESS || b.status == FAAS_EINPROGRESS || a.replayed ||
+                b.replayed);
+    json_decref(a.payload);
+    json_decref(b.payload);
+    json_decref(ev);
+    json_decref(ev2);
+    tu_rt_free(&a.rt, &a.base);
+    tu_rt_free(&b.rt, &b.base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_bad_urls, rsetup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_semantics, rsetup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_freed_with_answers_owed, rsetup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_hosts_one_key, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_events_roundtrip, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_records_schedules_prefix, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_idem_records, rsetup, teardown),
