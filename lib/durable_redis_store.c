@@ -14,8 +14,9 @@
  * validation, owner, expires_ms), with a Redis TTL of expires_ms - now_ms
  * plus a minute, so Redis forgets what expired without a sweep.
  *
- * Bounds: a record bigger than max_bytes is refused (FAAS_ETOOBIG: a put
- * fails the invocation, a complete delivers the result unkept); the count
+ * Bounds: a record bigger than max_bytes is refused (FAAS_ETOOBIG, through
+ * the callback: a put fails the invocation; a complete delivers the result
+ * unkept and drops the record, so the key runs again); the count
  * bound and the LRU of the memory store do not apply: Redis' own memory
  * policy and the TTLs bound the records (docs/durability.md).
  *
@@ -55,6 +56,7 @@ struct call {
     struct rstore *s;
     faas_store_cb cb;
     void *arg;
+    int refused;                  /* FAAS_ETOOBIG: the answer, whatever Redis said */
     int has_rec;
     struct faas_store_record rec; /* payload: a new reference */
     char validation[33];
@@ -106,7 +108,10 @@ static void on_done(int rc, void *arg)
     struct call *c = arg;
     struct rstore *s = c->s;
 
-    c->cb(rc, c->has_rec && (rc == 0 || rc == FAAS_EEXIST) ? &c->rec : NULL, c->arg);
+    if (c->refused && rc != FAAS_EUNAVAILABLE && rc != FAAS_ECANCELED)
+        rc = c->refused;
+    c->cb(rc, !c->refused && c->has_rec && (rc == 0 || rc == FAAS_EEXIST) ? &c->rec : NULL,
+          c->arg);
     json_decref(c->rec.payload);
     free(c);
     if (--s->pending == 0 && s->destroyed)
@@ -154,7 +159,7 @@ static int call(struct rstore *s, const char *kind, const char *key, int64_t now
     size_t plen = 0, extra;
     struct builder b;
     struct call *c;
-    int pairs_at;
+    int pairs_at, refused = 0;
     char *slot;
 
     if (rec && rec->payload) {
@@ -163,9 +168,17 @@ static int call(struct rstore *s, const char *kind, const char *key, int64_t now
             return FAAS_ENOMEM;
         plen = strlen(payload);
     }
+    /* Too big to keep: refused through the callback, as the memory store
+     * does; a refused complete drops the record (a retry runs again rather
+     * than finding the attempt forever in progress), a refused put reads
+     * nothing. */
     if (rec && plen + 256 > s->max_bytes) {
         free(payload);
-        return FAAS_ETOOBIG;
+        payload = NULL;
+        plen = 0;
+        kind = strcmp(kind, "sput") == 0 ? "sget" : "sremove";
+        rec = NULL;
+        refused = FAAS_ETOOBIG;
     }
     extra = strlen(kind) + strlen(s->scope) + strlen(key) + plen + 512;
     c = faas_calloc(1, sizeof *c);
@@ -218,6 +231,7 @@ static int call(struct rstore *s, const char *kind, const char *key, int64_t now
     c->s = s;
     c->cb = cb;
     c->arg = arg;
+    c->refused = refused;
     s->pending++;
     faas_durable_call(s->d, b.op);
     return 0;

@@ -163,6 +163,7 @@ static int setup(void **state)
     g_base = event_base_new();
     assert_non_null(g_base);
     ro.log = on_log;
+    tu_durable_apply(&ro);
     assert_int_equal(faas_runtime_new(&g_rt, g_base, &ro), 0);
 
     go.isolation = FAAS_ISOLATION_THREAD;

@@ -562,8 +562,24 @@ static void test_store_semantics(void **state)
 
     /* too big for the bound */
     faas_store_free(st);
-    assert_int_equal(faas_durable_shared_store_new(d, "fn", 100, &st), 0);
-    assert_int_equal(faas_store_complete(st, k1, &done, 1, on_sanswer, &a), FAAS_ETOOBIG);
+    assert_int_equal(faas_durable_shared_store_new(d, "fn", 300, &st), 0);
+    r.owner = NULL;
+    assert_int_equal(sop(f, st, S_PUT, k1, &r, NULL, 900, &a), 0);
+    json_decref(done.payload);
+    {
+        char big[301];
+        memset(big, 'x', 300);
+        big[300] = '\0';
+        done.payload = json_pack("{s:s}", "big", big);
+    }
+    payload = done.payload;
+    done.owner = NULL;
+    /* a refused put keeps nothing; a refused complete drops the record */
+    assert_int_equal(sop(f, st, S_PUT, k2, &done, NULL, 900, &a), FAAS_ETOOBIG);
+    assert_false(a.has_rec);
+    assert_int_equal(sop(f, st, S_GET, k2, NULL, NULL, 900, &a), FAAS_ENOENT);
+    assert_int_equal(sop(f, st, S_COMPLETE, k1, &done, NULL, 900, &a), FAAS_ETOOBIG);
+    assert_int_equal(sop(f, st, S_GET, k1, NULL, NULL, 900, &a), FAAS_ENOENT);
     json_decref(a.payload);
     faas_store_free(st);
     json_decref(payload);

@@ -119,6 +119,32 @@ static inline void tu_durable_remove(void)
 }
 
 /*
+ * Puts the engine FAAS_TEST_DURABLE names into *o (a suite that makes its
+ * runtimes itself calls this before faas_runtime_new, and
+ * tu_durable_remove after freeing the runtime), unless o names an engine
+ * or a durable runtime of the suite is still open. Returns 1 when it did.
+ */
+static inline int tu_durable_apply(struct faas_runtime_opts *o)
+{
+    if (!tu_durable_wanted(o))
+        return 0;
+    strcpy(tu_durable_dir, "/tmp/faas-tu-XXXXXX");
+    assert_non_null(mkdtemp(tu_durable_dir));
+    snprintf(tu_durable_url, sizeof tu_durable_url, "sqlite:%s/t.db", tu_durable_dir);
+#if FAAS_WITH_REDIS
+    if (strcmp(tu_durable_kind(), "redis") == 0) {
+        static unsigned runs;
+        snprintf(tu_durable_url, sizeof tu_durable_url, "%s", tu_redis_url());
+        snprintf(tu_durable_prefix, sizeof tu_durable_prefix, "tu%u", ++runs);
+        o->durable_prefix = tu_durable_prefix;
+    }
+#endif
+    o->durable = tu_durable_url;
+    o->durable_sync = 0;
+    return 1;
+}
+
+/*
  * A runtime with options o on a new base of its own; both are asserted.
  * tu_rt_free undoes it and clears both handles, so a teardown may run
  * after a test that freed the runtime itself.
@@ -134,19 +160,7 @@ static inline void tu_rt_new(struct event_base **base, struct faas_runtime **rt,
     if (tu_durable_wanted(o)) {
         if (o)
             memcpy(&d, o, sizeof d);
-        strcpy(tu_durable_dir, "/tmp/faas-tu-XXXXXX");
-        assert_non_null(mkdtemp(tu_durable_dir));
-        snprintf(tu_durable_url, sizeof tu_durable_url, "sqlite:%s/t.db", tu_durable_dir);
-#if FAAS_WITH_REDIS
-        if (strcmp(tu_durable_kind(), "redis") == 0) {
-            static unsigned runs;
-            snprintf(tu_durable_url, sizeof tu_durable_url, "%s", tu_redis_url());
-            snprintf(tu_durable_prefix, sizeof tu_durable_prefix, "tu%u", ++runs);
-            d.durable_prefix = tu_durable_prefix;
-        }
-#endif
-        d.durable = tu_durable_url;
-        d.durable_sync = 0;
+        tu_durable_apply(&d);
         o = &d;
     }
     assert_int_equal(faas_runtime_new(rt, *base, o), 0);
