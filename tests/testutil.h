@@ -52,10 +52,11 @@ static inline enum faas_isolation tu_iso(void **state)
  */
 static char tu_durable_dir[64];
 static char tu_durable_url[96];
-static char tu_durable_prefix[32];
 
 #if FAAS_WITH_REDIS
 #include "redis_util.h"
+
+static char tu_durable_prefix[32];
 
 static struct tu_redis tu_redis_srv;
 static pid_t tu_redis_owner;

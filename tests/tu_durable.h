@@ -90,7 +90,7 @@ static inline void on_done(int rc, void *arg)
     l->n++;
 }
 
-static struct faas_durable *open_ok(struct fx *f, int sync)
+static inline struct faas_durable *open_ok(struct fx *f, int sync)
 {
     struct faas_durable *d = NULL;
     assert_int_equal(faas_durable_open(&d, f->rt, f->url, sync, "node-a"), 0);
