@@ -748,7 +748,6 @@ static int load_hashes(struct rd *r, const char *index, const char *hash_prefix,
 {
     redisReply *z, **h;
     size_t i, n;
-    char key[1024];
     void *rep;
     int rc = sc_get(r);
 
@@ -770,11 +769,11 @@ static int load_hashes(struct rd *r, const char *index, const char *hash_prefix,
         freeReplyObject(z);
         return FAAS_ENOMEM;
     }
-    for (i = 0; i < n; i++) {
-        snprintf(key, sizeof key, "%s%s", hash_prefix, z->element[i]->str);
-        redisAppendCommand(r->sc, "HGETALL %s", key);
-    }
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < n && rc == 0; i++)
+        if (redisAppendCommand(r->sc, "HGETALL %s%s", hash_prefix, z->element[i]->str) !=
+            REDIS_OK)
+            rc = FAAS_ENOMEM;
+    for (i = 0; i < n && rc == 0; i++) {
         if (redisGetReply(r->sc, &rep) != REDIS_OK) {
             redisFree(r->sc);
             r->sc = NULL;
@@ -784,6 +783,10 @@ static int load_hashes(struct rd *r, const char *index, const char *hash_prefix,
         h[i] = rep;
     }
     if (rc != 0) {
+        if (r->sc) { /* replies left unread: the connection is out of step */
+            redisFree(r->sc);
+            r->sc = NULL;
+        }
         for (i = 0; i < n; i++)
             if (h[i])
                 freeReplyObject(h[i]);

@@ -389,6 +389,31 @@ static void test_command_timeout(void **state)
     faas_durable_close(d);
 }
 
+/* An error reply (the script cache flushed by an operator) drops the link:
+ * the moving operation is kept and commits after the reconnect, which
+ * loads the script again. */
+static void test_error_reply(void **state)
+{
+    struct fx *f = *state;
+    struct faas_durable *d = open_ok(f, 0);
+    struct done_log log = { 0 };
+    struct done_arg a[2];
+    struct seen s = { 0 };
+
+    tags(&log, a, 2);
+    assert_int_equal(put_one(f, d, "e1"), 0);
+    assert_int_equal(tu_redis_cmd(&srv, "SCRIPT FLUSH"), 0);
+    assert_int_equal(faas_durable_event_attempt(d, "e1", 4, on_done, &a[0]), 0);
+    assert_true(tu_run_until(f->base, &log.n, 1, 15000));
+    assert_int_equal(log.rc[0], 0);
+    assert_non_null(strstr(f->log_line, "reachable again"));
+    assert_int_equal(faas_durable_events_load(d, each_event, &s), 0);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.ev[0].attempts, 4);
+    assert_int_equal(put_one(f, d, "e2"), 0);
+    faas_durable_close(d);
+}
+
 static void test_runtime_unreachable(void **state)
 {
     struct fx *f = *state;
@@ -741,6 +766,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_commits_queued, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_server_lost_and_back, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_command_timeout, rsetup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_reply, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_runtime_unreachable, rsetup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
