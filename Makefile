@@ -347,8 +347,10 @@ FUZZERS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c
 build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(wildcard lib/*.h) include/faas.h
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ    $@"
-	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -DFAAS_WITH_SQLITE=$(WITH_SQLITE) -DFAAS_WITH_REDIS=$(WITH_REDIS) -g -O1 -fsanitize=fuzzer,address,undefined \
-	    -fno-sanitize-recover=all -Iinclude -Ilib $(DEP_CFLAGS) -o $@ $< $(LIB_SRCS) \
+	$(Q)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -DFAAS_WITH_SQLITE=$(WITH_SQLITE) \
+	    -DFAAS_WITH_REDIS=$(WITH_REDIS) -g -O1 \
+	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude -Ilib \
+	    $(DEP_CFLAGS) -o $@ $< $(LIB_SRCS) \
 	    $(LDLIBS_ALL)
 
 fuzz:

@@ -909,11 +909,22 @@ FAAS_EXTERN int faas_map_opts_init(struct faas_map_opts *opts, unsigned int vers
  * "dynamodb:INSERT" / "MODIFY" / "REMOVE" / "*", "stream:NAME", "queue:NAME".
  * `source`, `function` and `opts` are copied; the function must exist when
  * the mapping is made, and a mapping whose function is later unregistered
- * drops what it has (to on_failure, if any). Returns the mapping id (>= 0),
- * FAAS_EINVAL, FAAS_EPARSE (a bad source key, schedule or filter; an S3
- * pattern that matches none of S3's event names),
- * FAAS_ENOENT (no such function), FAAS_EEXIST (an identical api: route) or
- * FAAS_ENOMEM.
+ * drops what it has (to on_failure, if any).
+ * Every mapping has a name, its durable identity: opts->name (1 to 1024
+ * bytes), or "SOURCE FUNCTION" (the source key as given, a space, the
+ * function's name). Two live mappings never share a name; an unmapped one
+ * lets its name go. With a durable engine (faas_runtime_opts.durable), a
+ * host-fed mapping keeps the records it holds under its name, and a
+ * schedule its last fire: a mapping made with the name of one from an
+ * earlier run takes over what that one left (the records, queued first,
+ * in order; a fire missed while the host was down, fired once, for the
+ * latest due time). docs/event-sources.md, "Durability".
+ * Returns the mapping id (>= 0), FAAS_EINVAL (also an empty or over-long
+ * name), FAAS_EPARSE (a bad source key, schedule or filter; an S3 pattern
+ * that matches none of S3's event names), FAAS_ENOENT (no such function),
+ * FAAS_EEXIST (a live mapping has the name; an identical api: route),
+ * FAAS_EUNAVAILABLE (the durable engine could not read the records kept
+ * under the name) or FAAS_ENOMEM.
  */
 FAAS_EXTERN int faas_map(struct faas_runtime *rt, const char *source, const char *function,
                          const struct faas_map_opts *opts);
@@ -944,6 +955,14 @@ FAAS_EXTERN int faas_unmap(struct faas_runtime *rt, int mapping_id);
  * queue: {"body", "attributes", "messageAttributes"}. Each mapping's filter
  * runs first; matching records are queued per mapping and delivered in
  * {"Records": [...]} batches.
+ * With a durable engine, each mapping that takes the record hands it to the
+ * engine first, and batches it only once it is committed: a record is
+ * durable within the engine's next group commit (milliseconds) after this
+ * call returns, not at the return, so a host that dies in between can lose
+ * it; a host that must know uses faas_emit_with() and its on_accepted. A
+ * record the engine refuses (disk full) is dropped by that mapping, with a
+ * FAAS_LOG_WARNING "record-refused" log record. The engine keeps it until
+ * its batch ends (success, or failed for good and sent to on_failure).
  * Returns the number of mappings that took the record (0: none matched),
  * FAAS_EINVAL, FAAS_EPARSE (an unknown source kind), FAAS_ETOOBIG,
  * FAAS_ETHROTTLED (every matching mapping holds its byte bound of records
@@ -951,6 +970,43 @@ FAAS_EXTERN int faas_unmap(struct faas_runtime *rt, int mapping_id);
  * with the reason, in a FAAS_LOG_WARNING "record-refused" log record.
  */
 FAAS_EXTERN int faas_emit(struct faas_runtime *rt, const char *source, json_t *record);
+
+/*
+ * A record's acceptance (faas_emit_opts.on_accepted): on the loop, never
+ * inside the call, exactly once for each faas_emit_with() that returned 0 or
+ * more. rc is the number of mappings that keep the record: with a durable
+ * engine, once each of them has it committed, so it survives a crash;
+ * without one, on the loop's next turn, what the call returned. Or a
+ * negative code: FAAS_EUNAVAILABLE when the engine could not keep it for at
+ * least one mapping (that one dropped it; others may still deliver it, so
+ * emitting it again can deliver it twice to them), FAAS_ECANCELED when the
+ * runtime was freed first.
+ */
+typedef void (*faas_emit_accept_fn)(int rc, void *arg);
+
+/* Version 1: on_accepted and accepted_arg. */
+#define FAAS_EMIT_OPTS_VERSION 1
+
+struct faas_emit_opts {
+    unsigned int version;            /* FAAS_EMIT_OPTS_VERSION */
+    faas_emit_accept_fn on_accepted; /* NULL = none */
+    void *accepted_arg;
+};
+
+#define FAAS_EMIT_OPTS_INIT { FAAS_EMIT_OPTS_VERSION, NULL, NULL }
+
+/* As faas_runtime_opts_init, for FAAS_EMIT_OPTS_INIT. */
+FAAS_EXTERN int faas_emit_opts_init(struct faas_emit_opts *opts, unsigned int version);
+
+/*
+ * faas_emit() with options (NULL: faas_emit itself): opts->on_accepted
+ * tells the host when the record is durable (see faas_emit_accept_fn), as
+ * faas_invoke_opts.on_accepted does for an async event. `opts` is copied.
+ * Returns what faas_emit returns, and FAAS_EINVAL also for an options
+ * struct of an unknown version.
+ */
+FAAS_EXTERN int faas_emit_with(struct faas_runtime *rt, const char *source, json_t *record,
+                               const struct faas_emit_opts *opts);
 
 /*
  * Serves the api: routes and the Invoke API (runtime option invoke_api) on

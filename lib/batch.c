@@ -44,21 +44,39 @@
  * points refuse new work (this is work accepted before), and every record
  * that ends tells the drain (faas_drain_note).
  *
- * Lifetime: the mapping holds one reference, every batch in flight one, and
- * an entry from the loop one. faas_batcher_free() detaches the batcher from
- * its mapping (b->m = NULL), frees its events and ends what waits; results
- * of batches still in flight are then dropped when they arrive. User code
- * (log, on-failure enqueue, an idempotency store answering inside
- * faas_invoke) may unmap the mapping: every path moves its batches onto the
- * batcher's lists before it calls out, and checks for detachment after.
+ * Durability (rt->durable, durable.h; the records' side is batch_records.c,
+ * the structures are in batch_int.h): a new record is handed to the engine
+ * (faas_durable_record_put, under the mapping's name, seq increasing per
+ * mapping) and waits, held but not queued, on `putting` until the engine
+ * answers; answers settle from the head of that list, so records reach
+ * their keys' queues in seq order: committed, the record is queued (and
+ * the faas_emit_wait of faas_emit_with, if any, is told); refused, it is
+ * dropped and logged. A record that ends (delivered, failed for good,
+ * dropped by unmapping) is deleted (faas_durable_record_del). At new, the
+ * records an earlier run kept under the name are loaded and queued first,
+ * with their seq and their age, and new ones number after them. When the
+ * runtime closes, nothing is deleted and nothing logged as failed: what
+ * waits stays kept for the next start. Without an engine none of this
+ * runs: records are queued at once, as they always were.
+ *
+ * Lifetime: the mapping holds one reference, every batch in flight one,
+ * every put not yet answered one, and an entry from the loop one.
+ * faas_batcher_free() detaches the batcher from its mapping (b->m = NULL),
+ * frees its events and ends what waits; results of batches still in flight
+ * are then dropped when they arrive, and so are records whose put is still
+ * unanswered. User code (log, on-failure enqueue, an idempotency store
+ * answering inside faas_invoke) may unmap the mapping: every path moves its
+ * batches onto the batcher's lists before it calls out, and checks for
+ * detachment after.
  *
  * Called by source.c (a batcher per host-fed mapping: new, add, free, stats),
  * runtime.c (close the windows and count what is left for a drain) and
- * metrics.c (the backlog counters). May call: invoke.c's entry
- * (faas_invoke_fn), async.c for on-failure records
- * (faas_async_invoke_internal), json_path.c, hash.c (the keys), clock.c,
- * json.c, random.c, metrics.c's log records and runtime.c's loop services;
- * jansson and libevent's events.
+ * metrics.c (the backlog counters). May call: batch_records.c (the records,
+ * batch_int.h), invoke.c's entry (faas_invoke_fn), async.c for on-failure
+ * records (faas_async_invoke_internal), json_path.c, clock.c, json.c,
+ * random.c, metrics.c's log records and runtime.c's loop services; jansson
+ * and libevent's events. batch_records.c tells faas_emit_with's wait
+ * through the `note` callback the wait carries.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -68,6 +86,7 @@
 
 #include <event2/event.h>
 
+#include "batch_int.h"
 #include "faas_int.h"
 #include "json_path.h"
 
@@ -84,87 +103,7 @@ enum fail_cond { C_RETRIES = 0, C_AGE, C_NOFN, C_REMOVED };
 static const char *const cond_names[] = { "RetryAttemptsExhausted", "RecordAgeExceeded",
                                           "FunctionNotFound", "MappingRemoved" };
 
-struct bkey {
-    struct faas_hnode hnode;     /* b->keys (not b->all) */
-    struct faas_list avail_link; /* b->avail while in_avail */
-    struct faas_list queue;      /* struct brec, arrival order */
-    size_t nqueued;
-    size_t outstanding;          /* its records in batches */
-    int in_avail;
-    const char *name;
-};
-
-struct brec {
-    struct faas_list link;       /* its key's queue while queued */
-    struct faas_list held_link;  /* b->held until it ends */
-    struct bkey *key;
-    json_t *rec;
-    size_t bytes;                /* serialised size */
-    uint64_t emitted_ns;
-    uint64_t seq;                /* arrival order in the mapping */
-};
-
-struct bbatch {
-    struct faas_list link;       /* b->retry (by wake time) or b->inflight */
-    struct faas_batcher *b;
-    struct bbatch *next;         /* ordered kinds: runs when this one ends */
-    struct brec **recs;
-    size_t n;
-    uint32_t retries;            /* retries granted so far */
-    uint32_t invokes;            /* invocations its records took part in */
-    uint64_t wake_ns;
-    int last_status;             /* of the last attempt; 0: partial failure */
-    int ran;                     /* the last attempt produced a result */
-    char request_id[FAAS_REQUEST_ID_SIZE];
-};
-
-struct faas_batcher {
-    struct faas_runtime *rt;
-    struct faas_mapping *m;      /* NULL once detached */
-    unsigned refs;
-    enum faas_src_kind kind;
-    int ordered;
-    int mapping_id;
-    char function[FAAS_NAME_MAX + 1];
-    char *on_failure;
-    char *key_path;
-    uint32_t batch_size, window_ms, parallel;
-    int32_t max_retries;
-    uint64_t max_age_ms;
-    int bisect, report_items;
-
-    struct faas_htable keys;     /* ordered kinds: struct bkey by name */
-    struct bkey all;             /* unordered kinds: the one queue */
-    struct faas_list avail;
-    size_t navail;
-    uint64_t next_seq;
-
-    struct faas_list retry;      /* batches waiting for their wake time */
-    struct faas_list inflight;
-    uint32_t ninflight;
-
-    struct faas_list held;       /* every record not yet ended, oldest first */
-    uint64_t nheld;
-    size_t nbytes;               /* serialised size of the held records */
-    size_t max_bytes;            /* nbytes' bound */
-    uint64_t nrecords, nfailed;  /* counters for faas_metrics_write */
-
-    struct event *kick_ev, *timer_ev;
-    int timer_armed;
-    uint64_t timer_at;
-};
-
 /* ---- small helpers -------------------------------------------------- */
-
-static int stopping(const struct faas_runtime *rt)
-{
-    return rt->closing || rt->free_requested;
-}
-
-static void ref(struct faas_batcher *b)
-{
-    b->refs++;
-}
 
 static void destroy(struct faas_batcher *b)
 {
@@ -174,27 +113,16 @@ static void destroy(struct faas_batcher *b)
         free(FAAS_CONTAINER_OF(n, struct bkey, hnode));
     }
     faas_htable_fini(&b->keys);
+    free(b->name);
     free(b->on_failure);
     free(b->key_path);
     free(b);
 }
 
-static void unref(struct faas_batcher *b)
+void faas_batcher_unref(struct faas_batcher *b)
 {
     if (--b->refs == 0)
         destroy(b);
-}
-
-static void kick(struct faas_batcher *b)
-{
-    if (b->kick_ev)
-        event_active(b->kick_ev, EV_TIMEOUT, 1);
-}
-
-static const char *err_name(int status)
-{
-    const char *n = faas_strerror_name(status);
-    return status == 0 ? "partial batch failure" : n ? n : "EUNKNOWN";
 }
 
 /* The identifier batchItemFailures names a record by: a new reference to
@@ -212,128 +140,7 @@ static json_t *rec_id(const struct faas_batcher *b, json_t *rec)
     return NULL;
 }
 
-/* ---- keys ----------------------------------------------------------- */
-
-static int key_available(const struct faas_batcher *b, const struct bkey *k)
-{
-    return k->nqueued > 0 && (!b->ordered || k->outstanding == 0);
-}
-
-static uint64_t head_seq(const struct bkey *k)
-{
-    return FAAS_CONTAINER_OF(k->queue.next, struct brec, link)->seq;
-}
-
-static uint64_t head_ns(const struct bkey *k)
-{
-    return FAAS_CONTAINER_OF(k->queue.next, struct brec, link)->emitted_ns;
-}
-
-static void avail_remove(struct faas_batcher *b, struct bkey *k)
-{
-    if (!k->in_avail)
-        return;
-    faas_list_remove(&k->avail_link);
-    k->in_avail = 0;
-    b->navail -= k->nqueued;
-}
-
-/* Puts k on avail, or takes it off, after its queue or batches changed. */
-static void avail_update(struct faas_batcher *b, struct bkey *k)
-{
-    struct faas_list *e;
-    uint64_t seq;
-
-    if (!key_available(b, k)) {
-        avail_remove(b, k);
-        return;
-    }
-    if (k->in_avail)
-        return;
-    /* Oldest head record first; a key coming back is usually older than
-     * the newest ones, so search from the tail. */
-    seq = head_seq(k);
-    e = b->avail.prev;
-    while (e != &b->avail &&
-           head_seq(FAAS_CONTAINER_OF(e, struct bkey, avail_link)) > seq)
-        e = e->prev;
-    faas_list_insert_head(e, &k->avail_link); /* after e */
-    k->in_avail = 1;
-    b->navail += k->nqueued;
-}
-
-/* Drops an ordered key that holds nothing: keys do not pile up. */
-static void key_maybe_free(struct faas_batcher *b, struct bkey *k)
-{
-    if (k == &b->all || k->nqueued || k->outstanding || k->in_avail)
-        return;
-    faas_htable_remove(&b->keys, &k->hnode);
-    free(k);
-}
-
-static int key_name_eq(const struct faas_hnode *n, const void *name)
-{
-    return strcmp(FAAS_CONTAINER_OF(n, struct bkey, hnode)->name, name) == 0;
-}
-
-static struct bkey *key_get(struct faas_batcher *b, const char *name)
-{
-    uint32_t h = faas_hash_str(name);
-    size_t len = strlen(name);
-    struct faas_hnode *n = faas_htable_find(&b->keys, h, key_name_eq, name);
-    struct bkey *k;
-
-    if (n)
-        return FAAS_CONTAINER_OF(n, struct bkey, hnode);
-    if (faas_htable_reserve(&b->keys) != 0)
-        return NULL;
-    k = faas_calloc(1, sizeof *k + len + 1);
-    if (!k)
-        return NULL;
-    memcpy((char *)(k + 1), name, len + 1);
-    k->name = (const char *)(k + 1);
-    faas_list_init(&k->queue);
-    faas_list_init(&k->avail_link);
-    faas_htable_insert(&b->keys, &k->hnode, h);
-    return k;
-}
-
-/* The partition key of a record, as a string the caller frees, or NULL. */
-static char *partition_key(const struct faas_batcher *b, json_t *rec)
-{
-    const char *path = b->key_path ? b->key_path
-                       : b->kind == FAAS_SRC_STREAM ? "kinesis.partitionKey"
-                                                    : "dynamodb.Keys";
-    json_t *v = faas_json_path(rec, path);
-    char *key;
-    if (!v)
-        return faas_strdup("");
-    if (json_is_string(v))
-        key = faas_strdup(json_string_value(v));
-    else /* Sorted keys: the same DynamoDB key in any member order is one key. */
-        key = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-    json_decref(v);
-    return key;
-}
-
-/* ---- records and batches -------------------------------------------- */
-
-/* A record leaves its batch for good (delivered or failed). */
-static void rec_end(struct faas_batcher *b, struct brec *r)
-{
-    struct bkey *k = r->key;
-    k->outstanding--;
-    faas_list_remove(&r->held_link);
-    b->nheld--;
-    b->nbytes -= r->bytes;
-    json_decref(r->rec);
-    free(r);
-    if (b->m) {
-        avail_update(b, k);
-        key_maybe_free(b, k);
-    }
-    faas_drain_note(b->rt);
-}
+/* ---- batches ------------------------------------------------------- */
 
 static struct bbatch *batch_alloc(struct faas_batcher *b, size_t cap)
 {
@@ -363,7 +170,7 @@ static void batch_drop(struct faas_batcher *b, struct bbatch *bt)
         struct bbatch *next = bt->next;
         size_t i;
         for (i = 0; i < bt->n; i++)
-            rec_end(b, bt->recs[i]);
+            faas_brec_end(b, bt->recs[i]);
         batch_free(bt);
         bt = next;
     }
@@ -493,7 +300,7 @@ static void fail_final(struct faas_batcher *b, struct bbatch *bt, enum fail_cond
     else
         faas_request_id(rt, id);
     b->nfailed += bt->n;
-    if (b->on_failure && !stopping(rt)) {
+    if (b->on_failure && !faas_batch_stopping(rt)) {
         rec = failure_record(b, bt, cond, id);
         rc = rec ? faas_async_invoke_internal(rt, b->on_failure, rec, dest_id) : FAAS_ENOMEM;
         json_decref(rec);
@@ -501,15 +308,15 @@ static void fail_final(struct faas_batcher *b, struct bbatch *bt, enum fail_cond
             snprintf(note, sizeof note, "; sent to %s", b->on_failure);
         else
             snprintf(note, sizeof note, "; on_failure %s not invoked: %s", b->on_failure,
-                     err_name(rc));
+                     faas_batch_err_name(rc));
         sent = note;
     }
     faas_log_event(b->rt, FAAS_LOG_ASYNC, b->function, id, "failure", NULL,
                    "mapping %d: %zu record%s failed for good (%s, %s)%s", b->mapping_id, bt->n,
                    bt->n == 1 ? "" : "s", cond_names[cond],
-                   bt->invokes ? err_name(bt->last_status) : "never invoked", sent);
+                   bt->invokes ? faas_batch_err_name(bt->last_status) : "never invoked", sent);
     for (i = 0; i < bt->n; i++)
-        rec_end(b, bt->recs[i]);
+        faas_brec_end(b, bt->recs[i]);
     batch_free(bt);
 }
 
@@ -665,7 +472,7 @@ static void batch_partial(struct faas_batcher *b, struct bbatch *bt, const unsig
         if (retry)
             bt->recs[keep++] = bt->recs[i];
         else
-            rec_end(b, bt->recs[i]);
+            faas_brec_end(b, bt->recs[i]);
     }
     bt->n = keep;
     batch_failed(b, bt, 0, 0, now);
@@ -686,10 +493,10 @@ static void batch_done(const struct faas_result *res, void *arg)
     memcpy(bt->request_id, res->request_id, sizeof bt->request_id);
     bt->ran = 1;
     bt->last_status = res->status;
-    if (!b->m || stopping(rt)) {
+    if (!b->m || faas_batch_stopping(rt)) {
         /* Unmapped or closing: nobody wants the outcome any more. */
         batch_drop(b, bt);
-        unref(b);
+        faas_batcher_unref(b);
         return;
     }
     now = faas_now_ns(rt);
@@ -705,12 +512,12 @@ static void batch_done(const struct faas_result *res, void *arg)
         /* Success (also when the flags could not be allocated: the result
          * cannot be read, and a retry would run what may have succeeded). */
         for (i = 0; i < bt->n; i++)
-            rec_end(b, bt->recs[i]);
+            faas_brec_end(b, bt->recs[i]);
         batch_end(b, bt, now);
     }
     free(flags);
-    kick(b);
-    unref(b);
+    faas_batcher_kick(b);
+    faas_batcher_unref(b);
 }
 
 /* ---- sending -------------------------------------------------------- */
@@ -765,7 +572,7 @@ static void batch_send(struct faas_batcher *b, struct bbatch *bt, uint64_t now)
      * it, and the log callback may then unmap the mapping. */
     faas_list_insert_tail(&b->inflight, &bt->link);
     b->ninflight++;
-    ref(b);
+    faas_batcher_ref(b);
     bt->invokes++;
     rc = invoke_batch(b, event, bt);
     json_decref(event);
@@ -776,7 +583,7 @@ static void batch_send(struct faas_batcher *b, struct bbatch *bt, uint64_t now)
     bt->invokes--;
     bt->ran = 0;
     bt->last_status = rc;
-    if (!b->m || stopping(rt)) {
+    if (!b->m || faas_batch_stopping(rt)) {
         batch_drop(b, bt);
     } else if (rc == FAAS_ENOENT) {
         fail_final(b, bt, C_NOFN, now);
@@ -794,7 +601,7 @@ static void batch_send(struct faas_batcher *b, struct bbatch *bt, uint64_t now)
         bt->invokes++; /* a refused attempt still counts against retries */
         batch_failed(b, bt, rc, 0, now);
     }
-    unref(b);
+    faas_batcher_unref(b);
 }
 
 /* Takes up to batch_size available records into a new batch, or NULL. */
@@ -807,19 +614,19 @@ static struct bbatch *batch_form(struct faas_batcher *b)
         return NULL;
     while (bt->n < cap && !faas_list_empty(&b->avail)) {
         struct bkey *k = FAAS_CONTAINER_OF(b->avail.next, struct bkey, avail_link);
-        avail_remove(b, k);
+        faas_bkey_avail_remove(b, k);
         while (k->nqueued > 0 && bt->n < cap) {
             struct brec *r = FAAS_CONTAINER_OF(faas_list_pop_head(&k->queue), struct brec, link);
             k->nqueued--;
             k->outstanding++;
             bt->recs[bt->n++] = r;
         }
-        avail_update(b, k);
+        faas_bkey_avail_update(b, k);
     }
     return bt;
 }
 
-static void arm_timer(struct faas_batcher *b, uint64_t now)
+void faas_batch_arm_timer(struct faas_batcher *b, uint64_t now)
 {
     uint64_t next = UINT64_MAX;
 
@@ -828,7 +635,7 @@ static void arm_timer(struct faas_batcher *b, uint64_t now)
     if (!faas_list_empty(&b->retry))
         next = FAAS_CONTAINER_OF(b->retry.next, struct bbatch, link)->wake_ns;
     if (b->navail > 0 && b->window_ms > 0 && b->navail < b->batch_size && !b->rt->draining) {
-        uint64_t w = head_ns(FAAS_CONTAINER_OF(b->avail.next, struct bkey, avail_link)) +
+        uint64_t w = faas_bkey_head_ns(FAAS_CONTAINER_OF(b->avail.next, struct bkey, avail_link)) +
                      (uint64_t)b->window_ms * MS;
         if (w < next)
             next = w;
@@ -843,7 +650,7 @@ static void pump(struct faas_batcher *b)
     struct faas_runtime *rt = b->rt;
     uint64_t now;
 
-    if (!b->m || stopping(rt))
+    if (!b->m || faas_batch_stopping(rt))
         return;
     now = faas_now_ns(rt);
     while (b->ninflight < b->parallel) {
@@ -853,7 +660,7 @@ static void pump(struct faas_batcher *b)
             bt = FAAS_CONTAINER_OF(faas_list_pop_head(&b->retry), struct bbatch, link);
         } else if (b->navail > 0 &&
                    (b->navail >= b->batch_size || b->window_ms == 0 || rt->draining ||
-                    head_ns(FAAS_CONTAINER_OF(b->avail.next, struct bkey, avail_link)) +
+                    faas_bkey_head_ns(FAAS_CONTAINER_OF(b->avail.next, struct bkey, avail_link)) +
                             (uint64_t)b->window_ms * MS <=
                         now)) {
             bt = batch_form(b);
@@ -876,19 +683,19 @@ static void pump(struct faas_batcher *b)
             fail_final(b, dead, C_AGE, now);
         else if (dead)
             batch_drop(b, dead);
-        if (!b->m || stopping(rt))
+        if (!b->m || faas_batch_stopping(rt))
             return;
     }
-    arm_timer(b, now);
+    faas_batch_arm_timer(b, now);
 }
 
 static void pump_entry(struct faas_batcher *b)
 {
     struct faas_runtime *rt = b->rt;
     faas_rt_enter(rt);
-    ref(b);
+    faas_batcher_ref(b);
     pump(b);
-    unref(b);
+    faas_batcher_unref(b);
     faas_rt_leave(rt);
 }
 
@@ -915,6 +722,7 @@ int faas_batcher_new(struct faas_mapping *m)
     struct faas_runtime *rt;
     struct faas_batcher *b;
     const struct faas_map_opts *o;
+    int rc;
 
     if (!m || !m->rt || m->batcher)
         return FAAS_EINVAL;
@@ -949,10 +757,12 @@ int faas_batcher_new(struct faas_mapping *m)
     faas_list_init(&b->retry);
     faas_list_init(&b->inflight);
     faas_list_init(&b->held);
+    faas_list_init(&b->putting);
     faas_list_init(&b->all.queue);
     faas_list_init(&b->all.avail_link);
     b->all.name = "";
-    if ((o->on_failure && !(b->on_failure = faas_strdup(o->on_failure))) ||
+    if (!(b->name = faas_strdup(m->name)) ||
+        (o->on_failure && !(b->on_failure = faas_strdup(o->on_failure))) ||
         (o->partition_key_path && !(b->key_path = faas_strdup(o->partition_key_path))) ||
         faas_htable_init(&b->keys, 16) != 0 ||
         !(b->kick_ev = event_new(rt->base, -1, 0, kick_cb, b)) ||
@@ -962,66 +772,50 @@ int faas_batcher_new(struct faas_mapping *m)
         destroy(b);
         return FAAS_ENOMEM;
     }
+    if (rt->durable && (rc = faas_batch_load(b)) != 0) {
+        faas_batch_unload(b);
+        event_free(b->kick_ev);
+        event_free(b->timer_ev);
+        destroy(b);
+        return rc;
+    }
     m->batcher = b;
     return 0;
 }
 
 int faas_batcher_add(struct faas_mapping *m, json_t *record)
 {
-    return faas_batcher_add_sized(m, record, record ? faas_json_bytes(record) : 0);
+    return faas_batcher_add_sized(m, record, record ? faas_json_bytes(record) : 0, NULL);
 }
 
-int faas_batcher_add_sized(struct faas_mapping *m, json_t *record, size_t bytes)
+int faas_batcher_add_sized(struct faas_mapping *m, json_t *record, size_t bytes,
+                           struct faas_emit_wait *w)
 {
     struct faas_batcher *b = m ? m->batcher : NULL;
-    struct bkey *k = NULL;
     struct brec *r;
-    char *name;
-    uint64_t now;
 
     if (!b || !record) {
         json_decref(record);
         return FAAS_EINVAL;
     }
-    if (bytes > b->max_bytes - b->nbytes) {
+    /* Records kept from an earlier run may hold more than the bound. */
+    if (b->nbytes > b->max_bytes || bytes > b->max_bytes - b->nbytes) {
         json_decref(record);
         return FAAS_ETHROTTLED;
     }
     b->mapping_id = m->id; /* faas_map may number the mapping after new */
-    if (b->ordered) {
-        name = partition_key(b, record);
-        k = name ? key_get(b, name) : NULL;
-        free(name);
-    } else {
-        k = &b->all;
-    }
-    r = k ? faas_calloc(1, sizeof *r) : NULL;
+    r = faas_brec_new(b, record, bytes);
     if (!r) {
-        if (k)
-            key_maybe_free(b, k);
         json_decref(record);
         return FAAS_ENOMEM;
     }
-    now = faas_now_ns(b->rt);
-    r->rec = record;
-    r->key = k;
-    r->bytes = bytes;
-    r->emitted_ns = now;
+    r->emitted_ns = faas_now_ns(b->rt);
     r->seq = ++b->next_seq;
-    faas_list_insert_tail(&b->held, &r->held_link);
-    b->nheld++;
-    b->nbytes += bytes;
+    if (b->rt->durable)
+        return faas_brec_put(b, r, w);
+    faas_brec_hold(b, r);
     b->nrecords++;
-    faas_list_insert_tail(&k->queue, &r->link);
-    k->nqueued++;
-    if (k->in_avail)
-        b->navail++;
-    else
-        avail_update(b, k);
-    if (b->window_ms == 0 || b->navail >= b->batch_size)
-        kick(b);
-    else
-        arm_timer(b, now);
+    faas_brec_queue(b, r, r->emitted_ns);
     return 0;
 }
 
@@ -1031,7 +825,7 @@ static void drain_key(struct faas_batcher *b, struct bkey *k, struct faas_list *
     struct bbatch *bt = NULL;
     struct faas_list *e;
 
-    avail_remove(b, k);
+    faas_bkey_avail_remove(b, k);
     while ((e = faas_list_pop_head(&k->queue)) != NULL) {
         struct brec *r = FAAS_CONTAINER_OF(e, struct brec, link);
         k->nqueued--;
@@ -1044,7 +838,7 @@ static void drain_key(struct faas_batcher *b, struct bkey *k, struct faas_list *
             bt->recs[bt->n++] = r;
         } else {
             /* Out of memory: this record is dropped without a destination. */
-            rec_end(b, r);
+            faas_brec_end(b, r);
         }
     }
 }
@@ -1055,9 +849,11 @@ void faas_batcher_free(struct faas_mapping *m)
     struct faas_list dead, *e;
     struct faas_hnode *kn, *knext;
     uint64_t now;
+    int keep;
 
     if (!b)
         return;
+    faas_batch_mark_seq(b);
     m->batcher = NULL;
     b->m = NULL;
     b->mapping_id = m->id;
@@ -1095,11 +891,19 @@ void faas_batcher_free(struct faas_mapping *m)
         drain_key(b, FAAS_CONTAINER_OF(kn, struct bkey, hnode), &dead);
     }
     now = faas_now_ns(b->rt);
-    ref(b);
-    while ((e = faas_list_pop_head(&dead)) != NULL)
-        fail_final(b, FAAS_CONTAINER_OF(e, struct bbatch, link), C_REMOVED, now);
-    unref(b); /* the walk's */
-    unref(b); /* the mapping's: batches in flight keep the rest alive */
+    faas_batcher_ref(b);
+    /* With a durable engine, the runtime's end removes nothing: what waits
+     * stays kept for the next start, quietly. */
+    keep = b->rt->durable && faas_batch_stopping(b->rt);
+    while ((e = faas_list_pop_head(&dead)) != NULL) {
+        struct bbatch *bt = FAAS_CONTAINER_OF(e, struct bbatch, link);
+        if (keep)
+            batch_drop(b, bt);
+        else
+            fail_final(b, bt, C_REMOVED, now);
+    }
+    faas_batcher_unref(b); /* the walk's */
+    faas_batcher_unref(b); /* the mapping's: batches in flight keep the rest alive */
 }
 
 void faas_batcher_poll(struct faas_runtime *rt)
@@ -1108,7 +912,7 @@ void faas_batcher_poll(struct faas_runtime *rt)
     struct faas_list *e;
     size_t n = 0, cap = 0, i;
 
-    if (!rt || stopping(rt) || !rt->mappings.next)
+    if (!rt || faas_batch_stopping(rt) || !rt->mappings.next)
         return;
     for (e = rt->mappings.next; e != &rt->mappings; e = e->next)
         cap++;
@@ -1121,16 +925,16 @@ void faas_batcher_poll(struct faas_runtime *rt)
     for (e = rt->mappings.next; e != &rt->mappings && n < cap; e = e->next) {
         struct faas_mapping *m = FAAS_CONTAINER_OF(e, struct faas_mapping, link);
         if (m->batcher) {
-            ref(m->batcher);
+            faas_batcher_ref(m->batcher);
             bs[n++] = m->batcher;
         }
     }
     faas_rt_enter(rt);
     for (i = 0; i < n; i++)
-        if (!stopping(rt))
+        if (!faas_batch_stopping(rt))
             pump(bs[i]);
     for (i = 0; i < n; i++)
-        unref(bs[i]);
+        faas_batcher_unref(bs[i]);
     free(bs);
     faas_rt_leave(rt);
 }
@@ -1141,7 +945,7 @@ void faas_batcher_drain(struct faas_runtime *rt)
     for (e = rt->mappings.next; e != &rt->mappings; e = e->next) {
         struct faas_mapping *m = FAAS_CONTAINER_OF(e, struct faas_mapping, link);
         if (m->batcher && !m->dead)
-            kick(m->batcher);
+            faas_batcher_kick(m->batcher);
     }
 }
 

@@ -362,15 +362,38 @@ struct faas_filter;  /* filter.c */
 struct faas_batcher; /* batch.c */
 struct faas_route;   /* route.c */
 
+/*
+ * One faas_emit_with call's on_accepted (source.c). A batcher that hands
+ * the record to the durable engine owes it the put's answer (owed++, then
+ * note); with nothing owed once the call is done, it is answered on the
+ * next turn (ev, on rt->emit_waits), or with FAAS_ECANCELED at teardown.
+ */
+struct faas_emit_wait {
+    struct faas_list link;
+    struct faas_runtime *rt;
+    faas_emit_accept_fn cb;
+    void *arg;
+    unsigned owed;              /* answers owed; one more while the call runs */
+    int kept;                   /* mappings that keep the record */
+    int refused;                /* the first put refused, or 0 */
+    struct event *ev;
+    void (*note)(struct faas_emit_wait *w, int rc);
+};
+
 struct faas_mapping {
     struct faas_list link;        /* rt->mappings */
     struct faas_runtime *rt;
     int id;
     enum faas_src_kind kind;
     char *source;                 /* the key as given, owned */
+    char *name;                   /* durable identity, owned: opts.name or
+                                     "SOURCE FUNCTION"; unique among live
+                                     mappings */
+    struct faas_hnode name_node;  /* rt->mapping_names while live */
     const char *pattern;          /* into source: what follows "kind:" */
     char function[FAAS_NAME_MAX + 1];
-    struct faas_map_opts opts;    /* copied; its strings point at owned copies */
+    struct faas_map_opts opts;    /* copied; its strings point at owned copies
+                                     (opts.name at name) */
     struct faas_filter *filter;   /* NULL: every record */
     /* schedule: */
     struct event *timer;
@@ -405,8 +428,14 @@ struct faas_runtime {
     struct faas_list mappings;
     int next_mapping_id;
     unsigned dead_mappings;      /* unmapped inside callbacks, to sweep */
+    struct faas_htable mapping_names; /* source.c: live mappings by name
+                                    (no buckets until the first faas_map) */
+    struct faas_htable mapping_seqs; /* batch_records.c: the last seq of each
+                                    name unmapped with a durable engine */
     struct faas_http *http;      /* http.c; NULL until attached or bound */
     struct faas_list watches;    /* watch.c */
+    struct faas_list emit_waits; /* source.c: faas_emit_wait answered on the
+                                    next turn (zeroes until the first) */
     int next_watch_id;
 
     struct faas_tpool *pool;   /* NULL until a THREAD function exists */
@@ -618,15 +647,20 @@ void faas_batcher_poll(struct faas_runtime *rt);
  * faas_json_size measures them, before faas_emit refuses more for it with
  * FAAS_ETHROTTLED. */
 #define FAAS_MAPPING_MAX_BYTES (64u * 1024u * 1024u)
+/* Bytes of a mapping name given in faas_map_opts.name. */
+#define FAAS_MAPPING_NAME_MAX 1024u
 /* The bound mappings made from now on get (tests lower it); starts at
  * FAAS_MAPPING_MAX_BYTES. */
 extern size_t faas_mapping_max_bytes;
 /* faas_batcher_add with the record's size (faas_emit: faas_json_size of
  * the emitted record); FAAS_ETHROTTLED when it would take the mapping's
  * records over its byte bound. */
-int faas_batcher_add_sized(struct faas_mapping *m, json_t *record, size_t bytes);
+int faas_batcher_add_sized(struct faas_mapping *m, json_t *record, size_t bytes,
+                           struct faas_emit_wait *w);
 /* The runtime drains: every batch window closes now (from the loop). */
 void faas_batcher_drain(struct faas_runtime *rt);
+/* Frees what the batchers remember of names unmapped (teardown). */
+void faas_batcher_marks_free(struct faas_runtime *rt);
 /* Records a mapping holds and are not in an invocation under way (queued,
  * or in a batch waiting for a retry): work a drain waits for. */
 uint64_t faas_batcher_pending(const struct faas_mapping *m);

@@ -41,11 +41,12 @@
  * runtime.c (configure at registration, cancel the waits, orphan the ops,
  * free).
  *
- * May call: store.c, durable_store.c (faas_durable_store_new),
- * durable_redis_store.c (the store shared by a fleet), json_path.c, opts.c,
- * json.c (error objects), clock.c, error.c, metrics.c (log records),
- * runtime.c's loop services (function references, the callback guard),
- * libsodium; the caller's table.
+ * May call: store.c, durable_store.c (faas_durable_store_new: the default
+ * store while the runtime has a durable engine), durable_redis_store.c
+ * (instead, on a Redis engine: the store shared by a fleet), json_path.c,
+ * opts.c, json.c (error objects), clock.c, error.c, metrics.c (log
+ * records), runtime.c's loop services (function references, the callback
+ * guard), libsodium; the caller's table.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -241,13 +241,14 @@ static int write_async(struct faas_runtime *rt, struct evbuffer *out)
     return rc;
 }
 
-/* A mapping's name, "SOURCE FUNCTION", as a label value: backslash, quote
- * and newline escaped. */
+/* A mapping's name (faas_map_opts.name, "SOURCE FUNCTION" by default) as
+ * a label value: backslash, quote and newline escaped. Names are unique, so
+ * each mapping is one series. */
 static int add_mapping_label(struct evbuffer *out, const struct faas_mapping *m)
 {
     const char *p;
     int rc = 0;
-    for (p = m->source; *p && rc == 0; p++) {
+    for (p = m->name; *p && rc == 0; p++) {
         if (*p == '\\' || *p == '"')
             rc = evbuffer_add_printf(out, "\\%c", *p) < 0;
         else if (*p == '\n')
@@ -255,7 +256,7 @@ static int add_mapping_label(struct evbuffer *out, const struct faas_mapping *m)
         else
             rc = evbuffer_add(out, p, 1);
     }
-    return rc | (evbuffer_add_printf(out, " %s", m->function) < 0);
+    return rc;
 }
 
 /* The records of every host-fed mapping. Returns non-zero if out ran out. */

@@ -76,6 +76,11 @@ static const size_t map_ends[] = {
 static const struct layout map_layout = { &map_defaults, sizeof map_defaults,
                                           FAAS_MAP_OPTS_VERSION, map_ends };
 
+static const struct faas_emit_opts emit_defaults = FAAS_EMIT_OPTS_INIT;
+static const size_t emit_ends[] = { sizeof(struct faas_emit_opts) };
+static const struct layout emit_layout = { &emit_defaults, sizeof emit_defaults,
+                                           FAAS_EMIT_OPTS_VERSION, emit_ends };
+
 static const struct faas_store_ops store_defaults = { FAAS_STORE_OPS_VERSION, NULL, NULL,
                                                       NULL, NULL, NULL };
 static const size_t store_ends[] = { sizeof(struct faas_store_ops) };
@@ -89,6 +94,7 @@ _Static_assert(COUNT(idem_ends) == FAAS_IDEMPOTENCY_OPTS_VERSION, "idem_ends");
 _Static_assert(COUNT(async_ends) == FAAS_ASYNC_OPTS_VERSION, "async_ends");
 _Static_assert(COUNT(invoke_ends) == FAAS_INVOKE_OPTS_VERSION, "invoke_ends");
 _Static_assert(COUNT(map_ends) == FAAS_MAP_OPTS_VERSION, "map_ends");
+_Static_assert(COUNT(emit_ends) == FAAS_EMIT_OPTS_VERSION, "emit_ends");
 _Static_assert(COUNT(store_ends) == FAAS_STORE_OPS_VERSION, "store_ends");
 _Static_assert(offsetof(struct faas_runtime_opts, version) == 0 &&
                    offsetof(struct faas_function_opts, version) == 0 &&
@@ -96,6 +102,7 @@ _Static_assert(offsetof(struct faas_runtime_opts, version) == 0 &&
                    offsetof(struct faas_async_opts, version) == 0 &&
                    offsetof(struct faas_invoke_opts, version) == 0 &&
                    offsetof(struct faas_map_opts, version) == 0 &&
+                   offsetof(struct faas_emit_opts, version) == 0 &&
                    offsetof(struct faas_store_ops, version) == 0,
                "version first");
 
@@ -161,6 +168,11 @@ int faas_map_opts_read(struct faas_map_opts *dst, const struct faas_map_opts *sr
     return read_opts(&map_layout, dst, src);
 }
 
+int faas_emit_opts_read(struct faas_emit_opts *dst, const struct faas_emit_opts *src)
+{
+    return read_opts(&emit_layout, dst, src);
+}
+
 int faas_store_ops_read(struct faas_store_ops *dst, const struct faas_store_ops *src)
 {
     if (!src)
@@ -196,6 +208,11 @@ int faas_invoke_opts_init(struct faas_invoke_opts *opts, unsigned int version)
 int faas_map_opts_init(struct faas_map_opts *opts, unsigned int version)
 {
     return init_opts(&map_layout, opts, version);
+}
+
+int faas_emit_opts_init(struct faas_emit_opts *opts, unsigned int version)
+{
+    return init_opts(&emit_layout, opts, version);
 }
 
 int faas_store_ops_init(struct faas_store_ops *ops, unsigned int version)

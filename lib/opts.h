@@ -26,6 +26,7 @@ int faas_idempotency_opts_read(struct faas_idempotency_opts *dst,
 int faas_async_opts_read(struct faas_async_opts *dst, const struct faas_async_opts *src);
 int faas_invoke_opts_read(struct faas_invoke_opts *dst, const struct faas_invoke_opts *src);
 int faas_map_opts_read(struct faas_map_opts *dst, const struct faas_map_opts *src);
+int faas_emit_opts_read(struct faas_emit_opts *dst, const struct faas_emit_opts *src);
 /* src must not be NULL: a store has no default operations. */
 int faas_store_ops_read(struct faas_store_ops *dst, const struct faas_store_ops *src);
 

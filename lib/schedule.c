@@ -3,8 +3,10 @@
  *
  * The grammar (EventBridge Scheduler's, UTC, strict) is written down in
  * schedule.h. Parsing turns the text into plain bit sets; evaluation never
- * looks at the text again. The callers are source.c's schedule timer, the
- * public faas_schedule_next() and the schedule fuzz target. It calls only
+ * looks at the text again: the next fire after a time, and the last fire
+ * in a span (the one a host that was down missed most recently). The
+ * callers are source.c's schedule timer, the public faas_schedule_next()
+ * and the schedule fuzz target. It calls only
  * libc and clock.h's calendar (faas_days_from_civil, faas_civil_from_days):
  * no runtime, no libevent.
  *
@@ -759,6 +761,43 @@ int faas_schedule_next_parsed(const struct faas_schedule *s, time_t after, time_
     if (sizeof(time_t) < sizeof(int64_t) && (t < INT32_MIN || t > INT32_MAX))
         return FAAS_ENOENT;
     *next = (time_t)t;
+    return 0;
+}
+
+/*
+ * rate() counts periods from `after`; a cron's fires are fixed, so the
+ * search gallops back from `upto` (a minute, two, four...) to a window
+ * that holds the last fire, then walks forward through that window only:
+ * the steps grow with the log of the gap, the walk with the fires of a
+ * window no longer than twice the time since the last one.
+ */
+int faas_schedule_last_parsed(const struct faas_schedule *s, time_t after, time_t upto,
+                              time_t *last)
+{
+    int64_t a = (int64_t)after, u = (int64_t)upto, delta = 60, from;
+    time_t t, found;
+
+    if (!s || !last)
+        return FAAS_EINVAL;
+    if (faas_schedule_next_parsed(s, after, &t) != 0 || (int64_t)t > u)
+        return FAAS_ENOENT;
+    if (s->kind == FAAS_SCHEDULE_RATE) {
+        *last = (time_t)(a + (u - a) / s->period * s->period);
+        return 0;
+    }
+    for (;;) {
+        from = u - a > delta ? u - delta : a;
+        if (from == a || (faas_schedule_next_parsed(s, (time_t)from, &t) == 0 &&
+                          (int64_t)t <= u))
+            break;
+        delta *= 2;
+    }
+    found = t;
+    if (from == a)
+        faas_schedule_next_parsed(s, after, &found);
+    while (faas_schedule_next_parsed(s, found, &t) == 0 && (int64_t)t <= u)
+        found = t;
+    *last = found;
     return 0;
 }
 

@@ -111,4 +111,15 @@ int faas_schedule_parse(const char *expr, struct faas_schedule *out, char *err,
  */
 int faas_schedule_next_parsed(const struct faas_schedule *s, time_t after, time_t *next);
 
+/*
+ * The last fire of a parsed schedule in (after, upto]: the fire a host that
+ * was down from `after` to `upto` missed most recently, where the fires are
+ * those faas_schedule_next_parsed() gives one after the other from `after`
+ * (rate(): after + k periods). *last is written only on success. Bounded
+ * whatever the gap: see schedule.c.
+ * Returns 0, FAAS_EINVAL (NULL argument) or FAAS_ENOENT (no fire there).
+ */
+int faas_schedule_last_parsed(const struct faas_schedule *s, time_t after, time_t upto,
+                              time_t *last);
+
 #endif /* FAAS_SCHEDULE_H */

@@ -2,16 +2,24 @@
  * source.c - event-source mappings: the table behind faas_map, schedules
  * on the host's loop, and faas_emit's fan-out to host-fed sources.
  *
- * A mapping is a parsed source key ("kind:pattern"), a function name and
- * copied options. Each kind hands the rest to its own file: api: routes to
- * http.c, host-fed kinds (s3:, dynamodb:, stream:, queue:) to a batcher in
- * batch.c, and schedule: stays here, as one libevent timer per mapping.
+ * A mapping is a parsed source key ("kind:pattern"), a function name,
+ * copied options and a name, unique among live mappings (opts.name, or
+ * "SOURCE FUNCTION"; rt->mapping_names finds them): its durable identity
+ * and its metrics label. Each kind hands the rest to its own file: api:
+ * routes to http.c, host-fed kinds (s3:, dynamodb:, stream:, queue:) to a
+ * batcher in batch.c, and schedule: stays here, as one libevent timer per
+ * mapping.
  *
  * Schedules fire from the runtime's wall clock: the timer only decides when
  * to look. A fire that comes late (the loop was blocked, the clock jumped)
  * fires once, and the next one is computed from now, so there is never a
  * burst. The event is EventBridge's Scheduled Event, invoked asynchronously:
- * it runs whether or not the function has warm instances.
+ * it runs whether or not the function has warm instances. With a durable
+ * engine, each fire keeps its due time under the mapping's name before the
+ * event is queued (the engine commits in that order: a restart never fires
+ * that due time again), and a new mapping whose name has a kept fire fires
+ * the latest due time missed since then once (faas_schedule_last_parsed),
+ * or goes on from the kept fire.
  *
  * faas_emit shapes a record once (shapes.c), then offers it to every mapping
  * of its kind whose pattern matches and whose filter passes it. The
@@ -20,8 +28,21 @@
  * so no record is walked twice. Every refusal, of the whole record or by one
  * mapping, is logged with its reason (FAAS_LOG_WARNING, "record-refused").
  *
+ * faas_emit_with's on_accepted is a struct faas_emit_wait: the batchers
+ * that hand the record to a durable engine owe it their answers; with
+ * nothing owed (no engine, or no mapping took it) it is answered on the
+ * next turn from an event of its own, kept on rt->emit_waits so that
+ * teardown answers it FAAS_ECANCELED. Nothing costs anything without a
+ * callback.
+ *
  * While the runtime drains, faas_emit refuses (FAAS_EDRAINING) and
  * schedules do not fire (logged, FAAS_LOG_WARNING "drain").
+ *
+ * Called by the public API and runtime.c (sweep, free, schedule poll). May
+ * call: route.c and http.c (api:), schedule.c, filter.c, shapes.c,
+ * batch.c, async.c's faas_invoke_async (a fire), the durable engine
+ * (durable.h: schedule get and set), metrics.c's log records and
+ * runtime.c's loop services.
  */
 #include <stdarg.h>
 #include <fnmatch.h>
@@ -32,6 +53,7 @@
 
 #include <event2/event.h>
 
+#include "durable.h"
 #include "faas_int.h"
 #include "route.h"
 #include "json_path.h"
@@ -179,6 +201,14 @@ static void iso_utc(int64_t t, char *buf, size_t size)
     strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* A durable operation whose outcome changes nothing here: the engine
+ * retries what it was given until it commits or closes. */
+static void durable_noop(int rc, void *arg)
+{
+    (void)rc;
+    (void)arg;
+}
+
 /* EventBridge's Scheduled Event for a fire at `t`. New reference or NULL. */
 static json_t *scheduled_event(struct faas_mapping *m, int64_t t)
 {
@@ -255,6 +285,13 @@ static int schedule_check(struct faas_mapping *m)
     }
     ev = scheduled_event(m, due);
     memcpy(function, m->function, sizeof function);
+    /* Kept before the event is queued: the engine commits in that order,
+     * so a restart never fires this due time again. */
+    if (rt->durable &&
+        (rc = faas_durable_schedule_set(rt->durable, m->name, due * 1000, durable_noop, NULL)))
+        faas_log_event(rt, FAAS_LOG_WARNING, function, NULL, "durable", NULL,
+                       "%s: the fire at %lld not kept: %s", m->name, (long long)due,
+                       faas_strerror(rc));
     /* Arm the next fire first: what follows runs host code (log records),
      * which may unmap m. Late by more than a period fires once, then from
      * now: no burst. */
@@ -265,6 +302,34 @@ static int schedule_check(struct faas_mapping *m)
         faas_log_event(rt, FAAS_LOG_ASYNC, function, "", "failure", NULL, "%s",
                        faas_strerror(rc));
     return 1;
+}
+
+/*
+ * Arms a new schedule mapping. With a durable engine and a fire kept under
+ * m's name from an earlier run, the latest due time missed since then fires
+ * once, at once (from the loop), with that time; none missed, the
+ * schedule goes on from the kept fire. Never kept: from now, as without an
+ * engine.
+ */
+static void schedule_start(struct faas_mapping *m)
+{
+    struct faas_runtime *rt = m->rt;
+    int64_t now = wall_s(rt), kept_ms, kept;
+    time_t missed;
+    struct timeval at_once = { 0, 0 };
+
+    if (!rt->durable || faas_durable_schedule_get(rt->durable, m->name, &kept_ms) != 0) {
+        schedule_arm(m, now);
+        return;
+    }
+    kept = kept_ms / 1000 - (kept_ms % 1000 < 0);
+    if (kept < now && faas_schedule_last_parsed(m->sched, (time_t)kept, (time_t)now,
+                                                &missed) == 0) {
+        m->last_fire_s = (int64_t)missed;
+        event_add(m->timer, &at_once);
+        return;
+    }
+    schedule_arm(m, kept < now ? kept : now);
 }
 
 static void schedule_cb(evutil_socket_t fd, short what, void *arg)
@@ -292,15 +357,116 @@ void faas_schedule_poll(struct faas_runtime *rt)
     faas_rt_leave(rt);
 }
 
+/* ---- faas_emit_with's on_accepted -------------------------------------- */
+
+static void emit_wait_answer(struct faas_emit_wait *w, int rc)
+{
+    faas_emit_accept_fn cb = w->cb;
+    void *arg = w->arg;
+    if (w->ev)
+        event_free(w->ev);
+    free(w);
+    cb(rc, arg);
+}
+
+/* A batcher's note: one mapping's put was answered. */
+static void emit_wait_note(struct faas_emit_wait *w, int rc)
+{
+    if (rc == 0)
+        w->kept++;
+    else if (!w->refused)
+        w->refused = rc;
+    if (--w->owed == 0)
+        emit_wait_answer(w, w->refused ? w->refused : w->kept);
+}
+
+static void emit_wait_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct faas_emit_wait *w = arg;
+    struct faas_runtime *rt = w->rt;
+    (void)fd;
+    (void)what;
+    faas_list_remove(&w->link);
+    faas_rt_enter(rt);
+    emit_wait_answer(w, w->kept);
+    faas_rt_leave(rt);
+}
+
+/* A wait for opts->on_accepted (NULL when there is none); *rc FAAS_EINVAL
+ * for options of an unknown version, FAAS_ENOMEM. */
+static struct faas_emit_wait *emit_wait_new(struct faas_runtime *rt,
+                                            const struct faas_emit_opts *opts, int *rc)
+{
+    struct faas_emit_opts o;
+    struct faas_emit_wait *w;
+
+    *rc = 0;
+    if (!opts)
+        return NULL;
+    if (faas_emit_opts_read(&o, opts) != 0) {
+        *rc = FAAS_EINVAL;
+        return NULL;
+    }
+    if (!o.on_accepted)
+        return NULL;
+    w = faas_calloc(1, sizeof *w);
+    if (w && !(w->ev = event_new(rt->base, -1, 0, emit_wait_cb, w))) {
+        free(w);
+        w = NULL;
+    }
+    if (!w) {
+        *rc = FAAS_ENOMEM;
+        return NULL;
+    }
+    w->rt = rt;
+    w->cb = o.on_accepted;
+    w->arg = o.accepted_arg;
+    w->owed = 1; /* the call's own */
+    w->note = emit_wait_note;
+    faas_list_init(&w->link);
+    return w;
+}
+
+/* faas_emit_with is done: `taken` mappings took the record, or it was
+ * refused (taken < 0: no answer owed). */
+static void emit_wait_start(struct faas_runtime *rt, struct faas_emit_wait *w, int taken)
+{
+    if (taken < 0 && w->owed == 1) {
+        event_free(w->ev);
+        free(w);
+        return;
+    }
+    if (--w->owed > 0)
+        return; /* the engine answers */
+    if (!rt->durable)
+        w->kept = taken;
+    if (!rt->emit_waits.next)
+        faas_list_init(&rt->emit_waits);
+    faas_list_insert_tail(&rt->emit_waits, &w->link);
+    event_active(w->ev, EV_TIMEOUT, 1);
+}
+
+/* Teardown: answers still waiting for the next turn get FAAS_ECANCELED. */
+static void emit_waits_cancel(struct faas_runtime *rt)
+{
+    struct faas_list *e;
+    if (!rt->emit_waits.next)
+        return;
+    while ((e = faas_list_pop_head(&rt->emit_waits)) != NULL)
+        emit_wait_answer(FAAS_CONTAINER_OF(e, struct faas_emit_wait, link), FAAS_ECANCELED);
+}
+
 /* ---- faas_map / faas_unmap ----------------------------------------- */
 
 static void mapping_free(struct faas_mapping *m)
 {
+    faas_htable_remove(&m->rt->mapping_names, &m->name_node);
     if (m->timer)
         event_free(m->timer);
     faas_filter_free(m->filter);
     free(m->sched);
     free(m->source);
+    free(m->name);
     free((char *)m->opts.filter);
     free((char *)m->opts.partition_key_path);
     free((char *)m->opts.on_failure);
@@ -355,13 +521,52 @@ static int map_opts(struct faas_mapping *m, const struct faas_map_opts *host_opt
         m->opts.batch_size = 1;
     if (m->opts.parallelization == 0)
         m->opts.parallelization = 1;
-    m->opts.filter = m->opts.partition_key_path = m->opts.on_failure = NULL;
+    m->opts.filter = m->opts.partition_key_path = m->opts.on_failure = m->opts.name = NULL;
+    if (opts->name && (!opts->name[0] || strlen(opts->name) > FAAS_MAPPING_NAME_MAX))
+        return FAAS_EINVAL;
     if ((rc = copy_opt(opts->filter, &m->opts.filter)) != 0 ||
         (rc = copy_opt(opts->partition_key_path, &m->opts.partition_key_path)) != 0 ||
         (rc = copy_opt(opts->on_failure, &m->opts.on_failure)) != 0)
         return rc;
     if (opts->filter && (rc = faas_filter_compile(opts->filter, &m->filter, err, sizeof err)))
         return rc;
+    return 0;
+}
+
+static int name_eq(const struct faas_hnode *n, const void *name)
+{
+    return strcmp(FAAS_CONTAINER_OF(n, struct faas_mapping, name_node)->name, name) == 0;
+}
+
+/*
+ * m's durable name: opts.name, or "SOURCE FUNCTION", entered in
+ * rt->mapping_names. Returns 0, FAAS_EEXIST (a live mapping has it; one
+ * unmapped inside a callback has let it go) or FAAS_ENOMEM.
+ */
+static int name_take(struct faas_mapping *m, const char *name)
+{
+    struct faas_runtime *rt = m->rt;
+    size_t ns = strlen(m->source), nf = strlen(m->function);
+    uint32_t h;
+
+    if (name) {
+        m->name = faas_strdup(name);
+    } else if ((m->name = faas_malloc(ns + nf + 2)) != NULL) {
+        memcpy(m->name, m->source, ns);
+        m->name[ns] = ' ';
+        memcpy(m->name + ns + 1, m->function, nf + 1);
+    }
+    if (!m->name)
+        return FAAS_ENOMEM;
+    m->opts.name = m->name;
+    if (!rt->mapping_names.buckets && faas_htable_init(&rt->mapping_names, 16) != 0)
+        return FAAS_ENOMEM;
+    h = faas_hash_str(m->name);
+    if (faas_htable_find(&rt->mapping_names, h, name_eq, m->name))
+        return FAAS_EEXIST;
+    if (faas_htable_reserve(&rt->mapping_names) != 0)
+        return FAAS_ENOMEM;
+    faas_htable_insert(&rt->mapping_names, &m->name_node, h);
     return 0;
 }
 
@@ -383,7 +588,7 @@ static int mapping_start(struct faas_mapping *m)
         m->timer = event_new(rt->base, -1, 0, schedule_cb, m);
         if (!m->timer)
             return FAAS_ENOMEM;
-        schedule_arm(m, wall_s(rt));
+        schedule_start(m);
         return 0;
     case FAAS_SRC_S3:
     case FAAS_SRC_DYNAMODB:
@@ -474,7 +679,9 @@ int faas_map(struct faas_runtime *rt, const char *source, const char *function,
     }
     m->pattern = m->source + (rest - source);
     m->id = rt->next_mapping_id; /* the kinds' set-up may use it */
-    if ((rc = map_opts(m, opts)) != 0 || (rc = mapping_start(m)) != 0) {
+    if ((rc = map_opts(m, opts)) != 0 ||
+        (rc = name_take(m, opts && opts->version >= 2 ? opts->name : NULL)) != 0 ||
+        (rc = mapping_start(m)) != 0) {
         mapping_stop(m);
         mapping_free(m);
         return rc;
@@ -497,6 +704,7 @@ int faas_unmap(struct faas_runtime *rt, int mapping_id)
          * this one now, free it when the outermost callback returns. */
         m->dead = 1;
         rt->dead_mappings++;
+        faas_htable_remove(&rt->mapping_names, &m->name_node); /* the name is free */
         mapping_stop(m);
         return 0;
     }
@@ -532,6 +740,9 @@ void faas_sources_free(struct faas_runtime *rt)
         mapping_free(m);
     }
     rt->dead_mappings = 0;
+    faas_htable_fini(&rt->mapping_names);
+    faas_batcher_marks_free(rt);
+    emit_waits_cancel(rt);
     faas_watch_free_all(rt);
     if (rt->http)
         faas_http_free(rt);
@@ -576,7 +787,8 @@ static int emit_name_ok(enum faas_src_kind kind, const char *name)
     return FAAS_EPARSE; /* not fed by the host */
 }
 
-int faas_emit(struct faas_runtime *rt, const char *source, json_t *record)
+static int emit(struct faas_runtime *rt, const char *source, json_t *record,
+                struct faas_emit_wait *w)
 {
     enum faas_src_kind kind;
     const char *name;
@@ -586,8 +798,6 @@ int faas_emit(struct faas_runtime *rt, const char *source, json_t *record)
     char why[192];
     int err = 0, taken = 0, throttled = 0, rc;
 
-    if (!rt)
-        return FAAS_EINVAL;
     if (!source || !record)
         return refuse(rt, NULL, FAAS_EINVAL, "%s", source ? "no record" : "no source");
     if (rt->closing || rt->free_requested)
@@ -620,7 +830,7 @@ int faas_emit(struct faas_runtime *rt, const char *source, json_t *record)
          * seven times the parts it was made of). */
         if (!shaped_bytes)
             shaped_bytes = faas_json_bytes(shaped);
-        rc = faas_batcher_add_sized(m, json_incref(shaped), shaped_bytes);
+        rc = faas_batcher_add_sized(m, json_incref(shaped), shaped_bytes, w);
         if (rc == 0) {
             taken++;
         } else if (rc == FAAS_ETHROTTLED) {
@@ -640,4 +850,29 @@ int faas_emit(struct faas_runtime *rt, const char *source, json_t *record)
     json_decref(shaped);
     faas_rt_leave(rt);
     return taken == 0 && throttled ? FAAS_ETHROTTLED : taken;
+}
+
+int faas_emit(struct faas_runtime *rt, const char *source, json_t *record)
+{
+    return faas_emit_with(rt, source, record, NULL);
+}
+
+int faas_emit_with(struct faas_runtime *rt, const char *source, json_t *record,
+                   const struct faas_emit_opts *opts)
+{
+    struct faas_emit_wait *w;
+    int rc;
+
+    if (!rt)
+        return FAAS_EINVAL;
+    w = emit_wait_new(rt, opts, &rc);
+    if (rc != 0)
+        return rc == FAAS_EINVAL ? refuse(rt, NULL, rc, "%s: emit options of an unknown version",
+                                          source ? source : "(no source)")
+                                 : refuse(rt, NULL, rc, "%s: out of memory",
+                                          source ? source : "(no source)");
+    rc = emit(rt, source, record, w);
+    if (w)
+        emit_wait_start(rt, w, rc);
+    return rc;
 }

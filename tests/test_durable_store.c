@@ -581,6 +581,25 @@ static int alloc_scenario(struct fx *f, long fail_at)
     rec.record = "{}";
     rec.record_len = 2;
     atomic_store(&faas_alloc_fail_countdown, fail_at);
+    {
+        /* a runtime with the engine, and an idempotent function on it */
+        struct faas_runtime *rt = NULL;
+        struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+        struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+        struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+        o.zygote = 0;
+        o.durable = f->url;
+        o.durable_sync = 0;
+        io.key_path = "id";
+        fo.idempotency = &io;
+        rc = faas_runtime_new(&rt, f->base, &o);
+        assert_true(rc == 0 || rc == FAAS_ENOMEM);
+        if (rc == 0) {
+            rc = faas_register(rt, "pay", counting, &fo);
+            assert_true(rc == 0 || rc == FAAS_ENOMEM);
+            faas_runtime_free(rt);
+        }
+    }
     rc = faas_durable_open(&d, f->rt, f->url, 0, NULL);
     if (rc != 0) {
         assert_int_equal(rc, FAAS_ENOMEM);

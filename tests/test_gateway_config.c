@@ -492,6 +492,29 @@ static void test_mapping_errors(void **state)
     /* what faas_map itself refuses, at apply */
     expect_map_error("    { \"source\": \"api:GET /one\", \"function\": \"f\" }", 8,
                      "mappings[2].source: the same route is mapped already");
+    expect_map_error("    { \"source\": \"schedule:rate(1 minute)\", \"function\": \"f\" }", 8,
+                     "mappings[2].source: this source is mapped to this function already (give "
+                     "one of them a \"name\")");
+    expect_map_error("    { \"source\": \"queue:jobs\", \"function\": \"f\",\n"
+                     "      \"name\": \"schedule:rate(1 minute) f\" }",
+                     9, "mappings[2].name: a mapping named \"schedule:rate(1 minute) f\" exists "
+                        "already");
+    expect_map_error("    { \"source\": \"queue:jobs\", \"function\": \"f\",\n"
+                     "      \"name\": \"\" }",
+                     9, "mappings[2].name: expected a non-empty string");
+    {
+        char entry[1200], name[1026];
+        memset(name, 'n', sizeof name - 1);
+        name[sizeof name - 1] = '\0';
+        snprintf(entry, sizeof entry,
+                 "    { \"source\": \"queue:jobs\", \"function\": \"f\",\n"
+                 "      \"name\": \"%s\" }",
+                 name);
+        expect_map_error(entry, 9, "mappings[2].name: expected at most 1024 bytes");
+    }
+    expect_map_error("    { \"source\": \"queue:jobs\", \"function\": \"f\",\n"
+                     "      \"name\": 7 }",
+                     9, "mappings[2].name: expected a non-empty string");
     expect_map_error("    { \"source\": \"api:GET /a//b\", \"function\": \"f\" }", 8,
                      "mappings[2].source: cannot map: parse error (a bad route, schedule or "
                      "event name)");

@@ -1075,6 +1075,7 @@ static void test_metrics_async_and_mappings(void **state)
     mp.batch_size = 100;
     mp.batch_window_ms = 10000;
     mf.max_retries = 0;
+    mf.name = "jobs-failing"; /* a mapping's label is its name */
     assert_true(faas_map(f.rt, "queue:jobs", "mp", &mp) >= 0);
     assert_true(faas_map(f.rt, "queue:jobs", "mf", &mf) >= 0);
     emit_body(&f, "keep", 2);
@@ -1118,11 +1119,11 @@ static void test_metrics_async_and_mappings(void **state)
     assert_true(mapping_value(&p, "faas_mapping_backlog", "queue:jobs mp") == 2.0);
     assert_true(mapping_value(&p, "faas_mapping_oldest_record_age_seconds", "queue:jobs mp") ==
                 2.5);
-    assert_true(mapping_value(&p, "faas_mapping_records_total", "queue:jobs mf") == 3.0);
-    assert_true(mapping_value(&p, "faas_mapping_filtered_total", "queue:jobs mf") == 0.0);
-    assert_true(mapping_value(&p, "faas_mapping_failed_records_total", "queue:jobs mf") == 3.0);
-    assert_true(mapping_value(&p, "faas_mapping_backlog", "queue:jobs mf") == 0.0);
-    assert_true(mapping_value(&p, "faas_mapping_oldest_record_age_seconds", "queue:jobs mf") ==
+    assert_true(mapping_value(&p, "faas_mapping_records_total", "jobs-failing") == 3.0);
+    assert_true(mapping_value(&p, "faas_mapping_filtered_total", "jobs-failing") == 0.0);
+    assert_true(mapping_value(&p, "faas_mapping_failed_records_total", "jobs-failing") == 3.0);
+    assert_true(mapping_value(&p, "faas_mapping_backlog", "jobs-failing") == 0.0);
+    assert_true(mapping_value(&p, "faas_mapping_oldest_record_age_seconds", "jobs-failing") ==
                 0.0);
     prom_free(&p);
     free(text);

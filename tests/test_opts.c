@@ -356,6 +356,8 @@ static void test_init_matches_macros(void **state)
                FAAS_INVOKE_OPTS_INIT);
     CHECK_INIT(struct faas_map_opts, faas_map_opts_init, FAAS_MAP_OPTS_VERSION,
                FAAS_MAP_OPTS_INIT);
+    CHECK_INIT(struct faas_emit_opts, faas_emit_opts_init, FAAS_EMIT_OPTS_VERSION,
+               FAAS_EMIT_OPTS_INIT);
     {
         struct faas_store_ops got;
         memset(&got, 0xab, sizeof got);

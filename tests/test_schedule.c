@@ -874,6 +874,67 @@ static void test_brute_random(void **state)
     assert_true(fires > 5000);
 }
 
+/* The last fire in (after, upto] by walking every fire from `after`. */
+static int walk_last(const struct faas_schedule *s, time_t after, time_t upto, time_t *last)
+{
+    time_t t = after, n;
+    int found = 0;
+    while (faas_schedule_next_parsed(s, t, &n) == 0 && n <= upto) {
+        t = n;
+        found = 1;
+    }
+    *last = t;
+    return found ? 0 : FAAS_ENOENT;
+}
+
+/* faas_schedule_last_parsed: the fire a host down from `after` to `upto`
+ * missed last, against a walk through every fire, over gaps from none to
+ * years; rate() counts its periods from `after`. */
+static void test_last_missed(void **state)
+{
+    static const char *const exprs[] = {
+        "rate(5 minutes)", "rate(1 day)", "rate(7 hours)", "cron(0 12 ? * MON-FRI *)",
+        "cron(* 9 ? * MON *)", "cron(0 0 29 2 ? *)", "cron(15 10 L * ? *)",
+        "cron(0/10 * * * ? 2031)", "at(2030-01-01T00:00:00)",
+    };
+    static const int64_t gaps[] = { 0, 1, 59, 60, 299, 300, 301, 3600, 3 * 86400,
+                                     400 * 86400, 9 * 365 * 86400 };
+    const time_t base[] = { iso("2029-12-31T23:58:00"), iso("2030-06-15T09:00:30"),
+                            iso("2031-02-27T12:00:00") };
+    int compared = 0, found = 0;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof exprs / sizeof exprs[0]; i++) {
+        struct faas_schedule s;
+        assert_int_equal(faas_schedule_parse(exprs[i], &s, NULL, 0), 0);
+        for (size_t j = 0; j < sizeof base / sizeof base[0]; j++) {
+            for (size_t k = 0; k < sizeof gaps / sizeof gaps[0]; k++) {
+                time_t upto = base[j] + (time_t)gaps[k], want = 0, got = 12345;
+                int wrc = walk_last(&s, base[j], upto, &want);
+                int rc = faas_schedule_last_parsed(&s, base[j], upto, &got);
+                if (rc != wrc || (rc == 0 && got != want))
+                    fail_msg("%s after %lld upto %lld: rc %d got %lld, want rc %d %lld",
+                             exprs[i], (long long)base[j], (long long)upto, rc,
+                             (long long)got, wrc, (long long)want);
+                if (rc != 0)
+                    assert_int_equal(got, 12345); /* untouched */
+                compared++;
+                found += rc == 0;
+            }
+        }
+    }
+    print_message("%d windows, %d with a missed fire\n", compared, found);
+    assert_true(found >= 70 && found < compared);
+    {
+        struct faas_schedule s;
+        time_t t;
+        assert_int_equal(faas_schedule_parse("rate(1 hour)", &s, NULL, 0), 0);
+        assert_int_equal(faas_schedule_last_parsed(NULL, 0, 10, &t), FAAS_EINVAL);
+        assert_int_equal(faas_schedule_last_parsed(&s, 0, 10, NULL), FAAS_EINVAL);
+        assert_int_equal(faas_schedule_last_parsed(&s, 7200, 3600, &t), FAAS_ENOENT);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -889,6 +950,7 @@ int main(void)
         cmocka_unit_test(test_bounded),
         cmocka_unit_test(test_brute_handpicked),
         cmocka_unit_test(test_brute_random),
+        cmocka_unit_test(test_last_missed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -162,6 +162,73 @@ static void test_ids_and_unmap(void **state)
     assert_true(faas_map(f->rt, "queue:q2", "fn", NULL) > c);
 }
 
+/* Names: the default is "SOURCE FUNCTION"; two live mappings never share
+ * one, whatever their kinds; an unmapped one lets its name go. */
+static void test_names(void **state)
+{
+    struct fx *f = *state;
+    struct faas_map_opts mo = FAAS_MAP_OPTS_INIT;
+    struct faas_mapping *m;
+    char longname[FAAS_MAPPING_NAME_MAX + 2];
+    int a, b, c;
+
+    a = faas_map(f->rt, "queue:q", "fn", NULL);
+    assert_true(a >= 0);
+    m = faas_mapping_find(f->rt, a);
+    assert_string_equal(m->name, "queue:q fn");
+    /* The same source and function: the same default name. */
+    assert_int_equal(faas_map(f->rt, "queue:q", "fn", NULL), FAAS_EEXIST);
+    b = faas_map(f->rt, "queue:q", "other", NULL);
+    assert_true(b >= 0);
+    assert_string_equal(faas_mapping_find(f->rt, b)->name, "queue:q other");
+    /* A name of its own lets the same pair map twice; the name is copied. */
+    {
+        char name[] = "orders-a";
+        mo.name = name;
+        c = faas_map(f->rt, "queue:q", "fn", &mo);
+        name[0] = 'X';
+    }
+    assert_true(c >= 0);
+    assert_string_equal(faas_mapping_find(f->rt, c)->name, "orders-a");
+    /* A chosen name is taken across kinds, and a default one can be chosen. */
+    mo.name = "orders-a";
+    assert_int_equal(faas_map(f->rt, "schedule:rate(1 hour)", "fn", &mo), FAAS_EEXIST);
+    assert_int_equal(faas_map(f->rt, "api:GET /o", "other", &mo), FAAS_EEXIST);
+    mo.name = "queue:q other";
+    assert_int_equal(faas_map(f->rt, "stream:s", "fn", &mo), FAAS_EEXIST);
+    assert_true(faas_map(f->rt, "schedule:rate(1 hour)", "fn", NULL) >= 0);
+    assert_int_equal(faas_map(f->rt, "schedule:rate(1 hour)", "fn", NULL), FAAS_EEXIST);
+    /* Empty and over-long names are refused. */
+    mo.name = "";
+    assert_int_equal(faas_map(f->rt, "stream:s", "fn", &mo), FAAS_EINVAL);
+    memset(longname, 'n', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    mo.name = longname;
+    assert_int_equal(faas_map(f->rt, "stream:s", "fn", &mo), FAAS_EINVAL);
+    longname[FAAS_MAPPING_NAME_MAX] = '\0';
+    assert_true(faas_map(f->rt, "stream:s", "fn", &mo) >= 0);
+    /* Version 1 options have no name: the default. */
+    mo.version = 1;
+    mo.name = "ignored";
+    assert_int_equal(faas_map(f->rt, "queue:q", "other", &mo), FAAS_EEXIST);
+    b = faas_map(f->rt, "queue:v1", "other", &mo);
+    assert_string_equal(faas_mapping_find(f->rt, b)->name, "queue:v1 other");
+    /* Unmapped, the name is free again; also inside a callback, where the
+     * mapping is only marked dead until the callback returns. */
+    assert_int_equal(faas_unmap(f->rt, a), 0);
+    a = faas_map(f->rt, "queue:q", "fn", NULL);
+    assert_true(a >= 0);
+    faas_rt_enter(f->rt);
+    assert_int_equal(faas_unmap(f->rt, a), 0);
+    assert_int_equal(f->rt->dead_mappings, 1);
+    b = faas_map(f->rt, "queue:q", "fn", NULL);
+    assert_true(b > a);
+    assert_int_equal(faas_map(f->rt, "queue:q", "fn", NULL), FAAS_EEXIST);
+    faas_rt_leave(f->rt);
+    assert_int_equal(f->rt->dead_mappings, 0);
+    assert_string_equal(faas_mapping_find(f->rt, b)->name, "queue:q fn");
+}
+
 /* Advances the fake clock, fires what is due, runs the loop until `want`
  * handler runs (or a short bound). */
 static void advance(struct fx *f, uint64_t seconds, int want)
@@ -361,6 +428,69 @@ static void test_emit_refusals_logged(void **state)
     json_decref(ddb);
 }
 
+struct accepts {
+    int n;       /* answers so far */
+    int last_rc; /* the last one */
+};
+
+static void on_emit_accepted(int rc, void *arg)
+{
+    struct accepts *a = arg;
+    a->n++;
+    a->last_rc = rc;
+}
+
+/* Without a durable engine, faas_emit_with's on_accepted comes on the next
+ * turn with the number of mappings that took the record; never inside the
+ * call, never for a refused record; FAAS_ECANCELED when the runtime is
+ * freed first. */
+static void test_emit_accepted_memory(void **state)
+{
+    struct fx *f = *state;
+    struct faas_emit_opts eo = FAAS_EMIT_OPTS_INIT;
+    struct accepts a = { 0, 1 }, c = { 0, 1 };
+    json_t *msg = json_pack("{s:s}", "body", "hello");
+    struct event_base *base2 = event_base_new();
+    struct faas_runtime *rt2;
+
+    eo.on_accepted = on_emit_accepted;
+    eo.accepted_arg = &a;
+    assert_true(faas_map(f->rt, "queue:q", "fn", NULL) >= 0);
+    assert_true(faas_map(f->rt, "queue:q", "other", NULL) >= 0);
+    assert_int_equal(faas_emit_with(f->rt, "queue:q", msg, &eo), 2);
+    assert_int_equal(a.n, 0); /* not inside the call */
+    assert_true(tu_run_until(f->base, &a.n, 1, 2000));
+    assert_int_equal(a.last_rc, 2);
+    /* taken by nobody: still answered, with 0 */
+    assert_int_equal(faas_emit_with(f->rt, "queue:none", msg, &eo), 0);
+    assert_true(tu_run_until(f->base, &a.n, 2, 2000));
+    assert_int_equal(a.last_rc, 0);
+    /* refused: never answered */
+    assert_int_equal(faas_emit_with(f->rt, "queue:q", NULL, &eo), FAAS_EINVAL);
+    assert_int_equal(faas_emit_with(f->rt, "nope:q", msg, &eo), FAAS_EPARSE);
+    eo.version = FAAS_EMIT_OPTS_VERSION + 1;
+    assert_int_equal(faas_emit_with(f->rt, "queue:q", msg, &eo), FAAS_EINVAL);
+    eo.version = FAAS_EMIT_OPTS_VERSION;
+    tu_run_for(f->base, 50);
+    assert_int_equal(a.n, 2);
+    /* NULL options and no callback are plain faas_emit */
+    assert_int_equal(faas_emit_with(f->rt, "queue:q", msg, NULL), 2);
+    eo.on_accepted = NULL;
+    assert_int_equal(faas_emit_with(f->rt, "queue:q", msg, &eo), 2);
+    assert_true(tu_run_until(f->base, &f->runs, 6, 2000));
+    assert_int_equal(a.n, 2);
+    /* freed before the next turn: FAAS_ECANCELED, inside the free */
+    assert_int_equal(faas_runtime_new(&rt2, base2, NULL), 0);
+    eo.on_accepted = on_emit_accepted;
+    eo.accepted_arg = &c;
+    assert_int_equal(faas_emit_with(rt2, "queue:q", msg, &eo), 0);
+    faas_runtime_free(rt2);
+    assert_int_equal(c.n, 1);
+    assert_int_equal(c.last_rc, FAAS_ECANCELED);
+    event_base_free(base2);
+    json_decref(msg);
+}
+
 /* A DynamoDB Streams record without "eventSource", as the docs' examples
  * write it, is completed and delivered (it used to be refused). */
 static void test_emit_dynamodb_record_form(void **state)
@@ -525,6 +655,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_map_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_source_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ids_and_unmap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_far_schedule_wakes_daily, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rate_schedule, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cron_and_at, setup, teardown),
@@ -533,6 +664,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_emit_routing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_emit_refusals_logged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_emit_dynamodb_record_form, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_emit_accepted_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_mappings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unmap_in_schedule_failure_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rate_after_clock_step_back, setup, teardown),

@@ -1445,8 +1445,21 @@ static int map_error(struct pctx *p, struct faas_runtime *rt, int rc, const char
     if (rc == FAAS_ENOMEM)
         return oom(p);
     path_key(child, sizeof child, path, "source");
+    if (rc == FAAS_EEXIST && gm->api)
+        return fail(p, child, b->mo.name ? "the same route, or a mapping of the same name, is "
+                                           "mapped already"
+                                         : "the same route is mapped already");
+    if (rc == FAAS_EEXIST && b->mo.name) {
+        path_key(child, sizeof child, path, "name");
+        return fail(p, child, "a mapping named \"%s\" exists already", b->mo.name);
+    }
     if (rc == FAAS_EEXIST)
-        return fail(p, child, "the same route is mapped already");
+        return fail(p, child, "this source is mapped to this function already (give one of "
+                              "them a \"name\")");
+    if (rc == FAAS_EINVAL && b->mo.name && strlen(b->mo.name) > 1024) {
+        path_key(child, sizeof child, path, "name");
+        return fail(p, child, "expected at most 1024 bytes");
+    }
     if (rc != FAAS_EPARSE)
         return fail(p, path, "cannot map: %s", faas_strerror(rc));
     if (b->filter) {

@@ -123,12 +123,15 @@ static void sched_close(struct sched_fix *f)
 
 static void sched_arm(struct sched_fix *f)
 {
-    char src[64];
+    struct faas_map_opts mo = FAAS_MAP_OPTS_INIT;
+    char src[64], name[32];
     unsigned i;
+    mo.name = name; /* one source maps many times: a name each */
     for (i = 0; i < NSCHED; i++) {
         int id;
         snprintf(src, sizeof src, "schedule:rate(%u minutes)", 2u + i % RATE_SPREAD);
-        id = faas_map(f->rt, src, "tick", NULL);
+        snprintf(name, sizeof name, "tick-%u", i);
+        id = faas_map(f->rt, src, "tick", &mo);
         if (id < 0) {
             fprintf(stderr, "bench: faas_map(%s): %s\n", src, faas_strerror(id));
             exit(2);
