@@ -17,8 +17,12 @@
  *   P:rec:MAPPING:SEQ     hash: one record (arrived_ms, record, key)
  *   P:recs:MAPPING        zset: the mapping's seqs
  *   P:sched               hash: schedule name -> fired_ms
- *   P:idem:SCOPE:KEY      hash: one idempotency record
+ *   P:idem:SCOPE:KEY      hash: one idempotency record written through
+ *                         (durable_store.c's; unused while idem.c takes
+ *                         the shared store)
  *   P:idems:SCOPE         zset: the scope's keys by last write
+ *   P:store:SCOPE:KEY     hash: a record of the store shared by the fleet
+ *                         (durable_redis_store.c, FAAS_DOP_CALL operations)
  *   P:seq                 counter behind the seqs above
  * The scripts build key names from the prefix: one Redis server (or a
  * primary with replicas), not Redis Cluster.
@@ -37,7 +41,8 @@
  *
  * Opening connects a second, blocking connection (redisContext, with a
  * timeout of CONNECT_TIMEOUT_MS for the connect and for each command) and
- * fails with FAAS_EUNAVAILABLE when Redis does not answer PING: the loads,
+ * fails with FAAS_EUNAVAILABLE when Redis does not answer its SELECT and
+ * SCRIPT LOAD in time: the loads,
  * which durable.h makes synchronous at setup, use it, and so does close,
  * which commits what is still queued while the link is up. No blocking call
  * runs anywhere else. The host name is resolved once, at open.
