@@ -296,7 +296,8 @@ FAAS_EXTERN int faas_runtime_opts_init(struct faas_runtime_opts *opts, unsigned 
  * FAAS_ESYS (the zygote could not be forked; errno is as the failing call
  * left it) or FAAS_EUNAVAILABLE (the durable engine cannot be used: its
  * database cannot be opened or created, is locked by another process, is
- * not a database or is corrupt, or has another schema version; a
+ * not a database or is corrupt, or has another schema version; Redis did
+ * not answer within 2 s: the engine does not connect in the background; a
  * FAAS_LOG_WARNING record with action "durable" says which).
  */
 FAAS_EXTERN int faas_runtime_new(struct faas_runtime **out, struct event_base *base,

@@ -4,7 +4,7 @@
  *
  * faas_durable_open picks the engine by the URL's scheme from a table of
  * what this build has (durable_engine.h: SQLite unless built with
- * WITH_SQLITE=0; Redis is the next engine). Every other call copies what it
+ * WITH_SQLITE=0, Redis unless built with WITH_REDIS=0). Every other call copies what it
  * is given into one struct faas_dop (one allocation: the record and its
  * strings) and submits it. The engine hands records back through
  * `report_done`, on the loop, in submission order; each completion runs
@@ -52,6 +52,9 @@ struct sched {
 static const struct faas_durable_engine *const engines[] = {
 #if FAAS_WITH_SQLITE
     &faas_durable_sqlite,
+#endif
+#if FAAS_WITH_REDIS
+    &faas_durable_redis,
 #endif
     NULL
 };
@@ -158,7 +161,7 @@ static const char *url_refusal(const char *url)
     if (strncmp(url, "sqlite:", 7) == 0)
         return "this build has no SQLite engine (built with WITH_SQLITE=0)";
     if (strncmp(url, "redis://", 8) == 0)
-        return "this build has no Redis engine yet";
+        return "this build has no Redis engine (built with WITH_REDIS=0)";
     return "not a durable engine's URL (sqlite:PATH or redis://HOST:PORT)";
 }
 
@@ -215,6 +218,8 @@ int faas_durable_open(struct faas_durable **out, struct faas_runtime *rt, const 
     args.rt = rt;
     args.target = url + strlen(eng->scheme);
     args.sync = sync;
+    args.prefix = rt->opts.durable_prefix ? rt->opts.durable_prefix : "faas";
+    args.node = d->node;
     args.report = report_done;
     args.report_ctx = d;
     rc = eng->open(&d->impl, &args);
@@ -521,6 +526,16 @@ int faas_durable_idem_del(struct faas_durable *d, const char *scope, const char 
     op->idem.key = copy_str(&cur, key);
     op->when_ms = expired_ms;
     return submit(d, op);
+}
+
+void faas_durable_call(struct faas_durable *d, struct faas_dop *op)
+{
+    submit(d, op);
+}
+
+int faas_durable_shared(const struct faas_durable *d)
+{
+    return d->engine->shared;
 }
 
 int faas_durable_nop(struct faas_durable *d, faas_durable_done_fn done, void *arg)

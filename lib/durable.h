@@ -193,4 +193,22 @@ int faas_durable_schedule_get(struct faas_durable *d, const char *name, int64_t 
 int faas_durable_store_new(struct faas_durable *d, const char *scope, uint32_t max_entries,
                            size_t max_bytes, struct faas_store **out);
 
+/* 1 when the engine is shared by a fleet (Redis): the default store is then
+ * faas_durable_shared_store_new's. */
+int faas_durable_shared(const struct faas_durable *d);
+
+#if FAAS_WITH_REDIS
+/*
+ * A store whose records live in the engine itself, shared by every host on
+ * it (durable_redis_store.c): the memory store's semantics, each operation
+ * atomic in Redis, answers on the loop, later, in call order. Records
+ * bigger than `max_bytes` (0 = 64 MiB) are refused with FAAS_ETOOBIG; no
+ * count bound or LRU (Redis' TTLs and memory policy). The store is the
+ * caller's (faas_store_free), used while the engine is open.
+ * Returns 0, FAAS_EINVAL or FAAS_ENOMEM.
+ */
+int faas_durable_shared_store_new(struct faas_durable *d, const char *scope, size_t max_bytes,
+                                  struct faas_store **out);
+#endif
+
 #endif

@@ -1,6 +1,6 @@
 /*
  * durable_engine.h - what sits behind durable.h: the operation record and
- * the table an engine (durable_sqlite.c; Redis later) fills in.
+ * the table an engine (durable_sqlite.c, durable_redis.c) fills in.
  *
  * durable.c turns every durable.h call into one struct faas_dop, with the
  * caller's strings and JSON copied into the record's own buffer, and hands
@@ -35,8 +35,12 @@ enum faas_dop_kind {
     FAAS_DOP_IDEM_SET,      /* idem: the whole row, inserted or replaced */
     FAAS_DOP_IDEM_DEL,      /* idem.scope, idem.key; key NULL: every row of
                                the scope expired at when_ms (a sweep) */
-    FAAS_DOP_NOP            /* nothing: a completion in submission order */
+    FAAS_DOP_NOP,           /* nothing: a completion in submission order */
+    FAAS_DOP_CALL           /* an engine's own store (durable_redis_store.c):
+                               call_argv; adds when it may be refused */
 };
+
+#define FAAS_DOP_CALL_ARGS 20
 
 /* An idempotency record as the engine keeps it (durable_store.c). */
 struct faas_durable_idem {
@@ -56,6 +60,7 @@ struct faas_dop {
     enum faas_dop_kind kind;
     int adds;                /* adds work: refused, not retried, on failure */
     int rc;                  /* the completion's code, set by the engine */
+    uint64_t sent_ns;        /* the engine's: when it was sent (monotonic) */
     faas_durable_done_fn done;
     void *arg;
     /* What the kind needs (see the enum); strings point into buf or are
@@ -68,6 +73,13 @@ struct faas_dop {
     int64_t when_ms;
     struct faas_durable_record rec;
     struct faas_durable_idem idem;
+    /* FAAS_DOP_CALL: the engine's script arguments after its prefix, and
+     * what reads the engine's answer (for Redis a redisReply) before the
+     * completion runs; not called when the operation fails. */
+    int call_argc;
+    const char *call_argv[FAAS_DOP_CALL_ARGS];
+    size_t call_len[FAAS_DOP_CALL_ARGS];
+    void (*call_answer)(struct faas_dop *op, const void *reply);
     char buf[];
 };
 
@@ -77,6 +89,8 @@ struct faas_durable_engine_args {
     struct faas_runtime *rt; /* its base carries the engine's events; logs */
     const char *target;      /* the URL after the engine's scheme */
     int sync;                /* faas_runtime_opts.durable_sync */
+    const char *prefix;      /* faas_runtime_opts.durable_prefix, or "faas" */
+    const char *node;        /* this process's node id */
     /* Hands completed operations back, on the loop, in submission order
      * (the list is emptied). Returns 1 when the runtime, and the engine with
      * it, was freed by a completion: the engine must not be touched. */
@@ -86,7 +100,8 @@ struct faas_durable_engine_args {
 
 struct faas_durable_engine {
     const char *scheme; /* "sqlite:" */
-    /* 0, FAAS_EUNAVAILABLE (logged, with why) or FAAS_ENOMEM. */
+    /* 0, FAAS_EINVAL (a malformed target, logged), FAAS_EUNAVAILABLE
+     * (logged, with why) or FAAS_ENOMEM. */
     int (*open)(void **impl, const struct faas_durable_engine_args *args);
     /* Takes the record over; it comes back through report. Never fails. */
     void (*submit)(void *impl, struct faas_dop *op);
@@ -100,6 +115,10 @@ struct faas_durable_engine {
     int (*idem_load)(void *impl, const char *scope,
                      int (*each)(const struct faas_durable_idem *rec, void *arg), void *arg);
     void (*stats)(void *impl, struct faas_durable_stats *out);
+    /* 1: the engine is shared by a fleet and idempotency records live in
+     * it (faas_durable_shared_store_new); 0: they are kept through
+     * durable_store.c. */
+    int shared;
     /* Commits what is queued, reports every record still held, frees. */
     void (*close)(void *impl);
 };
@@ -109,6 +128,10 @@ extern const struct faas_durable_engine faas_durable_sqlite;
 /* Tests: runs `sql` on the engine's write connection between transactions
  * (a PRAGMA max_page_count to fill the disk). 0 or FAAS_EUNAVAILABLE. */
 int faas_durable_sqlite_exec(struct faas_durable *d, const char *sql);
+#endif
+
+#if FAAS_WITH_REDIS
+extern const struct faas_durable_engine faas_durable_redis;
 #endif
 
 /* ---- durable.c, for durable_store.c ---------------------------------- */
@@ -121,6 +144,9 @@ int faas_durable_idem_set(struct faas_durable *d, const struct faas_durable_idem
  * `expired_ms`. done may be NULL. Returns 0 or FAAS_ENOMEM. */
 int faas_durable_idem_del(struct faas_durable *d, const char *scope, const char *key,
                           int64_t expired_ms, faas_durable_done_fn done, void *arg);
+/* Submits an operation the caller made (FAAS_DOP_CALL, faas_calloc'd with
+ * its strings in buf); it comes back through its completion. */
+void faas_durable_call(struct faas_durable *d, struct faas_dop *op);
 /* A completion after every operation queued before it. 0 or FAAS_ENOMEM. */
 int faas_durable_nop(struct faas_durable *d, faas_durable_done_fn done, void *arg);
 /* Calls `each` for scope's records, least recently written first. As

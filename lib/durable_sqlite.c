@@ -292,6 +292,7 @@ static int apply(struct sq *s, struct faas_dop *op)
         rc = run_stmt(s->stmt[ST_IDEM_DEL]);
         break;
     case FAAS_DOP_NOP:
+    case FAAS_DOP_CALL: /* only a shared engine's stores make these */
         break;
     }
     switch (rc & 0xff) {

@@ -42,10 +42,11 @@
  * free).
  *
  * May call: store.c, durable_store.c (faas_durable_store_new: the default
- * store while the runtime has a durable engine), json_path.c, opts.c,
- * json.c (error objects), clock.c, error.c, metrics.c (log records),
- * runtime.c's loop services (function references, the callback guard),
- * libsodium; the caller's table.
+ * store while the runtime has a durable engine), durable_redis_store.c
+ * (instead, on a Redis engine: the store shared by a fleet), json_path.c,
+ * opts.c, json.c (error objects), clock.c, error.c, metrics.c (log
+ * records), runtime.c's loop services (function references, the callback
+ * guard), libsodium; the caller's table.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,7 +152,16 @@ int faas_idem_configure(struct faas_fn *fn, const struct faas_idempotency_opts *
         return 0;
     }
     /* The default store: the runtime's durable engine when it has one
-     * (its records survive a restart), else memory. */
+     * (its records survive a restart; on a shared engine, Redis, they
+     * live in it and every host of the fleet sees them), else memory. */
+#if FAAS_WITH_REDIS
+    if (fn->rt->durable && faas_durable_shared(fn->rt->durable)) {
+        rc = faas_durable_shared_store_new(fn->rt->durable, fn->name, opts->max_bytes,
+                                           &idem->store);
+        if (rc)
+            return rc;
+    } else
+#endif
     if (fn->rt->durable) {
         rc = faas_durable_store_new(fn->rt->durable, fn->name, opts->max_entries,
                                     opts->max_bytes, &idem->store);

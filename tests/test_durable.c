@@ -38,11 +38,19 @@ static void test_bad_urls(void **state)
     struct fx *f = *state;
     struct faas_durable *d = NULL;
 
+#if FAAS_WITH_REDIS
+    /* the Redis engine's own URL checks are test_durable_redis.c's */
+    assert_int_equal(faas_durable_open(&d, f->rt, "redis://127.0.0.1", 1, NULL), FAAS_EINVAL);
+    assert_null(d);
+    assert_string_equal(f->log_action, "durable");
+    assert_non_null(strstr(f->log_line, "not a Redis URL"));
+#else
     assert_int_equal(faas_durable_open(&d, f->rt, "redis://127.0.0.1:6379", 1, NULL),
                      FAAS_EINVAL);
     assert_null(d);
     assert_string_equal(f->log_action, "durable");
     assert_non_null(strstr(f->log_line, "no Redis engine"));
+#endif
     assert_int_equal(faas_durable_open(&d, f->rt, "postgres://x", 1, NULL), FAAS_EINVAL);
     assert_non_null(strstr(f->log_line, "not a durable engine"));
     assert_int_equal(faas_durable_open(&d, f->rt, "", 1, NULL), FAAS_EINVAL);
@@ -430,7 +438,12 @@ static void test_runtime_opens_engine(void **state)
 
     o.durable = "redis://127.0.0.1:1";
     rt = NULL;
+#if FAAS_WITH_REDIS
+    /* nothing listens there: refused after a bounded connect */
+    assert_int_equal(faas_runtime_new(&rt, f->base, &o), FAAS_EUNAVAILABLE);
+#else
     assert_int_equal(faas_runtime_new(&rt, f->base, &o), FAAS_EINVAL);
+#endif
     assert_null(rt);
 }
 

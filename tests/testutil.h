@@ -46,15 +46,55 @@ static inline enum faas_isolation tu_iso(void **state)
  * makes keep their state in a SQLite file of their own (a new temporary
  * directory, removed by tu_rt_free), unless the test names an engine: the
  * suites that run against memory run against SQLite too (make test runs
- * them both ways).
+ * them both ways). With FAAS_TEST_DURABLE=redis they keep it in a
+ * redis-server the suite's process starts at its first runtime and stops
+ * at exit (redis_util.h), each runtime under a key prefix of its own.
  */
 static char tu_durable_dir[64];
 static char tu_durable_url[96];
 
-static inline int tu_durable_wanted(const struct faas_runtime_opts *o)
+#if FAAS_WITH_REDIS
+#include "redis_util.h"
+
+static char tu_durable_prefix[32];
+
+static struct tu_redis tu_redis_srv;
+static pid_t tu_redis_owner;
+
+static inline void tu_redis_at_exit(void)
+{
+    /* forked children (the zygote) leave the server to the suite */
+    if (tu_redis_owner == getpid())
+        tu_redis_stop(&tu_redis_srv);
+}
+
+/* The suite's server, started at the first call. */
+static inline const char *tu_redis_url(void)
+{
+    if (!tu_redis_owner) {
+        assert_int_equal(tu_redis_start(&tu_redis_srv), 0);
+        tu_redis_owner = getpid();
+        atexit(tu_redis_at_exit);
+    }
+    return tu_redis_srv.url;
+}
+#endif
+
+static inline const char *tu_durable_kind(void)
 {
     const char *want = getenv("FAAS_TEST_DURABLE");
-    return want && strcmp(want, "sqlite") == 0 && !tu_durable_dir[0] &&
+    if (want && strcmp(want, "sqlite") == 0)
+        return "sqlite";
+#if FAAS_WITH_REDIS
+    if (want && strcmp(want, "redis") == 0)
+        return "redis";
+#endif
+    return NULL;
+}
+
+static inline int tu_durable_wanted(const struct faas_runtime_opts *o)
+{
+    return tu_durable_kind() && !tu_durable_dir[0] &&
            (!o || (o->version == FAAS_RUNTIME_OPTS_VERSION && !o->durable));
 }
 
@@ -80,6 +120,32 @@ static inline void tu_durable_remove(void)
 }
 
 /*
+ * Puts the engine FAAS_TEST_DURABLE names into *o (a suite that makes its
+ * runtimes itself calls this before faas_runtime_new, and
+ * tu_durable_remove after freeing the runtime), unless o names an engine
+ * or a durable runtime of the suite is still open. Returns 1 when it did.
+ */
+static inline int tu_durable_apply(struct faas_runtime_opts *o)
+{
+    if (!tu_durable_wanted(o))
+        return 0;
+    strcpy(tu_durable_dir, "/tmp/faas-tu-XXXXXX");
+    assert_non_null(mkdtemp(tu_durable_dir));
+    snprintf(tu_durable_url, sizeof tu_durable_url, "sqlite:%s/t.db", tu_durable_dir);
+#if FAAS_WITH_REDIS
+    if (strcmp(tu_durable_kind(), "redis") == 0) {
+        static unsigned runs;
+        snprintf(tu_durable_url, sizeof tu_durable_url, "%s", tu_redis_url());
+        snprintf(tu_durable_prefix, sizeof tu_durable_prefix, "tu%u", ++runs);
+        o->durable_prefix = tu_durable_prefix;
+    }
+#endif
+    o->durable = tu_durable_url;
+    o->durable_sync = 0;
+    return 1;
+}
+
+/*
  * A runtime with options o on a new base of its own; both are asserted.
  * tu_rt_free undoes it and clears both handles, so a teardown may run
  * after a test that freed the runtime itself.
@@ -95,11 +161,7 @@ static inline void tu_rt_new(struct event_base **base, struct faas_runtime **rt,
     if (tu_durable_wanted(o)) {
         if (o)
             memcpy(&d, o, sizeof d);
-        strcpy(tu_durable_dir, "/tmp/faas-tu-XXXXXX");
-        assert_non_null(mkdtemp(tu_durable_dir));
-        snprintf(tu_durable_url, sizeof tu_durable_url, "sqlite:%s/t.db", tu_durable_dir);
-        d.durable = tu_durable_url;
-        d.durable_sync = 0;
+        tu_durable_apply(&d);
         o = &d;
     }
     assert_int_equal(faas_runtime_new(rt, *base, o), 0);

@@ -66,7 +66,7 @@ static inline int teardown(void **state)
     return 0;
 }
 
-#if FAAS_WITH_SQLITE
+#if FAAS_WITH_SQLITE || FAAS_WITH_REDIS
 /* Completions, in the order they ran. */
 #define MAXDONE 4096
 struct done_log {
@@ -90,7 +90,7 @@ static inline void on_done(int rc, void *arg)
     l->n++;
 }
 
-static struct faas_durable *open_ok(struct fx *f, int sync)
+static inline struct faas_durable *open_ok(struct fx *f, int sync)
 {
     struct faas_durable *d = NULL;
     assert_int_equal(faas_durable_open(&d, f->rt, f->url, sync, "node-a"), 0);
@@ -174,6 +174,6 @@ static inline int count_events(struct faas_durable *d)
     return n;
 }
 
-#endif /* FAAS_WITH_SQLITE */
+#endif /* FAAS_WITH_SQLITE || FAAS_WITH_REDIS */
 
 #endif /* FAAS_TU_DURABLE_H */

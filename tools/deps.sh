@@ -8,7 +8,9 @@
 # Multi-Arch: same (its event-config.h differs per architecture), so the
 # target's copy cannot sit beside the host's: it is unpacked under
 # build/cross-ARCH/sysroot with a libevent.pc that points there.
-pkgs="libevent-dev libjansson-dev libsodium-dev libsqlite3-dev libcmocka-dev pkg-config curl"
+pkgs="libevent-dev libjansson-dev libsodium-dev libsqlite3-dev libhiredis-dev libcmocka-dev pkg-config curl"
+# redis-server: the suites start one of their own for the Redis engine.
+pkgs="$pkgs redis-server"
 [ "${WITH_CHECK_TOOLS:-0}" = 1 ] && pkgs="$pkgs valgrind"
 [ "${WITH_FUZZ_TOOLS:-0}" = 1 ] && pkgs="$pkgs clang libclang-rt-14-dev"
 cross="${WITH_CROSS:-}"

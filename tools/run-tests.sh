@@ -7,19 +7,24 @@ pass=0; fail=0; failed=""
 out=$(mktemp) || exit 1
 trap 'rm -f "$out"' EXIT
 # The suites named in DURABLE_SUITES (basenames) run a second time with
-# their runtimes on a SQLite file (FAAS_TEST_DURABLE=sqlite, testutil.h).
+# their runtimes on a SQLite file (FAAS_TEST_DURABLE=sqlite, testutil.h),
+# and those in REDIS_SUITES once more on a redis-server of their own
+# (FAAS_TEST_DURABLE=redis).
 runs=""
 for t in "$@"; do
     runs="$runs $t"
     for d in $DURABLE_SUITES; do
         [ "$(basename "$t")" = "$d" ] && runs="$runs sqlite:$t"
     done
+    for d in $REDIS_SUITES; do
+        [ "$(basename "$t")" = "$d" ] && runs="$runs redis:$t"
+    done
 done
 for r in $runs; do
-    t=${r#sqlite:}
+    t=${r#*:}
     if [ "$r" != "$t" ]; then
-        echo "== $t (FAAS_TEST_DURABLE=sqlite)"
-        export FAAS_TEST_DURABLE=sqlite
+        echo "== $t (FAAS_TEST_DURABLE=${r%%:*})"
+        export FAAS_TEST_DURABLE="${r%%:*}"
     else
         echo "== $t"
         unset FAAS_TEST_DURABLE

@@ -1,0 +1,794 @@
+/*
+ * test_durable_redis.c - the Redis engine (lib/durable_redis.c) against a
+ * real redis-server of the suite's own (tests/redis_util.h): operations and
+ * reloads, key prefixes, close, bad URLs, a server stopped mid-run and
+ * restarted on its port, a server that stops answering (SIGSTOP).
+ * Skipped, with the reason printed, when redis-server is not installed.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdatomic.h>
+#include <sys/resource.h>
+
+#include <cmocka.h>
+
+#include "tu_durable.h"
+
+#if FAAS_WITH_REDIS
+#include "redis_util.h"
+
+static struct tu_redis srv;
+static int have_srv;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (!tu_redis_available()) {
+        printf("redis-server is not installed: the Redis engine's tests are skipped\n");
+        return 0;
+    }
+    have_srv = tu_redis_start(&srv) == 0;
+    return have_srv ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    if (have_srv)
+        tu_redis_stop(&srv);
+    return 0;
+}
+
+static int rsetup(void **state)
+{
+    struct fx *f;
+    if (!have_srv)
+        skip();
+    setup(state);
+    f = *state;
+    assert_int_equal(tu_redis_cmd(&srv, "FLUSHALL"), 0);
+    snprintf(f->url, sizeof f->url, "%s", srv.url);
+    return 0;
+}
+
+static struct done_arg *tags(struct done_log *log, struct done_arg *a, int n)
+{
+    int i;
+    for (i = 0; i < n; i++)
+        a[i] = (struct done_arg){ log, i };
+    return a;
+}
+
+static void test_bad_urls(void **state)
+{
+    struct fx *f = *state;
+    struct faas_durable *d = NULL;
+    static const char *const bad[] = { "redis://host",          "redis://127.0.0.1:0",
+                                       "redis://127.0.0.1:70000", "redis://u@127.0.0.1:1",
+                                       "redis://127.0.0.1:1/x",   "redis://:6379",
+                                       "redis://127.0.0.1:1?a=b" };
+    char url[64];
+    size_t i;
+
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        f->nlogs = 0;
+        assert_int_equal(faas_durable_open(&d, f->rt, bad[i], 0, NULL), FAAS_EINVAL);
+        assert_null(d);
+        assert_int_equal(f->nlogs, 1);
+        assert_string_equal(f->log_action, "durable");
+    }
+    /* nothing listens there: refused after a bounded connect */
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", tu_redis_free_port());
+    f->nlogs = 0;
+    assert_int_equal(faas_durable_open(&d, f->rt, url, 0, NULL), FAAS_EUNAVAILABLE);
+    assert_null(d);
+    assert_true(f->nlogs >= 1);
+    assert_non_null(strstr(f->log_line, "cannot connect"));
+}
+
+static void test_events_roundtrip(void **state)
+{
+    struct fx *f = *state;
+    struct faas_durable *d = open_ok(f, 0);
+    struct done_log log = { 0 };
+    struct done_arg a[8];
+    struct faas_durable_event e1 = mkevent("id-1", "fa", "{\"n\":1}", 1000);
+    struct faas_durable_event e2 = mkevent("id-2", "fb", "[1,2,3]", 500);
+    struct faas_durable_event e3 = mkevent("id-3", "fa", "null", 2000);
+    struct faas_durable_event nx = mkevent("id-4", "dest", "{\"next\":true}", 3000);
+    struct faas_durable_event dup = mkevent("id-1", "fa", "{}", 7);
+    struct seen s = { 0 };
+    int i;
+
+    tags(&log, a, 8);
+    e1.client_context = "{\"c\":1}";
+    e1.trace_id = "Root=1-abc";
+    e1.idem_key = "\"k1\"";
+    e1.timeout_ms = 1500;
+    e1.due_ms = 1200;
+    e2.origin = "node-b";
+    assert_int_equal(faas_durable_event_put(d, &e1, on_done, &a[0]), 0);
+    assert_int_equal(faas_durable_event_put(d, &e2, on_done, &a[1]), 0);
+    assert_int_equal(faas_durable_event_put(d, &e3, on_done, &a[2]), 0);
+    assert_int_equal(faas_durable_event_attempt(d, "id-1", 2, on_done, &a[3]), 0);
+    assert_int_equal(faas_durable_event_retry(d, "id-2", 99999, on_done, &a[4]), 0);
+    assert_int_equal(faas_durable_event_end(d, "id-3", &nx, on_done, &a[5]), 0);
+    /* another event under a kept request id: refused, the rest commits */
+    assert_int_equal(faas_durable_event_put(d, &dup, on_done, &a[6]), 0);
+    /* the same put again (a re-send after a reconnect): answered as before */
+    assert_int_equal(faas_durable_event_put(d, &e2, on_done, &a[7]), 0);
+    assert_int_equal(log.n, 0);
+    assert_true(tu_run_until(f->base, &log.n, 8, 10000));
+    for (i = 0; i < 8; i++) {
+        assert_int_equal(log.tag[i], i);
+        assert_int_equal(log.rc[i], i == 6 ? FAAS_EEXIST : 0);
+    }
+    faas_durable_close(d);
+
+    d = open_ok(f, 0);
+    assert_int_equal(faas_durable_events_load(d, each_event, &s), 0);
+    assert_int_equal(s.n, 3);
+    assert_string_equal(s.ev[0].id, "id-2");
+    assert_string_equal(s.ev[0].function, "fb");
+    assert_string_equal(s.ev[0].event, "[1,2,3]");
+    assert_string_equal(s.ev[0].origin, "node-b");
+    assert_int_equal(s.ev[0].due_ms, 99999);
+    assert_false(s.ev[0].has_cc || s.ev[0].has_trace || s.ev[0].has_idem);
+    assert_string_equal(s.ev[1].id, "id-1");
+    assert_string_equal(s.ev[1].event, "{\"n\":1}");
+    assert_string_equal(s.ev[1].cc, "{\"c\":1}");
+    assert_string_equal(s.ev[1].trace, "Root=1-abc");
+    assert_string_equal(s.ev[1].idem, "\"k1\"");
+    assert_string_equal(s.ev[1].origin, "node-a");
+    assert_int_equal(s.ev[1].timeout_ms, 1500);
+    assert_int_equal(s.ev[1].attempts, 2);
+    assert_int_equal(s.ev[1].accepted_ms, 1000);
+    assert_int_equal(s.ev[1].due_ms, 1200);
+    assert_string_equal(s.ev[2].id, "id-4");
+    assert_string_equal(s.ev[2].function, "dest");
+    memset(&s, 0, sizeof s);
+    s.stop_at = 2;
+    assert_int_equal(faas_durable_events_load(d, each_event, &s), 7);
+    assert_int_equal(s.n, 1);
+    faas_durable_close(d);
+}
+
+static int each_rec(const struct faas_durable_record *rec, void *arg)
+{
+    int *n = arg;
+    assert_int_equal(rec->seq, (uint64_t)(*n == 0 ? 10 : 30));
+    assert_string_equal(rec->record, *n == 0 ? "{\"r\":1}" : "{\"r\":3}");
+    assert_int_equal(rec->arrived_ms, *n == 0 ? 100 : 300);
+    if (*n == 0)
+        assert_string_equal(rec->key, "p1");
+    else
+        assert_null(rec->key);
+    (*n)++;
+    return 0;
+}
+
+static void test_records_schedules_prefix(void **state)
+{
+    struct fx *f = *state;
+    struct faas_durable *d = open_ok(f, 0);
+    struct done_log log = { 0 };
+    struct done_arg a = { &log, 0 };
+    struct faas_durable_record r;
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    struct event_base *base2;
+    struct faas_runtime *rt2;
+    int64_t fired = 0;
+    char text[32];
+    uint64_t seq;
+    int n = 0;
+
+    for (seq = 1; seq <= 3; seq++) {
+        memset(&r, 0, sizeof r);
+        r.mapping = "stream:orders fn";
+        r.seq = seq * 10;
+        r.key = seq == 1 ? "p1" : NULL;
+        snprintf(text, sizeof text, "{\"r\":%llu}", (unsigned long long)seq);
+        r.record = text;
+        r.record_len = strlen(text);
+        r.arrived_ms = (int64_t)seq * 100;
+        assert_int_equal(faas_durable_record_put(d, &r, on_done, &a), 0);
+    }
+    assert_int_equal(faas_durable_record_del(d, "stream:orders fn", 20, on_done, &a), 0);
+    assert_int_equal(faas_durable_schedule_set(d, "sched", 60000, on_done, &a), 0);
+    assert_int_equal(faas_durable_schedule_set(d, "sched", 120000, on_done, &a), 0);
+    assert_true(tu_run_until(f->base, &log.n, 6, 10000));
+    faas_durable_close(d);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(log.rc[i], 0);
+
+    d = open_ok(f, 0);
+    assert_int_equal(faas_durable_records_load(d, "stream:orders fn", each_rec, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(faas_durable_schedule_get(d, "sched", &fired), 0);
+    assert_int_equal(fired, 120000);
+    faas_durable_close(d);
+
+    /* another prefix sees none of it */
+    o.zygote = 0;
+    o.durable_prefix = "other";
+    tu_rt_new(&base2, &rt2, &o);
+    assert_int_equal(faas_durable_open(&d, rt2, f->url, 0, NULL), 0);
+    assert_int_equal(faas_durable_schedule_get(d, "sched", &fired), FAAS_ENOENT);
+    assert_int_equal(count_events(d), 0);
+    faas_durable_close(d);
+    tu_rt_free(&rt2, &base2);
+}
+
+struct seen_idem {
+    int n;
+    char key[4][8];
+    int state[4];
+    char payload[4][32];
+};
+
+static int each_idem(const struct faas_durable_idem *rec, void *arg)
+{
+    struct seen_idem *s = arg;
+    assert_true(s->n < 4);
+    assert_string_equal(rec->scope, "fn");
+    snprintf(s->key[s->n], sizeof s->key[0], "%s", rec->key);
+    s->state[s->n] = rec->state;
+    snprintf(s->payload[s->n], sizeof s->payload[0], "%s", rec->payload ? rec->payload : "-");
+    s->n++;
+    return 0;
+}
+
+static void test_idem_records(void **state)
+{
+    struct fx *f = *state;
+    struct faas_durable *d = open_ok(f, 0);
+    struct done_log log = { 0 };
+    struct done_arg a = { &log, 0 };
+    struct faas_durable_idem rec;
+    struct seen_idem s = { 0 };
+
+    memset(&rec, 0, sizeof rec);
+    rec.scope = "fn";
+    rec.key = "k1";
+    rec.state = FAAS_STORE_INPROGRESS;
+    rec.owner = "owner-1";
+    rec.expires_ms = 100;
+    assert_int_equal(faas_durable_idem_set(d, &rec, 1, on_done, &a), 0);
+    rec.key = "k2";
+    rec.expires_ms = 5000;
+    assert_int_equal(faas_durable_idem_set(d, &rec, 1, on_done, &a), 0);
+    rec.key = "k3";
+    assert_int_equal(faas_durable_idem_set(d, &rec, 1, on_done, &a), 0);
+    rec.key = "k2";
+    rec.state = FAAS_STORE_COMPLETED;
+    rec.payload = "{\"ok\":1}";
+    rec.payload_len = 8;
+    assert_int_equal(faas_durable_idem_set(d, &rec, 0, on_done, &a), 0);
+    assert_int_equal(faas_durable_idem_del(d, "fn", "k3", 0, on_done, &a), 0);
+    assert_int_equal(faas_durable_idem_del(d, "fn", NULL, 200, on_done, &a), 0); /* k1 */
+    assert_int_equal(faas_durable_nop(d, on_done, &a), 0);
+    assert_true(tu_run_until(f->base, &log.n, 7, 10000));
+    for (int i = 0; i < 7; i++)
+        assert_int_equal(log.rc[i], 0);
+    assert_int_equal(faas_durable_idem_load(d, "fn", each_idem, &s), 0);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.key[0], "k2");
+    assert_int_equal(s.state[0], FAAS_STORE_COMPLETED);
+    assert_string_equal(s.payload[0], "{\"ok\":1}");
+    faas_durable_close(d);
+}
+
+static void test_close_commits_queued(void **state)
+{
+    struct fx *f = *state;
+    struct faas_durable *d = open_ok(f, 0);
+    struct done_log log = { 0 };
+    struct done_arg a[50];
+    char id[40];
+    int i;
+
+    tags(&log, a, 50);
+    for (i = 0; i < 50; i++) {
+        struct faas_durable_event ev;
+        snprintf(id, sizeof id, "q-%02d", i);
+        ev = mkevent(id, "fn", "{}", i);
+        assert_int_equal(faas_durable_event_put(d, &ev, on_done, &a[i]), 0);
+    }
+    faas_durable_close(d);
+    assert_int_equal(log.n, 50);
+    for (i = 0; i < 50; i++) {
+        assert_int_equal(log.tag[i], i);
+        assert_int_equal(log.rc[i], 0);
+    }
+    d = open_ok(f, 0);
+    assert_int_equal(count_events(d), 50);
+    faas_durable_close(d);
+}
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* Drives the loop for `ms`. */
+static void run_for(struct event_base *base, unsigned ms)
+{
+    struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);
+}
+
+/* Puts one event and waits for its completion; returns its code. */
+static int put_one(struct fx *f, struct faas_durable *d, const char *id)
+{
+    struct done_log log = { 0 };
+    struct done_arg a = { &log, 0 };
+    struct faas_durable_event ev = mkevent(id, "fn", "{}", 1);
+
+    assert_int_equal(faas_durable_event_put(d, &ev, on_done, &a), 0);
+    assert_true(tu_run_until(f->base, &log.n, 1, 15000));
+    return log.rc[0];
+}
+
+static void test_server_lost_and_back(void **state)
+{
+    struct fx *f = *state;
+    struct faas_durable *d = open_ok(f, 0);
+    struct done_log log = { 0 };
+    struct done_arg a[4];
+    double cpu0, wall0, cpu, wall;
+
+    tags(&log, a, 4);
+    assert_int_equal(put_one(f, d, "before"), 0);
+    tu_redis_kill(&srv);
+    /* an adding operation is refused; a moving one is kept */
+    assert_int_equal(put_one(f, d, "while-down"), FAAS_EUNAVAILABLE);
+    assert_int_equal(faas_durable_event_attempt(d, "before", 3, on_done, &a[0]), 0);
+    cpu0 = cpu_seconds();
+    wall0 = tu_redis_now();
+    run_for(f->base, 1500);
+    cpu = cpu_seconds() - cpu0;
+    wall = tu_redis_now() - wall0;
+    assert_int_equal(log.n, 0);
+    /* reconnects back off: no busy loop */
+    assert_true(cpu < wall * 0.2);
+    assert_true(strstr(f->log_line, "unreachable") != NULL);
+    assert_int_equal(put_one(f, d, "still-down"), FAAS_EUNAVAILABLE);
+    assert_int_equal(tu_redis_spawn(&srv), 0);
+    /* the kept operation commits after the reconnect (within the backoff) */
+    assert_true(tu_run_until(f->base, &log.n, 1, 15000));
+    assert_int_equal(log.rc[0], 0);
+    assert_non_null(strstr(f->log_line, "reachable again"));
+    assert_int_equal(put_one(f, d, "after"), 0);
+    faas_durable_close(d);
+}
+
+static void test_command_timeout(void **state)
+{
+    struct fx *f = *state;
+    struct faas_durable *d = open_ok(f, 0);
+    struct done_log log = { 0 };
+    struct done_arg a[4];
+
+    tags(&log, a, 4);
+    assert_int_equal(put_one(f, d, "before"), 0);
+    kill(srv.pid, SIGSTOP);
+    assert_int_equal(faas_durable_event_attempt(d, "before", 2, on_done, &a[0]), 0);
+    /* no answer: the put times out and is refused, the attempt is kept */
+    assert_int_equal(put_one(f, d, "stopped"), FAAS_EUNAVAILABLE);
+    assert_int_equal(log.n, 0);
+    assert_non_null(strstr(f->log_line, "timed out"));
+    kill(srv.pid, SIGCONT);
+    assert_true(tu_run_until(f->base, &log.n, 1, 15000));
+    assert_int_equal(log.rc[0], 0);
+    assert_int_equal(put_one(f, d, "after"), 0);
+    faas_durable_close(d);
+}
+
+/* An error reply (the script cache flushed by an operator) drops the link:
+ * the moving operation is kept and commits after the reconnect, which
+ * loads the script again. */
+static void test_error_reply(void **state)
+{
+    struct fx *f = *state;
+    struct faas_durable *d = open_ok(f, 0);
+    struct done_log log = { 0 };
+    struct done_arg a[2];
+    struct seen s = { 0 };
+
+    tags(&log, a, 2);
+    assert_int_equal(put_one(f, d, "e1"), 0);
+    assert_int_equal(tu_redis_cmd(&srv, "SCRIPT FLUSH"), 0);
+    assert_int_equal(faas_durable_event_attempt(d, "e1", 4, on_done, &a[0]), 0);
+    assert_true(tu_run_until(f->base, &log.n, 1, 15000));
+    assert_int_equal(log.rc[0], 0);
+    assert_non_null(strstr(f->log_line, "reachable again"));
+    assert_int_equal(faas_durable_events_load(d, each_event, &s), 0);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.ev[0].attempts, 4);
+    assert_int_equal(put_one(f, d, "e2"), 0);
+    faas_durable_close(d);
+}
+
+static void test_runtime_unreachable(void **state)
+{
+    struct fx *f = *state;
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    struct faas_runtime *rt = NULL;
+    struct event_base *base = event_base_new();
+    char url[64];
+
+    (void)f;
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", tu_redis_free_port());
+    o.zygote = 0;
+    o.durable = url;
+    assert_int_equal(faas_runtime_new(&rt, base, &o), FAAS_EUNAVAILABLE);
+    assert_null(rt);
+    o.durable = srv.url;
+    assert_int_equal(faas_runtime_new(&rt, base, &o), 0);
+    faas_runtime_free(rt);
+    event_base_free(base);
+}
+
+
+/* ---- the shared idempotency store ------------------------------------------ */
+
+struct sanswer {
+    int calls, rc, has_rec;
+    struct faas_store_record rec;
+    json_t *payload;
+    char validation[33], owner[40];
+};
+
+static void on_sanswer(int rc, const struct faas_store_record *rec, void *arg)
+{
+    struct sanswer *a = arg;
+    a->calls++;
+    a->rc = rc;
+    a->has_rec = rec != NULL;
+    if (rec) {
+        a->rec = *rec;
+        a->payload = json_incref(rec->payload);
+        snprintf(a->validation, sizeof a->validation, "%s", rec->validation ? rec->validation : "");
+        snprintf(a->owner, sizeof a->owner, "%s", rec->owner ? rec->owner : "");
+        a->rec.validation = rec->validation ? a->validation : NULL;
+        a->rec.owner = rec->owner ? a->owner : NULL;
+    }
+}
+
+enum sop { S_GET, S_PUT, S_COMPLETE, S_REMOVE };
+
+/* One store operation, answered later on the loop: returns its code. */
+static int sop(struct fx *f, struct faas_store *st, enum sop what, const char *key,
+               const struct faas_store_record *r, const char *owner, int64_t now,
+               struct sanswer *a)
+{
+    int rc;
+    json_decref(a->payload);
+    memset(a, 0, sizeof *a);
+    switch (what) {
+    case S_GET:
+        rc = faas_store_get(st, key, now, on_sanswer, a);
+        break;
+    case S_PUT:
+        rc = faas_store_put_if_absent(st, key, r, now, on_sanswer, a);
+        break;
+    case S_COMPLETE:
+        rc = faas_store_complete(st, key, r, now, on_sanswer, a);
+        break;
+    default:
+        rc = faas_store_remove(st, key, owner, now, on_sanswer, a);
+        break;
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(a->calls, 0); /* never inside the call */
+    assert_true(tu_run_until(f->base, &a->calls, 1, 10000));
+    return a->rc;
+}
+
+static struct faas_store_record mkrec(enum faas_store_state state, int status, json_t *payload,
+                                      const char *validation, int64_t expires_ms)
+{
+    struct faas_store_record r;
+    memset(&r, 0, sizeof r);
+    r.state = state;
+    r.status = status;
+    r.payload = payload;
+    r.validation = validation;
+    r.expires_ms = expires_ms;
+    return r;
+}
+
+static const char k1[] = "1111111111111111111111111111111111111111111111111111111111111111";
+static const char k2[] = "2222222222222222222222222222222222222222222222222222222222222222";
+
+static void test_store_semantics(void **state)
+{
+    struct fx *f = *state;
+    struct faas_durable *d = open_ok(f, 0);
+    struct faas_store *st = NULL;
+    json_t *payload = json_pack("{s:i}", "order", 42);
+    const char *v1 = "00112233445566778899aabbccddeeff";
+    const char *v2 = "ffeeddccbbaa99887766554433221100";
+    struct faas_store_record r = mkrec(FAAS_STORE_INPROGRESS, 0, NULL, v1, 5000);
+    struct faas_store_record done = mkrec(FAAS_STORE_COMPLETED, 7, payload, v2, 9000);
+    struct sanswer a = { 0 };
+
+    assert_int_equal(faas_durable_shared(d), 1);
+    assert_int_equal(faas_durable_shared_store_new(d, "fn", 0, &st), 0);
+    assert_int_equal(sop(f, st, S_GET, k1, NULL, NULL, 100, &a), FAAS_ENOENT);
+    assert_false(a.has_rec);
+    assert_int_equal(sop(f, st, S_COMPLETE, k1, &done, NULL, 100, &a), FAAS_ENOENT);
+    assert_int_equal(sop(f, st, S_REMOVE, k1, NULL, NULL, 100, &a), FAAS_ENOENT);
+    /* put: the new record comes back */
+    assert_int_equal(sop(f, st, S_PUT, k1, &r, NULL, 100, &a), 0);
+    assert_true(a.has_rec);
+    assert_int_equal(a.rec.state, FAAS_STORE_INPROGRESS);
+    assert_null(a.rec.payload);
+    assert_string_equal(a.rec.validation, v1);
+    assert_int_equal(a.rec.expires_ms, 5000);
+    /* a second put finds the live one and leaves it */
+    assert_int_equal(sop(f, st, S_PUT, k1, &done, NULL, 200, &a), FAAS_EEXIST);
+    assert_int_equal(a.rec.state, FAAS_STORE_INPROGRESS);
+    assert_string_equal(a.rec.validation, v1);
+    assert_int_equal(sop(f, st, S_GET, k2, NULL, NULL, 200, &a), FAAS_ENOENT);
+    /* complete replaces everything */
+    assert_int_equal(sop(f, st, S_COMPLETE, k1, &done, NULL, 300, &a), 0);
+    assert_int_equal(a.rec.state, FAAS_STORE_COMPLETED);
+    assert_int_equal(a.rec.status, 7);
+    assert_true(json_equal(a.rec.payload, payload));
+    assert_string_equal(a.rec.validation, v2);
+    assert_int_equal(a.rec.expires_ms, 9000);
+    assert_int_equal(sop(f, st, S_GET, k1, NULL, NULL, 400, &a), 0);
+    assert_int_equal(a.rec.status, 7);
+    assert_true(json_equal(a.rec.payload, payload));
+    done.validation = NULL;
+    assert_int_equal(sop(f, st, S_COMPLETE, k1, &done, NULL, 500, &a), 0);
+    assert_null(a.rec.validation);
+    assert_int_equal(sop(f, st, S_REMOVE, k1, NULL, NULL, 600, &a), 0);
+    assert_false(a.has_rec);
+    assert_int_equal(sop(f, st, S_GET, k1, NULL, NULL, 600, &a), FAAS_ENOENT);
+    assert_int_equal(sop(f, st, S_REMOVE, k1, NULL, NULL, 600, &a), FAAS_ENOENT);
+    assert_int_equal(sop(f, st, S_PUT, k1, &r, NULL, 700, &a), 0);
+
+    /* expiry: the caller's clock decides */
+    r.expires_ms = 1000;
+    assert_int_equal(sop(f, st, S_PUT, k2, &r, NULL, 0, &a), 0);
+    assert_int_equal(sop(f, st, S_GET, k2, NULL, NULL, 999, &a), 0);
+    assert_int_equal(sop(f, st, S_PUT, k2, &done, NULL, 999, &a), FAAS_EEXIST);
+    assert_int_equal(sop(f, st, S_GET, k2, NULL, NULL, 1000, &a), FAAS_ENOENT);
+    assert_int_equal(sop(f, st, S_PUT, k2, &r, NULL, 0, &a), 0);
+    assert_int_equal(sop(f, st, S_COMPLETE, k2, &done, NULL, 1000, &a), FAAS_ENOENT);
+    assert_int_equal(sop(f, st, S_PUT, k2, &r, NULL, 0, &a), 0);
+    assert_int_equal(sop(f, st, S_PUT, k2, &done, NULL, 1000, &a), 0); /* replaced */
+    assert_int_equal(a.rec.status, 7);
+    r.expires_ms = -5; /* negative times are just times */
+    assert_int_equal(sop(f, st, S_REMOVE, k2, NULL, NULL, 1, &a), 0);
+    assert_int_equal(sop(f, st, S_PUT, k2, &r, NULL, -10, &a), 0);
+    assert_int_equal(sop(f, st, S_GET, k2, NULL, NULL, -6, &a), 0);
+    assert_int_equal(sop(f, st, S_GET, k2, NULL, NULL, -5, &a), FAAS_ENOENT);
+
+    /* owners: complete and remove act only on the owner's record */
+    r = mkrec(FAAS_STORE_INPROGRESS, 0, NULL, NULL, 5000);
+    r.owner = "11111111-1111-4111-8111-111111111111";
+    done.owner = "22222222-2222-4222-8222-222222222222";
+    assert_int_equal(sop(f, st, S_REMOVE, k1, NULL, NULL, 800, &a), 0);
+    assert_int_equal(sop(f, st, S_PUT, k1, &r, NULL, 800, &a), 0);
+    assert_string_equal(a.rec.owner, r.owner);
+    assert_int_equal(sop(f, st, S_COMPLETE, k1, &done, NULL, 800, &a), FAAS_ENOENT);
+    assert_int_equal(sop(f, st, S_REMOVE, k1, NULL, done.owner, 800, &a), FAAS_ENOENT);
+    done.owner = r.owner;
+    assert_int_equal(sop(f, st, S_COMPLETE, k1, &done, NULL, 800, &a), 0);
+    assert_int_equal(sop(f, st, S_REMOVE, k1, NULL, r.owner, 800, &a), 0);
+
+    /* too big for the bound */
+    faas_store_free(st);
+    assert_int_equal(faas_durable_shared_store_new(d, "fn", 300, &st), 0);
+    r.owner = NULL;
+    assert_int_equal(sop(f, st, S_PUT, k1, &r, NULL, 900, &a), 0);
+    json_decref(done.payload);
+    {
+        char big[301];
+        memset(big, 'x', 300);
+        big[300] = '\0';
+        done.payload = json_pack("{s:s}", "big", big);
+    }
+    payload = done.payload;
+    done.owner = NULL;
+    /* a refused put keeps nothing; a refused complete drops the record */
+    assert_int_equal(sop(f, st, S_PUT, k2, &done, NULL, 900, &a), FAAS_ETOOBIG);
+    assert_false(a.has_rec);
+    assert_int_equal(sop(f, st, S_GET, k2, NULL, NULL, 900, &a), FAAS_ENOENT);
+    assert_int_equal(sop(f, st, S_COMPLETE, k1, &done, NULL, 900, &a), FAAS_ETOOBIG);
+    assert_int_equal(sop(f, st, S_GET, k1, NULL, NULL, 900, &a), FAAS_ENOENT);
+    json_decref(a.payload);
+    faas_store_free(st);
+    json_decref(payload);
+    faas_durable_close(d);
+}
+
+/* A store freed with answers on the way still answers each once. */
+static void test_store_freed_with_answers_owed(void **state)
+{
+    struct fx *f = *state;
+    struct faas_durable *d = open_ok(f, 0);
+    struct faas_store *st = NULL;
+    struct faas_store_record r = mkrec(FAAS_STORE_INPROGRESS, 0, NULL, NULL, 5000);
+    struct sanswer a = { 0 }, b = { 0 };
+
+    assert_int_equal(faas_durable_shared_store_new(d, "fn", 0, &st), 0);
+    assert_int_equal(faas_store_put_if_absent(st, k1, &r, 1, on_sanswer, &a), 0);
+    assert_int_equal(faas_store_put_if_absent(st, k1, &r, 1, on_sanswer, &b), 0);
+    faas_store_free(st);
+    assert_true(tu_run_until(f->base, &b.calls, 1, 10000));
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(a.rc, 0);
+    assert_int_equal(b.rc, FAAS_EEXIST);
+    /* and an answer owed at close comes from the close */
+    assert_int_equal(faas_durable_shared_store_new(d, "fn", 0, &st), 0);
+    memset(&a, 0, sizeof a);
+    assert_int_equal(faas_store_get(st, k1, 1, on_sanswer, &a), 0);
+    faas_durable_close(d);
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(a.rc, 0);
+    faas_store_free(st);
+}
+
+/* ---- two hosts on one Redis -------------------------------------------------- */
+
+static atomic_int fleet_runs;
+
+static int fleet_handler(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    (void)ctx;
+    (void)event;
+    *result = json_pack("{s:i}", "run", atomic_fetch_add(&fleet_runs, 1) + 1);
+    return 0;
+}
+
+struct host {
+    struct event_base *base;
+    struct faas_runtime *rt;
+    int results, status, replayed;
+    json_t *payload;
+};
+
+static void host_result(const struct faas_result *res, void *arg)
+{
+    struct host *h = arg;
+    h->results++;
+    h->status = faas_result_status(res);
+    h->replayed = faas_result_replayed(res);
+    json_decref(h->payload);
+    h->payload = json_incref(faas_result_payload(res));
+}
+
+static void host_new(struct host *h, const char *url, const char *node)
+{
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+    struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+
+    memset(h, 0, sizeof *h);
+    o.zygote = 0;
+    o.durable = url;
+    o.node_id = node;
+    tu_rt_new(&h->base, &h->rt, &o);
+    io.key_path = "order";
+    fo.isolation = FAAS_ISOLATION_INLINE;
+    fo.idempotency = &io;
+    assert_int_equal(faas_register(h->rt, "orders", fleet_handler, &fo), 0);
+}
+
+/* Runs h's loop until its engine holds no operation (the record's complete,
+ * sent after the result, is in Redis). */
+static void host_settle(struct host *h)
+{
+    uint64_t end = tu_now_ms() + 10000;
+    struct faas_durable_stats ds;
+
+    for (;;) {
+        faas_durable_stats_get(h->rt->durable, &ds);
+        if (ds.pending == 0 || tu_now_ms() > end)
+            break;
+        event_base_loop(h->base, EVLOOP_ONCE);
+    }
+    assert_int_equal(ds.pending, 0);
+}
+
+static int host_call(struct host *h, json_t *ev)
+{
+    int want = h->results + 1;
+    assert_int_equal(faas_invoke(h->rt, "orders", ev, NULL, host_result, h), 0);
+    assert_true(tu_run_until(h->base, &h->results, want, 10000));
+    host_settle(h);
+    return h->status;
+}
+
+static void test_two_hosts_one_key(void **state)
+{
+    struct fx *f = *state;
+    struct host a, b;
+    json_t *ev = json_pack("{s:s}", "order", "A-1");
+    json_t *ev2 = json_pack("{s:s}", "order", "B-2");
+
+    atomic_store(&fleet_runs, 0);
+    host_new(&a, f->url, "host-a");
+    host_new(&b, f->url, "host-b");
+    /* run on a, replayed on b: the handler ran once */
+    assert_int_equal(host_call(&a, ev), 0);
+    assert_false(a.replayed);
+    assert_int_equal(host_call(&b, ev), 0);
+    assert_true(b.replayed);
+    assert_true(json_equal(a.payload, b.payload));
+    assert_int_equal(atomic_load(&fleet_runs), 1);
+
+    /* both at once: one takes the key, the other finds it in progress */
+    assert_int_equal(faas_invoke(a.rt, "orders", ev2, NULL, host_result, &a), 0);
+    assert_int_equal(faas_invoke(b.rt, "orders", ev2, NULL, host_result, &b), 0);
+    {
+        uint64_t end = tu_now_ms() + 10000;
+        while ((a.results < 2 || b.results < 2) && tu_now_ms() < end) {
+            event_base_loop(a.base, EVLOOP_NONBLOCK);
+            event_base_loop(b.base, EVLOOP_NONBLOCK);
+            usleep(1000); /* two loops in one thread: bounded polling */
+        }
+    }
+    assert_int_equal(a.results, 2);
+    assert_int_equal(b.results, 2);
+    assert_int_equal(atomic_load(&fleet_runs), 2);
+    /* the loser either replayed the winner's result or was told it runs */
+    assert_true((a.status == 0 && !a.replayed) != (b.status == 0 && !b.replayed));
+    assert_true(a.status == FAAS_EINPROGRESS || b.status == FAAS_EINPROGRESS || a.replayed ||
+                b.replayed);
+    json_decref(a.payload);
+    json_decref(b.payload);
+    json_decref(ev);
+    json_decref(ev2);
+    tu_rt_free(&a.rt, &a.base);
+    tu_rt_free(&b.rt, &b.base);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_bad_urls, rsetup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_semantics, rsetup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_freed_with_answers_owed, rsetup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_hosts_one_key, rsetup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_roundtrip, rsetup, teardown),
+        cmocka_unit_test_setup_teardown(test_records_schedules_prefix, rsetup, teardown),
+        cmocka_unit_test_setup_teardown(test_idem_records, rsetup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_commits_queued, rsetup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_lost_and_back, rsetup, teardown),
+        cmocka_unit_test_setup_teardown(test_command_timeout, rsetup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_reply, rsetup, teardown),
+        cmocka_unit_test_setup_teardown(test_runtime_unreachable, rsetup, teardown),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
+
+#else
+
+static void test_redis_left_out(void **state)
+{
+    struct fx *f = *state;
+    struct faas_durable *d = NULL;
+    assert_int_equal(faas_durable_open(&d, f->rt, "redis://127.0.0.1:6379", 0, NULL),
+                     FAAS_EINVAL);
+    assert_non_null(strstr(f->log_line, "WITH_REDIS=0"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_redis_left_out, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
+
+#endif
