@@ -823,17 +823,24 @@ static int queue_full(const struct faas_async *a, size_t bytes)
            a->nbytes > a->opts.max_queue_bytes || bytes > a->opts.max_queue_bytes - a->nbytes;
 }
 
-/* Drops the oldest waiting event: it ends (from the loop) as throttled. */
+/* Drops the oldest waiting event: it ends (from the loop) as throttled; one
+ * whose put the engine is writing ends once that commits (put_done). */
 static int drop_oldest(struct faas_runtime *rt, struct faas_async *a, const char *why)
 {
-    struct async_ev *old = oldest_waiting(a, 0);
+    struct async_ev *old = oldest_waiting(a, 1);
     if (!old)
         return 0;
-    faas_async_ev_unlink(a, old);
     old->end_status = FAAS_ETHROTTLED;
     old->end_cond = COND_THROTTLED;
-    old->where = W_DONE;
-    faas_list_insert_tail(&a->done, &old->link);
+    if (old->where == W_PENDING) {
+        a->nwaiting--;
+        a->nbytes -= old->bytes;
+        old->where = W_PENDING_DROPPED; /* stays on a->durable */
+    } else {
+        faas_async_ev_unlink(a, old);
+        old->where = W_DONE;
+        faas_list_insert_tail(&a->done, &old->link);
+    }
     faas_log_event(rt, FAAS_LOG_ASYNC, a->fn->name, old->request_id, "overflow", NULL,
                    "the async queue is full (%s): the oldest event is dropped", why);
     return 1;

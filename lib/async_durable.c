@@ -194,12 +194,19 @@ static void put_done(int rc, void *arg)
     faas_accept_fn cb = ev->on_accepted;
     void *cb_arg = ev->accepted_arg;
     char id[FAAS_REQUEST_ID_SIZE];
+    int dropped;
 
     memcpy(id, ev->request_id, sizeof id);
     faas_rt_enter(rt);
     faas_fn_ref(fn);
+    dropped = ev->where == W_PENDING_DROPPED;
     faas_async_ev_unlink(a, ev);
-    if (rc != 0) {
+    if (rc == 0 && dropped && !faas_async_stopping(fn)) {
+        /* Accepted, then pushed out by newer events: it ends as throttled. */
+        ev->where = W_DONE;
+        faas_list_insert_tail(&a->done, &ev->link);
+        faas_async_kick(a);
+    } else if (rc != 0) {
         faas_log_event(rt, FAAS_LOG_WARNING, fn->name, id, "durable", NULL,
                        "async event not accepted: the durable engine could not keep it: %s",
                        faas_async_err_name(rc));

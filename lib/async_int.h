@@ -24,10 +24,14 @@ enum async_cond {
 };
 
 /*
- * Where an event is. W_PENDING and W_STARTING exist only with a durable
+ * Where an event is. W_PENDING, W_PENDING_DROPPED and W_STARTING exist only with a durable
  * engine: the event's acceptance, or its next attempt, is being written.
  */
-enum async_where { W_READY = 1, W_DELAYED, W_RUNNING, W_DONE, W_PENDING, W_STARTING };
+enum async_where {
+    W_READY = 1, W_DELAYED, W_RUNNING, W_DONE, W_PENDING, W_STARTING,
+    W_PENDING_DROPPED /* dropped by the queue's overflow while its put was
+                         being written: it ends once the put commits */
+};
 
 struct async_ev {
     struct faas_list link;     /* a->ready, delayed, running, done or durable */

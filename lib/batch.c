@@ -274,15 +274,29 @@ static json_t *failure_record(struct faas_batcher *b, const struct bbatch *bt,
  * the runtime closes), a log record, then the records end. What was chained
  * behind bt is scheduled first, so user code finds consistent lists.
  */
+static void fail_send(struct faas_batcher *b, struct bbatch *bt, enum fail_cond cond,
+                      uint64_t now);
+
 static void fail_final(struct faas_batcher *b, struct bbatch *bt, enum fail_cond cond,
                        uint64_t now)
+{
+    size_t i;
+
+    fail_send(b, bt, cond, now);
+    for (i = 0; i < bt->n; i++)
+        faas_brec_end(b, bt->recs[i]);
+    batch_free(bt);
+}
+
+/* fail_final's record to on_failure and its log line; the records stay. */
+static void fail_send(struct faas_batcher *b, struct bbatch *bt, enum fail_cond cond,
+                      uint64_t now)
 {
     struct faas_runtime *rt = b->rt;
     char id[FAAS_REQUEST_ID_SIZE], dest_id[FAAS_REQUEST_ID_SIZE];
     struct bbatch *next = bt->next;
     const char *sent = "";
     char note[FAAS_NAME_MAX + 64] = "";
-    size_t i;
     json_t *rec;
     int rc;
 
@@ -315,9 +329,6 @@ static void fail_final(struct faas_batcher *b, struct bbatch *bt, enum fail_cond
                    "mapping %d: %zu record%s failed for good (%s, %s)%s", b->mapping_id, bt->n,
                    bt->n == 1 ? "" : "s", cond_names[cond],
                    bt->invokes ? faas_batch_err_name(bt->last_status) : "never invoked", sent);
-    for (i = 0; i < bt->n; i++)
-        faas_brec_end(b, bt->recs[i]);
-    batch_free(bt);
 }
 
 /* Moves the records of bt whose age ran out into a new batch (or NULL). */
@@ -843,6 +854,33 @@ static void drain_key(struct faas_batcher *b, struct bkey *k, struct faas_list *
     }
 }
 
+/*
+ * The mapping is removed while records wait for the engine to keep them:
+ * they were taken (faas_emit said so), so they go to on_failure now, with
+ * those that waited in a batch. They stay on b->putting; their answer only
+ * makes the engine forget them (putting_settle, with b->m NULL).
+ */
+static void send_putting(struct faas_batcher *b, uint64_t now)
+{
+    struct bbatch *bt = NULL;
+    struct faas_list *e;
+
+    for (e = b->putting.next; e != &b->putting; e = e->next) {
+        if (bt && bt->n == b->batch_size) {
+            fail_send(b, bt, C_REMOVED, now);
+            batch_free(bt);
+            bt = NULL;
+        }
+        if (!bt && !(bt = batch_alloc(b, b->batch_size)))
+            return; /* out of memory: they end without a destination */
+        bt->recs[bt->n++] = FAAS_CONTAINER_OF(e, struct brec, link);
+    }
+    if (bt) {
+        fail_send(b, bt, C_REMOVED, now);
+        batch_free(bt);
+    }
+}
+
 void faas_batcher_free(struct faas_mapping *m)
 {
     struct faas_batcher *b = m ? m->batcher : NULL;
@@ -895,6 +933,8 @@ void faas_batcher_free(struct faas_mapping *m)
     /* With a durable engine, the runtime's end removes nothing: what waits
      * stays kept for the next start, quietly. */
     keep = b->rt->durable && faas_batch_stopping(b->rt);
+    if (!keep)
+        send_putting(b, now);
     while ((e = faas_list_pop_head(&dead)) != NULL) {
         struct bbatch *bt = FAAS_CONTAINER_OF(e, struct bbatch, link);
         if (keep)

@@ -30,11 +30,12 @@
 #define MS 1000000u
 
 /* The answer of an engine operation that moves or ends work: the engine
- * retries it until it commits or closes, so there is nothing to do. */
+ * retries it until it commits or closes; a drain counts it until then, so
+ * it hears of the commit (arg: the runtime). */
 static void durable_noop(int rc, void *arg)
 {
     (void)rc;
-    (void)arg;
+    faas_drain_note(arg);
 }
 
 /* ---- keys ----------------------------------------------------------- */
@@ -160,7 +161,7 @@ static void rec_forget(struct faas_batcher *b, const struct brec *r)
 
     if (r->keep != KEEP_KEPT || faas_batch_stopping(rt) || !rt->durable)
         return;
-    rc = faas_durable_record_del(rt->durable, b->name, r->seq, durable_noop, NULL);
+    rc = faas_durable_record_del(rt->durable, b->name, r->seq, durable_noop, rt);
     if (rc != 0)
         faas_log_event(rt, FAAS_LOG_WARNING, b->function, NULL, "durable", NULL,
                        "mapping \"%s\": record %llu ended but stays kept (%s): it runs "
@@ -229,7 +230,9 @@ void faas_brec_queue(struct faas_batcher *b, struct brec *r, uint64_t now)
         b->navail++;
     else
         faas_bkey_avail_update(b, k);
-    if (b->window_ms == 0 || b->navail >= b->batch_size)
+    /* While draining windows are closed: a record kept after the drain
+     * began leaves at once too. */
+    if (b->window_ms == 0 || b->navail >= b->batch_size || b->rt->draining)
         faas_batcher_kick(b);
     else
         faas_batch_arm_timer(b, now);
@@ -432,7 +435,7 @@ static int load_one(const struct faas_durable_record *dr, void *arg)
         faas_log_event(rt, FAAS_LOG_WARNING, b->function, NULL, "durable", NULL,
                        "mapping \"%s\": kept record %llu is not a JSON object: dropped",
                        b->name, (unsigned long long)dr->seq);
-        faas_durable_record_del(rt->durable, b->name, dr->seq, durable_noop, NULL);
+        faas_durable_record_del(rt->durable, b->name, dr->seq, durable_noop, rt);
         return 0;
     }
     r = faas_brec_new(b, rec, dr->record_len);

@@ -201,12 +201,13 @@ static void iso_utc(int64_t t, char *buf, size_t size)
     strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* A durable operation whose outcome changes nothing here: the engine
- * retries what it was given until it commits or closes. */
+/* The answer of an engine operation that moves or ends work: the engine
+ * retries it until it commits or closes; a drain counts it until then, so
+ * it hears of the commit (arg: the runtime). */
 static void durable_noop(int rc, void *arg)
 {
     (void)rc;
-    (void)arg;
+    faas_drain_note(arg);
 }
 
 /* EventBridge's Scheduled Event for a fire at `t`. New reference or NULL. */
@@ -288,7 +289,7 @@ static int schedule_check(struct faas_mapping *m)
     /* Kept before the event is queued: the engine commits in that order,
      * so a restart never fires this due time again. */
     if (rt->durable &&
-        (rc = faas_durable_schedule_set(rt->durable, m->name, due * 1000, durable_noop, NULL)))
+        (rc = faas_durable_schedule_set(rt->durable, m->name, due * 1000, durable_noop, rt)))
         faas_log_event(rt, FAAS_LOG_WARNING, function, NULL, "durable", NULL,
                        "%s: the fire at %lld not kept: %s", m->name, (long long)due,
                        faas_strerror(rc));

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "durable.h"  /* settle: the engine's pending writes */
 #include "faas_int.h" /* faas_async_poll: the retry timer, on demand */
 #include "testutil.h"
 
@@ -250,9 +251,22 @@ static int run_until_atomic(int *p, int want, unsigned bound_ms)
 }
 
 /* Runs what is active now (INLINE work is driven by active events). */
+/* A few passes of the loop; on a durable engine (make test's second run),
+ * first until what was written has committed and come back, as it comes
+ * back at once without one. */
 static void settle(void)
 {
+    uint64_t end = tu_now_ms() + BOUND_MS;
     int i;
+    for (i = 0; i < 8; i++)
+        event_base_loop(g_base, EVLOOP_NONBLOCK);
+    while (g_rt && g_rt->durable && tu_now_ms() < end) {
+        struct faas_durable_stats ds;
+        faas_durable_stats_get(g_rt->durable, &ds);
+        if (ds.pending == 0)
+            break;
+        event_base_loop(g_base, EVLOOP_ONCE);
+    }
     for (i = 0; i < 8; i++)
         event_base_loop(g_base, EVLOOP_NONBLOCK);
 }
@@ -308,6 +322,7 @@ static int setup(void **state)
     ro.clock.now_ns = tu_clock_now;
     ro.clock.wall_ns = tu_clock_wall;
     ro.clock.arg = &g_clock;
+    tu_durable_apply(&ro); /* make test runs the suite on SQLite too */
     g_rt = NULL;
     if (faas_runtime_new(&g_rt, g_base, &ro) != 0)
         return -1;
@@ -960,6 +975,12 @@ static void test_free_pending(void **state)
     char id[4][FAAS_REQUEST_ID_SIZE];
     int i;
     (void)state;
+    if (g_rt->durable) {
+        /* On a durable engine events do not end with FAAS_ECANCELED: they
+         * stay for the next start (test_durable_async tests that). */
+        print_message("  memory semantics (events cancelled): skipped on a durable engine\n");
+        skip();
+    }
 
     ao.on_failure = "dst";
     af.on_failure = "dst";
@@ -1006,6 +1027,12 @@ static void test_unregister_pending(void **state)
     json_t *rec;
     int i;
     (void)state;
+    if (g_rt->durable) {
+        /* On a durable engine events do not end with FAAS_ECANCELED: they
+         * stay for the next start (test_durable_async tests that). */
+        print_message("  memory semantics (events cancelled): skipped on a durable engine\n");
+        skip();
+    }
 
     ao.on_failure = "dst";
     reg("busy", FAAS_ISOLATION_THREAD, gate_handler, &ao, 1);
@@ -1136,6 +1163,12 @@ static void test_free_inside_dead_letter(void **state)
     char id[3][FAAS_REQUEST_ID_SIZE];
     int i;
     (void)state;
+    if (g_rt->durable) {
+        /* On a durable engine events do not end with FAAS_ECANCELED: they
+         * stay for the next start (test_durable_async tests that). */
+        print_message("  memory semantics (events cancelled): skipped on a durable engine\n");
+        skip();
+    }
 
     ao.max_retries = 0;
     ao.dead_letter = free_in_dead;

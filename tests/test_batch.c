@@ -239,6 +239,7 @@ static int setup(void **state)
     o.thread_workers = 4;
     o.region = "us-east-2";
     g_base = event_base_new();
+    tu_durable_apply(&o); /* make test runs the suite on SQLite too */
     if (!g_base || faas_runtime_new(&g_rt, g_base, &o) != 0)
         return -1;
     in.isolation = FAAS_ISOLATION_INLINE;
@@ -961,7 +962,7 @@ static void log_frees(const struct faas_log_record *rec, void *arg)
 static void test_free_from_a_failure_log(void **state)
 {
     struct faas_map_opts o = FAAS_MAP_OPTS_INIT;
-    int i;
+    int i, durable = g_rt->durable != NULL;
     (void)state;
     g_rt->opts.log = log_frees;
     o.max_retries = 0;
@@ -975,8 +976,9 @@ static void test_free_from_a_failure_log(void **state)
     g_rt = NULL;
     tu_run_for(g_base, 20);
     /* one exhausted batch, then the two still queued, dropped (logged, no
-     * destination) when the deferred free ran */
-    assert_int_equal(g_free_in_log, 3);
+     * destination) when the deferred free ran; on a durable engine they
+     * stay kept for the next start, quietly */
+    assert_int_equal(g_free_in_log, durable ? 1 : 3);
     assert_int_equal(g_ncalls, 1);
     assert_int_equal(g_ndlq, 0);
 }

@@ -254,12 +254,6 @@ static void test_batch_window_flushed(void **state)
     int i;
 
     (void)state;
-    if (g_rt->durable) {
-        /* Known defect, SQLite and Redis alike: with a durable engine the
-         * drain does not report while records wait in a batch window. */
-        printf("  a drain over a batch window on a durable engine does not end yet: skipped\n");
-        skip();
-    }
     mo.batch_size = 100;
     mo.batch_window_ms = 10000;
     assert_true(faas_map(g_rt, "queue:jobs", "batch", &mo) >= 0);
@@ -303,7 +297,12 @@ static void test_batch_window_drain_at_once(void **state)
     assert_int_equal(faas_drain(g_rt, 0, on_drain, NULL), 0);
     assert_true(tu_run_until(g_base, &g_drains, 1, BOUND_MS));
     assert_true(tu_now_ms() - start < 5000); /* well before the window */
-    assert_int_equal(g_batches, 1);
+    /* Kept by an engine in more than one commit, they may leave in more
+     * than one batch; all of them, before the window. */
+    if (g_rt->durable)
+        assert_true(g_batches >= 1);
+    else
+        assert_int_equal(g_batches, 1);
     assert_int_equal(g_batch_records, 9);
     assert_int_equal(g_drain_rc, 0);
     assert_int_equal(g_drain_remaining, 0);

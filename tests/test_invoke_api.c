@@ -129,6 +129,7 @@ static int teardown(void **state)
     tu_gate_open(&g_mu, &g_cv, &g_open);
     faas_runtime_free(g_rt);
     g_rt = NULL;
+    tu_durable_remove();
     json_decref(g_counted_event);
     g_counted_event = NULL;
     event_base_free(g_base);
@@ -152,6 +153,7 @@ static void rt_start(const struct faas_runtime_opts *extra)
         o.invoke_api = 1;
     o.thread_workers = 2;
     o.zygote = 0; /* no PROCESS functions here */
+    tu_durable_apply(&o); /* make test runs the suite on SQLite too */
     assert_int_equal(faas_runtime_new(&g_rt, g_base, &o), 0);
     fo.isolation = FAAS_ISOLATION_INLINE;
     assert_int_equal(faas_register(g_rt, "echo", h_echo, &fo), 0);
