@@ -924,7 +924,9 @@ static void test_last_missed(void **state)
         }
     }
     print_message("%d windows, %d with a missed fire\n", compared, found);
-    assert_true(found >= 70 && found < compared);
+    /* Where time_t has 32 bits no fire lies past 2038: fewer are found
+     * (both ways alike, as compared above). */
+    assert_true(found >= (sizeof(time_t) >= 8 ? 70 : 40) && found < compared);
     {
         struct faas_schedule s;
         time_t t;
