@@ -720,6 +720,12 @@ FAAS_EXTERN int faas_invoke_sync(struct faas_runtime *rt, const char *name, json
  * FAAS_ECANCELED (the runtime is being freed) or FAAS_ENOMEM. On error
  * nothing is queued. Attempts held back by a busy function count in
  * faas_stats' throttles, as Lambda counts them.
+ * With a durable engine (faas_runtime_opts.durable) the event starts only
+ * once it is kept, and opts->on_accepted says when (0) or that it could not
+ * be (FAAS_EUNAVAILABLE: nothing of it is kept or run); each event ends at
+ * least once, possibly twice after a crash (docs/durability.md), never with
+ * FAAS_ECANCELED: what the runtime's end or faas_unregister leaves stays
+ * kept for the next start.
  */
 FAAS_EXTERN int faas_invoke_async(struct faas_runtime *rt, const char *name, json_t *event,
                                   const struct faas_invoke_opts *opts,
