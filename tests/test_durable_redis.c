@@ -684,20 +684,26 @@ static void host_new(struct host *h, const char *url, const char *node)
     assert_int_equal(faas_register(h->rt, "orders", fleet_handler, &fo), 0);
 }
 
-/* Runs h's loop until its engine holds no operation (the record's complete,
- * sent after the result, is in Redis). */
-static void host_settle(struct host *h)
+/* Runs base's loop until rt's engine holds no operation: every answer is
+ * in. */
+static void engine_settle(struct event_base *base, struct faas_runtime *rt)
 {
     uint64_t end = tu_now_ms() + 10000;
     struct faas_durable_stats ds;
 
     for (;;) {
-        faas_durable_stats_get(h->rt->durable, &ds);
+        faas_durable_stats_get(rt->durable, &ds);
         if (ds.pending == 0 || tu_now_ms() > end)
             break;
-        event_base_loop(h->base, EVLOOP_ONCE);
+        event_base_loop(base, EVLOOP_ONCE);
     }
     assert_int_equal(ds.pending, 0);
+}
+
+/* The record's complete, sent after the result, is in Redis. */
+static void host_settle(struct host *h)
+{
+    engine_settle(h->base, h->rt);
 }
 
 static int host_call(struct host *h, json_t *ev)
@@ -753,6 +759,222 @@ static void test_two_hosts_one_key(void **state)
     tu_rt_free(&b.rt, &b.base);
 }
 
+
+/* Claims of two nodes on one prefix: a due time is won once; a re-sent
+ * claim of the winner wins again; a rate() claim closer than its period
+ * to the fleet's last fire, or a claim before it, loses and says it. */
+static void test_schedule_claims(void **state)
+{
+    struct fx *f = *state;
+    struct faas_durable *a = open_ok(f, 0), *b = NULL;
+    struct claim_log log = { 0 };
+    int64_t fired = 0;
+    static const struct {
+        int node;
+        const char *name;
+        int64_t due_ms, gap_ms;
+        int rc;
+        int64_t fleet_ms;
+    } steps[] = {
+        { 0, "s", 60000, 60000, 0, 60000 },
+        { 1, "s", 60000, 60000, FAAS_EEXIST, 60000 },  /* won once */
+        { 0, "s", 60000, 60000, 0, 60000 },            /* re-sent by its winner */
+        { 1, "s", 100000, 60000, FAAS_EEXIST, 60000 }, /* within the period */
+        { 1, "s", 120000, 60000, 0, 120000 },
+        { 0, "s", 90000, 1, FAAS_EEXIST, 120000 },     /* before the last */
+        { 0, "c", 5000, 1, 0, 5000 },
+        { 1, "c", 5000, 1, FAAS_EEXIST, 5000 },
+        { 1, "c", 5001, 1, 0, 5001 },
+    };
+    size_t i;
+
+    assert_int_equal(faas_durable_open(&b, f->rt, f->url, 0, "node-b"), 0);
+    for (i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        assert_int_equal(faas_durable_schedule_claim(steps[i].node ? b : a, steps[i].name,
+                                                     steps[i].due_ms, steps[i].gap_ms,
+                                                     on_claimed, &log),
+                         0);
+        assert_true(tu_run_until(f->base, &log.n, (int)i + 1, 10000));
+        assert_int_equal(log.rc[i], steps[i].rc);
+        assert_int_equal(log.fleet_ms[i], steps[i].fleet_ms);
+    }
+    faas_durable_close(a);
+    faas_durable_close(b);
+    a = open_ok(f, 0);
+    assert_int_equal(faas_durable_schedule_get(a, "s", &fired), 0);
+    assert_int_equal(fired, 120000);
+    faas_durable_close(a);
+}
+
+/* ---- schedules on two hosts ------------------------------------------------ */
+
+/* Which host ran each fire, and the fire's time, in run order. */
+static struct {
+    int host[64];
+    char time[64][32];
+    atomic_int n;
+} fires;
+
+static void fire_note(int host, json_t *event)
+{
+    int i = atomic_load(&fires.n);
+    const char *t = json_string_value(json_object_get(event, "time"));
+    assert_true(i < 64);
+    fires.host[i] = host;
+    snprintf(fires.time[i], sizeof fires.time[i], "%s", t ? t : "?");
+    atomic_store(&fires.n, i + 1);
+}
+
+static int tick_a(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    (void)ctx;
+    (void)result;
+    fire_note(0, event);
+    return 0;
+}
+
+static int tick_b(struct faas_ctx *ctx, json_t *event, json_t **result)
+{
+    (void)ctx;
+    (void)result;
+    fire_note(1, event);
+    return 0;
+}
+
+struct ticker {
+    struct event_base *base;
+    struct faas_runtime *rt;
+};
+
+/* A host on the shared fake clock with "tick" mapped to rate(1 minute). */
+static void ticker_new(struct ticker *h, const char *url, const char *node,
+                       struct tu_clock *clk, int which)
+{
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+
+    o.zygote = 0;
+    o.durable = url;
+    o.node_id = node;
+    o.clock.now_ns = tu_clock_now;
+    o.clock.wall_ns = tu_clock_wall;
+    o.clock.arg = clk;
+    tu_rt_new(&h->base, &h->rt, &o);
+    fo.isolation = FAAS_ISOLATION_INLINE;
+    assert_int_equal(faas_register(h->rt, "tick", which ? tick_b : tick_a, &fo), 0);
+    assert_true(faas_map(h->rt, "schedule:rate(1 minute)", "tick", NULL) >= 0);
+}
+
+/* Events kept in Redis and not ended yet, fleet-wide. */
+static long long events_kept(void)
+{
+    redisContext *c = redisConnect("127.0.0.1", srv.port);
+    redisReply *rep;
+    long long n = -1;
+
+    assert_non_null(c);
+    assert_int_equal(c->err, 0);
+    rep = redisCommand(c, "ZCARD faas:events");
+    if (rep && rep->type == REDIS_REPLY_INTEGER)
+        n = rep->integer;
+    freeReplyObject(rep);
+    redisFree(c);
+    return n;
+}
+
+/*
+ * Polls the schedules, `first` first and until its claims are answered,
+ * then runs both loops until every claim is answered, `want` fires ran and
+ * no event is left in Redis: a fire queued twice would be counted.
+ */
+static void tickers_step(struct ticker *h, int first, int want)
+{
+    uint64_t end = tu_now_ms() + 10000;
+    struct faas_durable_stats a, b;
+
+    faas_schedule_poll(h[first].rt);
+    engine_settle(h[first].base, h[first].rt);
+    faas_schedule_poll(h[!first].rt);
+    for (;;) {
+        event_base_loop(h[0].base, EVLOOP_NONBLOCK);
+        event_base_loop(h[1].base, EVLOOP_NONBLOCK);
+        faas_durable_stats_get(h[0].rt->durable, &a);
+        faas_durable_stats_get(h[1].rt->durable, &b);
+        if ((atomic_load(&fires.n) >= want && a.pending == 0 && b.pending == 0 &&
+             events_kept() == 0) ||
+            tu_now_ms() > end)
+            break;
+        usleep(1000); /* two loops in one thread: bounded polling */
+    }
+    assert_int_equal(a.pending + b.pending, 0);
+    assert_int_equal(events_kept(), 0);
+    assert_int_equal(atomic_load(&fires.n), want);
+}
+
+/* The fake clock's wall time `s` seconds after the epoch of tu_clock_wall,
+ * as a Scheduled Event's "time". */
+static void iso_at(struct tu_clock *clk, int64_t after_s, char *buf, size_t size)
+{
+    time_t t = (time_t)(tu_clock_wall(clk) / 1000000000 + after_s);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/*
+ * rate(1 minute) mapped on two hosts 20 s apart: the second falls into the
+ * first's step, and from then on every due time fires on exactly one of
+ * them, whichever asks first; after both went down for four and a half
+ * periods, the latest missed due time fires once across both.
+ */
+static void test_schedule_fires_once_per_fleet(void **state)
+{
+    struct fx *f = *state;
+    struct tu_clock clk = { 0 };
+    struct ticker h[2];
+    char want[32];
+    int i, won[2] = { 0, 0 };
+
+    atomic_store(&fires.n, 0);
+    ticker_new(&h[0], f->url, "host-a", &clk, 0); /* due at 60 */
+    tu_clock_advance(&clk, 20000000000ull);
+    ticker_new(&h[1], f->url, "host-b", &clk, 1); /* due at 80 */
+    tu_clock_advance(&clk, 40000000000ull);       /* 60: a fires */
+    tickers_step(h, 0, 1);
+    assert_int_equal(fires.host[0], 0);
+    iso_at(&clk, 0, want, sizeof want);
+    assert_string_equal(fires.time[0], want);
+    tu_clock_advance(&clk, 20000000000ull); /* 80: b's due time is too close */
+    tickers_step(h, 1, 1);
+    for (i = 0; i < 6; i++) { /* 120 ... 420: one fire each, on either */
+        tu_clock_advance(&clk, (i ? 60u : 40u) * 1000000000ull);
+        tickers_step(h, i % 2, 2 + i);
+        iso_at(&clk, 0, want, sizeof want);
+        assert_string_equal(fires.time[1 + i], want);
+    }
+    for (i = 0; i < atomic_load(&fires.n); i++)
+        won[fires.host[i]]++;
+    assert_true(won[0] > 0 && won[1] > 0);
+
+    /* both down from 420 to 690: 660 was missed, and fires once */
+    tu_rt_free(&h[0].rt, &h[0].base);
+    tu_rt_free(&h[1].rt, &h[1].base);
+    tu_clock_advance(&clk, 270000000000ull);
+    atomic_store(&fires.n, 0);
+    ticker_new(&h[0], f->url, "host-a", &clk, 0);
+    ticker_new(&h[1], f->url, "host-b", &clk, 1);
+    tickers_step(h, 0, 1);
+    iso_at(&clk, -30, want, sizeof want);
+    assert_string_equal(fires.time[0], want);
+    for (i = 0; i < 2; i++) { /* then one fire a period again */
+        tu_clock_advance(&clk, 60000000000ull);
+        tickers_step(h, i % 2, 2 + i);
+        assert_true(strcmp(fires.time[1 + i], fires.time[i]) > 0);
+    }
+    tu_rt_free(&h[0].rt, &h[0].base);
+    tu_rt_free(&h[1].rt, &h[1].base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -760,6 +982,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_semantics, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_store_freed_with_answers_owed, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_two_hosts_one_key, rsetup, teardown),
+        cmocka_unit_test_setup_teardown(test_schedule_claims, rsetup, teardown),
+        cmocka_unit_test_setup_teardown(test_schedule_fires_once_per_fleet, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_events_roundtrip, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_records_schedules_prefix, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_idem_records, rsetup, teardown),
