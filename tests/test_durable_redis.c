@@ -846,6 +846,20 @@ struct ticker {
     struct faas_runtime *rt;
 };
 
+/* The tickers' warnings: fires skipped, and Redis back. */
+static int ticker_skips, ticker_backs;
+
+static void ticker_log(const struct faas_log_record *rec, void *arg)
+{
+    (void)arg;
+    if (rec->kind != FAAS_LOG_WARNING || !rec->line)
+        return;
+    if (strstr(rec->line, "not claimed, skipped"))
+        ticker_skips++;
+    if (strstr(rec->line, "reachable again"))
+        ticker_backs++;
+}
+
 /* A host on the shared fake clock with "tick" mapped to rate(1 minute). */
 static void ticker_new(struct ticker *h, const char *url, const char *node,
                        struct tu_clock *clk, int which)
@@ -854,6 +868,7 @@ static void ticker_new(struct ticker *h, const char *url, const char *node,
     struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
 
     o.zygote = 0;
+    o.log = ticker_log;
     o.durable = url;
     o.node_id = node;
     o.clock.now_ns = tu_clock_now;
@@ -975,6 +990,55 @@ static void test_schedule_fires_once_per_fleet(void **state)
     tu_rt_free(&h[1].rt, &h[1].base);
 }
 
+/* Runs both loops until *counter >= want (bounded). */
+static void tickers_run_until(struct ticker *h, const int *counter, int want)
+{
+    uint64_t end = tu_now_ms() + 15000;
+    while (*counter < want && tu_now_ms() < end) {
+        event_base_loop(h[0].base, EVLOOP_NONBLOCK);
+        event_base_loop(h[1].base, EVLOOP_NONBLOCK);
+        usleep(1000); /* two loops in one thread: bounded polling */
+    }
+    assert_true(*counter >= want);
+}
+
+/* Redis down at two due times: each host's claim is refused and the fire
+ * skipped, with a warning; Redis back, the schedule goes on at its next
+ * due time, without a burst of the fires it skipped. */
+static void test_schedule_redis_down_skips(void **state)
+{
+    struct fx *f = *state;
+    struct tu_clock clk = { 0 };
+    struct ticker h[2];
+    char want[32];
+    int i;
+
+    atomic_store(&fires.n, 0);
+    ticker_skips = ticker_backs = 0;
+    ticker_new(&h[0], f->url, "host-a", &clk, 0);
+    ticker_new(&h[1], f->url, "host-b", &clk, 1);
+    tu_clock_advance(&clk, 60000000000ull);
+    tickers_step(h, 0, 1);
+    tu_redis_kill(&srv);
+    for (i = 1; i <= 2; i++) {
+        tu_clock_advance(&clk, 60000000000ull);
+        faas_schedule_poll(h[0].rt);
+        faas_schedule_poll(h[1].rt);
+        tickers_run_until(h, &ticker_skips, 2 * i);
+    }
+    assert_int_equal(ticker_skips, 4);
+    assert_int_equal(atomic_load(&fires.n), 1);
+    assert_int_equal(tu_redis_spawn(&srv), 0);
+    tickers_run_until(h, &ticker_backs, 2);
+    tu_clock_advance(&clk, 60000000000ull);
+    tickers_step(h, 1, 2);
+    iso_at(&clk, 0, want, sizeof want);
+    assert_string_equal(fires.time[1], want);
+    assert_int_equal(ticker_skips, 4);
+    tu_rt_free(&h[0].rt, &h[0].base);
+    tu_rt_free(&h[1].rt, &h[1].base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -984,6 +1048,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_hosts_one_key, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_schedule_claims, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_schedule_fires_once_per_fleet, rsetup, teardown),
+        cmocka_unit_test_setup_teardown(test_schedule_redis_down_skips, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_events_roundtrip, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_records_schedules_prefix, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_idem_records, rsetup, teardown),
