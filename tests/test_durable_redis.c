@@ -2,7 +2,9 @@
  * test_durable_redis.c - the Redis engine (lib/durable_redis.c) against a
  * real redis-server of the suite's own (tests/redis_util.h): operations and
  * reloads, key prefixes, close, bad URLs, a server stopped mid-run and
- * restarted on its port, a server that stops answering (SIGSTOP).
+ * restarted on its port, a server that stops answering (SIGSTOP); hosts
+ * sharing it: one idempotency key, schedule claims, a schedule mapped on
+ * three runtimes (one fake clock) firing each due time once.
  * Skipped, with the reason printed, when redis-server is not installed.
  */
 #include <setjmp.h>
@@ -806,7 +808,9 @@ static void test_schedule_claims(void **state)
     faas_durable_close(a);
 }
 
-/* ---- schedules on two hosts ------------------------------------------------ */
+/* ---- schedules on three hosts --------------------------------------------- */
+
+#define NTICK 3
 
 /* Which host ran each fire, and the fire's time, in run order. */
 static struct {
@@ -825,21 +829,18 @@ static void fire_note(int host, json_t *event)
     atomic_store(&fires.n, i + 1);
 }
 
-static int tick_a(struct faas_ctx *ctx, json_t *event, json_t **result)
-{
-    (void)ctx;
-    (void)result;
-    fire_note(0, event);
-    return 0;
-}
-
-static int tick_b(struct faas_ctx *ctx, json_t *event, json_t **result)
-{
-    (void)ctx;
-    (void)result;
-    fire_note(1, event);
-    return 0;
-}
+#define TICK(i)                                                                \
+    static int tick_##i(struct faas_ctx *ctx, json_t *event, json_t **result) \
+    {                                                                          \
+        (void)ctx;                                                             \
+        (void)result;                                                          \
+        fire_note(i, event);                                                   \
+        return 0;                                                              \
+    }
+TICK(0)
+TICK(1)
+TICK(2)
+static const faas_handler_fn ticks[NTICK] = { tick_0, tick_1, tick_2 };
 
 struct ticker {
     struct event_base *base;
@@ -860,13 +861,15 @@ static void ticker_log(const struct faas_log_record *rec, void *arg)
         ticker_backs++;
 }
 
-/* A host on the shared fake clock with "tick" mapped to rate(1 minute). */
-static void ticker_new(struct ticker *h, const char *url, const char *node,
-                       struct tu_clock *clk, int which)
+/* Host i ("host-i") on the shared fake clock, "tick" mapped to
+ * rate(1 minute). */
+static void ticker_new(struct ticker *h, int i, const char *url, struct tu_clock *clk)
 {
     struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
     struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+    char node[16];
 
+    snprintf(node, sizeof node, "host-%d", i);
     o.zygote = 0;
     o.log = ticker_log;
     o.durable = url;
@@ -874,10 +877,22 @@ static void ticker_new(struct ticker *h, const char *url, const char *node,
     o.clock.now_ns = tu_clock_now;
     o.clock.wall_ns = tu_clock_wall;
     o.clock.arg = clk;
-    tu_rt_new(&h->base, &h->rt, &o);
+    tu_rt_new(&h[i].base, &h[i].rt, &o);
     fo.isolation = FAAS_ISOLATION_INLINE;
-    assert_int_equal(faas_register(h->rt, "tick", which ? tick_b : tick_a, &fo), 0);
-    assert_true(faas_map(h->rt, "schedule:rate(1 minute)", "tick", NULL) >= 0);
+    assert_int_equal(faas_register(h[i].rt, "tick", ticks[i], &fo), 0);
+    assert_true(faas_map(h[i].rt, "schedule:rate(1 minute)", "tick", NULL) >= 0);
+}
+
+static void tickers_new(struct ticker *h, const char *url, struct tu_clock *clk)
+{
+    for (int i = 0; i < NTICK; i++)
+        ticker_new(h, i, url, clk);
+}
+
+static void tickers_free(struct ticker *h)
+{
+    for (int i = 0; i < NTICK; i++)
+        tu_rt_free(&h[i].rt, &h[i].base);
 }
 
 /* Events kept in Redis and not ended yet, fleet-wide. */
@@ -897,33 +912,56 @@ static long long events_kept(void)
     return n;
 }
 
+/* Operations the hosts' engines hold, after one pass of every loop. */
+static uint64_t tickers_turn(struct ticker *h)
+{
+    struct faas_durable_stats ds;
+    uint64_t pending = 0;
+
+    for (int i = 0; i < NTICK; i++) {
+        event_base_loop(h[i].base, EVLOOP_NONBLOCK);
+        faas_durable_stats_get(h[i].rt->durable, &ds);
+        pending += ds.pending;
+    }
+    return pending;
+}
+
 /*
  * Polls the schedules, `first` first and until its claims are answered,
- * then runs both loops until every claim is answered, `want` fires ran and
- * no event is left in Redis: a fire queued twice would be counted.
+ * then the others, and runs every loop until every claim is answered,
+ * `want` fires ran and no event is left in Redis: a fire queued twice
+ * would be counted.
  */
 static void tickers_step(struct ticker *h, int first, int want)
 {
-    uint64_t end = tu_now_ms() + 10000;
-    struct faas_durable_stats a, b;
+    uint64_t end = tu_now_ms() + 10000, pending;
 
     faas_schedule_poll(h[first].rt);
     engine_settle(h[first].base, h[first].rt);
-    faas_schedule_poll(h[!first].rt);
+    for (int i = 0; i < NTICK; i++)
+        if (i != first)
+            faas_schedule_poll(h[i].rt);
     for (;;) {
-        event_base_loop(h[0].base, EVLOOP_NONBLOCK);
-        event_base_loop(h[1].base, EVLOOP_NONBLOCK);
-        faas_durable_stats_get(h[0].rt->durable, &a);
-        faas_durable_stats_get(h[1].rt->durable, &b);
-        if ((atomic_load(&fires.n) >= want && a.pending == 0 && b.pending == 0 &&
-             events_kept() == 0) ||
+        pending = tickers_turn(h);
+        if ((atomic_load(&fires.n) >= want && pending == 0 && events_kept() == 0) ||
             tu_now_ms() > end)
             break;
-        usleep(1000); /* two loops in one thread: bounded polling */
+        usleep(1000); /* several loops in one thread: bounded polling */
     }
-    assert_int_equal(a.pending + b.pending, 0);
+    assert_int_equal(pending, 0);
     assert_int_equal(events_kept(), 0);
     assert_int_equal(atomic_load(&fires.n), want);
+}
+
+/* Runs every loop until *counter >= want (bounded). */
+static void tickers_run_until(struct ticker *h, const int *counter, int want)
+{
+    uint64_t end = tu_now_ms() + 15000;
+    while (*counter < want && tu_now_ms() < end) {
+        tickers_turn(h);
+        usleep(1000); /* several loops in one thread: bounded polling */
+    }
+    assert_true(*counter >= want);
 }
 
 /* The fake clock's wall time `s` seconds after the epoch of tu_clock_wall,
@@ -937,106 +975,94 @@ static void iso_at(struct tu_clock *clk, int64_t after_s, char *buf, size_t size
 }
 
 /*
- * rate(1 minute) mapped on two hosts 20 s apart: the second falls into the
- * first's step, and from then on every due time fires on exactly one of
- * them, whichever asks first; after both went down for four and a half
- * periods, the latest missed due time fires once across both.
+ * rate(1 minute) mapped on three hosts 20 s apart: the later ones fall
+ * into the first's step, and from then on every due time fires on exactly
+ * one of them, whichever asks first; after all went down for four and a
+ * half periods, the latest missed due time fires once across them.
  */
 static void test_schedule_fires_once_per_fleet(void **state)
 {
     struct fx *f = *state;
     struct tu_clock clk = { 0 };
-    struct ticker h[2];
+    struct ticker h[NTICK];
     char want[32];
-    int i, won[2] = { 0, 0 };
+    int i, won[NTICK] = { 0 };
 
     atomic_store(&fires.n, 0);
-    ticker_new(&h[0], f->url, "host-a", &clk, 0); /* due at 60 */
+    ticker_new(h, 0, f->url, &clk); /* due at 60 */
     tu_clock_advance(&clk, 20000000000ull);
-    ticker_new(&h[1], f->url, "host-b", &clk, 1); /* due at 80 */
-    tu_clock_advance(&clk, 40000000000ull);       /* 60: a fires */
+    ticker_new(h, 1, f->url, &clk); /* due at 80 */
+    tu_clock_advance(&clk, 20000000000ull);
+    ticker_new(h, 2, f->url, &clk); /* due at 100 */
+    tu_clock_advance(&clk, 20000000000ull); /* 60: host 0 fires */
     tickers_step(h, 0, 1);
     assert_int_equal(fires.host[0], 0);
     iso_at(&clk, 0, want, sizeof want);
     assert_string_equal(fires.time[0], want);
-    tu_clock_advance(&clk, 20000000000ull); /* 80: b's due time is too close */
+    tu_clock_advance(&clk, 20000000000ull); /* 80: too close for host 1 */
     tickers_step(h, 1, 1);
-    for (i = 0; i < 6; i++) { /* 120 ... 420: one fire each, on either */
-        tu_clock_advance(&clk, (i ? 60u : 40u) * 1000000000ull);
-        tickers_step(h, i % 2, 2 + i);
+    tu_clock_advance(&clk, 20000000000ull); /* 100: too close for host 2 */
+    tickers_step(h, 2, 1);
+    for (i = 0; i < 6; i++) { /* 120 ... 420: one fire each, on any */
+        tu_clock_advance(&clk, (i ? 60u : 20u) * 1000000000ull);
+        tickers_step(h, i % NTICK, 2 + i);
         iso_at(&clk, 0, want, sizeof want);
         assert_string_equal(fires.time[1 + i], want);
     }
     for (i = 0; i < atomic_load(&fires.n); i++)
         won[fires.host[i]]++;
-    assert_true(won[0] > 0 && won[1] > 0);
+    for (i = 0; i < NTICK; i++)
+        assert_true(won[i] > 0);
 
-    /* both down from 420 to 690: 660 was missed, and fires once */
-    tu_rt_free(&h[0].rt, &h[0].base);
-    tu_rt_free(&h[1].rt, &h[1].base);
+    /* all down from 420 to 690: 660 was missed, and fires once */
+    tickers_free(h);
     tu_clock_advance(&clk, 270000000000ull);
     atomic_store(&fires.n, 0);
-    ticker_new(&h[0], f->url, "host-a", &clk, 0);
-    ticker_new(&h[1], f->url, "host-b", &clk, 1);
+    tickers_new(h, f->url, &clk);
     tickers_step(h, 0, 1);
     iso_at(&clk, -30, want, sizeof want);
     assert_string_equal(fires.time[0], want);
-    for (i = 0; i < 2; i++) { /* then one fire a period again */
+    for (i = 0; i < 3; i++) { /* then one fire a period again */
         tu_clock_advance(&clk, 60000000000ull);
-        tickers_step(h, i % 2, 2 + i);
+        tickers_step(h, i % NTICK, 2 + i);
         assert_true(strcmp(fires.time[1 + i], fires.time[i]) > 0);
     }
-    tu_rt_free(&h[0].rt, &h[0].base);
-    tu_rt_free(&h[1].rt, &h[1].base);
+    tickers_free(h);
 }
 
-/* Runs both loops until *counter >= want (bounded). */
-static void tickers_run_until(struct ticker *h, const int *counter, int want)
-{
-    uint64_t end = tu_now_ms() + 15000;
-    while (*counter < want && tu_now_ms() < end) {
-        event_base_loop(h[0].base, EVLOOP_NONBLOCK);
-        event_base_loop(h[1].base, EVLOOP_NONBLOCK);
-        usleep(1000); /* two loops in one thread: bounded polling */
-    }
-    assert_true(*counter >= want);
-}
-
-/* Redis down at two due times: each host's claim is refused and the fire
+/* Redis down at two due times: every host's claim is refused and the fire
  * skipped, with a warning; Redis back, the schedule goes on at its next
  * due time, without a burst of the fires it skipped. */
 static void test_schedule_redis_down_skips(void **state)
 {
     struct fx *f = *state;
     struct tu_clock clk = { 0 };
-    struct ticker h[2];
+    struct ticker h[NTICK];
     char want[32];
-    int i;
+    int i, j;
 
     atomic_store(&fires.n, 0);
     ticker_skips = ticker_backs = 0;
-    ticker_new(&h[0], f->url, "host-a", &clk, 0);
-    ticker_new(&h[1], f->url, "host-b", &clk, 1);
+    tickers_new(h, f->url, &clk);
     tu_clock_advance(&clk, 60000000000ull);
     tickers_step(h, 0, 1);
     tu_redis_kill(&srv);
     for (i = 1; i <= 2; i++) {
         tu_clock_advance(&clk, 60000000000ull);
-        faas_schedule_poll(h[0].rt);
-        faas_schedule_poll(h[1].rt);
-        tickers_run_until(h, &ticker_skips, 2 * i);
+        for (j = 0; j < NTICK; j++)
+            faas_schedule_poll(h[j].rt);
+        tickers_run_until(h, &ticker_skips, NTICK * i);
     }
-    assert_int_equal(ticker_skips, 4);
+    assert_int_equal(ticker_skips, 2 * NTICK);
     assert_int_equal(atomic_load(&fires.n), 1);
     assert_int_equal(tu_redis_spawn(&srv), 0);
-    tickers_run_until(h, &ticker_backs, 2);
+    tickers_run_until(h, &ticker_backs, NTICK);
     tu_clock_advance(&clk, 60000000000ull);
     tickers_step(h, 1, 2);
     iso_at(&clk, 0, want, sizeof want);
     assert_string_equal(fires.time[1], want);
-    assert_int_equal(ticker_skips, 4);
-    tu_rt_free(&h[0].rt, &h[0].base);
-    tu_rt_free(&h[1].rt, &h[1].base);
+    assert_int_equal(ticker_skips, 2 * NTICK);
+    tickers_free(h);
 }
 
 int main(void)
