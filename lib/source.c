@@ -39,7 +39,8 @@
  * callback.
  *
  * While the runtime drains, faas_emit refuses (FAAS_EDRAINING) and
- * schedules do not fire (logged, FAAS_LOG_WARNING "drain").
+ * schedules do not fire (logged, FAAS_LOG_WARNING "drain"); a fire whose
+ * claim was asked before the drain began is queued when it wins.
  *
  * Called by the public API and runtime.c (sweep, free, schedule poll). May
  * call: route.c and http.c (api:), schedule.c, filter.c, shapes.c,
@@ -246,9 +247,14 @@ static void schedule_arm(struct faas_mapping *m, int64_t after)
     event_add(m->timer, &tv);
 }
 
+/* Queues a fire's event. A fire decided before a drain began (its claim
+ * asked then) is accepted work, which the drain finishes. */
 static void fire_event(struct faas_runtime *rt, const char *function, json_t *ev)
 {
-    int rc = ev ? faas_invoke_async(rt, function, ev, NULL, NULL) : FAAS_ENOMEM;
+    char id[FAAS_REQUEST_ID_SIZE];
+    int rc = !ev             ? FAAS_ENOMEM
+             : rt->draining ? faas_async_invoke_internal(rt, function, ev, id)
+                            : faas_invoke_async(rt, function, ev, NULL, NULL);
     if (rc != 0)
         faas_log_event(rt, FAAS_LOG_ASYNC, function, "", "failure", NULL, "%s",
                        faas_strerror(rc));

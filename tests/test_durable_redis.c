@@ -1030,6 +1030,38 @@ static void test_schedule_fires_once_per_fleet(void **state)
     tickers_free(h);
 }
 
+static void on_drained(int rc, uint64_t remaining, void *arg)
+{
+    int *drained = arg;
+    assert_int_equal(rc, 0);
+    assert_int_equal(remaining, 0);
+    *drained = 1;
+}
+
+/* A drain that begins while a fire's claim is asked finishes that fire:
+ * it was decided before the drain; the next due time does not fire. */
+static void test_schedule_claim_then_drain(void **state)
+{
+    struct fx *f = *state;
+    struct tu_clock clk = { 0 };
+    struct ticker h[NTICK];
+    int drained = 0;
+
+    atomic_store(&fires.n, 0);
+    ticker_new(h, 0, f->url, &clk);
+    tu_clock_advance(&clk, 60000000000ull);
+    faas_schedule_poll(h[0].rt);
+    assert_int_equal(faas_drain(h[0].rt, 10000, on_drained, &drained), 0);
+    assert_true(tu_run_until(h[0].base, &drained, 1, 10000));
+    assert_int_equal(atomic_load(&fires.n), 1);
+    assert_int_equal(events_kept(), 0);
+    tu_clock_advance(&clk, 60000000000ull);
+    faas_schedule_poll(h[0].rt);
+    engine_settle(h[0].base, h[0].rt);
+    assert_int_equal(atomic_load(&fires.n), 1);
+    tu_rt_free(&h[0].rt, &h[0].base);
+}
+
 /* Redis down at two due times: every host's claim is refused and the fire
  * skipped, with a warning; Redis back, the schedule goes on at its next
  * due time, without a burst of the fires it skipped. */
@@ -1075,6 +1107,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_schedule_claims, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_schedule_fires_once_per_fleet, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_schedule_redis_down_skips, rsetup, teardown),
+        cmocka_unit_test_setup_teardown(test_schedule_claim_then_drain, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_events_roundtrip, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_records_schedules_prefix, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_idem_records, rsetup, teardown),
