@@ -25,8 +25,8 @@
  * only where a host sets up (faas_runtime_new loads the events, faas_map a
  * mapping's records), never per event.
  *
- * Failures: an operation that adds work (event_put, record_put, a store's
- * put_if_absent) completes with FAAS_EUNAVAILABLE when the engine cannot
+ * Failures: an operation that adds work (event_put, record_put,
+ * schedule_claim, a store's put_if_absent) completes with FAAS_EUNAVAILABLE when the engine cannot
  * keep it (disk full, I/O error): the caller refuses the work and nothing
  * of it is kept. An operation that moves or ends work already kept
  * (attempt, retry, end, record_del, schedule_set, a store's complete and
