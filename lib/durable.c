@@ -14,7 +14,7 @@
  * Invariants: a call that returned 0 gets its completion exactly once
  * (committed, refused, or FAAS_ECANCELED at close); a call that failed gets
  * none and submitted nothing. schedule_get answers from `schedules`,
- * loaded at open and updated when a set is submitted.
+ * loaded at open and updated when a set or a claim is submitted.
  *
  * Owns struct faas_durable. Called by runtime.c (open, close), the layers
  * that keep state (async.c, batch.c, source.c, durable_store.c) and
@@ -139,7 +139,9 @@ static int report_done(void *ctx, struct faas_list *done)
     faas_rt_enter(rt);
     while ((e = faas_list_pop_head(done)) != NULL) {
         struct faas_dop *op = FAAS_CONTAINER_OF(e, struct faas_dop, link);
-        if (op->done)
+        if (op->kind == FAAS_DOP_SCHEDULE_CLAIM)
+            op->claimed(op->rc, op->when_ms, op->arg);
+        else if (op->done)
             op->done(op->rc, op->arg);
         free(op);
     }
@@ -454,20 +456,44 @@ int faas_durable_records_load(struct faas_durable *d, const char *mapping,
     return d->engine->records_load(d->impl, mapping, each, arg);
 }
 
+/* A schedule's operation for `fired_ms`, noted in memory first; NULL when
+ * out of memory. */
+static struct faas_dop *sched_op(struct faas_durable *d, enum faas_dop_kind kind,
+                                 const char *name, int64_t fired_ms, faas_durable_done_fn done,
+                                 void *arg)
+{
+    struct faas_dop *op = named_op(kind, name, done, arg);
+    if (op && sched_note(d, name, fired_ms) != 0) {
+        free(op);
+        return NULL;
+    }
+    if (op)
+        op->when_ms = fired_ms;
+    return op;
+}
+
 int faas_durable_schedule_set(struct faas_durable *d, const char *name, int64_t fired_ms,
                               faas_durable_done_fn done, void *arg)
 {
     struct faas_dop *op;
     if (!d || !name)
         return FAAS_EINVAL;
-    op = named_op(FAAS_DOP_SCHEDULE_SET, name, done, arg);
+    op = sched_op(d, FAAS_DOP_SCHEDULE_SET, name, fired_ms, done, arg);
+    return op ? submit(d, op) : FAAS_ENOMEM;
+}
+
+int faas_durable_schedule_claim(struct faas_durable *d, const char *name, int64_t due_ms,
+                                int64_t gap_ms, faas_durable_claim_fn done, void *arg)
+{
+    struct faas_dop *op;
+    if (!d || !name || !done || gap_ms < 1)
+        return FAAS_EINVAL;
+    op = sched_op(d, FAAS_DOP_SCHEDULE_CLAIM, name, due_ms, NULL, arg);
     if (!op)
         return FAAS_ENOMEM;
-    if (sched_note(d, name, fired_ms) != 0) {
-        free(op);
-        return FAAS_ENOMEM;
-    }
-    op->when_ms = fired_ms;
+    op->claimed = done;
+    op->adds = 1;
+    op->seq = (uint64_t)gap_ms;
     return submit(d, op);
 }
 

@@ -25,8 +25,8 @@
  * only where a host sets up (faas_runtime_new loads the events, faas_map a
  * mapping's records), never per event.
  *
- * Failures: an operation that adds work (event_put, record_put, a store's
- * put_if_absent) completes with FAAS_EUNAVAILABLE when the engine cannot
+ * Failures: an operation that adds work (event_put, record_put,
+ * schedule_claim, a store's put_if_absent) completes with FAAS_EUNAVAILABLE when the engine cannot
  * keep it (disk full, I/O error): the caller refuses the work and nothing
  * of it is kept. An operation that moves or ends work already kept
  * (attempt, retry, end, record_del, schedule_set, a store's complete and
@@ -168,6 +168,28 @@ int faas_durable_records_load(struct faas_durable *d, const char *mapping,
 /* The schedule `name` fired for its due time `fired_ms` (wall clock). */
 int faas_durable_schedule_set(struct faas_durable *d, const char *name, int64_t fired_ms,
                               faas_durable_done_fn done, void *arg);
+
+/* A claim's answer, on the loop: rc 0, this host won the due time, now the
+ * schedule's last fire; FAAS_EEXIST, another host sharing the engine fired
+ * it or a later one, and `fleet_ms` is the last fire the fleet kept;
+ * FAAS_EUNAVAILABLE, the engine could not answer (the fire is skipped);
+ * FAAS_ECANCELED at close. */
+typedef void (*faas_durable_claim_fn)(int rc, int64_t fleet_ms, void *arg);
+
+/*
+ * Claims due time `due_ms` (wall clock) of schedule `name` for this host,
+ * in one atomic operation of the engine: won when no host sharing it kept
+ * a fire of `name` less than `gap_ms` (>= 1) before due_ms, or later; a
+ * win keeps due_ms as the last fire, as schedule_set. `gap_ms` is the
+ * least time between two fires: a rate()'s period (hosts whose rate()
+ * started at different times then fall into the winner's step), 1 for
+ * cron() and at(). An engine no fleet shares (SQLite) always answers won.
+ * The claim adds work: refused (FAAS_EUNAVAILABLE) when the engine is
+ * down, never kept for later, so an outage never fires a burst.
+ * Returns 0, FAAS_EINVAL or FAAS_ENOMEM; the answer through `done`.
+ */
+int faas_durable_schedule_claim(struct faas_durable *d, const char *name, int64_t due_ms,
+                                int64_t gap_ms, faas_durable_claim_fn done, void *arg);
 
 /* The last fire kept for `name`: 0 and *fired_ms, or FAAS_ENOENT. Reads
  * what was loaded at open plus what was set since: never the disk. */

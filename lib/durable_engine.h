@@ -32,6 +32,10 @@ enum faas_dop_kind {
     FAAS_DOP_RECORD_PUT,    /* rec */
     FAAS_DOP_RECORD_DEL,    /* name = mapping, seq */
     FAAS_DOP_SCHEDULE_SET,  /* name, when_ms = fired */
+    FAAS_DOP_SCHEDULE_CLAIM, /* name, when_ms = due, seq = the gap in ms;
+                                answered through `claimed`: rc 0 won, or
+                                FAAS_EEXIST with when_ms = the fleet's
+                                last fire */
     FAAS_DOP_IDEM_SET,      /* idem: the whole row, inserted or replaced */
     FAAS_DOP_IDEM_DEL,      /* idem.scope, idem.key; key NULL: every row of
                                the scope expired at when_ms (a sweep) */
@@ -62,6 +66,7 @@ struct faas_dop {
     int rc;                  /* the completion's code, set by the engine */
     uint64_t sent_ns;        /* the engine's: when it was sent (monotonic) */
     faas_durable_done_fn done;
+    faas_durable_claim_fn claimed; /* FAAS_DOP_SCHEDULE_CLAIM's, not done */
     void *arg;
     /* What the kind needs (see the enum); strings point into buf or are
      * NULL. */

@@ -17,6 +17,8 @@
  *   P:rec:MAPPING:SEQ     hash: one record (arrived_ms, record, key)
  *   P:recs:MAPPING        zset: the mapping's seqs
  *   P:sched               hash: schedule name -> fired_ms
+ *   P:schednode           hash: schedule name -> the node that fired it
+ *                         (a claim's winner: a re-sent claim wins again)
  *   P:idem:SCOPE:KEY      hash: one idempotency record written through
  *                         (durable_store.c's; unused while idem.c takes
  *                         the shared store)
@@ -88,6 +90,7 @@ struct rd {
     void *report_ctx;
     char *prefix;
     char *url;                 /* for log records */
+    char *node;                /* this host's node id: a claim's winner */
     char host[NI_MAXHOST];     /* numeric, resolved at open */
     int port;
     int db;
@@ -162,6 +165,17 @@ static const char script[] =
     "if kind == 'sched' then\n"
     "  redis.call('HSET', P..':sched', ARGV[3], ARGV[4])\n"
     "  return 1\n"
+    "end\n"
+    "if kind == 'claim' then\n"
+    "  local due, last = tonumber(ARGV[4]), tonumber(redis.call('HGET', P..':sched', ARGV[3]))\n"
+    "  if last and due - last < tonumber(ARGV[5]) then\n"
+    "    if last ~= due or redis.call('HGET', P..':schednode', ARGV[3]) ~= ARGV[6] then\n"
+    "      return {0, last}\n"
+    "    end\n"
+    "  end\n"
+    "  redis.call('HSET', P..':sched', ARGV[3], ARGV[4])\n"
+    "  redis.call('HSET', P..':schednode', ARGV[3], ARGV[6])\n"
+    "  return {1, due}\n"
     "end\n"
     "if kind == 'iset' then\n"
     "  local k = P..':idem:'..ARGV[3]..':'..ARGV[4]\n"
@@ -388,6 +402,13 @@ static void op_args(const struct rd *r, const struct faas_dop *op, struct args *
         arg_str(a, op->name);
         arg_i64(a, op->when_ms);
         break;
+    case FAAS_DOP_SCHEDULE_CLAIM:
+        arg_str(a, "claim");
+        arg_str(a, op->name);
+        arg_i64(a, op->when_ms);
+        arg_i64(a, (int64_t)op->seq);
+        arg_str(a, r->node);
+        break;
     case FAAS_DOP_IDEM_SET:
         arg_str(a, "iset");
         args_idem(a, &op->idem);
@@ -419,7 +440,8 @@ static void op_args(const struct rd *r, const struct faas_dop *op, struct args *
 /*
  * The completion code of op's reply, or NOT_AN_ANSWER. A store's call
  * answers an array led by its code (0, FAAS_ENOENT, FAAS_EEXIST), read by
- * the call's own reader; the others 1 (done) or 0 (FAAS_EEXIST).
+ * the call's own reader; a claim {1, due} (won) or {0, the fleet's last
+ * fire} (FAAS_EEXIST); the others 1 (done) or 0 (FAAS_EEXIST).
  */
 static int reply_rc(struct faas_dop *op, const redisReply *rep)
 {
@@ -432,6 +454,14 @@ static int reply_rc(struct faas_dop *op, const redisReply *rep)
         if (op->call_answer)
             op->call_answer(op, rep);
         return (int)rep->element[0]->integer;
+    }
+    if (op->kind == FAAS_DOP_SCHEDULE_CLAIM) {
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+            rep->element[0]->type != REDIS_REPLY_INTEGER ||
+            rep->element[1]->type != REDIS_REPLY_INTEGER)
+            return NOT_AN_ANSWER;
+        op->when_ms = rep->element[1]->integer;
+        return rep->element[0]->integer == 1 ? 0 : FAAS_EEXIST;
     }
     if (rep->type != REDIS_REPLY_INTEGER)
         return NOT_AN_ANSWER;
@@ -1056,6 +1086,7 @@ static void rd_free(struct rd *r)
         redisFree(r->sc);
     free(r->prefix);
     free(r->url);
+    free(r->node);
     free(r);
 }
 
@@ -1085,10 +1116,11 @@ static int rd_open(void **impl, const struct faas_durable_engine_args *args)
     faas_list_init(&r->sent);
     faas_list_init(&r->done);
     r->prefix = dup_str(args->prefix);
+    r->node = dup_str(args->node);
     r->url = faas_malloc(n);
     r->tmr = evtimer_new(r->base, on_timer, r);
     r->kick = event_new(r->base, -1, 0, on_kick, r);
-    if (!r->prefix || !r->url || !r->tmr || !r->kick) {
+    if (!r->prefix || !r->node || !r->url || !r->tmr || !r->kick) {
         rd_free(r);
         return FAAS_ENOMEM;
     }

@@ -277,6 +277,7 @@ static int apply(struct sq *s, struct faas_dop *op)
         rc = run_named(s, ST_RECORD_DEL, op->name, (int64_t)op->seq);
         break;
     case FAAS_DOP_SCHEDULE_SET:
+    case FAAS_DOP_SCHEDULE_CLAIM: /* one host: always won */
         rc = run_named(s, ST_SCHED_SET, op->name, op->when_ms);
         break;
     case FAAS_DOP_IDEM_SET:

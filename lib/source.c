@@ -15,11 +15,14 @@
  * fires once, and the next one is computed from now, so there is never a
  * burst. The event is EventBridge's Scheduled Event, invoked asynchronously:
  * it runs whether or not the function has warm instances. With a durable
- * engine, each fire keeps its due time under the mapping's name before the
- * event is queued (the engine commits in that order: a restart never fires
- * that due time again), and a new mapping whose name has a kept fire fires
- * the latest due time missed since then once (faas_schedule_last_parsed),
- * or goes on from the kept fire.
+ * engine, each fire first claims its due time under the mapping's name
+ * (faas_durable_schedule_claim) and is queued only when the claim wins:
+ * the due time is kept before the event is queued, so a restart never
+ * fires it again, and of the hosts sharing a Redis engine only one fires
+ * it (the others skip it silently; a rate() falls into the winner's step).
+ * A new mapping whose name has a kept fire fires the latest due time
+ * missed since then once (faas_schedule_last_parsed), or goes on from the
+ * kept fire.
  *
  * faas_emit shapes a record once (shapes.c), then offers it to every mapping
  * of its kind whose pattern matches and whose filter passes it. The
@@ -36,12 +39,13 @@
  * callback.
  *
  * While the runtime drains, faas_emit refuses (FAAS_EDRAINING) and
- * schedules do not fire (logged, FAAS_LOG_WARNING "drain").
+ * schedules do not fire (logged, FAAS_LOG_WARNING "drain"); a fire whose
+ * claim was asked before the drain began is queued when it wins.
  *
  * Called by the public API and runtime.c (sweep, free, schedule poll). May
  * call: route.c and http.c (api:), schedule.c, filter.c, shapes.c,
  * batch.c, async.c's faas_invoke_async (a fire), the durable engine
- * (durable.h: schedule get and set), metrics.c's log records and
+ * (durable.h: schedule get and claim), metrics.c's log records and
  * runtime.c's loop services.
  */
 #include <stdarg.h>
@@ -201,15 +205,6 @@ static void iso_utc(int64_t t, char *buf, size_t size)
     strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* The answer of an engine operation that moves or ends work: the engine
- * retries it until it commits or closes; a drain counts it until then, so
- * it hears of the commit (arg: the runtime). */
-static void durable_noop(int rc, void *arg)
-{
-    (void)rc;
-    faas_drain_note(arg);
-}
-
 /* EventBridge's Scheduled Event for a fire at `t`. New reference or NULL. */
 static json_t *scheduled_event(struct faas_mapping *m, int64_t t)
 {
@@ -252,6 +247,100 @@ static void schedule_arm(struct faas_mapping *m, int64_t after)
     event_add(m->timer, &tv);
 }
 
+/* Queues a fire's event. A fire decided before a drain began (its claim
+ * asked then) is accepted work, which the drain finishes. */
+static void fire_event(struct faas_runtime *rt, const char *function, json_t *ev)
+{
+    char id[FAAS_REQUEST_ID_SIZE];
+    int rc = !ev             ? FAAS_ENOMEM
+             : rt->draining ? faas_async_invoke_internal(rt, function, ev, id)
+                            : faas_invoke_async(rt, function, ev, NULL, NULL);
+    if (rc != 0)
+        faas_log_event(rt, FAAS_LOG_ASYNC, function, "", "failure", NULL, "%s",
+                       faas_strerror(rc));
+}
+
+/* A fire waiting for its claim's answer (faas_durable_schedule_claim). */
+struct fire {
+    struct faas_runtime *rt;
+    int mapping;   /* m->id: m may be unmapped before the answer */
+    int64_t due;
+    json_t *event; /* owned */
+    char function[FAAS_NAME_MAX + 1];
+    char name[];   /* m->name */
+};
+
+/*
+ * Another host fired m's due time, or a later one, and the fleet's last
+ * fire is `fleet_s`: when the fire after it comes sooner than the one
+ * armed, m follows it, so a rate() mapped on hosts at different times
+ * falls into one step. A cron's fires are fixed: nothing moves.
+ */
+static void schedule_follow(struct faas_mapping *m, int64_t fleet_s)
+{
+    time_t next;
+    if (m->last_fire_s >= 0 && faas_schedule_next_parsed(m->sched, (time_t)fleet_s, &next) == 0 &&
+        (int64_t)next < m->last_fire_s)
+        schedule_arm(m, fleet_s);
+}
+
+static void fire_claimed(int rc, int64_t fleet_ms, void *arg)
+{
+    struct fire *f = arg;
+    struct faas_runtime *rt = f->rt;
+    struct faas_mapping *m;
+
+    if (rc == 0) {
+        fire_event(rt, f->function, f->event);
+    } else if (rc == FAAS_EEXIST) {
+        /* Another host queued this fire: nothing to say. */
+        if ((m = faas_mapping_find(rt, f->mapping)) != NULL)
+            schedule_follow(m, fleet_ms / 1000 - (fleet_ms % 1000 < 0));
+    } else if (rc != FAAS_ECANCELED) {
+        faas_log_event(rt, FAAS_LOG_WARNING, f->function, NULL, "durable", NULL,
+                       "%s: the fire at %lld not claimed, skipped: %s", f->name,
+                       (long long)f->due, faas_strerror(rc));
+    }
+    json_decref(f->event);
+    free(f);
+    faas_drain_note(rt); /* a drain counts the claim until its answer */
+}
+
+/*
+ * Fires m's due time `due` on the one host of the fleet whose claim wins
+ * (an engine no fleet shares: this one). The claim keeps the due time
+ * before the event is queued, so a restart never fires it again. Takes a
+ * reference to ev.
+ */
+static void fire_claim(struct faas_mapping *m, const char *function, json_t *ev, int64_t due)
+{
+    struct faas_runtime *rt = m->rt;
+    const struct faas_schedule *s = m->sched;
+    size_t n = strlen(m->name) + 1;
+    struct fire *f = faas_malloc(sizeof *f + n);
+    int64_t gap_ms = s->kind == FAAS_SCHEDULE_RATE ? s->period * 1000 : 1;
+    int rc = FAAS_ENOMEM;
+
+    if (f && ev) {
+        f->rt = rt;
+        f->mapping = m->id;
+        f->due = due;
+        f->event = json_incref(ev);
+        memcpy(f->function, function, sizeof f->function);
+        memcpy(f->name, m->name, n);
+        rc = faas_durable_schedule_claim(rt->durable, m->name, due * 1000, gap_ms, fire_claimed,
+                                         f);
+        if (rc != 0)
+            json_decref(f->event);
+    }
+    if (rc == 0)
+        return;
+    faas_log_event(rt, FAAS_LOG_WARNING, function, NULL, "durable", NULL,
+                   "%s: the fire at %lld not claimed, skipped: %s", m->name, (long long)due,
+                   faas_strerror(rc));
+    free(f);
+}
+
 /* Fires m if its time has come; returns 1 if it fired. */
 static int schedule_check(struct faas_mapping *m)
 {
@@ -260,7 +349,6 @@ static int schedule_check(struct faas_mapping *m)
     char function[FAAS_NAME_MAX + 1];
     time_t sooner;
     json_t *ev;
-    int rc;
 
     if (due < 0)
         return 0;
@@ -286,22 +374,15 @@ static int schedule_check(struct faas_mapping *m)
     }
     ev = scheduled_event(m, due);
     memcpy(function, m->function, sizeof function);
-    /* Kept before the event is queued: the engine commits in that order,
-     * so a restart never fires this due time again. */
-    if (rt->durable &&
-        (rc = faas_durable_schedule_set(rt->durable, m->name, due * 1000, durable_noop, rt)))
-        faas_log_event(rt, FAAS_LOG_WARNING, function, NULL, "durable", NULL,
-                       "%s: the fire at %lld not kept: %s", m->name, (long long)due,
-                       faas_strerror(rc));
     /* Arm the next fire first: what follows runs host code (log records),
      * which may unmap m. Late by more than a period fires once, then from
      * now: no burst. */
     schedule_arm(m, now > due ? now : due);
-    rc = ev ? faas_invoke_async(rt, function, ev, NULL, NULL) : FAAS_ENOMEM;
+    if (rt->durable)
+        fire_claim(m, function, ev, due);
+    else
+        fire_event(rt, function, ev);
     json_decref(ev);
-    if (rc != 0)
-        faas_log_event(rt, FAAS_LOG_ASYNC, function, "", "failure", NULL, "%s",
-                       faas_strerror(rc));
     return 1;
 }
 

@@ -222,6 +222,33 @@ static void test_records_and_schedules(void **state)
     faas_durable_close(d);
 }
 
+/* One host owns the file: every claim wins, and is kept as the last fire. */
+static void test_schedule_claim_one_host(void **state)
+{
+    struct fx *f = *state;
+    struct faas_durable *d = open_ok(f, 0);
+    struct claim_log log = { 0 };
+    int64_t fired = 0;
+    int i;
+
+    assert_int_equal(faas_durable_schedule_claim(d, "s", 60000, 0, on_claimed, &log),
+                     FAAS_EINVAL);
+    assert_int_equal(faas_durable_schedule_claim(d, "s", 60000, 1, NULL, &log), FAAS_EINVAL);
+    assert_int_equal(faas_durable_schedule_claim(d, "s", 60000, 60000, on_claimed, &log), 0);
+    assert_int_equal(faas_durable_schedule_claim(d, "s", 60000, 60000, on_claimed, &log), 0);
+    assert_int_equal(faas_durable_schedule_claim(d, "s", 90000, 60000, on_claimed, &log), 0);
+    assert_int_equal(log.n, 0);
+    assert_true(tu_run_until(f->base, &log.n, 3, 10000));
+    for (i = 0; i < 3; i++)
+        assert_int_equal(log.rc[i], 0);
+    assert_int_equal(log.fleet_ms[2], 90000);
+    faas_durable_close(d);
+    d = open_ok(f, 0);
+    assert_int_equal(faas_durable_schedule_get(d, "s", &fired), 0);
+    assert_int_equal(fired, 90000);
+    faas_durable_close(d);
+}
+
 /* ---- group commit and order ------------------------------------------------ */
 
 static void test_group_commit_order(void **state)
@@ -475,6 +502,7 @@ int main(void)
 #if FAAS_WITH_SQLITE
         cmocka_unit_test_setup_teardown(test_events_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_and_schedules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schedule_claim_one_host, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_commits_queued, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_commits_what_completions_queue, setup,

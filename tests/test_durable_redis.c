@@ -2,7 +2,9 @@
  * test_durable_redis.c - the Redis engine (lib/durable_redis.c) against a
  * real redis-server of the suite's own (tests/redis_util.h): operations and
  * reloads, key prefixes, close, bad URLs, a server stopped mid-run and
- * restarted on its port, a server that stops answering (SIGSTOP).
+ * restarted on its port, a server that stops answering (SIGSTOP); hosts
+ * sharing it: one idempotency key, schedule claims, a schedule mapped on
+ * three runtimes (one fake clock) firing each due time once.
  * Skipped, with the reason printed, when redis-server is not installed.
  */
 #include <setjmp.h>
@@ -684,20 +686,26 @@ static void host_new(struct host *h, const char *url, const char *node)
     assert_int_equal(faas_register(h->rt, "orders", fleet_handler, &fo), 0);
 }
 
-/* Runs h's loop until its engine holds no operation (the record's complete,
- * sent after the result, is in Redis). */
-static void host_settle(struct host *h)
+/* Runs base's loop until rt's engine holds no operation: every answer is
+ * in. */
+static void engine_settle(struct event_base *base, struct faas_runtime *rt)
 {
     uint64_t end = tu_now_ms() + 10000;
     struct faas_durable_stats ds;
 
     for (;;) {
-        faas_durable_stats_get(h->rt->durable, &ds);
+        faas_durable_stats_get(rt->durable, &ds);
         if (ds.pending == 0 || tu_now_ms() > end)
             break;
-        event_base_loop(h->base, EVLOOP_ONCE);
+        event_base_loop(base, EVLOOP_ONCE);
     }
     assert_int_equal(ds.pending, 0);
+}
+
+/* The record's complete, sent after the result, is in Redis. */
+static void host_settle(struct host *h)
+{
+    engine_settle(h->base, h->rt);
 }
 
 static int host_call(struct host *h, json_t *ev)
@@ -753,6 +761,342 @@ static void test_two_hosts_one_key(void **state)
     tu_rt_free(&b.rt, &b.base);
 }
 
+
+/* Claims of two nodes on one prefix: a due time is won once; a re-sent
+ * claim of the winner wins again; a rate() claim closer than its period
+ * to the fleet's last fire, or a claim before it, loses and says it. */
+static void test_schedule_claims(void **state)
+{
+    struct fx *f = *state;
+    struct faas_durable *a = open_ok(f, 0), *b = NULL;
+    struct claim_log log = { 0 };
+    int64_t fired = 0;
+    static const struct {
+        int node;
+        const char *name;
+        int64_t due_ms, gap_ms;
+        int rc;
+        int64_t fleet_ms;
+    } steps[] = {
+        { 0, "s", 60000, 60000, 0, 60000 },
+        { 1, "s", 60000, 60000, FAAS_EEXIST, 60000 },  /* won once */
+        { 0, "s", 60000, 60000, 0, 60000 },            /* re-sent by its winner */
+        { 1, "s", 100000, 60000, FAAS_EEXIST, 60000 }, /* within the period */
+        { 1, "s", 120000, 60000, 0, 120000 },
+        { 0, "s", 90000, 1, FAAS_EEXIST, 120000 },     /* before the last */
+        { 0, "c", 5000, 1, 0, 5000 },
+        { 1, "c", 5000, 1, FAAS_EEXIST, 5000 },
+        { 1, "c", 5001, 1, 0, 5001 },
+    };
+    size_t i;
+
+    assert_int_equal(faas_durable_open(&b, f->rt, f->url, 0, "node-b"), 0);
+    for (i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        assert_int_equal(faas_durable_schedule_claim(steps[i].node ? b : a, steps[i].name,
+                                                     steps[i].due_ms, steps[i].gap_ms,
+                                                     on_claimed, &log),
+                         0);
+        assert_true(tu_run_until(f->base, &log.n, (int)i + 1, 10000));
+        assert_int_equal(log.rc[i], steps[i].rc);
+        assert_int_equal(log.fleet_ms[i], steps[i].fleet_ms);
+    }
+    faas_durable_close(a);
+    faas_durable_close(b);
+    a = open_ok(f, 0);
+    assert_int_equal(faas_durable_schedule_get(a, "s", &fired), 0);
+    assert_int_equal(fired, 120000);
+    faas_durable_close(a);
+}
+
+/* ---- schedules on three hosts --------------------------------------------- */
+
+#define NTICK 3
+
+/* Which host ran each fire, and the fire's time, in run order. */
+static struct {
+    int host[64];
+    char time[64][32];
+    atomic_int n;
+} fires;
+
+static void fire_note(int host, json_t *event)
+{
+    int i = atomic_load(&fires.n);
+    const char *t = json_string_value(json_object_get(event, "time"));
+    assert_true(i < 64);
+    fires.host[i] = host;
+    snprintf(fires.time[i], sizeof fires.time[i], "%s", t ? t : "?");
+    atomic_store(&fires.n, i + 1);
+}
+
+#define TICK(i)                                                                \
+    static int tick_##i(struct faas_ctx *ctx, json_t *event, json_t **result) \
+    {                                                                          \
+        (void)ctx;                                                             \
+        (void)result;                                                          \
+        fire_note(i, event);                                                   \
+        return 0;                                                              \
+    }
+TICK(0)
+TICK(1)
+TICK(2)
+static const faas_handler_fn ticks[NTICK] = { tick_0, tick_1, tick_2 };
+
+struct ticker {
+    struct event_base *base;
+    struct faas_runtime *rt;
+};
+
+/* The tickers' warnings: fires skipped, and Redis back. */
+static int ticker_skips, ticker_backs;
+
+static void ticker_log(const struct faas_log_record *rec, void *arg)
+{
+    (void)arg;
+    if (rec->kind != FAAS_LOG_WARNING || !rec->line)
+        return;
+    if (strstr(rec->line, "not claimed, skipped"))
+        ticker_skips++;
+    if (strstr(rec->line, "reachable again"))
+        ticker_backs++;
+}
+
+/* Host i ("host-i") on the shared fake clock, "tick" mapped to
+ * rate(1 minute). */
+static void ticker_new(struct ticker *h, int i, const char *url, struct tu_clock *clk)
+{
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+    char node[16];
+
+    snprintf(node, sizeof node, "host-%d", i);
+    o.zygote = 0;
+    o.log = ticker_log;
+    o.durable = url;
+    o.node_id = node;
+    o.clock.now_ns = tu_clock_now;
+    o.clock.wall_ns = tu_clock_wall;
+    o.clock.arg = clk;
+    tu_rt_new(&h[i].base, &h[i].rt, &o);
+    fo.isolation = FAAS_ISOLATION_INLINE;
+    assert_int_equal(faas_register(h[i].rt, "tick", ticks[i], &fo), 0);
+    assert_true(faas_map(h[i].rt, "schedule:rate(1 minute)", "tick", NULL) >= 0);
+}
+
+static void tickers_new(struct ticker *h, const char *url, struct tu_clock *clk)
+{
+    for (int i = 0; i < NTICK; i++)
+        ticker_new(h, i, url, clk);
+}
+
+static void tickers_free(struct ticker *h)
+{
+    for (int i = 0; i < NTICK; i++)
+        tu_rt_free(&h[i].rt, &h[i].base);
+}
+
+/* Events kept in Redis and not ended yet, fleet-wide. */
+static long long events_kept(void)
+{
+    redisContext *c = redisConnect("127.0.0.1", srv.port);
+    redisReply *rep;
+    long long n = -1;
+
+    assert_non_null(c);
+    assert_int_equal(c->err, 0);
+    rep = redisCommand(c, "ZCARD faas:events");
+    if (rep && rep->type == REDIS_REPLY_INTEGER)
+        n = rep->integer;
+    freeReplyObject(rep);
+    redisFree(c);
+    return n;
+}
+
+/* Operations the hosts' engines hold, after one pass of every loop. */
+static uint64_t tickers_turn(struct ticker *h)
+{
+    struct faas_durable_stats ds;
+    uint64_t pending = 0;
+
+    for (int i = 0; i < NTICK; i++) {
+        event_base_loop(h[i].base, EVLOOP_NONBLOCK);
+        faas_durable_stats_get(h[i].rt->durable, &ds);
+        pending += ds.pending;
+    }
+    return pending;
+}
+
+/*
+ * Polls the schedules, `first` first and until its claims are answered,
+ * then the others, and runs every loop until every claim is answered,
+ * `want` fires ran and no event is left in Redis: a fire queued twice
+ * would be counted.
+ */
+static void tickers_step(struct ticker *h, int first, int want)
+{
+    uint64_t end = tu_now_ms() + 10000, pending;
+
+    faas_schedule_poll(h[first].rt);
+    engine_settle(h[first].base, h[first].rt);
+    for (int i = 0; i < NTICK; i++)
+        if (i != first)
+            faas_schedule_poll(h[i].rt);
+    for (;;) {
+        pending = tickers_turn(h);
+        if ((atomic_load(&fires.n) >= want && pending == 0 && events_kept() == 0) ||
+            tu_now_ms() > end)
+            break;
+        usleep(1000); /* several loops in one thread: bounded polling */
+    }
+    assert_int_equal(pending, 0);
+    assert_int_equal(events_kept(), 0);
+    assert_int_equal(atomic_load(&fires.n), want);
+}
+
+/* Runs every loop until *counter >= want (bounded). */
+static void tickers_run_until(struct ticker *h, const int *counter, int want)
+{
+    uint64_t end = tu_now_ms() + 15000;
+    while (*counter < want && tu_now_ms() < end) {
+        tickers_turn(h);
+        usleep(1000); /* several loops in one thread: bounded polling */
+    }
+    assert_true(*counter >= want);
+}
+
+/* The fake clock's wall time `s` seconds after the epoch of tu_clock_wall,
+ * as a Scheduled Event's "time". */
+static void iso_at(struct tu_clock *clk, int64_t after_s, char *buf, size_t size)
+{
+    time_t t = (time_t)(tu_clock_wall(clk) / 1000000000 + after_s);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/*
+ * rate(1 minute) mapped on three hosts 20 s apart: the later ones fall
+ * into the first's step, and from then on every due time fires on exactly
+ * one of them, whichever asks first; after all went down for four and a
+ * half periods, the latest missed due time fires once across them.
+ */
+static void test_schedule_fires_once_per_fleet(void **state)
+{
+    struct fx *f = *state;
+    struct tu_clock clk = { 0 };
+    struct ticker h[NTICK];
+    char want[32];
+    int i, won[NTICK] = { 0 };
+
+    atomic_store(&fires.n, 0);
+    ticker_new(h, 0, f->url, &clk); /* due at 60 */
+    tu_clock_advance(&clk, 20000000000ull);
+    ticker_new(h, 1, f->url, &clk); /* due at 80 */
+    tu_clock_advance(&clk, 20000000000ull);
+    ticker_new(h, 2, f->url, &clk); /* due at 100 */
+    tu_clock_advance(&clk, 20000000000ull); /* 60: host 0 fires */
+    tickers_step(h, 0, 1);
+    assert_int_equal(fires.host[0], 0);
+    iso_at(&clk, 0, want, sizeof want);
+    assert_string_equal(fires.time[0], want);
+    tu_clock_advance(&clk, 20000000000ull); /* 80: too close for host 1 */
+    tickers_step(h, 1, 1);
+    tu_clock_advance(&clk, 20000000000ull); /* 100: too close for host 2 */
+    tickers_step(h, 2, 1);
+    for (i = 0; i < 6; i++) { /* 120 ... 420: one fire each, on any */
+        tu_clock_advance(&clk, (i ? 60u : 20u) * 1000000000ull);
+        tickers_step(h, i % NTICK, 2 + i);
+        iso_at(&clk, 0, want, sizeof want);
+        assert_string_equal(fires.time[1 + i], want);
+    }
+    for (i = 0; i < atomic_load(&fires.n); i++)
+        won[fires.host[i]]++;
+    for (i = 0; i < NTICK; i++)
+        assert_true(won[i] > 0);
+
+    /* all down from 420 to 690: 660 was missed, and fires once */
+    tickers_free(h);
+    tu_clock_advance(&clk, 270000000000ull);
+    atomic_store(&fires.n, 0);
+    tickers_new(h, f->url, &clk);
+    tickers_step(h, 0, 1);
+    iso_at(&clk, -30, want, sizeof want);
+    assert_string_equal(fires.time[0], want);
+    for (i = 0; i < 3; i++) { /* then one fire a period again */
+        tu_clock_advance(&clk, 60000000000ull);
+        tickers_step(h, i % NTICK, 2 + i);
+        assert_true(strcmp(fires.time[1 + i], fires.time[i]) > 0);
+    }
+    tickers_free(h);
+}
+
+static void on_drained(int rc, uint64_t remaining, void *arg)
+{
+    int *drained = arg;
+    assert_int_equal(rc, 0);
+    assert_int_equal(remaining, 0);
+    *drained = 1;
+}
+
+/* A drain that begins while a fire's claim is asked finishes that fire:
+ * it was decided before the drain; the next due time does not fire. */
+static void test_schedule_claim_then_drain(void **state)
+{
+    struct fx *f = *state;
+    struct tu_clock clk = { 0 };
+    struct ticker h[NTICK];
+    int drained = 0;
+
+    atomic_store(&fires.n, 0);
+    ticker_new(h, 0, f->url, &clk);
+    tu_clock_advance(&clk, 60000000000ull);
+    faas_schedule_poll(h[0].rt);
+    assert_int_equal(faas_drain(h[0].rt, 10000, on_drained, &drained), 0);
+    assert_true(tu_run_until(h[0].base, &drained, 1, 10000));
+    assert_int_equal(atomic_load(&fires.n), 1);
+    assert_int_equal(events_kept(), 0);
+    tu_clock_advance(&clk, 60000000000ull);
+    faas_schedule_poll(h[0].rt);
+    engine_settle(h[0].base, h[0].rt);
+    assert_int_equal(atomic_load(&fires.n), 1);
+    tu_rt_free(&h[0].rt, &h[0].base);
+}
+
+/* Redis down at two due times: every host's claim is refused and the fire
+ * skipped, with a warning; Redis back, the schedule goes on at its next
+ * due time, without a burst of the fires it skipped. */
+static void test_schedule_redis_down_skips(void **state)
+{
+    struct fx *f = *state;
+    struct tu_clock clk = { 0 };
+    struct ticker h[NTICK];
+    char want[32];
+    int i, j;
+
+    atomic_store(&fires.n, 0);
+    ticker_skips = ticker_backs = 0;
+    tickers_new(h, f->url, &clk);
+    tu_clock_advance(&clk, 60000000000ull);
+    tickers_step(h, 0, 1);
+    tu_redis_kill(&srv);
+    for (i = 1; i <= 2; i++) {
+        tu_clock_advance(&clk, 60000000000ull);
+        for (j = 0; j < NTICK; j++)
+            faas_schedule_poll(h[j].rt);
+        tickers_run_until(h, &ticker_skips, NTICK * i);
+    }
+    assert_int_equal(ticker_skips, 2 * NTICK);
+    assert_int_equal(atomic_load(&fires.n), 1);
+    assert_int_equal(tu_redis_spawn(&srv), 0);
+    tickers_run_until(h, &ticker_backs, NTICK);
+    tu_clock_advance(&clk, 60000000000ull);
+    tickers_step(h, 1, 2);
+    iso_at(&clk, 0, want, sizeof want);
+    assert_string_equal(fires.time[1], want);
+    assert_int_equal(ticker_skips, 2 * NTICK);
+    tickers_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -760,6 +1104,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_semantics, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_store_freed_with_answers_owed, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_two_hosts_one_key, rsetup, teardown),
+        cmocka_unit_test_setup_teardown(test_schedule_claims, rsetup, teardown),
+        cmocka_unit_test_setup_teardown(test_schedule_fires_once_per_fleet, rsetup, teardown),
+        cmocka_unit_test_setup_teardown(test_schedule_redis_down_skips, rsetup, teardown),
+        cmocka_unit_test_setup_teardown(test_schedule_claim_then_drain, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_events_roundtrip, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_records_schedules_prefix, rsetup, teardown),
         cmocka_unit_test_setup_teardown(test_idem_records, rsetup, teardown),

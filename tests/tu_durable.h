@@ -90,6 +90,22 @@ static inline void on_done(int rc, void *arg)
     l->n++;
 }
 
+/* The answers of schedule claims, in order. */
+struct claim_log {
+    int n;
+    int rc[MAXDONE];
+    int64_t fleet_ms[MAXDONE];
+};
+
+static inline void on_claimed(int rc, int64_t fleet_ms, void *arg)
+{
+    struct claim_log *l = arg;
+    assert_true(l->n < MAXDONE);
+    l->rc[l->n] = rc;
+    l->fleet_ms[l->n] = fleet_ms;
+    l->n++;
+}
+
 static inline struct faas_durable *open_ok(struct fx *f, int sync)
 {
     struct faas_durable *d = NULL;
