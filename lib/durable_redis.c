@@ -71,6 +71,7 @@
 #include <hiredis/hiredis.h>
 
 #include "durable_engine.h"
+#include "durable_redis.h"
 
 #define CONNECT_TIMEOUT_MS 2000u
 #define CMD_TIMEOUT_MS 2000u
@@ -108,134 +109,6 @@ struct rd {
     struct event *kick;
     struct faas_durable_stats st;
 };
-
-/*
- * One script for every operation: ARGV[1] the prefix, ARGV[2] the kind,
- * the rest the kind's. Returns 1 (done) or 0 (a put found another record
- * under its key: FAAS_EEXIST).
- */
-static const char script[] =
-    "local P, kind = ARGV[1], ARGV[2]\n"
-    "local function put(i)\n"
-    "  local rid, fn, acc, org, n = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], tonumber(ARGV[i+4])\n"
-    "  local k = P..':ev:'..rid\n"
-    "  local ex = redis.call('HMGET', k, 'accepted_ms', 'origin')\n"
-    "  if ex[1] then\n"
-    "    if ex[1] == acc and ex[2] == org then return 1 end\n"
-    "    return 0\n"
-    "  end\n"
-    "  local seq = redis.call('INCR', P..':seq')\n"
-    "  redis.call('HSET', k, 'seq', seq, 'function', fn, 'accepted_ms', acc, 'origin', org,\n"
-    "             unpack(ARGV, i+5, i+4+n))\n"
-    "  redis.call('ZADD', P..':events', seq, rid)\n"
-    "  redis.call('ZADD', P..':fnev:'..fn, seq, rid)\n"
-    "  return 1\n"
-    "end\n"
-    "if kind == 'put' then return put(3) end\n"
-    "if kind == 'attempt' or kind == 'retry' then\n"
-    "  local k = P..':ev:'..ARGV[3]\n"
-    "  if redis.call('EXISTS', k) == 1 then\n"
-    "    redis.call('HSET', k, kind == 'attempt' and 'attempts' or 'due_ms', ARGV[4])\n"
-    "  end\n"
-    "  return 1\n"
-    "end\n"
-    "if kind == 'end' then\n"
-    "  local k = P..':ev:'..ARGV[3]\n"
-    "  local fn = redis.call('HGET', k, 'function')\n"
-    "  redis.call('DEL', k)\n"
-    "  redis.call('ZREM', P..':events', ARGV[3])\n"
-    "  if fn then redis.call('ZREM', P..':fnev:'..fn, ARGV[3]) end\n"
-    "  if ARGV[4] then return put(4) end\n"
-    "  return 1\n"
-    "end\n"
-    "if kind == 'rput' then\n"
-    "  local k = P..':rec:'..ARGV[3]..':'..ARGV[4]\n"
-    "  local had = redis.call('HGET', k, 'arrived_ms')\n"
-    "  if had then return had == ARGV[5] and 1 or 0 end\n"
-    "  redis.call('HSET', k, 'arrived_ms', ARGV[5], 'record', ARGV[6])\n"
-    "  if ARGV[7] then redis.call('HSET', k, 'key', ARGV[7]) end\n"
-    "  redis.call('ZADD', P..':recs:'..ARGV[3], ARGV[4], ARGV[4])\n"
-    "  return 1\n"
-    "end\n"
-    "if kind == 'rdel' then\n"
-    "  redis.call('DEL', P..':rec:'..ARGV[3]..':'..ARGV[4])\n"
-    "  redis.call('ZREM', P..':recs:'..ARGV[3], ARGV[4])\n"
-    "  return 1\n"
-    "end\n"
-    "if kind == 'sched' then\n"
-    "  redis.call('HSET', P..':sched', ARGV[3], ARGV[4])\n"
-    "  return 1\n"
-    "end\n"
-    "if kind == 'claim' then\n"
-    "  local due, last = tonumber(ARGV[4]), tonumber(redis.call('HGET', P..':sched', ARGV[3]))\n"
-    "  if last and due - last < tonumber(ARGV[5]) then\n"
-    "    if last ~= due or redis.call('HGET', P..':schednode', ARGV[3]) ~= ARGV[6] then\n"
-    "      return {0, last}\n"
-    "    end\n"
-    "  end\n"
-    "  redis.call('HSET', P..':sched', ARGV[3], ARGV[4])\n"
-    "  redis.call('HSET', P..':schednode', ARGV[3], ARGV[6])\n"
-    "  return {1, due}\n"
-    "end\n"
-    "if kind == 'iset' then\n"
-    "  local k = P..':idem:'..ARGV[3]..':'..ARGV[4]\n"
-    "  redis.call('DEL', k)\n"
-    "  redis.call('HSET', k, unpack(ARGV, 6, 5 + tonumber(ARGV[5])))\n"
-    "  redis.call('ZADD', P..':idems:'..ARGV[3], redis.call('INCR', P..':seq'), ARGV[4])\n"
-    "  return 1\n"
-    "end\n"
-    "if kind == 'idel' then\n"
-    "  redis.call('DEL', P..':idem:'..ARGV[3]..':'..ARGV[4])\n"
-    "  redis.call('ZREM', P..':idems:'..ARGV[3], ARGV[4])\n"
-    "  return 1\n"
-    "end\n"
-    "if kind == 'isweep' then\n"
-    "  local z = P..':idems:'..ARGV[3]\n"
-    "  for _, key in ipairs(redis.call('ZRANGE', z, 0, -1)) do\n"
-    "    local k = P..':idem:'..ARGV[3]..':'..key\n"
-    "    local e = redis.call('HGET', k, 'expires_ms')\n"
-    "    if not e or tonumber(e) <= tonumber(ARGV[4]) then\n"
-    "      redis.call('DEL', k)\n"
-    "      redis.call('ZREM', z, key)\n"
-    "    end\n"
-    "  end\n"
-    "  return 1\n"
-    "end\n"
-    /* the shared idempotency store (durable_redis_store.c): ARGV[3] the
-     * scope, [4] the key, [5] now_ms; answers {code, record fields} */
-    "local function sread(k, now)\n"
-    "  local f = redis.call('HMGET', k, 'state', 'status', 'payload', 'validation', 'owner',\n"
-    "                       'expires_ms')\n"
-    "  if not f[1] then return nil end\n"
-    "  if tonumber(f[6]) <= now then redis.call('DEL', k) return nil end\n"
-    "  return f\n"
-    "end\n"
-    "local function swrite(k, now, i)\n"
-    "  redis.call('DEL', k)\n"
-    "  redis.call('HSET', k, unpack(ARGV, i + 1, i + tonumber(ARGV[i])))\n"
-    "  local f = sread(k, -1 / 0)\n"
-    "  local ttl = tonumber(f[6]) - now + 60000\n"
-    "  redis.call('PEXPIRE', k, ttl >= 1 and ttl or 1)\n"
-    "  return {0, unpack(f)}\n"
-    "end\n"
-    "if kind:sub(1, 1) == 's' then\n"
-    "  local k, now = P..':store:'..ARGV[3]..':'..ARGV[4], tonumber(ARGV[5])\n"
-    "  local f = sread(k, now)\n"
-    "  if kind == 'sget' then\n"
-    "    if not f then return {-3} end\n"
-    "    return {0, unpack(f)}\n"
-    "  end\n"
-    "  if kind == 'sput' then\n"
-    "    if f then return {-4, unpack(f)} end\n"
-    "    return swrite(k, now, 6)\n"
-    "  end\n"
-    "  local owner = ARGV[6]\n"
-    "  if not f or (owner ~= '' and owner ~= f[5]) then return {-3} end\n"
-    "  if kind == 'scomplete' then return swrite(k, now, 7) end\n"
-    "  redis.call('DEL', k)\n"
-    "  return {0}\n"
-    "end\n"
-    "return 1\n";
 
 static uint64_t mono_ns(void)
 {
@@ -627,7 +500,8 @@ static void on_connect(const redisAsyncContext *cac, int status)
     snprintf(db, sizeof db, "%d", r->db);
     if (r->db)
         redisAsyncCommand(r->ac, on_setup, r, "SELECT %s", db);
-    redisAsyncCommand(r->ac, on_setup, r, "SCRIPT LOAD %b", script, sizeof script - 1);
+    redisAsyncCommand(r->ac, on_setup, r, "SCRIPT LOAD %b", faas_durable_redis_script,
+                      strlen(faas_durable_redis_script));
     send_queue(r);
 }
 
@@ -731,8 +605,8 @@ static redisReply *sc_cmd1(struct rd *r, const char *a0, const char *a1, const c
  * (logged). */
 static int sc_get(struct rd *r)
 {
-    const char *load[3] = { "SCRIPT", "LOAD", script };
-    size_t load_len[3] = { 6, 4, sizeof script - 1 };
+    const char *load[3] = { "SCRIPT", "LOAD", faas_durable_redis_script };
+    size_t load_len[3] = { 6, 4, strlen(faas_durable_redis_script) };
     char db[24];
     redisReply *rep;
     struct timeval tv = tv_ms(CONNECT_TIMEOUT_MS);
