@@ -611,7 +611,7 @@ static void schedule_retry(struct faas_async *a, struct async_ev *ev, uint64_t n
         (void)faas_durable_event_retry(a->fn->rt->durable, ev->request_id,
                                        faas_wall_ns(a->fn->rt) / 1000000 +
                                            (int64_t)(delay / 1000000u),
-                                       faas_async_write_done,
+                                       faas_durable_drain_done,
                                        a->fn->rt); /* lost: it runs sooner */
     faas_log_event(a->fn->rt, FAAS_LOG_ASYNC, a->fn->name, ev->request_id, "retry", NULL,
               "attempt %u: %s; next attempt in %llu ms", (unsigned)ev->attempts,

@@ -138,25 +138,9 @@ void faas_async_parked_clear(struct faas_runtime *rt)
     rt->async_parked_tail = NULL;
 }
 
-uint64_t faas_async_parked_count(const struct faas_runtime *rt)
-{
-    const struct faas_async_parked *p;
-    uint64_t n = 0;
-
-    for (p = rt->async_parked; p; p = p->next)
-        n++;
-    return n;
-}
-
 /* Durable engine: attempts counted ahead of starting, per function, when
  * max_concurrency does not bound them. */
 #define ASYNC_START_WINDOW 1024u
-
-void faas_async_write_done(int rc, void *arg)
-{
-    (void)rc;
-    faas_drain_note(arg); /* a drain counts writes not yet committed */
-}
 
 /*
  * An event the engine keeps leaves this runtime without ending (teardown,
@@ -304,9 +288,11 @@ void faas_async_durable_end(struct faas_async *a, struct async_ev *ev, struct as
 
     if (dest)
         rc = dev_fill(rt, dest->fn->name, dest, 0, &dev, &text, &cc);
-    if (rc == 0)
-        rc = faas_durable_event_end(rt->durable, ev->request_id, dest ? &dev : NULL,
-                                    dest ? put_done : faas_async_write_done, dest ? (void *)dest : (void *)rt);
+    if (rc == 0 && dest)
+        rc = faas_durable_event_end(rt->durable, ev->request_id, &dev, put_done, dest);
+    else if (rc == 0)
+        rc = faas_durable_event_end(rt->durable, ev->request_id, NULL, faas_durable_drain_done,
+                                    rt);
     free(text);
     free(cc);
     if (rc != 0) {

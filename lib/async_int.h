@@ -131,9 +131,6 @@ void faas_async_ev_ready(struct faas_async *a, struct async_ev *ev, int is_new);
 void faas_async_ev_delay(struct faas_async *a, struct async_ev *ev);
 
 /* ---- async_durable.c: the engine's side of the queue ----------------- */
-/* The completion of a write that needs nothing but to tell a drain (arg:
- * the runtime). */
-void faas_async_write_done(int rc, void *arg);
 /* ev (off its list, on `all`) leaves without ending: the engine keeps it;
  * parked if its function was unregistered. Frees ev. */
 void faas_async_leave(struct async_ev *ev);

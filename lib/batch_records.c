@@ -29,15 +29,6 @@
 
 #define MS 1000000u
 
-/* The answer of an engine operation that moves or ends work: the engine
- * retries it until it commits or closes; a drain counts it until then, so
- * it hears of the commit (arg: the runtime). */
-static void durable_noop(int rc, void *arg)
-{
-    (void)rc;
-    faas_drain_note(arg);
-}
-
 /* ---- keys ----------------------------------------------------------- */
 
 static int key_available(const struct faas_batcher *b, const struct bkey *k)
@@ -161,7 +152,7 @@ static void rec_forget(struct faas_batcher *b, const struct brec *r)
 
     if (r->keep != KEEP_KEPT || faas_batch_stopping(rt) || !rt->durable)
         return;
-    rc = faas_durable_record_del(rt->durable, b->name, r->seq, durable_noop, rt);
+    rc = faas_durable_record_del(rt->durable, b->name, r->seq, faas_durable_drain_done, rt);
     if (rc != 0)
         faas_log_event(rt, FAAS_LOG_WARNING, b->function, NULL, "durable", NULL,
                        "mapping \"%s\": record %llu ended but stays kept (%s): it runs "
@@ -435,7 +426,7 @@ static int load_one(const struct faas_durable_record *dr, void *arg)
         faas_log_event(rt, FAAS_LOG_WARNING, b->function, NULL, "durable", NULL,
                        "mapping \"%s\": kept record %llu is not a JSON object: dropped",
                        b->name, (unsigned long long)dr->seq);
-        faas_durable_record_del(rt->durable, b->name, dr->seq, durable_noop, rt);
+        faas_durable_record_del(rt->durable, b->name, dr->seq, faas_durable_drain_done, rt);
         return 0;
     }
     r = faas_brec_new(b, rec, dr->record_len);

@@ -255,6 +255,12 @@ const char *faas_durable_node(const struct faas_durable *d)
     return d->node;
 }
 
+void faas_durable_drain_done(int rc, void *arg)
+{
+    (void)rc;
+    faas_drain_note(arg);
+}
+
 void faas_durable_stats_get(struct faas_durable *d, struct faas_durable_stats *out)
 {
     memset(out, 0, sizeof *out);

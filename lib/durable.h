@@ -118,6 +118,11 @@ const char *faas_durable_node(const struct faas_durable *d);
 /* Fills *out; d NULL gives zeroes. */
 void faas_durable_stats_get(struct faas_durable *d, struct faas_durable_stats *out);
 
+/* The completion of a write that moves or ends kept work, whose answer
+ * needs nothing but to reach a drain, which counts uncommitted writes
+ * (arg: the runtime). */
+void faas_durable_drain_done(int rc, void *arg);
+
 /* ---- async events --------------------------------------------------- */
 
 /* Keeps a new event (all of *ev copied). FAAS_EUNAVAILABLE through `done`

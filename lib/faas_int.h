@@ -590,8 +590,6 @@ void faas_async_stats_get(const struct faas_fn *fn, uint64_t now, struct faas_as
 int faas_async_recover(struct faas_runtime *rt);
 /* Frees what is still parked (teardown: it stays in the engine). */
 void faas_async_parked_clear(struct faas_runtime *rt);
-/* Events parked, for drain and metrics. */
-uint64_t faas_async_parked_count(const struct faas_runtime *rt);
 
 /* ---- source.c ------------------------------------------------------- */
 /* The mapping with this id, or NULL. */

@@ -245,67 +245,60 @@ static void test_new_work_refused(void **state)
     assert_int_equal(g_batches, 0);
 }
 
+/* Nine records for a mapping with a 10 s batch window; then, after
+ * `settle_ms` of the loop (0: none), a drain, and its answer well before the
+ * window would have closed, with every record in a batch. Returns the
+ * number of batches they took. */
+static int drain_a_window(unsigned settle_ms)
+{
+    struct faas_map_opts mo = FAAS_MAP_OPTS_INIT;
+    uint64_t start;
+    int i;
+
+    mo.batch_size = 100;
+    mo.batch_window_ms = 10000;
+    assert_true(faas_map(g_rt, "queue:jobs", "batch", &mo) >= 0);
+    for (i = 0; i < 9; i++) {
+        json_t *rec = json_pack("{s:i}", "body", i);
+        assert_int_equal(faas_emit(g_rt, "queue:jobs", rec), 1);
+        json_decref(rec);
+    }
+    if (settle_ms) {
+        tu_run_for(g_base, settle_ms);
+        assert_int_equal(g_batches, 0); /* the window holds them */
+    }
+    start = tu_now_ms();
+    assert_int_equal(faas_drain(g_rt, 0, on_drain, NULL), 0);
+    assert_true(tu_run_until(g_base, &g_drains, 1, BOUND_MS));
+    assert_true(tu_now_ms() - start < 5000); /* well before the window */
+    assert_int_equal(g_batch_records, 9);
+    assert_int_equal(g_drain_rc, 0);
+    assert_int_equal(g_drain_remaining, 0);
+    return g_batches;
+}
+
 /* Records waiting in a 10 s batch window are delivered at once, all of
  * them, and the drain ends when their batch has. */
 static void test_batch_window_flushed(void **state)
 {
-    struct faas_map_opts mo = FAAS_MAP_OPTS_INIT;
-    uint64_t start;
-    int i;
-
     (void)state;
-    mo.batch_size = 100;
-    mo.batch_window_ms = 10000;
-    assert_true(faas_map(g_rt, "queue:jobs", "batch", &mo) >= 0);
-    for (i = 0; i < 9; i++) {
-        json_t *rec = json_pack("{s:i}", "body", i);
-        assert_int_equal(faas_emit(g_rt, "queue:jobs", rec), 1);
-        json_decref(rec);
-    }
-    tu_run_for(g_base, 50);
-    assert_int_equal(g_batches, 0); /* the window holds them */
-
-    start = tu_now_ms();
-    assert_int_equal(faas_drain(g_rt, 0, on_drain, NULL), 0);
-    assert_true(tu_run_until(g_base, &g_drains, 1, BOUND_MS));
-    assert_true(tu_now_ms() - start < 5000); /* well before the window */
-    assert_int_equal(g_batches, 1);
-    assert_int_equal(g_batch_records, 9);
-    assert_int_equal(g_drain_rc, 0);
-    assert_int_equal(g_drain_remaining, 0);
+    assert_int_equal(drain_a_window(50), 1);
 }
 
 /* The same, with the drain called before the records are even kept by a
  * durable engine (their writes still queued): they must not wait for the
- * window once they are. */
+ * window once they are. Kept in more than one commit, they may leave in
+ * more than one batch. */
 static void test_batch_window_drain_at_once(void **state)
 {
-    struct faas_map_opts mo = FAAS_MAP_OPTS_INIT;
-    uint64_t start;
-    int i;
+    int batches;
 
     (void)state;
-    mo.batch_size = 100;
-    mo.batch_window_ms = 10000;
-    assert_true(faas_map(g_rt, "queue:jobs", "batch", &mo) >= 0);
-    for (i = 0; i < 9; i++) {
-        json_t *rec = json_pack("{s:i}", "body", i);
-        assert_int_equal(faas_emit(g_rt, "queue:jobs", rec), 1);
-        json_decref(rec);
-    }
-    start = tu_now_ms();
-    assert_int_equal(faas_drain(g_rt, 0, on_drain, NULL), 0);
-    assert_true(tu_run_until(g_base, &g_drains, 1, BOUND_MS));
-    assert_true(tu_now_ms() - start < 5000); /* well before the window */
-    /* Kept by an engine in more than one commit, they may leave in more
-     * than one batch; all of them, before the window. */
+    batches = drain_a_window(0);
     if (g_rt->durable)
-        assert_true(g_batches >= 1);
+        assert_true(batches >= 1);
     else
-        assert_int_equal(g_batches, 1);
-    assert_int_equal(g_batch_records, 9);
-    assert_int_equal(g_drain_rc, 0);
-    assert_int_equal(g_drain_remaining, 0);
+        assert_int_equal(batches, 1);
 }
 
 static int g_fired_before;

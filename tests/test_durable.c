@@ -77,30 +77,20 @@ static void test_events_roundtrip(void **state)
     struct faas_durable *d = open_ok(f, 1);
     struct done_log log = { 0 };
     struct done_arg a[8];
-    struct faas_durable_event e1 = mkevent("id-1", "fa", "{\"n\":1}", 1000);
-    struct faas_durable_event e2 = mkevent("id-2", "fb", "[1,2,3]", 500);
-    struct faas_durable_event e3 = mkevent("id-3", "fa", "null", 2000);
-    struct faas_durable_event nx = mkevent("id-4", "dest", "{\"next\":true}", 3000);
-    struct seen s = { 0 };
+    struct sample_events x = sample_events();
     int i;
 
     for (i = 0; i < 8; i++)
         a[i] = (struct done_arg){ &log, i };
-    e1.client_context = "{\"c\":1}";
-    e1.trace_id = "Root=1-abc";
-    e1.idem_key = "\"k1\"";
-    e1.timeout_ms = 1500;
-    e1.due_ms = 1200;
-    e2.origin = "node-b";
     assert_int_equal(strcmp(faas_durable_node(d), "node-a"), 0);
-    assert_int_equal(faas_durable_event_put(d, &e1, on_done, &a[0]), 0);
-    assert_int_equal(faas_durable_event_put(d, &e2, on_done, &a[1]), 0);
-    assert_int_equal(faas_durable_event_put(d, &e3, on_done, &a[2]), 0);
+    assert_int_equal(faas_durable_event_put(d, &x.e1, on_done, &a[0]), 0);
+    assert_int_equal(faas_durable_event_put(d, &x.e2, on_done, &a[1]), 0);
+    assert_int_equal(faas_durable_event_put(d, &x.e3, on_done, &a[2]), 0);
     assert_int_equal(faas_durable_event_attempt(d, "id-1", 2, on_done, &a[3]), 0);
     assert_int_equal(faas_durable_event_retry(d, "id-2", 99999, on_done, &a[4]), 0);
-    assert_int_equal(faas_durable_event_end(d, "id-3", &nx, on_done, &a[5]), 0);
+    assert_int_equal(faas_durable_event_end(d, "id-3", &x.nx, on_done, &a[5]), 0);
     /* the same request id again: refused by the engine, the rest commits */
-    assert_int_equal(faas_durable_event_put(d, &e1, on_done, &a[6]), 0);
+    assert_int_equal(faas_durable_event_put(d, &x.e1, on_done, &a[6]), 0);
     /* never inside the call */
     assert_int_equal(log.n, 0);
     assert_true(tu_run_until(f->base, &log.n, 7, 10000));
@@ -113,32 +103,7 @@ static void test_events_roundtrip(void **state)
     assert_int_equal(log.n, 7);
 
     d = open_ok(f, 1);
-    assert_int_equal(faas_durable_events_load(d, each_event, &s), 0);
-    assert_int_equal(s.n, 3);
-    /* oldest acceptance first */
-    assert_string_equal(s.ev[0].id, "id-2");
-    assert_string_equal(s.ev[0].function, "fb");
-    assert_string_equal(s.ev[0].event, "[1,2,3]");
-    assert_string_equal(s.ev[0].origin, "node-b");
-    assert_int_equal(s.ev[0].due_ms, 99999);
-    assert_false(s.ev[0].has_cc || s.ev[0].has_trace || s.ev[0].has_idem);
-    assert_string_equal(s.ev[1].id, "id-1");
-    assert_string_equal(s.ev[1].event, "{\"n\":1}");
-    assert_string_equal(s.ev[1].cc, "{\"c\":1}");
-    assert_string_equal(s.ev[1].trace, "Root=1-abc");
-    assert_string_equal(s.ev[1].idem, "\"k1\"");
-    assert_string_equal(s.ev[1].origin, "node-a"); /* NULL origin: this node */
-    assert_int_equal(s.ev[1].timeout_ms, 1500);
-    assert_int_equal(s.ev[1].attempts, 2);
-    assert_int_equal(s.ev[1].accepted_ms, 1000);
-    assert_int_equal(s.ev[1].due_ms, 1200);
-    assert_string_equal(s.ev[2].id, "id-4"); /* id-3 ended, its next put */
-    assert_string_equal(s.ev[2].function, "dest");
-    /* a callback's non-zero return stops the load and is returned */
-    memset(&s, 0, sizeof s);
-    s.stop_at = 2;
-    assert_int_equal(faas_durable_events_load(d, each_event, &s), 7);
-    assert_int_equal(s.n, 1);
+    check_sample_load(d);
     faas_durable_close(d);
 }
 

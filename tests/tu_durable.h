@@ -190,6 +190,67 @@ static inline int count_events(struct faas_durable *d)
     return n;
 }
 
+/*
+ * The sample events of the events round trip (every engine's suite writes
+ * them): e1 with all its optional fields, e2 from another node, e3 ended
+ * with nx put in its place.
+ */
+struct sample_events {
+    struct faas_durable_event e1, e2, e3, nx;
+};
+
+static inline struct sample_events sample_events(void)
+{
+    struct sample_events x;
+    x.e1 = mkevent("id-1", "fa", "{\"n\":1}", 1000);
+    x.e2 = mkevent("id-2", "fb", "[1,2,3]", 500);
+    x.e3 = mkevent("id-3", "fa", "null", 2000);
+    x.nx = mkevent("id-4", "dest", "{\"next\":true}", 3000);
+    x.e1.client_context = "{\"c\":1}";
+    x.e1.trace_id = "Root=1-abc";
+    x.e1.idem_key = "\"k1\"";
+    x.e1.timeout_ms = 1500;
+    x.e1.due_ms = 1200;
+    x.e2.origin = "node-b";
+    return x;
+}
+
+/*
+ * Loads d after the sample events were put, id-1 attempted twice, id-2's
+ * retry set to 99999 and id-3 ended with nx: checks every field, oldest
+ * acceptance first, and that a callback's non-zero return stops the load.
+ */
+static inline void check_sample_load(struct faas_durable *d)
+{
+    struct seen s;
+
+    memset(&s, 0, sizeof s);
+    assert_int_equal(faas_durable_events_load(d, each_event, &s), 0);
+    assert_int_equal(s.n, 3);
+    assert_string_equal(s.ev[0].id, "id-2");
+    assert_string_equal(s.ev[0].function, "fb");
+    assert_string_equal(s.ev[0].event, "[1,2,3]");
+    assert_string_equal(s.ev[0].origin, "node-b");
+    assert_int_equal(s.ev[0].due_ms, 99999);
+    assert_false(s.ev[0].has_cc || s.ev[0].has_trace || s.ev[0].has_idem);
+    assert_string_equal(s.ev[1].id, "id-1");
+    assert_string_equal(s.ev[1].event, "{\"n\":1}");
+    assert_string_equal(s.ev[1].cc, "{\"c\":1}");
+    assert_string_equal(s.ev[1].trace, "Root=1-abc");
+    assert_string_equal(s.ev[1].idem, "\"k1\"");
+    assert_string_equal(s.ev[1].origin, "node-a"); /* NULL origin: this node */
+    assert_int_equal(s.ev[1].timeout_ms, 1500);
+    assert_int_equal(s.ev[1].attempts, 2);
+    assert_int_equal(s.ev[1].accepted_ms, 1000);
+    assert_int_equal(s.ev[1].due_ms, 1200);
+    assert_string_equal(s.ev[2].id, "id-4"); /* id-3 ended, its next put */
+    assert_string_equal(s.ev[2].function, "dest");
+    memset(&s, 0, sizeof s);
+    s.stop_at = 2;
+    assert_int_equal(faas_durable_events_load(d, each_event, &s), 7);
+    assert_int_equal(s.n, 1);
+}
+
 #endif /* FAAS_WITH_SQLITE || FAAS_WITH_REDIS */
 
 #endif /* FAAS_TU_DURABLE_H */
