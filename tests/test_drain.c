@@ -332,14 +332,28 @@ static void test_queued_invocations_finish(void **state)
 
 /* A handler that hangs past the deadline: FAAS_ETIMEDOUT, with the running
  * invocation and the async event waiting behind it left. */
+static void on_accepted(int rc, const char *request_id, void *arg)
+{
+    (void)request_id;
+    assert_int_equal(rc, 0);
+    ++*(int *)arg;
+}
+
 static void test_deadline(void **state)
 {
+    struct faas_invoke_opts io = FAAS_INVOKE_OPTS_INIT;
+    int accepted = 0;
+
     (void)state;
+    io.on_accepted = on_accepted;
+    io.accepted_arg = &accepted;
     assert_int_equal(faas_invoke(g_rt, "gated", NULL, NULL, on_result, NULL), 0);
-    assert_int_equal(faas_invoke_async(g_rt, "gated", NULL, NULL, NULL), 0);
+    assert_int_equal(faas_invoke_async(g_rt, "gated", NULL, &io, NULL), 0);
     assert_true(tu_run_until_atomic(g_base, &g_started, 1, BOUND_MS));
+    assert_true(tu_run_until(g_base, &accepted, 1, BOUND_MS));
     if (faas_durable_shared(g_rt->durable)) {
-        /* A fleet's queue: the event counts once this host took it. */
+        /* A fleet's queue: the accepted event counts once this host took
+         * it from Redis. */
         struct faas_fn *fn = faas_fn_lookup(g_rt, "gated");
         uint64_t end = tu_now_ms() + BOUND_MS;
         while (faas_async_pending(fn) == 0 && tu_now_ms() < end)
