@@ -504,6 +504,43 @@ static int fleet_settled(const struct fleet *fl)
     return 1;
 }
 
+/* The fleet of the running test: its teardown kills what a failed
+ * assertion left running and frees the books. */
+static struct fleet *g_fleet;
+
+static int fleet_setup(void **state)
+{
+    (void)state;
+    g_fleet = calloc(1, sizeof *g_fleet);
+    assert_non_null(g_fleet);
+    g_fleet->ev = calloc(MAX_EVENTS, sizeof *g_fleet->ev);
+    assert_non_null(g_fleet->ev);
+    for (int i = 0; i < NHOST; i++)
+        g_fleet->h[i].pid = -1;
+    return 0;
+}
+
+static int fleet_teardown(void **state)
+{
+    struct fleet *fl = g_fleet;
+    (void)state;
+    for (int i = 0; i < NHOST; i++) {
+        struct host *h = &fl->h[i];
+        if (h->pid <= 0)
+            continue;
+        kill(h->pid, SIGKILL);
+        waitpid(h->pid, NULL, 0);
+        close(h->out);
+        if (h->ctl >= 0)
+            close(h->ctl);
+    }
+    free(fl->ends);
+    free(fl->ev);
+    free(fl);
+    g_fleet = NULL;
+    return 0;
+}
+
 static unsigned lcg(unsigned *s)
 {
     *s = *s * 1103515245u + 12345u;
@@ -542,7 +579,7 @@ static void test_fleet_kill9(void **state)
     int kill_slot[32], k = 0, i, lost = 0, dupes = 0, beyond = 0, poison_ok = 1;
     int poison_dead = 0, ok_failed = 0, max_ends = 0, status;
     uint64_t t0, settle_end;
-    struct fleet *fl;
+    struct fleet *fl = g_fleet;
     (void)state;
 
     if (!have_srv) {
@@ -550,10 +587,6 @@ static void test_fleet_kill9(void **state)
         skip();
     }
     print_message("fleet: seed %u (FAAS_FLEET_SEED)%s\n", seed, slow ? ", under valgrind" : "");
-    fl = calloc(1, sizeof *fl);
-    assert_non_null(fl);
-    fl->ev = calloc(MAX_EVENTS, sizeof *fl->ev);
-    assert_non_null(fl->ev);
     fl->tick_ms = slow ? 50 : 10;
 
     /* kill moments: spread over the run, none within 3 s of the server's
@@ -568,10 +601,8 @@ static void test_fleet_kill9(void **state)
     }
     qsort(kill_at, (size_t)nkill, sizeof kill_at[0], cmp_ms);
 
-    for (i = 0; i < NHOST; i++) {
-        fl->h[i].pid = -1;
+    for (i = 0; i < NHOST; i++)
         host_start(fl, i);
-    }
     t0 = tu_now_ms();
     for (;;) {
         long now = (long)(tu_now_ms() - t0);
@@ -659,10 +690,6 @@ static void test_fleet_kill9(void **state)
     for (i = 0; i < NHOST; i++)
         assert_true(fl->ends_by_slot[i] > 0);
     assert_true(fl->cross_slot > 0);
-
-    free(fl->ends);
-    free(fl->ev);
-    free(fl);
 }
 
 /* ---- one runtime, its server stopped and started again ----------------- */
@@ -727,15 +754,31 @@ static void solo_sync(struct faas_runtime *rt, int n)
     json_decref(ev);
 }
 
+/* The test's own server and runtime: its teardown stops and frees what a
+ * failed assertion left. */
+static struct tu_redis own;
+static struct event_base *solo_base;
+static struct faas_runtime *solo_rt;
+static struct solo solo_log; /* the callbacks may run inside the free */
+
+static int solo_teardown(void **state)
+{
+    (void)state;
+    if (solo_rt)
+        tu_rt_free(&solo_rt, &solo_base);
+    if (own.dir[0])
+        tu_redis_stop(&own);
+    return 0;
+}
+
 static void test_fleet_redis_down_mid_run(void **state)
 {
-    struct tu_redis own;
     struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
     struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
     struct faas_async_opts ao = FAAS_ASYNC_OPTS_INIT;
-    struct event_base *base = NULL;
-    struct faas_runtime *rt = NULL;
-    struct solo s;
+    struct event_base *base;
+    struct faas_runtime *rt;
+    struct solo *s = &solo_log;
     uint64_t until;
     int i, rc, ends;
     (void)state;
@@ -744,60 +787,59 @@ static void test_fleet_redis_down_mid_run(void **state)
         print_message("%s\n", skip_reason);
         skip();
     }
-    memset(&s, 0, sizeof s);
+    memset(s, 0, sizeof *s);
     assert_int_equal(tu_redis_start(&own), 0); /* no persistence: it comes back empty */
     o.zygote = 0;
     o.durable = own.url;
     o.durable_prefix = "solo";
     o.node_id = "solo-1";
-    tu_rt_new(&base, &rt, &o);
+    tu_rt_new(&solo_base, &solo_rt, &o);
+    base = solo_base;
+    rt = solo_rt;
     fo.isolation = FAAS_ISOLATION_INLINE;
     fo.timeout_ms = FN_TIMEOUT_MS;
     ao.on_complete = solo_end;
-    ao.on_complete_arg = &s;
+    ao.on_complete_arg = s;
     fo.async = &ao;
     assert_int_equal(faas_register(rt, "echo", echo_handler, &fo), 0);
 
     /* up: accepted and run */
-    assert_int_equal(solo_offer(base, rt, &s, 1), 0);
-    assert_true(tu_run_until(base, &s.ends, 1, 15000));
-    assert_int_equal(s.end_status, 0);
-    assert_string_equal(s.end_id, s.acc_id);
-    assert_int_equal(s.end_recovered, 0);
+    assert_int_equal(solo_offer(base, rt, s, 1), 0);
+    assert_true(tu_run_until(base, &s->ends, 1, 15000));
+    assert_int_equal(s->end_status, 0);
+    assert_string_equal(s->end_id, s->acc_id);
+    assert_int_equal(s->end_recovered, 0);
 
     /* down: memory-only work serves, async accepts are refused */
     tu_redis_kill(&own);
     for (i = 0; i < 5; i++)
         solo_sync(rt, 10 + i);
     for (i = 0; i < 3; i++)
-        assert_int_equal(solo_offer(base, rt, &s, 20 + i), FAAS_EUNAVAILABLE);
+        assert_int_equal(solo_offer(base, rt, s, 20 + i), FAAS_EUNAVAILABLE);
     solo_sync(rt, 30);
     tu_run_for(base, 300); /* nothing of a refused event runs */
-    assert_int_equal(s.ends, 1);
+    assert_int_equal(s->ends, 1);
 
     /* back on its port, empty: an offer is accepted within the reconnect
      * backoff (at most 5 s) and runs to its end */
     assert_int_equal(tu_redis_spawn(&own), 0);
     until = tu_now_ms() + 20000;
     for (i = 0;; i++) {
-        rc = solo_offer(base, rt, &s, 40 + i);
+        rc = solo_offer(base, rt, s, 40 + i);
         if (rc == 0)
             break;
         assert_int_equal(rc, FAAS_EUNAVAILABLE);
         assert_true(tu_now_ms() < until);
         tu_run_for(base, 100); /* the next offer, after the reconnect backoff */
     }
-    ends = s.ends;
-    assert_true(tu_run_until(base, &s.ends, ends + 1, 15000));
-    assert_int_equal(s.end_status, 0);
-    assert_string_equal(s.end_id, s.acc_id);
-    assert_int_equal(s.end_recovered, 0);
+    ends = s->ends;
+    assert_true(tu_run_until(base, &s->ends, ends + 1, 15000));
+    assert_int_equal(s->end_status, 0);
+    assert_string_equal(s->end_id, s->acc_id);
+    assert_int_equal(s->end_recovered, 0);
     solo_sync(rt, 99);
     tu_run_for(base, 200); /* it ends once */
-    assert_int_equal(s.ends, ends + 1);
-
-    tu_rt_free(&rt, &base);
-    tu_redis_stop(&own);
+    assert_int_equal(s->ends, ends + 1);
 }
 
 static int group_setup(void **state)
@@ -824,8 +866,8 @@ static int group_teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fleet_redis_down_mid_run),
-        cmocka_unit_test(test_fleet_kill9),
+        cmocka_unit_test_teardown(test_fleet_redis_down_mid_run, solo_teardown),
+        cmocka_unit_test_setup_teardown(test_fleet_kill9, fleet_setup, fleet_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
