@@ -71,8 +71,10 @@ static const char *skip_reason;
  *   U gen            up: the runtime is open and the function registered
  *   A n rc id        event n offered: on_accepted said rc (or the call
  *                    returned rc), under request id `id`
- *   E n s gen r a id event n ended (on_complete) with status s in host
- *                    generation gen, faas_result_recovered r, a attempts
+ *   E n s gen r a id t
+ *                    event n ended (on_complete) with status s in host
+ *                    generation gen, faas_result_recovered r, a attempts,
+ *                    t ms into the run
  *   D n              event n reached the dead letter
  *   O gen count      done offering (told to stop, or its share used up)
  *                    after `count` offers
@@ -84,6 +86,7 @@ static int h_out = -1;
 static int h_gen;
 static int h_offered, h_tick_ms, h_stall_at, h_offering = 1;
 static redisContext *h_redis; /* the stall marks */
+static uint64_t h_t0;          /* the run's start: times in lines count from it */
 static struct event_base *h_base;
 static struct faas_runtime *h_rt;
 static struct event *h_tick;
@@ -155,9 +158,9 @@ static int work_handler(struct faas_ctx *ctx, json_t *event, json_t **result)
 static void host_end(const struct faas_result *res, void *arg)
 {
     (void)arg;
-    say("E %d %d %d %d %u %s\n", event_n(faas_result_event(res)), faas_result_status(res),
+    say("E %d %d %d %d %u %s %llu\n", event_n(faas_result_event(res)), faas_result_status(res),
         h_gen, faas_result_recovered(res), faas_result_attempts(res),
-        faas_result_request_id(res));
+        faas_result_request_id(res), (unsigned long long)(tu_now_ms() - h_t0));
 }
 
 static void host_dead(const struct faas_result *res, void *arg)
@@ -286,6 +289,7 @@ struct ev_book {
                                  had that end */
     signed char end_gen[4];   /* the generations of its first ends */
     unsigned char end_att[4]; /* and their attempts */
+    unsigned end_t[4];        /* and times (ms into the run) */
 };
 
 struct end_rec {
@@ -322,6 +326,8 @@ struct fleet {
         unsigned end_attempts;
     } stalls[MAX_GEN];
     int nstalls, stall_kills;
+    uint64_t t0;               /* the run's start */
+    char kill_log[1024];       /* "ms:generation" of each kill, "R" for the server's */
     /* figures */
     long lines;
     int offered, accepted, refused, other_rc;
@@ -344,6 +350,7 @@ static void book_line(struct fleet *fl, char *line)
 {
     int n, rc, s, g, r;
     unsigned a;
+    unsigned long long t = 0;
     char id[64];
     struct ev_book *b;
 
@@ -365,13 +372,14 @@ static void book_line(struct fleet *fl, char *line)
             else
                 fl->other_rc++;
         }
-    } else if (sscanf(line, "E %d %d %d %d %u %40s", &n, &s, &g, &r, &a, id) == 6 &&
+    } else if (sscanf(line, "E %d %d %d %d %u %40s %llu", &n, &s, &g, &r, &a, id, &t) == 7 &&
                n >= 0 && n < MAX_EVENTS && g >= 0 && g < fl->next_gen) {
         int origin = n / GEN_EVENTS;
         b = &fl->ev[n];
         if (b->ends < 4) {
             b->end_gen[b->ends] = (signed char)g;
             b->end_att[b->ends] = (unsigned char)a;
+            b->end_t[b->ends] = (unsigned)t;
         }
         b->ends++;
         if (s == 0)
@@ -480,6 +488,7 @@ static void host_start(struct fleet *fl, int slot)
             }
         close(out[0]);
         close(ctl[1]);
+        h_t0 = fl->t0;
         host_main(slot, h->gen, out[1], ctl[0], fl->tick_ms, fl->stall_at, fl->offering);
     }
     close(out[1]);
@@ -553,6 +562,21 @@ static void note_in_flight(struct fleet *fl, int gen)
         fl->in_flight_max = here;
 }
 
+static void kill_note(struct fleet *fl, const char *fmt, ...) FAAS_PRINTF(2, 3);
+
+static void kill_note(struct fleet *fl, const char *fmt, ...)
+{
+    size_t len = strlen(fl->kill_log);
+    va_list ap;
+    if (len + 24 >= sizeof fl->kill_log)
+        return;
+    if (len)
+        fl->kill_log[len++] = ' ';
+    va_start(ap, fmt);
+    vsnprintf(fl->kill_log + len, sizeof fl->kill_log - len, fmt, ap);
+    va_end(ap);
+}
+
 static void fleet_kill(struct fleet *fl, int slot)
 {
     struct host *h = &fl->h[slot];
@@ -560,6 +584,7 @@ static void fleet_kill(struct fleet *fl, int slot)
 
     kill(h->pid, SIGKILL);
     fl->gen_killed[gen] = 1;
+    kill_note(fl, "%llu:%d", (unsigned long long)(tu_now_ms() - fl->t0), gen);
     status = host_reap(fl, h);
     assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
     fl->kills++;
@@ -711,9 +736,9 @@ static void test_fleet_kill9(void **state)
     }
     qsort(kill_at, (size_t)nkill, sizeof kill_at[0], cmp_ms);
 
+    fl->t0 = t0 = tu_now_ms();
     for (i = 0; i < NHOST; i++)
         host_start(fl, i);
-    t0 = tu_now_ms();
     for (;;) {
         long now = (long)(tu_now_ms() - t0);
         if (now >= run_ms)
@@ -728,6 +753,7 @@ static void test_fleet_kill9(void **state)
             /* the server dies, stays down for a second, and comes back
              * with its append-only file */
             tu_redis_crash(&srv);
+            kill_note(fl, "%ld:R", now);
             fl->redis_kills++;
             redis_at = -1;
             redis_back = now + 1000;
@@ -780,9 +806,10 @@ static void test_fleet_kill9(void **state)
         if (b->ends - 1 > b->in_flight) {
             if (beyond < 5)
                 print_message("event %d (%s): %d ends, %d of them cut short by a kill; "
-                              "ended in generations %d, %d (attempts %d, %d), generation %d "
-                              "%s\n", i, b->id, b->ends, b->in_flight, b->end_gen[0],
-                              b->end_gen[1], b->end_att[0], b->end_att[1], b->end_gen[0],
+                              "ended in generations %d, %d (attempts %d, %d) at %u, %u ms, "
+                              "generation %d %s\n", i, b->id, b->ends, b->in_flight,
+                              b->end_gen[0], b->end_gen[1], b->end_att[0], b->end_att[1],
+                              b->end_t[0], b->end_t[1], b->end_gen[0],
                               fl->gen_killed[b->end_gen[0]] ? "killed" : "lived");
             beyond++;
         }
@@ -807,6 +834,7 @@ static void test_fleet_kill9(void **state)
                   fl->ends_by_slot[0], fl->ends_by_slot[1], fl->ends_by_slot[2],
                   fl->cross_slot, fl->cross_live, fl->cross_process, poison_dead, ok_failed, refused_ran, fl->nstalls, fl->taken_back, fl->lines);
 
+    print_message("fleet: kills (ms into the run:generation) %s\n", fl->kill_log);
     for (i = 0; i < fl->nstalls; i++) {
         struct stall *st = &fl->stalls[i];
         long delay = st->end_ms ? (long)(st->end_ms - st->hung_ms) : -1;
