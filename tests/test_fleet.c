@@ -7,11 +7,14 @@
  * the same function registered, each accepting a share of the events. The
  * parent kills hosts with SIGKILL at moments drawn from a seeded generator
  * and starts them again under a new node id, and once kills the
- * redis-server itself and starts it again on its port and directory. Every
- * host reports over a pipe what it accepted and every end it delivered;
- * the parent keeps the books: no accepted event lost, duplicated ends only
- * where a kill cut an end short, work shared between the hosts,
- * faas_result_recovered() set exactly where another process runs an event.
+ * redis-server itself and starts it again on its port and directory. A
+ * few events hang the host that first runs them, as a host that stops
+ * answering; the parent kills it. Every host reports over a pipe what it
+ * accepted and every end it delivered; the parent keeps the books: no
+ * accepted event lost, duplicated ends only where a kill cut an end short,
+ * work shared between live hosts, faas_result_recovered() set wherever
+ * another process runs an event, a hung host's event taken over by another
+ * after the function's timeout plus 5 s with the cut attempt counted.
  *
  * test_fleet_redis_down_mid_run: one runtime whose server is stopped and
  * started again, empty: synchronous work keeps serving, async accepts are
