@@ -275,6 +275,8 @@ static void host_main(int slot, int gen, int out, int ctl, int tick_ms, int stal
         host_stop_offering();
     event_base_dispatch(h_base);
     faas_runtime_free(h_rt);
+    if (h_redis)
+        redisFree(h_redis);
     event_free(h_tick);
     event_free(ctl_ev);
     event_base_free(h_base);
