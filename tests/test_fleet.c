@@ -366,6 +366,8 @@ static void book_line(struct fleet *fl, char *line)
         fl->offered++;
         fl->gen_answered[n / GEN_EVENTS]++;
         id[FAAS_REQUEST_ID_SIZE - 1] = '\0';
+        if (b->id[0] && rc == 0 && strcmp(b->id, id) != 0)
+            fl->id_mismatch++;
         memcpy(b->id, id, FAAS_REQUEST_ID_SIZE);
         if (rc == 0) {
             b->acc = 1;
@@ -393,7 +395,11 @@ static void book_line(struct fleet *fl, char *line)
             b->failed++;
         if (s != 0 ? a != FN_MAX_RETRIES + 1 : (a < 1 || a > FN_MAX_RETRIES + 1))
             fl->attempts_wrong++;
-        if (b->id[0] && strcmp(b->id, id) != 0)
+        /* its end may be read before its acceptance (another host's pipe) */
+        id[FAAS_REQUEST_ID_SIZE - 1] = '\0';
+        if (!b->id[0])
+            memcpy(b->id, id, FAAS_REQUEST_ID_SIZE);
+        else if (strcmp(b->id, id) != 0)
             fl->id_mismatch++;
         fl->ends_by_slot[fl->gen_slot[g]]++;
         if (fl->gen_slot[g] != fl->gen_slot[origin]) {
