@@ -13,7 +13,6 @@
  * Keys, all under the prefix P (faas_runtime_opts.durable_prefix):
  *   P:ev:RID              hash: one event's fields, plus `sid` (its entry
  *                         in the function's stream)
- *   P:events              zset: every event's RID by accepted_ms (loads)
  *   P:q:FUNCTION          stream, group `workers`: the fleet's queue of the
  *                         function (durable_redis_queue.c)
  *   P:retry:FUNCTION      zset: RIDs waiting for a retry, by due time
@@ -215,7 +214,7 @@ static void op_args(const struct rd *r, const struct faas_dop *op, struct args *
     arg_str(a, r->prefix);
     switch (op->kind) {
     case FAAS_DOP_EVENT_PUT:
-        arg_str(a, "put");
+        arg_str(a, op->resent ? "putr" : "put");
         args_event(r, a, &op->ev);
         break;
     case FAAS_DOP_EVENT_ATTEMPT:
@@ -236,7 +235,7 @@ static void op_args(const struct rd *r, const struct faas_dop *op, struct args *
         arg_i64(a, op->when_ms);
         break;
     case FAAS_DOP_EVENT_END:
-        arg_str(a, "end");
+        arg_str(a, op->resent ? "endr" : "end");
         arg_str(a, op->name);
         if (op->has_next)
             args_event(r, a, &op->ev);
@@ -369,6 +368,10 @@ static void refuse_adding(struct rd *r, struct faas_list *l)
 /* `sent` goes back to the front of `queue`, in order. */
 static void unsend(struct rd *r)
 {
+    struct faas_list *e;
+    /* Redis may have applied them: a put sent again checks for itself. */
+    for (e = r->sent.next; e != &r->sent; e = e->next)
+        FAAS_CONTAINER_OF(e, struct faas_dop, link)->resent = 1;
     faas_list_splice(&r->sent, &r->queue);
     faas_list_splice(&r->queue, &r->sent);
 }
@@ -757,44 +760,51 @@ static int rd_events_load(void *impl, int (*each)(const struct faas_durable_even
                           void *arg)
 {
     struct rd *r = impl;
-    redisReply *z, **h;
+    const char *v[5] = { "EVALSHA", r->sha, "0", r->prefix, "events" };
+    size_t len[5] = { 7, strlen(r->sha), 1, strlen(r->prefix), 6 };
     struct faas_durable_event *evs;
-    char index[512], hp[512];
+    redisReply *rep;
     size_t i, n = 0;
-    int rc;
+    int rc = sc_get(r);
 
-    snprintf(index, sizeof index, "%s:events", r->prefix);
-    snprintf(hp, sizeof hp, "%s:ev:", r->prefix);
-    rc = load_hashes(r, index, hp, &z, &h);
     if (rc != 0)
         return rc;
-    evs = faas_calloc(z->elements ? z->elements : 1, sizeof *evs);
-    if (!evs) {
-        free_hashes(z, h);
+    v[1] = r->sha;
+    len[1] = strlen(r->sha);
+    rep = sc_cmd(r, 5, v, len);
+    if (!rep || rep->type != REDIS_REPLY_ARRAY) {
+        if (rep)
+            freeReplyObject(rep);
+        return FAAS_EUNAVAILABLE;
+    }
+    if (!(evs = faas_calloc(rep->elements ? rep->elements : 1, sizeof *evs))) {
+        freeReplyObject(rep);
         return FAAS_ENOMEM;
     }
-    for (i = 0; i < z->elements; i++) {
+    for (i = 1; i < rep->elements; i++) {
+        const redisReply *h = rep->element[i];
         struct faas_durable_event *ev = &evs[n];
-        if (!hfield(h[i], "function", NULL) || !hfield(h[i], "event", NULL))
+        const char *rid = hfield(h, "rid", NULL);
+        if (!rid || !hfield(h, "function", NULL) || !hfield(h, "event", NULL))
             continue;
-        snprintf(ev->request_id, sizeof ev->request_id, "%s", z->element[i]->str);
-        ev->function = hfield(h[i], "function", NULL);
-        ev->event = hfield(h[i], "event", &ev->event_len);
-        ev->client_context = hfield(h[i], "client_context", NULL);
-        ev->trace_id = hfield(h[i], "trace_id", NULL);
-        ev->idem_key = hfield(h[i], "idem_key", NULL);
-        ev->timeout_ms = (uint32_t)hnum(h[i], "timeout_ms");
-        ev->attempts = (uint32_t)hnum(h[i], "attempts");
-        ev->accepted_ms = hnum(h[i], "accepted_ms");
-        ev->due_ms = hnum(h[i], "due_ms");
-        ev->origin = hfield(h[i], "origin", NULL);
+        snprintf(ev->request_id, sizeof ev->request_id, "%s", rid);
+        ev->function = hfield(h, "function", NULL);
+        ev->event = hfield(h, "event", &ev->event_len);
+        ev->client_context = hfield(h, "client_context", NULL);
+        ev->trace_id = hfield(h, "trace_id", NULL);
+        ev->idem_key = hfield(h, "idem_key", NULL);
+        ev->timeout_ms = (uint32_t)hnum(h, "timeout_ms");
+        ev->attempts = (uint32_t)hnum(h, "attempts");
+        ev->accepted_ms = hnum(h, "accepted_ms");
+        ev->due_ms = hnum(h, "due_ms");
+        ev->origin = hfield(h, "origin", NULL);
         n++;
     }
     qsort(evs, n, sizeof *evs, event_order);
     for (i = 0; i < n && rc == 0; i++)
         rc = each(&evs[i], arg);
     free(evs);
-    free_hashes(z, h);
+    freeReplyObject(rep);
     return rc;
 }
 

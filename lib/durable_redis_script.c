@@ -19,6 +19,10 @@
  */
 const char faas_durable_redis_script[] =
     "local P, kind = ARGV[1], ARGV[2]\n"
+    /* a put or an end sent again after a lost connection (putr, endr) may
+     * have been applied: its put looks for the event first */
+    "local resent = kind == 'putr' or kind == 'endr'\n"
+    "if resent then kind = kind:sub(1, -2) end\n"
     "local function q(fn) return P..':q:'..fn end\n"
     /* the function's consumer group, made when missing (a server that
      * lost its data): its "already exists" error is ignored */
@@ -39,37 +43,43 @@ const char faas_durable_redis_script[] =
     "    redis.call('HSET', k, 'sid', '')\n"
     "  end\n"
     "end\n"
-    /* put(i): rid, function, accepted_ms, origin, max events, max bytes,
-     * the pairs' count, the pairs. 1, 0 (another event under the id) or -1
-     * (the function's queue is full fleet-wide) */
+    /* put(i): rid, function, accepted_ms, origin, max events (entries in
+     * the stream, waiting or taken: retries do not count), max bytes (of
+     * every kept event), the pairs' count, the pairs. 1, 0 (another event
+     * under the id) or -1 (the function's queue is full fleet-wide) */
     "local function put(i)\n"
     "  local rid, fn, acc, org = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]\n"
     "  local maxn, maxb, n = tonumber(ARGV[i+4]), tonumber(ARGV[i+5]), tonumber(ARGV[i+6])\n"
     "  local k = P..':ev:'..rid\n"
-    "  local ex = redis.call('HMGET', k, 'accepted_ms', 'origin')\n"
-    "  if ex[1] then\n"
-    "    if ex[1] == acc and ex[2] == org then return 1 end\n"
-    "    return 0\n"
+    "  if resent then\n"
+    "    local ex = redis.call('HMGET', k, 'accepted_ms', 'origin')\n"
+    "    if ex[1] then\n"
+    "      if ex[1] == acc and ex[2] == org then return 1 end\n"
+    "      return 0\n"
+    "    end\n"
     "  end\n"
     "  local bytes = #(ARGV[i+8] or '')\n"
     "  local qb = P..':qbytes:'..fn\n"
-    "  if maxn > 0 and redis.call('XLEN', q(fn)) + redis.call('ZCARD', P..':retry:'..fn) >= maxn\n"
-    "     or maxb > 0 and tonumber(redis.call('GET', qb) or '0') + bytes > maxb then\n"
+    "  if maxn > 0 and redis.call('XLEN', q(fn)) >= maxn then return -1 end\n"
+    "  if redis.call('INCRBY', qb, bytes) > maxb and maxb > 0 then\n"
+    "    redis.call('DECRBY', qb, bytes)\n"
     "    return -1\n"
     "  end\n"
     "  local f = {'rid', rid, 'function', fn, 'accepted_ms', acc, 'origin', org, 'bytes', bytes,\n"
     "             unpack(ARGV, i+7, i+6+n)}\n"
     "  local id = redis.call('XADD', q(fn), '*', unpack(f))\n"
     "  redis.call('HSET', k, 'sid', id, unpack(f))\n"
-    "  redis.call('INCRBY', qb, bytes)\n"
-    "  redis.call('ZADD', P..':events', acc, rid)\n"
     "  return 1\n"
     "end\n"
     "if kind == 'put' then return put(3) end\n"
+    /* an event that ended meanwhile has no fields: both are new, and the
+     * hash they made goes */
     "if kind == 'attempt' then\n"
     "  local k = P..':ev:'..ARGV[3]\n"
-    "  if redis.call('EXISTS', k) == 0 then return 0 end\n"
-    "  redis.call('HSET', k, 'attempts', ARGV[4], 'node', ARGV[5])\n"
+    "  if redis.call('HSET', k, 'attempts', ARGV[4], 'node', ARGV[5]) == 2 then\n"
+    "    redis.call('DEL', k)\n"
+    "    return 0\n"
+    "  end\n"
     "  return 1\n"
     "end\n"
     /* a retry waits in the function's sorted set, out of the stream */
@@ -102,7 +112,6 @@ const char faas_durable_redis_script[] =
     "    end\n"
     "    redis.call('DECRBY', P..':qbytes:'..f[1], tonumber(f[2] or '0'))\n"
     "    redis.call('DEL', k)\n"
-    "    redis.call('ZREM', P..':events', ARGV[3])\n"
     "  end\n"
     "  if ARGV[4] then return put(4) end\n"
     "  return 1\n"
@@ -186,6 +195,16 @@ const char faas_durable_redis_script[] =
     "end\n"
     /* a host-fed mapping's records are this host's: ARGV[3] its node,
      * [4] the mapping, then the record's */
+    /* every kept event's fields (a load at set-up: not on the hot path) */
+    "if kind == 'events' then\n"
+    "  local out, cur = {0}, '0'\n"
+    "  repeat\n"
+    "    local r = redis.call('SCAN', cur, 'MATCH', P..':ev:*', 'COUNT', 1000)\n"
+    "    cur = r[1]\n"
+    "    for _, k in ipairs(r[2]) do out[#out + 1] = redis.call('HGETALL', k) end\n"
+    "  until cur == '0'\n"
+    "  return out\n"
+    "end\n"
     "if kind == 'rput' then\n"
     "  local m = ARGV[3]..':'..ARGV[4]\n"
     "  local k = P..':rec:'..m..':'..ARGV[5]\n"
