@@ -226,16 +226,17 @@ static const char *copy(char **cur, const redisReply *v)
 static int deliver(struct sub *s, const redisReply *a)
 {
     struct rq *q = s->q;
-    static const char *const strs[] = { "function", "event", "client_context", "trace_id",
-                                        "idem_key", "origin" };
-    const redisReply *rid = field(a, "rid"), *fn = field(a, "function"),
-                     *ev = field(a, "event"), *proc = field(a, "proc");
+    static const char *const strs[] = { "event", "client_context", "trace_id", "idem_key",
+                                        "origin" };
+    const char *fn = sub_name(s);
+    const redisReply *rid = field(a, "rid"), *ev = field(a, "event"), *proc = field(a, "proc");
     struct faas_dop *op;
     size_t room = 0, i;
     char *cur;
 
-    if (a->type != REDIS_REPLY_ARRAY || !rid || !fn || !ev || !held_take(s, rid->str))
+    if (a->type != REDIS_REPLY_ARRAY || !rid || !ev || !held_take(s, rid->str))
         return 0;
+    room += strlen(fn) + 1;
     for (i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         const redisReply *v = field(a, strs[i]);
         room += v ? v->len + 1 : 0;
@@ -249,7 +250,9 @@ static int deliver(struct sub *s, const redisReply *a)
     op->recovered = !proc || strcmp(proc->str, q->r->proc) != 0;
     cur = op->buf;
     snprintf(op->ev.request_id, sizeof op->ev.request_id, "%s", rid->str);
-    op->ev.function = copy(&cur, fn);
+    op->ev.function = cur;
+    memcpy(cur, fn, strlen(fn) + 1);
+    cur += strlen(fn) + 1;
     op->ev.event = copy(&cur, ev);
     op->ev.event_len = ev->len;
     op->ev.client_context = copy(&cur, field(a, "client_context"));

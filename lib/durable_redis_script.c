@@ -65,10 +65,12 @@ const char faas_durable_redis_script[] =
     "    redis.call('DECRBY', qb, bytes)\n"
     "    return -1\n"
     "  end\n"
-    "  local f = {'rid', rid, 'function', fn, 'accepted_ms', acc, 'origin', org, 'bytes', bytes,\n"
-    "             unpack(ARGV, i+7, i+6+n)}\n"
-    "  local id = redis.call('XADD', q(fn), '*', unpack(f))\n"
-    "  redis.call('HSET', k, 'sid', id, unpack(f))\n"
+    /* the entry carries what a host runs the event with; the hash also
+     * what the fleet keeps about it */
+    "  local id = redis.call('XADD', q(fn), '*', 'rid', rid, 'accepted_ms', acc,\n"
+    "                        unpack(ARGV, i+7, i+6+n))\n"
+    "  redis.call('HSET', k, 'sid', id, 'rid', rid, 'function', fn, 'accepted_ms', acc,\n"
+    "             'origin', org, 'bytes', bytes, unpack(ARGV, i+7, i+6+n))\n"
     "  return 1\n"
     "end\n"
     "if kind == 'put' then return put(3) end\n"
