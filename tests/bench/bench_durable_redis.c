@@ -510,6 +510,42 @@ static void redis_version(char *out, size_t size)
         redisFree(c);
 }
 
+/*
+ * Prints the commands the server counted per event while the host ran `n`
+ * events (CONFIG RESETSTAT before, INFO commandstats after): which
+ * commands the engine spends on an event.
+ */
+static void commands_per_event(struct host *h, uint64_t n)
+{
+    struct timeval tv = { 2, 0 };
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", srv.port, tv);
+    redisReply *rep;
+    const char *p;
+
+    if (c == NULL || c->err)
+        bench_die("redisConnect");
+    freeReplyObject(redisCommand(c, "CONFIG RESETSTAT"));
+    host_run(h, n);
+    rep = redisCommand(c, "INFO commandstats");
+    if (rep == NULL || rep->type != REDIS_REPLY_STRING)
+        bench_die("INFO commandstats");
+    printf("    (server commands an event, engine:");
+    for (p = rep->str; (p = strstr(p, "cmdstat_")) != NULL;) {
+        const char *name = p + 8, *colon = strchr(name, ':'), *calls;
+        p = name;
+        if (colon == NULL || (calls = strstr(colon, "calls=")) == NULL)
+            break;
+        if (strncmp(name, "config", 6) == 0 || strncmp(name, "info", 4) == 0)
+            continue;
+        printf(" %.*s %.3f", (int)(colon - name), name,
+               strtod(calls + 6, NULL) / (double)n);
+    }
+    printf(")\n");
+    fflush(stdout);
+    freeReplyObject(rep);
+    redisFree(c);
+}
+
 int main(void)
 {
     struct bench_stat fig, flo;
@@ -550,6 +586,7 @@ int main(void)
            1e9 / fig.median_ns, 1e9 / flo.median_ns, READ_COUNT, WINDOW);
     fflush(stdout);
     per_s = 1e9 / fig.median_ns;
+    commands_per_event(&h, 16 * WINDOW);
 
     /* 2. Accept latency, one event at a time, taken in turn with one raw
      * round trip of the accept's two commands. */
