@@ -101,7 +101,8 @@ static int nop_handler(struct faas_ctx *ctx, json_t *event, json_t **result)
     return 0;
 }
 
-static void host_open(struct host *h, const char *node)
+/* A host on the server (url NULL: without an engine, for reference). */
+static void host_open(struct host *h, const char *node, const char *url)
 {
     struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
     struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
@@ -110,8 +111,8 @@ static void host_open(struct host *h, const char *node)
 
     memset(h, 0, sizeof *h);
     ro.zygote = 0;
-    ro.durable = srv.url;
-    ro.durable_prefix = PREFIX;
+    ro.durable = url;
+    ro.durable_prefix = url ? PREFIX : NULL;
     ro.node_id = node;
     bench_runtime_open(&h->base, &h->rt, &ro);
     ao.on_complete = on_complete;
@@ -364,7 +365,7 @@ static void child_main(int idx, int go, int done, struct shared *sh, uint64_t pe
     uint64_t rounds = 0, window = (uint64_t)hosts * WINDOW;
 
     snprintf(node, sizeof node, "host-%d", idx + 1);
-    host_open(&h, node);
+    host_open(&h, node, srv.url);
     h.shared_ended = &sh->ended;
     /* While the fleet holds a full window, or its own events are issued
      * and others' not ended, the host wakes each millisecond to look at
@@ -571,7 +572,7 @@ int main(void)
     bench_header("bench_durable_redis", extra);
 
     /* 1. Throughput, accept to end, alternating with the raw floor. */
-    host_open(&h, "host-1");
+    host_open(&h, "host-1", srv.url);
     raw_open(&r);
     host_run(&h, 4 * WINDOW); /* warm */
     raw_body(&r, 4 * WINDOW);
@@ -606,6 +607,16 @@ int main(void)
                (unsigned long long)h.errors, faas_strerror(h.first_error));
     raw_close(&r);
     host_close(&h);
+    {
+        enum { N = 301 };
+        static uint64_t acc[N];
+        int i;
+        host_open(&h, "host-1", NULL);
+        for (i = 0; i < N; i++)
+            acc[i] = accept_one(&h);
+        bench_floor_line("accept latency, memory (no engine)", median_u64(acc, N));
+        host_close(&h);
+    }
 
     /* 3. The hosts curve: N events a round, about 0.4 s on one host. */
     total = (uint64_t)(per_s * 0.4);
