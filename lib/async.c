@@ -605,6 +605,22 @@ static void schedule_retry(struct faas_async *a, struct async_ev *ev, uint64_t n
     }
     if (status != FAAS_EINPROGRESS && status != FAAS_ETHROTTLED)
         a->nretries++; /* a retry of a failed attempt, not a wait */
+    if (faas_durable_shared(a->fn->rt->durable) && status != FAAS_EINPROGRESS &&
+        status != FAAS_ETHROTTLED) {
+        /* A fleet's queue: the retry waits in Redis for any host. */
+        struct faas_runtime *rt = a->fn->rt;
+        (void)faas_durable_event_retry(rt->durable, ev->request_id,
+                                       faas_wall_ns(rt) / 1000000 + (int64_t)(delay / 1000000u),
+                                       faas_durable_drain_done, rt); /* lost: a lease runs out */
+        faas_log_event(rt, FAAS_LOG_ASYNC, a->fn->name, ev->request_id, "retry", NULL,
+                       "attempt %u: %s; next attempt in %llu ms, on any host",
+                       (unsigned)ev->attempts, faas_async_err_name(status),
+                       (unsigned long long)(delay / 1000000u));
+        faas_list_remove(&ev->all_link);
+        faas_async_ev_free(ev); /* the caller holds a reference to the function */
+        faas_drain_note(rt);
+        return;
+    }
     ev->wake_ns = now + delay;
     faas_async_ev_delay(a, ev);
     if (a->fn->rt->durable)
@@ -634,7 +650,7 @@ static void keep_result(struct async_ev *ev, const struct faas_result *res)
     ev->last = copy;
 }
 
-static void attempt_cb(const struct faas_result *res, void *arg)
+static void attempt_end(const struct faas_result *res, void *arg)
 {
     struct async_ev *ev = arg;
     struct faas_fn *fn = ev->fn;
@@ -667,6 +683,19 @@ static void attempt_cb(const struct faas_result *res, void *arg)
         return;
     }
     end_event(a, ev, status, cond_of(status));
+}
+
+/* An attempt's result, from the pool. */
+static void attempt_cb(const struct faas_result *res, void *arg)
+{
+    struct async_ev *ev = arg;
+    struct faas_fn *fn = ev->fn;
+
+    faas_fn_ref(fn);
+    attempt_end(res, arg);
+    if (fn->async)
+        faas_async_durable_want(fn->async); /* room for more */
+    faas_fn_unref(fn);
 }
 
 /* Starts the head of ready. Returns 1 if the function is throttled. */
@@ -778,6 +807,7 @@ static void pump_entry(struct faas_async *a, int unblock)
     faas_rt_enter(rt);
     faas_fn_ref(fn);
     pump(a, unblock);
+    faas_async_durable_want(a);
     faas_fn_unref(fn); /* may free a */
     faas_rt_leave(rt);
 }
@@ -1044,6 +1074,7 @@ int faas_async_configure(struct faas_fn *fn, const struct faas_async_opts *host_
         a->opts.max_queue_bytes = ASYNC_QUEUE_BYTES;
     fn->async = a;
     faas_async_adopt(a);
+    faas_async_durable_want(a); /* a fleet's queue: this host takes its events */
     return 0;
 nomem:
     free(on_success);
@@ -1094,6 +1125,7 @@ void faas_async_cancel_fn(struct faas_fn *fn, int status)
     if (a->timer_armed)
         event_del(a->timer_ev);
     a->timer_armed = 0;
+    faas_async_durable_want(a); /* no more events of the fleet's queue */
     faas_rt_leave(rt);
     faas_fn_unref(fn);
 }

@@ -31,9 +31,9 @@ static char *dump(json_t *j)
     return json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
 }
 
-static int dev_fill(struct faas_runtime *rt, const char *fn_name, const struct async_ev *ev,
-                        int64_t due_ms, struct faas_durable_event *dev, char **event_text,
-                        char **cc_text)
+static int dev_fill(struct faas_runtime *rt, const struct faas_fn *fn, const struct async_ev *ev,
+                    int64_t due_ms, struct faas_durable_event *dev, char **event_text,
+                    char **cc_text)
 {
     uint64_t now = faas_now_ns(rt);
     int64_t wall_ms = faas_wall_ns(rt) / 1000000;
@@ -49,7 +49,11 @@ static int dev_fill(struct faas_runtime *rt, const char *fn_name, const struct a
         return FAAS_ENOMEM;
     }
     memcpy(dev->request_id, ev->request_id, sizeof dev->request_id);
-    dev->function = fn_name;
+    dev->function = fn->name;
+    if (fn->async) {
+        dev->queue_max = fn->async->opts.max_queue;
+        dev->queue_max_bytes = fn->async->opts.max_queue_bytes;
+    }
     dev->event = *event_text;
     dev->event_len = strlen(*event_text);
     dev->client_context = *cc_text;
@@ -145,7 +149,8 @@ void faas_async_parked_clear(struct faas_runtime *rt)
 /*
  * An event the engine keeps leaves this runtime without ending (teardown,
  * unregister, drain): parked for a registration of its function in this
- * process, or left to the next start. ev must be off its list.
+ * process, or left to the next start; on a fleet's queue, released to any
+ * host. ev must be off its list.
  */
 void faas_async_leave(struct async_ev *ev)
 {
@@ -154,8 +159,12 @@ void faas_async_leave(struct async_ev *ev)
     struct faas_async_parked *p;
 
     faas_list_remove(&ev->all_link);
-    if (fn->unregistered && !rt->closing && !rt->free_requested &&
-        (p = park_ev(rt, ev)) != NULL) {
+    if (faas_durable_shared(rt->durable)) {
+        /* The fleet's queue: back to the stream for any host. */
+        (void)faas_durable_event_release(rt->durable, ev->request_id, faas_durable_drain_done,
+                                         rt); /* lost: its lease runs out instead */
+    } else if (fn->unregistered && !rt->closing && !rt->free_requested &&
+               (p = park_ev(rt, ev)) != NULL) {
         struct faas_fn *now = faas_fn_lookup(rt, p->function);
         parked_add(rt, p);
         /* Registered again meanwhile: it is the new function's at once. */
@@ -197,6 +206,10 @@ static void put_done(int rc, void *arg)
         faas_list_remove(&ev->all_link);
         a->ndropped++;
         faas_async_ev_free(ev);
+    } else if (faas_durable_shared(rt->durable)) {
+        /* In the fleet's queue: it runs where the stream delivers it. */
+        faas_list_remove(&ev->all_link);
+        faas_async_ev_free(ev);
     } else if (faas_async_stopping(fn)) {
         faas_async_leave(ev);
     } else {
@@ -206,6 +219,7 @@ static void put_done(int rc, void *arg)
     if (cb)
         cb(rc, id, cb_arg);
     faas_drain_note(rt);
+    faas_async_durable_want(a);
     faas_fn_unref(fn); /* may free a */
     faas_rt_leave(rt);
 }
@@ -218,7 +232,7 @@ int faas_async_durable_put(struct faas_async *a, struct async_ev *ev)
     char *text, *cc;
     int rc;
 
-    if ((rc = dev_fill(rt, a->fn->name, ev, 0, &dev, &text, &cc)) != 0)
+    if ((rc = dev_fill(rt, a->fn, ev, 0, &dev, &text, &cc)) != 0)
         return rc;
     rc = faas_durable_event_put(rt->durable, &dev, put_done, ev);
     free(text);
@@ -287,7 +301,7 @@ void faas_async_durable_end(struct faas_async *a, struct async_ev *ev, struct as
     int rc = 0;
 
     if (dest)
-        rc = dev_fill(rt, dest->fn->name, dest, 0, &dev, &text, &cc);
+        rc = dev_fill(rt, dest->fn, dest, 0, &dev, &text, &cc);
     if (rc == 0 && dest)
         rc = faas_durable_event_end(rt->durable, ev->request_id, &dev, put_done, dest);
     else if (rc == 0)
@@ -367,9 +381,11 @@ static int copy_str(char **dst, const char *src)
     return src && !(*dst = faas_strdup(src)) ? FAAS_ENOMEM : 0;
 }
 
-static int load_one(const struct faas_durable_event *dev, void *arg)
+/* Parks a copy of the engine's event. 0, FAAS_EINVAL (not valid JSON:
+ * logged, nothing parked) or FAAS_ENOMEM. */
+static int park_dev(struct faas_runtime *rt, const struct faas_durable_event *dev,
+                    int recovered)
 {
-    struct faas_runtime *rt = arg;
     struct faas_async_parked *p;
     json_error_t err;
 
@@ -394,26 +410,88 @@ static int load_one(const struct faas_durable_event *dev, void *arg)
             return FAAS_ENOMEM;
         faas_log_event(rt, FAAS_LOG_WARNING, dev->function, dev->request_id, "durable", NULL,
                        "a kept async event is not valid JSON: it stays in the database");
-        return 0;
+        return FAAS_EINVAL;
     }
     p->timeout_ms = dev->timeout_ms;
     p->attempts = dev->attempts;
     p->accepted_ms = dev->accepted_ms;
     p->due_ms = dev->due_ms;
     p->bytes = dev->event_len;
-    p->recovered = 1; /* accepted by an earlier process */
+    p->recovered = recovered;
     parked_add(rt, p);
     return 0;
+}
+
+static int load_one(const struct faas_durable_event *dev, void *arg)
+{
+    int rc = park_dev(arg, dev, 1); /* accepted by an earlier process */
+    return rc == FAAS_EINVAL ? 0 : rc;
 }
 
 int faas_async_recover(struct faas_runtime *rt)
 {
     int rc;
 
-    if (!rt->durable)
+    /* A fleet's queue delivers events as this host takes them instead. */
+    if (!rt->durable || faas_durable_shared(rt->durable))
         return 0;
     rc = faas_durable_events_load(rt->durable, load_one, rt);
     if (rc)
         faas_async_parked_clear(rt);
     return rc;
+}
+
+/* ---- a fleet's queue ------------------------------------------------- */
+
+/* Events a host holds per function, delivered and not ended, unless
+ * max_concurrency says fewer: what is held waits little for an instance. */
+#define ASYNC_SHARED_WINDOW 256u
+/* A lease outlives the function's timeout by this margin (docs). */
+#define ASYNC_LEASE_MARGIN_MS 5000u
+/* The lease of a function without a timeout: Lambda's longest. */
+#define ASYNC_LEASE_NO_TIMEOUT_MS 900000u
+
+void faas_async_durable_want(struct faas_async *a)
+{
+    struct faas_fn *fn = a->fn;
+    struct faas_runtime *rt = fn->rt;
+    uint32_t window, held, credit;
+    uint32_t timeout = fn->opts.timeout_ms ? fn->opts.timeout_ms : ASYNC_LEASE_NO_TIMEOUT_MS;
+
+    if (!faas_durable_shared(rt->durable))
+        return;
+    window = fn->opts.max_concurrency ? fn->opts.max_concurrency : ASYNC_SHARED_WINDOW;
+    held = a->nwaiting + a->nstarting + a->nrunning;
+    credit = held < window ? window - held : 0;
+    if (a->opts.max_queue)
+        credit = a->nwaiting >= a->opts.max_queue ? 0
+                 : credit < a->opts.max_queue - a->nwaiting ? credit
+                                                            : a->opts.max_queue - a->nwaiting;
+    if (a->nbytes >= a->opts.max_queue_bytes)
+        credit = 0;
+    faas_durable_queue_want(rt->durable, fn->name, !faas_async_stopping(fn), credit,
+                            timeout + ASYNC_LEASE_MARGIN_MS);
+}
+
+void faas_async_delivered(struct faas_runtime *rt, const struct faas_durable_event *dev,
+                          int recovered)
+{
+    struct faas_fn *fn = faas_fn_lookup(rt, dev->function);
+    int rc;
+
+    if (!fn || !fn->async || faas_async_stopping(fn)) {
+        /* Nothing here runs it (unregistered meanwhile, or freed). */
+        (void)faas_durable_event_release(rt->durable, dev->request_id, faas_durable_drain_done,
+                                         rt);
+        return;
+    }
+    rc = park_dev(rt, dev, recovered);
+    if (rc == FAAS_EINVAL) /* never runs anywhere: it ends */
+        (void)faas_durable_event_end(rt->durable, dev->request_id, NULL, faas_durable_drain_done,
+                                     rt);
+    else if (rc != 0)
+        (void)faas_durable_event_release(rt->durable, dev->request_id, faas_durable_drain_done,
+                                         rt);
+    else
+        faas_async_adopt(fn->async);
 }

@@ -145,5 +145,8 @@ int faas_async_durable_attempt(struct faas_async *a, struct async_ev *ev);
 void faas_async_durable_end(struct faas_async *a, struct async_ev *ev, struct async_ev *dest);
 /* Takes the parked events of a's function into its queue (registration). */
 void faas_async_adopt(struct faas_async *a);
+/* A fleet's queue: tells the engine how many more events a's function
+ * takes now (none once it stops). A no-op on other engines. */
+void faas_async_durable_want(struct faas_async *a);
 
 #endif

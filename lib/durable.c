@@ -18,7 +18,8 @@
  *
  * Owns struct faas_durable. Called by runtime.c (open, close), the layers
  * that keep state (async.c, batch.c, source.c, durable_store.c) and
- * metrics.c (stats). May call: the engines through their tables, alloc.c,
+ * metrics.c (stats). May call: the engines through their tables,
+ * async_durable.c (a fleet engine's deliveries), alloc.c,
  * hash.c, metrics.c's log records, runtime.c's callback guard.
  */
 #include <math.h>
@@ -139,7 +140,9 @@ static int report_done(void *ctx, struct faas_list *done)
     faas_rt_enter(rt);
     while ((e = faas_list_pop_head(done)) != NULL) {
         struct faas_dop *op = FAAS_CONTAINER_OF(e, struct faas_dop, link);
-        if (op->kind == FAAS_DOP_SCHEDULE_CLAIM)
+        if (op->kind == FAAS_DOP_DELIVER)
+            faas_async_delivered(rt, &op->ev, op->recovered);
+        else if (op->kind == FAAS_DOP_SCHEDULE_CLAIM)
             op->claimed(op->rc, op->when_ms, op->arg);
         else if (op->done)
             op->done(op->rc, op->arg);
@@ -410,6 +413,36 @@ int faas_durable_event_end(struct faas_durable *d, const char *request_id,
     return submit(d, op);
 }
 
+int faas_durable_event_release(struct faas_durable *d, const char *request_id,
+                               faas_durable_done_fn done, void *arg)
+{
+    struct faas_dop *op;
+    if (!d || !request_id || !d->engine->queue_want)
+        return FAAS_EINVAL;
+    op = named_op(FAAS_DOP_EVENT_RELEASE, request_id, done, arg);
+    if (!op)
+        return FAAS_ENOMEM;
+    return submit(d, op);
+}
+
+void faas_durable_queue_want(struct faas_durable *d, const char *function, int registered,
+                             uint32_t credit, uint32_t lease_ms)
+{
+    if (d && function && d->engine->queue_want)
+        d->engine->queue_want(d->impl, function, registered, credit, lease_ms);
+}
+
+void faas_durable_queue_stop(struct faas_durable *d)
+{
+    if (d && d->engine->queue_stop)
+        d->engine->queue_stop(d->impl);
+}
+
+int faas_durable_queue_busy(struct faas_durable *d)
+{
+    return d && d->engine->queue_busy ? d->engine->queue_busy(d->impl) : 0;
+}
+
 int faas_durable_events_load(struct faas_durable *d,
                              int (*each)(const struct faas_durable_event *ev, void *arg),
                              void *arg)
@@ -567,7 +600,7 @@ void faas_durable_call(struct faas_durable *d, struct faas_dop *op)
 
 int faas_durable_shared(const struct faas_durable *d)
 {
-    return d->engine->shared;
+    return d && d->engine->shared;
 }
 
 int faas_durable_nop(struct faas_durable *d, faas_durable_done_fn done, void *arg)

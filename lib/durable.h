@@ -66,6 +66,10 @@ struct faas_durable_event {
     int64_t accepted_ms;        /* wall clock, first acceptance: the age */
     int64_t due_ms;             /* wall clock: not to start before; 0 = at once */
     const char *origin;         /* node id of the accepting process */
+    /* A fleet engine's bound on the function's queue, checked when the
+     * event is put (0 = none): events waiting fleet-wide, their bytes. */
+    uint32_t queue_max;
+    uint64_t queue_max_bytes;
 };
 
 /* A record a host-fed mapping holds. */
@@ -145,6 +149,33 @@ int faas_durable_event_end(struct faas_durable *d, const char *request_id,
                            const struct faas_durable_event *next, faas_durable_done_fn done,
                            void *arg);
 
+/*
+ * The event leaves this host without ending: on a fleet engine (Redis) it
+ * goes back to its function's queue for any host. FAAS_EINVAL on an engine
+ * no fleet shares. Returns 0, FAAS_EINVAL or FAAS_ENOMEM.
+ */
+int faas_durable_event_release(struct faas_durable *d, const char *request_id,
+                               faas_durable_done_fn done, void *arg);
+
+/*
+ * A fleet engine's queue (Redis): which functions this host runs events
+ * of. The engine delivers events of `function` while it is `registered`,
+ * at most `credit` more until the next call says otherwise, through
+ * faas_async_delivered (async_durable.c), on the loop. `lease_ms`: an
+ * event another host took and has not touched for that long is taken
+ * over (the function's timeout plus a margin). A no-op on other engines.
+ */
+void faas_durable_queue_want(struct faas_durable *d, const char *function, int registered,
+                             uint32_t credit, uint32_t lease_ms);
+
+/* No more events are taken from a fleet engine's queue (a drain): what
+ * this host holds it finishes, the rest stays for the others. */
+void faas_durable_queue_stop(struct faas_durable *d);
+
+/* 1 while a fleet engine's read may still deliver events (a drain waits
+ * for it: stopping unblocks it at once). d NULL: 0. */
+int faas_durable_queue_busy(struct faas_durable *d);
+
 /* Calls `each` for every event kept, oldest acceptance first; stops at a
  * non-zero return and returns it. `each` may queue operations, never load
  * (the engine's connection is held while it runs). 0, FAAS_EUNAVAILABLE
@@ -221,7 +252,8 @@ int faas_durable_store_new(struct faas_durable *d, const char *scope, uint32_t m
                            size_t max_bytes, struct faas_store **out);
 
 /* 1 when the engine is shared by a fleet (Redis): the default store is then
- * faas_durable_shared_store_new's. */
+ * faas_durable_shared_store_new's, and async events go through the fleet's
+ * queue (faas_durable_queue_want). d NULL: 0. */
 int faas_durable_shared(const struct faas_durable *d);
 
 #if FAAS_WITH_REDIS

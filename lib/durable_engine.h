@@ -40,8 +40,12 @@ enum faas_dop_kind {
     FAAS_DOP_IDEM_DEL,      /* idem.scope, idem.key; key NULL: every row of
                                the scope expired at when_ms (a sweep) */
     FAAS_DOP_NOP,           /* nothing: a completion in submission order */
-    FAAS_DOP_CALL           /* an engine's own store (durable_redis_store.c):
-                               call_argv; adds when it may be refused */
+    FAAS_DOP_CALL,          /* an engine's own store (durable_redis_store.c)
+                               or queue: call_argv; adds when it may be
+                               refused */
+    FAAS_DOP_EVENT_RELEASE, /* name = request id: back to the fleet's queue */
+    FAAS_DOP_DELIVER        /* not submitted: an event the engine hands to
+                               this host (ev; recovered), through report */
 };
 
 #define FAAS_DOP_CALL_ARGS 20
@@ -72,6 +76,8 @@ struct faas_dop {
      * NULL. */
     struct faas_durable_event ev;
     int has_next;
+    int recovered;           /* FAAS_DOP_DELIVER: taken from another
+                                process (its origin, or a lease claimed) */
     const char *name;
     uint64_t seq;
     uint32_t attempts;
@@ -120,6 +126,13 @@ struct faas_durable_engine {
     int (*idem_load)(void *impl, const char *scope,
                      int (*each)(const struct faas_durable_idem *rec, void *arg), void *arg);
     void (*stats)(void *impl, struct faas_durable_stats *out);
+    /* A fleet's queue (NULL on engines no fleet shares): as
+     * faas_durable_queue_want and faas_durable_queue_stop. */
+    void (*queue_want)(void *impl, const char *function, int registered, uint32_t credit,
+                       uint32_t lease_ms);
+    void (*queue_stop)(void *impl);
+    /* 1 while a read of the queue may still deliver events. */
+    int (*queue_busy)(void *impl);
     /* 1: the engine is shared by a fleet and idempotency records live in
      * it (faas_durable_shared_store_new); 0: they are kept through
      * durable_store.c. */

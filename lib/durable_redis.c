@@ -67,48 +67,8 @@
 
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
-#include <hiredis/async.h>
-#include <hiredis/hiredis.h>
 
-#include "durable_engine.h"
 #include "durable_redis.h"
-
-#define CONNECT_TIMEOUT_MS 2000u
-#define CMD_TIMEOUT_MS 2000u
-#define BACKOFF_FIRST_MS 100u
-#define BACKOFF_MAX_MS 5000u
-/* Close commits what completions queue, for this many rounds. */
-#define CLOSE_ROUNDS 8
-/* The most arguments one operation's EVALSHA takes. */
-#define ARGV_MAX 32
-
-enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_UP };
-
-struct rd {
-    struct faas_runtime *rt;
-    struct event_base *base;
-    int (*report)(void *ctx, struct faas_list *done);
-    void *report_ctx;
-    char *prefix;
-    char *url;                 /* for log records */
-    char *node;                /* this host's node id: a claim's winner */
-    char host[NI_MAXHOST];     /* numeric, resolved at open */
-    int port;
-    int db;
-    char sha[41];              /* the script's SHA1 */
-    redisContext *sc;          /* blocking: loads and close */
-    redisAsyncContext *ac;     /* the loop's */
-    enum link_state state;
-    int lost;                  /* down since a loss: adding ops refused */
-    int drop;                  /* kick drops the link */
-    unsigned backoff_ms;
-    struct faas_list queue;    /* not sent yet */
-    struct faas_list sent;     /* sent, replies owed, in order */
-    struct faas_list done;     /* to report */
-    struct event *tmr;
-    struct event *kick;
-    struct faas_durable_stats st;
-};
 
 static uint64_t mono_ns(void)
 {
@@ -129,6 +89,16 @@ static void rd_log(struct rd *r, const char *fmt, const char *why)
 {
     faas_log_event(r->rt, FAAS_LOG_WARNING, NULL, NULL, "durable", NULL, "%s: %s%s", r->url,
                    fmt, why ? why : "");
+}
+
+struct timeval faas_rd_tv(unsigned ms)
+{
+    return tv_ms(ms);
+}
+
+void faas_rd_log(struct rd *r, const char *fmt, const char *why)
+{
+    rd_log(r, fmt, why);
 }
 
 /* ---- an operation's arguments ------------------------------------------ */
@@ -178,7 +148,7 @@ static void arg_pair_i64(struct args *a, const char *field, int64_t v, int *pair
 }
 
 /* An event's put, from ARGV[i] on (the script's put(i)). */
-static void args_event(struct args *a, const struct faas_durable_event *ev)
+static void args_event(const struct rd *r, struct args *a, const struct faas_durable_event *ev)
 {
     int pairs = 0, count;
     const char *s;
@@ -187,6 +157,8 @@ static void args_event(struct args *a, const struct faas_durable_event *ev)
     arg_str(a, ev->function);
     arg_i64(a, ev->accepted_ms);
     arg_str(a, ev->origin ? ev->origin : "");
+    arg_i64(a, ev->queue_max);
+    arg_i64(a, (int64_t)ev->queue_max_bytes);
     count = a->n;
     arg_str(a, "0"); /* the pairs' count, set below */
     arg_pair(a, "event", ev->event, ev->event_len, &pairs);
@@ -199,6 +171,7 @@ static void args_event(struct args *a, const struct faas_durable_event *ev)
     arg_pair_i64(a, "timeout_ms", ev->timeout_ms, &pairs);
     arg_pair_i64(a, "attempts", ev->attempts, &pairs);
     arg_pair_i64(a, "due_ms", ev->due_ms, &pairs);
+    arg_pair(a, "proc", r->proc, strlen(r->proc), &pairs);
     snprintf(a->num[a->nums], sizeof a->num[0], "%d", pairs);
     a->v[count] = a->num[a->nums];
     a->len[count] = strlen(a->num[a->nums]);
@@ -238,13 +211,20 @@ static void op_args(const struct rd *r, const struct faas_dop *op, struct args *
     switch (op->kind) {
     case FAAS_DOP_EVENT_PUT:
         arg_str(a, "put");
-        args_event(a, &op->ev);
+        args_event(r, a, &op->ev);
         break;
     case FAAS_DOP_EVENT_ATTEMPT:
         arg_str(a, "attempt");
         arg_str(a, op->name);
         arg_i64(a, op->attempts);
+        arg_str(a, r->node);
         break;
+    case FAAS_DOP_EVENT_RELEASE:
+        arg_str(a, "release");
+        arg_str(a, op->name);
+        break;
+    case FAAS_DOP_DELIVER:
+        break; /* never submitted */
     case FAAS_DOP_EVENT_RETRY:
         arg_str(a, "retry");
         arg_str(a, op->name);
@@ -254,10 +234,11 @@ static void op_args(const struct rd *r, const struct faas_dop *op, struct args *
         arg_str(a, "end");
         arg_str(a, op->name);
         if (op->has_next)
-            args_event(a, &op->ev);
+            args_event(r, a, &op->ev);
         break;
     case FAAS_DOP_RECORD_PUT:
         arg_str(a, "rput");
+        arg_str(a, r->node);
         arg_str(a, op->rec.mapping);
         arg_i64(a, (int64_t)op->rec.seq);
         arg_i64(a, op->rec.arrived_ms);
@@ -267,6 +248,7 @@ static void op_args(const struct rd *r, const struct faas_dop *op, struct args *
         break;
     case FAAS_DOP_RECORD_DEL:
         arg_str(a, "rdel");
+        arg_str(a, r->node);
         arg_str(a, op->name);
         arg_i64(a, (int64_t)op->seq);
         break;
@@ -314,7 +296,8 @@ static void op_args(const struct rd *r, const struct faas_dop *op, struct args *
  * The completion code of op's reply, or NOT_AN_ANSWER. A store's call
  * answers an array led by its code (0, FAAS_ENOENT, FAAS_EEXIST), read by
  * the call's own reader; a claim {1, due} (won) or {0, the fleet's last
- * fire} (FAAS_EEXIST); the others 1 (done) or 0 (FAAS_EEXIST).
+ * fire} (FAAS_EEXIST); the others 1 (done), 0 (FAAS_EEXIST) or -1 (a full
+ * queue: FAAS_ETHROTTLED).
  */
 static int reply_rc(struct faas_dop *op, const redisReply *rep)
 {
@@ -338,7 +321,7 @@ static int reply_rc(struct faas_dop *op, const redisReply *rep)
     }
     if (rep->type != REDIS_REPLY_INTEGER)
         return NOT_AN_ANSWER;
-    return rep->integer == 1 ? 0 : FAAS_EEXIST;
+    return rep->integer == 1 ? 0 : rep->integer == -1 ? FAAS_ETHROTTLED : FAAS_EEXIST;
 }
 
 /* ---- completions -------------------------------------------------------- */
@@ -497,6 +480,7 @@ static void on_connect(const redisAsyncContext *cac, int status)
     r->lost = 0;
     r->backoff_ms = BACKOFF_FIRST_MS;
     evtimer_del(r->tmr);
+    faas_rq_link_up(r);
     snprintf(db, sizeof db, "%d", r->db);
     if (r->db)
         redisAsyncCommand(r->ac, on_setup, r, "SELECT %s", db);
@@ -563,10 +547,19 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
     r->report(r->report_ctx, &batch);
 }
 
-static void rd_submit(void *impl, struct faas_dop *op)
+void faas_rd_deliver(struct rd *r, struct faas_dop *op)
+{
+    faas_list_insert_tail(&r->done, &op->link);
+    event_active(r->kick, 0, 0);
+}
+
+void faas_rd_submit(void *impl, struct faas_dop *op)
 {
     struct rd *r = impl;
 
+    if (op->kind == FAAS_DOP_EVENT_END || op->kind == FAAS_DOP_EVENT_RETRY ||
+        op->kind == FAAS_DOP_EVENT_RELEASE)
+        faas_rq_forget(r, op->name);
     r->st.pending++;
     if (r->state == LINK_UP && !r->drop && faas_list_empty(&r->queue)) {
         send_op(r, op);
@@ -808,8 +801,8 @@ static int rd_records_load(void *impl, const char *mapping,
     size_t i;
     int rc;
 
-    snprintf(index, sizeof index, "%s:recs:%s", r->prefix, mapping);
-    snprintf(hp, sizeof hp, "%s:rec:%s:", r->prefix, mapping);
+    snprintf(index, sizeof index, "%s:recs:%s:%s", r->prefix, r->node, mapping);
+    snprintf(hp, sizeof hp, "%s:rec:%s:%s:", r->prefix, r->node, mapping);
     rc = load_hashes(r, index, hp, &z, &h);
     if (rc != 0)
         return rc;
@@ -958,6 +951,7 @@ static void rd_free(struct rd *r)
         event_free(r->kick);
     if (r->sc)
         redisFree(r->sc);
+    faas_rq_free(r);
     free(r->prefix);
     free(r->url);
     free(r->node);
@@ -999,7 +993,10 @@ static int rd_open(void **impl, const struct faas_durable_engine_args *args)
         return FAAS_ENOMEM;
     }
     snprintf(r->url, n, "redis://%s", args->target);
-    rc = parse_target(r, args->target);
+    faas_request_id(r->rt, r->proc);
+    rc = faas_rq_open(r);
+    if (rc == 0)
+        rc = parse_target(r, args->target);
     if (rc == 0)
         rc = sc_get(r);
     if (rc != 0) {
@@ -1067,6 +1064,7 @@ static void rd_close(void *impl)
     if (ac)
         redisAsyncFree(ac);
     evtimer_del(r->tmr);
+    faas_rq_leave(r);
     for (round = 0; round <= CLOSE_ROUNDS; round++) {
         if (round == CLOSE_ROUNDS)
             r->lost = 1; /* the last round cancels */
@@ -1083,12 +1081,15 @@ static void rd_close(void *impl)
 const struct faas_durable_engine faas_durable_redis = {
     .scheme = "redis://",
     .open = rd_open,
-    .submit = rd_submit,
+    .submit = faas_rd_submit,
     .events_load = rd_events_load,
     .records_load = rd_records_load,
     .schedules_load = rd_schedules_load,
     .idem_load = rd_idem_load,
     .stats = rd_stats,
+    .queue_want = faas_rq_want,
+    .queue_stop = faas_rq_stop,
+    .queue_busy = faas_rq_busy,
     .shared = 1,
     .close = rd_close,
 };

@@ -294,6 +294,8 @@ static int apply(struct sq *s, struct faas_dop *op)
         break;
     case FAAS_DOP_NOP:
     case FAAS_DOP_CALL: /* only a shared engine's stores make these */
+    case FAAS_DOP_EVENT_RELEASE: /* only on a fleet's queue */
+    case FAAS_DOP_DELIVER:
         break;
     }
     switch (rc & 0xff) {

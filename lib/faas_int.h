@@ -590,6 +590,13 @@ void faas_async_stats_get(const struct faas_fn *fn, uint64_t now, struct faas_as
 int faas_async_recover(struct faas_runtime *rt);
 /* Frees what is still parked (teardown: it stays in the engine). */
 void faas_async_parked_clear(struct faas_runtime *rt);
+struct faas_durable_event;
+/* An event a fleet engine hands to this host (durable.c, on the loop):
+ * queued on its function, or released back when no function here takes
+ * it. `recovered`: accepted by another process, or taken from a host that
+ * went silent. */
+void faas_async_delivered(struct faas_runtime *rt, const struct faas_durable_event *dev,
+                          int recovered);
 
 /* ---- source.c ------------------------------------------------------- */
 /* The mapping with this id, or NULL. */

@@ -176,7 +176,7 @@ static uint64_t drain_remaining(struct faas_runtime *rt)
     if (rt->durable) {
         struct faas_durable_stats ds;
         faas_durable_stats_get(rt->durable, &ds);
-        n += ds.pending;
+        n += ds.pending + (uint64_t)faas_durable_queue_busy(rt->durable);
     }
     for (e = rt->mappings.next; e != &rt->mappings; e = e->next) {
         const struct faas_mapping *m = FAAS_CONTAINER_OF(e, struct faas_mapping, link);
@@ -280,6 +280,7 @@ int faas_drain(struct faas_runtime *rt, uint32_t timeout_ms, faas_drain_fn cb, v
     if (rt->http)
         faas_http_drain(rt);
     faas_batcher_drain(rt);
+    faas_durable_queue_stop(rt->durable); /* a fleet's queue: the others take it */
     /* Nothing pending: the callback comes on the next turn of the loop. */
     drain_poke(rt);
     return 0;
