@@ -38,6 +38,7 @@
 
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 
 #include <event2/event.h>
 
@@ -54,6 +55,106 @@
 #define ROUND_MS_DEFAULT "300"
 
 static struct tu_redis srv;
+static pid_t main_pid;
+static pid_t hosts_pid[MAX_HOSTS]; /* the curve's hosts while they run */
+
+/* A benchmark that dies or hangs leaves no server or host behind: both go
+ * by PID, from the main process only. */
+static void cleanup(void)
+{
+    int i;
+    if (getpid() != main_pid)
+        return;
+    for (i = 0; i < MAX_HOSTS; i++)
+        if (hosts_pid[i] > 0)
+            kill(hosts_pid[i], SIGKILL);
+    tu_redis_stop(&srv);
+}
+
+static void on_alarm(int sig)
+{
+    static const char msg[] = "bench_durable_redis: timed out\n";
+    int i;
+    (void)sig;
+    for (i = 0; i < MAX_HOSTS; i++)
+        if (hosts_pid[i] > 0)
+            kill(hosts_pid[i], SIGKILL);
+    if (srv.pid > 0)
+        kill(srv.pid, SIGKILL);
+    if (write(2, msg, sizeof msg - 1) < 0)
+        _exit(3);
+    _exit(2);
+}
+
+/* ---- the ledger: each event counted once when it ends -------------------- */
+
+/*
+ * Every accepted event's request id, and whether it ended, in memory that
+ * forked hosts share: an event ends at least once (docs/durability.md), so
+ * a second end of one event is counted apart, not as another event's end,
+ * and a round waits for every event it accepted. An open-addressing table
+ * of 64-bit hashes of the request ids; the accepting host enters an id
+ * before its loop can send the event to Redis, so any host's end finds it.
+ */
+#define LEDGER_SLOTS (1u << 21)
+
+struct ledger {
+    _Atomic uint64_t issued, ended, dups;
+    _Atomic int first_dup_status;
+    _Atomic uint64_t key[LEDGER_SLOTS];
+    _Atomic unsigned char state[LEDGER_SLOTS]; /* 1 accepted, 2 ended */
+};
+
+static struct ledger *ledger_new(void)
+{
+    struct ledger *l = mmap(NULL, sizeof *l, PROT_READ | PROT_WRITE,
+                            MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (l == MAP_FAILED)
+        bench_die("mmap");
+    return l; /* zeroed */
+}
+
+static void ledger_free(struct ledger *l)
+{
+    munmap(l, sizeof *l);
+}
+
+static uint64_t rid_hash(const char *rid)
+{
+    uint64_t h = 14695981039346656037u; /* FNV-1a */
+    while (*rid)
+        h = (h ^ (unsigned char)*rid++) * 1099511628211u;
+    return h ? h : 1;
+}
+
+static void ledger_accept(struct ledger *l, const char *rid)
+{
+    uint64_t h = rid_hash(rid), i = h & (LEDGER_SLOTS - 1);
+
+    if (atomic_fetch_add(&l->issued, 1) > LEDGER_SLOTS / 10 * 7)
+        bench_die("ledger full");
+    for (;; i = (i + 1) & (LEDGER_SLOTS - 1)) {
+        uint64_t zero = 0;
+        if (atomic_compare_exchange_strong(&l->key[i], &zero, h)) {
+            atomic_store(&l->state[i], 1);
+            return;
+        }
+        if (zero == h)
+            bench_die("two events with one request id");
+    }
+}
+
+/* 1 when this is the event's first end. */
+static int ledger_end(struct ledger *l, const char *rid)
+{
+    uint64_t h = rid_hash(rid), i = h & (LEDGER_SLOTS - 1), k;
+    unsigned char one = 1;
+
+    for (; (k = atomic_load(&l->key[i])) != 0; i = (i + 1) & (LEDGER_SLOTS - 1))
+        if (k == h)
+            return atomic_compare_exchange_strong(&l->state[i], &one, 2);
+    return 0;
+}
 
 /* ---- a host: a runtime on the server, an INLINE no-op async function ---- */
 
@@ -61,10 +162,10 @@ struct host {
     struct event_base *base;
     struct faas_runtime *rt;
     json_t *event;
-    uint64_t ended, accepted;
+    struct ledger *ledger;
+    uint64_t ended, accepted; /* first ends on this host; on_accepted calls */
     uint64_t errors;
     int first_error;
-    _Atomic uint64_t *shared_ended; /* the hosts curve's counter; NULL alone */
 };
 
 static void note_error(struct host *h, int status)
@@ -76,12 +177,35 @@ static void note_error(struct host *h, int status)
 static void on_complete(const struct faas_result *res, void *arg)
 {
     struct host *h = arg;
+    struct ledger *l = h->ledger;
     int status = faas_result_status(res);
+
+    if (!ledger_end(l, faas_result_request_id(res))) {
+        if (atomic_fetch_add(&l->dups, 1) == 0)
+            atomic_store(&l->first_dup_status, status);
+        return;
+    }
     if (status != 0)
         note_error(h, status);
     h->ended++;
-    if (h->shared_ended)
-        atomic_fetch_add(h->shared_ended, 1);
+    atomic_fetch_add(&l->ended, 1);
+}
+
+/* One event accepted: entered in the ledger, or counted as ended when the
+ * call refused it. */
+static void host_accept(struct host *h, const struct faas_invoke_opts *io)
+{
+    char rid[FAAS_REQUEST_ID_SIZE];
+    int rc = faas_invoke_async(h->rt, "fn", h->event, io, rid);
+
+    if (rc != 0) {
+        note_error(h, rc);
+        h->ended++;
+        atomic_fetch_add(&h->ledger->issued, 1);
+        atomic_fetch_add(&h->ledger->ended, 1);
+        return;
+    }
+    ledger_accept(h->ledger, rid);
 }
 
 static void on_accepted(int rc, const char *request_id, void *arg)
@@ -102,7 +226,7 @@ static int nop_handler(struct faas_ctx *ctx, json_t *event, json_t **result)
 }
 
 /* A host on the server (url NULL: without an engine, for reference). */
-static void host_open(struct host *h, const char *node, const char *url)
+static void host_open(struct host *h, const char *node, const char *url, struct ledger *l)
 {
     struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
     struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
@@ -110,6 +234,7 @@ static void host_open(struct host *h, const char *node, const char *url)
     int rc;
 
     memset(h, 0, sizeof *h);
+    h->ledger = l;
     ro.zygote = 0;
     ro.durable = url;
     ro.durable_prefix = url ? PREFIX : NULL;
@@ -147,11 +272,7 @@ static void host_run(struct host *h, uint64_t k)
 
     while (h->ended - base < k) {
         while (issued < k && issued - (h->ended - base) < WINDOW) {
-            int rc = faas_invoke_async(h->rt, "fn", h->event, NULL, NULL);
-            if (rc != 0) {
-                note_error(h, rc);
-                h->ended++;
-            }
+            host_accept(h, NULL);
             issued++;
         }
         event_base_loop(h->base, EVLOOP_ONCE);
@@ -169,16 +290,13 @@ static uint64_t accept_one(struct host *h)
 {
     struct faas_invoke_opts io = FAAS_INVOKE_OPTS_INIT;
     uint64_t want = h->accepted + 1, ended = h->ended, t0, t1;
-    int rc;
 
     io.on_accepted = on_accepted;
     io.accepted_arg = h;
     t0 = bench_now_ns();
-    rc = faas_invoke_async(h->rt, "fn", h->event, &io, NULL);
-    if (rc != 0) {
-        note_error(h, rc);
+    host_accept(h, &io);
+    if (h->ended != ended)
         return 0;
-    }
     while (h->accepted < want)
         event_base_loop(h->base, EVLOOP_ONCE);
     t1 = bench_now_ns();
@@ -336,12 +454,6 @@ struct child {
     int done; /* the child writes 'd' when all the round's events ended */
 };
 
-/* What the hosts of the curve share: events accepted and ended, ever. */
-struct shared {
-    _Atomic uint64_t issued;
-    _Atomic uint64_t ended;
-};
-
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -355,7 +467,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
  * event another accepted), and runs its loop until the fleet has ended the
  * round's events.
  */
-static void child_main(int idx, int go, int done, struct shared *sh, uint64_t per_host,
+static void child_main(int idx, int go, int done, struct ledger *sh, uint64_t per_host,
                        uint64_t total, int hosts)
 {
     struct host h;
@@ -364,9 +476,10 @@ static void child_main(int idx, int go, int done, struct shared *sh, uint64_t pe
     char node[32], c;
     uint64_t rounds = 0, window = (uint64_t)hosts * WINDOW;
 
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() == 1)
+        _exit(1);
     snprintf(node, sizeof node, "host-%d", idx + 1);
-    host_open(&h, node, srv.url);
-    h.shared_ended = &sh->ended;
+    host_open(&h, node, srv.url, sh);
     /* While the fleet holds a full window, or its own events are issued
      * and others' not ended, the host wakes each millisecond to look at
      * the shared counts (a bounded poll). */
@@ -382,12 +495,7 @@ static void child_main(int idx, int go, int done, struct shared *sh, uint64_t pe
         while (atomic_load(&sh->ended) < want) {
             while (issued < per_host &&
                    atomic_load(&sh->issued) - atomic_load(&sh->ended) < window) {
-                int rc = faas_invoke_async(h.rt, "fn", h.event, NULL, NULL);
-                atomic_fetch_add(&sh->issued, 1);
-                if (rc != 0) {
-                    note_error(&h, rc);
-                    atomic_fetch_add(&sh->ended, 1);
-                }
+                host_accept(&h, NULL);
                 issued++;
             }
             event_base_loop(h.base, EVLOOP_ONCE);
@@ -406,22 +514,20 @@ static void child_main(int idx, int go, int done, struct shared *sh, uint64_t pe
 
 /*
  * The seconds of each of `rounds` rounds of `total` events over k hosts
- * (after one round of warm-up), written to secs[].
+ * (after one round of warm-up), written to secs[]. Returns the events that
+ * ended more than once, the first second end's status in *dup_status.
  */
-static void hosts_run(int k, uint64_t total, int rounds, double *secs)
+static uint64_t hosts_run(int k, uint64_t total, int rounds, double *secs, int *dup_status)
 {
     struct child ch[MAX_HOSTS];
-    struct shared *sh;
+    struct ledger *sh;
+    uint64_t dups;
     int i, r;
     char c;
 
     if (tu_redis_cmd(&srv, "FLUSHALL") != 0)
         bench_die("FLUSHALL");
-    sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (sh == MAP_FAILED)
-        bench_die("mmap");
-    atomic_store(&sh->issued, 0);
-    atomic_store(&sh->ended, 0);
+    sh = ledger_new();
     for (i = 0; i < k; i++) {
         int go[2], done[2];
         if (pipe(go) != 0 || pipe(done) != 0)
@@ -430,6 +536,7 @@ static void hosts_run(int k, uint64_t total, int rounds, double *secs)
         ch[i].pid = fork();
         if (ch[i].pid < 0)
             bench_die("fork");
+        hosts_pid[i] = ch[i].pid;
         if (ch[i].pid == 0) {
             int j;
             for (j = 0; j < i; j++) {
@@ -469,10 +576,24 @@ static void hosts_run(int k, uint64_t total, int rounds, double *secs)
         close(ch[i].done);
         while (waitpid(ch[i].pid, &st, 0) < 0 && errno == EINTR)
             ;
+        hosts_pid[i] = 0;
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
             printf("    WARNING: host %d ended with status %d\n", i + 1, st);
     }
-    munmap(sh, sizeof *sh);
+    dups = atomic_load(&sh->dups);
+    *dup_status = atomic_load(&sh->first_dup_status);
+    ledger_free(sh);
+    return dups;
+}
+
+/* The warning for events that ended twice (at least once: each is counted
+ * once, the second end apart). */
+static void dups_warning(uint64_t dups, int status)
+{
+    if (dups > 0)
+        printf("    WARNING: %llu events ended twice (the second end: %s); each counted "
+               "once\n",
+               (unsigned long long)dups, faas_strerror(status));
 }
 
 /* ---- figures ---------------------------------------------------------------- */
@@ -553,26 +674,31 @@ int main(void)
     struct bench_side figure, ref;
     struct host h;
     struct raw r;
+    struct ledger *l;
     char extra[128], version[32];
     double per_s, hosts_eps[MAX_HOSTS + 1];
     uint64_t total;
     int over = 0, k, rounds;
 
-    alarm(300); /* a hang must not hang `make bench` */
     if (!tu_redis_available()) {
         printf("bench_durable_redis: skipped: redis-server is not installed\n");
         return 0;
     }
+    main_pid = getpid();
+    signal(SIGALRM, on_alarm);
+    alarm(300); /* a hang must not hang `make bench` */
     setenv("BENCH_ROUND_MS", ROUND_MS_DEFAULT, 0);
     if (tu_redis_start(&srv) != 0)
         bench_die("starting redis-server");
+    atexit(cleanup);
     redis_version(version, sizeof version);
     snprintf(extra, sizeof extra, "libfaas %s, redis-server %s (no persistence), unpinned",
              faas_version(), version);
     bench_header("bench_durable_redis", extra);
 
     /* 1. Throughput, accept to end, alternating with the raw floor. */
-    host_open(&h, "host-1", srv.url);
+    l = ledger_new();
+    host_open(&h, "host-1", srv.url, l);
     raw_open(&r);
     host_run(&h, 4 * WINDOW); /* warm */
     raw_body(&r, 4 * WINDOW);
@@ -605,18 +731,20 @@ int main(void)
     if (h.errors > 0)
         printf("    WARNING: %llu invocations failed, first with %s\n",
                (unsigned long long)h.errors, faas_strerror(h.first_error));
+    dups_warning(atomic_load(&l->dups), atomic_load(&l->first_dup_status));
     raw_close(&r);
     host_close(&h);
     {
         enum { N = 301 };
         static uint64_t acc[N];
         int i;
-        host_open(&h, "host-1", NULL);
+        host_open(&h, "host-1", NULL, l);
         for (i = 0; i < N; i++)
             acc[i] = accept_one(&h);
         bench_floor_line("accept latency, memory (no engine)", median_u64(acc, N));
         host_close(&h);
     }
+    ledger_free(l);
 
     /* 3. The hosts curve: N events a round, about 0.4 s on one host. */
     total = (uint64_t)(per_s * 0.4);
@@ -629,14 +757,16 @@ int main(void)
            (unsigned long long)total, MAX_HOSTS, rounds, bench_ncpus());
     for (k = 1; k <= MAX_HOSTS; k++) {
         double secs[BENCH_ROUNDS_MAX];
-        hosts_run(k, total, rounds, secs);
+        int dup_status = 0;
+        uint64_t dups = hosts_run(k, total, rounds, secs, &dup_status);
         hosts_eps[k] = (double)total / median_double(secs, rounds);
         printf("    %d host%s %10.0f events/s  %5.2fx 1 host\n", k, k == 1 ? " " : "s",
                hosts_eps[k], hosts_eps[k] / hosts_eps[1]);
+        dups_warning(dups, dup_status);
         fflush(stdout);
     }
 
-    tu_redis_stop(&srv);
+    cleanup();
     printf("bench_durable_redis: %d target%s over (reported, not enforced)\n", over,
            over == 1 ? "" : "s");
     return 0;
