@@ -50,7 +50,9 @@ static int dev_fill(struct faas_runtime *rt, const struct faas_fn *fn, const str
     }
     memcpy(dev->request_id, ev->request_id, sizeof dev->request_id);
     dev->function = fn->name;
-    if (fn->async) {
+    /* A fleet's queue refuses what overflows it; FAAS_OVERFLOW_DROP_OLDEST
+     * drops among what this host is still writing only. */
+    if (fn->async && fn->async->opts.overflow == FAAS_OVERFLOW_REJECT) {
         dev->queue_max = fn->async->opts.max_queue;
         dev->queue_max_bytes = fn->async->opts.max_queue_bytes;
     }
@@ -479,8 +481,9 @@ void faas_async_delivered(struct faas_runtime *rt, const struct faas_durable_eve
     struct faas_fn *fn = faas_fn_lookup(rt, dev->function);
     int rc;
 
-    if (!fn || !fn->async || faas_async_stopping(fn)) {
-        /* Nothing here runs it (unregistered meanwhile, or freed). */
+    if (!fn || !fn->async || faas_async_stopping(fn) || rt->draining) {
+        /* Nothing here runs it (unregistered meanwhile, freed, or a read
+         * that was under way when a drain began): back for the others. */
         (void)faas_durable_event_release(rt->durable, dev->request_id, faas_durable_drain_done,
                                          rt);
         return;

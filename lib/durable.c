@@ -438,11 +438,6 @@ void faas_durable_queue_stop(struct faas_durable *d)
         d->engine->queue_stop(d->impl);
 }
 
-int faas_durable_queue_busy(struct faas_durable *d)
-{
-    return d && d->engine->queue_busy ? d->engine->queue_busy(d->impl) : 0;
-}
-
 int faas_durable_events_load(struct faas_durable *d,
                              int (*each)(const struct faas_durable_event *ev, void *arg),
                              void *arg)

@@ -169,12 +169,9 @@ void faas_durable_queue_want(struct faas_durable *d, const char *function, int r
                              uint32_t credit, uint32_t lease_ms);
 
 /* No more events are taken from a fleet engine's queue (a drain): what
- * this host holds it finishes, the rest stays for the others. */
+ * this host holds it finishes, the rest stays for the others (an event a
+ * read delivers after this goes back at once). */
 void faas_durable_queue_stop(struct faas_durable *d);
-
-/* 1 while a fleet engine's read may still deliver events (a drain waits
- * for it: stopping unblocks it at once). d NULL: 0. */
-int faas_durable_queue_busy(struct faas_durable *d);
 
 /* Calls `each` for every event kept, oldest acceptance first; stops at a
  * non-zero return and returns it. `each` may queue operations, never load

@@ -67,6 +67,8 @@ struct faas_dop {
     struct faas_list link;   /* the engine's queues, then the done list */
     enum faas_dop_kind kind;
     int adds;                /* adds work: refused, not retried, on failure */
+    int quiet;               /* the engine's own upkeep (a fleet's queue):
+                                not among the pending a drain waits for */
     int rc;                  /* the completion's code, set by the engine */
     uint64_t sent_ns;        /* the engine's: when it was sent (monotonic) */
     faas_durable_done_fn done;
@@ -131,8 +133,6 @@ struct faas_durable_engine {
     void (*queue_want)(void *impl, const char *function, int registered, uint32_t credit,
                        uint32_t lease_ms);
     void (*queue_stop)(void *impl);
-    /* 1 while a read of the queue may still deliver events. */
-    int (*queue_busy)(void *impl);
     /* 1: the engine is shared by a fleet and idempotency records live in
      * it (faas_durable_shared_store_new); 0: they are kept through
      * durable_store.c. */

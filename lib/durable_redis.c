@@ -329,7 +329,7 @@ static int reply_rc(struct faas_dop *op, const redisReply *rep)
 static void finish(struct rd *r, struct faas_dop *op, int rc)
 {
     op->rc = rc;
-    r->st.pending--;
+    r->st.pending -= !op->quiet;
     if (rc == FAAS_EUNAVAILABLE)
         r->st.refused++;
     faas_list_insert_tail(&r->done, &op->link);
@@ -560,7 +560,7 @@ void faas_rd_submit(void *impl, struct faas_dop *op)
     if (op->kind == FAAS_DOP_EVENT_END || op->kind == FAAS_DOP_EVENT_RETRY ||
         op->kind == FAAS_DOP_EVENT_RELEASE)
         faas_rq_forget(r, op->name);
-    r->st.pending++;
+    r->st.pending += !op->quiet;
     if (r->state == LINK_UP && !r->drop && faas_list_empty(&r->queue)) {
         send_op(r, op);
         return;
@@ -1040,7 +1040,7 @@ static void close_run(struct rd *r)
                 freeReplyObject(rep);
         }
         op->rc = rc;
-        r->st.pending--;
+        r->st.pending -= !op->quiet;
         faas_list_insert_tail(&r->done, e);
     }
     if (!ok && r->sc) {
@@ -1089,7 +1089,6 @@ const struct faas_durable_engine faas_durable_redis = {
     .stats = rd_stats,
     .queue_want = faas_rq_want,
     .queue_stop = faas_rq_stop,
-    .queue_busy = faas_rq_busy,
     .shared = 1,
     .close = rd_close,
 };

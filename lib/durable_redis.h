@@ -78,7 +78,6 @@ void faas_rq_link_up(struct rd *r);
 void faas_rq_want(void *impl, const char *function, int registered, uint32_t credit,
                   uint32_t lease_ms);
 void faas_rq_stop(void *impl);
-int faas_rq_busy(void *impl);
 
 #endif /* FAAS_WITH_REDIS */
 

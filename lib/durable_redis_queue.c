@@ -288,6 +288,7 @@ static void submit(struct rq *q, struct faas_dop *op, int adds,
                    void (*answer)(struct faas_dop *, const void *))
 {
     op->adds = adds;
+    op->quiet = 1;
     op->call_answer = answer;
     faas_rd_submit(q->r, op);
 }
@@ -424,7 +425,6 @@ static void read_done(struct rq *q)
     evtimer_del(q->tmr);
     for (e = q->subs.next; e != &q->subs; e = e->next)
         FAAS_CONTAINER_OF(e, struct sub, link)->in_read = 0;
-    faas_drain_note(q->r->rt); /* a drain hears of it */
 }
 
 static void on_read(redisAsyncContext *ac, void *reply, void *priv)
@@ -683,11 +683,6 @@ void faas_rq_want(void *impl, const char *function, int registered, uint32_t cre
     if (q->reading && readable(q, s) != s->in_read)
         unblock(q);
     read_issue(q);
-}
-
-int faas_rq_busy(void *impl)
-{
-    return ((struct rd *)impl)->q->reading;
 }
 
 void faas_rq_stop(void *impl)

@@ -176,7 +176,7 @@ static uint64_t drain_remaining(struct faas_runtime *rt)
     if (rt->durable) {
         struct faas_durable_stats ds;
         faas_durable_stats_get(rt->durable, &ds);
-        n += ds.pending + (uint64_t)faas_durable_queue_busy(rt->durable);
+        n += ds.pending;
     }
     for (e = rt->mappings.next; e != &rt->mappings; e = e->next) {
         const struct faas_mapping *m = FAAS_CONTAINER_OF(e, struct faas_mapping, link);

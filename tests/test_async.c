@@ -688,6 +688,14 @@ static void test_event_age_waiting(void **state)
     assert_int_equal(g_deads, 0);
     advance_ms(1000);
     settle();
+    if (faas_durable_shared(g_rt->durable)) {
+        /* A fleet's queue: the events wait in Redis, not on this host
+         * (max_concurrency 1 takes one at a time); their age is checked
+         * when a host takes them, once the instance is free. */
+        assert_int_equal(g_deads, 0);
+        gate_open();
+        assert_true(tu_run_until(g_base, &g_deads, 2, BOUND_MS));
+    }
     assert_int_equal(g_deads, 2);
     for (i = 1; i < 3; i++) {
         assert_int_equal(fin_for(id[i])->dead_status, FAAS_ETHROTTLED);
@@ -913,7 +921,9 @@ static void test_throttled_not_counted(void **state)
     assert_true(run_until_atomic(&g_started, 1, BOUND_MS));
     tu_run_for(g_base, 30);
     assert_int_equal(ALOAD(&g_started), 1);
-    assert_true(g_log_throttled >= 1);
+    /* A fleet's queue delivers no more than max_concurrency at once: the
+     * pool never throttles them. */
+    assert_true(g_log_throttled >= 1 || faas_durable_shared(g_rt->durable));
     assert_int_equal(g_completes, 0);
     assert_int_equal(stats("one").concurrency, 1);
 
