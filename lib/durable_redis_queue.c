@@ -680,7 +680,10 @@ void faas_rq_want(void *impl, const char *function, int registered, uint32_t cre
         reader_start(q);
     if (!evtimer_pending(q->tick, NULL))
         arm(q->tick, TICK_MS);
-    if (q->reading && readable(q, s) != s->in_read)
+    /* A function to add to the read blocked now: unblocked, read again.
+     * One to leave out stays until the read answers (COUNT bounds what it
+     * may still bring). */
+    if (q->reading && readable(q, s) && !s->in_read)
         unblock(q);
     read_issue(q);
 }

@@ -20,6 +20,11 @@
 const char faas_durable_redis_script[] =
     "local P, kind = ARGV[1], ARGV[2]\n"
     "local function q(fn) return P..':q:'..fn end\n"
+    /* the function's consumer group, made when missing (a server that
+     * lost its data): its "already exists" error is ignored */
+    "local function group(fn)\n"
+    "  redis.pcall('XGROUP', 'CREATE', q(fn), 'workers', '0', 'MKSTREAM')\n"
+    "end\n"
     /* the event's current fields into a new entry of its function's stream */
     "local function enqueue(k, fn)\n"
     "  local id = redis.call('XADD', q(fn), '*', unpack(redis.call('HGETALL', k)))\n"
@@ -103,13 +108,13 @@ const char faas_durable_redis_script[] =
     "end\n"
     /* the fleet's queue of a function: its consumer group */
     "if kind == 'group' then\n"
-    "  redis.pcall('XGROUP', 'CREATE', q(ARGV[3]), 'workers', '0', 'MKSTREAM')\n"
+    "  group(ARGV[3])\n"
     "  return {0}\n"
     "end\n"
     /* retries now due go back to the stream, each once */
     "if kind == 'due' then\n"
     "  local z = P..':retry:'..ARGV[3]\n"
-    "  local ids = redis.call('ZRANGEBYSCORE', z, '-inf', ARGV[4], 'LIMIT', 0, 256)\n"
+    "  local ids = redis.call('ZRANGEBYSCORE', z, '-inf', ARGV[4], 'LIMIT', 0, 1000)\n"
     "  for _, rid in ipairs(ids) do\n"
     "    redis.call('ZREM', z, rid)\n"
     "    local k = P..':ev:'..rid\n"
@@ -144,6 +149,9 @@ const char faas_durable_redis_script[] =
     "end\n"
     /* takeover: ARGV[3] function, [4] node, [5] min idle ms, [6] count: the
      * leases of hosts silent that long become this host's */
+    "if kind == 'takeover' or kind == 'mine' or kind == 'leave' or kind == 'touch' then\n"
+    "  group(ARGV[3])\n"
+    "end\n"
     "if kind == 'takeover' then\n"
     "  local r = redis.call('XAUTOCLAIM', q(ARGV[3]), 'workers', ARGV[4], ARGV[5], '0-0',\n"
     "                       'COUNT', ARGV[6], 'JUSTID')\n"
