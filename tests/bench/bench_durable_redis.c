@@ -632,26 +632,56 @@ static void redis_version(char *out, size_t size)
         redisFree(c);
 }
 
+/* CPU seconds a process spent (user + system), from /proc; 0 if unknown. */
+static double cpu_seconds(pid_t pid)
+{
+    char path[64], buf[1024], *p;
+    unsigned long long ut = 0, st = 0;
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    if ((f = fopen(path, "r")) == NULL)
+        return 0;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* after "(comm) ": state is field 3, utime 14, stime 15 */
+    if ((p = strrchr(buf, ')')) == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return 0;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 /*
  * Prints the commands the server counted per event while the host ran `n`
  * events (CONFIG RESETSTAT before, INFO commandstats after): which
- * commands the engine spends on an event.
+ * commands the engine spends on an event; and how busy the server and the
+ * host were meanwhile, which says which of them bounds the throughput.
  */
-static void commands_per_event(struct host *h, uint64_t n)
+static void commands_per_event(const char *who, bench_body_fn body, void *arg, uint64_t n)
 {
     struct timeval tv = { 2, 0 };
     redisContext *c = redisConnectWithTimeout("127.0.0.1", srv.port, tv);
     redisReply *rep;
     const char *p;
+    uint64_t t0;
+    double srv0, srv1, me0, me1, wall;
 
     if (c == NULL || c->err)
         bench_die("redisConnect");
     freeReplyObject(redisCommand(c, "CONFIG RESETSTAT"));
-    host_run(h, n);
+    t0 = bench_now_ns();
+    srv0 = cpu_seconds(srv.pid);
+    me0 = cpu_seconds(getpid());
+    body(arg, n);
+    wall = (double)(bench_now_ns() - t0) / 1e9;
+    srv1 = cpu_seconds(srv.pid);
+    me1 = cpu_seconds(getpid());
     rep = redisCommand(c, "INFO commandstats");
     if (rep == NULL || rep->type != REDIS_REPLY_STRING)
         bench_die("INFO commandstats");
-    printf("    (server commands an event, engine:");
+    printf("    (%s: server commands an event:", who);
     for (p = rep->str; (p = strstr(p, "cmdstat_")) != NULL;) {
         const char *name = p + 8, *colon = strchr(name, ':'), *calls;
         p = name;
@@ -662,7 +692,8 @@ static void commands_per_event(struct host *h, uint64_t n)
         printf(" %.*s %.3f", (int)(colon - name), name,
                strtod(calls + 6, NULL) / (double)n);
     }
-    printf(")\n");
+    printf(";\n     meanwhile redis-server was busy %.0f%% of the time, the client %.0f%%)\n",
+           100.0 * (srv1 - srv0) / wall, 100.0 * (me1 - me0) / wall);
     fflush(stdout);
     freeReplyObject(rep);
     redisFree(c);
@@ -713,7 +744,8 @@ int main(void)
            1e9 / fig.median_ns, 1e9 / flo.median_ns, READ_COUNT, WINDOW);
     fflush(stdout);
     per_s = 1e9 / fig.median_ns;
-    commands_per_event(&h, 16 * WINDOW);
+    commands_per_event("engine", async_body, &h, 64 * WINDOW);
+    commands_per_event("floor", raw_body, &r, 64 * WINDOW);
 
     /* 2. Accept latency, one event at a time, taken in turn with one raw
      * round trip of the accept's two commands. */
