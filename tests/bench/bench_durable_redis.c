@@ -19,20 +19,28 @@
  * script (one EVALSHA an accept, an attempt, an end), so the floor has no
  * script's cost; its pipeline keeps a window of 256 events outstanding,
  * their accepts and reads in one write with the previous window's attempts
- * and ends.
+ * and ends. Its stream entry holds the request id alone.
+ *
+ * After the pair, the engine and the floor each run once more with the
+ * server's command counts reset: the commands an event cost in Redis (a
+ * script's inner commands included) and how busy redis-server and the
+ * client were, which says which side bounds the throughput.
  *
  * The hosts curve forks 1, 2, 3 hosts, each with a runtime of its own on the
  * same server and prefix (node_id host-1..3); each accepts N/k events, and
- * every end counts in a counter the hosts share; the parent times from its
- * start signal until each host has seen all N ended. The machine's cores
- * are shared by the hosts, the parent and redis-server.
+ * any host may run any of them. A ledger in memory the hosts share counts
+ * each event once when it first ends (an event ends at least once: a second
+ * end is counted apart and reported); the parent times from its start
+ * signal until each host has seen all N ended. The machine's cores are
+ * shared by the hosts, the parent and redis-server.
  *
  * The benchmark starts its own redis-server (tests/redis_util.h: a free
  * loopback port, no persistence) and stops it by PID. It prints a skip line
  * and exits 0 when redis-server is not installed or the build has no Redis
  * engine (WITH_REDIS=0). Run with `make bench`. Exits 0 whatever the ratios
- * (shared machines drift); a missed target prints OVER. Nothing is pinned:
- * redis-server is a third party to every round trip.
+ * (shared machines drift); a missed target prints OVER. About 15 s on 2
+ * cores. Nothing is pinned: redis-server is a third party to every round
+ * trip.
  */
 #include "bench.h"
 
