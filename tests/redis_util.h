@@ -205,6 +205,22 @@ static inline void tu_redis_stop(struct tu_redis *r)
     r->dir[0] = '\0';
 }
 
+/*
+ * A suite's server, from its cmocka group setup: *have says whether one
+ * runs. Without redis-server installed it prints that `what` is skipped and
+ * returns 0 (the tests then skip); a server that cannot start is -1.
+ */
+static inline int tu_redis_suite_start(struct tu_redis *r, int *have, const char *what)
+{
+    if (!tu_redis_available()) {
+        printf("redis-server is not installed: %s skipped\n", what);
+        *have = 0;
+        return 0;
+    }
+    *have = tu_redis_start(r) == 0;
+    return *have ? 0 : -1;
+}
+
 /* Runs one command on the server (FLUSHALL between tests). 0 or -1. */
 static inline int tu_redis_cmd(const struct tu_redis *r, const char *cmd)
 {

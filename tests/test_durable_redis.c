@@ -26,12 +26,7 @@ static int have_srv;
 static int group_setup(void **state)
 {
     (void)state;
-    if (!tu_redis_available()) {
-        printf("redis-server is not installed: the Redis engine's tests are skipped\n");
-        return 0;
-    }
-    have_srv = tu_redis_start(&srv) == 0;
-    return have_srv ? 0 : -1;
+    return tu_redis_suite_start(&srv, &have_srv, "the Redis engine's tests are");
 }
 
 static int group_teardown(void **state)
