@@ -748,7 +748,8 @@ int main(void)
         bench_die("starting redis-server");
     atexit(cleanup);
     redis_version(version, sizeof version);
-    snprintf(extra, sizeof extra, "libfaas %s, redis-server %s (no persistence), throughputs unpinned",
+    snprintf(extra, sizeof extra,
+             "libfaas %s, redis-server %s (no persistence), throughputs unpinned",
              faas_version(), version);
     bench_header("bench_durable_redis", extra);
 
