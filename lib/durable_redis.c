@@ -11,11 +11,16 @@
  * hiredis nor inside the submitting call.
  *
  * Keys, all under the prefix P (faas_runtime_opts.durable_prefix):
- *   P:ev:RID              hash: one event's fields, plus `seq`
- *   P:events              zset: every event's RID by seq (load order)
- *   P:fnev:FUNCTION       zset: the events of one function by seq
- *   P:rec:MAPPING:SEQ     hash: one record (arrived_ms, record, key)
- *   P:recs:MAPPING        zset: the mapping's seqs
+ *   P:ev:RID              hash: one event's fields, plus `sid` (its entry
+ *                         in the function's stream)
+ *   P:events              zset: every event's RID by accepted_ms (loads)
+ *   P:q:FUNCTION          stream, group `workers`: the fleet's queue of the
+ *                         function (durable_redis_queue.c)
+ *   P:retry:FUNCTION      zset: RIDs waiting for a retry, by due time
+ *   P:qbytes:FUNCTION     the bytes of the function's kept events
+ *   P:rec:NODE:MAPPING:SEQ  hash: one record of host NODE's mapping
+ *                         (arrived_ms, record, key)
+ *   P:recs:NODE:MAPPING   zset: the mapping's seqs
  *   P:sched               hash: schedule name -> fired_ms
  *   P:schednode           hash: schedule name -> the node that fired it
  *                         (a claim's winner: a re-sent claim wins again)
@@ -25,7 +30,7 @@
  *   P:idems:SCOPE         zset: the scope's keys by last write
  *   P:store:SCOPE:KEY     hash: a record of the store shared by the fleet
  *                         (durable_redis_store.c, FAAS_DOP_CALL operations)
- *   P:seq                 counter behind the seqs above
+ *   P:seq                 counter behind P:idems' order
  * The scripts build key names from the prefix: one Redis server (or a
  * primary with replicas), not Redis Cluster.
  *
@@ -326,8 +331,19 @@ static int reply_rc(struct faas_dop *op, const redisReply *rep)
 
 /* ---- completions -------------------------------------------------------- */
 
+/* An event this host held leaves it once Redis applied its end, retry or
+ * release: an upkeep answer sent before (a mine, a takeover) may still
+ * name it, and finds it held. */
+static void forget_held(struct rd *r, const struct faas_dop *op)
+{
+    if (op->kind == FAAS_DOP_EVENT_END || op->kind == FAAS_DOP_EVENT_RETRY ||
+        op->kind == FAAS_DOP_EVENT_RELEASE)
+        faas_rq_forget(r, op->name);
+}
+
 static void finish(struct rd *r, struct faas_dop *op, int rc)
 {
+    forget_held(r, op);
     op->rc = rc;
     r->st.pending -= !op->quiet;
     if (rc == FAAS_EUNAVAILABLE)
@@ -557,9 +573,6 @@ void faas_rd_submit(void *impl, struct faas_dop *op)
 {
     struct rd *r = impl;
 
-    if (op->kind == FAAS_DOP_EVENT_END || op->kind == FAAS_DOP_EVENT_RETRY ||
-        op->kind == FAAS_DOP_EVENT_RELEASE)
-        faas_rq_forget(r, op->name);
     r->st.pending += !op->quiet;
     if (r->state == LINK_UP && !r->drop && faas_list_empty(&r->queue)) {
         send_op(r, op);
@@ -732,17 +745,12 @@ static int64_t hnum(const redisReply *h, const char *field)
     return s ? strtoll(s, NULL, 10) : 0;
 }
 
-struct loaded_event {
-    struct faas_durable_event ev;
-    int64_t seq;
-};
-
 static int event_order(const void *a, const void *b)
 {
-    const struct loaded_event *x = a, *y = b;
-    if (x->ev.accepted_ms != y->ev.accepted_ms)
-        return x->ev.accepted_ms < y->ev.accepted_ms ? -1 : 1;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
+    const struct faas_durable_event *x = a, *y = b;
+    if (x->accepted_ms != y->accepted_ms)
+        return x->accepted_ms < y->accepted_ms ? -1 : 1;
+    return strcmp(x->request_id, y->request_id);
 }
 
 static int rd_events_load(void *impl, int (*each)(const struct faas_durable_event *ev, void *arg),
@@ -750,7 +758,7 @@ static int rd_events_load(void *impl, int (*each)(const struct faas_durable_even
 {
     struct rd *r = impl;
     redisReply *z, **h;
-    struct loaded_event *evs;
+    struct faas_durable_event *evs;
     char index[512], hp[512];
     size_t i, n = 0;
     int rc;
@@ -766,7 +774,7 @@ static int rd_events_load(void *impl, int (*each)(const struct faas_durable_even
         return FAAS_ENOMEM;
     }
     for (i = 0; i < z->elements; i++) {
-        struct faas_durable_event *ev = &evs[n].ev;
+        struct faas_durable_event *ev = &evs[n];
         if (!hfield(h[i], "function", NULL) || !hfield(h[i], "event", NULL))
             continue;
         snprintf(ev->request_id, sizeof ev->request_id, "%s", z->element[i]->str);
@@ -780,12 +788,11 @@ static int rd_events_load(void *impl, int (*each)(const struct faas_durable_even
         ev->accepted_ms = hnum(h[i], "accepted_ms");
         ev->due_ms = hnum(h[i], "due_ms");
         ev->origin = hfield(h[i], "origin", NULL);
-        evs[n].seq = hnum(h[i], "seq");
         n++;
     }
     qsort(evs, n, sizeof *evs, event_order);
     for (i = 0; i < n && rc == 0; i++)
-        rc = each(&evs[i].ev, arg);
+        rc = each(&evs[i], arg);
     free(evs);
     free_hashes(z, h);
     return rc;
@@ -1039,6 +1046,7 @@ static void close_run(struct rd *r)
             if (rep)
                 freeReplyObject(rep);
         }
+        forget_held(r, op);
         op->rc = rc;
         r->st.pending -= !op->quiet;
         faas_list_insert_tail(&r->done, e);
