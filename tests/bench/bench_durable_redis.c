@@ -81,16 +81,18 @@ static void cleanup(void)
     tu_redis_stop(&srv);
 }
 
-static void on_alarm(int sig)
+/* SIGALRM (a hang), and SIGPIPE, SIGINT, SIGTERM, SIGHUP (a reader of the
+ * output that went away, ^C): the same, from a signal handler. */
+static void on_fatal(int sig)
 {
-    static const char msg[] = "bench_durable_redis: timed out\n";
+    static const char msg[] = "bench_durable_redis: stopped by a signal\n";
     int i;
     (void)sig;
     for (i = 0; i < MAX_HOSTS; i++)
         if (hosts_pid[i] > 0)
             kill(hosts_pid[i], SIGKILL);
-    if (srv.pid > 0)
-        kill(srv.pid, SIGKILL);
+    if (srv.pid > 0 && kill(srv.pid, SIGKILL) == 0 && waitpid(srv.pid, NULL, 0) == srv.pid)
+        rmdir(srv.dir); /* empty: the server keeps no files */
     if (write(2, msg, sizeof msg - 1) < 0)
         _exit(3);
     _exit(2);
@@ -486,6 +488,12 @@ static void child_main(int idx, int go, int done, struct ledger *sh, uint64_t pe
     char node[32], c;
     uint64_t rounds = 0, window = (uint64_t)hosts * WINDOW;
 
+    signal(SIGALRM, SIG_DFL);
+    signal(SIGPIPE, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    alarm(0);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() == 1)
         _exit(1);
     snprintf(node, sizeof node, "host-%d", idx + 1);
@@ -741,7 +749,11 @@ int main(void)
         return 0;
     }
     main_pid = getpid();
-    signal(SIGALRM, on_alarm);
+    signal(SIGALRM, on_fatal);
+    signal(SIGPIPE, on_fatal);
+    signal(SIGINT, on_fatal);
+    signal(SIGTERM, on_fatal);
+    signal(SIGHUP, on_fatal);
     alarm(300); /* a hang must not hang `make bench` */
     setenv("BENCH_ROUND_MS", ROUND_MS_DEFAULT, 0);
     if (tu_redis_start(&srv) != 0)
