@@ -13,7 +13,6 @@
  * Keys, all under the prefix P (faas_runtime_opts.durable_prefix):
  *   P:ev:RID              hash: one event's fields, plus `sid` (its entry
  *                         in the function's stream)
- *   P:events              zset: every event's RID by accepted_ms (loads)
  *   P:q:FUNCTION          stream, group `workers`: the fleet's queue of the
  *                         function (durable_redis_queue.c)
  *   P:retry:FUNCTION      zset: RIDs waiting for a retry, by due time
@@ -757,44 +756,51 @@ static int rd_events_load(void *impl, int (*each)(const struct faas_durable_even
                           void *arg)
 {
     struct rd *r = impl;
-    redisReply *z, **h;
+    const char *v[5] = { "EVALSHA", r->sha, "0", r->prefix, "events" };
+    size_t len[5] = { 7, strlen(r->sha), 1, strlen(r->prefix), 6 };
     struct faas_durable_event *evs;
-    char index[512], hp[512];
+    redisReply *rep;
     size_t i, n = 0;
-    int rc;
+    int rc = sc_get(r);
 
-    snprintf(index, sizeof index, "%s:events", r->prefix);
-    snprintf(hp, sizeof hp, "%s:ev:", r->prefix);
-    rc = load_hashes(r, index, hp, &z, &h);
     if (rc != 0)
         return rc;
-    evs = faas_calloc(z->elements ? z->elements : 1, sizeof *evs);
-    if (!evs) {
-        free_hashes(z, h);
+    v[1] = r->sha;
+    len[1] = strlen(r->sha);
+    rep = sc_cmd(r, 5, v, len);
+    if (!rep || rep->type != REDIS_REPLY_ARRAY) {
+        if (rep)
+            freeReplyObject(rep);
+        return FAAS_EUNAVAILABLE;
+    }
+    if (!(evs = faas_calloc(rep->elements ? rep->elements : 1, sizeof *evs))) {
+        freeReplyObject(rep);
         return FAAS_ENOMEM;
     }
-    for (i = 0; i < z->elements; i++) {
+    for (i = 1; i < rep->elements; i++) {
+        const redisReply *h = rep->element[i];
         struct faas_durable_event *ev = &evs[n];
-        if (!hfield(h[i], "function", NULL) || !hfield(h[i], "event", NULL))
+        const char *rid = hfield(h, "rid", NULL);
+        if (!rid || !hfield(h, "function", NULL) || !hfield(h, "event", NULL))
             continue;
-        snprintf(ev->request_id, sizeof ev->request_id, "%s", z->element[i]->str);
-        ev->function = hfield(h[i], "function", NULL);
-        ev->event = hfield(h[i], "event", &ev->event_len);
-        ev->client_context = hfield(h[i], "client_context", NULL);
-        ev->trace_id = hfield(h[i], "trace_id", NULL);
-        ev->idem_key = hfield(h[i], "idem_key", NULL);
-        ev->timeout_ms = (uint32_t)hnum(h[i], "timeout_ms");
-        ev->attempts = (uint32_t)hnum(h[i], "attempts");
-        ev->accepted_ms = hnum(h[i], "accepted_ms");
-        ev->due_ms = hnum(h[i], "due_ms");
-        ev->origin = hfield(h[i], "origin", NULL);
+        snprintf(ev->request_id, sizeof ev->request_id, "%s", rid);
+        ev->function = hfield(h, "function", NULL);
+        ev->event = hfield(h, "event", &ev->event_len);
+        ev->client_context = hfield(h, "client_context", NULL);
+        ev->trace_id = hfield(h, "trace_id", NULL);
+        ev->idem_key = hfield(h, "idem_key", NULL);
+        ev->timeout_ms = (uint32_t)hnum(h, "timeout_ms");
+        ev->attempts = (uint32_t)hnum(h, "attempts");
+        ev->accepted_ms = hnum(h, "accepted_ms");
+        ev->due_ms = hnum(h, "due_ms");
+        ev->origin = hfield(h, "origin", NULL);
         n++;
     }
     qsort(evs, n, sizeof *evs, event_order);
     for (i = 0; i < n && rc == 0; i++)
         rc = each(&evs[i], arg);
     free(evs);
-    free_hashes(z, h);
+    freeReplyObject(rep);
     return rc;
 }
 

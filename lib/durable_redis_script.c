@@ -39,9 +39,10 @@ const char faas_durable_redis_script[] =
     "    redis.call('HSET', k, 'sid', '')\n"
     "  end\n"
     "end\n"
-    /* put(i): rid, function, accepted_ms, origin, max events, max bytes,
-     * the pairs' count, the pairs. 1, 0 (another event under the id) or -1
-     * (the function's queue is full fleet-wide) */
+    /* put(i): rid, function, accepted_ms, origin, max events (entries in
+     * the stream, waiting or taken: retries do not count), max bytes (of
+     * every kept event), the pairs' count, the pairs. 1, 0 (another event
+     * under the id) or -1 (the function's queue is full fleet-wide) */
     "local function put(i)\n"
     "  local rid, fn, acc, org = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]\n"
     "  local maxn, maxb, n = tonumber(ARGV[i+4]), tonumber(ARGV[i+5]), tonumber(ARGV[i+6])\n"
@@ -53,16 +54,15 @@ const char faas_durable_redis_script[] =
     "  end\n"
     "  local bytes = #(ARGV[i+8] or '')\n"
     "  local qb = P..':qbytes:'..fn\n"
-    "  if maxn > 0 and redis.call('XLEN', q(fn)) + redis.call('ZCARD', P..':retry:'..fn) >= maxn\n"
-    "     or maxb > 0 and tonumber(redis.call('GET', qb) or '0') + bytes > maxb then\n"
+    "  if maxn > 0 and redis.call('XLEN', q(fn)) >= maxn then return -1 end\n"
+    "  if redis.call('INCRBY', qb, bytes) > maxb and maxb > 0 then\n"
+    "    redis.call('DECRBY', qb, bytes)\n"
     "    return -1\n"
     "  end\n"
     "  local f = {'rid', rid, 'function', fn, 'accepted_ms', acc, 'origin', org, 'bytes', bytes,\n"
     "             unpack(ARGV, i+7, i+6+n)}\n"
     "  local id = redis.call('XADD', q(fn), '*', unpack(f))\n"
     "  redis.call('HSET', k, 'sid', id, unpack(f))\n"
-    "  redis.call('INCRBY', qb, bytes)\n"
-    "  redis.call('ZADD', P..':events', acc, rid)\n"
     "  return 1\n"
     "end\n"
     "if kind == 'put' then return put(3) end\n"
@@ -102,7 +102,6 @@ const char faas_durable_redis_script[] =
     "    end\n"
     "    redis.call('DECRBY', P..':qbytes:'..f[1], tonumber(f[2] or '0'))\n"
     "    redis.call('DEL', k)\n"
-    "    redis.call('ZREM', P..':events', ARGV[3])\n"
     "  end\n"
     "  if ARGV[4] then return put(4) end\n"
     "  return 1\n"
@@ -186,6 +185,16 @@ const char faas_durable_redis_script[] =
     "end\n"
     /* a host-fed mapping's records are this host's: ARGV[3] its node,
      * [4] the mapping, then the record's */
+    /* every kept event's fields (a load at set-up: not on the hot path) */
+    "if kind == 'events' then\n"
+    "  local out, cur = {0}, '0'\n"
+    "  repeat\n"
+    "    local r = redis.call('SCAN', cur, 'MATCH', P..':ev:*', 'COUNT', 1000)\n"
+    "    cur = r[1]\n"
+    "    for _, k in ipairs(r[2]) do out[#out + 1] = redis.call('HGETALL', k) end\n"
+    "  until cur == '0'\n"
+    "  return out\n"
+    "end\n"
     "if kind == 'rput' then\n"
     "  local m = ARGV[3]..':'..ARGV[4]\n"
     "  local k = P..':rec:'..m..':'..ARGV[5]\n"
