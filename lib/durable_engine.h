@@ -69,6 +69,7 @@ struct faas_dop {
     int adds;                /* adds work: refused, not retried, on failure */
     int quiet;               /* the engine's own upkeep (a fleet's queue):
                                 not among the pending a drain waits for */
+    int resent;              /* the engine's: sent again after a lost link */
     int rc;                  /* the completion's code, set by the engine */
     uint64_t sent_ns;        /* the engine's: when it was sent (monotonic) */
     faas_durable_done_fn done;

@@ -214,7 +214,7 @@ static void op_args(const struct rd *r, const struct faas_dop *op, struct args *
     arg_str(a, r->prefix);
     switch (op->kind) {
     case FAAS_DOP_EVENT_PUT:
-        arg_str(a, "put");
+        arg_str(a, op->resent ? "putr" : "put");
         args_event(r, a, &op->ev);
         break;
     case FAAS_DOP_EVENT_ATTEMPT:
@@ -235,7 +235,7 @@ static void op_args(const struct rd *r, const struct faas_dop *op, struct args *
         arg_i64(a, op->when_ms);
         break;
     case FAAS_DOP_EVENT_END:
-        arg_str(a, "end");
+        arg_str(a, op->resent ? "endr" : "end");
         arg_str(a, op->name);
         if (op->has_next)
             args_event(r, a, &op->ev);
@@ -368,6 +368,10 @@ static void refuse_adding(struct rd *r, struct faas_list *l)
 /* `sent` goes back to the front of `queue`, in order. */
 static void unsend(struct rd *r)
 {
+    struct faas_list *e;
+    /* Redis may have applied them: a put sent again checks for itself. */
+    for (e = r->sent.next; e != &r->sent; e = e->next)
+        FAAS_CONTAINER_OF(e, struct faas_dop, link)->resent = 1;
     faas_list_splice(&r->sent, &r->queue);
     faas_list_splice(&r->queue, &r->sent);
 }

@@ -19,6 +19,10 @@
  */
 const char faas_durable_redis_script[] =
     "local P, kind = ARGV[1], ARGV[2]\n"
+    /* a put or an end sent again after a lost connection (putr, endr) may
+     * have been applied: its put looks for the event first */
+    "local resent = kind == 'putr' or kind == 'endr'\n"
+    "if resent then kind = kind:sub(1, -2) end\n"
     "local function q(fn) return P..':q:'..fn end\n"
     /* the function's consumer group, made when missing (a server that
      * lost its data): its "already exists" error is ignored */
@@ -47,10 +51,12 @@ const char faas_durable_redis_script[] =
     "  local rid, fn, acc, org = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]\n"
     "  local maxn, maxb, n = tonumber(ARGV[i+4]), tonumber(ARGV[i+5]), tonumber(ARGV[i+6])\n"
     "  local k = P..':ev:'..rid\n"
-    "  local ex = redis.call('HMGET', k, 'accepted_ms', 'origin')\n"
-    "  if ex[1] then\n"
-    "    if ex[1] == acc and ex[2] == org then return 1 end\n"
-    "    return 0\n"
+    "  if resent then\n"
+    "    local ex = redis.call('HMGET', k, 'accepted_ms', 'origin')\n"
+    "    if ex[1] then\n"
+    "      if ex[1] == acc and ex[2] == org then return 1 end\n"
+    "      return 0\n"
+    "    end\n"
     "  end\n"
     "  local bytes = #(ARGV[i+8] or '')\n"
     "  local qb = P..':qbytes:'..fn\n"
@@ -66,10 +72,14 @@ const char faas_durable_redis_script[] =
     "  return 1\n"
     "end\n"
     "if kind == 'put' then return put(3) end\n"
+    /* an event that ended meanwhile has no fields: both are new, and the
+     * hash they made goes */
     "if kind == 'attempt' then\n"
     "  local k = P..':ev:'..ARGV[3]\n"
-    "  if redis.call('EXISTS', k) == 0 then return 0 end\n"
-    "  redis.call('HSET', k, 'attempts', ARGV[4], 'node', ARGV[5])\n"
+    "  if redis.call('HSET', k, 'attempts', ARGV[4], 'node', ARGV[5]) == 2 then\n"
+    "    redis.call('DEL', k)\n"
+    "    return 0\n"
+    "  end\n"
     "  return 1\n"
     "end\n"
     /* a retry waits in the function's sorted set, out of the stream */
