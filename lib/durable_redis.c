@@ -340,6 +340,21 @@ static void forget_held(struct rd *r, const struct faas_dop *op)
         faas_rq_forget(r, op->name);
 }
 
+/* Deliveries wait until every operation submitted before they arrived
+ * completed: a host hears that its own event was accepted (the put's
+ * answer, on the main link) before the event runs (the read's answer, on
+ * the other connection, which Redis may send first). */
+static void release_deliveries(struct rd *r)
+{
+    struct faas_list *e;
+    while ((e = r->deliveries.next) != &r->deliveries &&
+           FAAS_CONTAINER_OF(e, struct faas_dop, link)->seq <= r->ncompleted) {
+        faas_list_remove(e);
+        faas_list_insert_tail(&r->done, e);
+        event_active(r->kick, 0, 0);
+    }
+}
+
 static void finish(struct rd *r, struct faas_dop *op, int rc)
 {
     forget_held(r, op);
@@ -349,6 +364,8 @@ static void finish(struct rd *r, struct faas_dop *op, int rc)
         r->st.refused++;
     faas_list_insert_tail(&r->done, &op->link);
     event_active(r->kick, 0, 0);
+    r->ncompleted++;
+    release_deliveries(r);
 }
 
 /* Refuses the adding operations of `l`; the others stay, in order. */
@@ -568,8 +585,9 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 
 void faas_rd_deliver(struct rd *r, struct faas_dop *op)
 {
-    faas_list_insert_tail(&r->done, &op->link);
-    event_active(r->kick, 0, 0);
+    op->seq = r->nsubmitted;
+    faas_list_insert_tail(&r->deliveries, &op->link);
+    release_deliveries(r);
 }
 
 void faas_rd_submit(void *impl, struct faas_dop *op)
@@ -577,6 +595,7 @@ void faas_rd_submit(void *impl, struct faas_dop *op)
     struct rd *r = impl;
 
     r->st.pending += !op->quiet;
+    r->nsubmitted++;
     if (r->state == LINK_UP && !r->drop && faas_list_empty(&r->queue)) {
         send_op(r, op);
         return;
@@ -1000,6 +1019,7 @@ static int rd_open(void **impl, const struct faas_durable_engine_args *args)
     faas_list_init(&r->queue);
     faas_list_init(&r->sent);
     faas_list_init(&r->done);
+    faas_list_init(&r->deliveries);
     r->prefix = dup_str(args->prefix);
     r->node = dup_str(args->node);
     r->url = faas_malloc(n);
@@ -1060,7 +1080,10 @@ static void close_run(struct rd *r)
         op->rc = rc;
         r->st.pending -= !op->quiet;
         faas_list_insert_tail(&r->done, e);
+        r->ncompleted++;
     }
+    r->ncompleted = r->nsubmitted; /* at close every delivery goes */
+    release_deliveries(r);
     if (!ok && r->sc) {
         redisFree(r->sc);
         r->sc = NULL;

@@ -49,6 +49,9 @@ struct rd {
     struct faas_list queue;    /* not sent yet */
     struct faas_list sent;     /* sent, replies owed, in order */
     struct faas_list done;     /* to report */
+    struct faas_list deliveries; /* FAAS_DOP_DELIVER waiting for the ops
+                                    submitted before them (seq) */
+    uint64_t nsubmitted, ncompleted;
     struct event *tmr;
     struct event *kick;
     struct faas_durable_stats st;

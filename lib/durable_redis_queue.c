@@ -221,10 +221,9 @@ static const char *copy(char **cur, const redisReply *v)
 
 /*
  * One event, its hash's fields in `a`, for this host: handed to the runtime
- * unless held already. `claimed`: taken from another host's lease, or from
- * this node's earlier life. Returns 1 when delivered.
+ * unless held already. Returns 1 when delivered.
  */
-static int deliver(struct sub *s, const redisReply *a, int claimed)
+static int deliver(struct sub *s, const redisReply *a)
 {
     struct rq *q = s->q;
     static const char *const strs[] = { "function", "event", "client_context", "trace_id",
@@ -246,7 +245,8 @@ static int deliver(struct sub *s, const redisReply *a, int claimed)
         return 0;
     }
     op->kind = FAAS_DOP_DELIVER;
-    op->recovered = claimed || !proc || strcmp(proc->str, q->r->proc) != 0;
+    /* Another process accepted it (faas.h): a restart, another host. */
+    op->recovered = !proc || strcmp(proc->str, q->r->proc) != 0;
     cur = op->buf;
     snprintf(op->ev.request_id, sizeof op->ev.request_id, "%s", rid->str);
     op->ev.function = copy(&cur, fn);
@@ -272,7 +272,7 @@ static void on_events(struct faas_dop *op, const void *reply)
     size_t i;
 
     for (i = 1; i < rep->elements; i++)
-        if (deliver(s, rep->element[i], 1) && s->credit)
+        if (deliver(s, rep->element[i]) && s->credit)
             s->credit--;
 }
 
@@ -460,7 +460,7 @@ static void on_read(redisAsyncContext *ac, void *reply, void *priv)
             for (j = 0; j < st->element[1]->elements; j++) {
                 const redisReply *en = st->element[1]->element[j];
                 if (en->type == REDIS_REPLY_ARRAY && en->elements == 2 &&
-                    deliver(s, en->element[1], 0) && s->credit)
+                    deliver(s, en->element[1]) && s->credit)
                     s->credit--;
             }
         }

@@ -1,7 +1,10 @@
 /*
  * redis_util.h - a real redis-server for the suites: on a free 127.0.0.1
- * port, in a temporary directory of its own, without persistence, stopped
- * by PID.
+ * port, in a temporary directory of its own, stopped by PID. Without
+ * persistence (tu_redis_start), or with an append-only file synced at
+ * every write (tu_redis_start_aof), so that a server killed with SIGKILL
+ * (tu_redis_crash) and started again on its port and directory
+ * (tu_redis_spawn) comes back with every write it acknowledged.
  *
  * The port: a socket bound to port 0 tells a free one, which is closed and
  * handed to redis-server; another process may take it in between, so a
@@ -34,6 +37,7 @@ struct tu_redis {
     int port;
     char dir[64];
     char url[64];
+    int aof; /* 1: appendonly yes, appendfsync always */
 };
 
 #define TU_REDIS_BIN "redis-server"
@@ -128,7 +132,8 @@ static inline int tu_redis_spawn(struct tu_redis *r)
             dup2(devnull, 2);
         }
         execlp(TU_REDIS_BIN, TU_REDIS_BIN, "--port", port, "--bind", "127.0.0.1",
-               "--dir", r->dir, "--save", "", "--appendonly", "no", "--daemonize", "no",
+               "--dir", r->dir, "--save", "", "--appendonly", r->aof ? "yes" : "no",
+               "--appendfsync", r->aof ? "always" : "everysec", "--daemonize", "no",
                "--protected-mode", "yes", (char *)NULL);
         _exit(127);
     }
@@ -161,13 +166,26 @@ static inline void tu_redis_kill(struct tu_redis *r)
     r->pid = -1;
 }
 
-/* A new server in a new temporary directory. 0 or -1. */
-static inline int tu_redis_start(struct tu_redis *r)
+/* Kills the server with SIGKILL, as a crash would, and reaps it; its port
+ * and directory stay for tu_redis_spawn. */
+static inline void tu_redis_crash(struct tu_redis *r)
+{
+    if (r->pid <= 0)
+        return;
+    kill(r->pid, SIGKILL);
+    waitpid(r->pid, NULL, 0);
+    r->pid = -1;
+}
+
+/* A new server in a new temporary directory; aof: with an append-only
+ * file synced at every write. 0 or -1. */
+static inline int tu_redis_start_with(struct tu_redis *r, int aof)
 {
     int tries;
 
     memset(r, 0, sizeof *r);
     r->pid = -1;
+    r->aof = aof;
     strcpy(r->dir, "/tmp/faas-redis-XXXXXX");
     if (!mkdtemp(r->dir))
         return -1;
@@ -182,26 +200,47 @@ static inline int tu_redis_start(struct tu_redis *r)
     return -1;
 }
 
-/* Stops the server and removes its directory. */
-static inline void tu_redis_stop(struct tu_redis *r)
+/* A new server without persistence. 0 or -1. */
+static inline int tu_redis_start(struct tu_redis *r)
+{
+    return tu_redis_start_with(r, 0);
+}
+
+/* A new server that keeps an append-only file, synced at every write. */
+static inline int tu_redis_start_aof(struct tu_redis *r)
+{
+    return tu_redis_start_with(r, 1);
+}
+
+/* Removes the files of `dir` and, one level down, of its directories (the
+ * append-only files live in a directory of their own), then `dir`. */
+static inline void tu_redis_rmtree(const char *dir, int depth)
 {
     DIR *d;
     struct dirent *e;
-    char path[sizeof r->dir + 258];
+    char path[512];
 
-    tu_redis_kill(r);
-    if (!r->dir[0])
-        return;
-    if ((d = opendir(r->dir)) != NULL) {
+    if ((d = opendir(dir)) != NULL) {
         while ((e = readdir(d)) != NULL) {
             if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
                 continue;
-            snprintf(path, sizeof path, "%s/%s", r->dir, e->d_name);
-            unlink(path);
+            if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path)
+                continue;
+            if (unlink(path) != 0 && errno == EISDIR && depth > 0)
+                tu_redis_rmtree(path, depth - 1);
         }
         closedir(d);
     }
-    rmdir(r->dir);
+    rmdir(dir);
+}
+
+/* Stops the server and removes its directory. */
+static inline void tu_redis_stop(struct tu_redis *r)
+{
+    tu_redis_kill(r);
+    if (!r->dir[0])
+        return;
+    tu_redis_rmtree(r->dir, 1);
     r->dir[0] = '\0';
 }
 

@@ -34,6 +34,8 @@ static int have_srv;
 /* What the hosts of one test saw end (this process's hosts share it). */
 struct seen {
     int accepted, refused, ends, recovered, failures;
+    int ended_unaccepted; /* on_complete before its on_accepted */
+    char acc[256][FAAS_REQUEST_ID_SIZE];
     int host_ends[3];
     unsigned attempts[64];
     char rid[64][FAAS_REQUEST_ID_SIZE];
@@ -72,7 +74,11 @@ static int fail_once(struct faas_ctx *ctx, json_t *event, json_t **result)
 static void on_complete(const struct faas_result *res, void *arg)
 {
     struct host *h = arg;
-    int i = g.n < 64 ? g.n++ : 63;
+    int i = g.n < 64 ? g.n++ : 63, j, known = 0;
+
+    for (j = 0; j < g.accepted && j < 256; j++)
+        known |= strcmp(g.acc[j], faas_result_request_id(res)) == 0;
+    g.ended_unaccepted += !known;
     g.ends++;
     g.host_ends[h->index]++;
     g.recovered += faas_result_recovered(res);
@@ -83,11 +89,12 @@ static void on_complete(const struct faas_result *res, void *arg)
 
 static void on_accepted(int rc, const char *request_id, void *arg)
 {
-    (void)request_id;
     (void)arg;
-    if (rc == 0)
+    if (rc == 0) {
+        if (g.accepted < 256)
+            snprintf(g.acc[g.accepted], sizeof g.acc[0], "%s", request_id);
         g.accepted++;
-    else
+    } else
         g.refused++;
 }
 
@@ -198,6 +205,22 @@ static void test_other_host_runs(void **state)
     assert_int_equal(atomic_load(&g_calls), 20);
     tu_rt_free(&h[0].rt, &h[0].base);
     tu_rt_free(&h[1].rt, &h[1].base);
+}
+
+/* A host's own events: each one's on_accepted comes before its on_complete,
+ * although Redis may answer the read that delivers it before the put. */
+static void test_accepted_before_complete(void **state)
+{
+    struct host h[1];
+    (void)state;
+
+    host_new(&h[0], 0, "a", work, 1000, 0);
+    accept_n(&h[0], 200);
+    assert_true(run_hosts(h, 1, &g.ends, 200, BOUND_MS));
+    assert_int_equal(g.accepted, 200);
+    assert_int_equal(g.ended_unaccepted, 0);
+    assert_int_equal(g.recovered, 0); /* the accepting process ran them */
+    tu_rt_free(&h[0].rt, &h[0].base);
 }
 
 /* A host freed while it holds events (accepted, taken, not run: its loop
@@ -355,6 +378,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_other_host_runs, setup),
         cmocka_unit_test_setup(test_free_gives_back, setup),
+        cmocka_unit_test_setup(test_accepted_before_complete, setup),
         cmocka_unit_test_setup(test_retry_through_redis, setup),
         cmocka_unit_test_setup(test_fleet_bound, setup),
         cmocka_unit_test_setup(test_dead_host_taken_over, setup),
