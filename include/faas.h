@@ -640,7 +640,9 @@ FAAS_EXTERN int faas_unregister(struct faas_runtime *rt, const char *name);
  * never inside the call; rc 0 once the event is durable (without a durable
  * engine: on the loop's next turn), or a negative code when it was not
  * accepted after all (FAAS_EUNAVAILABLE: the engine could not keep it;
- * FAAS_EDRAINING). `request_id` is the one the call wrote; borrowed.
+ * FAAS_ETHROTTLED: on Redis, the function's queue is full fleet-wide;
+ * FAAS_EDRAINING). The caller may offer the event again after either of
+ * the first two. `request_id` is the one the call wrote; borrowed.
  */
 typedef void (*faas_accept_fn)(int rc, const char *request_id, void *arg);
 
@@ -722,10 +724,12 @@ FAAS_EXTERN int faas_invoke_sync(struct faas_runtime *rt, const char *name, json
  * faas_stats' throttles, as Lambda counts them.
  * With a durable engine (faas_runtime_opts.durable) the event starts only
  * once it is kept, and opts->on_accepted says when (0) or that it could not
- * be (FAAS_EUNAVAILABLE: nothing of it is kept or run); each event ends at
- * least once, possibly twice after a crash (docs/durability.md), never with
+ * be (FAAS_EUNAVAILABLE: nothing of it is kept or run, except on Redis
+ * when the connection broke after Redis applied the put; FAAS_ETHROTTLED:
+ * on Redis, the fleet-wide queue is full); each event ends at least once,
+ * possibly twice after a crash (docs/durability.md), never with
  * FAAS_ECANCELED: what the runtime's end or faas_unregister leaves stays
- * kept for the next start.
+ * kept for the next start (on Redis, for any host of the fleet).
  */
 FAAS_EXTERN int faas_invoke_async(struct faas_runtime *rt, const char *name, json_t *event,
                                   const struct faas_invoke_opts *opts,
