@@ -623,7 +623,9 @@ static void schedule_retry(struct faas_async *a, struct async_ev *ev, uint64_t n
     }
     ev->wake_ns = now + delay;
     faas_async_ev_delay(a, ev);
-    if (a->fn->rt->durable)
+    /* A fleet's queue keeps a wait on this host (its lease is renewed):
+     * only one engine that no fleet shares writes its due time. */
+    if (a->fn->rt->durable && !faas_durable_shared(a->fn->rt->durable))
         (void)faas_durable_event_retry(a->fn->rt->durable, ev->request_id,
                                        faas_wall_ns(a->fn->rt) / 1000000 +
                                            (int64_t)(delay / 1000000u),
@@ -890,8 +892,9 @@ static int enqueue(struct faas_runtime *rt, struct faas_fn *fn, json_t *event, s
         goto nomem;
     if (opts && opts->on_accepted && !rt->durable && !(note = faas_malloc(sizeof *note)))
         goto nomem;
-    if (bytes > a->opts.max_queue_bytes || (queue_full(a, bytes) &&
-                                            a->opts.overflow != FAAS_OVERFLOW_DROP_OLDEST)) {
+    if (bytes > a->opts.max_queue_bytes ||
+        (queue_full(a, bytes) && (a->opts.overflow != FAAS_OVERFLOW_DROP_OLDEST ||
+                                  faas_durable_shared(rt->durable)))) {
         json_decref(event);
         free(note);
         a->ndropped++;

@@ -50,9 +50,9 @@ static int dev_fill(struct faas_runtime *rt, const struct faas_fn *fn, const str
     }
     memcpy(dev->request_id, ev->request_id, sizeof dev->request_id);
     dev->function = fn->name;
-    /* A fleet's queue refuses what overflows it; FAAS_OVERFLOW_DROP_OLDEST
-     * drops among what this host is still writing only. */
-    if (fn->async && fn->async->opts.overflow == FAAS_OVERFLOW_REJECT) {
+    /* A fleet's queue refuses what overflows it, whatever the overflow
+     * policy: one host does not drop events that are the fleet's. */
+    if (fn->async) {
         dev->queue_max = fn->async->opts.max_queue;
         dev->queue_max_bytes = fn->async->opts.max_queue_bytes;
     }
@@ -163,7 +163,8 @@ void faas_async_leave(struct async_ev *ev)
     faas_list_remove(&ev->all_link);
     if (faas_durable_shared(rt->durable)) {
         /* The fleet's queue: back to the stream for any host. */
-        (void)faas_durable_event_release(rt->durable, ev->request_id, faas_durable_drain_done,
+        (void)faas_durable_event_release(rt->durable, ev->request_id, ev->attempts,
+                                         faas_durable_drain_done,
                                          rt); /* lost: its lease runs out instead */
     } else if (fn->unregistered && !rt->closing && !rt->free_requested &&
                (p = park_ev(rt, ev)) != NULL) {
@@ -484,8 +485,8 @@ void faas_async_delivered(struct faas_runtime *rt, const struct faas_durable_eve
     if (!fn || !fn->async || faas_async_stopping(fn) || rt->draining) {
         /* Nothing here runs it (unregistered meanwhile, freed, or a read
          * that was under way when a drain began): back for the others. */
-        (void)faas_durable_event_release(rt->durable, dev->request_id, faas_durable_drain_done,
-                                         rt);
+        (void)faas_durable_event_release(rt->durable, dev->request_id, dev->attempts,
+                                         faas_durable_drain_done, rt);
         return;
     }
     rc = park_dev(rt, dev, recovered);
@@ -493,8 +494,9 @@ void faas_async_delivered(struct faas_runtime *rt, const struct faas_durable_eve
         (void)faas_durable_event_end(rt->durable, dev->request_id, NULL, faas_durable_drain_done,
                                      rt);
     else if (rc != 0)
-        (void)faas_durable_event_release(rt->durable, dev->request_id, faas_durable_drain_done,
-                                         rt);
+        (void)faas_durable_event_release(rt->durable, dev->request_id, dev->attempts,
+                                         faas_durable_drain_done, rt);
     else
         faas_async_adopt(fn->async);
+    faas_async_durable_want(fn->async); /* what it took is counted again */
 }

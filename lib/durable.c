@@ -414,7 +414,7 @@ int faas_durable_event_end(struct faas_durable *d, const char *request_id,
 }
 
 int faas_durable_event_release(struct faas_durable *d, const char *request_id,
-                               faas_durable_done_fn done, void *arg)
+                               uint32_t attempts, faas_durable_done_fn done, void *arg)
 {
     struct faas_dop *op;
     if (!d || !request_id || !d->engine->queue_want)
@@ -422,6 +422,7 @@ int faas_durable_event_release(struct faas_durable *d, const char *request_id,
     op = named_op(FAAS_DOP_EVENT_RELEASE, request_id, done, arg);
     if (!op)
         return FAAS_ENOMEM;
+    op->attempts = attempts;
     return submit(d, op);
 }
 

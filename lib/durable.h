@@ -151,11 +151,13 @@ int faas_durable_event_end(struct faas_durable *d, const char *request_id,
 
 /*
  * The event leaves this host without ending: on a fleet engine (Redis) it
- * goes back to its function's queue for any host. FAAS_EINVAL on an engine
- * no fleet shares. Returns 0, FAAS_EINVAL or FAAS_ENOMEM.
+ * goes back to its function's queue for any host, with `attempts` (those
+ * that ran: an attempt counted but never started is given back), unless
+ * another host took it meanwhile. FAAS_EINVAL on an engine no fleet
+ * shares. Returns 0, FAAS_EINVAL or FAAS_ENOMEM.
  */
 int faas_durable_event_release(struct faas_durable *d, const char *request_id,
-                               faas_durable_done_fn done, void *arg);
+                               uint32_t attempts, faas_durable_done_fn done, void *arg);
 
 /*
  * A fleet engine's queue (Redis): which functions this host runs events

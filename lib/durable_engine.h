@@ -43,7 +43,8 @@ enum faas_dop_kind {
     FAAS_DOP_CALL,          /* an engine's own store (durable_redis_store.c)
                                or queue: call_argv; adds when it may be
                                refused */
-    FAAS_DOP_EVENT_RELEASE, /* name = request id: back to the fleet's queue */
+    FAAS_DOP_EVENT_RELEASE, /* name = request id, attempts: back to the
+                               fleet's queue */
     FAAS_DOP_DELIVER        /* not submitted: an event the engine hands to
                                this host (ev; recovered), through report */
 };

@@ -226,6 +226,8 @@ static void op_args(const struct rd *r, const struct faas_dop *op, struct args *
     case FAAS_DOP_EVENT_RELEASE:
         arg_str(a, "release");
         arg_str(a, op->name);
+        arg_i64(a, op->attempts);
+        arg_str(a, r->node);
         break;
     case FAAS_DOP_DELIVER:
         break; /* never submitted */
@@ -233,6 +235,7 @@ static void op_args(const struct rd *r, const struct faas_dop *op, struct args *
         arg_str(a, "retry");
         arg_str(a, op->name);
         arg_i64(a, op->when_ms);
+        arg_str(a, r->node);
         break;
     case FAAS_DOP_EVENT_END:
         arg_str(a, op->resent ? "endr" : "end");
@@ -350,6 +353,7 @@ static void release_deliveries(struct rd *r)
     while ((e = r->deliveries.next) != &r->deliveries &&
            FAAS_CONTAINER_OF(e, struct faas_dop, link)->seq <= r->ncompleted) {
         faas_list_remove(e);
+        faas_rq_handed(FAAS_CONTAINER_OF(e, struct faas_dop, link));
         faas_list_insert_tail(&r->done, e);
         event_active(r->kick, 0, 0);
     }
@@ -516,12 +520,12 @@ static void on_connect(const redisAsyncContext *cac, int status)
     r->lost = 0;
     r->backoff_ms = BACKOFF_FIRST_MS;
     evtimer_del(r->tmr);
-    faas_rq_link_up(r);
     snprintf(db, sizeof db, "%d", r->db);
     if (r->db)
         redisAsyncCommand(r->ac, on_setup, r, "SELECT %s", db);
     redisAsyncCommand(r->ac, on_setup, r, "SCRIPT LOAD %b", faas_durable_redis_script,
                       strlen(faas_durable_redis_script));
+    faas_rq_link_up(r); /* after the set-up: its operations use the script */
     send_queue(r);
 }
 
@@ -596,6 +600,9 @@ void faas_rd_submit(void *impl, struct faas_dop *op)
 
     r->st.pending += !op->quiet;
     r->nsubmitted++;
+    if (op->kind == FAAS_DOP_EVENT_END || op->kind == FAAS_DOP_EVENT_RETRY ||
+        op->kind == FAAS_DOP_EVENT_RELEASE)
+        faas_rq_leaving(r, op->name);
     if (r->state == LINK_UP && !r->drop && faas_list_empty(&r->queue)) {
         send_op(r, op);
         return;
@@ -1094,8 +1101,8 @@ static void rd_close(void *impl)
 {
     struct rd *r = impl;
     redisAsyncContext *ac = r->ac;
-    struct faas_list batch;
-    int round;
+    struct faas_list batch, *e;
+    int round, left = 0;
 
     /* Replies owed on the loop's link are given up: what was sent runs again
      * on the blocking connection (the scripts are idempotent). */
@@ -1105,17 +1112,30 @@ static void rd_close(void *impl)
     if (ac)
         redisAsyncFree(ac);
     evtimer_del(r->tmr);
-    faas_rq_leave(r);
-    for (round = 0; round <= CLOSE_ROUNDS; round++) {
-        if (round == CLOSE_ROUNDS)
-            r->lost = 1; /* the last round cancels */
+    faas_rq_close_reader(r);
+    /* What completions queue runs in the next round; once that is quiet,
+     * what the stream still holds for this host goes back to it (leave),
+     * after the releases, which restore the attempts that never ran. */
+    for (round = 0; round < CLOSE_ROUNDS + 2; round++) {
+        if (round >= CLOSE_ROUNDS)
+            r->lost = 1; /* the last rounds cancel */
         close_run(r);
-        if (faas_list_empty(&r->done))
-            break;
+        if (faas_list_empty(&r->done)) {
+            if (left)
+                break;
+            left = 1;
+            faas_rq_leave(r);
+            continue;
+        }
         faas_list_init(&batch);
         faas_list_splice(&batch, &r->done);
         r->report(r->report_ctx, &batch);
     }
+    /* Queued by the last report: nobody is left to hear of them. */
+    faas_list_splice(&r->queue, &r->done);
+    faas_list_splice(&r->queue, &r->deliveries);
+    while ((e = faas_list_pop_head(&r->queue)) != NULL)
+        free(FAAS_CONTAINER_OF(e, struct faas_dop, link));
     rd_free(r);
 }
 

@@ -69,12 +69,19 @@ void faas_rd_deliver(struct rd *r, struct faas_dop *op);
 /* ---- durable_redis_queue.c ---------------------------------------------- */
 /* 0 or FAAS_ENOMEM. */
 int faas_rq_open(struct rd *r);
-/* Queues what this host's leases give back (the `leave` script), before
- * the engine commits what is queued at close. */
+/* Close: the reader and the tick stop. */
+void faas_rq_close_reader(struct rd *r);
+/* Close: queues what gives back what the stream still holds for this host
+ * (the `leave` script), once the rest was committed. */
 void faas_rq_leave(struct rd *r);
 /* Frees the queue (after the last operation was reported). */
 void faas_rq_free(struct rd *r);
-/* The engine ends, retries or releases `rid`: this host holds it no more. */
+/* A delivery leaves the engine for the runtime. */
+void faas_rq_handed(struct faas_dop *op);
+/* An end, retry or release of `rid` is sent: the entry it holds goes. */
+void faas_rq_leaving(struct rd *r, const char *rid);
+/* Redis applied that end, retry or release: this host holds `rid` no more,
+ * unless it was delivered again in another entry since. */
 void faas_rq_forget(struct rd *r, const char *rid);
 /* The main link is (again) up. */
 void faas_rq_link_up(struct rd *r);

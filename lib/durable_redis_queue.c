@@ -70,6 +70,8 @@ struct sub {
     int ready;             /* its consumer group exists */
     int in_read;           /* named by the read outstanding */
     int mine_due;          /* `mine` after the reader connected */
+    uint32_t inflight;     /* delivered, not yet handed to the runtime */
+    char cursor[48];       /* where the next takeover looks */
     struct faas_dop *touch; /* the tick's touch being filled */
     char key[];            /* P:q:FUNCTION; the name after the prefix */
 };
@@ -78,6 +80,9 @@ struct held {
     struct faas_hnode hnode;
     struct sub *sub;       /* whose stream it came from */
     char rid[FAAS_REQUEST_ID_SIZE];
+    char sid[48];          /* the stream entry it came in */
+    char gone_sid[48];     /* the entry an end, retry or release sent
+                              leaves ("" none) */
 };
 
 struct rq {
@@ -88,6 +93,7 @@ struct rq {
     int reading;
     int unblock_sent;
     int stopped;
+    int closing;           /* the engine closes: no reader, no tick */
     unsigned backoff_ms;
     struct event *tmr;     /* the read's deadline, or the reconnect */
     struct event *tick;
@@ -119,25 +125,56 @@ static struct held *held_find(struct rq *q, const char *rid)
     return n ? FAAS_CONTAINER_OF(n, struct held, hnode) : NULL;
 }
 
+void faas_rq_handed(struct faas_dop *op)
+{
+    struct sub *s = op->arg;
+    if (s->inflight)
+        s->inflight--;
+}
+
+void faas_rq_leaving(struct rd *r, const char *rid)
+{
+    struct held *h;
+    if (r->q && rid && (h = held_find(r->q, rid)) != NULL)
+        strcpy(h->gone_sid, h->sid);
+}
+
 void faas_rq_forget(struct rd *r, const char *rid)
 {
     struct held *h;
     if (!r->q || !rid || !(h = held_find(r->q, rid)))
         return;
+    /* Delivered again in another entry meanwhile: held in that one. */
+    if (h->gone_sid[0] && strcmp(h->gone_sid, h->sid) != 0) {
+        h->gone_sid[0] = '\0';
+        return;
+    }
     faas_htable_remove(&r->q->held, &h->hnode);
     free(h);
 }
 
-/* Takes `rid` as held: 1, or 0 when it already was (or no memory: the
- * delivery is dropped, and its lease runs out for another host). */
-static int held_take(struct sub *s, const char *rid)
+/* Takes `rid`, come in entry `sid`, as held: 1, or 0 when it already was
+ * in that entry (or no memory: the delivery is dropped, and its lease runs
+ * out for another host). Held in another entry, it is the event again, in
+ * the entry a retry or a release of this host's made (Redis applied it,
+ * its answer is still on the way). */
+static int held_take(struct sub *s, const char *rid, const char *sid)
 {
     struct rq *q = s->q;
     struct held *h;
-    if (strlen(rid) >= FAAS_REQUEST_ID_SIZE || held_find(q, rid) ||
-        faas_htable_reserve(&q->held) != 0 || !(h = faas_calloc(1, sizeof *h)))
+    if (strlen(rid) >= FAAS_REQUEST_ID_SIZE || strlen(sid) >= sizeof h->sid)
+        return 0;
+    if ((h = held_find(q, rid)) != NULL) {
+        if (strcmp(h->sid, sid) == 0)
+            return 0;
+        strcpy(h->sid, sid);
+        h->sub = s;
+        return 1;
+    }
+    if (faas_htable_reserve(&q->held) != 0 || !(h = faas_calloc(1, sizeof *h)))
         return 0;
     strcpy(h->rid, rid);
+    strcpy(h->sid, sid);
     h->sub = s;
     faas_htable_insert(&q->held, &h->hnode, faas_hash_str(rid));
     return 1;
@@ -223,7 +260,7 @@ static const char *copy(char **cur, const redisReply *v)
  * One event, its hash's fields in `a`, for this host: handed to the runtime
  * unless held already. Returns 1 when delivered.
  */
-static int deliver(struct sub *s, const redisReply *a)
+static int deliver(struct sub *s, const redisReply *a, const char *sid)
 {
     struct rq *q = s->q;
     static const char *const strs[] = { "event", "client_context", "trace_id", "idem_key",
@@ -234,8 +271,13 @@ static int deliver(struct sub *s, const redisReply *a)
     size_t room = 0, i;
     char *cur;
 
-    if (a->type != REDIS_REPLY_ARRAY || !rid || !ev || !held_take(s, rid->str))
+    const redisReply *hsid = field(a, "sid");
+
+    if (!sid)
+        sid = hsid ? hsid->str : "";
+    if (a->type != REDIS_REPLY_ARRAY || !rid || !ev || !held_take(s, rid->str, sid))
         return 0;
+    s->inflight++;
     room += strlen(fn) + 1;
     for (i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         const redisReply *v = field(a, strs[i]);
@@ -243,9 +285,11 @@ static int deliver(struct sub *s, const redisReply *a)
     }
     if (!(op = faas_calloc(1, sizeof *op + room))) {
         faas_rq_forget(q->r, rid->str);
+        s->inflight--;
         return 0;
     }
     op->kind = FAAS_DOP_DELIVER;
+    op->arg = s;
     /* Another process accepted it (faas.h): a restart, another host. */
     op->recovered = !proc || strcmp(proc->str, q->r->proc) != 0;
     cur = op->buf;
@@ -267,15 +311,20 @@ static int deliver(struct sub *s, const redisReply *a)
     return 1;
 }
 
-/* A takeover's or a mine's answer: {0, hash, hash, ...}. */
+/* A mine's answer: {0, hash, hash, ...}; a takeover's: {0, the cursor of
+ * the next takeover, hash, ...}. */
 static void on_events(struct faas_dop *op, const void *reply)
 {
     const redisReply *rep = reply;
     struct sub *s = op->arg;
-    size_t i;
+    size_t i = 1;
 
-    for (i = 1; i < rep->elements; i++)
-        if (deliver(s, rep->element[i]) && s->credit)
+    if (strcmp(op->call_argv[0], "takeover") == 0 && rep->elements > 1 &&
+        rep->element[1]->type == REDIS_REPLY_STRING &&
+        rep->element[1]->len < sizeof s->cursor)
+        memcpy(s->cursor, rep->element[i++]->str, rep->element[1]->len + 1);
+    for (; i < rep->elements; i++)
+        if (deliver(s, rep->element[i], NULL) && s->credit)
             s->credit--;
 }
 
@@ -310,7 +359,7 @@ static void take_send(struct sub *s, const char *kind, uint32_t count)
 {
     struct rq *q = s->q;
     char idle[24], n[24];
-    const char *v[3];
+    const char *v[4];
     struct faas_dop *op;
 
     snprintf(idle, sizeof idle, "%u", (unsigned)s->lease_ms);
@@ -319,10 +368,11 @@ static void take_send(struct sub *s, const char *kind, uint32_t count)
     if (strcmp(kind, "takeover") == 0) {
         v[1] = idle;
         v[2] = n;
+        v[3] = s->cursor;
     } else {
         v[1] = n;
     }
-    op = qop(s, kind, strcmp(kind, "takeover") == 0 ? 3 : 2, v, 0);
+    op = qop(s, kind, strcmp(kind, "takeover") == 0 ? 4 : 2, v, 0);
     if (op)
         submit(q, op, 1, on_events);
 }
@@ -442,6 +492,11 @@ static void on_read(redisAsyncContext *ac, void *reply, void *priv)
     if (rep->type == REDIS_REPLY_ERROR) {
         struct faas_list *e;
         faas_rd_log(q->r, "reading the queue failed: ", rep->str);
+        if (strncmp(rep->str, "NOGROUP", 7) != 0) {
+            /* Anything else: dropped, read again after the backoff. */
+            redisAsyncDisconnect(q->ac);
+            return;
+        }
         /* NOGROUP: the server lost its streams (no persistence): again. */
         for (e = q->subs.next; e != &q->subs; e = e->next) {
             struct sub *s = FAAS_CONTAINER_OF(e, struct sub, link);
@@ -463,7 +518,8 @@ static void on_read(redisAsyncContext *ac, void *reply, void *priv)
             for (j = 0; j < st->element[1]->elements; j++) {
                 const redisReply *en = st->element[1]->element[j];
                 if (en->type == REDIS_REPLY_ARRAY && en->elements == 2 &&
-                    deliver(s, en->element[1]) && s->credit)
+                    en->element[0]->type == REDIS_REPLY_STRING &&
+                    deliver(s, en->element[1], en->element[0]->str) && s->credit)
                     s->credit--;
             }
         }
@@ -481,6 +537,7 @@ static void on_client_id(redisAsyncContext *ac, void *reply, void *priv)
         return;
     q->client_id = rep->integer;
     q->backoff_ms = BACKOFF_FIRST_MS;
+    evtimer_del(q->tmr);
     for (e = q->subs.next; e != &q->subs; e = e->next)
         FAAS_CONTAINER_OF(e, struct sub, link)->mine_due = 1;
     read_issue(q);
@@ -508,7 +565,7 @@ static void on_connect(const redisAsyncContext *cac, int status)
         return;
     }
     q->state = LINK_UP;
-    evtimer_del(q->tmr);
+    arm(q->tmr, CONNECT_TIMEOUT_MS); /* until CLIENT ID answers */
     snprintf(db, sizeof db, "%d", q->r->db);
     if (q->r->db)
         redisAsyncCommand(q->ac, NULL, NULL, "SELECT %s", db);
@@ -647,6 +704,9 @@ void faas_rq_link_up(struct rd *r)
 
     for (e = q->subs.next; e != &q->subs; e = e->next) {
         struct sub *s = FAAS_CONTAINER_OF(e, struct sub, link);
+        /* A takeover or mine whose answer the lost link carried: asked
+         * again, so what it took is not left unrenewed. */
+        s->mine_due = 1;
         if (s->registered && !s->group_sent)
             group_send(s);
     }
@@ -670,13 +730,17 @@ void faas_rq_want(void *impl, const char *function, int registered, uint32_t cre
         if (!(s = faas_calloc(1, sizeof *s + len)))
             return;
         memcpy(s->key, key, len);
+        strcpy(s->cursor, "0-0");
         s->q = q;
         s->mine_due = 1;
         faas_list_insert_tail(&q->subs, &s->link);
     }
     s->registered = registered;
-    s->credit = registered ? credit : 0;
+    /* What was delivered and not yet handed over counts as taken. */
+    s->credit = registered && credit > s->inflight ? credit - s->inflight : 0;
     s->lease_ms = lease_ms;
+    if (q->closing)
+        return;
     if (registered && !s->group_sent)
         group_send(s);
     if (!q->ac && q->state == LINK_DOWN && !evtimer_pending(q->tmr, NULL))
@@ -698,14 +762,13 @@ void faas_rq_stop(void *impl)
     unblock(r->q);
 }
 
-void faas_rq_leave(struct rd *r)
+void faas_rq_close_reader(struct rd *r)
 {
     struct rq *q = r->q;
     redisAsyncContext *ac = q->ac;
-    struct faas_list *e;
-    char n[24];
 
     q->stopped = 1;
+    q->closing = 1;
     q->ac = NULL;
     read_done(q);
     q->state = LINK_DOWN;
@@ -713,6 +776,14 @@ void faas_rq_leave(struct rd *r)
         redisAsyncFree(ac);
     evtimer_del(q->tmr);
     evtimer_del(q->tick);
+}
+
+void faas_rq_leave(struct rd *r)
+{
+    struct rq *q = r->q;
+    struct faas_list *e;
+    char n[24];
+
     snprintf(n, sizeof n, "%u", MINE_COUNT);
     for (e = q->subs.next; e != &q->subs; e = e->next) {
         struct sub *s = FAAS_CONTAINER_OF(e, struct sub, link);

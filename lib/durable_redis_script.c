@@ -34,6 +34,12 @@ const char faas_durable_redis_script[] =
     "  local id = redis.call('XADD', q(fn), '*', unpack(redis.call('HGETALL', k)))\n"
     "  redis.call('HSET', k, 'sid', id)\n"
     "end\n"
+    /* the entry `sid` is pending for `node`: that host holds the event */
+    "local function held_by(fn, sid, node)\n"
+    "  if not sid or sid == '' then return false end\n"
+    "  local p = redis.call('XPENDING', q(fn), 'workers', sid, sid, 1)\n"
+    "  return p[1] ~= nil and p[1][2] == node\n"
+    "end\n"
     /* its entry leaves the stream (acknowledged, deleted) */
     "local function unqueue(k, fn)\n"
     "  local sid = redis.call('HGET', k, 'sid')\n"
@@ -85,22 +91,22 @@ const char faas_durable_redis_script[] =
     "  return 1\n"
     "end\n"
     /* a retry waits in the function's sorted set, out of the stream */
-    "if kind == 'retry' then\n"
+    /* retry: ARGV[3] rid, [4] due, [5] node; release: [4] the attempts
+     * that ran, [5] node. Only while this host holds the event: sent again
+     * after a lost connection, or after another host took it over, they
+     * leave it alone. */
+    "if kind == 'retry' or kind == 'release' then\n"
     "  local k = P..':ev:'..ARGV[3]\n"
-    "  local fn = redis.call('HGET', k, 'function')\n"
-    "  if not fn then return 1 end\n"
-    "  unqueue(k, fn)\n"
-    "  redis.call('HSET', k, 'due_ms', ARGV[4])\n"
-    "  redis.call('ZADD', P..':retry:'..fn, ARGV[4], ARGV[3])\n"
-    "  return 1\n"
-    "end\n"
-    /* back to the stream for any host (a host leaving without ending it) */
-    "if kind == 'release' then\n"
-    "  local k = P..':ev:'..ARGV[3]\n"
-    "  local fn = redis.call('HGET', k, 'function')\n"
-    "  if not fn then return 1 end\n"
-    "  unqueue(k, fn)\n"
-    "  if not redis.call('ZSCORE', P..':retry:'..fn, ARGV[3]) then enqueue(k, fn) end\n"
+    "  local f = redis.call('HMGET', k, 'function', 'sid')\n"
+    "  if not f[1] or not held_by(f[1], f[2], ARGV[5]) then return 1 end\n"
+    "  unqueue(k, f[1])\n"
+    "  if kind == 'retry' then\n"
+    "    redis.call('HSET', k, 'due_ms', ARGV[4])\n"
+    "    redis.call('ZADD', P..':retry:'..f[1], ARGV[4], ARGV[3])\n"
+    "  else\n"
+    "    redis.call('HSET', k, 'attempts', ARGV[4])\n"
+    "    enqueue(k, f[1])\n"
+    "  end\n"
     "  return 1\n"
     "end\n"
     /* a retry id left in the sorted set is dropped when it comes due */
@@ -159,15 +165,18 @@ const char faas_durable_redis_script[] =
     "  end\n"
     "  return out\n"
     "end\n"
-    /* takeover: ARGV[3] function, [4] node, [5] min idle ms, [6] count: the
+    /* takeover: ARGV[3] function, [4] node, [5] min idle ms, [6] count,
+     * [7] where to look from (the cursor the last one answered): the
      * leases of hosts silent that long become this host's */
     "if kind == 'takeover' or kind == 'mine' or kind == 'leave' or kind == 'touch' then\n"
     "  group(ARGV[3])\n"
     "end\n"
     "if kind == 'takeover' then\n"
-    "  local r = redis.call('XAUTOCLAIM', q(ARGV[3]), 'workers', ARGV[4], ARGV[5], '0-0',\n"
+    "  local r = redis.call('XAUTOCLAIM', q(ARGV[3]), 'workers', ARGV[4], ARGV[5], ARGV[7],\n"
     "                       'COUNT', ARGV[6], 'JUSTID')\n"
-    "  return events_of(ARGV[3], r[2])\n"
+    "  local out = events_of(ARGV[3], r[2])\n"
+    "  table.insert(out, 2, r[1])\n"
+    "  return out\n"
     "end\n"
     /* mine: what the stream holds for this node already (a restart under
      * the same node id, a delivery whose answer was lost); leave: the

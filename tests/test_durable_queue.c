@@ -328,6 +328,74 @@ static void test_fleet_bound(void **state)
     tu_rt_free(&h.rt, &h.base);
 }
 
+static int sync_results;
+static void on_sync(const struct faas_result *res, void *arg)
+{
+    (void)arg;
+    assert_int_equal(faas_result_status(res), 0);
+    sync_results++;
+}
+
+/*
+ * A wait that is not an attempt stays on the host that holds the event:
+ * an async event whose idempotency key is in progress (a synchronous call
+ * of the same key holds it) waits here, its lease renewed, and when the
+ * key completes it replays the stored result. It ends once, the handler
+ * having run once: a wait written to Redis as a retry would also run it
+ * from the fleet's queue, a second time.
+ */
+static void test_wait_stays_on_host(void **state)
+{
+    struct faas_runtime_opts o = FAAS_RUNTIME_OPTS_INIT;
+    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+    struct faas_async_opts ao = FAAS_ASYNC_OPTS_INIT;
+    struct faas_idempotency_opts io = FAAS_IDEMPOTENCY_OPTS_INIT;
+    json_t *ev = json_pack("{s:s}", "order", "K-1");
+    struct host h;
+    uint64_t end;
+    (void)state;
+
+    memset(&h, 0, sizeof h);
+    atomic_store(&g_open, 0);
+    sync_results = 0;
+    o.zygote = 0;
+    o.durable = srv.url;
+    tu_rt_new(&h.base, &h.rt, &o);
+    ao.on_complete = on_complete;
+    ao.on_complete_arg = &h;
+    ao.retry_base_ms = 50;
+    io.key_path = "order";
+    fo.isolation = FAAS_ISOLATION_THREAD;
+    fo.timeout_ms = 60000;
+    fo.async = &ao;
+    fo.idempotency = &io;
+    assert_int_equal(faas_register(h.rt, "work", gated, &fo), 0);
+    assert_int_equal(faas_invoke(h.rt, "work", ev, NULL, on_sync, NULL), 0);
+    end = tu_now_ms() + BOUND_MS;
+    while (atomic_load(&g_calls) < 1 && tu_now_ms() < end)
+        event_base_loop(h.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    assert_int_equal(atomic_load(&g_calls), 1);
+    {
+        struct faas_invoke_opts iv = FAAS_INVOKE_OPTS_INIT;
+        char id[FAAS_REQUEST_ID_SIZE];
+        iv.on_accepted = on_accepted;
+        assert_int_equal(faas_invoke_async(h.rt, "work", ev, &iv, id), 0);
+    }
+    /* the key stays in progress for a while: several waits of 50 ms and
+     * more, each of which a retry through Redis would have moved */
+    tu_run_for(h.base, 1500);
+    assert_int_equal(g.ends, 0);
+    atomic_store(&g_open, 1);
+    assert_true(run_hosts(&h, 1, &g.ends, 1, BOUND_MS));
+    tu_run_for(h.base, 1500); /* a second run would end within this */
+    assert_int_equal(sync_results, 1);
+    assert_int_equal(g.ends, 1);
+    assert_int_equal(g.failures, 0);
+    assert_int_equal(atomic_load(&g_calls), 1); /* replayed, not run again */
+    json_decref(ev);
+    tu_rt_free(&h.rt, &h.base);
+}
+
 /*
  * A host killed (SIGKILL) in the middle of an attempt: the event's lease
  * runs out after the function's timeout (1 s) plus the 5 s margin, another
@@ -381,6 +449,7 @@ int main(void)
         cmocka_unit_test_setup(test_accepted_before_complete, setup),
         cmocka_unit_test_setup(test_retry_through_redis, setup),
         cmocka_unit_test_setup(test_fleet_bound, setup),
+        cmocka_unit_test_setup(test_wait_stays_on_host, setup),
         cmocka_unit_test_setup(test_dead_host_taken_over, setup),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
