@@ -596,44 +596,39 @@ static uint64_t backoff_ns(struct faas_async *a, uint32_t attempt)
  */
 static void schedule_retry(struct faas_async *a, struct async_ev *ev, uint64_t now, int status)
 {
+    struct faas_runtime *rt = a->fn->rt;
     uint32_t n = ev->attempts + ev->waits;
     uint64_t delay = backoff_ns(a, n ? n : 1);
+    int wait = status == FAAS_EINPROGRESS || status == FAAS_ETHROTTLED;
+    /* On a fleet's queue a retry waits in Redis for any host; a wait (no
+     * attempt ran) stays on this host, which renews its lease. */
+    int to_fleet = !wait && faas_durable_shared(rt->durable);
 
     if (has_age_limit(a) && (now >= age_deadline(a, ev) || delay >= age_deadline(a, ev) - now)) {
         end_event(a, ev, ev->last ? ev->last->status : status, COND_AGE);
         return;
     }
-    if (status != FAAS_EINPROGRESS && status != FAAS_ETHROTTLED)
+    if (!wait)
         a->nretries++; /* a retry of a failed attempt, not a wait */
-    if (faas_durable_shared(a->fn->rt->durable) && status != FAAS_EINPROGRESS &&
-        status != FAAS_ETHROTTLED) {
-        /* A fleet's queue: the retry waits in Redis for any host. */
-        struct faas_runtime *rt = a->fn->rt;
+    if (!to_fleet) {
+        ev->wake_ns = now + delay;
+        faas_async_ev_delay(a, ev);
+    }
+    if (to_fleet || (rt->durable && !faas_durable_shared(rt->durable)))
         (void)faas_durable_event_retry(rt->durable, ev->request_id,
                                        faas_wall_ns(rt) / 1000000 + (int64_t)(delay / 1000000u),
-                                       faas_durable_drain_done, rt); /* lost: a lease runs out */
-        faas_log_event(rt, FAAS_LOG_ASYNC, a->fn->name, ev->request_id, "retry", NULL,
-                       "attempt %u: %s; next attempt in %llu ms, on any host",
-                       (unsigned)ev->attempts, faas_async_err_name(status),
-                       (unsigned long long)(delay / 1000000u));
+                                       faas_durable_drain_done,
+                                       rt); /* lost: it runs sooner, or its lease runs out */
+    faas_log_event(rt, FAAS_LOG_ASYNC, a->fn->name, ev->request_id, "retry", NULL,
+                   "attempt %u: %s; next attempt in %llu ms%s", (unsigned)ev->attempts,
+                   faas_async_err_name(status), (unsigned long long)(delay / 1000000u),
+                   to_fleet ? ", on any host" : "");
+    if (to_fleet) {
         faas_list_remove(&ev->all_link);
         faas_async_ev_free(ev); /* the caller holds a reference to the function */
         faas_drain_note(rt);
         return;
     }
-    ev->wake_ns = now + delay;
-    faas_async_ev_delay(a, ev);
-    /* A fleet's queue keeps a wait on this host (its lease is renewed):
-     * only one engine that no fleet shares writes its due time. */
-    if (a->fn->rt->durable && !faas_durable_shared(a->fn->rt->durable))
-        (void)faas_durable_event_retry(a->fn->rt->durable, ev->request_id,
-                                       faas_wall_ns(a->fn->rt) / 1000000 +
-                                           (int64_t)(delay / 1000000u),
-                                       faas_durable_drain_done,
-                                       a->fn->rt); /* lost: it runs sooner */
-    faas_log_event(a->fn->rt, FAAS_LOG_ASYNC, a->fn->name, ev->request_id, "retry", NULL,
-              "attempt %u: %s; next attempt in %llu ms", (unsigned)ev->attempts,
-              faas_async_err_name(status), (unsigned long long)(delay / 1000000u));
     arm_timer(a, now);
 }
 

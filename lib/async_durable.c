@@ -466,10 +466,11 @@ void faas_async_durable_want(struct faas_async *a)
     window = fn->opts.max_concurrency ? fn->opts.max_concurrency : ASYNC_SHARED_WINDOW;
     held = a->nwaiting + a->nstarting + a->nrunning;
     credit = held < window ? window - held : 0;
-    if (a->opts.max_queue)
-        credit = a->nwaiting >= a->opts.max_queue ? 0
-                 : credit < a->opts.max_queue - a->nwaiting ? credit
-                                                            : a->opts.max_queue - a->nwaiting;
+    if (a->opts.max_queue) {
+        uint32_t room = a->nwaiting < a->opts.max_queue ? a->opts.max_queue - a->nwaiting : 0;
+        if (room < credit)
+            credit = room;
+    }
     if (a->nbytes >= a->opts.max_queue_bytes)
         credit = 0;
     faas_durable_queue_want(rt->durable, fn->name, !faas_async_stopping(fn), credit,

@@ -417,7 +417,7 @@ int faas_durable_event_release(struct faas_durable *d, const char *request_id,
                                uint32_t attempts, faas_durable_done_fn done, void *arg)
 {
     struct faas_dop *op;
-    if (!d || !request_id || !d->engine->queue_want)
+    if (!d || !request_id || !d->engine->shared)
         return FAAS_EINVAL;
     op = named_op(FAAS_DOP_EVENT_RELEASE, request_id, done, arg);
     if (!op)

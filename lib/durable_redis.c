@@ -81,7 +81,7 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static struct timeval tv_ms(unsigned ms)
+struct timeval faas_rd_tv(unsigned ms)
 {
     struct timeval tv;
     tv.tv_sec = (time_t)(ms / 1000u);
@@ -89,20 +89,10 @@ static struct timeval tv_ms(unsigned ms)
     return tv;
 }
 
-static void rd_log(struct rd *r, const char *fmt, const char *why)
+void faas_rd_log(struct rd *r, const char *fmt, const char *why)
 {
     faas_log_event(r->rt, FAAS_LOG_WARNING, NULL, NULL, "durable", NULL, "%s: %s%s", r->url,
                    fmt, why ? why : "");
-}
-
-struct timeval faas_rd_tv(unsigned ms)
-{
-    return tv_ms(ms);
-}
-
-void faas_rd_log(struct rd *r, const char *fmt, const char *why)
-{
-    rd_log(r, fmt, why);
 }
 
 /* ---- an operation's arguments ------------------------------------------ */
@@ -336,11 +326,10 @@ static int reply_rc(struct faas_dop *op, const redisReply *rep)
 /* An event this host held leaves it once Redis applied its end, retry or
  * release: an upkeep answer sent before (a mine, a takeover) may still
  * name it, and finds it held. */
-static void forget_held(struct rd *r, const struct faas_dop *op)
+static int leaves_held(const struct faas_dop *op)
 {
-    if (op->kind == FAAS_DOP_EVENT_END || op->kind == FAAS_DOP_EVENT_RETRY ||
-        op->kind == FAAS_DOP_EVENT_RELEASE)
-        faas_rq_forget(r, op->name);
+    return op->kind == FAAS_DOP_EVENT_END || op->kind == FAAS_DOP_EVENT_RETRY ||
+           op->kind == FAAS_DOP_EVENT_RELEASE;
 }
 
 /* Deliveries wait until every operation submitted before they arrived
@@ -361,7 +350,8 @@ static void release_deliveries(struct rd *r)
 
 static void finish(struct rd *r, struct faas_dop *op, int rc)
 {
-    forget_held(r, op);
+    if (leaves_held(op))
+        faas_rq_forget(r, op->name);
     op->rc = rc;
     r->st.pending -= !op->quiet;
     if (rc == FAAS_EUNAVAILABLE)
@@ -399,7 +389,7 @@ static void unsend(struct rd *r)
 
 static void arm(struct rd *r, unsigned ms)
 {
-    struct timeval tv = tv_ms(ms);
+    struct timeval tv = faas_rd_tv(ms);
     evtimer_add(r->tmr, &tv);
 }
 
@@ -413,7 +403,7 @@ static void link_fail(struct rd *r, const char *why, int free_ac)
     redisAsyncContext *ac = r->ac;
 
     if (!r->lost)
-        rd_log(r, "Redis unreachable, operations that add work are refused until it is back: ",
+        faas_rd_log(r, "Redis unreachable, operations that add work are refused until it is back: ",
                why);
     r->lost = 1;
     r->state = LINK_DOWN;
@@ -472,7 +462,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     rc = reply_rc(op, rep);
     if (rc == NOT_AN_ANSWER) {
         if (!r->lost)
-            rd_log(r, "a script failed: ", rep->type == REDIS_REPLY_ERROR ? rep->str : "?");
+            faas_rd_log(r, "a script failed: ", rep->type == REDIS_REPLY_ERROR ? rep->str : "?");
         faas_list_insert_head(&r->sent, e);
         r->drop = 1;
         event_active(r->kick, 0, 0);
@@ -496,7 +486,7 @@ static void on_setup(redisAsyncContext *ac, void *reply, void *priv)
     const redisReply *rep = reply;
     if (ac != r->ac || !rep || rep->type != REDIS_REPLY_ERROR)
         return;
-    rd_log(r, "setting the connection up failed: ", rep->str);
+    faas_rd_log(r, "setting the connection up failed: ", rep->str);
     r->drop = 1;
     event_active(r->kick, 0, 0);
 }
@@ -515,7 +505,7 @@ static void on_connect(const redisAsyncContext *cac, int status)
         return;
     }
     if (r->lost)
-        rd_log(r, "Redis reachable again", NULL);
+        faas_rd_log(r, "Redis reachable again", NULL);
     r->state = LINK_UP;
     r->lost = 0;
     r->backoff_ms = BACKOFF_FIRST_MS;
@@ -600,8 +590,7 @@ void faas_rd_submit(void *impl, struct faas_dop *op)
 
     r->st.pending += !op->quiet;
     r->nsubmitted++;
-    if (op->kind == FAAS_DOP_EVENT_END || op->kind == FAAS_DOP_EVENT_RETRY ||
-        op->kind == FAAS_DOP_EVENT_RELEASE)
+    if (leaves_held(op))
         faas_rq_leaving(r, op->name);
     if (r->state == LINK_UP && !r->drop && faas_list_empty(&r->queue)) {
         send_op(r, op);
@@ -644,13 +633,13 @@ static int sc_get(struct rd *r)
     size_t load_len[3] = { 6, 4, strlen(faas_durable_redis_script) };
     char db[24];
     redisReply *rep;
-    struct timeval tv = tv_ms(CONNECT_TIMEOUT_MS);
+    struct timeval tv = faas_rd_tv(CONNECT_TIMEOUT_MS);
 
     if (r->sc)
         return 0;
     r->sc = redisConnectWithTimeout(r->host, r->port, tv);
     if (!r->sc || r->sc->err) {
-        rd_log(r, "cannot connect: ", r->sc ? r->sc->errstr : "no memory");
+        faas_rd_log(r, "cannot connect: ", r->sc ? r->sc->errstr : "no memory");
         if (r->sc)
             redisFree(r->sc);
         r->sc = NULL;
@@ -660,13 +649,13 @@ static int sc_get(struct rd *r)
     snprintf(db, sizeof db, "%d", r->db);
     rep = sc_cmd1(r, "SELECT", db, NULL);
     if (!rep || rep->type == REDIS_REPLY_ERROR) {
-        rd_log(r, "SELECT failed: ", rep ? rep->str : "no answer");
+        faas_rd_log(r, "SELECT failed: ", rep ? rep->str : "no answer");
         goto fail;
     }
     freeReplyObject(rep);
     rep = sc_cmd(r, 3, load, load_len);
     if (!rep || rep->type != REDIS_REPLY_STRING || rep->len != 40) {
-        rd_log(r, "SCRIPT LOAD failed: ", rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "?");
+        faas_rd_log(r, "SCRIPT LOAD failed: ", rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "?");
         goto fail;
     }
     memcpy(r->sha, rep->str, 41);
@@ -787,16 +776,14 @@ static int rd_events_load(void *impl, int (*each)(const struct faas_durable_even
 {
     struct rd *r = impl;
     const char *v[5] = { "EVALSHA", r->sha, "0", r->prefix, "events" };
-    size_t len[5] = { 7, strlen(r->sha), 1, strlen(r->prefix), 6 };
+    size_t len[5] = { 7, 40, 1, strlen(r->prefix), 6 };
     struct faas_durable_event *evs;
     redisReply *rep;
     size_t i, n = 0;
-    int rc = sc_get(r);
+    int rc = sc_get(r); /* sets r->sha, 40 hex digits */
 
     if (rc != 0)
         return rc;
-    v[1] = r->sha;
-    len[1] = strlen(r->sha);
     rep = sc_cmd(r, 5, v, len);
     if (!rep || rep->type != REDIS_REPLY_ARRAY) {
         if (rep)
@@ -974,7 +961,7 @@ static int parse_target(struct rd *r, const char *t)
     rc = getaddrinfo(host, NULL, &hints, &ai);
     if (rc != 0 || getnameinfo(ai->ai_addr, ai->ai_addrlen, r->host, sizeof r->host, NULL, 0,
                                NI_NUMERICHOST) != 0) {
-        rd_log(r, "the host name does not resolve: ", rc ? gai_strerror(rc) : host);
+        faas_rd_log(r, "the host name does not resolve: ", rc ? gai_strerror(rc) : host);
         if (ai)
             freeaddrinfo(ai);
         return FAAS_EUNAVAILABLE;
@@ -982,7 +969,7 @@ static int parse_target(struct rd *r, const char *t)
     freeaddrinfo(ai);
     return 0;
 bad:
-    rd_log(r, "not a Redis URL (redis://HOST:PORT[/DB])", NULL);
+    faas_rd_log(r, "not a Redis URL (redis://HOST:PORT[/DB])", NULL);
     return FAAS_EINVAL;
 }
 
@@ -1083,11 +1070,7 @@ static void close_run(struct rd *r)
             if (rep)
                 freeReplyObject(rep);
         }
-        forget_held(r, op);
-        op->rc = rc;
-        r->st.pending -= !op->quiet;
-        faas_list_insert_tail(&r->done, e);
-        r->ncompleted++;
+        finish(r, op, rc);
     }
     r->ncompleted = r->nsubmitted; /* at close every delivery goes */
     release_deliveries(r);
@@ -1116,9 +1099,9 @@ static void rd_close(void *impl)
     /* What completions queue runs in the next round; once that is quiet,
      * what the stream still holds for this host goes back to it (leave),
      * after the releases, which restore the attempts that never ran. */
-    for (round = 0; round < CLOSE_ROUNDS + 2; round++) {
+    for (round = 0; round < CLOSE_ROUNDS + CANCEL_ROUNDS; round++) {
         if (round >= CLOSE_ROUNDS)
-            r->lost = 1; /* the last rounds cancel */
+            r->lost = 1; /* then they are cancelled, until none comes */
         close_run(r);
         if (faas_list_empty(&r->done)) {
             if (left)
@@ -1131,7 +1114,8 @@ static void rd_close(void *impl)
         faas_list_splice(&batch, &r->done);
         r->report(r->report_ctx, &batch);
     }
-    /* Queued by the last report: nobody is left to hear of them. */
+    /* Still queued by completions after all the rounds (a loop of
+     * completions queueing operations): nobody is left to hear of them. */
     faas_list_splice(&r->queue, &r->done);
     faas_list_splice(&r->queue, &r->deliveries);
     while ((e = faas_list_pop_head(&r->queue)) != NULL)

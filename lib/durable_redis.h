@@ -21,8 +21,10 @@ extern const char faas_durable_redis_script[];
 #define CMD_TIMEOUT_MS 2000u
 #define BACKOFF_FIRST_MS 100u
 #define BACKOFF_MAX_MS 5000u
-/* Close commits what completions queue, for this many rounds. */
+/* Close commits what completions queue, for this many rounds, then
+ * cancels what they queue still, for at most this many more. */
 #define CLOSE_ROUNDS 8
+#define CANCEL_ROUNDS 64
 /* The most arguments one operation's EVALSHA takes. */
 #define ARGV_MAX 32
 

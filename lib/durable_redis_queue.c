@@ -228,85 +228,103 @@ static void qop_add(struct faas_dop *op, const char *v)
 
 static void read_issue(struct rq *q);
 
-/* The value of `field` in a flat field/value array, or NULL. */
-static const redisReply *field(const redisReply *a, const char *name)
+/* The fields of an event a delivery carries, in the order of F_NAMES. */
+enum { F_RID, F_SID, F_EVENT, F_CC, F_TRACE, F_IDEM, F_ORIGIN, F_PROC, F_TIMEOUT, F_ATTEMPTS,
+       F_ACCEPTED, F_DUE, F_COUNT };
+static const char *const F_NAMES[F_COUNT] = { "rid", "sid", "event", "client_context",
+                                              "trace_id", "idem_key", "origin", "proc",
+                                              "timeout_ms", "attempts", "accepted_ms",
+                                              "due_ms" };
+
+/* One pass over a flat field/value array: f[i] the value of F_NAMES[i], or
+ * NULL. */
+static void fields(const redisReply *a, const redisReply *f[F_COUNT])
 {
     size_t i;
-    for (i = 0; i + 1 < a->elements; i += 2)
-        if (a->element[i]->type == REDIS_REPLY_STRING && strcmp(a->element[i]->str, name) == 0 &&
-            a->element[i + 1]->type == REDIS_REPLY_STRING)
-            return a->element[i + 1];
-    return NULL;
+    int j;
+
+    memset(f, 0, F_COUNT * sizeof *f);
+    if (a->type != REDIS_REPLY_ARRAY)
+        return;
+    for (i = 0; i + 1 < a->elements; i += 2) {
+        if (a->element[i]->type != REDIS_REPLY_STRING ||
+            a->element[i + 1]->type != REDIS_REPLY_STRING)
+            continue;
+        for (j = 0; j < F_COUNT; j++)
+            if (strcmp(a->element[i]->str, F_NAMES[j]) == 0) {
+                f[j] = a->element[i + 1];
+                break;
+            }
+    }
 }
 
-static int64_t num(const redisReply *a, const char *name)
+static int64_t num(const redisReply *v)
 {
-    const redisReply *v = field(a, name);
     return v ? strtoll(v->str, NULL, 10) : 0;
 }
 
-static const char *copy(char **cur, const redisReply *v)
+/* Copies `len` bytes of `s` to *cur, NUL-terminated; s NULL: NULL. */
+static const char *copy(char **cur, const char *s, size_t len)
 {
     char *p = *cur;
-    if (!v)
+    if (!s)
         return NULL;
-    memcpy(p, v->str, v->len);
-    p[v->len] = '\0';
-    *cur = p + v->len + 1;
+    memcpy(p, s, len);
+    p[len] = '\0';
+    *cur = p + len + 1;
     return p;
 }
 
+static const char *copy_reply(char **cur, const redisReply *v)
+{
+    return v ? copy(cur, v->str, v->len) : NULL;
+}
+
 /*
- * One event, its hash's fields in `a`, for this host: handed to the runtime
- * unless held already. Returns 1 when delivered.
+ * One event, its hash's fields in `a`, for this host, come in stream entry
+ * `sid` (NULL: the hash's own): handed to the runtime unless held already.
+ * Returns 1 when delivered.
  */
 static int deliver(struct sub *s, const redisReply *a, const char *sid)
 {
     struct rq *q = s->q;
-    static const char *const strs[] = { "event", "client_context", "trace_id", "idem_key",
-                                        "origin" };
     const char *fn = sub_name(s);
-    const redisReply *rid = field(a, "rid"), *ev = field(a, "event"), *proc = field(a, "proc");
+    const redisReply *f[F_COUNT];
     struct faas_dop *op;
-    size_t room = 0, i;
+    size_t room = strlen(fn) + 1;
     char *cur;
+    int i;
 
-    const redisReply *hsid = field(a, "sid");
-
+    fields(a, f);
     if (!sid)
-        sid = hsid ? hsid->str : "";
-    if (a->type != REDIS_REPLY_ARRAY || !rid || !ev || !held_take(s, rid->str, sid))
+        sid = f[F_SID] ? f[F_SID]->str : "";
+    if (!f[F_RID] || !f[F_EVENT] || !held_take(s, f[F_RID]->str, sid))
         return 0;
     s->inflight++;
-    room += strlen(fn) + 1;
-    for (i = 0; i < sizeof strs / sizeof strs[0]; i++) {
-        const redisReply *v = field(a, strs[i]);
-        room += v ? v->len + 1 : 0;
-    }
+    for (i = F_EVENT; i <= F_ORIGIN; i++)
+        room += f[i] ? f[i]->len + 1 : 0;
     if (!(op = faas_calloc(1, sizeof *op + room))) {
-        faas_rq_forget(q->r, rid->str);
+        faas_rq_forget(q->r, f[F_RID]->str);
         s->inflight--;
         return 0;
     }
     op->kind = FAAS_DOP_DELIVER;
     op->arg = s;
     /* Another process accepted it (faas.h): a restart, another host. */
-    op->recovered = !proc || strcmp(proc->str, q->r->proc) != 0;
+    op->recovered = !f[F_PROC] || strcmp(f[F_PROC]->str, q->r->proc) != 0;
     cur = op->buf;
-    snprintf(op->ev.request_id, sizeof op->ev.request_id, "%s", rid->str);
-    op->ev.function = cur;
-    memcpy(cur, fn, strlen(fn) + 1);
-    cur += strlen(fn) + 1;
-    op->ev.event = copy(&cur, ev);
-    op->ev.event_len = ev->len;
-    op->ev.client_context = copy(&cur, field(a, "client_context"));
-    op->ev.trace_id = copy(&cur, field(a, "trace_id"));
-    op->ev.idem_key = copy(&cur, field(a, "idem_key"));
-    op->ev.origin = copy(&cur, field(a, "origin"));
-    op->ev.timeout_ms = (uint32_t)num(a, "timeout_ms");
-    op->ev.attempts = (uint32_t)num(a, "attempts");
-    op->ev.accepted_ms = num(a, "accepted_ms");
-    op->ev.due_ms = num(a, "due_ms");
+    snprintf(op->ev.request_id, sizeof op->ev.request_id, "%s", f[F_RID]->str);
+    op->ev.function = copy(&cur, fn, strlen(fn));
+    op->ev.event = copy_reply(&cur, f[F_EVENT]);
+    op->ev.event_len = f[F_EVENT]->len;
+    op->ev.client_context = copy_reply(&cur, f[F_CC]);
+    op->ev.trace_id = copy_reply(&cur, f[F_TRACE]);
+    op->ev.idem_key = copy_reply(&cur, f[F_IDEM]);
+    op->ev.origin = copy_reply(&cur, f[F_ORIGIN]);
+    op->ev.timeout_ms = (uint32_t)num(f[F_TIMEOUT]);
+    op->ev.attempts = (uint32_t)num(f[F_ATTEMPTS]);
+    op->ev.accepted_ms = num(f[F_ACCEPTED]);
+    op->ev.due_ms = num(f[F_DUE]);
     faas_rd_deliver(q->r, op);
     return 1;
 }

@@ -90,8 +90,9 @@ const char faas_durable_redis_script[] =
     "  end\n"
     "  return 1\n"
     "end\n"
-    /* a retry waits in the function's sorted set, out of the stream */
-    /* retry: ARGV[3] rid, [4] due, [5] node; release: [4] the attempts
+    /* a retry waits in the function's sorted set, out of the stream;
+     * a release goes back to the stream for any host.
+     * retry: ARGV[3] rid, [4] due, [5] node; release: [4] the attempts
      * that ran, [5] node. Only while this host holds the event: sent again
      * after a lost connection, or after another host took it over, they
      * leave it alone. */
@@ -195,17 +196,12 @@ const char faas_durable_redis_script[] =
     "if kind == 'touch' then\n"
     "  for i = 5, #ARGV do\n"
     "    local sid = redis.call('HGET', P..':ev:'..ARGV[i], 'sid')\n"
-    "    if sid and sid ~= '' then\n"
-    "      local p = redis.call('XPENDING', q(ARGV[3]), 'workers', sid, sid, 1)\n"
-    "      if p[1] and p[1][2] == ARGV[4] then\n"
-    "        redis.call('XCLAIM', q(ARGV[3]), 'workers', ARGV[4], 0, sid, 'JUSTID')\n"
-    "      end\n"
+    "    if held_by(ARGV[3], sid, ARGV[4]) then\n"
+    "      redis.call('XCLAIM', q(ARGV[3]), 'workers', ARGV[4], 0, sid, 'JUSTID')\n"
     "    end\n"
     "  end\n"
     "  return {0}\n"
     "end\n"
-    /* a host-fed mapping's records are this host's: ARGV[3] its node,
-     * [4] the mapping, then the record's */
     /* every kept event's fields (a load at set-up: not on the hot path) */
     "if kind == 'events' then\n"
     "  local out, cur = {0}, '0'\n"
@@ -216,6 +212,8 @@ const char faas_durable_redis_script[] =
     "  until cur == '0'\n"
     "  return out\n"
     "end\n"
+    /* a host-fed mapping's records are this host's: ARGV[3] its node,
+     * [4] the mapping, then the record's */
     "if kind == 'rput' then\n"
     "  local m = ARGV[3]..':'..ARGV[4]\n"
     "  local k = P..':rec:'..m..':'..ARGV[5]\n"

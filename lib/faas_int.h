@@ -593,8 +593,7 @@ void faas_async_parked_clear(struct faas_runtime *rt);
 struct faas_durable_event;
 /* An event a fleet engine hands to this host (durable.c, on the loop):
  * queued on its function, or released back when no function here takes
- * it. `recovered`: accepted by another process, or taken from a host that
- * went silent. */
+ * it. `recovered`: another process accepted it (faas_result_recovered). */
 void faas_async_delivered(struct faas_runtime *rt, const struct faas_durable_event *dev,
                           int recovered);
 

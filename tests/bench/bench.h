@@ -656,6 +656,27 @@ static inline void bench_runtime_open(struct event_base **base, struct faas_runt
     }
 }
 
+/* Registers "fn": INLINE `handler`, whose async events end (no retries)
+ * through on_complete(arg). Exits on failure. */
+static inline void bench_register_async(struct faas_runtime *rt, faas_handler_fn handler,
+                                        faas_result_fn on_complete, void *arg)
+{
+    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
+    struct faas_async_opts ao = FAAS_ASYNC_OPTS_INIT;
+    int rc;
+
+    ao.on_complete = on_complete;
+    ao.on_complete_arg = arg;
+    ao.max_retries = 0;
+    fo.isolation = FAAS_ISOLATION_INLINE;
+    fo.async = &ao;
+    rc = faas_register(rt, "fn", handler, &fo);
+    if (rc != 0) {
+        fprintf(stderr, "bench: faas_register: %s\n", faas_strerror(rc));
+        exit(2);
+    }
+}
+
 /* A JSON object whose compact text is exactly BENCH_MSG_SIZE bytes. */
 static inline json_t *bench_event_64(void)
 {

@@ -50,23 +50,11 @@ static void on_result(const struct faas_result *res, void *arg)
 static void fixture_init(struct fixture *f)
 {
     struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
-    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
-    struct faas_async_opts ao = FAAS_ASYNC_OPTS_INIT;
-    int rc;
 
     memset(f, 0, sizeof *f);
     ro.zygote = 0;
     bench_runtime_open(&f->base, &f->rt, &ro);
-    ao.on_complete = on_result;
-    ao.on_complete_arg = f;
-    ao.max_retries = 0;
-    fo.isolation = FAAS_ISOLATION_INLINE;
-    fo.async = &ao;
-    rc = faas_register(f->rt, "fn", bench_small_handler, &fo);
-    if (rc != 0) {
-        fprintf(stderr, "bench: faas_register: %s\n", faas_strerror(rc));
-        exit(2);
-    }
+    bench_register_async(f->rt, bench_small_handler, on_result, f);
     f->event = json_pack("{s:i}", "k", 1);
     if (f->event == NULL)
         bench_die("json_pack");

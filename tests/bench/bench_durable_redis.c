@@ -241,9 +241,6 @@ static int nop_handler(struct faas_ctx *ctx, json_t *event, json_t **result)
 static void host_open(struct host *h, const char *node, const char *url, struct ledger *l)
 {
     struct faas_runtime_opts ro = FAAS_RUNTIME_OPTS_INIT;
-    struct faas_function_opts fo = FAAS_FUNCTION_OPTS_INIT;
-    struct faas_async_opts ao = FAAS_ASYNC_OPTS_INIT;
-    int rc;
 
     memset(h, 0, sizeof *h);
     h->ledger = l;
@@ -252,16 +249,7 @@ static void host_open(struct host *h, const char *node, const char *url, struct 
     ro.durable_prefix = url ? PREFIX : NULL;
     ro.node_id = node;
     bench_runtime_open(&h->base, &h->rt, &ro);
-    ao.on_complete = on_complete;
-    ao.on_complete_arg = h;
-    ao.max_retries = 0;
-    fo.isolation = FAAS_ISOLATION_INLINE;
-    fo.async = &ao;
-    rc = faas_register(h->rt, "fn", nop_handler, &fo);
-    if (rc != 0) {
-        fprintf(stderr, "bench: faas_register: %s\n", faas_strerror(rc));
-        exit(2);
-    }
+    bench_register_async(h->rt, nop_handler, on_complete, h);
     h->event = json_pack("{s:i}", "k", 1);
     if (h->event == NULL)
         bench_die("json_pack");
